@@ -1,0 +1,10 @@
+/*
+ * xtk/xtk.h - everything libxtk exports.  See libxtk(3).
+ */
+#ifndef XTK_XTK_H
+#define XTK_XTK_H
+
+#include <xtk/log.h>
+#include <xtk/ctx.h>
+
+#endif /* XTK_XTK_H */

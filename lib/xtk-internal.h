@@ -1,0 +1,67 @@
+/*
+ * xtk-internal.h - what libxtk's own files share and the library does not
+ * export.  Cross-file internals are named xtk__*.
+ */
+#ifndef XTK_INTERNAL_H
+#define XTK_INTERNAL_H
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <xtk/xtk.h>
+
+#define XTK__ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+struct xtk_ctx {
+    struct xtk_logger *logger;
+    struct event_base *base;
+    unsigned int flags;
+    unsigned int own_base : 1;
+    unsigned int own_logger : 1;
+};
+
+/*
+ * Logs through the context's logger.  errnoval is -1 or the errno the
+ * message is about.  errno is preserved.  ctx may be NULL (then nothing is
+ * logged).
+ */
+void xtk__log(struct xtk_ctx *ctx, xtk_log_level level, int errnoval,
+              const char *context, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+void xtk__vlog(struct xtk_ctx *ctx, xtk_log_level level, int errnoval,
+               const char *context, const char *fmt, va_list al)
+    __attribute__((format(printf, 5, 0)));
+void xtk__progress(struct xtk_ctx *ctx, const char *context,
+                   const char *doing_what, unsigned long done,
+                   unsigned long total);
+
+/* Shorthands; each file defines XTK_LOG_CONTEXT ("stream", "kvm", ...). */
+#define XTK_DEBUG(ctx, ...)                                                    \
+    xtk__log((ctx), XTK_LOG_DEBUG, -1, XTK_LOG_CONTEXT, __VA_ARGS__)
+#define XTK_INFO(ctx, ...)                                                     \
+    xtk__log((ctx), XTK_LOG_INFO, -1, XTK_LOG_CONTEXT, __VA_ARGS__)
+#define XTK_WARN(ctx, ...)                                                     \
+    xtk__log((ctx), XTK_LOG_WARN, -1, XTK_LOG_CONTEXT, __VA_ARGS__)
+#define XTK_ERROR(ctx, ...)                                                    \
+    xtk__log((ctx), XTK_LOG_ERROR, -1, XTK_LOG_CONTEXT, __VA_ARGS__)
+/* An error about the current errno. */
+#define XTK_PERROR(ctx, ...)                                                   \
+    xtk__log((ctx), XTK_LOG_ERROR, errno, XTK_LOG_CONTEXT, __VA_ARGS__)
+
+/* Sets errno and returns -1: `return xtk__fail(EINVAL);` */
+static inline int xtk__fail(int err)
+{
+    errno = err;
+    return -1;
+}
+
+/* Sets errno and returns NULL. */
+static inline void *xtk__fail_null(int err)
+{
+    errno = err;
+    return NULL;
+}
+
+#endif /* XTK_INTERNAL_H */
