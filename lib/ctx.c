@@ -13,9 +13,9 @@
 
 #define XTK_LOG_CONTEXT "ctx"
 
-static void null_vmessage(struct xtk_logger *lg, xtk_log_level level,
-                          int errnoval, const char *context, const char *fmt,
-                          va_list al)
+static void __attribute__((format(printf, 5, 0)))
+null_vmessage(struct xtk_logger *lg, xtk_log_level level, int errnoval,
+              const char *context, const char *fmt, va_list al)
 {
 }
 

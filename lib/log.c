@@ -55,9 +55,9 @@ static void stderr_end_progress(struct stderr_logger *sl)
     }
 }
 
-static void stderr_vmessage(struct xtk_logger *lg, xtk_log_level level,
-                            int errnoval, const char *context,
-                            const char *format, va_list al)
+static void __attribute__((format(printf, 5, 0)))
+stderr_vmessage(struct xtk_logger *lg, xtk_log_level level, int errnoval,
+                const char *context, const char *format, va_list al)
 {
     struct stderr_logger *sl = (struct stderr_logger *)lg;
     int saved = errno;

@@ -23,9 +23,9 @@ struct capture_logger {
     int destroyed;
 };
 
-static void capture_vmessage(struct xtk_logger *lg, xtk_log_level level,
-                             int errnoval, const char *context, const char *fmt,
-                             va_list al)
+static void __attribute__((format(printf, 5, 0)))
+capture_vmessage(struct xtk_logger *lg, xtk_log_level level, int errnoval,
+                 const char *context, const char *fmt, va_list al)
 {
     struct capture_logger *c = (struct capture_logger *)lg;
     char msg[200];
