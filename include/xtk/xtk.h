@@ -6,5 +6,6 @@
 
 #include <xtk/log.h>
 #include <xtk/ctx.h>
+#include <xtk/domain.h>
 
 #endif /* XTK_XTK_H */

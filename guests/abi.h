@@ -1,0 +1,169 @@
+/*
+ * guests/abi.h - what xtk-hv, the built-in guest and the host-side checker
+ * agree on: the guest-physical layout, the event channel ports, the boot
+ * page xtk-hv fills in, and the status page the guest keeps (its
+ * self-check).  Freestanding: only <stdint.h>.
+ *
+ * Layout of guest-physical memory (one RAM region from 0):
+ *
+ *   0x0000  unused
+ *   0x1000  boot page      (struct xtk_guest_boot, written by xtk-hv)
+ *   0x2000  status page    (struct xtk_guest_status, written by the guest)
+ *   0x3000  console ring   (struct xtk_cons_ring, as Xen's xencons_interface)
+ *   0x4000  store ring     (as Xen's xenstore_domain_interface)
+ *   0x5000  GDT built by xtk-hv (the guest loads its own)
+ *   0x8000  page tables built by xtk-hv: PML4, PDPT, 4 PDs (2 MiB pages)
+ *           identity-mapping the first 4 GiB
+ *   1 MiB   the guest image (ELF PT_LOAD segments; bss follows)
+ *   4 MiB   workload area: the dirtier's working set and its table
+ *
+ * Event channels: port P (1..7) is a pair of eventfds.  toolstack->guest:
+ * an irqfd on GSI 16+P, which the guest routes through the IOAPIC to
+ * vector 0x40+P on vCPU 0.  guest->toolstack: an ioeventfd on I/O port
+ * 0x600+P (a one-byte OUT).  Neither goes through xtk-hv's code.
+ */
+#ifndef XTK_GUEST_ABI_H
+#define XTK_GUEST_ABI_H
+
+#include <stdint.h>
+
+#define XTK_GUEST_BOOT_GPA 0x1000ull
+#define XTK_GUEST_STATUS_GPA 0x2000ull
+#define XTK_GUEST_CONS_GPA 0x3000ull
+#define XTK_GUEST_STORE_GPA 0x4000ull
+#define XTK_GUEST_GDT_GPA 0x5000ull
+#define XTK_GUEST_PT_GPA 0x8000ull /* PML4; PDPT +0x1000; PDs +0x2000.. */
+#define XTK_GUEST_IMAGE_GPA 0x100000ull
+#define XTK_GUEST_WORK_GPA 0x400000ull
+
+#define XTK_GUEST_MIN_MIB 8    /* room for the image and a small workload */
+#define XTK_GUEST_MAX_MIB 3072 /* below the 32-bit MMIO hole */
+#define XTK_GUEST_MAX_VCPUS 8
+
+/* Event channel ports. */
+#define XTK_PORT_CONSOLE 1
+#define XTK_PORT_STORE 2
+#define XTK_PORT_SUSPEND 3
+#define XTK_PORT_ECHO 4 /* the guest echoes every notification at once */
+#define XTK_PORT_MAX 7
+#define XTK_PORT_GSI(p) (16 + (p))
+#define XTK_PORT_VECTOR(p) (0x40 + (p))
+#define XTK_PORT_DOORBELL(p) (0x600 + (p))
+
+/* Debug output port xtk-hv logs (one byte per OUT); QEMU's debugcon too. */
+#define XTK_GUEST_DEBUG_PORT 0xe9
+
+/* ---- the boot page -------------------------------------------------- */
+
+#define XTK_GUEST_BOOT_MAGIC 0x544f4f424b5458ull /* "XTKBOOT" */
+#define XTK_GUEST_BOOT_VERSION 1
+#define XTK_GUEST_CMDLINE_MAX 1024
+
+/* Boot flags. */
+#define XTK_BOOT_STORE 0x1u /* a store ring is connected */
+
+struct xtk_guest_boot {
+    uint64_t magic;   /* XTK_GUEST_BOOT_MAGIC: xtk-hv booted us */
+    uint32_t version; /* XTK_GUEST_BOOT_VERSION */
+    uint32_t flags;   /* XTK_BOOT_* */
+    uint64_t mem_bytes;
+    uint32_t nr_vcpus;
+    uint32_t tsc_khz;    /* 0: calibrate */
+    uint32_t domid;      /* rewritten when a restored domain resumes */
+    uint32_t generation; /* +1 at each resume of a restored domain */
+    uint64_t reserved[4];
+    char cmdline[XTK_GUEST_CMDLINE_MAX];
+};
+
+/* ---- the status page (the guest's self-check) ----------------------- */
+
+#define XTK_GUEST_STATUS_MAGIC 0x5355544154534b58ull /* "XKSTATUS" */
+
+enum xtk_guest_state {
+    XTK_GUEST_BOOTING = 0,
+    XTK_GUEST_RUNNING = 1,
+    XTK_GUEST_SUSPENDED = 2, /* quiesced, waiting on the suspend port */
+    XTK_GUEST_FAILED = 3,    /* a self-check or an exception: see message */
+};
+
+enum xtk_guest_workload {
+    XTK_WORK_IDLE = 0,    /* halts, woken by its timer */
+    XTK_WORK_COUNTER = 1, /* vCPU 0 increments counter */
+    XTK_WORK_DIRTY = 2,   /* rewrites pages of the working set */
+    XTK_WORK_SPIN = 3,    /* all vCPUs take a spin lock in turn */
+};
+
+/*
+ * The dirtier: every `stride`th page of `pages` pages from
+ * XTK_GUEST_WORK_GPA (the working set: `pages / stride` pages, rounded
+ * up) is rewritten in turn, `rate` pages per second (0: flat out).  A
+ * rewrite of page p with sequence number s fills every 8-byte word i with
+ * xtk_guest_pattern(p, s, i) and records s in the table, which follows
+ * the working-set area (one uint64_t per page of the area), and then adds
+ * s - old to table_sum.
+ */
+struct xtk_guest_dirty {
+    uint64_t pages;     /* size of the area, in pages */
+    uint64_t stride;    /* 1: every page */
+    uint64_t rate;      /* pages per second; 0: as fast as it can */
+    uint64_t seq;       /* last sequence number written (0: none yet) */
+    uint64_t table_sum; /* sum of the table's entries */
+    uint64_t table_gpa;
+    uint64_t passes;  /* full passes over the working set */
+    uint64_t writing; /* pfn being rewritten, 0 between rewrites */
+};
+
+/*
+ * The spin-lock workload: every vCPU takes `lock` (an xchg spin lock), checks
+ * that guard_a == guard_b (the section is exclusive), sets both to a new
+ * value, counts in shared_count and in per_cpu[its id], and releases.
+ * With the guest stopped outside a section, the sum of per_cpu equals
+ * shared_count.
+ */
+struct xtk_guest_spin {
+    uint32_t lock;
+    uint32_t holder; /* vCPU id + 1 while held */
+    uint64_t guard_a, guard_b;
+    uint64_t shared_count;
+    uint64_t per_cpu[XTK_GUEST_MAX_VCPUS];
+};
+
+struct xtk_guest_status {
+    uint64_t magic;    /* XTK_GUEST_STATUS_MAGIC once booted */
+    uint32_t state;    /* enum xtk_guest_state */
+    uint32_t workload; /* enum xtk_guest_workload */
+    uint32_t nr_vcpus_up;
+    uint32_t errors; /* self-check failures seen by the guest itself */
+    uint64_t boot_tsc;
+    uint64_t ticks;        /* timer interrupts on vCPU 0 */
+    uint64_t counter;      /* XTK_WORK_COUNTER */
+    uint64_t suspends;     /* completed suspends */
+    uint64_t resumes;      /* and resumes */
+    uint64_t store_events; /* control/shutdown watch events seen */
+    uint64_t echoes;       /* echo-port notifications answered */
+    uint64_t heartbeat[XTK_GUEST_MAX_VCPUS]; /* each vCPU's loop count */
+    struct xtk_guest_dirty dirty;
+    struct xtk_guest_spin spin;
+    char message[256]; /* why state is FAILED */
+};
+
+/* The word a dirtier rewrite of page pfn with sequence seq puts at i. */
+static inline uint64_t xtk_guest_pattern(uint64_t pfn, uint64_t seq, uint64_t i)
+{
+    uint64_t x = (pfn << 32) ^ (seq * 0x9e3779b97f4a7c15ull) ^ i;
+
+    x ^= x >> 31;
+    x *= 0xbf58476d1ce4e5b9ull;
+    return x ^ (x >> 29);
+}
+
+/* ---- the console ring (Xen's PV console layout) --------------------- */
+
+struct xtk_cons_ring {
+    char in[1024];
+    char out[2048];
+    uint32_t in_cons, in_prod;
+    uint32_t out_cons, out_prod;
+};
+
+#endif /* XTK_GUEST_ABI_H */

@@ -1,0 +1,193 @@
+/*
+ * entry.S - the built-in guest's entry points.
+ *
+ * Two ways in, one way on:
+ *   _start64  xtk-hv starts every vCPU here, already in 64-bit long mode
+ *             with its own page tables and GDT: rdi = vCPU index,
+ *             rsi = the boot page's address.
+ *   _start32  QEMU's multiboot loader starts vCPU 0 here in 32-bit
+ *             protected mode without paging: eax = multiboot magic,
+ *             ebx = multiboot info.  We build identity page tables for the
+ *             first 4 GiB (2 MiB pages) in bss and switch to long mode.
+ * Both load our GDT, pick the vCPU's stack and call guest_entry(cpu, boot,
+ * mbi).  The interrupt stubs below save the general registers and call
+ * guest_isr(frame).
+ *
+ * Nothing here (nor in the C code) may use int3, int1 or cmpxchg16b:
+ * kvm-pvm cannot run them.
+ */
+#define MB_MAGIC 0x1badb002
+#define MB_FLAGS 0x00010002 /* memory info; a.out kludge (load addresses) */
+#define STACK_SHIFT 14      /* 16 KiB per vCPU */
+#define MAX_VCPUS 8
+
+    .section .multiboot, "a"
+    .balign 4
+mb_header:
+    .long MB_MAGIC
+    .long MB_FLAGS
+    .long -(MB_MAGIC + MB_FLAGS)
+    .long mb_header     /* header_addr */
+    .long __image_start /* load_addr */
+    .long __data_end    /* load_end_addr */
+    .long __bss_end     /* bss_end_addr */
+    .long _start32      /* entry_addr */
+
+    .section .text.entry, "ax"
+    .code32
+    .globl _start32
+_start32:
+    cli
+    mov %ebx, %esi                  /* keep the multiboot info */
+    /* PML4[0] -> PDPT; PDPT[0..3] -> the four PDs */
+    lea boot_pdpt, %eax
+    or $3, %eax
+    mov %eax, boot_pml4
+    lea boot_pd, %eax
+    or $3, %eax
+    xor %ecx, %ecx
+1:  mov %eax, boot_pdpt(,%ecx,8)
+    add $0x1000, %eax
+    inc %ecx
+    cmp $4, %ecx
+    jne 1b
+    /* 2048 PD entries of 2 MiB: present, writable, large */
+    xor %ecx, %ecx
+2:  mov %ecx, %eax
+    shl $21, %eax
+    or $0x83, %eax
+    mov %eax, boot_pd(,%ecx,8)
+    mov %ecx, %eax
+    shr $11, %eax
+    mov %eax, boot_pd+4(,%ecx,8)
+    inc %ecx
+    cmp $2048, %ecx
+    jne 2b
+    mov %cr4, %eax
+    or $0x20, %eax                  /* PAE */
+    mov %eax, %cr4
+    lea boot_pml4, %eax
+    mov %eax, %cr3
+    mov $0xc0000080, %ecx           /* EFER.LME */
+    rdmsr
+    or $0x100, %eax
+    wrmsr
+    mov %cr0, %eax
+    or $0x80000001, %eax            /* PG | PE */
+    mov %eax, %cr0
+    lgdt gdt_desc
+    ljmp $0x08, $from32
+
+    .code64
+from32:
+    xor %edi, %edi                  /* vCPU 0 */
+    mov %esi, %edx                  /* multiboot info */
+    xor %esi, %esi                  /* no boot page */
+    jmp common64
+
+    .globl _start64
+_start64:
+    cli
+    xor %edx, %edx
+common64:
+    cmp $MAX_VCPUS, %rdi
+    jae 5f
+    lea 1(%rdi), %rax               /* this vCPU's stack */
+    shl $STACK_SHIFT, %rax
+    lea guest_stacks(%rip), %rcx
+    add %rcx, %rax
+    mov %rax, %rsp
+    xor %ebp, %ebp
+    lgdt gdt_desc(%rip)
+    mov $0x10, %eax
+    mov %eax, %ds
+    mov %eax, %es
+    mov %eax, %ss
+    mov %eax, %fs
+    mov %eax, %gs
+    pushq $0x08
+    lea 3f(%rip), %rax
+    pushq %rax
+    lretq
+3:
+    call guest_entry
+5:  cli
+    hlt
+    jmp 5b
+
+/* Interrupt stubs: 16 bytes each, stub v at isr_stubs + 16 * v. */
+    .balign 16
+    .globl isr_stubs
+isr_stubs:
+    .set vec, 0
+    .rept 256
+    .balign 16
+    .if (vec == 8) || ((vec >= 10) && (vec <= 14)) || (vec == 17) || (vec == 21) || (vec == 29) || (vec == 30)
+    .else
+    pushq $0
+    .endif
+    pushq $vec
+    jmp isr_common
+    .set vec, vec + 1
+    .endr
+
+isr_common:
+    push %rax
+    push %rbx
+    push %rcx
+    push %rdx
+    push %rsi
+    push %rdi
+    push %rbp
+    push %r8
+    push %r9
+    push %r10
+    push %r11
+    push %r12
+    push %r13
+    push %r14
+    push %r15
+    mov %rsp, %rdi
+    cld
+    call guest_isr
+    pop %r15
+    pop %r14
+    pop %r13
+    pop %r12
+    pop %r11
+    pop %r10
+    pop %r9
+    pop %r8
+    pop %rbp
+    pop %rdi
+    pop %rsi
+    pop %rdx
+    pop %rcx
+    pop %rbx
+    pop %rax
+    add $16, %rsp
+    iretq
+
+    .section .rodata
+    .balign 16
+gdt:
+    .quad 0
+    .quad 0x00af9b000000ffff        /* 0x08: 64-bit code */
+    .quad 0x00cf93000000ffff        /* 0x10: data */
+gdt_end:
+    .balign 8
+gdt_desc:
+    .word gdt_end - gdt - 1
+    .quad gdt
+
+    .section .bss
+    .balign 4096
+boot_pml4:
+    .skip 4096
+boot_pdpt:
+    .skip 4096
+boot_pd:
+    .skip 4 * 4096
+    .globl guest_stacks
+guest_stacks:
+    .skip MAX_VCPUS << STACK_SHIFT

@@ -1,0 +1,162 @@
+/*
+ * guest.h - what the built-in guest's files share.  Freestanding x86-64:
+ * no libc, no floating point, no SSE; nothing that kvm-pvm cannot run
+ * (int3, int1, cmpxchg16b).
+ */
+#ifndef XTK_GUEST_H
+#define XTK_GUEST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "abi.h"
+
+#define barrier() __asm__ __volatile__("" ::: "memory")
+#define READ_ONCE(x) (*(const volatile __typeof__(x) *)&(x))
+#define WRITE_ONCE(x, v) (*(volatile __typeof__(x) *)&(x) = (v))
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define PAGE_SIZE 4096ull
+
+/* ---- the machine ---------------------------------------------------- */
+
+static inline void outb(uint16_t port, uint8_t v)
+{
+    __asm__ __volatile__("outb %0, %1" ::"a"(v), "Nd"(port) : "memory");
+}
+
+static inline uint8_t inb(uint16_t port)
+{
+    uint8_t v;
+
+    __asm__ __volatile__("inb %1, %0" : "=a"(v) : "Nd"(port) : "memory");
+    return v;
+}
+
+static inline uint64_t rdtsc(void)
+{
+    uint32_t lo, hi;
+
+    __asm__ __volatile__("rdtsc" : "=a"(lo), "=d"(hi));
+    return ((uint64_t)hi << 32) | lo;
+}
+
+static inline uint64_t rdmsr(uint32_t msr)
+{
+    uint32_t lo, hi;
+
+    __asm__ __volatile__("rdmsr" : "=a"(lo), "=d"(hi) : "c"(msr));
+    return ((uint64_t)hi << 32) | lo;
+}
+
+static inline void cpu_relax(void)
+{
+    __asm__ __volatile__("pause" ::: "memory");
+}
+
+static inline void irq_enable(void)
+{
+    __asm__ __volatile__("sti" ::: "memory");
+}
+
+static inline void irq_disable(void)
+{
+    __asm__ __volatile__("cli" ::: "memory");
+}
+
+/* Enables interrupts and halts until one arrives (sti's shadow makes the
+ * pair atomic: an interrupt pending since the cli wakes the hlt). */
+static inline void safe_halt(void)
+{
+    __asm__ __volatile__("sti; hlt" ::: "memory");
+}
+
+static inline uint32_t xchg32(uint32_t *p, uint32_t v)
+{
+    __asm__ __volatile__("xchgl %0, %1" : "+r"(v), "+m"(*p) : : "memory");
+    return v;
+}
+
+static inline void atomic_inc64(uint64_t *p)
+{
+    __asm__ __volatile__("lock incq %0" : "+m"(*p) : : "memory");
+}
+
+static inline void mmio_write32(uint64_t addr, uint32_t v)
+{
+    *(volatile uint32_t *)addr = v;
+}
+
+static inline uint32_t mmio_read32(uint64_t addr)
+{
+    return *(volatile uint32_t *)addr;
+}
+
+/* Rings the doorbell of event channel port (guest -> toolstack). */
+static inline void evtchn_notify(unsigned int port)
+{
+    outb(XTK_PORT_DOORBELL(port), 1);
+}
+
+/* ---- lib.c ---------------------------------------------------------- */
+
+void *memset(void *s, int c, size_t n);
+void *memcpy(void *d, const void *s, size_t n);
+void *memmove(void *d, const void *s, size_t n);
+int memcmp(const void *a, const void *b, size_t n);
+size_t strlen(const char *s);
+int strncmp(const char *a, const char *b, size_t n);
+uint64_t parse_u64(const char *s, const char **end);
+/* The value of key=value in a space-separated command line, or NULL; *len
+ * gets its length. */
+const char *cmdline_get(const char *cmdline, const char *key, size_t *len);
+uint64_t cmdline_u64(const char *cmdline, const char *key, uint64_t dflt);
+void kprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+int ksnprintf(char *buf, size_t size, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ---- main.c --------------------------------------------------------- */
+
+extern struct xtk_guest_status *const status;
+extern struct xtk_guest_boot *boot; /* NULL without xtk-hv */
+extern uint32_t nr_vcpus;
+extern uint64_t tsc_khz;
+
+/* Writes to the console (the ring under xtk-hv, else COM1). */
+void console_write(const char *s, size_t n);
+/* Records a failed self-check: state FAILED, the message, and a line on
+ * the console. */
+void guest_fail(const char *why);
+/*
+ * What every workload loop on vCPU 0 calls between steps: handles a
+ * suspend request and store events.  Cheap when there is nothing to do.
+ */
+void poll_events(void);
+/* What every loop on other vCPUs calls: parks while vCPU 0 suspends. */
+void ap_poll(unsigned int cpu);
+/* Waits for an interrupt (vCPU 0 also runs poll_events()). */
+void idle_wait(unsigned int cpu);
+/* Guest RAM in bytes (0 if unknown). */
+uint64_t guest_mem_bytes(void);
+/* Nanoseconds since boot, from the TSC. */
+uint64_t now_ns(void);
+/* Called by the store client's interrupt handler and poll. */
+extern volatile int store_irq;
+
+/* ---- work.c --------------------------------------------------------- */
+
+void work_setup(const char *cmdline);
+void work_run(unsigned int cpu); /* never returns */
+/* Checks the workload's own data after a resume (errors++ on damage). */
+void work_verify(void);
+
+/* ---- store.c -------------------------------------------------------- */
+
+/* Connects: publishes the suspend port and watches control/shutdown. */
+void store_init(void);
+/* After a restore into a new domain: re-registers the watch. */
+void store_reconnect(void);
+/* Handles pending replies and watch events; returns 1 if a suspend was
+ * requested through control/shutdown (already acknowledged). */
+int store_poll(void);
+
+#endif /* XTK_GUEST_H */

@@ -1,0 +1,204 @@
+/*
+ * work.c - the workloads, chosen on the command line:
+ *
+ *   workload=idle                      halt; a timer wakes vCPU 0 every 10 ms
+ *   workload=counter                   vCPU 0 increments status->counter
+ *   workload=dirty pages=N stride=S rate=R
+ *                                      rewrite every S-th page of an N-page
+ *                                      area, R pages/s (0: flat out)
+ *   workload=spin                      every vCPU takes a spin lock in turn
+ *
+ * Each keeps its self-check in the status page and in its own memory (the
+ * dirtier: a pattern in every page and a table of sequence numbers), which
+ * work_verify() and the host-side checker read.
+ */
+#include "guest.h"
+
+static enum xtk_guest_workload workload;
+static uint8_t *area;
+static uint64_t *table;
+static uint64_t ws_pages; /* pages in the working set */
+
+static int word_is(const char *v, size_t len, const char *w)
+{
+    return len == strlen(w) && !strncmp(v, w, len);
+}
+
+void work_setup(const char *cmdline)
+{
+    struct xtk_guest_dirty *d = &status->dirty;
+    size_t len;
+    const char *w = cmdline_get(cmdline, "workload", &len);
+    uint64_t mem = guest_mem_bytes(), need;
+
+    workload = XTK_WORK_IDLE;
+    if (w && word_is(w, len, "counter"))
+        workload = XTK_WORK_COUNTER;
+    else if (w && word_is(w, len, "dirty"))
+        workload = XTK_WORK_DIRTY;
+    else if (w && word_is(w, len, "spin"))
+        workload = XTK_WORK_SPIN;
+    else if (w && !word_is(w, len, "idle"))
+        guest_fail("unknown workload");
+    status->workload = workload;
+
+    if (workload != XTK_WORK_DIRTY)
+        return;
+    d->pages = cmdline_u64(cmdline, "pages", 256);
+    d->stride = cmdline_u64(cmdline, "stride", 1);
+    d->rate = cmdline_u64(cmdline, "rate", 0);
+    if (!d->stride)
+        d->stride = 1;
+    need = XTK_GUEST_WORK_GPA + d->pages * PAGE_SIZE + d->pages * 8;
+    if (!d->pages || (mem && need > mem)) {
+        guest_fail("dirty: the working set does not fit in memory");
+        d->pages = 0;
+        return;
+    }
+    area = (uint8_t *)XTK_GUEST_WORK_GPA;
+    table = (uint64_t *)(XTK_GUEST_WORK_GPA + d->pages * PAGE_SIZE);
+    d->table_gpa = (uint64_t)table;
+    ws_pages = (d->pages + d->stride - 1) / d->stride;
+    kprintf("xtk-guest: dirty: %lu of %lu pages from %lx, %lu pages/s\n",
+            ws_pages, d->pages, (uint64_t)XTK_GUEST_WORK_GPA, d->rate);
+}
+
+/* Rewrites the k-th page of the working set. */
+static void dirty_one(uint64_t k)
+{
+    struct xtk_guest_dirty *d = &status->dirty;
+    uint64_t idx = k * d->stride;
+    uint64_t pfn = XTK_GUEST_WORK_GPA / PAGE_SIZE + idx;
+    uint64_t *page = (uint64_t *)(area + idx * PAGE_SIZE);
+    uint64_t seq = d->seq + 1;
+
+    WRITE_ONCE(d->writing, pfn);
+    barrier();
+    for (uint64_t i = 0; i < PAGE_SIZE / 8; i++)
+        page[i] = xtk_guest_pattern(pfn, seq, i);
+    d->table_sum += seq - table[idx];
+    table[idx] = seq;
+    d->seq = seq;
+    barrier();
+    WRITE_ONCE(d->writing, 0);
+}
+
+static void run_dirty(void)
+{
+    struct xtk_guest_dirty *d = &status->dirty;
+    uint64_t k = 0, done = 0, start = now_ns();
+
+    for (;;) {
+        poll_events();
+        status->heartbeat[0]++;
+        if (!ws_pages) {
+            idle_wait(0);
+            continue;
+        }
+        if (d->rate) {
+            uint64_t el = now_ns() - start;
+            if (el >= 1000000000ull) { /* a new second: no catch-up burst */
+                start += el - el % 1000000000ull;
+                el %= 1000000000ull;
+                done = 0;
+            }
+            if (done >= el * d->rate / 1000000000ull) {
+                idle_wait(0);
+                continue;
+            }
+        }
+        dirty_one(k);
+        done++;
+        if (++k == ws_pages) {
+            k = 0;
+            d->passes++;
+        }
+    }
+}
+
+static void run_spin(unsigned int cpu)
+{
+    struct xtk_guest_spin *s = &status->spin;
+
+    for (;;) {
+        if (cpu)
+            ap_poll(cpu);
+        else
+            poll_events();
+        while (xchg32(&s->lock, 1))
+            while (READ_ONCE(s->lock))
+                cpu_relax();
+        WRITE_ONCE(s->holder, cpu + 1);
+        if (READ_ONCE(s->guard_a) != READ_ONCE(s->guard_b))
+            guest_fail("spin: two vCPUs in the critical section");
+        uint64_t v = s->guard_a + 1;
+        WRITE_ONCE(s->guard_a, v);
+        WRITE_ONCE(s->guard_b, v);
+        s->shared_count++;
+        s->per_cpu[cpu]++;
+        WRITE_ONCE(s->holder, 0);
+        barrier();
+        WRITE_ONCE(s->lock, 0);
+        status->heartbeat[cpu]++;
+        for (int i = 0; i < 64; i++)
+            cpu_relax();
+    }
+}
+
+void work_run(unsigned int cpu)
+{
+    if (workload == XTK_WORK_SPIN)
+        run_spin(cpu);
+    if (cpu == 0 && workload == XTK_WORK_DIRTY)
+        run_dirty();
+    if (cpu == 0 && workload == XTK_WORK_COUNTER) {
+        for (;;) {
+            WRITE_ONCE(status->counter, status->counter + 1);
+            if (!(status->counter & 0xff))
+                status->heartbeat[0]++;
+            poll_events();
+        }
+    }
+    for (;;) {
+        status->heartbeat[cpu]++;
+        idle_wait(cpu);
+    }
+}
+
+void work_verify(void)
+{
+    struct xtk_guest_dirty *d = &status->dirty;
+    struct xtk_guest_spin *s = &status->spin;
+    char msg[128];
+
+    if (workload == XTK_WORK_DIRTY && ws_pages) {
+        uint64_t sum = 0;
+        for (uint64_t k = 0; k < ws_pages; k++) {
+            uint64_t idx = k * d->stride;
+            uint64_t pfn = XTK_GUEST_WORK_GPA / PAGE_SIZE + idx;
+            const uint64_t *page = (const uint64_t *)(area + idx * PAGE_SIZE);
+            uint64_t seq = table[idx];
+            sum += seq;
+            if (!seq)
+                continue;
+            for (uint64_t i = 0; i < PAGE_SIZE / 8; i++) {
+                if (page[i] != xtk_guest_pattern(pfn, seq, i)) {
+                    ksnprintf(msg, sizeof(msg),
+                              "dirty: page %lx word %lu is not seq %lu", pfn, i,
+                              seq);
+                    guest_fail(msg);
+                    return;
+                }
+            }
+        }
+        if (sum != d->table_sum)
+            guest_fail("dirty: the table does not add up");
+    }
+    if (workload == XTK_WORK_SPIN) {
+        uint64_t sum = 0;
+        for (unsigned int i = 0; i < XTK_GUEST_MAX_VCPUS; i++)
+            sum += s->per_cpu[i];
+        if (s->guard_a != s->guard_b || sum != s->shared_count)
+            guest_fail("spin: the counts do not add up");
+    }
+}

@@ -1,0 +1,479 @@
+/*
+ * ctl.c - xtk-hv's control socket: accepts toolstack connections, checks
+ * each request (lib/kvm/hvctl.c) and dispatches it through a table
+ * indexed by op, in the manner of xenstored.
+ *
+ * A connection's death undoes what it held: its pause (taken with
+ * XTK_HVCTL_PAUSE_HOLD) and its dirty log.  A reply that cannot be sent at
+ * once (the peer does not read) closes the connection; the guest never
+ * waits on a toolstack.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "hv.h"
+
+struct reply {
+    void *buf; /* payload */
+    size_t len;
+    int fds[2 + 2 * (XTK_PORT_MAX + 1)];
+    unsigned int nfds;
+};
+
+typedef int (*handler_fn)(struct hv *hv, int ci, const struct xtk_hvctl_hdr *h,
+                          const void *payload, struct reply *rep);
+
+/* Sized for the largest message; one for the whole (single) main thread. */
+static char rx_buf[XTK_HVCTL_MSG_MAX + 1];
+static char tx_buf[XTK_HVCTL_MSG_MAX];
+
+/* ---- run control ---------------------------------------------------- */
+
+/* Pause reasons changed: park everybody or let them run. */
+static void apply_pause(struct hv *hv)
+{
+    if (hv_vm_must_park(hv))
+        hv_vm_wait_parked(hv);
+    else
+        hv_vm_wake(hv);
+}
+
+static int is_paused(struct hv *hv)
+{
+    int r;
+
+    pthread_mutex_lock(&hv->lock);
+    r = hv_vm_must_park(hv) && hv->parked == hv->nr_vcpus;
+    pthread_mutex_unlock(&hv->lock);
+    return r;
+}
+
+static void release_conn(struct hv *hv, int ci)
+{
+    struct hv_conn *c = &hv->conns[ci];
+
+    pthread_mutex_lock(&hv->lock);
+    if (c->held) {
+        c->held = 0;
+        hv->pause_holds--;
+        hv_log("connection closed: its pause is released");
+        apply_pause(hv);
+    }
+    pthread_mutex_unlock(&hv->lock);
+    if (hv->logdirty_owner == ci) {
+        hv_log("connection closed: dirty logging off");
+        hv_vm_logdirty(hv, 0);
+        hv->logdirty_owner = -1;
+    }
+    if (hv->creator == ci) {
+        hv->creator = -1;
+        if (hv->empty) {
+            hv_log("the restore's connection closed before it resumed the "
+                   "domain: destroying it");
+            hv->destroy = 1;
+        }
+    }
+}
+
+/* ---- handlers ------------------------------------------------------- */
+
+static int do_hello(struct hv *hv, int ci, const struct xtk_hvctl_hdr *h,
+                    const void *payload, struct reply *rep)
+{
+    struct xtk_hvctl_hello *o = (void *)tx_buf;
+
+    /* An empty domain belongs to the restore that fills it. */
+    if (h->flags & XTK_HVCTL_HELLO_OWN) {
+        if (!hv->empty || (hv->creator >= 0 && hv->creator != ci))
+            return EBUSY;
+        hv->creator = ci;
+    }
+    memset(o, 0, sizeof(*o));
+    o->domid = hv->domid;
+    o->nr_vcpus = hv->nr_vcpus;
+    o->nr_pages = hv->nr_pages;
+    o->page_size = 4096;
+    o->bitmap_bytes = (uint32_t)hv->bitmap_bytes;
+    memcpy(o->name, hv->name, sizeof(o->name));
+    rep->fds[rep->nfds++] = hv->mem_fd;
+    rep->fds[rep->nfds++] = hv->bitmap_fd;
+    /* The toolstack's ports; the console is xtk-hv's, the store
+     * xsd-lite's. */
+    o->ports = (1u << XTK_PORT_SUSPEND) | (1u << XTK_PORT_ECHO);
+    for (unsigned int p = 0; p <= XTK_PORT_MAX; p++) {
+        if (!(o->ports & (1u << p)))
+            continue;
+        rep->fds[rep->nfds++] = hv->ports[p].to_guest;
+        rep->fds[rep->nfds++] = hv->ports[p].from_guest;
+    }
+    o->nr_fds = rep->nfds;
+    rep->buf = o;
+    rep->len = sizeof(*o);
+    return 0;
+}
+
+static int do_info(struct hv *hv, int ci, const struct xtk_hvctl_hdr *h,
+                   const void *payload, struct reply *rep)
+{
+    struct xtk_hvctl_info *o = (void *)tx_buf;
+    struct xtk_guest_status *s = hv_guest_status(hv);
+
+    memset(o, 0, sizeof(*o));
+    o->domid = hv->domid;
+    o->nr_vcpus = hv->nr_vcpus;
+    o->nr_pages = hv->nr_pages;
+    pthread_mutex_lock(&hv->lock);
+    if (hv->pause_sticky || hv->pause_holds)
+        o->flags |= XTK_DOMINFO_PAUSED;
+    if (hv->empty)
+        o->flags |= XTK_DOMINFO_EMPTY;
+    if (hv->crashed)
+        o->flags |= XTK_DOMINFO_CRASHED;
+    pthread_mutex_unlock(&hv->lock);
+    if (hv->logdirty)
+        o->flags |= XTK_DOMINFO_LOGDIRTY;
+    if (s) {
+        o->guest_state = __atomic_load_n(&s->state, __ATOMIC_ACQUIRE);
+        if (o->guest_state == XTK_GUEST_SUSPENDED)
+            o->flags |= XTK_DOMINFO_SUSPENDED;
+    }
+    o->uptime_ns = hv_now_ns() - hv->start_ns;
+    o->pid = (uint32_t)getpid();
+    o->store = hv->store_fd >= 0;
+    memcpy(o->name, hv->name, sizeof(o->name));
+    rep->buf = o;
+    rep->len = sizeof(*o);
+    return 0;
+}
+
+static int do_pause(struct hv *hv, int ci, const struct xtk_hvctl_hdr *h,
+                    const void *payload, struct reply *rep)
+{
+    struct hv_conn *c = &hv->conns[ci];
+
+    pthread_mutex_lock(&hv->lock);
+    if (!(h->flags & XTK_HVCTL_PAUSE_HOLD))
+        hv->pause_sticky = 1;
+    else if (!c->held) {
+        c->held = 1;
+        hv->pause_holds++;
+    }
+    apply_pause(hv);
+    pthread_mutex_unlock(&hv->lock);
+    return 0;
+}
+
+static int do_unpause(struct hv *hv, int ci, const struct xtk_hvctl_hdr *h,
+                      const void *payload, struct reply *rep)
+{
+    pthread_mutex_lock(&hv->lock);
+    hv->pause_sticky = 0;
+    for (int i = 0; i < HV_MAX_CONNS; i++) {
+        struct hv_conn *c = &hv->conns[i];
+        if (c->fd >= 0 && c->held &&
+            (i == ci || (h->flags & XTK_HVCTL_UNPAUSE_FORCE))) {
+            c->held = 0;
+            hv->pause_holds--;
+        }
+    }
+    apply_pause(hv);
+    pthread_mutex_unlock(&hv->lock);
+    return 0;
+}
+
+static int do_logdirty_enable(struct hv *hv, int ci,
+                              const struct xtk_hvctl_hdr *h,
+                              const void *payload, struct reply *rep)
+{
+    if (hv->logdirty_owner >= 0 && hv->logdirty_owner != ci)
+        return EBUSY;
+    if (!hv->logdirty && hv_vm_logdirty(hv, 1) < 0)
+        return errno;
+    hv->logdirty_owner = ci;
+    return 0;
+}
+
+static int do_logdirty_disable(struct hv *hv, int ci,
+                               const struct xtk_hvctl_hdr *h,
+                               const void *payload, struct reply *rep)
+{
+    if (hv->logdirty_owner != ci)
+        return hv->logdirty_owner < 0 ? 0 : EBUSY;
+    if (hv_vm_logdirty(hv, 0) < 0)
+        return errno;
+    hv->logdirty_owner = -1;
+    return 0;
+}
+
+static int do_logdirty_sync(struct hv *hv, int ci,
+                            const struct xtk_hvctl_hdr *h, const void *payload,
+                            struct reply *rep)
+{
+    struct xtk_hvctl_logdirty *o = (void *)tx_buf;
+
+    if (hv->logdirty_owner != ci)
+        return hv->logdirty_owner < 0 ? ENODATA : EBUSY;
+    if ((h->flags & XTK_HVCTL_LOGDIRTY_FINAL) && !is_paused(hv))
+        return EBUSY;
+    memset(o, 0, sizeof(*o));
+    if (hv_vm_logdirty_sync(hv, &o->dirty) < 0)
+        return EIO;
+    o->nr_pages = hv->nr_pages;
+    rep->buf = o;
+    rep->len = sizeof(*o);
+    return 0;
+}
+
+static int do_get_state(struct hv *hv, int ci, const struct xtk_hvctl_hdr *h,
+                        const void *payload, struct reply *rep)
+{
+    size_t len;
+
+    if (!is_paused(hv))
+        return EBUSY;
+    if (hv_state_get(hv, tx_buf, sizeof(tx_buf) - sizeof(*h), &len) < 0)
+        return errno ? errno : EIO;
+    rep->buf = tx_buf;
+    rep->len = len;
+    return 0;
+}
+
+static int do_set_state(struct hv *hv, int ci, const struct xtk_hvctl_hdr *h,
+                        const void *payload, struct reply *rep)
+{
+    if (!is_paused(hv))
+        return EBUSY;
+    if (hv_state_set(hv, payload, h->len) < 0)
+        return errno ? errno : EIO;
+    return 0;
+}
+
+static int do_resume(struct hv *hv, int ci, const struct xtk_hvctl_hdr *h,
+                     const void *payload, struct reply *rep)
+{
+    struct xtk_guest_boot *b = (void *)(hv->mem + XTK_GUEST_BOOT_GPA);
+
+    pthread_mutex_lock(&hv->lock);
+    if (hv->empty && b->magic == XTK_GUEST_BOOT_MAGIC) {
+        /* A restored image: tell the guest it lives somewhere new. */
+        b->domid = hv->domid;
+        b->flags = (b->flags & ~XTK_BOOT_STORE) |
+                   (hv->store_fd >= 0 ? XTK_BOOT_STORE : 0);
+        __atomic_add_fetch(&b->generation, 1, __ATOMIC_RELEASE);
+    }
+    hv->empty = 0;
+    hv_vm_kick_suspended(hv);
+    hv->pause_sticky = 0;
+    hv->pause_holds = 0;
+    for (int i = 0; i < HV_MAX_CONNS; i++)
+        hv->conns[i].held = 0;
+    apply_pause(hv);
+    pthread_mutex_unlock(&hv->lock);
+    return 0;
+}
+
+static int do_destroy(struct hv *hv, int ci, const struct xtk_hvctl_hdr *h,
+                      const void *payload, struct reply *rep)
+{
+    hv_log("destroy requested");
+    hv->destroy = 1;
+    return 0;
+}
+
+static int do_console_read(struct hv *hv, int ci, const struct xtk_hvctl_hdr *h,
+                           const void *payload, struct reply *rep)
+{
+    struct xtk_hvctl_console_req req;
+    struct xtk_hvctl_console *o = (void *)tx_buf;
+    char *data = tx_buf + sizeof(*o);
+    size_t room = sizeof(tx_buf) - sizeof(*h) - sizeof(*o);
+    uint64_t start, n;
+
+    memcpy(&req, payload, sizeof(req));
+    if (req.reserved)
+        return EINVAL;
+    pthread_mutex_lock(&hv->console_lock);
+    start = req.offset;
+    if (hv->console_end > HV_CONSOLE_BYTES &&
+        start < hv->console_end - HV_CONSOLE_BYTES)
+        start = hv->console_end - HV_CONSOLE_BYTES;
+    if (start > hv->console_end)
+        start = hv->console_end;
+    n = hv->console_end - start;
+    if (n > req.max)
+        n = req.max;
+    if (n > room)
+        n = room;
+    for (uint64_t i = 0; i < n; i++)
+        data[i] = hv->console[(start + i) % HV_CONSOLE_BYTES];
+    o->offset = start;
+    o->end = hv->console_end;
+    pthread_mutex_unlock(&hv->console_lock);
+    rep->buf = o;
+    rep->len = sizeof(*o) + n;
+    return 0;
+}
+
+static const handler_fn handlers[XTK_HVCTL_OP_MAX + 1] = {
+    [XTK_HVCTL_OP_HELLO] = do_hello,
+    [XTK_HVCTL_OP_INFO] = do_info,
+    [XTK_HVCTL_OP_PAUSE] = do_pause,
+    [XTK_HVCTL_OP_UNPAUSE] = do_unpause,
+    [XTK_HVCTL_OP_LOGDIRTY_ENABLE] = do_logdirty_enable,
+    [XTK_HVCTL_OP_LOGDIRTY_DISABLE] = do_logdirty_disable,
+    [XTK_HVCTL_OP_LOGDIRTY_SYNC] = do_logdirty_sync,
+    [XTK_HVCTL_OP_GET_STATE] = do_get_state,
+    [XTK_HVCTL_OP_SET_STATE] = do_set_state,
+    [XTK_HVCTL_OP_RESUME] = do_resume,
+    [XTK_HVCTL_OP_DESTROY] = do_destroy,
+    [XTK_HVCTL_OP_CONSOLE_READ] = do_console_read,
+};
+
+/* ---- connections ---------------------------------------------------- */
+
+int hv_ctl_listen(struct hv *hv)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+
+    for (int i = 0; i < HV_MAX_CONNS; i++)
+        hv->conns[i].fd = -1;
+    if (strlen(hv->sock_path) >= sizeof(sa.sun_path)) {
+        hv_log("%s: path too long", hv->sock_path);
+        return -1;
+    }
+    strcpy(sa.sun_path, hv->sock_path);
+    hv->listen_fd =
+        socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (hv->listen_fd < 0) {
+        hv_log("socket: %m");
+        return -1;
+    }
+    unlink(hv->sock_path); /* a stale one: we hold the domain's lock */
+    if (bind(hv->listen_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+        chmod(hv->sock_path, 0600) < 0 || listen(hv->listen_fd, 8) < 0) {
+        hv_log("%s: %m", hv->sock_path);
+        return -1;
+    }
+    return 0;
+}
+
+void hv_ctl_accept(struct hv *hv)
+{
+    int fd = accept4(hv->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+
+    if (fd < 0) {
+        if (errno != EAGAIN && errno != EINTR)
+            hv_log("accept: %m");
+        return;
+    }
+    for (int i = 0; i < HV_MAX_CONNS; i++) {
+        if (hv->conns[i].fd < 0) {
+            hv->conns[i] = (struct hv_conn){.fd = fd};
+            return;
+        }
+    }
+    hv_log("too many control connections: one refused");
+    close(fd);
+}
+
+void hv_ctl_close(struct hv *hv, int ci)
+{
+    if (hv->conns[ci].fd < 0)
+        return;
+    release_conn(hv, ci);
+    close(hv->conns[ci].fd);
+    hv->conns[ci].fd = -1;
+}
+
+static int send_reply(int fd, const struct xtk_hvctl_hdr *req, int err,
+                      struct reply *rep)
+{
+    struct xtk_hvctl_hdr h = {
+        .magic = XTK_HVCTL_MAGIC,
+        .version = XTK_HVCTL_VERSION,
+        .op = (uint16_t)(req->op | XTK_HVCTL_REPLY),
+        .id = req->id,
+        .error = err,
+        .len = err ? 0 : (uint32_t)rep->len,
+    };
+    struct iovec iov[2] = {{&h, sizeof(h)}, {rep->buf, h.len}};
+    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = h.len ? 2 : 1};
+    char cbuf[CMSG_SPACE(sizeof(rep->fds))];
+
+    if (!err && rep->nfds) {
+        struct cmsghdr *c;
+
+        memset(cbuf, 0, sizeof(cbuf));
+        mh.msg_control = cbuf;
+        mh.msg_controllen = CMSG_SPACE(sizeof(int) * rep->nfds);
+        c = CMSG_FIRSTHDR(&mh);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int) * rep->nfds);
+        memcpy(CMSG_DATA(c), rep->fds, sizeof(int) * rep->nfds);
+    }
+    if (sendmsg(fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+        return -1;
+    return 0;
+}
+
+/* Closes any fds a peer sent us: requests carry none. */
+static void drop_fds(struct msghdr *mh)
+{
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+            continue;
+        size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < n; i++) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(fd));
+            close(fd);
+        }
+    }
+}
+
+void hv_ctl_handle(struct hv *hv, int ci)
+{
+    struct hv_conn *c = &hv->conns[ci];
+    struct iovec iov = {rx_buf, sizeof(rx_buf)};
+    char cbuf[CMSG_SPACE(sizeof(int) * 8)];
+    struct msghdr mh = {.msg_iov = &iov,
+                        .msg_iovlen = 1,
+                        .msg_control = cbuf,
+                        .msg_controllen = sizeof(cbuf)};
+    struct xtk_hvctl_hdr h;
+    struct reply rep = {0};
+    ssize_t n;
+    int err;
+
+    n = recvmsg(c->fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (n <= 0) { /* hung up, or broken */
+        hv_ctl_close(hv, ci);
+        return;
+    }
+    drop_fds(&mh);
+    err = xtk__hvctl_check(rx_buf, (size_t)n, !!(mh.msg_flags & MSG_TRUNC), 0);
+    if (err < 0) {
+        hv_log("control: not a control message: disconnected");
+        hv_ctl_close(hv, ci);
+        return;
+    }
+    memcpy(&h, rx_buf, sizeof(h));
+    if (!err)
+        err = handlers[h.op](hv, ci, &h, rx_buf + sizeof(h), &rep);
+    if (err && err != EBUSY)
+        hv_log("control: %s: %s", xtk__hvctl_op_name(h.op), strerror(err));
+    if (send_reply(c->fd, &h, err, &rep) < 0) {
+        hv_log("control: cannot reply (%m): disconnected");
+        hv_ctl_close(hv, ci);
+    }
+}

@@ -1,0 +1,159 @@
+/*
+ * hv.h - xtk-hv's parts: the VM and its vCPU threads (vm.c), state records
+ * (state.c), the control socket (ctl.c), the store (store.c), and the
+ * process around them (main.c).
+ *
+ * Threads: the main thread runs the control loop (poll() on the listening
+ * socket, the connections, the console's event channel, the store
+ * connection and a signalfd) and is the only one that issues VM ioctls
+ * other than KVM_RUN.  Each vCPU has a thread that loops on KVM_RUN and
+ * parks, under hv->lock, whenever the domain must not run.
+ */
+#ifndef XTK_HV_H
+#define XTK_HV_H
+
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <linux/kvm.h>
+
+#include "abi.h"
+#include <xtk/domain.h>
+
+#include "kvm/hvctl.h"
+
+#define HV_MAX_CONNS 16
+#define HV_CONSOLE_BYTES (64u * 1024) /* console history kept */
+#define HV_MAX_MSRS 256
+
+struct hv;
+
+struct hv_vcpu {
+    struct hv *hv;
+    unsigned int index;
+    int fd;
+    struct kvm_run *run;
+    pthread_t thread;
+    int thread_started;
+    int crashed; /* under hv->lock */
+};
+
+struct hv_port {
+    int to_guest;   /* eventfd, irqfd on GSI 16+p */
+    int from_guest; /* eventfd, ioeventfd on I/O port 0x600+p */
+};
+
+struct hv_conn {
+    int fd;   /* -1: free slot */
+    int held; /* holds a pause (XTK_HVCTL_PAUSE_HOLD) */
+};
+
+struct hv_options {
+    const char *name;
+    uint64_t memory_mib;
+    unsigned int nr_vcpus;
+    const char *kernel;
+    const char *cmdline;
+    const char *rundir;
+    const char *store_path; /* NULL: the default, optional */
+    const char *log_path;
+    const char *console_log;
+    int no_store;
+    int store_required; /* --store given: failing to register is fatal */
+    int empty;          /* --empty: a shell for a restore */
+    int paused;         /* --paused */
+    int ready_fd;       /* -1: none */
+};
+
+struct hv {
+    struct hv_options opt;
+    char name[XTK_HVCTL_NAME_MAX];
+    uint32_t domid;
+    uint64_t mem_bytes, nr_pages;
+    unsigned int nr_vcpus;
+    uint64_t start_ns;
+
+    /* KVM */
+    int kvm_fd, vm_fd;
+    size_t run_size;
+    int mem_fd;
+    uint8_t *mem;
+    struct hv_vcpu vcpus[XTK_GUEST_MAX_VCPUS];
+    struct hv_port ports[XTK_PORT_MAX + 1];
+    uint32_t port_mask; /* ports that exist */
+    struct kvm_cpuid2 *cpuid;
+    uint32_t msrs[HV_MAX_MSRS];
+    unsigned int nr_msrs;
+    size_t xsave_size;
+    uint64_t entry;
+
+    /* Dirty log: the bitmap is a memfd the clients map. */
+    int bitmap_fd;
+    uint64_t *bitmap;
+    size_t bitmap_bytes;
+    int logdirty;
+    int logdirty_owner; /* connection index, -1 */
+
+    /* Run control, under lock. */
+    pthread_mutex_t lock;
+    pthread_cond_t parked_cond, run_cond;
+    int pause_sticky;
+    unsigned int pause_holds;
+    int empty; /* restore shell: runs only after RESUME */
+    int quit;  /* the vCPU threads must exit */
+    unsigned int parked;
+    int crashed;
+
+    /* Console history (ring buffer), under console_lock. */
+    pthread_mutex_t console_lock;
+    char console[HV_CONSOLE_BYTES];
+    uint64_t console_end;
+    FILE *console_log;
+
+    /* Control. */
+    int listen_fd;
+    char sock_path[256];
+    struct hv_conn conns[HV_MAX_CONNS];
+    int lock_fd, name_lock_fd;
+    int store_fd; /* the privileged store connection; -1 */
+    int destroy;  /* DESTROY received: leave the loop */
+    int creator;  /* empty domain: the restore's connection, or -1 */
+};
+
+/* main.c */
+void hv_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+uint64_t hv_now_ns(void);
+
+/* vm.c */
+int hv_vm_create(struct hv *hv);
+int hv_vm_load_guest(struct hv *hv);
+int hv_vm_start(struct hv *hv);
+void hv_vm_destroy(struct hv *hv);
+/* Stops every vCPU (caller holds hv->lock and has made them park). */
+void hv_vm_wait_parked(struct hv *hv);
+/* True when the vCPUs must stay parked (hv->lock held). */
+int hv_vm_must_park(const struct hv *hv);
+void hv_vm_wake(struct hv *hv);
+int hv_vm_logdirty(struct hv *hv, int on);
+int hv_vm_logdirty_sync(struct hv *hv, uint64_t *dirty);
+void hv_console_append(struct hv *hv, const char *s, size_t n);
+void hv_console_drain(struct hv *hv);
+struct xtk_guest_status *hv_guest_status(struct hv *hv); /* NULL if none */
+/* Wakes a guest that sits suspended (writes its suspend port). */
+void hv_vm_kick_suspended(struct hv *hv);
+
+/* state.c */
+int hv_state_get(struct hv *hv, void *buf, size_t max, size_t *len);
+int hv_state_set(struct hv *hv, const void *buf, size_t len);
+
+/* ctl.c */
+int hv_ctl_listen(struct hv *hv);
+void hv_ctl_accept(struct hv *hv);
+void hv_ctl_handle(struct hv *hv, int ci);
+void hv_ctl_close(struct hv *hv, int ci);
+
+/* store.c */
+int hv_store_register(struct hv *hv);
+void hv_store_handle(struct hv *hv);
+
+#endif /* XTK_HV_H */

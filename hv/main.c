@@ -1,0 +1,508 @@
+/*
+ * main.c - xtk-hv: one KVM domain, one process.  See xtk-hv(8).
+ *
+ * Start-up: take a domain id (and the name) by locking files in the run
+ * directory, create the VM, register it in the store, load the guest,
+ * start the vCPUs, listen on <rundir>/<domid>.sock, then tell whoever
+ * started us (--ready-fd) the id.  The main loop serves the control
+ * socket and the console until DESTROY or SIGTERM.
+ *
+ * Ids without races: id N belongs to the process holding an flock on
+ * <rundir>/<N>.lock; names likewise on <rundir>/name-<name>.lock.  The
+ * kernel drops the locks when a process dies, so a crash frees both, and
+ * stale socket files are simply replaced by the next owner.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "hv.h"
+
+#define DOMID_MAX 32751 /* as Xen: ids above are reserved */
+
+#ifndef XTK_GUEST_DEFAULT
+#define XTK_GUEST_DEFAULT "xtk-guest.elf"
+#endif
+
+static uint32_t log_domid;
+
+void hv_log(const char *fmt, ...)
+{
+    int e = errno;
+    char buf[512];
+    va_list ap;
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "%lld.%03ld xtk-hv[%u]: %s\n", (long long)ts.tv_sec,
+            ts.tv_nsec / 1000000, log_domid, buf);
+    errno = e;
+}
+
+uint64_t hv_now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: xtk-hv [options]\n"
+            "  -n, --name NAME         domain name (default domain-<id>)\n"
+            "  -m, --memory MIB        guest RAM (default 64)\n"
+            "  -c, --vcpus N           vCPUs (default 1, at most %d)\n"
+            "  -k, --kernel FILE       guest image (default the built-in "
+            "guest)\n"
+            "  -a, --cmdline STRING    guest command line\n"
+            "  -r, --rundir DIR        run directory (default $XTK_RUNDIR or "
+            "/run/xtk)\n"
+            "  -s, --store PATH        register in the store at PATH "
+            "(required)\n"
+            "  -S, --no-store          do not register in the store\n"
+            "  -e, --empty             an empty domain for a restore\n"
+            "  -p, --paused            start paused\n"
+            "  -l, --log FILE          log here (default stderr)\n"
+            "  -L, --console-log FILE  copy the console here\n"
+            "  -R, --ready-fd FD       write the domain id there when ready\n",
+            XTK_GUEST_MAX_VCPUS);
+}
+
+static int parse_u64(const char *s, uint64_t *v)
+{
+    char *end;
+    unsigned long long n;
+
+    errno = 0;
+    n = strtoull(s, &end, 10);
+    if (errno || end == s || *end || s[0] == '-')
+        return -1;
+    *v = n;
+    return 0;
+}
+
+static int valid_name(const char *n)
+{
+    size_t len = strlen(n);
+
+    if (!len || len >= XTK_HVCTL_NAME_MAX)
+        return 0;
+    for (size_t i = 0; i < len; i++)
+        if (!(n[i] >= 'a' && n[i] <= 'z') && !(n[i] >= 'A' && n[i] <= 'Z') &&
+            !(n[i] >= '0' && n[i] <= '9') && !strchr("_.-", n[i]))
+            return 0;
+    return 1;
+}
+
+static int parse_options(struct hv *hv, int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"name", required_argument, NULL, 'n'},
+        {"memory", required_argument, NULL, 'm'},
+        {"vcpus", required_argument, NULL, 'c'},
+        {"kernel", required_argument, NULL, 'k'},
+        {"cmdline", required_argument, NULL, 'a'},
+        {"rundir", required_argument, NULL, 'r'},
+        {"store", required_argument, NULL, 's'},
+        {"no-store", no_argument, NULL, 'S'},
+        {"empty", no_argument, NULL, 'e'},
+        {"paused", no_argument, NULL, 'p'},
+        {"log", required_argument, NULL, 'l'},
+        {"console-log", required_argument, NULL, 'L'},
+        {"ready-fd", required_argument, NULL, 'R'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    struct hv_options *o = &hv->opt;
+    uint64_t v;
+    int c;
+
+    o->memory_mib = 64;
+    o->nr_vcpus = 1;
+    o->cmdline = "";
+    o->ready_fd = -1;
+    o->rundir = getenv("XTK_RUNDIR");
+    if (!o->rundir || !*o->rundir)
+        o->rundir = "/run/xtk";
+    o->kernel = getenv("XTK_GUEST");
+    if (!o->kernel || !*o->kernel)
+        o->kernel = XTK_GUEST_DEFAULT;
+
+    while ((c = getopt_long(argc, argv, "n:m:c:k:a:r:s:Sepl:L:R:h", longopts,
+                            NULL)) != -1) {
+        switch (c) {
+        case 'n':
+            if (!valid_name(optarg)) {
+                fprintf(stderr,
+                        "xtk-hv: bad name '%s' ([A-Za-z0-9_.-], "
+                        "1 to 63 characters)\n",
+                        optarg);
+                return -1;
+            }
+            o->name = optarg;
+            break;
+        case 'm':
+            if (parse_u64(optarg, &v) || v < XTK_GUEST_MIN_MIB ||
+                v > XTK_GUEST_MAX_MIB) {
+                fprintf(stderr, "xtk-hv: memory must be %d to %d MiB\n",
+                        XTK_GUEST_MIN_MIB, XTK_GUEST_MAX_MIB);
+                return -1;
+            }
+            o->memory_mib = v;
+            break;
+        case 'c':
+            if (parse_u64(optarg, &v) || v < 1 || v > XTK_GUEST_MAX_VCPUS) {
+                fprintf(stderr, "xtk-hv: vcpus must be 1 to %d\n",
+                        XTK_GUEST_MAX_VCPUS);
+                return -1;
+            }
+            o->nr_vcpus = (unsigned int)v;
+            break;
+        case 'k':
+            o->kernel = optarg;
+            break;
+        case 'a':
+            if (strlen(optarg) >= XTK_GUEST_CMDLINE_MAX) {
+                fprintf(stderr, "xtk-hv: command line too long\n");
+                return -1;
+            }
+            o->cmdline = optarg;
+            break;
+        case 'r':
+            o->rundir = optarg;
+            break;
+        case 's':
+            o->store_path = optarg;
+            o->store_required = 1;
+            break;
+        case 'S':
+            o->no_store = 1;
+            break;
+        case 'e':
+            o->empty = 1;
+            break;
+        case 'p':
+            o->paused = 1;
+            break;
+        case 'l':
+            o->log_path = optarg;
+            break;
+        case 'L':
+            o->console_log = optarg;
+            break;
+        case 'R':
+            if (parse_u64(optarg, &v) || v > INT_MAX) {
+                fprintf(stderr, "xtk-hv: bad --ready-fd\n");
+                return -1;
+            }
+            o->ready_fd = (int)v;
+            break;
+        case 'h':
+            usage(stdout);
+            exit(0);
+        default:
+            usage(stderr);
+            return -1;
+        }
+    }
+    if (optind != argc) {
+        usage(stderr);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- ids and names -------------------------------------------------- */
+
+static int lock_path(const char *path)
+{
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+
+    if (fd < 0)
+        return -1;
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        int e = errno;
+        close(fd);
+        errno = e == EWOULDBLOCK ? EEXIST : e;
+        return -1;
+    }
+    return fd;
+}
+
+static int take_id(struct hv *hv)
+{
+    char path[PATH_MAX];
+    uint64_t hint = 1;
+    FILE *f;
+
+    if (mkdir(hv->opt.rundir, 0700) < 0 && errno != EEXIST) {
+        hv_log("%s: %m", hv->opt.rundir);
+        return -1;
+    }
+    /* Where the last allocation stopped (a hint only: the locks decide),
+     * so that ids are not reused at once, as on Xen. */
+    snprintf(path, sizeof(path), "%s/next-domid", hv->opt.rundir);
+    if ((f = fopen(path, "re"))) {
+        if (fscanf(f, "%" SCNu64, &hint) != 1 || hint < 1 || hint > DOMID_MAX)
+            hint = 1;
+        fclose(f);
+    }
+    for (uint32_t tries = 0, id = (uint32_t)hint; tries < DOMID_MAX;
+         tries++, id = id % DOMID_MAX + 1) {
+        snprintf(path, sizeof(path), "%s/%u.lock", hv->opt.rundir, id);
+        hv->lock_fd = lock_path(path);
+        if (hv->lock_fd >= 0) {
+            hv->domid = id;
+            log_domid = id;
+            snprintf(path, sizeof(path), "%s/next-domid", hv->opt.rundir);
+            if ((f = fopen(path, "we"))) {
+                fprintf(f, "%u\n", id % DOMID_MAX + 1);
+                fclose(f);
+            }
+            return 0;
+        }
+        if (errno != EEXIST) {
+            hv_log("%s: %m", path);
+            return -1;
+        }
+    }
+    hv_log("no free domain id");
+    errno = ENOSPC;
+    return -1;
+}
+
+static int take_name(struct hv *hv)
+{
+    char path[PATH_MAX];
+
+    if (hv->opt.name)
+        snprintf(hv->name, sizeof(hv->name), "%s", hv->opt.name);
+    else
+        snprintf(hv->name, sizeof(hv->name), "domain-%u", hv->domid);
+    snprintf(path, sizeof(path), "%s/name-%s.lock", hv->opt.rundir, hv->name);
+    hv->name_lock_fd = lock_path(path);
+    if (hv->name_lock_fd < 0) {
+        hv_log("name %s: %s", hv->name,
+               errno == EEXIST ? "in use by another domain" : strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- the loop ------------------------------------------------------- */
+
+static void tell_ready(struct hv *hv, int err)
+{
+    char buf[32];
+    int n;
+
+    if (hv->opt.ready_fd < 0)
+        return;
+    n = err ? snprintf(buf, sizeof(buf), "-%d\n", err)
+            : snprintf(buf, sizeof(buf), "%u\n", hv->domid);
+    if (write(hv->opt.ready_fd, buf, (size_t)n) != n)
+        hv_log("ready fd: %m");
+    close(hv->opt.ready_fd);
+    hv->opt.ready_fd = -1;
+}
+
+static int run_loop(struct hv *hv, int sig_fd)
+{
+    while (!hv->destroy) {
+        struct pollfd pfd[4 + HV_MAX_CONNS];
+        int map[4 + HV_MAX_CONNS];
+        int n = 0;
+
+        pfd[n] = (struct pollfd){.fd = sig_fd, .events = POLLIN};
+        map[n++] = -1;
+        pfd[n] = (struct pollfd){.fd = hv->listen_fd, .events = POLLIN};
+        map[n++] = -2;
+        pfd[n] = (struct pollfd){.fd = hv->ports[XTK_PORT_CONSOLE].from_guest,
+                                 .events = POLLIN};
+        map[n++] = -3;
+        if (hv->store_fd >= 0) {
+            pfd[n] = (struct pollfd){.fd = hv->store_fd, .events = POLLIN};
+            map[n++] = -4;
+        }
+        for (int i = 0; i < HV_MAX_CONNS; i++) {
+            if (hv->conns[i].fd < 0)
+                continue;
+            pfd[n] = (struct pollfd){.fd = hv->conns[i].fd, .events = POLLIN};
+            map[n++] = i;
+        }
+        if (poll(pfd, (nfds_t)n, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            hv_log("poll: %m");
+            return -1;
+        }
+        for (int i = 0; i < n && !hv->destroy; i++) {
+            if (!pfd[i].revents)
+                continue;
+            switch (map[i]) {
+            case -1: {
+                struct signalfd_siginfo si;
+                if (read(sig_fd, &si, sizeof(si)) == sizeof(si)) {
+                    hv_log("signal %u: destroying the domain", si.ssi_signo);
+                    hv->destroy = 1;
+                }
+                break;
+            }
+            case -2:
+                hv_ctl_accept(hv);
+                break;
+            case -3:
+                hv_console_drain(hv);
+                break;
+            case -4:
+                hv_store_handle(hv);
+                break;
+            default:
+                hv_ctl_handle(hv, map[i]);
+            }
+        }
+    }
+    return 0;
+}
+
+static void hv_init(struct hv *hv)
+{
+    memset(hv, 0, sizeof(*hv));
+    hv->kvm_fd = hv->vm_fd = hv->mem_fd = hv->bitmap_fd = -1;
+    hv->listen_fd = hv->lock_fd = hv->name_lock_fd = hv->store_fd = -1;
+    hv->logdirty_owner = -1;
+    hv->creator = -1;
+    for (int i = 0; i < XTK_GUEST_MAX_VCPUS; i++)
+        hv->vcpus[i].fd = -1;
+    for (int p = 0; p <= XTK_PORT_MAX; p++)
+        hv->ports[p].to_guest = hv->ports[p].from_guest = -1;
+    for (int i = 0; i < HV_MAX_CONNS; i++)
+        hv->conns[i].fd = -1;
+    pthread_mutex_init(&hv->lock, NULL);
+    pthread_mutex_init(&hv->console_lock, NULL);
+    pthread_cond_init(&hv->parked_cond, NULL);
+    pthread_cond_init(&hv->run_cond, NULL);
+}
+
+int main(int argc, char **argv)
+{
+    static struct hv hv_storage;
+    struct hv *hv = &hv_storage;
+    sigset_t sigs;
+    int sig_fd, rc = 1, err;
+
+    hv_init(hv);
+    if (parse_options(hv, argc, argv) < 0)
+        return 2;
+    hv->nr_vcpus = hv->opt.nr_vcpus;
+    hv->mem_bytes = hv->opt.memory_mib << 20;
+    hv->nr_pages = hv->mem_bytes >> 12;
+    hv->empty = hv->opt.empty;
+    hv->pause_sticky = hv->opt.paused;
+    hv->start_ns = hv_now_ns();
+
+    /* Signals: SIGTERM & co. through a signalfd; SIGUSR1 is the vCPU
+     * kick, blocked here and unblocked in vCPU threads only. */
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
+    sigaddset(&sigs, SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    sigdelset(&sigs, SIGUSR1);
+    signal(SIGPIPE, SIG_IGN);
+    sig_fd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (sig_fd < 0) {
+        hv_log("signalfd: %m");
+        goto out;
+    }
+
+    if (take_id(hv) < 0 || take_name(hv) < 0)
+        goto err_ready;
+    if (!hv->opt.log_path && hv->opt.ready_fd >= 0) {
+        /* Started as a daemon: log beside the socket. */
+        static char log_path[PATH_MAX];
+        snprintf(log_path, sizeof(log_path), "%s/%u.log", hv->opt.rundir,
+                 hv->domid);
+        hv->opt.log_path = log_path;
+    }
+    if (hv->opt.log_path) {
+        int fd = open(hv->opt.log_path,
+                      O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+        if (fd < 0 || dup2(fd, 2) < 0) {
+            hv_log("%s: %m", hv->opt.log_path);
+            goto err_ready;
+        }
+        close(fd);
+    }
+    if (hv->opt.console_log &&
+        !(hv->console_log = fopen(hv->opt.console_log, "ae"))) {
+        hv_log("%s: %m", hv->opt.console_log);
+        goto err_ready;
+    }
+    snprintf(hv->sock_path, sizeof(hv->sock_path), "%s/%u.sock", hv->opt.rundir,
+             hv->domid);
+    hv_log("domain %u (%s): %llu MiB, %u vCPU(s)%s", hv->domid, hv->name,
+           (unsigned long long)hv->opt.memory_mib, hv->nr_vcpus,
+           hv->empty ? ", empty for a restore" : "");
+
+    if (hv_vm_create(hv) < 0)
+        goto err_ready;
+    if (!hv->opt.no_store && hv_store_register(hv) < 0 &&
+        hv->opt.store_required)
+        goto err_ready;
+    if (!hv->empty && hv_vm_load_guest(hv) < 0)
+        goto err_ready;
+    if (hv_vm_start(hv) < 0 || hv_ctl_listen(hv) < 0)
+        goto err_ready;
+    tell_ready(hv, 0);
+    rc = run_loop(hv, sig_fd) < 0;
+    goto out;
+
+err_ready:
+    err = errno ? errno : EIO;
+    tell_ready(hv, err);
+out:
+    /* Gone from KVM and the store first, then the name and id are free,
+     * and only then do clients see their connections close. */
+    hv_vm_destroy(hv);
+    if (hv->store_fd >= 0)
+        close(hv->store_fd); /* xsd-lite releases the domain */
+    if (hv->listen_fd >= 0) {
+        close(hv->listen_fd);
+        unlink(hv->sock_path);
+    }
+    if (hv->console_log)
+        fclose(hv->console_log);
+    if (hv->name_lock_fd >= 0)
+        close(hv->name_lock_fd);
+    if (hv->lock_fd >= 0)
+        close(hv->lock_fd);
+    for (int i = 0; i < HV_MAX_CONNS; i++)
+        if (hv->conns[i].fd >= 0)
+            close(hv->conns[i].fd);
+    if (sig_fd >= 0)
+        close(sig_fd);
+    hv_log("domain %u gone", hv->domid);
+    return rc;
+}

@@ -1,0 +1,362 @@
+/*
+ * state.c - the VM's and vCPUs' state as records (lib/kvm/hvctl.h), for
+ * GET_STATE and SET_STATE.  Called from the main thread with every vCPU
+ * parked.
+ *
+ * Set order (as Firecracker and QEMU do): the platform first (PIT, the
+ * three irqchips, then the clock, which must be set before any vCPU
+ * runs); then per vCPU: MP state, regs, sregs, XSAVE, XCRs, debug regs,
+ * LAPIC, MSRs (TSC deadline last, after the LAPIC), events last.  Every
+ * record is checked before anything is applied.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+
+#include "backend.h"
+#include "hv.h"
+
+enum kind {
+    K_MP_STATE,
+    K_REGS,
+    K_SREGS,
+    K_XSAVE,
+    K_XCRS,
+    K_DEBUGREGS,
+    K_LAPIC,
+    K_MSRS,
+    K_EVENTS,
+    K_NR_VCPU,
+};
+
+struct vcpu_rec {
+    uint32_t type;
+    unsigned long get, set;
+    size_t size; /* 0: variable (XSAVE, MSRS) */
+};
+
+/* In set order. */
+static const struct vcpu_rec vcpu_recs[K_NR_VCPU] = {
+    [K_MP_STATE] = {XTK_KVM_REC_MP_STATE, KVM_GET_MP_STATE, KVM_SET_MP_STATE,
+                    sizeof(struct kvm_mp_state)},
+    [K_REGS] = {XTK_KVM_REC_REGS, KVM_GET_REGS, KVM_SET_REGS,
+                sizeof(struct kvm_regs)},
+    [K_SREGS] = {XTK_KVM_REC_SREGS, KVM_GET_SREGS, KVM_SET_SREGS,
+                 sizeof(struct kvm_sregs)},
+    [K_XSAVE] = {XTK_KVM_REC_XSAVE, 0, KVM_SET_XSAVE, 0},
+    [K_XCRS] = {XTK_KVM_REC_XCRS, KVM_GET_XCRS, KVM_SET_XCRS,
+                sizeof(struct kvm_xcrs)},
+    [K_DEBUGREGS] = {XTK_KVM_REC_DEBUGREGS, KVM_GET_DEBUGREGS,
+                     KVM_SET_DEBUGREGS, sizeof(struct kvm_debugregs)},
+    [K_LAPIC] = {XTK_KVM_REC_LAPIC, KVM_GET_LAPIC, KVM_SET_LAPIC,
+                 sizeof(struct kvm_lapic_state)},
+    [K_MSRS] = {XTK_KVM_REC_MSRS, 0, 0, 0},
+    [K_EVENTS] = {XTK_KVM_REC_EVENTS, KVM_GET_VCPU_EVENTS, KVM_SET_VCPU_EVENTS,
+                  sizeof(struct kvm_vcpu_events)},
+};
+
+/* Appends one record into buf (max bytes), at *len. */
+static int put(void *buf, size_t max, size_t *len, uint32_t type,
+               uint32_t instance, const void *body, size_t size)
+{
+    struct xtk_kvm_rec_head head = {.instance = instance};
+    struct xtk__rec_hdr h = {type, (uint32_t)(sizeof(head) + size)};
+    size_t total = sizeof(h) + ((h.length + 7) & ~7u);
+    char *p = (char *)buf + *len;
+
+    if (total > max - *len) {
+        hv_log("state: more than %zu bytes of records", max);
+        errno = E2BIG;
+        return -1;
+    }
+    memset(p, 0, total);
+    memcpy(p, &h, sizeof(h));
+    memcpy(p + sizeof(h), &head, sizeof(head));
+    memcpy(p + sizeof(h) + sizeof(head), body, size);
+    *len += total;
+    return 0;
+}
+
+static int get_vm(struct hv *hv, void *buf, size_t max, size_t *len)
+{
+    struct kvm_clock_data clock;
+    struct kvm_pit_state2 pit;
+    struct kvm_irqchip chip;
+
+    memset(&clock, 0, sizeof(clock));
+    if (ioctl(hv->vm_fd, KVM_GET_CLOCK, &clock) < 0 ||
+        put(buf, max, len, XTK_KVM_REC_CLOCK, XTK_KVM_REC_VM, &clock,
+            sizeof(clock)))
+        goto err;
+    if (ioctl(hv->vm_fd, KVM_GET_PIT2, &pit) < 0 ||
+        put(buf, max, len, XTK_KVM_REC_PIT2, XTK_KVM_REC_VM, &pit, sizeof(pit)))
+        goto err;
+    for (uint32_t id = 0; id < 3; id++) {
+        memset(&chip, 0, sizeof(chip));
+        chip.chip_id = id;
+        if (ioctl(hv->vm_fd, KVM_GET_IRQCHIP, &chip) < 0 ||
+            put(buf, max, len, XTK_KVM_REC_IRQCHIP, XTK_KVM_REC_VM, &chip,
+                sizeof(chip)))
+            goto err;
+    }
+    return 0;
+err:
+    hv_log("state: VM: %m");
+    return -1;
+}
+
+static int get_vcpu(struct hv *hv, struct hv_vcpu *v, void *buf, size_t max,
+                    size_t *len)
+{
+    union {
+        struct kvm_mp_state mp;
+        struct kvm_regs regs;
+        struct kvm_sregs sregs;
+        struct kvm_xcrs xcrs;
+        struct kvm_debugregs dr;
+        struct kvm_lapic_state lapic;
+        struct kvm_vcpu_events ev;
+        char xsave[16384];
+        struct {
+            struct kvm_msrs m;
+            struct kvm_msr_entry e[HV_MAX_MSRS];
+        } msrs;
+    } u;
+
+    for (int k = 0; k < K_NR_VCPU; k++) {
+        const struct vcpu_rec *d = &vcpu_recs[k];
+        size_t size = d->size;
+        int r;
+
+        memset(&u, 0, sizeof(u));
+        if (k == K_XSAVE) {
+            size = hv->xsave_size;
+            if (size > sizeof(u.xsave)) {
+                errno = E2BIG;
+                goto err;
+            }
+            r = ioctl(v->fd,
+                      size > sizeof(struct kvm_xsave) ? KVM_GET_XSAVE2
+                                                      : KVM_GET_XSAVE,
+                      u.xsave);
+        } else if (k == K_MSRS) {
+            u.msrs.m.nmsrs = hv->nr_msrs;
+            for (unsigned int i = 0; i < hv->nr_msrs; i++)
+                u.msrs.e[i].index = hv->msrs[i];
+            r = ioctl(v->fd, KVM_GET_MSRS, &u.msrs);
+            if (r >= 0 && (unsigned int)r != hv->nr_msrs) {
+                hv_log("vCPU %u: MSR %#x unreadable", v->index, hv->msrs[r]);
+                errno = EIO;
+                goto err;
+            }
+            size = sizeof(u.msrs.m) + hv->nr_msrs * sizeof(u.msrs.e[0]);
+        } else {
+            r = ioctl(v->fd, d->get, &u);
+        }
+        if (r < 0 || put(buf, max, len, d->type, v->index, &u, size))
+            goto err;
+    }
+    return 0;
+err:
+    hv_log("state: vCPU %u: %m", v->index);
+    return -1;
+}
+
+int hv_state_get(struct hv *hv, void *buf, size_t max, size_t *len)
+{
+    *len = 0;
+    if (get_vm(hv, buf, max, len) < 0)
+        return -1;
+    for (unsigned int i = 0; i < hv->nr_vcpus; i++)
+        if (get_vcpu(hv, &hv->vcpus[i], buf, max, len) < 0)
+            return -1;
+    return 0;
+}
+
+/* ---- set ------------------------------------------------------------ */
+
+struct parsed {
+    const void *clock, *pit, *chip[3];
+    const void *vcpu[XTK_GUEST_MAX_VCPUS][K_NR_VCPU];
+    uint32_t vcpu_len[XTK_GUEST_MAX_VCPUS][K_NR_VCPU];
+};
+
+static int bad(const char *why, uint32_t type)
+{
+    hv_log("set-state: record %#x: %s", type, why);
+    errno = EINVAL;
+    return -1;
+}
+
+/* Checks one record and files it in p. */
+static int parse_one(struct hv *hv, struct parsed *p, uint32_t type,
+                     const void *body, uint32_t length)
+{
+    struct xtk_kvm_rec_head head;
+    const char *data = (const char *)body + sizeof(head);
+    uint32_t size;
+
+    if (length < sizeof(head))
+        return bad("shorter than its head", type);
+    memcpy(&head, body, sizeof(head));
+    size = length - (uint32_t)sizeof(head);
+    if (head.reserved)
+        return bad("reserved field set", type);
+
+    if (type == XTK_KVM_REC_CLOCK || type == XTK_KVM_REC_PIT2 ||
+        type == XTK_KVM_REC_IRQCHIP) {
+        const void **slot;
+        size_t want;
+
+        if (head.instance != XTK_KVM_REC_VM)
+            return bad("platform record for a vCPU", type);
+        if (type == XTK_KVM_REC_CLOCK) {
+            slot = &p->clock;
+            want = sizeof(struct kvm_clock_data);
+        } else if (type == XTK_KVM_REC_PIT2) {
+            slot = &p->pit;
+            want = sizeof(struct kvm_pit_state2);
+        } else {
+            struct kvm_irqchip chip;
+            want = sizeof(chip);
+            if (size != want)
+                return bad("wrong size", type);
+            memcpy(&chip, data, sizeof(chip));
+            if (chip.chip_id > 2)
+                return bad("no such irqchip", type);
+            slot = &p->chip[chip.chip_id];
+        }
+        if (size != want)
+            return bad("wrong size", type);
+        if (*slot)
+            return bad("twice", type);
+        *slot = data;
+        return 0;
+    }
+
+    if (head.instance >= hv->nr_vcpus)
+        return bad("for a vCPU the domain lacks", type);
+    for (int k = 0; k < K_NR_VCPU; k++) {
+        const struct vcpu_rec *d = &vcpu_recs[k];
+
+        if (d->type != type)
+            continue;
+        if (k == K_XSAVE && size != hv->xsave_size)
+            return bad("XSAVE area of another size", type);
+        if (k == K_MSRS) {
+            struct kvm_msrs m;
+            if (size < sizeof(m))
+                return bad("wrong size", type);
+            memcpy(&m, data, sizeof(m));
+            if (m.nmsrs > HV_MAX_MSRS ||
+                size != sizeof(m) + m.nmsrs * sizeof(struct kvm_msr_entry))
+                return bad("wrong size", type);
+        } else if (d->size && size != d->size) {
+            return bad("wrong size", type);
+        }
+        if (p->vcpu[head.instance][k])
+            return bad("twice", type);
+        p->vcpu[head.instance][k] = data;
+        p->vcpu_len[head.instance][k] = size;
+        return 0;
+    }
+    return bad("unknown", type);
+}
+
+/* KVM_SET_MSRS stops at the first MSR it refuses: skip it, go on. */
+static int set_msrs(struct hv_vcpu *v, const void *data, uint32_t size)
+{
+    struct kvm_msrs *m = malloc(size);
+    int r = 0;
+
+    if (!m)
+        return -1;
+    memcpy(m, data, size);
+    while (m->nmsrs) {
+        r = ioctl(v->fd, KVM_SET_MSRS, m);
+        if (r < 0)
+            break;
+        if ((unsigned int)r == m->nmsrs) {
+            r = 0;
+            break;
+        }
+        hv_log("vCPU %u: MSR %#x refused, skipped", v->index,
+               m->entries[r].index);
+        m->nmsrs -= (unsigned int)r + 1;
+        memmove(m->entries, m->entries + r + 1,
+                m->nmsrs * sizeof(m->entries[0]));
+        r = 0;
+    }
+    free(m);
+    return r;
+}
+
+static int apply(struct hv *hv, struct parsed *p)
+{
+    if (p->pit && ioctl(hv->vm_fd, KVM_SET_PIT2, p->pit) < 0)
+        goto err_vm;
+    for (int i = 0; i < 3; i++)
+        if (p->chip[i] && ioctl(hv->vm_fd, KVM_SET_IRQCHIP, p->chip[i]) < 0)
+            goto err_vm;
+    if (p->clock) {
+        struct kvm_clock_data c;
+        memcpy(&c, p->clock, sizeof(c));
+        c.flags &= KVM_CLOCK_REALTIME; /* the only flag SET accepts */
+        if (ioctl(hv->vm_fd, KVM_SET_CLOCK, &c) < 0)
+            goto err_vm;
+    }
+    for (unsigned int i = 0; i < hv->nr_vcpus; i++) {
+        struct hv_vcpu *v = &hv->vcpus[i];
+        for (int k = 0; k < K_NR_VCPU; k++) {
+            const void *data = p->vcpu[i][k];
+            int r;
+
+            if (!data)
+                continue;
+            if (k == K_MSRS)
+                r = set_msrs(v, data, p->vcpu_len[i][k]);
+            else
+                r = ioctl(v->fd, vcpu_recs[k].set, data);
+            if (r < 0) {
+                hv_log("set-state: vCPU %u record %#x: %m", i,
+                       vcpu_recs[k].type);
+                return -1;
+            }
+        }
+    }
+    return 0;
+err_vm:
+    hv_log("set-state: platform: %m");
+    return -1;
+}
+
+int hv_state_set(struct hv *hv, const void *buf, size_t len)
+{
+    struct parsed *p = calloc(1, sizeof(*p));
+    size_t off = 0;
+    uint32_t type, length;
+    const void *body;
+    int r;
+
+    if (!p)
+        return -1;
+    while ((r = xtk__rec_next(buf, len, &off, &type, &body, &length)) > 0) {
+        if (type < XTK_KVM_REC_BASE || type > XTK_KVM_REC_MAX) {
+            hv_log("set-state: record %#x is not KVM's: skipped", type);
+            continue;
+        }
+        if (parse_one(hv, p, type, body, length) < 0) {
+            r = -1;
+            break;
+        }
+    }
+    if (r == 0)
+        r = apply(hv, p);
+    else if (errno == EBADMSG)
+        errno = EINVAL;
+    free(p);
+    return r;
+}

@@ -1,0 +1,756 @@
+/*
+ * vm.c - the KVM virtual machine: RAM in a memfd, the in-kernel irqchip and
+ * PIT, event channel ports (irqfd + ioeventfd), the guest image loaded and
+ * started in 64-bit long mode, the vCPU threads and how they park.
+ *
+ * Parking: a vCPU thread runs KVM_RUN only while hv_vm_must_park() is
+ * false.  To stop them, the main thread sets a reason under hv->lock, then
+ * for each vCPU sets kvm_run->immediate_exit and sends SIGUSR1 (a no-op
+ * handler, so KVM_RUN returns EINTR whether the signal lands inside it or
+ * just before), and waits on parked_cond until every thread has parked.
+ */
+#include "config.h"
+
+#include <elf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "hv.h"
+
+#define TSS_ADDR 0xfffbd000ul
+#define IDENTITY_MAP_ADDR 0xfffbc000ul
+#define MSR_IA32_MISC_ENABLE 0x1a0
+#define MSR_IA32_TSC_DEADLINE 0x6e0
+#define GUEST_IMAGE_MAX (64u << 20)
+
+static const unsigned int hv_ports[] = {XTK_PORT_CONSOLE, XTK_PORT_STORE,
+                                        XTK_PORT_SUSPEND, XTK_PORT_ECHO};
+
+/* ---- memory and platform -------------------------------------------- */
+
+static int vm_memory(struct hv *hv, uint32_t flags)
+{
+    struct kvm_userspace_memory_region r = {
+        .slot = 0,
+        .flags = flags,
+        .guest_phys_addr = 0,
+        .memory_size = hv->mem_bytes,
+        .userspace_addr = (uintptr_t)hv->mem,
+    };
+
+    if (ioctl(hv->vm_fd, KVM_SET_USER_MEMORY_REGION, &r) < 0) {
+        hv_log("KVM_SET_USER_MEMORY_REGION: %m");
+        return -1;
+    }
+    return 0;
+}
+
+static int vm_ports(struct hv *hv)
+{
+    for (size_t i = 0; i < sizeof(hv_ports) / sizeof(hv_ports[0]); i++) {
+        unsigned int p = hv_ports[i];
+        struct hv_port *port = &hv->ports[p];
+        struct kvm_irqfd irqfd = {.gsi = XTK_PORT_GSI(p)};
+        struct kvm_ioeventfd io = {
+            .addr = XTK_PORT_DOORBELL(p),
+            .len = 1,
+            .flags = KVM_IOEVENTFD_FLAG_PIO,
+        };
+
+        port->to_guest = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        port->from_guest = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (port->to_guest < 0 || port->from_guest < 0) {
+            hv_log("eventfd: %m");
+            return -1;
+        }
+        irqfd.fd = (uint32_t)port->to_guest;
+        io.fd = port->from_guest;
+        if (ioctl(hv->vm_fd, KVM_IRQFD, &irqfd) < 0 ||
+            ioctl(hv->vm_fd, KVM_IOEVENTFD, &io) < 0) {
+            hv_log("port %u: KVM_IRQFD/KVM_IOEVENTFD: %m", p);
+            return -1;
+        }
+        hv->port_mask |= 1u << p;
+    }
+    return 0;
+}
+
+/* The host's CPUID for our vCPUs, without cmpxchg16b (kvm-pvm cannot
+ * emulate it, and a guest that sees it may use it). */
+static int vm_cpuid(struct hv *hv)
+{
+    for (unsigned int n = 64; n <= 4096; n *= 2) {
+        struct kvm_cpuid2 *c =
+            calloc(1, sizeof(*c) + n * sizeof(struct kvm_cpuid_entry2));
+
+        if (!c)
+            return -1;
+        c->nent = n;
+        if (ioctl(hv->kvm_fd, KVM_GET_SUPPORTED_CPUID, c) == 0) {
+            for (unsigned int i = 0; i < c->nent; i++)
+                if (c->entries[i].function == 1)
+                    c->entries[i].ecx &= ~(1u << 13);
+            hv->cpuid = c;
+            return 0;
+        }
+        free(c);
+        if (errno != E2BIG) {
+            hv_log("KVM_GET_SUPPORTED_CPUID: %m");
+            return -1;
+        }
+    }
+    return -1;
+}
+
+int hv_vm_create(struct hv *hv)
+{
+    struct kvm_pit_config pit = {.flags = KVM_PIT_SPEAKER_DUMMY};
+    int r;
+
+    hv->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+    if (hv->kvm_fd < 0) {
+        hv_log("/dev/kvm: %m");
+        return -1;
+    }
+    if (ioctl(hv->kvm_fd, KVM_GET_API_VERSION, 0) != KVM_API_VERSION) {
+        hv_log("/dev/kvm: unexpected API version");
+        return -1;
+    }
+    hv->vm_fd = ioctl(hv->kvm_fd, KVM_CREATE_VM, 0);
+    if (hv->vm_fd < 0) {
+        hv_log("KVM_CREATE_VM: %m");
+        return -1;
+    }
+    r = ioctl(hv->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+    if (r <= 0) {
+        hv_log("KVM_GET_VCPU_MMAP_SIZE: %m");
+        return -1;
+    }
+    hv->run_size = (size_t)r;
+    r = ioctl(hv->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_XSAVE2);
+    hv->xsave_size = r > (int)sizeof(struct kvm_xsave)
+                         ? (size_t)r
+                         : sizeof(struct kvm_xsave);
+
+    hv->mem_fd = memfd_create("xtk-guest-ram", MFD_CLOEXEC);
+    if (hv->mem_fd < 0 || ftruncate(hv->mem_fd, (off_t)hv->mem_bytes) < 0) {
+        hv_log("guest RAM memfd: %m");
+        return -1;
+    }
+    hv->mem = mmap(NULL, hv->mem_bytes, PROT_READ | PROT_WRITE, MAP_SHARED,
+                   hv->mem_fd, 0);
+    if (hv->mem == MAP_FAILED) {
+        hv->mem = NULL;
+        hv_log("mmap guest RAM: %m");
+        return -1;
+    }
+    madvise(hv->mem, hv->mem_bytes, MADV_DONTDUMP);
+
+    hv->bitmap_bytes = (size_t)((hv->nr_pages + 63) / 64 * 8);
+    hv->bitmap_fd = memfd_create("xtk-dirty-bitmap", MFD_CLOEXEC);
+    if (hv->bitmap_fd < 0 ||
+        ftruncate(hv->bitmap_fd, (off_t)hv->bitmap_bytes) < 0) {
+        hv_log("bitmap memfd: %m");
+        return -1;
+    }
+    hv->bitmap = mmap(NULL, hv->bitmap_bytes, PROT_READ | PROT_WRITE,
+                      MAP_SHARED, hv->bitmap_fd, 0);
+    if (hv->bitmap == MAP_FAILED) {
+        hv->bitmap = NULL;
+        hv_log("mmap bitmap: %m");
+        return -1;
+    }
+
+    if (ioctl(hv->vm_fd, KVM_SET_TSS_ADDR, TSS_ADDR) < 0) {
+        hv_log("KVM_SET_TSS_ADDR: %m");
+        return -1;
+    }
+    uint64_t idmap = IDENTITY_MAP_ADDR;
+    if (ioctl(hv->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &idmap) < 0)
+        hv_log("KVM_SET_IDENTITY_MAP_ADDR: %m (ignored)");
+    if (vm_memory(hv, 0) < 0)
+        return -1;
+    if (ioctl(hv->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0 ||
+        ioctl(hv->vm_fd, KVM_CREATE_PIT2, &pit) < 0) {
+        hv_log("KVM_CREATE_IRQCHIP/PIT2: %m");
+        return -1;
+    }
+    if (vm_ports(hv) < 0 || vm_cpuid(hv) < 0)
+        return -1;
+    return 0;
+}
+
+/* ---- the guest image ------------------------------------------------ */
+
+static int load_elf(struct hv *hv, const uint8_t *img, size_t size)
+{
+    const Elf64_Ehdr *eh = (const void *)img;
+    int loaded = 0;
+
+    if (size < sizeof(*eh) || memcmp(eh->e_ident, ELFMAG, SELFMAG) ||
+        eh->e_ident[EI_CLASS] != ELFCLASS64 || eh->e_machine != EM_X86_64 ||
+        eh->e_type != ET_EXEC || eh->e_phentsize != sizeof(Elf64_Phdr) ||
+        eh->e_phoff > size ||
+        (size - eh->e_phoff) / sizeof(Elf64_Phdr) < eh->e_phnum) {
+        hv_log("%s: not an x86-64 ELF executable", hv->opt.kernel);
+        return -1;
+    }
+    for (unsigned int i = 0; i < eh->e_phnum; i++) {
+        Elf64_Phdr ph;
+
+        memcpy(&ph, img + eh->e_phoff + i * sizeof(ph), sizeof(ph));
+        if (ph.p_type != PT_LOAD)
+            continue;
+        if (ph.p_filesz > ph.p_memsz || ph.p_offset > size ||
+            size - ph.p_offset < ph.p_filesz ||
+            ph.p_paddr < XTK_GUEST_IMAGE_GPA || ph.p_memsz > hv->mem_bytes ||
+            ph.p_paddr > hv->mem_bytes - ph.p_memsz) {
+            hv_log("%s: segment %u does not fit in guest memory",
+                   hv->opt.kernel, i);
+            return -1;
+        }
+        memcpy(hv->mem + ph.p_paddr, img + ph.p_offset, ph.p_filesz);
+        memset(hv->mem + ph.p_paddr + ph.p_filesz, 0, ph.p_memsz - ph.p_filesz);
+        loaded = 1;
+    }
+    if (!loaded || eh->e_entry < XTK_GUEST_IMAGE_GPA ||
+        eh->e_entry >= hv->mem_bytes) {
+        hv_log("%s: nothing to load, or the entry is outside RAM",
+               hv->opt.kernel);
+        return -1;
+    }
+    hv->entry = eh->e_entry;
+    return 0;
+}
+
+/* Identity page tables for the first 4 GiB, and a flat GDT. */
+static void build_tables(struct hv *hv)
+{
+    uint64_t *pml4 = (uint64_t *)(hv->mem + XTK_GUEST_PT_GPA);
+    uint64_t *pdpt = pml4 + 512;
+    uint64_t *pd = pml4 + 1024;
+    uint64_t *gdt = (uint64_t *)(hv->mem + XTK_GUEST_GDT_GPA);
+
+    pml4[0] = (XTK_GUEST_PT_GPA + 0x1000) | 0x3;
+    for (int i = 0; i < 4; i++)
+        pdpt[i] = (XTK_GUEST_PT_GPA + 0x2000 + 0x1000 * (uint64_t)i) | 0x3;
+    for (uint64_t i = 0; i < 2048; i++) {
+        pd[i] = (i << 21) | 0x83; /* present, writable, 2 MiB */
+        if ((i << 21) >= 0xc0000000ull)
+            pd[i] |= 0x18; /* the MMIO hole: uncached */
+    }
+    gdt[0] = 0;
+    gdt[1] = 0x00af9b000000ffffull; /* 0x08: 64-bit code */
+    gdt[2] = 0x00cf93000000ffffull; /* 0x10: data */
+}
+
+static void fill_boot_page(struct hv *hv)
+{
+    struct xtk_guest_boot *b = (void *)(hv->mem + XTK_GUEST_BOOT_GPA);
+    size_t n = strlen(hv->opt.cmdline);
+
+    memset(b, 0, sizeof(*b));
+    b->magic = XTK_GUEST_BOOT_MAGIC;
+    b->version = XTK_GUEST_BOOT_VERSION;
+    b->flags = hv->store_fd >= 0 ? XTK_BOOT_STORE : 0;
+    b->mem_bytes = hv->mem_bytes;
+    b->nr_vcpus = hv->nr_vcpus;
+    int khz = ioctl(hv->vm_fd, KVM_GET_TSC_KHZ, 0);
+    b->tsc_khz = khz > 0 ? (uint32_t)khz : 0;
+    b->domid = hv->domid;
+    if (n >= sizeof(b->cmdline))
+        n = sizeof(b->cmdline) - 1;
+    memcpy(b->cmdline, hv->opt.cmdline, n);
+}
+
+int hv_vm_load_guest(struct hv *hv)
+{
+    int fd = open(hv->opt.kernel, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    uint8_t *img;
+    int r = -1;
+
+    if (fd < 0) {
+        hv_log("%s: %m", hv->opt.kernel);
+        return -1;
+    }
+    if (fstat(fd, &st) < 0 || st.st_size <= 0 || st.st_size > GUEST_IMAGE_MAX) {
+        hv_log("%s: not a guest image (size)", hv->opt.kernel);
+        goto err_fd;
+    }
+    img = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (img == MAP_FAILED) {
+        hv_log("%s: mmap: %m", hv->opt.kernel);
+        goto err_fd;
+    }
+    r = load_elf(hv, img, (size_t)st.st_size);
+    munmap(img, (size_t)st.st_size);
+    if (r == 0) {
+        build_tables(hv);
+        fill_boot_page(hv);
+    }
+err_fd:
+    close(fd);
+    return r;
+}
+
+/* ---- vCPUs ---------------------------------------------------------- */
+
+/* The MSRs KVM lists that this vCPU can read (the others would make a
+ * save fail). */
+static int probe_msrs(struct hv *hv, int vcpu_fd)
+{
+    struct {
+        struct kvm_msr_list l;
+        uint32_t idx[HV_MAX_MSRS];
+    } list = {.l.nmsrs = HV_MAX_MSRS};
+    struct {
+        struct kvm_msrs m;
+        struct kvm_msr_entry e;
+    } one;
+    int deadline = -1;
+
+    if (ioctl(hv->kvm_fd, KVM_GET_MSR_INDEX_LIST, &list) < 0) {
+        hv_log("KVM_GET_MSR_INDEX_LIST: %m");
+        return -1;
+    }
+    hv->nr_msrs = 0;
+    for (unsigned int i = 0; i < list.l.nmsrs && i < HV_MAX_MSRS; i++) {
+        memset(&one, 0, sizeof(one));
+        one.m.nmsrs = 1;
+        one.e.index = list.idx[i];
+        if (ioctl(vcpu_fd, KVM_GET_MSRS, &one) != 1)
+            continue;
+        if (list.idx[i] == MSR_IA32_TSC_DEADLINE) {
+            deadline = 1;
+            continue;
+        }
+        hv->msrs[hv->nr_msrs++] = list.idx[i];
+    }
+    /* The TSC deadline goes last: after the TSC and the LAPIC. */
+    if (deadline > 0)
+        hv->msrs[hv->nr_msrs++] = MSR_IA32_TSC_DEADLINE;
+    return 0;
+}
+
+static int vcpu_set_cpuid(struct hv *hv, struct hv_vcpu *v)
+{
+    struct kvm_cpuid2 *c = hv->cpuid;
+    size_t sz = sizeof(*c) + c->nent * sizeof(c->entries[0]);
+    struct kvm_cpuid2 *mine = malloc(sz);
+    int r;
+
+    if (!mine)
+        return -1;
+    memcpy(mine, c, sz);
+    for (unsigned int i = 0; i < mine->nent; i++) {
+        struct kvm_cpuid_entry2 *e = &mine->entries[i];
+        if (e->function == 1)
+            e->ebx = (e->ebx & 0x00ffffff) | (v->index << 24);
+        if (e->function == 0xb || e->function == 0x1f)
+            e->edx = v->index;
+    }
+    r = ioctl(v->fd, KVM_SET_CPUID2, mine);
+    if (r < 0)
+        hv_log("vCPU %u: KVM_SET_CPUID2: %m", v->index);
+    free(mine);
+    return r;
+}
+
+/* Long mode, flat segments, our page tables; rdi = index, rsi = boot page. */
+static int vcpu_boot_state(struct hv *hv, struct hv_vcpu *v)
+{
+    struct kvm_sregs s;
+    struct kvm_regs regs = {
+        .rip = hv->entry,
+        .rflags = 0x2,
+        .rdi = v->index,
+        .rsi = XTK_GUEST_BOOT_GPA,
+    };
+    struct kvm_segment code = {
+        .base = 0,
+        .limit = 0xffffffff,
+        .selector = 0x08,
+        .type = 11,
+        .present = 1,
+        .dpl = 0,
+        .db = 0,
+        .s = 1,
+        .l = 1,
+        .g = 1,
+    };
+    struct kvm_segment data = code;
+    struct kvm_fpu fpu = {.fcw = 0x37f, .mxcsr = 0x1f80};
+    struct kvm_mp_state mp = {.mp_state = KVM_MP_STATE_RUNNABLE};
+    struct {
+        struct kvm_msrs m;
+        struct kvm_msr_entry e[1];
+    } msrs = {.m.nmsrs = 1, .e = {{.index = MSR_IA32_MISC_ENABLE, .data = 1}}};
+    struct kvm_lapic_state lapic;
+
+    if (ioctl(v->fd, KVM_GET_SREGS, &s) < 0)
+        goto err;
+    data.selector = 0x10;
+    data.type = 3;
+    data.l = 0;
+    data.db = 1;
+    s.cs = code;
+    s.ds = s.es = s.fs = s.gs = s.ss = data;
+    s.tr = (struct kvm_segment){.base = 0,
+                                .limit = 0xffff,
+                                .selector = 0x18,
+                                .type = 11,
+                                .present = 1,
+                                .s = 0};
+    s.ldt = (struct kvm_segment){.selector = 0, .type = 2, .present = 1};
+    s.gdt.base = XTK_GUEST_GDT_GPA;
+    s.gdt.limit = 3 * 8 - 1;
+    s.idt.base = 0;
+    s.idt.limit = 0;
+    s.cr0 = 0x80050033; /* PG WP NE ET MP PE */
+    s.cr3 = XTK_GUEST_PT_GPA;
+    s.cr4 = 0x620;  /* OSXMMEXCPT OSFXSR PAE */
+    s.efer = 0x500; /* LMA LME */
+    if (ioctl(v->fd, KVM_SET_SREGS, &s) < 0 ||
+        ioctl(v->fd, KVM_SET_REGS, &regs) < 0 ||
+        ioctl(v->fd, KVM_SET_FPU, &fpu) < 0 ||
+        ioctl(v->fd, KVM_SET_MSRS, &msrs) != 1)
+        goto err;
+    /* LINT0 ExtINT, LINT1 NMI, as a BIOS leaves them. */
+    if (ioctl(v->fd, KVM_GET_LAPIC, &lapic) < 0)
+        goto err;
+    uint32_t *lint0 = (uint32_t *)(lapic.regs + 0x350);
+    uint32_t *lint1 = (uint32_t *)(lapic.regs + 0x360);
+    *lint0 = (*lint0 & ~0x700u & ~0x10000u) | 0x700u;
+    *lint1 = (*lint1 & ~0x700u & ~0x10000u) | 0x400u;
+    if (ioctl(v->fd, KVM_SET_LAPIC, &lapic) < 0 ||
+        ioctl(v->fd, KVM_SET_MP_STATE, &mp) < 0)
+        goto err;
+    return 0;
+err:
+    hv_log("vCPU %u: boot state: %m", v->index);
+    return -1;
+}
+
+static void vcpu_crash(struct hv_vcpu *v, const char *why)
+{
+    struct hv *hv = v->hv;
+    struct kvm_regs regs;
+
+    if (ioctl(v->fd, KVM_GET_REGS, &regs) == 0)
+        hv_log("vCPU %u stopped: %s (rip %#llx)", v->index, why, regs.rip);
+    else
+        hv_log("vCPU %u stopped: %s", v->index, why);
+    pthread_mutex_lock(&hv->lock);
+    v->crashed = 1;
+    hv->crashed = 1;
+    pthread_mutex_unlock(&hv->lock);
+}
+
+static void vcpu_io(struct hv_vcpu *v)
+{
+    struct kvm_run *run = v->run;
+    uint8_t *data = (uint8_t *)run + run->io.data_offset;
+    size_t n = (size_t)run->io.size * run->io.count;
+
+    if (run->io.direction == KVM_EXIT_IO_OUT) {
+        if (run->io.port == XTK_GUEST_DEBUG_PORT || run->io.port == 0x3f8)
+            hv_console_append(v->hv, (const char *)data, n);
+        return;
+    }
+    /* Reads: a serial line-status register that is always ready, else
+     * nothing there. */
+    memset(data, run->io.port == 0x3fd ? 0x60 : 0xff, n);
+}
+
+static void vcpu_exit(struct hv_vcpu *v)
+{
+    struct kvm_run *run = v->run;
+    char why[96];
+
+    switch (run->exit_reason) {
+    case KVM_EXIT_IO:
+        vcpu_io(v);
+        return;
+    case KVM_EXIT_MMIO:
+        if (!run->mmio.is_write)
+            memset(run->mmio.data, 0xff, sizeof(run->mmio.data));
+        return;
+    case KVM_EXIT_HLT:
+    case KVM_EXIT_INTR:
+    case KVM_EXIT_IRQ_WINDOW_OPEN:
+        return;
+    case KVM_EXIT_SHUTDOWN:
+        vcpu_crash(v, "triple fault");
+        return;
+    case KVM_EXIT_INTERNAL_ERROR:
+        snprintf(why, sizeof(why), "KVM internal error, suberror %u",
+                 run->internal.suberror);
+        vcpu_crash(v, why);
+        return;
+    case KVM_EXIT_FAIL_ENTRY:
+        snprintf(
+            why, sizeof(why), "entry failed, reason %#llx",
+            (unsigned long long)run->fail_entry.hardware_entry_failure_reason);
+        vcpu_crash(v, why);
+        return;
+    default:
+        snprintf(why, sizeof(why), "unhandled exit %u", run->exit_reason);
+        vcpu_crash(v, why);
+        return;
+    }
+}
+
+int hv_vm_must_park(const struct hv *hv)
+{
+    return hv->pause_sticky || hv->pause_holds || hv->empty || hv->quit;
+}
+
+static void *vcpu_thread(void *arg)
+{
+    struct hv_vcpu *v = arg;
+    struct hv *hv = v->hv;
+    sigset_t set;
+
+    sigemptyset(&set);
+    sigaddset(&set, SIGUSR1);
+    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+    for (;;) {
+        pthread_mutex_lock(&hv->lock);
+        while (hv_vm_must_park(hv) || v->crashed) {
+            if (hv->quit) {
+                pthread_mutex_unlock(&hv->lock);
+                return NULL;
+            }
+            hv->parked++;
+            pthread_cond_broadcast(&hv->parked_cond);
+            pthread_cond_wait(&hv->run_cond, &hv->lock);
+            hv->parked--;
+        }
+        pthread_mutex_unlock(&hv->lock);
+
+        if (ioctl(v->fd, KVM_RUN, 0) < 0) {
+            if (errno == EINTR || errno == EAGAIN) {
+                __atomic_store_n(&v->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
+                continue;
+            }
+            char why[64];
+            snprintf(why, sizeof(why), "KVM_RUN: %s", strerror(errno));
+            vcpu_crash(v, why);
+            continue;
+        }
+        vcpu_exit(v);
+    }
+}
+
+static void kick(struct hv_vcpu *v)
+{
+    __atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
+    pthread_kill(v->thread, SIGUSR1);
+}
+
+void hv_vm_wait_parked(struct hv *hv)
+{
+    for (unsigned int i = 0; i < hv->nr_vcpus; i++)
+        if (hv->vcpus[i].thread_started)
+            kick(&hv->vcpus[i]);
+    while (hv->parked < hv->nr_vcpus)
+        pthread_cond_wait(&hv->parked_cond, &hv->lock);
+}
+
+void hv_vm_wake(struct hv *hv)
+{
+    pthread_cond_broadcast(&hv->run_cond);
+}
+
+static void sigusr1(int sig)
+{
+}
+
+int hv_vm_start(struct hv *hv)
+{
+    struct sigaction sa = {.sa_handler = sigusr1};
+
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGUSR1, &sa, NULL); /* no SA_RESTART: KVM_RUN gets EINTR */
+
+    for (unsigned int i = 0; i < hv->nr_vcpus; i++) {
+        struct hv_vcpu *v = &hv->vcpus[i];
+
+        v->hv = hv;
+        v->index = i;
+        v->fd = ioctl(hv->vm_fd, KVM_CREATE_VCPU, i);
+        if (v->fd < 0) {
+            hv_log("KVM_CREATE_VCPU %u: %m", i);
+            return -1;
+        }
+        v->run = mmap(NULL, hv->run_size, PROT_READ | PROT_WRITE, MAP_SHARED,
+                      v->fd, 0);
+        if (v->run == MAP_FAILED) {
+            v->run = NULL;
+            hv_log("vCPU %u: mmap kvm_run: %m", i);
+            return -1;
+        }
+        if (vcpu_set_cpuid(hv, v) < 0)
+            return -1;
+        if (i == 0 && probe_msrs(hv, v->fd) < 0)
+            return -1;
+        if (!hv->empty && vcpu_boot_state(hv, v) < 0)
+            return -1;
+    }
+    /* Threads last: they start parked if the domain is empty or paused. */
+    for (unsigned int i = 0; i < hv->nr_vcpus; i++) {
+        struct hv_vcpu *v = &hv->vcpus[i];
+        int e = pthread_create(&v->thread, NULL, vcpu_thread, v);
+
+        if (e) {
+            errno = e;
+            hv_log("vCPU thread: %m");
+            return -1;
+        }
+        v->thread_started = 1;
+    }
+    return 0;
+}
+
+void hv_vm_destroy(struct hv *hv)
+{
+    pthread_mutex_lock(&hv->lock);
+    hv->quit = 1;
+    hv_vm_wake(hv);
+    for (unsigned int i = 0; i < hv->nr_vcpus; i++)
+        if (hv->vcpus[i].thread_started)
+            kick(&hv->vcpus[i]);
+    pthread_mutex_unlock(&hv->lock);
+    for (unsigned int i = 0; i < hv->nr_vcpus; i++) {
+        struct hv_vcpu *v = &hv->vcpus[i];
+        if (v->thread_started)
+            pthread_join(v->thread, NULL);
+        if (v->run)
+            munmap(v->run, hv->run_size);
+        if (v->fd >= 0)
+            close(v->fd);
+    }
+    for (unsigned int p = 0; p <= XTK_PORT_MAX; p++) {
+        if (hv->ports[p].to_guest >= 0)
+            close(hv->ports[p].to_guest);
+        if (hv->ports[p].from_guest >= 0)
+            close(hv->ports[p].from_guest);
+    }
+    free(hv->cpuid);
+    if (hv->bitmap)
+        munmap(hv->bitmap, hv->bitmap_bytes);
+    if (hv->bitmap_fd >= 0)
+        close(hv->bitmap_fd);
+    if (hv->mem)
+        munmap(hv->mem, hv->mem_bytes);
+    if (hv->mem_fd >= 0)
+        close(hv->mem_fd);
+    if (hv->vm_fd >= 0)
+        close(hv->vm_fd);
+    if (hv->kvm_fd >= 0)
+        close(hv->kvm_fd);
+}
+
+/* ---- dirty log ------------------------------------------------------ */
+
+int hv_vm_logdirty(struct hv *hv, int on)
+{
+    if (vm_memory(hv, on ? KVM_MEM_LOG_DIRTY_PAGES : 0) < 0)
+        return -1;
+    hv->logdirty = on;
+    return 0;
+}
+
+/*
+ * Writes the frames the guest dirtied since the last sync into the shared
+ * bitmap (KVM_GET_DIRTY_LOG reads and re-protects atomically), plus the
+ * pages that host-side agents write and KVM cannot see: the boot page,
+ * the console ring (out_cons) and the store ring (xsd-lite).
+ */
+int hv_vm_logdirty_sync(struct hv *hv, uint64_t *dirty)
+{
+    struct kvm_dirty_log log = {.slot = 0, .dirty_bitmap = hv->bitmap};
+    static const uint64_t host_written[] = {
+        XTK_GUEST_BOOT_GPA, XTK_GUEST_CONS_GPA, XTK_GUEST_STORE_GPA};
+    uint64_t n = 0;
+
+    if (ioctl(hv->vm_fd, KVM_GET_DIRTY_LOG, &log) < 0) {
+        hv_log("KVM_GET_DIRTY_LOG: %m");
+        return -1;
+    }
+    for (size_t i = 0; i < sizeof(host_written) / sizeof(host_written[0]);
+         i++) {
+        uint64_t pfn = host_written[i] >> 12;
+        hv->bitmap[pfn / 64] |= 1ull << (pfn % 64);
+    }
+    for (size_t i = 0; i < hv->bitmap_bytes / 8; i++)
+        n += (uint64_t)__builtin_popcountll(hv->bitmap[i]);
+    *dirty = n;
+    return 0;
+}
+
+/* ---- console and guest status --------------------------------------- */
+
+void hv_console_append(struct hv *hv, const char *s, size_t n)
+{
+    pthread_mutex_lock(&hv->console_lock);
+    for (size_t i = 0; i < n; i++)
+        hv->console[(hv->console_end + i) % HV_CONSOLE_BYTES] = s[i];
+    hv->console_end += n;
+    if (hv->console_log) {
+        fwrite(s, 1, n, hv->console_log);
+        fflush(hv->console_log);
+    }
+    pthread_mutex_unlock(&hv->console_lock);
+}
+
+/* The console's event channel fired: move the ring's bytes out. */
+void hv_console_drain(struct hv *hv)
+{
+    struct xtk_cons_ring *r = (void *)(hv->mem + XTK_GUEST_CONS_GPA);
+    uint64_t ev;
+    char buf[sizeof(r->out)];
+    size_t n = 0;
+
+    if (read(hv->ports[XTK_PORT_CONSOLE].from_guest, &ev, sizeof(ev)) < 0 &&
+        errno != EAGAIN)
+        hv_log("console eventfd: %m");
+    uint32_t prod = __atomic_load_n(&r->out_prod, __ATOMIC_ACQUIRE);
+    uint32_t cons = r->out_cons;
+    if (prod - cons > sizeof(r->out)) /* a confused guest: skip ahead */
+        cons = prod - (uint32_t)sizeof(r->out);
+    while (cons != prod)
+        buf[n++] = r->out[cons++ % sizeof(r->out)];
+    __atomic_store_n(&r->out_cons, cons, __ATOMIC_RELEASE);
+    if (n)
+        hv_console_append(hv, buf, n);
+}
+
+struct xtk_guest_status *hv_guest_status(struct hv *hv)
+{
+    struct xtk_guest_status *s = (void *)(hv->mem + XTK_GUEST_STATUS_GPA);
+
+    return s->magic == XTK_GUEST_STATUS_MAGIC ? s : NULL;
+}
+
+void hv_vm_kick_suspended(struct hv *hv)
+{
+    struct xtk_guest_status *s = hv_guest_status(hv);
+    uint64_t one = 1;
+
+    if (s &&
+        __atomic_load_n(&s->state, __ATOMIC_ACQUIRE) == XTK_GUEST_SUSPENDED) {
+        if (write(hv->ports[XTK_PORT_SUSPEND].to_guest, &one, sizeof(one)) !=
+            sizeof(one))
+            hv_log("suspend port: %m");
+    }
+}

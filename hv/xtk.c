@@ -1,0 +1,336 @@
+/*
+ * xtk.c - the xl-like command: create, list, info, pause, unpause, console,
+ * check and destroy domains.  See xtk(1).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "abi.h"
+#include "backend.h"
+#include "kvm/kvm.h"
+
+static struct xtk_ctx *ctx;
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: xtk COMMAND [ARGS]\n"
+            "  create [-n NAME] [-m MIB] [-c VCPUS] [-w WORKLOAD] [-P PAGES]\n"
+            "         [-S STRIDE] [-r RATE] [-k KERNEL] [-a ARGS] [-p] "
+            "[--no-store]\n"
+            "  list\n"
+            "  info DOMAIN\n"
+            "  pause DOMAIN\n"
+            "  unpause DOMAIN\n"
+            "  console [-f] DOMAIN\n"
+            "  check DOMAIN\n"
+            "  destroy DOMAIN\n"
+            "DOMAIN is an id or a name.  WORKLOAD: idle, counter, dirty, "
+            "spin.\n");
+}
+
+static int parse_num(const char *s, uint64_t *v)
+{
+    char *end;
+
+    errno = 0;
+    *v = strtoull(s, &end, 10);
+    return errno || end == s || *end || *s == '-' ? -1 : 0;
+}
+
+static struct xtk_domain *open_dom(const char *what)
+{
+    struct xtk_domain *dom = xtk_domain_lookup(ctx, what);
+
+    if (!dom)
+        fprintf(stderr, "xtk: %s: %s\n", what,
+                errno == ENOENT ? "no such domain" : strerror(errno));
+    return dom;
+}
+
+static int cmd_create(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"name", required_argument, NULL, 'n'},
+        {"memory", required_argument, NULL, 'm'},
+        {"vcpus", required_argument, NULL, 'c'},
+        {"workload", required_argument, NULL, 'w'},
+        {"pages", required_argument, NULL, 'P'},
+        {"stride", required_argument, NULL, 'S'},
+        {"rate", required_argument, NULL, 'r'},
+        {"kernel", required_argument, NULL, 'k'},
+        {"args", required_argument, NULL, 'a'},
+        {"paused", no_argument, NULL, 'p'},
+        {"no-store", no_argument, NULL, 's'},
+        {NULL, 0, NULL, 0},
+    };
+    struct xtk_domain_config cfg = {0};
+    const char *workload = NULL, *pages = NULL, *stride = NULL, *rate = NULL;
+    const char *extra = NULL;
+    char cmdline[XTK_GUEST_CMDLINE_MAX];
+    struct xtk_domain *dom;
+    uint64_t v;
+    int c;
+
+    while ((c = getopt_long(argc, argv, "n:m:c:w:P:S:r:k:a:p", longopts,
+                            NULL)) != -1) {
+        switch (c) {
+        case 'n':
+            cfg.name = optarg;
+            break;
+        case 'm':
+        case 'c':
+            if (parse_num(optarg, &v) || !v || v > UINT32_MAX) {
+                fprintf(stderr, "xtk: bad number '%s'\n", optarg);
+                return 2;
+            }
+            if (c == 'm')
+                cfg.memory_mib = v;
+            else
+                cfg.nr_vcpus = (uint32_t)v;
+            break;
+        case 'w':
+            workload = optarg;
+            break;
+        case 'P':
+            pages = optarg;
+            break;
+        case 'S':
+            stride = optarg;
+            break;
+        case 'r':
+            rate = optarg;
+            break;
+        case 'k':
+            cfg.kernel = optarg;
+            break;
+        case 'a':
+            extra = optarg;
+            break;
+        case 'p':
+            cfg.flags |= XTK_DOMCFG_PAUSED;
+            break;
+        case 's':
+            cfg.flags |= XTK_DOMCFG_NO_STORE;
+            break;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind != argc) {
+        usage(stderr);
+        return 2;
+    }
+    if (snprintf(cmdline, sizeof(cmdline), "workload=%s%s%s%s%s%s%s%s%s",
+                 workload ? workload : "idle", pages ? " pages=" : "",
+                 pages ? pages : "", stride ? " stride=" : "",
+                 stride ? stride : "", rate ? " rate=" : "", rate ? rate : "",
+                 extra ? " " : "",
+                 extra ? extra : "") >= (int)sizeof(cmdline)) {
+        fprintf(stderr, "xtk: command line too long\n");
+        return 2;
+    }
+    cfg.cmdline = cmdline;
+    dom = xtk_domain_create(ctx, &cfg);
+    if (!dom) {
+        fprintf(stderr, "xtk: create: %s\n", strerror(errno));
+        return 1;
+    }
+    printf("%u\n", xtk_domain_id(dom));
+    xtk_domain_close(dom);
+    return 0;
+}
+
+static const char *state_letters(uint32_t flags, char *buf)
+{
+    snprintf(buf, 8, "%c%c%c%c", flags & XTK_DOMINFO_EMPTY ? 'e' : 'r',
+             flags & XTK_DOMINFO_PAUSED ? 'p' : '-',
+             flags & XTK_DOMINFO_SUSPENDED ? 's' : '-',
+             flags & XTK_DOMINFO_CRASHED ? 'c' : '-');
+    return buf;
+}
+
+static int cmd_list(int argc, char **argv)
+{
+    struct xtk_domain_info *v;
+    size_t n;
+    char st[8];
+
+    if (argc != 1) {
+        usage(stderr);
+        return 2;
+    }
+    if (xtk_domain_list(ctx, &v, &n) < 0) {
+        fprintf(stderr, "xtk: list: %s\n", strerror(errno));
+        return 1;
+    }
+    printf("%-24s %5s %8s %5s %5s %10s\n", "Name", "ID", "Mem", "VCPUs",
+           "State", "Time(s)");
+    for (size_t i = 0; i < n; i++)
+        printf("%-24s %5u %8" PRIu64 " %5u %5s %10.1f\n", v[i].name, v[i].domid,
+               v[i].nr_pages >> 8, v[i].nr_vcpus, state_letters(v[i].flags, st),
+               v[i].uptime_ns / 1e9);
+    free(v);
+    return 0;
+}
+
+static int cmd_info(struct xtk_domain *dom)
+{
+    struct xtk_domain_info info;
+
+    if (xtk_domain_info(dom, &info) < 0)
+        return -1;
+    printf("domid:     %u\n"
+           "name:      %s\n"
+           "memory:    %" PRIu64 " MiB\n"
+           "vcpus:     %u\n"
+           "paused:    %s\n"
+           "suspended: %s\n"
+           "empty:     %s\n"
+           "logdirty:  %s\n"
+           "crashed:   %s\n"
+           "uptime:    %.3f s\n",
+           info.domid, info.name, info.nr_pages >> 8, info.nr_vcpus,
+           info.flags & XTK_DOMINFO_PAUSED ? "yes" : "no",
+           info.flags & XTK_DOMINFO_SUSPENDED ? "yes" : "no",
+           info.flags & XTK_DOMINFO_EMPTY ? "yes" : "no",
+           info.flags & XTK_DOMINFO_LOGDIRTY ? "yes" : "no",
+           info.flags & XTK_DOMINFO_CRASHED ? "yes" : "no",
+           info.uptime_ns / 1e9);
+    return 0;
+}
+
+static int cmd_console(struct xtk_domain *dom, int follow)
+{
+    char buf[16384];
+    uint64_t off = 0;
+
+    for (;;) {
+        size_t n = sizeof(buf);
+
+        if (xtk_domain_console_read(dom, &off, buf, &n) < 0)
+            return errno == ESRCH && follow ? 0 : -1;
+        if (n) {
+            fwrite(buf, 1, n, stdout);
+            fflush(stdout);
+            off += n;
+            continue;
+        }
+        if (!follow)
+            return 0;
+        nanosleep(&(struct timespec){0, 50000000}, NULL); /* 20 Hz */
+    }
+}
+
+/*
+ * Always works: drops every pause, whoever took it, and wakes a guest a
+ * dead save left suspended.  An empty domain (a restore in progress) is
+ * not started.
+ */
+static int cmd_unpause(struct xtk_domain *dom)
+{
+    struct xtk_domain_info info;
+
+    if (xtk_domain_unpause(dom) < 0 || xtk_domain_info(dom, &info) < 0)
+        return -1;
+    if ((info.flags & XTK_DOMINFO_SUSPENDED) &&
+        !(info.flags & XTK_DOMINFO_EMPTY))
+        return xtk_domain_resume(dom);
+    return 0;
+}
+
+/* Holds a pause while it reads the guest's memory: the check sees one
+ * instant, and the domain runs on afterwards. */
+static int cmd_check(struct xtk_domain *dom)
+{
+    struct xtk_domain_info info;
+    char why[256];
+    void *ram;
+
+    if (xtk_domain_info(dom, &info) < 0 || xtk__domain_pause_hold(dom) < 0)
+        return -1;
+    ram = dom->ops->map_all ? dom->ops->map_all(dom, PROT_READ) : NULL;
+    if (!ram)
+        return -1;
+    if (xtk__guest_check(ram, info.nr_pages, why, sizeof(why)) < 0) {
+        printf("domain %u: self-check FAILED: %s\n", info.domid, why);
+        return 1;
+    }
+    printf("domain %u: self-check passed\n", info.domid);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct xtk_domain *dom;
+    const char *cmd;
+    int follow = 0, r;
+
+    if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    ctx = xtk_ctx_open(NULL, NULL, 0);
+    if (!ctx) {
+        perror("xtk");
+        return 1;
+    }
+    cmd = argv[1];
+    argc--;
+    argv++;
+    if (!strcmp(cmd, "create")) {
+        r = cmd_create(argc, argv);
+        goto out;
+    }
+    if (!strcmp(cmd, "list")) {
+        r = cmd_list(argc, argv);
+        goto out;
+    }
+    if (!strcmp(cmd, "console") && argc == 3 && !strcmp(argv[1], "-f")) {
+        follow = 1;
+        argc--;
+        argv++;
+    }
+    if (argc != 2 || (strcmp(cmd, "info") && strcmp(cmd, "pause") &&
+                      strcmp(cmd, "unpause") && strcmp(cmd, "console") &&
+                      strcmp(cmd, "check") && strcmp(cmd, "destroy"))) {
+        usage(stderr);
+        r = 2;
+        goto out;
+    }
+    dom = open_dom(argv[1]);
+    if (!dom) {
+        r = 1;
+        goto out;
+    }
+    if (!strcmp(cmd, "info"))
+        r = cmd_info(dom);
+    else if (!strcmp(cmd, "pause"))
+        r = xtk_domain_pause(dom);
+    else if (!strcmp(cmd, "unpause"))
+        r = cmd_unpause(dom);
+    else if (!strcmp(cmd, "console"))
+        r = cmd_console(dom, follow);
+    else if (!strcmp(cmd, "check"))
+        r = cmd_check(dom);
+    else
+        r = xtk_domain_destroy(dom);
+    if (r < 0) {
+        fprintf(stderr, "xtk: %s %s: %s\n", cmd, argv[1], strerror(errno));
+        r = 1;
+    }
+    xtk_domain_close(dom);
+out:
+    xtk_ctx_close(ctx);
+    return r;
+}

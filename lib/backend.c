@@ -1,0 +1,89 @@
+/*
+ * backend.c - what every backend shares: the state-record framing and the
+ * choice of backend.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+
+#define XTK_LOG_CONTEXT "backend"
+#define REC_BODY_MAX (16u << 20)
+
+int xtk__rec_next(const void *buf, size_t len, size_t *off, uint32_t *type,
+                  const void **body, uint32_t *length)
+{
+    const char *p = buf;
+    struct xtk__rec_hdr h;
+    size_t padded;
+
+    if (*off == len)
+        return 0;
+    if (*off > len || len - *off < sizeof(h)) {
+        errno = EBADMSG;
+        return -1;
+    }
+    memcpy(&h, p + *off, sizeof(h));
+    padded = ((size_t)h.length + 7) & ~(size_t)7;
+    if (padded > len - *off - sizeof(h)) {
+        errno = EBADMSG;
+        return -1;
+    }
+    for (size_t i = h.length; i < padded; i++)
+        if (p[*off + sizeof(h) + i]) {
+            errno = EBADMSG;
+            return -1;
+        }
+    *type = h.type;
+    *length = h.length;
+    *body = p + *off + sizeof(h);
+    *off += sizeof(h) + padded;
+    return 1;
+}
+
+int xtk__rec_append(void **buf, size_t *len, size_t *cap, uint32_t type,
+                    const void *body1, size_t len1, const void *body2,
+                    size_t len2)
+{
+    struct xtk__rec_hdr h = {type, (uint32_t)(len1 + len2)};
+    size_t total, padded;
+    char *p;
+
+    if (len1 > REC_BODY_MAX || len2 > REC_BODY_MAX - len1)
+        return xtk__fail(EINVAL);
+    padded = (len1 + len2 + 7) & ~(size_t)7;
+    total = sizeof(h) + padded;
+    if (*cap - *len < total) {
+        size_t ncap = *cap ? *cap * 2 : 4096;
+        while (ncap - *len < total)
+            ncap *= 2;
+        p = realloc(*buf, ncap);
+        if (!p)
+            return -1;
+        *buf = p;
+        *cap = ncap;
+    }
+    p = (char *)*buf + *len;
+    memcpy(p, &h, sizeof(h));
+    if (len1)
+        memcpy(p + sizeof(h), body1, len1);
+    if (len2)
+        memcpy(p + sizeof(h) + len1, body2, len2);
+    memset(p + sizeof(h) + len1 + len2, 0, padded - len1 - len2);
+    *len += total;
+    return 0;
+}
+
+const struct xtk__backend_ops *xtk__backend_pick(struct xtk_ctx *ctx)
+{
+    const char *want = getenv("XTK_BACKEND");
+
+    if (!want || !*want || !strcmp(want, xtk__kvm_backend.name))
+        return &xtk__kvm_backend;
+    XTK_ERROR(ctx, "XTK_BACKEND=%s: no such backend in this build", want);
+    errno = ENOTSUP;
+    return NULL;
+}

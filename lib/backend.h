@@ -1,0 +1,318 @@
+/*
+ * backend.h - the contract between libxtk's engine and a hypervisor.
+ *
+ * The save/restore engine never knows which hypervisor it drives.  A backend
+ * is a table of operations on a domain, in the manner of libxenguest's
+ * struct xc_sr_save_ops and xc_sr_restore_ops; the kvm backend (lib/kvm/)
+ * implements it over xtk-hv's control socket, a xen backend will implement
+ * it over libxenctrl and friends.
+ *
+ * Every op returns 0 (or the documented non-negative value) on success and
+ * -1 with errno set on failure, and logs its own failures through the
+ * domain's context.  "Optional" ops may be NULL; the others never are.
+ *
+ * Lifecycle of a domain handle, as the engine sees it:
+ *
+ *   open or create                       exactly once, first
+ *   info, pause, unpause, console_read   any time
+ *   logdirty_enable                      before the first logdirty_read
+ *   map_all / map_batch                  any time while open
+ *   logdirty_read                        repeatedly; FINAL once, paused
+ *   suspend_setup                        once per save, before requesting
+ *   suspend_request                      once per suspend
+ *   suspend_check                        each time the suspend fd fires
+ *   get_state                            while the domain is stopped
+ *   logdirty_disable, suspend_teardown   at the end of a save (or abort)
+ *   resume                               a suspended source whose save
+ *                                        failed; a restored domain
+ *   destroy                              the source after a migration
+ *   close                                exactly once, last
+ *
+ * and for a restore:
+ *
+ *   create(XTK__CREATE_EMPTY)  populate + map_* and writes  set_state
+ *   resume  close
+ *
+ * A backend may keep state per handle in dom->priv.  Ops on one handle are
+ * not called concurrently, except map_* and unmap_batch, which sender
+ * threads call while the event loop calls the others.
+ */
+#ifndef XTK_BACKEND_H
+#define XTK_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <xtk/domain.h>
+
+#include "xtk-internal.h"
+
+#define XTK__PAGE_SHIFT 12
+#define XTK__PAGE_SIZE (1ul << XTK__PAGE_SHIFT)
+
+struct xtk__backend_ops;
+
+/* The handle behind the public opaque struct xtk_domain. */
+struct xtk_domain {
+    struct xtk_ctx *ctx;
+    const struct xtk__backend_ops *ops;
+    uint32_t domid;
+    void *priv; /* the backend's */
+};
+
+/* Flags for create. */
+#define XTK__CREATE_EMPTY 0x1u /* for a restore: see create */
+
+/* Flags for pause and unpause. */
+#define XTK__PAUSE_HOLD 0x1u    /* pause: only while this handle is open */
+#define XTK__UNPAUSE_FORCE 0x1u /* unpause: release every pause */
+
+/* Flags for logdirty_read. */
+#define XTK__LOGDIRTY_FINAL 0x1u /* the last read of a save: see below */
+
+/* How a save asks the guest to suspend (xtk-save --suspend). */
+enum xtk__suspend_method {
+    XTK__SUSPEND_EVTCHN, /* notify the guest's suspend event channel */
+    XTK__SUSPEND_STORE,  /* write "suspend" to its control/shutdown node */
+    XTK__SUSPEND_PAUSE,  /* no guest help: the hypervisor stops the vCPUs */
+};
+
+/*
+ * State records.  get_state hands out the domain's vCPU and platform state
+ * as records framed exactly as migration stream v2 records are: a header
+ * {uint32_t type; uint32_t length;}, `length` bytes of body, then zero
+ * padding to a multiple of 8 bytes.  Types have bit 31 set (optional
+ * records), so the engine can copy them into a stream unchanged, or wrap
+ * the whole buffer in one record; it never looks inside a body.
+ */
+#define XTK__REC_OPTIONAL 0x80000000u
+
+struct xtk__rec_hdr {
+    uint32_t type;
+    uint32_t length;
+};
+
+/*
+ * Walks a buffer of records: at *off, checks the next record's framing and
+ * fills *type, *body and *length, then moves *off past it.  Returns 1 for
+ * a record, 0 at the end of the buffer, -1 (EBADMSG) for a record that
+ * does not fit or has non-zero padding.
+ */
+int xtk__rec_next(const void *buf, size_t len, size_t *off, uint32_t *type,
+                  const void **body, uint32_t *length);
+
+/*
+ * Appends one record to *buf (of *len bytes, *cap allocated), growing it
+ * with realloc.  Returns 0, or -1 (ENOMEM, or EINVAL for a body over 16 MiB).
+ */
+int xtk__rec_append(void **buf, size_t *len, size_t *cap, uint32_t type,
+                    const void *body1, size_t len1, const void *body2,
+                    size_t len2);
+
+struct xtk__backend_ops {
+    const char *name; /* "kvm", "xen" */
+
+    /* -- discovery (no handle) ---------------------------------------- */
+
+    /* Lists live domains, as xtk_domain_list(). */
+    int (*list)(struct xtk_ctx *ctx, struct xtk_domain_info **infos,
+                size_t *nr);
+
+    /* The id of the live domain called name (ENOENT if none). */
+    int (*lookup)(struct xtk_ctx *ctx, const char *name, uint32_t *domid);
+
+    /* -- the handle ---------------------------------------------------- */
+
+    /*
+     * Opens the live domain dom->domid: called exactly once per handle,
+     * before any other op.  On failure close is not called.
+     */
+    int (*open)(struct xtk_domain *dom);
+
+    /*
+     * Creates a domain and opens dom on it (dom->domid is set).  Called
+     * instead of open.  Without flags the domain boots cfg->kernel.  With
+     * XTK__CREATE_EMPTY it is an empty shell for a restore: cfg's memory
+     * and vCPUs exist, memory is all zero, no vCPU runs until resume; the
+     * name must be free (EEXIST).  On failure nothing is left behind.
+     */
+    int (*create)(struct xtk_domain *dom, const struct xtk_domain_config *cfg,
+                  unsigned int flags);
+
+    /*
+     * Closes the handle: called exactly once for each successful open or
+     * create, last.  Unmaps what map_all mapped and releases a pause taken
+     * with XTK__PAUSE_HOLD; the domain itself runs on.
+     */
+    void (*close)(struct xtk_domain *dom);
+
+    /* -- control ----------------------------------------------------------- */
+
+    int (*info)(struct xtk_domain *dom, struct xtk_domain_info *info);
+
+    /*
+     * Stops every vCPU: when it returns, no vCPU runs guest code.
+     * XTK__PAUSE_HOLD makes the pause last only as long as the handle (so a
+     * toolstack that dies never leaves the domain stuck); without it the
+     * pause lasts until an unpause.
+     */
+    int (*pause)(struct xtk_domain *dom, unsigned int flags);
+
+    /*
+     * Releases this handle's pauses; XTK__UNPAUSE_FORCE releases every
+     * pause, whoever took it.
+     */
+    int (*unpause)(struct xtk_domain *dom, unsigned int flags);
+
+    /*
+     * Destroys the domain.  Afterwards only close may be called (and
+     * other handles on it fail with ESRCH).
+     */
+    int (*destroy)(struct xtk_domain *dom);
+
+    /* As xtk_domain_console_read().  Optional. */
+    int (*console_read)(struct xtk_domain *dom, uint64_t *offset, char *buf,
+                        size_t *len);
+
+    /* -- memory -------------------------------------------------------- */
+
+    /*
+     * Maps the whole guest RAM once, persistently: frame pfn is at
+     * base + (pfn << XTK__PAGE_SHIFT), for pfn < info.nr_pages, until close.
+     * prot is PROT_READ or PROT_READ|PROT_WRITE; a second call returns the
+     * same mapping (upgraded to the wider prot).  Optional (KVM has it: the
+     * memfd); a backend without it has map_batch.
+     */
+    void *(*map_all)(struct xtk_domain *dom, int prot);
+
+    /*
+     * Maps nr frames, frame pfns[i] at base + (i << XTK__PAGE_SHIFT), as a
+     * foreign mapping of a batch (Xen's xenforeignmemory_map).  errs[i] is
+     * set to 0 or to a positive errno for a frame that could not be mapped
+     * (then its page must not be touched).  Thread-safe.  Optional when
+     * map_all exists.
+     */
+    void *(*map_batch)(struct xtk_domain *dom, int prot, const uint64_t *pfns,
+                       unsigned int nr, int *errs);
+    int (*unmap_batch)(struct xtk_domain *dom, void *base, unsigned int nr);
+
+    /*
+     * Restore only: makes frames pfns[0..nr-1] exist so they can be mapped
+     * writable (Xen: populate_physmap; KVM: checks they are in range).
+     */
+    int (*populate)(struct xtk_domain *dom, const uint64_t *pfns,
+                    unsigned int nr);
+
+    /* -- dirty log ----------------------------------------------------- */
+
+    /*
+     * Starts logging the frames the guest writes.  Only one handle may log
+     * a domain at a time (EBUSY); logging stops when that handle closes.
+     */
+    int (*logdirty_enable)(struct xtk_domain *dom);
+
+    /*
+     * Reads and cleans the log: sets in bitmap the bit of every frame
+     * written since the previous read (or since enable), clears the others,
+     * and re-arms logging, atomically frame by frame.  bitmap has room for
+     * nr_bits >= info.nr_pages bits: bit (pfn % 64) of uint64_t word
+     * pfn / 64.  *dirty_count gets the number of bits set.
+     *
+     * XTK__LOGDIRTY_FINAL: the read that ends a save.  The domain must be
+     * stopped (paused, or suspended and then stopped by suspend_check;
+     * EBUSY otherwise), and the result is complete: it also holds the
+     * frames the hypervisor side itself wrote (device rings), which a guest
+     * write log cannot see.
+     */
+    int (*logdirty_read)(struct xtk_domain *dom, unsigned int flags,
+                         uint64_t *bitmap, uint64_t nr_bits,
+                         uint64_t *dirty_count);
+
+    int (*logdirty_disable)(struct xtk_domain *dom);
+
+    /* -- suspend ------------------------------------------------------- */
+
+    /*
+     * Prepares a suspend by method and gives the fd that becomes readable
+     * when the domain has suspended: the engine watches it in its event
+     * loop (never a store watch).  The fd belongs to the backend and stays
+     * valid until suspend_teardown.  ENOTSUP if the guest cannot suspend
+     * that way (no suspend channel, no store).
+     */
+    int (*suspend_setup)(struct xtk_domain *dom,
+                         enum xtk__suspend_method method, int *fd);
+
+    /*
+     * Asks the guest to suspend, by the method given to suspend_setup.
+     * Does not wait for the guest (XTK__SUSPEND_PAUSE stops the vCPUs
+     * before it returns, and the fd is then readable at once).
+     */
+    int (*suspend_request)(struct xtk_domain *dom);
+
+    /*
+     * Called when the fd is readable: consumes the notification and
+     * returns 1 if the domain has suspended, 0 if it has not (a stray
+     * event: keep waiting).  On 1 the domain is stopped, as by
+     * pause(XTK__PAUSE_HOLD): no vCPU runs and memory no longer changes.
+     */
+    int (*suspend_check)(struct xtk_domain *dom);
+
+    /* Undoes suspend_setup.  Accepts a handle without setup. */
+    void (*suspend_teardown)(struct xtk_domain *dom);
+
+    /* -- state --------------------------------------------------------- */
+
+    /*
+     * Gets every vCPU's and the platform's state as records (see above) in
+     * a malloc()ed buffer the caller frees.  The domain must be stopped
+     * (EBUSY).
+     */
+    int (*get_state)(struct xtk_domain *dom, void **buf, size_t *len);
+
+    /*
+     * Loads records that get_state produced (in any order, possibly from
+     * another host): the domain must be stopped or EMPTY.  Records of
+     * another backend's types are skipped; malformed ones (or state for a
+     * vCPU the domain lacks) fail with EINVAL, and then nothing was
+     * applied that resume could run with.
+     */
+    int (*set_state)(struct xtk_domain *dom, const void *buf, size_t len);
+
+    /*
+     * Runs a domain again: a restored (EMPTY) domain starts from the loaded
+     * state; a guest sitting suspended carries on (it learns the suspend
+     * ended); every pause is released.
+     */
+    int (*resume)(struct xtk_domain *dom);
+
+    /* -- event channels (optional) --------------------------------------- */
+
+    /*
+     * Binds the guest's event channel port: *fd becomes readable when the
+     * guest notifies it (consume with evtchn_ack, which returns the number
+     * of notifications, 0 if none was pending).  evtchn_notify notifies the
+     * guest.  Used by tests and benchmarks; the engine uses the suspend ops.
+     */
+    int (*evtchn_bind)(struct xtk_domain *dom, uint32_t port, int *fd);
+    int (*evtchn_notify)(struct xtk_domain *dom, uint32_t port);
+    int (*evtchn_ack)(struct xtk_domain *dom, uint32_t port);
+};
+
+/* The backends compiled in. */
+extern const struct xtk__backend_ops xtk__kvm_backend;
+
+/* The backend a context uses: $XTK_BACKEND ("kvm"), else kvm. */
+const struct xtk__backend_ops *xtk__backend_pick(struct xtk_ctx *ctx);
+
+/*
+ * Creates a domain for a restore (XTK__CREATE_EMPTY), as the restore engine
+ * needs: see create.
+ */
+struct xtk_domain *
+xtk__domain_create_empty(struct xtk_ctx *ctx,
+                         const struct xtk_domain_config *cfg);
+
+/* Takes a pause that lasts as long as the handle (XTK__PAUSE_HOLD). */
+int xtk__domain_pause_hold(struct xtk_domain *dom);
+
+#endif /* XTK_BACKEND_H */

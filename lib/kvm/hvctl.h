@@ -1,0 +1,180 @@
+/*
+ * hvctl.h - xtk-hv's control protocol (version 1), shared by xtk-hv and
+ * libxtk's kvm backend.  man/xtk-hv.8 documents it for other clients.
+ *
+ * Transport: a SOCK_SEQPACKET Unix socket, <rundir>/<domid>.sock.  One
+ * message per packet: a 24-byte header, then `len` bytes of payload.  All
+ * fields are in the host's byte order (the socket is local).  A client
+ * sends a request and reads its reply; replies come in request order.
+ *
+ * Requests carry op (XTK_HVCTL_OP_*); a reply carries op | XTK_HVCTL_REPLY,
+ * the request's id, and error: 0, or a positive errno (then no payload).
+ *
+ * What the server does with a bad message, and the guest runs on in every
+ * case:
+ *   - not our magic, or a packet shorter than the header: disconnects;
+ *   - another version: replies EPROTONOSUPPORT (the reply's version field
+ *     is the server's);
+ *   - len disagreeing with the packet's size, or a packet over
+ *     XTK_HVCTL_MSG_MAX (truncated by the socket): replies EBADMSG;
+ *   - an unknown op: ENOSYS; a payload of the wrong size for its op, or
+ *     unknown flags: EINVAL.
+ *
+ * File descriptors travel with SCM_RIGHTS on the HELLO reply only.
+ */
+#ifndef XTK_HVCTL_H
+#define XTK_HVCTL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define XTK_HVCTL_MAGIC 0x484b5458u /* "XTKH" */
+#define XTK_HVCTL_VERSION 1
+#define XTK_HVCTL_MSG_MAX (128u * 1024) /* header included */
+#define XTK_HVCTL_REPLY 0x8000u
+
+struct xtk_hvctl_hdr {
+    uint32_t magic;   /* XTK_HVCTL_MAGIC */
+    uint16_t version; /* XTK_HVCTL_VERSION */
+    uint16_t op;      /* XTK_HVCTL_OP_*, | XTK_HVCTL_REPLY in replies */
+    uint32_t id;      /* chosen by the client, copied into the reply */
+    uint32_t flags;   /* per op */
+    int32_t error;    /* replies: 0 or a positive errno */
+    uint32_t len;     /* payload bytes after the header */
+};
+
+enum xtk_hvctl_op {
+    /*
+     * Flags: XTK_HVCTL_HELLO_OWN (an empty domain: this connection is the
+     * restore that fills it; if it closes before RESUME, xtk-hv destroys
+     * the domain).
+     * Payload: none.  Reply: struct xtk_hvctl_hello, and with it the fds:
+     * [0] guest RAM (memfd, nr_pages * 4096 bytes), [1] the dirty bitmap
+     * (memfd, bitmap_bytes), then for each port in ports (lowest first) the
+     * pair [to guest (write 8 bytes to notify), from guest (readable when
+     * the guest notifies)] eventfds.
+     */
+    XTK_HVCTL_OP_HELLO = 1,
+    /* Payload: none.  Reply: struct xtk_hvctl_info. */
+    XTK_HVCTL_OP_INFO = 2,
+    /*
+     * Flags: XTK_HVCTL_PAUSE_HOLD (the pause lasts while this connection
+     * does), else it lasts until an unpause.  Replies once every vCPU is
+     * out of KVM_RUN and parked.
+     */
+    XTK_HVCTL_OP_PAUSE = 3,
+    /* Flags: XTK_HVCTL_UNPAUSE_FORCE (every pause, whoever took it). */
+    XTK_HVCTL_OP_UNPAUSE = 4,
+    /* Dirty logging on; this connection owns the log (EBUSY if another
+     * does); it goes off when the connection closes. */
+    XTK_HVCTL_OP_LOGDIRTY_ENABLE = 5,
+    XTK_HVCTL_OP_LOGDIRTY_DISABLE = 6,
+    /*
+     * Writes the frames dirtied since the last sync into the bitmap memfd
+     * and re-arms.  Flags: XTK_HVCTL_LOGDIRTY_FINAL (the domain must be
+     * paused: EBUSY).  Reply: struct xtk_hvctl_logdirty.
+     */
+    XTK_HVCTL_OP_LOGDIRTY_SYNC = 7,
+    /* Paused domain (EBUSY).  Reply: state records (see below). */
+    XTK_HVCTL_OP_GET_STATE = 8,
+    /* Paused or empty domain.  Payload: state records. */
+    XTK_HVCTL_OP_SET_STATE = 9,
+    /* Starts an empty domain, wakes a suspended guest, drops all pauses. */
+    XTK_HVCTL_OP_RESUME = 10,
+    /* Replies, then the domain is gone and xtk-hv exits. */
+    XTK_HVCTL_OP_DESTROY = 11,
+    /* Payload: struct xtk_hvctl_console_req.  Reply: struct
+     * xtk_hvctl_console, then the bytes. */
+    XTK_HVCTL_OP_CONSOLE_READ = 12,
+    XTK_HVCTL_OP_MAX = 12,
+};
+
+#define XTK_HVCTL_HELLO_OWN 0x1u
+#define XTK_HVCTL_PAUSE_HOLD 0x1u
+#define XTK_HVCTL_UNPAUSE_FORCE 0x1u
+#define XTK_HVCTL_LOGDIRTY_FINAL 0x1u
+
+#define XTK_HVCTL_NAME_MAX 64 /* with the NUL */
+
+struct xtk_hvctl_hello {
+    uint32_t domid;
+    uint32_t nr_vcpus;
+    uint64_t nr_pages;
+    uint32_t page_size;    /* 4096 */
+    uint32_t bitmap_bytes; /* size of the bitmap memfd */
+    uint32_t ports;        /* bit p: port p's eventfds follow */
+    uint32_t nr_fds;
+    char name[XTK_HVCTL_NAME_MAX];
+};
+
+struct xtk_hvctl_info {
+    uint32_t domid;
+    uint32_t nr_vcpus;
+    uint64_t nr_pages;
+    uint32_t flags;       /* XTK_DOMINFO_* (xtk/domain.h) */
+    uint32_t guest_state; /* the status page's state (guests/abi.h) */
+    uint64_t uptime_ns;
+    uint32_t pid;
+    uint32_t store; /* 1: registered in the store */
+    char name[XTK_HVCTL_NAME_MAX];
+};
+
+struct xtk_hvctl_logdirty {
+    uint64_t dirty;    /* bits set in the bitmap */
+    uint64_t nr_pages; /* bits in the bitmap that mean something */
+};
+
+struct xtk_hvctl_console_req {
+    uint64_t offset; /* first byte wanted */
+    uint32_t max;    /* at most this many (capped by the message size) */
+    uint32_t reserved;
+};
+
+struct xtk_hvctl_console {
+    uint64_t offset; /* of the first byte returned (>= the one asked for) */
+    uint64_t end;    /* the console's end: bytes written so far */
+};
+
+/*
+ * State records, as in lib/backend.h: {u32 type, u32 length}, body, zero
+ * padding to 8.  Every body starts with struct xtk_kvm_rec_head (the vCPU
+ * index, or XTK_KVM_REC_VM for platform state) and then the KVM ioctl's
+ * structure as <linux/kvm.h> defines it.  MSRS carries struct kvm_msrs
+ * followed by its entries.
+ */
+#define XTK_KVM_REC_BASE 0xcb560000u /* optional (bit 31) + "KV" */
+enum xtk_kvm_rec {
+    XTK_KVM_REC_CLOCK = XTK_KVM_REC_BASE + 0x01,   /* kvm_clock_data */
+    XTK_KVM_REC_PIT2 = XTK_KVM_REC_BASE + 0x02,    /* kvm_pit_state2 */
+    XTK_KVM_REC_IRQCHIP = XTK_KVM_REC_BASE + 0x03, /* kvm_irqchip (3) */
+    XTK_KVM_REC_MP_STATE = XTK_KVM_REC_BASE + 0x10,
+    XTK_KVM_REC_REGS = XTK_KVM_REC_BASE + 0x11,
+    XTK_KVM_REC_SREGS = XTK_KVM_REC_BASE + 0x12,
+    XTK_KVM_REC_XSAVE = XTK_KVM_REC_BASE + 0x13, /* kvm_xsave, sized */
+    XTK_KVM_REC_XCRS = XTK_KVM_REC_BASE + 0x14,
+    XTK_KVM_REC_DEBUGREGS = XTK_KVM_REC_BASE + 0x15,
+    XTK_KVM_REC_LAPIC = XTK_KVM_REC_BASE + 0x16,
+    XTK_KVM_REC_MSRS = XTK_KVM_REC_BASE + 0x17,
+    XTK_KVM_REC_EVENTS = XTK_KVM_REC_BASE + 0x18,
+    XTK_KVM_REC_MAX = XTK_KVM_REC_BASE + 0xff,
+};
+#define XTK_KVM_REC_VM 0xffffffffu
+
+struct xtk_kvm_rec_head {
+    uint32_t instance; /* vCPU index, or XTK_KVM_REC_VM */
+    uint32_t reserved; /* zero */
+};
+
+/*
+ * Checks a received packet of n bytes (n may exceed XTK_HVCTL_MSG_MAX when
+ * the socket truncated it; truncated says so).  Returns 0 if it can be
+ * handled; else a positive errno to reply with, or -1 if the peer must be
+ * disconnected.  For requests (reply == 0) also checks the op, its flags
+ * and its payload size.
+ */
+int xtk__hvctl_check(const void *msg, size_t n, int truncated, int reply);
+
+/* The name of an op, for logs ("?" if unknown). */
+const char *xtk__hvctl_op_name(unsigned int op);
+
+#endif /* XTK_HVCTL_H */

@@ -1,0 +1,1022 @@
+/*
+ * kvm.c - the kvm backend: libxtk's backend operations (lib/backend.h) over
+ * xtk-hv's control socket (lib/kvm/hvctl.h).
+ *
+ * A handle is one SOCK_SEQPACKET connection to <rundir>/<domid>.sock.  The
+ * HELLO reply hands over, by SCM_RIGHTS, the guest RAM memfd (mapped here
+ * for map_all and map_batch, so frames are read and written directly, the
+ * way Xen's foreign mapping works), the dirty bitmap memfd, and the
+ * eventfds of the toolstack's event channel ports (suspend, echo): a
+ * notification in either direction never passes through xtk-hv.
+ *
+ * xtk-hv undoes what a connection held when it closes (a HOLD pause, the
+ * dirty log), so a toolstack that dies mid-operation leaves the domain
+ * running.
+ */
+#include "config.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "abi.h"
+#include "backend.h"
+#include "kvm/hvctl.h"
+#include "kvm/kvm.h"
+#include "kvm/xs-wire.h"
+
+#define XTK_LOG_CONTEXT "kvm"
+
+#ifndef XTK_HV_PATH
+#define XTK_HV_PATH "xtk-hv"
+#endif
+#ifndef XTK_GUEST_PATH
+#define XTK_GUEST_PATH "xtk-guest.elf"
+#endif
+
+#define CALL_TIMEOUT_MS 30000
+#define START_TIMEOUT_MS 30000
+#define MAX_FDS (2 + 2 * (XTK_PORT_MAX + 1))
+
+struct kvm_dom {
+    int sock;
+    uint32_t next_id;
+    struct xtk_hvctl_hello hello;
+    int mem_fd, bitmap_fd;
+    const uint64_t *bitmap;
+    int to_guest[XTK_PORT_MAX + 1], from_guest[XTK_PORT_MAX + 1];
+    const struct xtk_guest_status *status; /* read-only map of its page */
+    pthread_mutex_t map_lock;
+    void *ram;
+    int ram_prot;
+    char *rx; /* XTK_HVCTL_MSG_MAX + 1 bytes */
+
+    /* Suspend. */
+    int suspend_set;
+    enum xtk__suspend_method method;
+    int pause_evfd;
+    int store_fd;
+};
+
+const char *xtk__kvm_rundir(void)
+{
+    const char *d = getenv("XTK_RUNDIR");
+
+    return d && *d ? d : "/run/xtk";
+}
+
+static struct kvm_dom *kd_of(struct xtk_domain *dom)
+{
+    return dom->priv;
+}
+
+/* ---- the control connection ---------------------------------------- */
+
+static int connect_domain(uint32_t domid)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    int fd;
+
+    if (snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/%u.sock",
+                 xtk__kvm_rundir(), domid) >= (int)sizeof(sa.sun_path))
+        return xtk__fail(ENAMETOOLONG);
+    fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        int e = errno;
+        close(fd);
+        /* No socket, or nobody behind it: no such domain. */
+        return xtk__fail(e == ECONNREFUSED || e == ENOENT ? ENOENT : e);
+    }
+    return fd;
+}
+
+static void close_fds(const int *fds, unsigned int n)
+{
+    for (unsigned int i = 0; i < n; i++)
+        close(fds[i]);
+}
+
+/*
+ * One request and its reply.  The reply's payload goes to reply (up to max
+ * bytes; *got gets its length); fds received (HELLO) to fds (*nfds in: room,
+ * out: count).  An error reply sets errno and returns -1.
+ */
+static int call(struct xtk_ctx *ctx, int sock, char *rx, uint32_t id,
+                uint16_t op, uint32_t flags, const void *payload, size_t len,
+                void *reply, size_t max, size_t *got, int *fds,
+                unsigned int *nfds)
+{
+    struct xtk_hvctl_hdr h = {
+        .magic = XTK_HVCTL_MAGIC,
+        .version = XTK_HVCTL_VERSION,
+        .op = op,
+        .id = id,
+        .flags = flags,
+        .len = (uint32_t)len,
+    };
+    struct iovec iov[2] = {{&h, sizeof(h)}, {(void *)payload, len}};
+    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = len ? 2 : 1};
+    char cbuf[CMSG_SPACE(sizeof(int) * MAX_FDS)];
+    struct pollfd pfd = {.fd = sock, .events = POLLIN};
+    struct iovec riov = {rx, XTK_HVCTL_MSG_MAX + 1};
+    unsigned int nrx = 0;
+    int rxfds[MAX_FDS];
+    ssize_t n;
+    int r;
+
+    if (len > XTK_HVCTL_MSG_MAX - sizeof(h))
+        return xtk__fail(E2BIG);
+    if (sendmsg(sock, &mh, MSG_NOSIGNAL) < 0) {
+        XTK_PERROR(ctx, "%s: cannot send", xtk__hvctl_op_name(op));
+        return -1;
+    }
+    do
+        r = poll(&pfd, 1, CALL_TIMEOUT_MS);
+    while (r < 0 && errno == EINTR);
+    if (r <= 0) {
+        if (!r)
+            errno = ETIMEDOUT;
+        XTK_PERROR(ctx, "%s: no reply from xtk-hv", xtk__hvctl_op_name(op));
+        return -1;
+    }
+    mh = (struct msghdr){.msg_iov = &riov,
+                         .msg_iovlen = 1,
+                         .msg_control = cbuf,
+                         .msg_controllen = sizeof(cbuf)};
+    n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+    if (n <= 0) {
+        if (!n)
+            errno = ESRCH; /* xtk-hv is gone */
+        return -1;
+    }
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+            continue;
+        unsigned int k =
+            (unsigned int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+        for (unsigned int i = 0; i < k && nrx < MAX_FDS; i++)
+            memcpy(&rxfds[nrx++], CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+    }
+    r = xtk__hvctl_check(rx, (size_t)n, !!(mh.msg_flags & MSG_TRUNC), 1);
+    memcpy(&h, rx, sizeof(h) <= (size_t)n ? sizeof(h) : 0);
+    if (r || (h.op & ~XTK_HVCTL_REPLY) != op || h.id != id ||
+        (mh.msg_flags & MSG_CTRUNC) || (nrx && !fds) || (fds && nrx > *nfds)) {
+        close_fds(rxfds, nrx);
+        XTK_ERROR(ctx, "%s: malformed reply from xtk-hv",
+                  xtk__hvctl_op_name(op));
+        return xtk__fail(EPROTO);
+    }
+    if (h.error) {
+        close_fds(rxfds, nrx);
+        return xtk__fail(h.error);
+    }
+    if (h.len > max) {
+        close_fds(rxfds, nrx);
+        XTK_ERROR(ctx, "%s: reply of %u bytes, expected at most %zu",
+                  xtk__hvctl_op_name(op), h.len, max);
+        return xtk__fail(EPROTO);
+    }
+    if (reply)
+        memcpy(reply, rx + sizeof(h), h.len);
+    if (got)
+        *got = h.len;
+    if (fds) {
+        memcpy(fds, rxfds, nrx * sizeof(int));
+        *nfds = nrx;
+    }
+    return 0;
+}
+
+static int kcall(struct xtk_domain *dom, uint16_t op, uint32_t flags,
+                 const void *payload, size_t len, void *reply, size_t max,
+                 size_t *got)
+{
+    struct kvm_dom *kd = kd_of(dom);
+
+    return call(dom->ctx, kd->sock, kd->rx, ++kd->next_id, op, flags, payload,
+                len, reply, max, got, NULL, NULL);
+}
+
+/* A reply that must be exactly one struct. */
+static int kcall_fixed(struct xtk_domain *dom, uint16_t op, uint32_t flags,
+                       void *reply, size_t size)
+{
+    size_t got = 0;
+
+    if (kcall(dom, op, flags, NULL, 0, reply, size, &got) < 0)
+        return -1;
+    if (got != size) {
+        XTK_ERROR(dom->ctx, "%s: short reply", xtk__hvctl_op_name(op));
+        return xtk__fail(EPROTO);
+    }
+    return 0;
+}
+
+/* ---- open / close ---------------------------------------------------- */
+
+static void kd_free(struct kvm_dom *kd)
+{
+    if (!kd)
+        return;
+    if (kd->ram)
+        munmap(kd->ram, kd->hello.nr_pages << XTK__PAGE_SHIFT);
+    if (kd->bitmap)
+        munmap((void *)kd->bitmap, kd->hello.bitmap_bytes);
+    if (kd->status)
+        munmap((void *)kd->status, XTK__PAGE_SIZE);
+    for (unsigned int p = 0; p <= XTK_PORT_MAX; p++) {
+        if (kd->to_guest[p] >= 0)
+            close(kd->to_guest[p]);
+        if (kd->from_guest[p] >= 0)
+            close(kd->from_guest[p]);
+    }
+    if (kd->mem_fd >= 0)
+        close(kd->mem_fd);
+    if (kd->bitmap_fd >= 0)
+        close(kd->bitmap_fd);
+    if (kd->pause_evfd >= 0)
+        close(kd->pause_evfd);
+    if (kd->store_fd >= 0)
+        close(kd->store_fd);
+    if (kd->sock >= 0)
+        close(kd->sock); /* xtk-hv releases our pause and dirty log */
+    pthread_mutex_destroy(&kd->map_lock);
+    free(kd->rx);
+    free(kd);
+}
+
+static struct kvm_dom *kd_new(void)
+{
+    struct kvm_dom *kd = calloc(1, sizeof(*kd));
+
+    if (!kd)
+        return NULL;
+    kd->sock = kd->mem_fd = kd->bitmap_fd = kd->pause_evfd = kd->store_fd = -1;
+    for (unsigned int p = 0; p <= XTK_PORT_MAX; p++)
+        kd->to_guest[p] = kd->from_guest[p] = -1;
+    pthread_mutex_init(&kd->map_lock, NULL);
+    kd->rx = malloc(XTK_HVCTL_MSG_MAX + 1);
+    if (!kd->rx) {
+        kd_free(kd);
+        return NULL;
+    }
+    return kd;
+}
+
+/* HELLO: the domain's shape and its fds. */
+static int hello(struct xtk_domain *dom, struct kvm_dom *kd, uint32_t flags)
+{
+    struct xtk_hvctl_hello *h = &kd->hello;
+    int fds[MAX_FDS];
+    unsigned int nfds = MAX_FDS, k = 2;
+    size_t got = 0;
+
+    if (call(dom->ctx, kd->sock, kd->rx, ++kd->next_id, XTK_HVCTL_OP_HELLO,
+             flags, NULL, 0, h, sizeof(*h), &got, fds, &nfds) < 0)
+        return -1;
+    if (got != sizeof(*h) || h->page_size != XTK__PAGE_SIZE ||
+        nfds != h->nr_fds || nfds < 2 ||
+        (h->ports & ~((2u << XTK_PORT_MAX) - 2)) ||
+        (unsigned int)__builtin_popcount(h->ports) * 2 + 2 != nfds ||
+        h->bitmap_bytes < (h->nr_pages + 7) / 8 ||
+        h->nr_pages > (uint64_t)XTK_GUEST_MAX_MIB << 8 ||
+        memchr(h->name, 0, sizeof(h->name)) == NULL) {
+        close_fds(fds, nfds);
+        XTK_ERROR(dom->ctx, "domain %u: xtk-hv sent a malformed hello",
+                  dom->domid);
+        return xtk__fail(EPROTO);
+    }
+    kd->mem_fd = fds[0];
+    kd->bitmap_fd = fds[1];
+    for (unsigned int p = 0; p <= XTK_PORT_MAX; p++) {
+        if (!(h->ports & (1u << p)))
+            continue;
+        kd->to_guest[p] = fds[k++];
+        kd->from_guest[p] = fds[k++];
+    }
+    kd->bitmap =
+        mmap(NULL, h->bitmap_bytes, PROT_READ, MAP_SHARED, kd->bitmap_fd, 0);
+    kd->status = mmap(NULL, XTK__PAGE_SIZE, PROT_READ, MAP_SHARED, kd->mem_fd,
+                      XTK_GUEST_STATUS_GPA);
+    if (kd->bitmap == MAP_FAILED || kd->status == MAP_FAILED) {
+        if (kd->bitmap == MAP_FAILED)
+            kd->bitmap = NULL;
+        if (kd->status == MAP_FAILED)
+            kd->status = NULL;
+        XTK_PERROR(dom->ctx, "domain %u: cannot map its memory", dom->domid);
+        return -1;
+    }
+    dom->domid = h->domid;
+    return 0;
+}
+
+static int open_flags(struct xtk_domain *dom, uint32_t flags)
+{
+    struct kvm_dom *kd = kd_new();
+
+    if (!kd)
+        return -1;
+    kd->sock = connect_domain(dom->domid);
+    if (kd->sock < 0 || hello(dom, kd, flags) < 0) {
+        int e = errno;
+        kd_free(kd);
+        return xtk__fail(e);
+    }
+    dom->priv = kd;
+    return 0;
+}
+
+static int kvm_open(struct xtk_domain *dom)
+{
+    return open_flags(dom, 0);
+}
+
+static void kvm_close(struct xtk_domain *dom)
+{
+    kd_free(kd_of(dom));
+    dom->priv = NULL;
+}
+
+/* ---- create ---------------------------------------------------------- */
+
+/* Reads "<domid>\n" or "-<errno>\n" from xtk-hv's ready pipe. */
+static int read_ready(struct xtk_ctx *ctx, int fd, uint32_t *domid)
+{
+    char buf[32];
+    size_t n = 0;
+    long v;
+    char *end;
+
+    while (n < sizeof(buf) - 1) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        int r = poll(&pfd, 1, START_TIMEOUT_MS);
+        ssize_t k;
+
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            XTK_ERROR(ctx, "xtk-hv did not start in time");
+            return xtk__fail(ETIMEDOUT);
+        }
+        k = read(fd, buf + n, sizeof(buf) - 1 - n);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            break;
+        n += (size_t)k;
+        if (memchr(buf, '\n', n))
+            break;
+    }
+    buf[n] = 0;
+    errno = 0;
+    v = strtol(buf, &end, 10);
+    if (!n || errno || *end != '\n') {
+        XTK_ERROR(ctx, "xtk-hv failed to start (see its messages)");
+        return xtk__fail(EIO);
+    }
+    if (v < 0)
+        return xtk__fail((int)-v);
+    if (v == 0 || v > UINT32_MAX)
+        return xtk__fail(EPROTO);
+    *domid = (uint32_t)v;
+    return 0;
+}
+
+/*
+ * Starts xtk-hv detached (double fork, own session): it outlives us, and we
+ * leave no zombie.  Returns the new domain's id.
+ */
+static int spawn_hv(struct xtk_ctx *ctx, char *const argv[], uint32_t *domid)
+{
+    int pipefd[2];
+    pid_t pid;
+    int status, r;
+
+    if (pipe2(pipefd, O_CLOEXEC) < 0)
+        return -1;
+    pid = fork();
+    if (pid < 0) {
+        int e = errno;
+        close(pipefd[0]);
+        close(pipefd[1]);
+        return xtk__fail(e);
+    }
+    if (pid == 0) {
+        /* Only async-signal-safe calls from here to exec. */
+        sigset_t none;
+        int null;
+
+        setsid();
+        if (fork() != 0)
+            _exit(0);
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        if (dup2(pipefd[1], 3) < 0)
+            _exit(127);
+        null = open("/dev/null", O_RDWR);
+        if (null >= 0) {
+            dup2(null, 0);
+            dup2(null, 1);
+        }
+        close_range(4, ~0u, 0);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    close(pipefd[1]);
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    r = read_ready(ctx, pipefd[0], domid);
+    close(pipefd[0]);
+    return r;
+}
+
+static int kvm_create(struct xtk_domain *dom,
+                      const struct xtk_domain_config *cfg, unsigned int flags)
+{
+    const char *hv = getenv("XTK_HV");
+    const char *kernel = cfg->kernel;
+    char mem[32], vcpus[32];
+    char *argv[20];
+    int n = 0;
+
+    if (!hv || !*hv)
+        hv = XTK_HV_PATH;
+    if (!kernel) {
+        kernel = getenv("XTK_GUEST");
+        if (!kernel || !*kernel)
+            kernel = XTK_GUEST_PATH;
+    }
+    snprintf(mem, sizeof(mem), "%llu",
+             (unsigned long long)(cfg->memory_mib ? cfg->memory_mib : 64));
+    snprintf(vcpus, sizeof(vcpus), "%u", cfg->nr_vcpus ? cfg->nr_vcpus : 1);
+    argv[n++] = (char *)hv;
+    argv[n++] = "--ready-fd";
+    argv[n++] = "3";
+    argv[n++] = "--rundir";
+    argv[n++] = (char *)xtk__kvm_rundir();
+    argv[n++] = "--memory";
+    argv[n++] = mem;
+    argv[n++] = "--vcpus";
+    argv[n++] = vcpus;
+    if (cfg->name) {
+        argv[n++] = "--name";
+        argv[n++] = (char *)cfg->name;
+    }
+    if (flags & XTK__CREATE_EMPTY) {
+        argv[n++] = "--empty";
+    } else {
+        argv[n++] = "--kernel";
+        argv[n++] = (char *)kernel;
+        if (cfg->cmdline) {
+            argv[n++] = "--cmdline";
+            argv[n++] = (char *)cfg->cmdline;
+        }
+    }
+    if (cfg->flags & XTK_DOMCFG_NO_STORE)
+        argv[n++] = "--no-store";
+    if (cfg->flags & XTK_DOMCFG_PAUSED)
+        argv[n++] = "--paused";
+    argv[n] = NULL;
+
+    if (spawn_hv(dom->ctx, argv, &dom->domid) < 0) {
+        XTK_PERROR(dom->ctx, "cannot create the domain (%s)", hv);
+        return -1;
+    }
+    if (open_flags(dom, flags & XTK__CREATE_EMPTY ? XTK_HVCTL_HELLO_OWN : 0) <
+        0) {
+        XTK_PERROR(dom->ctx, "domain %u: created but cannot be opened",
+                   dom->domid);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- discovery ------------------------------------------------------- */
+
+static int info_of(struct xtk_ctx *ctx, int sock, char *rx,
+                   struct xtk_domain_info *info)
+{
+    struct xtk_hvctl_info o;
+    size_t got = 0;
+
+    if (call(ctx, sock, rx, 1, XTK_HVCTL_OP_INFO, 0, NULL, 0, &o, sizeof(o),
+             &got, NULL, NULL) < 0)
+        return -1;
+    if (got != sizeof(o) || !memchr(o.name, 0, sizeof(o.name)))
+        return xtk__fail(EPROTO);
+    memset(info, 0, sizeof(*info));
+    info->domid = o.domid;
+    info->nr_vcpus = o.nr_vcpus;
+    info->nr_pages = o.nr_pages;
+    info->flags = o.flags;
+    info->uptime_ns = o.uptime_ns;
+    snprintf(info->name, sizeof(info->name), "%s", o.name);
+    return 0;
+}
+
+static int by_domid(const void *a, const void *b)
+{
+    const struct xtk_domain_info *x = a, *y = b;
+
+    return x->domid < y->domid ? -1 : x->domid > y->domid;
+}
+
+static int kvm_list(struct xtk_ctx *ctx, struct xtk_domain_info **infos,
+                    size_t *nr)
+{
+    DIR *d = opendir(xtk__kvm_rundir());
+    struct xtk_domain_info *v = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *de;
+    char *rx;
+
+    if (!d) {
+        if (errno != ENOENT)
+            return -1;
+        *infos = NULL;
+        *nr = 0;
+        return 0;
+    }
+    rx = malloc(XTK_HVCTL_MSG_MAX + 1);
+    if (!rx)
+        goto err;
+    while ((de = readdir(d))) {
+        char *end;
+        unsigned long id = strtoul(de->d_name, &end, 10);
+        int sock;
+
+        if (end == de->d_name || strcmp(end, ".sock") || !id || id > UINT32_MAX)
+            continue;
+        sock = connect_domain((uint32_t)id);
+        if (sock < 0)
+            continue; /* stale or gone meanwhile */
+        if (n == cap) {
+            struct xtk_domain_info *nv;
+            cap = cap ? cap * 2 : 16;
+            nv = realloc(v, cap * sizeof(*v));
+            if (!nv) {
+                close(sock);
+                goto err;
+            }
+            v = nv;
+        }
+        if (info_of(ctx, sock, rx, &v[n]) == 0)
+            n++;
+        close(sock);
+    }
+    closedir(d);
+    free(rx);
+    qsort(v, n, sizeof(*v), by_domid);
+    *infos = v;
+    *nr = n;
+    return 0;
+err:
+    free(rx);
+    free(v);
+    closedir(d);
+    return xtk__fail(ENOMEM);
+}
+
+static int kvm_lookup(struct xtk_ctx *ctx, const char *name, uint32_t *domid)
+{
+    struct xtk_domain_info *v;
+    size_t n;
+    int r = xtk__fail(ENOENT);
+
+    if (kvm_list(ctx, &v, &n) < 0)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        if (!strcmp(v[i].name, name)) {
+            *domid = v[i].domid;
+            r = 0;
+            break;
+        }
+    }
+    free(v);
+    if (r < 0)
+        errno = ENOENT;
+    return r;
+}
+
+/* ---- control --------------------------------------------------------- */
+
+static int kvm_info(struct xtk_domain *dom, struct xtk_domain_info *info)
+{
+    struct kvm_dom *kd = kd_of(dom);
+
+    return info_of(dom->ctx, kd->sock, kd->rx, info);
+}
+
+static int kvm_pause(struct xtk_domain *dom, unsigned int flags)
+{
+    if (flags & ~XTK__PAUSE_HOLD)
+        return xtk__fail(EINVAL);
+    return kcall(dom, XTK_HVCTL_OP_PAUSE,
+                 flags & XTK__PAUSE_HOLD ? XTK_HVCTL_PAUSE_HOLD : 0, NULL, 0,
+                 NULL, 0, NULL);
+}
+
+static int kvm_unpause(struct xtk_domain *dom, unsigned int flags)
+{
+    if (flags & ~XTK__UNPAUSE_FORCE)
+        return xtk__fail(EINVAL);
+    return kcall(dom, XTK_HVCTL_OP_UNPAUSE,
+                 flags & XTK__UNPAUSE_FORCE ? XTK_HVCTL_UNPAUSE_FORCE : 0, NULL,
+                 0, NULL, 0, NULL);
+}
+
+/* Replies, then xtk-hv exits: wait for the connection to close, so that
+ * when this returns the domain is gone. */
+static int kvm_destroy(struct xtk_domain *dom)
+{
+    struct kvm_dom *kd = kd_of(dom);
+    struct pollfd pfd = {.fd = kd->sock, .events = POLLIN};
+    char c;
+
+    if (kcall(dom, XTK_HVCTL_OP_DESTROY, 0, NULL, 0, NULL, 0, NULL) < 0)
+        return -1;
+    while (poll(&pfd, 1, CALL_TIMEOUT_MS) > 0 &&
+           recv(kd->sock, &c, 1, MSG_DONTWAIT) > 0)
+        ;
+    return 0;
+}
+
+static int kvm_console_read(struct xtk_domain *dom, uint64_t *offset, char *buf,
+                            size_t *len)
+{
+    struct kvm_dom *kd = kd_of(dom);
+    struct xtk_hvctl_console_req req = {.offset = *offset};
+    struct xtk_hvctl_console o;
+    size_t got = 0, max = XTK_HVCTL_MSG_MAX - sizeof(struct xtk_hvctl_hdr);
+
+    req.max = (uint32_t)(*len < max - sizeof(o) ? *len : max - sizeof(o));
+    if (kcall(dom, XTK_HVCTL_OP_CONSOLE_READ, 0, &req, sizeof(req), NULL, max,
+              &got) < 0)
+        return -1;
+    if (got < sizeof(o) || got - sizeof(o) > req.max)
+        return xtk__fail(EPROTO);
+    memcpy(&o, kd->rx + sizeof(struct xtk_hvctl_hdr), sizeof(o));
+    memcpy(buf, kd->rx + sizeof(struct xtk_hvctl_hdr) + sizeof(o),
+           got - sizeof(o));
+    *offset = o.offset;
+    *len = got - sizeof(o);
+    return 0;
+}
+
+/* ---- memory ---------------------------------------------------------- */
+
+static void *kvm_map_all(struct xtk_domain *dom, int prot)
+{
+    struct kvm_dom *kd = kd_of(dom);
+    size_t size = kd->hello.nr_pages << XTK__PAGE_SHIFT;
+    void *r = NULL;
+
+    if (prot & ~(PROT_READ | PROT_WRITE))
+        return xtk__fail_null(EINVAL);
+    pthread_mutex_lock(&kd->map_lock);
+    if (!kd->ram) {
+        void *p = mmap(NULL, size, prot, MAP_SHARED, kd->mem_fd, 0);
+        if (p == MAP_FAILED) {
+            XTK_PERROR(dom->ctx, "domain %u: cannot map its RAM", dom->domid);
+            goto out;
+        }
+        kd->ram = p;
+        kd->ram_prot = prot;
+    } else if ((prot | kd->ram_prot) != kd->ram_prot) {
+        if (mprotect(kd->ram, size, prot | kd->ram_prot) < 0)
+            goto out;
+        kd->ram_prot |= prot;
+    }
+    r = kd->ram;
+out:
+    pthread_mutex_unlock(&kd->map_lock);
+    return r;
+}
+
+static void *kvm_map_batch(struct xtk_domain *dom, int prot,
+                           const uint64_t *pfns, unsigned int nr, int *errs)
+{
+    struct kvm_dom *kd = kd_of(dom);
+    char *base;
+
+    if (!nr || !pfns || !errs || (prot & ~(PROT_READ | PROT_WRITE)))
+        return xtk__fail_null(EINVAL);
+    base = mmap(NULL, (size_t)nr << XTK__PAGE_SHIFT, PROT_NONE,
+                MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (base == MAP_FAILED)
+        return NULL;
+    /* Runs of consecutive frames become one mapping each. */
+    for (unsigned int i = 0; i < nr;) {
+        unsigned int j = i + 1;
+
+        if (pfns[i] >= kd->hello.nr_pages) {
+            errs[i++] = EINVAL;
+            continue;
+        }
+        while (j < nr && pfns[j] == pfns[j - 1] + 1 &&
+               pfns[j] < kd->hello.nr_pages)
+            j++;
+        void *p = mmap(base + ((size_t)i << XTK__PAGE_SHIFT),
+                       (size_t)(j - i) << XTK__PAGE_SHIFT, prot,
+                       MAP_SHARED | MAP_FIXED, kd->mem_fd,
+                       (off_t)(pfns[i] << XTK__PAGE_SHIFT));
+        for (unsigned int k = i; k < j; k++)
+            errs[k] = p == MAP_FAILED ? errno : 0;
+        i = j;
+    }
+    return base;
+}
+
+static int kvm_unmap_batch(struct xtk_domain *dom, void *base, unsigned int nr)
+{
+    return munmap(base, (size_t)nr << XTK__PAGE_SHIFT);
+}
+
+static int kvm_populate(struct xtk_domain *dom, const uint64_t *pfns,
+                        unsigned int nr)
+{
+    struct kvm_dom *kd = kd_of(dom);
+
+    /* The memfd is sized already; its pages appear when written. */
+    for (unsigned int i = 0; i < nr; i++)
+        if (pfns[i] >= kd->hello.nr_pages)
+            return xtk__fail(EINVAL);
+    return 0;
+}
+
+/* ---- dirty log ------------------------------------------------------- */
+
+static int kvm_logdirty_enable(struct xtk_domain *dom)
+{
+    return kcall(dom, XTK_HVCTL_OP_LOGDIRTY_ENABLE, 0, NULL, 0, NULL, 0, NULL);
+}
+
+static int kvm_logdirty_disable(struct xtk_domain *dom)
+{
+    return kcall(dom, XTK_HVCTL_OP_LOGDIRTY_DISABLE, 0, NULL, 0, NULL, 0, NULL);
+}
+
+static int kvm_logdirty_read(struct xtk_domain *dom, unsigned int flags,
+                             uint64_t *bitmap, uint64_t nr_bits,
+                             uint64_t *dirty_count)
+{
+    struct kvm_dom *kd = kd_of(dom);
+    struct xtk_hvctl_logdirty o;
+    uint64_t words = (kd->hello.nr_pages + 63) / 64;
+
+    if ((flags & ~XTK__LOGDIRTY_FINAL) || !bitmap ||
+        nr_bits < kd->hello.nr_pages)
+        return xtk__fail(EINVAL);
+    if (kcall_fixed(dom, XTK_HVCTL_OP_LOGDIRTY_SYNC,
+                    flags & XTK__LOGDIRTY_FINAL ? XTK_HVCTL_LOGDIRTY_FINAL : 0,
+                    &o, sizeof(o)) < 0)
+        return -1;
+    memcpy(bitmap, kd->bitmap, words * 8);
+    memset(bitmap + words, 0, ((nr_bits + 63) / 64 - words) * 8);
+    if (dirty_count)
+        *dirty_count = o.dirty;
+    return 0;
+}
+
+/* ---- suspend --------------------------------------------------------- */
+
+static void drain(int fd)
+{
+    uint64_t v;
+
+    while (read(fd, &v, sizeof(v)) == sizeof(v))
+        ;
+}
+
+static int kvm_suspend_setup(struct xtk_domain *dom,
+                             enum xtk__suspend_method method, int *fd)
+{
+    struct kvm_dom *kd = kd_of(dom);
+
+    if (kd->suspend_set)
+        return xtk__fail(EBUSY);
+    switch (method) {
+    case XTK__SUSPEND_STORE: {
+        char path[64], name[8];
+
+        kd->store_fd = xtk__xs_connect(xtk__xs_path(NULL));
+        snprintf(path, sizeof(path), "/local/domain/%u/name", dom->domid);
+        if (kd->store_fd < 0 ||
+            xtk__xs_request(kd->store_fd, XTK_XS_READ, path, strlen(path) + 1,
+                            NULL, 0, name, sizeof(name) - 1, 5000) < 0) {
+            XTK_PERROR(dom->ctx, "domain %u: not in the store", dom->domid);
+            if (kd->store_fd >= 0)
+                close(kd->store_fd);
+            kd->store_fd = -1;
+            return xtk__fail(ENOTSUP);
+        }
+        /* The notification is the suspend channel's, as for EVTCHN. */
+        __attribute__((fallthrough));
+    }
+    case XTK__SUSPEND_EVTCHN:
+        if (kd->from_guest[XTK_PORT_SUSPEND] < 0) {
+            if (kd->store_fd >= 0) {
+                close(kd->store_fd);
+                kd->store_fd = -1;
+            }
+            return xtk__fail(ENOTSUP);
+        }
+        drain(kd->from_guest[XTK_PORT_SUSPEND]);
+        *fd = kd->from_guest[XTK_PORT_SUSPEND];
+        break;
+    case XTK__SUSPEND_PAUSE:
+        kd->pause_evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (kd->pause_evfd < 0)
+            return -1;
+        *fd = kd->pause_evfd;
+        break;
+    default:
+        return xtk__fail(EINVAL);
+    }
+    kd->method = method;
+    kd->suspend_set = 1;
+    return 0;
+}
+
+static int kvm_suspend_request(struct xtk_domain *dom)
+{
+    struct kvm_dom *kd = kd_of(dom);
+    uint64_t one = 1;
+    char path[64];
+
+    if (!kd->suspend_set)
+        return xtk__fail(EINVAL);
+    switch (kd->method) {
+    case XTK__SUSPEND_EVTCHN:
+        if (write(kd->to_guest[XTK_PORT_SUSPEND], &one, sizeof(one)) < 0)
+            return -1;
+        return 0;
+    case XTK__SUSPEND_STORE:
+        snprintf(path, sizeof(path), "/local/domain/%u/control/shutdown",
+                 dom->domid);
+        if (xtk__xs_write(kd->store_fd, path, "suspend") < 0) {
+            XTK_PERROR(dom->ctx, "domain %u: cannot write %s", dom->domid,
+                       path);
+            return -1;
+        }
+        return 0;
+    case XTK__SUSPEND_PAUSE:
+        if (kvm_pause(dom, XTK__PAUSE_HOLD) < 0)
+            return -1;
+        return write(kd->pause_evfd, &one, sizeof(one)) < 0 ? -1 : 0;
+    }
+    return xtk__fail(EINVAL);
+}
+
+static int kvm_suspend_check(struct xtk_domain *dom)
+{
+    struct kvm_dom *kd = kd_of(dom);
+    uint64_t v;
+    int fd = kd->method == XTK__SUSPEND_PAUSE
+                 ? kd->pause_evfd
+                 : kd->from_guest[XTK_PORT_SUSPEND];
+
+    if (!kd->suspend_set)
+        return xtk__fail(EINVAL);
+    if (read(fd, &v, sizeof(v)) < 0) {
+        if (errno == EAGAIN)
+            return 0;
+        return -1;
+    }
+    if (kd->method == XTK__SUSPEND_PAUSE)
+        return 1;
+    /* A built-in guest says in its status page that it sits suspended; a
+     * guest without one is taken at its word. */
+    if (kd->status->magic == XTK_GUEST_STATUS_MAGIC &&
+        __atomic_load_n(&kd->status->state, __ATOMIC_ACQUIRE) !=
+            XTK_GUEST_SUSPENDED)
+        return 0;
+    if (kvm_pause(dom, XTK__PAUSE_HOLD) < 0)
+        return -1;
+    return 1;
+}
+
+static void kvm_suspend_teardown(struct xtk_domain *dom)
+{
+    struct kvm_dom *kd = kd_of(dom);
+
+    if (kd->pause_evfd >= 0)
+        close(kd->pause_evfd);
+    if (kd->store_fd >= 0)
+        close(kd->store_fd);
+    kd->pause_evfd = kd->store_fd = -1;
+    kd->suspend_set = 0;
+}
+
+/* ---- state ------------------------------------------------------------ */
+
+static int kvm_get_state(struct xtk_domain *dom, void **buf, size_t *len)
+{
+    struct kvm_dom *kd = kd_of(dom);
+    size_t got = 0;
+    void *p;
+
+    if (kcall(dom, XTK_HVCTL_OP_GET_STATE, 0, NULL, 0, NULL, XTK_HVCTL_MSG_MAX,
+              &got) < 0)
+        return -1;
+    p = malloc(got ? got : 1);
+    if (!p)
+        return -1;
+    memcpy(p, kd->rx + sizeof(struct xtk_hvctl_hdr), got);
+    *buf = p;
+    *len = got;
+    return 0;
+}
+
+static int kvm_set_state(struct xtk_domain *dom, const void *buf, size_t len)
+{
+    if (!buf && len)
+        return xtk__fail(EINVAL);
+    return kcall(dom, XTK_HVCTL_OP_SET_STATE, 0, buf, len, NULL, 0, NULL);
+}
+
+static int kvm_resume(struct xtk_domain *dom)
+{
+    return kcall(dom, XTK_HVCTL_OP_RESUME, 0, NULL, 0, NULL, 0, NULL);
+}
+
+/* ---- event channels ---------------------------------------------------- */
+
+static int kvm_evtchn_bind(struct xtk_domain *dom, uint32_t port, int *fd)
+{
+    struct kvm_dom *kd = kd_of(dom);
+
+    if (port > XTK_PORT_MAX || kd->from_guest[port] < 0)
+        return xtk__fail(ENOENT);
+    *fd = kd->from_guest[port];
+    return 0;
+}
+
+static int kvm_evtchn_notify(struct xtk_domain *dom, uint32_t port)
+{
+    struct kvm_dom *kd = kd_of(dom);
+    uint64_t one = 1;
+
+    if (port > XTK_PORT_MAX || kd->to_guest[port] < 0)
+        return xtk__fail(ENOENT);
+    return write(kd->to_guest[port], &one, sizeof(one)) < 0 ? -1 : 0;
+}
+
+static int kvm_evtchn_ack(struct xtk_domain *dom, uint32_t port)
+{
+    struct kvm_dom *kd = kd_of(dom);
+    uint64_t v;
+
+    if (port > XTK_PORT_MAX || kd->from_guest[port] < 0)
+        return xtk__fail(ENOENT);
+    if (read(kd->from_guest[port], &v, sizeof(v)) < 0)
+        return errno == EAGAIN ? 0 : -1;
+    return v > INT_MAX ? INT_MAX : (int)v;
+}
+
+const struct xtk__backend_ops xtk__kvm_backend = {
+    .name = "kvm",
+    .list = kvm_list,
+    .lookup = kvm_lookup,
+    .open = kvm_open,
+    .create = kvm_create,
+    .close = kvm_close,
+    .info = kvm_info,
+    .pause = kvm_pause,
+    .unpause = kvm_unpause,
+    .destroy = kvm_destroy,
+    .console_read = kvm_console_read,
+    .map_all = kvm_map_all,
+    .map_batch = kvm_map_batch,
+    .unmap_batch = kvm_unmap_batch,
+    .populate = kvm_populate,
+    .logdirty_enable = kvm_logdirty_enable,
+    .logdirty_read = kvm_logdirty_read,
+    .logdirty_disable = kvm_logdirty_disable,
+    .suspend_setup = kvm_suspend_setup,
+    .suspend_request = kvm_suspend_request,
+    .suspend_check = kvm_suspend_check,
+    .suspend_teardown = kvm_suspend_teardown,
+    .get_state = kvm_get_state,
+    .set_state = kvm_set_state,
+    .resume = kvm_resume,
+    .evtchn_bind = kvm_evtchn_bind,
+    .evtchn_notify = kvm_evtchn_notify,
+    .evtchn_ack = kvm_evtchn_ack,
+};

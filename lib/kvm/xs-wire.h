@@ -1,0 +1,49 @@
+/*
+ * xs-wire.h - a minimal synchronous xenstore wire client over a Unix
+ * socket, for xtk-hv (which registers its domain and introduces its store
+ * ring to xsd-lite, passing fds) and the kvm backend (control/shutdown).
+ * It sends one request at a time and never sets a watch, so no event can
+ * arrive between a request and its reply.
+ */
+#ifndef XTK_XS_WIRE_H
+#define XTK_XS_WIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Message types used here (xs_wire.h). */
+#define XTK_XS_READ 2
+#define XTK_XS_INTRODUCE 8
+#define XTK_XS_RELEASE 9
+#define XTK_XS_WRITE 11
+#define XTK_XS_MKDIR 12
+#define XTK_XS_RM 13
+#define XTK_XS_SET_PERMS 14
+#define XTK_XS_ERROR 16
+#define XTK_XS_PAYLOAD_MAX 4096u
+
+/*
+ * The store's socket: path if not NULL, else $XENSTORED_PATH, else
+ * $XENSTORED_RUNDIR/socket, else /run/xenstored/socket (as libxenstore).
+ */
+const char *xtk__xs_path(const char *path);
+
+/* Connects; returns the fd (close it to disconnect) or -1 with errno. */
+int xtk__xs_connect(const char *path);
+
+/*
+ * One request: payload is `len` bytes; fds (nfds of them) go with it by
+ * SCM_RIGHTS.  On success returns the reply's length, its payload (up to
+ * max bytes, NUL-terminated: reply needs max + 1 bytes) in reply.  An error
+ * reply sets errno from its name (ENOENT...) and returns -1; so do I/O
+ * errors (EPIPE when the store went away) and a reply over 4096 bytes
+ * (EBADMSG).  timeout_ms bounds the wait for the reply.
+ */
+int xtk__xs_request(int fd, uint32_t type, const void *payload, size_t len,
+                    const int *fds, unsigned int nfds, char *reply, size_t max,
+                    int timeout_ms);
+
+/* XS_WRITE of path = value. */
+int xtk__xs_write(int fd, const char *path, const char *value);
+
+#endif /* XTK_XS_WIRE_H */
