@@ -19,8 +19,10 @@
  *
  * Event channels: port P (1..7) is a pair of eventfds.  toolstack->guest:
  * an irqfd on GSI 16+P, which the guest routes through the IOAPIC to
- * vector 0x40+P on vCPU 0.  guest->toolstack: an ioeventfd on I/O port
- * 0x600+P (a one-byte OUT).  Neither goes through xtk-hv's code.
+ * vector 0x40+P on vCPU 0.  guest->toolstack: an ioeventfd on the MMIO
+ * doorbell at XTK_DOORBELL_GPA + 4*P (a 32-bit write; MMIO, not a port,
+ * because kvm-pvm refuses port I/O from guest ring 3, where the guest
+ * runs).  Neither goes through xtk-hv's code.
  */
 #ifndef XTK_GUEST_ABI_H
 #define XTK_GUEST_ABI_H
@@ -48,9 +50,10 @@
 #define XTK_PORT_MAX 7
 #define XTK_PORT_GSI(p) (16 + (p))
 #define XTK_PORT_VECTOR(p) (0x40 + (p))
-#define XTK_PORT_DOORBELL(p) (0x600 + (p))
+#define XTK_DOORBELL_GPA 0xfebff000ull /* in the MMIO hole */
+#define XTK_PORT_DOORBELL(p) (XTK_DOORBELL_GPA + 4 * (p))
 
-/* Debug output port xtk-hv logs (one byte per OUT); QEMU's debugcon too. */
+/* Debug output port xtk-hv copies to the console (one byte per OUT). */
 #define XTK_GUEST_DEBUG_PORT 0xe9
 
 /* ---- the boot page -------------------------------------------------- */

@@ -1,5 +1,5 @@
 /*
- * entry.S - the built-in guest's entry points.
+ * entry.S - the built-in guest's entry points and mode switches.
  *
  * Two ways in, one way on:
  *   _start64  xtk-hv starts every vCPU here, already in 64-bit long mode
@@ -8,18 +8,29 @@
  *   _start32  QEMU's multiboot loader starts vCPU 0 here in 32-bit
  *             protected mode without paging: eax = multiboot magic,
  *             ebx = multiboot info.  We build identity page tables for the
- *             first 4 GiB (2 MiB pages) in bss and switch to long mode.
- * Both load our GDT, pick the vCPU's stack and call guest_entry(cpu, boot,
- * mbi).  The interrupt stubs below save the general registers and call
- * guest_isr(frame).
+ *             first 4 GiB (2 MiB pages, user-accessible) in bss and switch
+ *             to long mode.
+ * Both load our GDT, take the vCPU's kernel stack and call
+ * kernel_entry(cpu, boot, mbi) (kernel.c), which ends in enter_user().
+ *
+ * Rings: kvm-pvm emulates guest ring-0 code instruction by instruction
+ * (about 1,800 cycles each) and runs ring 3 natively, so the guest keeps
+ * ring 0 to a minimum (set-up, interrupt handlers, one wait syscall) and
+ * runs everything else in ring 3 with IOPL 3 (its doorbells are port
+ * writes).  User code enters the kernel with `syscall` (kvm-pvm refuses
+ * `int n` from ring 3); the handler runs on the caller's stack (the guest
+ * is built without a red zone).
  *
  * Nothing here (nor in the C code) may use int3, int1 or cmpxchg16b:
  * kvm-pvm cannot run them.
  */
 #define MB_MAGIC 0x1badb002
 #define MB_FLAGS 0x00010002 /* memory info; a.out kludge (load addresses) */
-#define STACK_SHIFT 14      /* 16 KiB per vCPU */
+#define STACK_SHIFT 14      /* 16 KiB per vCPU and ring */
 #define MAX_VCPUS 8
+#define USER_CS 0x23
+#define USER_DS 0x1b
+#define USER_FLAGS 0x3202 /* IOPL 3, IF */
 
     .section .multiboot, "a"
     .balign 4
@@ -39,23 +50,23 @@ mb_header:
 _start32:
     cli
     mov %ebx, %esi                  /* keep the multiboot info */
-    /* PML4[0] -> PDPT; PDPT[0..3] -> the four PDs */
+    /* PML4[0] -> PDPT; PDPT[0..3] -> the four PDs; all user-accessible */
     lea boot_pdpt, %eax
-    or $3, %eax
+    or $7, %eax
     mov %eax, boot_pml4
     lea boot_pd, %eax
-    or $3, %eax
+    or $7, %eax
     xor %ecx, %ecx
 1:  mov %eax, boot_pdpt(,%ecx,8)
     add $0x1000, %eax
     inc %ecx
     cmp $4, %ecx
     jne 1b
-    /* 2048 PD entries of 2 MiB: present, writable, large */
+    /* 2048 PD entries of 2 MiB: present, writable, user, large */
     xor %ecx, %ecx
 2:  mov %ecx, %eax
     shl $21, %eax
-    or $0x83, %eax
+    or $0x87, %eax
     mov %eax, boot_pd(,%ecx,8)
     mov %ecx, %eax
     shr $11, %eax
@@ -92,9 +103,9 @@ _start64:
 common64:
     cmp $MAX_VCPUS, %rdi
     jae 5f
-    lea 1(%rdi), %rax               /* this vCPU's stack */
+    lea 1(%rdi), %rax               /* this vCPU's kernel stack */
     shl $STACK_SHIFT, %rax
-    lea guest_stacks(%rip), %rcx
+    lea kernel_stacks(%rip), %rcx
     add %rcx, %rax
     mov %rax, %rsp
     xor %ebp, %ebp
@@ -109,11 +120,50 @@ common64:
     lea 3f(%rip), %rax
     pushq %rax
     lretq
-3:
-    call guest_entry
+3:  call kernel_entry
 5:  cli
     hlt
     jmp 5b
+
+/*
+ * enter_user(cpu, fn, arg1, arg2): to ring 3, on the vCPU's user stack, at
+ * fn(cpu, arg1, arg2).  Never returns.
+ */
+    .globl enter_user
+enter_user:
+    mov %rsi, %rax                  /* fn */
+    mov %rdx, %rsi                  /* arg1 */
+    mov %rcx, %rdx                  /* arg2 */
+    lea 1(%rdi), %r8
+    shl $STACK_SHIFT, %r8
+    lea user_stacks(%rip), %r9
+    add %r9, %r8
+    sub $8, %r8                     /* as after a call */
+    pushq $USER_DS
+    pushq %r8
+    pushq $USER_FLAGS
+    pushq $USER_CS
+    pushq %rax
+    iretq
+
+/*
+ * The syscall entry: interrupts off (SFMASK), rcx = user rip, r11 = user
+ * rflags, on the user's stack.  Calls kernel_syscall(rdi, rsi, rdx).
+ */
+    .globl syscall_entry
+syscall_entry:
+    push %rbp
+    mov %rsp, %rbp
+    and $-16, %rsp
+    push %rcx
+    push %r11
+    cld
+    call kernel_syscall
+    pop %r11
+    pop %rcx
+    mov %rbp, %rsp
+    pop %rbp
+    sysretq
 
 /* Interrupt stubs: 16 bytes each, stub v at isr_stubs + 16 * v. */
     .balign 16
@@ -148,8 +198,11 @@ isr_common:
     push %r14
     push %r15
     mov %rsp, %rdi
+    mov %rsp, %rbx
+    and $-16, %rsp
     cld
     call guest_isr
+    mov %rbx, %rsp
     pop %r15
     pop %r14
     pop %r13
@@ -168,12 +221,20 @@ isr_common:
     add $16, %rsp
     iretq
 
-    .section .rodata
+/*
+ * The GDT: kernel code and data, user data and code (in the order sysret
+ * wants), then one TSS descriptor per vCPU, filled in by kernel.c.
+ */
+    .section .data
     .balign 16
+    .globl gdt
 gdt:
     .quad 0
-    .quad 0x00af9b000000ffff        /* 0x08: 64-bit code */
-    .quad 0x00cf93000000ffff        /* 0x10: data */
+    .quad 0x00af9b000000ffff        /* 0x08: kernel code, 64-bit */
+    .quad 0x00cf93000000ffff        /* 0x10: kernel data */
+    .quad 0x00cff3000000ffff        /* 0x18: user data */
+    .quad 0x00affb000000ffff        /* 0x20: user code, 64-bit */
+    .skip 16 * MAX_VCPUS            /* 0x28: a TSS for each vCPU */
 gdt_end:
     .balign 8
 gdt_desc:
@@ -188,6 +249,9 @@ boot_pdpt:
     .skip 4096
 boot_pd:
     .skip 4 * 4096
-    .globl guest_stacks
-guest_stacks:
+    .globl kernel_stacks
+kernel_stacks:
+    .skip MAX_VCPUS << STACK_SHIFT
+    .globl user_stacks
+user_stacks:
     .skip MAX_VCPUS << STACK_SHIFT

@@ -53,22 +53,65 @@ static inline void cpu_relax(void)
     __asm__ __volatile__("pause" ::: "memory");
 }
 
-static inline void irq_enable(void)
+/* ---- ring 0 and the syscall ------------------------------------------ */
+
+#define LAPIC_BASE 0xfee00000ull
+#define LAPIC_EOI 0xb0
+#define VEC_TIMER 0x30
+#define VEC_WAKE 0x50
+#define VEC_SPURIOUS 0xff
+
+/* Bits the interrupt handlers set in kernel_events. */
+#define EV_TIMER 0x1u
+#define EV_SUSPEND 0x2u
+#define EV_STORE 0x4u
+
+#define SYS_WAIT_SET 1   /* sleep until (*p & mask) != 0 */
+#define SYS_WAIT_CLEAR 2 /* sleep until (*p & mask) == 0 */
+#define SYS_OUTB 3       /* outb(a, b): ring 3 cannot do port I/O here */
+#define SYS_INB 4        /* returns inb(a) */
+
+extern volatile uint32_t kernel_events;
+
+/* Ring 3's way into ring 0 (kernel.c): op with two arguments. */
+static inline uint64_t sys_call(unsigned int op, uint64_t a1, uint64_t a2)
 {
-    __asm__ __volatile__("sti" ::: "memory");
+    uint64_t a = op, b = a1, c = a2, r;
+
+    __asm__ __volatile__("syscall"
+                         : "=a"(r), "+D"(a), "+S"(b), "+d"(c)
+                         :
+                         : "rcx", "r8", "r9", "r10", "r11", "memory", "cc");
+    return r;
 }
 
-static inline void irq_disable(void)
+/* Sleeps (SYS_WAIT_SET or SYS_WAIT_CLEAR) on a word. */
+static inline void sys_wait(unsigned int op, volatile uint32_t *p,
+                            uint32_t mask)
 {
-    __asm__ __volatile__("cli" ::: "memory");
+    sys_call(op, (uint64_t)p, mask);
 }
 
-/* Enables interrupts and halts until one arrives (sti's shadow makes the
- * pair atomic: an interrupt pending since the cli wakes the hlt). */
-static inline void safe_halt(void)
+/* Port I/O from ring 3 goes through the kernel. */
+static inline void user_outb(uint16_t port, uint8_t v)
 {
-    __asm__ __volatile__("sti; hlt" ::: "memory");
+    sys_call(SYS_OUTB, port, v);
 }
+
+static inline uint8_t user_inb(uint16_t port)
+{
+    return (uint8_t)sys_call(SYS_INB, port, 0);
+}
+
+/* Takes (and clears) the bits the interrupt handlers set. */
+static inline uint32_t take_events(uint32_t mask)
+{
+    return __atomic_fetch_and(&kernel_events, ~mask, __ATOMIC_SEQ_CST) & mask;
+}
+
+/* Where ring 0 drops every vCPU into ring 3 (main.c). */
+void user_main(uint64_t cpu, void *boot_page, void *mbi)
+    __attribute__((noreturn));
 
 static inline uint32_t xchg32(uint32_t *p, uint32_t v)
 {
@@ -94,7 +137,7 @@ static inline uint32_t mmio_read32(uint64_t addr)
 /* Rings the doorbell of event channel port (guest -> toolstack). */
 static inline void evtchn_notify(unsigned int port)
 {
-    outb(XTK_PORT_DOORBELL(port), 1);
+    mmio_write32(XTK_PORT_DOORBELL(port), 1);
 }
 
 /* ---- lib.c ---------------------------------------------------------- */
@@ -118,6 +161,7 @@ int ksnprintf(char *buf, size_t size, const char *fmt, ...)
 
 extern struct xtk_guest_status *const status;
 extern struct xtk_guest_boot *boot; /* NULL without xtk-hv */
+extern volatile uint32_t quiesce;   /* vCPU 0 is suspending: park */
 extern uint32_t nr_vcpus;
 extern uint64_t tsc_khz;
 
@@ -133,19 +177,17 @@ void guest_fail(const char *why);
 void poll_events(void);
 /* What every loop on other vCPUs calls: parks while vCPU 0 suspends. */
 void ap_poll(unsigned int cpu);
-/* Waits for an interrupt (vCPU 0 also runs poll_events()). */
+/* Waits for an interrupt or an event (vCPU 0 also runs poll_events()). */
 void idle_wait(unsigned int cpu);
 /* Guest RAM in bytes (0 if unknown). */
 uint64_t guest_mem_bytes(void);
 /* Nanoseconds since boot, from the TSC. */
 uint64_t now_ns(void);
-/* Called by the store client's interrupt handler and poll. */
-extern volatile int store_irq;
 
 /* ---- work.c --------------------------------------------------------- */
 
 void work_setup(const char *cmdline);
-void work_run(unsigned int cpu); /* never returns */
+void work_run(unsigned int cpu) __attribute__((noreturn));
 /* Checks the workload's own data after a resume (errors++ on damage). */
 void work_verify(void);
 
@@ -155,6 +197,8 @@ void work_verify(void);
 void store_init(void);
 /* After a restore into a new domain: re-registers the watch. */
 void store_reconnect(void);
+/* A watch event was read on the way to a reply: store_poll() has work. */
+int store_pending(void);
 /* Handles pending replies and watch events; returns 1 if a suspend was
  * requested through control/shutdown (already acknowledged). */
 int store_poll(void);

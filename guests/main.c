@@ -1,22 +1,22 @@
 /*
- * main.c - the built-in guest: boot, interrupts, console, suspend.
+ * main.c - the built-in guest's ring 3: boot, console, suspend.
  *
- * vCPU 0 sets everything up and runs the workload's main loop, which calls
- * poll_events() between steps; interrupt handlers only set flags.  The
- * other vCPUs join once vCPU 0 lets them (smp_go).
+ * kernel.c drops every vCPU here.  vCPU 0 sets everything up and runs the
+ * workload's main loop, which calls poll_events() between steps; interrupt
+ * handlers only set bits in kernel_events.  The other vCPUs join once
+ * vCPU 0 lets them (smp_go).  Devices (LAPIC, IOAPIC) are reached by MMIO,
+ * doorbells by port writes (IOPL 3), both from ring 3.
  *
  * Suspend (the event channel or the store asks): vCPU 0 parks the others
- * (a flag and a wake-up IPI), marks the status page SUSPENDED, rings the
- * suspend doorbell (the toolstack's "suspended" notification) and halts
+ * (quiesce, and a wake-up IPI), marks the status page SUSPENDED, rings the
+ * suspend doorbell (the toolstack's "suspended" notification) and sleeps
  * until the suspend port fires again, which means "resume".  It then
  * checks its workload's data, reconnects to the store if it woke up in a
  * new domain, and releases the others.
  */
 #include "guest.h"
 
-#define LAPIC_BASE 0xfee00000ull
 #define LAPIC_ID 0x20
-#define LAPIC_EOI 0xb0
 #define LAPIC_SVR 0xf0
 #define LAPIC_ICR_LO 0x300
 #define LAPIC_ICR_HI 0x310
@@ -25,46 +25,24 @@
 #define LAPIC_TIMER_CUR 0x390
 #define LAPIC_TIMER_DIV 0x3e0
 #define IOAPIC_BASE 0xfec00000ull
-
-#define VEC_TIMER 0x30
-#define VEC_WAKE 0x50
-#define VEC_SPURIOUS 0xff
 #define TICK_NS 10000000u /* the in-kernel LAPIC counts nanoseconds */
-
 #define COM1 0x3f8
-
-struct idt_gate {
-    uint16_t off0, sel;
-    uint8_t ist, type;
-    uint16_t off1;
-    uint32_t off2, zero;
-};
-
-struct frame {
-    uint64_t r15, r14, r13, r12, r11, r10, r9, r8, rbp, rdi, rsi, rdx, rcx, rbx,
-        rax;
-    uint64_t vector, error, rip, cs, rflags, rsp, ss;
-};
 
 struct multiboot_info {
     uint32_t flags, mem_lower, mem_upper, boot_device, cmdline;
 };
 
-extern char isr_stubs[];
-
 struct xtk_guest_status *const status = (void *)XTK_GUEST_STATUS_GPA;
 struct xtk_guest_boot *boot;
 uint32_t nr_vcpus = 1;
 uint64_t tsc_khz;
-volatile int store_irq;
+volatile uint32_t quiesce;
 
-static struct idt_gate idt[256] __attribute__((aligned(16)));
 static char cmdline[XTK_GUEST_CMDLINE_MAX];
 static uint64_t mem_bytes;
 static uint32_t seen_generation;
 static uint32_t console_lock;
-static volatile uint32_t smp_go, quiesce, parked;
-static volatile int suspend_req, resume_kick;
+static volatile uint32_t smp_go, parked;
 
 static void lapic_write(uint32_t reg, uint32_t v)
 {
@@ -85,6 +63,11 @@ static void ioapic_write(uint32_t reg, uint32_t v)
 uint64_t now_ns(void)
 {
     return (rdtsc() - status->boot_tsc) * 1000000ull / tsc_khz;
+}
+
+uint64_t guest_mem_bytes(void)
+{
+    return mem_bytes;
 }
 
 /* ---- console -------------------------------------------------------- */
@@ -109,15 +92,16 @@ static void ring_put(const char *s, size_t n)
 static void serial_put(const char *s, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        for (int spin = 0; spin < 100000 && !(inb(COM1 + 5) & 0x20); spin++)
+        for (int spin = 0; spin < 1000 && !(user_inb(COM1 + 5) & 0x20); spin++)
             cpu_relax();
-        outb(COM1, (uint8_t)s[i]);
+        user_outb(COM1, (uint8_t)s[i]);
     }
 }
 
 void console_write(const char *s, size_t n)
 {
-    while (xchg32(&console_lock, 1))
+    /* Bounded: an exception handler may find the lock held. */
+    for (int spin = 0; spin < 1000000 && xchg32(&console_lock, 1); spin++)
         cpu_relax();
     if (boot)
         ring_put(s, n);
@@ -139,37 +123,7 @@ void guest_fail(const char *why)
     kprintf("xtk-guest: FAILED: %s\n", why);
 }
 
-/* ---- interrupts ----------------------------------------------------- */
-
-static void idt_setup(void)
-{
-    for (int v = 0; v < 256; v++) {
-        uint64_t a = (uint64_t)(isr_stubs + 16 * v);
-
-        idt[v] = (struct idt_gate){
-            .off0 = (uint16_t)a,
-            .sel = 0x08,
-            .type = 0x8e, /* present, interrupt gate */
-            .off1 = (uint16_t)(a >> 16),
-            .off2 = (uint32_t)(a >> 32),
-        };
-    }
-}
-
-static void idt_load(void)
-{
-    struct __attribute__((packed)) {
-        uint16_t limit;
-        uint64_t base;
-    } d = {sizeof(idt) - 1, (uint64_t)idt};
-
-    __asm__ __volatile__("lidt %0" ::"m"(d));
-}
-
-static void lapic_setup(void)
-{
-    lapic_write(LAPIC_SVR, 0x100 | VEC_SPURIOUS);
-}
+/* ---- devices -------------------------------------------------------- */
 
 static void send_wake_ipi(void)
 {
@@ -177,46 +131,6 @@ static void send_wake_ipi(void)
         return;
     lapic_write(LAPIC_ICR_HI, 0);
     lapic_write(LAPIC_ICR_LO, VEC_WAKE | (3u << 18)); /* all but self */
-}
-
-void guest_isr(struct frame *f);
-void guest_isr(struct frame *f)
-{
-    char msg[160];
-    uint64_t cr2;
-
-    if (f->vector < 32) {
-        __asm__ __volatile__("mov %%cr2, %0" : "=r"(cr2));
-        ksnprintf(msg, sizeof(msg),
-                  "exception %lu error %lx at rip %lx (cr2 %lx, apic %u)",
-                  f->vector, f->error, f->rip, cr2, lapic_read(LAPIC_ID) >> 24);
-        guest_fail(msg);
-        for (;;)
-            __asm__ __volatile__("cli; hlt");
-    }
-    switch (f->vector) {
-    case VEC_SPURIOUS:
-        return; /* no EOI */
-    case VEC_TIMER:
-        status->ticks++;
-        break;
-    case XTK_PORT_VECTOR(XTK_PORT_SUSPEND):
-        if (READ_ONCE(status->state) == XTK_GUEST_SUSPENDED)
-            resume_kick = 1;
-        else
-            suspend_req = 1;
-        break;
-    case XTK_PORT_VECTOR(XTK_PORT_STORE):
-        store_irq = 1;
-        break;
-    case XTK_PORT_VECTOR(XTK_PORT_ECHO):
-        evtchn_notify(XTK_PORT_ECHO);
-        status->echoes++;
-        break;
-    default:
-        break;
-    }
-    lapic_write(LAPIC_EOI, 0);
 }
 
 /* Routes event channel port p's GSI to its vector on vCPU 0 (edge,
@@ -261,19 +175,15 @@ static void do_suspend(const char *how)
     while (READ_ONCE(parked) != nr_vcpus - 1)
         cpu_relax();
 
-    irq_disable();
-    resume_kick = 0;
+    take_events(EV_SUSPEND); /* from now on, the port means "resume" */
     WRITE_ONCE(status->state, XTK_GUEST_SUSPENDED);
     status->suspends++;
     barrier();
     evtchn_notify(XTK_PORT_SUSPEND); /* "suspended" */
-    while (!resume_kick) {
-        safe_halt();
-        irq_disable();
-    }
+    while (!take_events(EV_SUSPEND))
+        sys_wait(SYS_WAIT_SET, &kernel_events, EV_SUSPEND);
     WRITE_ONCE(status->state, XTK_GUEST_RUNNING);
     status->resumes++;
-    irq_enable();
 
     if (boot && READ_ONCE(boot->generation) != seen_generation) {
         seen_generation = boot->generation;
@@ -290,15 +200,13 @@ static void do_suspend(const char *how)
 
 void poll_events(void)
 {
-    if (suspend_req) {
-        suspend_req = 0;
+    uint32_t ev = take_events(EV_SUSPEND | EV_STORE);
+
+    if (ev & EV_SUSPEND)
         do_suspend("event channel");
-    }
-    if (store_irq) {
-        store_irq = 0;
-        if (boot && (boot->flags & XTK_BOOT_STORE) && store_poll())
-            do_suspend("store");
-    }
+    if (boot && (boot->flags & XTK_BOOT_STORE) &&
+        ((ev & EV_STORE) || store_pending()) && store_poll())
+        do_suspend("store");
 }
 
 void ap_poll(unsigned int cpu)
@@ -306,12 +214,7 @@ void ap_poll(unsigned int cpu)
     if (!READ_ONCE(quiesce))
         return;
     __atomic_add_fetch(&parked, 1, __ATOMIC_SEQ_CST);
-    irq_disable();
-    while (READ_ONCE(quiesce)) {
-        safe_halt();
-        irq_disable();
-    }
-    irq_enable();
+    sys_wait(SYS_WAIT_CLEAR, &quiesce, 1);
     __atomic_sub_fetch(&parked, 1, __ATOMIC_SEQ_CST);
 }
 
@@ -319,14 +222,12 @@ void idle_wait(unsigned int cpu)
 {
     if (cpu) {
         ap_poll(cpu);
-        safe_halt();
+        sys_wait(SYS_WAIT_SET, &quiesce, 1);
         return;
     }
     poll_events();
-    irq_disable();
-    if (!suspend_req && !store_irq)
-        safe_halt();
-    irq_enable();
+    sys_wait(SYS_WAIT_SET, &kernel_events, EV_TIMER | EV_SUSPEND | EV_STORE);
+    take_events(EV_TIMER);
 }
 
 /* ---- boot ----------------------------------------------------------- */
@@ -360,11 +261,7 @@ static void boot_bsp(struct xtk_guest_boot *b, struct multiboot_info *mbi)
     memcpy(cmdline, cl, n);
     cmdline[n] = 0;
 
-    idt_setup();
-    idt_load();
-    outb(0x21, 0xff); /* mask the legacy PICs */
-    outb(0xa1, 0xff);
-    lapic_setup();
+    lapic_write(LAPIC_SVR, 0x100 | VEC_SPURIOUS);
     if (!tsc_khz)
         tsc_khz = calibrate_tsc();
     if (boot) {
@@ -381,7 +278,6 @@ static void boot_bsp(struct xtk_guest_boot *b, struct multiboot_info *mbi)
             nr_vcpus, mem_bytes >> 20, boot ? "xtk-hv" : "multiboot", tsc_khz,
             cmdline);
     work_setup(cmdline);
-    irq_enable();
     if (boot && (boot->flags & XTK_BOOT_STORE))
         store_init();
     status->magic = XTK_GUEST_STATUS_MAGIC;
@@ -390,26 +286,15 @@ static void boot_bsp(struct xtk_guest_boot *b, struct multiboot_info *mbi)
     WRITE_ONCE(smp_go, 1);
 }
 
-/* Where entry.S lands on every vCPU, on its own stack. */
-void guest_entry(uint64_t cpu, struct xtk_guest_boot *b,
-                 struct multiboot_info *mbi);
-void guest_entry(uint64_t cpu, struct xtk_guest_boot *b,
-                 struct multiboot_info *mbi)
+void user_main(uint64_t cpu, void *boot_page, void *mbi)
 {
     if (cpu == 0) {
-        boot_bsp(b, mbi);
+        boot_bsp(boot_page, mbi);
     } else {
         while (!READ_ONCE(smp_go))
             cpu_relax();
-        idt_load();
-        lapic_setup();
+        lapic_write(LAPIC_SVR, 0x100 | VEC_SPURIOUS);
         __atomic_add_fetch(&status->nr_vcpus_up, 1, __ATOMIC_SEQ_CST);
-        irq_enable();
     }
     work_run((unsigned int)cpu);
-}
-
-uint64_t guest_mem_bytes(void)
-{
-    return mem_bytes;
 }

@@ -45,11 +45,8 @@ static int wait_store(uint64_t deadline)
         dead = 1;
         return -1;
     }
-    irq_disable();
-    if (!store_irq)
-        safe_halt();
-    irq_enable();
-    store_irq = 0;
+    sys_wait(SYS_WAIT_SET, &kernel_events, EV_STORE);
+    take_events(EV_STORE);
     return 0;
 }
 
@@ -148,8 +145,6 @@ static int request(uint32_t type, const char *a, size_t alen, const char *b,
         if (read_msg(&h, deadline))
             return -1;
         if (h.type != XS_WATCH_EVENT && h.req_id == id) {
-            if (watch_pending) /* seen on the way: poll_events() again */
-                store_irq = 1;
             return h.type == XS_ERROR ? -1 : (int)h.len;
         }
     }
@@ -182,6 +177,11 @@ void store_reconnect(void)
     dead = 0;
     watch_pending = 0;
     store_register();
+}
+
+int store_pending(void)
+{
+    return watch_pending && !dead;
 }
 
 int store_poll(void)

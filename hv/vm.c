@@ -28,6 +28,7 @@
 #define TSS_ADDR 0xfffbd000ul
 #define IDENTITY_MAP_ADDR 0xfffbc000ul
 #define MSR_IA32_MISC_ENABLE 0x1a0
+#define MSR_MTRR_DEF_TYPE 0x2ff
 #define MSR_IA32_TSC_DEADLINE 0x6e0
 #define GUEST_IMAGE_MAX (64u << 20)
 
@@ -61,8 +62,7 @@ static int vm_ports(struct hv *hv)
         struct kvm_irqfd irqfd = {.gsi = XTK_PORT_GSI(p)};
         struct kvm_ioeventfd io = {
             .addr = XTK_PORT_DOORBELL(p),
-            .len = 1,
-            .flags = KVM_IOEVENTFD_FLAG_PIO,
+            .len = 4,
         };
 
         port->to_guest = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -231,7 +231,11 @@ static int load_elf(struct hv *hv, const uint8_t *img, size_t size)
     return 0;
 }
 
-/* Identity page tables for the first 4 GiB, and a flat GDT. */
+/*
+ * Identity page tables for the first 4 GiB, user-accessible (the guest runs
+ * its workloads in ring 3: kvm-pvm runs guest user mode natively and
+ * emulates guest ring 0), and a flat GDT.
+ */
 static void build_tables(struct hv *hv)
 {
     uint64_t *pml4 = (uint64_t *)(hv->mem + XTK_GUEST_PT_GPA);
@@ -239,11 +243,11 @@ static void build_tables(struct hv *hv)
     uint64_t *pd = pml4 + 1024;
     uint64_t *gdt = (uint64_t *)(hv->mem + XTK_GUEST_GDT_GPA);
 
-    pml4[0] = (XTK_GUEST_PT_GPA + 0x1000) | 0x3;
+    pml4[0] = (XTK_GUEST_PT_GPA + 0x1000) | 0x7;
     for (int i = 0; i < 4; i++)
-        pdpt[i] = (XTK_GUEST_PT_GPA + 0x2000 + 0x1000 * (uint64_t)i) | 0x3;
+        pdpt[i] = (XTK_GUEST_PT_GPA + 0x2000 + 0x1000 * (uint64_t)i) | 0x7;
     for (uint64_t i = 0; i < 2048; i++) {
-        pd[i] = (i << 21) | 0x83; /* present, writable, 2 MiB */
+        pd[i] = (i << 21) | 0x87; /* present, writable, user, 2 MiB */
         if ((i << 21) >= 0xc0000000ull)
             pd[i] |= 0x18; /* the MMIO hole: uncached */
     }
@@ -335,6 +339,8 @@ static int probe_msrs(struct hv *hv, int vcpu_fd)
         }
         hv->msrs[hv->nr_msrs++] = list.idx[i];
     }
+    /* Not listed by KVM but set at boot, so saved too. */
+    hv->msrs[hv->nr_msrs++] = MSR_MTRR_DEF_TYPE;
     /* The TSC deadline goes last: after the TSC and the LAPIC. */
     if (deadline > 0)
         hv->msrs[hv->nr_msrs++] = MSR_IA32_TSC_DEADLINE;
@@ -390,10 +396,14 @@ static int vcpu_boot_state(struct hv *hv, struct hv_vcpu *v)
     struct kvm_segment data = code;
     struct kvm_fpu fpu = {.fcw = 0x37f, .mxcsr = 0x1f80};
     struct kvm_mp_state mp = {.mp_state = KVM_MP_STATE_RUNNABLE};
+    /* Fast strings; MTRRs on with write-back as the default type, as a
+     * BIOS leaves them (KVM otherwise treats RAM as uncached). */
     struct {
         struct kvm_msrs m;
-        struct kvm_msr_entry e[1];
-    } msrs = {.m.nmsrs = 1, .e = {{.index = MSR_IA32_MISC_ENABLE, .data = 1}}};
+        struct kvm_msr_entry e[2];
+    } msrs = {.m.nmsrs = 2,
+              .e = {{.index = MSR_IA32_MISC_ENABLE, .data = 1},
+                    {.index = MSR_MTRR_DEF_TYPE, .data = 0xc06}}};
     struct kvm_lapic_state lapic;
 
     if (ioctl(v->fd, KVM_GET_SREGS, &s) < 0)
@@ -422,7 +432,7 @@ static int vcpu_boot_state(struct hv *hv, struct hv_vcpu *v)
     if (ioctl(v->fd, KVM_SET_SREGS, &s) < 0 ||
         ioctl(v->fd, KVM_SET_REGS, &regs) < 0 ||
         ioctl(v->fd, KVM_SET_FPU, &fpu) < 0 ||
-        ioctl(v->fd, KVM_SET_MSRS, &msrs) != 1)
+        ioctl(v->fd, KVM_SET_MSRS, &msrs) != 2)
         goto err;
     /* LINT0 ExtINT, LINT1 NMI, as a BIOS leaves them. */
     if (ioctl(v->fd, KVM_GET_LAPIC, &lapic) < 0)

@@ -143,6 +143,8 @@ static int call(struct xtk_ctx *ctx, int sock, char *rx, uint32_t id,
     if (len > XTK_HVCTL_MSG_MAX - sizeof(h))
         return xtk__fail(E2BIG);
     if (sendmsg(sock, &mh, MSG_NOSIGNAL) < 0) {
+        if (errno == EPIPE || errno == ECONNRESET)
+            return xtk__fail(ESRCH); /* xtk-hv is gone: so is the domain */
         XTK_PERROR(ctx, "%s: cannot send", xtk__hvctl_op_name(op));
         return -1;
     }
@@ -161,7 +163,7 @@ static int call(struct xtk_ctx *ctx, int sock, char *rx, uint32_t id,
                          .msg_controllen = sizeof(cbuf)};
     n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
     if (n <= 0) {
-        if (!n)
+        if (!n || errno == ECONNRESET)
             errno = ESRCH; /* xtk-hv is gone */
         return -1;
     }

@@ -1,0 +1,177 @@
+/*
+ * kernel.c - the guest's ring 0, kept as small as it can be: kvm-pvm
+ * emulates every ring-0 instruction (entry.S says why).  It loads the IDT,
+ * a TSS per vCPU and the syscall MSRs, then drops to ring 3; afterwards it
+ * only runs interrupt handlers (which set bits in kernel_events) and the
+ * wait syscall (sti; hlt until a bit changes).
+ */
+#include "guest.h"
+
+#define MSR_EFER 0xc0000080
+#define MSR_STAR 0xc0000081
+#define MSR_LSTAR 0xc0000082
+#define MSR_SFMASK 0xc0000084
+
+struct idt_gate {
+    uint16_t off0, sel;
+    uint8_t ist, type;
+    uint16_t off1;
+    uint32_t off2, zero;
+};
+
+struct tss {
+    uint32_t reserved0;
+    uint64_t rsp[3];
+    uint64_t reserved1;
+    uint64_t ist[7];
+    uint64_t reserved2;
+    uint16_t reserved3, iomap_base;
+} __attribute__((packed));
+
+struct frame {
+    uint64_t r15, r14, r13, r12, r11, r10, r9, r8, rbp, rdi, rsi, rdx, rcx, rbx,
+        rax;
+    uint64_t vector, error, rip, cs, rflags, rsp, ss;
+};
+
+extern char isr_stubs[], syscall_entry[], kernel_stacks[];
+extern uint64_t gdt[];
+void enter_user(uint64_t cpu, void *fn, void *arg1, void *arg2)
+    __attribute__((noreturn));
+
+volatile uint32_t kernel_events;
+
+static struct idt_gate idt[256] __attribute__((aligned(16)));
+static struct tss tss[XTK_GUEST_MAX_VCPUS] __attribute__((aligned(16)));
+static volatile uint32_t idt_ready;
+
+static inline void wrmsr(uint32_t msr, uint64_t v)
+{
+    __asm__ __volatile__("wrmsr" ::"c"(msr), "a"((uint32_t)v),
+                         "d"((uint32_t)(v >> 32)));
+}
+
+static inline uint64_t kernel_rdmsr(uint32_t msr)
+{
+    uint32_t lo, hi;
+
+    __asm__ __volatile__("rdmsr" : "=a"(lo), "=d"(hi) : "c"(msr));
+    return ((uint64_t)hi << 32) | lo;
+}
+
+static void idt_fill(void)
+{
+    for (int v = 0; v < 256; v++) {
+        uint64_t a = (uint64_t)(isr_stubs + 16 * v);
+
+        idt[v].off0 = (uint16_t)a;
+        idt[v].sel = 0x08;
+        idt[v].type = 0x8e; /* present, interrupt gate, ring 0 only */
+        idt[v].off1 = (uint16_t)(a >> 16);
+        idt[v].off2 = (uint32_t)(a >> 32);
+    }
+}
+
+/* This vCPU's TSS: its ring-0 stack for interrupts taken in ring 3. */
+static void tss_load(uint64_t cpu)
+{
+    struct tss *t = &tss[cpu];
+    uint64_t base = (uint64_t)t, *d = &gdt[5 + 2 * cpu];
+
+    t->rsp[0] = (uint64_t)(kernel_stacks + ((cpu + 1) << 14));
+    t->iomap_base = sizeof(*t); /* no bitmap: IOPL decides */
+    d[0] = (sizeof(*t) - 1) | ((base & 0xffffff) << 16) | (0x89ull << 40) |
+           ((base >> 24 & 0xff) << 56);
+    d[1] = base >> 32;
+    __asm__ __volatile__("ltr %w0" ::"r"(0x28 + 16 * cpu));
+}
+
+void kernel_entry(uint64_t cpu, void *boot_page, void *mbi);
+void kernel_entry(uint64_t cpu, void *boot_page, void *mbi)
+{
+    struct __attribute__((packed)) {
+        uint16_t limit;
+        uint64_t base;
+    } d = {sizeof(idt) - 1, (uint64_t)idt};
+
+    if (cpu == 0) {
+        outb(0x21, 0xff); /* mask the legacy PICs */
+        outb(0xa1, 0xff);
+        idt_fill();
+        WRITE_ONCE(idt_ready, 1);
+    }
+    while (!READ_ONCE(idt_ready))
+        cpu_relax();
+    __asm__ __volatile__("lidt %0" ::"m"(d));
+    tss_load(cpu);
+    wrmsr(MSR_EFER, kernel_rdmsr(MSR_EFER) | 1); /* SCE */
+    wrmsr(MSR_STAR, (0x10ull << 48) | (0x08ull << 32));
+    wrmsr(MSR_LSTAR, (uint64_t)syscall_entry);
+    wrmsr(MSR_SFMASK, 0x700); /* TF, IF, DF */
+    enter_user(cpu, user_main, boot_page, mbi);
+}
+
+/*
+ * The syscalls, with interrupts off.  SYS_WAIT_SET and SYS_WAIT_CLEAR sleep
+ * until (*p & mask) is non-zero or zero; SYS_OUTB and SYS_INB do port I/O
+ * (kvm-pvm refuses it from ring 3, whatever IOPL says).
+ */
+uint64_t kernel_syscall(uint64_t op, uint64_t p, uint64_t mask);
+uint64_t kernel_syscall(uint64_t op, uint64_t p, uint64_t mask)
+{
+    volatile uint32_t *w = (volatile uint32_t *)p;
+
+    if (op == SYS_OUTB) {
+        outb((uint16_t)p, (uint8_t)mask);
+        return 0;
+    }
+    if (op == SYS_INB)
+        return inb((uint16_t)p);
+    if (op != SYS_WAIT_SET && op != SYS_WAIT_CLEAR)
+        return (uint64_t)-1;
+    for (;;) {
+        int set = (*w & mask) != 0;
+
+        if (set == (op == SYS_WAIT_SET))
+            return 0;
+        __asm__ __volatile__("sti; hlt; cli" ::: "memory");
+    }
+}
+
+void guest_isr(struct frame *f);
+void guest_isr(struct frame *f)
+{
+    char msg[160];
+    uint64_t cr2;
+
+    if (f->vector < 32) {
+        __asm__ __volatile__("mov %%cr2, %0" : "=r"(cr2));
+        ksnprintf(msg, sizeof(msg),
+                  "exception %lu error %lx at rip %lx (ring %lu, cr2 %lx)",
+                  f->vector, f->error, f->rip, f->cs & 3, cr2);
+        guest_fail(msg);
+        for (;;)
+            __asm__ __volatile__("cli; hlt");
+    }
+    switch (f->vector) {
+    case VEC_SPURIOUS:
+        return; /* no EOI */
+    case VEC_TIMER:
+        status->ticks++;
+        __atomic_or_fetch(&kernel_events, EV_TIMER, __ATOMIC_SEQ_CST);
+        break;
+    case XTK_PORT_VECTOR(XTK_PORT_SUSPEND):
+        __atomic_or_fetch(&kernel_events, EV_SUSPEND, __ATOMIC_SEQ_CST);
+        break;
+    case XTK_PORT_VECTOR(XTK_PORT_STORE):
+        __atomic_or_fetch(&kernel_events, EV_STORE, __ATOMIC_SEQ_CST);
+        break;
+    case XTK_PORT_VECTOR(XTK_PORT_ECHO):
+        evtchn_notify(XTK_PORT_ECHO);
+        status->echoes++;
+        break;
+    default: /* VEC_WAKE: only wakes a hlt */
+        break;
+    }
+    mmio_write32(LAPIC_BASE + LAPIC_EOI, 0);
+}

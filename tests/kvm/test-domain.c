@@ -1,0 +1,215 @@
+/*
+ * test-domain.c - domains through the public API: guests with 1, 2 and 4
+ * vCPUs boot, print on their console, stop when paused (their counter,
+ * read from guest memory, stands still) and go on when unpaused; list,
+ * lookup, unique names; pauses taken for a handle's life end with it; a
+ * destroyed domain is gone.
+ */
+#include "kvm-test.h"
+
+static struct xtk_ctx *ctx;
+
+/* The counter advances (or not) over 100 ms. */
+static int counter_moves(volatile struct xtk_guest_status *st)
+{
+    uint64_t a = st->counter;
+
+    kt_sleep_ms(100);
+    return st->counter != a;
+}
+
+static int heartbeats_move(volatile struct xtk_guest_status *st, uint32_t n)
+{
+    uint64_t a[XTK_GUEST_MAX_VCPUS];
+    int moved = 1;
+
+    for (uint32_t i = 0; i < n; i++)
+        a[i] = st->heartbeat[i];
+    kt_sleep_ms(100);
+    for (uint32_t i = 0; i < n; i++)
+        moved &= st->heartbeat[i] != a[i];
+    return moved;
+}
+
+static void boot_pause_unpause(uint32_t vcpus)
+{
+    char name[32], con[8192];
+    struct xtk_domain *dom;
+    struct xtk_domain_info info;
+    volatile struct xtk_guest_status *st;
+
+    snprintf(name, sizeof(name), "vcpus-%u", vcpus);
+    dom = kt_create(ctx, name, vcpus, 32,
+                    vcpus > 1 ? "workload=spin" : "workload=counter",
+                    XTK_DOMCFG_NO_STORE);
+    kt_wait_up(dom, vcpus);
+    st = kt_status(dom);
+
+    TEST_ASSERT(xtk_domain_info(dom, &info) == 0, "info");
+    TEST_ASSERT(info.nr_vcpus == vcpus && info.nr_pages == 32 * 256 &&
+                    !strcmp(info.name, name) &&
+                    !(info.flags & ~0u & XTK_DOMINFO_PAUSED),
+                "info: %u vCPUs, %llu pages, %s, flags %#x", info.nr_vcpus,
+                (unsigned long long)info.nr_pages, info.name, info.flags);
+
+    KT_WAIT(kt_console(dom, con, sizeof(con)) &&
+                strstr(con, "xtk-guest: running"),
+            2000, "console says running: '%s'", con);
+    TEST_ASSERT(strstr(con, vcpus > 1 ? "workload=spin" : "workload=counter"),
+                "console shows the command line: '%s'", con);
+
+    /* Running: every vCPU's loop goes round. */
+    TEST_ASSERT(heartbeats_move(st, vcpus), "all %u vCPUs run", vcpus);
+    if (vcpus == 1)
+        TEST_ASSERT(counter_moves(st), "counter moves");
+
+    TEST_ASSERT(xtk_domain_pause(dom) == 0, "pause");
+    TEST_ASSERT(xtk_domain_info(dom, &info) == 0 &&
+                    (info.flags & XTK_DOMINFO_PAUSED),
+                "info says paused");
+    /* Paused means stopped: not one more increment. */
+    if (vcpus == 1)
+        TEST_ASSERT(!counter_moves(st), "counter stopped while paused");
+    uint64_t hb[XTK_GUEST_MAX_VCPUS];
+    for (uint32_t i = 0; i < vcpus; i++)
+        hb[i] = st->heartbeat[i];
+    kt_sleep_ms(100);
+    for (uint32_t i = 0; i < vcpus; i++)
+        TEST_ASSERT(st->heartbeat[i] == hb[i], "vCPU %u stopped", i);
+    kt_check(dom);
+
+    TEST_ASSERT(xtk_domain_unpause(dom) == 0, "unpause");
+    TEST_ASSERT(heartbeats_move(st, vcpus), "all vCPUs run again");
+    if (vcpus == 1)
+        TEST_ASSERT(counter_moves(st), "counter moves again");
+    TEST_ASSERT(xtk_domain_destroy(dom) == 0, "destroy");
+    xtk_domain_close(dom);
+}
+
+static void vcpus_1(void)
+{
+    boot_pause_unpause(1);
+}
+
+static void vcpus_2(void)
+{
+    boot_pause_unpause(2);
+}
+
+static void vcpus_4(void)
+{
+    boot_pause_unpause(4);
+}
+
+/* list, lookup by name and by id, unique names, destroy. */
+static void names_and_destroy(void)
+{
+    struct xtk_domain *a, *b, *c;
+    struct xtk_domain_info *v;
+    struct xtk_domain_config cfg = {.name = "alpha", .flags = 1};
+    size_t n;
+    uint32_t ida, idb;
+    char idbuf[32];
+
+    a = kt_create(ctx, "alpha", 1, 16, "workload=idle", XTK_DOMCFG_NO_STORE);
+    b = kt_create(ctx, NULL, 1, 16, "workload=idle", XTK_DOMCFG_NO_STORE);
+    ida = xtk_domain_id(a);
+    idb = xtk_domain_id(b);
+    TEST_ASSERT(ida && idb && ida != idb, "ids %u %u", ida, idb);
+
+    errno = 0;
+    TEST_ASSERT(!xtk_domain_create(ctx, &cfg) && errno == EEXIST,
+                "a second 'alpha' is refused with EEXIST (errno %d)", errno);
+
+    TEST_ASSERT(xtk_domain_list(ctx, &v, &n) == 0 && n == 2, "list: %zu", n);
+    TEST_ASSERT(v[0].domid < v[1].domid, "sorted by id");
+    TEST_ASSERT(!strcmp(v[ida < idb ? 0 : 1].name, "alpha"), "name listed");
+    snprintf(idbuf, sizeof(idbuf), "domain-%u", idb);
+    TEST_ASSERT(!strcmp(v[ida < idb ? 1 : 0].name, idbuf), "default name %s",
+                idbuf);
+    free(v);
+
+    c = xtk_domain_lookup(ctx, "alpha");
+    TEST_ASSERT(c && xtk_domain_id(c) == ida, "lookup by name");
+    xtk_domain_close(c);
+    snprintf(idbuf, sizeof(idbuf), "%u", idb);
+    c = xtk_domain_lookup(ctx, idbuf);
+    TEST_ASSERT(c && xtk_domain_id(c) == idb, "lookup by id");
+    xtk_domain_close(c);
+    errno = 0;
+    TEST_ASSERT(!xtk_domain_lookup(ctx, "nobody") && errno == ENOENT,
+                "unknown name: ENOENT");
+
+    TEST_ASSERT(xtk_domain_destroy(a) == 0, "destroy");
+    xtk_domain_close(a);
+    errno = 0;
+    TEST_ASSERT(!xtk_domain_open(ctx, ida) && errno == ENOENT,
+                "destroyed domain is gone");
+    TEST_ASSERT(xtk_domain_list(ctx, &v, &n) == 0 && n == 1 &&
+                    v[0].domid == idb,
+                "list after destroy");
+    free(v);
+    /* Its name is free again. */
+    a = kt_create(ctx, "alpha", 1, 16, "workload=idle", XTK_DOMCFG_NO_STORE);
+    TEST_ASSERT(xtk_domain_id(a) != ida, "ids are not reused at once");
+    xtk_domain_destroy(a);
+    xtk_domain_close(a);
+    xtk_domain_destroy(b);
+    xtk_domain_close(b);
+}
+
+/*
+ * Recovery: a pause held by a handle (what the save engine takes) ends when
+ * the handle closes, as it would if the toolstack died; a plain pause
+ * outlives its handle and any handle's unpause ends it.
+ */
+static void pauses_and_handles(void)
+{
+    struct xtk_domain *dom, *h;
+    volatile struct xtk_guest_status *st;
+    struct xtk_domain_info info;
+    uint32_t id;
+
+    dom = kt_create(ctx, "holder", 1, 16, "workload=counter",
+                    XTK_DOMCFG_NO_STORE);
+    kt_wait_up(dom, 1);
+    st = kt_status(dom);
+    id = xtk_domain_id(dom);
+
+    h = xtk_domain_open(ctx, id);
+    TEST_ASSERT(h && xtk__domain_pause_hold(h) == 0, "hold a pause");
+    TEST_ASSERT(!counter_moves(st), "stopped while held");
+    xtk_domain_close(h); /* as if the toolstack died */
+    KT_WAIT(xtk_domain_info(dom, &info) == 0 &&
+                !(info.flags & XTK_DOMINFO_PAUSED),
+            2000, "the held pause ended with its handle");
+    TEST_ASSERT(counter_moves(st), "runs again");
+
+    h = xtk_domain_open(ctx, id);
+    TEST_ASSERT(h && xtk_domain_pause(h) == 0, "plain pause");
+    xtk_domain_close(h);
+    TEST_ASSERT(!counter_moves(st), "a plain pause outlives its handle");
+    h = xtk_domain_open(ctx, id);
+    TEST_ASSERT(h && xtk__domain_pause_hold(h) == 0, "and a held one");
+    TEST_ASSERT(xtk_domain_unpause(dom) == 0, "unpause from another handle");
+    TEST_ASSERT(counter_moves(st), "unpause always works");
+    xtk_domain_close(h);
+
+    TEST_ASSERT(xtk_domain_destroy(dom) == 0, "destroy");
+    errno = 0;
+    TEST_ASSERT(xtk_domain_pause(dom) == -1 && errno == ESRCH,
+                "a destroyed domain's handle: ESRCH (errno %d)", errno);
+    xtk_domain_close(dom);
+}
+
+int main(void)
+{
+    ctx = kt_setup();
+    TEST_RUN(vcpus_1);
+    TEST_RUN(vcpus_2);
+    TEST_RUN(vcpus_4);
+    TEST_RUN(names_and_destroy);
+    TEST_RUN(pauses_and_handles);
+    xtk_ctx_close(ctx);
+    return 0;
+}
