@@ -16,10 +16,9 @@
  * Rings: kvm-pvm emulates guest ring-0 code instruction by instruction
  * (about 1,800 cycles each) and runs ring 3 natively, so the guest keeps
  * ring 0 to a minimum (set-up, interrupt handlers, one wait syscall) and
- * runs everything else in ring 3 with IOPL 3 (its doorbells are port
- * writes).  User code enters the kernel with `syscall` (kvm-pvm refuses
- * `int n` from ring 3); the handler runs on the caller's stack (the guest
- * is built without a red zone).
+ * runs everything else in ring 3 (its doorbells are MMIO writes: kvm-pvm
+ * refuses port I/O from ring 3, whatever IOPL says).  User code enters the
+ * kernel through user_syscall below.
  *
  * Nothing here (nor in the C code) may use int3, int1 or cmpxchg16b:
  * kvm-pvm cannot run them.
@@ -30,7 +29,7 @@
 #define MAX_VCPUS 8
 #define USER_CS 0x23
 #define USER_DS 0x1b
-#define USER_FLAGS 0x3202 /* IOPL 3, IF */
+#define USER_FLAGS 0x202 /* IF */
 
     .section .multiboot, "a"
     .balign 4
@@ -147,23 +146,15 @@ enter_user:
     iretq
 
 /*
- * The syscall entry: interrupts off (SFMASK), rcx = user rip, r11 = user
- * rflags, on the user's stack.  Calls kernel_syscall(rdi, rsi, rdx).
+ * user_syscall(op, a, b): ring 3's way into ring 0.  kvm-pvm runs neither
+ * `syscall` (it stays in ring 3) nor `int n` (#UD) from guest ring 3 as
+ * x86 does, but it delivers exceptions: the #UD of this ud2 is the call,
+ * and kernel.c returns past it with rax set.
  */
-    .globl syscall_entry
-syscall_entry:
-    push %rbp
-    mov %rsp, %rbp
-    and $-16, %rsp
-    push %rcx
-    push %r11
-    cld
-    call kernel_syscall
-    pop %r11
-    pop %rcx
-    mov %rbp, %rsp
-    pop %rbp
-    sysretq
+    .globl user_syscall
+user_syscall:
+    ud2
+    ret
 
 /* Interrupt stubs: 16 bytes each, stub v at isr_stubs + 16 * v. */
     .balign 16

@@ -73,16 +73,12 @@ static inline void cpu_relax(void)
 
 extern volatile uint32_t kernel_events;
 
-/* Ring 3's way into ring 0 (kernel.c): op with two arguments. */
+/* Ring 3's way into ring 0 (entry.S, kernel.c): op with two arguments. */
+uint64_t user_syscall(uint64_t op, uint64_t a1, uint64_t a2);
+
 static inline uint64_t sys_call(unsigned int op, uint64_t a1, uint64_t a2)
 {
-    uint64_t a = op, b = a1, c = a2, r;
-
-    __asm__ __volatile__("syscall"
-                         : "=a"(r), "+D"(a), "+S"(b), "+d"(c)
-                         :
-                         : "rcx", "r8", "r9", "r10", "r11", "memory", "cc");
-    return r;
+    return user_syscall(op, a1, a2);
 }
 
 /* Sleeps (SYS_WAIT_SET or SYS_WAIT_CLEAR) on a word. */

@@ -1,16 +1,11 @@
 /*
  * kernel.c - the guest's ring 0, kept as small as it can be: kvm-pvm
- * emulates every ring-0 instruction (entry.S says why).  It loads the IDT,
- * a TSS per vCPU and the syscall MSRs, then drops to ring 3; afterwards it
- * only runs interrupt handlers (which set bits in kernel_events) and the
- * wait syscall (sti; hlt until a bit changes).
+ * emulates every ring-0 instruction (entry.S says why).  It loads the IDT
+ * and a TSS per vCPU, then drops to ring 3; afterwards it only runs
+ * interrupt handlers (which set bits in kernel_events) and the syscalls
+ * (user_syscall): sleep until a bit changes, port I/O.
  */
 #include "guest.h"
-
-#define MSR_EFER 0xc0000080
-#define MSR_STAR 0xc0000081
-#define MSR_LSTAR 0xc0000082
-#define MSR_SFMASK 0xc0000084
 
 struct idt_gate {
     uint16_t off0, sel;
@@ -34,7 +29,7 @@ struct frame {
     uint64_t vector, error, rip, cs, rflags, rsp, ss;
 };
 
-extern char isr_stubs[], syscall_entry[], kernel_stacks[];
+extern char isr_stubs[], kernel_stacks[];
 extern uint64_t gdt[];
 void enter_user(uint64_t cpu, void *fn, void *arg1, void *arg2)
     __attribute__((noreturn));
@@ -44,20 +39,6 @@ volatile uint32_t kernel_events;
 static struct idt_gate idt[256] __attribute__((aligned(16)));
 static struct tss tss[XTK_GUEST_MAX_VCPUS] __attribute__((aligned(16)));
 static volatile uint32_t idt_ready;
-
-static inline void wrmsr(uint32_t msr, uint64_t v)
-{
-    __asm__ __volatile__("wrmsr" ::"c"(msr), "a"((uint32_t)v),
-                         "d"((uint32_t)(v >> 32)));
-}
-
-static inline uint64_t kernel_rdmsr(uint32_t msr)
-{
-    uint32_t lo, hi;
-
-    __asm__ __volatile__("rdmsr" : "=a"(lo), "=d"(hi) : "c"(msr));
-    return ((uint64_t)hi << 32) | lo;
-}
 
 static void idt_fill(void)
 {
@@ -104,17 +85,13 @@ void kernel_entry(uint64_t cpu, void *boot_page, void *mbi)
         cpu_relax();
     __asm__ __volatile__("lidt %0" ::"m"(d));
     tss_load(cpu);
-    wrmsr(MSR_EFER, kernel_rdmsr(MSR_EFER) | 1); /* SCE */
-    wrmsr(MSR_STAR, (0x10ull << 48) | (0x08ull << 32));
-    wrmsr(MSR_LSTAR, (uint64_t)syscall_entry);
-    wrmsr(MSR_SFMASK, 0x700); /* TF, IF, DF */
     enter_user(cpu, user_main, boot_page, mbi);
 }
 
 /*
- * The syscalls, with interrupts off.  SYS_WAIT_SET and SYS_WAIT_CLEAR sleep
- * until (*p & mask) is non-zero or zero; SYS_OUTB and SYS_INB do port I/O
- * (kvm-pvm refuses it from ring 3, whatever IOPL says).
+ * The syscalls, run by the #UD handler with interrupts off.  SYS_WAIT_SET and
+ * SYS_WAIT_CLEAR sleep until (*p & mask) is non-zero or zero; SYS_OUTB and
+ * SYS_INB do port I/O (kvm-pvm refuses it from ring 3, whatever IOPL says).
  */
 uint64_t kernel_syscall(uint64_t op, uint64_t p, uint64_t mask);
 uint64_t kernel_syscall(uint64_t op, uint64_t p, uint64_t mask)
@@ -144,11 +121,17 @@ void guest_isr(struct frame *f)
     char msg[160];
     uint64_t cr2;
 
+    if (f->vector == 6 && f->rip == (uint64_t)user_syscall) {
+        f->rax = kernel_syscall(f->rdi, f->rsi, f->rdx);
+        f->rip += 2; /* past the ud2 */
+        return;
+    }
     if (f->vector < 32) {
         __asm__ __volatile__("mov %%cr2, %0" : "=r"(cr2));
         ksnprintf(msg, sizeof(msg),
-                  "exception %lu error %lx at rip %lx (ring %lu, cr2 %lx)",
-                  f->vector, f->error, f->rip, f->cs & 3, cr2);
+                  "exception %lu error %lx at rip %lx (cs %lx ss %lx rflags "
+                  "%lx, cr2 %lx)",
+                  f->vector, f->error, f->rip, f->cs, f->ss, f->rflags, cr2);
         guest_fail(msg);
         for (;;)
             __asm__ __volatile__("cli; hlt");

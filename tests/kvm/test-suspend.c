@@ -1,0 +1,173 @@
+/*
+ * test-suspend.c - suspending a guest through the backend's suspend ops:
+ * by its suspend event channel (the guest quiesces, says so on the
+ * channel, and sits suspended until resumed) and by a hypervisor pause
+ * (for guests without a PV suspend).  The "suspended" notification is an
+ * fd that becomes readable; suspend_check confirms it and leaves the
+ * domain stopped; resume lets the guest carry on.  The store path is in
+ * test-store.sh.
+ */
+#include <poll.h>
+
+#include "kvm-test.h"
+
+static struct xtk_ctx *ctx;
+
+static int readable(int fd, int ms)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+
+    return poll(&p, 1, ms) == 1;
+}
+
+static uint64_t progress(volatile struct xtk_guest_status *st)
+{
+    uint64_t sum = st->counter;
+
+    for (int i = 0; i < XTK_GUEST_MAX_VCPUS; i++)
+        sum += st->heartbeat[i];
+    return sum;
+}
+
+static int moves(volatile struct xtk_guest_status *st)
+{
+    uint64_t a = progress(st);
+
+    kt_sleep_ms(50);
+    return progress(st) != a;
+}
+
+/* Suspends by method m, checks the domain is stopped, resumes. */
+static void suspend_resume(struct xtk_domain *dom, enum xtk__suspend_method m,
+                           int guest_knows)
+{
+    volatile struct xtk_guest_status *st = kt_status(dom);
+    struct xtk_domain_info info;
+    uint64_t suspends = st->suspends, resumes = st->resumes;
+    int fd = -1, r;
+    void *state;
+    size_t len;
+
+    TEST_ASSERT(dom->ops->suspend_setup(dom, m, &fd) == 0 && fd >= 0,
+                "suspend_setup(%d)", m);
+    TEST_ASSERT(dom->ops->suspend_check(dom) == 0,
+                "no notification yet: not suspended");
+    TEST_ASSERT(dom->ops->suspend_request(dom) == 0, "request");
+    do {
+        TEST_ASSERT(readable(fd, 5000), "the suspended notification came");
+        r = dom->ops->suspend_check(dom);
+    } while (r == 0);
+    TEST_ASSERT(r == 1, "suspend_check: %d", r);
+
+    TEST_ASSERT(xtk_domain_info(dom, &info) == 0, "info");
+    TEST_ASSERT(info.flags & XTK_DOMINFO_PAUSED, "stopped after the check");
+    TEST_ASSERT(!!(info.flags & XTK_DOMINFO_SUSPENDED) == guest_knows,
+                "suspended flag %#x", info.flags);
+    TEST_ASSERT(!moves(st), "nothing runs");
+    if (guest_knows) {
+        TEST_ASSERT(st->state == XTK_GUEST_SUSPENDED &&
+                        st->suspends == suspends + 1,
+                    "the guest says it is suspended (state %u)", st->state);
+        TEST_ASSERT(st->spin.holder == 0, "no vCPU inside the lock");
+    }
+    kt_check(dom);
+    TEST_ASSERT(dom->ops->get_state(dom, &state, &len) == 0 && len > 0,
+                "state of a suspended domain");
+    free(state);
+
+    dom->ops->suspend_teardown(dom);
+    TEST_ASSERT(dom->ops->resume(dom) == 0, "resume");
+    KT_WAIT(moves(st), 2000, "runs after resume");
+    if (guest_knows)
+        KT_WAIT(st->resumes == resumes + 1 && st->state == XTK_GUEST_RUNNING,
+                2000, "the guest resumed (resumes %llu, state %u)",
+                (unsigned long long)st->resumes, st->state);
+    TEST_ASSERT(
+        xtk_domain_info(dom, &info) == 0 &&
+            !(info.flags & (XTK_DOMINFO_PAUSED | XTK_DOMINFO_SUSPENDED)),
+        "running: flags %#x", info.flags);
+    kt_check(dom);
+}
+
+static void evtchn_1vcpu(void)
+{
+    struct xtk_domain *dom =
+        kt_create(ctx, "s1", 1, 16, "workload=counter", XTK_DOMCFG_NO_STORE);
+    char con[4096];
+
+    kt_wait_up(dom, 1);
+    suspend_resume(dom, XTK__SUSPEND_EVTCHN, 1);
+    suspend_resume(dom, XTK__SUSPEND_EVTCHN, 1); /* and again */
+    kt_console(dom, con, sizeof(con));
+    TEST_ASSERT(strstr(con, "suspending (event channel)") &&
+                    strstr(con, "xtk-guest: resumed"),
+                "console: %s", con);
+    xtk_domain_destroy(dom);
+    xtk_domain_close(dom);
+}
+
+static void evtchn_spin_4vcpus(void)
+{
+    struct xtk_domain *dom =
+        kt_create(ctx, "s4", 4, 16, "workload=spin", XTK_DOMCFG_NO_STORE);
+
+    kt_wait_up(dom, 4);
+    suspend_resume(dom, XTK__SUSPEND_EVTCHN, 1);
+    xtk_domain_destroy(dom);
+    xtk_domain_close(dom);
+}
+
+static void pause_method(void)
+{
+    struct xtk_domain *dom =
+        kt_create(ctx, "sp", 2, 16, "workload=spin", XTK_DOMCFG_NO_STORE);
+
+    kt_wait_up(dom, 2);
+    suspend_resume(dom, XTK__SUSPEND_PAUSE, 0);
+    xtk_domain_destroy(dom);
+    xtk_domain_close(dom);
+}
+
+/* A save that dies after the guest suspended: `xtk unpause`'s recovery
+ * (unpause, then resume a suspended guest) gets it going again. */
+static void dead_saver(void)
+{
+    struct xtk_domain *dom =
+        kt_create(ctx, "sd", 1, 16, "workload=counter", XTK_DOMCFG_NO_STORE);
+    struct xtk_domain *saver;
+    volatile struct xtk_guest_status *st;
+    struct xtk_domain_info info;
+    int fd;
+
+    kt_wait_up(dom, 1);
+    st = kt_status(dom);
+    saver = xtk_domain_open(ctx, xtk_domain_id(dom));
+    TEST_ASSERT(saver, "open");
+    TEST_ASSERT(saver->ops->suspend_setup(saver, XTK__SUSPEND_EVTCHN, &fd) ==
+                        0 &&
+                    saver->ops->suspend_request(saver) == 0,
+                "request");
+    TEST_ASSERT(readable(fd, 5000) && saver->ops->suspend_check(saver) == 1,
+                "suspended");
+    xtk_domain_close(saver); /* the saver dies */
+    KT_WAIT(xtk_domain_info(dom, &info) == 0 &&
+                (info.flags & XTK_DOMINFO_SUSPENDED) &&
+                !(info.flags & XTK_DOMINFO_PAUSED),
+            2000, "suspended, its hold released: flags %#x", info.flags);
+    TEST_ASSERT(!moves(st), "the guest waits");
+    TEST_ASSERT(xtk_domain_resume(dom) == 0, "resume");
+    KT_WAIT(moves(st), 2000, "running again");
+    xtk_domain_destroy(dom);
+    xtk_domain_close(dom);
+}
+
+int main(void)
+{
+    ctx = kt_setup();
+    TEST_RUN(evtchn_1vcpu);
+    TEST_RUN(evtchn_spin_4vcpus);
+    TEST_RUN(pause_method);
+    TEST_RUN(dead_saver);
+    xtk_ctx_close(ctx);
+    return 0;
+}
