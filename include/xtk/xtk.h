@@ -6,5 +6,7 @@
 
 #include <xtk/log.h>
 #include <xtk/ctx.h>
+#include <xtk/stream.h>
+#include <xtk/stats.h>
 
 #endif /* XTK_XTK_H */
