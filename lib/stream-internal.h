@@ -53,6 +53,7 @@ enum xtk__stream_state {
 struct xtk__record_state {
     enum xtk__stream_state state;
     uint32_t domain_type;
+    uint32_t epoch_seen; /* once-per-epoch records seen (rule flags) */
     unsigned int seen_page_data : 1;
     unsigned int seen_static_data_end : 1;
     unsigned int checksummed : 1;   /* checksum records in use */

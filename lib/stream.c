@@ -32,6 +32,15 @@ enum {
 /* Rule flags. */
 #define R_REFUSED 0x1u /* deprecated: never accepted */
 #define R_STATIC 0x2u  /* only before STATIC_DATA_END and any PAGE_DATA */
+#define R_BACK 0x4u    /* only on COLO's back channel, refused here */
+/* At most once per epoch (between CHECKPOINTs); bit in epoch_seen. */
+#define R_ONCE_TSC 0x10u
+#define R_ONCE_CONTEXT 0x20u
+#define R_ONCE_PARAMS 0x40u
+#define R_ONCE_SHARED 0x80u
+#define R_ONCE (R_ONCE_TSC | R_ONCE_CONTEXT | R_ONCE_PARAMS | R_ONCE_SHARED)
+
+#define NOMAX UINT32_MAX
 
 struct rec_rule {
     const char *name;
@@ -45,32 +54,36 @@ struct rec_rule {
 
 #define VCPU_RULE(n)                                                           \
     {                                                                          \
-        n, 8, 0, 0, DOM_PV, 4, 4, 0                                            \
+        n, 8, NOMAX, 0, DOM_PV, 4, 4, 0                                        \
     }
 
 static const struct rec_rule xen_rules[] = {
     [XTK_REC_END] = {"END", 0, 0, 0, DOM_ANY, 0, 0, 0},
-    [XTK_REC_PAGE_DATA] = {"PAGE_DATA", 16, 0, 8, DOM_ANY, 4, 4, 0},
+    [XTK_REC_PAGE_DATA] = {"PAGE_DATA", 16, NOMAX, 8, DOM_ANY, 4, 4, 0},
     [XTK_REC_X86_PV_INFO] = {"X86_PV_INFO", 8, 8, 0, DOM_PV, 2, 6, 0},
-    [XTK_REC_X86_PV_P2M_FRAMES] = {"X86_PV_P2M_FRAMES", 8, 0, 8, DOM_PV, 0, 0,
-                                   0},
+    [XTK_REC_X86_PV_P2M_FRAMES] = {"X86_PV_P2M_FRAMES", 8, NOMAX, 8, DOM_PV, 0,
+                                   0, 0},
     [XTK_REC_X86_PV_VCPU_BASIC] = VCPU_RULE("X86_PV_VCPU_BASIC"),
     [XTK_REC_X86_PV_VCPU_EXTENDED] = VCPU_RULE("X86_PV_VCPU_EXTENDED"),
     [XTK_REC_X86_PV_VCPU_XSAVE] = VCPU_RULE("X86_PV_VCPU_XSAVE"),
-    [XTK_REC_SHARED_INFO] = {"SHARED_INFO", 4096, 4096, 0, DOM_PV, 0, 0, 0},
-    [XTK_REC_X86_TSC_INFO] = {"X86_TSC_INFO", 24, 24, 0, DOM_ANY, 20, 4, 0},
-    [XTK_REC_HVM_CONTEXT] = {"HVM_CONTEXT", 1, 0, 0, DOM_HVM, 0, 0, 0},
-    [XTK_REC_HVM_PARAMS] = {"HVM_PARAMS", 8, 0, 8, DOM_HVM, 4, 4, 0},
+    [XTK_REC_SHARED_INFO] = {"SHARED_INFO", 4096, 4096, 0, DOM_PV, 0, 0,
+                             R_ONCE_SHARED},
+    [XTK_REC_X86_TSC_INFO] = {"X86_TSC_INFO", 24, 24, 0, DOM_ANY, 20, 4,
+                              R_ONCE_TSC},
+    [XTK_REC_HVM_CONTEXT] = {"HVM_CONTEXT", 1, NOMAX, 0, DOM_HVM, 0, 0,
+                             R_ONCE_CONTEXT},
+    [XTK_REC_HVM_PARAMS] = {"HVM_PARAMS", 8, NOMAX, 8, DOM_HVM, 4, 4,
+                            R_ONCE_PARAMS},
     [XTK_REC_TOOLSTACK] = {"TOOLSTACK", 0, 0, 0, DOM_ANY, 0, 0, R_REFUSED},
     [XTK_REC_X86_PV_VCPU_MSRS] = VCPU_RULE("X86_PV_VCPU_MSRS"),
     [XTK_REC_VERIFY] = {"VERIFY", 0, 0, 0, DOM_ANY, 0, 0, 0},
     [XTK_REC_CHECKPOINT] = {"CHECKPOINT", 0, 0, 0, DOM_ANY, 0, 0, 0},
-    [XTK_REC_CHECKPOINT_DIRTY_PFN_LIST] = {"CHECKPOINT_DIRTY_PFN_LIST", 0, 0, 8,
-                                           DOM_ANY, 0, 0, 0},
+    [XTK_REC_CHECKPOINT_DIRTY_PFN_LIST] = {"CHECKPOINT_DIRTY_PFN_LIST", 0,
+                                           NOMAX, 8, DOM_ANY, 0, 0, R_BACK},
     [XTK_REC_STATIC_DATA_END] = {"STATIC_DATA_END", 0, 0, 0, DOM_ANY, 0, 0, 0},
-    [XTK_REC_X86_CPUID_POLICY] = {"X86_CPUID_POLICY", 24, 0, 24, DOM_ANY, 0, 0,
-                                  R_STATIC},
-    [XTK_REC_X86_MSR_POLICY] = {"X86_MSR_POLICY", 16, 0, 16, DOM_ANY, 0, 0,
+    [XTK_REC_X86_CPUID_POLICY] = {"X86_CPUID_POLICY", 24, NOMAX, 24, DOM_ANY, 0,
+                                  0, R_STATIC},
+    [XTK_REC_X86_MSR_POLICY] = {"X86_MSR_POLICY", 16, NOMAX, 16, DOM_ANY, 0, 0,
                                 R_STATIC},
 };
 
@@ -178,10 +191,14 @@ static int check_record(const struct xtk__record_state *rs, uint32_t limit,
 
     if (r->flags & R_REFUSED)
         return refuse(v, EPROTO, "%s records are deprecated", r->name);
+    if (r->flags & R_BACK)
+        return refuse(v, EPROTO, "%s belongs on the back channel", r->name);
+    if (r->flags & rs->epoch_seen & R_ONCE)
+        return refuse(v, EPROTO, "a second %s record in one epoch", r->name);
     if (r->domain && r->domain != rs->domain_type)
         return refuse(v, EPROTO, "%s record in an %s stream", r->name,
                       domain_name(rs->domain_type));
-    if (length < r->min || (r->max && length > r->max) ||
+    if (length < r->min || length > r->max ||
         (r->multiple && length % r->multiple))
         return refuse(v, EBADMSG, "%s record with a body of %u bytes", r->name,
                       length);
@@ -224,6 +241,10 @@ static int check_record(const struct xtk__record_state *rs, uint32_t limit,
 static void advance(struct xtk__record_state *rs, uint32_t type)
 {
     rs->last_checksum = type == XTK_REC_CHECKSUM;
+    if (type < XTK__ARRAY_SIZE(xen_rules))
+        rs->epoch_seen |= xen_rules[type].flags & R_ONCE;
+    if (type == XTK_REC_CHECKPOINT)
+        rs->epoch_seen = 0;
     if (type == XTK_REC_PAGE_DATA)
         rs->seen_page_data = 1;
     else if (type == XTK_REC_STATIC_DATA_END)
