@@ -199,7 +199,7 @@ static int synth_run(struct synth *sy, struct xtk_stream *s,
     uint8_t *want = malloc(bitmap_len);
     struct xtk_hist *batch_ns = xtk_stats_hist(st, "batch write", "ns");
     struct xtk_hist *ckpt_ns = xtk_stats_hist(st, "checkpoint write", "ns");
-    uint64_t rnd = sy->seed | 1, zero = 0, sent_total = 0;
+    uint64_t rnd = sy->seed | 1, zero = 0;
     struct xtk_stream_counters c;
     int rc = -1;
 
@@ -246,7 +246,6 @@ static int synth_run(struct synth *sy, struct xtk_stream *s,
         xtk_stream_get_counters(s, &c);
         row.bytes = c.bytes - before;
         row.dirty = r ? row.sent : sy->pages;
-        sent_total += row.sent;
         xtk_stats_add_round(st, &row);
         if (r < sy->checkpoints)
             snprintf(phase, sizeof(phase), "checkpoint %u written", r + 1);
@@ -539,6 +538,16 @@ static int cmd_read(struct xtk_ctx *ctx, int argc, char **argv, int dump)
             goto out;
         xtk_hist_record(rec_ns, xtk_now_ns() - t);
         name = xtk_stream_record_name(rec.type);
+        if (!name && !dump) {
+            /* Stricter than a restore, which skips it: a record nobody
+             * knows is more likely a corrupt type than a newer one. */
+            fprintf(stderr,
+                    "%s: unknown optional record type %#x at offset %" PRIu64
+                    "\n",
+                    prog, rec.type, rec.offset);
+            errno = EPROTO;
+            goto out;
+        }
         if (rec.type < 256)
             nrec[rec.type]++;
         else
