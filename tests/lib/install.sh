@@ -72,5 +72,8 @@ $CC $SAN_CFLAGS -std=c11 -Wall -Werror $cflags "$dest/prog.c" $libs $SAN_LDFLAGS
 out=$(LD_LIBRARY_PATH=$dest$libdir "$dest/prog") || fail "the program failed: $out"
 case "$out" in "libxtk $version {\"schema\":\"xtk-stats/1\""*) ;; *) fail "output: $out" ;; esac
 # It really ran the installed library, not one from the build tree.
-LD_LIBRARY_PATH=$dest$libdir ldd "$dest/prog" | grep -q "$dest$libdir/libxtk.so" || fail "ldd"
+# (ldd's output is kept first: `ldd | grep -q` fails under pipefail when
+# grep stops reading early.)
+deps=$(LD_LIBRARY_PATH=$dest$libdir ldd "$dest/prog")
+case "$deps" in *"$dest$libdir/libxtk.so"*) ;; *) fail "ldd: $deps" ;; esac
 echo "installed and used from $dest$prefix"
