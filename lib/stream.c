@@ -314,13 +314,21 @@ int xtk_stream_page_data_parse(const void *body, uint32_t length,
 
 /* ---- writing ---------------------------------------------------------- */
 
-static int write_state(struct xtk_stream *s, enum xtk__stream_state want)
+/* A record call is allowed: the stream goes the right way (XTK_STREAM_READ
+ * or _WRITE), is where the call belongs, and has not failed. */
+static int check_state(struct xtk_stream *s, unsigned dir,
+                       enum xtk__stream_state want)
 {
-    if (!s || !(s->flags & XTK_STREAM_WRITE) || s->rs.state != want)
+    if (!s || !(s->flags & dir) || s->rs.state != want)
         return xtk__fail(EINVAL);
     if (s->err)
         return xtk__fail(s->err);
     return 0;
+}
+
+static int write_state(struct xtk_stream *s, enum xtk__stream_state want)
+{
+    return check_state(s, XTK_STREAM_WRITE, want);
 }
 
 int xtk_stream_write_image_header(struct xtk_stream *s)
@@ -537,11 +545,7 @@ int xtk_stream_write_page_data(struct xtk_stream *s, uint32_t count,
 
 static int read_state(struct xtk_stream *s, enum xtk__stream_state want)
 {
-    if (!s || !(s->flags & XTK_STREAM_READ) || s->rs.state != want)
-        return xtk__fail(EINVAL);
-    if (s->err)
-        return xtk__fail(s->err);
-    return 0;
+    return check_state(s, XTK_STREAM_READ, want);
 }
 
 int xtk_stream_read_image_header(struct xtk_stream *s,

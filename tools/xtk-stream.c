@@ -80,6 +80,24 @@ static int write_report(const struct xtk_stats *st, int format,
     return rc;
 }
 
+/* The options every command takes: --json, -q, -v.  1 if opt was one. */
+static int common_option(struct xtk_ctx *ctx, int opt, const char **json,
+                         int *quiet)
+{
+    switch (opt) {
+    case 'j':
+        *json = optarg;
+        return 1;
+    case 'q':
+        *quiet = 1;
+        return 1;
+    case 'v':
+        xtk_logger_set_level(xtk_ctx_logger(ctx), XTK_LOG_DEBUG);
+        return 1;
+    }
+    return 0;
+}
+
 /* ---- synth ------------------------------------------------------------ */
 
 struct synth {
@@ -335,17 +353,9 @@ static int cmd_synth(struct xtk_ctx *ctx, int argc, char **argv)
             if (parse_u64(optarg, 0, UINT64_MAX, &sy.seed))
                 goto bad;
             break;
-        case 'j':
-            json = optarg;
-            break;
-        case 'q':
-            quiet = 1;
-            break;
-        case 'v':
-            xtk_logger_set_level(xtk_ctx_logger(ctx), XTK_LOG_DEBUG);
-            break;
         default:
-            goto bad;
+            if (!common_option(ctx, opt, &json, &quiet))
+                goto bad;
         }
     }
     if (optind != argc)
@@ -486,17 +496,9 @@ static int cmd_read(struct xtk_ctx *ctx, int argc, char **argv, int dump)
             if (parse_u64(optarg, 1, 86400000, &timeout))
                 goto bad;
             break;
-        case 'j':
-            json = optarg;
-            break;
-        case 'q':
-            quiet = 1;
-            break;
-        case 'v':
-            xtk_logger_set_level(xtk_ctx_logger(ctx), XTK_LOG_DEBUG);
-            break;
         default:
-            goto bad;
+            if (!common_option(ctx, opt, &json, &quiet))
+                goto bad;
         }
     }
     if (optind != argc)
