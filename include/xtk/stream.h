@@ -231,8 +231,9 @@ int xtk_stream_push_zlib(struct xtk_stream *s, int level);
 int xtk_stream_set_timeout(struct xtk_stream *s, int timeout_ms);
 
 /*
- * The longest record body the stream accepts (reading: longer is E2BIG;
- * writing: EINVAL).  8 <= max <= XTK_STREAM_RECORD_MAX (the default).
+ * The longest record body the stream accepts (longer is E2BIG, when
+ * reading and when writing).  8 <= max <= XTK_STREAM_RECORD_MAX (the
+ * default).
  */
 int xtk_stream_set_record_limit(struct xtk_stream *s, uint32_t max);
 
@@ -298,9 +299,9 @@ int xtk_stream_write_domain_header(struct xtk_stream *s, uint32_t type,
 /*
  * Writes one record: header, body, zero padding to 8 bytes.  The body is
  * checked as a reader would check it (sizes and reserved fields of known
- * types, place in the stream, the record limit): EINVAL and nothing
- * written if a reader would refuse it.  A PAGE_DATA body must be given in
- * one piece (xtk_stream_write_record()), or better by
+ * types, place in the stream): EINVAL and nothing written if a reader
+ * would refuse it; E2BIG (nothing written) over the record limit.  A PAGE_DATA
+ * body must be given in one piece (xtk_stream_write_record()), or better by
  * xtk_stream_write_page_data().  After END nothing more can be written.
  */
 int xtk_stream_write_record(struct xtk_stream *s, uint32_t type,
@@ -313,8 +314,8 @@ int xtk_stream_write_recordv(struct xtk_stream *s, uint32_t type,
  * with xtk_pfn_entry(); pages[i] is the page of entry i when its type
  * carries data (ignored, may be NULL, otherwise).  Pages are written with
  * writev straight from where they are; adjacent pages are merged into one
- * iovec.  EINVAL (nothing written) for count 0, reserved bits or types, a
- * missing page, or a record over the limit.
+ * iovec.  EINVAL (nothing written) for count 0, reserved bits or types, or
+ * a missing page; E2BIG for a record over the limit (send smaller batches).
  */
 int xtk_stream_write_page_data(struct xtk_stream *s, uint32_t count,
                                const uint64_t *pfns, const void *const *pages);
