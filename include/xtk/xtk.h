@@ -6,6 +6,8 @@
 
 #include <xtk/log.h>
 #include <xtk/ctx.h>
+#include <xtk/stream.h>
+#include <xtk/stats.h>
 #include <xtk/domain.h>
 
 #endif /* XTK_XTK_H */

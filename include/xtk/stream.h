@@ -1,0 +1,416 @@
+/*
+ * xtk/stream.h - the record stream: Xen's migration stream v2 over a
+ * buffered byte stream with fd, socket and zlib layers.  See xtk_stream(3)
+ * for the API and xtk-stream(5) for the format.
+ *
+ * Byte stream (modelled on Redis's rio):
+ *   - one struct xtk_stream per direction (read or write), over an fd, a
+ *     socket or a file, with an optional zlib (gzip) layer pushed on top;
+ *   - a call either transfers everything it was asked to or fails: there is
+ *     never a short read or write (EINTR is retried, EAGAIN on a
+ *     non-blocking fd waits with poll());
+ *   - the error is sticky: the first failure is kept and every later call
+ *     fails at once with the same errno (xtk_stream_error());
+ *   - byte, record and page counters.
+ *
+ * Records: helpers that write the image header, domain header, records
+ * with their zero padding, PAGE_DATA from an array of pfn entries plus page
+ * pointers (the pages go to the kernel with writev(), never copied into a
+ * buffer), CHECKPOINT and END; and a reader that validates everything it
+ * returns and hands back PAGE_DATA as a parsed view into its buffer.
+ *
+ * errno values a reader (or a corrupt stream) produces:
+ *   ENODATA   the stream ended cleanly on a record boundary before END
+ *             (or before the first byte of a raw read);
+ *   EBADMSG   malformed: bad marker or id, reserved bits or fields set,
+ *             non-zero padding, a length that does not match the content,
+ *             PAGE_DATA count 0, bad page type, a checksum mismatch,
+ *             corrupt compressed data, or truncation inside a header or
+ *             record;
+ *   E2BIG     a record longer than the stream's record limit;
+ *   EPROTO    well formed but not acceptable here: version other than 3,
+ *             big-endian stream, domain type other than PV/HVM, page shift
+ *             other than 12, unknown mandatory record type, a record in
+ *             the wrong place or for the other domain type;
+ *   ETIMEDOUT nothing arrived within the stream's timeout;
+ *   and any errno of read()/write()/recv()/send() (EPIPE, ECONNRESET...).
+ * Each is logged once, with the offset, through the context's logger.
+ * Caller mistakes (bad arguments, calls out of order) give EINVAL and do
+ * not touch the sticky error.
+ *
+ * Threads: a stream is used by one thread at a time.  Each record-writing
+ * call writes a whole record, so sender threads sharing one stream need
+ * only a mutex around each xtk_stream_write_page_data() call.
+ *
+ * Byte order: xtk runs on little-endian hosts and writes little-endian
+ * streams (the image header is big-endian, as the format says).
+ */
+#ifndef XTK_STREAM_H
+#define XTK_STREAM_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct xtk_ctx;
+struct xtk_stream;
+
+/* ---- format constants (xtk-stream(5)) ------------------------------- */
+
+#define XTK_STREAM_MARKER 0xffffffffffffffffull
+#define XTK_STREAM_ID 0x58454e46u /* "XENF" */
+#define XTK_STREAM_VERSION 3u
+#define XTK_STREAM_IMAGE_HEADER_SIZE 24
+#define XTK_STREAM_DOMAIN_HEADER_SIZE 16
+#define XTK_STREAM_RECORD_HEADER_SIZE 8
+
+#define XTK_PAGE_SHIFT 12
+#define XTK_PAGE_SIZE 4096u
+
+/* Domain types (domain header). */
+#define XTK_DOMAIN_X86_PV 1u
+#define XTK_DOMAIN_X86_HVM 2u
+
+/* Record types: every type Xen defines... */
+#define XTK_REC_END 0x00u
+#define XTK_REC_PAGE_DATA 0x01u
+#define XTK_REC_X86_PV_INFO 0x02u
+#define XTK_REC_X86_PV_P2M_FRAMES 0x03u
+#define XTK_REC_X86_PV_VCPU_BASIC 0x04u
+#define XTK_REC_X86_PV_VCPU_EXTENDED 0x05u
+#define XTK_REC_X86_PV_VCPU_XSAVE 0x06u
+#define XTK_REC_SHARED_INFO 0x07u
+#define XTK_REC_X86_TSC_INFO 0x08u
+#define XTK_REC_HVM_CONTEXT 0x09u
+#define XTK_REC_HVM_PARAMS 0x0au
+#define XTK_REC_TOOLSTACK 0x0bu /* deprecated; refused */
+#define XTK_REC_X86_PV_VCPU_MSRS 0x0cu
+#define XTK_REC_VERIFY 0x0du
+#define XTK_REC_CHECKPOINT 0x0eu
+#define XTK_REC_CHECKPOINT_DIRTY_PFN_LIST 0x0fu
+#define XTK_REC_STATIC_DATA_END 0x10u
+#define XTK_REC_X86_CPUID_POLICY 0x11u
+#define XTK_REC_X86_MSR_POLICY 0x12u
+
+/*
+ * ...and xtk's own.  Bit 31 marks a record optional: a reader that does not
+ * know the type skips it (Xen's restore does), an unknown type without the
+ * bit is refused.  xtk's types live in 0x80580000-0x8058ffff ("X" in bits
+ * 16-23).  Note that Xen 4.17's verify-stream-v2 refuses every type it
+ * does not know, optional or not: streams meant for Xen carry none of
+ * these.
+ */
+#define XTK_REC_OPTIONAL 0x80000000u
+#define XTK_REC_XTK_FIRST 0x80580000u
+#define XTK_REC_XTK_LAST 0x8058ffffu
+/* CRC-32 of the stream up to here; body: struct xtk_stream_checksum_body. */
+#define XTK_REC_CHECKSUM 0x80580001u
+/*
+ * KVM state (bodies defined by the KVM backend; the stream treats them as
+ * opaque): one vCPU's registers, VM-wide state (irqchip, PIT, clock),
+ * guest memory layout, device state.
+ */
+#define XTK_REC_KVM_VCPU 0x80580010u
+#define XTK_REC_KVM_VM 0x80580011u
+#define XTK_REC_KVM_MEMORY 0x80580012u
+#define XTK_REC_KVM_DEVICE 0x80580013u
+
+/* The default (and largest) record body length a stream accepts: 128 MiB,
+ * Xen's REC_LENGTH_MAX. */
+#define XTK_STREAM_RECORD_MAX (128u << 20)
+
+/* ---- PAGE_DATA entries ------------------------------------------------ */
+
+/* Page types (bits 63-60 of a pfn entry). */
+#define XTK_PAGE_NOTAB 0x0u /* a normal page */
+#define XTK_PAGE_L1TAB 0x1u
+#define XTK_PAGE_L2TAB 0x2u
+#define XTK_PAGE_L3TAB 0x3u
+#define XTK_PAGE_L4TAB 0x4u
+/* 0x5-0x8 are reserved; 0x9-0xc are L1-L4 tables, pinned. */
+#define XTK_PAGE_PINNED 0x8u /* or'ed into L1-L4 */
+#define XTK_PAGE_BROKEN 0xdu /* no data */
+/* No data: Xen populates the frame without contents.  xtk's save engine
+ * sends an all-zero page this way (zero pages are elided), and xtk's
+ * restore zeroes the frame when it is already populated. */
+#define XTK_PAGE_XALLOC 0xeu
+#define XTK_PAGE_XTAB 0xfu /* invalid or absent frame: no data */
+
+#define XTK_PFN_TYPE_SHIFT 60
+#define XTK_PFN_MASK ((1ull << 52) - 1)
+#define XTK_PFN_RESERVED_MASK (0xffull << 52)
+
+/* A pfn entry from a frame number and a page type. */
+static inline uint64_t xtk_pfn_entry(uint64_t pfn, unsigned int type)
+{
+    return ((uint64_t)type << XTK_PFN_TYPE_SHIFT) | (pfn & XTK_PFN_MASK);
+}
+
+static inline uint64_t xtk_pfn_entry_pfn(uint64_t entry)
+{
+    return entry & XTK_PFN_MASK;
+}
+
+static inline unsigned int xtk_pfn_entry_type(uint64_t entry)
+{
+    return (unsigned int)(entry >> XTK_PFN_TYPE_SHIFT);
+}
+
+/* Whether a page type is defined (not 0x5-0x8). */
+static inline int xtk_page_type_valid(unsigned int type)
+{
+    return type <= 0xf && (type < 0x5 || type > 0x8);
+}
+
+/* Whether an entry of this (valid) type carries a page of data. */
+static inline int xtk_page_type_has_data(unsigned int type)
+{
+    return type <= 0x4 || (type >= 0x9 && type <= 0xc);
+}
+
+/* ---- opening and closing -------------------------------------------- */
+
+/* Flags for the constructors. */
+#define XTK_STREAM_READ 0x1u /* exactly one of READ and WRITE */
+#define XTK_STREAM_WRITE 0x2u
+#define XTK_STREAM_OWN_FD 0x4u /* xtk_stream_close() closes the fd */
+/*
+ * Writing: emit an XTK_REC_CHECKSUM record right after the domain header
+ * and right before every CHECKPOINT and END, each covering every byte
+ * since the previous one.  Reading: require them (a reader verifies
+ * checksums whenever the first record is a checksum record; this flag makes
+ * their absence an error too).
+ */
+#define XTK_STREAM_CHECKSUM 0x8u
+
+/*
+ * A stream over a file descriptor (a file, a pipe, stdin/stdout).  The fd
+ * may be blocking or not.  With XTK_STREAM_OWN_FD the stream closes it,
+ * also when this call fails.
+ * Returns NULL on failure, in which case errno will be set.
+ */
+struct xtk_stream *xtk_stream_fd(struct xtk_ctx *ctx, int fd,
+                                 unsigned int flags);
+
+/*
+ * A stream over a connected stream socket (TCP, Unix): like
+ * xtk_stream_fd(), but sends with MSG_NOSIGNAL, so a peer that went away
+ * gives EPIPE rather than SIGPIPE.
+ */
+struct xtk_stream *xtk_stream_socket(struct xtk_ctx *ctx, int fd,
+                                     unsigned int flags);
+
+/*
+ * A stream over a file it opens (O_CLOEXEC; writing creates or truncates
+ * it with mode 0644).  The stream owns the fd.
+ */
+struct xtk_stream *xtk_stream_file(struct xtk_ctx *ctx, const char *path,
+                                   unsigned int flags);
+
+/*
+ * Pushes a compression layer on top of the stream: everything written from
+ * now on is gzip-compressed (a file written so is a valid .gz), everything
+ * read is decompressed (gzip or zlib, auto-detected; concatenated gzip
+ * members are read as one stream; a compressed stream that ends before its
+ * trailer is EBADMSG).  level: -1 for zlib's default, 0-9 (1 is fast);
+ * ignored for reading.  A write stream is flushed first; a read stream
+ * must have nothing buffered (else EBUSY), so push it before reading.
+ * Returns -1 on failure, in which case errno will be set.
+ */
+int xtk_stream_push_zlib(struct xtk_stream *s, int level);
+
+/*
+ * Every later read or write fails with ETIMEDOUT (sticky) when the fd is
+ * not ready within timeout_ms milliseconds; 0 (the default) waits forever.
+ * A restore from a socket sets it so that a dead sender ends the stream.
+ */
+int xtk_stream_set_timeout(struct xtk_stream *s, int timeout_ms);
+
+/*
+ * The longest record body the stream accepts (longer is E2BIG, when
+ * reading and when writing).  8 <= max <= XTK_STREAM_RECORD_MAX (the
+ * default).
+ */
+int xtk_stream_set_record_limit(struct xtk_stream *s, uint32_t max);
+
+/*
+ * Closes the stream: a write stream is flushed and its compression layer
+ * finished; an owned fd is closed.  The stream is freed in every case.
+ * Returns 0, or -1 with errno set to the stream's sticky error or to what
+ * the final flush or close() failed with.  Accepts NULL (returns 0).
+ */
+int xtk_stream_close(struct xtk_stream *s);
+
+/* ---- bytes ------------------------------------------------------------ */
+
+/*
+ * Writes len bytes (or the iovecs, in order).  Small pieces are copied to
+ * the stream's buffer; large ones (4 KiB and more) are handed to the layer
+ * below with writev() without copying, so the caller's memory need only
+ * stay valid during the call.  Returns 0, or -1 with errno set.
+ */
+int xtk_stream_write(struct xtk_stream *s, const void *buf, size_t len);
+int xtk_stream_writev(struct xtk_stream *s, const struct iovec *iov,
+                      int iovcnt);
+
+/*
+ * Reads exactly len bytes.  Returns 0, or -1 with errno set: ENODATA if the
+ * stream ended before the first byte, EBADMSG if it ended part-way.
+ */
+int xtk_stream_read(struct xtk_stream *s, void *buf, size_t len);
+
+/*
+ * Pushes everything written so far down to the fd (a compression layer
+ * does a zlib sync flush, so the reader can decode all of it now).
+ */
+int xtk_stream_flush(struct xtk_stream *s);
+
+/* The sticky error: 0, or the errno of the first failure. */
+int xtk_stream_error(const struct xtk_stream *s);
+
+struct xtk_stream_counters {
+    uint64_t bytes;        /* bytes through the stream (uncompressed) */
+    uint64_t raw_bytes;    /* bytes through the fd (compressed, if zlib) */
+    uint64_t records;      /* records (not headers) read or written */
+    uint64_t page_entries; /* PAGE_DATA entries */
+    uint64_t pages;        /* pages of data in them */
+};
+
+/* Copies the counters.  Returns 0, or -1 with errno set (EINVAL). */
+int xtk_stream_get_counters(const struct xtk_stream *s,
+                            struct xtk_stream_counters *out);
+
+/* ---- records: writing ----------------------------------------------- */
+
+/*
+ * The image header (version 3, little-endian) and the domain header
+ * (page shift 12; type XTK_DOMAIN_X86_PV or _HVM), each once, in this
+ * order, before any record.  xen_major/minor: the version the state comes
+ * from (Xen writes its own; 0 means "converted from a legacy stream").
+ */
+int xtk_stream_write_image_header(struct xtk_stream *s);
+int xtk_stream_write_domain_header(struct xtk_stream *s, uint32_t type,
+                                   uint32_t xen_major, uint32_t xen_minor);
+
+/*
+ * Writes one record: header, body, zero padding to 8 bytes.  The body is
+ * checked as a reader would check it (sizes and reserved fields of known
+ * types, place in the stream): EINVAL and nothing written if a reader
+ * would refuse it; E2BIG (nothing written) over the record limit.  A PAGE_DATA
+ * body must be given in one piece (xtk_stream_write_record()), or better by
+ * xtk_stream_write_page_data().  After END nothing more can be written.
+ */
+int xtk_stream_write_record(struct xtk_stream *s, uint32_t type,
+                            const void *body, uint32_t length);
+int xtk_stream_write_recordv(struct xtk_stream *s, uint32_t type,
+                             const struct iovec *iov, int iovcnt);
+
+/*
+ * Writes one PAGE_DATA record of count entries.  pfns[i] is an entry made
+ * with xtk_pfn_entry(); pages[i] is the page of entry i when its type
+ * carries data (ignored, may be NULL, otherwise).  Pages are written with
+ * writev straight from where they are; adjacent pages are merged into one
+ * iovec.  EINVAL (nothing written) for count 0, reserved bits or types, or
+ * a missing page; E2BIG for a record over the limit (send smaller batches).
+ */
+int xtk_stream_write_page_data(struct xtk_stream *s, uint32_t count,
+                               const uint64_t *pfns, const void *const *pages);
+
+/*
+ * CHECKPOINT: everything before it is a consistent state.  The stream is
+ * flushed, so the receiver has the whole epoch.
+ */
+int xtk_stream_write_checkpoint(struct xtk_stream *s);
+
+/* END: the last record.  The stream is flushed. */
+int xtk_stream_write_end(struct xtk_stream *s);
+
+/* ---- records: reading ----------------------------------------------- */
+
+struct xtk_stream_image_header {
+    uint32_t version; /* 3 */
+    uint16_t options; /* 0: little-endian */
+};
+
+struct xtk_stream_domain_header {
+    uint32_t type;       /* XTK_DOMAIN_X86_PV or _HVM */
+    uint16_t page_shift; /* 12 */
+    uint32_t xen_major;
+    uint32_t xen_minor;
+};
+
+/*
+ * Reads and checks the image header, then the domain header: once each,
+ * in this order, before any record (EINVAL otherwise).
+ */
+int xtk_stream_read_image_header(struct xtk_stream *s,
+                                 struct xtk_stream_image_header *out);
+int xtk_stream_read_domain_header(struct xtk_stream *s,
+                                  struct xtk_stream_domain_header *out);
+
+struct xtk_stream_record {
+    uint32_t type;
+    uint32_t length;  /* body length, without padding */
+    const void *body; /* 8-byte aligned; valid until the next read call */
+    uint64_t offset;  /* where the record header starts in the stream */
+};
+
+/*
+ * Reads the next record into *rec, checked: length within the limit,
+ * padding zero, known mandatory type, the body of a known type well
+ * formed, and in its place (for example no PV record in an HVM stream, no
+ * policy record after STATIC_DATA_END).  Optional records (bit 31) are
+ * returned for the caller to use or skip.  END is returned as a record;
+ * reading after it is EINVAL.  The body is read into a buffer that grows
+ * only as data arrives, so a lying length cannot make it allocate more
+ * than the data it was actually sent (plus 1 MiB).
+ * Returns 0, or -1 with errno set (see the list at the top).
+ */
+int xtk_stream_read_record(struct xtk_stream *s, struct xtk_stream_record *rec);
+
+/*
+ * Takes the body buffer of the record just read: the caller now owns it
+ * (release with free()), and the next read allocates a new one.  For
+ * restore's epoch buffering without a copy.  NULL if there is none.
+ */
+void *xtk_stream_take_body(struct xtk_stream *s);
+
+/* A PAGE_DATA body, parsed in place. */
+struct xtk_stream_page_data {
+    uint32_t count;       /* entries, > 0 */
+    uint32_t npages;      /* entries whose type carries data */
+    const uint64_t *pfns; /* count entries (xtk_pfn_entry_pfn/_type) */
+    const uint8_t *pages; /* npages * XTK_PAGE_SIZE bytes, in entry order */
+};
+
+/*
+ * Parses and checks a PAGE_DATA body (one xtk_stream_read_record()
+ * returned, or a copy of it): count > 0, no reserved bits, valid types,
+ * length == 8 + 8 * count + 4096 * npages.  body must be 8-byte aligned.
+ * Returns 0, or -1 with errno set: EBADMSG if malformed, EINVAL for bad
+ * arguments.
+ */
+int xtk_stream_page_data_parse(const void *body, uint32_t length,
+                               struct xtk_stream_page_data *out);
+
+/* The body of an XTK_REC_CHECKSUM record (little-endian). */
+struct xtk_stream_checksum_body {
+    uint32_t algorithm; /* 1: CRC-32 (ISO 3309, zlib's crc32()) */
+    uint32_t crc;
+    uint64_t covered; /* bytes covered: from the end of the previous
+                         checksum record (or the stream's start) to the
+                         start of this one */
+};
+
+/* "PAGE_DATA", "CHECKPOINT", "XTK_KVM_VCPU"...; NULL for an unknown type. */
+const char *xtk_stream_record_name(uint32_t type);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* XTK_STREAM_H */

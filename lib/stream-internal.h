@@ -1,0 +1,141 @@
+/*
+ * stream-internal.h - what the stream's files share: the stream object and
+ * its layers.
+ *
+ * A stream is a buffer on top of a chain of layers.  The bottom layer
+ * talks to an fd; a zlib layer sits on another layer.  Layers never return
+ * short writes (writev writes everything or fails); a layer read may
+ * return fewer bytes than asked (>= 1), 0 at the end, -1 on error.  Every
+ * failure goes through xtk__stream_fail(), which keeps the first error.
+ */
+#ifndef XTK_STREAM_INTERNAL_H
+#define XTK_STREAM_INTERNAL_H
+
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include <xtk/stream.h>
+
+#include "xtk-internal.h"
+
+struct xtk__layer;
+
+struct xtk__layer_ops {
+    const char *name;
+    /* Writes all of iov (iovcnt >= 1) or fails: 0 or -1.  May modify the
+     * iovec array (not the memory it points at). */
+    int (*writev)(struct xtk__layer *l, struct iovec *iov, int iovcnt);
+    /* Reads up to len (>= 1) bytes: how many (>= 1), 0 at the end, -1. */
+    ssize_t (*read)(struct xtk__layer *l, void *buf, size_t len);
+    /* Pushes what the layer holds down (write streams).  May be NULL. */
+    int (*flush)(struct xtk__layer *l);
+    /* Ends the layer's data (a compression trailer).  May be NULL. */
+    int (*finish)(struct xtk__layer *l);
+    /* Frees the layer (not the one below); closes an owned fd. 0 or -1. */
+    int (*destroy)(struct xtk__layer *l);
+};
+
+struct xtk__layer {
+    const struct xtk__layer_ops *ops;
+    struct xtk__layer *below;
+    struct xtk_stream *s;
+};
+
+enum xtk__stream_state {
+    XTK__S_IMAGE_HEADER, /* nothing yet */
+    XTK__S_DOMAIN_HEADER,
+    XTK__S_RECORDS,
+    XTK__S_ENDED, /* END went by */
+};
+
+/* What the record layer knows about where it is in the stream. */
+struct xtk__record_state {
+    enum xtk__stream_state state;
+    uint32_t domain_type;
+    uint32_t epoch_seen; /* once-per-epoch records seen (rule flags) */
+    unsigned int seen_page_data : 1;
+    unsigned int seen_static_data_end : 1;
+    unsigned int checksummed : 1;   /* checksum records in use */
+    unsigned int last_checksum : 1; /* the previous record was one */
+};
+
+#define XTK__STREAM_BUF_SIZE (128u << 10)
+#define XTK__STREAM_IOV_MAX 1024
+
+struct xtk_stream {
+    struct xtk_ctx *ctx;
+    unsigned int flags;
+    struct xtk__layer *top;
+    int err;        /* sticky: 0 or the first errno */
+    int timeout_ms; /* 0: none */
+    uint32_t record_limit;
+
+    /* The buffer.  Read: input not yet consumed is [rpos, blen).  Write:
+     * pending output is [0, blen), of which [0, rpos) is already queued
+     * in iov (between large pieces written from the caller's memory). */
+    uint8_t *buf;
+    size_t blen, rpos;
+    struct iovec *iov; /* scratch for writev (write streams) */
+
+    struct xtk_stream_counters counters;
+
+    /* Records. */
+    struct xtk__record_state rs;
+    uint8_t *body; /* read: the body buffer, 8-byte aligned */
+    size_t body_cap;
+    /* CRC-32 of the bytes since the last checksum record (or start). */
+    uint32_t crc;
+    uint64_t crc_bytes;
+    int crc_on; /* compute it */
+};
+
+/* Records the stream's first error, logs it, sets errno; returns -1. */
+int xtk__stream_fail(struct xtk_stream *s, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* The bottom layer over an fd (socket: use send/recv with MSG_NOSIGNAL). */
+struct xtk__layer *xtk__layer_fd_new(struct xtk_stream *s, int fd, int own,
+                                     int socket);
+/* A zlib layer over `below`. */
+struct xtk__layer *xtk__layer_zlib_new(struct xtk_stream *s,
+                                       struct xtk__layer *below, int level);
+
+/* Waits until fd is ready for events (POLLIN/POLLOUT), honouring the
+ * stream's timeout; 0 or -1 (ETIMEDOUT or poll's errno), not sticky. */
+int xtk__stream_wait(struct xtk_stream *s, int fd, short events);
+
+/*
+ * Output in pieces: xtk__stream_put() copies a small piece into the buffer
+ * or queues a large one (>= 4 KiB) as an iovec pointing at the caller's
+ * memory; xtk__stream_put_end() writes whatever is queued, so it must come
+ * before the caller's memory goes away.  *niov starts at 0.
+ */
+int xtk__stream_put(struct xtk_stream *s, int *niov, const void *p, size_t len);
+int xtk__stream_put_end(struct xtk_stream *s, int *niov);
+
+/* Writes the iovecs (already checked) through the buffer. */
+int xtk__stream_writev(struct xtk_stream *s, const struct iovec *iov,
+                       int iovcnt);
+
+/* Reads up to len bytes, stopping early only at the end of the stream:
+ * 0 when all came, 1 at the end (*got says how many did), -1 on error. */
+int xtk__stream_read_some(struct xtk_stream *s, void *buf, size_t len,
+                          size_t *got);
+
+/* Reads exactly len bytes; `what` names them for the error message.  The
+ * end of the stream before the first byte is ENODATA when the caller is on
+ * a boundary where the stream may end, else (and part-way) EBADMSG. */
+int xtk__stream_read_exact(struct xtk_stream *s, void *buf, size_t len,
+                           const char *what, int boundary);
+
+/* Offset of the next byte the caller reads or writes. */
+static inline uint64_t xtk__stream_offset(const struct xtk_stream *s)
+{
+    return s->counters.bytes;
+}
+
+/* For tests: the capacity of the record body buffer. */
+size_t xtk__stream_body_capacity(const struct xtk_stream *s);
+
+#endif /* XTK_STREAM_INTERNAL_H */

@@ -1,0 +1,615 @@
+/*
+ * stream-io.c - the buffered byte stream under the record stream, and its
+ * bottom layer over a file descriptor.
+ *
+ * Writing: pieces under 4 KiB are copied into the stream's buffer; larger
+ * ones are queued as iovecs pointing at the caller's memory, interleaved
+ * with iovecs for the buffered bytes between them, and the whole queue goes
+ * to the layer below in one writev before the call returns.  Reading:
+ * small reads are served from a 128 KiB read-ahead buffer, large ones go
+ * straight into the caller's memory.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "stream-internal.h"
+
+#define XTK_LOG_CONTEXT "stream"
+
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "xtk's stream code assumes a little-endian host"
+#endif
+
+/* Pieces this large or larger are written from where they are. */
+#define DIRECT_MIN 4096u
+
+int xtk__stream_fail(struct xtk_stream *s, int err, const char *fmt, ...)
+{
+    va_list al;
+
+    if (s->err) {
+        errno = s->err;
+        return -1;
+    }
+    s->err = err;
+    va_start(al, fmt);
+    xtk__vlog(s->ctx, XTK_LOG_ERROR, -1, XTK_LOG_CONTEXT, fmt, al);
+    va_end(al);
+    errno = err;
+    return -1;
+}
+
+/* ---- the fd layer --------------------------------------------------- */
+
+struct fd_layer {
+    struct xtk__layer l;
+    int fd;
+    int own;
+    int socket;
+};
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int xtk__stream_wait(struct xtk_stream *s, int fd, short events)
+{
+    int64_t deadline = s->timeout_ms ? now_ms() + s->timeout_ms : 0;
+    struct pollfd pfd = {.fd = fd, .events = events};
+
+    for (;;) {
+        int left = -1, rc;
+
+        if (deadline) {
+            int64_t d = deadline - now_ms();
+            left = d < 0 ? 0 : (int)d;
+        }
+        rc = poll(&pfd, 1, left);
+        if (rc > 0)
+            return 0; /* ready, or an error the next call will report */
+        if (rc == 0)
+            return xtk__fail(ETIMEDOUT);
+        if (errno != EINTR)
+            return -1;
+    }
+}
+
+/* Writes the whole iovec array (which it consumes) to the fd. */
+static int fd_writev(struct xtk__layer *l, struct iovec *iov, int iovcnt)
+{
+    struct fd_layer *f = (struct fd_layer *)l;
+    struct xtk_stream *s = l->s;
+
+    while (iovcnt > 0) {
+        int cnt = iovcnt < IOV_MAX ? iovcnt : IOV_MAX;
+        ssize_t n;
+
+        if (s->timeout_ms && xtk__stream_wait(s, f->fd, POLLOUT) < 0)
+            goto fail;
+        if (f->socket) {
+            struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)cnt};
+            n = sendmsg(f->fd, &mh, MSG_NOSIGNAL);
+        } else {
+            n = writev(f->fd, iov, cnt);
+        }
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                if (xtk__stream_wait(s, f->fd, POLLOUT) < 0)
+                    goto fail;
+                continue;
+            }
+            goto fail;
+        }
+        s->counters.raw_bytes += (uint64_t)n;
+        while (iovcnt > 0 && (size_t)n >= iov->iov_len) {
+            n -= (ssize_t)iov->iov_len;
+            iov++;
+            iovcnt--;
+        }
+        if (iovcnt > 0) {
+            iov->iov_base = (uint8_t *)iov->iov_base + n;
+            iov->iov_len -= (size_t)n;
+        }
+    }
+    return 0;
+
+fail:
+    return xtk__stream_fail(
+        s, errno, "write to fd %d failed after %llu bytes: %s", f->fd,
+        (unsigned long long)s->counters.raw_bytes, strerror(errno));
+}
+
+static ssize_t fd_read(struct xtk__layer *l, void *buf, size_t len)
+{
+    struct fd_layer *f = (struct fd_layer *)l;
+    struct xtk_stream *s = l->s;
+
+    if (len > SSIZE_MAX)
+        len = SSIZE_MAX;
+    for (;;) {
+        ssize_t n;
+
+        if (s->timeout_ms && xtk__stream_wait(s, f->fd, POLLIN) < 0)
+            break;
+        n = f->socket ? recv(f->fd, buf, len, 0) : read(f->fd, buf, len);
+        if (n >= 0) {
+            s->counters.raw_bytes += (uint64_t)n;
+            return n;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            if (xtk__stream_wait(s, f->fd, POLLIN) < 0)
+                break;
+            continue;
+        }
+        break;
+    }
+    return xtk__stream_fail(
+        s, errno, "read from fd %d failed after %llu bytes: %s", f->fd,
+        (unsigned long long)s->counters.raw_bytes, strerror(errno));
+}
+
+static int fd_destroy(struct xtk__layer *l)
+{
+    struct fd_layer *f = (struct fd_layer *)l;
+    int rc = 0;
+
+    if (f->own && close(f->fd) < 0 && errno != EINTR)
+        rc = -1;
+    free(f);
+    return rc;
+}
+
+static const struct xtk__layer_ops fd_ops = {
+    .name = "fd",
+    .writev = fd_writev,
+    .read = fd_read,
+    .destroy = fd_destroy,
+};
+
+struct xtk__layer *xtk__layer_fd_new(struct xtk_stream *s, int fd, int own,
+                                     int socket)
+{
+    struct fd_layer *f = calloc(1, sizeof(*f));
+
+    if (!f)
+        return NULL;
+    f->l.ops = &fd_ops;
+    f->l.s = s;
+    f->fd = fd;
+    f->own = own;
+    f->socket = socket;
+    return &f->l;
+}
+
+/* ---- construction ---------------------------------------------------- */
+
+static struct xtk_stream *stream_new(struct xtk_ctx *ctx, int fd,
+                                     unsigned int flags, int socket)
+{
+    unsigned int dir = flags & (XTK_STREAM_READ | XTK_STREAM_WRITE);
+    struct xtk_stream *s;
+
+    if (!ctx || fd < 0 ||
+        (flags & ~(XTK_STREAM_READ | XTK_STREAM_WRITE | XTK_STREAM_OWN_FD |
+                   XTK_STREAM_CHECKSUM)) ||
+        (dir != XTK_STREAM_READ && dir != XTK_STREAM_WRITE)) {
+        errno = EINVAL;
+        goto err_fd;
+    }
+    s = calloc(1, sizeof(*s));
+    if (!s)
+        goto err_fd;
+    s->ctx = ctx;
+    s->flags = flags;
+    s->record_limit = XTK_STREAM_RECORD_MAX;
+    s->crc = (uint32_t)crc32(0, NULL, 0);
+    /* A reader computes the CRC of the headers in case the first record
+     * turns out to be a checksum record; a writer only when asked. */
+    s->crc_on = (dir == XTK_STREAM_READ) || (flags & XTK_STREAM_CHECKSUM);
+    s->buf = malloc(XTK__STREAM_BUF_SIZE);
+    if (!s->buf)
+        goto err_stream;
+    if (dir == XTK_STREAM_WRITE) {
+        s->iov = malloc(XTK__STREAM_IOV_MAX * sizeof(*s->iov));
+        if (!s->iov)
+            goto err_buf;
+    }
+    s->top = xtk__layer_fd_new(s, fd, !!(flags & XTK_STREAM_OWN_FD), socket);
+    if (!s->top)
+        goto err_iov;
+    return s;
+
+err_iov:
+    free(s->iov);
+err_buf:
+    free(s->buf);
+err_stream:
+    free(s);
+err_fd:
+    if ((flags & XTK_STREAM_OWN_FD) && fd >= 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+    }
+    return NULL;
+}
+
+struct xtk_stream *xtk_stream_fd(struct xtk_ctx *ctx, int fd,
+                                 unsigned int flags)
+{
+    return stream_new(ctx, fd, flags, 0);
+}
+
+struct xtk_stream *xtk_stream_socket(struct xtk_ctx *ctx, int fd,
+                                     unsigned int flags)
+{
+    return stream_new(ctx, fd, flags, 1);
+}
+
+struct xtk_stream *xtk_stream_file(struct xtk_ctx *ctx, const char *path,
+                                   unsigned int flags)
+{
+    int fd, oflags;
+
+    if (!ctx || !path || (flags & XTK_STREAM_OWN_FD))
+        return xtk__fail_null(EINVAL);
+    if ((flags & (XTK_STREAM_READ | XTK_STREAM_WRITE)) == XTK_STREAM_WRITE)
+        oflags = O_WRONLY | O_CREAT | O_TRUNC;
+    else if ((flags & (XTK_STREAM_READ | XTK_STREAM_WRITE)) == XTK_STREAM_READ)
+        oflags = O_RDONLY;
+    else
+        return xtk__fail_null(EINVAL);
+    fd = open(path, oflags | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        XTK_PERROR(ctx, "cannot open %s", path);
+        return NULL;
+    }
+    return stream_new(ctx, fd, flags | XTK_STREAM_OWN_FD, 0);
+}
+
+int xtk_stream_set_timeout(struct xtk_stream *s, int timeout_ms)
+{
+    if (!s || timeout_ms < 0)
+        return xtk__fail(EINVAL);
+    s->timeout_ms = timeout_ms;
+    return 0;
+}
+
+int xtk_stream_set_record_limit(struct xtk_stream *s, uint32_t max)
+{
+    if (!s || max < 8 || max > XTK_STREAM_RECORD_MAX)
+        return xtk__fail(EINVAL);
+    s->record_limit = max;
+    return 0;
+}
+
+int xtk_stream_error(const struct xtk_stream *s)
+{
+    return s ? s->err : EINVAL;
+}
+
+int xtk_stream_get_counters(const struct xtk_stream *s,
+                            struct xtk_stream_counters *out)
+{
+    if (!s || !out)
+        return xtk__fail(EINVAL);
+    *out = s->counters;
+    return 0;
+}
+
+/* ---- writing ---------------------------------------------------------- */
+
+/* Adds len bytes to the running CRC-32 of the checksum window. */
+static void crc_update(struct xtk_stream *s, const void *p, size_t len)
+{
+    const uint8_t *q = p;
+
+    s->crc_bytes += len;
+    while (len) {
+        uInt n = len > (1u << 30) ? (1u << 30) : (uInt)len;
+        s->crc = (uint32_t)crc32(s->crc, q, n);
+        q += n;
+        len -= n;
+    }
+}
+
+/* Queues an iovec, merging it with the previous one when adjacent. */
+static void q_add(struct xtk_stream *s, int *niov, const void *base, size_t len)
+{
+    struct iovec *prev = *niov ? &s->iov[*niov - 1] : NULL;
+
+    if (prev && (const uint8_t *)prev->iov_base + prev->iov_len ==
+                    (const uint8_t *)base) {
+        prev->iov_len += len;
+        return;
+    }
+    s->iov[*niov].iov_base = (void *)base;
+    s->iov[*niov].iov_len = len;
+    (*niov)++;
+}
+
+/*
+ * Writes the queued iovecs and the buffered bytes after the last of them
+ * (s->rpos marks the buffered bytes already queued) to the layer below,
+ * and empties both.
+ */
+static int q_flush(struct xtk_stream *s, int *niov)
+{
+    int rc = 0;
+
+    if (s->blen > s->rpos)
+        q_add(s, niov, s->buf + s->rpos, s->blen - s->rpos);
+    if (*niov)
+        rc = s->top->ops->writev(s->top, s->iov, *niov);
+    *niov = 0;
+    s->blen = 0;
+    s->rpos = 0;
+    return rc;
+}
+
+int xtk__stream_put(struct xtk_stream *s, int *niov, const void *p, size_t len)
+{
+    if (!len)
+        return 0;
+    if (s->crc_on)
+        crc_update(s, p, len);
+    s->counters.bytes += len;
+    if (len < DIRECT_MIN) {
+        if (s->blen + len > XTK__STREAM_BUF_SIZE && q_flush(s, niov) < 0)
+            return -1;
+        memcpy(s->buf + s->blen, p, len);
+        s->blen += len;
+        return 0;
+    }
+    if (*niov + 2 > XTK__STREAM_IOV_MAX && q_flush(s, niov) < 0)
+        return -1;
+    if (s->blen > s->rpos) {
+        q_add(s, niov, s->buf + s->rpos, s->blen - s->rpos);
+        s->rpos = s->blen;
+    }
+    q_add(s, niov, p, len);
+    return 0;
+}
+
+int xtk__stream_put_end(struct xtk_stream *s, int *niov)
+{
+    return *niov ? q_flush(s, niov) : 0;
+}
+
+/* Shared checks of the byte-writing calls. */
+static int writable(struct xtk_stream *s)
+{
+    if (!s || !(s->flags & XTK_STREAM_WRITE))
+        return xtk__fail(EINVAL);
+    if (s->err)
+        return xtk__fail(s->err);
+    return 0;
+}
+
+int xtk__stream_writev(struct xtk_stream *s, const struct iovec *iov,
+                       int iovcnt)
+{
+    int niov = 0;
+
+    for (int i = 0; i < iovcnt; i++)
+        if (xtk__stream_put(s, &niov, iov[i].iov_base, iov[i].iov_len) < 0)
+            return -1;
+    return xtk__stream_put_end(s, &niov);
+}
+
+int xtk_stream_writev(struct xtk_stream *s, const struct iovec *iov, int iovcnt)
+{
+    if (writable(s) < 0)
+        return -1;
+    if (iovcnt < 0 || (iovcnt && !iov))
+        return xtk__fail(EINVAL);
+    for (int i = 0; i < iovcnt; i++)
+        if (iov[i].iov_len && !iov[i].iov_base)
+            return xtk__fail(EINVAL);
+    return xtk__stream_writev(s, iov, iovcnt);
+}
+
+int xtk_stream_write(struct xtk_stream *s, const void *buf, size_t len)
+{
+    struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
+
+    return xtk_stream_writev(s, &iov, 1);
+}
+
+/* Pushes the buffer into the top layer, then every layer's own flush. */
+static int flush_all(struct xtk_stream *s)
+{
+    int niov = 0;
+
+    if (q_flush(s, &niov) < 0)
+        return -1;
+    for (struct xtk__layer *l = s->top; l; l = l->below)
+        if (l->ops->flush && l->ops->flush(l) < 0)
+            return -1;
+    return 0;
+}
+
+int xtk_stream_flush(struct xtk_stream *s)
+{
+    if (writable(s) < 0)
+        return -1;
+    return flush_all(s);
+}
+
+/* ---- reading ---------------------------------------------------------- */
+
+/*
+ * Reads up to len bytes into buf, stopping early only at the end of the
+ * stream.  Returns 0 when all len bytes came, 1 at the end (*got says how
+ * many did), -1 on error (sticky, already logged).
+ */
+int xtk__stream_read_some(struct xtk_stream *s, void *buf, size_t len,
+                          size_t *got_out)
+{
+    uint8_t *dst = buf;
+    size_t got = 0;
+    int rc = 0;
+
+    while (got < len) {
+        ssize_t n;
+
+        if (s->rpos < s->blen) {
+            size_t k = s->blen - s->rpos;
+            if (k > len - got)
+                k = len - got;
+            memcpy(dst + got, s->buf + s->rpos, k);
+            s->rpos += k;
+            got += k;
+            continue;
+        }
+        if (len - got >= XTK__STREAM_BUF_SIZE) {
+            n = s->top->ops->read(s->top, dst + got, len - got);
+            if (n > 0)
+                got += (size_t)n;
+        } else {
+            n = s->top->ops->read(s->top, s->buf, XTK__STREAM_BUF_SIZE);
+            s->rpos = 0;
+            s->blen = n > 0 ? (size_t)n : 0;
+        }
+        if (n < 0) {
+            rc = -1;
+            break;
+        }
+        if (n == 0) {
+            rc = 1;
+            break;
+        }
+    }
+    if (s->crc_on)
+        crc_update(s, dst, got);
+    s->counters.bytes += got;
+    *got_out = got;
+    return rc;
+}
+
+int xtk__stream_read_exact(struct xtk_stream *s, void *buf, size_t len,
+                           const char *what, int boundary)
+{
+    uint64_t at = xtk__stream_offset(s);
+    size_t got;
+    int rc = xtk__stream_read_some(s, buf, len, &got);
+
+    if (rc <= 0)
+        return rc;
+    if (!got && boundary)
+        return xtk__stream_fail(s, ENODATA,
+                                "stream ended at offset %llu, before %s",
+                                (unsigned long long)at, what);
+    return xtk__stream_fail(s, EBADMSG,
+                            "stream truncated at offset %llu: %zu of the "
+                            "%zu bytes of %s",
+                            (unsigned long long)(at + got), got, len, what);
+}
+
+int xtk_stream_read(struct xtk_stream *s, void *buf, size_t len)
+{
+    size_t got;
+    int rc;
+
+    if (!s || !(s->flags & XTK_STREAM_READ) || (len && !buf) || len > SSIZE_MAX)
+        return xtk__fail(EINVAL);
+    if (s->err)
+        return xtk__fail(s->err);
+    rc = xtk__stream_read_some(s, buf, len, &got);
+    if (rc <= 0)
+        return rc;
+    if (got)
+        return xtk__stream_fail(s, EBADMSG,
+                                "stream truncated at offset %llu: %zu of "
+                                "the %zu bytes asked for",
+                                (unsigned long long)xtk__stream_offset(s), got,
+                                len);
+    /* The end, where the caller may expect it: no error message. */
+    XTK_DEBUG(s->ctx, "end of stream at offset %llu",
+              (unsigned long long)xtk__stream_offset(s));
+    s->err = ENODATA;
+    errno = ENODATA;
+    return -1;
+}
+
+/* ---- layers and closing ---------------------------------------------- */
+
+int xtk_stream_push_zlib(struct xtk_stream *s, int level)
+{
+    struct xtk__layer *z;
+
+    if (!s || level < -1 || level > 9)
+        return xtk__fail(EINVAL);
+    if (s->err)
+        return xtk__fail(s->err);
+    if (s->flags & XTK_STREAM_WRITE) {
+        int niov = 0;
+        if (q_flush(s, &niov) < 0)
+            return -1;
+    } else if (s->rpos < s->blen) {
+        return xtk__fail(EBUSY);
+    }
+    z = xtk__layer_zlib_new(s, s->top, level);
+    if (!z)
+        return -1;
+    s->top = z;
+    return 0;
+}
+
+int xtk_stream_close(struct xtk_stream *s)
+{
+    int err = 0;
+
+    if (!s)
+        return 0;
+    if ((s->flags & XTK_STREAM_WRITE) && !s->err) {
+        if (flush_all(s) == 0) {
+            for (struct xtk__layer *l = s->top; l; l = l->below)
+                if (l->ops->finish && l->ops->finish(l) < 0)
+                    break;
+        }
+    }
+    err = s->err;
+    while (s->top) {
+        struct xtk__layer *below = s->top->below;
+        if (s->top->ops->destroy(s->top) < 0 && !err) {
+            err = errno;
+            XTK_PERROR(s->ctx, "closing the stream failed");
+        }
+        s->top = below;
+    }
+    free(s->body);
+    free(s->iov);
+    free(s->buf);
+    free(s);
+    if (err) {
+        errno = err;
+        return -1;
+    }
+    return 0;
+}
+
+size_t xtk__stream_body_capacity(const struct xtk_stream *s)
+{
+    return s->body_cap;
+}
