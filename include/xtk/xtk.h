@@ -9,5 +9,7 @@
 #include <xtk/stream.h>
 #include <xtk/stats.h>
 #include <xtk/domain.h>
+#include <xtk/save.h>
+#include <xtk/restore.h>
 
 #endif /* XTK_XTK_H */

@@ -1,0 +1,91 @@
+/*
+ * xtk/restore.h - restoring a domain from a record stream: a file, a pipe,
+ * or a socket an xtk save migrates into.  See xtk_restore(3) and
+ * xtk-stream(5).
+ *
+ * A restore creates an empty domain of the size the stream gives, fills
+ * its memory as the records arrive, loads its vCPU and platform state and
+ * resumes it.  A checkpointed stream is applied one epoch at a time: the
+ * records of an epoch are buffered and applied only when its CHECKPOINT
+ * (or END) arrives; if the stream breaks after at least one complete
+ * checkpoint, the domain is resumed from the last complete one
+ * (failover).  A stream that is corrupt, truncated or foreign is refused
+ * with a message saying why, and then no domain is left behind.
+ *
+ * The restore reads the stream on a thread of its own, so the event loop
+ * stays free; the completion callback is called from the context's event
+ * loop.  xtk_restore_run() is the blocking form.
+ *
+ * Conventions of xtk/ctx.h: -1 and errno, NULL and errno, arguments
+ * checked, destructors accept NULL.
+ */
+#ifndef XTK_RESTORE_H
+#define XTK_RESTORE_H
+
+#include <stdint.h>
+
+#include <xtk/ctx.h>
+#include <xtk/stats.h>
+#include <xtk/stream.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct xtk_restore;
+
+/* Flags in struct xtk_restore_options. */
+#define XTK_RESTORE_REPLY                                                      \
+    0x1u /* peer_fd is the migrating save's socket:                            \
+            send it the reply (xtk-stream(5)) */
+
+/* Options: zero-fill, then set what you need. */
+struct xtk_restore_options {
+    uint32_t flags;       /* XTK_RESTORE_*; unknown bits are refused */
+    uint32_t reserved0;   /* zero */
+    const char *name;     /* the new domain's name; NULL: the stream's */
+    int peer_fd;          /* XTK_RESTORE_REPLY: where the reply goes */
+    uint32_t reserved1;   /* zero */
+    uint64_t reserved[4]; /* zero */
+};
+
+/*
+ * Prepares a restore from in (a read stream positioned at its start,
+ * which the caller owns and keeps until xtk_restore_free()).  opts may be
+ * NULL.  NULL on failure, in which case errno will be set.
+ */
+struct xtk_restore *xtk_restore_new(struct xtk_ctx *ctx, struct xtk_stream *in,
+                                    const struct xtk_restore_options *opts);
+
+/*
+ * Called exactly once, from the event loop, when the restore has ended:
+ * err 0 means the domain runs (xtk_restore_domid() says which); else the
+ * errno it failed with, and no domain was left behind.
+ */
+typedef void xtk_restore_done_fn(struct xtk_restore *rs, int err, void *arg);
+
+/* Starts the restore and returns; once only (EBUSY). */
+int xtk_restore_start(struct xtk_restore *rs, xtk_restore_done_fn *done,
+                      void *arg);
+
+/* The blocking form: returns 0 when the domain runs, else -1 and errno. */
+int xtk_restore_run(struct xtk_restore *rs);
+
+/* The restored domain's id, once done reported success; 0 before. */
+uint32_t xtk_restore_domid(const struct xtk_restore *rs);
+
+/*
+ * The restore's report: phases ("stream started", "domain created",
+ * "end received", "state loaded", "resumed"...), counters and
+ * histograms.  Read it after done.
+ */
+struct xtk_stats *xtk_restore_stats(struct xtk_restore *rs);
+
+/* Frees a restore that has ended or was never started.  Accepts NULL. */
+void xtk_restore_free(struct xtk_restore *rs);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* XTK_RESTORE_H */

@@ -1,0 +1,158 @@
+/*
+ * xtk/save.h - saving a running domain: to a file, to a pipe, or live to
+ * another host (migration), once or as repeated checkpoints, with every
+ * phase of the critical path timed.  See xtk_save(3) and, for the stream
+ * it writes, xtk-stream(5).
+ *
+ * A struct xtk_save is one save of one domain into one record stream.  It
+ * runs on the context's event loop (xtk_ctx_event_base()): the suspend
+ * notification, the destination's reply and the sender threads' "round
+ * done" all arrive there, and the completion callback is called from it.
+ * xtk_save_run() is the blocking form: it runs the loop until the save
+ * ends.
+ *
+ * What happens to the domain:
+ *   - success: destroyed (a save to a file, like `xl save`; a migration
+ *     once the destination has said its copy runs), or, with
+ *     XTK_SAVE_KEEP, resumed (a live checkpoint, like `xl save -c`);
+ *   - failure at any point (I/O error, disk full, the destination went
+ *     away or refused, the guest did not suspend, xtk_save_cancel()): the
+ *     domain is resumed and runs on as if nothing happened, and no
+ *     destination copy runs (the destination destroys what it built; see
+ *     xtk-stream(5) for the one window where both may run).
+ * If the process dies in the middle, the hypervisor side resumes the
+ * domain (the backend's suspend guard).
+ *
+ * Conventions of xtk/ctx.h: -1 and errno, NULL and errno, arguments
+ * checked, destructors accept NULL.
+ */
+#ifndef XTK_SAVE_H
+#define XTK_SAVE_H
+
+#include <stdint.h>
+
+#include <xtk/domain.h>
+#include <xtk/stats.h>
+#include <xtk/stream.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct xtk_save;
+
+/* How the guest is asked to stop for the final round. */
+enum xtk_suspend_method {
+    XTK_SUSPEND_EVTCHN = 0, /* its suspend event channel (the default) */
+    XTK_SUSPEND_STORE = 1,  /* "suspend" in its control/shutdown node */
+    XTK_SUSPEND_PAUSE = 2,  /* no guest help: the hypervisor stops it */
+};
+
+/* When pre-copy stops and the final (stop-and-copy) round starts. */
+enum xtk_save_policy {
+    /* The default: when the final round is expected to fit max_downtime_ms
+     * (dirty pages over the send rate measured in the previous rounds,
+     * plus the measured fixed costs) and another round would not shrink
+     * it by half, or fewer than 50 pages are dirty. */
+    XTK_SAVE_POLICY_DOWNTIME = 0,
+    /* Xen's: after 5 rounds, or when fewer than 50 pages are dirty. */
+    XTK_SAVE_POLICY_XEN = 1,
+};
+
+/* Flags in struct xtk_save_options. */
+#define XTK_SAVE_LIVE 0x1u /* pre-copy rounds while the guest runs */
+#define XTK_SAVE_KEEP 0x2u /* resume the domain after success */
+#define XTK_SAVE_MIGRATE                                                       \
+    0x4u /* the stream goes to an xtk restore on peer_fd:                      \
+            wait for its reply before destroying */
+
+/*
+ * Options.  Zero-fill, then set what you need: zero fields take the
+ * defaults given.
+ */
+struct xtk_save_options {
+    uint32_t flags;           /* XTK_SAVE_*; unknown bits are refused */
+    uint32_t suspend;         /* enum xtk_suspend_method */
+    uint32_t policy;          /* enum xtk_save_policy */
+    uint32_t max_downtime_ms; /* the downtime target; 0: 300 (as QEMU) */
+    uint32_t max_rounds;      /* pre-copy rounds at most; 0: 30 */
+    uint32_t senders;         /* sender threads; 0: 2 */
+    uint64_t max_bytes;       /* pre-copy stops once this much was sent;
+                                 0: 3 times the guest's memory */
+    /*
+     * Checkpointing: after the first final round, write CHECKPOINT instead
+     * of END, resume the guest, and every checkpoint_interval_ms suspend it
+     * again and send what it dirtied, `checkpoints` epochs in all (0: until
+     * xtk_save_cancel()), then END.  0: a plain stream.
+     */
+    uint32_t checkpoint_interval_ms;
+    uint32_t checkpoints;
+    uint32_t timeout_ms; /* for the guest to suspend and the destination
+                            to reply; 0: 30000 */
+    int peer_fd;         /* XTK_SAVE_MIGRATE: the connected socket the
+                            stream writes to; the reply is read from it */
+    /*
+     * Called once the stream is complete (END written and flushed), before
+     * the domain is destroyed: a file is made durable and renamed into
+     * place here.  Returning -1 fails the save (the domain is resumed).
+     * NULL: nothing to do.
+     */
+    int (*commit)(struct xtk_save *sv, void *arg);
+    void *commit_arg;
+    uint64_t reserved[4]; /* zero */
+};
+
+/*
+ * Prepares a save of dom into out (a write stream that nothing has been
+ * written to; the caller owns both and keeps them until xtk_save_free()).
+ * Nothing happens to the domain yet.  opts may be NULL for the defaults.
+ * NULL on failure, in which case errno will be set (EINVAL: bad options).
+ */
+struct xtk_save *xtk_save_new(struct xtk_domain *dom, struct xtk_stream *out,
+                              const struct xtk_save_options *opts);
+
+/*
+ * Called exactly once, from the event loop, when the save has ended: err
+ * is 0 on success, else the errno it failed with (the domain then runs
+ * on).
+ */
+typedef void xtk_save_done_fn(struct xtk_save *sv, int err, void *arg);
+
+/*
+ * Starts the save on the context's event loop and returns; done is called
+ * when it ends.  Once only (EBUSY).  Returns 0, or -1 with errno set (and
+ * then done is not called and the domain was not touched).
+ */
+int xtk_save_start(struct xtk_save *sv, xtk_save_done_fn *done, void *arg);
+
+/*
+ * The blocking form: starts the save and runs the event loop until it
+ * ends.  Returns 0, or -1 with errno set to what the save failed with.
+ */
+int xtk_save_run(struct xtk_save *sv);
+
+/*
+ * Asks a running save to stop: a checkpointing save ends after the current
+ * epoch with END (a success); any other save is aborted (the domain
+ * resumes; done gets ECANCELED).  Safe from a signal handler's event (it
+ * only sets a flag the loop reads).
+ */
+void xtk_save_cancel(struct xtk_save *sv);
+
+/*
+ * The save's report: phases ("suspend requested", "suspended notified",
+ * "final dirty sync", "last page sent", "state sent", "end sent",
+ * "destination resumed"...), a row per round, histograms ("final round",
+ * "downtime", "suspend", "batch build", "batch write") and counters (see
+ * xtk_save(3)).  Valid until xtk_save_free(); read it after done.
+ */
+struct xtk_stats *xtk_save_stats(struct xtk_save *sv);
+
+/* Frees a save that has ended or was never started.  Accepts NULL. */
+void xtk_save_free(struct xtk_save *sv);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* XTK_SAVE_H */

@@ -1,0 +1,106 @@
+/*
+ * sr-format.h - xtk's conventions inside Xen's migration stream, shared by
+ * the save and restore engines (man/xtk-stream.5, "KVM domains").
+ *
+ * A KVM domain's stream is an x86 HVM stream (page shift 12) that Xen
+ * 4.17's verify-stream-v2 accepts, since that verifier refuses every
+ * record type it does not know, optional ones too.  So xtk's data rides in
+ * records Xen defines, in forms Xen's own restore refuses cleanly:
+ *
+ *   - the domain's shape (memory, vCPUs, name), which the restore needs
+ *     before the first page arrives, is an HVM_PARAMS record right after
+ *     STATIC_DATA_END, with parameter indices in a range Xen does not have
+ *     (Xen's restore fails setting them: EINVAL);
+ *   - the vCPU and platform state (the backend's get_state records) is the
+ *     body of the one HVM_CONTEXT record, behind a header of its own whose
+ *     first bytes Xen's hvm_load reads as a bad descriptor type.
+ *
+ * And the migration reply: after END, the destination sends the source one
+ * fixed message on the same connection.
+ */
+#ifndef XTK_SR_FORMAT_H
+#define XTK_SR_FORMAT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <xtk/domain.h>
+
+/* ---- the domain's shape: HVM_PARAMS ----------------------------------- */
+
+#define XTK__SR_PARAM_BASE 0x58544b00u /* "XTK": Xen's indices are < 64 */
+#define XTK__SR_PARAM_VERSION (XTK__SR_PARAM_BASE + 0x00) /* value 1 */
+#define XTK__SR_PARAM_NR_PAGES (XTK__SR_PARAM_BASE + 0x01)
+#define XTK__SR_PARAM_NR_VCPUS (XTK__SR_PARAM_BASE + 0x02)
+/* 8 entries, each 8 bytes of the name (little-endian), NUL-padded. */
+#define XTK__SR_PARAM_NAME (XTK__SR_PARAM_BASE + 0x10)
+#define XTK__SR_NAME_PARAMS 8
+#define XTK__SR_PARAMS 11 /* entries in the record */
+#define XTK__SR_PARAMS_SIZE (8 + 16 * XTK__SR_PARAMS)
+
+struct xtk__sr_config {
+    uint64_t nr_pages;
+    uint32_t nr_vcpus;
+    char name[XTK_DOMAIN_NAME_MAX + 1];
+};
+
+/* Writes the HVM_PARAMS body (XTK__SR_PARAMS_SIZE bytes) into buf. */
+void xtk__sr_config_encode(const struct xtk__sr_config *c, void *buf);
+
+/*
+ * Reads an HVM_PARAMS body: 0 and *c filled, or -1 (EPROTO: not xtk's, or
+ * a shape xtk cannot restore) with the reason in why.
+ */
+int xtk__sr_config_decode(const void *body, uint32_t len,
+                          struct xtk__sr_config *c, char *why, size_t whylen);
+
+/* ---- the state: HVM_CONTEXT ----------------------------------------- */
+
+#define XTK__SR_STATE_MAGIC "XTKSTATE" /* 8 bytes, no NUL */
+#define XTK__SR_STATE_VERSION 1
+
+struct xtk__sr_state_hdr {
+    char magic[8];      /* XTK__SR_STATE_MAGIC */
+    uint32_t version;   /* XTK__SR_STATE_VERSION */
+    uint32_t length;    /* bytes of records after this header */
+    char backend[8];    /* "kvm", NUL-padded: whose records follow */
+    uint32_t nr_vcpus;  /* as in the shape */
+    uint32_t reserved;  /* zero */
+    uint64_t nr_pages;  /* as in the shape */
+    uint64_t reserved2; /* zero */
+};
+
+/* Fills the header for len bytes of backend records. */
+void xtk__sr_state_header(struct xtk__sr_state_hdr *h, const char *backend,
+                          const struct xtk__sr_config *c, size_t len);
+
+/*
+ * Checks an HVM_CONTEXT body against the backend and the shape: header,
+ * lengths, and the records' framing.  0 with *recs and *len set to the
+ * records, or -1 (EPROTO: not xtk's or another backend's; EBADMSG:
+ * malformed) with the reason in why.
+ */
+int xtk__sr_state_check(const void *body, uint32_t blen, const char *backend,
+                        const struct xtk__sr_config *c, const void **recs,
+                        size_t *len, char *why, size_t whylen);
+
+/* ---- the migration reply -------------------------------------------- */
+
+#define XTK__SR_REPLY_MAGIC 0x524b5458u /* "XTKR" */
+#define XTK__SR_REPLY_VERSION 1
+
+/* 32 bytes, little-endian; see xtk-stream(5). */
+struct xtk__sr_reply {
+    uint32_t magic;      /* XTK__SR_REPLY_MAGIC */
+    uint16_t version;    /* XTK__SR_REPLY_VERSION */
+    uint16_t reserved;   /* zero */
+    int32_t status;      /* 0: the domain runs here; else a positive errno */
+    uint32_t domid;      /* the domain's id here (0 on failure) */
+    uint64_t resumed_ns; /* CLOCK_MONOTONIC when it resumed, 0 on failure */
+    uint64_t reserved2;  /* zero */
+};
+
+/* Checks a received reply: 0, or -1 (EPROTO) if it is not one. */
+int xtk__sr_reply_check(const struct xtk__sr_reply *r);
+
+#endif /* XTK_SR_FORMAT_H */

@@ -1,0 +1,601 @@
+/*
+ * restore.c - the restore engine (xtk/restore.h, man/xtk_restore.3).
+ *
+ * A thread reads the stream, so the event loop stays free; it reports on
+ * the loop through an eventfd.  In order:
+ *
+ *   headers     image header, an x86 HVM domain header (page shift 12)
+ *   shape       HVM_PARAMS with xtk's domain shape, before any memory:
+ *               the empty domain is created (XTK__CREATE_EMPTY) and its
+ *               RAM mapped writable, once
+ *   PAGE_DATA   frames are copied into RAM; XALLOC (zero) frames are
+ *               zeroed if they were written before (a new domain's memory
+ *               is zero already); a frame beyond the memory is refused
+ *   HVM_CONTEXT the state blob, checked, kept for the end
+ *   CHECKPOINT  the first one makes the stream checkpointed: from then on
+ *               an epoch's records are buffered (their bodies taken from
+ *               the reader, not copied) and applied when the next
+ *               CHECKPOINT or END arrives
+ *   END         the state is loaded, the domain resumed, and the
+ *               migrating source told (XTK_RESTORE_REPLY)
+ *
+ * Failure destroys the domain and tells the source, except when a
+ * checkpointed stream breaks after a complete epoch: then the domain is
+ * resumed from the last complete one (failover).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <xtk/restore.h>
+
+#include "backend.h"
+#include "sr-format.h"
+
+#define XTK_LOG_CONTEXT "restore"
+
+#define PROGRESS_NS 200000000ull
+
+/* One buffered epoch: its PAGE_DATA bodies and its state. */
+struct epoch {
+    void **bodies;
+    uint32_t *lens;
+    size_t n, cap;
+    uint64_t bytes;
+    void *state;
+    uint32_t state_len;
+};
+
+struct xtk_restore {
+    struct xtk_ctx *ctx;
+    struct xtk_stream *in;
+    struct xtk_restore_options opt;
+    struct xtk_stats *st;
+    xtk_restore_done_fn *done;
+    void *done_arg;
+    pthread_t thread;
+    int started, joined, finished, err;
+    int notify_fd;
+    struct event *ev_done;
+
+    struct xtk_domain *dom;
+    uint32_t domid; /* once it runs */
+    struct xtk__sr_config cfg;
+    uint8_t *ram;
+    uint64_t *written; /* frames written so far */
+    int seen_pages;
+
+    int checkpointed;
+    unsigned int epochs; /* complete ones */
+    struct epoch cur;
+    void *state; /* the last complete epoch's (or the plain stream's) */
+    uint32_t state_len;
+
+    uint64_t last_progress;
+};
+
+static int refuse(struct xtk_restore *rs, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Logs why the stream is refused and sets errno. */
+static int refuse(struct xtk_restore *rs, int err, const char *fmt, ...)
+{
+    char why[256];
+    va_list al;
+
+    va_start(al, fmt);
+    vsnprintf(why, sizeof(why), fmt, al);
+    va_end(al);
+    XTK_ERROR(rs->ctx, "stream refused: %s", why);
+    errno = err;
+    return -1;
+}
+
+static void epoch_clear(struct epoch *e)
+{
+    for (size_t i = 0; i < e->n; i++)
+        free(e->bodies[i]);
+    e->n = 0;
+    e->bytes = 0;
+    free(e->state);
+    e->state = NULL;
+    e->state_len = 0;
+}
+
+static void epoch_free(struct epoch *e)
+{
+    epoch_clear(e);
+    free(e->bodies);
+    free(e->lens);
+    memset(e, 0, sizeof(*e));
+}
+
+/* ---- the domain ------------------------------------------------------ */
+
+static int create_domain(struct xtk_restore *rs)
+{
+    const char *name = rs->opt.name ? rs->opt.name : rs->cfg.name;
+    struct xtk_domain_config dc = {
+        .name = name[0] ? name : NULL,
+        .memory_mib = rs->cfg.nr_pages >> (20 - XTK__PAGE_SHIFT),
+        .nr_vcpus = rs->cfg.nr_vcpus,
+    };
+
+    if (rs->cfg.nr_pages % (1u << (20 - XTK__PAGE_SHIFT)))
+        return refuse(rs, EPROTO,
+                      "a memory size of %llu pages is not "
+                      "whole MiB",
+                      (unsigned long long)rs->cfg.nr_pages);
+    rs->dom = xtk__domain_create_empty(rs->ctx, &dc);
+    if (!rs->dom) {
+        if (errno == EEXIST)
+            XTK_ERROR(rs->ctx,
+                      "a domain called %s exists already: restore "
+                      "under another name, or on another host "
+                      "(XTK_RUNDIR)",
+                      name);
+        else
+            XTK_PERROR(rs->ctx,
+                       "cannot create a domain of %llu MiB and %u "
+                       "vCPUs",
+                       (unsigned long long)dc.memory_mib, dc.nr_vcpus);
+        return -1;
+    }
+    xtk_stats_phase(rs->st, "domain created");
+    if (!rs->dom->ops->map_all) {
+        XTK_ERROR(rs->ctx, "the %s backend cannot map a guest's memory",
+                  rs->dom->ops->name);
+        return xtk__fail(ENOTSUP);
+    }
+    rs->ram = rs->dom->ops->map_all(rs->dom, PROT_READ | PROT_WRITE);
+    rs->written = calloc((rs->cfg.nr_pages + 63) / 64, 8);
+    if (!rs->ram || !rs->written)
+        return -1;
+    return 0;
+}
+
+/* ---- records ------------------------------------------------------- */
+
+/* Checks a PAGE_DATA body against the domain before anything is applied. */
+static int check_pages(struct xtk_restore *rs, const void *body, uint32_t len,
+                       struct xtk_stream_page_data *pd)
+{
+    if (!rs->dom)
+        return refuse(rs, EPROTO,
+                      "memory before the domain's shape: not a "
+                      "stream of an xtk KVM domain");
+    if (xtk_stream_page_data_parse(body, len, pd) < 0)
+        return refuse(rs, EBADMSG, "malformed PAGE_DATA");
+    for (uint32_t i = 0; i < pd->count; i++) {
+        uint64_t pfn = xtk_pfn_entry_pfn(pd->pfns[i]);
+        unsigned int t = xtk_pfn_entry_type(pd->pfns[i]);
+
+        if (pfn >= rs->cfg.nr_pages)
+            return refuse(rs, EPROTO,
+                          "frame %#llx is beyond the guest's "
+                          "memory (%llu frames)",
+                          (unsigned long long)pfn,
+                          (unsigned long long)rs->cfg.nr_pages);
+        if (t != XTK_PAGE_NOTAB && t != XTK_PAGE_XALLOC && t != XTK_PAGE_XTAB)
+            return refuse(rs, EPROTO,
+                          "frame %#llx has page type %#x (page "
+                          "tables belong in PV streams)",
+                          (unsigned long long)pfn, t);
+    }
+    return 0;
+}
+
+static void apply_pages(struct xtk_restore *rs,
+                        const struct xtk_stream_page_data *pd)
+{
+    const uint8_t *data = pd->pages;
+
+    for (uint32_t i = 0; i < pd->count; i++) {
+        uint64_t pfn = xtk_pfn_entry_pfn(pd->pfns[i]);
+        uint8_t *dst = rs->ram + (pfn << XTK__PAGE_SHIFT);
+        uint64_t bit = 1ull << (pfn % 64);
+
+        if (xtk_pfn_entry_type(pd->pfns[i]) == XTK_PAGE_NOTAB) {
+            memcpy(dst, data, XTK__PAGE_SIZE);
+            data += XTK__PAGE_SIZE;
+            rs->written[pfn / 64] |= bit;
+        } else if (rs->written[pfn / 64] & bit) {
+            memset(dst, 0, XTK__PAGE_SIZE); /* zero now */
+            rs->written[pfn / 64] &= ~bit;
+        }
+    }
+}
+
+static int buffer_body(struct xtk_restore *rs, uint32_t len)
+{
+    struct epoch *e = &rs->cur;
+    void *body;
+
+    /* An epoch never carries more than the guest's memory. */
+    e->bytes += len;
+    if (e->bytes > (rs->cfg.nr_pages << XTK__PAGE_SHIFT) * 2 + (64u << 20))
+        return refuse(rs, EPROTO,
+                      "an epoch larger than twice the guest's "
+                      "memory");
+    if (e->n == e->cap) {
+        size_t cap = e->cap ? e->cap * 2 : 256;
+        void **b = realloc(e->bodies, cap * sizeof(*b));
+        uint32_t *l;
+
+        if (!b)
+            return -1;
+        e->bodies = b;
+        l = realloc(e->lens, cap * sizeof(*l));
+        if (!l)
+            return -1;
+        e->lens = l;
+        e->cap = cap;
+    }
+    body = xtk_stream_take_body(rs->in);
+    if (!body)
+        return xtk__fail(ENOMEM);
+    e->bodies[e->n] = body;
+    e->lens[e->n++] = len;
+    return 0;
+}
+
+static int on_page_data(struct xtk_restore *rs,
+                        const struct xtk_stream_record *rec)
+{
+    struct xtk_stream_page_data pd;
+    uint64_t now;
+
+    if (check_pages(rs, rec->body, rec->length, &pd) < 0)
+        return -1;
+    if (!rs->seen_pages) {
+        rs->seen_pages = 1;
+        xtk_stats_phase(rs->st, "first page");
+    }
+    xtk_stats_count(rs->st, "pages received", pd.count);
+    xtk_stats_count(rs->st, "pages with data", pd.npages);
+    if (rs->checkpointed)
+        return buffer_body(rs, rec->length);
+    apply_pages(rs, &pd);
+    now = xtk_now_ns();
+    if (now - rs->last_progress > PROGRESS_NS) {
+        uint64_t got = 0;
+
+        xtk_stats_counter(rs->st, "pages received", &got);
+        xtk__progress(
+            rs->ctx, "restore", "receiving memory",
+            (unsigned long)(got < rs->cfg.nr_pages ? got : rs->cfg.nr_pages),
+            (unsigned long)rs->cfg.nr_pages);
+        rs->last_progress = now;
+    }
+    return 0;
+}
+
+static int on_context(struct xtk_restore *rs,
+                      const struct xtk_stream_record *rec)
+{
+    const void *recs;
+    size_t len;
+    char why[192];
+    void *body;
+
+    if (!rs->dom)
+        return refuse(rs, EPROTO, "state before the domain's shape");
+    if (xtk__sr_state_check(rec->body, rec->length, rs->dom->ops->name,
+                            &rs->cfg, &recs, &len, why, sizeof(why)) < 0)
+        return refuse(rs, errno, "%s", why);
+    body = xtk_stream_take_body(rs->in);
+    if (!body)
+        return xtk__fail(ENOMEM);
+    free(rs->cur.state);
+    rs->cur.state = body;
+    rs->cur.state_len = rec->length;
+    return 0;
+}
+
+/* An epoch is complete (CHECKPOINT or END): apply what it buffered. */
+static int commit_epoch(struct xtk_restore *rs, const char *what)
+{
+    struct epoch *e = &rs->cur;
+
+    if (!e->state)
+        return refuse(rs, EPROTO, "%s without the domain's state before it",
+                      what);
+    for (size_t i = 0; i < e->n; i++) {
+        struct xtk_stream_page_data pd;
+
+        /* Checked when it arrived. */
+        xtk_stream_page_data_parse(e->bodies[i], e->lens[i], &pd);
+        apply_pages(rs, &pd);
+    }
+    free(rs->state);
+    rs->state = e->state;
+    rs->state_len = e->state_len;
+    e->state = NULL;
+    epoch_clear(e);
+    rs->epochs++;
+    return 0;
+}
+
+static int on_shape(struct xtk_restore *rs, const struct xtk_stream_record *rec)
+{
+    char why[192];
+
+    if (rs->dom || rs->seen_pages)
+        return refuse(rs, EPROTO,
+                      "HVM_PARAMS after the memory: a Xen "
+                      "guest's stream, not an xtk KVM domain's");
+    if (xtk__sr_config_decode(rec->body, rec->length, &rs->cfg, why,
+                              sizeof(why)) < 0)
+        return refuse(rs, EPROTO, "%s", why);
+    XTK_INFO(rs->ctx, "domain %s: %llu MiB, %u vCPUs", rs->cfg.name,
+             (unsigned long long)(rs->cfg.nr_pages >> 8), rs->cfg.nr_vcpus);
+    return create_domain(rs);
+}
+
+/* Reads the stream to its END.  0, or -1 with errno set (and logged). */
+static int read_stream(struct xtk_restore *rs)
+{
+    struct xtk_stream_image_header ih;
+    struct xtk_stream_domain_header dh;
+    struct xtk_stream_record rec;
+
+    if (xtk_stream_read_image_header(rs->in, &ih) < 0 ||
+        xtk_stream_read_domain_header(rs->in, &dh) < 0)
+        return refuse(rs, errno, "bad headers: %s", strerror(errno));
+    if (dh.type != XTK_DOMAIN_X86_HVM)
+        return refuse(rs, EPROTO,
+                      "an x86 PV domain's stream: xtk restores "
+                      "HVM (KVM) streams");
+    xtk_stats_phase(rs->st, "headers read");
+    for (;;) {
+        int r = 0;
+
+        if (xtk_stream_read_record(rs->in, &rec) < 0) {
+            int e = errno;
+            XTK_ERROR(rs->ctx, "the stream broke: %s",
+                      e == ENODATA ? "it ended before END" : strerror(e));
+            return xtk__fail(e);
+        }
+        switch (rec.type) {
+        case XTK_REC_PAGE_DATA:
+            r = on_page_data(rs, &rec);
+            break;
+        case XTK_REC_HVM_PARAMS:
+            r = on_shape(rs, &rec);
+            break;
+        case XTK_REC_HVM_CONTEXT:
+            r = on_context(rs, &rec);
+            break;
+        case XTK_REC_STATIC_DATA_END:
+        case XTK_REC_X86_TSC_INFO: /* xtk writes none: the TSC cannot be set */
+            break;
+        case XTK_REC_CHECKPOINT:
+            if (!rs->checkpointed) {
+                rs->checkpointed = 1; /* epoch 0 went straight in */
+                xtk_stats_phase(rs->st, "first checkpoint");
+            }
+            r = commit_epoch(rs, "CHECKPOINT");
+            xtk_stats_count(rs->st, "checkpoints", 1);
+            break;
+        case XTK_REC_END:
+            xtk_stats_phase(rs->st, "end received");
+            return commit_epoch(rs, "END");
+        default:
+            if (rec.type & XTK_REC_OPTIONAL) {
+                XTK_DEBUG(rs->ctx, "skipping optional record %#x", rec.type);
+                break;
+            }
+            r = refuse(rs, EPROTO, "%s records are not for a KVM domain",
+                       xtk_stream_record_name(rec.type));
+        }
+        if (r < 0)
+            return -1;
+    }
+}
+
+/* ---- the end ------------------------------------------------------- */
+
+static void send_reply(struct xtk_restore *rs, int status, uint64_t resumed)
+{
+    struct xtk__sr_reply m = {
+        .magic = XTK__SR_REPLY_MAGIC,
+        .version = XTK__SR_REPLY_VERSION,
+        .status = status,
+        .domid = status ? 0 : rs->domid,
+        .resumed_ns = resumed,
+    };
+
+    if (!(rs->opt.flags & XTK_RESTORE_REPLY))
+        return;
+    if (send(rs->opt.peer_fd, &m, sizeof(m), MSG_NOSIGNAL) != sizeof(m))
+        XTK_PERROR(rs->ctx, "cannot tell the source");
+    else
+        xtk_stats_phase(rs->st, "reply sent");
+}
+
+/* Loads the last complete state and runs the domain. */
+static int start_domain(struct xtk_restore *rs)
+{
+    struct xtk_domain *dom = rs->dom;
+    struct xtk__sr_state_hdr h;
+
+    memcpy(&h, rs->state, sizeof(h));
+    if (dom->ops->set_state(dom, (const char *)rs->state + sizeof(h),
+                            h.length) < 0) {
+        XTK_PERROR(rs->ctx, "domain %u: its state does not load", dom->domid);
+        return -1;
+    }
+    xtk_stats_phase(rs->st, "state loaded");
+    if (dom->ops->resume(dom) < 0) {
+        XTK_PERROR(rs->ctx, "domain %u: cannot start it", dom->domid);
+        return -1;
+    }
+    return 0;
+}
+
+static void *restore_main(void *arg)
+{
+    struct xtk_restore *rs = arg;
+    uint64_t one = 1, resumed = 0;
+    int err = 0;
+
+    xtk_stats_phase(rs->st, "restore started");
+    if (read_stream(rs) < 0) {
+        err = errno ? errno : EIO;
+        if (rs->checkpointed && rs->epochs) {
+            XTK_WARN(rs->ctx,
+                     "failing over to the last complete checkpoint "
+                     "(%u)",
+                     rs->epochs);
+            xtk_stats_count(rs->st, "failover", 1);
+            xtk_stats_phase(rs->st, "failover");
+            err = 0;
+        }
+    }
+    if (!err && start_domain(rs) < 0)
+        err = errno ? errno : EIO;
+    if (!err) {
+        resumed = xtk_now_ns();
+        xtk_stats_phase_at(rs->st, "resumed", resumed);
+        rs->domid = rs->dom->domid;
+    }
+    send_reply(rs, err, resumed);
+    if (err && rs->dom) {
+        rs->dom->ops->destroy(rs->dom);
+        xtk_stats_phase(rs->st, "domain destroyed");
+    }
+    xtk_domain_close(rs->dom);
+    rs->dom = NULL;
+    rs->err = err;
+    if (write(rs->notify_fd, &one, sizeof(one)) != sizeof(one))
+        XTK_PERROR(rs->ctx, "cannot wake the event loop");
+    return NULL;
+}
+
+static void on_done(evutil_socket_t fd, short what, void *arg)
+{
+    struct xtk_restore *rs = arg;
+    uint64_t v;
+
+    if (read(rs->notify_fd, &v, sizeof(v)) != sizeof(v))
+        return;
+    pthread_join(rs->thread, NULL);
+    rs->joined = 1;
+    rs->finished = 1;
+    event_del(rs->ev_done);
+    if (rs->done)
+        rs->done(rs, rs->err, rs->done_arg);
+}
+
+/* ---- the API ------------------------------------------------------- */
+
+struct xtk_restore *xtk_restore_new(struct xtk_ctx *ctx, struct xtk_stream *in,
+                                    const struct xtk_restore_options *opts)
+{
+    struct xtk_restore *rs;
+
+    if (!ctx || !in)
+        return xtk__fail_null(EINVAL);
+    if (opts) {
+        if ((opts->flags & ~XTK_RESTORE_REPLY) || opts->reserved0 ||
+            opts->reserved1 ||
+            ((opts->flags & XTK_RESTORE_REPLY) && opts->peer_fd < 0) ||
+            (opts->name &&
+             (!*opts->name || strlen(opts->name) > XTK_DOMAIN_NAME_MAX)))
+            return xtk__fail_null(EINVAL);
+        for (size_t i = 0; i < XTK__ARRAY_SIZE(opts->reserved); i++)
+            if (opts->reserved[i])
+                return xtk__fail_null(EINVAL);
+    }
+    rs = calloc(1, sizeof(*rs));
+    if (!rs)
+        return NULL;
+    rs->ctx = ctx;
+    rs->in = in;
+    if (opts)
+        rs->opt = *opts;
+    rs->notify_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    rs->st = xtk_stats_new("restore");
+    if (rs->notify_fd >= 0)
+        rs->ev_done = event_new(xtk_ctx_event_base(ctx), rs->notify_fd,
+                                EV_READ | EV_PERSIST, on_done, rs);
+    if (!rs->st || !rs->ev_done) {
+        int e = errno ? errno : ENOMEM;
+        xtk_restore_free(rs);
+        return xtk__fail_null(e);
+    }
+    return rs;
+}
+
+int xtk_restore_start(struct xtk_restore *rs, xtk_restore_done_fn *done,
+                      void *arg)
+{
+    int e;
+
+    if (!rs)
+        return xtk__fail(EINVAL);
+    if (rs->started)
+        return xtk__fail(EBUSY);
+    rs->done = done;
+    rs->done_arg = arg;
+    event_add(rs->ev_done, NULL);
+    e = pthread_create(&rs->thread, NULL, restore_main, rs);
+    if (e) {
+        event_del(rs->ev_done);
+        return xtk__fail(e);
+    }
+    rs->started = 1;
+    return 0;
+}
+
+int xtk_restore_run(struct xtk_restore *rs)
+{
+    struct event_base *base;
+
+    if (!rs)
+        return xtk__fail(EINVAL);
+    if (xtk_restore_start(rs, NULL, NULL) < 0)
+        return -1;
+    base = xtk_ctx_event_base(rs->ctx);
+    while (!rs->finished)
+        if (event_base_loop(base, EVLOOP_ONCE) < 0)
+            return xtk__fail(EIO);
+    return rs->err ? xtk__fail(rs->err) : 0;
+}
+
+uint32_t xtk_restore_domid(const struct xtk_restore *rs)
+{
+    return rs && rs->finished && !rs->err ? rs->domid : 0;
+}
+
+struct xtk_stats *xtk_restore_stats(struct xtk_restore *rs)
+{
+    return rs ? rs->st : xtk__fail_null(EINVAL);
+}
+
+void xtk_restore_free(struct xtk_restore *rs)
+{
+    if (!rs)
+        return;
+    if (rs->started && !rs->joined)
+        pthread_join(rs->thread, NULL); /* it ends with its stream */
+    if (rs->ev_done)
+        event_free(rs->ev_done);
+    if (rs->notify_fd >= 0)
+        close(rs->notify_fd);
+    epoch_free(&rs->cur);
+    free(rs->state);
+    free(rs->written);
+    xtk_stats_free(rs->st);
+    free(rs);
+}

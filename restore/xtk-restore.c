@@ -1,0 +1,207 @@
+/*
+ * xtk-restore - restore a domain from a file or stdin, or receive one that
+ * an xtk-save migrates here.  See xtk-restore(1).
+ *
+ * A thin front end of xtk/restore.h: it opens the source (a gzip stream is
+ * recognised by its first bytes in a file or on a socket; -z says so for
+ * a pipe), runs the restore, prints the new domain's id on stdout and the
+ * report on stderr.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <xtk/restore.h>
+
+#include "cli.h"
+
+const char *cli_prog = "xtk-restore";
+
+#define DEFAULT_TIMEOUT_MS 30000
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: %s [options] FILE|-|listen:[HOST:]PORT\n"
+            "  -n, --name NAME         the new domain's name (default: the "
+            "stream's)\n"
+            "  -z, --decompress        the input is gzip (found by itself "
+            "in files and sockets)\n"
+            "  -t, --timeout MS        a socket's silence limit (30000)\n"
+            "  -J, --stats-json FILE   write the report as JSON\n"
+            "  -q, --quiet             no report on stderr\n"
+            "  -v, --verbose\n"
+            "See xtk-restore(1).\n",
+            cli_prog);
+}
+
+static int gzip_magic(const unsigned char *m, ssize_t n)
+{
+    return n == 2 && m[0] == 0x1f && m[1] == 0x8b;
+}
+
+/* Whether a socket's stream starts with gzip's magic: peeked, not read. */
+static int socket_is_gzip(int fd, int timeout_ms)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    unsigned char m[2];
+
+    if (poll(&p, 1, timeout_ms) <= 0)
+        return 0; /* the stream will time out by itself */
+    return gzip_magic(m, recv(fd, m, 2, MSG_PEEK | MSG_WAITALL));
+}
+
+/* The same for a regular file (an fd, read at offset 0 without moving). */
+static int file_is_gzip(int fd)
+{
+    unsigned char m[2];
+    struct stat st;
+
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+        return 0;
+    return gzip_magic(m, pread(fd, m, 2, 0));
+}
+
+static int path_is_gzip(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC), r;
+
+    if (fd < 0)
+        return 0; /* opening the stream will say why */
+    r = file_is_gzip(fd);
+    close(fd);
+    return r;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"name", required_argument, NULL, 'n'},
+        {"decompress", no_argument, NULL, 'z'},
+        {"timeout", required_argument, NULL, 't'},
+        {"stats-json", required_argument, NULL, 'J'},
+        {"quiet", no_argument, NULL, 'q'},
+        {"verbose", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    struct xtk_restore_options o = {0};
+    const char *json = NULL, *src;
+    int unzip = 0, quiet = 0, verbose = 0, rc = 1, c, fd = -1, sock = 0;
+    uint64_t timeout = DEFAULT_TIMEOUT_MS;
+    struct xtk_restore *rs = NULL;
+    struct xtk_stream *in = NULL;
+    struct xtk_ctx *ctx;
+
+    while ((c = getopt_long(argc, argv, "n:zt:J:qvh", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'n':
+            o.name = optarg;
+            break;
+        case 'z':
+            unzip = 1;
+            break;
+        case 't':
+            if (cli_parse_u64(optarg, 1, 86400000, 0, &timeout) < 0) {
+                fprintf(stderr, "%s: bad timeout '%s'\n", cli_prog, optarg);
+                return 2;
+            }
+            break;
+        case 'J':
+            json = optarg;
+            break;
+        case 'q':
+            quiet = 1;
+            break;
+        case 'v':
+            verbose = 1;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind + 1 != argc) {
+        usage(stderr);
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    ctx = cli_ctx_open();
+    if (!ctx)
+        return 1;
+    if (verbose)
+        xtk_logger_set_level(xtk_ctx_logger(ctx), XTK_LOG_DEBUG);
+    src = argv[optind];
+    if (!strncmp(src, "listen:", 7)) {
+        char *host, *port;
+
+        if (cli_split_endpoint(src + 7, 1, &host, &port) < 0)
+            goto out;
+        fd = cli_tcp_accept_one(host, port, 0);
+        free(host);
+        free(port);
+        if (fd < 0)
+            goto out;
+        sock = 1;
+        in = xtk_stream_socket(ctx, fd, XTK_STREAM_READ);
+        if (in)
+            xtk_stream_set_timeout(in, (int)timeout);
+        o.flags |= XTK_RESTORE_REPLY;
+        o.peer_fd = fd;
+    } else if (!strcmp(src, "-")) {
+        in = xtk_stream_fd(ctx, 0, XTK_STREAM_READ);
+        fd = -1;
+    } else {
+        in = xtk_stream_file(ctx, src, XTK_STREAM_READ);
+    }
+    if (!in) {
+        fprintf(stderr, "%s: %s: %s\n", cli_prog, src, strerror(errno));
+        goto out;
+    }
+    if (!unzip)
+        unzip = sock                ? socket_is_gzip(fd, (int)timeout)
+                : !strcmp(src, "-") ? file_is_gzip(0)
+                                    : path_is_gzip(src);
+    if (unzip && xtk_stream_push_zlib(in, -1) < 0) {
+        fprintf(stderr, "%s: decompression: %s\n", cli_prog, strerror(errno));
+        goto out;
+    }
+    rs = xtk_restore_new(ctx, in, &o);
+    if (!rs) {
+        fprintf(stderr, "%s: %s\n", cli_prog, strerror(errno));
+        goto out;
+    }
+    if (xtk_restore_run(rs) == 0) {
+        printf("%u\n", xtk_restore_domid(rs));
+        fflush(stdout);
+        rc = 0;
+    } else {
+        fprintf(stderr, "%s: %s: restore failed: %s\n", cli_prog, src,
+                strerror(errno));
+    }
+    if (!quiet)
+        cli_write_report(xtk_restore_stats(rs), XTK_STATS_TABLE, NULL);
+    if (json &&
+        cli_write_report(xtk_restore_stats(rs), XTK_STATS_JSON, json) < 0)
+        rc = 1;
+out:
+    xtk_restore_free(rs);
+    xtk_stream_close(in);
+    if (fd >= 0)
+        close(fd);
+    xtk_ctx_close(ctx);
+    return rc;
+}

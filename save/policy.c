@@ -1,0 +1,61 @@
+/*
+ * policy.c - when pre-copy stops (xtk_save_options.policy).
+ *
+ * The default is driven by measurement.  After each round the dirty log
+ * says how many frames the final round would carry if the guest stopped
+ * now; at the send rate measured in the rounds so far, plus the dirty log
+ * read and the suspend-and-state costs (measured in earlier epochs, else
+ * an estimate), that is the expected downtime.  Pre-copy stops when
+ *   - fewer than 50 frames are dirty (nothing left to gain), or
+ *   - the expected downtime fits the target and the last round did not
+ *     halve the dirty set (another round would buy little), or
+ *   - a cap is reached: rounds, or bytes sent (a guest that dirties faster
+ *     than the link sends never converges; it is stopped anyway and the
+ *     reason says so).
+ * So a guest that converges is copied with the smallest downtime it
+ * allows, and one that does not costs at most the caps.
+ *
+ * Xen's policy (libxenguest's simple_precopy_policy): stop after 5 rounds
+ * or with fewer than 50 dirty frames.
+ */
+#include "config.h"
+
+#include "save-internal.h"
+
+#define SMALL_DIRTY 50              /* Xen's SPP_TARGET_DIRTY_COUNT */
+#define XEN_MAX_ROUNDS 5            /* Xen's SPP_MAX_ITERATIONS */
+#define RATE_MIN_BYTES (1ull << 20) /* a round this big measures the rate */
+#define DEFAULT_RATE 0.1            /* bytes/ns (100 MB/s) until measured */
+
+enum xtk__policy_verdict xtk__policy_decide(struct xtk__policy_state *ps,
+                                            const struct xtk__policy_in *in,
+                                            const char **reason)
+{
+    double rate;
+    uint64_t expected;
+
+    if (in->round_ns &&
+        (in->data_bytes >= RATE_MIN_BYTES || (!ps->rate && in->data_bytes)))
+        ps->rate = (double)in->data_bytes / (double)in->round_ns;
+    rate = ps->rate > 0 ? ps->rate : DEFAULT_RATE;
+    expected = (uint64_t)((double)(in->dirty * XTK__PAGE_SIZE) / rate) +
+               in->sync_ns + in->fixed_ns;
+    ps->expected_ns = expected;
+    *reason = NULL;
+
+    if (in->policy == XTK_SAVE_POLICY_XEN) {
+        if (in->dirty < SMALL_DIRTY)
+            *reason = "xen policy: fewer than 50 dirty pages";
+        else if (in->round >= XEN_MAX_ROUNDS)
+            *reason = "xen policy: 5 rounds";
+    } else if (in->dirty < SMALL_DIRTY) {
+        *reason = "converged: fewer than 50 dirty pages";
+    } else if (expected <= in->max_downtime_ns && in->dirty * 2 > in->sent) {
+        *reason = "downtime target met, another round would not halve it";
+    }
+    if (!*reason && in->round >= in->max_rounds)
+        *reason = "round cap: the guest dirties faster than the link sends";
+    if (!*reason && in->total_bytes >= in->max_bytes)
+        *reason = "byte cap: the guest dirties faster than the link sends";
+    return *reason ? XTK__POLICY_STOP : XTK__POLICY_CONTINUE;
+}

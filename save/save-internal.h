@@ -1,0 +1,107 @@
+/*
+ * save-internal.h - the save engine's parts: the sender threads
+ * (senders.c), the stop policy (policy.c) and the engine on the event loop
+ * (save.c).
+ */
+#ifndef XTK_SAVE_INTERNAL_H
+#define XTK_SAVE_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <xtk/save.h>
+
+#include "backend.h"
+
+/* Frames in one PAGE_DATA record: Xen's MAX_BATCH_SIZE (4 MiB of data). */
+#define XTK__SAVE_BATCH 1024u
+
+/* ---- sender threads (senders.c) --------------------------------------- */
+
+struct xtk__senders;
+
+/* What one round sent. */
+struct xtk__round_result {
+    uint64_t entries;       /* frames sent (PAGE_DATA entries) */
+    uint64_t data_pages;    /* of which with data */
+    uint64_t zero_pages;    /* of which elided as zero (XALLOC) */
+    uint64_t last_write_ns; /* when the last record was written */
+    int err;                /* 0, or the errno the round failed with */
+};
+
+/*
+ * Starts n threads that send rounds of frames of the guest RAM mapped at
+ * ram (nr_pages frames) into out, one PAGE_DATA record of up to
+ * XTK__SAVE_BATCH frames at a time under a mutex, each thread timing its
+ * batches into its own histograms.  When a round is complete, 8 bytes are
+ * written to notify_fd (an eventfd the event loop watches).  NULL on
+ * failure, in which case errno will be set.
+ */
+struct xtk__senders *xtk__senders_new(struct xtk_ctx *ctx, unsigned int n,
+                                      const uint8_t *ram, uint64_t nr_pages,
+                                      struct xtk_stream *out, int notify_fd);
+
+/*
+ * Sends the count frames pfns[] (they must stay valid until the round
+ * ends).  populated: NULL, or a bitmap of the frames that may hold data
+ * (the others are sent as zero pages without being read).  Returns at
+ * once; EBUSY if a round is running.
+ */
+int xtk__senders_round(struct xtk__senders *sd, const uint64_t *pfns,
+                       uint64_t count, const uint64_t *populated);
+
+/* Frames of the current round handed out so far (for progress). */
+uint64_t xtk__senders_progress(const struct xtk__senders *sd);
+
+/*
+ * The result of the round that ended (notify_fd fired), and the senders
+ * are ready for the next.  Also merges the threads' histograms into st.
+ */
+void xtk__senders_result(struct xtk__senders *sd, struct xtk_stats *st,
+                         struct xtk__round_result *out);
+
+/* Makes a running round stop after the batches in progress. */
+void xtk__senders_abort(struct xtk__senders *sd);
+
+/* Waits for the round in progress (if any), stops and joins the threads.
+ * Accepts NULL. */
+void xtk__senders_free(struct xtk__senders *sd);
+
+/* ---- the stop policy (policy.c) ----------------------------------------- */
+
+enum xtk__policy_verdict {
+    XTK__POLICY_CONTINUE, /* another pre-copy round */
+    XTK__POLICY_STOP,     /* stop and copy */
+};
+
+/* What the policy knows after a round, the dirty log just read. */
+struct xtk__policy_in {
+    uint32_t policy;     /* enum xtk_save_policy */
+    uint32_t round;      /* rounds done (1 after round 0) */
+    uint64_t dirty;      /* frames dirty now: the next round's */
+    uint64_t sent;       /* frames the last round sent */
+    uint64_t data_bytes; /* page bytes the last round sent */
+    uint64_t round_ns;   /* how long it took */
+    uint64_t sync_ns;    /* how long the dirty log read took */
+    uint64_t total_bytes;
+    uint64_t max_bytes;
+    uint32_t max_rounds;
+    uint64_t max_downtime_ns;
+    uint64_t fixed_ns; /* suspend + state, measured or estimated */
+};
+
+/* What the policy carries from round to round. */
+struct xtk__policy_state {
+    double rate; /* bytes per ns, the latest good measurement; 0: none */
+    uint64_t expected_ns; /* the final round's expected time, last call */
+};
+
+/*
+ * Decides after a round.  *reason gets a short static text saying why
+ * pre-copy stops (NULL when it goes on).
+ */
+enum xtk__policy_verdict xtk__policy_decide(struct xtk__policy_state *ps,
+                                            const struct xtk__policy_in *in,
+                                            const char **reason);
+
+#endif /* XTK_SAVE_INTERNAL_H */

@@ -1,0 +1,864 @@
+/*
+ * save.c - the save engine: the rounds, the suspend and the final round,
+ * checkpoint epochs, and the end of a migration, as a state machine on the
+ * context's event loop (xtk/save.h, man/xtk_save.3).
+ *
+ *   start    headers, the domain's shape, STATIC_DATA_END; the dirty log
+ *            on (live or checkpointing); round 0 (live), else suspend
+ *   LIVE     a pre-copy round runs in the sender threads; when it ends,
+ *            the dirty log is read and the policy decides: another round
+ *            of the dirty frames, or suspend
+ *   SUSPEND  the request is out; the backend's suspend fd (an event
+ *            channel, never a store watch) is watched, with a timeout
+ *   FINAL    suspended: the final dirty log read, the final round, then
+ *            the state (HVM_CONTEXT) and END, or CHECKPOINT and the guest
+ *            resumed until the next epoch (INTERVAL)
+ *   PEER     migrating: waits for the destination's reply, then destroys
+ *            the source
+ *
+ * Every step is stamped in the report.  Any failure resumes the domain
+ * (finish()); so does the backend's suspend guard if this process dies.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "save-internal.h"
+#include "sr-format.h"
+
+#define XTK_LOG_CONTEXT "save"
+
+#define DEFAULT_DOWNTIME_MS 300
+#define DEFAULT_ROUNDS 30
+#define DEFAULT_SENDERS 2
+#define MAX_SENDERS 64
+#define DEFAULT_TIMEOUT_MS 30000
+#define FIXED_ESTIMATE_NS 1000000ull /* suspend + state + resume, estimated */
+#define PROGRESS_MS 200
+
+enum phase {
+    PH_NEW,
+    PH_LIVE,     /* a pre-copy round is running */
+    PH_SUSPEND,  /* waiting for the guest to suspend */
+    PH_FINAL,    /* the final round is running */
+    PH_INTERVAL, /* checkpointing: the guest runs until the next epoch */
+    PH_PEER,     /* waiting for the destination's reply */
+    PH_DONE,
+};
+
+struct xtk_save {
+    struct xtk_ctx *ctx;
+    struct xtk_domain *dom;
+    struct xtk_stream *out;
+    struct xtk_save_options opt;
+    struct xtk_stats *st;
+    xtk_save_done_fn *done;
+    void *done_arg;
+    enum phase phase;
+    int started, finished, err, cancel;
+
+    struct xtk__sr_config cfg;
+    const uint8_t *ram;
+    uint64_t words;    /* in each bitmap */
+    uint64_t *bitmap;  /* the dirty log */
+    uint64_t *pending; /* dirty at stop-and-copy, not sent yet */
+    uint64_t *populated;
+    uint64_t *pfns; /* the round's frames */
+    struct xtk__senders *sd;
+    int notify_fd, suspend_fd;
+    struct event *ev_notify, *ev_suspend, *ev_timer, *ev_peer, *ev_progress;
+
+    unsigned int round, epoch;
+    int logdirty, suspend_ready, suspend_asked, stopped;
+    uint64_t round_dirty; /* what the log said for the running round */
+    uint64_t round_start, round_bytes0, round_total;
+    uint64_t t_request, fixed_ns, sync_ns;
+    int progress_shown;
+    struct xtk__policy_state ps;
+    struct xtk__sr_reply reply;
+    size_t reply_got;
+};
+
+static void finish(struct xtk_save *sv, int err);
+static void start_round(struct xtk_save *sv, uint64_t count,
+                        const uint64_t *populated);
+
+/* ---- small helpers ---------------------------------------------------- */
+
+static void stamp(struct xtk_save *sv, const char *phase)
+{
+    xtk_stats_phase(sv->st, phase); /* a full report is not a failure */
+}
+
+static void hist(struct xtk_save *sv, const char *name, uint64_t v)
+{
+    struct xtk_hist *h = xtk_stats_hist(sv->st, name, "ns");
+
+    if (h)
+        xtk_hist_record(h, v);
+}
+
+static uint64_t stream_bytes(struct xtk_save *sv)
+{
+    struct xtk_stream_counters c;
+
+    return xtk_stream_get_counters(sv->out, &c) == 0 ? c.bytes : 0;
+}
+
+/* Fails the save with errno's value (or EIO), having logged why. */
+static void fail_errno(struct xtk_save *sv)
+{
+    finish(sv, errno ? errno : EIO);
+}
+
+static void ev_stop(struct event *ev)
+{
+    if (ev)
+        event_del(ev);
+}
+
+static void ev_free(struct event *ev)
+{
+    if (ev)
+        event_free(ev);
+}
+
+static void arm_timer(struct xtk_save *sv, uint32_t ms)
+{
+    struct timeval tv = {ms / 1000, (long)(ms % 1000) * 1000};
+
+    evtimer_add(sv->ev_timer, &tv);
+}
+
+/* The frames set in sv->bitmap, into sv->pfns; returns how many. */
+static uint64_t bitmap_to_pfns(struct xtk_save *sv)
+{
+    uint64_t n = 0;
+
+    for (uint64_t w = 0; w < sv->words; w++) {
+        uint64_t bits = sv->bitmap[w];
+
+        while (bits) {
+            uint64_t pfn = w * 64 + (uint64_t)__builtin_ctzll(bits);
+
+            bits &= bits - 1;
+            if (pfn < sv->cfg.nr_pages)
+                sv->pfns[n++] = pfn;
+        }
+    }
+    return n;
+}
+
+static uint64_t all_pfns(struct xtk_save *sv)
+{
+    for (uint64_t pfn = 0; pfn < sv->cfg.nr_pages; pfn++)
+        sv->pfns[pfn] = pfn;
+    return sv->cfg.nr_pages;
+}
+
+/* ---- the final round -------------------------------------------------- */
+
+/* Asks the guest to suspend; the suspend fd or the timer answers. */
+static void request_suspend(struct xtk_save *sv)
+{
+    sv->phase = PH_SUSPEND;
+    sv->t_request = xtk_now_ns();
+    xtk_stats_phase_at(sv->st, "suspend requested", sv->t_request);
+    sv->suspend_asked = 1;
+    if (sv->dom->ops->suspend_request(sv->dom) < 0) {
+        XTK_PERROR(sv->ctx, "domain %u: cannot request the suspend",
+                   sv->dom->domid);
+        fail_errno(sv);
+        return;
+    }
+    event_add(sv->ev_suspend, NULL);
+    arm_timer(sv, sv->opt.timeout_ms);
+}
+
+static void on_suspend(evutil_socket_t fd, short what, void *arg)
+{
+    struct xtk_save *sv = arg;
+    uint64_t now, n, dirty = 0;
+    int r;
+
+    if (sv->phase != PH_SUSPEND)
+        return;
+    r = sv->dom->ops->suspend_check(sv->dom);
+    if (r == 0)
+        return; /* a stray notification: keep waiting */
+    if (r < 0) {
+        XTK_PERROR(sv->ctx, "domain %u: suspend failed", sv->dom->domid);
+        fail_errno(sv);
+        return;
+    }
+    now = xtk_now_ns();
+    xtk_stats_phase_at(sv->st, "suspended notified", now);
+    hist(sv, "suspend", now - sv->t_request);
+    sv->stopped = 1;
+    event_del(sv->ev_suspend);
+    evtimer_del(sv->ev_timer);
+
+    if (sv->logdirty &&
+        sv->dom->ops->logdirty_read(sv->dom, XTK__LOGDIRTY_FINAL, sv->bitmap,
+                                    sv->words * 64, &dirty) < 0) {
+        XTK_PERROR(sv->ctx, "domain %u: final dirty log read failed",
+                   sv->dom->domid);
+        fail_errno(sv);
+        return;
+    }
+    stamp(sv, "final dirty sync");
+    sv->phase = PH_FINAL;
+    if (sv->epoch == 0 && !(sv->opt.flags & XTK_SAVE_LIVE)) {
+        /* Not live: this is round 0, everything, and what was never
+         * written is known now that the guest is stopped. */
+        if (sv->dom->ops->populated &&
+            sv->dom->ops->populated(sv->dom, sv->populated, sv->words * 64) <
+                0) {
+            XTK_PERROR(sv->ctx, "domain %u: cannot tell its populated memory",
+                       sv->dom->domid);
+            fail_errno(sv);
+            return;
+        }
+        sv->round_dirty = sv->cfg.nr_pages;
+        start_round(sv, all_pfns(sv), sv->populated);
+    } else {
+        /* What the last pre-copy read found is still to be sent. */
+        for (uint64_t w = 0; w < sv->words; w++) {
+            sv->bitmap[w] |= sv->pending[w];
+            sv->pending[w] = 0;
+        }
+        n = bitmap_to_pfns(sv);
+        sv->round_dirty = n;
+        start_round(sv, n, NULL);
+    }
+}
+
+/* Writes the state: the backend's records behind xtk's header. */
+static int send_state(struct xtk_save *sv)
+{
+    struct xtk__sr_state_hdr h;
+    struct iovec iov[2];
+    uint64_t t0 = xtk_now_ns();
+    void *buf = NULL;
+    size_t len = 0;
+    int r;
+
+    if (sv->dom->ops->get_state(sv->dom, &buf, &len) < 0) {
+        XTK_PERROR(sv->ctx, "domain %u: cannot get its state", sv->dom->domid);
+        return -1;
+    }
+    xtk__sr_state_header(&h, sv->dom->ops->name, &sv->cfg, len);
+    iov[0] = (struct iovec){&h, sizeof(h)};
+    iov[1] = (struct iovec){buf, len};
+    r = xtk_stream_write_recordv(sv->out, XTK_REC_HVM_CONTEXT, iov, 2);
+    free(buf);
+    hist(sv, "state", xtk_now_ns() - t0);
+    stamp(sv, "state sent");
+    return r;
+}
+
+/* Checkpointing: the epoch is out; the guest runs until the next one. */
+static void next_epoch(struct xtk_save *sv)
+{
+    uint64_t now;
+
+    if (xtk_stream_write_checkpoint(sv->out) < 0) {
+        fail_errno(sv);
+        return;
+    }
+    now = xtk_now_ns();
+    xtk_stats_phase_at(sv->st, "checkpoint sent", now);
+    hist(sv, "final round", now - sv->t_request);
+    if (sv->dom->ops->resume(sv->dom) < 0) {
+        XTK_PERROR(sv->ctx, "domain %u: cannot resume it after a checkpoint",
+                   sv->dom->domid);
+        fail_errno(sv);
+        return;
+    }
+    sv->stopped = 0;
+    now = xtk_now_ns();
+    xtk_stats_phase_at(sv->st, "source resumed", now);
+    hist(sv, "downtime", now - sv->t_request);
+    sv->epoch++;
+    sv->phase = PH_INTERVAL;
+    arm_timer(sv, sv->opt.checkpoint_interval_ms);
+}
+
+static void after_final_round(struct xtk_save *sv)
+{
+    uint64_t now;
+
+    if (send_state(sv) < 0) {
+        fail_errno(sv);
+        return;
+    }
+    if (sv->opt.checkpoint_interval_ms && !sv->cancel &&
+        (!sv->opt.checkpoints || sv->epoch + 1 < sv->opt.checkpoints)) {
+        next_epoch(sv);
+        return;
+    }
+    if (xtk_stream_write_end(sv->out) < 0) {
+        fail_errno(sv);
+        return;
+    }
+    now = xtk_now_ns();
+    xtk_stats_phase_at(sv->st, "end sent", now);
+    hist(sv, "final round", now - sv->t_request);
+    if (sv->opt.commit && sv->opt.commit(sv, sv->opt.commit_arg) < 0) {
+        XTK_ERROR(sv->ctx, "the stream is complete but could not be "
+                           "committed: the domain runs on");
+        fail_errno(sv);
+        return;
+    }
+    stamp(sv, "committed");
+    if (sv->opt.flags & XTK_SAVE_MIGRATE) {
+        sv->phase = PH_PEER;
+        arm_timer(sv, sv->opt.timeout_ms);
+        return;
+    }
+    finish(sv, 0);
+}
+
+/* ---- pre-copy rounds --------------------------------------------------- */
+
+static void start_round(struct xtk_save *sv, uint64_t count,
+                        const uint64_t *populated)
+{
+    struct timeval tv = {0, PROGRESS_MS * 1000};
+
+    sv->round_start = xtk_now_ns();
+    sv->round_bytes0 = stream_bytes(sv);
+    sv->round_total = count;
+    sv->progress_shown = 0;
+    if (xtk__senders_round(sv->sd, sv->pfns, count, populated) < 0) {
+        fail_errno(sv);
+        return;
+    }
+    evtimer_add(sv->ev_progress, &tv);
+}
+
+static void after_live_round(struct xtk_save *sv,
+                             const struct xtk__round_result *res)
+{
+    struct xtk__policy_in in = {
+        .policy = sv->opt.policy,
+        .round = sv->round,
+        .sent = res->entries,
+        .data_bytes = res->data_pages * XTK__PAGE_SIZE,
+        .round_ns = xtk_now_ns() - sv->round_start,
+        .total_bytes = stream_bytes(sv),
+        .max_bytes = sv->opt.max_bytes,
+        .max_rounds = sv->opt.max_rounds,
+        .max_downtime_ns = (uint64_t)sv->opt.max_downtime_ms * 1000000,
+        .fixed_ns = sv->fixed_ns,
+    };
+    uint64_t t0 = xtk_now_ns(), dirty = 0, n;
+    const char *reason;
+    char counter[XTK_STATS_NAME_MAX + 1];
+
+    if (sv->dom->ops->logdirty_read(sv->dom, 0, sv->bitmap, sv->words * 64,
+                                    &dirty) < 0) {
+        XTK_PERROR(sv->ctx, "domain %u: dirty log read failed", sv->dom->domid);
+        fail_errno(sv);
+        return;
+    }
+    in.sync_ns = sv->sync_ns = xtk_now_ns() - t0;
+    hist(sv, "dirty log read", sv->sync_ns);
+    n = bitmap_to_pfns(sv);
+    in.dirty = n;
+    if (xtk__policy_decide(&sv->ps, &in, &reason) == XTK__POLICY_CONTINUE) {
+        sv->round_dirty = n;
+        start_round(sv, n, NULL);
+        return;
+    }
+    XTK_INFO(sv->ctx,
+             "domain %u: stop and copy after %u rounds, %llu pages "
+             "dirty, %.3f ms expected: %s",
+             sv->dom->domid, sv->round, (unsigned long long)n,
+             sv->ps.expected_ns / 1e6, reason);
+    memcpy(sv->pending, sv->bitmap, sv->words * 8);
+    snprintf(counter, sizeof(counter), "stop: %s", reason);
+    xtk_stats_count(sv->st, counter, 1);
+    xtk_stats_count(sv->st, "expected downtime ns", sv->ps.expected_ns);
+    request_suspend(sv);
+}
+
+/* A round's last batch is out (the sender threads' eventfd). */
+static void on_round_done(evutil_socket_t fd, short what, void *arg)
+{
+    struct xtk_save *sv = arg;
+    struct xtk__round_result res;
+    struct xtk_stats_round row;
+    uint64_t v;
+
+    if (read(sv->notify_fd, &v, sizeof(v)) != sizeof(v))
+        return;
+    evtimer_del(sv->ev_progress);
+    xtk__senders_result(sv->sd, sv->st, &res);
+    if (sv->progress_shown)
+        xtk__progress(sv->ctx, "save", "sending memory",
+                      (unsigned long)res.entries, (unsigned long)res.entries);
+    row = (struct xtk_stats_round){
+        .round = sv->round++,
+        .dirty = sv->round_dirty,
+        .sent = res.entries,
+        .bytes = stream_bytes(sv) - sv->round_bytes0,
+        .ns = xtk_now_ns() - sv->round_start,
+    };
+    xtk_stats_add_round(sv->st, &row);
+    xtk_stats_count(sv->st, "pages sent", res.entries);
+    xtk_stats_count(sv->st, "pages with data", res.data_pages);
+    xtk_stats_count(sv->st, "zero pages elided", res.zero_pages);
+    if (sv->cancel && sv->phase == PH_LIVE) {
+        finish(sv, ECANCELED);
+        return;
+    }
+    if (res.err) {
+        errno = res.err;
+        XTK_PERROR(sv->ctx, "domain %u: sending memory failed", sv->dom->domid);
+        finish(sv, res.err);
+        return;
+    }
+    if (sv->phase == PH_LIVE) {
+        after_live_round(sv, &res);
+    } else if (sv->phase == PH_FINAL) {
+        xtk_stats_phase_at(sv->st, "last page sent",
+                           res.last_write_ns ? res.last_write_ns
+                                             : xtk_now_ns());
+        after_final_round(sv);
+    }
+}
+
+static void on_progress(evutil_socket_t fd, short what, void *arg)
+{
+    struct xtk_save *sv = arg;
+    struct timeval tv = {0, PROGRESS_MS * 1000};
+
+    sv->progress_shown = 1;
+    xtk__progress(sv->ctx, "save", "sending memory",
+                  (unsigned long)xtk__senders_progress(sv->sd),
+                  (unsigned long)sv->round_total);
+    evtimer_add(sv->ev_progress, &tv);
+}
+
+/* ---- the destination --------------------------------------------------- */
+
+/*
+ * Reads what the destination sent.  Returns 1 when a whole reply is in,
+ * 0 when more is to come, -1 (errno) when the connection ended or broke.
+ */
+static int read_reply(struct xtk_save *sv)
+{
+    while (sv->reply_got < sizeof(sv->reply)) {
+        ssize_t n = recv(sv->opt.peer_fd, (char *)&sv->reply + sv->reply_got,
+                         sizeof(sv->reply) - sv->reply_got, MSG_DONTWAIT);
+        if (n == 0)
+            return xtk__fail(ECONNRESET);
+        if (n < 0)
+            return errno == EAGAIN || errno == EINTR ? 0 : -1;
+        sv->reply_got += (size_t)n;
+    }
+    if (xtk__sr_reply_check(&sv->reply) < 0) {
+        XTK_ERROR(sv->ctx, "the destination sent a malformed reply");
+        return -1;
+    }
+    return 1;
+}
+
+static void on_peer(evutil_socket_t fd, short what, void *arg)
+{
+    struct xtk_save *sv = arg;
+    int r = read_reply(sv);
+
+    if (r == 0)
+        return;
+    if (r < 0) {
+        XTK_PERROR(sv->ctx, "the destination went away");
+        fail_errno(sv);
+        return;
+    }
+    if (sv->reply.status) {
+        errno = sv->reply.status;
+        XTK_PERROR(sv->ctx, "the destination failed");
+        finish(sv, sv->reply.status);
+        return;
+    }
+    if (sv->phase != PH_PEER) {
+        XTK_ERROR(sv->ctx, "the destination says it runs the domain before "
+                           "the stream ended");
+        finish(sv, EPROTO);
+        return;
+    }
+    evtimer_del(sv->ev_timer);
+    xtk_stats_phase_at(sv->st, "destination resumed", sv->reply.resumed_ns);
+    if (sv->reply.resumed_ns > sv->t_request)
+        hist(sv, "downtime", sv->reply.resumed_ns - sv->t_request);
+    XTK_INFO(sv->ctx, "the domain runs on the destination as domain %u",
+             sv->reply.domid);
+    finish(sv, 0);
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct xtk_save *sv = arg;
+
+    switch (sv->phase) {
+    case PH_SUSPEND:
+        XTK_ERROR(sv->ctx, "domain %u did not suspend within %u ms",
+                  sv->dom->domid, sv->opt.timeout_ms);
+        finish(sv, ETIMEDOUT);
+        break;
+    case PH_INTERVAL:
+        request_suspend(sv);
+        break;
+    case PH_PEER:
+        XTK_ERROR(sv->ctx, "no reply from the destination within %u ms",
+                  sv->opt.timeout_ms);
+        finish(sv, ETIMEDOUT);
+        break;
+    default:
+        break;
+    }
+}
+
+/* ---- start and finish ----------------------------------------------- */
+
+/* The end: the domain's fate, undoing what was set up, the callback. */
+static void finish(struct xtk_save *sv, int err)
+{
+    struct xtk_domain *dom = sv->dom;
+    xtk_save_done_fn *done = sv->done;
+    void *arg = sv->done_arg;
+
+    if (sv->phase == PH_DONE)
+        return;
+    sv->phase = PH_DONE;
+    /* The sender threads stop (and are waited for) before anything
+     * changes under them. */
+    xtk__senders_abort(sv->sd);
+    xtk__senders_free(sv->sd);
+    sv->sd = NULL;
+    ev_stop(sv->ev_notify);
+    ev_stop(sv->ev_suspend);
+    ev_stop(sv->ev_peer);
+    ev_stop(sv->ev_timer);
+    ev_stop(sv->ev_progress);
+
+    if (err && (sv->opt.flags & XTK_SAVE_MIGRATE) && err != ECONNRESET &&
+        !sv->reply_got)
+        /* Tell the destination by closing: it destroys what it built. */
+        shutdown(sv->opt.peer_fd, SHUT_RDWR);
+    if (!err && !(sv->opt.flags & XTK_SAVE_KEEP)) {
+        if (dom->ops->destroy(dom) < 0) {
+            XTK_PERROR(sv->ctx,
+                       "domain %u: the save is complete, but the "
+                       "domain could not be destroyed",
+                       dom->domid);
+            err = errno ? errno : EIO;
+        } else {
+            stamp(sv, "source destroyed");
+        }
+    } else if (sv->suspend_asked) {
+        if (dom->ops->resume(dom) < 0)
+            XTK_PERROR(sv->ctx,
+                       "domain %u: cannot resume it (it will be "
+                       "resumed when this process exits)",
+                       dom->domid);
+        else
+            stamp(sv, "source resumed");
+        if (err)
+            XTK_WARN(sv->ctx, "domain %u: the save failed; the domain runs on",
+                     dom->domid);
+    }
+    if (sv->logdirty)
+        dom->ops->logdirty_disable(dom);
+    if (sv->suspend_ready)
+        dom->ops->suspend_teardown(dom);
+    sv->logdirty = sv->suspend_ready = sv->stopped = 0;
+    stamp(sv, "save done");
+    sv->finished = 1;
+    sv->err = err;
+    if (done)
+        done(sv, err, arg);
+}
+
+static int check_options(struct xtk_save_options *o)
+{
+    if ((o->flags & ~(XTK_SAVE_LIVE | XTK_SAVE_KEEP | XTK_SAVE_MIGRATE)) ||
+        o->suspend > XTK_SUSPEND_PAUSE || o->policy > XTK_SAVE_POLICY_XEN ||
+        o->senders > MAX_SENDERS ||
+        ((o->flags & XTK_SAVE_MIGRATE) && o->peer_fd < 0) ||
+        (o->checkpoints && !o->checkpoint_interval_ms))
+        return xtk__fail(EINVAL);
+    for (size_t i = 0; i < XTK__ARRAY_SIZE(o->reserved); i++)
+        if (o->reserved[i])
+            return xtk__fail(EINVAL);
+    if (!o->max_downtime_ms)
+        o->max_downtime_ms = DEFAULT_DOWNTIME_MS;
+    if (!o->max_rounds)
+        o->max_rounds = DEFAULT_ROUNDS;
+    if (!o->senders)
+        o->senders = DEFAULT_SENDERS;
+    if (!o->timeout_ms)
+        o->timeout_ms = DEFAULT_TIMEOUT_MS;
+    return 0;
+}
+
+struct xtk_save *xtk_save_new(struct xtk_domain *dom, struct xtk_stream *out,
+                              const struct xtk_save_options *opts)
+{
+    struct xtk_save *sv;
+
+    if (!dom || !out)
+        return xtk__fail_null(EINVAL);
+    sv = calloc(1, sizeof(*sv));
+    if (!sv)
+        return NULL;
+    sv->ctx = dom->ctx;
+    sv->dom = dom;
+    sv->out = out;
+    sv->notify_fd = sv->suspend_fd = -1;
+    if (opts)
+        sv->opt = *opts;
+    if (check_options(&sv->opt) < 0) {
+        free(sv);
+        return xtk__fail_null(EINVAL);
+    }
+    sv->st = xtk_stats_new("save");
+    if (!sv->st) {
+        free(sv);
+        return NULL;
+    }
+    return sv;
+}
+
+/* What start needs from the domain: its shape, its RAM, the bitmaps. */
+static int prepare(struct xtk_save *sv)
+{
+    struct xtk_domain *dom = sv->dom;
+    struct xtk_domain_info info;
+
+    if (dom->ops->info(dom, &info) < 0)
+        return -1;
+    if (info.flags & (XTK_DOMINFO_EMPTY | XTK_DOMINFO_CRASHED)) {
+        XTK_ERROR(sv->ctx, "domain %u is %s: nothing to save", dom->domid,
+                  info.flags & XTK_DOMINFO_EMPTY ? "empty" : "crashed");
+        return xtk__fail(EINVAL);
+    }
+    sv->cfg.nr_pages = info.nr_pages;
+    sv->cfg.nr_vcpus = info.nr_vcpus;
+    memcpy(sv->cfg.name, info.name, sizeof(sv->cfg.name));
+    if (!sv->opt.max_bytes)
+        sv->opt.max_bytes = 3 * (info.nr_pages << XTK__PAGE_SHIFT);
+    if (!dom->ops->map_all) {
+        XTK_ERROR(sv->ctx,
+                  "the %s backend cannot map a guest's memory "
+                  "whole, which this engine needs",
+                  dom->ops->name);
+        return xtk__fail(ENOTSUP);
+    }
+    sv->ram = dom->ops->map_all(dom, PROT_READ);
+    if (!sv->ram)
+        return -1;
+    sv->words = (info.nr_pages + 63) / 64;
+    sv->bitmap = calloc(sv->words, 8);
+    sv->pending = calloc(sv->words, 8);
+    sv->populated = malloc(sv->words * 8);
+    sv->pfns = malloc(info.nr_pages * sizeof(*sv->pfns));
+    if (!sv->bitmap || !sv->pending || !sv->populated || !sv->pfns)
+        return -1;
+    memset(sv->populated, 0xff, sv->words * 8); /* no populated op */
+    return 0;
+}
+
+static int make_events(struct xtk_save *sv)
+{
+    struct event_base *base = xtk_ctx_event_base(sv->ctx);
+
+    sv->notify_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (sv->notify_fd < 0)
+        return -1;
+    sv->ev_notify =
+        event_new(base, sv->notify_fd, EV_READ | EV_PERSIST, on_round_done, sv);
+    sv->ev_suspend =
+        event_new(base, sv->suspend_fd, EV_READ | EV_PERSIST, on_suspend, sv);
+    sv->ev_timer = evtimer_new(base, on_timer, sv);
+    sv->ev_progress = evtimer_new(base, on_progress, sv);
+    if (sv->opt.flags & XTK_SAVE_MIGRATE)
+        sv->ev_peer =
+            event_new(base, sv->opt.peer_fd, EV_READ | EV_PERSIST, on_peer, sv);
+    if (!sv->ev_notify || !sv->ev_suspend || !sv->ev_timer ||
+        !sv->ev_progress ||
+        ((sv->opt.flags & XTK_SAVE_MIGRATE) && !sv->ev_peer))
+        return xtk__fail(ENOMEM);
+    event_add(sv->ev_notify, NULL);
+    if (sv->ev_peer)
+        event_add(sv->ev_peer, NULL);
+    return 0;
+}
+
+/* Image and domain headers, the domain's shape, STATIC_DATA_END. */
+static int write_headers(struct xtk_save *sv)
+{
+    uint8_t params[XTK__SR_PARAMS_SIZE];
+
+    xtk__sr_config_encode(&sv->cfg, params);
+    if (xtk_stream_write_image_header(sv->out) < 0 ||
+        xtk_stream_write_domain_header(sv->out, XTK_DOMAIN_X86_HVM, 0, 0) < 0 ||
+        xtk_stream_write_record(sv->out, XTK_REC_STATIC_DATA_END, NULL, 0) <
+            0 ||
+        xtk_stream_write_record(sv->out, XTK_REC_HVM_PARAMS, params,
+                                sizeof(params)) < 0) {
+        XTK_PERROR(sv->ctx, "cannot write the stream's headers");
+        return -1;
+    }
+    return 0;
+}
+
+int xtk_save_start(struct xtk_save *sv, xtk_save_done_fn *done, void *arg)
+{
+    struct xtk_domain *dom;
+    int fl;
+
+    if (!sv)
+        return xtk__fail(EINVAL);
+    if (sv->started)
+        return xtk__fail(EBUSY);
+    sv->started = 1;
+    dom = sv->dom;
+    stamp(sv, "save started");
+    if (prepare(sv) < 0)
+        return -1;
+    if (sv->opt.flags & XTK_SAVE_MIGRATE) {
+        fl = fcntl(sv->opt.peer_fd, F_GETFL);
+        if (fl < 0 || fcntl(sv->opt.peer_fd, F_SETFL, fl | O_NONBLOCK) < 0)
+            return -1;
+    }
+    if (dom->ops->suspend_setup(dom, (enum xtk__suspend_method)sv->opt.suspend,
+                                &sv->suspend_fd) < 0) {
+        XTK_PERROR(sv->ctx, "domain %u: cannot suspend it that way",
+                   dom->domid);
+        return -1;
+    }
+    sv->suspend_ready = 1;
+    if (make_events(sv) < 0)
+        goto err;
+    sv->sd = xtk__senders_new(sv->ctx, sv->opt.senders, sv->ram,
+                              sv->cfg.nr_pages, sv->out, sv->notify_fd);
+    if (!sv->sd || write_headers(sv) < 0)
+        goto err;
+    if ((sv->opt.flags & XTK_SAVE_LIVE) || sv->opt.checkpoint_interval_ms) {
+        if (dom->ops->logdirty_enable(dom) < 0) {
+            XTK_PERROR(sv->ctx, "domain %u: cannot log its dirty memory",
+                       dom->domid);
+            goto err;
+        }
+        sv->logdirty = 1;
+        stamp(sv, "dirty log on");
+    }
+    /* Live, frames written from here on are in the log: what was never
+     * written so far needs no reading in round 0. */
+    if ((sv->opt.flags & XTK_SAVE_LIVE) && dom->ops->populated &&
+        dom->ops->populated(dom, sv->populated, sv->words * 64) < 0) {
+        XTK_PERROR(sv->ctx, "domain %u: cannot tell its populated memory",
+                   dom->domid);
+        goto err;
+    }
+    sv->fixed_ns = FIXED_ESTIMATE_NS;
+    sv->done = done;
+    sv->done_arg = arg;
+    if (sv->opt.flags & XTK_SAVE_LIVE) {
+        sv->phase = PH_LIVE;
+        sv->round_dirty = sv->cfg.nr_pages;
+        start_round(sv, all_pfns(sv), sv->populated);
+    } else {
+        request_suspend(sv);
+    }
+    return 0;
+err:
+    /* Nothing was asked of the guest: undo and say so. */
+    {
+        int e = errno ? errno : EIO;
+
+        sv->done = NULL;
+        finish(sv, e);
+        return xtk__fail(e);
+    }
+}
+
+static void run_done(struct xtk_save *sv, int err, void *arg)
+{
+}
+
+int xtk_save_run(struct xtk_save *sv)
+{
+    struct event_base *base;
+
+    if (!sv)
+        return xtk__fail(EINVAL);
+    if (xtk_save_start(sv, run_done, NULL) < 0)
+        return -1;
+    base = xtk_ctx_event_base(sv->ctx);
+    while (!sv->finished)
+        if (event_base_loop(base, EVLOOP_ONCE) < 0) {
+            finish(sv, EIO);
+            break;
+        }
+    return sv->err ? xtk__fail(sv->err) : 0;
+}
+
+void xtk_save_cancel(struct xtk_save *sv)
+{
+    if (!sv || !sv->started || sv->phase == PH_DONE)
+        return;
+    sv->cancel = 1;
+    if (sv->opt.checkpoint_interval_ms && sv->epoch > 0) {
+        /* Checkpointing: the current epoch ends the stream. */
+        if (sv->phase == PH_INTERVAL) {
+            evtimer_del(sv->ev_timer);
+            request_suspend(sv);
+        }
+        return;
+    }
+    if (sv->phase == PH_LIVE)
+        xtk__senders_abort(sv->sd); /* finish() once the round stops */
+    else if (sv->phase == PH_SUSPEND)
+        finish(sv, ECANCELED);
+}
+
+struct xtk_stats *xtk_save_stats(struct xtk_save *sv)
+{
+    return sv ? sv->st : xtk__fail_null(EINVAL);
+}
+
+void xtk_save_free(struct xtk_save *sv)
+{
+    if (!sv)
+        return;
+    if (sv->started && sv->phase != PH_DONE) {
+        sv->done = NULL;
+        finish(sv, ECANCELED);
+    }
+    xtk__senders_free(sv->sd);
+    ev_free(sv->ev_notify);
+    ev_free(sv->ev_suspend);
+    ev_free(sv->ev_timer);
+    ev_free(sv->ev_peer);
+    ev_free(sv->ev_progress);
+    if (sv->notify_fd >= 0)
+        close(sv->notify_fd);
+    free(sv->bitmap);
+    free(sv->pending);
+    free(sv->populated);
+    free(sv->pfns);
+    xtk_stats_free(sv->st);
+    free(sv);
+}

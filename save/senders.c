@@ -1,0 +1,304 @@
+/*
+ * senders.c - the save engine's sender threads.
+ *
+ * A round is a list of frames.  Each thread takes the next XTK__SAVE_BATCH
+ * of them (an atomic counter hands them out), builds one PAGE_DATA record
+ * for them straight from the persistent mapping of guest RAM (a frame that
+ * is all zeroes, or a hole that was never written, goes as an XALLOC entry
+ * without data), and writes it under the stream's mutex; the pages go to
+ * the kernel with writev from where they are, never copied.  The thread
+ * that finishes the round's last batch writes to the notify eventfd,
+ * which wakes the engine on the event loop.
+ *
+ * Each thread times its batches into its own histograms ("batch build":
+ * zero detection and entries; "batch write": waiting for the mutex and
+ * writing), merged into the report after the round.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "save-internal.h"
+
+#define XTK_LOG_CONTEXT "save"
+
+struct sender {
+    struct xtk__senders *sd;
+    pthread_t thread;
+    int started;
+    struct xtk_hist *build, *write;
+    uint64_t entries[XTK__SAVE_BATCH];
+    const void *pages[XTK__SAVE_BATCH];
+};
+
+struct xtk__senders {
+    struct xtk_ctx *ctx;
+    const uint8_t *ram;
+    uint64_t nr_pages;
+    struct xtk_stream *out;
+    int notify_fd;
+    unsigned int n, cap; /* threads started, slots */
+    struct sender *s;
+
+    pthread_mutex_t write_lock; /* the stream */
+    pthread_mutex_t lock;       /* everything below */
+    pthread_cond_t go, idle;
+    uint64_t gen; /* bumped for each round */
+    int quit, busy;
+    unsigned int active; /* threads still in the round */
+    const uint64_t *pfns;
+    const uint64_t *populated;
+    uint64_t count;
+    uint64_t next; /* atomic: the next frame to hand out */
+    int abort;     /* atomic */
+    struct xtk__round_result res;
+};
+
+/* Whether a 4 KiB page is all zeroes: 64 bytes at a time, early out. */
+static int page_is_zero(const uint8_t *p)
+{
+    const uint64_t *w = (const uint64_t *)p;
+
+    for (unsigned int i = 0; i < XTK__PAGE_SIZE / 8; i += 8)
+        if (w[i] | w[i + 1] | w[i + 2] | w[i + 3] | w[i + 4] | w[i + 5] |
+            w[i + 6] | w[i + 7])
+            return 0;
+    return 1;
+}
+
+static int bit(const uint64_t *bm, uint64_t i)
+{
+    return (int)((bm[i / 64] >> (i % 64)) & 1);
+}
+
+/* Sends batches until the round's frames are all handed out. */
+static void send_batches(struct sender *s)
+{
+    struct xtk__senders *sd = s->sd;
+    uint64_t entries = 0, data = 0, zero = 0, last = 0;
+    int err = 0;
+
+    for (;;) {
+        uint64_t idx, t0, t1, t2;
+        unsigned int nb, ndata = 0;
+        int r;
+
+        if (__atomic_load_n(&sd->abort, __ATOMIC_RELAXED))
+            break;
+        idx = __atomic_fetch_add(&sd->next, XTK__SAVE_BATCH, __ATOMIC_RELAXED);
+        if (idx >= sd->count)
+            break;
+        nb =
+            (unsigned int)(sd->count - idx < XTK__SAVE_BATCH ? sd->count - idx
+                                                             : XTK__SAVE_BATCH);
+        t0 = xtk_now_ns();
+        for (unsigned int i = 0; i < nb; i++) {
+            uint64_t pfn = sd->pfns[idx + i];
+            const uint8_t *page = sd->ram + (pfn << XTK__PAGE_SHIFT);
+
+            if ((sd->populated && !bit(sd->populated, pfn)) ||
+                page_is_zero(page)) {
+                s->entries[i] = xtk_pfn_entry(pfn, XTK_PAGE_XALLOC);
+                s->pages[i] = NULL;
+            } else {
+                s->entries[i] = xtk_pfn_entry(pfn, XTK_PAGE_NOTAB);
+                s->pages[i] = page;
+                ndata++;
+            }
+        }
+        t1 = xtk_now_ns();
+        pthread_mutex_lock(&sd->write_lock);
+        r = xtk_stream_write_page_data(sd->out, nb, s->entries, s->pages);
+        t2 = xtk_now_ns();
+        pthread_mutex_unlock(&sd->write_lock);
+        xtk_hist_record(s->build, t1 - t0);
+        xtk_hist_record(s->write, t2 - t1);
+        if (r < 0) {
+            err = errno;
+            __atomic_store_n(&sd->abort, 1, __ATOMIC_RELAXED);
+            break;
+        }
+        entries += nb;
+        data += ndata;
+        zero += nb - ndata;
+        last = t2;
+    }
+
+    pthread_mutex_lock(&sd->lock);
+    sd->res.entries += entries;
+    sd->res.data_pages += data;
+    sd->res.zero_pages += zero;
+    if (last > sd->res.last_write_ns)
+        sd->res.last_write_ns = last;
+    if (err && !sd->res.err)
+        sd->res.err = err;
+    pthread_mutex_unlock(&sd->lock);
+}
+
+static void *sender_main(void *arg)
+{
+    struct sender *s = arg;
+    struct xtk__senders *sd = s->sd;
+    uint64_t seen = 0;
+
+    for (;;) {
+        pthread_mutex_lock(&sd->lock);
+        while (!sd->quit && sd->gen == seen)
+            pthread_cond_wait(&sd->go, &sd->lock);
+        if (sd->quit) {
+            pthread_mutex_unlock(&sd->lock);
+            return NULL;
+        }
+        seen = sd->gen;
+        pthread_mutex_unlock(&sd->lock);
+
+        send_batches(s);
+
+        pthread_mutex_lock(&sd->lock);
+        if (--sd->active == 0) {
+            uint64_t one = 1;
+
+            if (!sd->res.err && __atomic_load_n(&sd->abort, __ATOMIC_RELAXED))
+                sd->res.err = ECANCELED;
+            sd->busy = 0;
+            pthread_cond_broadcast(&sd->idle);
+            if (write(sd->notify_fd, &one, sizeof(one)) != sizeof(one))
+                XTK_PERROR(sd->ctx, "cannot wake the event loop");
+        }
+        pthread_mutex_unlock(&sd->lock);
+    }
+}
+
+struct xtk__senders *xtk__senders_new(struct xtk_ctx *ctx, unsigned int n,
+                                      const uint8_t *ram, uint64_t nr_pages,
+                                      struct xtk_stream *out, int notify_fd)
+{
+    struct xtk__senders *sd;
+
+    if (!n || !ram || !out || notify_fd < 0)
+        return xtk__fail_null(EINVAL);
+    sd = calloc(1, sizeof(*sd));
+    if (!sd)
+        return NULL;
+    sd->ctx = ctx;
+    sd->ram = ram;
+    sd->nr_pages = nr_pages;
+    sd->out = out;
+    sd->notify_fd = notify_fd;
+    pthread_mutex_init(&sd->write_lock, NULL);
+    pthread_mutex_init(&sd->lock, NULL);
+    pthread_cond_init(&sd->go, NULL);
+    pthread_cond_init(&sd->idle, NULL);
+    sd->s = calloc(n, sizeof(*sd->s));
+    if (!sd->s)
+        goto err;
+    sd->cap = n;
+    for (unsigned int i = 0; i < n; i++) {
+        struct sender *s = &sd->s[i];
+        int e;
+
+        s->sd = sd;
+        s->build = xtk_hist_new();
+        s->write = xtk_hist_new();
+        if (!s->build || !s->write)
+            goto err;
+        e = pthread_create(&s->thread, NULL, sender_main, s);
+        if (e) {
+            errno = e;
+            XTK_PERROR(ctx, "cannot start a sender thread");
+            goto err;
+        }
+        s->started = 1;
+        sd->n++;
+    }
+    return sd;
+err:
+    xtk__senders_free(sd);
+    return NULL;
+}
+
+int xtk__senders_round(struct xtk__senders *sd, const uint64_t *pfns,
+                       uint64_t count, const uint64_t *populated)
+{
+    if (!sd || (!pfns && count))
+        return xtk__fail(EINVAL);
+    pthread_mutex_lock(&sd->lock);
+    if (sd->busy) {
+        pthread_mutex_unlock(&sd->lock);
+        return xtk__fail(EBUSY);
+    }
+    sd->pfns = pfns;
+    sd->count = count;
+    sd->populated = populated;
+    sd->next = 0;
+    sd->abort = 0;
+    memset(&sd->res, 0, sizeof(sd->res));
+    sd->busy = 1;
+    sd->active = sd->n;
+    sd->gen++;
+    pthread_cond_broadcast(&sd->go);
+    pthread_mutex_unlock(&sd->lock);
+    return 0;
+}
+
+uint64_t xtk__senders_progress(const struct xtk__senders *sd)
+{
+    uint64_t next = __atomic_load_n(&sd->next, __ATOMIC_RELAXED);
+
+    return next < sd->count ? next : sd->count;
+}
+
+void xtk__senders_result(struct xtk__senders *sd, struct xtk_stats *st,
+                         struct xtk__round_result *out)
+{
+    struct xtk_hist *build =
+        st ? xtk_stats_hist(st, "batch build", "ns") : NULL;
+    struct xtk_hist *write =
+        st ? xtk_stats_hist(st, "batch write", "ns") : NULL;
+
+    pthread_mutex_lock(&sd->lock);
+    *out = sd->res;
+    for (unsigned int i = 0; i < sd->n; i++) {
+        if (build)
+            xtk_hist_merge(build, sd->s[i].build);
+        if (write)
+            xtk_hist_merge(write, sd->s[i].write);
+        xtk_hist_reset(sd->s[i].build);
+        xtk_hist_reset(sd->s[i].write);
+    }
+    pthread_mutex_unlock(&sd->lock);
+}
+
+void xtk__senders_abort(struct xtk__senders *sd)
+{
+    if (sd)
+        __atomic_store_n(&sd->abort, 1, __ATOMIC_RELAXED);
+}
+
+void xtk__senders_free(struct xtk__senders *sd)
+{
+    if (!sd)
+        return;
+    pthread_mutex_lock(&sd->lock);
+    while (sd->busy)
+        pthread_cond_wait(&sd->idle, &sd->lock);
+    sd->quit = 1;
+    pthread_cond_broadcast(&sd->go);
+    pthread_mutex_unlock(&sd->lock);
+    for (unsigned int i = 0; i < sd->n; i++)
+        pthread_join(sd->s[i].thread, NULL);
+    for (unsigned int i = 0; i < sd->cap; i++) {
+        xtk_hist_free(sd->s[i].build);
+        xtk_hist_free(sd->s[i].write);
+    }
+    pthread_cond_destroy(&sd->go);
+    pthread_cond_destroy(&sd->idle);
+    pthread_mutex_destroy(&sd->lock);
+    pthread_mutex_destroy(&sd->write_lock);
+    free(sd->s);
+    free(sd);
+}

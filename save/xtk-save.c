@@ -1,0 +1,369 @@
+/*
+ * xtk-save - save a domain to a file or to stdout, or migrate it to an
+ * xtk-restore listening on another host.  See xtk-save(1).
+ *
+ * A thin front end of xtk/save.h: it opens the destination (a temporary
+ * file beside the target, renamed into place only once the stream is
+ * complete and on disk; stdout; or a TCP connection), runs the save, and
+ * prints the report.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <xtk/save.h>
+
+#include "cli.h"
+
+const char *cli_prog = "xtk-save";
+
+#define SOCKET_TIMEOUT_MS 30000
+
+struct target {
+    const char *path;   /* the file asked for, or NULL */
+    char tmp[PATH_MAX]; /* its temporary sibling while writing */
+    int fd;
+    struct xtk_stream *out;
+    int closed; /* commit closed the stream */
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: %s [options] DOMAIN FILE|-|tcp:HOST:PORT\n"
+            "  -l, --live                   pre-copy while the domain runs\n"
+            "  -c, --checkpoint             keep the domain running after "
+            "the save\n"
+            "  -D, --max-downtime MS        downtime target (default 300)\n"
+            "  -P, --policy downtime|xen    when to stop pre-copy\n"
+            "  -R, --max-rounds N           pre-copy rounds at most (30)\n"
+            "  -B, --max-bytes SIZE         pre-copy bytes at most (3x RAM)\n"
+            "  -s, --suspend evtchn|store|pause\n"
+            "  -j, --senders N              sender threads (2)\n"
+            "  -z, --compress[=LEVEL]       gzip the stream (1-9)\n"
+            "  -I, --checkpoint-interval MS repeat the final round every MS\n"
+            "  -N, --checkpoints N          ... N epochs in all\n"
+            "  -t, --timeout MS             for the suspend and the peer\n"
+            "  -J, --stats-json FILE        write the report as JSON\n"
+            "  -q, --quiet                  no report on stderr\n"
+            "  -v, --verbose\n"
+            "See xtk-save(1).\n",
+            cli_prog);
+}
+
+static int pick(const char *arg, const char *const *names, unsigned int n,
+                uint32_t *out)
+{
+    for (unsigned int i = 0; i < n; i++)
+        if (!strcmp(arg, names[i])) {
+            *out = i;
+            return 0;
+        }
+    return -1;
+}
+
+static int parse_options(int argc, char **argv, struct xtk_save_options *o,
+                         int *level, const char **json, int *quiet,
+                         int *verbose)
+{
+    static const struct option longopts[] = {
+        {"live", no_argument, NULL, 'l'},
+        {"checkpoint", no_argument, NULL, 'c'},
+        {"max-downtime", required_argument, NULL, 'D'},
+        {"policy", required_argument, NULL, 'P'},
+        {"max-rounds", required_argument, NULL, 'R'},
+        {"max-bytes", required_argument, NULL, 'B'},
+        {"suspend", required_argument, NULL, 's'},
+        {"senders", required_argument, NULL, 'j'},
+        {"compress", optional_argument, NULL, 'z'},
+        {"checkpoint-interval", required_argument, NULL, 'I'},
+        {"checkpoints", required_argument, NULL, 'N'},
+        {"timeout", required_argument, NULL, 't'},
+        {"stats-json", required_argument, NULL, 'J'},
+        {"quiet", no_argument, NULL, 'q'},
+        {"verbose", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    static const char *const suspends[] = {"evtchn", "store", "pause"};
+    static const char *const policies[] = {"downtime", "xen"};
+    uint64_t v;
+    int c;
+
+    while ((c = getopt_long(argc, argv, "lcD:P:R:B:s:j:z::I:N:t:J:qvh",
+                            longopts, NULL)) != -1) {
+        switch (c) {
+        case 'l':
+            o->flags |= XTK_SAVE_LIVE;
+            break;
+        case 'c':
+            o->flags |= XTK_SAVE_KEEP;
+            break;
+        case 'D':
+        case 'R':
+        case 'j':
+        case 'I':
+        case 'N':
+        case 't':
+            if (cli_parse_u64(optarg, 1, c == 'j' ? 64 : 86400000, 0, &v) < 0) {
+                fprintf(stderr, "%s: -%c: bad number '%s'\n", cli_prog, c,
+                        optarg);
+                return -1;
+            }
+            if (c == 'D')
+                o->max_downtime_ms = (uint32_t)v;
+            else if (c == 'R')
+                o->max_rounds = (uint32_t)v;
+            else if (c == 'j')
+                o->senders = (uint32_t)v;
+            else if (c == 'I')
+                o->checkpoint_interval_ms = (uint32_t)v;
+            else if (c == 'N')
+                o->checkpoints = (uint32_t)v;
+            else
+                o->timeout_ms = (uint32_t)v;
+            break;
+        case 'B':
+            if (cli_parse_u64(optarg, 1, UINT64_MAX, 1, &o->max_bytes) < 0) {
+                fprintf(stderr, "%s: bad size '%s'\n", cli_prog, optarg);
+                return -1;
+            }
+            break;
+        case 'P':
+            if (pick(optarg, policies, 2, &o->policy) < 0) {
+                fprintf(stderr, "%s: policy downtime or xen\n", cli_prog);
+                return -1;
+            }
+            break;
+        case 's':
+            if (pick(optarg, suspends, 3, &o->suspend) < 0) {
+                fprintf(stderr, "%s: suspend evtchn, store or pause\n",
+                        cli_prog);
+                return -1;
+            }
+            break;
+        case 'z':
+            *level = -1;
+            if (optarg && cli_parse_u64(optarg, 1, 9, 0, &v) < 0) {
+                fprintf(stderr, "%s: compression level 1 to 9\n", cli_prog);
+                return -1;
+            }
+            if (optarg)
+                *level = (int)v;
+            break;
+        case 'J':
+            *json = optarg;
+            break;
+        case 'q':
+            *quiet = 1;
+            break;
+        case 'v':
+            *verbose = 1;
+            break;
+        case 'h':
+            usage(stdout);
+            exit(0);
+        default:
+            usage(stderr);
+            return -1;
+        }
+    }
+    if (o->checkpoints && !o->checkpoint_interval_ms) {
+        fprintf(stderr, "%s: --checkpoints needs --checkpoint-interval\n",
+                cli_prog);
+        return -1;
+    }
+    if (optind + 2 != argc) {
+        usage(stderr);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- the destination -------------------------------------------------- */
+
+/* A temporary file beside path: the stream goes there until commit. */
+static int open_file(struct xtk_ctx *ctx, struct target *t)
+{
+    char dir[PATH_MAX], base[PATH_MAX];
+
+    snprintf(dir, sizeof(dir), "%s", t->path);
+    snprintf(base, sizeof(base), "%s", t->path);
+    if (snprintf(t->tmp, sizeof(t->tmp), "%s/.%s.xtk-XXXXXX", dirname(dir),
+                 basename(base)) >= (int)sizeof(t->tmp)) {
+        fprintf(stderr, "%s: %s: name too long\n", cli_prog, t->path);
+        return -1;
+    }
+    t->fd = mkostemp(t->tmp, O_CLOEXEC);
+    if (t->fd < 0) {
+        fprintf(stderr, "%s: cannot create a file beside %s: %s\n", cli_prog,
+                t->path, strerror(errno));
+        t->tmp[0] = 0;
+        return -1;
+    }
+    {
+        mode_t um = umask(0); /* as a file created in place would be */
+
+        umask(um);
+        fchmod(t->fd, 0666 & ~um);
+    }
+    t->out = xtk_stream_fd(ctx, t->fd, XTK_STREAM_WRITE);
+    return t->out ? 0 : -1;
+}
+
+/*
+ * The stream is complete: finish it (the gzip trailer), make it durable,
+ * and only then put it in place of whatever the target was.
+ */
+static int commit_file(struct xtk_save *sv, void *arg)
+{
+    struct target *t = arg;
+    char dir[PATH_MAX];
+    int dfd, r;
+
+    (void)sv;
+    t->closed = 1;
+    r = xtk_stream_close(t->out);
+    t->out = NULL;
+    if (r < 0 || fsync(t->fd) < 0) {
+        fprintf(stderr, "%s: writing %s: %s\n", cli_prog, t->path,
+                strerror(errno));
+        return -1;
+    }
+    if (rename(t->tmp, t->path) < 0) {
+        fprintf(stderr, "%s: cannot rename %s to %s: %s\n", cli_prog, t->tmp,
+                t->path, strerror(errno));
+        return -1;
+    }
+    t->tmp[0] = 0;
+    snprintf(dir, sizeof(dir), "%s", t->path);
+    dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        fsync(dfd); /* the rename itself */
+        close(dfd);
+    }
+    return 0;
+}
+
+static int open_target(struct xtk_ctx *ctx, const char *where, struct target *t,
+                       struct xtk_save_options *o)
+{
+    t->fd = -1;
+    if (!strcmp(where, "-")) {
+        t->out = xtk_stream_fd(ctx, 1, XTK_STREAM_WRITE);
+        return t->out ? 0 : -1;
+    }
+    if (!strncmp(where, "tcp:", 4)) {
+        char *host, *port;
+
+        if (cli_split_endpoint(where + 4, 0, &host, &port) < 0)
+            return -1;
+        t->fd = cli_tcp_connect(host, port, 5000);
+        free(host);
+        free(port);
+        if (t->fd < 0)
+            return -1;
+        t->out = xtk_stream_socket(ctx, t->fd, XTK_STREAM_WRITE);
+        if (!t->out || xtk_stream_set_timeout(t->out, SOCKET_TIMEOUT_MS) < 0)
+            return -1;
+        o->flags |= XTK_SAVE_MIGRATE;
+        o->peer_fd = t->fd;
+        return 0;
+    }
+    t->path = where;
+    o->commit = commit_file;
+    o->commit_arg = t;
+    return open_file(ctx, t);
+}
+
+static void close_target(struct target *t, int failed)
+{
+    if (!t->closed)
+        xtk_stream_close(t->out);
+    if (t->fd >= 0)
+        close(t->fd);
+    if (failed && t->tmp[0])
+        unlink(t->tmp); /* never a half-written file in place */
+}
+
+/* ---- main ------------------------------------------------------------- */
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    fprintf(stderr, "%s: signal %d: stopping\n", cli_prog, (int)sig);
+    xtk_save_cancel(arg);
+}
+
+int main(int argc, char **argv)
+{
+    struct xtk_save_options o = {0};
+    struct target t = {0};
+    const char *json = NULL;
+    int level = -2, quiet = 0, verbose = 0, rc = 1;
+    struct event *sigs[3] = {0};
+    static const int signums[3] = {SIGINT, SIGTERM, SIGHUP};
+    struct xtk_domain *dom = NULL;
+    struct xtk_save *sv = NULL;
+    struct xtk_ctx *ctx;
+
+    signal(SIGPIPE, SIG_IGN);
+    if (parse_options(argc, argv, &o, &level, &json, &quiet, &verbose) < 0)
+        return 2;
+    ctx = cli_ctx_open();
+    if (!ctx)
+        return 1;
+    if (verbose)
+        xtk_logger_set_level(xtk_ctx_logger(ctx), XTK_LOG_DEBUG);
+    dom = xtk_domain_lookup(ctx, argv[optind]);
+    if (!dom) {
+        fprintf(stderr, "%s: %s: %s\n", cli_prog, argv[optind],
+                errno == ENOENT ? "no such domain" : strerror(errno));
+        goto out;
+    }
+    if (open_target(ctx, argv[optind + 1], &t, &o) < 0)
+        goto out;
+    if (level != -2 && xtk_stream_push_zlib(t.out, level) < 0) {
+        fprintf(stderr, "%s: compression: %s\n", cli_prog, strerror(errno));
+        goto out;
+    }
+    sv = xtk_save_new(dom, t.out, &o);
+    if (!sv) {
+        fprintf(stderr, "%s: %s\n", cli_prog, strerror(errno));
+        goto out;
+    }
+    for (int i = 0; i < 3; i++) {
+        sigs[i] =
+            evsignal_new(xtk_ctx_event_base(ctx), signums[i], on_signal, sv);
+        if (sigs[i])
+            evsignal_add(sigs[i], NULL);
+    }
+    if (xtk_save_run(sv) == 0)
+        rc = 0;
+    else
+        fprintf(stderr, "%s: %s: save failed: %s\n", cli_prog, argv[optind],
+                strerror(errno));
+    if (!quiet)
+        cli_write_report(xtk_save_stats(sv), XTK_STATS_TABLE, NULL);
+    if (json && cli_write_report(xtk_save_stats(sv), XTK_STATS_JSON, json) < 0)
+        rc = 1;
+out:
+    for (int i = 0; i < 3; i++)
+        if (sigs[i])
+            event_free(sigs[i]);
+    xtk_save_free(sv);
+    close_target(&t, rc != 0);
+    xtk_domain_close(dom);
+    xtk_ctx_close(ctx);
+    return rc;
+}
