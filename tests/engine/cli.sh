@@ -1,0 +1,88 @@
+#!/bin/bash
+# xtk-save and xtk-restore, end to end, with real guests: round trips to a
+# file for the idle, dirtying and 4-vCPU spin-lock workloads (live and
+# not), a live checkpoint (-c), compression, a pipe (stdout to stdin), the
+# JSON report; Xen 4.17's verify-stream-v2 accepts every plain stream
+# xtk-save wrote; a checkpointed save to a file; a migration to an
+# xtk-restore on loopback into another run directory ("another host").
+. "$top_srcdir/tests/engine/engine-lib.sh"
+[ -x "$XEN_BINDIR/verify-stream-v2" ] || fail "no verify-stream-v2 (xen-utils-4.17)"
+cd "$work"
+
+# Save DOMAIN into FILE with OPTIONS; the source must then be gone; restore
+# it, and the restored guest must run and check out (and say it resumed,
+# unless it was paused rather than suspended).
+roundtrip() {
+  local dom=$1 file=$2; shift 2
+  "$xsave" -q "$@" "$dom" "$file" || fail "save $dom $*"
+  [ "$(domains)" = 0 ] || fail "the source $dom is still there"
+  xen_verify "$file" >/dev/null || fail "verify-stream-v2 refused $file"
+  id=$("$xrestore" -q "$file") || fail "restore $file"
+  check "$id"
+  case " $* " in
+  *" pause "*) ;;
+  *) console_has "$id" "resumed in domain $id" ;;
+  esac
+  "$xtk" destroy "$id"
+}
+
+"$xtk" create -n idle -m 16 -w idle --no-store >/dev/null
+check idle
+roundtrip idle idle.xtk
+
+"$xtk" create -n dirty -m 32 -w dirty -P 2048 -r 0 --no-store >/dev/null
+check dirty
+roundtrip dirty dirty.xtk --live --stats-json dirty.json
+python3 - dirty.json <<'PY' || fail "the JSON report"
+import json, sys
+r = json.load(open(sys.argv[1]))
+names = [p["name"] for p in r["phases"]]
+for want in ["suspend requested", "suspended notified", "final dirty sync",
+             "last page sent", "state sent", "end sent", "source destroyed"]:
+    assert want in names, want
+assert len(r["rounds"]) >= 2, r["rounds"]
+assert any(k.startswith("stop: ") for k in r["counters"]), r["counters"]
+PY
+
+"$xtk" create -n spin -m 32 -c 4 -w spin --no-store >/dev/null
+check spin
+roundtrip spin spin.xtk --live --suspend pause --senders 1
+
+# A live checkpoint: the source runs on; the copy restores beside it under
+# another name, compressed, from a pipe.
+"$xtk" create -n keep -m 32 -w dirty -P 1024 -r 2000 --no-store >/dev/null
+check keep
+"$xsave" -q -l -c -z1 keep - > keep.xtk.gz || fail "save -c to stdout"
+check keep
+gzip -t keep.xtk.gz || fail "not gzip"
+zcat keep.xtk.gz > keep.xtk
+xen_verify keep.xtk >/dev/null || fail "verify-stream-v2 refused the checkpoint"
+id=$("$xrestore" -q -n keep2 - < keep.xtk.gz) || fail "restore from a pipe"
+check keep2
+check keep
+[ "$(domains)" = 2 ] || fail "both run"
+"$xtk" destroy keep2
+# The same name twice is refused, and nothing is left.
+if "$xrestore" -q keep.xtk.gz 2>err.txt; then fail "a second 'keep'"; fi
+grep -q "exists already" err.txt || fail "no reason: $(cat err.txt)"
+[ "$(domains)" = 1 ] || fail "a domain was left behind"
+
+# Checkpointing to a file: 3 epochs, the domain runs on.
+"$xsave" -q -c -I 30 -N 3 keep ckpt.xtk || fail "checkpointed save"
+check keep
+[ "$("$b/tools/xtk-stream" dump -i ckpt.xtk | grep -c ' CHECKPOINT ')" = 2 ] ||
+  fail "2 CHECKPOINT records"
+id=$("$xrestore" -q -n keep3 ckpt.xtk) || fail "restore the checkpoints"
+check keep3
+"$xtk" destroy keep3
+
+# Migration on loopback into another run directory.
+port=$((20000 + RANDOM % 20000))
+XTK_RUNDIR=$work/run-dst "$xrestore" -q listen:127.0.0.1:$port > dst.id &
+bg_pids+=($!)
+"$xsave" -q -l keep tcp:127.0.0.1:$port || fail "migration"
+wait "${bg_pids[-1]}" || fail "xtk-restore failed"
+[ "$(domains)" = 0 ] || fail "the source is still there"
+XTK_RUNDIR=$work/run-dst check "$(cat dst.id)"
+XTK_RUNDIR=$work/run-dst console_has keep "resumed in domain"
+echo "ok"

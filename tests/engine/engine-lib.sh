@@ -1,0 +1,65 @@
+# engine-lib.sh - what the engine's shell tests share (sourced): the
+# build's programs, a private work directory and run directory, helpers
+# that wait for a guest's self-check, and a cleanup that destroys whatever
+# a failed test left running (in every run directory it made) and shows
+# xtk-hv's logs.
+set -euo pipefail
+b=$top_builddir
+export XTK_HV=$b/xtk-hv XTK_GUEST=$b/guests/xtk-guest.elf
+xtk=$b/xtk
+xsave=$b/xtk-save
+xrestore=$b/xtk-restore
+[ -r /dev/kvm ] || { echo "SKIP: no /dev/kvm" >&2; exit 77; }
+work=$(mktemp -d /tmp/xtk-engine.XXXXXX)
+export XTK_RUNDIR=$work/run
+bg_pids=()
+cleanup_hooks=()
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+cleanup() {
+  local rc=$? d id h
+  for h in "${cleanup_hooks[@]+"${cleanup_hooks[@]}"}"; do eval "$h" || true; done
+  for id in "${bg_pids[@]+"${bg_pids[@]}"}"; do kill -9 "$id" 2>/dev/null || true; done
+  for d in "$work"/run*; do
+    [ -d "$d" ] || continue
+    for id in $(XTK_RUNDIR=$d "$xtk" list 2>/dev/null | awk 'NR > 1 {print $2}'); do
+      XTK_RUNDIR=$d "$xtk" destroy "$id" 2>/dev/null || true
+    done
+    if [ $rc -ne 0 ]; then cat "$d"/*.log >&2 2>/dev/null || true; fi
+  done
+  rm -rf "$work"
+  exit $rc
+}
+trap cleanup EXIT
+
+# The number of live domains (in $XTK_RUNDIR).
+domains() { "$xtk" list | awk 'NR > 1' | wc -l; }
+
+# Waits (up to 5 s) until DOMAIN's self-check passes.
+check() {
+  local i
+  for i in $(seq 100); do
+    "$xtk" check "$1" >/dev/null 2>&1 && return 0
+    sleep 0.05
+  done
+  "$xtk" check "$1" >&2 || true
+  fail "self-check of $1"
+}
+
+# Waits (up to 5 s) until DOMAIN's console has TEXT.
+console_has() {
+  local i
+  for i in $(seq 100); do
+    "$xtk" console "$1" 2>/dev/null | grep -q "$2" && return 0
+    sleep 0.05
+  done
+  "$xtk" console "$1" >&2 || true
+  fail "console of $1 lacks '$2'"
+}
+
+# Xen 4.17's verifier, run as ../shared/reference/migration-stream.md says.
+xen_verify() {
+  PYTHONPATH=/usr/lib/xen-4.17/lib/python /usr/bin/python3 \
+    "$XEN_BINDIR/verify-stream-v2" -i "$1"
+}
