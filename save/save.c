@@ -43,6 +43,7 @@
 #define DEFAULT_TIMEOUT_MS 30000
 #define FIXED_ESTIMATE_NS 1000000ull /* suspend + state + resume, estimated */
 #define PROGRESS_MS 200
+#define WATCH_MS 100 /* how often a suspending domain is checked on */
 
 enum phase {
     PH_NEW,
@@ -75,6 +76,7 @@ struct xtk_save {
     struct xtk__senders *sd;
     int notify_fd, suspend_fd;
     struct event *ev_notify, *ev_suspend, *ev_timer, *ev_peer, *ev_progress;
+    struct event *ev_watch;
 
     unsigned int round, epoch;
     int logdirty, suspend_ready, suspend_asked, stopped;
@@ -88,6 +90,7 @@ struct xtk_save {
 };
 
 static void finish(struct xtk_save *sv, int err);
+static void arm_watch(struct xtk_save *sv);
 static void start_round(struct xtk_save *sv, uint64_t count,
                         const uint64_t *populated);
 
@@ -181,6 +184,41 @@ static void request_suspend(struct xtk_save *sv)
     }
     event_add(sv->ev_suspend, NULL);
     arm_timer(sv, sv->opt.timeout_ms);
+    arm_watch(sv);
+}
+
+static void arm_watch(struct xtk_save *sv)
+{
+    struct timeval tv = {0, WATCH_MS * 1000};
+
+    evtimer_add(sv->ev_watch, &tv);
+}
+
+/*
+ * While the guest is asked to suspend, it is checked on now and then (off
+ * the critical path): a domain destroyed or crashed meanwhile fails the
+ * save at once rather than at the timeout.
+ */
+static void on_watch(evutil_socket_t fd, short what, void *arg)
+{
+    struct xtk_save *sv = arg;
+    struct xtk_domain_info info;
+
+    if (sv->phase != PH_SUSPEND)
+        return;
+    if (sv->dom->ops->info(sv->dom, &info) < 0) {
+        XTK_PERROR(sv->ctx, "domain %u went away while suspending",
+                   sv->dom->domid);
+        fail_errno(sv);
+        return;
+    }
+    if (info.flags & XTK_DOMINFO_CRASHED) {
+        XTK_ERROR(sv->ctx, "domain %u crashed while suspending",
+                  sv->dom->domid);
+        finish(sv, EIO);
+        return;
+    }
+    arm_watch(sv);
 }
 
 static void on_suspend(evutil_socket_t fd, short what, void *arg)
@@ -205,6 +243,7 @@ static void on_suspend(evutil_socket_t fd, short what, void *arg)
     sv->stopped = 1;
     event_del(sv->ev_suspend);
     evtimer_del(sv->ev_timer);
+    evtimer_del(sv->ev_watch);
 
     if (sv->logdirty &&
         sv->dom->ops->logdirty_read(sv->dom, XTK__LOGDIRTY_FINAL, sv->bitmap,
@@ -551,6 +590,7 @@ static void finish(struct xtk_save *sv, int err)
     ev_stop(sv->ev_peer);
     ev_stop(sv->ev_timer);
     ev_stop(sv->ev_progress);
+    ev_stop(sv->ev_watch);
 
     if (err && (sv->opt.flags & XTK_SAVE_MIGRATE) && err != ECONNRESET &&
         !sv->reply_got)
@@ -692,11 +732,12 @@ static int make_events(struct xtk_save *sv)
         event_new(base, sv->suspend_fd, EV_READ | EV_PERSIST, on_suspend, sv);
     sv->ev_timer = evtimer_new(base, on_timer, sv);
     sv->ev_progress = evtimer_new(base, on_progress, sv);
+    sv->ev_watch = evtimer_new(base, on_watch, sv);
     if (sv->opt.flags & XTK_SAVE_MIGRATE)
         sv->ev_peer =
             event_new(base, sv->opt.peer_fd, EV_READ | EV_PERSIST, on_peer, sv);
     if (!sv->ev_notify || !sv->ev_suspend || !sv->ev_timer ||
-        !sv->ev_progress ||
+        !sv->ev_progress || !sv->ev_watch ||
         ((sv->opt.flags & XTK_SAVE_MIGRATE) && !sv->ev_peer))
         return xtk__fail(ENOMEM);
     event_add(sv->ev_notify, NULL);
@@ -853,6 +894,7 @@ void xtk_save_free(struct xtk_save *sv)
     ev_free(sv->ev_timer);
     ev_free(sv->ev_peer);
     ev_free(sv->ev_progress);
+    ev_free(sv->ev_watch);
     if (sv->notify_fd >= 0)
         close(sv->notify_fd);
     free(sv->bitmap);

@@ -63,3 +63,36 @@ xen_verify() {
   PYTHONPATH=/usr/lib/xen-4.17/lib/python /usr/bin/python3 \
     "$XEN_BINDIR/verify-stream-v2" -i "$1"
 }
+
+# Waits (up to 5 s) until something listens on TCP port $1 (in the current
+# network namespace).
+wait_listen() {
+  local i
+  for i in $(seq 100); do
+    ss -Hltn "sport = :$1" | grep -q . && return 0
+    sleep 0.05
+  done
+  fail "nothing listens on port $1"
+}
+
+# Waits (up to 10 s) until `xtk info DOMAIN` says FIELD: VALUE.
+wait_info() {
+  local i
+  for i in $(seq 200); do
+    "$xtk" info "$1" 2>/dev/null | grep -q "^$2: *$3" && return 0
+    sleep 0.05
+  done
+  "$xtk" info "$1" >&2 || true
+  fail "$1: $2 is not $3"
+}
+
+# Waits (up to 10 s) until there is no domain left in $XTK_RUNDIR.
+wait_none() {
+  local i
+  for i in $(seq 200); do
+    [ "$(domains)" = 0 ] && return 0
+    sleep 0.05
+  done
+  "$xtk" list >&2
+  fail "domains left in $XTK_RUNDIR"
+}
