@@ -584,7 +584,8 @@ static int kvm_list(struct xtk_ctx *ctx, struct xtk_domain_info **infos,
     }
     closedir(d);
     free(rx);
-    qsort(v, n, sizeof(*v), by_domid);
+    if (n)
+        qsort(v, n, sizeof(*v), by_domid);
     *infos = v;
     *nr = n;
     return 0;
