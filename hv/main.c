@@ -39,32 +39,6 @@
 #define XTK_GUEST_DEFAULT "xtk-guest.elf"
 #endif
 
-static uint32_t log_domid;
-
-void hv_log(const char *fmt, ...)
-{
-    int e = errno;
-    char buf[512];
-    va_list ap;
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof(buf), fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "%lld.%03ld xtk-hv[%u]: %s\n", (long long)ts.tv_sec,
-            ts.tv_nsec / 1000000, log_domid, buf);
-    errno = e;
-}
-
-uint64_t hv_now_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static void usage(FILE *f)
 {
     fprintf(f,
@@ -273,7 +247,7 @@ static int take_id(struct hv *hv)
         hv->lock_fd = lock_path(path);
         if (hv->lock_fd >= 0) {
             hv->domid = id;
-            log_domid = id;
+            hv_log_domid = id;
             snprintf(path, sizeof(path), "%s/next-domid", hv->opt.rundir);
             if ((f = fopen(path, "we"))) {
                 fprintf(f, "%u\n", id % DOMID_MAX + 1);
