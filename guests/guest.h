@@ -193,7 +193,7 @@ void work_verify(void);
 void store_init(void);
 /* After a restore into a new domain: re-registers the watch. */
 void store_reconnect(void);
-/* A watch event was read on the way to a reply: store_poll() has work. */
+/* store_poll() has work (see store.c). */
 int store_pending(void);
 /* Handles pending replies and watch events; returns 1 if a suspend was
  * requested through control/shutdown (already acknowledged). */

@@ -449,6 +449,11 @@ int main(int argc, char **argv)
         goto err_ready;
     if (hv_vm_start(hv) < 0 || hv_ctl_listen(hv) < 0)
         goto err_ready;
+    /* An empty or paused domain is ready once every vCPU is parked. */
+    pthread_mutex_lock(&hv->lock);
+    if (hv_vm_must_park(hv))
+        hv_vm_wait_parked(hv);
+    pthread_mutex_unlock(&hv->lock);
     tell_ready(hv, 0);
     rc = run_loop(hv, sig_fd) < 0;
     goto out;

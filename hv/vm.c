@@ -140,8 +140,12 @@ int hv_vm_create(struct hv *hv)
                          ? (size_t)r
                          : sizeof(struct kvm_xsave);
 
-    hv->mem_fd = memfd_create("xtk-guest-ram", MFD_CLOEXEC);
-    if (hv->mem_fd < 0 || ftruncate(hv->mem_fd, (off_t)hv->mem_bytes) < 0) {
+    /* Sealed at its size: whoever gets the fd (toolstack, store) cannot
+     * shrink guest RAM under the VM. */
+    hv->mem_fd = memfd_create("xtk-guest-ram", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (hv->mem_fd < 0 || ftruncate(hv->mem_fd, (off_t)hv->mem_bytes) < 0 ||
+        fcntl(hv->mem_fd, F_ADD_SEALS,
+              F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
         hv_log("guest RAM memfd: %m");
         return -1;
     }
