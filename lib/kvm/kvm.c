@@ -448,22 +448,49 @@ static int spawn_hv(struct xtk_ctx *ctx, char *const argv[], uint32_t *domid)
     return r;
 }
 
+/*
+ * Where a program is: $env, else the installed path, else beside the
+ * running program (a build tree: xtk-hv and guests/ are next to xtk).
+ */
+static const char *find_file(const char *env, const char *installed,
+                             const char *beside, char *buf, size_t size)
+{
+    const char *v = getenv(env);
+    char exe[PATH_MAX];
+    ssize_t n;
+
+    if (v && *v)
+        return v;
+    if (access(installed, F_OK) == 0)
+        return installed;
+    n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n > 0) {
+        exe[n] = 0;
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = 0;
+            snprintf(buf, size, "%s/%s", exe, beside);
+            if (access(buf, F_OK) == 0)
+                return buf;
+        }
+    }
+    return installed;
+}
+
 static int kvm_create(struct xtk_domain *dom,
                       const struct xtk_domain_config *cfg, unsigned int flags)
 {
-    const char *hv = getenv("XTK_HV");
+    char hv_buf[PATH_MAX + 32], guest_buf[PATH_MAX + 32];
+    const char *hv =
+        find_file("XTK_HV", XTK_HV_PATH, "xtk-hv", hv_buf, sizeof(hv_buf));
     const char *kernel = cfg->kernel;
     char mem[32], vcpus[32];
     char *argv[20];
     int n = 0;
 
-    if (!hv || !*hv)
-        hv = XTK_HV_PATH;
-    if (!kernel) {
-        kernel = getenv("XTK_GUEST");
-        if (!kernel || !*kernel)
-            kernel = XTK_GUEST_PATH;
-    }
+    if (!kernel)
+        kernel = find_file("XTK_GUEST", XTK_GUEST_PATH, "guests/xtk-guest.elf",
+                           guest_buf, sizeof(guest_buf));
     snprintf(mem, sizeof(mem), "%llu",
              (unsigned long long)(cfg->memory_mib ? cfg->memory_mib : 64));
     snprintf(vcpus, sizeof(vcpus), "%u", cfg->nr_vcpus ? cfg->nr_vcpus : 1);
