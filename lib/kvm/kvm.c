@@ -429,7 +429,9 @@ static int spawn_hv(struct xtk_ctx *ctx, char *const argv[], uint32_t *domid)
             _exit(0);
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
-        if (dup2(pipefd[1], 3) < 0)
+        /* fd 3: dup2() clears close-on-exec, unless it is already 3. */
+        if (pipefd[1] == 3 ? fcntl(3, F_SETFD, 0) < 0
+                           : dup2(pipefd[1], 3) < 0)
             _exit(127);
         null = open("/dev/null", O_RDWR);
         if (null >= 0) {
