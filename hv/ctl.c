@@ -321,6 +321,23 @@ static int do_console_read(struct hv *hv, int ci, const struct xtk_hvctl_hdr *h,
     return 0;
 }
 
+static int do_rename(struct hv *hv, int ci, const struct xtk_hvctl_hdr *h,
+                     const void *payload, struct reply *rep)
+{
+    char name[XTK_HVCTL_NAME_MAX];
+
+    memcpy(name, payload, h->len);
+    if (name[h->len - 1] || strlen(name) != h->len - 1)
+        return EINVAL;
+    if (!strcmp(name, hv->name))
+        return 0;
+    if (hv_take_name(hv, name) < 0)
+        return errno;
+    hv_log("renamed %s", hv->name);
+    hv_store_set_name(hv);
+    return 0;
+}
+
 static const handler_fn handlers[XTK_HVCTL_OP_MAX + 1] = {
     [XTK_HVCTL_OP_HELLO] = do_hello,
     [XTK_HVCTL_OP_INFO] = do_info,
@@ -334,6 +351,7 @@ static const handler_fn handlers[XTK_HVCTL_OP_MAX + 1] = {
     [XTK_HVCTL_OP_RESUME] = do_resume,
     [XTK_HVCTL_OP_DESTROY] = do_destroy,
     [XTK_HVCTL_OP_CONSOLE_READ] = do_console_read,
+    [XTK_HVCTL_OP_RENAME] = do_rename,
 };
 
 /* ---- connections ---------------------------------------------------- */

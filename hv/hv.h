@@ -129,6 +129,11 @@ struct hv {
     int creator;  /* empty domain: the restore's connection, or -1 */
 };
 
+/* main.c */
+/* Takes name (unique among live domains: EEXIST; EINVAL if malformed) and
+ * lets the old one go. */
+int hv_take_name(struct hv *hv, const char *name);
+
 /* log.c */
 extern uint32_t hv_log_domid;
 extern int hv_log_quiet; /* the fuzzer sets it */
@@ -169,5 +174,7 @@ void hv_ctl_close(struct hv *hv, int ci);
 /* store.c */
 int hv_store_register(struct hv *hv);
 void hv_store_handle(struct hv *hv);
+/* Rewrites /local/domain/<id>/name after a rename. */
+void hv_store_set_name(struct hv *hv);
 
 #endif /* XTK_HV_H */

@@ -174,6 +174,9 @@ struct xtk__backend_ops {
      */
     int (*destroy)(struct xtk_domain *dom);
 
+    /* Gives the domain another name (EEXIST: taken). */
+    int (*rename)(struct xtk_domain *dom, const char *name);
+
     /* As xtk_domain_console_read().  Optional. */
     int (*console_read)(struct xtk_domain *dom, uint64_t *offset, char *buf,
                         size_t *len);

@@ -86,7 +86,10 @@ enum xtk_hvctl_op {
     /* Payload: struct xtk_hvctl_console_req.  Reply: struct
      * xtk_hvctl_console, then the bytes. */
     XTK_HVCTL_OP_CONSOLE_READ = 12,
-    XTK_HVCTL_OP_MAX = 12,
+    /* Payload: the new name, NUL-terminated (XTK_HVCTL_NAME_MAX with it).
+     * EEXIST if another live domain has it. */
+    XTK_HVCTL_OP_RENAME = 13,
+    XTK_HVCTL_OP_MAX = 13,
 };
 
 #define XTK_HVCTL_HELLO_OWN 0x1u

@@ -430,8 +430,7 @@ static int spawn_hv(struct xtk_ctx *ctx, char *const argv[], uint32_t *domid)
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
         /* fd 3: dup2() clears close-on-exec, unless it is already 3. */
-        if (pipefd[1] == 3 ? fcntl(3, F_SETFD, 0) < 0
-                           : dup2(pipefd[1], 3) < 0)
+        if (pipefd[1] == 3 ? fcntl(3, F_SETFD, 0) < 0 : dup2(pipefd[1], 3) < 0)
             _exit(127);
         null = open("/dev/null", O_RDWR);
         if (null >= 0) {
@@ -687,6 +686,15 @@ static int kvm_destroy(struct xtk_domain *dom)
            recv(kd->sock, &c, 1, MSG_DONTWAIT) > 0)
         ;
     return 0;
+}
+
+static int kvm_rename(struct xtk_domain *dom, const char *name)
+{
+    size_t n = strlen(name) + 1;
+
+    if (n < 2 || n > XTK_HVCTL_NAME_MAX)
+        return xtk__fail(EINVAL);
+    return kcall(dom, XTK_HVCTL_OP_RENAME, 0, name, n, NULL, 0, NULL);
 }
 
 static int kvm_console_read(struct xtk_domain *dom, uint64_t *offset, char *buf,
@@ -1033,6 +1041,7 @@ const struct xtk__backend_ops xtk__kvm_backend = {
     .pause = kvm_pause,
     .unpause = kvm_unpause,
     .destroy = kvm_destroy,
+    .rename = kvm_rename,
     .console_read = kvm_console_read,
     .map_all = kvm_map_all,
     .map_batch = kvm_map_batch,
