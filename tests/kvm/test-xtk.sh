@@ -39,6 +39,10 @@ done
 "$xtk" unpause "$id"
 "$xtk" info web | grep -q "^paused: *no$" || fail "unpaused"
 
+! "$xtk" rename db web 2>/dev/null || fail "rename onto a taken name"
+"$xtk" rename db store1
+"$xtk" list | grep -Eq "^store1 +$id2 " || fail "renamed"
+
 "$xtk" destroy web
 "$xtk" destroy "$id2"
 ! "$xtk" info web 2>/dev/null || fail "web still there"
@@ -46,4 +50,4 @@ done
 ! "$xtk" pause nobody 2>/dev/null || fail "unknown domain"
 ! "$xtk" create -m 1 --no-store 2>/dev/null || fail "1 MiB accepted"
 ! "$xtk" frobnicate 2>/dev/null || fail "unknown command"
-echo "xtk: create, list, info, console, pause, check, unpause, destroy"
+echo "xtk: create, list, info, console, pause, check, unpause, rename, destroy"
