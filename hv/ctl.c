@@ -442,6 +442,30 @@ static int send_reply(int fd, const struct xtk_hvctl_hdr *req, int err,
     return 0;
 }
 
+/*
+ * Whether a complaint about a client may be logged: at most 20 a second,
+ * so that a client sending garbage cannot fill the disk with the log.
+ */
+static int complain_ok(void)
+{
+    static uint64_t window;
+    static unsigned int n, dropped;
+    uint64_t now = hv_now_ns() / 1000000000ull;
+
+    if (now != window) {
+        if (dropped)
+            hv_log("control: %u complaints not logged", dropped);
+        window = now;
+        n = dropped = 0;
+    }
+    if (n < 20) {
+        n++;
+        return 1;
+    }
+    dropped++;
+    return 0;
+}
+
 /* Closes any fds a peer sent us: requests carry none. */
 static void drop_fds(struct msghdr *mh)
 {
@@ -481,17 +505,19 @@ void hv_ctl_handle(struct hv *hv, int ci)
     drop_fds(&mh);
     err = xtk__hvctl_check(rx_buf, (size_t)n, !!(mh.msg_flags & MSG_TRUNC), 0);
     if (err < 0) {
-        hv_log("control: not a control message: disconnected");
+        if (complain_ok())
+            hv_log("control: not a control message: disconnected");
         hv_ctl_close(hv, ci);
         return;
     }
     memcpy(&h, rx_buf, sizeof(h));
     if (!err)
         err = handlers[h.op](hv, ci, &h, rx_buf + sizeof(h), &rep);
-    if (err && err != EBUSY)
+    if (err && err != EBUSY && complain_ok())
         hv_log("control: %s: %s", xtk__hvctl_op_name(h.op), strerror(err));
     if (send_reply(c->fd, &h, err, &rep) < 0) {
-        hv_log("control: cannot reply (%m): disconnected");
+        if (complain_ok())
+            hv_log("control: cannot reply (%m): disconnected");
         hv_ctl_close(hv, ci);
     }
 }
