@@ -333,19 +333,21 @@ err_vm:
 /* Files every record of buf in p; -1 (EINVAL) if one is wrong. */
 static int parse(struct hv *hv, const void *buf, size_t len, struct parsed *p)
 {
-    size_t off = 0;
+    size_t off = 0, skipped = 0;
     uint32_t type, length;
     const void *body;
     int r;
 
     while ((r = xtk__rec_next(buf, len, &off, &type, &body, &length)) > 0) {
         if (type < XTK_KVM_REC_BASE || type > XTK_KVM_REC_MAX) {
-            hv_log("set-state: record %#x is not KVM's: skipped", type);
+            skipped++;
             continue;
         }
         if (parse_one(hv, p, type, body, length) < 0)
             return -1;
     }
+    if (skipped)
+        hv_log("set-state: %zu records not KVM's: skipped", skipped);
     if (r < 0) {
         hv_log("set-state: records badly framed");
         errno = EINVAL;
