@@ -45,12 +45,16 @@ static void apply_pause(struct hv *hv)
         hv_vm_wake(hv);
 }
 
+/* Whether the domain must not run; if so, waits until every vCPU has
+ * parked (a new empty domain's threads may not have got there yet). */
 static int is_paused(struct hv *hv)
 {
     int r;
 
     pthread_mutex_lock(&hv->lock);
-    r = hv_vm_must_park(hv) && hv->parked == hv->nr_vcpus;
+    r = hv_vm_must_park(hv);
+    if (r)
+        hv_vm_wait_parked(hv);
     pthread_mutex_unlock(&hv->lock);
     return r;
 }
