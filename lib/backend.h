@@ -204,6 +204,17 @@ struct xtk__backend_ops {
     int (*unmap_batch)(struct xtk_domain *dom, void *base, unsigned int nr);
 
     /*
+     * Fills bitmap (room for nr_bits >= info.nr_pages bits, laid out as
+     * logdirty_read's) with the frames that may hold data, and clears the
+     * bits of frames that certainly read as zero because nothing ever
+     * wrote them (holes in KVM's memory file).  A save uses it to skip
+     * untouched memory without reading it, which would allocate it.
+     * Optional: without it every frame counts as populated.
+     */
+    int (*populated)(struct xtk_domain *dom, uint64_t *bitmap,
+                     uint64_t nr_bits);
+
+    /*
      * Restore only: makes frames pfns[0..nr-1] exist so they can be mapped
      * writable (Xen: populate_physmap; KVM: checks they are in range).
      */

@@ -788,6 +788,40 @@ static int kvm_unmap_batch(struct xtk_domain *dom, void *base, unsigned int nr)
     return munmap(base, (size_t)nr << XTK__PAGE_SHIFT);
 }
 
+/* The memfd's data extents (SEEK_DATA/SEEK_HOLE): holes were never
+ * written and read as zero. */
+static int kvm_populated(struct xtk_domain *dom, uint64_t *bitmap,
+                         uint64_t nr_bits)
+{
+    struct kvm_dom *kd = kd_of(dom);
+    off_t size = (off_t)(kd->hello.nr_pages << XTK__PAGE_SHIFT), data = 0;
+
+    if (!bitmap || nr_bits < kd->hello.nr_pages)
+        return xtk__fail(EINVAL);
+    memset(bitmap, 0, (nr_bits + 63) / 64 * 8);
+    while (data < size) {
+        off_t hole;
+
+        data = lseek(kd->mem_fd, data, SEEK_DATA);
+        if (data < 0) {
+            if (errno == ENXIO) /* no data after here */
+                break;
+            return -1;
+        }
+        hole = lseek(kd->mem_fd, data, SEEK_HOLE);
+        if (hole < 0)
+            return -1;
+        if (hole > size)
+            hole = size;
+        for (uint64_t pfn = (uint64_t)data >> XTK__PAGE_SHIFT;
+             pfn < ((uint64_t)hole + XTK__PAGE_SIZE - 1) >> XTK__PAGE_SHIFT;
+             pfn++)
+            bitmap[pfn / 64] |= 1ull << (pfn % 64);
+        data = hole;
+    }
+    return 0;
+}
+
 static int kvm_populate(struct xtk_domain *dom, const uint64_t *pfns,
                         unsigned int nr)
 {
@@ -1046,6 +1080,7 @@ const struct xtk__backend_ops xtk__kvm_backend = {
     .map_all = kvm_map_all,
     .map_batch = kvm_map_batch,
     .unmap_batch = kvm_unmap_batch,
+    .populated = kvm_populated,
     .populate = kvm_populate,
     .logdirty_enable = kvm_logdirty_enable,
     .logdirty_read = kvm_logdirty_read,
