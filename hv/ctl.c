@@ -76,6 +76,13 @@ static void release_conn(struct hv *hv, int ci)
         hv_vm_logdirty(hv, 0);
         hv->logdirty_owner = -1;
     }
+    if (c->guard) {
+        c->guard = 0;
+        hv_log("connection closed in the middle of a suspend: the guest "
+               "will be resumed");
+        hv->orphan_until = hv_now_ns() + XTK_HVCTL_ORPHAN_MS * 1000000ull;
+        hv_ctl_orphan_check(hv);
+    }
     if (hv->creator == ci) {
         hv->creator = -1;
         if (hv->empty) {
@@ -83,6 +90,22 @@ static void release_conn(struct hv *hv, int ci)
                    "domain: destroying it");
             hv->destroy = 1;
         }
+    }
+}
+
+void hv_ctl_orphan_check(struct hv *hv)
+{
+    struct xtk_guest_status *s = hv_guest_status(hv);
+
+    if (!hv->orphan_until)
+        return;
+    if (s &&
+        __atomic_load_n(&s->state, __ATOMIC_ACQUIRE) == XTK_GUEST_SUSPENDED) {
+        hv_log("resuming the guest its dead toolstack left suspended");
+        hv_vm_kick_suspended(hv);
+        hv->orphan_until = 0;
+    } else if (!s || hv_now_ns() >= hv->orphan_until) {
+        hv->orphan_until = 0; /* it never suspended */
     }
 }
 
@@ -325,6 +348,16 @@ static int do_console_read(struct hv *hv, int ci, const struct xtk_hvctl_hdr *h,
     return 0;
 }
 
+static int do_suspend_guard(struct hv *hv, int ci,
+                            const struct xtk_hvctl_hdr *h, const void *payload,
+                            struct reply *rep)
+{
+    hv->conns[ci].guard = !!(h->flags & XTK_HVCTL_SUSPEND_GUARD_ON);
+    if (hv->conns[ci].guard)
+        hv->orphan_until = 0; /* a new save owns the suspend now */
+    return 0;
+}
+
 static int do_rename(struct hv *hv, int ci, const struct xtk_hvctl_hdr *h,
                      const void *payload, struct reply *rep)
 {
@@ -355,6 +388,7 @@ static const handler_fn handlers[XTK_HVCTL_OP_MAX + 1] = {
     [XTK_HVCTL_OP_RESUME] = do_resume,
     [XTK_HVCTL_OP_DESTROY] = do_destroy,
     [XTK_HVCTL_OP_CONSOLE_READ] = do_console_read,
+    [XTK_HVCTL_OP_SUSPEND_GUARD] = do_suspend_guard,
     [XTK_HVCTL_OP_RENAME] = do_rename,
 };
 

@@ -53,8 +53,9 @@ struct hv_port {
 };
 
 struct hv_conn {
-    int fd;   /* -1: free slot */
-    int held; /* holds a pause (XTK_HVCTL_PAUSE_HOLD) */
+    int fd;    /* -1: free slot */
+    int held;  /* holds a pause (XTK_HVCTL_PAUSE_HOLD) */
+    int guard; /* suspending the guest (XTK_HVCTL_OP_SUSPEND_GUARD) */
 };
 
 struct hv_options {
@@ -127,6 +128,9 @@ struct hv {
     int store_fd; /* the privileged store connection; -1 */
     int destroy;  /* DESTROY received: leave the loop */
     int creator;  /* empty domain: the restore's connection, or -1 */
+    /* A guarded suspend whose connection died: resume the guest once it
+     * reports suspended, until this time (hv_now_ns); 0: none. */
+    uint64_t orphan_until;
 };
 
 /* main.c */
@@ -170,6 +174,9 @@ int hv_ctl_listen(struct hv *hv);
 void hv_ctl_accept(struct hv *hv);
 void hv_ctl_handle(struct hv *hv, int ci);
 void hv_ctl_close(struct hv *hv, int ci);
+/* Resumes a guest whose guarded suspend lost its connection, once it sits
+ * suspended; called from the loop while hv->orphan_until is set. */
+void hv_ctl_orphan_check(struct hv *hv);
 
 /* store.c */
 int hv_store_register(struct hv *hv);

@@ -345,12 +345,14 @@ static int run_loop(struct hv *hv, int sig_fd)
             pfd[n] = (struct pollfd){.fd = hv->conns[i].fd, .events = POLLIN};
             map[n++] = i;
         }
-        if (poll(pfd, (nfds_t)n, -1) < 0) {
+        /* An orphaned suspend is watched every 2 ms (see ctl.c). */
+        if (poll(pfd, (nfds_t)n, hv->orphan_until ? 2 : -1) < 0) {
             if (errno == EINTR)
                 continue;
             hv_log("poll: %m");
             return -1;
         }
+        hv_ctl_orphan_check(hv);
         for (int i = 0; i < n && !hv->destroy; i++) {
             if (!pfd[i].revents)
                 continue;

@@ -256,6 +256,11 @@ struct xtk__backend_ops {
      * loop (never a store watch).  The fd belongs to the backend and stays
      * valid until suspend_teardown.  ENOTSUP if the guest cannot suspend
      * that way (no suspend channel, no store).
+     *
+     * From here to suspend_teardown the handle guards the suspend: if it is
+     * closed first (the toolstack died in the middle of a save), the
+     * domain is resumed, also when the guest only finishes suspending
+     * afterwards.  A dead save never leaves a guest suspended or paused.
      */
     int (*suspend_setup)(struct xtk_domain *dom,
                          enum xtk__suspend_method method, int *fd);

@@ -86,16 +86,27 @@ enum xtk_hvctl_op {
     /* Payload: struct xtk_hvctl_console_req.  Reply: struct
      * xtk_hvctl_console, then the bytes. */
     XTK_HVCTL_OP_CONSOLE_READ = 12,
+    /*
+     * Flags: XTK_HVCTL_SUSPEND_GUARD_ON sets this connection's suspend
+     * guard, none clears it.  While it is set the connection is suspending
+     * the guest (a save): if it closes first (the toolstack died), xtk-hv
+     * resumes the guest, at once if it sits suspended, else as soon as it
+     * reports suspended (within XTK_HVCTL_ORPHAN_MS), so a dead save never
+     * leaves a guest suspended.  Another connection's guard cancels that.
+     */
+    XTK_HVCTL_OP_SUSPEND_GUARD = 13,
     /* Payload: the new name, NUL-terminated (XTK_HVCTL_NAME_MAX with it).
      * EEXIST if another live domain has it. */
-    XTK_HVCTL_OP_RENAME = 13,
-    XTK_HVCTL_OP_MAX = 13,
+    XTK_HVCTL_OP_RENAME = 14,
+    XTK_HVCTL_OP_MAX = 14,
 };
 
 #define XTK_HVCTL_HELLO_OWN 0x1u
 #define XTK_HVCTL_PAUSE_HOLD 0x1u
 #define XTK_HVCTL_UNPAUSE_FORCE 0x1u
 #define XTK_HVCTL_LOGDIRTY_FINAL 0x1u
+#define XTK_HVCTL_SUSPEND_GUARD_ON 0x1u
+#define XTK_HVCTL_ORPHAN_MS 10000
 
 #define XTK_HVCTL_NAME_MAX 64 /* with the NUL */
 

@@ -878,6 +878,8 @@ static void drain(int fd)
         ;
 }
 
+static void kvm_suspend_teardown(struct xtk_domain *dom);
+
 static int kvm_suspend_setup(struct xtk_domain *dom,
                              enum xtk__suspend_method method, int *fd)
 {
@@ -922,6 +924,14 @@ static int kvm_suspend_setup(struct xtk_domain *dom,
         break;
     default:
         return xtk__fail(EINVAL);
+    }
+    /* If we die before suspend_teardown, xtk-hv resumes the guest. */
+    if (kcall(dom, XTK_HVCTL_OP_SUSPEND_GUARD, XTK_HVCTL_SUSPEND_GUARD_ON, NULL,
+              0, NULL, 0, NULL) < 0) {
+        int e = errno;
+        kd->suspend_set = 1;
+        kvm_suspend_teardown(dom);
+        return xtk__fail(e);
     }
     kd->method = method;
     kd->suspend_set = 1;
@@ -990,6 +1000,9 @@ static void kvm_suspend_teardown(struct xtk_domain *dom)
 {
     struct kvm_dom *kd = kd_of(dom);
 
+    /* Fails harmlessly on a domain destroyed meanwhile. */
+    if (kd->suspend_set)
+        kcall(dom, XTK_HVCTL_OP_SUSPEND_GUARD, 0, NULL, 0, NULL, 0, NULL);
     if (kd->pause_evfd >= 0)
         close(kd->pause_evfd);
     if (kd->store_fd >= 0)
