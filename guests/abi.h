@@ -27,6 +27,7 @@
 #ifndef XTK_GUEST_ABI_H
 #define XTK_GUEST_ABI_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define XTK_GUEST_BOOT_GPA 0x1000ull
@@ -149,6 +150,10 @@ struct xtk_guest_status {
     struct xtk_guest_spin spin;
     char message[256]; /* why state is FAILED */
 };
+
+/* tests/kvm/test-qemu.sh reads the counter through QEMU's monitor here. */
+_Static_assert(offsetof(struct xtk_guest_status, counter) == 40,
+               "the counter moved: update tests/kvm/test-qemu.sh");
 
 /* The word a dirtier rewrite of page pfn with sequence seq puts at i. */
 static inline uint64_t xtk_guest_pattern(uint64_t pfn, uint64_t seq, uint64_t i)

@@ -23,6 +23,8 @@
  * Nothing here (nor in the C code) may use int3, int1 or cmpxchg16b:
  * kvm-pvm cannot run them.
  */
+#include "defs.h"
+
 #define MB_MAGIC 0x1badb002
 #define MB_FLAGS 0x00010002 /* memory info; a.out kludge (load addresses) */
 #define STACK_SHIFT 14      /* 16 KiB per vCPU and ring */
@@ -155,6 +157,46 @@ enter_user:
 user_syscall:
     ud2
     ret
+
+/*
+ * The device interrupts' own stubs: a handful of instructions each (kvm-pvm
+ * emulates every one), where the general path below runs a hundred.
+ */
+    .macro event_stub name, bits
+    .globl \name
+\name:
+    lock orl $\bits, kernel_events(%rip)
+    push %rax
+    mov $(LAPIC_BASE + LAPIC_EOI), %eax
+    movl $0, (%rax)
+    pop %rax
+    iretq
+    .endm
+
+    event_stub isr_suspend, EV_SUSPEND
+    event_stub isr_store, EV_STORE
+
+    .globl isr_timer
+isr_timer:
+    lock incq STATUS_TICKS
+    lock orl $EV_TIMER, kernel_events(%rip)
+    push %rax
+    mov $(LAPIC_BASE + LAPIC_EOI), %eax
+    movl $0, (%rax)
+    pop %rax
+    iretq
+
+/* The echo port answers at once: the event channel round trip's guest. */
+    .globl isr_echo
+isr_echo:
+    push %rax
+    mov $ECHO_DOORBELL, %eax
+    movl $1, (%rax)
+    lock incq STATUS_ECHOES
+    mov $(LAPIC_BASE + LAPIC_EOI), %eax
+    movl $0, (%rax)
+    pop %rax
+    iretq
 
 /* Interrupt stubs: 16 bytes each, stub v at isr_stubs + 16 * v. */
     .balign 16

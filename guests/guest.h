@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "abi.h"
+#include "defs.h"
 
 #define barrier() __asm__ __volatile__("" ::: "memory")
 #define READ_ONCE(x) (*(const volatile __typeof__(x) *)&(x))
@@ -54,17 +55,6 @@ static inline void cpu_relax(void)
 }
 
 /* ---- ring 0 and the syscall ------------------------------------------ */
-
-#define LAPIC_BASE 0xfee00000ull
-#define LAPIC_EOI 0xb0
-#define VEC_TIMER 0x30
-#define VEC_WAKE 0x50
-#define VEC_SPURIOUS 0xff
-
-/* Bits the interrupt handlers set in kernel_events. */
-#define EV_TIMER 0x1u
-#define EV_SUSPEND 0x2u
-#define EV_STORE 0x4u
 
 #define SYS_WAIT_SET 1   /* sleep until (*p & mask) != 0 */
 #define SYS_WAIT_CLEAR 2 /* sleep until (*p & mask) == 0 */
@@ -193,7 +183,7 @@ void work_verify(void);
 void store_init(void);
 /* After a restore into a new domain: re-registers the watch. */
 void store_reconnect(void);
-/* A watch event was read on the way to a reply: store_poll() has work. */
+/* store_poll() has work (see store.c). */
 int store_pending(void);
 /* Handles pending replies and watch events; returns 1 if a suspend was
  * requested through control/shutdown (already acknowledged). */

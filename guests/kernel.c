@@ -30,6 +30,16 @@ struct frame {
 };
 
 extern char isr_stubs[], kernel_stacks[];
+extern char isr_timer[], isr_suspend[], isr_store[], isr_echo[];
+
+_Static_assert(ECHO_DOORBELL == XTK_PORT_DOORBELL(XTK_PORT_ECHO),
+               "defs.h: ECHO_DOORBELL");
+_Static_assert(STATUS_TICKS == XTK_GUEST_STATUS_GPA +
+                                   offsetof(struct xtk_guest_status, ticks),
+               "defs.h: STATUS_TICKS");
+_Static_assert(STATUS_ECHOES == XTK_GUEST_STATUS_GPA +
+                                    offsetof(struct xtk_guest_status, echoes),
+               "defs.h: STATUS_ECHOES");
 extern uint64_t gdt[];
 void enter_user(uint64_t cpu, void *fn, void *arg1, void *arg2)
     __attribute__((noreturn));
@@ -40,10 +50,28 @@ static struct idt_gate idt[256] __attribute__((aligned(16)));
 static struct tss tss[XTK_GUEST_MAX_VCPUS] __attribute__((aligned(16)));
 static volatile uint32_t idt_ready;
 
+/* The frequent device interrupts have short stubs of their own
+ * (entry.S): every ring-0 instruction costs here. */
+static uint64_t isr_address(int v)
+{
+    switch (v) {
+    case VEC_TIMER:
+        return (uint64_t)isr_timer;
+    case XTK_PORT_VECTOR(XTK_PORT_SUSPEND):
+        return (uint64_t)isr_suspend;
+    case XTK_PORT_VECTOR(XTK_PORT_STORE):
+        return (uint64_t)isr_store;
+    case XTK_PORT_VECTOR(XTK_PORT_ECHO):
+        return (uint64_t)isr_echo;
+    default:
+        return (uint64_t)(isr_stubs + 16 * v);
+    }
+}
+
 static void idt_fill(void)
 {
     for (int v = 0; v < 256; v++) {
-        uint64_t a = (uint64_t)(isr_stubs + 16 * v);
+        uint64_t a = isr_address(v);
 
         idt[v].off0 = (uint16_t)a;
         idt[v].sel = 0x08;
@@ -136,25 +164,9 @@ void guest_isr(struct frame *f)
         for (;;)
             __asm__ __volatile__("cli; hlt");
     }
-    switch (f->vector) {
-    case VEC_SPURIOUS:
+    /* The device vectors have stubs of their own (entry.S); the rest
+     * (the wake-up IPI, the console port) only wake a hlt. */
+    if (f->vector == VEC_SPURIOUS)
         return; /* no EOI */
-    case VEC_TIMER:
-        status->ticks++;
-        __atomic_or_fetch(&kernel_events, EV_TIMER, __ATOMIC_SEQ_CST);
-        break;
-    case XTK_PORT_VECTOR(XTK_PORT_SUSPEND):
-        __atomic_or_fetch(&kernel_events, EV_SUSPEND, __ATOMIC_SEQ_CST);
-        break;
-    case XTK_PORT_VECTOR(XTK_PORT_STORE):
-        __atomic_or_fetch(&kernel_events, EV_STORE, __ATOMIC_SEQ_CST);
-        break;
-    case XTK_PORT_VECTOR(XTK_PORT_ECHO):
-        evtchn_notify(XTK_PORT_ECHO);
-        status->echoes++;
-        break;
-    default: /* VEC_WAKE: only wakes a hlt */
-        break;
-    }
     mmio_write32(LAPIC_BASE + LAPIC_EOI, 0);
 }

@@ -155,7 +155,7 @@ static uint64_t calibrate_tsc(void)
     while (0xffffffffu - lapic_read(LAPIC_TIMER_CUR) < 10000000u)
         cpu_relax();
     t1 = rdtsc();
-    return (t1 - t0) / 10000;
+    return (t1 - t0) / 10; /* cycles in 10 ms, per ms */
 }
 
 static void timer_start(void)

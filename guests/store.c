@@ -45,7 +45,8 @@ static int wait_store(uint64_t deadline)
         dead = 1;
         return -1;
     }
-    sys_wait(SYS_WAIT_SET, &kernel_events, EV_STORE);
+    /* The timer wakes us too, so that a store that died is noticed. */
+    sys_wait(SYS_WAIT_SET, &kernel_events, EV_STORE | EV_TIMER);
     take_events(EV_STORE);
     return 0;
 }
@@ -179,9 +180,16 @@ void store_reconnect(void)
     store_register();
 }
 
+/*
+ * Work for store_poll(): an event read on the way to a reply, or bytes in
+ * the ring.  The second matters: waiting for a reply consumes the store's
+ * interrupt, and a watch event that came with it would otherwise sit in
+ * the ring until the next one.
+ */
 int store_pending(void)
 {
-    return watch_pending && !dead;
+    return !dead &&
+           (watch_pending || READ_ONCE(ring->rsp_prod) != ring->rsp_cons);
 }
 
 int store_poll(void)

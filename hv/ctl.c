@@ -358,6 +358,23 @@ static int do_suspend_guard(struct hv *hv, int ci,
     return 0;
 }
 
+static int do_rename(struct hv *hv, int ci, const struct xtk_hvctl_hdr *h,
+                     const void *payload, struct reply *rep)
+{
+    char name[XTK_HVCTL_NAME_MAX];
+
+    memcpy(name, payload, h->len);
+    if (name[h->len - 1] || strlen(name) != h->len - 1)
+        return EINVAL;
+    if (!strcmp(name, hv->name))
+        return 0;
+    if (hv_take_name(hv, name) < 0)
+        return errno;
+    hv_log("renamed %s", hv->name);
+    hv_store_set_name(hv);
+    return 0;
+}
+
 static const handler_fn handlers[XTK_HVCTL_OP_MAX + 1] = {
     [XTK_HVCTL_OP_HELLO] = do_hello,
     [XTK_HVCTL_OP_INFO] = do_info,
@@ -372,6 +389,7 @@ static const handler_fn handlers[XTK_HVCTL_OP_MAX + 1] = {
     [XTK_HVCTL_OP_DESTROY] = do_destroy,
     [XTK_HVCTL_OP_CONSOLE_READ] = do_console_read,
     [XTK_HVCTL_OP_SUSPEND_GUARD] = do_suspend_guard,
+    [XTK_HVCTL_OP_RENAME] = do_rename,
 };
 
 /* ---- connections ---------------------------------------------------- */
@@ -462,6 +480,30 @@ static int send_reply(int fd, const struct xtk_hvctl_hdr *req, int err,
     return 0;
 }
 
+/*
+ * Whether a complaint about a client may be logged: at most 20 a second,
+ * so that a client sending garbage cannot fill the disk with the log.
+ */
+static int complain_ok(void)
+{
+    static uint64_t window;
+    static unsigned int n, dropped;
+    uint64_t now = hv_now_ns() / 1000000000ull;
+
+    if (now != window) {
+        if (dropped)
+            hv_log("control: %u complaints not logged", dropped);
+        window = now;
+        n = dropped = 0;
+    }
+    if (n < 20) {
+        n++;
+        return 1;
+    }
+    dropped++;
+    return 0;
+}
+
 /* Closes any fds a peer sent us: requests carry none. */
 static void drop_fds(struct msghdr *mh)
 {
@@ -501,17 +543,19 @@ void hv_ctl_handle(struct hv *hv, int ci)
     drop_fds(&mh);
     err = xtk__hvctl_check(rx_buf, (size_t)n, !!(mh.msg_flags & MSG_TRUNC), 0);
     if (err < 0) {
-        hv_log("control: not a control message: disconnected");
+        if (complain_ok())
+            hv_log("control: not a control message: disconnected");
         hv_ctl_close(hv, ci);
         return;
     }
     memcpy(&h, rx_buf, sizeof(h));
     if (!err)
         err = handlers[h.op](hv, ci, &h, rx_buf + sizeof(h), &rep);
-    if (err && err != EBUSY)
+    if (err && err != EBUSY && complain_ok())
         hv_log("control: %s: %s", xtk__hvctl_op_name(h.op), strerror(err));
     if (send_reply(c->fd, &h, err, &rep) < 0) {
-        hv_log("control: cannot reply (%m): disconnected");
+        if (complain_ok())
+            hv_log("control: cannot reply (%m): disconnected");
         hv_ctl_close(hv, ci);
     }
 }

@@ -26,6 +26,15 @@
 #define HV_CONSOLE_BYTES (64u * 1024) /* console history kept */
 #define HV_MAX_MSRS 256
 
+/* A struct kvm_msrs with room for n entries (it ends in a flexible array,
+ * so it goes in a union, not a struct). */
+#define HV_MSRS(n)                                                             \
+    union {                                                                    \
+        struct kvm_msrs m;                                                     \
+        char raw_[sizeof(struct kvm_msrs) +                                    \
+                  (n) * sizeof(struct kvm_msr_entry)];                         \
+    }
+
 struct hv;
 
 struct hv_vcpu {
@@ -125,6 +134,13 @@ struct hv {
 };
 
 /* main.c */
+/* Takes name (unique among live domains: EEXIST; EINVAL if malformed) and
+ * lets the old one go. */
+int hv_take_name(struct hv *hv, const char *name);
+
+/* log.c */
+extern uint32_t hv_log_domid;
+extern int hv_log_quiet; /* the fuzzer sets it */
 void hv_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 uint64_t hv_now_ns(void);
 
@@ -149,6 +165,9 @@ void hv_vm_kick_suspended(struct hv *hv);
 /* state.c */
 int hv_state_get(struct hv *hv, void *buf, size_t max, size_t *len);
 int hv_state_set(struct hv *hv, const void *buf, size_t len);
+/* Checks records as hv_state_set() would, applying nothing (the fuzzer's
+ * entry point: it needs only nr_vcpus and xsave_size). */
+int hv_state_check(struct hv *hv, const void *buf, size_t len);
 
 /* ctl.c */
 int hv_ctl_listen(struct hv *hv);
@@ -162,5 +181,7 @@ void hv_ctl_orphan_check(struct hv *hv);
 /* store.c */
 int hv_store_register(struct hv *hv);
 void hv_store_handle(struct hv *hv);
+/* Rewrites /local/domain/<id>/name after a rename. */
+void hv_store_set_name(struct hv *hv);
 
 #endif /* XTK_HV_H */

@@ -39,32 +39,6 @@
 #define XTK_GUEST_DEFAULT "xtk-guest.elf"
 #endif
 
-static uint32_t log_domid;
-
-void hv_log(const char *fmt, ...)
-{
-    int e = errno;
-    char buf[512];
-    va_list ap;
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof(buf), fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "%lld.%03ld xtk-hv[%u]: %s\n", (long long)ts.tv_sec,
-            ts.tv_nsec / 1000000, log_domid, buf);
-    errno = e;
-}
-
-uint64_t hv_now_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static void usage(FILE *f)
 {
     fprintf(f,
@@ -101,17 +75,22 @@ static int parse_u64(const char *s, uint64_t *v)
     return 0;
 }
 
+/* [A-Za-z0-9_.-], 1 to 63 characters, not all digits (that reads as an
+ * id). */
 static int valid_name(const char *n)
 {
-    size_t len = strlen(n);
+    size_t len = strlen(n), digits = 0;
 
     if (!len || len >= XTK_HVCTL_NAME_MAX)
         return 0;
-    for (size_t i = 0; i < len; i++)
-        if (!(n[i] >= 'a' && n[i] <= 'z') && !(n[i] >= 'A' && n[i] <= 'Z') &&
-            !(n[i] >= '0' && n[i] <= '9') && !strchr("_.-", n[i]))
+    for (size_t i = 0; i < len; i++) {
+        if (n[i] >= '0' && n[i] <= '9')
+            digits++;
+        else if (!(n[i] >= 'a' && n[i] <= 'z') &&
+                 !(n[i] >= 'A' && n[i] <= 'Z') && !strchr("_.-", n[i]))
             return 0;
-    return 1;
+    }
+    return digits != len;
 }
 
 static int parse_options(struct hv *hv, int argc, char **argv)
@@ -273,7 +252,7 @@ static int take_id(struct hv *hv)
         hv->lock_fd = lock_path(path);
         if (hv->lock_fd >= 0) {
             hv->domid = id;
-            log_domid = id;
+            hv_log_domid = id;
             snprintf(path, sizeof(path), "%s/next-domid", hv->opt.rundir);
             if ((f = fopen(path, "we"))) {
                 fprintf(f, "%u\n", id % DOMID_MAX + 1);
@@ -291,22 +270,38 @@ static int take_id(struct hv *hv)
     return -1;
 }
 
-static int take_name(struct hv *hv)
+int hv_take_name(struct hv *hv, const char *name)
 {
     char path[PATH_MAX];
+    int fd;
 
-    if (hv->opt.name)
-        snprintf(hv->name, sizeof(hv->name), "%s", hv->opt.name);
-    else
-        snprintf(hv->name, sizeof(hv->name), "domain-%u", hv->domid);
-    snprintf(path, sizeof(path), "%s/name-%s.lock", hv->opt.rundir, hv->name);
-    hv->name_lock_fd = lock_path(path);
-    if (hv->name_lock_fd < 0) {
-        hv_log("name %s: %s", hv->name,
+    if (!valid_name(name)) {
+        errno = EINVAL;
+        return -1;
+    }
+    snprintf(path, sizeof(path), "%s/name-%s.lock", hv->opt.rundir, name);
+    fd = lock_path(path);
+    if (fd < 0) {
+        hv_log("name %s: %s", name,
                errno == EEXIST ? "in use by another domain" : strerror(errno));
         return -1;
     }
+    if (hv->name_lock_fd >= 0)
+        close(hv->name_lock_fd);
+    hv->name_lock_fd = fd;
+    snprintf(hv->name, sizeof(hv->name), "%s", name);
     return 0;
+}
+
+static int take_name(struct hv *hv)
+{
+    char name[XTK_HVCTL_NAME_MAX];
+
+    if (hv->opt.name)
+        snprintf(name, sizeof(name), "%s", hv->opt.name);
+    else
+        snprintf(name, sizeof(name), "domain-%u", hv->domid);
+    return hv_take_name(hv, name);
 }
 
 /* ---- the loop ------------------------------------------------------- */
@@ -477,6 +472,11 @@ int main(int argc, char **argv)
         goto err_ready;
     if (hv_vm_start(hv) < 0 || hv_ctl_listen(hv) < 0)
         goto err_ready;
+    /* An empty or paused domain is ready once every vCPU is parked. */
+    pthread_mutex_lock(&hv->lock);
+    if (hv_vm_must_park(hv))
+        hv_vm_wait_parked(hv);
+    pthread_mutex_unlock(&hv->lock);
     tell_ready(hv, 0);
     rc = run_loop(hv, sig_fd) < 0;
     goto out;

@@ -120,10 +120,7 @@ static int get_vcpu(struct hv *hv, struct hv_vcpu *v, void *buf, size_t max,
         struct kvm_lapic_state lapic;
         struct kvm_vcpu_events ev;
         char xsave[16384];
-        struct {
-            struct kvm_msrs m;
-            struct kvm_msr_entry e[HV_MAX_MSRS];
-        } msrs;
+        HV_MSRS(HV_MAX_MSRS) msrs;
     } u;
 
     for (int k = 0; k < K_NR_VCPU; k++) {
@@ -145,14 +142,14 @@ static int get_vcpu(struct hv *hv, struct hv_vcpu *v, void *buf, size_t max,
         } else if (k == K_MSRS) {
             u.msrs.m.nmsrs = hv->nr_msrs;
             for (unsigned int i = 0; i < hv->nr_msrs; i++)
-                u.msrs.e[i].index = hv->msrs[i];
+                u.msrs.m.entries[i].index = hv->msrs[i];
             r = ioctl(v->fd, KVM_GET_MSRS, &u.msrs);
             if (r >= 0 && (unsigned int)r != hv->nr_msrs) {
                 hv_log("vCPU %u: MSR %#x unreadable", v->index, hv->msrs[r]);
                 errno = EIO;
                 goto err;
             }
-            size = sizeof(u.msrs.m) + hv->nr_msrs * sizeof(u.msrs.e[0]);
+            size = sizeof(u.msrs.m) + hv->nr_msrs * sizeof(u.msrs.m.entries[0]);
         } else {
             r = ioctl(v->fd, d->get, &u);
         }
@@ -333,30 +330,53 @@ err_vm:
     return -1;
 }
 
-int hv_state_set(struct hv *hv, const void *buf, size_t len)
+/* Files every record of buf in p; -1 (EINVAL) if one is wrong. */
+static int parse(struct hv *hv, const void *buf, size_t len, struct parsed *p)
 {
-    struct parsed *p = calloc(1, sizeof(*p));
-    size_t off = 0;
+    size_t off = 0, skipped = 0;
     uint32_t type, length;
     const void *body;
     int r;
 
-    if (!p)
-        return -1;
     while ((r = xtk__rec_next(buf, len, &off, &type, &body, &length)) > 0) {
         if (type < XTK_KVM_REC_BASE || type > XTK_KVM_REC_MAX) {
-            hv_log("set-state: record %#x is not KVM's: skipped", type);
+            skipped++;
             continue;
         }
-        if (parse_one(hv, p, type, body, length) < 0) {
-            r = -1;
-            break;
-        }
+        if (parse_one(hv, p, type, body, length) < 0)
+            return -1;
     }
+    if (skipped)
+        hv_log("set-state: %zu records not KVM's: skipped", skipped);
+    if (r < 0) {
+        hv_log("set-state: records badly framed");
+        errno = EINVAL;
+    }
+    return r;
+}
+
+int hv_state_check(struct hv *hv, const void *buf, size_t len)
+{
+    struct parsed *p = calloc(1, sizeof(*p));
+    int r;
+
+    if (!p)
+        return -1;
+    r = parse(hv, buf, len, p);
+    free(p);
+    return r;
+}
+
+int hv_state_set(struct hv *hv, const void *buf, size_t len)
+{
+    struct parsed *p = calloc(1, sizeof(*p));
+    int r;
+
+    if (!p)
+        return -1;
+    r = parse(hv, buf, len, p);
     if (r == 0)
         r = apply(hv, p);
-    else if (errno == EBADMSG)
-        errno = EINVAL;
     free(p);
     return r;
 }

@@ -156,3 +156,13 @@ void hv_store_handle(struct hv *hv)
     close(hv->store_fd);
     hv->store_fd = -1;
 }
+
+void hv_store_set_name(struct hv *hv)
+{
+    char base[64];
+
+    if (hv->store_fd < 0)
+        return;
+    snprintf(base, sizeof(base), "/local/domain/%u", hv->domid);
+    xs_put(hv, base, "name", hv->name);
+}

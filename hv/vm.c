@@ -140,8 +140,12 @@ int hv_vm_create(struct hv *hv)
                          ? (size_t)r
                          : sizeof(struct kvm_xsave);
 
-    hv->mem_fd = memfd_create("xtk-guest-ram", MFD_CLOEXEC);
-    if (hv->mem_fd < 0 || ftruncate(hv->mem_fd, (off_t)hv->mem_bytes) < 0) {
+    /* Sealed at its size: whoever gets the fd (toolstack, store) cannot
+     * shrink guest RAM under the VM. */
+    hv->mem_fd = memfd_create("xtk-guest-ram", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (hv->mem_fd < 0 || ftruncate(hv->mem_fd, (off_t)hv->mem_bytes) < 0 ||
+        fcntl(hv->mem_fd, F_ADD_SEALS,
+              F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
         hv_log("guest RAM memfd: %m");
         return -1;
     }
@@ -312,14 +316,11 @@ err_fd:
  * save fail). */
 static int probe_msrs(struct hv *hv, int vcpu_fd)
 {
-    struct {
+    union {
         struct kvm_msr_list l;
-        uint32_t idx[HV_MAX_MSRS];
+        char raw[sizeof(struct kvm_msr_list) + HV_MAX_MSRS * sizeof(uint32_t)];
     } list = {.l.nmsrs = HV_MAX_MSRS};
-    struct {
-        struct kvm_msrs m;
-        struct kvm_msr_entry e;
-    } one;
+    HV_MSRS(1) one;
     int deadline = -1;
 
     if (ioctl(hv->kvm_fd, KVM_GET_MSR_INDEX_LIST, &list) < 0) {
@@ -327,17 +328,19 @@ static int probe_msrs(struct hv *hv, int vcpu_fd)
         return -1;
     }
     hv->nr_msrs = 0;
-    for (unsigned int i = 0; i < list.l.nmsrs && i < HV_MAX_MSRS; i++) {
+    for (unsigned int i = 0; i < list.l.nmsrs && i < HV_MAX_MSRS - 2; i++) {
+        uint32_t idx = list.l.indices[i];
+
         memset(&one, 0, sizeof(one));
         one.m.nmsrs = 1;
-        one.e.index = list.idx[i];
+        one.m.entries[0].index = idx;
         if (ioctl(vcpu_fd, KVM_GET_MSRS, &one) != 1)
             continue;
-        if (list.idx[i] == MSR_IA32_TSC_DEADLINE) {
+        if (idx == MSR_IA32_TSC_DEADLINE) {
             deadline = 1;
             continue;
         }
-        hv->msrs[hv->nr_msrs++] = list.idx[i];
+        hv->msrs[hv->nr_msrs++] = idx;
     }
     /* Not listed by KVM but set at boot, so saved too. */
     hv->msrs[hv->nr_msrs++] = MSR_MTRR_DEF_TYPE;
@@ -398,14 +401,13 @@ static int vcpu_boot_state(struct hv *hv, struct hv_vcpu *v)
     struct kvm_mp_state mp = {.mp_state = KVM_MP_STATE_RUNNABLE};
     /* Fast strings; MTRRs on with write-back as the default type, as a
      * BIOS leaves them (KVM otherwise treats RAM as uncached). */
-    struct {
-        struct kvm_msrs m;
-        struct kvm_msr_entry e[2];
-    } msrs = {.m.nmsrs = 2,
-              .e = {{.index = MSR_IA32_MISC_ENABLE, .data = 1},
-                    {.index = MSR_MTRR_DEF_TYPE, .data = 0xc06}}};
+    HV_MSRS(2) msrs = {.m.nmsrs = 2};
     struct kvm_lapic_state lapic;
 
+    msrs.m.entries[0] =
+        (struct kvm_msr_entry){.index = MSR_IA32_MISC_ENABLE, .data = 1};
+    msrs.m.entries[1] =
+        (struct kvm_msr_entry){.index = MSR_MTRR_DEF_TYPE, .data = 0xc06};
     if (ioctl(v->fd, KVM_GET_SREGS, &s) < 0)
         goto err;
     data.selector = 0x10;

@@ -33,6 +33,7 @@ static void usage(FILE *f)
             "  unpause DOMAIN\n"
             "  console [-f] DOMAIN\n"
             "  check DOMAIN\n"
+            "  rename DOMAIN NEWNAME\n"
             "  destroy DOMAIN\n"
             "DOMAIN is an id or a name.  WORKLOAD: idle, counter, dirty, "
             "spin.\n");
@@ -294,6 +295,20 @@ int main(int argc, char **argv)
     }
     if (!strcmp(cmd, "list")) {
         r = cmd_list(argc, argv);
+        goto out;
+    }
+    if (!strcmp(cmd, "rename")) {
+        if (argc != 3) {
+            usage(stderr);
+            r = 2;
+            goto out;
+        }
+        dom = open_dom(argv[1]);
+        r = !dom || xtk_domain_rename(dom, argv[2]) < 0;
+        if (dom && r)
+            fprintf(stderr, "xtk: rename %s %s: %s\n", argv[1], argv[2],
+                    errno == EEXIST ? "the name is taken" : strerror(errno));
+        xtk_domain_close(dom);
         goto out;
     }
     if (!strcmp(cmd, "console") && argc == 3 && !strcmp(argv[1], "-f")) {

@@ -83,7 +83,11 @@ enum xtk__suspend_method {
  * {uint32_t type; uint32_t length;}, `length` bytes of body, then zero
  * padding to a multiple of 8 bytes.  Types have bit 31 set (optional
  * records), so the engine can copy them into a stream unchanged, or wrap
- * the whole buffer in one record; it never looks inside a body.
+ * the whole buffer in one record; it never looks inside a body.  Note:
+ * Xen's verify-stream-v2 refuses any record type it does not know, optional
+ * or not (checked: "Unrecognised record type 0xcb560011"), while it accepts
+ * an HVM_CONTEXT (0x09) of any content: a stream that must pass it carries
+ * the buffer as one HVM_CONTEXT record, and set_state takes it back whole.
  */
 #define XTK__REC_OPTIONAL 0x80000000u
 
@@ -169,6 +173,9 @@ struct xtk__backend_ops {
      * other handles on it fail with ESRCH).
      */
     int (*destroy)(struct xtk_domain *dom);
+
+    /* Gives the domain another name (EEXIST: taken). */
+    int (*rename)(struct xtk_domain *dom, const char *name);
 
     /* As xtk_domain_console_read().  Optional. */
     int (*console_read)(struct xtk_domain *dom, uint64_t *offset, char *buf,

@@ -166,6 +166,13 @@ int xtk_domain_destroy(struct xtk_domain *dom)
     return dom ? dom->ops->destroy(dom) : xtk__fail(EINVAL);
 }
 
+int xtk_domain_rename(struct xtk_domain *dom, const char *name)
+{
+    if (!dom || !name)
+        return xtk__fail(EINVAL);
+    return dom->ops->rename(dom, name);
+}
+
 int xtk_domain_console_read(struct xtk_domain *dom, uint64_t *offset, char *buf,
                             size_t *len)
 {

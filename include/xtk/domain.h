@@ -137,6 +137,13 @@ int xtk_domain_resume(struct xtk_domain *dom);
 int xtk_domain_destroy(struct xtk_domain *dom);
 
 /*
+ * Renames the domain (EEXIST: the name is taken; EINVAL: not a valid name).
+ * A restore on the same host uses it as libxl does: the destination runs
+ * under a temporary name until the source is gone.
+ */
+int xtk_domain_rename(struct xtk_domain *dom, const char *name);
+
+/*
  * Reads the domain's console output.  The console is a stream of bytes
  * numbered from 0, of which the most recent ones are kept (the oldest are
  * dropped).  On entry *offset is the first byte wanted and *len the room in

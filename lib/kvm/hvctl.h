@@ -95,7 +95,10 @@ enum xtk_hvctl_op {
      * leaves a guest suspended.  Another connection's guard cancels that.
      */
     XTK_HVCTL_OP_SUSPEND_GUARD = 13,
-    XTK_HVCTL_OP_MAX = 13,
+    /* Payload: the new name, NUL-terminated (XTK_HVCTL_NAME_MAX with it).
+     * EEXIST if another live domain has it. */
+    XTK_HVCTL_OP_RENAME = 14,
+    XTK_HVCTL_OP_MAX = 14,
 };
 
 #define XTK_HVCTL_HELLO_OWN 0x1u

@@ -429,7 +429,8 @@ static int spawn_hv(struct xtk_ctx *ctx, char *const argv[], uint32_t *domid)
             _exit(0);
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
-        if (dup2(pipefd[1], 3) < 0)
+        /* fd 3: dup2() clears close-on-exec, unless it is already 3. */
+        if (pipefd[1] == 3 ? fcntl(3, F_SETFD, 0) < 0 : dup2(pipefd[1], 3) < 0)
             _exit(127);
         null = open("/dev/null", O_RDWR);
         if (null >= 0) {
@@ -448,22 +449,49 @@ static int spawn_hv(struct xtk_ctx *ctx, char *const argv[], uint32_t *domid)
     return r;
 }
 
+/*
+ * Where a program is: $env, else the installed path, else beside the
+ * running program (a build tree: xtk-hv and guests/ are next to xtk).
+ */
+static const char *find_file(const char *env, const char *installed,
+                             const char *beside, char *buf, size_t size)
+{
+    const char *v = getenv(env);
+    char exe[PATH_MAX];
+    ssize_t n;
+
+    if (v && *v)
+        return v;
+    if (access(installed, F_OK) == 0)
+        return installed;
+    n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n > 0) {
+        exe[n] = 0;
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = 0;
+            snprintf(buf, size, "%s/%s", exe, beside);
+            if (access(buf, F_OK) == 0)
+                return buf;
+        }
+    }
+    return installed;
+}
+
 static int kvm_create(struct xtk_domain *dom,
                       const struct xtk_domain_config *cfg, unsigned int flags)
 {
-    const char *hv = getenv("XTK_HV");
+    char hv_buf[PATH_MAX + 32], guest_buf[PATH_MAX + 32];
+    const char *hv =
+        find_file("XTK_HV", XTK_HV_PATH, "xtk-hv", hv_buf, sizeof(hv_buf));
     const char *kernel = cfg->kernel;
     char mem[32], vcpus[32];
     char *argv[20];
     int n = 0;
 
-    if (!hv || !*hv)
-        hv = XTK_HV_PATH;
-    if (!kernel) {
-        kernel = getenv("XTK_GUEST");
-        if (!kernel || !*kernel)
-            kernel = XTK_GUEST_PATH;
-    }
+    if (!kernel)
+        kernel = find_file("XTK_GUEST", XTK_GUEST_PATH, "guests/xtk-guest.elf",
+                           guest_buf, sizeof(guest_buf));
     snprintf(mem, sizeof(mem), "%llu",
              (unsigned long long)(cfg->memory_mib ? cfg->memory_mib : 64));
     snprintf(vcpus, sizeof(vcpus), "%u", cfg->nr_vcpus ? cfg->nr_vcpus : 1);
@@ -584,7 +612,8 @@ static int kvm_list(struct xtk_ctx *ctx, struct xtk_domain_info **infos,
     }
     closedir(d);
     free(rx);
-    qsort(v, n, sizeof(*v), by_domid);
+    if (n)
+        qsort(v, n, sizeof(*v), by_domid);
     *infos = v;
     *nr = n;
     return 0;
@@ -657,6 +686,15 @@ static int kvm_destroy(struct xtk_domain *dom)
            recv(kd->sock, &c, 1, MSG_DONTWAIT) > 0)
         ;
     return 0;
+}
+
+static int kvm_rename(struct xtk_domain *dom, const char *name)
+{
+    size_t n = strlen(name) + 1;
+
+    if (n < 2 || n > XTK_HVCTL_NAME_MAX)
+        return xtk__fail(EINVAL);
+    return kcall(dom, XTK_HVCTL_OP_RENAME, 0, name, n, NULL, 0, NULL);
 }
 
 static int kvm_console_read(struct xtk_domain *dom, uint64_t *offset, char *buf,
@@ -1050,6 +1088,7 @@ const struct xtk__backend_ops xtk__kvm_backend = {
     .pause = kvm_pause,
     .unpause = kvm_unpause,
     .destroy = kvm_destroy,
+    .rename = kvm_rename,
     .console_read = kvm_console_read,
     .map_all = kvm_map_all,
     .map_batch = kvm_map_batch,

@@ -57,6 +57,14 @@ static void kt_cleanup(void)
     if (ctx && xtk_domain_list(ctx, &v, &n) == 0) {
         for (size_t i = 0; i < n; i++) {
             struct xtk_domain *dom = xtk_domain_open(ctx, v[i].domid);
+            char con[4096];
+            uint64_t off = 0;
+            size_t len = sizeof(con) - 1;
+            /* Its console goes to the test's log. */
+            if (dom && xtk_domain_console_read(dom, &off, con, &len) == 0) {
+                con[len] = 0;
+                fprintf(stderr, "console of domain %u:\n%s", v[i].domid, con);
+            }
             xtk_domain_destroy(dom);
             xtk_domain_close(dom);
         }

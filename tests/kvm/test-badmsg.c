@@ -249,7 +249,12 @@ static void fds_and_hangups(void)
             break;
     }
     close(greedy);
-    /* Every connection is gone (and every request they sent handled)... */
+    /* Every connection is accepted once a later one is (the backlog is in
+     * order), and handled once none is open any more. */
+    int last = conn();
+    struct xtk_hvctl_hdr h = hdr(XTK_HVCTL_OP_INFO, 0);
+    TEST_ASSERT(exchange(last, &h, sizeof(h)) == 0, "a last request");
+    close(last);
     KT_WAIT(open_fds(pid) == before, 2000, "no fd leaked: %d then %d", before,
             open_fds(pid));
     /* ...and the sticky pause the hang-ups left is lifted by an unpause. */

@@ -140,6 +140,21 @@ static void names_and_destroy(void)
     TEST_ASSERT(!xtk_domain_lookup(ctx, "nobody") && errno == ENOENT,
                 "unknown name: ENOENT");
 
+    /* Renames: a taken name is refused, a free one moves. */
+    TEST_ASSERT_ERRNO(xtk_domain_rename(b, "alpha"), EEXIST);
+    TEST_ASSERT_ERRNO(xtk_domain_rename(b, "no/slash"), EINVAL);
+    TEST_ASSERT(xtk_domain_rename(a, "beta") == 0, "rename alpha to beta");
+    c = xtk_domain_lookup(ctx, "beta");
+    TEST_ASSERT(c && xtk_domain_id(c) == ida, "found by its new name");
+    xtk_domain_close(c);
+    errno = 0;
+    TEST_ASSERT(!xtk_domain_lookup(ctx, "alpha") && errno == ENOENT,
+                "not by its old one");
+    TEST_ASSERT(xtk_domain_rename(b, "alpha") == 0, "the old name is free");
+    TEST_ASSERT_ERRNO(xtk_domain_rename(b, "42"), EINVAL); /* an id? */
+    snprintf(idbuf, sizeof(idbuf), "domain-%u", idb);
+    TEST_ASSERT(xtk_domain_rename(b, idbuf) == 0, "and back");
+
     TEST_ASSERT(xtk_domain_destroy(a) == 0, "destroy");
     xtk_domain_close(a);
     errno = 0;

@@ -1,0 +1,24 @@
+/*
+ * defs.h - numbers the guest's assembly (entry.S) and C share: plain
+ * constants only, no C.  kernel.c checks the ones derived from abi.h.
+ */
+#ifndef XTK_GUEST_DEFS_H
+#define XTK_GUEST_DEFS_H
+
+#define LAPIC_BASE 0xfee00000
+#define LAPIC_EOI 0xb0
+#define VEC_TIMER 0x30
+#define VEC_WAKE 0x50
+#define VEC_SPURIOUS 0xff
+
+/* Bits the interrupt handlers set in kernel_events. */
+#define EV_TIMER 0x1
+#define EV_SUSPEND 0x2
+#define EV_STORE 0x4
+
+/* From abi.h: the echo port's doorbell, the status page's counters. */
+#define ECHO_DOORBELL 0xfebff010
+#define STATUS_TICKS 0x2020
+#define STATUS_ECHOES 0x2048
+
+#endif /* XTK_GUEST_DEFS_H */

@@ -1,0 +1,53 @@
+#!/bin/bash
+# The xtk command, as an operator uses it: create (workload, memory, vCPUs),
+# list, info, console, pause, check, unpause, destroy; errors for unknown
+# domains, a taken name and bad arguments.
+set -eu
+[ -w /dev/kvm ] || { echo "SKIP: /dev/kvm not usable" >&2; exit 77; }
+export XTK_RUNDIR=$(mktemp -d /tmp/xtk-cli.XXXXXX)
+export XTK_HV=$top_builddir/xtk-hv XTK_GUEST=$top_builddir/guests/xtk-guest.elf
+xtk=$top_builddir/xtk
+cleanup() {
+    for s in "$XTK_RUNDIR"/*.sock; do
+        [ -S "$s" ] && "$xtk" destroy "$(basename "$s" .sock)" 2>/dev/null
+    done
+    cat "$XTK_RUNDIR"/*.log >&2 2>/dev/null || true
+    rm -rf "$XTK_RUNDIR"
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+id=$("$xtk" create --name web -m 32 -c 2 -w counter --no-store)
+[ "$id" -ge 1 ] || fail "create printed '$id'"
+id2=$("$xtk" create -n db -w dirty -P 256 --no-store)
+! "$xtk" create -n web --no-store 2>/dev/null || fail "a second 'web'"
+
+"$xtk" list | tee /dev/stderr | grep -Eq "^web +$id +32 +2 +r---" || fail "list web"
+"$xtk" list | grep -Eq "^db +$id2 +64 +1 +r---" || fail "list db"
+"$xtk" info web | grep -q "^vcpus: *2$" || fail "info"
+
+for _ in $(seq 50); do
+    "$xtk" console web | grep -q "xtk-guest: running" && break
+    sleep 0.1
+done
+"$xtk" console web | grep -q "cmdline \"workload=counter\"" || fail "console"
+
+"$xtk" pause web
+"$xtk" list | grep -Eq "^web +$id +32 +2 +rp--" || fail "paused in list"
+"$xtk" check web | grep -q "self-check passed" || fail "check"
+"$xtk" check db | grep -q "self-check passed" || fail "check db"
+"$xtk" unpause "$id"
+"$xtk" info web | grep -q "^paused: *no$" || fail "unpaused"
+
+! "$xtk" rename db web 2>/dev/null || fail "rename onto a taken name"
+"$xtk" rename db store1
+"$xtk" list | grep -Eq "^store1 +$id2 " || fail "renamed"
+
+"$xtk" destroy web
+"$xtk" destroy "$id2"
+! "$xtk" info web 2>/dev/null || fail "web still there"
+"$xtk" list | grep -q "^web" && fail "web still listed"
+! "$xtk" pause nobody 2>/dev/null || fail "unknown domain"
+! "$xtk" create -m 1 --no-store 2>/dev/null || fail "1 MiB accepted"
+! "$xtk" frobnicate 2>/dev/null || fail "unknown command"
+echo "xtk: create, list, info, console, pause, check, unpause, rename, destroy"
