@@ -180,6 +180,8 @@ static int c_save(struct xsd_req *r, int argc, const char **argv,
 
     if (argc > 2 || !file)
         return EINVAL;
+    if (r->c->x->cfg.no_files)
+        return EACCES;
     if (xsd_state_save(r->c->x, file)) {
         XTK_PERROR(r->c->x->ctx, "saving the store to %s", file);
         return EIO;

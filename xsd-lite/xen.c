@@ -113,8 +113,14 @@ int xsd_xen_introduce(struct xsd *x, uint32_t domid, uint32_t port,
     struct xen_ring *xr;
     xenevtchn_port_or_error_t local;
 
-    if (!xs && !(xs = x->xen = xen_open(x)))
+    static bool unavailable; /* no hypervisor: it will not come later */
+
+    if (unavailable)
         return ENOSYS;
+    if (!xs && !(xs = x->xen = xen_open(x))) {
+        unavailable = true;
+        return ENOSYS;
+    }
     xr = calloc(1, sizeof(*xr));
     if (!xr)
         return ENOMEM;

@@ -226,6 +226,7 @@ struct xsd_config {
     uint32_t quota[XSD_Q_COUNT];
     uint32_t watch_queue_max;  /* queued watch events per connection */
     uint32_t sock_outstanding; /* replies queued on a socket before pause */
+    bool no_files;             /* CONTROL save refused (the fuzzer) */
 };
 
 struct xsd {
