@@ -43,6 +43,7 @@ struct xsd_tnode {
     char *value;
     uint32_t vlen;
     uint32_t hash;
+    uint32_t cseq; /* when the transaction (re)created it: listing order */
     uint16_t plen;
     uint8_t check;
     bool check_cgen;
@@ -380,7 +381,7 @@ int xsd_txn_create(struct xsd_req *r, const char *path, size_t plen,
         err = tn_set(t, tn, ps, e == plen ? value : NULL, e == plen ? vlen : 0);
         tn->exists = tn->own_exist = true;
         t->created++;
-        t->mods++;
+        tn->cseq = ++t->mods;
     }
     xsd_perms_put(r->c->x, ps);
     if (err)
@@ -459,44 +460,66 @@ static bool child_of(const struct xsd_tnode *tn, const char *path, size_t plen,
     return !memchr(*name, '/', tn->plen - skip);
 }
 
+static int by_cseq(const void *a, const void *b)
+{
+    const struct xsd_tnode *x = *(struct xsd_tnode *const *)a;
+    const struct xsd_tnode *y = *(struct xsd_tnode *const *)b;
+
+    return x->cseq < y->cseq ? -1 : x->cseq > y->cseq;
+}
+
+/*
+ * The children as the replay will leave them: the live ones the
+ * transaction did not remove or recreate, in their order, then those it
+ * created, in the order it created them.
+ */
 int xsd_txn_children(struct xsd_req *r, const char *path, size_t plen,
                      uint64_t *gen,
                      int (*cb)(const char *name, size_t len, void *arg),
                      void *arg)
 {
     struct xsd_txn *t = r->t;
-    struct xsd_tnode *tn = tn_find(t, path, plen);
+    struct xsd_tnode *tn = tn_find(t, path, plen), **own;
     /* Live children are visible unless the node is the transaction's own. */
-    bool own = (tn && (tn->shadow || tn->own_exist)) || shadowed(t, path, plen);
-    struct xsd_node *live = own ? NULL : xsd_find(r->c->x, path, plen);
+    bool mine =
+        (tn && (tn->shadow || tn->own_exist)) || shadowed(t, path, plen);
+    struct xsd_node *live = mine ? NULL : xsd_find(r->c->x, path, plen);
     struct xsd_node *ch;
     const char *name;
+    uint32_t n = 0;
 
     *gen = (live ? live->cgen : 0) + t->mods;
+    if (!mine && tn) {
+        /* The listing depends on the live children (even if, the node
+         * having gone since the transaction first saw it, there are none). */
+        tn->check_cgen = true;
+        if (!live || live->cgen != tn->base_cgen)
+            t->doomed = true;
+    }
     if (live) {
-        if (tn) {
-            tn->check_cgen = true;
-            if (live->cgen != tn->base_cgen)
-                t->doomed = true;
-        }
         xsd_for_children(live, ch)
         {
             struct xsd_tnode *ctn = tn_find(t, ch->path, ch->plen);
 
             name = xsd_child_name(ch);
-            if ((!ctn || ctn->exists) &&
+            if ((!ctn || (ctn->exists && !ctn->own_exist)) &&
                 cb(name, ch->plen - (size_t)(name - ch->path), arg))
                 return 0;
         }
     }
-    for (struct xsd_tnode *d = t->list; d; d = d->lnext) {
-        if (!d->exists || !child_of(d, path, plen, &name))
-            continue;
-        if (live && xsd_find(r->c->x, d->path, d->plen))
-            continue;
-        if (cb(name, d->plen - (size_t)(name - d->path), arg))
-            return 0;
+    own = malloc(t->count * sizeof(*own));
+    if (!own)
+        return ENOMEM;
+    for (struct xsd_tnode *d = t->list; d; d = d->lnext)
+        if (d->exists && d->own_exist && child_of(d, path, plen, &name))
+            own[n++] = d;
+    qsort(own, n, sizeof(*own), by_cseq);
+    for (uint32_t i = 0; i < n; i++) {
+        name = own[i]->path + (plen == 1 ? 1 : plen + 1);
+        if (cb(name, own[i]->plen - (size_t)(name - own[i]->path), arg))
+            break;
     }
+    free(own);
     return 0;
 }
 

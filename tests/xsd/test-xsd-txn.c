@@ -417,14 +417,15 @@ static void compare_trees(void)
                 want);
 }
 
-int main(int argc, char **argv)
+/* One run of iters random steps from seed. */
+static void run(struct xtk_ctx *ctx, int iters, uint32_t seed)
 {
-    struct xtk_ctx *ctx = xtk_ctx_open(NULL, NULL, XTK_CTX_SILENT);
-    int iters = argc > 1 ? atoi(argv[1]) : 40000;
     int commits = 0, conflicts = 0, direct = 0;
     struct answer want;
 
-    TEST_ASSERT(ctx && !xsd_init(&x, ctx, NULL, NULL), "xsd_init");
+    rnd_state = seed;
+    memset(cl, 0, sizeof(cl));
+    TEST_ASSERT(!xsd_init(&x, ctx, NULL, NULL), "xsd_init");
     /* The model starts as the daemon: / and /m, everything readable. */
     nmodel = 0;
     strcpy(model[nmodel].path, "/");
@@ -458,10 +459,22 @@ int main(int argc, char **argv)
             bool commit = rnd(8) != 0;
 
             request(k->c, XS_TRANSACTION_END, k->tx, commit ? "T" : "F", 2);
+            if (getenv("XSDT_LOG"))
+                fprintf(stderr, "%d: conn %d end tx %u %s -> %s\n", it,
+                        (int)(k - cl), k->tx, commit ? "T" : "F", last.body);
             if (commit && last.type == XS_TRANSACTION_END) {
                 commits++;
                 for (int i = 0; i < k->nops; i++) {
                     mrun(&k->ops[i], dom, priv, &want);
+                    if (getenv("XSDT_TRACE") || want.type != k->got[i].type ||
+                        want.len != k->got[i].len ||
+                        memcmp(want.body, k->got[i].body, want.len))
+                        for (int j = 0; j < k->nops; j++)
+                            fprintf(stderr,
+                                    "  tx %u op %d: type %u %s %s -> %.*s\n",
+                                    k->tx, j, k->ops[j].type, k->ops[j].path,
+                                    k->ops[j].arg, (int)k->got[j].len,
+                                    k->got[j].body);
                     same(&k->got[i], &want, &k->ops[i], "committed");
                 }
             } else if (commit) {
@@ -475,6 +488,10 @@ int main(int argc, char **argv)
         }
         random_req(&q);
         send_req(k, &q, k->tx);
+        if (getenv("XSDT_LOG"))
+            fprintf(stderr, "%d: conn %d tx %u type %u %s %s -> %u %.*s\n", it,
+                    (int)(k - cl), k->tx, q.type, q.path, q.arg, last.type,
+                    (int)last.len, last.body);
         if (k->tx) {
             k->ops[k->nops] = q;
             k->got[k->nops++] = last;
@@ -485,11 +502,25 @@ int main(int argc, char **argv)
             compare_trees();
         }
     }
-    fprintf(stderr, "%d requests, %d commits, %d conflicts\n", direct, commits,
-            conflicts);
+    fprintf(stderr, "seed %u: %d requests, %d commits, %d conflicts\n", seed,
+            direct, commits, conflicts);
     TEST_ASSERT(commits > iters / 100 && conflicts > 0,
                 "the mix did not exercise both outcomes");
     xsd_fini(&x);
+}
+
+/* test-xsd-txn [ITERATIONS [SEED]]: by default three seeds. */
+int main(int argc, char **argv)
+{
+    struct xtk_ctx *ctx = xtk_ctx_open(NULL, NULL, XTK_CTX_SILENT);
+    int iters = argc > 1 ? atoi(argv[1]) : 300000;
+
+    TEST_ASSERT(ctx, "xtk_ctx_open");
+    if (argc > 2)
+        run(ctx, iters, (uint32_t)strtoul(argv[2], NULL, 0));
+    else
+        for (uint32_t seed = 1; seed <= 3; seed++)
+            run(ctx, iters, seed);
     xtk_ctx_close(ctx);
     return 0;
 }
