@@ -266,7 +266,8 @@ int xsd_conn_send(struct xsd_conn *c, uint32_t type, uint32_t req_id,
 
     if (!o)
         return -1;
-    memcpy(o->buf + XSD_HDR, data, len);
+    if (len) /* an empty value is NULL */
+        memcpy(o->buf + XSD_HDR, data, len);
     append(c, o);
     return 0;
 }

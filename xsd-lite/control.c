@@ -264,7 +264,7 @@ static int c_help(struct xsd_req *r, int argc, const char **argv,
 
 int xsd_control(struct xsd_req *r)
 {
-    const char *argv[MAX_ARGS];
+    const char *argv[MAX_ARGS] = {NULL};
     struct text t = {r->c->x->scratch, 0, false};
     int argc = 0;
 

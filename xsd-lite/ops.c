@@ -181,7 +181,7 @@ static int ancestor(struct xsd_req *r, const char *path, size_t plen,
         len = xsd_parent_len(path, len);
         if (!len)
             return EINVAL;
-        err = xsd_view_get(r, path, len, need | XSD_NEED_EXISTS, nv);
+        err = xsd_view_get(r, path, len, need, nv);
         if (err)
             return err;
     } while (!nv->exists);
@@ -203,7 +203,7 @@ static int hide(struct xsd_req *r, const char *path, size_t plen, int err,
 
     if (r->c->priv || path[0] != '/' || plen <= 1)
         return err;
-    e = ancestor(r, path, plen, XSD_NEED_PERMS, &alen, &nv);
+    e = ancestor(r, path, plen, XSD_NEED_PERMS | XSD_NEED_EXISTS, &alen, &nv);
     if (e)
         return e;
     return (xsd_perm_for(r->c, nv.perms) & perm) ? err : EACCES;
@@ -213,7 +213,8 @@ static int hide(struct xsd_req *r, const char *path, size_t plen, int err,
 static int get_checked(struct xsd_req *r, const char *path, size_t plen,
                        unsigned int need, unsigned int perm, struct xsd_nv *nv)
 {
-    int err = xsd_view_get(r, path, plen, need | need_perms(r), nv);
+    int err =
+        xsd_view_get(r, path, plen, need | need_perms(r) | XSD_NEED_EXISTS, nv);
 
     if (err)
         return err;
@@ -343,8 +344,11 @@ static int do_write(struct xsd_req *r)
         return -len;
     v = nul + 1;
     vlen = r->len - (uint32_t)(v - r->p);
-    err = xsd_view_get(r, path, (size_t)len, XSD_NEED_EXISTS | need_perms(r),
-                       &nv);
+    /* Privileged, absent: a probe, the answer is OK either way (txn.c).
+     * Present: what the transaction sees from now on rests on it. */
+    err = xsd_view_get(r, path, (size_t)len, need_perms(r), &nv);
+    if (!err && nv.exists && r->c->priv)
+        err = xsd_view_get(r, path, (size_t)len, XSD_NEED_EXISTS, &nv);
     if (err)
         return err;
     if (nv.exists) {
@@ -371,8 +375,11 @@ static int do_mkdir(struct xsd_req *r)
         return EINVAL;
     if ((len = canon(r, arg, false, path)) < 0)
         return -len;
-    err = xsd_view_get(r, path, (size_t)len, XSD_NEED_EXISTS | need_perms(r),
-                       &nv);
+    /* Privileged, absent: a probe, the answer is OK either way (txn.c).
+     * Present: what the transaction sees from now on rests on it. */
+    err = xsd_view_get(r, path, (size_t)len, need_perms(r), &nv);
+    if (!err && nv.exists && r->c->priv)
+        err = xsd_view_get(r, path, (size_t)len, XSD_NEED_EXISTS, &nv);
     if (err)
         return err;
     if (nv.exists) {

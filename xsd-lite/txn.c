@@ -16,6 +16,13 @@
  * transaction that removed a node hides the live subtree below it
  * (shadow).  The modifying requests are logged as they arrive.
  *
+ * Creating a node relies on its absence only if the transaction later
+ * looks at what that absence decided: its inherited permissions, or its
+ * children.  For a privileged client (no permission checks) the EXISTS
+ * check on the nodes it creates is therefore recorded lazily, when it
+ * lists or reads the permissions of one; so 300 toolstacks creating
+ * /vm/<uuid> at once do not conflict over which of them created /vm.
+ *
  * Commit checks each recorded fact against the live tree; if one no longer
  * holds, the answer is EAGAIN.  Otherwise nothing the transaction saw has
  * changed, so running its logged requests on the live tree now gives the
@@ -51,6 +58,8 @@ struct xsd_tnode {
     bool own_exist, own_value, own_perms;
     bool value_cached;
     bool shadow;
+    bool lazy;  /* created by a privileged client: absence not relied on */
+    bool wrote; /* its value was written (not just created empty) */
     char path[];
 };
 
@@ -293,6 +302,20 @@ static int cache_value(struct xsd_req *r, struct xsd_tnode *tn)
     return 0;
 }
 
+/* The transaction now relies on the absence, at its start, of the nodes
+ * it created lazily from tn up to the nearest one that existed. */
+static void rely_on_creation(struct xsd_txn *t, struct xsd_tnode *tn)
+{
+    size_t len = tn->plen;
+
+    while (tn && tn->lazy) {
+        tn->lazy = false;
+        depend(tn, CHECK_EXISTS);
+        len = xsd_parent_len(tn->path, len);
+        tn = len ? tn_find(t, tn->path, len) : NULL;
+    }
+}
+
 int xsd_txn_get(struct xsd_req *r, const char *path, size_t plen,
                 unsigned int need, struct xsd_nv *nv)
 {
@@ -304,11 +327,16 @@ int xsd_txn_get(struct xsd_req *r, const char *path, size_t plen,
         return 0;
     if (!tn && (err = tn_get(r, path, plen, &tn)))
         return err;
-    if (!tn->own_exist)
+    /* need 0: a privileged probe whose answer does not hang on it. */
+    if (!tn->own_exist && need)
         depend(tn, CHECK_EXISTS);
     if (tn->exists) {
+        if ((need & XSD_NEED_PERMS) && tn->lazy)
+            rely_on_creation(r->t, tn);
         if ((need & XSD_NEED_PERMS) && !tn->own_perms)
             depend(tn, CHECK_FULL);
+        if ((need & XSD_NEED_VALUE) && tn->lazy && !tn->wrote)
+            rely_on_creation(r->t, tn);
         if ((need & XSD_NEED_VALUE) && !tn->own_value) {
             depend(tn, CHECK_FULL);
             if (!tn->value_cached && (err = cache_value(r, tn)))
@@ -376,9 +404,12 @@ int xsd_txn_create(struct xsd_req *r, const char *path, size_t plen,
         err = tn_get(r, path, e, &tn);
         if (err)
             break;
-        if (!tn->own_exist)
+        if (!tn->own_exist && r->c->priv)
+            tn->lazy = true;
+        else if (!tn->own_exist)
             depend(tn, CHECK_EXISTS);
         err = tn_set(t, tn, ps, e == plen ? value : NULL, e == plen ? vlen : 0);
+        tn->wrote = e == plen && r->type == XS_WRITE;
         tn->exists = tn->own_exist = true;
         t->created++;
         tn->cseq = ++t->mods;
@@ -397,6 +428,8 @@ int xsd_txn_set_value(struct xsd_req *r, const char *path, size_t plen,
 
     if (!err)
         err = tn_set(r->t, tn, NULL, value, vlen);
+    if (!err)
+        tn->wrote = true;
     if (err == ENOMEM)
         r->t->failed = true;
     return err;
@@ -489,6 +522,8 @@ int xsd_txn_children(struct xsd_req *r, const char *path, size_t plen,
     uint32_t n = 0;
 
     *gen = (live ? live->cgen : 0) + t->mods;
+    if (tn && tn->lazy)
+        rely_on_creation(t, tn);
     if (!mine && tn) {
         /* The listing depends on the live children (even if, the node
          * having gone since the transaction first saw it, there are none). */

@@ -382,6 +382,11 @@ struct xsd_nv {
     struct xsd_perms *perms;
     struct xsd_node *live; /* live mode: the node */
 };
+/*
+ * What path looks like to r.  need says what the answer will rest on, so
+ * that a transaction records it; 0 is a privileged probe whose answer does
+ * not depend on what it finds (a WRITE creates or updates alike).
+ */
 int xsd_view_get(struct xsd_req *r, const char *path, size_t plen,
                  unsigned int need, struct xsd_nv *nv);
 /* Creates path and its missing parents below the existing ancestor of

@@ -348,7 +348,7 @@ uint32_t xsdt_strings(char *buf, size_t size, ...)
 /* The reply as a string: payload or error name. */
 static const char *answer(const struct xsdt_msg *m)
 {
-    static char out[XENSTORE_PAYLOAD_MAX + 1];
+    static __thread char out[XENSTORE_PAYLOAD_MAX + 1];
 
     memcpy(out, m->body, m->h.len + 1);
     return out;
@@ -356,7 +356,7 @@ static const char *answer(const struct xsdt_msg *m)
 
 const char *xsdt_req(struct xsdt_client *c, uint32_t type, uint32_t tx, ...)
 {
-    static struct xsdt_msg m;
+    static __thread struct xsdt_msg m;
     char buf[XENSTORE_PAYLOAD_MAX + 64];
     va_list ap;
     uint32_t n;
@@ -371,7 +371,7 @@ const char *xsdt_req(struct xsdt_client *c, uint32_t type, uint32_t tx, ...)
 const char *xsdt_write(struct xsdt_client *c, uint32_t tx, const char *path,
                        const char *value)
 {
-    static struct xsdt_msg m;
+    static __thread struct xsdt_msg m;
     char buf[XENSTORE_PAYLOAD_MAX + 64];
     size_t pl = strlen(path) + 1, vl = strlen(value);
 
@@ -617,7 +617,7 @@ void xsdt_guest_rpc(struct xsdt_guest *g, uint32_t type, uint32_t tx,
 const char *xsdt_guest_req(struct xsdt_guest *g, uint32_t type, uint32_t tx,
                            ...)
 {
-    static struct xsdt_msg m;
+    static __thread struct xsdt_msg m;
     char buf[XENSTORE_PAYLOAD_MAX + 64];
     va_list ap;
     uint32_t n;
@@ -632,7 +632,7 @@ const char *xsdt_guest_req(struct xsdt_guest *g, uint32_t type, uint32_t tx,
 const char *xsdt_guest_write(struct xsdt_guest *g, uint32_t tx,
                              const char *path, const char *value)
 {
-    static struct xsdt_msg m;
+    static __thread struct xsdt_msg m;
     char buf[XENSTORE_PAYLOAD_MAX + 64];
     size_t pl = strlen(path) + 1, vl = strlen(value);
 

@@ -67,7 +67,7 @@ int xsdt_event(struct xsdt_client *c, struct xsdt_msg *m, int timeout_ms);
 
 /*
  * Shorthands returning the reply's payload for success, or the error name
- * ("ENOENT") for an error: a static buffer, valid until the next call.
+ * ("ENOENT") for an error: a per-thread buffer, valid until the next call.
  */
 const char *xsdt_req(struct xsdt_client *c, uint32_t type, uint32_t tx, ...);
 const char *xsdt_write(struct xsdt_client *c, uint32_t tx, const char *path,
