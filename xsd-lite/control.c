@@ -154,7 +154,7 @@ static int tree_line(struct xsd_node *n, int depth, void *arg)
         if (!perms[i])
             perms[i] = ',';
     put(t, "%s = \"", n->path);
-    escape(t, n->value, n->vlen);
+    escape(t, xsd_node_value(n), n->vlen);
     put(t, "\" (%s)\n", pl ? perms : "");
     return t->over;
 }

@@ -41,7 +41,7 @@ static int save_node(struct xsd_node *n, int depth, void *arg)
     fprintf(s->f, "N %u %u %zu\n", n->plen, n->vlen, pl);
     fwrite(n->path, 1, n->plen, s->f);
     if (n->vlen)
-        fwrite(n->value, 1, n->vlen, s->f);
+        fwrite(xsd_node_value(n), 1, n->vlen, s->f);
     fwrite(perms, 1, pl, s->f);
     fputc('\n', s->f);
     s->count++;

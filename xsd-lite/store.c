@@ -179,20 +179,29 @@ struct xsd_node *xsd_node_new(struct xsd *x, struct xsd_node *parent,
 }
 
 /* Replaces n's value.  Returns -1 on failure, in which case errno is set. */
+static void value_free(struct xsd_node *n)
+{
+    if (n->vlen > sizeof(n->v.inl))
+        free(n->v.ptr);
+}
+
 int xsd_node_set_value(struct xsd *x, struct xsd_node *n, const char *v,
                        uint32_t vlen)
 {
     char *nv = NULL;
 
-    if (vlen) {
+    if (vlen > sizeof(n->v.inl)) {
         nv = malloc(vlen);
         if (!nv)
             return -1;
         memcpy(nv, v, vlen);
     }
     charge(x, n, -1);
-    free(n->value);
-    n->value = nv;
+    value_free(n);
+    if (nv)
+        n->v.ptr = nv;
+    else if (vlen)
+        memcpy(n->v.inl, v, vlen);
     n->vlen = vlen;
     n->gen = ++x->gen;
     charge(x, n, 1);
@@ -232,7 +241,7 @@ static void node_free(struct xsd *x, struct xsd_node *n)
     x->nnodes--;
     charge(x, n, -1);
     xsd_perms_put(x, n->perms);
-    free(n->value);
+    value_free(n);
     free(n);
 }
 
@@ -581,7 +590,7 @@ void xsd_fini(struct xsd *x)
             for (; n; n = next) {
                 next = n->hnext;
                 xsd_perms_put(x, n->perms);
-                free(n->value);
+                value_free(n);
                 free(n);
             }
         }

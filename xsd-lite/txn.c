@@ -293,7 +293,7 @@ static int cache_value(struct xsd_req *r, struct xsd_tnode *tn)
         v = malloc(live->vlen);
         if (!v)
             return ENOMEM;
-        memcpy(v, live->value, live->vlen);
+        memcpy(v, xsd_node_value(live), live->vlen);
     }
     tn->value = v;
     tn->vlen = live ? live->vlen : 0;

@@ -27,7 +27,7 @@ int xsd_view_get(struct xsd_req *r, const char *path, size_t plen,
     nv->live = n;
     if (n) {
         nv->exists = true;
-        nv->value = n->value;
+        nv->value = xsd_node_value(n);
         nv->vlen = n->vlen;
         nv->perms = n->perms;
     }

@@ -87,7 +87,10 @@ struct xsd_node {
     struct xsd_node *prev;   /* doubly linked list, in creation order */
     struct xsd_node *next;
     struct xsd_perms *perms;
-    char *value;   /* NULL when empty */
+    union {
+        char *ptr;   /* vlen > sizeof(inl) */
+        char inl[8]; /* short values (most of them) live here */
+    } v;
     uint64_t gen;  /* bumped when value, permissions or existence change */
     uint64_t cgen; /* bumped when the set of children changes */
     uint32_t hash;
@@ -297,6 +300,11 @@ void xsd_node_remove(struct xsd *x, struct xsd_node *n,
 #define xsd_for_children(p, c)                                                 \
     for ((c) = (p)->child; (c);                                                \
          (c) = ((c)->next == (p)->child) ? NULL : (c)->next)
+/* A node's value (vlen bytes, not NUL-terminated). */
+static inline const char *xsd_node_value(const struct xsd_node *n)
+{
+    return n->vlen > sizeof(n->v.inl) ? n->v.ptr : n->v.inl;
+}
 /* The last path component of a child of parent. */
 static inline const char *xsd_child_name(const struct xsd_node *c)
 {

@@ -395,7 +395,7 @@ static int compare_node(struct xsd_node *n, int depth, void *arg)
     m = mfind(n->path);
     TEST_ASSERT(m, "daemon has %s, the model does not", n->path);
     TEST_ASSERT(n->vlen == strlen(m->value) &&
-                    (!n->vlen || !memcmp(n->value, m->value, n->vlen)),
+                    (!n->vlen || !memcmp(xsd_node_value(n), m->value, n->vlen)),
                 "%s: value differs", n->path);
     TEST_ASSERT(pl == m->plen && !memcmp(perms, m->perms, pl),
                 "%s: permissions differ", n->path);
