@@ -146,36 +146,46 @@ static size_t build(char *out, uint32_t type, uint32_t tx, const char *p,
 /* ---- rtt ------------------------------------------------------------------
  */
 
-/* The floor: reads a message, answers with a reply as big as xsd-lite's
- * READ of a one-byte node.  One client. */
+/*
+ * The floor: an event loop like xsd-lite's (epoll, a non-blocking socket)
+ * that does nothing but frame each request and answer it with a reply as
+ * big as xsd-lite's READ of a one-byte node.  One client.
+ */
 static void echo_server(int lfd)
 {
-    int fd = accept(lfd, NULL, NULL);
+    int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK), ep = epoll_create1(0);
+    struct epoll_event ev = {.events = EPOLLIN};
     char buf[HDR + XENSTORE_PAYLOAD_MAX];
-    char reply[HDR + 1];
-    struct xsd_sockmsg h = {0};
+    size_t have = 0;
 
-    if (fd < 0)
+    if (fd < 0 || ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev))
         _exit(1);
     for (;;) {
-        size_t have = 0, want = HDR;
+        ssize_t r;
 
-        while (have < want) {
-            ssize_t r = read(fd, buf + have, sizeof(buf) - have);
+        if (epoll_wait(ep, &ev, 1, -1) != 1)
+            continue;
+        r = read(fd, buf + have, sizeof(buf) - have);
+        if (r == 0)
+            _exit(0);
+        if (r < 0)
+            continue;
+        have += (size_t)r;
+        while (have >= HDR) {
+            struct xsd_sockmsg h;
+            char reply[HDR + 1];
 
-            if (r <= 0)
-                _exit(0);
-            have += (size_t)r;
-            if (want == HDR && have >= HDR) {
-                memcpy(&h, buf, HDR);
-                want = HDR + h.len;
-            }
+            memcpy(&h, buf, HDR);
+            if (have < HDR + h.len)
+                break;
+            memmove(buf, buf + HDR + h.len, have - HDR - h.len);
+            have -= HDR + h.len;
+            h.len = 1;
+            memcpy(reply, &h, HDR);
+            reply[HDR] = 'x';
+            if (write(fd, reply, sizeof(reply)) != sizeof(reply))
+                _exit(1);
         }
-        h.len = 1;
-        memcpy(reply, &h, HDR);
-        reply[HDR] = 'x';
-        if (write(fd, reply, sizeof(reply)) != sizeof(reply))
-            _exit(1);
     }
 }
 
