@@ -288,16 +288,21 @@ const char *xsd_errstr(int err)
 
 /* ---- handlers ----------------------------------------------------------- */
 
-static int do_read(struct xsd_req *r)
+/* The payload's single path, made absolute in path: its length, or -errno. */
+static int one_path(const struct xsd_req *r, bool special, char *path)
 {
     const char *arg = onearg(r);
+
+    return arg ? canon(r, arg, special, path) : -EINVAL;
+}
+
+static int do_read(struct xsd_req *r)
+{
     char path[XSD_PATH_BUF];
     struct xsd_nv nv;
     int len, err;
 
-    if (!arg)
-        return EINVAL;
-    if ((len = canon(r, arg, false, path)) < 0)
+    if ((len = one_path(r, false, path)) < 0)
         return -len;
     err = get_checked(r, path, (size_t)len, XSD_NEED_VALUE, XSD_PERM_READ, &nv);
     if (err)
@@ -329,6 +334,21 @@ static int create(struct xsd_req *r, const char *path, size_t plen,
     return xsd_view_create(r, path, plen, alen, anv.perms, v, vlen);
 }
 
+/*
+ * The node a WRITE or MKDIR is about.  For a privileged client whose answer
+ * is OK either way, an absent node is only probed (txn.c); a present one
+ * is relied on, since the transaction's view rests on it from now on.
+ */
+static int target(struct xsd_req *r, const char *path, size_t plen,
+                  struct xsd_nv *nv)
+{
+    int err = xsd_view_get(r, path, plen, need_perms(r), nv);
+
+    if (!err && nv->exists && r->c->priv)
+        err = xsd_view_get(r, path, plen, XSD_NEED_EXISTS, nv);
+    return err;
+}
+
 static int do_write(struct xsd_req *r)
 {
     const char *nul = memchr(r->p, '\0', r->len);
@@ -344,12 +364,7 @@ static int do_write(struct xsd_req *r)
         return -len;
     v = nul + 1;
     vlen = r->len - (uint32_t)(v - r->p);
-    /* Privileged, absent: a probe, the answer is OK either way (txn.c).
-     * Present: what the transaction sees from now on rests on it. */
-    err = xsd_view_get(r, path, (size_t)len, need_perms(r), &nv);
-    if (!err && nv.exists && r->c->priv)
-        err = xsd_view_get(r, path, (size_t)len, XSD_NEED_EXISTS, &nv);
-    if (err)
+    if ((err = target(r, path, (size_t)len, &nv)))
         return err;
     if (nv.exists) {
         if (!(xsd_perm_for(r->c, nv.perms) & XSD_PERM_WRITE))
@@ -366,21 +381,13 @@ static int do_write(struct xsd_req *r)
 
 static int do_mkdir(struct xsd_req *r)
 {
-    const char *arg = onearg(r);
     char path[XSD_PATH_BUF];
     struct xsd_nv nv;
     int len, err;
 
-    if (!arg)
-        return EINVAL;
-    if ((len = canon(r, arg, false, path)) < 0)
+    if ((len = one_path(r, false, path)) < 0)
         return -len;
-    /* Privileged, absent: a probe, the answer is OK either way (txn.c).
-     * Present: what the transaction sees from now on rests on it. */
-    err = xsd_view_get(r, path, (size_t)len, need_perms(r), &nv);
-    if (!err && nv.exists && r->c->priv)
-        err = xsd_view_get(r, path, (size_t)len, XSD_NEED_EXISTS, &nv);
-    if (err)
+    if ((err = target(r, path, (size_t)len, &nv)))
         return err;
     if (nv.exists) {
         if (!(xsd_perm_for(r->c, nv.perms) & XSD_PERM_WRITE))
@@ -393,14 +400,11 @@ static int do_mkdir(struct xsd_req *r)
 
 static int do_rm(struct xsd_req *r)
 {
-    const char *arg = onearg(r);
     char path[XSD_PATH_BUF];
     struct xsd_nv nv;
     int len, err;
 
-    if (!arg)
-        return EINVAL;
-    if ((len = canon(r, arg, false, path)) < 0)
+    if ((len = one_path(r, false, path)) < 0)
         return -len;
     err = xsd_view_get(r, path, (size_t)len, XSD_NEED_EXISTS | need_perms(r),
                        &nv);
@@ -457,16 +461,13 @@ static int dir_add(const char *name, size_t n, void *arg)
 
 static int do_directory(struct xsd_req *r)
 {
-    const char *arg = onearg(r);
     char path[XSD_PATH_BUF];
     struct dir_buf d = {r->c->x->scratch, 0, XENSTORE_PAYLOAD_MAX, 0, false};
     struct xsd_nv nv;
     uint64_t gen;
     int len, err;
 
-    if (!arg)
-        return EINVAL;
-    if ((len = canon(r, arg, false, path)) < 0)
+    if ((len = one_path(r, false, path)) < 0)
         return -len;
     err = get_checked(r, path, (size_t)len, 0, XSD_PERM_READ, &nv);
     if (!err)
@@ -515,14 +516,11 @@ static int do_directory_part(struct xsd_req *r)
 
 static int do_get_perms(struct xsd_req *r)
 {
-    const char *arg = onearg(r);
     char path[XSD_PATH_BUF], out[XENSTORE_PAYLOAD_MAX];
     struct xsd_nv nv;
     int len, err;
 
-    if (!arg)
-        return EINVAL;
-    if ((len = canon(r, arg, true, path)) < 0)
+    if ((len = one_path(r, true, path)) < 0)
         return -len;
     err = get_checked(r, path, (size_t)len, XSD_NEED_PERMS, XSD_PERM_READ, &nv);
     if (err)

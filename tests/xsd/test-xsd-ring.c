@@ -596,7 +596,15 @@ int main(void)
     }
     XSDT_EXPECT(REQ(&w, XS_IS_DOMAIN_INTRODUCED, 0, "5"), "F");
     xsdt_guest_free(&g5);
+    /* A daemon stopped with a live guest and its introducer still there
+     * exits cleanly (and, built with ASan, without a leak). */
+    intro = xsd_client_connect(d.sock);
+    TEST_ASSERT(intro >= 0, "connect");
+    introduce_guest(&g5, 41);
+    XSDT_EXPECT(xsdt_guest_write(&g5, 0, "alive", "1"), "OK");
     xsdt_close(&w);
     xsdt_daemon_stop(&d, false);
+    close(intro);
+    xsdt_guest_free(&g5);
     return 0;
 }

@@ -354,22 +354,24 @@ static const char *answer(const struct xsdt_msg *m)
     return out;
 }
 
-const char *xsdt_req(struct xsdt_client *c, uint32_t type, uint32_t tx, ...)
+/* Either kind of client: a socket or a guest. */
+typedef void rpc_fn(void *who, uint32_t type, uint32_t tx, const void *payload,
+                    uint32_t len, struct xsdt_msg *reply);
+
+static const char *vreq(rpc_fn *rpc, void *who, uint32_t type, uint32_t tx,
+                        va_list ap)
 {
     static __thread struct xsdt_msg m;
     char buf[XENSTORE_PAYLOAD_MAX + 64];
-    va_list ap;
-    uint32_t n;
+    uint32_t n = vstrings(buf, sizeof(buf), ap);
 
-    va_start(ap, tx);
-    n = vstrings(buf, sizeof(buf), ap);
-    va_end(ap);
-    xsdt_rpc(c, type, tx, buf, n, &m);
+    rpc(who, type, tx, buf, n, &m);
     return answer(&m);
 }
 
-const char *xsdt_write(struct xsdt_client *c, uint32_t tx, const char *path,
-                       const char *value)
+/* WRITE path\0value (the value without a NUL). */
+static const char *write_via(rpc_fn *rpc, void *who, uint32_t tx,
+                             const char *path, const char *value)
 {
     static __thread struct xsdt_msg m;
     char buf[XENSTORE_PAYLOAD_MAX + 64];
@@ -378,8 +380,31 @@ const char *xsdt_write(struct xsdt_client *c, uint32_t tx, const char *path,
     TEST_ASSERT(pl + vl <= sizeof(buf), "write too big");
     memcpy(buf, path, pl);
     memcpy(buf + pl, value, vl);
-    xsdt_rpc(c, XS_WRITE, tx, buf, (uint32_t)(pl + vl), &m);
+    rpc(who, XS_WRITE, tx, buf, (uint32_t)(pl + vl), &m);
     return answer(&m);
+}
+
+static void sock_rpc(void *who, uint32_t type, uint32_t tx, const void *payload,
+                     uint32_t len, struct xsdt_msg *reply)
+{
+    xsdt_rpc(who, type, tx, payload, len, reply);
+}
+
+const char *xsdt_req(struct xsdt_client *c, uint32_t type, uint32_t tx, ...)
+{
+    va_list ap;
+    const char *a;
+
+    va_start(ap, tx);
+    a = vreq(sock_rpc, c, type, tx, ap);
+    va_end(ap);
+    return a;
+}
+
+const char *xsdt_write(struct xsdt_client *c, uint32_t tx, const char *path,
+                       const char *value)
+{
+    return write_via(sock_rpc, c, tx, path, value);
 }
 
 const char *xsdt_read(struct xsdt_client *c, uint32_t tx, const char *path)
@@ -614,33 +639,28 @@ void xsdt_guest_rpc(struct xsdt_guest *g, uint32_t type, uint32_t tx,
                 "ring reply type %u to request type %u", reply->h.type, type);
 }
 
+static void guest_rpc(void *who, uint32_t type, uint32_t tx,
+                      const void *payload, uint32_t len, struct xsdt_msg *reply)
+{
+    xsdt_guest_rpc(who, type, tx, payload, len, reply);
+}
+
 const char *xsdt_guest_req(struct xsdt_guest *g, uint32_t type, uint32_t tx,
                            ...)
 {
-    static __thread struct xsdt_msg m;
-    char buf[XENSTORE_PAYLOAD_MAX + 64];
     va_list ap;
-    uint32_t n;
+    const char *a;
 
     va_start(ap, tx);
-    n = vstrings(buf, sizeof(buf), ap);
+    a = vreq(guest_rpc, g, type, tx, ap);
     va_end(ap);
-    xsdt_guest_rpc(g, type, tx, buf, n, &m);
-    return answer(&m);
+    return a;
 }
 
 const char *xsdt_guest_write(struct xsdt_guest *g, uint32_t tx,
                              const char *path, const char *value)
 {
-    static __thread struct xsdt_msg m;
-    char buf[XENSTORE_PAYLOAD_MAX + 64];
-    size_t pl = strlen(path) + 1, vl = strlen(value);
-
-    TEST_ASSERT(pl + vl <= sizeof(buf), "write too big");
-    memcpy(buf, path, pl);
-    memcpy(buf + pl, value, vl);
-    xsdt_guest_rpc(g, XS_WRITE, tx, buf, (uint32_t)(pl + vl), &m);
-    return answer(&m);
+    return write_via(guest_rpc, g, tx, path, value);
 }
 
 int xsdt_guest_event(struct xsdt_guest *g, struct xsdt_msg *m, int timeout_ms)
