@@ -417,9 +417,15 @@ static void send_reply(struct xtk_restore *rs, int status, uint64_t resumed)
 
     if (!(rs->opt.flags & XTK_RESTORE_REPLY))
         return;
-    if (send(rs->opt.peer_fd, &m, sizeof(m), MSG_NOSIGNAL) != sizeof(m))
-        XTK_PERROR(rs->ctx, "cannot tell the source");
-    else
+    if (send(rs->opt.peer_fd, &m, sizeof(m), MSG_NOSIGNAL) != sizeof(m)) {
+        if (!status)
+            XTK_PERROR(rs->ctx,
+                       "domain %u runs here, but the source could "
+                       "not be told: it may run there too",
+                       rs->domid);
+        else
+            XTK_PERROR(rs->ctx, "cannot tell the source");
+    } else
         xtk_stats_phase(rs->st, "reply sent");
 }
 

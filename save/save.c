@@ -520,7 +520,12 @@ static void on_peer(evutil_socket_t fd, short what, void *arg)
     if (r == 0)
         return;
     if (r < 0) {
-        XTK_PERROR(sv->ctx, "the destination went away");
+        if (sv->phase == PH_PEER)
+            XTK_PERROR(sv->ctx, "the destination went away before it "
+                                "replied: the domain resumes here (if the "
+                                "destination resumed its copy, both run)");
+        else
+            XTK_PERROR(sv->ctx, "the destination went away");
         fail_errno(sv);
         return;
     }
@@ -559,7 +564,10 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
         request_suspend(sv);
         break;
     case PH_PEER:
-        XTK_ERROR(sv->ctx, "no reply from the destination within %u ms",
+        XTK_ERROR(sv->ctx,
+                  "no reply from the destination within %u ms: "
+                  "the domain resumes here (if the destination "
+                  "resumed its copy, both run)",
                   sv->opt.timeout_ms);
         finish(sv, ETIMEDOUT);
         break;
