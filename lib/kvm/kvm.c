@@ -938,6 +938,26 @@ static int kvm_suspend_setup(struct xtk_domain *dom,
     return 0;
 }
 
+/*
+ * The suspend port carries both "suspend" and, to a guest sitting
+ * suspended, "resume"; two notifications the guest has not taken yet are
+ * one interrupt.  So a request right after a resume (a checkpoint loop)
+ * waits, at most 1 s, until the guest has left its suspended state, or it
+ * would be taken for the resume and lost.
+ */
+static void wait_not_suspended(struct kvm_dom *kd)
+{
+    struct timespec ts = {0, 20000};
+
+    if (kd->status->magic != XTK_GUEST_STATUS_MAGIC)
+        return;
+    for (int i = 0;
+         i < 20000 && __atomic_load_n(&kd->status->state, __ATOMIC_ACQUIRE) ==
+                          XTK_GUEST_SUSPENDED;
+         i++)
+        nanosleep(&ts, NULL);
+}
+
 static int kvm_suspend_request(struct xtk_domain *dom)
 {
     struct kvm_dom *kd = kd_of(dom);
@@ -948,6 +968,7 @@ static int kvm_suspend_request(struct xtk_domain *dom)
         return xtk__fail(EINVAL);
     switch (kd->method) {
     case XTK__SUSPEND_EVTCHN:
+        wait_not_suspended(kd);
         if (write(kd->to_guest[XTK_PORT_SUSPEND], &one, sizeof(one)) < 0)
             return -1;
         return 0;
