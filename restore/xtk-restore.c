@@ -28,6 +28,13 @@
 const char *cli_prog = "xtk-restore";
 
 #define DEFAULT_TIMEOUT_MS 30000
+/*
+ * A migration's receive buffer (the kernel's autotuning grows it to
+ * 6 MiB): small, so that what the source has handed to its kernel is
+ * close to applied here, and the source can tell when the stream has
+ * drained before it stops the guest (see save/save.c, drain).
+ */
+#define RCVBUF_DEFAULT (256 * 1024)
 
 static void usage(FILE *f)
 {
@@ -99,6 +106,8 @@ int main(int argc, char **argv)
     const char *json = NULL, *src;
     int unzip = 0, quiet = 0, verbose = 0, rc = 1, c, fd = -1, sock = 0;
     uint64_t timeout = DEFAULT_TIMEOUT_MS;
+    int rcvbuf = RCVBUF_DEFAULT;
+    const char *e = getenv("XTK_RCVBUF");
     struct xtk_restore *rs = NULL;
     struct xtk_stream *in = NULL;
     struct xtk_ctx *ctx;
@@ -138,6 +147,8 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    if (e && *e)
+        rcvbuf = atoi(e); /* for experiments; 0: the kernel's */
     signal(SIGPIPE, SIG_IGN);
     ctx = cli_ctx_open();
     if (!ctx)
@@ -150,7 +161,7 @@ int main(int argc, char **argv)
 
         if (cli_split_endpoint(src + 7, 1, &host, &port) < 0)
             goto out;
-        fd = cli_tcp_accept_one(host, port, 0);
+        fd = cli_tcp_accept_one(host, port, 0, rcvbuf);
         free(host);
         free(port);
         if (fd < 0)

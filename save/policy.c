@@ -8,7 +8,8 @@
  * an estimate), that is the expected downtime.  Pre-copy stops when
  *   - fewer than 50 frames are dirty (nothing left to gain), or
  *   - the expected downtime fits the target and the last round did not
- *     halve the dirty set (another round would buy little), or
+ *     shrink the dirty set by a quarter (another round would buy
+ *     little), or
  *   - a cap is reached: rounds, or bytes sent (a guest that dirties faster
  *     than the link sends never converges; it is stopped anyway and the
  *     reason says so).
@@ -50,8 +51,9 @@ enum xtk__policy_verdict xtk__policy_decide(struct xtk__policy_state *ps,
             *reason = "xen policy: 5 rounds";
     } else if (in->dirty < SMALL_DIRTY) {
         *reason = "converged: fewer than 50 dirty pages";
-    } else if (expected <= in->max_downtime_ns && in->dirty * 2 > in->sent) {
-        *reason = "downtime target met, another round would not halve it";
+    } else if (expected <= in->max_downtime_ns &&
+               in->dirty * 4 > in->sent * 3) {
+        *reason = "downtime target met, the dirty set no longer shrinks";
     }
     if (!*reason && in->round >= in->max_rounds)
         *reason = "round cap: the guest dirties faster than the link sends";

@@ -26,7 +26,9 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -52,6 +54,7 @@ enum phase {
     PH_FINAL,    /* the final round is running */
     PH_INTERVAL, /* checkpointing: the guest runs until the next epoch */
     PH_PEER,     /* waiting for the destination's reply */
+    PH_DRAIN,    /* after a pre-copy round: the link's backlog drains */
     PH_DONE,
 };
 
@@ -81,8 +84,9 @@ struct xtk_save {
     unsigned int round, epoch;
     int logdirty, suspend_ready, suspend_asked, stopped;
     uint64_t round_dirty; /* what the log said for the running round */
-    uint64_t round_start, round_bytes0, round_total;
+    uint64_t round_start, round_end, round_bytes0, round_total;
     uint64_t t_request, fixed_ns, sync_ns;
+    struct xtk__round_result drain_res; /* the round whose link drains */
     int progress_shown;
     struct xtk__policy_state ps;
     struct xtk__sr_reply reply;
@@ -91,6 +95,7 @@ struct xtk_save {
 
 static void finish(struct xtk_save *sv, int err);
 static void arm_watch(struct xtk_save *sv);
+static void request_suspend(struct xtk_save *sv);
 static void start_round(struct xtk_save *sv, uint64_t count,
                         const uint64_t *populated);
 
@@ -384,6 +389,50 @@ static void start_round(struct xtk_save *sv, uint64_t count,
     evtimer_add(sv->ev_progress, &tv);
 }
 
+/* Bytes the kernel still holds for the peer (0 when not a socket). */
+static int peer_backlog(struct xtk_save *sv)
+{
+    int q = 0;
+
+    if (!(sv->opt.flags & XTK_SAVE_MIGRATE) ||
+        ioctl(sv->opt.peer_fd, SIOCOUTQ, &q) < 0)
+        return 0;
+    return q;
+}
+
+/*
+ * A pre-copy round ends when the destination has it, not when the kernel
+ * has it: what was sent may still sit in the socket's queue (and, behind
+ * it, the destination may be writing round 0 into memory it never
+ * touched, ~4 us a page here).  Deciding then, and stopping the guest,
+ * would add that backlog to the downtime, and the send rate would be the
+ * kernel's, not the link's.  So after a round, the dirty log is read only
+ * once the send queue is empty (checked every millisecond, for at most
+ * the timeout); xtk-restore keeps a small receive buffer, so an empty
+ * send queue means the destination is close behind.
+ */
+static void after_live_round(struct xtk_save *sv,
+                             const struct xtk__round_result *res);
+
+static void drain_then_decide(struct xtk_save *sv,
+                              const struct xtk__round_result *res)
+{
+    struct timeval tv = {0, 1000};
+
+    if (res)
+        sv->drain_res = *res;
+    if (peer_backlog(sv) > 0 && xtk_now_ns() - sv->round_start <
+                                    (uint64_t)sv->opt.timeout_ms * 1000000) {
+        sv->phase = PH_DRAIN;
+        evtimer_add(sv->ev_timer, &tv);
+        return;
+    }
+    sv->phase = PH_LIVE;
+    if (sv->opt.flags & XTK_SAVE_MIGRATE)
+        hist(sv, "link drain", xtk_now_ns() - sv->round_end);
+    after_live_round(sv, &sv->drain_res);
+}
+
 static void after_live_round(struct xtk_save *sv,
                              const struct xtk__round_result *res)
 {
@@ -441,6 +490,7 @@ static void on_round_done(evutil_socket_t fd, short what, void *arg)
     if (read(sv->notify_fd, &v, sizeof(v)) != sizeof(v))
         return;
     evtimer_del(sv->ev_progress);
+    sv->round_end = xtk_now_ns();
     xtk__senders_result(sv->sd, sv->st, &res);
     if (sv->progress_shown)
         xtk__progress(sv->ctx, "save", "sending memory",
@@ -467,7 +517,7 @@ static void on_round_done(evutil_socket_t fd, short what, void *arg)
         return;
     }
     if (sv->phase == PH_LIVE) {
-        after_live_round(sv, &res);
+        drain_then_decide(sv, &res);
     } else if (sv->phase == PH_FINAL) {
         xtk_stats_phase_at(sv->st, "last page sent",
                            res.last_write_ns ? res.last_write_ns
@@ -562,6 +612,9 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
         break;
     case PH_INTERVAL:
         request_suspend(sv);
+        break;
+    case PH_DRAIN:
+        drain_then_decide(sv, NULL);
         break;
     case PH_PEER:
         XTK_ERROR(sv->ctx,
@@ -879,7 +932,7 @@ void xtk_save_cancel(struct xtk_save *sv)
     }
     if (sv->phase == PH_LIVE)
         xtk__senders_abort(sv->sd); /* finish() once the round stops */
-    else if (sv->phase == PH_SUSPEND)
+    else if (sv->phase == PH_SUSPEND || sv->phase == PH_DRAIN)
         finish(sv, ECANCELED);
 }
 

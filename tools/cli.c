@@ -171,7 +171,8 @@ retry:
     return fd;
 }
 
-int cli_tcp_accept_one(const char *host, const char *port, int timeout_ms)
+int cli_tcp_accept_one(const char *host, const char *port, int timeout_ms,
+                       int rcvbuf)
 {
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE};
@@ -189,6 +190,8 @@ int cli_tcp_accept_one(const char *host, const char *port, int timeout_ms)
                  res->ai_protocol);
     if (lfd < 0 ||
         setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+        (rcvbuf &&
+         setsockopt(lfd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)) < 0) ||
         bind(lfd, res->ai_addr, res->ai_addrlen) < 0 || listen(lfd, 1) < 0) {
         fprintf(stderr, "%s: cannot listen on %s:%s: %s\n", cli_prog,
                 host ? host : "*", port, strerror(errno));

@@ -44,8 +44,10 @@ int cli_tcp_connect(const char *host, const char *port, int wait_ms);
 /*
  * Listens on host:port (host NULL: every address), accepts one
  * connection (waiting at most timeout_ms, 0: forever) and closes the
- * listener.  The connected socket (TCP_NODELAY), or -1 (and a message).
+ * listener.  rcvbuf: the receive buffer's size (0: the kernel's,
+ * autotuned).  The connected socket (TCP_NODELAY), or -1 (and a message).
  */
-int cli_tcp_accept_one(const char *host, const char *port, int timeout_ms);
+int cli_tcp_accept_one(const char *host, const char *port, int timeout_ms,
+                       int rcvbuf);
 
 #endif /* XTK_CLI_H */

@@ -52,8 +52,9 @@ enum xtk_suspend_method {
 enum xtk_save_policy {
     /* The default: when the final round is expected to fit max_downtime_ms
      * (dirty pages over the send rate measured in the previous rounds,
-     * plus the measured fixed costs) and another round would not shrink
-     * it by half, or fewer than 50 pages are dirty. */
+     * plus the dirty log's read time and an estimated 1 ms for suspend,
+     * state and resume) and the last round did not shrink the dirty set
+     * by a quarter, or fewer than 50 pages are dirty. */
     XTK_SAVE_POLICY_DOWNTIME = 0,
     /* Xen's: after 5 rounds, or when fewer than 50 pages are dirty. */
     XTK_SAVE_POLICY_XEN = 1,

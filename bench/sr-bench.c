@@ -1,0 +1,335 @@
+/*
+ * sr-bench.c - the save engine's throughput and the restore's time to the
+ * first guest instruction, with real KVM guests (docs/benchmarks.md,
+ * "save/restore", benchmarks 3 and 4).
+ *
+ *   sr-bench throughput [MIB [RUNS]]
+ *       A guest of MIB (default 1024) whose memory above the guest's own
+ *       4 MiB is filled with random words (incompressible, no zero page),
+ *       saved non-live to /dev/null with 1, 2 (and 3) sender threads,
+ *       next to a single-threaded memcpy of the same memory into a buffer,
+ *       in the same run, RUNS times interleaved (default 5).  Then an idle
+ *       guest of MIB (never-written memory) saved the same way.
+ *       The save's time is the final round's (the guest is stopped:
+ *       "final dirty sync" to "last page sent"), its rate the data bytes
+ *       over that time.  /dev/null never reads what it is given, so that
+ *       measures the engine's own work (zero detection, entries, syscalls);
+ *       the same saves into a pipe that another thread drains (the kernel
+ *       copies every byte in and out) are the cost with a real consumer.
+ *
+ *   sr-bench restore [MIB [RUNS]]
+ *       The random guest saved to a file in /dev/shm, then restored RUNS
+ *       times: the time from the start of the restore to the domain's
+ *       resume, i.e. until its first instruction can run (the stream read
+ *       from the page cache, every page copied into the new domain).
+ *
+ * XTK_HV and XTK_GUEST must point at the build's xtk-hv and guest.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <xtk/xtk.h>
+
+#include "abi.h"
+#include "backend.h"
+
+#define MAX_RUNS 100
+
+static struct xtk_ctx *ctx;
+
+static void die(const char *what)
+{
+    perror(what);
+    exit(1);
+}
+
+static int by_value(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+
+    return x < y ? -1 : x > y;
+}
+
+/* Median, min, max of n values (sorted in place). */
+static void spread(double *v, int n, double out[3])
+{
+    qsort(v, (size_t)n, sizeof(*v), by_value);
+    out[0] = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+    out[1] = v[0];
+    out[2] = v[n - 1];
+}
+
+static struct xtk_domain *create(uint64_t mib, const char *name)
+{
+    struct xtk_domain_config cfg = {.name = name,
+                                    .memory_mib = mib,
+                                    .cmdline = "workload=idle",
+                                    .flags = XTK_DOMCFG_NO_STORE};
+    struct xtk_domain *dom = xtk_domain_create(ctx, &cfg);
+    volatile struct xtk_guest_status *st;
+
+    if (!dom)
+        die("create");
+    st = (void *)((char *)dom->ops->map_all(dom, PROT_READ) +
+                  XTK_GUEST_STATUS_GPA);
+    for (int i = 0; i < 500 && st->state != XTK_GUEST_RUNNING; i++)
+        usleep(10000);
+    if (st->state != XTK_GUEST_RUNNING) {
+        fprintf(stderr, "the guest did not come up\n");
+        exit(1);
+    }
+    return dom;
+}
+
+/* Random words over everything above the guest's own 4 MiB. */
+static void fill_random(struct xtk_domain *dom, uint64_t bytes)
+{
+    uint64_t *p = dom->ops->map_all(dom, PROT_READ | PROT_WRITE);
+    uint64_t x = 0x9e3779b97f4a7c15ull;
+
+    if (!p)
+        die("map");
+    for (uint64_t i = XTK_GUEST_WORK_GPA / 8; i < bytes / 8; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        p[i] = x;
+    }
+}
+
+/*
+ * Saves dom non-live (it is resumed: XTK_SAVE_KEEP) into out.  Returns
+ * the final round's time (final dirty sync to last page sent) in ns, and
+ * the data bytes it sent.
+ */
+static double save_once(struct xtk_domain *dom, struct xtk_stream *out,
+                        unsigned int senders, uint64_t *data_bytes)
+{
+    struct xtk_save_options o = {.flags = XTK_SAVE_KEEP, .senders = senders};
+    struct xtk_save *sv = xtk_save_new(dom, out, &o);
+    uint64_t ns, pages = 0;
+
+    if (!sv || xtk_save_run(sv) < 0)
+        die("save");
+    if (xtk_stats_interval(xtk_save_stats(sv), "final dirty sync",
+                           "last page sent", &ns) < 0)
+        die("interval");
+    xtk_stats_counter(xtk_save_stats(sv), "pages with data", &pages);
+    *data_bytes = pages * XTK_PAGE_SIZE;
+    xtk_save_free(sv);
+    return (double)ns;
+}
+
+/* A pipe whose reader thread throws away what it reads. */
+static void *drain(void *arg)
+{
+    static char sink[1 << 20];
+    int fd = *(int *)arg;
+
+    while (read(fd, sink, sizeof(sink)) > 0)
+        ;
+    return NULL;
+}
+
+static int pipe_with_reader(pthread_t *t, int *rfd)
+{
+    int p[2];
+
+    if (pipe2(p, O_CLOEXEC) < 0)
+        die("pipe");
+    fcntl(p[1], F_SETPIPE_SZ, 1 << 20);
+    *rfd = p[0];
+    if (pthread_create(t, NULL, drain, rfd))
+        die("thread");
+    return p[1];
+}
+
+static double memcpy_once(const void *ram, void *buf, uint64_t bytes)
+{
+    uint64_t t0 = xtk_now_ns();
+
+    memcpy(buf, ram, bytes);
+    return (double)(xtk_now_ns() - t0);
+}
+
+static int throughput(uint64_t mib, int runs)
+{
+    uint64_t bytes = mib << 20, data = 0;
+    struct xtk_domain *dom = create(mib, "bench-random");
+    int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    struct xtk_stream *out = NULL;
+    const unsigned int senders[] = {1, 2, 3, 1, 2};
+    const char *names[] = {"/dev/null, 1 sender", "/dev/null, 2 senders",
+                           "/dev/null, 3 senders", "pipe, 1 sender",
+                           "pipe, 2 senders"};
+    double mc[MAX_RUNS], sv[5][MAX_RUNS], s[3];
+    char *buf = malloc(bytes);
+    const void *ram;
+
+    if (null < 0 || !buf)
+        die("setup");
+    memset(buf, 1, bytes); /* fault it in before timing */
+    fill_random(dom, bytes);
+    ram = dom->ops->map_all(dom, PROT_READ);
+    printf("save of a %llu MiB guest, random memory, non-live (GB/s)\n"
+           "%4s %8s %8s %8s %8s %8s %8s\n",
+           (unsigned long long)mib, "run", "memcpy", "null-1", "null-2",
+           "null-3", "pipe-1", "pipe-2");
+    for (int r = 0; r < runs; r++) {
+        mc[r] = memcpy_once(ram, buf, bytes);
+        printf("%4d %8.2f", r, bytes / mc[r]);
+        for (int k = 0; k < 5; k++) {
+            pthread_t t;
+            int rfd, fd = k < 3 ? null : pipe_with_reader(&t, &rfd);
+
+            out = xtk_stream_fd(ctx, fd, XTK_STREAM_WRITE);
+            if (!out)
+                die("stream");
+            sv[k][r] = save_once(dom, out, senders[k], &data);
+            xtk_stream_close(out);
+            if (k >= 3) {
+                close(fd);
+                pthread_join(t, NULL);
+                close(rfd);
+            }
+            sv[k][r] = data / sv[k][r]; /* GB/s */
+            printf(" %8.2f", sv[k][r]);
+        }
+        mc[r] = bytes / mc[r];
+        printf("\n");
+        fflush(stdout);
+    }
+    for (int k = 0; k < 5; k++) {
+        double ratio[MAX_RUNS];
+
+        for (int r = 0; r < runs; r++)
+            ratio[r] = sv[k][r] / mc[r];
+        spread(sv[k], runs, s);
+        printf("  %-21s %6.2f GB/s [%.2f-%.2f]", names[k], s[0], s[1], s[2]);
+        spread(ratio, runs, s);
+        printf(" = %.2f x memcpy [%.2f-%.2f]\n", s[0], s[1], s[2]);
+    }
+    spread(mc, runs, s);
+    printf("  %-21s %6.2f GB/s [%.2f-%.2f]\n", "memcpy (1 thread)", s[0], s[1],
+           s[2]);
+    xtk_domain_destroy(dom);
+    xtk_domain_close(dom);
+    free(buf);
+
+    /* An idle guest: its memory was never written. */
+    dom = create(mib, "bench-idle");
+    printf("save of an idle %llu MiB guest to /dev/null (non-live, 2 "
+           "senders): whole save, suspend to end sent\n",
+           (unsigned long long)mib);
+    for (int r = 0; r < runs; r++) {
+        struct xtk_save_options o = {.flags = XTK_SAVE_KEEP};
+        struct xtk_save *sv1;
+        uint64_t ns;
+
+        out = xtk_stream_fd(ctx, null, XTK_STREAM_WRITE);
+        sv1 = out ? xtk_save_new(dom, out, &o) : NULL;
+        if (!sv1 || xtk_save_run(sv1) < 0 ||
+            xtk_stats_interval(xtk_save_stats(sv1), "suspend requested",
+                               "end sent", &ns) < 0)
+            die("idle save");
+        mc[r] = ns / 1e6;
+        xtk_save_free(sv1);
+        xtk_stream_close(out);
+    }
+    spread(mc, runs, s);
+    printf("  %.2f ms [%.2f-%.2f]\n", s[0], s[1], s[2]);
+    xtk_domain_destroy(dom);
+    xtk_domain_close(dom);
+    close(null);
+    return 0;
+}
+
+static int restore(uint64_t mib, int runs)
+{
+    const char *path = "/dev/shm/xtk-sr-bench.xtk";
+    struct xtk_domain *dom = create(mib, "bench-restore");
+    struct xtk_stream *s;
+    struct xtk_save *sv;
+    double t[MAX_RUNS], parts[4][MAX_RUNS], v[3];
+    const char *names[4] = {"domain created", "end received", "state loaded",
+                            "resumed"};
+
+    fill_random(dom, mib << 20);
+    s = xtk_stream_file(ctx, path, XTK_STREAM_WRITE);
+    sv = s ? xtk_save_new(dom, s, NULL) : NULL; /* destroys the source */
+    if (!sv || xtk_save_run(sv) < 0 || xtk_stream_close(s) < 0)
+        die("save to /dev/shm");
+    xtk_save_free(sv);
+    xtk_domain_close(dom);
+    printf("restore of a %llu MiB guest (random memory) from a file in "
+           "/dev/shm: start to resumed\n%4s %10s %14s %14s %14s %14s\n",
+           (unsigned long long)mib, "run", "total ms", "created ms",
+           "end recv ms", "state ms", "resumed ms");
+    for (int r = 0; r < runs; r++) {
+        struct xtk_restore *rs;
+        struct xtk_stats *st;
+        uint64_t ns;
+
+        s = xtk_stream_file(ctx, path, XTK_STREAM_READ);
+        rs = s ? xtk_restore_new(ctx, s, NULL) : NULL;
+        if (!rs || xtk_restore_run(rs) < 0)
+            die("restore");
+        st = xtk_restore_stats(rs);
+        if (xtk_stats_interval(st, "restore started", "resumed", &ns) < 0)
+            die("interval");
+        t[r] = ns / 1e6;
+        printf("%4d %10.1f", r, t[r]);
+        for (int k = 0; k < 4; k++) {
+            xtk_stats_interval(st, "restore started", names[k], &ns);
+            parts[k][r] = ns / 1e6;
+            printf(" %14.1f", parts[k][r]);
+        }
+        printf("\n");
+        fflush(stdout);
+        dom = xtk_domain_open(ctx, xtk_restore_domid(rs));
+        xtk_domain_destroy(dom);
+        xtk_domain_close(dom);
+        xtk_restore_free(rs);
+        xtk_stream_close(s);
+    }
+    spread(t, runs, v);
+    printf("  to the first instruction: %.1f ms [%.1f-%.1f]\n", v[0], v[1],
+           v[2]);
+    for (int k = 0; k < 4; k++) {
+        spread(parts[k], runs, v);
+        printf("    %-16s at %7.1f ms [%.1f-%.1f]\n", names[k], v[0], v[1],
+               v[2]);
+    }
+    unlink(path);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    uint64_t mib = argc > 2 ? strtoull(argv[2], NULL, 10) : 1024;
+    int runs = argc > 3 ? atoi(argv[3]) : 5;
+
+    if (argc < 2 || mib < 16 || mib > 3072 || runs < 1 || runs > MAX_RUNS) {
+        fprintf(stderr, "usage: sr-bench throughput|restore [MIB [RUNS]]\n");
+        return 2;
+    }
+    if (!getenv("XTK_RUNDIR"))
+        setenv("XTK_RUNDIR", "/tmp/xtk-sr-bench", 1);
+    ctx = xtk_ctx_open(NULL, NULL, 0);
+    if (!ctx)
+        die("ctx");
+    if (!strcmp(argv[1], "throughput"))
+        return throughput(mib, runs);
+    if (!strcmp(argv[1], "restore"))
+        return restore(mib, runs);
+    fprintf(stderr, "sr-bench: unknown benchmark %s\n", argv[1]);
+    return 2;
+}
