@@ -195,25 +195,55 @@ static int check_pages(struct xtk_restore *rs, const void *body, uint32_t len,
     return 0;
 }
 
-static void apply_pages(struct xtk_restore *rs,
-                        const struct xtk_stream_page_data *pd)
+/* Writes count frames from pfn on, their data at src. */
+static int put_frames(struct xtk_restore *rs, uint64_t pfn, unsigned int count,
+                      const uint8_t *src)
+{
+    const struct xtk__backend_ops *ops = rs->dom->ops;
+
+    for (unsigned int i = 0; i < count; i++)
+        rs->written[(pfn + i) / 64] |= 1ull << ((pfn + i) % 64);
+    if (ops->write_frames)
+        return ops->write_frames(rs->dom, pfn, count, src);
+    memcpy(rs->ram + (pfn << XTK__PAGE_SHIFT), src,
+           (size_t)count << XTK__PAGE_SHIFT);
+    return 0;
+}
+
+/* Applies a checked PAGE_DATA record: runs of consecutive frames with data
+ * go in one write each; zero frames are zeroed if written before. */
+static int apply_pages(struct xtk_restore *rs,
+                       const struct xtk_stream_page_data *pd)
 {
     const uint8_t *data = pd->pages;
+    uint32_t i = 0;
 
-    for (uint32_t i = 0; i < pd->count; i++) {
+    while (i < pd->count) {
         uint64_t pfn = xtk_pfn_entry_pfn(pd->pfns[i]);
-        uint8_t *dst = rs->ram + (pfn << XTK__PAGE_SHIFT);
-        uint64_t bit = 1ull << (pfn % 64);
+        uint32_t n = 1;
 
-        if (xtk_pfn_entry_type(pd->pfns[i]) == XTK_PAGE_NOTAB) {
-            memcpy(dst, data, XTK__PAGE_SIZE);
-            data += XTK__PAGE_SIZE;
-            rs->written[pfn / 64] |= bit;
-        } else if (rs->written[pfn / 64] & bit) {
-            memset(dst, 0, XTK__PAGE_SIZE); /* zero now */
-            rs->written[pfn / 64] &= ~bit;
+        if (xtk_pfn_entry_type(pd->pfns[i]) != XTK_PAGE_NOTAB) {
+            uint64_t bit = 1ull << (pfn % 64);
+
+            if (rs->written[pfn / 64] & bit) {
+                memset(rs->ram + (pfn << XTK__PAGE_SHIFT), 0, XTK__PAGE_SIZE);
+                rs->written[pfn / 64] &= ~bit;
+            }
+            i++;
+            continue;
         }
+        while (i + n < pd->count &&
+               xtk_pfn_entry_type(pd->pfns[i + n]) == XTK_PAGE_NOTAB &&
+               xtk_pfn_entry_pfn(pd->pfns[i + n]) == pfn + n)
+            n++;
+        if (put_frames(rs, pfn, n, data) < 0) {
+            XTK_PERROR(rs->ctx, "cannot write the guest's memory");
+            return -1;
+        }
+        data += (size_t)n << XTK__PAGE_SHIFT;
+        i += n;
     }
+    return 0;
 }
 
 static int buffer_body(struct xtk_restore *rs, uint32_t len)
@@ -265,7 +295,8 @@ static int on_page_data(struct xtk_restore *rs,
     xtk_stats_count(rs->st, "pages with data", pd.npages);
     if (rs->checkpointed)
         return buffer_body(rs, rec->length);
-    apply_pages(rs, &pd);
+    if (apply_pages(rs, &pd) < 0)
+        return -1;
     now = xtk_now_ns();
     if (now - rs->last_progress > PROGRESS_NS) {
         uint64_t got = 0;
@@ -315,7 +346,8 @@ static int commit_epoch(struct xtk_restore *rs, const char *what)
 
         /* Checked when it arrived. */
         xtk_stream_page_data_parse(e->bodies[i], e->lens[i], &pd);
-        apply_pages(rs, &pd);
+        if (apply_pages(rs, &pd) < 0)
+            return -1;
     }
     free(rs->state);
     rs->state = e->state;

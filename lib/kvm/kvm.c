@@ -822,6 +822,26 @@ static int kvm_populated(struct xtk_domain *dom, uint64_t *bitmap,
     return 0;
 }
 
+static int kvm_write_frames(struct xtk_domain *dom, uint64_t pfn,
+                            unsigned int nr, const void *buf)
+{
+    struct kvm_dom *kd = kd_of(dom);
+    size_t len = (size_t)nr << XTK__PAGE_SHIFT, done = 0;
+
+    if (!nr || pfn >= kd->hello.nr_pages || nr > kd->hello.nr_pages - pfn)
+        return xtk__fail(EINVAL);
+    while (done < len) {
+        ssize_t n = pwrite(kd->mem_fd, (const char *)buf + done, len - done,
+                           (off_t)((pfn << XTK__PAGE_SHIFT) + done));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return n < 0 ? -1 : xtk__fail(EIO);
+        done += (size_t)n;
+    }
+    return 0;
+}
+
 static int kvm_populate(struct xtk_domain *dom, const uint64_t *pfns,
                         unsigned int nr)
 {
@@ -1115,6 +1135,7 @@ const struct xtk__backend_ops xtk__kvm_backend = {
     .map_batch = kvm_map_batch,
     .unmap_batch = kvm_unmap_batch,
     .populated = kvm_populated,
+    .write_frames = kvm_write_frames,
     .populate = kvm_populate,
     .logdirty_enable = kvm_logdirty_enable,
     .logdirty_read = kvm_logdirty_read,
