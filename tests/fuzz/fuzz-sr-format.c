@@ -1,0 +1,57 @@
+/*
+ * fuzz-sr-format.c - libFuzzer target for what the restore engine reads of
+ * xtk's own conventions in a stream it does not trust (lib/sr-format.c):
+ * the domain's shape (HVM_PARAMS), the state blob (HVM_CONTEXT, checked
+ * against a shape), and the migration reply.  The first byte picks which.
+ * A shape that decodes must encode back to the same shape.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sr-format.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    struct xtk__sr_config c, c2, fixed = {.nr_pages = 4096, .nr_vcpus = 2};
+    uint8_t again[XTK__SR_PARAMS_SIZE];
+    char why[192];
+    const void *recs;
+    size_t len;
+    uint64_t *body; /* the stream hands out 8-byte aligned bodies */
+
+    if (size < 1 || size > (1u << 20))
+        return 0;
+    body = malloc(size + 8);
+    if (!body)
+        return 0;
+    memcpy(body, data + 1, size - 1);
+    switch (data[0] % 3) {
+    case 0:
+        if (xtk__sr_config_decode(body, (uint32_t)(size - 1), &c, why,
+                                  sizeof(why)) == 0) {
+            xtk__sr_config_encode(&c, again);
+            if (xtk__sr_config_decode(again, sizeof(again), &c2, why,
+                                      sizeof(why)) != 0 ||
+                c2.nr_pages != c.nr_pages || c2.nr_vcpus != c.nr_vcpus ||
+                strcmp(c2.name, c.name))
+                abort();
+        }
+        break;
+    case 1:
+        if (xtk__sr_state_check(body, (uint32_t)(size - 1), "kvm", &fixed,
+                                &recs, &len, why, sizeof(why)) == 0 &&
+            ((const uint8_t *)recs < (const uint8_t *)body ||
+             (const uint8_t *)recs + len > (const uint8_t *)body + size - 1))
+            abort();
+        break;
+    default:
+        if (size - 1 >= sizeof(struct xtk__sr_reply))
+            xtk__sr_reply_check((const struct xtk__sr_reply *)body);
+        break;
+    }
+    free(body);
+    return 0;
+}
