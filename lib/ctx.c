@@ -103,3 +103,11 @@ struct xtk_logger *xtk_ctx_logger(struct xtk_ctx *ctx)
 {
     return ctx ? ctx->logger : xtk__fail_null(EINVAL);
 }
+
+int xtk__loop_until(struct xtk_ctx *ctx, const int *done)
+{
+    while (!*done)
+        if (event_base_loop(ctx->base, EVLOOP_ONCE) < 0)
+            return xtk__fail(EIO);
+    return 0;
+}

@@ -50,6 +50,13 @@ void xtk__progress(struct xtk_ctx *ctx, const char *context,
 #define XTK_PERROR(ctx, ...)                                                   \
     xtk__log((ctx), XTK_LOG_ERROR, errno, XTK_LOG_CONTEXT, __VA_ARGS__)
 
+/*
+ * Runs the context's event loop, one pass at a time, until *done is set
+ * (by a callback the loop runs).  Returns 0, or -1 (EIO) if the loop
+ * fails.  The blocking forms of the asynchronous calls use it.
+ */
+int xtk__loop_until(struct xtk_ctx *ctx, const int *done);
+
 /* Sets errno and returns -1: `return xtk__fail(EINVAL);` */
 static inline int xtk__fail(int err)
 {

@@ -598,16 +598,12 @@ int xtk_restore_start(struct xtk_restore *rs, xtk_restore_done_fn *done,
 
 int xtk_restore_run(struct xtk_restore *rs)
 {
-    struct event_base *base;
-
     if (!rs)
         return xtk__fail(EINVAL);
     if (xtk_restore_start(rs, NULL, NULL) < 0)
         return -1;
-    base = xtk_ctx_event_base(rs->ctx);
-    while (!rs->finished)
-        if (event_base_loop(base, EVLOOP_ONCE) < 0)
-            return xtk__fail(EIO);
+    if (xtk__loop_until(rs->ctx, &rs->finished) < 0)
+        return -1;
     return rs->err ? xtk__fail(rs->err) : 0;
 }
 

@@ -902,18 +902,12 @@ static void run_done(struct xtk_save *sv, int err, void *arg)
 
 int xtk_save_run(struct xtk_save *sv)
 {
-    struct event_base *base;
-
     if (!sv)
         return xtk__fail(EINVAL);
     if (xtk_save_start(sv, run_done, NULL) < 0)
         return -1;
-    base = xtk_ctx_event_base(sv->ctx);
-    while (!sv->finished)
-        if (event_base_loop(base, EVLOOP_ONCE) < 0) {
-            finish(sv, EIO);
-            break;
-        }
+    if (xtk__loop_until(sv->ctx, &sv->finished) < 0)
+        finish(sv, EIO);
     return sv->err ? xtk__fail(sv->err) : 0;
 }
 

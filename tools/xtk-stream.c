@@ -17,12 +17,14 @@
 
 #include <xtk/xtk.h>
 
+#include "cli.h"
+
 #define DEFAULT_PAGES 16384u
 #define DEFAULT_BATCH 1024u
 #define MAX_BATCH 32768u
 #define MAX_PAGES (1u << 24) /* 64 GiB of guest memory */
 
-static const char *prog = "xtk-stream";
+const char *cli_prog = "xtk-stream";
 
 static void usage(FILE *f)
 {
@@ -35,49 +37,7 @@ static void usage(FILE *f)
             "[--json FILE|-] [-q] [-v]\n"
             "       %s dump [-i FILE|-] [-z] [-v]\n"
             "See xtk-stream(1).\n",
-            prog, prog, prog);
-}
-
-static int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
-{
-    char *end;
-    unsigned long long v;
-
-    errno = 0;
-    v = strtoull(s, &end, 0);
-    if (errno || end == s || *end || s[0] == '-' || v < min || v > max)
-        return -1;
-    *out = v;
-    return 0;
-}
-
-/* Writes a report to path ("-": stdout) in the given format. */
-static int write_report(const struct xtk_stats *st, int format,
-                        const char *path)
-{
-    char *text = xtk_stats_format(st, format);
-    FILE *f;
-    int rc = 0;
-
-    if (!text) {
-        fprintf(stderr, "%s: cannot format the report: %s\n", prog,
-                strerror(errno));
-        return -1;
-    }
-    f = strcmp(path, "-") ? fopen(path, "w") : stdout;
-    if (!f) {
-        fprintf(stderr, "%s: %s: %s\n", prog, path, strerror(errno));
-        free(text);
-        return -1;
-    }
-    if (fputs(text, f) < 0 || fflush(f) != 0)
-        rc = -1;
-    if (f != stdout && fclose(f) != 0)
-        rc = -1;
-    if (rc < 0)
-        fprintf(stderr, "%s: writing %s: %s\n", prog, path, strerror(errno));
-    free(text);
-    return rc;
+            cli_prog, cli_prog, cli_prog);
 }
 
 /* The options every command takes: --json, -q, -v.  1 if opt was one. */
@@ -321,27 +281,27 @@ static int cmd_synth(struct xtk_ctx *ctx, int argc, char **argv)
             out = optarg;
             break;
         case 'n':
-            if (parse_u64(optarg, 1, MAX_PAGES, &sy.pages))
+            if (cli_parse_u64(optarg, 1, MAX_PAGES, 0, &sy.pages))
                 goto bad;
             break;
         case 'b':
-            if (parse_u64(optarg, 1, MAX_BATCH, &v))
+            if (cli_parse_u64(optarg, 1, MAX_BATCH, 0, &v))
                 goto bad;
             sy.batch = (uint32_t)v;
             break;
         case 'c':
-            if (parse_u64(optarg, 0, 100000, &v))
+            if (cli_parse_u64(optarg, 0, 100000, 0, &v))
                 goto bad;
             sy.checkpoints = (unsigned)v;
             break;
         case 'd':
-            if (parse_u64(optarg, 0, MAX_PAGES, &sy.dirty))
+            if (cli_parse_u64(optarg, 0, MAX_PAGES, 0, &sy.dirty))
                 goto bad;
             break;
         case 'z':
             sy.level = 1;
             if (optarg) {
-                if (parse_u64(optarg, 0, 9, &v))
+                if (cli_parse_u64(optarg, 0, 9, 0, &v))
                     goto bad;
                 sy.level = (int)v;
             }
@@ -350,7 +310,7 @@ static int cmd_synth(struct xtk_ctx *ctx, int argc, char **argv)
             sy.checksum = 1;
             break;
         case 's':
-            if (parse_u64(optarg, 0, UINT64_MAX, &sy.seed))
+            if (cli_parse_u64(optarg, 0, UINT64_MAX, 0, &sy.seed))
                 goto bad;
             break;
         default:
@@ -366,14 +326,14 @@ static int cmd_synth(struct xtk_ctx *ctx, int argc, char **argv)
         fprintf(stderr,
                 "%s: not writing a binary stream to a terminal "
                 "(use -o FILE)\n",
-                prog);
+                cli_prog);
         return 1;
     }
 
     st = xtk_stats_new("xtk-stream synth");
     sy.mem = malloc((size_t)sy.pages * XTK_PAGE_SIZE);
     if (!st || !sy.mem) {
-        fprintf(stderr, "%s: %s\n", prog, strerror(errno));
+        fprintf(stderr, "%s: %s\n", cli_prog, strerror(errno));
         goto out;
     }
     xtk_stats_phase(st, "start");
@@ -385,28 +345,28 @@ static int cmd_synth(struct xtk_ctx *ctx, int argc, char **argv)
         s = xtk_stream_file(ctx, out, flags);
     }
     if (!s || (sy.level >= 0 && xtk_stream_push_zlib(s, sy.level) < 0)) {
-        fprintf(stderr, "%s: %s: %s\n", prog, out, strerror(errno));
+        fprintf(stderr, "%s: %s: %s\n", cli_prog, out, strerror(errno));
         xtk_stream_close(s);
         goto out;
     }
     if (synth_run(&sy, s, st) < 0) {
-        fprintf(stderr, "%s: writing %s failed: %s\n", prog, out,
+        fprintf(stderr, "%s: writing %s failed: %s\n", cli_prog, out,
                 strerror(errno));
         xtk_stream_close(s);
         goto out;
     }
     xtk_stream_get_counters(s, &c);
     if (xtk_stream_close(s) < 0) {
-        fprintf(stderr, "%s: closing %s: %s\n", prog, out, strerror(errno));
+        fprintf(stderr, "%s: closing %s: %s\n", cli_prog, out, strerror(errno));
         goto out;
     }
     xtk_stats_phase(st, "stream closed");
     /* raw_bytes is final only after close (the compression trailer). */
     rc = 0;
-    if (!quiet && write_report(st, XTK_STATS_TABLE,
-                               strcmp(out, "-") ? "-" : "/dev/stderr") < 0)
+    if (!quiet && cli_write_report(st, XTK_STATS_TABLE,
+                                   strcmp(out, "-") ? "-" : NULL) < 0)
         rc = 1;
-    if (json && write_report(st, XTK_STATS_JSON, json) < 0)
+    if (json && cli_write_report(st, XTK_STATS_JSON, json) < 0)
         rc = 1;
 out:
     free(sy.mem);
@@ -438,7 +398,7 @@ static int check_unique(const struct xtk_stream_page_data *pd, uint64_t *tmp,
             fprintf(stderr,
                     "%s: PAGE_DATA at offset %" PRIu64 " names pfn %#" PRIx64
                     " twice\n",
-                    prog, at, tmp[i]);
+                    cli_prog, at, tmp[i]);
             errno = EBADMSG;
             return -1;
         }
@@ -493,7 +453,7 @@ static int cmd_read(struct xtk_ctx *ctx, int argc, char **argv, int dump)
             flags |= XTK_STREAM_CHECKSUM;
             break;
         case 't':
-            if (parse_u64(optarg, 1, 86400000, &timeout))
+            if (cli_parse_u64(optarg, 1, 86400000, 0, &timeout))
                 goto bad;
             break;
         default:
@@ -546,7 +506,7 @@ static int cmd_read(struct xtk_ctx *ctx, int argc, char **argv, int dump)
             fprintf(stderr,
                     "%s: unknown optional record type %#x at offset %" PRIu64
                     "\n",
-                    prog, rec.type, rec.offset);
+                    cli_prog, rec.type, rec.offset);
             errno = EPROTO;
             goto out;
         }
@@ -600,7 +560,7 @@ static int cmd_read(struct xtk_ctx *ctx, int argc, char **argv, int dump)
     /* Stricter than Xen: nothing may follow END (for gzip, this also
      * reads and checks the compressed stream's trailer). */
     if (xtk_stream_read(s, &extra, 1) == 0) {
-        fprintf(stderr, "%s: data after the END record\n", prog);
+        fprintf(stderr, "%s: data after the END record\n", cli_prog);
         errno = EBADMSG;
         goto out;
     }
@@ -627,18 +587,18 @@ static int cmd_read(struct xtk_ctx *ctx, int argc, char **argv, int dump)
         printf("%s: valid\n", in);
     }
     rc = 0;
-    if (!quiet && !dump && write_report(st, XTK_STATS_TABLE, "-") < 0)
+    if (!quiet && !dump && cli_write_report(st, XTK_STATS_TABLE, "-") < 0)
         rc = 1;
-    if (json && write_report(st, XTK_STATS_JSON, json) < 0)
+    if (json && cli_write_report(st, XTK_STATS_JSON, json) < 0)
         rc = 1;
     goto out;
 
 out_err:
-    fprintf(stderr, "%s: %s: %s\n", prog, in, strerror(errno));
+    fprintf(stderr, "%s: %s: %s\n", cli_prog, in, strerror(errno));
 out:
     if (rc) {
         int err = s && xtk_stream_error(s) ? xtk_stream_error(s) : errno;
-        fprintf(stderr, "%s: %s: not a valid stream (%s)\n", prog, in,
+        fprintf(stderr, "%s: %s: not a valid stream (%s)\n", cli_prog, in,
                 strerror(err));
     }
     xtk_stream_close(s);
@@ -663,7 +623,7 @@ int main(int argc, char **argv)
     lg = xtk_logger_stderr_new(XTK_LOG_WARN, 0);
     ctx = lg ? xtk_ctx_open(lg, NULL, XTK_CTX_OWN_LOGGER) : NULL;
     if (!ctx) {
-        fprintf(stderr, "%s: %s\n", prog, strerror(errno));
+        fprintf(stderr, "%s: %s\n", cli_prog, strerror(errno));
         xtk_logger_destroy(lg);
         return 1;
     }

@@ -75,24 +75,22 @@ wait_listen() {
   fail "nothing listens on port $1"
 }
 
-# Waits (up to 10 s) until `xtk info DOMAIN` says FIELD: VALUE.
-wait_info() {
-  local i
+# Waits (up to 10 s) until CMD... succeeds; else says WHAT failed.
+wait_until() {
+  local what=$1 i
+  shift
   for i in $(seq 200); do
-    "$xtk" info "$1" 2>/dev/null | grep -q "^$2: *$3" && return 0
+    "$@" && return 0
     sleep 0.05
   done
-  "$xtk" info "$1" >&2 || true
-  fail "$1: $2 is not $3"
+  fail "$what"
 }
 
-# Waits (up to 10 s) until there is no domain left in $XTK_RUNDIR.
-wait_none() {
-  local i
-  for i in $(seq 200); do
-    [ "$(domains)" = 0 ] && return 0
-    sleep 0.05
-  done
-  "$xtk" list >&2
-  fail "domains left in $XTK_RUNDIR"
-}
+info_is() { "$xtk" info "$1" 2>/dev/null | grep -q "^$2: *$3"; }
+no_domains() { [ "$(domains)" = 0 ]; }
+
+# Waits until `xtk info DOMAIN` says FIELD: VALUE.
+wait_info() { wait_until "$1: $2 is not $3" info_is "$@"; }
+
+# Waits until there is no domain left in $XTK_RUNDIR.
+wait_none() { wait_until "domains left in $XTK_RUNDIR" no_domains; }
