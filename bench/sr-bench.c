@@ -20,12 +20,14 @@
  *       it from a buffer).
  *
  *   sr-bench restore [MIB [RUNS]]
+ *   sr-bench [all [MIB [RUNS]]]     both (what scripts/bench.sh runs)
  *       The random guest saved to a file in /dev/shm, then restored RUNS
  *       times: the time from the start of the restore to the domain's
  *       resume, i.e. until its first instruction can run (the stream read
  *       from the page cache, every page copied into the new domain).
  *
- * XTK_HV and XTK_GUEST must point at the build's xtk-hv and guest.
+ * XTK_HV and XTK_GUEST default to the build's xtk-hv and guest beside this
+ * program's folder.
  */
 #include "config.h"
 
@@ -346,24 +348,43 @@ static int restore(uint64_t mib, int runs)
     return 0;
 }
 
+/* The build's xtk-hv and guest, beside this program's folder, unless the
+ * environment says otherwise. */
+static void find_build(const char *argv0)
+{
+    const char *slash = strrchr(argv0, '/');
+    char path[4096];
+
+    snprintf(path, sizeof(path), "%.*s/../xtk-hv",
+             slash ? (int)(slash - argv0) : 1, slash ? argv0 : ".");
+    setenv("XTK_HV", path, 0);
+    snprintf(path, sizeof(path), "%.*s/../guests/xtk-guest.elf",
+             slash ? (int)(slash - argv0) : 1, slash ? argv0 : ".");
+    setenv("XTK_GUEST", path, 0);
+    setenv("XTK_RUNDIR", "/tmp/xtk-sr-bench", 0);
+}
+
 int main(int argc, char **argv)
 {
+    const char *what = argc > 1 ? argv[1] : "all";
     uint64_t mib = argc > 2 ? strtoull(argv[2], NULL, 10) : 1024;
-    int runs = argc > 3 ? atoi(argv[3]) : 5;
+    int runs = argc > 3 ? atoi(argv[3]) : 5, rc = 0;
 
-    if (argc < 2 || mib < 16 || mib > 3072 || runs < 1 || runs > MAX_RUNS) {
-        fprintf(stderr, "usage: sr-bench throughput|restore [MIB [RUNS]]\n");
+    if (mib < 16 || mib > 3072 || runs < 1 || runs > MAX_RUNS ||
+        (strcmp(what, "throughput") && strcmp(what, "restore") &&
+         strcmp(what, "all"))) {
+        fprintf(stderr,
+                "usage: sr-bench [throughput|restore|all [MIB [RUNS]]]\n");
         return 2;
     }
-    if (!getenv("XTK_RUNDIR"))
-        setenv("XTK_RUNDIR", "/tmp/xtk-sr-bench", 1);
+    find_build(argv[0]);
     ctx = xtk_ctx_open(NULL, NULL, 0);
     if (!ctx)
         die("ctx");
-    if (!strcmp(argv[1], "throughput"))
-        return throughput(mib, runs);
-    if (!strcmp(argv[1], "restore"))
-        return restore(mib, runs);
-    fprintf(stderr, "sr-bench: unknown benchmark %s\n", argv[1]);
-    return 2;
+    if (strcmp(what, "restore"))
+        rc |= throughput(mib, runs);
+    if (strcmp(what, "throughput"))
+        rc |= restore(mib, runs);
+    xtk_ctx_close(ctx);
+    return rc;
 }
