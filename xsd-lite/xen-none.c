@@ -1,0 +1,17 @@
+/*
+ * xen-none.c - built where the Xen libraries are not: an INTRODUCE
+ * without KVM descriptors cannot be served.
+ */
+#include "config.h"
+
+#include "xsd.h"
+
+int xsd_xen_introduce(struct xsd *x, uint32_t domid, uint32_t port,
+                      struct xsd_ring **ring)
+{
+    return ENOSYS;
+}
+
+void xsd_xen_fini(struct xsd *x)
+{
+}
