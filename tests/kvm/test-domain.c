@@ -59,7 +59,7 @@ static void boot_pause_unpause(uint32_t vcpus)
 
     KT_WAIT(kt_console(dom, con, sizeof(con)) &&
                 strstr(con, "xtk-guest: running"),
-            2000, "console says running: '%s'", con);
+            5000, "console says running: '%s'", con);
     TEST_ASSERT(strstr(con, vcpus > 1 ? "workload=spin" : "workload=counter"),
                 "console shows the command line: '%s'", con);
 
@@ -202,7 +202,7 @@ static void pauses_and_handles(void)
     xtk_domain_close(h); /* as if the toolstack died */
     KT_WAIT(xtk_domain_info(dom, &info) == 0 &&
                 !(info.flags & XTK_DOMINFO_PAUSED),
-            2000, "the held pause ended with its handle");
+            5000, "the held pause ended with its handle");
     KT_WAIT(counter_moves(st), 3000, "runs again");
 
     h = xtk_domain_open(ctx, id);
