@@ -68,7 +68,7 @@ static void guest_runs(void)
     uint64_t a = st->counter;
     struct xtk_domain_info info;
 
-    KT_WAIT(st->counter != a, 2000, "the guest runs on");
+    KT_WAIT(st->counter != a, 5000, "the guest runs on");
     TEST_ASSERT(xtk_domain_info(dom, &info) == 0 &&
                     !(info.flags & (XTK_DOMINFO_PAUSED | XTK_DOMINFO_CRASHED)),
                 "and xtk-hv answers: flags %#x", info.flags);
@@ -255,7 +255,7 @@ static void fds_and_hangups(void)
     struct xtk_hvctl_hdr h = hdr(XTK_HVCTL_OP_INFO, 0);
     TEST_ASSERT(exchange(last, &h, sizeof(h)) == 0, "a last request");
     close(last);
-    KT_WAIT(open_fds(pid) == before, 2000, "no fd leaked: %d then %d", before,
+    KT_WAIT(open_fds(pid) == before, 5000, "no fd leaked: %d then %d", before,
             open_fds(pid));
     /* ...and the sticky pause the hang-ups left is lifted by an unpause. */
     TEST_ASSERT(xtk_domain_unpause(dom) == 0, "unpause");

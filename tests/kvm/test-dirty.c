@@ -105,7 +105,7 @@ int main(void)
     xtk_domain_close(dom);
     KT_WAIT(xtk_domain_info(other, &info) == 0 &&
                 !(info.flags & XTK_DOMINFO_LOGDIRTY),
-            2000, "logging stopped with its handle");
+            5000, "logging stopped with its handle");
     TEST_ASSERT(other->ops->logdirty_enable(other) == 0,
                 "another handle may log now");
     TEST_ASSERT(other->ops->logdirty_disable(other) == 0, "disable");

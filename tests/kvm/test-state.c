@@ -200,16 +200,16 @@ static void round_trip(const char *cmdline, uint32_t vcpus, int use_evtchn)
     hb = st->heartbeat[0];
     kt_check(dom);
     TEST_ASSERT(dom->ops->resume(dom) == 0, "resume");
-    KT_WAIT(st->heartbeat[0] != hb, 2000, "the restored guest runs");
+    KT_WAIT(st->heartbeat[0] != hb, 5000, "the restored guest runs");
     if (use_evtchn) {
-        KT_WAIT(st->resumes == 1, 2000, "it resumed");
+        KT_WAIT(st->resumes == 1, 5000, "it resumed");
         KT_WAIT(kt_console(dom, con, sizeof(con)) &&
                     strstr(con, "resumed in domain"),
-                2000, "it knows it moved: '%s'", con);
+                5000, "it knows it moved: '%s'", con);
     }
     for (uint32_t i = 0; i < vcpus; i++) {
         uint64_t v = st->heartbeat[i];
-        KT_WAIT(st->heartbeat[i] != v, 2000, "vCPU %u runs", i);
+        KT_WAIT(st->heartbeat[i] != v, 5000, "vCPU %u runs", i);
     }
     TEST_ASSERT(st->state == XTK_GUEST_RUNNING && st->errors == 0,
                 "the guest's own check after resume: %s",
@@ -282,7 +282,7 @@ static void refusals(void)
     dom = restore(&s, "orphan");
     id = xtk_domain_id(dom);
     xtk_domain_close(dom);
-    KT_WAIT(!(dom = xtk_domain_open(ctx, id)), 2000, "the shell is gone");
+    KT_WAIT(!(dom = xtk_domain_open(ctx, id)), 5000, "the shell is gone");
     (void)info;
     free(bad);
     free(s.state);

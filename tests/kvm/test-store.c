@@ -149,7 +149,7 @@ static void suspend(struct xtk_domain *dom, enum xtk__suspend_method m)
     }
     TEST_ASSERT(dom->ops->resume(dom) == 0, "resume");
     hb = st->heartbeat[0];
-    KT_WAIT(st->heartbeat[0] != hb && st->state == XTK_GUEST_RUNNING, 2000,
+    KT_WAIT(st->heartbeat[0] != hb && st->state == XTK_GUEST_RUNNING, 5000,
             "runs again");
 }
 
@@ -252,7 +252,7 @@ int main(void)
         TEST_ASSERT(kill(cred.pid, SIGKILL) == 0, "kill -9 xtk-hv");
     }
     expect_event("@releaseDomain", 3000);
-    KT_WAIT(!domain_in_store(id2), 2000, "a dead domain leaves the store");
+    KT_WAIT(!domain_in_store(id2), 5000, "a dead domain leaves the store");
     xtk_domain_close(dom);
 
     free(state);

@@ -77,10 +77,10 @@ static void suspend_resume(struct xtk_domain *dom, enum xtk__suspend_method m,
 
     dom->ops->suspend_teardown(dom);
     TEST_ASSERT(dom->ops->resume(dom) == 0, "resume");
-    KT_WAIT(moves(st), 2000, "runs after resume");
+    KT_WAIT(moves(st), 5000, "runs after resume");
     if (guest_knows)
         KT_WAIT(st->resumes == resumes + 1 && st->state == XTK_GUEST_RUNNING,
-                2000, "the guest resumed (resumes %llu, state %u)",
+                5000, "the guest resumed (resumes %llu, state %u)",
                 (unsigned long long)st->resumes, st->state);
     TEST_ASSERT(
         xtk_domain_info(dom, &info) == 0 &&
@@ -153,9 +153,9 @@ static void dead_saver(void)
                 "suspended");
     TEST_ASSERT(!moves(st), "the guest waits while the save lives");
     xtk_domain_close(saver); /* the saver dies */
-    KT_WAIT(st->resumes == resumes + 1 && st->state == XTK_GUEST_RUNNING, 2000,
+    KT_WAIT(st->resumes == resumes + 1 && st->state == XTK_GUEST_RUNNING, 5000,
             "the guest resumed by itself (state %u)", st->state);
-    KT_WAIT(moves(st), 2000, "running again");
+    KT_WAIT(moves(st), 5000, "running again");
     TEST_ASSERT(
         xtk_domain_info(dom, &info) == 0 &&
             !(info.flags & (XTK_DOMINFO_PAUSED | XTK_DOMINFO_SUSPENDED)),
@@ -171,9 +171,9 @@ static void dead_saver(void)
                     saver->ops->suspend_request(saver) == 0,
                 "request");
     xtk_domain_close(saver);
-    KT_WAIT(st->resumes == resumes + 1 && st->state == XTK_GUEST_RUNNING, 2000,
+    KT_WAIT(st->resumes == resumes + 1 && st->state == XTK_GUEST_RUNNING, 5000,
             "resumed after suspending late (state %u)", st->state);
-    KT_WAIT(moves(st), 2000, "running again");
+    KT_WAIT(moves(st), 5000, "running again");
     xtk_domain_destroy(dom);
     xtk_domain_close(dom);
 }
