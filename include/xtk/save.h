@@ -134,9 +134,10 @@ int xtk_save_run(struct xtk_save *sv);
 
 /*
  * Asks a running save to stop: a checkpointing save ends after the current
- * epoch with END (a success); any other save is aborted (the domain
- * resumes; done gets ECANCELED).  Safe from a signal handler's event (it
- * only sets a flag the loop reads).
+ * epoch with END (a success); a save in pre-copy or waiting for the guest
+ * to suspend is aborted (the domain resumes; done gets ECANCELED); one in
+ * its final round completes.  Call it from the event loop's thread (for a
+ * signal, from a libevent signal event, as xtk-save does).
  */
 void xtk_save_cancel(struct xtk_save *sv);
 
