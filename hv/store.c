@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include "hv.h"
-#include "kvm/xs-wire.h"
+#include "xs-client.h"
 
 #define STORE_TIMEOUT_MS 5000
 
@@ -65,9 +65,8 @@ static int guest_node(struct hv *hv, const char *base, const char *rel,
 int hv_store_register(struct hv *hv)
 {
     const char *sock = xtk__xs_path(hv->opt.store_path);
-    char base[64], v[64], perms[64], guest_rw[64], payload[64];
-    size_t plen, glen, n;
-    int fds[3];
+    char base[64], v[64], perms[64], guest_rw[64];
+    size_t plen, glen;
 
     hv->store_fd = xtk__xs_connect(sock);
     if (hv->store_fd < 0) {
@@ -122,15 +121,10 @@ int hv_store_register(struct hv *hv)
         guest_node(hv, base, "data", guest_rw, glen) < 0)
         goto err;
 
-    n = (size_t)snprintf(payload, sizeof(payload), "%u%c%llu%c%u", hv->domid, 0,
-                         (unsigned long long)(XTK_GUEST_STORE_GPA >> 12), 0,
-                         XTK_PORT_STORE) +
-        1;
-    fds[0] = hv->mem_fd;
-    fds[1] = hv->ports[XTK_PORT_STORE].to_guest;
-    fds[2] = hv->ports[XTK_PORT_STORE].from_guest;
-    if (xtk__xs_request(hv->store_fd, XTK_XS_INTRODUCE, payload, n, fds, 3,
-                        NULL, 0, STORE_TIMEOUT_MS) < 0) {
+    if (xtk__xs_introduce_kvm(
+            hv->store_fd, hv->domid, XTK_GUEST_STORE_GPA >> 12, XTK_PORT_STORE,
+            hv->mem_fd, hv->ports[XTK_PORT_STORE].to_guest,
+            hv->ports[XTK_PORT_STORE].from_guest, STORE_TIMEOUT_MS) < 0) {
         hv_log("store: introduce domain %u: %m", hv->domid);
         goto err;
     }

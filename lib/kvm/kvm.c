@@ -37,7 +37,7 @@
 #include "backend.h"
 #include "kvm/hvctl.h"
 #include "kvm/kvm.h"
-#include "kvm/xs-wire.h"
+#include "xs-client.h"
 
 #define XTK_LOG_CONTEXT "kvm"
 

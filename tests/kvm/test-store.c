@@ -19,7 +19,7 @@
 #include <sys/wait.h>
 
 #include "kvm-test.h"
-#include "kvm/xs-wire.h"
+#include "xs-client.h"
 
 #define XS_WATCH 4
 #define XS_WATCH_EVENT 15

@@ -1,7 +1,7 @@
 /*
  * test-xsd-ring.c - guests on KVM-style rings: the introduction contract
- * (memfd + two eventfds over SCM_RIGHTS, through libxsd-client), a guest
- * thread that talks through its ring page, permissions and quotas of that
+ * (memfd + two eventfds over SCM_RIGHTS, through xtk__xs_introduce_kvm), a
+ * guest thread that talks through its ring page, permissions and quotas of that
  * unprivileged connection, guests that write garbage (bad lengths, indices
  * that run away), reconnection, RELEASE, and the death of a domain whose
  * introducer goes away.
@@ -18,7 +18,7 @@
 #include <unistd.h>
 
 #include "test.h"
-#include "xsd-lite/xsd-introduce.h"
+#include "xs-client.h"
 #include "xsdt.h"
 
 #define REQ(c, type, tx, ...) xsdt_req((c), (type), (tx), __VA_ARGS__, NULL)
@@ -91,11 +91,11 @@ static void test_introduce(void)
     expect_event(&watcher, "@introduceDomain");
     make_home(5);
     xsdt_guest_new(&g5, 8, 5);
-    intro = xsd_client_connect(d.sock);
+    intro = xtk__xs_connect(d.sock);
     TEST_ASSERT(intro >= 0, "xsd_client_connect");
-    TEST_ASSERT(
-        !xsd_introduce_kvm(intro, 5, 5, 42, g5.memfd, g5.irq_fd, g5.kick_fd),
-        "xsd_introduce_kvm");
+    TEST_ASSERT(!xtk__xs_introduce_kvm(intro, 5, 5, 42, g5.memfd, g5.irq_fd,
+                                       g5.kick_fd, 5000),
+                "xsd_introduce_kvm");
     expect_event(&watcher, "@introduceDomain");
     xsdt_close(&watcher);
     TEST_ASSERT(g5.intf->connection == XENSTORE_CONNECTED &&
@@ -115,8 +115,8 @@ static void test_introduce(void)
     {
         int before = daemon_fds();
 
-        TEST_ASSERT(xsd_introduce_kvm(intro, 5, 5, 42, g5.memfd, g5.irq_fd,
-                                      g5.kick_fd) == -1 &&
+        TEST_ASSERT(xtk__xs_introduce_kvm(intro, 5, 5, 42, g5.memfd, g5.irq_fd,
+                                          g5.kick_fd, 5000) == -1 &&
                         errno == EEXIST,
                     "second introduction");
         TEST_ASSERT(daemon_fds() == before, "descriptors leaked");
@@ -354,21 +354,26 @@ static void test_bad_introductions(void)
     before = daemon_fds();
 #define BAD(expr, err)                                                         \
     TEST_ASSERT((expr) == -1 && errno == (err), "%s: errno %d", #expr, errno)
-    BAD(xsd_introduce_kvm(intro, 9, 2, 1, g.memfd, g.irq_fd, g.kick_fd),
+    BAD(xtk__xs_introduce_kvm(intro, 9, 2, 1, g.memfd, g.irq_fd, g.kick_fd,
+                              5000),
         EINVAL); /* frame beyond the memfd */
-    BAD(xsd_introduce_kvm(intro, 9, 1, 1, g.memfd, pfd[0], g.kick_fd),
+    BAD(xtk__xs_introduce_kvm(intro, 9, 1, 1, g.memfd, pfd[0], g.kick_fd, 5000),
         EINVAL); /* not an eventfd */
-    BAD(xsd_introduce_kvm(intro, 9, 1, 1, g.irq_fd, g.irq_fd, g.kick_fd),
+    BAD(xtk__xs_introduce_kvm(intro, 9, 1, 1, g.irq_fd, g.irq_fd, g.kick_fd,
+                              5000),
         EINVAL); /* not a memfd */
-    BAD(xsd_introduce_kvm(intro, 9, 1, 1, rofd, g.irq_fd, g.kick_fd),
+    BAD(xtk__xs_introduce_kvm(intro, 9, 1, 1, rofd, g.irq_fd, g.kick_fd, 5000),
         EACCES); /* not writable */
-    BAD(xsd_introduce_kvm(intro, 0, 1, 1, g.memfd, g.irq_fd, g.kick_fd),
+    BAD(xtk__xs_introduce_kvm(intro, 0, 1, 1, g.memfd, g.irq_fd, g.kick_fd,
+                              5000),
         EINVAL);
-    BAD(xsd_introduce_kvm(intro, 0x7ff0, 1, 1, g.memfd, g.irq_fd, g.kick_fd),
+    BAD(xtk__xs_introduce_kvm(intro, 0x7ff0, 1, 1, g.memfd, g.irq_fd, g.kick_fd,
+                              5000),
         EINVAL);
-    ro = xsd_client_connect(d.ro);
+    ro = xtk__xs_connect(d.ro);
     TEST_ASSERT(ro >= 0, "connect read-only");
-    BAD(xsd_introduce_kvm(ro, 9, 1, 1, g.memfd, g.irq_fd, g.kick_fd), EROFS);
+    BAD(xtk__xs_introduce_kvm(ro, 9, 1, 1, g.memfd, g.irq_fd, g.kick_fd, 5000),
+        EROFS);
     close(ro);
 #undef BAD
     usleep(100000); /* the read-only connection's close */
@@ -395,9 +400,9 @@ static void introduce_guest(struct xsdt_guest *g, uint32_t domid)
 {
     xsdt_guest_new(g, 4, 2);
     make_home(domid);
-    TEST_ASSERT(
-        !xsd_introduce_kvm(intro, domid, 2, 1, g->memfd, g->irq_fd, g->kick_fd),
-        "introduce %u", domid);
+    TEST_ASSERT(!xtk__xs_introduce_kvm(intro, domid, 2, 1, g->memfd, g->irq_fd,
+                                       g->kick_fd, 5000),
+                "introduce %u", domid);
 }
 
 static void test_garbage(void)
@@ -520,9 +525,9 @@ static void test_release(void)
     xsdt_guest_free(&g5);
     /* A new domain 5 can be introduced again. */
     xsdt_guest_new(&g5, 8, 5);
-    TEST_ASSERT(
-        !xsd_introduce_kvm(intro, 5, 5, 42, g5.memfd, g5.irq_fd, g5.kick_fd),
-        "re-introduce 5");
+    TEST_ASSERT(!xtk__xs_introduce_kvm(intro, 5, 5, 42, g5.memfd, g5.irq_fd,
+                                       g5.kick_fd, 5000),
+                "re-introduce 5");
     XSDT_EXPECT(GREQ(&g5, XS_READ, 0, "/local/domain/5/data/z"), "EACCES");
     TEST_ASSERT(xsdt_event(&watcher, &m, 200), "unexpected event %s", m.body);
     xsdt_close(&watcher);
@@ -533,16 +538,16 @@ static void test_introducer_death(void)
 {
     struct xsdt_client watcher;
     struct xsdt_guest g;
-    int intro2 = xsd_client_connect(d.sock);
+    int intro2 = xtk__xs_connect(d.sock);
 
     TEST_ASSERT(intro2 >= 0, "connect");
     TEST_ASSERT(!xsdt_connect(&watcher, d.sock), "connect");
     xsdt_guest_new(&g, 4, 3);
     make_home(30);
     XSDT_EXPECT(xsdt_write(&w, 0, "/local/domain/30/device/vif/0", "x"), "OK");
-    TEST_ASSERT(
-        !xsd_introduce_kvm(intro2, 30, 3, 7, g.memfd, g.irq_fd, g.kick_fd),
-        "introduce 30");
+    TEST_ASSERT(!xtk__xs_introduce_kvm(intro2, 30, 3, 7, g.memfd, g.irq_fd,
+                                       g.kick_fd, 5000),
+                "introduce 30");
     XSDT_EXPECT(xsdt_guest_write(&g, 0, "name", "thirty"), "OK");
     XSDT_EXPECT(REQ(&watcher, XS_WATCH, 0, "@releaseDomain", "r"), "OK");
     expect_event(&watcher, "@releaseDomain");
@@ -598,7 +603,7 @@ int main(void)
     xsdt_guest_free(&g5);
     /* A daemon stopped with a live guest and its introducer still there
      * exits cleanly (and, built with ASan, without a leak). */
-    intro = xsd_client_connect(d.sock);
+    intro = xtk__xs_connect(d.sock);
     TEST_ASSERT(intro >= 0, "connect");
     introduce_guest(&g5, 41);
     XSDT_EXPECT(xsdt_guest_write(&g5, 0, "alive", "1"), "OK");

@@ -1,5 +1,6 @@
 /*
- * xs-wire.c - a minimal synchronous xenstore wire client (see xs-wire.h).
+ * xs-client.c - a minimal synchronous xenstore wire client (see
+ * xs-client.h).
  */
 #include "config.h"
 
@@ -13,7 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "kvm/xs-wire.h"
+#include "xs-client.h"
 
 struct xs_hdr {
     uint32_t type, req_id, tx_id, len;
@@ -220,6 +221,26 @@ int xtk__xs_write(int fd, const char *path, const char *value)
     memcpy(buf + pl, value, vl);
     return xtk__xs_request(fd, XTK_XS_WRITE, buf, pl + vl, NULL, 0, NULL, 0,
                            5000) < 0
+               ? -1
+               : 0;
+}
+
+int xtk__xs_introduce_kvm(int fd, uint32_t domid, uint64_t ring_gfn,
+                          uint32_t port, int memfd, int notify_fd, int kick_fd,
+                          int timeout_ms)
+{
+    int fds[3] = {memfd, notify_fd, kick_fd};
+    char payload[64];
+    int n;
+
+    if (fd < 0 || memfd < 0 || notify_fd < 0 || kick_fd < 0) {
+        errno = EBADF;
+        return -1;
+    }
+    n = snprintf(payload, sizeof(payload), "%u%c%llu%c%u%c", domid, '\0',
+                 (unsigned long long)ring_gfn, '\0', port, '\0');
+    return xtk__xs_request(fd, XTK_XS_INTRODUCE, payload, (size_t)n, fds, 3,
+                           NULL, 0, timeout_ms) < 0
                ? -1
                : 0;
 }

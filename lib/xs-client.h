@@ -1,12 +1,13 @@
 /*
- * xs-wire.h - a minimal synchronous xenstore wire client over a Unix
- * socket, for xtk-hv (which registers its domain and introduces its store
- * ring to xsd-lite, passing fds) and the kvm backend (control/shutdown).
- * It sends one request at a time and never sets a watch, so no event can
- * arrive between a request and its reply.
+ * xs-client.h - the one minimal synchronous xenstore wire client of xtk,
+ * over a Unix socket: for xtk-hv (which registers its domain and introduces
+ * its store ring to xsd-lite, passing fds), the kvm backend
+ * (control/shutdown) and the tests.  It sends one request at a time and
+ * never sets a watch, so no event can arrive between a request and its
+ * reply.
  */
-#ifndef XTK_XS_WIRE_H
-#define XTK_XS_WIRE_H
+#ifndef XTK_XS_CLIENT_H
+#define XTK_XS_CLIENT_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -46,4 +47,18 @@ int xtk__xs_request(int fd, uint32_t type, const void *payload, size_t len,
 /* XS_WRITE of path = value. */
 int xtk__xs_write(int fd, const char *path, const char *value);
 
-#endif /* XTK_XS_WIRE_H */
+/*
+ * xsd-lite's KVM introduction (xsd-lite(8)): XS_INTRODUCE of domid with
+ * its store ring at guest frame ring_gfn and its port, the guest RAM memfd
+ * and the two eventfds (notify: xsd-lite writes it to kick the guest; kick:
+ * the guest's notifications) attached by SCM_RIGHTS.  Use one connection
+ * per introducer and keep it open for the domain's life: when it closes,
+ * xsd-lite takes the domain as dead.  The descriptors are copied into
+ * xsd-lite; the caller keeps its own.  Returns 0, or -1 with errno set
+ * (EBADF for a negative descriptor, else the store's answer).
+ */
+int xtk__xs_introduce_kvm(int fd, uint32_t domid, uint64_t ring_gfn,
+                          uint32_t port, int memfd, int notify_fd, int kick_fd,
+                          int timeout_ms);
+
+#endif /* XTK_XS_CLIENT_H */
