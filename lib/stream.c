@@ -704,7 +704,7 @@ int xtk_stream_read_record(struct xtk_stream *s, struct xtk_stream_record *rec)
     length = hdr[1];
     name = xtk_stream_record_name(type);
     if (!name)
-        name = "optional";
+        name = (type & XTK_REC_OPTIONAL) ? "optional" : "unknown";
 
     /* The first record says whether the stream is checksummed. */
     if (s->counters.records == 0) {
