@@ -9,9 +9,15 @@
  *           reply says) for 1, 2 and 4 vCPUs, idle and busy, against a
  *           control round trip that does nothing (INFO);
  *   dirty   dirty-log sync (read and clean into the toolstack's bitmap) per
- *           GiB of guest RAM, idle and under the dirtying workload.
+ *           GiB of guest RAM, idle and under the dirtying workload;
+ *   stop    the fixed costs of a migration's stop-and-copy, one backend op
+ *           at a time as the save and restore engines call them, for the
+ *           guest of benchmark 2(a) (256 MiB, 2,000 pages/s), by suspend
+ *           method: the guest suspending, the final dirty-log read, the
+ *           state got, the state set on an empty domain, a resume; against
+ *           a control round trip that does nothing (INFO).
  *
- *   kvm-bench [evtchn|pause|dirty|all] [ITERATIONS]
+ *   kvm-bench [evtchn|pause|dirty|stop|all] [ITERATIONS]
  *
  * It runs the build's xtk-hv and guest (next to this program) in a private
  * run directory, without a store.
@@ -300,6 +306,113 @@ static void bench_dirty(void)
     }
 }
 
+/* ---- stop ----------------------------------------------------------- */
+
+static uint64_t lap(struct xtk_hist *h, uint64_t *t)
+{
+    uint64_t now = xtk_now_ns();
+
+    xtk_hist_record(h, now - *t);
+    *t = now;
+    return now;
+}
+
+/*
+ * For each suspend method, n stop-and-copy cycles without memory: the
+ * request until the engine may go on (the suspend fd, then suspend_check,
+ * which leaves the domain stopped), the final dirty-log read, get_state,
+ * set_state of that state into an empty domain of the same shape (which
+ * never runs), and the source's resume.
+ */
+static void bench_stop(void)
+{
+    static const char *const names[] = {"evtchn", "pause"};
+    static const enum xtk__suspend_method methods[] = {XTK__SUSPEND_EVTCHN,
+                                                       XTK__SUSPEND_PAUSE};
+    unsigned int n = iters / 10 ? iters / 10 : 1;
+    struct xtk_domain_config dc = {.memory_mib = 256, .nr_vcpus = 1};
+    struct xtk_domain *dst = xtk__domain_create_empty(ctx, &dc);
+
+    if (!dst)
+        die("create an empty domain");
+    printf("stop: the stop-and-copy's fixed costs, 256 MiB guest dirtying "
+           "2,000 pages/s, %u each\n",
+           n);
+    for (size_t m = 0; m < XTK__ARRAY_SIZE(methods); m++) {
+        struct xtk_domain *dom =
+            create(1, 256, "workload=dirty pages=16384 rate=2000");
+        uint64_t nr = 256 << 8, count;
+        uint64_t *bm = calloc((nr + 63) / 64, 8);
+        struct xtk_hist *h[6];
+        static const char *const what[6] = {
+            "suspend request -> fd readable", "suspend_check (stops it)",
+            "final dirty-log read",           "get_state",
+            "set_state (empty domain)",       "resume (source)"};
+        struct xtk_hist *hi = xtk_hist_new();
+        struct xtk_domain_info info;
+        struct pollfd p = {.events = POLLIN};
+        char line[96];
+
+        for (int k = 0; k < 6; k++)
+            h[k] = xtk_hist_new();
+        if (!bm || dom->ops->logdirty_enable(dom) < 0 ||
+            dom->ops->suspend_setup(dom, methods[m], &p.fd) < 0)
+            die("setup");
+        for (unsigned int k = 0; k < n; k++) {
+            void *state;
+            size_t len;
+            uint64_t t;
+            int r;
+
+            usleep(20000); /* the guest runs as in pre-copy */
+            if (dom->ops->logdirty_read(dom, 0, bm, nr, &count) < 0)
+                die("logdirty_read");
+            t = xtk_now_ns();
+            if (xtk_domain_info(dom, &info) < 0)
+                die("info");
+            lap(hi, &t);
+            t = xtk_now_ns();
+            if (dom->ops->suspend_request(dom) < 0)
+                die("suspend_request");
+            if (poll(&p, 1, 5000) != 1)
+                die("suspend: no notification");
+            lap(h[0], &t);
+            while ((r = dom->ops->suspend_check(dom)) == 0)
+                if (poll(&p, 1, 5000) != 1)
+                    die("suspend: no notification");
+            if (r < 0)
+                die("suspend_check");
+            lap(h[1], &t);
+            if (dom->ops->logdirty_read(dom, XTK__LOGDIRTY_FINAL, bm, nr,
+                                        &count) < 0)
+                die("final logdirty_read");
+            lap(h[2], &t);
+            if (dom->ops->get_state(dom, &state, &len) < 0)
+                die("get_state");
+            lap(h[3], &t);
+            if (dst->ops->set_state(dst, state, len) < 0)
+                die("set_state");
+            lap(h[4], &t);
+            if (dom->ops->resume(dom) < 0)
+                die("resume");
+            lap(h[5], &t);
+            free(state);
+        }
+        printf("  --suspend %s\n", names[m]);
+        for (int k = 0; k < 6; k++) {
+            snprintf(line, sizeof(line), "  %s", what[k]);
+            summary(line, h[k], NULL);
+            xtk_hist_free(h[k]);
+        }
+        summary("  control round trip (info, floor)", hi, NULL);
+        dom->ops->suspend_teardown(dom);
+        free(bm);
+        xtk_hist_free(hi);
+        destroy(dom);
+    }
+    destroy(dst);
+}
+
 int main(int argc, char **argv)
 {
     const char *what = argc > 1 ? argv[1] : "all";
@@ -308,8 +421,9 @@ int main(int argc, char **argv)
     if (argc > 2)
         iters = (unsigned int)strtoul(argv[2], NULL, 10);
     if (!iters || (strcmp(what, "all") && strcmp(what, "evtchn") &&
-                   strcmp(what, "pause") && strcmp(what, "dirty"))) {
-        fprintf(stderr, "usage: kvm-bench [evtchn|pause|dirty|all] "
+                   strcmp(what, "pause") && strcmp(what, "dirty") &&
+                   strcmp(what, "stop"))) {
+        fprintf(stderr, "usage: kvm-bench [evtchn|pause|dirty|stop|all] "
                         "[ITERATIONS]\n");
         return 2;
     }
@@ -320,6 +434,8 @@ int main(int argc, char **argv)
         bench_pause();
     if (!strcmp(what, "all") || !strcmp(what, "dirty"))
         bench_dirty();
+    if (!strcmp(what, "all") || !strcmp(what, "stop"))
+        bench_stop();
     xtk_ctx_close(ctx);
     snprintf(cmd, sizeof(cmd), "rm -rf %s", rundir);
     return system(cmd) != 0;
