@@ -16,6 +16,12 @@
 #define EV_SUSPEND 0x2
 #define EV_STORE 0x4
 
+/* The syscalls (guest.h, kernel.c; entry.S runs the waits itself). */
+#define SYS_WAIT_SET 1   /* sleep until (*p & mask) != 0 */
+#define SYS_WAIT_CLEAR 2 /* sleep until (*p & mask) == 0 */
+#define SYS_OUTB 3       /* outb(a, b): ring 3 cannot do port I/O here */
+#define SYS_INB 4        /* returns inb(a) */
+
 /* From abi.h: the echo port's doorbell, the status page's counters. */
 #define ECHO_DOORBELL 0xfebff010
 #define STATUS_TICKS 0x2020

@@ -151,12 +151,48 @@ enter_user:
  * user_syscall(op, a, b): ring 3's way into ring 0.  kvm-pvm runs neither
  * `syscall` (it stays in ring 3) nor `int n` (#UD) from guest ring 3 as
  * x86 does, but it delivers exceptions: the #UD of this ud2 is the call,
- * and kernel.c returns past it with rax set.
+ * and returns past it with rax set.
  */
     .globl user_syscall
 user_syscall:
     ud2
     ret
+
+/*
+ * The #UD vector.  The waits (SYS_WAIT_SET, SYS_WAIT_CLEAR: sleep until
+ * (*rsi & edx) is non-zero, or zero) are what every wake-up goes through,
+ * the suspend's too, so they run here in a dozen instructions each way
+ * instead of a hundred through isr_common and C (kvm-pvm emulates every
+ * ring-0 instruction); the other syscalls and a real #UD take the
+ * general path (kernel.c).  An interrupt gate: IF is clear on entry, and
+ * `sti; hlt` sleeps without missing a wake-up.
+ */
+    .globl isr_ud
+isr_ud:
+    cmpq $user_syscall, (%rsp)      /* the ud2's rip */
+    jne 9f
+    cmp $SYS_WAIT_SET, %rdi
+    je 2f
+    cmp $SYS_WAIT_CLEAR, %rdi
+    jne 9f
+1:  test %edx, (%rsi)               /* SYS_WAIT_CLEAR */
+    jz 3f
+    sti
+    hlt
+    cli
+    jmp 1b
+2:  test %edx, (%rsi)               /* SYS_WAIT_SET */
+    jnz 3f
+    sti
+    hlt
+    cli
+    jmp 2b
+3:  xor %eax, %eax
+    addq $2, (%rsp)                 /* past the ud2 */
+    iretq
+9:  pushq $0                        /* as isr_stubs' vector 6 */
+    pushq $6
+    jmp isr_common
 
 /*
  * The device interrupts' own stubs: a handful of instructions each (kvm-pvm

@@ -56,10 +56,8 @@ static inline void cpu_relax(void)
 
 /* ---- ring 0 and the syscall ------------------------------------------ */
 
-#define SYS_WAIT_SET 1   /* sleep until (*p & mask) != 0 */
-#define SYS_WAIT_CLEAR 2 /* sleep until (*p & mask) == 0 */
-#define SYS_OUTB 3       /* outb(a, b): ring 3 cannot do port I/O here */
-#define SYS_INB 4        /* returns inb(a) */
+/* The syscall numbers (SYS_WAIT_SET, SYS_WAIT_CLEAR, SYS_OUTB, SYS_INB) are
+ * in defs.h, which entry.S shares. */
 
 extern volatile uint32_t kernel_events;
 

@@ -30,7 +30,7 @@ struct frame {
 };
 
 extern char isr_stubs[], kernel_stacks[];
-extern char isr_timer[], isr_suspend[], isr_store[], isr_echo[];
+extern char isr_timer[], isr_suspend[], isr_store[], isr_echo[], isr_ud[];
 
 _Static_assert(ECHO_DOORBELL == XTK_PORT_DOORBELL(XTK_PORT_ECHO),
                "defs.h: ECHO_DOORBELL");
@@ -50,11 +50,13 @@ static struct idt_gate idt[256] __attribute__((aligned(16)));
 static struct tss tss[XTK_GUEST_MAX_VCPUS] __attribute__((aligned(16)));
 static volatile uint32_t idt_ready;
 
-/* The frequent device interrupts have short stubs of their own
- * (entry.S): every ring-0 instruction costs here. */
+/* The frequent device interrupts and the waits (#UD) have short stubs of
+ * their own (entry.S): every ring-0 instruction costs here. */
 static uint64_t isr_address(int v)
 {
     switch (v) {
+    case 6:
+        return (uint64_t)isr_ud;
     case VEC_TIMER:
         return (uint64_t)isr_timer;
     case XTK_PORT_VECTOR(XTK_PORT_SUSPEND):
@@ -117,30 +119,21 @@ void kernel_entry(uint64_t cpu, void *boot_page, void *mbi)
 }
 
 /*
- * The syscalls, run by the #UD handler with interrupts off.  SYS_WAIT_SET and
- * SYS_WAIT_CLEAR sleep until (*p & mask) is non-zero or zero; SYS_OUTB and
- * SYS_INB do port I/O (kvm-pvm refuses it from ring 3, whatever IOPL says).
+ * The syscalls that are not waits (entry.S's isr_ud runs SYS_WAIT_SET and
+ * SYS_WAIT_CLEAR itself), from the #UD handler with interrupts off:
+ * SYS_OUTB and SYS_INB do port I/O (kvm-pvm refuses it from ring 3,
+ * whatever IOPL says).
  */
 uint64_t kernel_syscall(uint64_t op, uint64_t p, uint64_t mask);
 uint64_t kernel_syscall(uint64_t op, uint64_t p, uint64_t mask)
 {
-    volatile uint32_t *w = (volatile uint32_t *)p;
-
     if (op == SYS_OUTB) {
         outb((uint16_t)p, (uint8_t)mask);
         return 0;
     }
     if (op == SYS_INB)
         return inb((uint16_t)p);
-    if (op != SYS_WAIT_SET && op != SYS_WAIT_CLEAR)
-        return (uint64_t)-1;
-    for (;;) {
-        int set = (*w & mask) != 0;
-
-        if (set == (op == SYS_WAIT_SET))
-            return 0;
-        __asm__ __volatile__("sti; hlt; cli" ::: "memory");
-    }
+    return (uint64_t)-1;
 }
 
 void guest_isr(struct frame *f);
