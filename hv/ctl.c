@@ -31,8 +31,8 @@ typedef int (*handler_fn)(struct hv *hv, int ci, const struct xtk_hvctl_hdr *h,
                           const void *payload, struct reply *rep);
 
 /* Sized for the largest message; one for the whole (single) main thread. */
-static char rx_buf[XTK_HVCTL_MSG_MAX + 1];
-static char tx_buf[XTK_HVCTL_MSG_MAX];
+static char rx_buf[XTK_HVCTL_MSG_MAX + 1] __attribute__((aligned(16)));
+static char tx_buf[XTK_HVCTL_MSG_MAX] __attribute__((aligned(16)));
 
 /* ---- run control ---------------------------------------------------- */
 

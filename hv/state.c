@@ -58,9 +58,14 @@ static const struct vcpu_rec vcpu_recs[K_NR_VCPU] = {
                   sizeof(struct kvm_vcpu_events)},
 };
 
-/* Appends one record into buf (max bytes), at *len. */
-static int put(void *buf, size_t max, size_t *len, uint32_t type,
-               uint32_t instance, const void *body, size_t size)
+/*
+ * Makes room for one record of size body bytes at *len in buf (max bytes):
+ * its header and head written, the body and the padding zeroed.  Returns
+ * where the body goes, for the ioctl to fill in place; NULL (E2BIG) if it
+ * does not fit.  *len moves past the record.
+ */
+static void *reserve(void *buf, size_t max, size_t *len, uint32_t type,
+                     uint32_t instance, size_t size)
 {
     struct xtk_kvm_rec_head head = {.instance = instance};
     struct xtk__rec_hdr h = {type, (uint32_t)(sizeof(head) + size)};
@@ -70,36 +75,35 @@ static int put(void *buf, size_t max, size_t *len, uint32_t type,
     if (total > max - *len) {
         hv_log("state: more than %zu bytes of records", max);
         errno = E2BIG;
-        return -1;
+        return NULL;
     }
-    memset(p, 0, total);
     memcpy(p, &h, sizeof(h));
     memcpy(p + sizeof(h), &head, sizeof(head));
-    memcpy(p + sizeof(h) + sizeof(head), body, size);
+    memset(p + sizeof(h) + sizeof(head), 0, total - sizeof(h) - sizeof(head));
     *len += total;
-    return 0;
+    return p + sizeof(h) + sizeof(head);
 }
 
 static int get_vm(struct hv *hv, void *buf, size_t max, size_t *len)
 {
-    struct kvm_clock_data clock;
-    struct kvm_pit_state2 pit;
-    struct kvm_irqchip chip;
+    struct kvm_irqchip *chip;
+    void *p;
 
-    memset(&clock, 0, sizeof(clock));
-    if (ioctl(hv->vm_fd, KVM_GET_CLOCK, &clock) < 0 ||
-        put(buf, max, len, XTK_KVM_REC_CLOCK, XTK_KVM_REC_VM, &clock,
-            sizeof(clock)))
+    p = reserve(buf, max, len, XTK_KVM_REC_CLOCK, XTK_KVM_REC_VM,
+                sizeof(struct kvm_clock_data));
+    if (!p || ioctl(hv->vm_fd, KVM_GET_CLOCK, p) < 0)
         goto err;
-    if (ioctl(hv->vm_fd, KVM_GET_PIT2, &pit) < 0 ||
-        put(buf, max, len, XTK_KVM_REC_PIT2, XTK_KVM_REC_VM, &pit, sizeof(pit)))
+    p = reserve(buf, max, len, XTK_KVM_REC_PIT2, XTK_KVM_REC_VM,
+                sizeof(struct kvm_pit_state2));
+    if (!p || ioctl(hv->vm_fd, KVM_GET_PIT2, p) < 0)
         goto err;
     for (uint32_t id = 0; id < 3; id++) {
-        memset(&chip, 0, sizeof(chip));
-        chip.chip_id = id;
-        if (ioctl(hv->vm_fd, KVM_GET_IRQCHIP, &chip) < 0 ||
-            put(buf, max, len, XTK_KVM_REC_IRQCHIP, XTK_KVM_REC_VM, &chip,
-                sizeof(chip)))
+        chip = reserve(buf, max, len, XTK_KVM_REC_IRQCHIP, XTK_KVM_REC_VM,
+                       sizeof(*chip));
+        if (!chip)
+            goto err;
+        chip->chip_id = id;
+        if (ioctl(hv->vm_fd, KVM_GET_IRQCHIP, chip) < 0)
             goto err;
     }
     return 0;
@@ -108,52 +112,44 @@ err:
     return -1;
 }
 
+/* One vCPU's records, each ioctl writing straight into buf. */
 static int get_vcpu(struct hv *hv, struct hv_vcpu *v, void *buf, size_t max,
                     size_t *len)
 {
-    union {
-        struct kvm_mp_state mp;
-        struct kvm_regs regs;
-        struct kvm_sregs sregs;
-        struct kvm_xcrs xcrs;
-        struct kvm_debugregs dr;
-        struct kvm_lapic_state lapic;
-        struct kvm_vcpu_events ev;
-        char xsave[16384];
-        HV_MSRS(HV_MAX_MSRS) msrs;
-    } u;
-
     for (int k = 0; k < K_NR_VCPU; k++) {
         const struct vcpu_rec *d = &vcpu_recs[k];
         size_t size = d->size;
+        struct kvm_msrs *msrs;
+        void *p;
         int r;
 
-        memset(&u, 0, sizeof(u));
         if (k == K_XSAVE) {
             size = hv->xsave_size;
-            if (size > sizeof(u.xsave)) {
-                errno = E2BIG;
-                goto err;
-            }
-            r = ioctl(v->fd,
-                      size > sizeof(struct kvm_xsave) ? KVM_GET_XSAVE2
-                                                      : KVM_GET_XSAVE,
-                      u.xsave);
+            p = reserve(buf, max, len, d->type, v->index, size);
+            r = !p ? -1
+                   : ioctl(v->fd,
+                           size > sizeof(struct kvm_xsave) ? KVM_GET_XSAVE2
+                                                           : KVM_GET_XSAVE,
+                           p);
         } else if (k == K_MSRS) {
-            u.msrs.m.nmsrs = hv->nr_msrs;
+            size = sizeof(*msrs) + hv->nr_msrs * sizeof(msrs->entries[0]);
+            msrs = p = reserve(buf, max, len, d->type, v->index, size);
+            if (!p)
+                goto err;
+            msrs->nmsrs = hv->nr_msrs;
             for (unsigned int i = 0; i < hv->nr_msrs; i++)
-                u.msrs.m.entries[i].index = hv->msrs[i];
-            r = ioctl(v->fd, KVM_GET_MSRS, &u.msrs);
+                msrs->entries[i].index = hv->msrs[i];
+            r = ioctl(v->fd, KVM_GET_MSRS, msrs);
             if (r >= 0 && (unsigned int)r != hv->nr_msrs) {
                 hv_log("vCPU %u: MSR %#x unreadable", v->index, hv->msrs[r]);
                 errno = EIO;
                 goto err;
             }
-            size = sizeof(u.msrs.m) + hv->nr_msrs * sizeof(u.msrs.m.entries[0]);
         } else {
-            r = ioctl(v->fd, d->get, &u);
+            p = reserve(buf, max, len, d->type, v->index, size);
+            r = !p ? -1 : ioctl(v->fd, d->get, p);
         }
-        if (r < 0 || put(buf, max, len, d->type, v->index, &u, size))
+        if (r < 0)
             goto err;
     }
     return 0;

@@ -537,15 +537,21 @@ static void *vcpu_thread(void *arg)
     pthread_sigmask(SIG_UNBLOCK, &set, NULL);
     for (;;) {
         pthread_mutex_lock(&hv->lock);
-        while (hv_vm_must_park(hv) || v->crashed) {
-            if (hv->quit) {
-                pthread_mutex_unlock(&hv->lock);
-                return NULL;
+        if (hv_vm_must_park(hv) || v->crashed) {
+            while (hv_vm_must_park(hv) || v->crashed) {
+                if (hv->quit) {
+                    pthread_mutex_unlock(&hv->lock);
+                    return NULL;
+                }
+                hv->parked++;
+                pthread_cond_broadcast(&hv->parked_cond);
+                pthread_cond_wait(&hv->run_cond, &hv->lock);
+                hv->parked--;
             }
-            hv->parked++;
-            pthread_cond_broadcast(&hv->parked_cond);
-            pthread_cond_wait(&hv->run_cond, &hv->lock);
-            hv->parked--;
+            /* A kick that found this thread parked is stale: it must not
+             * cost the next KVM_RUN an exit.  Kicks are sent under the
+             * lock, so none can be lost here. */
+            __atomic_store_n(&v->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
         }
         pthread_mutex_unlock(&hv->lock);
 
@@ -571,6 +577,10 @@ static void kick(struct hv_vcpu *v)
 
 void hv_vm_wait_parked(struct hv *hv)
 {
+    /* All parked already (the state ops on a paused domain): a kick would
+     * only wake each thread for nothing. */
+    if (hv->parked >= hv->nr_vcpus)
+        return;
     for (unsigned int i = 0; i < hv->nr_vcpus; i++)
         if (hv->vcpus[i].thread_started)
             kick(&hv->vcpus[i]);
