@@ -180,13 +180,14 @@ static int do_info(struct hv *hv, int ci, const struct xtk_hvctl_hdr *h,
     return 0;
 }
 
-static int do_pause(struct hv *hv, int ci, const struct xtk_hvctl_hdr *h,
-                    const void *payload, struct reply *rep)
+/* Pauses: a hold of connection ci's, or the lasting pause; returns when
+ * every vCPU has parked. */
+static void pause_domain(struct hv *hv, int ci, int hold)
 {
     struct hv_conn *c = &hv->conns[ci];
 
     pthread_mutex_lock(&hv->lock);
-    if (!(h->flags & XTK_HVCTL_PAUSE_HOLD))
+    if (!hold)
         hv->pause_sticky = 1;
     else if (!c->held) {
         c->held = 1;
@@ -194,6 +195,12 @@ static int do_pause(struct hv *hv, int ci, const struct xtk_hvctl_hdr *h,
     }
     apply_pause(hv);
     pthread_mutex_unlock(&hv->lock);
+}
+
+static int do_pause(struct hv *hv, int ci, const struct xtk_hvctl_hdr *h,
+                    const void *payload, struct reply *rep)
+{
+    pause_domain(hv, ci, !!(h->flags & XTK_HVCTL_PAUSE_HOLD));
     return 0;
 }
 
@@ -269,6 +276,32 @@ static int do_get_state(struct hv *hv, int ci, const struct xtk_hvctl_hdr *h,
         return errno ? errno : EIO;
     rep->buf = tx_buf;
     rep->len = len;
+    return 0;
+}
+
+/* PAUSE (HOLD), the final dirty-log sync if ci owns the log, GET_STATE:
+ * what a save needs when its guest has suspended, in one round trip. */
+static int do_stop(struct hv *hv, int ci, const struct xtk_hvctl_hdr *h,
+                   const void *payload, struct reply *rep)
+{
+    struct xtk_hvctl_stop *o = (void *)tx_buf;
+    char *recs = tx_buf + sizeof(*o);
+    size_t len;
+
+    pause_domain(hv, ci, 1);
+    memset(o, 0, sizeof(*o));
+    /* The state first: a failed sync loses nothing (it clears nothing). */
+    if (hv_state_get(hv, recs, sizeof(tx_buf) - sizeof(*h) - sizeof(*o), &len) <
+        0)
+        return errno ? errno : EIO;
+    if (hv->logdirty_owner == ci) {
+        if (hv_vm_logdirty_sync(hv, &o->log.dirty) < 0)
+            return EIO;
+        o->log.nr_pages = hv->nr_pages;
+        o->flags |= XTK_HVCTL_STOP_SYNCED;
+    }
+    rep->buf = o;
+    rep->len = sizeof(*o) + len;
     return 0;
 }
 
@@ -390,6 +423,7 @@ static const handler_fn handlers[XTK_HVCTL_OP_MAX + 1] = {
     [XTK_HVCTL_OP_CONSOLE_READ] = do_console_read,
     [XTK_HVCTL_OP_SUSPEND_GUARD] = do_suspend_guard,
     [XTK_HVCTL_OP_RENAME] = do_rename,
+    [XTK_HVCTL_OP_STOP] = do_stop,
 };
 
 /* ---- connections ---------------------------------------------------- */

@@ -36,6 +36,7 @@ static const struct op_desc ops[XTK_HVCTL_OP_MAX + 1] = {
     [XTK_HVCTL_OP_SUSPEND_GUARD] = {"suspend-guard", 0, 0,
                                     XTK_HVCTL_SUSPEND_GUARD_ON},
     [XTK_HVCTL_OP_RENAME] = {"rename", 2, XTK_HVCTL_NAME_MAX, 0},
+    [XTK_HVCTL_OP_STOP] = {"stop", 0, 0, 0},
 };
 
 const char *xtk__hvctl_op_name(unsigned int op)

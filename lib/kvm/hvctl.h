@@ -98,7 +98,15 @@ enum xtk_hvctl_op {
     /* Payload: the new name, NUL-terminated (XTK_HVCTL_NAME_MAX with it).
      * EEXIST if another live domain has it. */
     XTK_HVCTL_OP_RENAME = 14,
-    XTK_HVCTL_OP_MAX = 14,
+    /*
+     * The start of a stop-and-copy in one round trip: PAUSE with
+     * XTK_HVCTL_PAUSE_HOLD; then, if this connection owns the dirty log,
+     * LOGDIRTY_SYNC with XTK_HVCTL_LOGDIRTY_FINAL; then GET_STATE.
+     * Reply: struct xtk_hvctl_stop, then the state records.  On an error
+     * the hold stays taken, as after a PAUSE.
+     */
+    XTK_HVCTL_OP_STOP = 15,
+    XTK_HVCTL_OP_MAX = 15,
 };
 
 #define XTK_HVCTL_HELLO_OWN 0x1u
@@ -136,6 +144,14 @@ struct xtk_hvctl_info {
 struct xtk_hvctl_logdirty {
     uint64_t dirty;    /* bits set in the bitmap */
     uint64_t nr_pages; /* bits in the bitmap that mean something */
+};
+
+#define XTK_HVCTL_STOP_SYNCED 0x1u /* the dirty log was synced */
+
+struct xtk_hvctl_stop {
+    uint32_t flags;                /* XTK_HVCTL_STOP_* */
+    uint32_t reserved;             /* zero */
+    struct xtk_hvctl_logdirty log; /* if XTK_HVCTL_STOP_SYNCED */
 };
 
 struct xtk_hvctl_console_req {

@@ -70,6 +70,16 @@ struct kvm_dom {
     enum xtk__suspend_method method;
     int pause_evfd;
     int store_fd;
+
+    /* What the STOP that stopped the domain returned (kvm_stop()): the
+     * state, until get_state takes it or the domain may run again; and
+     * whether the bitmap memfd holds a final sync no read has taken. */
+    void *stop_state;
+    size_t stop_len;
+    int stop_synced;
+    uint64_t stop_dirty;
+    uint64_t *carry; /* dirty frames of a sync no read took */
+    int carry_set;
 };
 
 const char *xtk__kvm_rundir(void)
@@ -258,6 +268,8 @@ static void kd_free(struct kvm_dom *kd)
         close(kd->store_fd);
     if (kd->sock >= 0)
         close(kd->sock); /* xtk-hv releases our pause and dirty log */
+    free(kd->stop_state);
+    free(kd->carry);
     pthread_mutex_destroy(&kd->map_lock);
     free(kd->rx);
     free(kd);
@@ -647,6 +659,76 @@ static int kvm_lookup(struct xtk_ctx *ctx, const char *name, uint32_t *domid)
 
 /* ---- control --------------------------------------------------------- */
 
+/* The domain may run, or its state change: a STOP's state is stale. */
+static void drop_stop_state(struct kvm_dom *kd)
+{
+    free(kd->stop_state);
+    kd->stop_state = NULL;
+    kd->stop_len = 0;
+}
+
+/*
+ * A STOP's sync that no read took is kept in kd->carry before anything
+ * overwrites the bitmap memfd (another sync), so no dirty frame is lost.
+ */
+static int keep_stop_sync(struct kvm_dom *kd)
+{
+    uint64_t words = (kd->hello.nr_pages + 63) / 64;
+
+    if (!kd->stop_synced)
+        return 0;
+    if (!kd->carry) {
+        kd->carry = calloc(words, 8);
+        if (!kd->carry)
+            return -1;
+    }
+    for (uint64_t i = 0; i < words; i++)
+        kd->carry[i] |= kd->bitmap[i];
+    kd->carry_set = 1;
+    kd->stop_synced = 0;
+    return 0;
+}
+
+/*
+ * Stops the domain for a save in one round trip (XTK_HVCTL_OP_STOP): a
+ * HOLD pause, the final dirty-log sync if this handle logs, and the state.
+ * The sync and the state are kept for the logdirty_read (FINAL) and the
+ * get_state that follow, which then cost no round trip: the domain stays
+ * stopped until this handle resumes or unpauses it.
+ */
+static int kvm_stop(struct xtk_domain *dom)
+{
+    struct kvm_dom *kd = kd_of(dom);
+    struct xtk_hvctl_stop o;
+    size_t got = 0;
+    void *p;
+
+    drop_stop_state(kd);
+    if (keep_stop_sync(kd) < 0 || kcall(dom, XTK_HVCTL_OP_STOP, 0, NULL, 0,
+                                        NULL, XTK_HVCTL_MSG_MAX, &got) < 0)
+        return -1;
+    memcpy(&o, kd->rx + sizeof(struct xtk_hvctl_hdr),
+           got < sizeof(o) ? 0 : sizeof(o));
+    if (got < sizeof(o) || (o.flags & ~XTK_HVCTL_STOP_SYNCED) || o.reserved ||
+        ((o.flags & XTK_HVCTL_STOP_SYNCED) &&
+         o.log.nr_pages != kd->hello.nr_pages)) {
+        XTK_ERROR(dom->ctx, "stop: malformed reply from xtk-hv");
+        return xtk__fail(EPROTO);
+    }
+    p = malloc(got - sizeof(o) ? got - sizeof(o) : 1);
+    if (!p)
+        return -1;
+    memcpy(p, kd->rx + sizeof(struct xtk_hvctl_hdr) + sizeof(o),
+           got - sizeof(o));
+    kd->stop_state = p;
+    kd->stop_len = got - sizeof(o);
+    if (o.flags & XTK_HVCTL_STOP_SYNCED) {
+        kd->stop_synced = 1;
+        kd->stop_dirty = o.log.dirty;
+    }
+    return 0;
+}
+
 static int kvm_info(struct xtk_domain *dom, struct xtk_domain_info *info)
 {
     struct kvm_dom *kd = kd_of(dom);
@@ -658,6 +740,7 @@ static int kvm_pause(struct xtk_domain *dom, unsigned int flags)
 {
     if (flags & ~XTK__PAUSE_HOLD)
         return xtk__fail(EINVAL);
+    drop_stop_state(kd_of(dom));
     return kcall(dom, XTK_HVCTL_OP_PAUSE,
                  flags & XTK__PAUSE_HOLD ? XTK_HVCTL_PAUSE_HOLD : 0, NULL, 0,
                  NULL, 0, NULL);
@@ -667,6 +750,7 @@ static int kvm_unpause(struct xtk_domain *dom, unsigned int flags)
 {
     if (flags & ~XTK__UNPAUSE_FORCE)
         return xtk__fail(EINVAL);
+    drop_stop_state(kd_of(dom));
     return kcall(dom, XTK_HVCTL_OP_UNPAUSE,
                  flags & XTK__UNPAUSE_FORCE ? XTK_HVCTL_UNPAUSE_FORCE : 0, NULL,
                  0, NULL, 0, NULL);
@@ -863,6 +947,11 @@ static int kvm_logdirty_enable(struct xtk_domain *dom)
 
 static int kvm_logdirty_disable(struct xtk_domain *dom)
 {
+    struct kvm_dom *kd = kd_of(dom);
+
+    kd->stop_synced = kd->carry_set = 0;
+    if (kd->carry)
+        memset(kd->carry, 0, (kd->hello.nr_pages + 63) / 64 * 8);
     return kcall(dom, XTK_HVCTL_OP_LOGDIRTY_DISABLE, 0, NULL, 0, NULL, 0, NULL);
 }
 
@@ -872,17 +961,34 @@ static int kvm_logdirty_read(struct xtk_domain *dom, unsigned int flags,
 {
     struct kvm_dom *kd = kd_of(dom);
     struct xtk_hvctl_logdirty o;
-    uint64_t words = (kd->hello.nr_pages + 63) / 64;
+    uint64_t words = (kd->hello.nr_pages + 63) / 64, n = 0;
 
     if ((flags & ~XTK__LOGDIRTY_FINAL) || !bitmap ||
         nr_bits < kd->hello.nr_pages)
         return xtk__fail(EINVAL);
-    if (kcall_fixed(dom, XTK_HVCTL_OP_LOGDIRTY_SYNC,
-                    flags & XTK__LOGDIRTY_FINAL ? XTK_HVCTL_LOGDIRTY_FINAL : 0,
-                    &o, sizeof(o)) < 0)
-        return -1;
+    if (kd->stop_synced && (flags & XTK__LOGDIRTY_FINAL)) {
+        /* The STOP synced, and the domain has not run since. */
+        o.dirty = kd->stop_dirty;
+        kd->stop_synced = 0;
+    } else {
+        if (keep_stop_sync(kd) < 0 ||
+            kcall_fixed(dom, XTK_HVCTL_OP_LOGDIRTY_SYNC,
+                        flags & XTK__LOGDIRTY_FINAL ? XTK_HVCTL_LOGDIRTY_FINAL
+                                                    : 0,
+                        &o, sizeof(o)) < 0)
+            return -1;
+    }
     memcpy(bitmap, kd->bitmap, words * 8);
     memset(bitmap + words, 0, ((nr_bits + 63) / 64 - words) * 8);
+    if (kd->carry_set) {
+        for (uint64_t i = 0; i < words; i++) {
+            bitmap[i] |= kd->carry[i];
+            kd->carry[i] = 0;
+            n += (uint64_t)__builtin_popcountll(bitmap[i]);
+        }
+        kd->carry_set = 0;
+        o.dirty = n;
+    }
     if (dirty_count)
         *dirty_count = o.dirty;
     return 0;
@@ -1002,7 +1108,7 @@ static int kvm_suspend_request(struct xtk_domain *dom)
         }
         return 0;
     case XTK__SUSPEND_PAUSE:
-        if (kvm_pause(dom, XTK__PAUSE_HOLD) < 0)
+        if (kvm_stop(dom) < 0)
             return -1;
         return write(kd->pause_evfd, &one, sizeof(one)) < 0 ? -1 : 0;
     }
@@ -1032,7 +1138,7 @@ static int kvm_suspend_check(struct xtk_domain *dom)
         __atomic_load_n(&kd->status->state, __ATOMIC_ACQUIRE) !=
             XTK_GUEST_SUSPENDED)
         return 0;
-    if (kvm_pause(dom, XTK__PAUSE_HOLD) < 0)
+    if (kvm_stop(dom) < 0)
         return -1;
     return 1;
 }
@@ -1050,6 +1156,7 @@ static void kvm_suspend_teardown(struct xtk_domain *dom)
         close(kd->store_fd);
     kd->pause_evfd = kd->store_fd = -1;
     kd->suspend_set = 0;
+    drop_stop_state(kd);
 }
 
 /* ---- state ------------------------------------------------------------ */
@@ -1060,6 +1167,14 @@ static int kvm_get_state(struct xtk_domain *dom, void **buf, size_t *len)
     size_t got = 0;
     void *p;
 
+    if (kd->stop_state) {
+        /* Taken by the STOP that stopped the domain. */
+        *buf = kd->stop_state;
+        *len = kd->stop_len;
+        kd->stop_state = NULL;
+        kd->stop_len = 0;
+        return 0;
+    }
     if (kcall(dom, XTK_HVCTL_OP_GET_STATE, 0, NULL, 0, NULL, XTK_HVCTL_MSG_MAX,
               &got) < 0)
         return -1;
@@ -1076,11 +1191,13 @@ static int kvm_set_state(struct xtk_domain *dom, const void *buf, size_t len)
 {
     if (!buf && len)
         return xtk__fail(EINVAL);
+    drop_stop_state(kd_of(dom));
     return kcall(dom, XTK_HVCTL_OP_SET_STATE, 0, buf, len, NULL, 0, NULL);
 }
 
 static int kvm_resume(struct xtk_domain *dom)
 {
+    drop_stop_state(kd_of(dom));
     return kcall(dom, XTK_HVCTL_OP_RESUME, 0, NULL, 0, NULL, 0, NULL);
 }
 
