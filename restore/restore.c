@@ -11,13 +11,14 @@
  *   PAGE_DATA   frames are copied into RAM; XALLOC (zero) frames are
  *               zeroed if they were written before (a new domain's memory
  *               is zero already); a frame beyond the memory is refused
- *   HVM_CONTEXT the state blob, checked, kept for the end
+ *   HVM_CONTEXT the state blob, checked; in a plain stream loaded at once
+ *               (the source sends it before the final round's pages)
  *   CHECKPOINT  the first one makes the stream checkpointed: from then on
  *               an epoch's records are buffered (their bodies taken from
  *               the reader, not copied) and applied when the next
  *               CHECKPOINT or END arrives
- *   END         the state is loaded, the domain resumed, and the
- *               migrating source told (XTK_RESTORE_REPLY)
+ *   END         the last complete state loaded (if not yet), the domain
+ *               resumed, and the migrating source told (XTK_RESTORE_REPLY)
  *
  * Failure destroys the domain and tells the source, except when a
  * checkpointed stream breaks after a complete epoch: then the domain is
@@ -76,6 +77,7 @@ struct xtk_restore {
     int seen_pages;
 
     int checkpointed;
+    int loaded;          /* a plain stream's state is in the domain */
     unsigned int epochs; /* complete ones */
     struct epoch cur;
     void *state; /* the last complete epoch's (or the plain stream's) */
@@ -311,6 +313,22 @@ static int on_page_data(struct xtk_restore *rs,
     return 0;
 }
 
+/* Loads a checked HVM_CONTEXT body (xtk's header, then the records). */
+static int load_state(struct xtk_restore *rs, const void *state)
+{
+    struct xtk_domain *dom = rs->dom;
+    struct xtk__sr_state_hdr h;
+
+    memcpy(&h, state, sizeof(h));
+    if (dom->ops->set_state(dom, (const char *)state + sizeof(h), h.length) <
+        0) {
+        XTK_PERROR(rs->ctx, "domain %u: its state does not load", dom->domid);
+        return -1;
+    }
+    xtk_stats_phase(rs->st, "state loaded");
+    return 0;
+}
+
 static int on_context(struct xtk_restore *rs,
                       const struct xtk_stream_record *rec)
 {
@@ -330,6 +348,14 @@ static int on_context(struct xtk_restore *rs,
     free(rs->cur.state);
     rs->cur.state = body;
     rs->cur.state_len = rec->length;
+    if (!rs->checkpointed) {
+        /* A plain stream's state is loaded as it arrives (the source sends
+         * it before the last pages, which wait in the socket meanwhile):
+         * at END only the resume is left. */
+        if (load_state(rs, body) < 0)
+            return -1;
+        rs->loaded = 1;
+    }
     return 0;
 }
 
@@ -461,19 +487,14 @@ static void send_reply(struct xtk_restore *rs, int status, uint64_t resumed)
         xtk_stats_phase(rs->st, "reply sent");
 }
 
-/* Loads the last complete state and runs the domain. */
+/* Loads the last complete state (unless it is in already) and runs the
+ * domain. */
 static int start_domain(struct xtk_restore *rs)
 {
     struct xtk_domain *dom = rs->dom;
-    struct xtk__sr_state_hdr h;
 
-    memcpy(&h, rs->state, sizeof(h));
-    if (dom->ops->set_state(dom, (const char *)rs->state + sizeof(h),
-                            h.length) < 0) {
-        XTK_PERROR(rs->ctx, "domain %u: its state does not load", dom->domid);
+    if (!(rs->loaded && !rs->checkpointed) && load_state(rs, rs->state) < 0)
         return -1;
-    }
-    xtk_stats_phase(rs->st, "state loaded");
     if (dom->ops->resume(dom) < 0) {
         XTK_PERROR(rs->ctx, "domain %u: cannot start it", dom->domid);
         return -1;

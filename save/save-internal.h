@@ -50,6 +50,15 @@ struct xtk__senders *xtk__senders_new(struct xtk_ctx *ctx, unsigned int n,
 int xtk__senders_round(struct xtk__senders *sd, const uint64_t *pfns,
                        uint64_t count, const uint64_t *populated);
 
+/*
+ * The same round sent by the calling thread before this returns (notify_fd
+ * is written all the same, so the round ends on the loop as any other).
+ * For a final round of a few pages: waking a sender thread and being woken
+ * back costs more than the sending.  EBUSY if a round is running.
+ */
+int xtk__senders_round_here(struct xtk__senders *sd, const uint64_t *pfns,
+                            uint64_t count, const uint64_t *populated);
+
 /* Frames of the current round handed out so far (for progress). */
 uint64_t xtk__senders_progress(const struct xtk__senders *sd);
 

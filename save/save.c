@@ -10,9 +10,9 @@
  *            of the dirty frames, or suspend
  *   SUSPEND  the request is out; the backend's suspend fd (an event
  *            channel, never a store watch) is watched, with a timeout
- *   FINAL    suspended: the final dirty log read, the final round, then
- *            the state (HVM_CONTEXT) and END, or CHECKPOINT and the guest
- *            resumed until the next epoch (INTERVAL)
+ *   FINAL    suspended: the final dirty log read, the state
+ *            (HVM_CONTEXT), the final round, then END, or CHECKPOINT and
+ *            the guest resumed until the next epoch (INTERVAL)
  *   PEER     migrating: waits for the destination's reply, then destroys
  *            the source
  *
@@ -174,6 +174,30 @@ static uint64_t all_pfns(struct xtk_save *sv)
 
 /* ---- the final round -------------------------------------------------- */
 
+/* Writes the state: the backend's records behind xtk's header. */
+static int send_state(struct xtk_save *sv)
+{
+    struct xtk__sr_state_hdr h;
+    struct iovec iov[2];
+    uint64_t t0 = xtk_now_ns();
+    void *buf = NULL;
+    size_t len = 0;
+    int r;
+
+    if (sv->dom->ops->get_state(sv->dom, &buf, &len) < 0) {
+        XTK_PERROR(sv->ctx, "domain %u: cannot get its state", sv->dom->domid);
+        return -1;
+    }
+    xtk__sr_state_header(&h, sv->dom->ops->name, &sv->cfg, len);
+    iov[0] = (struct iovec){&h, sizeof(h)};
+    iov[1] = (struct iovec){buf, len};
+    r = xtk_stream_write_recordv(sv->out, XTK_REC_HVM_CONTEXT, iov, 2);
+    free(buf);
+    hist(sv, "state", xtk_now_ns() - t0);
+    stamp(sv, "state sent");
+    return r;
+}
+
 /* Asks the guest to suspend; the suspend fd or the timer answers. */
 static void request_suspend(struct xtk_save *sv)
 {
@@ -260,6 +284,12 @@ static void on_suspend(evutil_socket_t fd, short what, void *arg)
     }
     stamp(sv, "final dirty sync");
     sv->phase = PH_FINAL;
+    /* The state goes first: a destination can load it while the last
+     * pages are on their way (the domain stays stopped meanwhile). */
+    if (send_state(sv) < 0) {
+        fail_errno(sv);
+        return;
+    }
     if (sv->epoch == 0 && !(sv->opt.flags & XTK_SAVE_LIVE)) {
         /* Not live: this is round 0, everything, and what was never
          * written is known now that the guest is stopped. */
@@ -283,30 +313,6 @@ static void on_suspend(evutil_socket_t fd, short what, void *arg)
         sv->round_dirty = n;
         start_round(sv, n, NULL);
     }
-}
-
-/* Writes the state: the backend's records behind xtk's header. */
-static int send_state(struct xtk_save *sv)
-{
-    struct xtk__sr_state_hdr h;
-    struct iovec iov[2];
-    uint64_t t0 = xtk_now_ns();
-    void *buf = NULL;
-    size_t len = 0;
-    int r;
-
-    if (sv->dom->ops->get_state(sv->dom, &buf, &len) < 0) {
-        XTK_PERROR(sv->ctx, "domain %u: cannot get its state", sv->dom->domid);
-        return -1;
-    }
-    xtk__sr_state_header(&h, sv->dom->ops->name, &sv->cfg, len);
-    iov[0] = (struct iovec){&h, sizeof(h)};
-    iov[1] = (struct iovec){buf, len};
-    r = xtk_stream_write_recordv(sv->out, XTK_REC_HVM_CONTEXT, iov, 2);
-    free(buf);
-    hist(sv, "state", xtk_now_ns() - t0);
-    stamp(sv, "state sent");
-    return r;
 }
 
 /* Checkpointing: the epoch is out; the guest runs until the next one. */
@@ -340,10 +346,6 @@ static void after_final_round(struct xtk_save *sv)
 {
     uint64_t now;
 
-    if (send_state(sv) < 0) {
-        fail_errno(sv);
-        return;
-    }
     if (sv->opt.checkpoint_interval_ms && !sv->cancel &&
         (!sv->opt.checkpoints || sv->epoch + 1 < sv->opt.checkpoints)) {
         next_epoch(sv);
@@ -378,11 +380,20 @@ static void start_round(struct xtk_save *sv, uint64_t count,
 {
     struct timeval tv = {0, PROGRESS_MS * 1000};
 
+    int r;
+
     sv->round_start = xtk_now_ns();
     sv->round_bytes0 = stream_bytes(sv);
     sv->round_total = count;
     sv->progress_shown = 0;
-    if (xtk__senders_round(sv->sd, sv->pfns, count, populated) < 0) {
+    /* A final round of one batch or less: this thread sends it (the
+     * guest is stopped, and a hand-off to the senders and back costs
+     * more than the pages). */
+    if (sv->phase == PH_FINAL && count <= XTK__SAVE_BATCH)
+        r = xtk__senders_round_here(sv->sd, sv->pfns, count, populated);
+    else
+        r = xtk__senders_round(sv->sd, sv->pfns, count, populated);
+    if (r < 0) {
         fail_errno(sv);
         return;
     }

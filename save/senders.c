@@ -8,7 +8,8 @@
  * without data), and writes it under the stream's mutex; the pages go to
  * the kernel with writev from where they are, never copied.  The thread
  * that finishes the round's last batch writes to the notify eventfd,
- * which wakes the engine on the event loop.
+ * which wakes the engine on the event loop.  A small final round is sent
+ * by the engine's own thread instead (xtk__senders_round_here).
  *
  * Each thread times its batches into its own histograms ("batch build":
  * zero detection and entries; "batch write": waiting for the mutex and
@@ -139,6 +140,19 @@ static void send_batches(struct sender *s)
     pthread_mutex_unlock(&sd->lock);
 }
 
+/* The round's end, by the thread that ran its last batch (lock held). */
+static void round_over(struct xtk__senders *sd)
+{
+    uint64_t one = 1;
+
+    if (!sd->res.err && __atomic_load_n(&sd->abort, __ATOMIC_RELAXED))
+        sd->res.err = ECANCELED;
+    sd->busy = 0;
+    pthread_cond_broadcast(&sd->idle);
+    if (write(sd->notify_fd, &one, sizeof(one)) != sizeof(one))
+        XTK_PERROR(sd->ctx, "cannot wake the event loop");
+}
+
 static void *sender_main(void *arg)
 {
     struct sender *s = arg;
@@ -159,16 +173,8 @@ static void *sender_main(void *arg)
         send_batches(s);
 
         pthread_mutex_lock(&sd->lock);
-        if (--sd->active == 0) {
-            uint64_t one = 1;
-
-            if (!sd->res.err && __atomic_load_n(&sd->abort, __ATOMIC_RELAXED))
-                sd->res.err = ECANCELED;
-            sd->busy = 0;
-            pthread_cond_broadcast(&sd->idle);
-            if (write(sd->notify_fd, &one, sizeof(one)) != sizeof(one))
-                XTK_PERROR(sd->ctx, "cannot wake the event loop");
-        }
+        if (--sd->active == 0)
+            round_over(sd);
         pthread_mutex_unlock(&sd->lock);
     }
 }
@@ -221,16 +227,12 @@ err:
     return NULL;
 }
 
-int xtk__senders_round(struct xtk__senders *sd, const uint64_t *pfns,
+/* Sets a round up (lock held); EBUSY if one runs. */
+static int round_setup(struct xtk__senders *sd, const uint64_t *pfns,
                        uint64_t count, const uint64_t *populated)
 {
-    if (!sd || (!pfns && count))
-        return xtk__fail(EINVAL);
-    pthread_mutex_lock(&sd->lock);
-    if (sd->busy) {
-        pthread_mutex_unlock(&sd->lock);
+    if (sd->busy)
         return xtk__fail(EBUSY);
-    }
     sd->pfns = pfns;
     sd->count = count;
     sd->populated = populated;
@@ -238,9 +240,43 @@ int xtk__senders_round(struct xtk__senders *sd, const uint64_t *pfns,
     sd->abort = 0;
     memset(&sd->res, 0, sizeof(sd->res));
     sd->busy = 1;
+    return 0;
+}
+
+int xtk__senders_round(struct xtk__senders *sd, const uint64_t *pfns,
+                       uint64_t count, const uint64_t *populated)
+{
+    if (!sd || (!pfns && count))
+        return xtk__fail(EINVAL);
+    pthread_mutex_lock(&sd->lock);
+    if (round_setup(sd, pfns, count, populated) < 0) {
+        pthread_mutex_unlock(&sd->lock);
+        return -1;
+    }
     sd->active = sd->n;
     sd->gen++;
     pthread_cond_broadcast(&sd->go);
+    pthread_mutex_unlock(&sd->lock);
+    return 0;
+}
+
+int xtk__senders_round_here(struct xtk__senders *sd, const uint64_t *pfns,
+                            uint64_t count, const uint64_t *populated)
+{
+    if (!sd || (!pfns && count))
+        return xtk__fail(EINVAL);
+    pthread_mutex_lock(&sd->lock);
+    if (round_setup(sd, pfns, count, populated) < 0) {
+        pthread_mutex_unlock(&sd->lock);
+        return -1;
+    }
+    sd->active = 0; /* no thread takes part: the generation stays */
+    pthread_mutex_unlock(&sd->lock);
+    /* The first sender's buffers and histograms: its thread is idle until
+     * the next generation. */
+    send_batches(&sd->s[0]);
+    pthread_mutex_lock(&sd->lock);
+    round_over(sd);
     pthread_mutex_unlock(&sd->lock);
     return 0;
 }
