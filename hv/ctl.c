@@ -319,7 +319,11 @@ static int do_resume(struct hv *hv, int ci, const struct xtk_hvctl_hdr *h,
                      const void *payload, struct reply *rep)
 {
     struct xtk_guest_boot *b = (void *)(hv->mem + XTK_GUEST_BOOT_GPA);
+    struct xtk_hvctl_resume *o = (void *)tx_buf;
+    uint32_t parked;
+    uint64_t t0;
 
+    memset(o, 0, sizeof(*o));
     pthread_mutex_lock(&hv->lock);
     if (hv->empty && b->magic == XTK_GUEST_BOOT_MAGIC) {
         /* A restored image: tell the guest it lives somewhere new. */
@@ -334,8 +338,16 @@ static int do_resume(struct hv *hv, int ci, const struct xtk_hvctl_hdr *h,
     hv->pause_holds = 0;
     for (int i = 0; i < HV_MAX_CONNS; i++)
         hv->conns[i].held = 0;
+    parked = hv_vm_parked_mask(hv);
+    t0 = hv_now_ns();
     apply_pause(hv);
+    /* The reply says when the guest really runs again: when its vCPU
+     * threads have left their park for KVM_RUN. */
+    if (!hv_vm_must_park(hv))
+        o->running_ns = parked ? hv_vm_wait_running(hv, parked, t0) : t0;
     pthread_mutex_unlock(&hv->lock);
+    rep->buf = o;
+    rep->len = sizeof(*o);
     return 0;
 }
 

@@ -44,7 +44,9 @@ struct hv_vcpu {
     struct kvm_run *run;
     pthread_t thread;
     int thread_started;
-    int crashed; /* under hv->lock */
+    int crashed;     /* under hv->lock */
+    int parked;      /* under hv->lock: in its park */
+    uint64_t run_ns; /* under hv->lock: when it last left its park */
 };
 
 struct hv_port {
@@ -112,6 +114,7 @@ struct hv {
     int empty; /* restore shell: runs only after RESUME */
     int quit;  /* the vCPU threads must exit */
     unsigned int parked;
+    unsigned int run_waiters; /* in hv_vm_wait_running() */
     int crashed;
 
     /* Console history (ring buffer), under console_lock. */
@@ -154,6 +157,17 @@ void hv_vm_wait_parked(struct hv *hv);
 /* True when the vCPUs must stay parked (hv->lock held). */
 int hv_vm_must_park(const struct hv *hv);
 void hv_vm_wake(struct hv *hv);
+/*
+ * The vCPUs parked now, as a mask, for hv_vm_wait_running() (hv->lock
+ * held).
+ */
+uint32_t hv_vm_parked_mask(const struct hv *hv);
+/*
+ * After a wake: waits (hv->lock held, at most a second) until each vCPU of
+ * mask has left its park, and returns when the last one did (hv_now_ns),
+ * or 0 if one did not in time.
+ */
+uint64_t hv_vm_wait_running(struct hv *hv, uint32_t mask, uint64_t since);
 int hv_vm_logdirty(struct hv *hv, int on);
 int hv_vm_logdirty_sync(struct hv *hv, uint64_t *dirty);
 void hv_console_append(struct hv *hv, const char *s, size_t n);

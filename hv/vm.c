@@ -21,6 +21,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "hv.h"
@@ -544,14 +545,19 @@ static void *vcpu_thread(void *arg)
                     return NULL;
                 }
                 hv->parked++;
+                v->parked = 1;
                 pthread_cond_broadcast(&hv->parked_cond);
                 pthread_cond_wait(&hv->run_cond, &hv->lock);
+                v->parked = 0;
                 hv->parked--;
             }
             /* A kick that found this thread parked is stale: it must not
              * cost the next KVM_RUN an exit.  Kicks are sent under the
              * lock, so none can be lost here. */
             __atomic_store_n(&v->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
+            v->run_ns = hv_now_ns();
+            if (hv->run_waiters)
+                pthread_cond_broadcast(&hv->parked_cond);
         }
         pthread_mutex_unlock(&hv->lock);
 
@@ -591,6 +597,44 @@ void hv_vm_wait_parked(struct hv *hv)
 void hv_vm_wake(struct hv *hv)
 {
     pthread_cond_broadcast(&hv->run_cond);
+}
+
+uint32_t hv_vm_parked_mask(const struct hv *hv)
+{
+    uint32_t mask = 0;
+
+    for (unsigned int i = 0; i < hv->nr_vcpus; i++)
+        if (hv->vcpus[i].parked && !hv->vcpus[i].crashed)
+            mask |= 1u << i;
+    return mask;
+}
+
+uint64_t hv_vm_wait_running(struct hv *hv, uint32_t mask, uint64_t since)
+{
+    struct timespec until;
+    uint64_t last = 0;
+
+    clock_gettime(CLOCK_REALTIME, &until); /* the cond's clock */
+    until.tv_sec += 1;
+    hv->run_waiters++;
+    for (unsigned int i = 0; i < hv->nr_vcpus; i++) {
+        struct hv_vcpu *v = &hv->vcpus[i];
+
+        if (!(mask & (1u << i)))
+            continue;
+        while (v->run_ns < since && !v->crashed && !hv_vm_must_park(hv))
+            if (pthread_cond_timedwait(&hv->parked_cond, &hv->lock, &until) ==
+                ETIMEDOUT)
+                break;
+        if (v->run_ns < since) {
+            last = 0;
+            break;
+        }
+        if (v->run_ns > last)
+            last = v->run_ns;
+    }
+    hv->run_waiters--;
+    return last;
 }
 
 static void sigusr1(int sig)

@@ -58,6 +58,9 @@ struct xtk_domain {
     const struct xtk__backend_ops *ops;
     uint32_t domid;
     void *priv; /* the backend's */
+    /* Set by resume when the backend can tell: when the guest's vCPUs ran
+     * again (xtk_now_ns()'s clock); 0 otherwise. */
+    uint64_t resumed_ns;
 };
 
 /* Flags for create. */
@@ -314,7 +317,8 @@ struct xtk__backend_ops {
     /*
      * Runs a domain again: a restored (EMPTY) domain starts from the loaded
      * state; a guest sitting suspended carries on (it learns the suspend
-     * ended); every pause is released.
+     * ended); every pause is released.  Sets dom->resumed_ns (0 if the
+     * backend cannot tell).
      */
     int (*resume)(struct xtk_domain *dom);
 

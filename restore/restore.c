@@ -524,8 +524,16 @@ static void *restore_main(void *arg)
     if (!err && start_domain(rs) < 0)
         err = errno ? errno : EIO;
     if (!err) {
-        resumed = xtk_now_ns();
+        uint64_t now = xtk_now_ns();
+
+        /* When the vCPUs ran again, if the backend tells (xtk-hv does):
+         * the reply may come later on a busy host, and the guest runs
+         * meanwhile. */
+        resumed = rs->dom->resumed_ns && rs->dom->resumed_ns <= now
+                      ? rs->dom->resumed_ns
+                      : now;
         xtk_stats_phase_at(rs->st, "resumed", resumed);
+        xtk_stats_phase_at(rs->st, "resume returned", now);
         rs->domid = rs->dom->domid;
     }
     send_reply(rs, err, resumed);

@@ -79,7 +79,11 @@ enum xtk_hvctl_op {
     XTK_HVCTL_OP_GET_STATE = 8,
     /* Paused or empty domain.  Payload: state records. */
     XTK_HVCTL_OP_SET_STATE = 9,
-    /* Starts an empty domain, wakes a suspended guest, drops all pauses. */
+    /*
+     * Starts an empty domain, wakes a suspended guest, drops all pauses.
+     * Replies once the vCPUs that were parked have left their park for
+     * KVM_RUN (a second at most): struct xtk_hvctl_resume.
+     */
     XTK_HVCTL_OP_RESUME = 10,
     /* Replies, then the domain is gone and xtk-hv exits. */
     XTK_HVCTL_OP_DESTROY = 11,
@@ -144,6 +148,13 @@ struct xtk_hvctl_info {
 struct xtk_hvctl_logdirty {
     uint64_t dirty;    /* bits set in the bitmap */
     uint64_t nr_pages; /* bits in the bitmap that mean something */
+};
+
+struct xtk_hvctl_resume {
+    /* CLOCK_MONOTONIC when the last parked vCPU left its park (when none
+     * was parked: when the pauses were dropped); 0 if one has not within
+     * a second, or the domain stays paused (destroyed meanwhile). */
+    uint64_t running_ns;
 };
 
 #define XTK_HVCTL_STOP_SYNCED 0x1u /* the dirty log was synced */

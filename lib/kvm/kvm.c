@@ -1197,8 +1197,15 @@ static int kvm_set_state(struct xtk_domain *dom, const void *buf, size_t len)
 
 static int kvm_resume(struct xtk_domain *dom)
 {
+    struct xtk_hvctl_resume o;
+
     drop_stop_state(kd_of(dom));
-    return kcall(dom, XTK_HVCTL_OP_RESUME, 0, NULL, 0, NULL, 0, NULL);
+    dom->resumed_ns = 0;
+    if (kcall_fixed(dom, XTK_HVCTL_OP_RESUME, 0, &o, sizeof(o)) < 0)
+        return -1;
+    /* xtk-hv's CLOCK_MONOTONIC is ours: one host. */
+    dom->resumed_ns = o.running_ns;
+    return 0;
 }
 
 /* ---- event channels ---------------------------------------------------- */
