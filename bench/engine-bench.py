@@ -38,6 +38,7 @@ bench/sr-bench):
 
 usage: engine-bench.py BUILD_DIR final-round|migrate|all [RUNS]
                        [--scenarios a,b] [--suspend evtchn,pause] [--no-qemu]
+                       [--json FILE]
 Run as root (KVM).  Needs qemu-system-x86_64 for migrate.
 """
 import argparse
@@ -220,17 +221,21 @@ def phase_times(rep):
 
 
 # The stop-and-copy, stamp to stamp (source stamps, then the
-# destination's; both CLOCK_MONOTONIC on one machine).
+# destination's; both CLOCK_MONOTONIC on one machine).  The source sends
+# the state before the final round's pages, and the destination loads it
+# as it arrives: "state loaded" is relative to END received, negative
+# when it came first.
 PHASES = [
     ("guest suspends, vCPUs stopped", "suspend requested",
      "suspended notified"),
     ("final dirty-log read", "suspended notified", "final dirty sync"),
-    ("pages, state, END written", "final dirty sync", "end sent"),
+    ("state, pages, END written", "final dirty sync", "end sent"),
+    ("  of which: to the state sent", "final dirty sync", "state sent"),
     ("  of which: to the last page", "final dirty sync", "last page sent"),
-    ("  of which: to the state", "final dirty sync", "state sent"),
     ("END to the destination", "end sent", "end received"),
     ("destination: END -> resumed", "end received", "resumed"),
-    ("  of which: state loaded", "end received", "state loaded"),
+    ("  state loaded, from END", "end received", "state loaded"),
+    ("  RESUME's reply, from END", "end received", "resume returned"),
 ]
 
 
@@ -445,7 +450,11 @@ def migrate(env, runs, scenarios, methods, have_qemu):
                   "xtk (--suspend %s) p50 / floor = %.2f (target <= 1.5: %s)"
                   % (gbs, min(bw), max(bw), floor, methods[0], x50 / floor,
                      "met" if x50 <= 1.5 * floor else "MISSED"))
-        out[key] = (xd, qd, qe, bw)
+        out[key] = {"xtk": {m: {"end to end": xd[m], "source side": xs[m],
+                                "stopped to resumed": xst[m],
+                                "phases": ph[m]} for m in methods},
+                    "qemu": {"downtime": qd, "stop to resume": qe},
+                    "bandwidth GB/s": bw}
     return out
 
 
@@ -458,6 +467,7 @@ def main():
     ap.add_argument("--scenarios", default="a,b")
     ap.add_argument("--suspend", default="evtchn,pause")
     ap.add_argument("--no-qemu", action="store_true")
+    ap.add_argument("--json", help="also write every measurement here")
     a = ap.parse_args()
     scenarios = a.scenarios.split(",")
     methods = a.suspend.split(",")
@@ -476,7 +486,10 @@ def main():
             final_round(env, runs or 100)
         if what in ("migrate", "all"):
             print("2. live migration downtime, 256 MiB guest, loopback TCP")
-            migrate(env, runs or 30, scenarios, methods, have_qemu)
+            res = migrate(env, runs or 30, scenarios, methods, have_qemu)
+            if a.json:
+                with open(a.json, "w") as f:
+                    json.dump(res, f, indent=1)
         print("load: %s" % open("/proc/loadavg").read().strip())
     finally:
         env.close()
