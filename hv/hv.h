@@ -47,6 +47,11 @@ struct hv_vcpu {
     int crashed;     /* under hv->lock */
     int parked;      /* under hv->lock: in its park */
     uint64_t run_ns; /* under hv->lock: when it last left its park */
+    /* kvm_run's sync_regs hold what KVM_RUN last left: regs, sregs and
+     * events as the GET ioctls would read them (hv->sync_regs), until
+     * SET_STATE changes them.  Written by the vCPU thread after KVM_RUN,
+     * read by the main thread with the vCPU parked. */
+    int synced;
 };
 
 struct hv_port {
@@ -98,6 +103,7 @@ struct hv {
     unsigned int nr_msrs;
     size_t xsave_size;
     uint64_t entry;
+    int sync_regs; /* KVM_CAP_SYNC_REGS: each KVM_RUN leaves them */
 
     /* Dirty log: the bitmap is a memfd the clients map. */
     int bitmap_fd;

@@ -145,6 +145,19 @@ static int get_vcpu(struct hv *hv, struct hv_vcpu *v, void *buf, size_t max,
                 errno = EIO;
                 goto err;
             }
+        } else if (v->synced &&
+                   (k == K_REGS || k == K_SREGS || k == K_EVENTS)) {
+            /* What the last KVM_RUN left in kvm_run: no ioctl. */
+            const struct kvm_sync_regs *sr = &v->run->s.regs;
+
+            p = reserve(buf, max, len, d->type, v->index, size);
+            if (p)
+                memcpy(p,
+                       k == K_REGS    ? (const void *)&sr->regs
+                       : k == K_SREGS ? (const void *)&sr->sregs
+                                      : (const void *)&sr->events,
+                       size);
+            r = p ? 0 : -1;
         } else {
             p = reserve(buf, max, len, d->type, v->index, size);
             r = !p ? -1 : ioctl(v->fd, d->get, p);
@@ -303,6 +316,8 @@ static int apply(struct hv *hv, struct parsed *p)
     }
     for (unsigned int i = 0; i < hv->nr_vcpus; i++) {
         struct hv_vcpu *v = &hv->vcpus[i];
+
+        v->synced = 0; /* kvm_run's copy is stale from here */
         for (int k = 0; k < K_NR_VCPU; k++) {
             const void *data = p->vcpu[i][k];
             int r;
