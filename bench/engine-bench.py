@@ -223,8 +223,7 @@ def phase_times(rep):
 # The stop-and-copy, stamp to stamp (source stamps, then the
 # destination's; both CLOCK_MONOTONIC on one machine).  The source sends
 # the state before the final round's pages, and the destination loads it
-# as it arrives: "state loaded" is relative to END received, negative
-# when it came first.
+# as it arrives, before END when the final round is small.
 PHASES = [
     ("guest suspends, vCPUs stopped", "suspend requested",
      "suspended notified"),
@@ -232,9 +231,11 @@ PHASES = [
     ("state, pages, END written", "final dirty sync", "end sent"),
     ("  of which: to the state sent", "final dirty sync", "state sent"),
     ("  of which: to the last page", "final dirty sync", "last page sent"),
+    ("state to the destination", "state sent", "state received"),
+    ("destination: state loading", "state received", "state loaded"),
+    ("destination: state loaded -> END read", "state loaded", "end received"),
     ("END to the destination", "end sent", "end received"),
     ("destination: END -> resumed", "end received", "resumed"),
-    ("  state loaded, from END", "end received", "state loaded"),
     ("  RESUME's reply, from END", "end received", "resume returned"),
 ]
 

@@ -337,6 +337,7 @@ static int on_context(struct xtk_restore *rs,
     char why[192];
     void *body;
 
+    xtk_stats_phase(rs->st, "state received");
     if (!rs->dom)
         return refuse(rs, EPROTO, "state before the domain's shape");
     if (xtk__sr_state_check(rec->body, rec->length, rs->dom->ops->name,
