@@ -315,6 +315,18 @@ struct xtk__backend_ops {
     int (*set_state)(struct xtk_domain *dom, const void *buf, size_t len);
 
     /*
+     * Optional, both or neither: set_state in two halves, so that the
+     * loading overlaps the caller's other work.  set_state_start hands the
+     * records over and returns without waiting (buf may be freed at
+     * once); set_state_finish waits for the outcome and returns what
+     * set_state would have.  Any other operation on the handle first
+     * waits for the outcome (kept for set_state_finish).  A caller must
+     * call set_state_finish, and see it succeed, before resume.
+     */
+    int (*set_state_start)(struct xtk_domain *dom, const void *buf, size_t len);
+    int (*set_state_finish)(struct xtk_domain *dom);
+
+    /*
      * Runs a domain again: a restored (EMPTY) domain starts from the loaded
      * state; a guest sitting suspended carries on (it learns the suspend
      * ended); every pause is released.  Sets dom->resumed_ns (0 if the

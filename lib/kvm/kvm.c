@@ -80,6 +80,13 @@ struct kvm_dom {
     uint64_t stop_dirty;
     uint64_t *carry; /* dirty frames of a sync no read took */
     int carry_set;
+
+    /* A SET_STATE sent ahead (set_state_start): its reply is still to be
+     * read (pending), or was read and gave pending_err. */
+    int pending;
+    uint16_t pending_op;
+    uint32_t pending_id;
+    int pending_err;
 };
 
 const char *xtk__kvm_rundir(void)
@@ -122,15 +129,9 @@ static void close_fds(const int *fds, unsigned int n)
         close(fds[i]);
 }
 
-/*
- * One request and its reply.  The reply's payload goes to reply (up to max
- * bytes; *got gets its length); fds received (HELLO) to fds (*nfds in: room,
- * out: count).  An error reply sets errno and returns -1.
- */
-static int call(struct xtk_ctx *ctx, int sock, char *rx, uint32_t id,
-                uint16_t op, uint32_t flags, const void *payload, size_t len,
-                void *reply, size_t max, size_t *got, int *fds,
-                unsigned int *nfds)
+/* Sends one request (the reply is read by call_recv). */
+static int call_send(struct xtk_ctx *ctx, int sock, uint32_t id, uint16_t op,
+                     uint32_t flags, const void *payload, size_t len)
 {
     struct xtk_hvctl_hdr h = {
         .magic = XTK_HVCTL_MAGIC,
@@ -142,13 +143,6 @@ static int call(struct xtk_ctx *ctx, int sock, char *rx, uint32_t id,
     };
     struct iovec iov[2] = {{&h, sizeof(h)}, {(void *)payload, len}};
     struct msghdr mh = {.msg_iov = iov, .msg_iovlen = len ? 2 : 1};
-    char cbuf[CMSG_SPACE(sizeof(int) * MAX_FDS)];
-    struct pollfd pfd = {.fd = sock, .events = POLLIN};
-    struct iovec riov = {rx, XTK_HVCTL_MSG_MAX + 1};
-    unsigned int nrx = 0;
-    int rxfds[MAX_FDS];
-    ssize_t n;
-    int r;
 
     if (len > XTK_HVCTL_MSG_MAX - sizeof(h))
         return xtk__fail(E2BIG);
@@ -158,6 +152,28 @@ static int call(struct xtk_ctx *ctx, int sock, char *rx, uint32_t id,
         XTK_PERROR(ctx, "%s: cannot send", xtk__hvctl_op_name(op));
         return -1;
     }
+    return 0;
+}
+
+/*
+ * Reads the reply to request id (op).  Its payload goes to reply (up to max
+ * bytes; *got gets its length); fds received (HELLO) to fds (*nfds in:
+ * room, out: count).  An error reply sets errno and returns -1.
+ */
+static int call_recv(struct xtk_ctx *ctx, int sock, char *rx, uint32_t id,
+                     uint16_t op, void *reply, size_t max, size_t *got,
+                     int *fds, unsigned int *nfds)
+{
+    struct xtk_hvctl_hdr h;
+    char cbuf[CMSG_SPACE(sizeof(int) * MAX_FDS)];
+    struct pollfd pfd = {.fd = sock, .events = POLLIN};
+    struct iovec riov = {rx, XTK_HVCTL_MSG_MAX + 1};
+    struct msghdr mh;
+    unsigned int nrx = 0;
+    int rxfds[MAX_FDS];
+    ssize_t n;
+    int r;
+
     do
         r = poll(&pfd, 1, CALL_TIMEOUT_MS);
     while (r < 0 && errno == EINTR);
@@ -215,12 +231,42 @@ static int call(struct xtk_ctx *ctx, int sock, char *rx, uint32_t id,
     return 0;
 }
 
+/* One request and its reply (call_send, then call_recv). */
+static int call(struct xtk_ctx *ctx, int sock, char *rx, uint32_t id,
+                uint16_t op, uint32_t flags, const void *payload, size_t len,
+                void *reply, size_t max, size_t *got, int *fds,
+                unsigned int *nfds)
+{
+    if (call_send(ctx, sock, id, op, flags, payload, len) < 0)
+        return -1;
+    return call_recv(ctx, sock, rx, id, op, reply, max, got, fds, nfds);
+}
+
+/*
+ * The reply to a request sent ahead (set_state_start) is read before any
+ * other request goes out; its outcome (0 or an errno) is kept for
+ * set_state_finish.
+ */
+static void collect_pending(struct xtk_domain *dom)
+{
+    struct kvm_dom *kd = kd_of(dom);
+
+    if (!kd->pending)
+        return;
+    kd->pending = 0;
+    kd->pending_err = call_recv(dom->ctx, kd->sock, kd->rx, kd->pending_id,
+                                kd->pending_op, NULL, 0, NULL, NULL, NULL) < 0
+                          ? (errno ? errno : EIO)
+                          : 0;
+}
+
 static int kcall(struct xtk_domain *dom, uint16_t op, uint32_t flags,
                  const void *payload, size_t len, void *reply, size_t max,
                  size_t *got)
 {
     struct kvm_dom *kd = kd_of(dom);
 
+    collect_pending(dom);
     return call(dom->ctx, kd->sock, kd->rx, ++kd->next_id, op, flags, payload,
                 len, reply, max, got, NULL, NULL);
 }
@@ -733,6 +779,7 @@ static int kvm_info(struct xtk_domain *dom, struct xtk_domain_info *info)
 {
     struct kvm_dom *kd = kd_of(dom);
 
+    collect_pending(dom);
     return info_of(dom->ctx, kd->sock, kd->rx, info);
 }
 
@@ -1195,6 +1242,37 @@ static int kvm_set_state(struct xtk_domain *dom, const void *buf, size_t len)
     return kcall(dom, XTK_HVCTL_OP_SET_STATE, 0, buf, len, NULL, 0, NULL);
 }
 
+static int kvm_set_state_start(struct xtk_domain *dom, const void *buf,
+                               size_t len)
+{
+    struct kvm_dom *kd = kd_of(dom);
+
+    if (!buf && len)
+        return xtk__fail(EINVAL);
+    drop_stop_state(kd);
+    collect_pending(dom);
+    if (kd->pending_err) /* an earlier load failed: it stays failed */
+        return xtk__fail(kd->pending_err);
+    if (call_send(dom->ctx, kd->sock, ++kd->next_id, XTK_HVCTL_OP_SET_STATE, 0,
+                  buf, len) < 0)
+        return -1;
+    kd->pending = 1;
+    kd->pending_op = XTK_HVCTL_OP_SET_STATE;
+    kd->pending_id = kd->next_id;
+    return 0;
+}
+
+static int kvm_set_state_finish(struct xtk_domain *dom)
+{
+    struct kvm_dom *kd = kd_of(dom);
+    int e;
+
+    collect_pending(dom);
+    e = kd->pending_err;
+    kd->pending_err = 0;
+    return e ? xtk__fail(e) : 0;
+}
+
 static int kvm_resume(struct xtk_domain *dom)
 {
     struct xtk_hvctl_resume o;
@@ -1270,6 +1348,8 @@ const struct xtk__backend_ops xtk__kvm_backend = {
     .suspend_teardown = kvm_suspend_teardown,
     .get_state = kvm_get_state,
     .set_state = kvm_set_state,
+    .set_state_start = kvm_set_state_start,
+    .set_state_finish = kvm_set_state_finish,
     .resume = kvm_resume,
     .evtchn_bind = kvm_evtchn_bind,
     .evtchn_notify = kvm_evtchn_notify,
