@@ -78,6 +78,7 @@ struct xtk_restore {
 
     int checkpointed;
     int loaded;          /* a plain stream's state is in the domain */
+    int loading;         /* ... or on its way there (finish_state) */
     unsigned int epochs; /* complete ones */
     struct epoch cur;
     void *state; /* the last complete epoch's (or the plain stream's) */
@@ -313,15 +314,43 @@ static int on_page_data(struct xtk_restore *rs,
     return 0;
 }
 
-/* Loads a checked HVM_CONTEXT body (xtk's header, then the records). */
-static int load_state(struct xtk_restore *rs, const void *state)
+/*
+ * Loads a checked HVM_CONTEXT body (xtk's header, then the records).  With
+ * ahead set, and a backend that can, it only starts the loading, which
+ * then overlaps the reading of the last pages: finish_state waits for it.
+ */
+static int load_state(struct xtk_restore *rs, const void *state, int ahead)
 {
     struct xtk_domain *dom = rs->dom;
     struct xtk__sr_state_hdr h;
+    const char *recs = (const char *)state + sizeof(h);
 
     memcpy(&h, state, sizeof(h));
-    if (dom->ops->set_state(dom, (const char *)state + sizeof(h), h.length) <
-        0) {
+    if (ahead && dom->ops->set_state_start) {
+        if (dom->ops->set_state_start(dom, recs, h.length) < 0)
+            goto err;
+        rs->loading = 1;
+        xtk_stats_phase(rs->st, "state load started");
+        return 0;
+    }
+    if (dom->ops->set_state(dom, recs, h.length) < 0)
+        goto err;
+    xtk_stats_phase(rs->st, "state loaded");
+    return 0;
+err:
+    XTK_PERROR(rs->ctx, "domain %u: its state does not load", dom->domid);
+    return -1;
+}
+
+/* The outcome of a loading load_state started ahead. */
+static int finish_state(struct xtk_restore *rs)
+{
+    struct xtk_domain *dom = rs->dom;
+
+    if (!rs->loading)
+        return 0;
+    rs->loading = 0;
+    if (dom->ops->set_state_finish(dom) < 0) {
         XTK_PERROR(rs->ctx, "domain %u: its state does not load", dom->domid);
         return -1;
     }
@@ -353,7 +382,7 @@ static int on_context(struct xtk_restore *rs,
         /* A plain stream's state is loaded as it arrives (the source sends
          * it before the last pages, which wait in the socket meanwhile):
          * at END only the resume is left. */
-        if (load_state(rs, body) < 0)
+        if (load_state(rs, body, 1) < 0)
             return -1;
         rs->loaded = 1;
     }
@@ -494,7 +523,9 @@ static int start_domain(struct xtk_restore *rs)
 {
     struct xtk_domain *dom = rs->dom;
 
-    if (!(rs->loaded && !rs->checkpointed) && load_state(rs, rs->state) < 0)
+    if (!(rs->loaded && !rs->checkpointed) && load_state(rs, rs->state, 0) < 0)
+        return -1;
+    if (finish_state(rs) < 0)
         return -1;
     if (dom->ops->resume(dom) < 0) {
         XTK_PERROR(rs->ctx, "domain %u: cannot start it", dom->domid);
