@@ -274,6 +274,14 @@ static void on_suspend(evutil_socket_t fd, short what, void *arg)
     evtimer_del(sv->ev_timer);
     evtimer_del(sv->ev_watch);
 
+    sv->phase = PH_FINAL;
+    /* The state goes first, before even the final dirty-log read: a
+     * destination can load it while the last pages are on their way (the
+     * domain stays stopped meanwhile). */
+    if (send_state(sv) < 0) {
+        fail_errno(sv);
+        return;
+    }
     if (sv->logdirty &&
         sv->dom->ops->logdirty_read(sv->dom, XTK__LOGDIRTY_FINAL, sv->bitmap,
                                     sv->words * 64, &dirty) < 0) {
@@ -283,13 +291,6 @@ static void on_suspend(evutil_socket_t fd, short what, void *arg)
         return;
     }
     stamp(sv, "final dirty sync");
-    sv->phase = PH_FINAL;
-    /* The state goes first: a destination can load it while the last
-     * pages are on their way (the domain stays stopped meanwhile). */
-    if (send_state(sv) < 0) {
-        fail_errno(sv);
-        return;
-    }
     if (sv->epoch == 0 && !(sv->opt.flags & XTK_SAVE_LIVE)) {
         /* Not live: this is round 0, everything, and what was never
          * written is known now that the guest is stopped. */
