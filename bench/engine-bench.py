@@ -223,19 +223,21 @@ def phase_times(rep):
 # The stop-and-copy, stamp to stamp (source stamps, then the
 # destination's; both CLOCK_MONOTONIC on one machine).  The source sends
 # the state before the final round's pages, and the destination loads it
-# as it arrives, before END when the final round is small.
+# as it arrives: it hands the state to xtk-hv, reads the last pages while
+# xtk-hv loads it, and at END confirms the load and resumes.
 PHASES = [
     ("guest suspends, vCPUs stopped", "suspend requested",
      "suspended notified"),
-    ("final dirty-log read", "suspended notified", "final dirty sync"),
-    ("state, pages, END written", "final dirty sync", "end sent"),
-    ("  of which: to the state sent", "final dirty sync", "state sent"),
+    ("state written", "suspended notified", "state sent"),
+    ("final dirty-log read", "state sent", "final dirty sync"),
+    ("last pages and END written", "final dirty sync", "end sent"),
     ("  of which: to the last page", "final dirty sync", "last page sent"),
     ("state to the destination", "state sent", "state received"),
-    ("destination: state loading", "state received", "state loaded"),
-    ("destination: state loaded -> END read", "state loaded", "end received"),
+    ("destination: state handed to xtk-hv", "state received",
+     "state load started"),
     ("END to the destination", "end sent", "end received"),
     ("destination: END -> resumed", "end received", "resumed"),
+    ("  state load confirmed, from END", "end received", "state loaded"),
     ("  RESUME's reply, from END", "end received", "resume returned"),
 ]
 
@@ -388,6 +390,18 @@ def qemu_migrate(env, pages, rate):
         dst.close()
 
 
+def qemu_migrate_retry(env, pages, rate, tries=3):
+    """qemu_migrate, again (with a fresh pair) when QEMU's QMP did not give
+    an event or a migration failed: each such retry is printed."""
+    for i in range(tries):
+        try:
+            return qemu_migrate(env, pages, rate)
+        except (OSError, RuntimeError, ValueError) as e:
+            print("      (QEMU migration attempt %d failed: %s: %s; again)"
+                  % (i + 1, type(e).__name__, e), flush=True)
+    raise RuntimeError("QEMU: %d failed migrations in a row" % tries)
+
+
 def pcts(v):
     return "p50 %.2f ms, p99 %.2f ms [%.2f-%.2f]" % (
         statistics.median(v), pct(v, 99), min(v), max(v))
@@ -413,7 +427,7 @@ def migrate(env, runs, scenarios, methods, have_qemu):
                                t["suspended notified"]) / 1e6)
                 ph[m].append(breakdown(src, dst))
             if have_qemu:
-                st = qemu_migrate(env, pages, rate)
+                st = qemu_migrate_retry(env, pages, rate)
                 qd.append(st["downtime"])
                 qe.append(st["stop-to-resume"])
         print("  (%s) %s, %d runs" % (key, what, runs))
