@@ -5,7 +5,7 @@
  * (for guests without a PV suspend).  The "suspended" notification is an
  * fd that becomes readable; suspend_check confirms it and leaves the
  * domain stopped; resume lets the guest carry on.  The store path is in
- * test-store.sh.
+ * test-store.c.
  */
 #include <poll.h>
 
