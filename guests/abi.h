@@ -132,6 +132,22 @@ struct xtk_guest_spin {
     uint64_t per_cpu[XTK_GUEST_MAX_VCPUS];
 };
 
+/*
+ * The idle and counter workloads' self-check.  At boot the guest fills
+ * `pages` pages from XTK_GUEST_WORK_GPA with xtk_guest_pattern(pfn, seed,
+ * i), and keeps in the page after them (mirror_gpa) the complement of its
+ * progress word (the counter; for idle, vCPU 0's heartbeat), written
+ * just after the word itself: a restore that lost or tore a page, or put
+ * back pages from different instants, breaks the pattern or the mirror.
+ */
+#define XTK_GUEST_FILL_PAGES 16
+
+struct xtk_guest_fill {
+    uint64_t pages; /* 0: no fill (the dirtier and spin have their own) */
+    uint64_t seed;
+    uint64_t mirror_gpa;
+};
+
 struct xtk_guest_status {
     uint64_t magic;    /* XTK_GUEST_STATUS_MAGIC once booted */
     uint32_t state;    /* enum xtk_guest_state */
@@ -148,6 +164,7 @@ struct xtk_guest_status {
     uint64_t heartbeat[XTK_GUEST_MAX_VCPUS]; /* each vCPU's loop count */
     struct xtk_guest_dirty dirty;
     struct xtk_guest_spin spin;
+    struct xtk_guest_fill fill;
     char message[256]; /* why state is FAILED */
 };
 

@@ -9,15 +9,43 @@
  *   workload=spin                      every vCPU takes a spin lock in turn
  *
  * Each keeps its self-check in the status page and in its own memory (the
- * dirtier: a pattern in every page and a table of sequence numbers), which
- * work_verify() and the host-side checker read.
+ * dirtier: a pattern in every page and a table of sequence numbers; spin:
+ * guards and counts; idle and counter: patterned pages and a mirror of the
+ * progress word, struct xtk_guest_fill), which work_verify() and the
+ * host-side checker read.
  */
 #include "guest.h"
 
 static enum xtk_guest_workload workload;
 static uint8_t *area;
 static uint64_t *table;
-static uint64_t ws_pages; /* pages in the working set */
+static uint64_t ws_pages;         /* pages in the working set */
+static volatile uint64_t *mirror; /* idle, counter: ~progress word */
+
+/* Idle and counter: the patterned pages and the mirror (abi.h). */
+static void fill_setup(void)
+{
+    struct xtk_guest_fill *f = &status->fill;
+    uint64_t base = XTK_GUEST_WORK_GPA / PAGE_SIZE;
+
+    f->seed = status->boot_tsc | 1;
+    for (uint64_t p = 0; p < XTK_GUEST_FILL_PAGES; p++) {
+        uint64_t *page = (uint64_t *)(XTK_GUEST_WORK_GPA + p * PAGE_SIZE);
+        for (uint64_t i = 0; i < PAGE_SIZE / 8; i++)
+            page[i] = xtk_guest_pattern(base + p, f->seed, i);
+    }
+    f->mirror_gpa = XTK_GUEST_WORK_GPA + XTK_GUEST_FILL_PAGES * PAGE_SIZE;
+    mirror = (volatile uint64_t *)f->mirror_gpa;
+    *mirror = ~0ull; /* the progress word is 0 */
+    f->pages = XTK_GUEST_FILL_PAGES;
+}
+
+/* The progress word the mirror follows. */
+static volatile uint64_t *progress_word(void)
+{
+    return workload == XTK_WORK_COUNTER ? &status->counter
+                                        : &status->heartbeat[0];
+}
 
 static int word_is(const char *v, size_t len, const char *w)
 {
@@ -42,6 +70,8 @@ void work_setup(const char *cmdline)
         guest_fail("unknown workload");
     status->workload = workload;
 
+    if (workload == XTK_WORK_IDLE || workload == XTK_WORK_COUNTER)
+        fill_setup();
     if (workload != XTK_WORK_DIRTY)
         return;
     d->pages = cmdline_u64(cmdline, "pages", 256);
@@ -153,14 +183,19 @@ void work_run(unsigned int cpu)
         run_dirty();
     if (cpu == 0 && workload == XTK_WORK_COUNTER) {
         for (;;) {
-            WRITE_ONCE(status->counter, status->counter + 1);
-            if (!(status->counter & 0xff))
+            uint64_t c = status->counter + 1;
+            WRITE_ONCE(status->counter, c);
+            *mirror = ~c;
+            if (!(c & 0xff))
                 status->heartbeat[0]++;
             poll_events();
         }
     }
     for (;;) {
-        status->heartbeat[cpu]++;
+        uint64_t h = status->heartbeat[cpu] + 1;
+        WRITE_ONCE(status->heartbeat[cpu], h);
+        if (cpu == 0 && mirror)
+            *mirror = ~h; /* after the word: the mirror may lag by one */
         idle_wait(cpu);
     }
 }
@@ -169,7 +204,27 @@ void work_verify(void)
 {
     struct xtk_guest_dirty *d = &status->dirty;
     struct xtk_guest_spin *s = &status->spin;
+    struct xtk_guest_fill *f = &status->fill;
     char msg[128];
+
+    if (mirror) {
+        uint64_t base = XTK_GUEST_WORK_GPA / PAGE_SIZE;
+        for (uint64_t p = 0; p < f->pages; p++) {
+            const uint64_t *page =
+                (const uint64_t *)(XTK_GUEST_WORK_GPA + p * PAGE_SIZE);
+            for (uint64_t i = 0; i < PAGE_SIZE / 8; i++)
+                if (page[i] != xtk_guest_pattern(base + p, f->seed, i)) {
+                    ksnprintf(msg, sizeof(msg),
+                              "fill: page %lx word %lu is not the pattern",
+                              base + p, i);
+                    guest_fail(msg);
+                    return;
+                }
+        }
+        /* vCPU 0 is here, between two updates: the two agree exactly. */
+        if (~*mirror != *progress_word())
+            guest_fail("fill: the progress word and its mirror differ");
+    }
 
     if (workload == XTK_WORK_DIRTY && ws_pages) {
         uint64_t sum = 0;

@@ -84,6 +84,40 @@ static int check_spin(const struct xtk_guest_spin *s, char *why, size_t whylen)
     return 0;
 }
 
+/* Idle and counter: the patterned pages, and the mirror of the progress
+ * word, which the guest writes just after the word (so it may lag by one
+ * if the guest stopped between the two). */
+static int check_fill(const uint8_t *ram, uint64_t nr_pages,
+                      const struct xtk_guest_status *st, char *why,
+                      size_t whylen)
+{
+    const struct xtk_guest_fill *f = &st->fill;
+    uint64_t base = XTK_GUEST_WORK_GPA >> 12, word, mirror;
+
+    if (f->pages != XTK_GUEST_FILL_PAGES ||
+        f->mirror_gpa != XTK_GUEST_WORK_GPA + f->pages * 4096 ||
+        base + f->pages + 1 > nr_pages)
+        return fail(EILSEQ, why, whylen, "fill: bad parameters");
+    for (uint64_t p = 0; p < f->pages; p++) {
+        const uint64_t *page = (const uint64_t *)(ram + ((base + p) << 12));
+        for (uint64_t i = 0; i < 512; i++)
+            if (page[i] != xtk_guest_pattern(base + p, f->seed, i))
+                return fail(EILSEQ, why, whylen,
+                            "fill: page %#llx word %llu is not the pattern",
+                            (unsigned long long)(base + p),
+                            (unsigned long long)i);
+    }
+    word = st->workload == XTK_WORK_COUNTER ? st->counter : st->heartbeat[0];
+    memcpy(&mirror, ram + f->mirror_gpa, sizeof(mirror));
+    mirror = ~mirror;
+    if (mirror != word && mirror + 1 != word)
+        return fail(EILSEQ, why, whylen,
+                    "fill: the %s is %llu but its mirror says %llu",
+                    st->workload == XTK_WORK_COUNTER ? "counter" : "heartbeat",
+                    (unsigned long long)word, (unsigned long long)mirror);
+    return 0;
+}
+
 int xtk__guest_check(const void *ram, uint64_t nr_pages, char *why,
                      size_t whylen)
 {
@@ -103,5 +137,7 @@ int xtk__guest_check(const void *ram, uint64_t nr_pages, char *why,
         return check_dirty(ram, nr_pages, &st.dirty, why, whylen);
     if (st.workload == XTK_WORK_SPIN)
         return check_spin(&st.spin, why, whylen);
+    if (st.workload == XTK_WORK_IDLE || st.workload == XTK_WORK_COUNTER)
+        return check_fill(ram, nr_pages, &st, why, whylen);
     return 0;
 }

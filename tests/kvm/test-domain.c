@@ -3,7 +3,8 @@
  * vCPUs boot, print on their console, stop when paused (their counter,
  * read from guest memory, stands still) and go on when unpaused; list,
  * lookup, unique names; pauses taken for a handle's life end with it; a
- * destroyed domain is gone.
+ * destroyed domain is gone; the host-side self-check of every workload
+ * fails when one word of the workload's memory changes.
  */
 #include "kvm-test.h"
 
@@ -222,6 +223,82 @@ static void pauses_and_handles(void)
     xtk_domain_close(dom);
 }
 
+/*
+ * The host-side self-check is worth something only if it fails: with each
+ * workload stopped, it passes; one word changed in the workload's memory
+ * (a patterned page, the mirror, the dirtier's table, the spin counts)
+ * fails it with EILSEQ; the word put back, it passes again.
+ */
+static int check_once(struct xtk_domain *dom, char *why, size_t len)
+{
+    struct xtk_domain_info info;
+
+    TEST_ASSERT(xtk_domain_info(dom, &info) == 0, "info");
+    return xtk__guest_check(kt_ram(dom), info.nr_pages, why, len);
+}
+
+static void flip_fails(struct xtk_domain *dom, uint64_t gpa, const char *what)
+{
+    uint64_t *w = (uint64_t *)(kt_ram(dom) + gpa), old = *w;
+    char why[256] = "";
+
+    *w ^= 1ull << 17;
+    errno = 0;
+    TEST_ASSERT(check_once(dom, why, sizeof(why)) == -1 && errno == EILSEQ,
+                "a flipped bit in %s fails the self-check (errno %d)", what,
+                errno);
+    *w = old;
+    TEST_ASSERT(check_once(dom, why, sizeof(why)) == 0,
+                "%s put back, the self-check passes: %s", what, why);
+}
+
+static void self_check_fails(void)
+{
+    static const char *const loads[] = {"workload=idle", "workload=counter",
+                                        "workload=dirty pages=64 rate=0",
+                                        "workload=spin"};
+
+    for (unsigned int k = 0; k < 4; k++) {
+        struct xtk_domain *dom, *h;
+        volatile struct xtk_guest_status *st;
+        uint32_t vcpus = k == 3 ? 2 : 1;
+        char why[256] = "";
+
+        dom = kt_create(ctx, NULL, vcpus, 16, loads[k], XTK_DOMCFG_NO_STORE);
+        kt_wait_up(dom, vcpus);
+        st = kt_status(dom);
+        if (k == 2)
+            KT_WAIT(st->dirty.passes > 0, 5000, "a pass over the 64 pages");
+        kt_sleep_ms(50); /* let the workload run a little */
+        h = xtk_domain_open(ctx, xtk_domain_id(dom));
+        TEST_ASSERT(h && xtk__domain_pause_hold(h) == 0, "hold a pause");
+        TEST_ASSERT(check_once(dom, why, sizeof(why)) == 0, "%s: %s", loads[k],
+                    why);
+        if (k < 2) {
+            TEST_ASSERT(st->fill.pages == XTK_GUEST_FILL_PAGES, "fill set up");
+            flip_fails(dom, XTK_GUEST_WORK_GPA + 5 * 4096 + 8 * 77,
+                       "a patterned page");
+            flip_fails(dom, st->fill.mirror_gpa, "the mirror");
+        } else if (k == 2) {
+            /* Not the page being rewritten, which the check skips. */
+            uint64_t idx =
+                st->dirty.writing == (XTK_GUEST_WORK_GPA >> 12) + 3 ? 9 : 3;
+            flip_fails(dom, XTK_GUEST_WORK_GPA + idx * 4096 + 8 * 9,
+                       "a dirtied page");
+            flip_fails(dom, st->dirty.table_gpa + 8 * idx,
+                       "the dirtier's table");
+        } else {
+            flip_fails(dom,
+                       XTK_GUEST_STATUS_GPA +
+                           offsetof(struct xtk_guest_status, spin.per_cpu[1]),
+                       "a spin count");
+        }
+        xtk_domain_close(h);
+        TEST_ASSERT(xtk_domain_destroy(dom) == 0, "destroy");
+        xtk_domain_close(dom);
+    }
+}
+
 int main(void)
 {
     ctx = kt_setup();
@@ -230,6 +307,7 @@ int main(void)
     TEST_RUN(vcpus_4);
     TEST_RUN(names_and_destroy);
     TEST_RUN(pauses_and_handles);
+    TEST_RUN(self_check_fails);
     xtk_ctx_close(ctx);
     return 0;
 }
