@@ -167,9 +167,14 @@ static void timer_start(void)
 
 /* ---- suspend -------------------------------------------------------- */
 
+/*
+ * Nothing is printed before "suspended" is signalled: a console write rings
+ * the console's doorbell, which wakes xtk-hv's main thread to drain the
+ * ring just when the toolstack's STOP needs it (and costs the guest a trap),
+ * so the line about the suspend is written once the guest runs again.
+ */
 static void do_suspend(const char *how)
 {
-    kprintf("xtk-guest: suspending (%s)\n", how);
     WRITE_ONCE(quiesce, 1);
     send_wake_ipi();
     while (READ_ONCE(parked) != nr_vcpus - 1)
@@ -187,11 +192,12 @@ static void do_suspend(const char *how)
 
     if (boot && READ_ONCE(boot->generation) != seen_generation) {
         seen_generation = boot->generation;
-        kprintf("xtk-guest: resumed in domain %u\n", boot->domid);
+        kprintf("xtk-guest: suspended (%s), resumed in domain %u\n", how,
+                boot->domid);
         if (boot->flags & XTK_BOOT_STORE)
             store_reconnect();
     } else {
-        kprintf("xtk-guest: resumed\n");
+        kprintf("xtk-guest: suspended (%s), resumed\n", how);
     }
     work_verify();
     WRITE_ONCE(quiesce, 0);

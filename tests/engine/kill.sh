@@ -45,7 +45,7 @@ kill -9 $save_pid
 wait $save_pid 2>/dev/null || true
 wait_info g suspended no
 check g
-[ "$("$xtk" console g | grep -c "xtk-guest: resumed")" = 1 ] || fail "g did not resume once"
+[ "$("$xtk" console g | grep -c "xtk-guest: suspended (.*), resumed")" = 1 ] || fail "g did not resume once"
 kill -CONT $restore_pid
 if wait $restore_pid; then fail "the restore of a cut stream succeeded"; fi
 grep -q "domain created" dst.err || true
