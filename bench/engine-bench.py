@@ -228,6 +228,10 @@ def phase_times(rep):
 PHASES = [
     ("guest suspends, vCPUs stopped", "suspend requested",
      "suspended notified"),
+    ("  of which: the guest's acknowledgement", "suspend requested",
+     "guest acknowledged"),
+    ("  of which: STOP (pause, sync, state)", "guest acknowledged",
+     "suspended notified"),
     ("state written", "suspended notified", "state sent"),
     ("final dirty-log read", "state sent", "final dirty sync"),
     ("last pages and END written", "final dirty sync", "end sent"),

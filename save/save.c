@@ -253,11 +253,14 @@ static void on_watch(evutil_socket_t fd, short what, void *arg)
 static void on_suspend(evutil_socket_t fd, short what, void *arg)
 {
     struct xtk_save *sv = arg;
-    uint64_t now, n, dirty = 0;
+    uint64_t ack, now, n, dirty = 0;
     int r;
 
     if (sv->phase != PH_SUSPEND)
         return;
+    /* The guest's own notification (event channel or store request): it
+     * has taken the request and quiesced; what follows stops its vCPUs. */
+    ack = xtk_now_ns();
     r = sv->dom->ops->suspend_check(sv->dom);
     if (r == 0)
         return; /* a stray notification: keep waiting */
@@ -267,6 +270,8 @@ static void on_suspend(evutil_socket_t fd, short what, void *arg)
         return;
     }
     now = xtk_now_ns();
+    if (sv->opt.suspend != XTK_SUSPEND_PAUSE)
+        xtk_stats_phase_at(sv->st, "guest acknowledged", ack);
     xtk_stats_phase_at(sv->st, "suspended notified", now);
     hist(sv, "suspend", now - sv->t_request);
     sv->stopped = 1;

@@ -37,7 +37,7 @@ python3 - dirty.json <<'PY' || fail "the JSON report"
 import json, sys
 r = json.load(open(sys.argv[1]))
 names = [p["name"] for p in r["phases"]]
-for want in ["suspend requested", "suspended notified", "final dirty sync",
+for want in ["suspend requested", "guest acknowledged", "suspended notified", "final dirty sync",
              "last page sent", "state sent", "end sent", "source destroyed"]:
     assert want in names, want
 assert len(r["rounds"]) >= 2, r["rounds"]

@@ -60,6 +60,12 @@ static struct xtk_stats *save_to_file(struct xtk_domain *dom,
     TEST_ASSERT(xtk_stats_interval(st, "suspend requested",
                                    "suspended notified", &ns) == 0,
                 "suspend stamped");
+    /* A guest asked to suspend acknowledges first; a paused one is not
+     * asked. */
+    TEST_ASSERT((xtk_stats_interval(st, "guest acknowledged",
+                                    "suspended notified", &ns) == 0) ==
+                    (o->suspend != XTK_SUSPEND_PAUSE),
+                "guest acknowledged stamped (suspend method %d)", o->suspend);
     TEST_ASSERT(xtk_stats_interval(st, "final dirty sync", "end sent", &ns) ==
                     0,
                 "final round stamped");
