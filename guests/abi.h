@@ -54,6 +54,21 @@
 #define XTK_DOORBELL_GPA 0xfebff000ull /* in the MMIO hole */
 #define XTK_PORT_DOORBELL(p) (XTK_DOORBELL_GPA + 4 * (p))
 
+/*
+ * The yield doorbell: a 32-bit write here, by a vCPU that has nothing to do
+ * until the toolstack acts (a suspended guest, as Xen's SCHEDOP_shutdown
+ * with SHUTDOWN_suspend), hands the vCPU to xtk-hv, which parks its thread
+ * until the domain is next told to run (RESUME, UNPAUSE, the end of a pause,
+ * a dead toolstack's suspend undone).  Not an ioeventfd: the write exits to
+ * xtk-hv's vCPU thread.  The toolstack's pause then finds the vCPU parked
+ * and need not kick it out of KVM_RUN.  The value written is the number of
+ * the suspend it belongs to (status->suspends once that suspend is
+ * counted): xtk-hv ignores a yield for a suspend it has already resumed,
+ * which a vCPU stopped between its notification and its yield would
+ * otherwise make after the resume, and sleep for good.
+ */
+#define XTK_GUEST_YIELD_GPA (XTK_DOORBELL_GPA + 0x100)
+
 /* Debug output port xtk-hv copies to the console (one byte per OUT). */
 #define XTK_GUEST_DEBUG_PORT 0xe9
 

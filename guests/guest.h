@@ -124,6 +124,13 @@ static inline void evtchn_notify(unsigned int port)
     mmio_write32(XTK_PORT_DOORBELL(port), 1);
 }
 
+/* Under xtk-hv: give the vCPU back until the domain is told to run (abi.h,
+ * XTK_GUEST_YIELD_GPA).  The caller still waits for what it waits for. */
+static inline void hv_yield(uint32_t suspend_nr)
+{
+    mmio_write32(XTK_GUEST_YIELD_GPA, suspend_nr);
+}
+
 /* ---- lib.c ---------------------------------------------------------- */
 
 void *memset(void *s, int c, size_t n);

@@ -185,6 +185,8 @@ static void do_suspend(const char *how)
     status->suspends++;
     barrier();
     evtchn_notify(XTK_PORT_SUSPEND); /* "suspended" */
+    if (boot)
+        hv_yield((uint32_t)status->suspends); /* stopped until resumed */
     while (!take_events(EV_SUSPEND))
         sys_wait(SYS_WAIT_SET, &kernel_events, EV_SUSPEND);
     WRITE_ONCE(status->state, XTK_GUEST_RUNNING);
@@ -220,6 +222,8 @@ void ap_poll(unsigned int cpu)
     if (!READ_ONCE(quiesce))
         return;
     __atomic_add_fetch(&parked, 1, __ATOMIC_SEQ_CST);
+    if (boot) /* vCPU 0 counts this suspend once all are parked */
+        hv_yield((uint32_t)status->suspends + 1);
     sys_wait(SYS_WAIT_CLEAR, &quiesce, 1);
     __atomic_sub_fetch(&parked, 1, __ATOMIC_SEQ_CST);
 }

@@ -102,7 +102,11 @@ void hv_ctl_orphan_check(struct hv *hv)
     if (s &&
         __atomic_load_n(&s->state, __ATOMIC_ACQUIRE) == XTK_GUEST_SUSPENDED) {
         hv_log("resuming the guest its dead toolstack left suspended");
+        pthread_mutex_lock(&hv->lock);
         hv_vm_kick_suspended(hv);
+        if (!hv_vm_must_park(hv))
+            hv_vm_wake(hv); /* its vCPUs yielded when it suspended */
+        pthread_mutex_unlock(&hv->lock);
         hv->orphan_until = 0;
     } else if (!s || hv_now_ns() >= hv->orphan_until) {
         hv->orphan_until = 0; /* it never suspended */

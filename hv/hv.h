@@ -46,6 +46,7 @@ struct hv_vcpu {
     int thread_started;
     int crashed;     /* under hv->lock */
     int parked;      /* under hv->lock: in its park */
+    int yielded;     /* under hv->lock: the guest gave it back (abi.h) */
     uint64_t run_ns; /* under hv->lock: when it last left its park */
     /* kvm_run's sync_regs hold what KVM_RUN last left: regs, sregs and
      * events as the GET ioctls would read them (hv->sync_regs), until
@@ -56,7 +57,7 @@ struct hv_vcpu {
 
 struct hv_port {
     int to_guest;   /* eventfd, irqfd on GSI 16+p */
-    int from_guest; /* eventfd, ioeventfd on I/O port 0x600+p */
+    int from_guest; /* eventfd, ioeventfd on the MMIO doorbell (abi.h) */
 };
 
 struct hv_conn {
@@ -117,8 +118,9 @@ struct hv {
     pthread_cond_t parked_cond, run_cond;
     int pause_sticky;
     unsigned int pause_holds;
-    int empty; /* restore shell: runs only after RESUME */
-    int quit;  /* the vCPU threads must exit */
+    uint32_t resumed_nr; /* the last suspend resumed (abi.h, yield) */
+    int empty;           /* restore shell: runs only after RESUME */
+    int quit;            /* the vCPU threads must exit */
     unsigned int parked;
     unsigned int run_waiters; /* in hv_vm_wait_running() */
     int crashed;
@@ -179,7 +181,8 @@ int hv_vm_logdirty_sync(struct hv *hv, uint64_t *dirty);
 void hv_console_append(struct hv *hv, const char *s, size_t n);
 void hv_console_drain(struct hv *hv);
 struct xtk_guest_status *hv_guest_status(struct hv *hv); /* NULL if none */
-/* Wakes a guest that sits suspended (writes its suspend port). */
+/* Wakes a guest that sits suspended (writes its suspend port); under
+ * hv->lock. */
 void hv_vm_kick_suspended(struct hv *hv);
 
 /* state.c */

@@ -8,6 +8,9 @@
  * for each vCPU sets kvm_run->immediate_exit and sends SIGUSR1 (a no-op
  * handler, so KVM_RUN returns EINTR whether the signal lands inside it or
  * just before), and waits on parked_cond until every thread has parked.
+ * A vCPU the guest yielded (the yield doorbell, abi.h) parks by itself and
+ * stays so until the next hv_vm_wake(): a suspended guest is stopped
+ * before the toolstack asks, as on Xen, and its pause kicks nobody.
  */
 #include "config.h"
 
@@ -495,8 +498,17 @@ static void vcpu_exit(struct hv_vcpu *v)
         vcpu_io(v);
         return;
     case KVM_EXIT_MMIO:
-        if (!run->mmio.is_write)
+        if (run->mmio.is_write && run->mmio.phys_addr == XTK_GUEST_YIELD_GPA) {
+            uint32_t nr;
+            memcpy(&nr, run->mmio.data, sizeof(nr));
+            pthread_mutex_lock(&v->hv->lock);
+            /* Not for a suspend already resumed (abi.h). */
+            if ((int32_t)(nr - v->hv->resumed_nr) > 0)
+                v->yielded = 1;
+            pthread_mutex_unlock(&v->hv->lock);
+        } else if (!run->mmio.is_write) {
             memset(run->mmio.data, 0xff, sizeof(run->mmio.data));
+        }
         return;
     case KVM_EXIT_HLT:
     case KVM_EXIT_INTR:
@@ -540,8 +552,8 @@ static void *vcpu_thread(void *arg)
     pthread_sigmask(SIG_UNBLOCK, &set, NULL);
     for (;;) {
         pthread_mutex_lock(&hv->lock);
-        if (hv_vm_must_park(hv) || v->crashed) {
-            while (hv_vm_must_park(hv) || v->crashed) {
+        if (hv_vm_must_park(hv) || v->crashed || v->yielded) {
+            while (hv_vm_must_park(hv) || v->crashed || v->yielded) {
                 if (hv->quit) {
                     pthread_mutex_unlock(&hv->lock);
                     return NULL;
@@ -599,8 +611,11 @@ void hv_vm_wait_parked(struct hv *hv)
         pthread_cond_wait(&hv->parked_cond, &hv->lock);
 }
 
+/* The domain may run: every vCPU, yielded ones too (under hv->lock). */
 void hv_vm_wake(struct hv *hv)
 {
+    for (unsigned int i = 0; i < hv->nr_vcpus; i++)
+        hv->vcpus[i].yielded = 0;
     pthread_cond_broadcast(&hv->run_cond);
 }
 
@@ -827,6 +842,8 @@ void hv_vm_kick_suspended(struct hv *hv)
 
     if (s &&
         __atomic_load_n(&s->state, __ATOMIC_ACQUIRE) == XTK_GUEST_SUSPENDED) {
+        /* Yields of this suspend that come after now are stale. */
+        hv->resumed_nr = (uint32_t)s->suspends;
         if (write(hv->ports[XTK_PORT_SUSPEND].to_guest, &one, sizeof(one)) !=
             sizeof(one))
             hv_log("suspend port: %m");

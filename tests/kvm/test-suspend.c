@@ -89,6 +89,61 @@ static void suspend_resume(struct xtk_domain *dom, enum xtk__suspend_method m,
     kt_check(dom);
 }
 
+/*
+ * A suspended guest yields its vCPUs to xtk-hv (abi.h), which parks them
+ * until the domain is told to run.  Many quick suspends, each stopped by
+ * the check the moment it is notified, so that the stop often lands
+ * between the guest's notification and its yield: a yield that comes only
+ * after the resume must be ignored, or the guest would sleep for good.
+ * And a suspended, yielded guest that is only unpaused stays suspended
+ * until resumed.
+ */
+static void evtchn_yield(void)
+{
+    struct xtk_domain *dom =
+        kt_create(ctx, "sy", 2, 16, "workload=counter", XTK_DOMCFG_NO_STORE);
+    volatile struct xtk_guest_status *st = kt_status(dom);
+    int fd = -1, r;
+
+    kt_wait_up(dom, 2);
+    for (int i = 0; i < 60; i++) {
+        uint64_t resumes = st->resumes;
+
+        TEST_ASSERT(dom->ops->suspend_setup(dom, XTK__SUSPEND_EVTCHN, &fd) == 0,
+                    "setup");
+        TEST_ASSERT(dom->ops->suspend_request(dom) == 0, "request");
+        do {
+            TEST_ASSERT(readable(fd, 5000), "notified (cycle %d)", i);
+            r = dom->ops->suspend_check(dom);
+        } while (r == 0);
+        TEST_ASSERT(r == 1, "suspend_check: %d", r);
+        dom->ops->suspend_teardown(dom);
+        TEST_ASSERT(dom->ops->resume(dom) == 0, "resume");
+        KT_WAIT(st->resumes == resumes + 1 && st->state == XTK_GUEST_RUNNING,
+                5000, "cycle %d: the guest resumed (state %u)", i, st->state);
+    }
+    KT_WAIT(moves(st), 5000, "runs after 60 suspends");
+
+    /* Suspended and never paused: its vCPUs yielded.  An unpause lets them
+     * run, and the guest stays suspended until the resume. */
+    TEST_ASSERT(dom->ops->suspend_setup(dom, XTK__SUSPEND_EVTCHN, &fd) == 0,
+                "setup");
+    TEST_ASSERT(dom->ops->suspend_request(dom) == 0, "request");
+    TEST_ASSERT(readable(fd, 5000), "notified");
+    KT_WAIT(st->state == XTK_GUEST_SUSPENDED, 5000, "suspended");
+    dom->ops->suspend_teardown(dom);
+    TEST_ASSERT(xtk_domain_unpause(dom) == 0, "unpause");
+    kt_sleep_ms(100);
+    TEST_ASSERT(st->state == XTK_GUEST_SUSPENDED && !moves(st),
+                "an unpause does not resume a suspended guest");
+    TEST_ASSERT(dom->ops->resume(dom) == 0, "resume");
+    KT_WAIT(st->state == XTK_GUEST_RUNNING && moves(st), 5000,
+            "runs after the resume");
+    kt_check(dom);
+    xtk_domain_destroy(dom);
+    xtk_domain_close(dom);
+}
+
 static void evtchn_1vcpu(void)
 {
     struct xtk_domain *dom =
@@ -182,6 +237,7 @@ int main(void)
     ctx = kt_setup();
     TEST_RUN(evtchn_1vcpu);
     TEST_RUN(evtchn_spin_4vcpus);
+    TEST_RUN(evtchn_yield);
     TEST_RUN(pause_method);
     TEST_RUN(dead_saver);
     xtk_ctx_close(ctx);
