@@ -606,7 +606,13 @@ int xsd_txn_commit(struct xsd_txn *t)
         return err;
     }
     c->x->stat_commits++;
-    /* Free the transaction's view first: the replay charges the nodes. */
+    /*
+     * Replay the log on the live tree, where the changes fire their
+     * watches.  The view is freed only afterwards; that is harmless because
+     * replayed requests skip the quota checks (the node quota was checked
+     * just above), so the transaction's memory, still charged to its
+     * domain, is not counted against them.
+     */
     for (struct xsd_txop *op = t->ops; op; op = op->next) {
         struct xsd_req rr = {
             .c = c,
