@@ -337,6 +337,21 @@ static void test_guest_transactions(void)
     XSDT_EXPECT(xsdt_guest_write(&g5, t, "data/z", "3"), "OK");
     XSDT_EXPECT(GREQ(&g5, XS_TRANSACTION_END, t, "T"), "EAGAIN");
     XSDT_EXPECT(xsdt_read(&w, 0, "/local/domain/5/data/z"), "2");
+    /* A write only checks the node's permissions: another client's write
+     * of the value does not conflict with it, a permission change does. */
+    XSDT_EXPECT(xsdt_guest_write(&g5, 0, "data/pz", "0"), "OK");
+    t = (uint32_t)strtoul(GREQ(&g5, XS_TRANSACTION_START, 0, ""), NULL, 10);
+    XSDT_EXPECT(xsdt_guest_write(&g5, t, "data/pz", "guest"), "OK");
+    XSDT_EXPECT(xsdt_write(&w, 0, "/local/domain/5/data/pz", "dom0"), "OK");
+    XSDT_EXPECT(GREQ(&g5, XS_TRANSACTION_END, t, "T"), "OK");
+    XSDT_EXPECT(xsdt_read(&w, 0, "/local/domain/5/data/pz"), "guest");
+    t = (uint32_t)strtoul(GREQ(&g5, XS_TRANSACTION_START, 0, ""), NULL, 10);
+    XSDT_EXPECT(xsdt_guest_write(&g5, t, "data/pz", "again"), "OK");
+    XSDT_EXPECT(
+        REQ(&w, XS_SET_PERMS, 0, "/local/domain/5/data/pz", "n5", "r0", "r6"),
+        "OK");
+    XSDT_EXPECT(GREQ(&g5, XS_TRANSACTION_END, t, "T"), "EAGAIN");
+    XSDT_EXPECT(xsdt_read(&w, 0, "/local/domain/5/data/pz"), "guest");
 }
 
 /* Introductions that must fail, without leaking a descriptor. */
