@@ -76,10 +76,14 @@ const char *xsdt_read(struct xsdt_client *c, uint32_t tx, const char *path);
 /* TRANSACTION_START: the id (fails the test on error). */
 uint32_t xsdt_txn(struct xsdt_client *c);
 
-/* Fails the test unless reply is of type and (if body) has that payload. */
+/* Fails the test unless the answer got (evaluated once) is want. */
 #define XSDT_EXPECT(got, want)                                                 \
-    TEST_ASSERT(!strcmp((got), (want)), "got \"%s\", wanted \"%s\"", (got),    \
-                (want))
+    do {                                                                       \
+        const char *xsdt_got_ = (got);                                         \
+                                                                               \
+        TEST_ASSERT(!strcmp(xsdt_got_, (want)), "got \"%s\", wanted \"%s\"",   \
+                    xsdt_got_, (want));                                        \
+    } while (0)
 
 /* ---- a guest on a KVM-style ring ----------------------------------------- */
 struct xsdt_guest {
