@@ -647,6 +647,90 @@ static void test_control(void)
     XSDT_EXPECT(REQ(&w, XS_CONTROL, 0, "tree", "/nope"), "ENOENT");
 }
 
+/* The bytes of a file (NUL-terminated, malloc'd); its length to *len. */
+static char *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "re");
+    char *buf;
+    long n;
+
+    TEST_ASSERT(f, "%s", path);
+    TEST_ASSERT(!fseek(f, 0, SEEK_END) && (n = ftell(f)) >= 0 &&
+                    !fseek(f, 0, SEEK_SET),
+                "size of %s", path);
+    buf = malloc((size_t)n + 1);
+    TEST_ASSERT(buf && fread(buf, 1, (size_t)n, f) == (size_t)n, "read %s",
+                path);
+    buf[n] = '\0';
+    fclose(f);
+    *len = (size_t)n;
+    return buf;
+}
+
+/*
+ * A tree bigger than one message: E2BIG as a reply, complete in a file
+ * (tree PATH FILE).  And the file errors of tree and save: EIO.
+ */
+static void test_control_files(void)
+{
+    enum { N = 120 };
+    static char want[N * 96];
+    char file[256], bad[256], path[64], val[48];
+    size_t wl, len;
+    const char *s;
+    char *got;
+
+    memset(val, 'v', 40);
+    val[40] = '\0';
+    XSDT_EXPECT(REQ(&w, XS_MKDIR, 0, "/bigtree"), "OK");
+    wl = (size_t)snprintf(want, sizeof(want), "/bigtree = \"\" (n0)\n");
+    for (int i = 0; i < N; i++) {
+        snprintf(path, sizeof(path), "/bigtree/node-%03d", i);
+        XSDT_EXPECT(xsdt_write(&w, 0, path, val), "OK");
+        wl += (size_t)snprintf(want + wl, sizeof(want) - wl,
+                               "%s = \"%s\" (n0)\n", path, val);
+    }
+    /* A value with bytes that are escaped. */
+    expect_raw(&w, XS_WRITE, "/bigtree/q\0a\"b\\\n", 16, XS_WRITE, "OK");
+    wl += (size_t)snprintf(want + wl, sizeof(want) - wl,
+                           "/bigtree/q = \"a\\x22b\\x5c\\x0a\" (n0)\n");
+    TEST_ASSERT(wl > XENSTORE_PAYLOAD_MAX, "the tree is only %zu bytes", wl);
+    XSDT_EXPECT(REQ(&w, XS_CONTROL, 0, "tree", "/bigtree"), "E2BIG");
+    snprintf(file, sizeof(file), "%s/tree.out", d.dir);
+    s = REQ(&w, XS_CONTROL, 0, "tree", "/bigtree", file);
+    snprintf(path, sizeof(path), "wrote %d nodes (%zu bytes) to ", N + 2, wl);
+    TEST_ASSERT(!strncmp(s, path, strlen(path)) && strstr(s, file),
+                "tree to a file: %s", s);
+    got = slurp(file, &len);
+    TEST_ASSERT(len == wl && !memcmp(got, want, wl),
+                "the dumped tree (%zu bytes) is not the tree (%zu bytes)", len,
+                wl);
+    free(got);
+    /* The whole store, over the same file. */
+    s = REQ(&w, XS_CONTROL, 0, "tree", "/", file);
+    TEST_ASSERT(!strncmp(s, "wrote ", 6), "tree / to a file: %s", s);
+    got = slurp(file, &len);
+    TEST_ASSERT(!strncmp(got, "/ = \"\" (n0)\n", 12) &&
+                    strstr(got, "\n/witness = \"alive\" (n0)\n") &&
+                    strstr(got, want),
+                "tree / in the file");
+    free(got);
+    /* Errors: a directory that does not exist, a directory as the file. */
+    snprintf(bad, sizeof(bad), "%s/no/such/dir", d.dir);
+    XSDT_EXPECT(REQ(&w, XS_CONTROL, 0, "tree", "/bigtree", bad), "EIO");
+    XSDT_EXPECT(REQ(&w, XS_CONTROL, 0, "tree", "/bigtree", d.dir), "EIO");
+    XSDT_EXPECT(REQ(&w, XS_CONTROL, 0, "tree", "/nope", file), "ENOENT");
+    XSDT_EXPECT(REQ(&w, XS_CONTROL, 0, "tree", "/bigtree", file, "x"),
+                "EINVAL");
+    XSDT_EXPECT(REQ(&w, XS_CONTROL, 0, "save", bad), "EIO");
+    XSDT_EXPECT(REQ(&w, XS_CONTROL, 0, "save", d.dir), "EIO");
+    XSDT_EXPECT(REQ(&w, XS_CONTROL, 0, "save"), "EINVAL"); /* no -S */
+    s = REQ(&w, XS_CONTROL, 0, "save", file);
+    TEST_ASSERT(!strncmp(s, "saved ", 6), "save to a file: %s", s);
+    XSDT_EXPECT(REQ(&w, XS_RM, 0, "/bigtree"), "OK");
+    witness();
+}
+
 int main(void)
 {
     xsdt_raise_fd_limit();
@@ -668,6 +752,7 @@ int main(void)
     TEST_RUN(test_pipelined);
     TEST_RUN(test_never_reads);
     TEST_RUN(test_control);
+    TEST_RUN(test_control_files);
     xsdt_close(&w);
     xsdt_daemon_stop(&d, false);
     return 0;

@@ -41,6 +41,16 @@ for i in $(seq 1 250); do args+=("/big/node-with-a-long-long-name-$i" "$i"); don
 xenstore-write "${args[@]}" || fail "250-key write"
 [ "$(xenstore-list /big | wc -l)" = 250 ] || fail "xenstore-list of 250 children"
 [ "$(xenstore-ls /big | wc -l)" = 250 ] || fail "xenstore-ls of 250 children"
+# A tree too big for one reply: E2BIG, or all of it in a file.
+expect_fail "$XEN_BINDIR/xenstore-control" tree /big
+out=$("$XEN_BINDIR/xenstore-control" tree /big "$XSD_DIR/tree.out") ||
+  fail "xenstore-control tree /big FILE: $out"
+[ "$out" = "wrote 251 nodes ($(stat -c %s "$XSD_DIR/tree.out") bytes) to \
+$XSD_DIR/tree.out" ] || fail "xenstore-control tree /big FILE: $out"
+[ "$(grep -c '^/big/node-with-a-long-long-name-[0-9]* = "[0-9]*" (n0)$' \
+  "$XSD_DIR/tree.out")" = 250 ] || fail "tree /big in the file"
+grep -qx '/big/node-with-a-long-long-name-250 = "250" (n0)' \
+  "$XSD_DIR/tree.out" || fail "the last node of /big in the file"
 
 # rm: several keys, and -t (the emptied parent too).
 xenstore-rm /t/a /t/b || fail "multi-key rm"
