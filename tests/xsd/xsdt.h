@@ -43,6 +43,7 @@ struct xsdt_msg {
 };
 
 #define XSDT_MAX_EVENTS 256
+#define XSDT_MAX_REPLIES 256
 struct xsdt_client {
     int fd;
     uint32_t next_req;
@@ -97,6 +98,7 @@ struct xsdt_guest {
     pthread_mutex_t lock;
     pthread_cond_t cond;
     bool stop;
+    bool hold; /* responses are left in the ring (xsdt_guest_hold) */
     /* Bytes to put on the request ring. */
     char *out;
     size_t out_len, out_off;
@@ -112,6 +114,9 @@ struct xsdt_guest {
 /* A guest with npages of RAM whose ring is at frame gfn, thread running. */
 void xsdt_guest_new(struct xsdt_guest *g, size_t npages, uint64_t gfn);
 void xsdt_guest_free(struct xsdt_guest *g);
+/* Stops (hold) or resumes consuming the response ring: a guest that does
+ * not read its replies and events.  Requests still go out. */
+void xsdt_guest_hold(struct xsdt_guest *g, bool hold);
 /* Queues raw bytes for the request ring (the thread writes them). */
 void xsdt_guest_send_bytes(struct xsdt_guest *g, const void *buf, size_t n);
 /* A request and its reply over the ring. */
