@@ -81,6 +81,15 @@ static void make_home(uint32_t domid)
     XSDT_EXPECT(REQ(&w, XS_SET_PERMS, 0, path, owner, "r0"), "OK");
 }
 
+static void introduce_guest(struct xsdt_guest *g, uint32_t domid)
+{
+    xsdt_guest_new(g, 4, 2);
+    make_home(domid);
+    TEST_ASSERT(!xtk__xs_introduce_kvm(intro, domid, 2, 1, g->memfd, g->irq_fd,
+                                       g->kick_fd, 5000),
+                "introduce %u", domid);
+}
+
 static void test_introduce(void)
 {
     struct xsdt_client watcher;
@@ -320,6 +329,103 @@ static void test_outstanding(void)
     }
 }
 
+/* A number from a CONTROL answer: the one after "name". */
+static unsigned long control_number(const char *cmd, const char *arg,
+                                    const char *name)
+{
+    const char *s = REQ(&w, XS_CONTROL, 0, cmd, arg), *p = strstr(s, name);
+
+    TEST_ASSERT(p, "CONTROL %s %s: no %s in %s", cmd, arg, name, s);
+    return strtoul(p + strlen(name), NULL, 10);
+}
+
+static uint32_t ring_idx(const XENSTORE_RING_IDX *p)
+{
+    return __atomic_load_n(p, __ATOMIC_ACQUIRE);
+}
+
+/*
+ * A guest that stops reading its replies: once the response ring is full
+ * and the outstanding quota of replies waits behind it, the daemon takes
+ * no more requests off the ring (req_cons stops, the guest's request ring
+ * stays full), while everyone else is served; when the guest reads again,
+ * every reply comes, in order.
+ */
+static void test_outstanding_bound(void)
+{
+    enum { N = 200, BOUND = 8 };
+    const uint32_t req_size = sizeof(struct xsd_sockmsg) + 7; /* "hold/x" */
+    const uint32_t rsp_size = sizeof(struct xsd_sockmsg) + 1; /* "1" */
+    const uint32_t in_ring = XENSTORE_RING_SIZE / rsp_size;
+    char buf[N * 32];
+    struct xsdt_guest g;
+    uint32_t base, cons, n = 0;
+
+    introduce_guest(&g, 7);
+    XSDT_EXPECT(xsdt_guest_write(&g, 0, "hold/x", "1"), "OK");
+    set_quota("outstanding", "8");
+    xsdt_guest_hold(&g, true);
+    base = ring_idx(&g.intf->req_cons); /* the indices run since introduction */
+    for (uint32_t i = 0; i < N; i++) {
+        struct xsd_sockmsg h = {XS_READ, 5000 + i, 0, 7};
+
+        memcpy(buf + n, &h, sizeof(h));
+        memcpy(buf + n + sizeof(h), "hold/x", 7);
+        n += req_size;
+    }
+    xsdt_guest_send_bytes(&g, buf, n);
+    /* The bound is reached... */
+    for (int i = 0; i < 500; i++) {
+        if (control_number("quota", "7", "outstanding") == BOUND)
+            break;
+        usleep(10000);
+    }
+    TEST_ASSERT(control_number("quota", "7", "outstanding") == BOUND,
+                "outstanding replies: %lu, not %d",
+                control_number("quota", "7", "outstanding"), BOUND);
+    /* ... and stays: no more requests are taken. */
+    cons = ring_idx(&g.intf->req_cons) - base;
+    usleep(300000);
+    TEST_ASSERT(ring_idx(&g.intf->req_cons) - base == cons,
+                "req_cons moved from %u to %u while replies wait", cons,
+                ring_idx(&g.intf->req_cons) - base);
+    TEST_ASSERT(control_number("quota", "7", "outstanding") == BOUND,
+                "outstanding replies grew past the bound");
+    TEST_ASSERT(ring_idx(&g.intf->rsp_prod) - g.intf->rsp_cons ==
+                    XENSTORE_RING_SIZE,
+                "the response ring is not full");
+    TEST_ASSERT(ring_idx(&g.intf->req_prod) - base - cons == XENSTORE_RING_SIZE,
+                "the request ring is not full");
+    /* The replies in the ring and the BOUND queued behind it were answered;
+     * buffered beyond them: at most one read of the ring after a partial
+     * request. */
+    TEST_ASSERT(cons >= (in_ring + BOUND) * req_size &&
+                    cons <
+                        (in_ring + BOUND + 1) * req_size + XENSTORE_RING_SIZE &&
+                    cons < n,
+                "req_cons %u: %u requests of %u taken with %u answered", cons,
+                cons / req_size, N, in_ring + BOUND);
+    /* Others are served meanwhile. */
+    witness();
+    XSDT_EXPECT(GREQ(&g5, XS_READ, 0, "data/y"), "1");
+    /* Reading again, every reply comes, in order. */
+    xsdt_guest_hold(&g, false);
+    for (uint32_t i = 0; i < N; i++) {
+        struct xsdt_msg m;
+
+        guest_next_reply(&g, &m);
+        TEST_ASSERT(m.h.req_id == 5000 + i && !strcmp(m.body, "1"),
+                    "reply %u after the stall: %u %s", i, m.h.req_id, m.body);
+    }
+    TEST_ASSERT(ring_idx(&g.intf->req_cons) - base == n,
+                "requests left in the ring");
+    TEST_ASSERT(control_number("quota", "7", "outstanding") == 0,
+                "replies still queued");
+    set_quota("outstanding", "20");
+    XSDT_EXPECT(REQ(&w, XS_RELEASE, 0, "7"), "OK");
+    xsdt_guest_free(&g);
+}
+
 static void test_guest_transactions(void)
 {
     const char *s = GREQ(&g5, XS_TRANSACTION_START, 0, "");
@@ -409,15 +515,6 @@ static void wait_ring_error(struct xsdt_guest *g, uint32_t err)
         usleep(10000);
     TEST_ASSERT(g->intf->error == err, "ring error %u, wanted %u",
                 g->intf->error, err);
-}
-
-static void introduce_guest(struct xsdt_guest *g, uint32_t domid)
-{
-    xsdt_guest_new(g, 4, 2);
-    make_home(domid);
-    TEST_ASSERT(!xtk__xs_introduce_kvm(intro, domid, 2, 1, g->memfd, g->irq_fd,
-                                       g->kick_fd, 5000),
-                "introduce %u", domid);
 }
 
 static void test_garbage(void)
@@ -601,6 +698,7 @@ int main(void)
     TEST_RUN(test_permissions);
     TEST_RUN(test_quotas);
     TEST_RUN(test_outstanding);
+    TEST_RUN(test_outstanding_bound);
     TEST_RUN(test_guest_transactions);
     TEST_RUN(test_bad_introductions);
     TEST_RUN(test_garbage);
