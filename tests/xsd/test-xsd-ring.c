@@ -200,10 +200,26 @@ static void set_quota(const char *name, const char *value)
     TEST_ASSERT(strstr(s, name), "quota set %s: %s", name, s);
 }
 
+/* A number from a CONTROL answer: the one after "name". */
+static unsigned long control_number(const char *cmd, const char *arg,
+                                    const char *name)
+{
+    const char *s = REQ(&w, XS_CONTROL, 0, cmd, arg), *p = strstr(s, name);
+
+    TEST_ASSERT(p, "CONTROL %s %s: no %s in %s", cmd, arg, name, s);
+    return strtoul(p + strlen(name), NULL, 10);
+}
+
+static uint32_t ring_idx(const XENSTORE_RING_IDX *p)
+{
+    return __atomic_load_n(p, __ATOMIC_ACQUIRE);
+}
+
 static void test_quotas(void)
 {
     char path[64], val[2100];
     const char *s = NULL;
+    unsigned long have;
     uint32_t t[3];
     int i;
 
@@ -217,8 +233,41 @@ static void test_quotas(void)
     }
     XSDT_EXPECT(s, "ENOSPC");
     TEST_ASSERT(i > 10 && i < 30, "node quota hit after %d nodes", i);
-    /* ... and in a transaction, at commit too. */
     XSDT_EXPECT(GREQ(&g5, XS_RM, 0, "q"), "OK");
+    /* ... and in a transaction: what it created counts (5 more allowed,
+     * "qt/a" is two nodes) ... */
+    have = control_number("quota", "5", "nodes");
+    snprintf(val, sizeof(val), "%lu", have + 5);
+    set_quota("nodes", val);
+    t[0] = (uint32_t)strtoul(GREQ(&g5, XS_TRANSACTION_START, 0, ""), NULL, 10);
+    for (i = 0; i < 10; i++) {
+        snprintf(path, sizeof(path), "qt/%c", 'a' + i);
+        s = GREQ(&g5, XS_MKDIR, t[0], path);
+        if (strcmp(s, "OK"))
+            break;
+    }
+    XSDT_EXPECT(s, "ENOSPC");
+    TEST_ASSERT(i == 4, "node quota in a transaction hit after %d MKDIRs", i);
+    TEST_ASSERT(control_number("quota", "5", "nodes") == have,
+                "a transaction's nodes were charged before its commit");
+    XSDT_EXPECT(GREQ(&g5, XS_TRANSACTION_END, t[0], "T"), "OK");
+    TEST_ASSERT(control_number("quota", "5", "nodes") == have + 5,
+                "the committed nodes were not charged");
+    XSDT_EXPECT(xsdt_read(&w, 0, "/local/domain/5/qt/d"), "");
+    XSDT_EXPECT(GREQ(&g5, XS_RM, 0, "qt"), "OK");
+    /* ... and at commit, against what the domain owns then. */
+    snprintf(val, sizeof(val), "%lu", have + 3);
+    set_quota("nodes", val);
+    t[0] = (uint32_t)strtoul(GREQ(&g5, XS_TRANSACTION_START, 0, ""), NULL, 10);
+    XSDT_EXPECT(GREQ(&g5, XS_MKDIR, t[0], "qc/a"), "OK");
+    XSDT_EXPECT(GREQ(&g5, XS_MKDIR, 0, "qo/a"), "OK");
+    XSDT_EXPECT(GREQ(&g5, XS_TRANSACTION_END, t[0], "T"), "ENOSPC");
+    XSDT_EXPECT(GREQ(&g5, XS_TRANSACTION_END, t[0], "T"), "ENOENT");
+    XSDT_EXPECT(xsdt_read(&w, 0, "/local/domain/5/qc"), "ENOENT");
+    XSDT_EXPECT(xsdt_read(&w, 0, "/local/domain/5/qo/a"), "");
+    TEST_ASSERT(control_number("quota", "5", "nodes") == have + 2,
+                "nodes after the refused commit");
+    XSDT_EXPECT(GREQ(&g5, XS_RM, 0, "qo"), "OK");
     set_quota("nodes", "1000");
     /* Watches (E2BIG, as Xen 4.17). */
     set_quota("watches", "3");
@@ -327,21 +376,6 @@ static void test_outstanding(void)
         TEST_ASSERT(m.h.req_id == 1000 + i && !strcmp(m.body, "1"),
                     "pipelined ring reply %u: %u %s", i, m.h.req_id, m.body);
     }
-}
-
-/* A number from a CONTROL answer: the one after "name". */
-static unsigned long control_number(const char *cmd, const char *arg,
-                                    const char *name)
-{
-    const char *s = REQ(&w, XS_CONTROL, 0, cmd, arg), *p = strstr(s, name);
-
-    TEST_ASSERT(p, "CONTROL %s %s: no %s in %s", cmd, arg, name, s);
-    return strtoul(p + strlen(name), NULL, 10);
-}
-
-static uint32_t ring_idx(const XENSTORE_RING_IDX *p)
-{
-    return __atomic_load_n(p, __ATOMIC_ACQUIRE);
 }
 
 /*
