@@ -2,9 +2,10 @@
  * test-xsd-ring.c - guests on KVM-style rings: the introduction contract
  * (memfd + two eventfds over SCM_RIGHTS, through xtk__xs_introduce_kvm), a
  * guest thread that talks through its ring page, permissions and quotas of that
- * unprivileged connection, guests that write garbage (bad lengths, indices
- * that run away), reconnection, RELEASE, and the death of a domain whose
- * introducer goes away.
+ * unprivileged connection (in transactions too), guests that stop reading
+ * their replies or their watch events, guests that write garbage (bad
+ * lengths, indices that run away), reconnection, RELEASE, and the death of
+ * a domain whose introducer goes away.
  */
 #include "config.h"
 
@@ -460,6 +461,76 @@ static void test_outstanding_bound(void)
     xsdt_guest_free(&g);
 }
 
+/* The ring connection of domid in CONTROL connections: its queued events
+ * and its dropped ones. */
+static void ring_queue(uint32_t domid, unsigned *events, unsigned long *dropped)
+{
+    const char *s = REQ(&w, XS_CONTROL, 0, "connections");
+
+    for (const char *l = s; l; l = strchr(l, '\n'), l = l ? l + 1 : NULL) {
+        unsigned id, dom, watches, txns, replies;
+        char kind[16], mode[16];
+
+        if (sscanf(l, "%u %15s %u %15s %u %u %u %u %lu", &id, kind, &dom, mode,
+                   &watches, &txns, &replies, events, dropped) == 9 &&
+            !strcmp(kind, "ring") && dom == domid)
+            return;
+    }
+    TEST_ASSERT(0, "no ring of domain %u in: %s", domid, s);
+}
+
+/*
+ * A guest that never reads its watch events: a ring cannot be closed, so
+ * past the bound (-W 32 here) events are dropped and counted, everyone
+ * else is served, and the guest, reading again, gets the events that were
+ * kept, in order, and is served as before.
+ */
+static void test_ring_event_bound(void)
+{
+    enum { N = 200, W = 32 };
+    struct xsdt_guest g;
+    char path[64];
+    unsigned events;
+    unsigned long dropped;
+    int got = 0;
+
+    introduce_guest(&g, 8);
+    XSDT_EXPECT(GREQ(&g, XS_WATCH, 0, "ev", "t"), "OK");
+    guest_expect_event(&g, "ev", "t");
+    xsdt_guest_hold(&g, true);
+    for (int i = 0; i < N; i++) {
+        snprintf(path, sizeof(path), "/local/domain/8/ev/%d", i);
+        XSDT_EXPECT(xsdt_write(&w, 0, path, "x"), "OK");
+    }
+    ring_queue(8, &events, &dropped);
+    TEST_ASSERT(events == W && dropped > 0 && dropped < N - W,
+                "ring event queue: %u queued, %lu dropped", events, dropped);
+    /* Others are served; the guest is not disconnected. */
+    witness();
+    XSDT_EXPECT(GREQ(&g5, XS_READ, 0, "data/y"), "1");
+    XSDT_EXPECT(REQ(&w, XS_IS_DOMAIN_INTRODUCED, 0, "8"), "T");
+    /* Reading again: what was kept, the oldest first. */
+    xsdt_guest_hold(&g, false);
+    for (;; got++) {
+        struct xsdt_msg m;
+
+        if (xsdt_guest_event(&g, &m, 300))
+            break;
+        snprintf(path, sizeof(path), "ev/%d", got);
+        TEST_ASSERT(!strcmp(m.body, path), "event %d is %s", got, m.body);
+    }
+    TEST_ASSERT((unsigned long)got + dropped == N,
+                "%d events received and %lu dropped of %d", got, dropped, N);
+    ring_queue(8, &events, &dropped);
+    TEST_ASSERT(events == 0, "%u events still queued", events);
+    /* The queue works again. */
+    XSDT_EXPECT(xsdt_write(&w, 0, "/local/domain/8/ev/again", "x"), "OK");
+    guest_expect_event(&g, "ev/again", "t");
+    XSDT_EXPECT(GREQ(&g, XS_READ, 0, "ev/again"), "x");
+    XSDT_EXPECT(REQ(&w, XS_RELEASE, 0, "8"), "OK");
+    xsdt_guest_free(&g);
+}
+
 static void test_guest_transactions(void)
 {
     const char *s = GREQ(&g5, XS_TRANSACTION_START, 0, "");
@@ -724,7 +795,7 @@ static void test_introducer_death(void)
 
 int main(void)
 {
-    xsdt_daemon_start(&d, NULL);
+    xsdt_daemon_start(&d, "-W", "32", NULL);
     TEST_ASSERT(!xsdt_connect(&w, d.sock), "connect");
     witness();
     TEST_RUN(test_introduce);
@@ -733,6 +804,7 @@ int main(void)
     TEST_RUN(test_quotas);
     TEST_RUN(test_outstanding);
     TEST_RUN(test_outstanding_bound);
+    TEST_RUN(test_ring_event_bound);
     TEST_RUN(test_guest_transactions);
     TEST_RUN(test_bad_introductions);
     TEST_RUN(test_garbage);
