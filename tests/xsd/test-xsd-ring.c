@@ -535,6 +535,7 @@ static void test_guest_transactions(void)
 {
     const char *s = GREQ(&g5, XS_TRANSACTION_START, 0, "");
     uint32_t t = (uint32_t)strtoul(s, NULL, 10);
+    unsigned long mem;
 
     TEST_ASSERT(t, "TRANSACTION_START: %s", s);
     XSDT_EXPECT(GREQ(&g5, XS_READ, t, "data/y"), "1");
@@ -563,6 +564,20 @@ static void test_guest_transactions(void)
         "OK");
     XSDT_EXPECT(GREQ(&g5, XS_TRANSACTION_END, t, "T"), "EAGAIN");
     XSDT_EXPECT(xsdt_read(&w, 0, "/local/domain/5/data/pz"), "guest");
+    /* RESET_WATCHES drops the guest's transactions and what they held. */
+    mem = control_number("quota", "5", "memory");
+    t = (uint32_t)strtoul(GREQ(&g5, XS_TRANSACTION_START, 0, ""), NULL, 10);
+    XSDT_EXPECT(xsdt_guest_write(&g5, t, "data/rz", "dropped"), "OK");
+    TEST_ASSERT(control_number("quota", "5", "transactions") == 1 &&
+                    control_number("quota", "5", "memory") > mem,
+                "the open transaction is not accounted");
+    XSDT_EXPECT(GREQ(&g5, XS_RESET_WATCHES, 0, ""), "OK");
+    TEST_ASSERT(control_number("quota", "5", "transactions") == 0 &&
+                    control_number("quota", "5", "memory") == mem,
+                "RESET_WATCHES left the transaction accounted");
+    XSDT_EXPECT(GREQ(&g5, XS_READ, t, "data/rz"), "ENOENT");
+    XSDT_EXPECT(GREQ(&g5, XS_TRANSACTION_END, t, "T"), "ENOENT");
+    XSDT_EXPECT(xsdt_read(&w, 0, "/local/domain/5/data/rz"), "ENOENT");
 }
 
 /* Introductions that must fail, without leaking a descriptor. */
@@ -704,6 +719,14 @@ static void test_set_target(void)
     struct xsdt_guest g;
 
     introduce_guest(&g, 6);
+    XSDT_EXPECT(GREQ(&g, XS_READ, 0, "/local/domain/5/data/z"), "EACCES");
+    /* Malformed, or naming a domain not introduced: nothing changes. */
+    XSDT_EXPECT(REQ(&w, XS_SET_TARGET, 0, "6"), "EINVAL");
+    XSDT_EXPECT(REQ(&w, XS_SET_TARGET, 0, "6", "5", "5"), "EINVAL");
+    XSDT_EXPECT(REQ(&w, XS_SET_TARGET, 0, "6", "5x"), "EINVAL");
+    XSDT_EXPECT(REQ(&w, XS_SET_TARGET, 0, "6", "4294967301"), "EINVAL");
+    XSDT_EXPECT(REQ(&w, XS_SET_TARGET, 0, "6", "99"), "ENOENT");
+    XSDT_EXPECT(REQ(&w, XS_SET_TARGET, 0, "99", "5"), "ENOENT");
     XSDT_EXPECT(GREQ(&g, XS_READ, 0, "/local/domain/5/data/z"), "EACCES");
     XSDT_EXPECT(REQ(&w, XS_SET_TARGET, 0, "6", "5"), "OK");
     XSDT_EXPECT(GREQ(&g, XS_READ, 0, "/local/domain/5/data/z"), "2");
