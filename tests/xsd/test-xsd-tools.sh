@@ -21,6 +21,10 @@ expect 4 xenstore-read /local/domain/0/rel
 # list, ls, exists.
 expect "$(printf 'a\nb\nc\ne')" xenstore-list /t
 expect "$(printf '/t/c/d')" xenstore-list -p /t/c
+# Several keys (in one transaction): each one's children in turn.
+expect "$(printf 'a\nb\nc\ne\nd')" xenstore-list /t /t/c
+expect "$(printf '/t/a\n/t/b\n/t/c\n/t/e\n/t/c/d')" xenstore-list -p /t /t/c
+expect_fail xenstore-list /t /t/none
 expect "$(printf 'a = "1"\nb = "2"\nc = ""\n d = "3"\ne = "with spaces"')" \
   xenstore-ls /t
 expect "/t/c/d = \"3\"" xenstore-ls -f /t/c
@@ -33,6 +37,20 @@ xenstore-chmod /t/c r0 w5 || fail "xenstore-chmod"
 expect "r0,w5" bash -c "xenstore-ls -fp /t | sed -n 's|^/t/c = .*(\(.*\))$|\1|p'"
 xenstore-chmod -r /t b7 || fail "xenstore-chmod -r"
 expect "b7" bash -c "xenstore-ls -p /t/c | sed 's/.*(\(.*\))/\1/'"
+# Several modes on the key and each of its parents (-u), then recursively
+# (-r); a missing key fails.
+perms_of() { # perms_of KEY: its permissions as xenstore-ls -fp shows them
+  xenstore-ls -fp "$(dirname "$1")" | sed -n "s|^$1 = .*(\(.*\))\$|\1|p"
+}
+xenstore-write /t/u/v/w 1 || fail "write /t/u/v/w"
+xenstore-chmod -u /t/u/v/w b3 r4 w5 || fail "xenstore-chmod -u"
+for k in /t /t/u /t/u/v /t/u/v/w; do expect "b3,r4,w5" perms_of $k; done
+expect "b7" perms_of /t/c
+xenstore-chmod -r /t/u n0 r9 || fail "xenstore-chmod -r with two modes"
+for k in /t/u /t/u/v /t/u/v/w; do expect "n0,r9" perms_of $k; done
+expect "b3,r4,w5" perms_of /t
+expect_fail xenstore-chmod /t/none r0
+xenstore-rm /t/u || fail "rm /t/u"
 
 # A directory too big for one DIRECTORY: the tools fall back to
 # DIRECTORY_PART.
