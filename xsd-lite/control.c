@@ -6,7 +6,8 @@
  *   print TEXT...             write TEXT to the log
  *   quota                     the quotas; quota DOMID: a domain's use;
  *   quota set NAME VALUE      change a quota
- *   tree [PATH]               the tree (E2BIG over 4096 bytes: use save)
+ *   tree [PATH [FILE]]        the tree below PATH; to FILE, any size (a
+ *                             reply is one message: E2BIG over 4096 bytes)
  *   save [FILE]               write the store to FILE (or the state file)
  *   connections, domains, stats
  */
@@ -26,11 +27,17 @@
 int xsd_log_level = XTK_LOG_INFO;
 const char *xsd_state_file;
 
-/* A reply being built; overflow turns into E2BIG. */
+/*
+ * A reply being built; overflow turns into E2BIG.  With fp, the text goes
+ * to that file instead, without a bound (len counts the bytes, over is a
+ * write error).
+ */
 struct text {
     char *buf;
     size_t len;
     bool over;
+    FILE *fp;
+    uint64_t lines;
 };
 
 static void __attribute__((format(printf, 2, 3)))
@@ -42,6 +49,15 @@ put(struct text *t, const char *fmt, ...)
     if (t->over)
         return;
     va_start(ap, fmt);
+    if (t->fp) {
+        n = vfprintf(t->fp, fmt, ap);
+        va_end(ap);
+        if (n < 0)
+            t->over = true;
+        else
+            t->len += (size_t)n;
+        return;
+    }
     n = vsnprintf(t->buf + t->len, XENSTORE_PAYLOAD_MAX - t->len, fmt, ap);
     va_end(ap);
     if (n < 0 || t->len + (size_t)n >= XENSTORE_PAYLOAD_MAX)
@@ -132,15 +148,23 @@ static int c_quota(struct xsd_req *r, int argc, const char **argv,
     return send_text(r, t);
 }
 
+static bool plain(unsigned char ch)
+{
+    return ch >= 0x20 && ch < 0x7f && ch != '"' && ch != '\\';
+}
+
+/* A value with quotes, backslashes and unprintable bytes as \xNN. */
 static void escape(struct text *t, const char *v, uint32_t n)
 {
-    for (uint32_t i = 0; i < n && !t->over; i++) {
-        unsigned char ch = (unsigned char)v[i];
-
-        if (ch >= 0x20 && ch < 0x7f && ch != '"' && ch != '\\')
-            put(t, "%c", ch);
-        else
-            put(t, "\\x%02x", ch);
+    for (uint32_t i = 0, run; i < n && !t->over; i += run) {
+        for (run = 0; i + run < n && plain((unsigned char)v[i + run]); run++)
+            ;
+        if (run) {
+            put(t, "%.*s", (int)run, v + i);
+        } else {
+            put(t, "\\x%02x", (unsigned char)v[i]);
+            run = 1;
+        }
     }
 }
 
@@ -156,20 +180,48 @@ static int tree_line(struct xsd_node *n, int depth, void *arg)
     put(t, "%s = \"", n->path);
     escape(t, xsd_node_value(n), n->vlen);
     put(t, "\" (%s)\n", pl ? perms : "");
+    t->lines++;
     return t->over;
 }
 
+/*
+ * tree [PATH [FILE]].  A reply is one message, so a dump over 4096 bytes
+ * is E2BIG; with FILE the daemon writes it there, whatever its size, and
+ * says how much it wrote (as C xenstored's memreport FILE does).
+ */
 static int c_tree(struct xsd_req *r, int argc, const char **argv,
                   struct text *t)
 {
+    struct xsd *x = r->c->x;
     const char *path = argc > 1 ? argv[1] : "/";
-    struct xsd_node *n = xsd_find(r->c->x, path, strlen(path));
+    const char *file = argc > 2 ? argv[2] : NULL;
+    struct xsd_node *n = xsd_find(x, path, strlen(path));
+    struct text ft = {0};
 
-    if (argc > 2)
+    if (argc > 3 || (file && !*file))
         return EINVAL;
     if (!n)
         return ENOENT;
-    xsd_walk(n, tree_line, t);
+    if (!file) {
+        xsd_walk(n, tree_line, t);
+        return send_text(r, t);
+    }
+    if (x->cfg.no_files)
+        return EACCES;
+    ft.fp = fopen(file, "we");
+    if (!ft.fp) {
+        XTK_PERROR(x->ctx, "writing the tree to %s", file);
+        return EIO;
+    }
+    xsd_walk(n, tree_line, &ft);
+    if (ferror(ft.fp))
+        ft.over = true;
+    if (fclose(ft.fp) || ft.over) {
+        XTK_PERROR(x->ctx, "writing the tree to %s", file);
+        return EIO;
+    }
+    put(t, "wrote %" PRIu64 " nodes (%zu bytes) to %s\n", ft.lines, ft.len,
+        file);
     return send_text(r, t);
 }
 
@@ -246,7 +298,7 @@ static const struct {
     {"log", c_log, "[debug|info|notice|warning|error]"},
     {"print", c_print, "<text>"},
     {"quota", c_quota, "[<domid>|set <name> <value>]"},
-    {"tree", c_tree, "[<path>]"},
+    {"tree", c_tree, "[<path> [<file>]]"},
     {"save", c_save, "[<file>]"},
     {"connections", c_connections, ""},
     {"domains", c_domains, ""},
@@ -265,7 +317,7 @@ static int c_help(struct xsd_req *r, int argc, const char **argv,
 int xsd_control(struct xsd_req *r)
 {
     const char *argv[MAX_ARGS] = {NULL};
-    struct text t = {r->c->x->scratch, 0, false};
+    struct text t = {.buf = r->c->x->scratch};
     int argc = 0;
 
     if (!r->len || r->p[r->len - 1] != '\0')

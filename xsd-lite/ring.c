@@ -161,7 +161,14 @@ static void ring_reconnect(struct xsd_conn *c)
     c->ring->ops->notify(c->ring);
 }
 
-/* See xsd.h.  Loops while requests keep coming and there is room. */
+/*
+ * See xsd.h.  Loops while requests keep coming and there is room.  What is
+ * already buffered is handled before more is read, and nothing is taken
+ * off the request ring while input is paused (too many replies unread):
+ * req_cons stops within one ring of the last request handled, as a
+ * socket's input stays in the kernel, and the resume (ring_pause) goes on
+ * from there.
+ */
 void xsd_ring_kick(struct xsd_conn *c)
 {
     bool notify = false;
@@ -172,18 +179,21 @@ void xsd_ring_kick(struct xsd_conn *c)
         ring_reconnect(c);
         return;
     }
-    while (!c->failed && !c->dead) {
-        int n = ring_read(c);
+    for (;;) {
+        int n;
 
+        xsd_conn_process(c);
+        if (c->failed || c->dead || c->paused)
+            break;
+        n = ring_read(c);
         if (n < 0) {
             ring_fail(c, XENSTORE_ERROR_RINGIDX,
                       "request indices out of range");
             return;
         }
-        notify |= n > 0;
-        xsd_conn_process(c);
-        if (n == 0 || c->paused)
+        if (n == 0)
             break;
+        notify = true;
     }
     if (notify && !c->failed)
         c->ring->ops->notify(c->ring);

@@ -9,8 +9,15 @@
  * is recorded at the weakest level that suffices:
  *
  *   EXISTS  only whether the node existed (a privileged blind write),
- *   FULL    its generation (its value or permissions were used),
+ *   PERMS   its permission list (a permission check, or inheritance by a
+ *           node the transaction created): the live node must still have
+ *           the very list it had, which interning makes a pointer
+ *           comparison, and the tnode's reference keeps that list alive,
+ *   FULL    its generation (its value was used),
  *   CGEN    its children's generation (the client listed them).
+ *
+ * So a guest's write, which checks the node's permissions, does not
+ * conflict with another client's write of the node's value.
  *
  * Aspects the transaction set itself (own_*) depend on nothing.  A
  * transaction that removed a node hides the live subtree below it
@@ -40,12 +47,14 @@
 
 #define XTK_LOG_CONTEXT "xsd-txn"
 
-enum { CHECK_NONE, CHECK_EXISTS, CHECK_FULL };
+/* Ordered: each level implies the ones below it. */
+enum { CHECK_NONE, CHECK_EXISTS, CHECK_PERMS, CHECK_FULL };
 
 struct xsd_tnode {
     struct xsd_tnode *hnext, *lnext;
     uint64_t base_gen;  /* live generation at first look; XSD_NO_GEN: none */
     uint64_t base_cgen; /* live children generation at first look */
+    struct xsd_perms *base_perms; /* live permissions at first look (ref) */
     struct xsd_perms *perms;
     char *value;
     uint32_t vlen;
@@ -117,6 +126,7 @@ struct xsd_txn *xsd_txn_find(struct xsd_conn *c, uint32_t id)
 
 static void tnode_free(struct xsd *x, struct xsd_tnode *tn)
 {
+    xsd_perms_put(x, tn->base_perms);
     xsd_perms_put(x, tn->perms);
     free(tn->value);
     free(tn);
@@ -260,6 +270,7 @@ static int tn_get(struct xsd_req *r, const char *path, size_t plen,
         tn->exists = true;
         tn->base_gen = live->gen;
         tn->base_cgen = live->cgen;
+        tn->base_perms = xsd_perms_ref(live->perms);
         tn->perms = xsd_perms_ref(live->perms);
         tn->vlen = live->vlen;
     }
@@ -334,7 +345,7 @@ int xsd_txn_get(struct xsd_req *r, const char *path, size_t plen,
         if ((need & XSD_NEED_PERMS) && tn->lazy)
             rely_on_creation(r->t, tn);
         if ((need & XSD_NEED_PERMS) && !tn->own_perms)
-            depend(tn, CHECK_FULL);
+            depend(tn, CHECK_PERMS);
         if ((need & XSD_NEED_VALUE) && tn->lazy && !tn->wrote)
             rely_on_creation(r->t, tn);
         if ((need & XSD_NEED_VALUE) && !tn->own_value) {
@@ -393,7 +404,7 @@ int xsd_txn_create(struct xsd_req *r, const char *path, size_t plen,
         return err;
     /* New nodes inherit the ancestor's permissions: a dependency. */
     if (anc && !anc->own_perms)
-        depend(anc, CHECK_FULL);
+        depend(anc, CHECK_PERMS);
     ps = r->c->priv ? xsd_perms_ref(anc_perms)
                     : xsd_perms_with_owner(r->c->x, anc_perms, r->c->domid);
     if (!ps)
@@ -574,6 +585,9 @@ static bool still_valid(struct xsd_txn *t)
         if (tn->check == CHECK_FULL &&
             (live ? live->gen : XSD_NO_GEN) != tn->base_gen)
             return false;
+        if (tn->check == CHECK_PERMS &&
+            (live ? live->perms : NULL) != tn->base_perms)
+            return false;
         if (tn->check == CHECK_EXISTS && !!live != (tn->base_gen != XSD_NO_GEN))
             return false;
         if (tn->check_cgen && (!live || live->cgen != tn->base_cgen))
@@ -606,7 +620,13 @@ int xsd_txn_commit(struct xsd_txn *t)
         return err;
     }
     c->x->stat_commits++;
-    /* Free the transaction's view first: the replay charges the nodes. */
+    /*
+     * Replay the log on the live tree, where the changes fire their
+     * watches.  The view is freed only afterwards; that is harmless because
+     * replayed requests skip the quota checks (the node quota was checked
+     * just above), so the transaction's memory, still charged to its
+     * domain, is not counted against them.
+     */
     for (struct xsd_txop *op = t->ops; op; op = op->next) {
         struct xsd_req rr = {
             .c = c,

@@ -8,12 +8,15 @@
  */
 #include "config.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "test.h"
@@ -634,6 +637,178 @@ static void test_never_reads(void)
     witness();
 }
 
+/* Descriptors open in the daemon. */
+static int daemon_fds(void)
+{
+    char path[64];
+    DIR *dir;
+    int n = 0;
+
+    snprintf(path, sizeof(path), "/proc/%d/fd", (int)d.pid);
+    dir = opendir(path);
+    TEST_ASSERT(dir, "%s", path);
+    while (readdir(dir))
+        n++;
+    closedir(dir);
+    return n;
+}
+
+/* Sends len bytes of messages in one sendmsg() carrying nfds copies of fd
+ * (SCM_RIGHTS). */
+static void send_with_fds(struct xsdt_client *c, const void *buf, size_t len,
+                          int fd, int nfds)
+{
+    union {
+        struct cmsghdr align;
+        char b[CMSG_SPACE(16 * sizeof(int))];
+    } cb;
+    struct iovec iov = {(void *)buf, len};
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+    struct cmsghdr *cm;
+
+    TEST_ASSERT(nfds > 0 && nfds <= 16, "nfds %d", nfds);
+    memset(&cb, 0, sizeof(cb));
+    mh.msg_control = cb.b;
+    mh.msg_controllen = CMSG_SPACE((size_t)nfds * sizeof(int));
+    cm = CMSG_FIRSTHDR(&mh);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN((size_t)nfds * sizeof(int));
+    for (int i = 0; i < nfds; i++)
+        memcpy(CMSG_DATA(cm) + i * sizeof(int), &fd, sizeof(int));
+    TEST_ASSERT(sendmsg(c->fd, &mh, MSG_NOSIGNAL) == (ssize_t)len, "sendmsg");
+}
+
+/* A message (header + payload) into buf at *n. */
+static void put_msg(char *buf, size_t *n, uint32_t type, uint32_t id,
+                    const void *p, uint32_t len)
+{
+    struct xsd_sockmsg h = {type, id, 0, len};
+
+    memcpy(buf + *n, &h, sizeof(h));
+    memcpy(buf + *n + sizeof(h), p, len);
+    *n += sizeof(h) + len;
+}
+
+static void expect_reply(struct xsdt_client *c, uint32_t id, uint32_t type,
+                         const char *body)
+{
+    struct xsdt_msg m;
+
+    TEST_ASSERT(!xsdt_recv(c, &m, 5000), "no reply %u", id);
+    TEST_ASSERT(m.h.req_id == id && m.h.type == type && !strcmp(m.body, body),
+                "reply %u: %u %u \"%s\", wanted %u \"%s\"", id, m.h.req_id,
+                m.h.type, m.body, type, body);
+}
+
+/*
+ * KVM INTRODUCE with the wrong descriptors: 1, 2, 4, or more than the
+ * daemon takes in one message (MSG_CTRUNC): EINVAL, every descriptor
+ * closed, the connection still served.  Descriptors on another message
+ * are closed too and do not carry over to a later INTRODUCE; those on data
+ * holding a READ then an INTRODUCE go to the INTRODUCE.
+ */
+static void test_introduce_fds(void)
+{
+    static const char intro[] = "9\0"
+                                "1\0"
+                                "1";
+    struct xsdt_client c;
+    char buf[256];
+    size_t n;
+    int efd = eventfd(0, EFD_CLOEXEC), before;
+    const int counts[] = {1, 2, 4, 12};
+
+    TEST_ASSERT(efd >= 0, "eventfd");
+    TEST_ASSERT(!xsdt_connect(&c, d.sock), "connect");
+    XSDT_EXPECT(xsdt_read(&c, 0, "/witness"), "alive");
+    before = daemon_fds();
+    for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {
+        n = 0;
+        put_msg(buf, &n, XS_INTRODUCE, 100 + (uint32_t)i, intro, sizeof(intro));
+        send_with_fds(&c, buf, n, efd, counts[i]);
+        expect_reply(&c, 100 + (uint32_t)i, XS_ERROR, "EINVAL");
+        TEST_ASSERT(daemon_fds() == before, "%d descriptors: %d leaked",
+                    counts[i], daemon_fds() - before);
+    }
+    /* Three descriptors and a payload that is not an INTRODUCE's. */
+    n = 0;
+    put_msg(buf, &n, XS_INTRODUCE, 110,
+            "9\0"
+            "1",
+            4);
+    send_with_fds(&c, buf, n, efd, 3);
+    expect_reply(&c, 110, XS_ERROR, "EINVAL");
+    /* On a READ: closed, and the next INTRODUCE is Xen's (ENOSYS here). */
+    n = 0;
+    put_msg(buf, &n, XS_READ, 111, "/witness", 9);
+    send_with_fds(&c, buf, n, efd, 3);
+    expect_reply(&c, 111, XS_READ, "alive");
+    n = 0;
+    put_msg(buf, &n, XS_INTRODUCE, 112, intro, sizeof(intro));
+    TEST_ASSERT(send(c.fd, buf, n, MSG_NOSIGNAL) == (ssize_t)n, "send");
+    expect_reply(&c, 112, XS_ERROR, "ENOSYS");
+    TEST_ASSERT(daemon_fds() == before, "descriptors on a READ leaked");
+    /* A READ and an INTRODUCE in one sendmsg: the INTRODUCE gets them (an
+     * eventfd is not a memfd: EINVAL, not Xen's ENOSYS). */
+    n = 0;
+    put_msg(buf, &n, XS_READ, 113, "/witness", 9);
+    put_msg(buf, &n, XS_INTRODUCE, 114, intro, sizeof(intro));
+    send_with_fds(&c, buf, n, efd, 3);
+    expect_reply(&c, 113, XS_READ, "alive");
+    expect_reply(&c, 114, XS_ERROR, "EINVAL");
+    TEST_ASSERT(daemon_fds() == before, "descriptors leaked");
+    XSDT_EXPECT(REQ(&c, XS_IS_DOMAIN_INTRODUCED, 0, "9"), "F");
+    xsdt_close(&c);
+    close(efd);
+    witness();
+}
+
+/* SET_TARGET wants two domids. */
+static void test_set_target_args(void)
+{
+    XSDT_EXPECT(REQ(&w, XS_SET_TARGET, 0, "7"), "EINVAL");
+    XSDT_EXPECT(REQ(&w, XS_SET_TARGET, 0, "7", "8", "9"), "EINVAL");
+    XSDT_EXPECT(REQ(&w, XS_SET_TARGET, 0, "x", "8"), "EINVAL");
+    XSDT_EXPECT(REQ(&w, XS_SET_TARGET, 0, "7", "-1"), "EINVAL");
+    XSDT_EXPECT(REQ(&w, XS_SET_TARGET, 0, "7", ""), "EINVAL");
+    XSDT_EXPECT(REQ(&w, XS_SET_TARGET, 0, "4294967296", "8"), "EINVAL");
+    expect_raw(&w, XS_SET_TARGET,
+               "7\0"
+               "8",
+               3, XS_ERROR, "EINVAL");
+    expect_raw(&w, XS_SET_TARGET, "", 0, XS_ERROR, "EINVAL");
+    XSDT_EXPECT(REQ(&w, XS_SET_TARGET, 0, "7", "8"), "ENOENT");
+    witness();
+}
+
+/* RESET_WATCHES drops the connection's transactions too. */
+static void test_reset_drops_transactions(void)
+{
+    struct xsdt_client c;
+    uint32_t t;
+
+    TEST_ASSERT(!xsdt_connect(&c, d.sock), "connect");
+    XSDT_EXPECT(REQ(&c, XS_WATCH, 0, "/reset", "t"), "OK");
+    expect_event(&c, "/reset", "t");
+    t = xsdt_txn(&c);
+    XSDT_EXPECT(xsdt_write(&c, t, "/reset/in-txn", "x"), "OK");
+    XSDT_EXPECT(REQ(&c, XS_RESET_WATCHES, 0, ""), "OK");
+    XSDT_EXPECT(xsdt_read(&c, t, "/reset/in-txn"), "ENOENT");
+    XSDT_EXPECT(REQ(&c, XS_TRANSACTION_END, t, "T"), "ENOENT");
+    XSDT_EXPECT(xsdt_read(&w, 0, "/reset/in-txn"), "ENOENT");
+    XSDT_EXPECT(xsdt_write(&w, 0, "/reset/after", "x"), "OK");
+    expect_no_event(&c);
+    /* The connection goes on: a new transaction commits. */
+    t = xsdt_txn(&c);
+    XSDT_EXPECT(xsdt_write(&c, t, "/reset/again", "y"), "OK");
+    XSDT_EXPECT(REQ(&c, XS_TRANSACTION_END, t, "T"), "OK");
+    XSDT_EXPECT(xsdt_read(&w, 0, "/reset/again"), "y");
+    xsdt_close(&c);
+    XSDT_EXPECT(REQ(&w, XS_RM, 0, "/reset"), "OK");
+    witness();
+}
+
 /* The quota and tree CONTROL answers fit and say something real. */
 static void test_control(void)
 {
@@ -645,6 +820,90 @@ static void test_control(void)
     XSDT_EXPECT(REQ(&w, XS_CONTROL, 0, "log", "nonsense"), "EINVAL");
     XSDT_EXPECT(REQ(&w, XS_CONTROL, 0, "log", "debug"), "debug");
     XSDT_EXPECT(REQ(&w, XS_CONTROL, 0, "tree", "/nope"), "ENOENT");
+}
+
+/* The bytes of a file (NUL-terminated, malloc'd); its length to *len. */
+static char *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "re");
+    char *buf;
+    long n;
+
+    TEST_ASSERT(f, "%s", path);
+    TEST_ASSERT(!fseek(f, 0, SEEK_END) && (n = ftell(f)) >= 0 &&
+                    !fseek(f, 0, SEEK_SET),
+                "size of %s", path);
+    buf = malloc((size_t)n + 1);
+    TEST_ASSERT(buf && fread(buf, 1, (size_t)n, f) == (size_t)n, "read %s",
+                path);
+    buf[n] = '\0';
+    fclose(f);
+    *len = (size_t)n;
+    return buf;
+}
+
+/*
+ * A tree bigger than one message: E2BIG as a reply, complete in a file
+ * (tree PATH FILE).  And the file errors of tree and save: EIO.
+ */
+static void test_control_files(void)
+{
+    enum { N = 120 };
+    static char want[N * 96];
+    char file[256], bad[256], path[64], val[48];
+    size_t wl, len;
+    const char *s;
+    char *got;
+
+    memset(val, 'v', 40);
+    val[40] = '\0';
+    XSDT_EXPECT(REQ(&w, XS_MKDIR, 0, "/bigtree"), "OK");
+    wl = (size_t)snprintf(want, sizeof(want), "/bigtree = \"\" (n0)\n");
+    for (int i = 0; i < N; i++) {
+        snprintf(path, sizeof(path), "/bigtree/node-%03d", i);
+        XSDT_EXPECT(xsdt_write(&w, 0, path, val), "OK");
+        wl += (size_t)snprintf(want + wl, sizeof(want) - wl,
+                               "%s = \"%s\" (n0)\n", path, val);
+    }
+    /* A value with bytes that are escaped. */
+    expect_raw(&w, XS_WRITE, "/bigtree/q\0a\"b\\\n", 16, XS_WRITE, "OK");
+    wl += (size_t)snprintf(want + wl, sizeof(want) - wl,
+                           "/bigtree/q = \"a\\x22b\\x5c\\x0a\" (n0)\n");
+    TEST_ASSERT(wl > XENSTORE_PAYLOAD_MAX, "the tree is only %zu bytes", wl);
+    XSDT_EXPECT(REQ(&w, XS_CONTROL, 0, "tree", "/bigtree"), "E2BIG");
+    snprintf(file, sizeof(file), "%s/tree.out", d.dir);
+    s = REQ(&w, XS_CONTROL, 0, "tree", "/bigtree", file);
+    snprintf(path, sizeof(path), "wrote %d nodes (%zu bytes) to ", N + 2, wl);
+    TEST_ASSERT(!strncmp(s, path, strlen(path)) && strstr(s, file),
+                "tree to a file: %s", s);
+    got = slurp(file, &len);
+    TEST_ASSERT(len == wl && !memcmp(got, want, wl),
+                "the dumped tree (%zu bytes) is not the tree (%zu bytes)", len,
+                wl);
+    free(got);
+    /* The whole store, over the same file. */
+    s = REQ(&w, XS_CONTROL, 0, "tree", "/", file);
+    TEST_ASSERT(!strncmp(s, "wrote ", 6), "tree / to a file: %s", s);
+    got = slurp(file, &len);
+    TEST_ASSERT(!strncmp(got, "/ = \"\" (n0)\n", 12) &&
+                    strstr(got, "\n/witness = \"alive\" (n0)\n") &&
+                    strstr(got, want),
+                "tree / in the file");
+    free(got);
+    /* Errors: a directory that does not exist, a directory as the file. */
+    snprintf(bad, sizeof(bad), "%s/no/such/dir", d.dir);
+    XSDT_EXPECT(REQ(&w, XS_CONTROL, 0, "tree", "/bigtree", bad), "EIO");
+    XSDT_EXPECT(REQ(&w, XS_CONTROL, 0, "tree", "/bigtree", d.dir), "EIO");
+    XSDT_EXPECT(REQ(&w, XS_CONTROL, 0, "tree", "/nope", file), "ENOENT");
+    XSDT_EXPECT(REQ(&w, XS_CONTROL, 0, "tree", "/bigtree", file, "x"),
+                "EINVAL");
+    XSDT_EXPECT(REQ(&w, XS_CONTROL, 0, "save", bad), "EIO");
+    XSDT_EXPECT(REQ(&w, XS_CONTROL, 0, "save", d.dir), "EIO");
+    XSDT_EXPECT(REQ(&w, XS_CONTROL, 0, "save"), "EINVAL"); /* no -S */
+    s = REQ(&w, XS_CONTROL, 0, "save", file);
+    TEST_ASSERT(!strncmp(s, "saved ", 6), "save to a file: %s", s);
+    XSDT_EXPECT(REQ(&w, XS_RM, 0, "/bigtree"), "OK");
+    witness();
 }
 
 int main(void)
@@ -668,6 +927,10 @@ int main(void)
     TEST_RUN(test_pipelined);
     TEST_RUN(test_never_reads);
     TEST_RUN(test_control);
+    TEST_RUN(test_control_files);
+    TEST_RUN(test_introduce_fds);
+    TEST_RUN(test_set_target_args);
+    TEST_RUN(test_reset_drops_transactions);
     xsdt_close(&w);
     xsdt_daemon_stop(&d, false);
     return 0;

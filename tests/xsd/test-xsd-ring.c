@@ -2,9 +2,10 @@
  * test-xsd-ring.c - guests on KVM-style rings: the introduction contract
  * (memfd + two eventfds over SCM_RIGHTS, through xtk__xs_introduce_kvm), a
  * guest thread that talks through its ring page, permissions and quotas of that
- * unprivileged connection, guests that write garbage (bad lengths, indices
- * that run away), reconnection, RELEASE, and the death of a domain whose
- * introducer goes away.
+ * unprivileged connection (in transactions too), guests that stop reading
+ * their replies or their watch events, guests that write garbage (bad
+ * lengths, indices that run away), reconnection, RELEASE, and the death of
+ * a domain whose introducer goes away.
  */
 #include "config.h"
 
@@ -79,6 +80,15 @@ static void make_home(uint32_t domid)
     snprintf(owner, sizeof(owner), "n%u", domid);
     XSDT_EXPECT(REQ(&w, XS_MKDIR, 0, path), "OK");
     XSDT_EXPECT(REQ(&w, XS_SET_PERMS, 0, path, owner, "r0"), "OK");
+}
+
+static void introduce_guest(struct xsdt_guest *g, uint32_t domid)
+{
+    xsdt_guest_new(g, 4, 2);
+    make_home(domid);
+    TEST_ASSERT(!xtk__xs_introduce_kvm(intro, domid, 2, 1, g->memfd, g->irq_fd,
+                                       g->kick_fd, 5000),
+                "introduce %u", domid);
 }
 
 static void test_introduce(void)
@@ -191,10 +201,26 @@ static void set_quota(const char *name, const char *value)
     TEST_ASSERT(strstr(s, name), "quota set %s: %s", name, s);
 }
 
+/* A number from a CONTROL answer: the one after "name". */
+static unsigned long control_number(const char *cmd, const char *arg,
+                                    const char *name)
+{
+    const char *s = REQ(&w, XS_CONTROL, 0, cmd, arg), *p = strstr(s, name);
+
+    TEST_ASSERT(p, "CONTROL %s %s: no %s in %s", cmd, arg, name, s);
+    return strtoul(p + strlen(name), NULL, 10);
+}
+
+static uint32_t ring_idx(const XENSTORE_RING_IDX *p)
+{
+    return __atomic_load_n(p, __ATOMIC_ACQUIRE);
+}
+
 static void test_quotas(void)
 {
     char path[64], val[2100];
     const char *s = NULL;
+    unsigned long have;
     uint32_t t[3];
     int i;
 
@@ -208,8 +234,41 @@ static void test_quotas(void)
     }
     XSDT_EXPECT(s, "ENOSPC");
     TEST_ASSERT(i > 10 && i < 30, "node quota hit after %d nodes", i);
-    /* ... and in a transaction, at commit too. */
     XSDT_EXPECT(GREQ(&g5, XS_RM, 0, "q"), "OK");
+    /* ... and in a transaction: what it created counts (5 more allowed,
+     * "qt/a" is two nodes) ... */
+    have = control_number("quota", "5", "nodes");
+    snprintf(val, sizeof(val), "%lu", have + 5);
+    set_quota("nodes", val);
+    t[0] = (uint32_t)strtoul(GREQ(&g5, XS_TRANSACTION_START, 0, ""), NULL, 10);
+    for (i = 0; i < 10; i++) {
+        snprintf(path, sizeof(path), "qt/%c", 'a' + i);
+        s = GREQ(&g5, XS_MKDIR, t[0], path);
+        if (strcmp(s, "OK"))
+            break;
+    }
+    XSDT_EXPECT(s, "ENOSPC");
+    TEST_ASSERT(i == 4, "node quota in a transaction hit after %d MKDIRs", i);
+    TEST_ASSERT(control_number("quota", "5", "nodes") == have,
+                "a transaction's nodes were charged before its commit");
+    XSDT_EXPECT(GREQ(&g5, XS_TRANSACTION_END, t[0], "T"), "OK");
+    TEST_ASSERT(control_number("quota", "5", "nodes") == have + 5,
+                "the committed nodes were not charged");
+    XSDT_EXPECT(xsdt_read(&w, 0, "/local/domain/5/qt/d"), "");
+    XSDT_EXPECT(GREQ(&g5, XS_RM, 0, "qt"), "OK");
+    /* ... and at commit, against what the domain owns then. */
+    snprintf(val, sizeof(val), "%lu", have + 3);
+    set_quota("nodes", val);
+    t[0] = (uint32_t)strtoul(GREQ(&g5, XS_TRANSACTION_START, 0, ""), NULL, 10);
+    XSDT_EXPECT(GREQ(&g5, XS_MKDIR, t[0], "qc/a"), "OK");
+    XSDT_EXPECT(GREQ(&g5, XS_MKDIR, 0, "qo/a"), "OK");
+    XSDT_EXPECT(GREQ(&g5, XS_TRANSACTION_END, t[0], "T"), "ENOSPC");
+    XSDT_EXPECT(GREQ(&g5, XS_TRANSACTION_END, t[0], "T"), "ENOENT");
+    XSDT_EXPECT(xsdt_read(&w, 0, "/local/domain/5/qc"), "ENOENT");
+    XSDT_EXPECT(xsdt_read(&w, 0, "/local/domain/5/qo/a"), "");
+    TEST_ASSERT(control_number("quota", "5", "nodes") == have + 2,
+                "nodes after the refused commit");
+    XSDT_EXPECT(GREQ(&g5, XS_RM, 0, "qo"), "OK");
     set_quota("nodes", "1000");
     /* Watches (E2BIG, as Xen 4.17). */
     set_quota("watches", "3");
@@ -320,10 +379,163 @@ static void test_outstanding(void)
     }
 }
 
+/*
+ * A guest that stops reading its replies: once the response ring is full
+ * and the outstanding quota of replies waits behind it, the daemon takes
+ * no more requests off the ring (req_cons stops, the guest's request ring
+ * stays full), while everyone else is served; when the guest reads again,
+ * every reply comes, in order.
+ */
+static void test_outstanding_bound(void)
+{
+    enum { N = 200, BOUND = 8 };
+    const uint32_t req_size = sizeof(struct xsd_sockmsg) + 7; /* "hold/x" */
+    const uint32_t rsp_size = sizeof(struct xsd_sockmsg) + 1; /* "1" */
+    const uint32_t in_ring = XENSTORE_RING_SIZE / rsp_size;
+    char buf[N * 32];
+    struct xsdt_guest g;
+    uint32_t base, cons, n = 0;
+
+    introduce_guest(&g, 7);
+    XSDT_EXPECT(xsdt_guest_write(&g, 0, "hold/x", "1"), "OK");
+    set_quota("outstanding", "8");
+    xsdt_guest_hold(&g, true);
+    base = ring_idx(&g.intf->req_cons); /* the indices run since introduction */
+    for (uint32_t i = 0; i < N; i++) {
+        struct xsd_sockmsg h = {XS_READ, 5000 + i, 0, 7};
+
+        memcpy(buf + n, &h, sizeof(h));
+        memcpy(buf + n + sizeof(h), "hold/x", 7);
+        n += req_size;
+    }
+    xsdt_guest_send_bytes(&g, buf, n);
+    /* The bound is reached... */
+    for (int i = 0; i < 500; i++) {
+        if (control_number("quota", "7", "outstanding") == BOUND)
+            break;
+        usleep(10000);
+    }
+    TEST_ASSERT(control_number("quota", "7", "outstanding") == BOUND,
+                "outstanding replies: %lu, not %d",
+                control_number("quota", "7", "outstanding"), BOUND);
+    /* ... and stays: no more requests are taken. */
+    cons = ring_idx(&g.intf->req_cons) - base;
+    usleep(300000);
+    TEST_ASSERT(ring_idx(&g.intf->req_cons) - base == cons,
+                "req_cons moved from %u to %u while replies wait", cons,
+                ring_idx(&g.intf->req_cons) - base);
+    TEST_ASSERT(control_number("quota", "7", "outstanding") == BOUND,
+                "outstanding replies grew past the bound");
+    TEST_ASSERT(ring_idx(&g.intf->rsp_prod) - g.intf->rsp_cons ==
+                    XENSTORE_RING_SIZE,
+                "the response ring is not full");
+    TEST_ASSERT(ring_idx(&g.intf->req_prod) - base - cons == XENSTORE_RING_SIZE,
+                "the request ring is not full");
+    /* The replies in the ring and the BOUND queued behind it were answered;
+     * buffered beyond them: at most one read of the ring after a partial
+     * request. */
+    TEST_ASSERT(cons >= (in_ring + BOUND) * req_size &&
+                    cons <
+                        (in_ring + BOUND + 1) * req_size + XENSTORE_RING_SIZE &&
+                    cons < n,
+                "req_cons %u: %u requests of %u taken with %u answered", cons,
+                cons / req_size, N, in_ring + BOUND);
+    /* Others are served meanwhile. */
+    witness();
+    XSDT_EXPECT(GREQ(&g5, XS_READ, 0, "data/y"), "1");
+    /* Reading again, every reply comes, in order. */
+    xsdt_guest_hold(&g, false);
+    for (uint32_t i = 0; i < N; i++) {
+        struct xsdt_msg m;
+
+        guest_next_reply(&g, &m);
+        TEST_ASSERT(m.h.req_id == 5000 + i && !strcmp(m.body, "1"),
+                    "reply %u after the stall: %u %s", i, m.h.req_id, m.body);
+    }
+    TEST_ASSERT(ring_idx(&g.intf->req_cons) - base == n,
+                "requests left in the ring");
+    TEST_ASSERT(control_number("quota", "7", "outstanding") == 0,
+                "replies still queued");
+    set_quota("outstanding", "20");
+    XSDT_EXPECT(REQ(&w, XS_RELEASE, 0, "7"), "OK");
+    xsdt_guest_free(&g);
+}
+
+/* The ring connection of domid in CONTROL connections: its queued events
+ * and its dropped ones. */
+static void ring_queue(uint32_t domid, unsigned *events, unsigned long *dropped)
+{
+    const char *s = REQ(&w, XS_CONTROL, 0, "connections");
+
+    for (const char *l = s; l; l = strchr(l, '\n'), l = l ? l + 1 : NULL) {
+        unsigned id, dom, watches, txns, replies;
+        char kind[16], mode[16];
+
+        if (sscanf(l, "%u %15s %u %15s %u %u %u %u %lu", &id, kind, &dom, mode,
+                   &watches, &txns, &replies, events, dropped) == 9 &&
+            !strcmp(kind, "ring") && dom == domid)
+            return;
+    }
+    TEST_ASSERT(0, "no ring of domain %u in: %s", domid, s);
+}
+
+/*
+ * A guest that never reads its watch events: a ring cannot be closed, so
+ * past the bound (-W 32 here) events are dropped and counted, everyone
+ * else is served, and the guest, reading again, gets the events that were
+ * kept, in order, and is served as before.
+ */
+static void test_ring_event_bound(void)
+{
+    enum { N = 200, W = 32 };
+    struct xsdt_guest g;
+    char path[64];
+    unsigned events;
+    unsigned long dropped;
+    int got = 0;
+
+    introduce_guest(&g, 8);
+    XSDT_EXPECT(GREQ(&g, XS_WATCH, 0, "ev", "t"), "OK");
+    guest_expect_event(&g, "ev", "t");
+    xsdt_guest_hold(&g, true);
+    for (int i = 0; i < N; i++) {
+        snprintf(path, sizeof(path), "/local/domain/8/ev/%d", i);
+        XSDT_EXPECT(xsdt_write(&w, 0, path, "x"), "OK");
+    }
+    ring_queue(8, &events, &dropped);
+    TEST_ASSERT(events == W && dropped > 0 && dropped < N - W,
+                "ring event queue: %u queued, %lu dropped", events, dropped);
+    /* Others are served; the guest is not disconnected. */
+    witness();
+    XSDT_EXPECT(GREQ(&g5, XS_READ, 0, "data/y"), "1");
+    XSDT_EXPECT(REQ(&w, XS_IS_DOMAIN_INTRODUCED, 0, "8"), "T");
+    /* Reading again: what was kept, the oldest first. */
+    xsdt_guest_hold(&g, false);
+    for (;; got++) {
+        struct xsdt_msg m;
+
+        if (xsdt_guest_event(&g, &m, 300))
+            break;
+        snprintf(path, sizeof(path), "ev/%d", got);
+        TEST_ASSERT(!strcmp(m.body, path), "event %d is %s", got, m.body);
+    }
+    TEST_ASSERT((unsigned long)got + dropped == N,
+                "%d events received and %lu dropped of %d", got, dropped, N);
+    ring_queue(8, &events, &dropped);
+    TEST_ASSERT(events == 0, "%u events still queued", events);
+    /* The queue works again. */
+    XSDT_EXPECT(xsdt_write(&w, 0, "/local/domain/8/ev/again", "x"), "OK");
+    guest_expect_event(&g, "ev/again", "t");
+    XSDT_EXPECT(GREQ(&g, XS_READ, 0, "ev/again"), "x");
+    XSDT_EXPECT(REQ(&w, XS_RELEASE, 0, "8"), "OK");
+    xsdt_guest_free(&g);
+}
+
 static void test_guest_transactions(void)
 {
     const char *s = GREQ(&g5, XS_TRANSACTION_START, 0, "");
     uint32_t t = (uint32_t)strtoul(s, NULL, 10);
+    unsigned long mem;
 
     TEST_ASSERT(t, "TRANSACTION_START: %s", s);
     XSDT_EXPECT(GREQ(&g5, XS_READ, t, "data/y"), "1");
@@ -337,6 +549,35 @@ static void test_guest_transactions(void)
     XSDT_EXPECT(xsdt_guest_write(&g5, t, "data/z", "3"), "OK");
     XSDT_EXPECT(GREQ(&g5, XS_TRANSACTION_END, t, "T"), "EAGAIN");
     XSDT_EXPECT(xsdt_read(&w, 0, "/local/domain/5/data/z"), "2");
+    /* A write only checks the node's permissions: another client's write
+     * of the value does not conflict with it, a permission change does. */
+    XSDT_EXPECT(xsdt_guest_write(&g5, 0, "data/pz", "0"), "OK");
+    t = (uint32_t)strtoul(GREQ(&g5, XS_TRANSACTION_START, 0, ""), NULL, 10);
+    XSDT_EXPECT(xsdt_guest_write(&g5, t, "data/pz", "guest"), "OK");
+    XSDT_EXPECT(xsdt_write(&w, 0, "/local/domain/5/data/pz", "dom0"), "OK");
+    XSDT_EXPECT(GREQ(&g5, XS_TRANSACTION_END, t, "T"), "OK");
+    XSDT_EXPECT(xsdt_read(&w, 0, "/local/domain/5/data/pz"), "guest");
+    t = (uint32_t)strtoul(GREQ(&g5, XS_TRANSACTION_START, 0, ""), NULL, 10);
+    XSDT_EXPECT(xsdt_guest_write(&g5, t, "data/pz", "again"), "OK");
+    XSDT_EXPECT(
+        REQ(&w, XS_SET_PERMS, 0, "/local/domain/5/data/pz", "n5", "r0", "r6"),
+        "OK");
+    XSDT_EXPECT(GREQ(&g5, XS_TRANSACTION_END, t, "T"), "EAGAIN");
+    XSDT_EXPECT(xsdt_read(&w, 0, "/local/domain/5/data/pz"), "guest");
+    /* RESET_WATCHES drops the guest's transactions and what they held. */
+    mem = control_number("quota", "5", "memory");
+    t = (uint32_t)strtoul(GREQ(&g5, XS_TRANSACTION_START, 0, ""), NULL, 10);
+    XSDT_EXPECT(xsdt_guest_write(&g5, t, "data/rz", "dropped"), "OK");
+    TEST_ASSERT(control_number("quota", "5", "transactions") == 1 &&
+                    control_number("quota", "5", "memory") > mem,
+                "the open transaction is not accounted");
+    XSDT_EXPECT(GREQ(&g5, XS_RESET_WATCHES, 0, ""), "OK");
+    TEST_ASSERT(control_number("quota", "5", "transactions") == 0 &&
+                    control_number("quota", "5", "memory") == mem,
+                "RESET_WATCHES left the transaction accounted");
+    XSDT_EXPECT(GREQ(&g5, XS_READ, t, "data/rz"), "ENOENT");
+    XSDT_EXPECT(GREQ(&g5, XS_TRANSACTION_END, t, "T"), "ENOENT");
+    XSDT_EXPECT(xsdt_read(&w, 0, "/local/domain/5/data/rz"), "ENOENT");
 }
 
 /* Introductions that must fail, without leaking a descriptor. */
@@ -394,15 +635,6 @@ static void wait_ring_error(struct xsdt_guest *g, uint32_t err)
         usleep(10000);
     TEST_ASSERT(g->intf->error == err, "ring error %u, wanted %u",
                 g->intf->error, err);
-}
-
-static void introduce_guest(struct xsdt_guest *g, uint32_t domid)
-{
-    xsdt_guest_new(g, 4, 2);
-    make_home(domid);
-    TEST_ASSERT(!xtk__xs_introduce_kvm(intro, domid, 2, 1, g->memfd, g->irq_fd,
-                                       g->kick_fd, 5000),
-                "introduce %u", domid);
 }
 
 static void test_garbage(void)
@@ -487,6 +719,14 @@ static void test_set_target(void)
     struct xsdt_guest g;
 
     introduce_guest(&g, 6);
+    XSDT_EXPECT(GREQ(&g, XS_READ, 0, "/local/domain/5/data/z"), "EACCES");
+    /* Malformed, or naming a domain not introduced: nothing changes. */
+    XSDT_EXPECT(REQ(&w, XS_SET_TARGET, 0, "6"), "EINVAL");
+    XSDT_EXPECT(REQ(&w, XS_SET_TARGET, 0, "6", "5", "5"), "EINVAL");
+    XSDT_EXPECT(REQ(&w, XS_SET_TARGET, 0, "6", "5x"), "EINVAL");
+    XSDT_EXPECT(REQ(&w, XS_SET_TARGET, 0, "6", "4294967301"), "EINVAL");
+    XSDT_EXPECT(REQ(&w, XS_SET_TARGET, 0, "6", "99"), "ENOENT");
+    XSDT_EXPECT(REQ(&w, XS_SET_TARGET, 0, "99", "5"), "ENOENT");
     XSDT_EXPECT(GREQ(&g, XS_READ, 0, "/local/domain/5/data/z"), "EACCES");
     XSDT_EXPECT(REQ(&w, XS_SET_TARGET, 0, "6", "5"), "OK");
     XSDT_EXPECT(GREQ(&g, XS_READ, 0, "/local/domain/5/data/z"), "2");
@@ -578,7 +818,7 @@ static void test_introducer_death(void)
 
 int main(void)
 {
-    xsdt_daemon_start(&d, NULL);
+    xsdt_daemon_start(&d, "-W", "32", NULL);
     TEST_ASSERT(!xsdt_connect(&w, d.sock), "connect");
     witness();
     TEST_RUN(test_introduce);
@@ -586,6 +826,8 @@ int main(void)
     TEST_RUN(test_permissions);
     TEST_RUN(test_quotas);
     TEST_RUN(test_outstanding);
+    TEST_RUN(test_outstanding_bound);
+    TEST_RUN(test_ring_event_bound);
     TEST_RUN(test_guest_transactions);
     TEST_RUN(test_bad_introductions);
     TEST_RUN(test_garbage);

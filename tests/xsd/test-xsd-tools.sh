@@ -21,6 +21,10 @@ expect 4 xenstore-read /local/domain/0/rel
 # list, ls, exists.
 expect "$(printf 'a\nb\nc\ne')" xenstore-list /t
 expect "$(printf '/t/c/d')" xenstore-list -p /t/c
+# Several keys (in one transaction): each one's children in turn.
+expect "$(printf 'a\nb\nc\ne\nd')" xenstore-list /t /t/c
+expect "$(printf '/t/a\n/t/b\n/t/c\n/t/e\n/t/c/d')" xenstore-list -p /t /t/c
+expect_fail xenstore-list /t /t/none
 expect "$(printf 'a = "1"\nb = "2"\nc = ""\n d = "3"\ne = "with spaces"')" \
   xenstore-ls /t
 expect "/t/c/d = \"3\"" xenstore-ls -f /t/c
@@ -33,6 +37,20 @@ xenstore-chmod /t/c r0 w5 || fail "xenstore-chmod"
 expect "r0,w5" bash -c "xenstore-ls -fp /t | sed -n 's|^/t/c = .*(\(.*\))$|\1|p'"
 xenstore-chmod -r /t b7 || fail "xenstore-chmod -r"
 expect "b7" bash -c "xenstore-ls -p /t/c | sed 's/.*(\(.*\))/\1/'"
+# Several modes on the key and each of its parents (-u), then recursively
+# (-r); a missing key fails.
+perms_of() { # perms_of KEY: its permissions as xenstore-ls -fp shows them
+  xenstore-ls -fp "$(dirname "$1")" | sed -n "s|^$1 = .*(\(.*\))\$|\1|p"
+}
+xenstore-write /t/u/v/w 1 || fail "write /t/u/v/w"
+xenstore-chmod -u /t/u/v/w b3 r4 w5 || fail "xenstore-chmod -u"
+for k in /t /t/u /t/u/v /t/u/v/w; do expect "b3,r4,w5" perms_of $k; done
+expect "b7" perms_of /t/c
+xenstore-chmod -r /t/u n0 r9 || fail "xenstore-chmod -r with two modes"
+for k in /t/u /t/u/v /t/u/v/w; do expect "n0,r9" perms_of $k; done
+expect "b3,r4,w5" perms_of /t
+expect_fail xenstore-chmod /t/none r0
+xenstore-rm /t/u || fail "rm /t/u"
 
 # A directory too big for one DIRECTORY: the tools fall back to
 # DIRECTORY_PART.
@@ -41,6 +59,16 @@ for i in $(seq 1 250); do args+=("/big/node-with-a-long-long-name-$i" "$i"); don
 xenstore-write "${args[@]}" || fail "250-key write"
 [ "$(xenstore-list /big | wc -l)" = 250 ] || fail "xenstore-list of 250 children"
 [ "$(xenstore-ls /big | wc -l)" = 250 ] || fail "xenstore-ls of 250 children"
+# A tree too big for one reply: E2BIG, or all of it in a file.
+expect_fail "$XEN_BINDIR/xenstore-control" tree /big
+out=$("$XEN_BINDIR/xenstore-control" tree /big "$XSD_DIR/tree.out") ||
+  fail "xenstore-control tree /big FILE: $out"
+[ "$out" = "wrote 251 nodes ($(stat -c %s "$XSD_DIR/tree.out") bytes) to \
+$XSD_DIR/tree.out" ] || fail "xenstore-control tree /big FILE: $out"
+[ "$(grep -c '^/big/node-with-a-long-long-name-[0-9]* = "[0-9]*" (n0)$' \
+  "$XSD_DIR/tree.out")" = 250 ] || fail "tree /big in the file"
+grep -qx '/big/node-with-a-long-long-name-250 = "250" (n0)' \
+  "$XSD_DIR/tree.out" || fail "the last node of /big in the file"
 
 # rm: several keys, and -t (the emptied parent too).
 xenstore-rm /t/a /t/b || fail "multi-key rm"

@@ -509,6 +509,107 @@ static void run(struct xtk_ctx *ctx, int iters, uint32_t seed)
     xsd_fini(&x);
 }
 
+/* ---- the facts a guest's write depends on ---------------------------------
+ */
+
+static void expect_last(uint32_t type, const char *body, const char *what)
+{
+    TEST_ASSERT(last.type == type && last.len == strlen(body) + 1 &&
+                    !memcmp(last.body, body, last.len),
+                "%s: %u \"%.*s\", wanted %u \"%s\"", what, last.type,
+                (int)last.len, last.body, type, body);
+}
+
+static uint32_t start(struct xsd_conn *c)
+{
+    request(c, XS_TRANSACTION_START, 0, "", 1);
+    TEST_ASSERT(last.type == XS_TRANSACTION_START, "start: %s", last.body);
+    return (uint32_t)strtoul(last.body, NULL, 10);
+}
+
+static void expect_value(const char *path, const char *want)
+{
+    struct xsd_node *n = xsd_find(&x, path, strlen(path));
+
+    TEST_ASSERT(n && n->vlen == strlen(want) &&
+                    !memcmp(xsd_node_value(n), want, n->vlen),
+                "%s: not \"%s\"", path, want);
+}
+
+/*
+ * An unprivileged write checks the node's permissions (or, creating, those
+ * it inherits), and that is all it reads: another client's write of the
+ * node's value must not make the guest's commit fail, a real change of
+ * the permissions must.
+ */
+static void guest_write_facts(struct xtk_ctx *ctx)
+{
+    struct xsd_conn *p, *g;
+    uint32_t t;
+
+    TEST_ASSERT(!xsd_init(&x, ctx, NULL, NULL), "xsd_init");
+    p = xsd_conn_new(&x, &capture, 0, true, false);
+    g = xsd_conn_new(&x, &capture, 5, false, false);
+    TEST_ASSERT(p && g, "connections");
+    request(p, XS_WRITE, 0, "/g\0v0", 5);
+    request(p, XS_SET_PERMS, 0, "/g\0n5", 6);
+    expect_last(XS_SET_PERMS, "OK", "set up /g");
+
+    /* The value changes under the guest's write: no conflict. */
+    t = start(g);
+    request(g, XS_WRITE, t, "/g\0mine", 7);
+    expect_last(XS_WRITE, "OK", "guest write");
+    request(p, XS_WRITE, 0, "/g\0theirs", 9);
+    request(g, XS_TRANSACTION_END, t, "T", 2);
+    expect_last(XS_TRANSACTION_END, "OK", "value changed under a write");
+    expect_value("/g", "mine");
+
+    /* ... nor under a creation that inherits /g's permissions. */
+    t = start(g);
+    request(g, XS_WRITE, t, "/g/kid\0k", 8);
+    expect_last(XS_WRITE, "OK", "guest creation");
+    request(p, XS_WRITE, 0, "/g\0theirs2", 10);
+    request(g, XS_TRANSACTION_END, t, "T", 2);
+    expect_last(XS_TRANSACTION_END, "OK", "value changed under a creation");
+    expect_value("/g/kid", "k");
+
+    /* Permissions that really change: EAGAIN, for both. */
+    t = start(g);
+    request(g, XS_WRITE, t, "/g\0lost", 7);
+    request(p, XS_SET_PERMS, 0, "/g\0n5\0r0", 9);
+    request(g, XS_TRANSACTION_END, t, "T", 2);
+    expect_last(XS_ERROR, "EAGAIN", "permissions changed under a write");
+    expect_value("/g", "theirs2");
+    t = start(g);
+    request(g, XS_WRITE, t, "/g/kid2\0k", 9);
+    request(p, XS_SET_PERMS, 0, "/g\0n5", 6);
+    request(g, XS_TRANSACTION_END, t, "T", 2);
+    expect_last(XS_ERROR, "EAGAIN", "permissions changed under a creation");
+    TEST_ASSERT(!xsd_find(&x, "/g/kid2", 7), "/g/kid2 created");
+
+    /* Changed and changed back: what the guest saw holds. */
+    t = start(g);
+    request(g, XS_WRITE, t, "/g\0back", 7);
+    request(p, XS_SET_PERMS, 0, "/g\0n5\0r0", 9);
+    request(p, XS_SET_PERMS, 0, "/g\0n5", 6);
+    request(g, XS_TRANSACTION_END, t, "T", 2);
+    expect_last(XS_TRANSACTION_END, "OK", "permissions changed back");
+    expect_value("/g", "back");
+
+    /* A value the guest read still conflicts. */
+    t = start(g);
+    request(g, XS_READ, t, "/g", 3);
+    TEST_ASSERT(last.type == XS_READ && last.len == 4 &&
+                    !memcmp(last.body, "back", 4),
+                "guest read: %.*s", (int)last.len, last.body);
+    request(g, XS_WRITE, t, "/g\0rmw", 6);
+    request(p, XS_WRITE, 0, "/g\0theirs3", 10);
+    request(g, XS_TRANSACTION_END, t, "T", 2);
+    expect_last(XS_ERROR, "EAGAIN", "value read, then changed");
+    expect_value("/g", "theirs3");
+    xsd_fini(&x);
+}
+
 /* test-xsd-txn [ITERATIONS [SEED]]: by default three seeds. */
 int main(int argc, char **argv)
 {
@@ -516,6 +617,7 @@ int main(int argc, char **argv)
     int iters = argc > 1 ? atoi(argv[1]) : 300000;
 
     TEST_ASSERT(ctx, "xtk_ctx_open");
+    guest_write_facts(ctx);
     if (argc > 2)
         run(ctx, iters, (uint32_t)strtoul(argv[2], NULL, 0));
     else

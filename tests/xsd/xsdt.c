@@ -464,7 +464,7 @@ static bool guest_pull(struct xsdt_guest *g)
     uint32_t cons = intf->rsp_cons, n = prod - cons;
     bool moved = false;
 
-    if (n > XENSTORE_RING_SIZE)
+    if (n > XENSTORE_RING_SIZE || g->hold)
         return false;
     if (n > sizeof(g->in) - g->in_len)
         n = (uint32_t)(sizeof(g->in) - g->in_len);
@@ -489,7 +489,7 @@ static bool guest_pull(struct xsdt_guest *g)
             TEST_ASSERT(g->nevents < XSDT_MAX_EVENTS, "too many events");
             m = &g->events[g->nevents++];
         } else {
-            TEST_ASSERT(g->nreplies < 64, "too many replies");
+            TEST_ASSERT(g->nreplies < XSDT_MAX_REPLIES, "too many replies");
             m = &g->replies[g->nreplies++];
         }
         m->h = h;
@@ -549,7 +549,7 @@ void xsdt_guest_new(struct xsdt_guest *g, size_t npages, uint64_t gfn)
                (off_t)(gfn * 4096));
     TEST_ASSERT(map != MAP_FAILED, "mmap");
     g->intf = map;
-    g->replies = calloc(64, sizeof(*g->replies));
+    g->replies = calloc(XSDT_MAX_REPLIES, sizeof(*g->replies));
     g->events = calloc(XSDT_MAX_EVENTS, sizeof(*g->events));
     TEST_ASSERT(g->replies && g->events, "calloc");
     g->next_req = 1;
@@ -583,6 +583,14 @@ void xsdt_guest_free(struct xsdt_guest *g)
     free(g->events);
     pthread_mutex_destroy(&g->lock);
     pthread_cond_destroy(&g->cond);
+}
+
+void xsdt_guest_hold(struct xsdt_guest *g, bool hold)
+{
+    pthread_mutex_lock(&g->lock);
+    g->hold = hold;
+    pthread_mutex_unlock(&g->lock);
+    wake(g);
 }
 
 void xsdt_guest_send_bytes(struct xsdt_guest *g, const void *buf, size_t n)

@@ -43,6 +43,7 @@ struct xsdt_msg {
 };
 
 #define XSDT_MAX_EVENTS 256
+#define XSDT_MAX_REPLIES 256
 struct xsdt_client {
     int fd;
     uint32_t next_req;
@@ -76,10 +77,14 @@ const char *xsdt_read(struct xsdt_client *c, uint32_t tx, const char *path);
 /* TRANSACTION_START: the id (fails the test on error). */
 uint32_t xsdt_txn(struct xsdt_client *c);
 
-/* Fails the test unless reply is of type and (if body) has that payload. */
+/* Fails the test unless the answer got (evaluated once) is want. */
 #define XSDT_EXPECT(got, want)                                                 \
-    TEST_ASSERT(!strcmp((got), (want)), "got \"%s\", wanted \"%s\"", (got),    \
-                (want))
+    do {                                                                       \
+        const char *xsdt_got_ = (got);                                         \
+                                                                               \
+        TEST_ASSERT(!strcmp(xsdt_got_, (want)), "got \"%s\", wanted \"%s\"",   \
+                    xsdt_got_, (want));                                        \
+    } while (0)
 
 /* ---- a guest on a KVM-style ring ----------------------------------------- */
 struct xsdt_guest {
@@ -93,6 +98,7 @@ struct xsdt_guest {
     pthread_mutex_t lock;
     pthread_cond_t cond;
     bool stop;
+    bool hold; /* responses are left in the ring (xsdt_guest_hold) */
     /* Bytes to put on the request ring. */
     char *out;
     size_t out_len, out_off;
@@ -108,6 +114,9 @@ struct xsdt_guest {
 /* A guest with npages of RAM whose ring is at frame gfn, thread running. */
 void xsdt_guest_new(struct xsdt_guest *g, size_t npages, uint64_t gfn);
 void xsdt_guest_free(struct xsdt_guest *g);
+/* Stops (hold) or resumes consuming the response ring: a guest that does
+ * not read its replies and events.  Requests still go out. */
+void xsdt_guest_hold(struct xsdt_guest *g, bool hold);
 /* Queues raw bytes for the request ring (the thread writes them). */
 void xsdt_guest_send_bytes(struct xsdt_guest *g, const void *buf, size_t n);
 /* A request and its reply over the ring. */
