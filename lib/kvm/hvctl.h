@@ -72,7 +72,8 @@ enum xtk_hvctl_op {
     /*
      * Writes the frames dirtied since the last sync into the bitmap memfd
      * and re-arms.  Flags: XTK_HVCTL_LOGDIRTY_FINAL (the domain must be
-     * paused: EBUSY).  Reply: struct xtk_hvctl_logdirty.
+     * paused: EBUSY).  ENODATA if dirty logging is off.  Reply: struct
+     * xtk_hvctl_logdirty.
      */
     XTK_HVCTL_OP_LOGDIRTY_SYNC = 7,
     /* Paused domain (EBUSY).  Reply: state records (see below). */
@@ -104,8 +105,10 @@ enum xtk_hvctl_op {
     XTK_HVCTL_OP_RENAME = 14,
     /*
      * The start of a stop-and-copy in one round trip: PAUSE with
-     * XTK_HVCTL_PAUSE_HOLD; then, if this connection owns the dirty log,
-     * LOGDIRTY_SYNC with XTK_HVCTL_LOGDIRTY_FINAL; then GET_STATE.
+     * XTK_HVCTL_PAUSE_HOLD; then GET_STATE; then, if this connection owns
+     * the dirty log, LOGDIRTY_SYNC with XTK_HVCTL_LOGDIRTY_FINAL (state
+     * first: a failed sync then loses nothing).  Room for the records is
+     * that of GET_STATE less struct xtk_hvctl_stop.
      * Reply: struct xtk_hvctl_stop, then the state records.  On an error
      * the hold stays taken, as after a PAUSE.
      */
@@ -172,8 +175,10 @@ struct xtk_hvctl_console_req {
 };
 
 struct xtk_hvctl_console {
-    uint64_t offset; /* of the first byte returned (>= the one asked for) */
-    uint64_t end;    /* the console's end: bytes written so far */
+    /* Of the first byte returned: the one asked for, or the oldest kept if
+     * that is gone, or the end if it lies beyond. */
+    uint64_t offset;
+    uint64_t end; /* the console's end: bytes written so far */
 };
 
 /*
