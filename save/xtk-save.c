@@ -4,8 +4,9 @@
  *
  * A thin front end of xtk/save.h: it opens the destination (a temporary
  * file beside the target, renamed into place only once the stream is
- * complete and on disk; stdout; or a TCP connection), runs the save, and
- * prints the report.
+ * complete and on disk; a target that is not a regular file, such as
+ * /dev/null or a FIFO, written in place; stdout; or a TCP connection),
+ * runs the save, and prints the report.
  */
 #include "config.h"
 
@@ -31,8 +32,10 @@ const char *cli_prog = "xtk-save";
 #define SOCKET_TIMEOUT_MS 30000
 
 struct target {
-    const char *path;   /* the file asked for, or NULL */
-    char tmp[PATH_MAX]; /* its temporary sibling while writing */
+    const char *path;    /* the file asked for, or NULL */
+    char real[PATH_MAX]; /* what a rename replaces: path, symlinks followed */
+    char tmp[PATH_MAX];  /* its temporary sibling while writing */
+    int in_place;        /* not a regular file: written directly */
     int fd;
     struct xtk_stream *out;
     int closed; /* commit closed the stream */
@@ -193,13 +196,43 @@ static int parse_options(int argc, char **argv, struct xtk_save_options *o,
 
 /* ---- the destination -------------------------------------------------- */
 
-/* A temporary file beside path: the stream goes there until commit. */
+/*
+ * A temporary file beside the target: the stream goes there until commit,
+ * which renames it over the target (through symlinks: the file a symlink
+ * names is replaced, not the link).  A target that exists and is not a
+ * regular file (/dev/null, a FIFO, a terminal) cannot be replaced so, and
+ * is not meant to be: it is written in place, as `xl save` would.
+ */
 static int open_file(struct xtk_ctx *ctx, struct target *t)
 {
     char dir[PATH_MAX], base[PATH_MAX];
+    struct stat sb;
 
-    snprintf(dir, sizeof(dir), "%s", t->path);
-    snprintf(base, sizeof(base), "%s", t->path);
+    if (stat(t->path, &sb) == 0 && !S_ISREG(sb.st_mode)) {
+        if (S_ISDIR(sb.st_mode)) {
+            fprintf(stderr, "%s: %s is a directory\n", cli_prog, t->path);
+            return -1;
+        }
+        t->in_place = 1;
+        t->fd = open(t->path, O_WRONLY | O_CLOEXEC);
+        if (t->fd < 0) {
+            fprintf(stderr, "%s: cannot open %s: %s\n", cli_prog, t->path,
+                    strerror(errno));
+            return -1;
+        }
+        t->out = xtk_stream_fd(ctx, t->fd, XTK_STREAM_WRITE);
+        return t->out ? 0 : -1;
+    }
+    if (!realpath(t->path, t->real)) {
+        if (errno != ENOENT || snprintf(t->real, sizeof(t->real), "%s",
+                                        t->path) >= (int)sizeof(t->real)) {
+            fprintf(stderr, "%s: %s: %s\n", cli_prog, t->path,
+                    errno == ENOENT ? "name too long" : strerror(errno));
+            return -1;
+        }
+    }
+    snprintf(dir, sizeof(dir), "%s", t->real);
+    snprintf(base, sizeof(base), "%s", t->real);
     if (snprintf(t->tmp, sizeof(t->tmp), "%s/.%s.xtk-XXXXXX", dirname(dir),
                  basename(base)) >= (int)sizeof(t->tmp)) {
         fprintf(stderr, "%s: %s: name too long\n", cli_prog, t->path);
@@ -236,18 +269,20 @@ static int commit_file(struct xtk_save *sv, void *arg)
     t->closed = 1;
     r = xtk_stream_close(t->out);
     t->out = NULL;
-    if (r < 0 || fsync(t->fd) < 0) {
+    if (r < 0 || (!t->in_place && fsync(t->fd) < 0)) {
         fprintf(stderr, "%s: writing %s: %s\n", cli_prog, t->path,
                 strerror(errno));
         return -1;
     }
-    if (rename(t->tmp, t->path) < 0) {
+    if (t->in_place)
+        return 0;
+    if (rename(t->tmp, t->real) < 0) {
         fprintf(stderr, "%s: cannot rename %s to %s: %s\n", cli_prog, t->tmp,
-                t->path, strerror(errno));
+                t->real, strerror(errno));
         return -1;
     }
     t->tmp[0] = 0;
-    snprintf(dir, sizeof(dir), "%s", t->path);
+    snprintf(dir, sizeof(dir), "%s", t->real);
     dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd >= 0) {
         fsync(dfd); /* the rename itself */

@@ -67,6 +67,31 @@ if "$xrestore" -q keep.xtk.gz 2>err.txt; then fail "a second 'keep'"; fi
 grep -q "exists already" err.txt || fail "no reason: $(cat err.txt)"
 [ "$(domains)" = 1 ] || fail "a domain was left behind"
 
+# Targets that are not regular files are written in place, never replaced
+# (a device like /dev/null, here a node of our own; a FIFO); a symlink's
+# file is replaced, the link stays.
+mknod null c 1 3
+"$xsave" -q -c keep null || fail "save -c to a character device"
+[ -c null ] || fail "the device was replaced by a file"
+mkfifo fifo
+cat fifo > fifo.xtk &
+bg_pids+=($!)
+"$xsave" -q -c keep fifo || fail "save -c to a FIFO"
+wait "${bg_pids[-1]}"
+[ -p fifo ] || fail "the FIFO was replaced by a file"
+xen_verify fifo.xtk >/dev/null || fail "verify-stream-v2 refused what the FIFO carried"
+id=$("$xrestore" -q -n keep4 fifo.xtk) || fail "restore what went through the FIFO"
+check keep4
+"$xtk" destroy keep4
+echo old > real.xtk
+ln -s real.xtk link.xtk
+"$xsave" -q -c keep link.xtk || fail "save -c through a symlink"
+[ -L link.xtk ] && [ "$(readlink link.xtk)" = real.xtk ] || fail "the symlink was replaced"
+xen_verify real.xtk >/dev/null || fail "the symlink's file is not the stream"
+if "$xsave" -q -c keep . 2>err.txt; then fail "a save to a directory"; fi
+grep -q "is a directory" err.txt || fail "no reason: $(cat err.txt)"
+check keep
+
 # Checkpointing to a file: 3 epochs, the domain runs on.
 "$xsave" -q -c -I 30 -N 3 keep ckpt.xtk || fail "checkpointed save"
 check keep
