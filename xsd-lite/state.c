@@ -10,10 +10,12 @@
  *     "N <path-len> <value-len> <perms-len>\n" path value perms "\n"
  *     (perms as on the wire: "r5\0w0\0")
  *   "E <node-count>\n"
- * The file is written beside the target and renamed over it.
+ * The file is written beside the target and renamed over it; a target
+ * that exists and is not a regular file is refused.
  */
 #include "config.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -57,8 +59,17 @@ int xsd_state_save(struct xsd *x, const char *path)
     char *tmp = malloc(tlen);
     int fd, err;
 
+    struct stat sb;
+
     if (!tmp)
         return -1;
+    /* A state file is a regular file: renaming over a device or a FIFO
+     * (/dev/null) would replace the node itself. */
+    if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode)) {
+        free(tmp);
+        errno = EINVAL;
+        return -1;
+    }
     snprintf(tmp, tlen, "%s.tmp", path);
     fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0 || !(s.f = fdopen(fd, "w")))

@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -899,6 +901,18 @@ static void test_control_files(void)
                 "EINVAL");
     XSDT_EXPECT(REQ(&w, XS_CONTROL, 0, "save", bad), "EIO");
     XSDT_EXPECT(REQ(&w, XS_CONTROL, 0, "save", d.dir), "EIO");
+    /* Not over a device (a /dev/null of our own): it stays a device. */
+    {
+        char dev[300];
+        struct stat sb;
+
+        snprintf(dev, sizeof(dev), "%s/null", d.dir);
+        TEST_ASSERT(mknod(dev, S_IFCHR | 0666, makedev(1, 3)) == 0, "mknod");
+        XSDT_EXPECT(REQ(&w, XS_CONTROL, 0, "save", dev), "EIO");
+        TEST_ASSERT(stat(dev, &sb) == 0 && S_ISCHR(sb.st_mode),
+                    "the device is still a device");
+        unlink(dev);
+    }
     XSDT_EXPECT(REQ(&w, XS_CONTROL, 0, "save"), "EINVAL"); /* no -S */
     s = REQ(&w, XS_CONTROL, 0, "save", file);
     TEST_ASSERT(!strncmp(s, "saved ", 6), "save to a file: %s", s);
