@@ -2,9 +2,11 @@
  * xsd-bench.c - xsd-lite's benchmarks, each against a running daemon
  * (bench/xsd-lite.sh starts one and runs them all):
  *
- *   rtt SOCK [N]             READ round trip of a small node, p50/p99, next
+ *   rtt SOCK [N [PID]]       READ round trip of a small node, p50/p99, next
  *                            to a raw Unix-socket echo server (the floor)
- *                            measured in the same run, one of each in turn
+ *                            measured in the same run, one of each in turn;
+ *                            with the daemon's PID, both servers pinned on
+ *                            the client's other core, then on its own
  *   mix SOCK [SECONDS]       16 clients, 80% READ / 20% WRITE: ops/s, p99
  *   storm SOCK [CLIENTS]     the VM-start storm: each client creates a
  *                            domain in one transaction (~20 nodes under
@@ -20,6 +22,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -189,7 +192,65 @@ static void echo_server(int lfd)
     }
 }
 
-static int bench_rtt(const char *sock, int n)
+/* Pins pid (0: this process) to cpu, or to every cpu if cpu < 0. */
+static void pin(pid_t pid, int cpu)
+{
+    cpu_set_t set;
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+
+    CPU_ZERO(&set);
+    for (long i = 0; i < ncpu; i++)
+        if (cpu < 0 || i == cpu)
+            CPU_SET((int)i, &set);
+    TEST_ASSERT(!sched_setaffinity(pid, sizeof(set), &set), "pin %d to %d",
+                (int)pid, cpu);
+}
+
+/*
+ * One run of n round trips to each, alternating.  Where the two servers
+ * run against the client decides the round trip more than either server
+ * does (a wake-up on an idle other core costs tens of microseconds in a
+ * VM), so with the daemon's pid both servers are pinned alike: both on
+ * the other core ("cross"), then all three on one core ("same").
+ */
+static void rtt_pass(const char *placement, struct rd *er, struct rd *xr, int n,
+                     uint64_t *es, uint64_t *xs)
+{
+    char req[64], buf[8192];
+    size_t rn = build(req, XS_READ, 0, "/bench/rtt", 11);
+
+    for (int i = 0; i < 2000; i++) { /* warm both up */
+        call(xr, req, rn, buf);
+        call(er, req, rn, buf);
+    }
+    /* Alternate one by one, so that both see the same machine. */
+    for (int i = 0; i < n; i++) {
+        uint64_t t = now_ns();
+        struct xsd_sockmsg h;
+
+        call(er, req, rn, buf);
+        es[i] = now_ns() - t;
+        t = now_ns();
+        h = call(xr, req, rn, buf);
+        xs[i] = now_ns() - t;
+        TEST_ASSERT(h.type == XS_READ && h.len == 1 && buf[0] == 'x',
+                    "READ /bench/rtt");
+    }
+    {
+        double e50 = quantile(es, (size_t)n, 0.5),
+               e99 = quantile(es, (size_t)n, 0.99);
+        double x50 = quantile(xs, (size_t)n, 0.5),
+               x99 = quantile(xs, (size_t)n, 0.99);
+
+        printf("rtt placement=%s n=%d echo_p50_us=%.1f echo_p99_us=%.1f "
+               "xsd_p50_us=%.1f xsd_p99_us=%.1f ratio_p50=%.2f "
+               "ratio_p99=%.2f\n",
+               placement, n, e50 / 1e3, e99 / 1e3, x50 / 1e3, x99 / 1e3,
+               x50 / e50, x99 / e99);
+    }
+}
+
+static int bench_rtt(const char *sock, int n, pid_t daemon)
 {
     char dir[] = "/tmp/xsd-echo.XXXXXX", path[64], req[64], buf[8192];
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
@@ -216,34 +277,18 @@ static int bench_rtt(const char *sock, int n)
     xr = rd_new(xfd);
     rn = build(req, XS_WRITE, 0, "/bench/rtt\0x", 12);
     TEST_ASSERT(call(xr, req, rn, buf).type == XS_WRITE, "write /bench/rtt");
-    rn = build(req, XS_READ, 0, "/bench/rtt", 11);
-    for (int i = 0; i < 2000; i++) { /* warm both up */
-        call(xr, req, rn, buf);
-        call(er, req, rn, buf);
-    }
-    /* Alternate one by one, so that both see the same machine. */
-    for (int i = 0; i < n; i++) {
-        uint64_t t = now_ns();
-        struct xsd_sockmsg h;
-
-        call(er, req, rn, buf);
-        es[i] = now_ns() - t;
-        t = now_ns();
-        h = call(xr, req, rn, buf);
-        xs[i] = now_ns() - t;
-        TEST_ASSERT(h.type == XS_READ && h.len == 1 && buf[0] == 'x',
-                    "READ /bench/rtt");
-    }
-    {
-        double e50 = quantile(es, (size_t)n, 0.5),
-               e99 = quantile(es, (size_t)n, 0.99);
-        double x50 = quantile(xs, (size_t)n, 0.5),
-               x99 = quantile(xs, (size_t)n, 0.99);
-
-        printf("rtt n=%d echo_p50_us=%.1f echo_p99_us=%.1f xsd_p50_us=%.1f "
-               "xsd_p99_us=%.1f ratio_p50=%.2f ratio_p99=%.2f\n",
-               n, e50 / 1e3, e99 / 1e3, x50 / 1e3, x99 / 1e3, x50 / e50,
-               x99 / e99);
+    if (daemon > 0 && sysconf(_SC_NPROCESSORS_ONLN) >= 2) {
+        pin(0, 0);
+        pin(pid, 1);
+        pin(daemon, 1);
+        rtt_pass("cross", er, xr, n, es, xs);
+        pin(pid, 0);
+        pin(daemon, 0);
+        rtt_pass("same", er, xr, n, es, xs);
+        pin(0, -1);
+        pin(daemon, -1);
+    } else {
+        rtt_pass("any", er, xr, n, es, xs);
     }
     close(efd);
     close(xfd);
@@ -640,7 +685,8 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     xsdt_raise_fd_limit();
     if (!strcmp(what, "rtt"))
-        return bench_rtt(argv[2], argc > 3 ? atoi(argv[3]) : 50000);
+        return bench_rtt(argv[2], argc > 3 ? atoi(argv[3]) : 50000,
+                         argc > 4 ? (pid_t)atoi(argv[4]) : 0);
     if (!strcmp(what, "mix"))
         return bench_mix(argv[2], argc > 3 ? atof(argv[3]) : 3.0);
     if (!strcmp(what, "storm"))

@@ -26,7 +26,7 @@ B=$build/bench/xsd-bench
 echo "# $(uname -r), $(nproc) cores, $(date -u +%Y-%m-%d)"
 for _ in $(seq "$reps"); do
   start
-  "$B" rtt "$dir/sock" 50000
+  "$B" rtt "$dir/sock" 50000 "$pid"
   "$B" mix "$dir/sock" 3
   "$B" storm "$dir/sock" 300
   "$B" fanout "$dir/sock" 1000 200
