@@ -28,6 +28,7 @@
 
 #include <errno.h>
 #include <event2/event.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -358,6 +359,31 @@ static int finish_state(struct xtk_restore *rs)
     return 0;
 }
 
+/*
+ * The source has stopped its guest and sends the last pages: the receive
+ * buffer kept small during pre-copy (so that the source could see the
+ * link drain) now only slows the final round.  Best effort: a failure
+ * costs speed, not correctness.
+ */
+static void widen_rcvbuf(struct xtk_restore *rs)
+{
+    int want = (int)rs->opt.final_rcvbuf, got = 0;
+    socklen_t len = sizeof(got);
+
+    if (!want)
+        return;
+    /* Past net.core.rmem_max where we may (CAP_NET_ADMIN). */
+    if ((setsockopt(rs->opt.peer_fd, SOL_SOCKET, SO_RCVBUFFORCE, &want,
+                    sizeof(want)) < 0 &&
+         setsockopt(rs->opt.peer_fd, SOL_SOCKET, SO_RCVBUF, &want,
+                    sizeof(want)) < 0) ||
+        getsockopt(rs->opt.peer_fd, SOL_SOCKET, SO_RCVBUF, &got, &len) < 0) {
+        XTK_PERROR(rs->ctx, "cannot widen the receive buffer");
+        return;
+    }
+    XTK_DEBUG(rs->ctx, "final round: receive buffer widened to %d bytes", got);
+}
+
 static int on_context(struct xtk_restore *rs,
                       const struct xtk_stream_record *rec)
 {
@@ -382,6 +408,7 @@ static int on_context(struct xtk_restore *rs,
         /* A plain stream's state is loaded as it arrives (the source sends
          * it before the last pages, which wait in the socket meanwhile):
          * at END only the resume is left. */
+        widen_rcvbuf(rs);
         if (load_state(rs, body, 1) < 0)
             return -1;
         rs->loaded = 1;
@@ -607,7 +634,8 @@ struct xtk_restore *xtk_restore_new(struct xtk_ctx *ctx, struct xtk_stream *in,
         return xtk__fail_null(EINVAL);
     if (opts) {
         if ((opts->flags & ~XTK_RESTORE_REPLY) || opts->reserved0 ||
-            opts->reserved1 ||
+            (opts->final_rcvbuf && !(opts->flags & XTK_RESTORE_REPLY)) ||
+            opts->final_rcvbuf > INT_MAX ||
             ((opts->flags & XTK_RESTORE_REPLY) && opts->peer_fd < 0) ||
             (opts->name &&
              (!*opts->name || strlen(opts->name) > XTK_DOMAIN_NAME_MAX)))

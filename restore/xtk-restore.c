@@ -30,11 +30,15 @@ const char *cli_prog = "xtk-restore";
 #define DEFAULT_TIMEOUT_MS 30000
 /*
  * A migration's receive buffer (the kernel's autotuning grows it to
- * 6 MiB): small, so that what the source has handed to its kernel is
- * close to applied here, and the source can tell when the stream has
- * drained before it stops the guest (see save/save.c, drain).
+ * 6 MiB): small during pre-copy, so that what the source has handed to its
+ * kernel is close to applied here, and the source can tell when the
+ * stream has drained before it stops the guest (see save/save.c, drain);
+ * widened for the stop-and-copy (RCVBUF_FINAL, the restore does it when
+ * the state arrives), which wants the link's full speed: with 256 KiB the
+ * source stalls whenever this end is busy writing a batch into memory.
  */
 #define RCVBUF_DEFAULT (256 * 1024)
+#define RCVBUF_FINAL (4 * 1024 * 1024)
 
 static void usage(FILE *f)
 {
@@ -161,7 +165,8 @@ int main(int argc, char **argv)
 
         if (cli_split_endpoint(src + 7, 1, &host, &port) < 0)
             goto out;
-        fd = cli_tcp_accept_one(host, port, 0, rcvbuf);
+        fd = cli_tcp_accept_one(host, port, 0, rcvbuf,
+                                rcvbuf ? RCVBUF_FINAL : 0);
         free(host);
         free(port);
         if (fd < 0)
@@ -172,6 +177,7 @@ int main(int argc, char **argv)
             xtk_stream_set_timeout(in, (int)timeout);
         o.flags |= XTK_RESTORE_REPLY;
         o.peer_fd = fd;
+        o.final_rcvbuf = rcvbuf ? RCVBUF_FINAL : 0;
     } else if (!strcmp(src, "-")) {
         in = xtk_stream_fd(ctx, 0, XTK_STREAM_READ);
         fd = -1;

@@ -171,14 +171,25 @@ retry:
     return fd;
 }
 
+/* SO_RCVBUF, past net.core.rmem_max where we may (CAP_NET_ADMIN). */
+static int set_rcvbuf(int fd, int size)
+{
+    if (!setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof(size)))
+        return 0;
+    return setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
+}
+
 int cli_tcp_accept_one(const char *host, const char *port, int timeout_ms,
-                       int rcvbuf)
+                       int rcvbuf, int rcvbuf_max)
 {
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE};
     struct addrinfo *res;
     struct pollfd pfd = {.events = POLLIN};
     int lfd = -1, fd, e, one = 1;
+
+    if (rcvbuf_max < rcvbuf)
+        rcvbuf_max = rcvbuf;
 
     e = getaddrinfo(host, port, &hints, &res);
     if (e) {
@@ -190,8 +201,7 @@ int cli_tcp_accept_one(const char *host, const char *port, int timeout_ms,
                  res->ai_protocol);
     if (lfd < 0 ||
         setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
-        (rcvbuf &&
-         setsockopt(lfd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)) < 0) ||
+        (rcvbuf_max && set_rcvbuf(lfd, rcvbuf_max) < 0) ||
         bind(lfd, res->ai_addr, res->ai_addrlen) < 0 || listen(lfd, 1) < 0) {
         fprintf(stderr, "%s: cannot listen on %s:%s: %s\n", cli_prog,
                 host ? host : "*", port, strerror(errno));
@@ -216,6 +226,12 @@ int cli_tcp_accept_one(const char *host, const char *port, int timeout_ms,
         fprintf(stderr, "%s: accept: %s\n", cli_prog, strerror(errno));
     else
         nodelay(fd);
+    if (fd >= 0 && rcvbuf && rcvbuf != rcvbuf_max &&
+        set_rcvbuf(fd, rcvbuf) < 0) {
+        fprintf(stderr, "%s: SO_RCVBUF: %s\n", cli_prog, strerror(errno));
+        close(fd);
+        fd = -1;
+    }
     close(lfd);
     return fd;
 }

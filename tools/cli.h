@@ -45,9 +45,12 @@ int cli_tcp_connect(const char *host, const char *port, int wait_ms);
  * Listens on host:port (host NULL: every address), accepts one
  * connection (waiting at most timeout_ms, 0: forever) and closes the
  * listener.  rcvbuf: the receive buffer's size (0: the kernel's,
- * autotuned).  The connected socket (TCP_NODELAY), or -1 (and a message).
+ * autotuned).  rcvbuf_max (0: rcvbuf): the size the connection is set up
+ * for (TCP's window scale is fixed at the handshake from the buffer then,
+ * so a buffer widened later, up to this, can use all of it).  The
+ * connected socket (TCP_NODELAY), or -1 (and a message).
  */
 int cli_tcp_accept_one(const char *host, const char *port, int timeout_ms,
-                       int rcvbuf);
+                       int rcvbuf, int rcvbuf_max);
 
 #endif /* XTK_CLI_H */

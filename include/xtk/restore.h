@@ -41,11 +41,17 @@ struct xtk_restore;
 
 /* Options: zero-fill, then set what you need. */
 struct xtk_restore_options {
-    uint32_t flags;       /* XTK_RESTORE_*; unknown bits are refused */
-    uint32_t reserved0;   /* zero */
-    const char *name;     /* the new domain's name; NULL: the stream's */
-    int peer_fd;          /* XTK_RESTORE_REPLY: where the reply goes */
-    uint32_t reserved1;   /* zero */
+    uint32_t flags;     /* XTK_RESTORE_*; unknown bits are refused */
+    uint32_t reserved0; /* zero */
+    const char *name;   /* the new domain's name; NULL: the stream's */
+    int peer_fd;        /* XTK_RESTORE_REPLY: where the reply goes */
+    /*
+     * XTK_RESTORE_REPLY: peer_fd's receive buffer (SO_RCVBUF) once the
+     * source's stop-and-copy begins (its state arrives, in a plain
+     * stream), for the final round at the link's speed; 0: unchanged.
+     * (Was reserved, zero.)
+     */
+    uint32_t final_rcvbuf;
     uint64_t reserved[4]; /* zero */
 };
 

@@ -103,11 +103,14 @@ check keep3
 
 # Migration on loopback into another run directory.
 port=$((20000 + RANDOM % 20000))
-XTK_RUNDIR=$work/run-dst "$xrestore" -q listen:127.0.0.1:$port > dst.id &
+XTK_RUNDIR=$work/run-dst "$xrestore" -v listen:127.0.0.1:$port > dst.id 2> dst.log &
 bg_pids+=($!)
 "$xsave" -q -l keep tcp:127.0.0.1:$port || fail "migration"
 wait "${bg_pids[-1]}" || fail "xtk-restore failed"
 [ "$(domains)" = 0 ] || fail "the source is still there"
 XTK_RUNDIR=$work/run-dst check "$(cat dst.id)"
 XTK_RUNDIR=$work/run-dst console_has keep "resumed in domain"
+# The final round had the wide receive buffer (Linux reports it doubled).
+grep -Eq "receive buffer widened to 8388608 bytes" dst.log ||
+  fail "the receive buffer was not widened: $(grep -i buffer dst.log)"
 echo "ok"

@@ -335,6 +335,9 @@ static void bad_options(void)
     TEST_ASSERT(!xtk_save_new(NULL, out, NULL) && errno == EINVAL, "no dom");
     TEST_ASSERT(!xtk_restore_new(ctx, out, &ro) && errno == EINVAL,
                 "empty name");
+    ro = (struct xtk_restore_options){.final_rcvbuf = 1 << 20};
+    TEST_ASSERT(!xtk_restore_new(ctx, out, &ro) && errno == EINVAL,
+                "a final receive buffer without a peer");
     TEST_ASSERT_ERRNO(xtk_save_run(NULL), EINVAL);
     TEST_ASSERT_ERRNO(xtk_restore_run(NULL), EINVAL);
     xtk_save_free(NULL);
