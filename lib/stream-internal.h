@@ -28,6 +28,8 @@ struct xtk__layer_ops {
     int (*writev)(struct xtk__layer *l, struct iovec *iov, int iovcnt);
     /* Reads up to len (>= 1) bytes: how many (>= 1), 0 at the end, -1. */
     ssize_t (*read)(struct xtk__layer *l, void *buf, size_t len);
+    /* The same into iov (iovcnt >= 1, at most IOV_MAX).  May be NULL. */
+    ssize_t (*readv)(struct xtk__layer *l, const struct iovec *iov, int iovcnt);
     /* Pushes what the layer holds down (write streams).  May be NULL. */
     int (*flush)(struct xtk__layer *l);
     /* Ends the layer's data (a compression trailer).  May be NULL. */
@@ -63,6 +65,18 @@ struct xtk__record_state {
 #define XTK__STREAM_BUF_SIZE (128u << 10)
 #define XTK__STREAM_IOV_MAX 1024
 
+/*
+ * A placer decides, for a PAGE_DATA record whose header and pfn entries
+ * have been read and checked (pd; pd->pages is not valid yet), whether
+ * its page contents go straight into memory of the caller's instead of
+ * the body buffer: it fills iov (at most *iovcnt entries, in the order of
+ * the entries with data, covering exactly pd->npages pages) and sets
+ * *iovcnt, returning 1; or returns 0 (the body buffer, as usual).
+ */
+typedef int xtk__stream_place_fn(void *arg,
+                                 const struct xtk_stream_page_data *pd,
+                                 struct iovec *iov, int *iovcnt);
+
 struct xtk_stream {
     struct xtk_ctx *ctx;
     unsigned int flags;
@@ -88,7 +102,30 @@ struct xtk_stream {
     uint32_t crc;
     uint64_t crc_bytes;
     int crc_on; /* compute it */
+
+    /* PAGE_DATA payloads read straight to where the placer says
+     * (xtk__stream_set_placer); placed: the last record's were. */
+    xtk__stream_place_fn *place;
+    void *place_arg;
+    int placed;
 };
+
+/*
+ * Sets (or, with NULL, clears) the read stream's placer.  Used only where
+ * the bottom layer can readv and no layer transforms the bytes (no zlib),
+ * and not for checksummed streams; elsewhere records are read as usual.
+ */
+void xtk__stream_set_placer(struct xtk_stream *s, xtk__stream_place_fn *place,
+                            void *arg);
+
+/* Whether the record just read had its pages placed (its body then holds
+ * only the header and the pfn entries, though its length is the whole). */
+int xtk__stream_placed(const struct xtk_stream *s);
+
+/* Reads exactly the bytes iov describes (buffered input first): 0, 1 at
+ * the end of the stream (truncated), -1 on error (sticky). */
+int xtk__stream_readv_some(struct xtk_stream *s, struct iovec *iov, int iovcnt,
+                           size_t *got);
 
 /* Records the stream's first error, logs it, sets errno; returns -1. */
 int xtk__stream_fail(struct xtk_stream *s, int err, const char *fmt, ...)

@@ -168,6 +168,36 @@ static ssize_t fd_read(struct xtk__layer *l, void *buf, size_t len)
         (unsigned long long)s->counters.raw_bytes, strerror(errno));
 }
 
+static ssize_t fd_readv(struct xtk__layer *l, const struct iovec *iov,
+                        int iovcnt)
+{
+    struct fd_layer *f = (struct fd_layer *)l;
+    struct xtk_stream *s = l->s;
+
+    for (;;) {
+        ssize_t n;
+
+        if (s->timeout_ms && xtk__stream_wait(s, f->fd, POLLIN) < 0)
+            break;
+        n = readv(f->fd, iov, iovcnt);
+        if (n >= 0) {
+            s->counters.raw_bytes += (uint64_t)n;
+            return n;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            if (xtk__stream_wait(s, f->fd, POLLIN) < 0)
+                break;
+            continue;
+        }
+        break;
+    }
+    return xtk__stream_fail(
+        s, errno, "read from fd %d failed after %llu bytes: %s", f->fd,
+        (unsigned long long)s->counters.raw_bytes, strerror(errno));
+}
+
 static int fd_destroy(struct xtk__layer *l)
 {
     struct fd_layer *f = (struct fd_layer *)l;
@@ -183,6 +213,7 @@ static const struct xtk__layer_ops fd_ops = {
     .name = "fd",
     .writev = fd_writev,
     .read = fd_read,
+    .readv = fd_readv,
     .destroy = fd_destroy,
 };
 
@@ -502,6 +533,55 @@ int xtk__stream_read_some(struct xtk_stream *s, void *buf, size_t len,
     }
     if (s->crc_on)
         crc_update(s, dst, got);
+    s->counters.bytes += got;
+    *got_out = got;
+    return rc;
+}
+
+/* See stream-internal.h.  iov is consumed (its entries advanced). */
+int xtk__stream_readv_some(struct xtk_stream *s, struct iovec *iov, int iovcnt,
+                           size_t *got_out)
+{
+    size_t got = 0;
+    int i = 0, rc = 0;
+
+    while (i < iovcnt && !iov[i].iov_len)
+        i++;
+    /* What the buffer holds already. */
+    while (i < iovcnt && s->rpos < s->blen) {
+        size_t k = s->blen - s->rpos;
+
+        if (k > iov[i].iov_len)
+            k = iov[i].iov_len;
+        memcpy(iov[i].iov_base, s->buf + s->rpos, k);
+        s->rpos += k;
+        got += k;
+        iov[i].iov_base = (uint8_t *)iov[i].iov_base + k;
+        iov[i].iov_len -= k;
+        while (i < iovcnt && !iov[i].iov_len)
+            i++;
+    }
+    while (i < iovcnt) {
+        ssize_t n = s->top->ops->readv(s->top, iov + i, iovcnt - i);
+
+        if (n < 0) {
+            rc = -1;
+            break;
+        }
+        if (n == 0) {
+            rc = 1;
+            break;
+        }
+        got += (size_t)n;
+        while (n > 0 && i < iovcnt) {
+            size_t k = (size_t)n < iov[i].iov_len ? (size_t)n : iov[i].iov_len;
+            iov[i].iov_base = (uint8_t *)iov[i].iov_base + k;
+            iov[i].iov_len -= k;
+            n -= (ssize_t)k;
+            while (i < iovcnt && !iov[i].iov_len)
+                i++;
+        }
+    }
     s->counters.bytes += got;
     *got_out = got;
     return rc;

@@ -10,6 +10,7 @@
 
 #include <endian.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -629,13 +630,14 @@ int xtk_stream_read_domain_header(struct xtk_stream *s,
     return 0;
 }
 
-/* Reads `len` bytes of a record's body into s->body, growing it only as
- * the data arrives. */
-static int read_body(struct xtk_stream *s, uint32_t len, const char *name,
-                     uint64_t at)
+/* Reads `len` bytes of a record's body into s->body from `off` on,
+ * growing it only as the data arrives. */
+static int read_body_at(struct xtk_stream *s, uint32_t off, uint32_t len,
+                        const char *name, uint64_t at)
 {
-    size_t got = 0;
+    size_t got = off;
 
+    len += off;
     while (got < len) {
         size_t step = len - got < READ_STEP ? len - got : READ_STEP, n;
         int rc;
@@ -667,6 +669,75 @@ static int read_body(struct xtk_stream *s, uint32_t len, const char *name,
                                     (unsigned long long)xtk__stream_offset(s),
                                     got, len, name, (unsigned long long)at);
     }
+    return 0;
+}
+
+static int read_body(struct xtk_stream *s, uint32_t len, const char *name,
+                     uint64_t at)
+{
+    return read_body_at(s, 0, len, name, at);
+}
+
+void xtk__stream_set_placer(struct xtk_stream *s, xtk__stream_place_fn *place,
+                            void *arg)
+{
+    s->place = place;
+    s->place_arg = arg;
+}
+
+int xtk__stream_placed(const struct xtk_stream *s)
+{
+    return s->placed;
+}
+
+/*
+ * A PAGE_DATA body whose pages may go where the placer says: the header
+ * and the pfn entries into s->body, checked as the reader checks them;
+ * then, if the placer takes the record, the pages straight into its
+ * memory (one readv for many pages: no copy through the body buffer);
+ * else the rest into s->body as usual.  0, or -1 (sticky error; v says
+ * why for a refusal of the entries, which the caller reports).
+ */
+static int read_page_data_body(struct xtk_stream *s, uint32_t length,
+                               const char *name, uint64_t at, struct verdict *v,
+                               int *refused)
+{
+    struct iovec iov[IOV_MAX];
+    struct xtk_stream_page_data pd;
+    int n = IOV_MAX;
+    uint32_t count, hlen;
+    size_t got;
+    int rc;
+
+    *refused = 0;
+    if (length < 16)
+        return read_body(s, length, name, at);
+    if (read_body_at(s, 0, 8, name, at) < 0)
+        return -1;
+    count = get32(s->body);
+    if ((uint64_t)count * 8 + 8 > length)
+        return read_body_at(s, 8, length - 8, name, at);
+    hlen = 8 + count * 8;
+    if (read_body_at(s, 8, hlen - 8, name, at) < 0)
+        return -1;
+    if (parse_page_data(s->body, length, &pd, v) < 0) {
+        *refused = 1;
+        return 0;
+    }
+    if (!pd.npages || !s->place(s->place_arg, &pd, iov, &n))
+        return read_body_at(s, hlen, length - hlen, name, at);
+    rc = xtk__stream_readv_some(s, iov, n, &got);
+    if (rc < 0)
+        return -1;
+    if (rc > 0)
+        return xtk__stream_fail(s, EBADMSG,
+                                "stream truncated at offset %llu: %zu of "
+                                "the %u body bytes of the %s record at "
+                                "offset %llu",
+                                (unsigned long long)xtk__stream_offset(s),
+                                hlen + got, length, name,
+                                (unsigned long long)at);
+    s->placed = 1;
     return 0;
 }
 
@@ -721,8 +792,18 @@ int xtk_stream_read_record(struct xtk_stream *s, struct xtk_stream_record *rec)
     if (check_record(&s->rs, s->record_limit, type, length, head, &v) < 0 &&
         v.err != EBADMSG)
         goto refused;
-    if (read_body(s, length, name, at) < 0)
+    s->placed = 0;
+    if (type == XTK_REC_PAGE_DATA && s->place && !s->crc_on &&
+        s->top->ops->readv) {
+        int refused;
+
+        if (read_page_data_body(s, length, name, at, &v, &refused) < 0)
+            return -1;
+        if (refused)
+            goto refused;
+    } else if (read_body(s, length, name, at) < 0) {
         return -1;
+    }
     if (padded(length) != length) {
         uint32_t n = padded(length) - length;
         if (xtk__stream_read_exact(s, pad, n, "record padding", 0) < 0)
@@ -735,8 +816,11 @@ int xtk_stream_read_record(struct xtk_stream *s, struct xtk_stream_record *rec)
                                         (unsigned long long)s->counters.records,
                                         name, (unsigned long long)at);
     }
-    if (length)
-        memcpy(head, s->body, length < 24 ? length : 24);
+    if (length) {
+        /* A placed PAGE_DATA's body holds its header and entries only. */
+        size_t have = s->placed ? 8 + 8 * (size_t)get32(s->body) : length;
+        memcpy(head, s->body, have < 24 ? have : 24);
+    }
     if (check_record(&s->rs, s->record_limit, type, length, head, &v) < 0)
         goto refused;
     if (type == XTK_REC_PAGE_DATA) {

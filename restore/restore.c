@@ -43,6 +43,7 @@
 
 #include "backend.h"
 #include "sr-format.h"
+#include "stream-internal.h"
 
 #define XTK_LOG_CONTEXT "restore"
 
@@ -124,6 +125,49 @@ static void epoch_free(struct epoch *e)
     memset(e, 0, sizeof(*e));
 }
 
+/*
+ * The stream's placer (stream-internal.h): a record of a plain stream whose
+ * frames with data were all written before (a later round resending them:
+ * the hot set of a migration's final round) is read straight into the
+ * guest's memory, one copy from the socket instead of two (into the body
+ * buffer, then into the memory file).  Frames never written go the usual
+ * way: a first write through the mapping would fault a new page in, which
+ * costs more here than the second copy.  Whatever does not fit the guest
+ * is declined, and the usual path refuses it.
+ */
+static int place_pages(void *arg, const struct xtk_stream_page_data *pd,
+                       struct iovec *iov, int *iovcnt)
+{
+    struct xtk_restore *rs = arg;
+    int n = 0;
+
+    if (rs->checkpointed || !rs->ram)
+        return 0;
+    for (uint32_t i = 0; i < pd->count; i++) {
+        uint64_t pfn = xtk_pfn_entry_pfn(pd->pfns[i]);
+        unsigned int t = xtk_pfn_entry_type(pd->pfns[i]);
+        uint8_t *at;
+
+        if (pfn >= rs->cfg.nr_pages ||
+            (t != XTK_PAGE_NOTAB && t != XTK_PAGE_XALLOC && t != XTK_PAGE_XTAB))
+            return 0;
+        if (t != XTK_PAGE_NOTAB)
+            continue;
+        if (!(rs->written[pfn / 64] & (1ull << (pfn % 64))))
+            return 0;
+        at = rs->ram + (pfn << XTK__PAGE_SHIFT);
+        if (n && (uint8_t *)iov[n - 1].iov_base + iov[n - 1].iov_len == at) {
+            iov[n - 1].iov_len += XTK__PAGE_SIZE;
+            continue;
+        }
+        if (n == *iovcnt)
+            return 0;
+        iov[n++] = (struct iovec){at, XTK__PAGE_SIZE};
+    }
+    *iovcnt = n;
+    return 1;
+}
+
 /* ---- the domain ------------------------------------------------------ */
 
 static int create_domain(struct xtk_restore *rs)
@@ -165,6 +209,7 @@ static int create_domain(struct xtk_restore *rs)
     rs->written = calloc((rs->cfg.nr_pages + 63) / 64, 8);
     if (!rs->ram || !rs->written)
         return -1;
+    xtk__stream_set_placer(rs->in, place_pages, rs);
     return 0;
 }
 
@@ -215,9 +260,10 @@ static int put_frames(struct xtk_restore *rs, uint64_t pfn, unsigned int count,
 }
 
 /* Applies a checked PAGE_DATA record: runs of consecutive frames with data
- * go in one write each; zero frames are zeroed if written before. */
+ * go in one write each (unless placed: the stream put them in memory
+ * already); zero frames are zeroed if written before. */
 static int apply_pages(struct xtk_restore *rs,
-                       const struct xtk_stream_page_data *pd)
+                       const struct xtk_stream_page_data *pd, int placed)
 {
     const uint8_t *data = pd->pages;
     uint32_t i = 0;
@@ -240,6 +286,10 @@ static int apply_pages(struct xtk_restore *rs,
                xtk_pfn_entry_type(pd->pfns[i + n]) == XTK_PAGE_NOTAB &&
                xtk_pfn_entry_pfn(pd->pfns[i + n]) == pfn + n)
             n++;
+        if (placed) {
+            i += n;
+            continue;
+        }
         if (put_frames(rs, pfn, n, data) < 0) {
             XTK_PERROR(rs->ctx, "cannot write the guest's memory");
             return -1;
@@ -299,7 +349,9 @@ static int on_page_data(struct xtk_restore *rs,
     xtk_stats_count(rs->st, "pages with data", pd.npages);
     if (rs->checkpointed)
         return buffer_body(rs, rec->length);
-    if (apply_pages(rs, &pd) < 0)
+    if (xtk__stream_placed(rs->in))
+        xtk_stats_count(rs->st, "pages placed", pd.npages);
+    if (apply_pages(rs, &pd, xtk__stream_placed(rs->in)) < 0)
         return -1;
     now = xtk_now_ns();
     if (now - rs->last_progress > PROGRESS_NS) {
@@ -429,7 +481,7 @@ static int commit_epoch(struct xtk_restore *rs, const char *what)
 
         /* Checked when it arrived. */
         xtk_stream_page_data_parse(e->bodies[i], e->lens[i], &pd);
-        if (apply_pages(rs, &pd) < 0)
+        if (apply_pages(rs, &pd, 0) < 0)
             return -1;
     }
     free(rs->state);

@@ -110,6 +110,8 @@ wait "${bg_pids[-1]}" || fail "xtk-restore failed"
 [ "$(domains)" = 0 ] || fail "the source is still there"
 XTK_RUNDIR=$work/run-dst check "$(cat dst.id)"
 XTK_RUNDIR=$work/run-dst console_has keep "resumed in domain"
+# Pages resent to frames already written went straight into memory.
+grep -Eq "pages placed +[1-9]" dst.log || fail "no page was placed: $(grep -i placed dst.log)"
 # The final round had the wide receive buffer (Linux reports it doubled).
 grep -Eq "receive buffer widened to 8388608 bytes" dst.log ||
   fail "the receive buffer was not widened: $(grep -i buffer dst.log)"
