@@ -4,9 +4,11 @@
  * fuzz-stream-reader: the input is a plain stream; fuzz-stream-zlib: the
  * input goes through the zlib layer first (built with FUZZ_ZLIB).  The
  * first byte picks reader options (checksums required, a small record
- * limit), the rest is the stream.  Every record is read to the end and
- * PAGE_DATA views are walked, so that anything the reader hands back is
- * touched.  A crash, a hang, a leak or unbounded memory is a bug.
+ * limit, a placer that takes PAGE_DATA contents into memory of its own as
+ * the restore does), the rest is the stream.  Every record is read to the
+ * end and PAGE_DATA views (or the placed pages) are walked, so that
+ * anything the reader hands back is touched.  A crash, a hang, a leak or
+ * unbounded memory is a bug.
  */
 #include "config.h"
 
@@ -18,10 +20,38 @@
 
 #include <xtk/xtk.h>
 
+#include "stream-internal.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 extern volatile uint64_t xtk_fuzz_sink;
 
 static struct xtk_ctx *ctx;
+
+/* The placer's memory: 64 pages, in pieces of at most 8 pages. */
+static uint8_t area[64 * XTK_PAGE_SIZE];
+static size_t placed_bytes;
+
+static int place(void *arg, const struct xtk_stream_page_data *pd,
+                 struct iovec *iov, int *iovcnt)
+{
+    size_t len = (size_t)pd->npages * XTK_PAGE_SIZE, off = 0;
+    int n = 0;
+
+    (void)arg;
+    if (len > sizeof(area))
+        return 0;
+    while (off < len && n < *iovcnt) {
+        size_t k =
+            len - off < 8 * XTK_PAGE_SIZE ? len - off : 8 * XTK_PAGE_SIZE;
+        iov[n++] = (struct iovec){area + off, k};
+        off += k;
+    }
+    if (off < len)
+        return 0;
+    *iovcnt = n;
+    placed_bytes = len;
+    return 1;
+}
 
 /* Reads the whole stream the way a restore would; returns the sum of
  * everything it saw, so nothing is optimised away. */
@@ -42,13 +72,15 @@ static uint64_t consume(struct xtk_stream *s)
         if (xtk_stream_read_record(s, &rec) < 0)
             return sum;
         sum += rec.type + rec.length;
-        if (rec.length)
+        if (rec.length && !xtk__stream_placed(s)) /* else: header only */
             sum += ((const uint8_t *)rec.body)[rec.length - 1];
         if (rec.type == XTK_REC_PAGE_DATA &&
             xtk_stream_page_data_parse(rec.body, rec.length, &pd) == 0) {
             for (uint32_t i = 0; i < pd.count; i++)
                 sum += xtk_pfn_entry_pfn(pd.pfns[i]);
-            if (pd.npages)
+            if (xtk__stream_placed(s))
+                sum += area[placed_bytes - 1];
+            else if (pd.npages)
                 sum += pd.pages[(size_t)pd.npages * XTK_PAGE_SIZE - 1];
         }
         if (rec.type == XTK_REC_END)
@@ -91,6 +123,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     if (opts & 2)
         xtk_stream_set_record_limit(s, 4096 + 64);
+    if (opts & 4)
+        xtk__stream_set_placer(s, place, NULL);
 #ifdef FUZZ_ZLIB
     if (xtk_stream_push_zlib(s, -1) < 0) {
         xtk_stream_close(s);
