@@ -460,10 +460,10 @@ static int on_context(struct xtk_restore *rs,
         /* A plain stream's state is loaded as it arrives (the source sends
          * it before the last pages, which wait in the socket meanwhile):
          * at END only the resume is left. */
-        widen_rcvbuf(rs);
         if (load_state(rs, body, 1) < 0)
             return -1;
         rs->loaded = 1;
+        widen_rcvbuf(rs); /* after the hand-off: not in its way */
     }
     return 0;
 }
