@@ -137,37 +137,6 @@ fail:
         (unsigned long long)s->counters.raw_bytes, strerror(errno));
 }
 
-static ssize_t fd_read(struct xtk__layer *l, void *buf, size_t len)
-{
-    struct fd_layer *f = (struct fd_layer *)l;
-    struct xtk_stream *s = l->s;
-
-    if (len > SSIZE_MAX)
-        len = SSIZE_MAX;
-    for (;;) {
-        ssize_t n;
-
-        if (s->timeout_ms && xtk__stream_wait(s, f->fd, POLLIN) < 0)
-            break;
-        n = f->socket ? recv(f->fd, buf, len, 0) : read(f->fd, buf, len);
-        if (n >= 0) {
-            s->counters.raw_bytes += (uint64_t)n;
-            return n;
-        }
-        if (errno == EINTR)
-            continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            if (xtk__stream_wait(s, f->fd, POLLIN) < 0)
-                break;
-            continue;
-        }
-        break;
-    }
-    return xtk__stream_fail(
-        s, errno, "read from fd %d failed after %llu bytes: %s", f->fd,
-        (unsigned long long)s->counters.raw_bytes, strerror(errno));
-}
-
 static ssize_t fd_readv(struct xtk__layer *l, const struct iovec *iov,
                         int iovcnt)
 {
@@ -196,6 +165,13 @@ static ssize_t fd_readv(struct xtk__layer *l, const struct iovec *iov,
     return xtk__stream_fail(
         s, errno, "read from fd %d failed after %llu bytes: %s", f->fd,
         (unsigned long long)s->counters.raw_bytes, strerror(errno));
+}
+
+static ssize_t fd_read(struct xtk__layer *l, void *buf, size_t len)
+{
+    struct iovec iov = {buf, len > SSIZE_MAX ? SSIZE_MAX : len};
+
+    return fd_readv(l, &iov, 1);
 }
 
 static int fd_destroy(struct xtk__layer *l)

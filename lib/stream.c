@@ -630,6 +630,17 @@ int xtk_stream_read_domain_header(struct xtk_stream *s,
     return 0;
 }
 
+/* The body of the record at `at` ended after `got` of its `len` bytes. */
+static int truncated_body(struct xtk_stream *s, size_t got, uint32_t len,
+                          const char *name, uint64_t at)
+{
+    return xtk__stream_fail(s, EBADMSG,
+                            "stream truncated at offset %llu: %zu of the %u "
+                            "body bytes of the %s record at offset %llu",
+                            (unsigned long long)xtk__stream_offset(s), got, len,
+                            name, (unsigned long long)at);
+}
+
 /* Reads `len` bytes of a record's body into s->body from `off` on,
  * growing it only as the data arrives. */
 static int read_body_at(struct xtk_stream *s, uint32_t off, uint32_t len,
@@ -662,12 +673,7 @@ static int read_body_at(struct xtk_stream *s, uint32_t off, uint32_t len,
             return -1;
         got += n;
         if (rc > 0)
-            return xtk__stream_fail(s, EBADMSG,
-                                    "stream truncated at offset %llu: %zu of "
-                                    "the %u body bytes of the %s record at "
-                                    "offset %llu",
-                                    (unsigned long long)xtk__stream_offset(s),
-                                    got, len, name, (unsigned long long)at);
+            return truncated_body(s, got, len, name, at);
     }
     return 0;
 }
@@ -730,13 +736,7 @@ static int read_page_data_body(struct xtk_stream *s, uint32_t length,
     if (rc < 0)
         return -1;
     if (rc > 0)
-        return xtk__stream_fail(s, EBADMSG,
-                                "stream truncated at offset %llu: %zu of "
-                                "the %u body bytes of the %s record at "
-                                "offset %llu",
-                                (unsigned long long)xtk__stream_offset(s),
-                                hlen + got, length, name,
-                                (unsigned long long)at);
+        return truncated_body(s, hlen + got, length, name, at);
     s->placed = 1;
     return 0;
 }
