@@ -133,12 +133,14 @@ static void epoch_free(struct epoch *e)
  * buffer, then into the memory file).  Frames never written go the usual
  * way: a first write through the mapping would fault a new page in, which
  * costs more here than the second copy.  Whatever does not fit the guest
- * is declined, and the usual path refuses it.
+ * is declined, and the usual path refuses it; so is a record whose
+ * frames are not in increasing order.
  */
 static int place_pages(void *arg, const struct xtk_stream_page_data *pd,
                        struct iovec *iov, int *iovcnt)
 {
     struct xtk_restore *rs = arg;
+    uint64_t prev = 0;
     int n = 0;
 
     if (rs->checkpointed || !rs->ram)
@@ -148,9 +150,13 @@ static int place_pages(void *arg, const struct xtk_stream_page_data *pd,
         unsigned int t = xtk_pfn_entry_type(pd->pfns[i]);
         uint8_t *at;
 
-        if (pfn >= rs->cfg.nr_pages ||
+        /* Frames in increasing order (as xtk's save sends them), so none
+         * comes twice: zero frames are applied after the placed pages,
+         * which then cannot undo one of them. */
+        if (pfn >= rs->cfg.nr_pages || (i && pfn <= prev) ||
             (t != XTK_PAGE_NOTAB && t != XTK_PAGE_XALLOC && t != XTK_PAGE_XTAB))
             return 0;
+        prev = pfn;
         if (t != XTK_PAGE_NOTAB)
             continue;
         if (!(rs->written[pfn / 64] & (1ull << (pfn % 64))))
