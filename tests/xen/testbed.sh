@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # xsd-lite as the store of a real Xen: Debian's Xen 4.17 and a Debian dom0
 # booted under QEMU (TCG), the way the project's Xen testbed notes
-# (shared/reference/xen-testbed.md) describe.  In dom0 (tests/xen/dom0-init.sh) xsd-lite from this build
-# replaces xenstored; xen-init-dom0, xenconsoled and xl then run against
-# it, a PV guest (Debian's cloud kernel, tests/xen/domu-init.sh) talks to
-# it over its ring, is saved, restored and shut down, and Xen's
-# test-xenstore runs.  Each check prints XTK-OK or XTK-FAIL on dom0's
-# console; this script passes only if every check it knows said OK.
+# (shared/reference/xen-testbed.md) describe.  In dom0
+# (tests/xen/dom0-init.sh) xsd-lite from this build replaces xenstored;
+# xen-init-dom0, xenconsoled and xl then run against it, a PV guest
+# (Debian's cloud kernel, tests/xen/domu-init.sh) talks to it over its
+# ring, is saved, restored and shut down, and Xen's test-xenstore runs.
+# Each check prints XTK-OK or XTK-FAIL on dom0's console; this script
+# passes only if every check it knows said OK.
 #
 # Downloads (apt-get download, once) and the initramfs that does not
 # depend on the build are kept in $XTK_XEN_CACHE (default
