@@ -231,12 +231,18 @@ int xsd_domain_introduce(struct xsd_req *r, uint32_t domid, uint64_t gfn,
 }
 
 /*
- * Drops domid's ring connection and fires @releaseDomain.  dead (KVM: its
- * introducer is gone) also removes /local/domain/<domid>.  Its nodes go to
+ * Drops domid's ring connection and fires @releaseDomain.  LOST (KVM: its
+ * introducer is gone) also removes /local/domain/<domid>; a Xen domain's
+ * home is the toolstack's to remove, as with xenstored.  Its nodes go to
  * dom0.  Returns 0, or ENOENT when the domain was not introduced.
  */
-int xsd_domain_release(struct xsd *x, uint32_t domid, bool dead)
+int xsd_domain_release(struct xsd *x, uint32_t domid, enum xsd_dom_end how)
 {
+    static const char *const what[] = {
+        [XSD_DOM_RELEASED] = "released",
+        [XSD_DOM_DIED] = "died",
+        [XSD_DOM_LOST] = "lost (its introducer went away)",
+    };
     struct xsd_dom *d = xsd_domain_find(x, domid);
     struct xsd_conn *c;
     struct xsd_node *home;
@@ -247,11 +253,12 @@ int xsd_domain_release(struct xsd *x, uint32_t domid, bool dead)
     c = d->conn;
     d->conn = NULL;
     d->introducer = NULL;
-    XTK_INFO(x->ctx, "domain %u %s", domid, dead ? "died" : "released");
+    XTK_INFO(x->ctx, "domain %u %s", domid, what[how]);
     /* Its own watches must not hear about its removal. */
     xsd_watch_del_all(c);
-    xsd_conn_kill(c, dead ? "domain died" : "domain released");
-    if (dead) {
+    xsd_conn_kill(c,
+                  how == XSD_DOM_RELEASED ? "domain released" : "domain died");
+    if (how == XSD_DOM_LOST) {
         snprintf(path, sizeof(path), "/local/domain/%u", domid);
         home = xsd_find(x, path, strlen(path));
         if (home)
@@ -273,7 +280,7 @@ void xsd_domain_introducer_gone(struct xsd_conn *c)
         for (uint32_t i = 0; i < x->ndbuckets && !again; i++) {
             for (struct xsd_dom *d = x->dbuckets[i]; d; d = d->hnext) {
                 if (d->introducer == c && d->conn) {
-                    xsd_domain_release(x, d->domid, true);
+                    xsd_domain_release(x, d->domid, XSD_DOM_LOST);
                     again = true;
                     break;
                 }

@@ -676,7 +676,7 @@ static int do_release(struct xsd_req *r)
         return err;
     if (domid == 0)
         return EINVAL;
-    err = xsd_domain_release(r->c->x, domid, false);
+    err = xsd_domain_release(r->c->x, domid, XSD_DOM_RELEASED);
     return err ? err : ack(r);
 }
 

@@ -5,7 +5,14 @@
  * hypervisor (/dev/xen/gntdev, /dev/xen/evtchn) to do anything, and
  * without one an INTRODUCE fails with ENOSYS.
  *
- * Domain death is not watched (VIRQ_DOM_EXC): the toolstack RELEASEs.
+ * Domain death is watched as xenstored does: Xen raises VIRQ_DOM_EXC in
+ * dom0 when a domain shuts down, crashes or starts dying, and xsd-lite
+ * then asks the hypervisor (xc_domain_getinfolist) about every Xen domain
+ * it serves.  A domain newly shut down (or crashed) fires @releaseDomain
+ * once, so that the toolstack (xl's domain-death watch, libxl's suspend)
+ * looks; a dying or vanished one is released: its page unmapped (else
+ * Xen cannot finish destroying it), its channel unbound, @releaseDomain
+ * fired.  Its /local/domain/<domid> is the toolstack's to remove.
  */
 #include "config.h"
 
@@ -14,6 +21,7 @@
 #include <sys/mman.h>
 
 #include <event2/event.h>
+#include <xenctrl.h>
 #include <xenevtchn.h>
 #include <xengnttab.h>
 #include <xen/grant_table.h>
@@ -25,7 +33,10 @@
 struct xen_state {
     xenevtchn_handle *xce;
     xengnttab_handle *xgt;
+    xc_interface *xch; /* NULL: deaths are not noticed */
     struct event *ev;
+    evtchn_port_t virq; /* VIRQ_DOM_EXC's port, when have_virq */
+    bool have_virq;
 };
 
 struct xen_ring {
@@ -55,7 +66,73 @@ static const struct xsd_ring_ops xen_ring_ops = {
     .destroy = xen_destroy,
 };
 
-/* An event channel fired: find its ring and serve it. */
+enum dom_state { DOM_RUNNING, DOM_SHUTDOWN, DOM_DEAD, DOM_UNKNOWN };
+
+/* What the hypervisor says of domid: dying and vanished are both DEAD. */
+static enum dom_state dom_state(struct xen_state *xs, uint32_t domid)
+{
+    xc_domaininfo_t info;
+    int n = xc_domain_getinfolist(xs->xch, domid, 1, &info);
+
+    if (n < 0)
+        return DOM_UNKNOWN;
+    if (n == 0 || info.domain != domid || (info.flags & XEN_DOMINF_dying))
+        return DOM_DEAD;
+    /* XEN_DOMINF_shutdown covers a crash too (its reason says which). */
+    return info.flags & XEN_DOMINF_shutdown ? DOM_SHUTDOWN : DOM_RUNNING;
+}
+
+static bool is_xen(const struct xsd_dom *d)
+{
+    return d->conn && d->conn->ring && d->conn->ring->ops == &xen_ring_ops;
+}
+
+/*
+ * VIRQ_DOM_EXC: xenstored's check_domains().  A release may free domain
+ * entries, so the walk starts over after each.  A shutdown fires
+ * @releaseDomain once per domain (RESUME re-arms it); a release fires its
+ * own.
+ */
+static void check_domains(struct xsd *x)
+{
+    struct xen_state *xs = x->xen;
+    bool again = true, notify = false;
+
+    while (again) {
+        again = false;
+        for (uint32_t i = 0; i < x->ndbuckets && !again; i++) {
+            for (struct xsd_dom *d = x->dbuckets[i]; d; d = d->hnext) {
+                if (!is_xen(d))
+                    continue;
+                switch (dom_state(xs, d->domid)) {
+                case DOM_DEAD:
+                    xsd_domain_release(x, d->domid, XSD_DOM_DIED);
+                    notify = false;
+                    again = true;
+                    break;
+                case DOM_SHUTDOWN:
+                    if (!d->shutdown) {
+                        XTK_INFO(x->ctx, "domain %u shut down", d->domid);
+                        d->shutdown = true;
+                        notify = true;
+                    }
+                    continue;
+                case DOM_UNKNOWN:
+                    XTK_WARN(x->ctx, "domain %u: asking Xen about it: %s",
+                             d->domid, strerror(errno));
+                    continue;
+                case DOM_RUNNING:
+                    continue;
+                }
+                break;
+            }
+        }
+    }
+    if (notify)
+        xsd_fire_special(x, "@releaseDomain");
+}
+
+/* An event channel fired: a domain's exception, or a ring to serve. */
 static void evtchn_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct xsd *x = arg;
@@ -65,6 +142,11 @@ static void evtchn_cb(evutil_socket_t fd, short what, void *arg)
     if (port < 0)
         return;
     xenevtchn_unmask(xs->xce, (evtchn_port_t)port);
+    if (xs->have_virq && (evtchn_port_t)port == xs->virq) {
+        check_domains(x);
+        xsd_after_io(x);
+        return;
+    }
     for (struct xsd_conn *c = x->conns; c; c = c->next) {
         if (c->ring && c->ring->ops == &xen_ring_ops &&
             ((struct xen_ring *)c->ring)->local == (evtchn_port_t)port) {
@@ -73,6 +155,37 @@ static void evtchn_cb(evutil_socket_t fd, short what, void *arg)
         }
     }
     xsd_after_io(x);
+}
+
+/*
+ * Binds VIRQ_DOM_EXC (only one binder per domain: EEXIST while another
+ * store daemon runs) and opens libxenctrl.  Without either, domains still
+ * work, but only a RELEASE ends them.
+ */
+static void xen_watch_deaths(struct xsd *x, struct xen_state *xs)
+{
+    xenevtchn_port_or_error_t virq;
+
+    xs->xch = xc_interface_open(NULL, NULL, 0);
+    if (!xs->xch) {
+        XTK_WARN(x->ctx,
+                 "libxenctrl: %s; domain deaths will not be noticed (the "
+                 "toolstack must RELEASE)",
+                 strerror(errno));
+        return;
+    }
+    virq = xenevtchn_bind_virq(xs->xce, VIRQ_DOM_EXC);
+    if (virq < 0) {
+        XTK_WARN(x->ctx,
+                 "binding VIRQ_DOM_EXC: %s; domain deaths will not be "
+                 "noticed (the toolstack must RELEASE)",
+                 strerror(errno));
+        xc_interface_close(xs->xch);
+        xs->xch = NULL;
+        return;
+    }
+    xs->virq = (evtchn_port_t)virq;
+    xs->have_virq = true;
 }
 
 static struct xen_state *xen_open(struct xsd *x)
@@ -91,6 +204,7 @@ static struct xen_state *xen_open(struct xsd *x)
         if (!xs->ev || event_add(xs->ev, NULL))
             goto err;
     }
+    xen_watch_deaths(x, xs);
     return xs;
 
 err:
@@ -155,8 +269,10 @@ void xsd_xen_fini(struct xsd *x)
         return;
     if (xs->ev)
         event_free(xs->ev);
+    if (xs->xch)
+        xc_interface_close(xs->xch);
     xengnttab_close(xs->xgt);
-    xenevtchn_close(xs->xce);
+    xenevtchn_close(xs->xce); /* unbinds VIRQ_DOM_EXC too */
     free(xs);
     x->xen = NULL;
 }

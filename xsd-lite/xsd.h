@@ -443,7 +443,13 @@ int xsd_txn_children(struct xsd_req *r, const char *path, size_t plen,
 /* INTRODUCE: fds (taken over, -1 terminated count n) are the KVM form. */
 int xsd_domain_introduce(struct xsd_req *r, uint32_t domid, uint64_t gfn,
                          uint32_t port, int *fds, int nfds);
-int xsd_domain_release(struct xsd *x, uint32_t domid, bool dead);
+/* How an introduced domain's connection ends. */
+enum xsd_dom_end {
+    XSD_DOM_RELEASED, /* RELEASE */
+    XSD_DOM_DIED,     /* Xen: dying or gone; the toolstack cleans up */
+    XSD_DOM_LOST,     /* KVM: its introducer went away; its home goes too */
+};
+int xsd_domain_release(struct xsd *x, uint32_t domid, enum xsd_dom_end how);
 /* The introducer of KVM domains went away: they are dead. */
 void xsd_domain_introducer_gone(struct xsd_conn *c);
 struct xsd_dom *xsd_domain_find(struct xsd *x, uint32_t domid);

@@ -1,0 +1,222 @@
+#!/bin/sh
+# dom0's /init in tests/xen/testbed.sh: xsd-lite is the store of a real Xen.
+#
+# It starts xsd-lite (there is no xenstored in this initramfs), Xen's
+# xen-init-dom0 and xenconsoled, then checks, each result one line on the
+# console between XTK-BEGIN and XTK-END:
+#   XTK-OK <check> <detail>   or   XTK-FAIL <check> <why>
+# The host script wants every check it knows to say OK.  Nothing here may
+# exit: this is PID 1, and the last thing it does is power the machine off.
+PATH=/usr/sbin:/usr/bin:/sbin:/bin:/usr/lib/xen-4.17/bin
+export PATH
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mkdir -p /dev/pts /run
+mount -t devpts devpts /dev/pts
+mount -t tmpfs tmpfs /run
+exec </dev/console >/dev/console 2>&1
+echo "XTK-INIT dom0 up at $(cut -d' ' -f1 /proc/uptime) s"
+
+failed=0
+ok() { echo "XTK-OK $*"; }
+bad() {
+  echo "XTK-FAIL $*"
+  failed=1
+}
+now() { cut -d' ' -f1 /proc/uptime; }
+# since T: seconds from uptime T to now, two decimals.
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
+# waitfor SECONDS COMMAND...: polls COMMAND every 0.2 s until it succeeds.
+waitfor() {
+  n=$(($1 * 5))
+  shift
+  until "$@" >/dev/null 2>&1; do
+    n=$((n - 1))
+    [ "$n" -gt 0 ] || return 1
+    sleep 0.2
+  done
+}
+# The guest's console (xenconsoled --log=guest): its last counter.
+counter() {
+  grep -o 'xtk-domu: counter [0-9]*' /var/log/xen/console/guest-g1.log \
+    2>/dev/null | tail -n 1 | cut -d' ' -f3
+}
+counter_above() { [ "$(counter)" -gt "$1" ] 2>/dev/null; }
+value_is() { [ "$(xenstore-read "$1" 2>/dev/null)" = "$2" ]; }
+# guest_watches DOMID: the watches DOMID's ring connection holds.
+guest_watches() {
+  xenstore-control connections 2>/dev/null |
+    awk -v d="$1" '$2 == "ring" && $3 == d { print $5 }'
+}
+# introduced DOMID: xsd-lite serves DOMID's ring, a Xen one.
+introduced() { xenstore-control domains 2>/dev/null | grep -q "^$1 xen "; }
+# gone DOMID: Xen has no such domain (not even a dying one), the store
+# has no /local/domain/DOMID and xsd-lite no ring for it.
+gone() {
+  ! xl list "$1" >/dev/null 2>&1 &&
+    ! xenstore-exists "/local/domain/$1" 2>/dev/null &&
+    ! introduced "$1"
+}
+# watch_start NAME PATH: a watcher that waits for one event after the
+# initial one; watch_fired NAME: it saw that event.
+watch_start() {
+  xenstore-watch -n 2 "$2" >"/run/watch-$1" 2>&1 &
+  eval "watch_pid_$1=$!"
+  waitfor 10 grep -q . "/run/watch-$1"
+}
+watch_fired() {
+  eval "p=\$watch_pid_$1"
+  waitfor 20 sh -c "! kill -0 $p" && [ "$(grep -c . "/run/watch-$1")" -ge 2 ]
+}
+
+for m in xen-evtchn xen-privcmd xenfs xen-gntdev xen-gntalloc; do
+  insmod "/lib/modules/xen/$m.ko" || echo "XTK-NOTE insmod $m failed"
+done
+mount -t xenfs xenfs /proc/xen
+mkdir -p /run/xenstored /run/xen /run/lock /var/lib/xen /var/log/xen/console
+echo "XTK-BEGIN"
+
+# ---- the store: xsd-lite, a daemon that returns once it serves ----------
+if xsd-lite -s /run/xenstored/socket -F /run/xsd-lite.pid -L /run/xsd-lite.log; then
+  ok xsd-lite "serving /run/xenstored/socket, pid $(cat /run/xsd-lite.pid)"
+else
+  bad xsd-lite "did not start"
+fi
+if xen-init-dom0 >/run/xen-init-dom0.log 2>&1; then
+  ok xen-init-dom0 "name $(xenstore-read /local/domain/0/name 2>&1)"
+else
+  bad xen-init-dom0 "exit $?: $(tail -n 3 /run/xen-init-dom0.log)"
+fi
+if xenconsoled --log=guest --pid-file=/run/xenconsoled.pid; then
+  ok xenconsoled started
+else
+  bad xenconsoled "did not start"
+fi
+
+# ---- Xen's own test program, through libxenstore -------------------------
+t=$(now)
+if test-xenstore -i 20 >/run/test-xenstore.log 2>&1; then
+  ok test-xenstore "-i 20 passed in $(since "$t") s"
+else
+  bad test-xenstore "exit $?: $(tail -n 5 /run/test-xenstore.log)"
+fi
+
+# ---- a PV guest: its kernel talks to xsd-lite over its ring -------------
+cat >/etc/xen/g1.cfg <<'EOF'
+name = "g1"
+type = "pv"
+kernel = "/var/lib/xtk/vmlinuz-domu"
+ramdisk = "/var/lib/xtk/domu.cpio"
+extra = "console=hvc0 rdinit=/init"
+memory = 128
+vcpus = 1
+on_poweroff = "destroy"
+EOF
+watch_start intro @introduceDomain
+t=$(now)
+domid=
+if xl create /etc/xen/g1.cfg >/run/xl-create.log 2>&1; then
+  domid=$(xl domid g1 2>/dev/null)
+  ok xl-create "domain $domid in $(since "$t") s"
+else
+  bad xl-create "exit $?: $(tail -n 5 /run/xl-create.log)"
+fi
+if [ -n "$domid" ] && watch_fired intro && introduced "$domid"; then
+  ok introduce "@introduceDomain fired; xsd-lite serves domain $domid's ring"
+else
+  bad introduce "no @introduceDomain, or domain '$domid' not introduced: $(xenstore-control domains 2>&1 | tr '\n' ';')"
+fi
+# Linux's xenbus (drivers/xen/manage.c) writes control/feature-poweroff=1
+# once it has registered its shutdown watch: only the guest writes the 1,
+# and only the guest's kernel puts watches on its ring connection.
+node=/local/domain/$domid/control/feature-poweroff
+if [ -n "$domid" ] && waitfor 90 value_is "$node" 1 &&
+  [ "$(guest_watches "$domid")" -ge 1 ] 2>/dev/null; then
+  perms=$(xenstore-ls -p "/local/domain/$domid/control" 2>/dev/null |
+    sed -n 's/^feature-poweroff = .*(\([^)]*\))$/\1/p')
+  ok guest-ring "$node = 1 (perms $perms) after $(since "$t") s; the guest's ring holds $(guest_watches "$domid") watch(es)"
+else
+  bad guest-ring "$node never became 1: $(xenstore-ls "/local/domain/$domid" 2>&1 | head -n 20 | tr '\n' ';')"
+fi
+if waitfor 30 counter_above 1; then
+  ok guest-console "the guest counts: $(counter)"
+else
+  bad guest-console "no counter on the guest's console"
+fi
+
+# ---- xl save / xl restore: the suspend goes through control/shutdown ----
+restored=
+if [ -n "$domid" ]; then
+  watch_start release @releaseDomain
+  t=$(now)
+  if xl save g1 /run/g1.save >/run/xl-save.log 2>&1; then
+    ok xl-save "domain $domid saved in $(since "$t") s ($(wc -c </run/g1.save) bytes)"
+  else
+    bad xl-save "exit $?: $(tail -n 5 /run/xl-save.log | tr '\n' ';')"
+  fi
+  before=$(counter)
+  if watch_fired release && waitfor 30 gone "$domid"; then
+    # The old domain is gone: its last counter on the console is final
+    # but for a line left unread in its console ring (saved with it), so
+    # a counter two past it is the restored guest's own.
+    before=$(counter)
+    ok save-release "@releaseDomain fired; domain $domid gone from Xen and the store"
+  else
+    bad save-release "domain $domid still there: $(xl list 2>&1 | tr '\n' ';') $(xenstore-control domains 2>&1 | tr '\n' ';')"
+  fi
+  if [ -s /run/g1.save ]; then
+    t=$(now)
+    if xl restore /run/g1.save >/run/xl-restore.log 2>&1; then
+      restored=$(xl domid g1 2>/dev/null)
+      ok xl-restore "domain $restored restored in $(since "$t") s"
+    else
+      bad xl-restore "exit $?: $(tail -n 5 /run/xl-restore.log | tr '\n' ';')"
+    fi
+    if [ -n "$restored" ] && introduced "$restored" &&
+      waitfor 60 counter_above "$((${before:-0} + 1))"; then
+      ok restore-runs "domain $restored introduced, counter $before -> $(counter)"
+    else
+      bad restore-runs "domain '$restored': counter $before -> $(counter)"
+    fi
+  fi
+fi
+
+# ---- xl shutdown: a watch fired at the guest, through its ring ----------
+victim=${restored:-$domid}
+if [ -n "$victim" ]; then
+  watch_start release2 @releaseDomain
+  t=$(now)
+  if xl shutdown g1 >/run/xl-shutdown.log 2>&1 && waitfor 60 gone "$victim"; then
+    ok shutdown "domain $victim saw control/shutdown, powered off and is gone in $(since "$t") s"
+  else
+    bad shutdown "domain $victim: $(xl list 2>&1 | tr '\n' ';') $(xenstore-control domains 2>&1 | tr '\n' ';')"
+  fi
+  if watch_fired release2; then
+    ok release "@releaseDomain fired for domain $victim; xsd-lite saw $(grep -c ' died$' /run/xsd-lite.log) domain death(s)"
+  else
+    bad release "no @releaseDomain for domain $victim"
+  fi
+fi
+
+if kill -0 "$(cat /run/xsd-lite.pid 2>/dev/null)" 2>/dev/null; then
+  ok xsd-lite-alive "still serving; $(xenstore-control stats 2>&1 | tr '\n' ' ')"
+else
+  bad xsd-lite-alive "xsd-lite died"
+fi
+
+grep -E ': (warning|error|critical): ' /run/xsd-lite.log | head -n 20 |
+  sed 's/^/XTK-NOTE xsd-lite: /'
+if [ "$failed" != 0 ]; then
+  for f in /run/xsd-lite.log /var/log/xen/console/guest-g1.log \
+    /var/log/xen/xl-g1.log /run/xl-create.log /run/xl-save.log \
+    /run/xl-restore.log; do
+    echo "XTK-LOG ---- $f"
+    tail -n 40 "$f" 2>&1 | sed 's/^/XTK-LOG /'
+  done
+  echo "XTK-LOG ---- dmesg"
+  dmesg | tail -n 30 | sed 's/^/XTK-LOG /'
+fi
+echo "XTK-END failed=$failed at $(now) s"
+sleep 1
+poweroff -f

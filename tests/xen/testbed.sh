@@ -1,0 +1,272 @@
+#!/usr/bin/env bash
+# xsd-lite as the store of a real Xen: Debian's Xen 4.17 and a Debian dom0
+# booted under QEMU (TCG), the way the project's Xen testbed notes
+# (shared/reference/xen-testbed.md) describe.  In dom0
+# (tests/xen/dom0-init.sh) xsd-lite from this build replaces xenstored;
+# xen-init-dom0, xenconsoled and xl then run against it, a PV guest
+# (Debian's cloud kernel, tests/xen/domu-init.sh) talks to it over its
+# ring, is saved, restored and shut down, and Xen's test-xenstore runs.
+# Each check prints XTK-OK or XTK-FAIL on dom0's console; this script
+# passes only if every check it knows said OK.
+#
+# Downloads (apt-get download, once) and the initramfs that does not
+# depend on the build are kept in $XTK_XEN_CACHE (default
+# $top_builddir/tests/xen/cache); a run only adds this build's xsd-lite
+# and dom0's /init on top.  One boot; QEMU gets $XTK_XEN_TIMEOUT seconds
+# (300), and a boot that dies before dom0's /init runs is tried once more.
+set -uo pipefail
+top_srcdir=${top_srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}
+top_builddir=${top_builddir:-$top_srcdir/build}
+here=$top_srcdir/tests/xen
+xsd=${XSD_LITE:-$top_builddir/xsd-lite/xsd-lite}
+xenbin=${XEN_BINDIR:-/usr/lib/xen-4.17/bin}
+cache=${XTK_XEN_CACHE:-$top_builddir/tests/xen/cache}
+timeout=${XTK_XEN_TIMEOUT:-300}
+start=$(date +%s)
+
+die() {
+  echo "FAIL: $*" >&2
+  exit 1
+}
+log() { echo "testbed: $*" >&2; }
+
+# Everything comes from Debian packages that scripts/deps.txt lists; a
+# missing one is a failure, not a skip (CI runs this on every machine).
+for p in qemu-system-x86_64 cpio apt-get apt-cache dpkg-deb ldd gzip; do
+  command -v "$p" >/dev/null || die "$p is missing (scripts/setup.sh installs it)"
+done
+for f in /bin/busybox "$xenbin/xl" "$xenbin/xen-init-dom0" \
+  "$xenbin/xenconsoled" "$xenbin/test-xenstore" "$xenbin/libxl-save-helper" \
+  "$xenbin/xenstore-control" /usr/bin/xenstore-read "$xsd"; do
+  [ -x "$f" ] || die "$f is missing (scripts/setup.sh: busybox-static, xen-utils-4.17, xenstore-utils; or build xsd-lite)"
+done
+ldd /bin/busybox >/dev/null 2>&1 && die "/bin/busybox is not static (Debian's busybox-static)"
+
+mkdir -p "$cache/debs" || die "cannot create $cache"
+run=$(mktemp -d /tmp/xtk-xen.XXXXXX) || die "mktemp"
+qpid=
+cleanup() {
+  [ -n "$qpid" ] && kill "$qpid" 2>/dev/null
+  rm -rf "$run"
+}
+trap cleanup EXIT
+
+# ---- the packages: Xen's hypervisor and two kernels, downloaded once ----
+apt_ready() {
+  apt-cache show xen-hypervisor-4.17-amd64 >/dev/null 2>&1 && return 0
+  log "no package lists: apt-get update"
+  apt-get update -q >&2 || true
+  apt-cache show xen-hypervisor-4.17-amd64 >/dev/null 2>&1
+}
+
+# fetch PACKAGE[=VERSION]: its .deb in $cache/debs (downloaded if missing).
+fetch() {
+  local name=${1%%=*} have
+  have=$(ls "$cache/debs/${name}_"*.deb 2>/dev/null | head -n 1)
+  if [ -z "$have" ]; then
+    (cd "$cache/debs" && apt-get download -q -o APT::Sandbox::User=root "$1" >&2) ||
+      return 1
+    have=$(ls "$cache/debs/${name}_"*.deb 2>/dev/null | head -n 1)
+  fi
+  [ -n "$have" ] && echo "$have"
+}
+
+# The kernel ABI Debian's linux-image-amd64 points at now (6.1.0-N), else
+# the newest 6.1 that apt-cache offers.
+kernel_abi() {
+  local abi
+  abi=$(apt-cache depends linux-image-amd64 2>/dev/null |
+    sed -n 's/.*Depends: linux-image-\([0-9.]*-[0-9]*\)-amd64$/\1/p' | head -n 1)
+  [ -n "$abi" ] && apt-cache show "linux-image-$abi-amd64-unsigned" >/dev/null 2>&1 &&
+    { echo "$abi"; return; }
+  apt-cache search --names-only '^linux-image-6\.1\.0-[0-9]+-amd64-unsigned$' |
+    sed -n 's/^linux-image-\(6\.1\.0-[0-9]*\)-amd64-unsigned .*/\1/p' | sort -V | tail -n 1
+}
+
+# cp_libs ROOT FILE: the shared libraries ldd lists for FILE (and the
+# dynamic loader) at their own paths under ROOT.
+cp_libs() {
+  local lib
+  for lib in $(ldd "$2" 2>/dev/null | sed -n 's/.*=> \(\/[^ ]*\) .*/\1/p; s/^[[:space:]]*\(\/[^ ]*\) .*/\1/p'); do
+    [ -e "$1$lib" ] && continue
+    mkdir -p "$1$(dirname "$lib")" && cp -L "$lib" "$1$lib" || return 1
+  done
+}
+
+# cp_bin ROOT FILE...: each FILE at its own path under ROOT, with its
+# libraries.
+cp_bin() {
+  local root=$1 f
+  shift
+  for f in "$@"; do
+    mkdir -p "$root$(dirname "$f")" && cp -L "$f" "$root$f" && cp_libs "$root" "$f" ||
+      return 1
+  done
+}
+
+# busybox_root ROOT: a static busybox with a link for each applet.
+busybox_root() {
+  local a
+  mkdir -p "$1/bin" "$1/sbin" "$1/usr/bin" "$1/usr/sbin" "$1/proc" "$1/sys" \
+    "$1/dev" "$1/run" "$1/tmp" "$1/etc" || return 1
+  cp /bin/busybox "$1/bin/busybox" || return 1
+  for a in $(/bin/busybox --list); do
+    [ "$a" = busybox ] || ln -sf busybox "$1/bin/$a"
+  done
+}
+
+mkcpio() { # mkcpio DIR FILE: an uncompressed newc archive of DIR
+  (cd "$1" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc --quiet) >"$2"
+}
+
+# What the cached part depends on: this script, the guest's /init and the
+# Debian packages copied in (a change of any rebuilds it).
+base_key=$(
+  cat "$0" "$here/domu-init.sh" | md5sum | cut -d' ' -f1
+  dpkg-query -W -f='${Package} ${Version}\n' xen-utils-4.17 xenstore-utils \
+    busybox-static libc6 libgcc-s1 2>/dev/null
+)
+
+build_base() {
+  local ver abi xdeb k0 k1 x b d m
+  apt_ready || die "apt-cache knows no xen-hypervisor-4.17-amd64 (apt-get update failed?)"
+  # The hypervisor of the tools' own version if it is there, else apt's.
+  ver=$(dpkg-query -W -f='${Version}' xen-utils-4.17 2>/dev/null)
+  xdeb=$(fetch "xen-hypervisor-4.17-amd64=$ver" || fetch xen-hypervisor-4.17-amd64) ||
+    die "apt-get download xen-hypervisor-4.17-amd64 failed"
+  abi=$(kernel_abi)
+  [ -n "$abi" ] || die "apt-cache offers no linux-image-6.1.0-N-amd64-unsigned"
+  log "Xen $(basename "$xdeb"), kernels $abi"
+  k0=$(fetch "linux-image-$abi-amd64-unsigned") ||
+    die "apt-get download linux-image-$abi-amd64-unsigned failed"
+  k1=$(fetch "linux-image-$abi-cloud-amd64-unsigned") ||
+    die "apt-get download linux-image-$abi-cloud-amd64-unsigned failed"
+
+  x=$run/x
+  mkdir -p "$x"
+  for d in "$xdeb" "$k0" "$k1"; do
+    dpkg -x "$d" "$x" 2>/dev/null || dpkg-deb -x "$d" "$x" || die "unpacking $d"
+  done
+  zcat "$x/boot/xen-4.17-amd64.gz" >"$run/xen.elf" || die "no xen-4.17-amd64.gz in $xdeb"
+  cp "$x/boot/vmlinuz-$abi-amd64" "$run/vmlinuz-dom0" || die "no dom0 kernel in $k0"
+
+  # The guest's initramfs: busybox, its /init, and a /sbin/poweroff that
+  # powers off (the kernel runs it on control/shutdown = poweroff).
+  d=$run/domu
+  busybox_root "$d" || die "building the guest's initramfs"
+  cp "$here/domu-init.sh" "$d/init" && chmod 755 "$d/init"
+  rm -f "$d/sbin/poweroff"
+  printf '#!/bin/sh\nexec /bin/busybox poweroff -f\n' >"$d/sbin/poweroff"
+  chmod 755 "$d/sbin/poweroff"
+  b=$run/base
+  busybox_root "$b" || die "building dom0's initramfs"
+  mkdir -p "$b/var/lib/xtk" "$b/lib/modules/xen" "$b/etc/xen" "$b/var/lib/xen" \
+    "$b/var/log/xen" || die "mkdir"
+  mkcpio "$d" "$b/var/lib/xtk/domu.cpio" || die "cpio of the guest"
+  cp "$x/boot/vmlinuz-$abi-cloud-amd64" "$b/var/lib/xtk/vmlinuz-domu" ||
+    die "no cloud kernel in $k1"
+  for m in xen-evtchn xen-privcmd xenfs/xenfs xen-gntdev xen-gntalloc; do
+    cp "$x/lib/modules/$abi-amd64/kernel/drivers/xen/$m.ko" "$b/lib/modules/xen/" ||
+      die "no module $m in $k0"
+  done
+  : >"$b/etc/xen/xl.conf"
+  ln -s /run "$b/var/run"
+  ln -s /run/lock "$b/var/lock"
+  cp_bin "$b" "$xenbin/xl" "$xenbin/xen-init-dom0" "$xenbin/xenconsoled" \
+    "$xenbin/test-xenstore" "$xenbin/libxl-save-helper" \
+    "$xenbin/xenstore-control" /usr/bin/xenstore ||
+    die "copying Xen's tools"
+  for t in /usr/bin/xenstore-*; do
+    [ "$t" = /usr/bin/xenstore-control ] && continue
+    cp -a "$t" "$b$t" || die "copying $t"
+  done
+  ln -s "$xenbin/xl" "$b/usr/sbin/xl"
+  ln -sf "$xenbin/xenstore-control" "$b/usr/bin/xenstore-control"
+  lg=$(ldconfig -p | sed -n 's/.*libgcc_s.so.1 (libc6,x86-64) => //p' | head -n 1)
+  [ -n "$lg" ] || die "no libgcc_s.so.1 (xl aborts without it)"
+  mkdir -p "$b$(dirname "$lg")" && cp -L "$lg" "$b$lg" || die "copying $lg"
+  mkcpio "$b" "$run/base.cpio" || die "cpio of dom0"
+  mv "$run/xen.elf" "$run/vmlinuz-dom0" "$run/base.cpio" "$cache/" &&
+    echo "$base_key" >"$cache/base.key" || die "writing $cache"
+  rm -rf "$x" "$d" "$b"
+}
+
+if [ "$(cat "$cache/base.key" 2>/dev/null)" != "$base_key" ] ||
+  [ ! -s "$cache/base.cpio" ] || [ ! -s "$cache/xen.elf" ] ||
+  [ ! -s "$cache/vmlinuz-dom0" ]; then
+  log "building the cached part in $cache"
+  rm -f "$cache/base.key"
+  build_base
+fi
+
+# ---- this run's part: xsd-lite from the build tree and dom0's /init -----
+o=$run/overlay
+mkdir -p "$o/usr/sbin" || die mkdir
+[ "$(head -c 2 "$xsd")" != '#!' ] || die "$xsd is a libtool wrapper: this test wants the binary"
+cp "$xsd" "$o/usr/sbin/xsd-lite" && cp_libs "$o" "$xsd" || die "copying $xsd"
+cp "$here/dom0-init.sh" "$o/init" && chmod 755 "$o/init" || die "copying dom0's /init"
+mkcpio "$o" "$run/overlay.cpio" || die "cpio of the overlay"
+# Concatenated newc archives: the kernel unpacks both, the later one wins.
+cat "$cache/base.cpio" "$run/overlay.cpio" >"$run/dom0.cpio" || die "dom0.cpio"
+ln -s "$cache/xen.elf" "$run/xen.elf"
+ln -s "$cache/vmlinuz-dom0" "$run/vmlinuz-dom0"
+
+# ---- the boot --------------------------------------------------------------
+boot() { # boot OUTPUT: Xen and dom0 under QEMU, console to OUTPUT
+  (cd "$run" && exec timeout -k 10 "$timeout" qemu-system-x86_64 \
+    -accel tcg,thread=multi -cpu max,-smap,-smep,-pku \
+    -m 2048 -smp 2 -nographic -no-reboot \
+    -kernel xen.elf -append "dom0_mem=768M console=com1 com1=115200,8n1" \
+    -initrd "vmlinuz-dom0 console=hvc0 earlyprintk=xen rdinit=/init quiet,dom0.cpio" \
+    </dev/null >"$1" 2>&1) &
+  qpid=$!
+  wait "$qpid"
+  local rc=$?
+  qpid=
+  return $rc
+}
+
+out=$run/console
+for try in 1 2; do
+  t0=$(date +%s)
+  boot "$out"
+  rc=$?
+  tr -d '\r' <"$out" >"$out.txt"
+  log "boot $try: QEMU exited $rc after $(($(date +%s) - t0)) s"
+  grep -q '^XTK-INIT' "$out.txt" && break
+  # QEMU or Xen died before dom0's /init ran: an environmental failure.
+  echo "---- console of boot $try ----"
+  tail -n 60 "$out.txt"
+  [ "$try" = 2 ] && die "Xen/dom0 did not reach dom0's /init twice (QEMU exit $rc)"
+  log "retrying the boot once"
+done
+
+echo "---- dom0's console ----"
+cat "$out.txt"
+echo "---- end of dom0's console ----"
+killed=
+if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
+  killed=1
+  log "QEMU was killed after $timeout s"
+fi
+res=$(sed -n '/^XTK-BEGIN/,/^XTK-END/p' "$out.txt" | grep -E '^XTK-(OK|FAIL|END) ')
+
+# Every check dom0-init.sh makes; none may be missing or failed.
+checks="xsd-lite xen-init-dom0 xenconsoled test-xenstore xl-create introduce
+  guest-ring guest-console xl-save save-release xl-restore restore-runs
+  shutdown release xsd-lite-alive"
+bad=0
+for c in $checks; do
+  if grep -q "^XTK-OK $c " <<<"$res"; then
+    echo "ok   $c: $(sed -n "s/^XTK-OK $c //p" <<<"$res" | head -n 1)"
+  else
+    echo "FAIL $c: $(sed -n "s/^XTK-FAIL $c //p" <<<"$res" | head -n 1)"
+    bad=$((bad + 1))
+  fi
+done
+grep -q '^XTK-FAIL ' <<<"$res" && bad=$((bad + 1))
+log "wall time $(($(date +%s) - start)) s"
+grep -q '^XTK-END ' <<<"$res" ||
+  die "dom0 did not finish its checks (QEMU exit $rc${killed:+, killed after $timeout s}; see the console above)"
+[ "$bad" = 0 ] || die "$bad check(s) failed inside the Xen testbed"
+echo "PASS: every Xen testbed check passed"
