@@ -496,6 +496,7 @@ static int commit_epoch(struct xtk_restore *rs, const char *what)
     e->state = NULL;
     epoch_clear(e);
     rs->epochs++;
+    XTK_DEBUG(rs->ctx, "%s: epoch %u complete", what, rs->epochs);
     return 0;
 }
 

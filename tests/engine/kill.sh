@@ -66,7 +66,7 @@ dst wait_none
 #    destination holds an empty domain, buffering epochs.
 checkpointed_migration() {
   local port=$1
-  XTK_RUNDIR=$work/run-dst "$xrestore" -q -t 60000 listen:127.0.0.1:$port > dst.id 2> dst.err &
+  XTK_RUNDIR=$work/run-dst "$xrestore" -q -v -t 60000 listen:127.0.0.1:$port > dst.id 2> dst.err &
   restore_pid=$!
   bg_pids+=($restore_pid)
   wait_listen $port
@@ -74,7 +74,14 @@ checkpointed_migration() {
   save_pid=$!
   bg_pids+=($save_pid)
   dst wait_info g empty yes
-  sleep 0.5 # a few epochs
+  # Two complete checkpoints at the destination (however slow the machine).
+  for _ in $(seq 600); do
+    [ "$(grep -c "CHECKPOINT: epoch [0-9]* complete" dst.err)" -ge 2 ] && break
+    kill -0 $save_pid 2>/dev/null || break
+    sleep 0.05
+  done
+  [ "$(grep -c "CHECKPOINT: epoch [0-9]* complete" dst.err)" -ge 2 ] ||
+    fail "no two checkpoints arrived: $(tail -3 dst.err)"
   kill -0 $save_pid || fail "the save ended: $(cat src.err)"
 }
 
