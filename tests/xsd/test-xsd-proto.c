@@ -8,7 +8,6 @@
  */
 #include "config.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -639,22 +638,6 @@ static void test_never_reads(void)
     witness();
 }
 
-/* Descriptors open in the daemon. */
-static int daemon_fds(void)
-{
-    char path[64];
-    DIR *dir;
-    int n = 0;
-
-    snprintf(path, sizeof(path), "/proc/%d/fd", (int)d.pid);
-    dir = opendir(path);
-    TEST_ASSERT(dir, "%s", path);
-    while (readdir(dir))
-        n++;
-    closedir(dir);
-    return n;
-}
-
 /* Sends len bytes of messages in one sendmsg() carrying nfds copies of fd
  * (SCM_RIGHTS). */
 static void send_with_fds(struct xsdt_client *c, const void *buf, size_t len,
@@ -724,14 +707,14 @@ static void test_introduce_fds(void)
     TEST_ASSERT(efd >= 0, "eventfd");
     TEST_ASSERT(!xsdt_connect(&c, d.sock), "connect");
     XSDT_EXPECT(xsdt_read(&c, 0, "/witness"), "alive");
-    before = daemon_fds();
+    before = xsdt_daemon_fds(&d);
     for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {
         n = 0;
         put_msg(buf, &n, XS_INTRODUCE, 100 + (uint32_t)i, intro, sizeof(intro));
         send_with_fds(&c, buf, n, efd, counts[i]);
         expect_reply(&c, 100 + (uint32_t)i, XS_ERROR, "EINVAL");
-        TEST_ASSERT(daemon_fds() == before, "%d descriptors: %d leaked",
-                    counts[i], daemon_fds() - before);
+        TEST_ASSERT(xsdt_daemon_fds(&d) == before, "%d descriptors: %d leaked",
+                    counts[i], xsdt_daemon_fds(&d) - before);
     }
     /* Three descriptors and a payload that is not an INTRODUCE's. */
     n = 0;
@@ -750,7 +733,7 @@ static void test_introduce_fds(void)
     put_msg(buf, &n, XS_INTRODUCE, 112, intro, sizeof(intro));
     TEST_ASSERT(send(c.fd, buf, n, MSG_NOSIGNAL) == (ssize_t)n, "send");
     expect_reply(&c, 112, XS_ERROR, "ENOSYS");
-    TEST_ASSERT(daemon_fds() == before, "descriptors on a READ leaked");
+    TEST_ASSERT(xsdt_daemon_fds(&d) == before, "descriptors on a READ leaked");
     /* A READ and an INTRODUCE in one sendmsg: the INTRODUCE gets them (an
      * eventfd is not a memfd: EINVAL, not Xen's ENOSYS). */
     n = 0;
@@ -759,7 +742,7 @@ static void test_introduce_fds(void)
     send_with_fds(&c, buf, n, efd, 3);
     expect_reply(&c, 113, XS_READ, "alive");
     expect_reply(&c, 114, XS_ERROR, "EINVAL");
-    TEST_ASSERT(daemon_fds() == before, "descriptors leaked");
+    TEST_ASSERT(xsdt_daemon_fds(&d) == before, "descriptors leaked");
     XSDT_EXPECT(REQ(&c, XS_IS_DOMAIN_INTRODUCED, 0, "9"), "F");
     xsdt_close(&c);
     close(efd);

@@ -9,7 +9,6 @@
  */
 #include "config.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -35,21 +34,6 @@ static void witness(void)
 {
     XSDT_EXPECT(xsdt_write(&w, 0, "/witness", "alive"), "OK");
     XSDT_EXPECT(xsdt_read(&w, 0, "/witness"), "alive");
-}
-
-static int daemon_fds(void)
-{
-    char path[64];
-    DIR *dir;
-    int n = 0;
-
-    snprintf(path, sizeof(path), "/proc/%d/fd", (int)d.pid);
-    dir = opendir(path);
-    TEST_ASSERT(dir, "%s", path);
-    while (readdir(dir))
-        n++;
-    closedir(dir);
-    return n;
 }
 
 static void expect_event(struct xsdt_client *c, const char *path)
@@ -123,13 +107,13 @@ static void test_introduce(void)
     TEST_ASSERT(g5.irqs > 0, "the guest was never notified");
     /* Introducing it twice: EEXIST, and the descriptors are not kept. */
     {
-        int before = daemon_fds();
+        int before = xsdt_daemon_fds(&d);
 
         TEST_ASSERT(xtk__xs_introduce_kvm(intro, 5, 5, 42, g5.memfd, g5.irq_fd,
                                           g5.kick_fd, 5000) == -1 &&
                         errno == EEXIST,
                     "second introduction");
-        TEST_ASSERT(daemon_fds() == before, "descriptors leaked");
+        TEST_ASSERT(xsdt_daemon_fds(&d) == before, "descriptors leaked");
     }
 }
 
@@ -592,7 +576,7 @@ static void test_bad_introductions(void)
     snprintf(path, sizeof(path), "/proc/self/fd/%d", g.memfd);
     rofd = open(path, O_RDONLY | O_CLOEXEC);
     TEST_ASSERT(rofd >= 0, "reopen memfd read-only");
-    before = daemon_fds();
+    before = xsdt_daemon_fds(&d);
 #define BAD(expr, err)                                                         \
     TEST_ASSERT((expr) == -1 && errno == (err), "%s: errno %d", #expr, errno)
     BAD(xtk__xs_introduce_kvm(intro, 9, 2, 1, g.memfd, g.irq_fd, g.kick_fd,
@@ -618,8 +602,8 @@ static void test_bad_introductions(void)
     close(ro);
 #undef BAD
     usleep(100000); /* the read-only connection's close */
-    TEST_ASSERT(daemon_fds() == before, "descriptors leaked: %d then %d",
-                before, daemon_fds());
+    TEST_ASSERT(xsdt_daemon_fds(&d) == before, "descriptors leaked: %d then %d",
+                before, xsdt_daemon_fds(&d));
     XSDT_EXPECT(REQ(&w, XS_IS_DOMAIN_INTRODUCED, 0, "9"), "F");
     close(pfd[0]);
     close(pfd[1]);

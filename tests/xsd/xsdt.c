@@ -3,6 +3,7 @@
  */
 #include "config.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -158,6 +159,21 @@ void xsdt_daemon_start(struct xsdt_daemon *d, ...)
         }
     }
     close(nfd);
+}
+
+int xsdt_daemon_fds(const struct xsdt_daemon *d)
+{
+    char path[64];
+    DIR *dir;
+    int n = 0;
+
+    snprintf(path, sizeof(path), "/proc/%d/fd", (int)d->pid);
+    dir = opendir(path);
+    TEST_ASSERT(dir, "%s", path);
+    while (readdir(dir))
+        n++;
+    closedir(dir);
+    return n;
 }
 
 void xsdt_daemon_stop(struct xsdt_daemon *d, bool keep)

@@ -32,6 +32,8 @@ void xsdt_daemon_start(struct xsdt_daemon *d, ...);
 /* SIGTERM; the daemon must exit 0 (ASan builds: no leak).  Removes dir
  * unless keep. */
 void xsdt_daemon_stop(struct xsdt_daemon *d, bool keep);
+/* How many descriptors the daemon has open (to catch leaks). */
+int xsdt_daemon_fds(const struct xsdt_daemon *d);
 /* Raises RLIMIT_NOFILE to its hard limit. */
 void xsdt_raise_fd_limit(void);
 
