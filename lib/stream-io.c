@@ -514,15 +514,30 @@ int xtk__stream_read_some(struct xtk_stream *s, void *buf, size_t len,
     return rc;
 }
 
-/* See stream-internal.h.  iov is consumed (its entries advanced). */
+/* Moves past k bytes of iov from entry *i on, and past empty entries. */
+static void iov_advance(struct iovec *iov, int *i, int iovcnt, size_t k)
+{
+    while (*i < iovcnt) {
+        size_t take = k < iov[*i].iov_len ? k : iov[*i].iov_len;
+
+        iov[*i].iov_base = (uint8_t *)iov[*i].iov_base + take;
+        iov[*i].iov_len -= take;
+        k -= take;
+        if (iov[*i].iov_len)
+            break;
+        (*i)++;
+    }
+}
+
+/* See stream-internal.h.  iov is consumed (its entries advanced); no CRC
+ * (the placer is not used on checksummed streams). */
 int xtk__stream_readv_some(struct xtk_stream *s, struct iovec *iov, int iovcnt,
                            size_t *got_out)
 {
     size_t got = 0;
     int i = 0, rc = 0;
 
-    while (i < iovcnt && !iov[i].iov_len)
-        i++;
+    iov_advance(iov, &i, iovcnt, 0);
     /* What the buffer holds already. */
     while (i < iovcnt && s->rpos < s->blen) {
         size_t k = s->blen - s->rpos;
@@ -532,31 +547,17 @@ int xtk__stream_readv_some(struct xtk_stream *s, struct iovec *iov, int iovcnt,
         memcpy(iov[i].iov_base, s->buf + s->rpos, k);
         s->rpos += k;
         got += k;
-        iov[i].iov_base = (uint8_t *)iov[i].iov_base + k;
-        iov[i].iov_len -= k;
-        while (i < iovcnt && !iov[i].iov_len)
-            i++;
+        iov_advance(iov, &i, iovcnt, k);
     }
     while (i < iovcnt) {
         ssize_t n = s->top->ops->readv(s->top, iov + i, iovcnt - i);
 
-        if (n < 0) {
-            rc = -1;
-            break;
-        }
-        if (n == 0) {
-            rc = 1;
+        if (n <= 0) {
+            rc = n < 0 ? -1 : 1;
             break;
         }
         got += (size_t)n;
-        while (n > 0 && i < iovcnt) {
-            size_t k = (size_t)n < iov[i].iov_len ? (size_t)n : iov[i].iov_len;
-            iov[i].iov_base = (uint8_t *)iov[i].iov_base + k;
-            iov[i].iov_len -= k;
-            n -= (ssize_t)k;
-            while (i < iovcnt && !iov[i].iov_len)
-                i++;
-        }
+        iov_advance(iov, &i, iovcnt, (size_t)n);
     }
     s->counters.bytes += got;
     *got_out = got;
