@@ -83,6 +83,10 @@ const struct xtk__backend_ops *xtk__backend_pick(struct xtk_ctx *ctx)
 
     if (!want || !*want || !strcmp(want, xtk__kvm_backend.name))
         return &xtk__kvm_backend;
+#ifdef HAVE_XEN_BACKEND
+    if (!strcmp(want, xtk__xen_backend.name))
+        return &xtk__xen_backend;
+#endif
     XTK_ERROR(ctx, "XTK_BACKEND=%s: no such backend in this build", want);
     errno = ENOTSUP;
     return NULL;

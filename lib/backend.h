@@ -349,8 +349,11 @@ struct xtk__backend_ops {
 
 /* The backends compiled in. */
 extern const struct xtk__backend_ops xtk__kvm_backend;
+#ifdef HAVE_XEN_BACKEND
+extern const struct xtk__backend_ops xtk__xen_backend;
+#endif
 
-/* The backend a context uses: $XTK_BACKEND ("kvm"), else kvm. */
+/* The backend a context uses: $XTK_BACKEND ("kvm" or "xen"), else kvm. */
 const struct xtk__backend_ops *xtk__backend_pick(struct xtk_ctx *ctx);
 
 /*

@@ -6,6 +6,9 @@
 # xen-init-dom0, xenconsoled and xl then run against it, a PV guest
 # (Debian's cloud kernel, tests/xen/domu-init.sh) talks to it over its
 # ring, is saved, restored and shut down, and Xen's test-xenstore runs.
+# libxtk's xen backend (tests/xen/xen-probe.c) drives that PV guest and a
+# PVH one: lookup, pause, the dirty log, and suspends by the store with the
+# "suspended" notification on an event channel, each resumed in place.
 # Each check prints XTK-OK or XTK-FAIL on dom0's console; this script
 # passes only if every check it knows said OK.
 #
@@ -13,15 +16,16 @@
 # depend on the build are kept in $XTK_XEN_CACHE (default
 # $top_builddir/tests/xen/cache); a run only adds this build's xsd-lite
 # and dom0's /init on top.  One boot; QEMU gets $XTK_XEN_TIMEOUT seconds
-# (300), and a boot that dies before dom0's /init runs is tried once more.
+# (600), and a boot that dies before dom0's /init runs is tried once more.
 set -uo pipefail
 top_srcdir=${top_srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}
 top_builddir=${top_builddir:-$top_srcdir/build}
 here=$top_srcdir/tests/xen
 xsd=${XSD_LITE:-$top_builddir/xsd-lite/xsd-lite}
+probe=${XEN_PROBE:-$top_builddir/tests/xen/xen-probe}
 xenbin=${XEN_BINDIR:-/usr/lib/xen-4.17/bin}
 cache=${XTK_XEN_CACHE:-$top_builddir/tests/xen/cache}
-timeout=${XTK_XEN_TIMEOUT:-300}
+timeout=${XTK_XEN_TIMEOUT:-600}
 start=$(date +%s)
 
 die() {
@@ -37,8 +41,8 @@ for p in qemu-system-x86_64 cpio apt-get apt-cache dpkg-deb ldd gzip; do
 done
 for f in /bin/busybox "$xenbin/xl" "$xenbin/xen-init-dom0" \
   "$xenbin/xenconsoled" "$xenbin/test-xenstore" "$xenbin/libxl-save-helper" \
-  "$xenbin/xenstore-control" /usr/bin/xenstore-read "$xsd"; do
-  [ -x "$f" ] || die "$f is missing (scripts/setup.sh: busybox-static, xen-utils-4.17, xenstore-utils; or build xsd-lite)"
+  "$xenbin/xenstore-control" /usr/bin/xenstore-read "$xsd" "$probe"; do
+  [ -x "$f" ] || die "$f is missing (scripts/setup.sh: busybox-static, xen-utils-4.17, xenstore-utils; or make check builds xsd-lite and xen-probe)"
 done
 ldd /bin/busybox >/dev/null 2>&1 && die "/bin/busybox is not static (Debian's busybox-static)"
 
@@ -204,6 +208,8 @@ o=$run/overlay
 mkdir -p "$o/usr/sbin" || die mkdir
 [ "$(head -c 2 "$xsd")" != '#!' ] || die "$xsd is a libtool wrapper: this test wants the binary"
 cp "$xsd" "$o/usr/sbin/xsd-lite" && cp_libs "$o" "$xsd" || die "copying $xsd"
+[ "$(head -c 2 "$probe")" != '#!' ] || die "$probe is a libtool wrapper: this test wants the binary"
+cp "$probe" "$o/usr/sbin/xen-probe" && cp_libs "$o" "$probe" || die "copying $probe"
 cp "$here/dom0-init.sh" "$o/init" && chmod 755 "$o/init" || die "copying dom0's /init"
 mkcpio "$o" "$run/overlay.cpio" || die "cpio of the overlay"
 # Concatenated newc archives: the kernel unpacks both, the later one wins.
@@ -254,13 +260,24 @@ res=$(sed -n '/^XTK-BEGIN/,/^XTK-END/p' "$out.txt" | grep -E '^XTK-(OK|FAIL|END)
 # Every check dom0-init.sh makes; none may be missing or failed.
 checks="xsd-lite xen-init-dom0 xenconsoled test-xenstore xl-create introduce
   guest-ring guest-console xl-save save-release xl-restore restore-runs
-  shutdown release xsd-lite-alive"
+  shutdown release xsd-lite-alive pvh-create pvh-destroy"
+# and xen-probe's, once for each guest (tests/xen/xen-probe.c)
+probes="xtk-lookup xtk-pause xtk-logdirty xtk-evtchn xtk-suspend xtk-running"
 bad=0
 for c in $checks; do
   if grep -q "^XTK-OK $c " <<<"$res"; then
     echo "ok   $c: $(sed -n "s/^XTK-OK $c //p" <<<"$res" | head -n 1)"
   else
     echo "FAIL $c: $(sed -n "s/^XTK-FAIL $c //p" <<<"$res" | head -n 1)"
+    bad=$((bad + 1))
+  fi
+done
+for c in $probes; do
+  n=$(grep -c "^XTK-OK $c " <<<"$res")
+  if [ "$n" = 2 ]; then
+    grep "^XTK-OK $c " <<<"$res" | sed "s/^XTK-OK $c /ok   $c: /"
+  else
+    echo "FAIL $c: $n of 2 guests OK; $(sed -n "s/^XTK-FAIL $c //p" <<<"$res" | head -n 1)"
     bad=$((bad + 1))
   fi
 done

@@ -1,0 +1,869 @@
+/*
+ * xen.c - the xen backend: libxtk's backend operations (lib/backend.h) on
+ * a real Xen, through libxenctrl, libxenforeignmemory, libxenevtchn and
+ * libxenguest, with the store reached over its socket (lib/xs-client.c)
+ * and libxenlight for a clean destroy.
+ *
+ * What is here is the control plane: list, lookup, info, pause, unpause,
+ * destroy, rename, foreign mapping in batches, the dirty log, and the
+ * suspend with its "suspended" notification on an event channel, never a
+ * store watch:
+ *
+ *   EVTCHN  the guest published device/suspend/event-channel: the request
+ *           is a notification on that channel, bound and subscribed by
+ *           libxenguest's xc_suspend_evtchn_init_exclusive();
+ *   STORE   "suspend" is written to control/shutdown (any PV-aware guest,
+ *           Linux included); the notification is an unbound port that
+ *           xtk allocates in the guest, binds in dom0 and subscribes with
+ *           DOMCTL_subscribe, so that Xen signals it, instead of
+ *           VIRQ_DOM_EXC, when the domain suspends;
+ *   PAUSE   no guest help: the vCPUs are paused.
+ *
+ * A suspended source carries on by a cooperative resume
+ * (xc_domain_resume(fast) and the store's RESUME), as `xl save -c` does.
+ *
+ * Not here yet (ENOTSUP, with a message): the domain builder (create),
+ * populate, and the vCPU and platform state (get_state, set_state).
+ *
+ * Unlike KVM's, Xen's pause count, dirty log and suspend subscription
+ * belong to the domain, not to this process: they are undone at close,
+ * but a process killed before close leaves them behind.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <xenctrl.h>
+#include <xenevtchn.h>
+#include <xenforeignmemory.h>
+#include <xenguest.h>
+#include <libxl.h>
+
+#include "backend.h"
+#include "xs-client.h"
+
+#define XTK_LOG_CONTEXT "xen"
+
+#define STORE_TIMEOUT_MS 5000
+#define XS_RESUME 18 /* xs_wire.h */
+
+struct xen_dom {
+    xc_interface *xch;
+    xenforeignmemory_handle *fmem;
+    unsigned int held_pauses; /* taken with XTK__PAUSE_HOLD */
+    unsigned int logdirty : 1;
+    /* the dirty bitmap, a hypercall buffer of bitmap_pages frames */
+    xc_hypercall_buffer_t hbuf;
+    unsigned long bitmap_pages;
+    uint64_t bitmap_bits; /* its room */
+    /* the suspend */
+    unsigned int suspend_set : 1;
+    unsigned int subscribed : 1;
+    enum xtk__suspend_method method;
+    xenevtchn_handle *xce;
+    int local_port; /* bound in dom0 (EVTCHN, STORE) */
+    int guest_port; /* the guest's end */
+    int lock_fd;    /* xc_suspend_evtchn_init_exclusive's lock */
+    int pause_evfd; /* PAUSE */
+    int store_fd;   /* STORE */
+    unsigned int suspend_paused : 1;
+};
+
+static struct xen_dom *xd_of(struct xtk_domain *dom)
+{
+    return dom->priv;
+}
+
+/* A libxenctrl handle that logs nothing of its own: xtk logs. */
+static xc_interface *open_xc(struct xtk_ctx *ctx)
+{
+    xc_interface *xch = xc_interface_open(NULL, NULL, 0);
+
+    if (!xch)
+        XTK_PERROR(ctx, "cannot open libxenctrl (is this Xen's dom0, with "
+                        "/dev/xen/privcmd?)");
+    return xch;
+}
+
+/* ---- the store ----------------------------------------------------------- */
+
+static int store_connect(struct xtk_ctx *ctx)
+{
+    int fd = xtk__xs_connect(xtk__xs_path(NULL));
+
+    if (fd < 0)
+        XTK_PERROR(ctx, "cannot reach the store at %s", xtk__xs_path(NULL));
+    return fd;
+}
+
+/* Reads path into buf (NUL-terminated); -1 with errno (ENOENT). */
+static int store_read(int fd, const char *path, char *buf, size_t max)
+{
+    int n = xtk__xs_request(fd, XTK_XS_READ, path, strlen(path) + 1, NULL, 0,
+                            buf, max - 1, STORE_TIMEOUT_MS);
+
+    return n < 0 ? -1 : 0;
+}
+
+static void name_of(int fd, uint32_t domid, char *name, size_t max)
+{
+    char path[64];
+
+    name[0] = 0;
+    if (fd < 0)
+        return;
+    snprintf(path, sizeof(path), "/local/domain/%u/name", domid);
+    if (store_read(fd, path, name, max) < 0)
+        name[0] = 0;
+}
+
+/* ---- discovery ------------------------------------------------------------
+ */
+
+static void fill_info(const xc_domaininfo_t *xi, const char *name,
+                      struct xtk_domain_info *info)
+{
+    unsigned int reason =
+        (xi->flags >> XEN_DOMINF_shutdownshift) & XEN_DOMINF_shutdownmask;
+
+    memset(info, 0, sizeof(*info));
+    info->domid = xi->domain;
+    info->nr_vcpus = xi->max_vcpu_id + 1;
+    info->nr_pages = xi->tot_pages;
+    if (xi->flags & XEN_DOMINF_paused)
+        info->flags |= XTK_DOMINFO_PAUSED;
+    if (xi->flags & XEN_DOMINF_shutdown) {
+        if (reason == SHUTDOWN_suspend)
+            info->flags |= XTK_DOMINFO_SUSPENDED;
+        else if (reason == SHUTDOWN_crash)
+            info->flags |= XTK_DOMINFO_CRASHED;
+    }
+    snprintf(info->name, sizeof(info->name), "%s", name);
+}
+
+/* One domain's Xen information: ENOENT if there is no such domain. */
+static int getinfo(xc_interface *xch, uint32_t domid, xc_domaininfo_t *xi)
+{
+    int n = xc_domain_getinfolist(xch, domid, 1, xi);
+
+    if (n < 0)
+        return -1;
+    if (n != 1 || xi->domain != domid)
+        return xtk__fail(ENOENT);
+    return 0;
+}
+
+static int xen_list(struct xtk_ctx *ctx, struct xtk_domain_info **infos,
+                    size_t *nr)
+{
+    xc_domaininfo_t batch[64];
+    struct xtk_domain_info *out = NULL, *grown;
+    size_t n = 0, cap = 0;
+    uint32_t next = 0;
+    xc_interface *xch = open_xc(ctx);
+    int fd, got;
+    char name[XTK_DOMAIN_NAME_MAX + 1];
+
+    if (!xch)
+        return -1;
+    fd = xtk__xs_connect(xtk__xs_path(NULL)); /* names: best effort */
+    for (;;) {
+        got = xc_domain_getinfolist(xch, next, XTK__ARRAY_SIZE(batch), batch);
+        if (got < 0) {
+            XTK_PERROR(ctx, "xc_domain_getinfolist");
+            goto fail;
+        }
+        for (int i = 0; i < got; i++) {
+            if (n == cap) {
+                cap = cap ? cap * 2 : 16;
+                grown = realloc(out, cap * sizeof(*out));
+                if (!grown)
+                    goto fail;
+                out = grown;
+            }
+            name_of(fd, batch[i].domain, name, sizeof(name));
+            fill_info(&batch[i], name, &out[n++]);
+        }
+        if (got < (int)XTK__ARRAY_SIZE(batch))
+            break;
+        next = batch[got - 1].domain + 1;
+    }
+    if (fd >= 0)
+        close(fd);
+    xc_interface_close(xch);
+    *infos = out;
+    *nr = n;
+    return 0;
+fail : {
+    int e = errno;
+    if (fd >= 0)
+        close(fd);
+    xc_interface_close(xch);
+    free(out);
+    return xtk__fail(e);
+}
+}
+
+static int xen_lookup(struct xtk_ctx *ctx, const char *name, uint32_t *domid)
+{
+    struct xtk_domain_info *infos;
+    size_t nr;
+
+    if (xen_list(ctx, &infos, &nr) < 0)
+        return -1;
+    for (size_t i = 0; i < nr; i++)
+        if (!strcmp(infos[i].name, name)) {
+            *domid = infos[i].domid;
+            free(infos);
+            return 0;
+        }
+    free(infos);
+    XTK_ERROR(ctx, "no Xen domain is called %s", name);
+    return xtk__fail(ENOENT);
+}
+
+/* ---- the handle ------------------------------------------------------------
+ */
+
+static void xd_free(struct xen_dom *xd)
+{
+    if (!xd)
+        return;
+    if (xd->hbuf.hbuf)
+        xc__hypercall_buffer_free_pages(xd->xch, &xd->hbuf,
+                                        (int)xd->bitmap_pages);
+    if (xd->fmem)
+        xenforeignmemory_close(xd->fmem);
+    if (xd->xch)
+        xc_interface_close(xd->xch);
+    free(xd);
+}
+
+static int xen_open(struct xtk_domain *dom)
+{
+    struct xen_dom *xd = calloc(1, sizeof(*xd));
+    xc_domaininfo_t xi;
+
+    if (!xd)
+        return -1;
+    xd->local_port = xd->guest_port = -1;
+    xd->lock_fd = xd->pause_evfd = xd->store_fd = -1;
+    xd->hbuf.ubuf = (void *)-1; /* no bounce buffer: HYPERCALL_BUFFER_INIT */
+    xd->xch = open_xc(dom->ctx);
+    if (!xd->xch)
+        goto fail;
+    if (getinfo(xd->xch, dom->domid, &xi) < 0) {
+        XTK_PERROR(dom->ctx, "no Xen domain %u", dom->domid);
+        goto fail;
+    }
+    dom->priv = xd;
+    return 0;
+fail : {
+    int e = errno;
+    xd_free(xd);
+    return xtk__fail(e);
+}
+}
+
+static int xen_create(struct xtk_domain *dom,
+                      const struct xtk_domain_config *cfg, unsigned int flags)
+{
+    (void)cfg;
+    XTK_ERROR(dom->ctx,
+              "%s: xtk cannot build Xen domains yet (use xl create; "
+              "restoring onto Xen comes with its domain builder)",
+              flags & XTK__CREATE_EMPTY ? "restore" : "create");
+    return xtk__fail(ENOTSUP);
+}
+
+static void xen_suspend_teardown(struct xtk_domain *dom);
+static int xen_logdirty_disable(struct xtk_domain *dom);
+
+static void xen_close(struct xtk_domain *dom)
+{
+    struct xen_dom *xd = xd_of(dom);
+
+    xen_suspend_teardown(dom);
+    if (xd->logdirty)
+        xen_logdirty_disable(dom);
+    while (xd->held_pauses) {
+        xc_domain_unpause(xd->xch, dom->domid);
+        xd->held_pauses--;
+    }
+    xd_free(xd);
+    dom->priv = NULL;
+}
+
+/* ---- control
+ * ------------------------------------------------------------------ */
+
+static int xen_info(struct xtk_domain *dom, struct xtk_domain_info *info)
+{
+    struct xen_dom *xd = xd_of(dom);
+    xc_domaininfo_t xi;
+    char name[XTK_DOMAIN_NAME_MAX + 1];
+    int fd;
+
+    if (getinfo(xd->xch, dom->domid, &xi) < 0) {
+        if (errno == ENOENT)
+            errno = ESRCH;
+        return -1;
+    }
+    fd = xtk__xs_connect(xtk__xs_path(NULL));
+    name_of(fd, dom->domid, name, sizeof(name));
+    if (fd >= 0)
+        close(fd);
+    fill_info(&xi, name, info);
+    if (xd->logdirty)
+        info->flags |= XTK_DOMINFO_LOGDIRTY;
+    return 0;
+}
+
+static int xen_pause(struct xtk_domain *dom, unsigned int flags)
+{
+    struct xen_dom *xd = xd_of(dom);
+
+    if (xc_domain_pause(xd->xch, dom->domid) < 0) {
+        XTK_PERROR(dom->ctx, "domain %u: pause", dom->domid);
+        return -1;
+    }
+    if (flags & XTK__PAUSE_HOLD)
+        xd->held_pauses++;
+    return 0;
+}
+
+/*
+ * Xen counts the toolstack's pauses of a domain: each unpause undoes one,
+ * and one too many fails with EINVAL.  FORCE releases them all.
+ */
+static int xen_unpause(struct xtk_domain *dom, unsigned int flags)
+{
+    struct xen_dom *xd = xd_of(dom);
+
+    if (flags & XTK__UNPAUSE_FORCE) {
+        for (int i = 0; i < 1024; i++)
+            if (xc_domain_unpause(xd->xch, dom->domid) < 0) {
+                if (errno != EINVAL) {
+                    XTK_PERROR(dom->ctx, "domain %u: unpause", dom->domid);
+                    return -1;
+                }
+                break;
+            }
+        xd->held_pauses = 0;
+        return 0;
+    }
+    if (!xd->held_pauses)
+        return 0;
+    if (xc_domain_unpause(xd->xch, dom->domid) < 0) {
+        XTK_PERROR(dom->ctx, "domain %u: unpause", dom->domid);
+        return -1;
+    }
+    xd->held_pauses--;
+    return 0;
+}
+
+static void xtl_quiet(struct xentoollog_logger *l, xentoollog_level level,
+                      int errnoval, const char *context, const char *format,
+                      va_list al)
+{
+    (void)l, (void)level, (void)errnoval, (void)context, (void)format;
+    (void)al;
+}
+
+/*
+ * libxl_domain_destroy: a bare xc_domain_destroy would leave the domain's
+ * store directories, devices and libxl's userdata behind.
+ */
+static int xen_destroy(struct xtk_domain *dom)
+{
+    xentoollog_logger logger = {.vmessage = xtl_quiet};
+    libxl_ctx *lctx = NULL;
+    int rc;
+
+    if (libxl_ctx_alloc(&lctx, LIBXL_VERSION, 0, &logger)) {
+        XTK_ERROR(dom->ctx, "domain %u: cannot start libxenlight", dom->domid);
+        return xtk__fail(EIO);
+    }
+    rc = libxl_domain_destroy(lctx, dom->domid, NULL);
+    libxl_ctx_free(lctx);
+    if (rc) {
+        XTK_ERROR(dom->ctx, "domain %u: libxl_domain_destroy failed (%d)",
+                  dom->domid, rc);
+        return xtk__fail(rc == ERROR_INVAL ? ESRCH : EIO);
+    }
+    return 0;
+}
+
+static int xen_rename(struct xtk_domain *dom, const char *name)
+{
+    xentoollog_logger logger = {.vmessage = xtl_quiet};
+    libxl_ctx *lctx = NULL;
+    int rc;
+
+    if (libxl_ctx_alloc(&lctx, LIBXL_VERSION, 0, &logger))
+        return xtk__fail(EIO);
+    rc = libxl_domain_rename(lctx, dom->domid, NULL, name);
+    libxl_ctx_free(lctx);
+    if (rc) {
+        XTK_ERROR(dom->ctx, "domain %u: cannot rename to %s (%d)", dom->domid,
+                  name, rc);
+        return xtk__fail(rc == ERROR_INVAL ? EEXIST : EIO);
+    }
+    return 0;
+}
+
+/* ---- memory ----------------------------------------------------------------
+ */
+
+static void *xen_map_batch(struct xtk_domain *dom, int prot,
+                           const uint64_t *pfns, unsigned int nr, int *errs)
+{
+    struct xen_dom *xd = xd_of(dom);
+    xen_pfn_t *arr;
+    void *p;
+
+    if (!xd->fmem) {
+        /* Opened once; xenforeignmemory handles are thread-safe. */
+        xenforeignmemory_handle *h = xenforeignmemory_open(NULL, 0);
+        if (!h) {
+            XTK_PERROR(dom->ctx, "cannot open libxenforeignmemory");
+            return NULL;
+        }
+        if (!__atomic_compare_exchange_n(&xd->fmem,
+                                         &(xenforeignmemory_handle *){NULL}, h,
+                                         0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+            xenforeignmemory_close(h);
+    }
+    arr = malloc(nr * sizeof(*arr));
+    if (!arr)
+        return NULL;
+    for (unsigned int i = 0; i < nr; i++)
+        arr[i] = (xen_pfn_t)pfns[i];
+    p = xenforeignmemory_map(xd->fmem, dom->domid, prot, nr, arr, errs);
+    free(arr);
+    if (!p) {
+        XTK_PERROR(dom->ctx, "domain %u: mapping %u frames", dom->domid, nr);
+        return NULL;
+    }
+    for (unsigned int i = 0; i < nr; i++)
+        if (errs[i] < 0)
+            errs[i] = -errs[i];
+    return p;
+}
+
+static int xen_unmap_batch(struct xtk_domain *dom, void *base, unsigned int nr)
+{
+    return xenforeignmemory_unmap(xd_of(dom)->fmem, base, nr);
+}
+
+static int xen_populate(struct xtk_domain *dom, const uint64_t *pfns,
+                        unsigned int nr)
+{
+    (void)pfns, (void)nr;
+    XTK_ERROR(dom->ctx, "restoring onto Xen is not implemented yet");
+    return xtk__fail(ENOTSUP);
+}
+
+/* ---- dirty log
+ * ------------------------------------------------------------------ */
+
+static int xen_logdirty_enable(struct xtk_domain *dom)
+{
+    struct xen_dom *xd = xd_of(dom);
+    unsigned int op = XEN_DOMCTL_SHADOW_OP_ENABLE_LOGDIRTY;
+
+    if (xd->logdirty)
+        return xtk__fail(EBUSY);
+    if (xc_shadow_control(xd->xch, dom->domid, op, NULL, 0) < 0) {
+        /* As libxenguest: a dirty log left on by a save that died is
+         * switched off and on again. */
+        if (errno == EINVAL) {
+            xc_shadow_control(xd->xch, dom->domid, XEN_DOMCTL_SHADOW_OP_OFF,
+                              NULL, 0);
+            if (xc_shadow_control(xd->xch, dom->domid, op, NULL, 0) == 0)
+                goto on;
+        }
+        if (errno == EOPNOTSUPP) {
+            XTK_ERROR(dom->ctx,
+                      "domain %u: Xen cannot log this domain's dirty pages "
+                      "(a PV guest on a Xen built without shadow paging, "
+                      "as Debian's is): no live save or migration",
+                      dom->domid);
+            return xtk__fail(ENOTSUP);
+        }
+        XTK_PERROR(dom->ctx, "domain %u: enabling the dirty log", dom->domid);
+        return -1;
+    }
+on:
+    xd->logdirty = 1;
+    return 0;
+}
+
+static int xen_logdirty_disable(struct xtk_domain *dom)
+{
+    struct xen_dom *xd = xd_of(dom);
+
+    if (!xd->logdirty)
+        return 0;
+    xd->logdirty = 0;
+    if (xc_shadow_control(xd->xch, dom->domid, XEN_DOMCTL_SHADOW_OP_OFF, NULL,
+                          0) < 0 &&
+        errno != ESRCH) {
+        XTK_PERROR(dom->ctx, "domain %u: disabling the dirty log", dom->domid);
+        return -1;
+    }
+    return 0;
+}
+
+static int xen_logdirty_read(struct xtk_domain *dom, unsigned int flags,
+                             uint64_t *bitmap, uint64_t nr_bits,
+                             uint64_t *dirty_count)
+{
+    struct xen_dom *xd = xd_of(dom);
+    unsigned int mode = 0;
+    uint64_t words = (nr_bits + 63) / 64, count = 0;
+    xc_shadow_op_stats_t stats;
+
+    if (!xd->logdirty)
+        return xtk__fail(EINVAL);
+    if (flags & XTK__LOGDIRTY_FINAL) {
+        xc_domaininfo_t xi;
+        if (getinfo(xd->xch, dom->domid, &xi) < 0)
+            return -1;
+        if (!(xi.flags & (XEN_DOMINF_paused | XEN_DOMINF_shutdown)))
+            return xtk__fail(EBUSY);
+        mode = XEN_DOMCTL_SHADOW_LOGDIRTY_FINAL;
+    }
+    if (!xd->hbuf.hbuf || xd->bitmap_bits < nr_bits) {
+        unsigned long pages = (unsigned long)((words * 8 + 4095) / 4096);
+        if (xd->hbuf.hbuf)
+            xc__hypercall_buffer_free_pages(xd->xch, &xd->hbuf,
+                                            (int)xd->bitmap_pages);
+        xd->bitmap_bits = 0;
+        if (!xc__hypercall_buffer_alloc_pages(xd->xch, &xd->hbuf, (int)pages))
+            return -1;
+        xd->bitmap_pages = pages;
+        xd->bitmap_bits = (uint64_t)pages * 4096 * 8;
+    }
+    memset(xd->hbuf.hbuf, 0, words * 8);
+    if (xc_logdirty_control(xd->xch, dom->domid, XEN_DOMCTL_SHADOW_OP_CLEAN,
+                            &xd->hbuf, (unsigned long)nr_bits, mode,
+                            &stats) < 0) {
+        XTK_PERROR(dom->ctx, "domain %u: reading the dirty log", dom->domid);
+        return -1;
+    }
+    memcpy(bitmap, xd->hbuf.hbuf, words * 8);
+    for (uint64_t i = 0; i < words; i++)
+        count += (uint64_t)__builtin_popcountll(bitmap[i]);
+    if (dirty_count)
+        *dirty_count = count;
+    return 0;
+}
+
+/* ---- suspend --------------------------------------------------------------
+ */
+
+/*
+ * The STORE method's notification port: an unbound port in the guest for
+ * dom0, bound here and subscribed for the suspend.
+ */
+static int subscribe_store_port(struct xtk_domain *dom, struct xen_dom *xd)
+{
+    int port = xc_evtchn_alloc_unbound(xd->xch, dom->domid, 0);
+
+    if (port < 0) {
+        XTK_PERROR(dom->ctx, "domain %u: allocating a suspend port",
+                   dom->domid);
+        return -1;
+    }
+    xd->guest_port = port;
+    xd->local_port =
+        xenevtchn_bind_interdomain(xd->xce, dom->domid, (evtchn_port_t)port);
+    if (xd->local_port < 0) {
+        XTK_PERROR(dom->ctx, "domain %u: binding port %d", dom->domid, port);
+        return -1;
+    }
+    if (xc_domain_subscribe_for_suspend(xd->xch, dom->domid,
+                                        (evtchn_port_t)port) < 0) {
+        XTK_PERROR(dom->ctx, "domain %u: subscribing port %d", dom->domid,
+                   port);
+        return -1;
+    }
+    xd->subscribed = 1;
+    return 0;
+}
+
+static int xen_suspend_setup(struct xtk_domain *dom,
+                             enum xtk__suspend_method method, int *fd)
+{
+    struct xen_dom *xd = xd_of(dom);
+    char path[80], val[32];
+
+    if (xd->suspend_set)
+        return xtk__fail(EBUSY);
+    xd->suspend_set = 1; /* teardown undoes whatever follows */
+    xd->method = method;
+    switch (method) {
+    case XTK__SUSPEND_PAUSE:
+        xd->pause_evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (xd->pause_evfd < 0)
+            goto fail;
+        *fd = xd->pause_evfd;
+        return 0;
+    case XTK__SUSPEND_EVTCHN:
+    case XTK__SUSPEND_STORE:
+        break;
+    default:
+        errno = EINVAL;
+        goto fail;
+    }
+    xd->store_fd = store_connect(dom->ctx);
+    if (xd->store_fd < 0) {
+        errno = ENOTSUP;
+        goto fail;
+    }
+    xd->xce = xenevtchn_open(NULL, 0);
+    if (!xd->xce) {
+        XTK_PERROR(dom->ctx, "cannot open libxenevtchn");
+        goto fail;
+    }
+    if (method == XTK__SUSPEND_EVTCHN) {
+        long port;
+        char *end;
+        snprintf(path, sizeof(path),
+                 "/local/domain/%u/device/suspend/event-channel", dom->domid);
+        if (store_read(xd->store_fd, path, val, sizeof(val)) < 0 || !val[0]) {
+            XTK_ERROR(dom->ctx,
+                      "domain %u publishes no suspend event channel (%s is "
+                      "empty or missing): use the store method",
+                      dom->domid, path);
+            errno = ENOTSUP;
+            goto fail;
+        }
+        port = strtol(val, &end, 10);
+        if (*end || port <= 0 || port > 0xfffff) {
+            XTK_ERROR(dom->ctx, "domain %u: %s = \"%s\" is not a port",
+                      dom->domid, path, val);
+            errno = ENOTSUP;
+            goto fail;
+        }
+        xd->guest_port = (int)port;
+        xd->local_port = xc_suspend_evtchn_init_exclusive(
+            xd->xch, xd->xce, dom->domid, (int)port, &xd->lock_fd);
+        if (xd->local_port < 0) {
+            XTK_PERROR(dom->ctx, "domain %u: binding its suspend channel %ld",
+                       dom->domid, port);
+            goto fail;
+        }
+        xd->subscribed = 1;
+    } else {
+        snprintf(path, sizeof(path), "/local/domain/%u/control/shutdown",
+                 dom->domid);
+        if (store_read(xd->store_fd, path, val, sizeof(val)) < 0 &&
+            errno != ENOENT) {
+            XTK_PERROR(dom->ctx, "domain %u: cannot read %s", dom->domid, path);
+            errno = ENOTSUP;
+            goto fail;
+        }
+        if (subscribe_store_port(dom, xd) < 0)
+            goto fail;
+    }
+    *fd = xenevtchn_fd(xd->xce);
+    return 0;
+fail : {
+    int e = errno;
+    xen_suspend_teardown(dom);
+    return xtk__fail(e);
+}
+}
+
+static int xen_suspend_request(struct xtk_domain *dom)
+{
+    struct xen_dom *xd = xd_of(dom);
+    char path[64];
+    uint64_t one = 1;
+
+    if (!xd->suspend_set)
+        return xtk__fail(EINVAL);
+    switch (xd->method) {
+    case XTK__SUSPEND_EVTCHN:
+        if (xenevtchn_notify(xd->xce, (evtchn_port_t)xd->local_port) < 0) {
+            XTK_PERROR(dom->ctx, "domain %u: notifying the suspend channel",
+                       dom->domid);
+            return -1;
+        }
+        return 0;
+    case XTK__SUSPEND_STORE:
+        snprintf(path, sizeof(path), "/local/domain/%u/control/shutdown",
+                 dom->domid);
+        if (xtk__xs_write(xd->store_fd, path, "suspend") < 0) {
+            XTK_PERROR(dom->ctx, "domain %u: cannot write %s", dom->domid,
+                       path);
+            return -1;
+        }
+        return 0;
+    case XTK__SUSPEND_PAUSE:
+        if (xc_domain_pause(xd->xch, dom->domid) < 0) {
+            XTK_PERROR(dom->ctx, "domain %u: pause", dom->domid);
+            return -1;
+        }
+        xd->suspend_paused = 1;
+        return write(xd->pause_evfd, &one, sizeof(one)) < 0 ? -1 : 0;
+    }
+    return xtk__fail(EINVAL);
+}
+
+static int xen_suspend_check(struct xtk_domain *dom)
+{
+    struct xen_dom *xd = xd_of(dom);
+    xc_domaininfo_t xi;
+    unsigned int reason;
+    uint64_t v;
+    int port;
+
+    if (!xd->suspend_set)
+        return xtk__fail(EINVAL);
+    if (xd->method == XTK__SUSPEND_PAUSE) {
+        if (read(xd->pause_evfd, &v, sizeof(v)) < 0)
+            return errno == EAGAIN ? 0 : -1;
+        return 1;
+    }
+    port = xenevtchn_pending(xd->xce);
+    if (port < 0)
+        return errno == EAGAIN ? 0 : -1;
+    xenevtchn_unmask(xd->xce, (evtchn_port_t)port);
+    if (getinfo(xd->xch, dom->domid, &xi) < 0)
+        return -1;
+    reason = (xi.flags >> XEN_DOMINF_shutdownshift) & XEN_DOMINF_shutdownmask;
+    if (!(xi.flags & XEN_DOMINF_shutdown) || reason != SHUTDOWN_suspend)
+        return 0; /* a stray notification: keep waiting */
+    return 1;
+}
+
+static void xen_suspend_teardown(struct xtk_domain *dom)
+{
+    struct xen_dom *xd = xd_of(dom);
+
+    if (!xd->suspend_set)
+        return;
+    /* Without this Xen keeps signalling our port instead of VIRQ_DOM_EXC
+     * and xl's next save of the domain waits a minute for @releaseDomain. */
+    if (xd->subscribed)
+        xc_domain_subscribe_for_suspend(xd->xch, dom->domid, 0);
+    if (xd->lock_fd >= 0)
+        xc_suspend_evtchn_release(xd->xch, xd->xce, dom->domid, xd->local_port,
+                                  &xd->lock_fd);
+    else if (xd->local_port >= 0)
+        xenevtchn_unbind(xd->xce, (evtchn_port_t)xd->local_port);
+    if (xd->xce)
+        xenevtchn_close(xd->xce);
+    if (xd->pause_evfd >= 0)
+        close(xd->pause_evfd);
+    if (xd->store_fd >= 0)
+        close(xd->store_fd);
+    xd->xce = NULL;
+    xd->local_port = xd->guest_port = -1;
+    xd->lock_fd = xd->pause_evfd = xd->store_fd = -1;
+    xd->subscribed = 0;
+    xd->suspend_set = 0;
+}
+
+/*
+ * A guest sitting suspended carries on, as `xl save -c` resumes it: Xen
+ * returns 1 from its suspend hypercall (the suspend was cancelled), and
+ * the store forgets that the domain was shut down.  A paused one is
+ * unpaused.
+ */
+static int xen_resume(struct xtk_domain *dom)
+{
+    struct xen_dom *xd = xd_of(dom);
+    xc_domaininfo_t xi;
+    char payload[16];
+    int fd;
+
+    if (getinfo(xd->xch, dom->domid, &xi) < 0)
+        return -1;
+    if ((xi.flags & XEN_DOMINF_shutdown) &&
+        ((xi.flags >> XEN_DOMINF_shutdownshift) & XEN_DOMINF_shutdownmask) ==
+            SHUTDOWN_suspend) {
+        if (xc_domain_resume(xd->xch, dom->domid, 1) < 0) {
+            XTK_PERROR(dom->ctx, "domain %u: resume", dom->domid);
+            return -1;
+        }
+        dom->resumed_ns = xtk_now_ns();
+        fd = xtk__xs_connect(xtk__xs_path(NULL));
+        snprintf(payload, sizeof(payload), "%u", dom->domid);
+        if (fd < 0 ||
+            xtk__xs_request(fd, XS_RESUME, payload, strlen(payload) + 1, NULL,
+                            0, NULL, 0, STORE_TIMEOUT_MS) < 0)
+            XTK_PERROR(dom->ctx, "domain %u: the store's RESUME", dom->domid);
+        if (fd >= 0)
+            close(fd);
+    }
+    if (xd->suspend_paused) {
+        xd->suspend_paused = 0;
+        xc_domain_unpause(xd->xch, dom->domid);
+    }
+    while (xd->held_pauses) {
+        if (xc_domain_unpause(xd->xch, dom->domid) < 0)
+            break;
+        xd->held_pauses--;
+    }
+    if (!dom->resumed_ns)
+        dom->resumed_ns = xtk_now_ns();
+    return 0;
+}
+
+/* ---- not yet: the state and restore ----------------------------------- */
+
+static int xen_get_state(struct xtk_domain *dom, void **buf, size_t *len)
+{
+    (void)buf, (void)len;
+    XTK_ERROR(dom->ctx,
+              "domain %u: saving a Xen domain's vCPU state is not "
+              "implemented yet",
+              dom->domid);
+    return xtk__fail(ENOTSUP);
+}
+
+static int xen_set_state(struct xtk_domain *dom, const void *buf, size_t len)
+{
+    (void)buf, (void)len;
+    XTK_ERROR(dom->ctx, "domain %u: restoring onto Xen is not implemented yet",
+              dom->domid);
+    return xtk__fail(ENOTSUP);
+}
+
+const struct xtk__backend_ops xtk__xen_backend = {
+    .name = "xen",
+    .list = xen_list,
+    .lookup = xen_lookup,
+    .open = xen_open,
+    .create = xen_create,
+    .close = xen_close,
+    .info = xen_info,
+    .pause = xen_pause,
+    .unpause = xen_unpause,
+    .destroy = xen_destroy,
+    .rename = xen_rename,
+    .map_batch = xen_map_batch,
+    .unmap_batch = xen_unmap_batch,
+    .populate = xen_populate,
+    .logdirty_enable = xen_logdirty_enable,
+    .logdirty_read = xen_logdirty_read,
+    .logdirty_disable = xen_logdirty_disable,
+    .suspend_setup = xen_suspend_setup,
+    .suspend_request = xen_suspend_request,
+    .suspend_check = xen_suspend_check,
+    .suspend_teardown = xen_suspend_teardown,
+    .get_state = xen_get_state,
+    .set_state = xen_set_state,
+    .resume = xen_resume,
+};

@@ -1,0 +1,309 @@
+/*
+ * xen-probe - libxtk's xen backend against a live guest, inside the Xen
+ * testbed's dom0 (tests/xen/dom0-init.sh runs it).
+ *
+ *   xen-probe [--pv] NAME CYCLES
+ *
+ * Each check prints one line, "XTK-OK <check> <detail>" or "XTK-FAIL
+ * <check> <why>", as dom0-init.sh's own checks do; the exit status is the
+ * number of failed checks.  The checks:
+ *
+ *   xtk-lookup    the domain is found by name and its information is sane
+ *   xtk-pause     pause and unpause show in its information; a pause held
+ *                 by a handle ends when the handle closes
+ *   xtk-logdirty  the dirty log sees a running guest's writes, none while
+ *                 it is paused, and gives a FINAL read only when stopped;
+ *                 with --pv (a PV guest on a Xen built without shadow
+ *                 paging, as Debian's is), enabling it fails with ENOTSUP
+ *   xtk-evtchn    a guest without a published suspend channel is refused
+ *                 the EVTCHN method with ENOTSUP
+ *   xtk-suspend   CYCLES suspends by the store method, each noticed on the
+ *                 subscribed event channel and followed by a cooperative
+ *                 resume; prints the suspend latency's percentiles
+ *   xtk-running   the guest is running afterwards, neither paused nor
+ *                 suspended
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <xtk/ctx.h>
+#include <xtk/domain.h>
+#include <xtk/stats.h>
+
+#include "backend.h"
+
+static int failed;
+
+#define OK(check, ...)                                                         \
+    do {                                                                       \
+        printf("XTK-OK " check " " __VA_ARGS__);                               \
+        putchar('\n');                                                         \
+        fflush(stdout);                                                        \
+    } while (0)
+#define FAIL(check, ...)                                                       \
+    do {                                                                       \
+        printf("XTK-FAIL " check " " __VA_ARGS__);                             \
+        putchar('\n');                                                         \
+        fflush(stdout);                                                        \
+        failed++;                                                              \
+    } while (0)
+
+static void sleep_ms(unsigned int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+
+    nanosleep(&ts, NULL);
+}
+
+static int info_of(struct xtk_domain *dom, struct xtk_domain_info *info)
+{
+    return dom->ops->info(dom, info);
+}
+
+/* Waits up to ms for the domain's flags & mask to equal want. */
+static int wait_flags(struct xtk_domain *dom, uint32_t mask, uint32_t want,
+                      unsigned int ms)
+{
+    struct xtk_domain_info info;
+
+    for (unsigned int t = 0;; t += 10) {
+        if (info_of(dom, &info) == 0 && (info.flags & mask) == want)
+            return 0;
+        if (t >= ms)
+            return -1;
+        sleep_ms(10);
+    }
+}
+
+static void check_pause(struct xtk_ctx *ctx, struct xtk_domain *dom)
+{
+    struct xtk_domain_info info;
+    struct xtk_domain *other;
+
+    if (dom->ops->pause(dom, 0) < 0 || info_of(dom, &info) < 0 ||
+        !(info.flags & XTK_DOMINFO_PAUSED)) {
+        FAIL("xtk-pause", "pause: %s, flags %#x", strerror(errno), info.flags);
+        return;
+    }
+    if (dom->ops->unpause(dom, XTK__UNPAUSE_FORCE) < 0 ||
+        info_of(dom, &info) < 0 || (info.flags & XTK_DOMINFO_PAUSED)) {
+        FAIL("xtk-pause", "unpause: %s, flags %#x", strerror(errno),
+             info.flags);
+        return;
+    }
+    other = xtk_domain_open(ctx, dom->domid);
+    if (!other || xtk__domain_pause_hold(other) < 0 ||
+        info_of(dom, &info) < 0 || !(info.flags & XTK_DOMINFO_PAUSED)) {
+        FAIL("xtk-pause", "held pause: %s", strerror(errno));
+        xtk_domain_close(other);
+        return;
+    }
+    xtk_domain_close(other);
+    if (info_of(dom, &info) < 0 || (info.flags & XTK_DOMINFO_PAUSED)) {
+        FAIL("xtk-pause", "a held pause outlived its handle (flags %#x)",
+             info.flags);
+        return;
+    }
+    OK("xtk-pause", "pause, unpause and a pause held by a handle");
+}
+
+static void check_logdirty(struct xtk_domain *dom, uint64_t nr_bits, int pv)
+{
+    const struct xtk__backend_ops *o = dom->ops;
+    uint64_t *bm = calloc((nr_bits + 63) / 64, 8);
+    uint64_t first = 0, running = 0, paused = 0, final = 0;
+    int busy;
+
+    if (pv) {
+        if (o->logdirty_enable(dom) == 0) {
+            FAIL("xtk-logdirty", "a PV guest got a dirty log on a Xen "
+                                 "without shadow paging");
+            o->logdirty_disable(dom);
+        } else if (errno != ENOTSUP) {
+            FAIL("xtk-logdirty", "PV: refused with %s, not ENOTSUP",
+                 strerror(errno));
+        } else {
+            OK("xtk-logdirty", "PV guest, Xen without shadow paging: ENOTSUP");
+        }
+        free(bm);
+        return;
+    }
+    if (!bm || o->logdirty_enable(dom) < 0) {
+        FAIL("xtk-logdirty", "enable: %s", strerror(errno));
+        free(bm);
+        return;
+    }
+    if (o->logdirty_read(dom, 0, bm, nr_bits, &first) < 0)
+        goto fail;
+    sleep_ms(2000); /* the guest prints a counter every second */
+    if (o->logdirty_read(dom, 0, bm, nr_bits, &running) < 0)
+        goto fail;
+    busy =
+        o->logdirty_read(dom, XTK__LOGDIRTY_FINAL, bm, nr_bits, &final) < 0 &&
+        errno == EBUSY;
+    if (o->pause(dom, 0) < 0)
+        goto fail;
+    /* Two reads while paused: the first may still hold what the guest
+     * wrote just before the pause; the second must be empty of guest
+     * writes. */
+    if (o->logdirty_read(dom, 0, bm, nr_bits, &paused) < 0 ||
+        o->logdirty_read(dom, 0, bm, nr_bits, &paused) < 0 ||
+        o->logdirty_read(dom, XTK__LOGDIRTY_FINAL, bm, nr_bits, &final) < 0) {
+        o->unpause(dom, XTK__UNPAUSE_FORCE);
+        goto fail;
+    }
+    o->unpause(dom, XTK__UNPAUSE_FORCE);
+    if (o->logdirty_disable(dom) < 0) {
+        FAIL("xtk-logdirty", "disable: %s", strerror(errno));
+        free(bm);
+        return;
+    }
+    if (!running || paused || !busy)
+        FAIL("xtk-logdirty",
+             "first read %llu, running 2 s %llu, paused %llu, FINAL while "
+             "running %s",
+             (unsigned long long)first, (unsigned long long)running,
+             (unsigned long long)paused, busy ? "refused" : "accepted");
+    else
+        OK("xtk-logdirty",
+           "first read %llu frames, 2 s running %llu, paused 0, FINAL %llu; "
+           "FINAL refused while running",
+           (unsigned long long)first, (unsigned long long)running,
+           (unsigned long long) final);
+    free(bm);
+    return;
+fail:
+    FAIL("xtk-logdirty", "read: %s", strerror(errno));
+    o->logdirty_disable(dom);
+    free(bm);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+    return x < y ? -1 : x > y;
+}
+
+static void check_suspend(struct xtk_domain *dom, int cycles)
+{
+    const struct xtk__backend_ops *o = dom->ops;
+    uint64_t *lat = calloc((size_t)cycles, sizeof(*lat)), t0;
+    int fd, r = 0, done = 0;
+    struct pollfd p;
+
+    if (o->suspend_setup(dom, XTK__SUSPEND_EVTCHN, &fd) == 0) {
+        FAIL("xtk-evtchn", "a guest without device/suspend/event-channel "
+                           "was given the EVTCHN method");
+        o->suspend_teardown(dom);
+    } else if (errno != ENOTSUP) {
+        FAIL("xtk-evtchn", "refused with %s, not ENOTSUP", strerror(errno));
+    } else {
+        OK("xtk-evtchn", "no published suspend channel: ENOTSUP");
+    }
+
+    if (!lat || o->suspend_setup(dom, XTK__SUSPEND_STORE, &fd) < 0) {
+        FAIL("xtk-suspend", "setup: %s", strerror(errno));
+        free(lat);
+        return;
+    }
+    for (; done < cycles; done++) {
+        t0 = xtk_now_ns();
+        if (o->suspend_request(dom) < 0) {
+            FAIL("xtk-suspend", "cycle %d: request: %s", done, strerror(errno));
+            break;
+        }
+        do {
+            p = (struct pollfd){.fd = fd, .events = POLLIN};
+            if (poll(&p, 1, 30000) != 1) {
+                r = -1;
+                errno = ETIMEDOUT;
+                break;
+            }
+            r = o->suspend_check(dom);
+        } while (r == 0);
+        if (r < 0) {
+            FAIL("xtk-suspend", "cycle %d: no suspended notification: %s", done,
+                 strerror(errno));
+            break;
+        }
+        lat[done] = xtk_now_ns() - t0;
+        if (o->resume(dom) < 0 ||
+            wait_flags(dom, XTK_DOMINFO_SUSPENDED, 0, 10000) < 0) {
+            FAIL("xtk-suspend", "cycle %d: resume: %s", done, strerror(errno));
+            break;
+        }
+        /* Let the guest's xenbus finish the resume before the next
+         * request (it rewrites control/shutdown as it does). */
+        sleep_ms(200);
+    }
+    o->suspend_teardown(dom);
+    if (done == cycles) {
+        qsort(lat, (size_t)cycles, sizeof(*lat), cmp_u64);
+        OK("xtk-suspend",
+           "%d store suspends noticed on an event channel, cooperative "
+           "resumes: suspend latency p50 %.2f ms, p99 %.2f ms, max %.2f ms "
+           "(TCG)",
+           cycles, lat[cycles / 2] / 1e6, lat[(cycles * 99) / 100] / 1e6,
+           lat[cycles - 1] / 1e6);
+    }
+    free(lat);
+}
+
+int main(int argc, char **argv)
+{
+    struct xtk_ctx *ctx;
+    struct xtk_domain *dom;
+    struct xtk_domain_info info;
+    int cycles, pv = 0;
+
+    if (argc > 1 && !strcmp(argv[1], "--pv")) {
+        pv = 1;
+        argc--, argv++;
+    }
+    if (argc != 3 || (cycles = atoi(argv[2])) <= 0) {
+        fprintf(stderr, "usage: xen-probe [--pv] NAME CYCLES\n");
+        return 2;
+    }
+    setenv("XTK_BACKEND", "xen", 1);
+    ctx = xtk_ctx_open(NULL, NULL, 0);
+    if (!ctx) {
+        FAIL("xtk-lookup", "no context: %s", strerror(errno));
+        return failed;
+    }
+    dom = xtk_domain_lookup(ctx, argv[1]);
+    if (!dom || info_of(dom, &info) < 0) {
+        FAIL("xtk-lookup", "%s: %s", argv[1], strerror(errno));
+        xtk_ctx_close(ctx);
+        return failed;
+    }
+    if (strcmp(info.name, argv[1]) || !info.nr_vcpus || !info.nr_pages)
+        FAIL("xtk-lookup", "domain %u: name '%s', %u vCPUs, %llu pages",
+             info.domid, info.name, info.nr_vcpus,
+             (unsigned long long)info.nr_pages);
+    else
+        OK("xtk-lookup", "%s is domain %u: %u vCPU(s), %llu pages, flags %#x",
+           info.name, info.domid, info.nr_vcpus,
+           (unsigned long long)info.nr_pages, info.flags);
+
+    check_pause(ctx, dom);
+    /* The p2m of a 128 MiB guest is well under 1 M frames. */
+    check_logdirty(dom, 1u << 20, pv);
+    check_suspend(dom, cycles);
+
+    if (wait_flags(dom, XTK_DOMINFO_PAUSED | XTK_DOMINFO_SUSPENDED, 0, 5000) <
+        0)
+        FAIL("xtk-running", "the guest is left paused or suspended");
+    else
+        OK("xtk-running", "neither paused nor suspended");
+    xtk_domain_close(dom);
+    xtk_ctx_close(ctx);
+    return failed;
+}
