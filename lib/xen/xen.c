@@ -26,18 +26,22 @@
  * populate, and the vCPU and platform state (get_state, set_state).
  *
  * Unlike KVM's, Xen's pause count, dirty log and suspend subscription
- * belong to the domain, not to this process: they are undone at close,
- * but a process killed before close leaves them behind.
+ * belong to the domain, not to this process.  They are undone at close;
+ * and a handle that holds any of them keeps a guard process told (guard.h,
+ * xtk-xen-guard), which undoes them if this process dies first.
  */
 #include "config.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <xenctrl.h>
@@ -47,9 +51,16 @@
 #include <libxl.h>
 
 #include "backend.h"
+#include "xen/guard.h"
 #include "xs-client.h"
 
 #define XTK_LOG_CONTEXT "xen"
+
+#ifndef XTK_XEN_GUARD_PATH
+#define XTK_XEN_GUARD_PATH "xtk-xen-guard"
+#endif
+
+extern char **environ;
 
 #define STORE_TIMEOUT_MS 5000
 #define XS_RESUME 18 /* xs_wire.h */
@@ -73,12 +84,103 @@ struct xen_dom {
     int lock_fd;    /* xc_suspend_evtchn_init_exclusive's lock */
     int pause_evfd; /* PAUSE */
     int store_fd;   /* STORE */
-    unsigned int suspend_paused : 1;
+    unsigned int suspend_paused : 1; /* PAUSE paused it */
+    unsigned int requested : 1;      /* a suspend was requested */
+    /* the guard: our end of its socket, -1 until something is held */
+    int guard_fd;
 };
 
 static struct xen_dom *xd_of(struct xtk_domain *dom)
 {
     return dom->priv;
+}
+
+/* ---- the guard ------------------------------------------------------------
+ */
+
+/* Starts xtk-xen-guard ($XTK_XEN_GUARD, else the installed one). */
+static int guard_start(struct xtk_domain *dom, struct xen_dom *xd)
+{
+    const char *path = getenv("XTK_XEN_GUARD");
+    char *argv[2];
+    posix_spawn_file_actions_t fa;
+    int sv[2], rc, status;
+    pid_t pid;
+
+    if (!path || !*path)
+        path = XTK_XEN_GUARD_PATH;
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+        return -1;
+    argv[0] = (char *)path;
+    argv[1] = NULL;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, sv[1], 0);
+    rc = posix_spawn(&pid, path, &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    close(sv[1]);
+    if (rc) {
+        close(sv[0]);
+        errno = rc;
+        XTK_PERROR(dom->ctx,
+                   "domain %u: cannot start the guard %s (set XTK_XEN_GUARD)",
+                   dom->domid, path);
+        return -1;
+    }
+    /* It forks and its first half exits at once: reap that. */
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    if (!WIFEXITED(status) || WEXITSTATUS(status)) {
+        close(sv[0]);
+        XTK_ERROR(dom->ctx, "domain %u: the guard %s failed to start",
+                  dom->domid, path);
+        return xtk__fail(EIO);
+    }
+    xd->guard_fd = sv[0];
+    return 0;
+}
+
+/*
+ * Tells the guard what this handle holds now, starting it if this is the
+ * first thing held.  Called after each change (a pause taken, the dirty
+ * log switched on) and before each release, so that a death in between
+ * leaves the guard undoing at most something already undone.
+ */
+static int guard_update(struct xtk_domain *dom, struct xen_dom *xd)
+{
+    struct xtk__xen_guard_state st = {
+        .magic = XTK__XEN_GUARD_MAGIC,
+        .domid = dom->domid,
+        .held_pauses = xd->held_pauses + xd->suspend_paused,
+        .logdirty = xd->logdirty,
+        .subscribed = xd->subscribed,
+        .requested = xd->requested,
+        .store = xd->requested && xd->method == XTK__SUSPEND_STORE,
+    };
+    int held = st.held_pauses || st.logdirty || st.subscribed || st.requested;
+
+    if (xd->guard_fd < 0) {
+        if (!held)
+            return 0;
+        if (guard_start(dom, xd) < 0)
+            return -1;
+    }
+    if (send(xd->guard_fd, &st, sizeof(st), MSG_NOSIGNAL) != sizeof(st)) {
+        XTK_PERROR(dom->ctx, "domain %u: the guard is gone", dom->domid);
+        return -1;
+    }
+    return 0;
+}
+
+/* A handle closing cleanly: nothing for the guard to undo. */
+static void guard_stop(struct xtk_domain *dom, struct xen_dom *xd)
+{
+    if (xd->guard_fd < 0)
+        return;
+    xd->held_pauses = 0;
+    xd->suspend_paused = xd->logdirty = xd->subscribed = xd->requested = 0;
+    guard_update(dom, xd);
+    close(xd->guard_fd);
+    xd->guard_fd = -1;
 }
 
 /* A libxenctrl handle that logs nothing of its own: xtk logs. */
@@ -254,7 +356,7 @@ static int xen_open(struct xtk_domain *dom)
     if (!xd)
         return -1;
     xd->local_port = xd->guest_port = -1;
-    xd->lock_fd = xd->pause_evfd = xd->store_fd = -1;
+    xd->lock_fd = xd->pause_evfd = xd->store_fd = xd->guard_fd = -1;
     xd->hbuf.ubuf = (void *)-1; /* no bounce buffer: HYPERCALL_BUFFER_INIT */
     xd->xch = open_xc(dom->ctx);
     if (!xd->xch)
@@ -293,10 +395,13 @@ static void xen_close(struct xtk_domain *dom)
     xen_suspend_teardown(dom);
     if (xd->logdirty)
         xen_logdirty_disable(dom);
+    if (xd->suspend_paused)
+        xc_domain_unpause(xd->xch, dom->domid);
     while (xd->held_pauses) {
         xc_domain_unpause(xd->xch, dom->domid);
         xd->held_pauses--;
     }
+    guard_stop(dom, xd);
     xd_free(xd);
     dom->priv = NULL;
 }
@@ -334,8 +439,15 @@ static int xen_pause(struct xtk_domain *dom, unsigned int flags)
         XTK_PERROR(dom->ctx, "domain %u: pause", dom->domid);
         return -1;
     }
-    if (flags & XTK__PAUSE_HOLD)
+    if (flags & XTK__PAUSE_HOLD) {
         xd->held_pauses++;
+        if (guard_update(dom, xd) < 0) {
+            int e = errno;
+            xd->held_pauses--;
+            xc_domain_unpause(xd->xch, dom->domid);
+            return xtk__fail(e);
+        }
+    }
     return 0;
 }
 
@@ -357,15 +469,18 @@ static int xen_unpause(struct xtk_domain *dom, unsigned int flags)
                 break;
             }
         xd->held_pauses = 0;
+        xd->suspend_paused = 0;
+        guard_update(dom, xd);
         return 0;
     }
     if (!xd->held_pauses)
         return 0;
+    xd->held_pauses--;
+    guard_update(dom, xd);
     if (xc_domain_unpause(xd->xch, dom->domid) < 0) {
         XTK_PERROR(dom->ctx, "domain %u: unpause", dom->domid);
         return -1;
     }
-    xd->held_pauses--;
     return 0;
 }
 
@@ -503,6 +618,11 @@ static int xen_logdirty_enable(struct xtk_domain *dom)
     }
 on:
     xd->logdirty = 1;
+    if (guard_update(dom, xd) < 0) {
+        int e = errno;
+        xen_logdirty_disable(dom);
+        return xtk__fail(e);
+    }
     return 0;
 }
 
@@ -513,6 +633,7 @@ static int xen_logdirty_disable(struct xtk_domain *dom)
     if (!xd->logdirty)
         return 0;
     xd->logdirty = 0;
+    guard_update(dom, xd);
     if (xc_shadow_control(xd->xch, dom->domid, XEN_DOMCTL_SHADOW_OP_OFF, NULL,
                           0) < 0 &&
         errno != ESRCH) {
@@ -597,7 +718,7 @@ static int subscribe_store_port(struct xtk_domain *dom, struct xen_dom *xd)
         return -1;
     }
     xd->subscribed = 1;
-    return 0;
+    return guard_update(dom, xd);
 }
 
 static int xen_suspend_setup(struct xtk_domain *dom,
@@ -663,6 +784,8 @@ static int xen_suspend_setup(struct xtk_domain *dom,
             goto fail;
         }
         xd->subscribed = 1;
+        if (guard_update(dom, xd) < 0)
+            goto fail;
     } else {
         snprintf(path, sizeof(path), "/local/domain/%u/control/shutdown",
                  dom->domid);
@@ -692,6 +815,13 @@ static int xen_suspend_request(struct xtk_domain *dom)
 
     if (!xd->suspend_set)
         return xtk__fail(EINVAL);
+    /* The guard hears of the request first: a guest that suspends after
+     * we died is resumed too. */
+    if (xd->method != XTK__SUSPEND_PAUSE) {
+        xd->requested = 1;
+        if (guard_update(dom, xd) < 0)
+            return -1;
+    }
     switch (xd->method) {
     case XTK__SUSPEND_EVTCHN:
         if (xenevtchn_notify(xd->xce, (evtchn_port_t)xd->local_port) < 0) {
@@ -715,6 +845,8 @@ static int xen_suspend_request(struct xtk_domain *dom)
             return -1;
         }
         xd->suspend_paused = 1;
+        if (guard_update(dom, xd) < 0)
+            return -1;
         return write(xd->pause_evfd, &one, sizeof(one)) < 0 ? -1 : 0;
     }
     return xtk__fail(EINVAL);
@@ -757,6 +889,9 @@ static void xen_suspend_teardown(struct xtk_domain *dom)
      * and xl's next save of the domain waits a minute for @releaseDomain. */
     if (xd->subscribed)
         xc_domain_subscribe_for_suspend(xd->xch, dom->domid, 0);
+    xd->subscribed = 0;
+    xd->requested = 0;
+    guard_update(dom, xd);
     if (xd->lock_fd >= 0)
         xc_suspend_evtchn_release(xd->xch, xd->xce, dom->domid, xd->local_port,
                                   &xd->lock_fd);
@@ -771,7 +906,6 @@ static void xen_suspend_teardown(struct xtk_domain *dom)
     xd->xce = NULL;
     xd->local_port = xd->guest_port = -1;
     xd->lock_fd = xd->pause_evfd = xd->store_fd = -1;
-    xd->subscribed = 0;
     xd->suspend_set = 0;
 }
 
@@ -807,6 +941,7 @@ static int xen_resume(struct xtk_domain *dom)
         if (fd >= 0)
             close(fd);
     }
+    xd->requested = 0;
     if (xd->suspend_paused) {
         xd->suspend_paused = 0;
         xc_domain_unpause(xd->xch, dom->domid);
@@ -816,6 +951,7 @@ static int xen_resume(struct xtk_domain *dom)
             break;
         xd->held_pauses--;
     }
+    guard_update(dom, xd);
     if (!dom->resumed_ns)
         dom->resumed_ns = xtk_now_ns();
     return 0;

@@ -20,6 +20,11 @@
  *   xtk-suspend   CYCLES suspends by the store method, each noticed on the
  *                 subscribed event channel and followed by a cooperative
  *                 resume; prints the suspend latency's percentiles
+ *   xtk-guard     a toolstack killed (SIGKILL) while it holds a pause,
+ *                 right after it requested a suspend, and while the guest
+ *                 sits suspended with the dirty log on: each time the
+ *                 guest runs again, unpaused and resumed, with the dirty
+ *                 log off (xtk-xen-guard undid it)
  *   xtk-running   the guest is running afterwards, neither paused nor
  *                 suspended
  */
@@ -27,6 +32,8 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +43,8 @@
 #include <xtk/ctx.h>
 #include <xtk/domain.h>
 #include <xtk/stats.h>
+
+#include <xenctrl.h>
 
 #include "backend.h"
 
@@ -257,6 +266,130 @@ static void check_suspend(struct xtk_domain *dom, int cycles)
     free(lat);
 }
 
+/* Waits for the domain's suspended notification (up to 30 s). */
+static int wait_suspended(struct xtk_domain *dom, int fd)
+{
+    struct pollfd p;
+    int r;
+
+    do {
+        p = (struct pollfd){.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 30000) != 1)
+            return xtk__fail(ETIMEDOUT);
+        r = dom->ops->suspend_check(dom);
+    } while (r == 0);
+    return r < 0 ? -1 : 0;
+}
+
+enum guard_case { HELD_PAUSE, JUST_REQUESTED, SUSPENDED_LOGGING };
+static const char *const guard_case_name[] = {
+    "holding a pause", "right after the suspend request",
+    "with the guest suspended and the dirty log on"};
+
+/*
+ * A child takes hold of the domain as one case says, tells us, and is
+ * killed with SIGKILL; 0 if it got that far.
+ */
+static int killed_holding(uint32_t domid, enum guard_case c, int pv)
+{
+    int pfd[2], fd, st;
+    char ok = 0;
+    pid_t pid;
+
+    if (pipe(pfd) < 0)
+        return -1;
+    fflush(stdout);
+    pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        struct xtk_ctx *ctx = xtk_ctx_open(NULL, NULL, 0);
+        struct xtk_domain *dom = ctx ? xtk_domain_open(ctx, domid) : NULL;
+        const struct xtk__backend_ops *o = dom ? dom->ops : NULL;
+        int r = -1;
+
+        close(pfd[0]);
+        if (!o)
+            _exit(1);
+        switch (c) {
+        case HELD_PAUSE:
+            r = xtk__domain_pause_hold(dom);
+            break;
+        case JUST_REQUESTED:
+            r = o->suspend_setup(dom, XTK__SUSPEND_STORE, &fd) < 0
+                    ? -1
+                    : o->suspend_request(dom);
+            break;
+        case SUSPENDED_LOGGING:
+            r = (!pv && o->logdirty_enable(dom) < 0) ||
+                        o->suspend_setup(dom, XTK__SUSPEND_STORE, &fd) < 0 ||
+                        o->suspend_request(dom) < 0 ||
+                        wait_suspended(dom, fd) < 0
+                    ? -1
+                    : 0;
+            break;
+        }
+        if (r == 0 && write(pfd[1], "k", 1) != 1)
+            _exit(1);
+        for (;;)
+            pause(); /* until killed */
+    }
+    close(pfd[1]);
+    if (read(pfd[0], &ok, 1) != 1)
+        ok = 0;
+    close(pfd[0]);
+    kill(pid, SIGKILL);
+    waitpid(pid, &st, 0);
+    return ok == 'k' ? 0 : xtk__fail(EIO);
+}
+
+/* 1: the dirty log was off (and is again), 0: on, -1: cannot tell. */
+static int logdirty_off(uint32_t domid)
+{
+    xc_interface *xch = xc_interface_open(NULL, NULL, 0);
+    int off;
+
+    if (!xch)
+        return -1;
+    off = xc_shadow_control(xch, domid, XEN_DOMCTL_SHADOW_OP_ENABLE_LOGDIRTY,
+                            NULL, 0) == 0;
+    if (off)
+        xc_shadow_control(xch, domid, XEN_DOMCTL_SHADOW_OP_OFF, NULL, 0);
+    xc_interface_close(xch);
+    return off;
+}
+
+static void check_guard(struct xtk_domain *dom, int pv)
+{
+    const uint32_t busy = XTK_DOMINFO_PAUSED | XTK_DOMINFO_SUSPENDED;
+
+    for (int c = HELD_PAUSE; c <= SUSPENDED_LOGGING; c++) {
+        if (killed_holding(dom->domid, (enum guard_case)c, pv) < 0) {
+            FAIL("xtk-guard", "the toolstack could not get %s: %s",
+                 guard_case_name[c], strerror(errno));
+            return;
+        }
+        /* The guard waits up to 5 s for a guest that suspends late. */
+        if (wait_flags(dom, busy, 0, 15000) < 0) {
+            FAIL("xtk-guard", "killed %s: the guest stays paused or suspended",
+                 guard_case_name[c]);
+            return;
+        }
+        if (!pv && c == SUSPENDED_LOGGING && logdirty_off(dom->domid) != 1) {
+            FAIL("xtk-guard", "killed %s: the dirty log stays on",
+                 guard_case_name[c]);
+            return;
+        }
+        /* The resumed guest's xenbus settles before the next request. */
+        sleep_ms(500);
+    }
+    OK("xtk-guard",
+       "a toolstack killed holding a pause, right after a "
+       "suspend request, and with the guest suspended%s: "
+       "each time the guest runs on",
+       pv ? "" : " and the dirty log on (then off)");
+}
+
 int main(int argc, char **argv)
 {
     struct xtk_ctx *ctx;
@@ -297,6 +430,7 @@ int main(int argc, char **argv)
     /* The p2m of a 128 MiB guest is well under 1 M frames. */
     check_logdirty(dom, 1u << 20, pv);
     check_suspend(dom, cycles);
+    check_guard(dom, pv);
 
     if (wait_flags(dom, XTK_DOMINFO_PAUSED | XTK_DOMINFO_SUSPENDED, 0, 5000) <
         0)

@@ -1,0 +1,190 @@
+/*
+ * xtk-xen-guard - undoes what a dead toolstack held on a Xen domain.
+ *
+ * Started by libxtk's xen backend (lib/xen/xen.c) with its end of a socket
+ * on standard input; see guard.h for the protocol.  It detaches at once
+ * (its own session, so that a ^C aimed at the toolstack does not reach
+ * it) and reads states until end of file.  If the last state holds
+ * anything, the toolstack died with it: then, in this order, the guard
+ *
+ *   releases the pauses it held,
+ *   resumes a guest whose suspend it had requested (waiting up to 5 s for
+ *   a guest that suspends only now, and taking back a "suspend" still
+ *   unread in control/shutdown),
+ *   gives the suspend notification back to Xen (DOMCTL_subscribe of
+ *   port 0: otherwise Xen signals a dead port instead of VIRQ_DOM_EXC,
+ *   and xl's next save waits a minute for @releaseDomain),
+ *   switches the dirty log off,
+ *
+ * and says what it did on standard error.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <xenctrl.h>
+#include <xenguest.h>
+
+#include "xen/guard.h"
+#include "xs-client.h"
+
+#define XS_RESUME 18
+#define SUSPEND_WAIT_MS 5000
+
+static const char *me = "xtk-xen-guard";
+
+static void sleep_ms(unsigned int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+
+    nanosleep(&ts, NULL);
+}
+
+/* 1: the domain sits suspended; 0: it does not; -1: it is gone. */
+static int suspended(xc_interface *xch, uint32_t domid)
+{
+    xc_domaininfo_t xi;
+
+    if (xc_domain_getinfolist(xch, domid, 1, &xi) != 1 || xi.domain != domid)
+        return -1;
+    return (xi.flags & XEN_DOMINF_shutdown) &&
+           ((xi.flags >> XEN_DOMINF_shutdownshift) & XEN_DOMINF_shutdownmask) ==
+               SHUTDOWN_suspend;
+}
+
+/* Takes back a "suspend" the guest has not acknowledged (it clears the
+ * node when it reads the request). */
+static void withdraw_request(uint32_t domid)
+{
+    char path[64], val[32];
+    int fd = xtk__xs_connect(xtk__xs_path(NULL));
+
+    if (fd < 0)
+        return;
+    snprintf(path, sizeof(path), "/local/domain/%u/control/shutdown", domid);
+    if (xtk__xs_request(fd, XTK_XS_READ, path, strlen(path) + 1, NULL, 0, val,
+                        sizeof(val) - 1, 5000) >= 0 &&
+        !strcmp(val, "suspend") && xtk__xs_write(fd, path, "") == 0)
+        fprintf(stderr, "%s: domain %u: took back the unread suspend request\n",
+                me, domid);
+    close(fd);
+}
+
+static void resume(xc_interface *xch, uint32_t domid)
+{
+    char payload[16];
+    int fd;
+
+    if (xc_domain_resume(xch, domid, 1) < 0) {
+        fprintf(stderr, "%s: domain %u: resume: %s\n", me, domid,
+                strerror(errno));
+        return;
+    }
+    fd = xtk__xs_connect(xtk__xs_path(NULL));
+    snprintf(payload, sizeof(payload), "%u", domid);
+    if (fd >= 0)
+        xtk__xs_request(fd, XS_RESUME, payload, strlen(payload) + 1, NULL, 0,
+                        NULL, 0, 5000);
+    if (fd >= 0)
+        close(fd);
+    fprintf(stderr, "%s: domain %u: resumed the suspended guest\n", me, domid);
+}
+
+static void undo(const struct xtk__xen_guard_state *st)
+{
+    xc_interface *xch = xc_interface_open(NULL, NULL, 0);
+    uint32_t d = st->domid;
+    int s = 0;
+
+    if (!xch) {
+        fprintf(stderr, "%s: domain %u: no libxenctrl: %s\n", me, d,
+                strerror(errno));
+        return;
+    }
+    for (uint32_t i = 0; i < st->held_pauses; i++)
+        if (xc_domain_unpause(xch, d) < 0)
+            break;
+    if (st->held_pauses)
+        fprintf(stderr, "%s: domain %u: released %u pause(s)\n", me, d,
+                st->held_pauses);
+    if (st->requested) {
+        for (int t = 0; t < SUSPEND_WAIT_MS; t += 20) {
+            s = suspended(xch, d);
+            if (s)
+                break;
+            sleep_ms(20);
+        }
+        if (s == 0 && st->store) {
+            withdraw_request(d);
+            sleep_ms(200); /* a guest that read it just now */
+            s = suspended(xch, d);
+        }
+        if (s == 1)
+            resume(xch, d);
+    }
+    if (st->subscribed && xc_domain_subscribe_for_suspend(xch, d, 0) == 0)
+        fprintf(stderr, "%s: domain %u: suspend notification given back\n", me,
+                d);
+    if (st->logdirty &&
+        xc_shadow_control(xch, d, XEN_DOMCTL_SHADOW_OP_OFF, NULL, 0) == 0)
+        fprintf(stderr, "%s: domain %u: dirty log off\n", me, d);
+    xc_interface_close(xch);
+}
+
+int main(int argc, char **argv)
+{
+    struct xtk__xen_guard_state st, last = {0};
+    size_t got = 0;
+    ssize_t n;
+    pid_t pid;
+
+    (void)argv;
+    if (argc != 1) {
+        fprintf(stderr,
+                "usage: %s  (started by libxtk, with its socket as stdin)\n",
+                me);
+        return 2;
+    }
+    /* Detach: the toolstack reaps our parent at once, and nothing aimed at
+     * its process group or terminal reaches us. */
+    pid = fork();
+    if (pid < 0)
+        return 1;
+    if (pid > 0)
+        _exit(0);
+    setsid();
+    signal(SIGHUP, SIG_IGN);
+    signal(SIGINT, SIG_IGN);
+    signal(SIGPIPE, SIG_IGN);
+
+    for (;;) {
+        n = read(0, (char *)&st + got, sizeof(st) - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+        if (got < sizeof(st))
+            continue;
+        got = 0;
+        if (st.magic != XTK__XEN_GUARD_MAGIC) {
+            fprintf(stderr, "%s: a malformed state: stopping\n", me);
+            return 1;
+        }
+        last = st;
+    }
+    if (last.magic == XTK__XEN_GUARD_MAGIC &&
+        (last.held_pauses || last.logdirty || last.subscribed ||
+         last.requested)) {
+        fprintf(stderr, "%s: domain %u: the toolstack went away holding it\n",
+                me, last.domid);
+        undo(&last);
+    }
+    return 0;
+}
