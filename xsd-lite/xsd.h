@@ -49,6 +49,10 @@ struct event_base;
 #define XSD_PERM_READ 1u
 #define XSD_PERM_WRITE 2u
 #define XSD_PERM_OWNER 4u
+/* On an entry naming a domain that did not exist when it was set: kept
+ * (GET_PERMS shows it) but it grants nothing, as xenstored's
+ * XS_PERM_IGNORE (a later domain with that id must not inherit it). */
+#define XSD_PERM_IGNORE 0x10u
 
 /* ---- quotas (unprivileged domains only) ------------------------------- */
 enum xsd_quota {
@@ -453,6 +457,9 @@ int xsd_domain_release(struct xsd *x, uint32_t domid, enum xsd_dom_end how);
 /* The introducer of KVM domains went away: they are dead. */
 void xsd_domain_introducer_gone(struct xsd_conn *c);
 struct xsd_dom *xsd_domain_find(struct xsd *x, uint32_t domid);
+/* Whether domid exists: dom0, an introduced domain, or (Xen) one the
+ * hypervisor knows, as xenstored asks before taking a permission list. */
+bool xsd_domain_exists(struct xsd *x, uint32_t domid);
 
 /* ---- ring.c ------------------------------------------------------------- */
 struct xsd_ring_ops {
@@ -478,6 +485,8 @@ void xsd_ring_kick(struct xsd_conn *c);
 int xsd_xen_introduce(struct xsd *x, uint32_t domid, uint32_t port,
                       struct xsd_ring **ring);
 void xsd_xen_fini(struct xsd *x);
+/* Whether the hypervisor knows domid (false without one). */
+bool xsd_xen_domain_exists(struct xsd *x, uint32_t domid);
 
 /* ---- sock.c ------------------------------------------------------------- */
 struct xsd_listener;
