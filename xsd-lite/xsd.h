@@ -2,6 +2,8 @@
  * xsd.h - what xsd-lite's files share.
  *
  * xsd-lite is an in-memory xenstore daemon.  The pieces:
+ *   htab.h   the hash table keyed by path that nodes, watched paths and
+ *            a transaction's touched paths each live in.
  *   store.c  the tree: nodes in a hash table keyed by full path, each with
  *            a parent and a list of children; interned permission sets;
  *            per-domain accounting; generation numbers.
@@ -30,6 +32,7 @@
 
 #include <xen/io/xs_wire.h>
 
+#include "htab.h"
 #include "xtk-internal.h"
 
 struct event;
@@ -149,9 +152,7 @@ struct xsd_txn {
     struct xsd_txn *next; /* the connection's transactions */
     struct xsd_conn *c;
     uint32_t id;
-    struct xsd_tnode **buckets;
-    uint32_t nbuckets;
-    uint32_t count;
+    struct xsd_htab map; /* struct xsd_tnode, by path */
     struct xsd_tnode *list;
     struct xsd_txop *ops, **ops_tail;
     uint32_t nshadow; /* nodes it removed (hiding their live subtrees) */
@@ -241,8 +242,7 @@ struct xsd {
     struct event_base *base;
     struct xsd_config cfg;
     /* Store. */
-    struct xsd_node **buckets;
-    uint64_t nbuckets, nnodes;
+    struct xsd_htab nodes; /* struct xsd_node, by path */
     struct xsd_perms **pbuckets;
     uint64_t npbuckets, nperms;
     struct xsd_node *root;
@@ -250,8 +250,7 @@ struct xsd {
     struct xsd_dom **dbuckets;
     uint32_t ndbuckets;
     /* Watches. */
-    struct xsd_wpath **wbuckets;
-    uint32_t nwbuckets, nwpaths;
+    struct xsd_htab wpaths; /* struct xsd_wpath, by path */
     uint64_t nwatches;
     /* Connections. */
     struct xsd_conn *conns;
