@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "hv.h"
+#include "parse-num.h"
 
 #ifndef XTK_GUEST_DEFAULT
 #define XTK_GUEST_DEFAULT "xtk-guest.elf"
@@ -61,17 +62,10 @@ static void usage(FILE *f)
             XTK_GUEST_MAX_VCPUS);
 }
 
+/* A number of the command line (parse-num.h), any uint64_t. */
 static int parse_u64(const char *s, uint64_t *v)
 {
-    char *end;
-    unsigned long long n;
-
-    errno = 0;
-    n = strtoull(s, &end, 10);
-    if (errno || end == s || *end || s[0] == '-')
-        return -1;
-    *v = n;
-    return 0;
+    return xtk__parse_u64(s, 0, UINT64_MAX, 0, v);
 }
 
 /* [A-Za-z0-9_.-], 1 to 63 characters, not all digits (that reads as an

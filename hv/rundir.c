@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "hv.h"
+#include "parse-num.h"
 
 #define LOG_KEEP_DEFAULT 10u
 #define LOG_KEEP_MAX 100000u
@@ -94,17 +95,11 @@ void hv_unlock_path(const char *path, int fd)
 /* XTK_LOG_KEEP: how many gone domains' logs log/ keeps. */
 static unsigned int log_keep(void)
 {
-    const char *e = getenv("XTK_LOG_KEEP");
-    char *end;
-    unsigned long v;
+    uint32_t v;
 
-    if (!e || !*e)
+    if (xtk__parse_u32(getenv("XTK_LOG_KEEP"), 0, LOG_KEEP_MAX, &v) < 0)
         return LOG_KEEP_DEFAULT;
-    errno = 0;
-    v = strtoul(e, &end, 10);
-    if (errno || *end || e[0] == '-' || v > LOG_KEEP_MAX)
-        return LOG_KEEP_DEFAULT;
-    return (unsigned int)v;
+    return v;
 }
 
 struct old_log {
