@@ -453,17 +453,21 @@ static void create_domain(struct xsdt_client *c, uint32_t t, struct stormer *s)
         {"image/ostype", "pvh"},  {"start_time", "1.0"},
         {"on_reboot", "restart"}, {"on_poweroff", "destroy"},
     };
-    char home[32], vm[64], path[160], owner[16], uuid[40];
+    char home[32], vm[64], path[160], reader[16], uuid[40];
     const char *r;
 
     snprintf(home, sizeof(home), "/local/domain/%d", s->domid);
     uuid_of(s->domid, uuid);
     snprintf(vm, sizeof(vm), "/vm/%s", uuid);
-    snprintf(owner, sizeof(owner), "n%d", s->domid);
+    /* dom0 owns the home and the domain reads it, as libxl sets it: an
+     * owner must be a domain that exists (xenstored refuses one that does
+     * not with ENOENT, and these domains are not real), while an entry
+     * naming one is accepted (and ignored). */
+    snprintf(reader, sizeof(reader), "r%d", s->domid);
     r = xsdt_read(c, t, home);
     TEST_ASSERT(!strcmp(r, "ENOENT"), "%s exists already: %s", home, r);
     XSDT_EXPECT(xsdt_req(c, XS_MKDIR, t, home, NULL), "OK");
-    XSDT_EXPECT(xsdt_req(c, XS_SET_PERMS, t, home, owner, "r0", NULL), "OK");
+    XSDT_EXPECT(xsdt_req(c, XS_SET_PERMS, t, home, "n0", reader, NULL), "OK");
     XSDT_EXPECT(xsdt_req(c, XS_MKDIR, t, vm, NULL), "OK");
     for (size_t i = 0; i < sizeof(dom_keys) / sizeof(dom_keys[0]); i++) {
         char v[64];

@@ -149,6 +149,17 @@ struct hv {
  * lets the old one go. */
 int hv_take_name(struct hv *hv, const char *name);
 
+/* rundir.c */
+#define DOMID_MAX 32751 /* as Xen: ids above are reserved */
+/* Locks path (creating it if create): the fd, or -1 (EEXIST: held). */
+int hv_lock_path(const char *path, int create);
+/* Unlinks path, whose lock fd holds, and lets it go.  fd -1: nothing. */
+void hv_unlock_path(const char *path, int fd);
+/* Moves <rundir>/<domid>.log to the kept logs (log/), pruning them. */
+void hv_rundir_keep_log(const char *rundir, uint32_t domid);
+/* Removes the files of domains that are gone (their locks free). */
+void hv_rundir_sweep(const char *rundir);
+
 /* log.c */
 extern uint32_t hv_log_domid;
 extern int hv_log_quiet; /* the fuzzer sets it */

@@ -9,8 +9,9 @@
  *
  * Ids without races: id N belongs to the process holding an flock on
  * <rundir>/<N>.lock; names likewise on <rundir>/name-<name>.lock.  The
- * kernel drops the locks when a process dies, so a crash frees both, and
- * stale socket files are simply replaced by the next owner.
+ * kernel drops the locks when a process dies, so a crash frees both.  A
+ * domain that goes removes its files and keeps its log in log/; the next
+ * xtk-hv sweeps what a crashed one left (rundir.c).
  */
 #include "config.h"
 
@@ -32,8 +33,7 @@
 #include <unistd.h>
 
 #include "hv.h"
-
-#define DOMID_MAX 32751 /* as Xen: ids above are reserved */
+#include "parse-num.h"
 
 #ifndef XTK_GUEST_DEFAULT
 #define XTK_GUEST_DEFAULT "xtk-guest.elf"
@@ -62,17 +62,10 @@ static void usage(FILE *f)
             XTK_GUEST_MAX_VCPUS);
 }
 
+/* A number of the command line (parse-num.h), any uint64_t. */
 static int parse_u64(const char *s, uint64_t *v)
 {
-    char *end;
-    unsigned long long n;
-
-    errno = 0;
-    n = strtoull(s, &end, 10);
-    if (errno || end == s || *end || s[0] == '-')
-        return -1;
-    *v = n;
-    return 0;
+    return xtk__parse_u64(s, 0, UINT64_MAX, 0, v);
 }
 
 /* [A-Za-z0-9_.-], 1 to 63 characters, not all digits (that reads as an
@@ -213,21 +206,6 @@ static int parse_options(struct hv *hv, int argc, char **argv)
 
 /* ---- ids and names -------------------------------------------------- */
 
-static int lock_path(const char *path)
-{
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-
-    if (fd < 0)
-        return -1;
-    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-        int e = errno;
-        close(fd);
-        errno = e == EWOULDBLOCK ? EEXIST : e;
-        return -1;
-    }
-    return fd;
-}
-
 static int take_id(struct hv *hv)
 {
     char path[PATH_MAX];
@@ -249,7 +227,7 @@ static int take_id(struct hv *hv)
     for (uint32_t tries = 0, id = (uint32_t)hint; tries < DOMID_MAX;
          tries++, id = id % DOMID_MAX + 1) {
         snprintf(path, sizeof(path), "%s/%u.lock", hv->opt.rundir, id);
-        hv->lock_fd = lock_path(path);
+        hv->lock_fd = hv_lock_path(path, 1);
         if (hv->lock_fd >= 0) {
             hv->domid = id;
             hv_log_domid = id;
@@ -270,6 +248,16 @@ static int take_id(struct hv *hv)
     return -1;
 }
 
+/* Lets the current name go, its lock file removed. */
+static void drop_name(struct hv *hv)
+{
+    char path[PATH_MAX];
+
+    snprintf(path, sizeof(path), "%s/name-%s.lock", hv->opt.rundir, hv->name);
+    hv_unlock_path(path, hv->name_lock_fd);
+    hv->name_lock_fd = -1;
+}
+
 int hv_take_name(struct hv *hv, const char *name)
 {
     char path[PATH_MAX];
@@ -280,14 +268,14 @@ int hv_take_name(struct hv *hv, const char *name)
         return -1;
     }
     snprintf(path, sizeof(path), "%s/name-%s.lock", hv->opt.rundir, name);
-    fd = lock_path(path);
+    fd = hv_lock_path(path, 1);
     if (fd < 0) {
         hv_log("name %s: %s", name,
                errno == EEXIST ? "in use by another domain" : strerror(errno));
         return -1;
     }
     if (hv->name_lock_fd >= 0)
-        close(hv->name_lock_fd);
+        drop_name(hv);
     hv->name_lock_fd = fd;
     snprintf(hv->name, sizeof(hv->name), "%s", name);
     return 0;
@@ -406,7 +394,7 @@ int main(int argc, char **argv)
     static struct hv hv_storage;
     struct hv *hv = &hv_storage;
     sigset_t sigs;
-    int sig_fd, rc = 1, err;
+    int sig_fd, rc = 1, err, own_log = 0;
 
     hv_init(hv);
     if (parse_options(hv, argc, argv) < 0)
@@ -436,9 +424,14 @@ int main(int argc, char **argv)
 
     if (take_id(hv) < 0 || take_name(hv) < 0)
         goto err_ready;
+    /* What gone domains left (a crash), this id's old log included. */
+    hv_rundir_sweep(hv->opt.rundir);
+    hv_rundir_keep_log(hv->opt.rundir, hv->domid);
     if (!hv->opt.log_path && hv->opt.ready_fd >= 0) {
-        /* Started as a daemon: log beside the socket. */
+        /* Started as a daemon: log beside the socket (kept in log/ when
+         * the domain goes). */
         static char log_path[PATH_MAX];
+        own_log = 1;
         snprintf(log_path, sizeof(log_path), "%s/%u.log", hv->opt.rundir,
                  hv->domid);
         hv->opt.log_path = log_path;
@@ -497,9 +490,15 @@ out:
     if (hv->console_log)
         fclose(hv->console_log);
     if (hv->name_lock_fd >= 0)
-        close(hv->name_lock_fd);
-    if (hv->lock_fd >= 0)
-        close(hv->lock_fd);
+        drop_name(hv);
+    if (hv->lock_fd >= 0) {
+        char path[PATH_MAX];
+
+        if (own_log)
+            hv_rundir_keep_log(hv->opt.rundir, hv->domid);
+        snprintf(path, sizeof(path), "%s/%u.lock", hv->opt.rundir, hv->domid);
+        hv_unlock_path(path, hv->lock_fd);
+    }
     for (int i = 0; i < HV_MAX_CONNS; i++)
         if (hv->conns[i].fd >= 0)
             close(hv->conns[i].fd);

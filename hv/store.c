@@ -1,8 +1,10 @@
 /*
  * store.c - the domain in the store (xsd-lite), as libxl registers a Xen
- * domain: its nodes under /local/domain/<domid>, then XS_INTRODUCE with
- * the guest RAM memfd and the store port's two eventfds, so that the
- * guest's store traffic goes straight between its ring and xsd-lite.
+ * domain: XS_INTRODUCE with the guest RAM memfd and the store port's two
+ * eventfds, so that the guest's store traffic goes straight between its
+ * ring and xsd-lite, then its nodes under /local/domain/<domid> (libxl
+ * writes them first, but a Xen domain exists for xenstored before it is
+ * introduced; a KVM domain exists for xsd-lite once introduced).
  *
  * The connection stays open for the domain's life: when xtk-hv exits (or
  * dies), xsd-lite sees it close, forgets the ring, removes
@@ -79,6 +81,16 @@ int hv_store_register(struct hv *hv)
     plen = (size_t)snprintf(perms, sizeof(perms), "n0%cr%u", 0, hv->domid) + 1;
     glen = (size_t)snprintf(guest_rw, sizeof(guest_rw), "n%u", hv->domid) + 1;
 
+    /* Introduced first: the store takes permissions naming a domain only
+     * once it exists (as xenstored asks Xen), and on KVM it exists for the
+     * store once introduced.  The guest does not run yet. */
+    if (xtk__xs_introduce_kvm(
+            hv->store_fd, hv->domid, XTK_GUEST_STORE_GPA >> 12, XTK_PORT_STORE,
+            hv->mem_fd, hv->ports[XTK_PORT_STORE].to_guest,
+            hv->ports[XTK_PORT_STORE].from_guest, STORE_TIMEOUT_MS) < 0) {
+        hv_log("store: introduce domain %u: %m", hv->domid);
+        goto err;
+    }
     if (xs_put(hv, base, "name", hv->name) < 0 ||
         xs_perms(hv, base, perms, plen) < 0)
         goto err;
@@ -121,13 +133,6 @@ int hv_store_register(struct hv *hv)
         guest_node(hv, base, "data", guest_rw, glen) < 0)
         goto err;
 
-    if (xtk__xs_introduce_kvm(
-            hv->store_fd, hv->domid, XTK_GUEST_STORE_GPA >> 12, XTK_PORT_STORE,
-            hv->mem_fd, hv->ports[XTK_PORT_STORE].to_guest,
-            hv->ports[XTK_PORT_STORE].from_guest, STORE_TIMEOUT_MS) < 0) {
-        hv_log("store: introduce domain %u: %m", hv->domid);
-        goto err;
-    }
     hv_log("store: domain %u introduced at %s", hv->domid, sock);
     return 0;
 err:

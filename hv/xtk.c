@@ -17,6 +17,7 @@
 #include "abi.h"
 #include "backend.h"
 #include "kvm/kvm.h"
+#include "parse-num.h"
 
 static struct xtk_ctx *ctx;
 
@@ -37,15 +38,6 @@ static void usage(FILE *f)
             "  destroy DOMAIN\n"
             "DOMAIN is an id or a name.  WORKLOAD: idle, counter, dirty, "
             "spin.\n");
-}
-
-static int parse_num(const char *s, uint64_t *v)
-{
-    char *end;
-
-    errno = 0;
-    *v = strtoull(s, &end, 10);
-    return errno || end == s || *end || *s == '-' ? -1 : 0;
 }
 
 static struct xtk_domain *open_dom(const char *what)
@@ -90,7 +82,7 @@ static int cmd_create(int argc, char **argv)
             break;
         case 'm':
         case 'c':
-            if (parse_num(optarg, &v) || !v || v > UINT32_MAX) {
+            if (xtk__parse_u64(optarg, 1, UINT32_MAX, 0, &v)) {
                 fprintf(stderr, "xtk: bad number '%s'\n", optarg);
                 return 2;
             }

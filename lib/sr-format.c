@@ -195,11 +195,14 @@ int xtk__sr_state_check(const void *body, uint32_t blen, const char *backend,
     return 0;
 }
 
-int xtk__sr_reply_check(const struct xtk__sr_reply *r)
+int xtk__sr_reply_check(struct xtk__sr_reply *r)
 {
     if (r->magic != XTK__SR_REPLY_MAGIC ||
-        r->version != XTK__SR_REPLY_VERSION || r->reserved || r->reserved2 ||
-        r->status < 0)
+        (r->version != 1 && r->version != XTK__SR_REPLY_VERSION) ||
+        r->reserved || r->status < 0 ||
+        (r->version == 1 && r->resumed_to_reply_ns))
         return xtk__fail(EPROTO);
+    if (r->version == 1) /* a resume time on the destination's clock */
+        r->end_to_resumed_ns = 0;
     return 0;
 }

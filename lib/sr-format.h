@@ -87,20 +87,26 @@ int xtk__sr_state_check(const void *body, uint32_t blen, const char *backend,
 /* ---- the migration reply -------------------------------------------- */
 
 #define XTK__SR_REPLY_MAGIC 0x524b5458u /* "XTKR" */
-#define XTK__SR_REPLY_VERSION 1
+#define XTK__SR_REPLY_VERSION 2
 
-/* 32 bytes, little-endian; see xtk-stream(5). */
+/*
+ * 32 bytes, little-endian; see xtk-stream(5).  Version 2 carries the
+ * destination's own spans, each measured on its own clock (two hosts'
+ * CLOCK_MONOTONIC cannot be compared); version 1 carried a resume time on
+ * the destination's clock instead, which a source reads as no timing.
+ */
 struct xtk__sr_reply {
-    uint32_t magic;      /* XTK__SR_REPLY_MAGIC */
-    uint16_t version;    /* XTK__SR_REPLY_VERSION */
-    uint16_t reserved;   /* zero */
-    int32_t status;      /* 0: the domain runs here; else a positive errno */
-    uint32_t domid;      /* the domain's id here (0 on failure) */
-    uint64_t resumed_ns; /* CLOCK_MONOTONIC when it resumed, 0 on failure */
-    uint64_t reserved2;  /* zero */
+    uint32_t magic;    /* XTK__SR_REPLY_MAGIC */
+    uint16_t version;  /* XTK__SR_REPLY_VERSION */
+    uint16_t reserved; /* zero */
+    int32_t status;    /* 0: the domain runs here; else a positive errno */
+    uint32_t domid;    /* the domain's id here (0 on failure) */
+    uint64_t end_to_resumed_ns;   /* END received to the guest running */
+    uint64_t resumed_to_reply_ns; /* the guest running to this reply sent */
 };
 
-/* Checks a received reply: 0, or -1 (EPROTO) if it is not one. */
-int xtk__sr_reply_check(const struct xtk__sr_reply *r);
+/* Checks a received reply (version 1 or 2): 0, or -1 (EPROTO) if it is not
+ * one.  A version 1 reply's timing fields are zeroed. */
+int xtk__sr_reply_check(struct xtk__sr_reply *r);
 
 #endif /* XTK_SR_FORMAT_H */

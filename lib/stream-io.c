@@ -5,7 +5,8 @@
  * Writing: pieces under 4 KiB are copied into the stream's buffer; larger
  * ones are queued as iovecs pointing at the caller's memory, interleaved
  * with iovecs for the buffered bytes between them, and the whole queue goes
- * to the layer below in one writev before the call returns.  Reading:
+ * to the layer below in one writev before the call returns.  A checksummed
+ * stream copies everything, and checksums the copy (put_copied).  Reading:
  * small reads are served from a 128 KiB read-ahead buffer, large ones go
  * straight into the caller's memory.
  */
@@ -374,13 +375,41 @@ static int q_flush(struct xtk_stream *s, int *niov)
     return rc;
 }
 
+/*
+ * A checksummed stream copies every piece into its buffer and computes the
+ * CRC over the copy, never over the caller's memory: what is written is
+ * exactly what the CRC covers, even when that memory changes before the
+ * write (a live guest's pages, written while it runs).
+ */
+static int put_copied(struct xtk_stream *s, int *niov, const uint8_t *p,
+                      size_t len)
+{
+    while (len) {
+        size_t k = XTK__STREAM_BUF_SIZE - s->blen;
+
+        if (!k) {
+            if (q_flush(s, niov) < 0)
+                return -1;
+            k = XTK__STREAM_BUF_SIZE;
+        }
+        if (k > len)
+            k = len;
+        memcpy(s->buf + s->blen, p, k);
+        crc_update(s, s->buf + s->blen, k);
+        s->blen += k;
+        p += k;
+        len -= k;
+    }
+    return 0;
+}
+
 int xtk__stream_put(struct xtk_stream *s, int *niov, const void *p, size_t len)
 {
     if (!len)
         return 0;
-    if (s->crc_on)
-        crc_update(s, p, len);
     s->counters.bytes += len;
+    if (s->crc_on)
+        return put_copied(s, niov, p, len);
     if (len < DIRECT_MIN) {
         if (s->blen + len > XTK__STREAM_BUF_SIZE && q_flush(s, niov) < 0)
             return -1;

@@ -522,7 +522,9 @@ int xtk_stream_write_page_data(struct xtk_stream *s, uint32_t count,
         return xtk__fail(E2BIG);
 
     /* Everything goes through xtk__stream_put: the pfn array and the
-     * pages are queued from where they are, never copied. */
+     * pages are queued from where they are, never copied (unless the
+     * stream is checksummed: then they are copied, and the copy is what
+     * the CRC covers). */
     rh[0] = XTK_REC_PAGE_DATA;
     rh[1] = (uint32_t)length;
     if (xtk__stream_put(s, &niov, rh, sizeof(rh)) < 0 ||

@@ -82,6 +82,7 @@ struct xtk_restore {
     int loaded;          /* a plain stream's state is in the domain */
     int loading;         /* ... or on its way there (finish_state) */
     unsigned int epochs; /* complete ones */
+    uint64_t t_end;      /* END received (or the failover), this clock */
     struct epoch cur;
     void *state; /* the last complete epoch's (or the plain stream's) */
     uint32_t state_len;
@@ -562,7 +563,8 @@ static int read_stream(struct xtk_restore *rs)
             xtk_stats_count(rs->st, "checkpoints", 1);
             break;
         case XTK_REC_END:
-            xtk_stats_phase(rs->st, "end received");
+            rs->t_end = xtk_now_ns();
+            xtk_stats_phase_at(rs->st, "end received", rs->t_end);
             return commit_epoch(rs, "END");
         default:
             if (rec.type & XTK_REC_OPTIONAL) {
@@ -579,6 +581,11 @@ static int read_stream(struct xtk_restore *rs)
 
 /* ---- the end ------------------------------------------------------- */
 
+/*
+ * The reply carries this host's own spans (END, or the failover, to the
+ * guest running; the guest running to the reply), never a time on this
+ * host's clock: the source's clock is another host's.
+ */
 static void send_reply(struct xtk_restore *rs, int status, uint64_t resumed)
 {
     struct xtk__sr_reply m = {
@@ -586,11 +593,17 @@ static void send_reply(struct xtk_restore *rs, int status, uint64_t resumed)
         .version = XTK__SR_REPLY_VERSION,
         .status = status,
         .domid = status ? 0 : rs->domid,
-        .resumed_ns = resumed,
     };
 
     if (!(rs->opt.flags & XTK_RESTORE_REPLY))
         return;
+    if (!status) {
+        uint64_t now = xtk_now_ns();
+
+        m.end_to_resumed_ns =
+            rs->t_end && resumed > rs->t_end ? resumed - rs->t_end : 0;
+        m.resumed_to_reply_ns = now > resumed ? now - resumed : 0;
+    }
     if (send(rs->opt.peer_fd, &m, sizeof(m), MSG_NOSIGNAL) != sizeof(m)) {
         if (!status)
             XTK_PERROR(rs->ctx,
@@ -635,7 +648,8 @@ static void *restore_main(void *arg)
                      "(%u)",
                      rs->epochs);
             xtk_stats_count(rs->st, "failover", 1);
-            xtk_stats_phase(rs->st, "failover");
+            rs->t_end = xtk_now_ns();
+            xtk_stats_phase_at(rs->st, "failover", rs->t_end);
             err = 0;
         }
     }

@@ -6,7 +6,8 @@
  * for them straight from the persistent mapping of guest RAM (a frame that
  * is all zeroes, or a hole that was never written, goes as an XALLOC entry
  * without data), and writes it under the stream's mutex; the pages go to
- * the kernel with writev from where they are, never copied.  The thread
+ * the kernel with writev from where they are, never copied (a checksummed
+ * stream copies them, and checksums the copy).  The thread
  * that finishes the round's last batch writes to the notify eventfd,
  * which wakes the engine on the event loop.  A small final round is sent
  * by the engine's own thread instead (xtk__senders_round_here).

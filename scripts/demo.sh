@@ -17,7 +17,12 @@ builddir=${1:-build}
 [ -d "$builddir" ] || builddir=$top/$builddir
 builddir=$(cd "$builddir" && pwd)
 mib=${XTK_DEMO_MIB:-256}
-xen_verify=${XEN_BINDIR:-/usr/lib/xen-4.17/bin}/verify-stream-v2
+# Xen's verifier: installed (xen-utils-4.17), or unpacked into the build
+# directory by `XTK_DEPS="build demo" scripts/setup.sh` (quickstart demo).
+xen_bindir=${XEN_BINDIR:-/usr/lib/xen-4.17/bin}
+[ -x "$xen_bindir/verify-stream-v2" ] || [ -n "${XEN_BINDIR:-}" ] ||
+  xen_bindir=$builddir/unpacked/usr/lib/xen-4.17/bin
+xen_verify=$xen_bindir/verify-stream-v2
 for p in xtk xtk-hv xtk-save xtk-restore guests/xtk-guest.elf; do
   [ -e "$builddir/$p" ] || { echo "demo: $builddir/$p is not built (run scripts/setup.sh)" >&2; exit 1; }
 done
@@ -51,7 +56,7 @@ ls -l "$work/demo.xtk" | awk '{print $5, "bytes"}'
 
 step "3. Xen's own verify-stream-v2 checks the file"
 if [ -x "$xen_verify" ]; then
-  PYTHONPATH=/usr/lib/xen-4.17/lib/python /usr/bin/python3 "$xen_verify" -i "$work/demo.xtk"
+  PYTHONPATH=$(dirname "$xen_bindir")/lib/python /usr/bin/python3 "$xen_verify" -i "$work/demo.xtk"
   echo "verify-stream-v2: accepted"
 else
   echo "(verify-stream-v2 is not installed: apt-get install xen-utils-4.17)"

@@ -16,33 +16,12 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "parse-num.h"
 
 int cli_parse_u64(const char *s, uint64_t min, uint64_t max, int sizes,
                   uint64_t *out)
 {
-    char *end;
-    unsigned long long v;
-    unsigned int shift = 0;
-
-    errno = 0;
-    v = strtoull(s, &end, 0);
-    if (errno || end == s || s[0] == '-')
-        return -1;
-    if (sizes && *end) {
-        const char *u = strchr("KMG", end[0]);
-        if (!u || end[1])
-            return -1;
-        shift = 10 * (unsigned int)(u - "KMG" + 1);
-        if (v > UINT64_MAX >> shift)
-            return -1;
-        v <<= shift;
-    } else if (*end) {
-        return -1;
-    }
-    if (v < min || v > max)
-        return -1;
-    *out = v;
-    return 0;
+    return xtk__parse_u64(s, min, max, sizes ? XTK__NUM_SIZES : 0, out);
 }
 
 int cli_write_report(const struct xtk_stats *st, int format, const char *path)

@@ -15,7 +15,8 @@ extern const char *cli_prog;
 
 /*
  * Parses a decimal (or 0x hex) number in [min, max]; with suffixes (K, M,
- * G: powers of 1024) if sizes is set.  0, or -1 for a bad one.
+ * G: powers of 1024) if sizes is set.  0, or -1 for a bad one.  The
+ * parser every program shares (lib/parse-num.h), for cli.c's users.
  */
 int cli_parse_u64(const char *s, uint64_t min, uint64_t max, int sizes,
                   uint64_t *out);

@@ -238,7 +238,7 @@ static int c_save(struct xsd_req *r, int argc, const char **argv,
         XTK_PERROR(r->c->x->ctx, "saving the store to %s", file);
         return EIO;
     }
-    put(t, "saved %" PRIu64 " nodes to %s\n", r->c->x->nnodes, file);
+    put(t, "saved %" PRIu64 " nodes to %s\n", r->c->x->nodes.n, file);
     return send_text(r, t);
 }
 
@@ -278,7 +278,7 @@ static int c_stats(struct xsd_req *r, int argc, const char **argv,
 {
     struct xsd *x = r->c->x;
 
-    put(t, "nodes %" PRIu64 "\n", x->nnodes);
+    put(t, "nodes %" PRIu64 "\n", x->nodes.n);
     put(t, "permission-sets %" PRIu64 "\n", x->nperms);
     put(t, "watches %" PRIu64 "\n", x->nwatches);
     put(t, "connections %u\n", x->nconns);

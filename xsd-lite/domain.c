@@ -48,6 +48,12 @@ struct xsd_dom *xsd_domain_find(struct xsd *x, uint32_t domid)
     return d && d->conn ? d : NULL;
 }
 
+bool xsd_domain_exists(struct xsd *x, uint32_t domid)
+{
+    return domid == 0 || xsd_domain_find(x, domid) ||
+           xsd_xen_domain_exists(x, domid);
+}
+
 static void kvm_notify(struct xsd_ring *ring)
 {
     struct kvm_ring *k = (struct kvm_ring *)ring;

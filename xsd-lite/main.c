@@ -22,6 +22,7 @@
 
 #include <event2/event.h>
 
+#include "parse-num.h"
 #include "xsd.h"
 
 #define XTK_LOG_CONTEXT "xsd-lite"
@@ -142,19 +143,6 @@ static void usage(FILE *f)
                "  -h, --help, -V, --version\n");
 }
 
-static int parse_u32(const char *s, uint32_t *out)
-{
-    char *end;
-    unsigned long v;
-
-    errno = 0;
-    v = strtoul(s, &end, 10);
-    if (errno || !*s || *end || v > UINT32_MAX)
-        return -1;
-    *out = (uint32_t)v;
-    return 0;
-}
-
 static int parse_opts(int argc, char **argv, struct opts *o)
 {
     static const struct option lopts[] = {
@@ -210,15 +198,16 @@ static int parse_opts(int argc, char **argv, struct opts *o)
             if (eq)
                 *eq = '\0';
             q = eq ? xsd_quota_from_name(optarg) : -1;
-            if (q < 0 || parse_u32(eq + 1, &o->cfg.quota[q])) {
+            if (q < 0 ||
+                xtk__parse_u32(eq + 1, 0, UINT32_MAX, &o->cfg.quota[q])) {
                 fprintf(stderr, "xsd-lite: bad quota %s\n", optarg);
                 return -1;
             }
             break;
         }
         case 'W':
-            if (parse_u32(optarg, &o->cfg.watch_queue_max) ||
-                !o->cfg.watch_queue_max) {
+            if (xtk__parse_u32(optarg, 1, UINT32_MAX,
+                               &o->cfg.watch_queue_max)) {
                 fprintf(stderr, "xsd-lite: bad watch queue %s\n", optarg);
                 return -1;
             }

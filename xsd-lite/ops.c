@@ -157,9 +157,10 @@ unsigned int xsd_perm_for(const struct xsd_conn *c, const struct xsd_perms *ps)
     if (c->priv || ps->p[0].id == c->domid || (tgt && ps->p[0].id == t))
         return all;
     for (uint32_t i = 1; i < ps->num; i++)
-        if (ps->p[i].id == c->domid || (tgt && ps->p[i].id == t))
+        if (!(ps->p[i].perm & XSD_PERM_IGNORE) &&
+            (ps->p[i].id == c->domid || (tgt && ps->p[i].id == t)))
             return ps->p[i].perm;
-    return ps->p[0].perm;
+    return ps->p[0].perm & all;
 }
 
 static unsigned int need_perms(const struct xsd_req *r)
@@ -529,6 +530,30 @@ static int do_get_perms(struct xsd_req *r)
                      (uint32_t)xsd_perms_format(nv.perms, out, sizeof(out)));
 }
 
+/*
+ * The domains a new permission list names, as Xen 4.17's xenstored checks
+ * them (domain_alloc_permrefs), for privileged and unprivileged clients
+ * alike: an owner that does not exist is ENOENT; another entry naming one
+ * is kept but ignored (XSD_PERM_IGNORE), so that a domain created later
+ * with that id does not inherit it.  A transaction's request replayed at
+ * commit took this check when it was made; an owner that died since goes
+ * to dom0, as the death would have given it.
+ */
+static int perms_domains(struct xsd_req *r, struct xsd_perm *p, uint32_t n)
+{
+    struct xsd *x = r->c->x;
+
+    if (!xsd_domain_exists(x, p[0].id)) {
+        if (!r->replay)
+            return ENOENT;
+        p[0].id = 0;
+    }
+    for (uint32_t i = 1; i < n; i++)
+        if (!xsd_domain_exists(x, p[i].id))
+            p[i].perm |= XSD_PERM_IGNORE;
+    return 0;
+}
+
 static int do_set_perms(struct xsd_req *r)
 {
     const char *v[1];
@@ -547,6 +572,8 @@ static int do_set_perms(struct xsd_req *r)
     pstr = r->p + strlen(r->p) + 1;
     if (xsd_perms_parse(pstr, r->len - (size_t)(pstr - r->p), p, (uint32_t)n))
         return EINVAL;
+    if ((err = perms_domains(r, p, (uint32_t)n)))
+        return err;
     if ((len = canon(r, r->p, true, path)) < 0)
         return -len;
     err = get_checked(r, path, (size_t)len, XSD_NEED_PERMS,

@@ -8,7 +8,9 @@
  *   "xsd-lite state 1\n"
  *   per node, parents first, then @introduceDomain and @releaseDomain:
  *     "N <path-len> <value-len> <perms-len>\n" path value perms "\n"
- *     (perms as on the wire: "r5\0w0\0")
+ *     (perms as on the wire: "r5\0w0\0", except that an entry ignored
+ *     because its domain did not exist when it was set has its letter in
+ *     upper case, "R7", so that it stays ignored; see xsd-lite(8))
  *   "E <node-count>\n"
  * The file is written beside the target and renamed over it; a target
  * that exists and is not a regular file is refused.
@@ -39,6 +41,13 @@ static int save_node(struct xsd_node *n, int depth, void *arg)
     struct saver *s = arg;
     char perms[XENSTORE_PAYLOAD_MAX];
     size_t pl = xsd_perms_format(n->perms, perms, sizeof(perms));
+
+    /* Ignored entries in upper case (the letters are ASCII). */
+    for (size_t off = 0, i = 0; off < pl && i < n->perms->num; i++) {
+        if (n->perms->p[i].perm & XSD_PERM_IGNORE)
+            perms[off] = (char)(perms[off] - 'a' + 'A');
+        off += strlen(perms + off) + 1;
+    }
 
     fprintf(s->f, "N %u %u %zu\n", n->plen, n->vlen, pl);
     fwrite(n->path, 1, n->plen, s->f);
@@ -163,11 +172,28 @@ static int load_node(struct xsd *x, const char *path, size_t plen,
     buf[plen] = '\0';
     if (!xsd_path_ok(buf, plen))
         return -1;
+    char lower[XENSTORE_PAYLOAD_MAX];
+    bool ignored[XENSTORE_PAYLOAD_MAX / 3] = {false};
+
     for (size_t i = 0; i < pl; i++)
         num += ps[i] == '\0';
     if (!num || ps[pl - 1] != '\0' || num > XTK__ARRAY_SIZE(p) ||
-        xsd_perms_parse(ps, pl, p, num))
+        pl > sizeof(lower))
         return -1;
+    /* An entry in upper case was ignored (save_node): still is. */
+    memcpy(lower, ps, pl);
+    for (size_t off = 0, i = 0; off < pl && i < num; i++) {
+        if (lower[off] >= 'A' && lower[off] <= 'Z' && i > 0) {
+            lower[off] = (char)(lower[off] - 'A' + 'a');
+            ignored[i] = true;
+        }
+        off += strlen(lower + off) + 1;
+    }
+    if (xsd_perms_parse(lower, pl, p, num))
+        return -1;
+    for (uint32_t i = 0; i < num; i++)
+        if (ignored[i])
+            p[i].perm |= XSD_PERM_IGNORE;
     n = xsd_find(x, buf, plen);
     if (!n) {
         if (buf[0] != '/' ||

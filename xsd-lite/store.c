@@ -69,51 +69,11 @@ uint32_t xsd_hash(const char *s, size_t n)
 
 /* ---- nodes -------------------------------------------------------------- */
 
-static struct xsd_node *find_h(struct xsd *x, const char *path, size_t plen,
-                               uint32_t h)
-{
-    struct xsd_node *n = x->buckets[h & (x->nbuckets - 1)];
-
-    for (; n; n = n->hnext)
-        if (n->hash == h && n->plen == plen && !memcmp(n->path, path, plen))
-            return n;
-    return NULL;
-}
+XSD_HTAB_DEFINE(nodes, struct xsd_node)
 
 struct xsd_node *xsd_find(struct xsd *x, const char *path, size_t plen)
 {
-    return find_h(x, path, plen, xsd_hash(path, plen));
-}
-
-/* Doubles the bucket array; on ENOMEM the table just stays fuller. */
-static void grow(struct xsd *x)
-{
-    uint64_t nb = x->nbuckets * 2;
-    struct xsd_node **b = calloc(nb, sizeof(*b));
-
-    if (!b)
-        return;
-    for (uint64_t i = 0; i < x->nbuckets; i++) {
-        struct xsd_node *n = x->buckets[i], *next;
-
-        for (; n; n = next) {
-            next = n->hnext;
-            n->hnext = b[n->hash & (nb - 1)];
-            b[n->hash & (nb - 1)] = n;
-        }
-    }
-    free(x->buckets);
-    x->buckets = b;
-    x->nbuckets = nb;
-}
-
-static void unhash(struct xsd *x, struct xsd_node *n)
-{
-    struct xsd_node **pp = &x->buckets[n->hash & (x->nbuckets - 1)];
-
-    while (*pp != n)
-        pp = &(*pp)->hnext;
-    *pp = n->hnext;
+    return nodes_find(&x->nodes, path, plen, xsd_hash(path, plen));
 }
 
 uint64_t xsd_node_bytes(const struct xsd_node *n)
@@ -170,10 +130,7 @@ struct xsd_node *xsd_node_new(struct xsd *x, struct xsd_node *parent,
         }
         parent->cgen = ++x->gen;
     }
-    n->hnext = x->buckets[n->hash & (x->nbuckets - 1)];
-    x->buckets[n->hash & (x->nbuckets - 1)] = n;
-    if (++x->nnodes > x->nbuckets)
-        grow(x);
+    nodes_insert(&x->nodes, n);
     charge(x, n, 1);
     return n;
 }
@@ -237,8 +194,7 @@ static void node_free(struct xsd *x, struct xsd_node *n)
         }
         p->cgen = ++x->gen;
     }
-    unhash(x, n);
-    x->nnodes--;
+    nodes_remove(&x->nodes, n);
     charge(x, n, -1);
     xsd_perms_put(x, n->perms);
     value_free(n);
@@ -472,44 +428,48 @@ void xsd_dom_maybe_free(struct xsd *x, struct xsd_dom *d)
     free(d);
 }
 
+/* n's permissions without domid: its owner becomes dom0, its entry goes. */
+static void disown_node(struct xsd *x, struct xsd_node *n, uint32_t domid)
+{
+    struct xsd_perms *ps = n->perms, *nps;
+    struct xsd_perm *p;
+    uint32_t k = 0;
+    bool hit = ps->p[0].id == domid;
+
+    for (uint32_t j = 1; j < ps->num && !hit; j++)
+        hit = ps->p[j].id == domid;
+    if (!hit)
+        return;
+    p = malloc(ps->num * sizeof(*p));
+    if (!p) {
+        XTK_ERROR(x->ctx, "no memory to disown %s", n->path);
+        return;
+    }
+    p[k++] = ps->p[0];
+    if (p[0].id == domid)
+        p[0].id = 0;
+    for (uint32_t j = 1; j < ps->num; j++)
+        if (ps->p[j].id != domid)
+            p[k++] = ps->p[j];
+    nps = xsd_perms_get(x, p, k);
+    free(p);
+    if (!nps) {
+        XTK_ERROR(x->ctx, "no memory to disown %s", n->path);
+        return;
+    }
+    xsd_node_set_perms(x, n, nps);
+    xsd_perms_put(x, nps);
+}
+
 /*
  * A domain is gone: its nodes go to dom0 and entries naming it are
  * dropped, so that a later domain with the same id inherits nothing.
  */
 void xsd_store_disown(struct xsd *x, uint32_t domid)
 {
-    for (uint64_t i = 0; i < x->nbuckets; i++) {
-        for (struct xsd_node *n = x->buckets[i]; n; n = n->hnext) {
-            struct xsd_perms *ps = n->perms, *nps;
-            struct xsd_perm *p;
-            uint32_t k = 0;
-            bool hit = ps->p[0].id == domid;
-
-            for (uint32_t j = 1; j < ps->num && !hit; j++)
-                hit = ps->p[j].id == domid;
-            if (!hit)
-                continue;
-            p = malloc(ps->num * sizeof(*p));
-            if (!p) {
-                XTK_ERROR(x->ctx, "no memory to disown %s", n->path);
-                continue;
-            }
-            p[k++] = ps->p[0];
-            if (p[0].id == domid)
-                p[0].id = 0;
-            for (uint32_t j = 1; j < ps->num; j++)
-                if (ps->p[j].id != domid)
-                    p[k++] = ps->p[j];
-            nps = xsd_perms_get(x, p, k);
-            free(p);
-            if (!nps) {
-                XTK_ERROR(x->ctx, "no memory to disown %s", n->path);
-                continue;
-            }
-            xsd_node_set_perms(x, n, nps);
-            xsd_perms_put(x, nps);
-        }
-    }
+    for (uint64_t i = 0; i < x->nodes.nb; i++)
+        for (struct xsd_node *n = x->nodes.b[i]; n; n = n->hnext)
+            disown_node(x, n, domid);
 }
 
 /* ---- the daemon's state --------------------------------------------------
@@ -541,16 +501,13 @@ int xsd_init(struct xsd *x, struct xtk_ctx *ctx, struct event_base *base,
         x->cfg = *cfg;
     else
         xsd_config_default(&x->cfg);
-    x->nbuckets = 1024;
     x->npbuckets = 256;
     x->ndbuckets = 256;
-    x->nwbuckets = 1024;
-    x->buckets = calloc(x->nbuckets, sizeof(*x->buckets));
     x->pbuckets = calloc(x->npbuckets, sizeof(*x->pbuckets));
     x->dbuckets = calloc(x->ndbuckets, sizeof(*x->dbuckets));
-    x->wbuckets = calloc(x->nwbuckets, sizeof(*x->wbuckets));
     x->next_conn_id = 1;
-    if (!x->buckets || !x->pbuckets || !x->dbuckets || !x->wbuckets)
+    if (xsd_htab_init(&x->nodes, 1024) < 0 ||
+        xsd_htab_init(&x->wpaths, 1024) < 0 || !x->pbuckets || !x->dbuckets)
         goto err;
     ps = xsd_perms_get(x, &p0, 1);
     if (!ps)
@@ -583,16 +540,14 @@ void xsd_fini(struct xsd *x)
         xsd_reap(x);
     }
     xsd_xen_fini(x);
-    if (x->buckets) {
-        for (uint64_t i = 0; i < x->nbuckets; i++) {
-            struct xsd_node *n = x->buckets[i], *next;
+    for (uint64_t i = 0; i < x->nodes.nb; i++) {
+        struct xsd_node *n = x->nodes.b[i], *next;
 
-            for (; n; n = next) {
-                next = n->hnext;
-                xsd_perms_put(x, n->perms);
-                value_free(n);
-                free(n);
-            }
+        for (; n; n = next) {
+            next = n->hnext;
+            xsd_perms_put(x, n->perms);
+            value_free(n);
+            free(n);
         }
     }
     for (uint32_t i = 0; x->dbuckets && i < x->ndbuckets; i++) {
@@ -605,12 +560,10 @@ void xsd_fini(struct xsd *x)
     }
     if (x->nperms && x->ctx)
         XTK_ERROR(x->ctx, "%" PRIu64 " permission lists leaked", x->nperms);
-    free(x->buckets);
+    xsd_htab_fini(&x->nodes);
+    xsd_htab_fini(&x->wpaths);
     free(x->pbuckets);
     free(x->dbuckets);
-    free(x->wbuckets);
-    x->buckets = NULL;
     x->pbuckets = NULL;
     x->dbuckets = NULL;
-    x->wbuckets = NULL;
 }

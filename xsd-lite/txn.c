@@ -97,9 +97,7 @@ struct xsd_txn *xsd_txn_new(struct xsd_conn *c)
 
     if (!t)
         return NULL;
-    t->nbuckets = 16;
-    t->buckets = calloc(t->nbuckets, sizeof(*t->buckets));
-    if (!t->buckets) {
+    if (xsd_htab_init(&t->map, 16) < 0) {
         free(t);
         return NULL;
     }
@@ -157,7 +155,7 @@ void xsd_txn_free(struct xsd_txn *t)
         t->ops = op->next;
         free(op);
     }
-    free(t->buckets);
+    xsd_htab_fini(&t->map);
     free(t);
 }
 
@@ -187,32 +185,12 @@ int xsd_txn_log(struct xsd_txn *t, const struct xsd_req *r)
 
 /* ---- the map of touched paths ------------------------------------------- */
 
+XSD_HTAB_DEFINE(tnodes, struct xsd_tnode)
+
 static struct xsd_tnode *tn_find(struct xsd_txn *t, const char *path,
                                  size_t plen)
 {
-    uint32_t h = xsd_hash(path, plen);
-    struct xsd_tnode *tn = t->buckets[h & (t->nbuckets - 1)];
-
-    for (; tn; tn = tn->hnext)
-        if (tn->hash == h && tn->plen == plen && !memcmp(tn->path, path, plen))
-            return tn;
-    return NULL;
-}
-
-static void tn_grow(struct xsd_txn *t)
-{
-    uint32_t nb = t->nbuckets * 2;
-    struct xsd_tnode **b = calloc(nb, sizeof(*b));
-
-    if (!b)
-        return;
-    for (struct xsd_tnode *tn = t->list; tn; tn = tn->lnext) {
-        tn->hnext = b[tn->hash & (nb - 1)];
-        b[tn->hash & (nb - 1)] = tn;
-    }
-    free(t->buckets);
-    t->buckets = b;
-    t->nbuckets = nb;
+    return tnodes_find(&t->map, path, plen, xsd_hash(path, plen));
 }
 
 /* Is path below a node the transaction removed? */
@@ -235,7 +213,7 @@ static int tn_quota(struct xsd_req *r, uint32_t add)
 {
     if (r->c->priv || r->replay)
         return 0;
-    return r->t->count + add > r->c->x->cfg.quota[XSD_Q_TXN_NODES] ? ENOSPC : 0;
+    return r->t->map.n + add > r->c->x->cfg.quota[XSD_Q_TXN_NODES] ? ENOSPC : 0;
 }
 
 /*
@@ -274,13 +252,10 @@ static int tn_get(struct xsd_req *r, const char *path, size_t plen,
         tn->perms = xsd_perms_ref(live->perms);
         tn->vlen = live->vlen;
     }
-    tn->hnext = t->buckets[tn->hash & (t->nbuckets - 1)];
-    t->buckets[tn->hash & (t->nbuckets - 1)] = tn;
+    tnodes_insert(&t->map, tn);
     tn->lnext = t->list;
     t->list = tn;
     charge(t, (int64_t)(sizeof(*tn) + plen));
-    if (++t->count > t->nbuckets)
-        tn_grow(t);
     *out = tn;
     return 0;
 }
@@ -553,7 +528,7 @@ int xsd_txn_children(struct xsd_req *r, const char *path, size_t plen,
                 return 0;
         }
     }
-    own = malloc(t->count * sizeof(*own));
+    own = malloc(t->map.n * sizeof(*own));
     if (!own)
         return ENOMEM;
     for (struct xsd_tnode *d = t->list; d; d = d->lnext)

@@ -16,46 +16,11 @@
 
 #define XTK_LOG_CONTEXT "xsd-watch"
 
-static struct xsd_wpath *wpath_find(struct xsd *x, const char *path,
-                                    size_t plen, uint32_t h)
-{
-    struct xsd_wpath *wp = x->wbuckets[h & (x->nwbuckets - 1)];
-
-    for (; wp; wp = wp->hnext)
-        if (wp->hash == h && wp->plen == plen && !memcmp(wp->path, path, plen))
-            return wp;
-    return NULL;
-}
-
-static void wpath_grow(struct xsd *x)
-{
-    uint32_t nb = x->nwbuckets * 2;
-    struct xsd_wpath **b = calloc(nb, sizeof(*b));
-
-    if (!b)
-        return;
-    for (uint32_t i = 0; i < x->nwbuckets; i++) {
-        struct xsd_wpath *wp = x->wbuckets[i], *next;
-
-        for (; wp; wp = next) {
-            next = wp->hnext;
-            wp->hnext = b[wp->hash & (nb - 1)];
-            b[wp->hash & (nb - 1)] = wp;
-        }
-    }
-    free(x->wbuckets);
-    x->wbuckets = b;
-    x->nwbuckets = nb;
-}
+XSD_HTAB_DEFINE(wpaths, struct xsd_wpath)
 
 static void wpath_drop(struct xsd *x, struct xsd_wpath *wp)
 {
-    struct xsd_wpath **pp = &x->wbuckets[wp->hash & (x->nwbuckets - 1)];
-
-    while (*pp != wp)
-        pp = &(*pp)->hnext;
-    *pp = wp->hnext;
-    x->nwpaths--;
+    wpaths_remove(&x->wpaths, wp);
     free(wp);
 }
 
@@ -69,7 +34,7 @@ int xsd_watch_add(struct xsd_conn *c, const char *path, size_t plen,
 {
     struct xsd *x = c->x;
     uint32_t h = xsd_hash(path, plen);
-    struct xsd_wpath *wp = wpath_find(x, path, plen, h);
+    struct xsd_wpath *wp = wpaths_find(&x->wpaths, path, plen, h);
     size_t tlen = strlen(token);
     struct xsd_watch *w;
 
@@ -96,10 +61,7 @@ int xsd_watch_add(struct xsd_conn *c, const char *path, size_t plen,
         wp->plen = (uint32_t)plen;
         wp->hash = h;
         wp->head = NULL;
-        wp->hnext = x->wbuckets[h & (x->nwbuckets - 1)];
-        x->wbuckets[h & (x->nwbuckets - 1)] = wp;
-        if (++x->nwpaths > x->nwbuckets)
-            wpath_grow(x);
+        wpaths_insert(&x->wpaths, wp);
     }
     memcpy(w->token, token, tlen + 1);
     w->tlen = (uint32_t)tlen;
@@ -196,7 +158,7 @@ static void fire_at(struct xsd *x, const char *wpath, size_t wlen, uint32_t h,
                     const char *path, size_t plen, const struct xsd_node *node,
                     const struct xsd_perms *old)
 {
-    struct xsd_wpath *wp = wpath_find(x, wpath, wlen, h);
+    struct xsd_wpath *wp = wpaths_find(&x->wpaths, wpath, wlen, h);
 
     for (struct xsd_watch *w = wp ? wp->head : NULL; w; w = w->wnext) {
         struct xsd_conn *c = w->c;
@@ -214,7 +176,7 @@ void xsd_fire(struct xsd *x, const char *path, size_t plen, bool exact,
 {
     uint32_t h = 2166136261u;
 
-    if (!x->nwpaths)
+    if (!x->wpaths.n)
         return;
     if (exact || path[0] != '/') {
         fire_at(x, path, plen, xsd_hash(path, plen), path, plen, node, old);

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 #include <xenctrl.h>
@@ -220,21 +221,25 @@ err:
     return NULL;
 }
 
+/* The Xen state, opened at the first need; NULL without a hypervisor. */
+static struct xen_state *xen_get(struct xsd *x)
+{
+    static bool unavailable; /* no hypervisor: it will not come later */
+
+    if (!x->xen && !unavailable && !(x->xen = xen_open(x)))
+        unavailable = true;
+    return x->xen;
+}
+
 int xsd_xen_introduce(struct xsd *x, uint32_t domid, uint32_t port,
                       struct xsd_ring **ring)
 {
-    struct xen_state *xs = x->xen;
+    struct xen_state *xs = xen_get(x);
     struct xen_ring *xr;
     xenevtchn_port_or_error_t local;
 
-    static bool unavailable; /* no hypervisor: it will not come later */
-
-    if (unavailable)
+    if (!xs)
         return ENOSYS;
-    if (!xs && !(xs = x->xen = xen_open(x))) {
-        unavailable = true;
-        return ENOSYS;
-    }
     xr = calloc(1, sizeof(*xr));
     if (!xr)
         return ENOMEM;
@@ -259,6 +264,26 @@ int xsd_xen_introduce(struct xsd *x, uint32_t domid, uint32_t port,
     xr->ring.ops = &xen_ring_ops;
     *ring = &xr->ring;
     return 0;
+}
+
+/*
+ * xenstored's get_domain_info(): a domain the hypervisor knows (dying or
+ * not).  Where there is no hypervisor (no privcmd device) it is not even
+ * asked, so that a KVM host's log stays quiet.
+ */
+bool xsd_xen_domain_exists(struct xsd *x, uint32_t domid)
+{
+    struct xen_state *xs;
+    xc_domaininfo_t info;
+
+    if (!x->xen && access("/dev/xen/privcmd", F_OK) < 0 &&
+        access("/proc/xen/privcmd", F_OK) < 0)
+        return false;
+    xs = xen_get(x);
+    if (!xs || !xs->xch)
+        return false;
+    return xc_domain_getinfolist(xs->xch, domid, 1, &info) == 1 &&
+           info.domain == domid;
 }
 
 void xsd_xen_fini(struct xsd *x)

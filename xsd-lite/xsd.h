@@ -2,6 +2,8 @@
  * xsd.h - what xsd-lite's files share.
  *
  * xsd-lite is an in-memory xenstore daemon.  The pieces:
+ *   htab.h   the hash table keyed by path that nodes, watched paths and
+ *            a transaction's touched paths each live in.
  *   store.c  the tree: nodes in a hash table keyed by full path, each with
  *            a parent and a list of children; interned permission sets;
  *            per-domain accounting; generation numbers.
@@ -30,6 +32,7 @@
 
 #include <xen/io/xs_wire.h>
 
+#include "htab.h"
 #include "xtk-internal.h"
 
 struct event;
@@ -49,6 +52,10 @@ struct event_base;
 #define XSD_PERM_READ 1u
 #define XSD_PERM_WRITE 2u
 #define XSD_PERM_OWNER 4u
+/* On an entry naming a domain that did not exist when it was set: kept
+ * (GET_PERMS shows it) but it grants nothing, as xenstored's
+ * XS_PERM_IGNORE (a later domain with that id must not inherit it). */
+#define XSD_PERM_IGNORE 0x10u
 
 /* ---- quotas (unprivileged domains only) ------------------------------- */
 enum xsd_quota {
@@ -145,9 +152,7 @@ struct xsd_txn {
     struct xsd_txn *next; /* the connection's transactions */
     struct xsd_conn *c;
     uint32_t id;
-    struct xsd_tnode **buckets;
-    uint32_t nbuckets;
-    uint32_t count;
+    struct xsd_htab map; /* struct xsd_tnode, by path */
     struct xsd_tnode *list;
     struct xsd_txop *ops, **ops_tail;
     uint32_t nshadow; /* nodes it removed (hiding their live subtrees) */
@@ -237,8 +242,7 @@ struct xsd {
     struct event_base *base;
     struct xsd_config cfg;
     /* Store. */
-    struct xsd_node **buckets;
-    uint64_t nbuckets, nnodes;
+    struct xsd_htab nodes; /* struct xsd_node, by path */
     struct xsd_perms **pbuckets;
     uint64_t npbuckets, nperms;
     struct xsd_node *root;
@@ -246,8 +250,7 @@ struct xsd {
     struct xsd_dom **dbuckets;
     uint32_t ndbuckets;
     /* Watches. */
-    struct xsd_wpath **wbuckets;
-    uint32_t nwbuckets, nwpaths;
+    struct xsd_htab wpaths; /* struct xsd_wpath, by path */
     uint64_t nwatches;
     /* Connections. */
     struct xsd_conn *conns;
@@ -453,6 +456,9 @@ int xsd_domain_release(struct xsd *x, uint32_t domid, enum xsd_dom_end how);
 /* The introducer of KVM domains went away: they are dead. */
 void xsd_domain_introducer_gone(struct xsd_conn *c);
 struct xsd_dom *xsd_domain_find(struct xsd *x, uint32_t domid);
+/* Whether domid exists: dom0, an introduced domain, or (Xen) one the
+ * hypervisor knows, as xenstored asks before taking a permission list. */
+bool xsd_domain_exists(struct xsd *x, uint32_t domid);
 
 /* ---- ring.c ------------------------------------------------------------- */
 struct xsd_ring_ops {
@@ -478,6 +484,8 @@ void xsd_ring_kick(struct xsd_conn *c);
 int xsd_xen_introduce(struct xsd *x, uint32_t domid, uint32_t port,
                       struct xsd_ring **ring);
 void xsd_xen_fini(struct xsd *x);
+/* Whether the hypervisor knows domid (false without one). */
+bool xsd_xen_domain_exists(struct xsd *x, uint32_t domid);
 
 /* ---- sock.c ------------------------------------------------------------- */
 struct xsd_listener;

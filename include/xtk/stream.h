@@ -185,7 +185,9 @@ static inline int xtk_page_type_has_data(unsigned int type)
  * and right before every CHECKPOINT and END, each covering every byte
  * since the previous one.  Reading: require them (a reader verifies
  * checksums whenever the first record is a checksum record; this flag makes
- * their absence an error too).
+ * their absence an error too).  A checksummed writer copies what it is
+ * given and checksums the copy, so memory that changes while it is written
+ * (a live guest's pages) cannot make the checksum disagree with the bytes.
  */
 #define XTK_STREAM_CHECKSUM 0x8u
 

@@ -26,7 +26,7 @@ cleanup() {
     for id in $(XTK_RUNDIR=$d "$xtk" list 2>/dev/null | awk 'NR > 1 {print $2}'); do
       XTK_RUNDIR=$d "$xtk" destroy "$id" 2>/dev/null || true
     done
-    if [ $rc -ne 0 ]; then cat "$d"/*.log >&2 2>/dev/null || true; fi
+    if [ $rc -ne 0 ]; then cat "$d"/*.log "$d"/log/*.log >&2 2>/dev/null || true; fi
   done
   rm -rf "$work"
   exit $rc

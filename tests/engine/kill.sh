@@ -23,7 +23,8 @@ sleep 0.5 # a pass over the working set
 # returns when the source guest sits suspended with the save blocked.
 stalled_migration() {
   local port=$1
-  XTK_RUNDIR=$work/run-dst "$xrestore" -q -t 60000 listen:127.0.0.1:$port > /dev/null 2> dst.err &
+  XTK_RUNDIR=$work/run-dst "$xrestore" -q -t 60000 --stats-json dst.json \
+    listen:127.0.0.1:$port > /dev/null 2> dst.err &
   restore_pid=$!
   bg_pids+=($restore_pid)
   wait_listen $port
@@ -48,7 +49,18 @@ check g
 [ "$("$xtk" console g | grep -c "xtk-guest: suspended (.*), resumed")" = 1 ] || fail "g did not resume once"
 kill -CONT $restore_pid
 if wait $restore_pid; then fail "the restore of a cut stream succeeded"; fi
-grep -q "domain created" dst.err || true
+# It had created the domain and taken pages when the stream was cut, said
+# so, and destroyed the domain.
+grep -qE "stream (truncated|ended) at offset" dst.err ||
+  { cat dst.err >&2; fail "the restore did not say the stream was cut"; }
+python3 - dst.json <<'PY' || fail "the destination's report: $(cat dst.json)"
+import json, sys
+r = json.load(open(sys.argv[1]))
+phases = [p["name"] for p in r["phases"]]
+for want in ["domain created", "first page", "domain destroyed"]:
+    assert want in phases, (want, phases)
+assert r["counters"].get("pages with data", 0) > 0, r["counters"]
+PY
 dst wait_none
 
 # 2. xtk-restore killed while the source guest is suspended.

@@ -3,7 +3,10 @@
 # veth pair, a real TCP connection between them, and a run directory each
 # (XTK_RUNDIR: a host's domains, ids and names).  Under the dirtying
 # workload the guest arrives, resumes in its new domain and passes its
-# self-check; the source is gone.  A destination that cannot take the
+# self-check; the source is gone.  The destination runs in a time
+# namespace whose CLOCK_MONOTONIC is 10^5 s ahead, as another host's may
+# be: the source's report must not mix the two clocks (the downtime is
+# made of spans each measured on one clock, and the link's round trip).  A destination that cannot take the
 # guest (its name is taken there) says so, and the source runs on.
 . "$top_srcdir/tests/engine/engine-lib.sh"
 cd "$work"
@@ -28,7 +31,8 @@ port=4567
 
 srun "$xtk" create -n mover -m 64 -w dirty -P 4096 -r 2000 --no-store >/dev/null
 XTK_RUNDIR=$work/run-src check mover
-drun "$xrestore" -q --stats-json dst.json listen:${net}2:$port > dst.id &
+drun unshare --time --fork --monotonic 100000 \
+  "$xrestore" -q --stats-json dst.json listen:${net}2:$port > dst.id &
 bg_pids+=($!)
 drun bash -c "$(declare -f wait_listen fail); wait_listen $port"
 srun "$xsave" -q -l --stats-json src.json mover tcp:${net}2:$port ||
@@ -42,9 +46,17 @@ import json, sys
 s, d = (json.load(open(f)) for f in sys.argv[1:])
 sp = {p["name"] for p in s["phases"]}
 for want in ["suspend requested", "suspended notified", "last page sent",
-             "end sent", "destination resumed", "source destroyed"]:
+             "end sent", "reply received", "source destroyed"]:
     assert want in sp, want
-assert "downtime" in [h["name"] for h in s["histograms"]], s["histograms"]
+h = {x["name"]: x for x in s["histograms"]}
+for want in ["downtime", "request to reply", "destination end to resumed",
+             "link rtt", "final round"]:
+    assert want in h and h[want]["count"] == 1, (want, h.keys())
+# Every span is one clock's: none of them holds the 10^5 s between them.
+for name in h:
+    assert h[name]["max"] < 10e9, (name, h[name])
+d_, rr = h["downtime"]["max"], h["request to reply"]["max"]
+assert h["destination end to resumed"]["max"] <= d_ <= rr, (d_, rr)
 dp = {p["name"] for p in d["phases"]}
 assert {"domain created", "end received", "resumed", "reply sent"} <= dp, dp
 PY

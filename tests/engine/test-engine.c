@@ -8,6 +8,7 @@
  *   - a live checkpoint (XTK_SAVE_KEEP) leaves the source running;
  *   - a checkpointed stream: epochs in the file, and failover to the last
  *     complete one when the stream is cut inside the next;
+ *   - a checksummed live save of a guest rewriting its memory verifies;
  *   - the stop policies say why they stopped;
  *   - bad options are refused, and the asynchronous form calls back once.
  */
@@ -22,6 +23,8 @@
 
 static struct xtk_ctx *ctx;
 static char img[128];
+static unsigned int
+    img_flags; /* more flags for the stream save_to_file writes */
 
 static uint64_t progress(volatile struct xtk_guest_status *st)
 {
@@ -47,7 +50,8 @@ static struct xtk_stats *save_to_file(struct xtk_domain *dom,
                                       struct xtk_save_options *o,
                                       struct xtk_save **svp)
 {
-    struct xtk_stream *out = xtk_stream_file(ctx, img, XTK_STREAM_WRITE);
+    struct xtk_stream *out =
+        xtk_stream_file(ctx, img, XTK_STREAM_WRITE | img_flags);
     struct xtk_save *sv;
     uint64_t ns;
 
@@ -275,6 +279,50 @@ static void checkpointed(void)
     TEST_ASSERT(domain_count() == 0, "nothing left behind");
 }
 
+/*
+ * A checksummed live checkpoint of a guest rewriting its memory flat out:
+ * its pages change while they are written, and every checksum must still
+ * match the bytes in the file; the copy restored from it runs.
+ */
+static void checksummed_live(void)
+{
+    struct xtk_domain *dom =
+        kt_create(ctx, "crc", 1, 32, "workload=dirty pages=4096 rate=0",
+                  XTK_DOMCFG_NO_STORE);
+    struct xtk_save_options o = {.flags = XTK_SAVE_LIVE | XTK_SAVE_KEEP};
+    struct xtk_stream_image_header ih;
+    struct xtk_stream_domain_header dh;
+    struct xtk_stream_record rec = {.type = XTK_REC_PAGE_DATA};
+    struct xtk_stream *in;
+    struct xtk_save *sv;
+    uint64_t failover;
+    int r;
+
+    kt_wait_up(dom, 1);
+    KT_WAIT(kt_status(dom)->dirty.passes >= 1, 5000, "a pass of the dirtier");
+    img_flags = XTK_STREAM_CHECKSUM;
+    save_to_file(dom, &o, &sv);
+    img_flags = 0;
+    xtk_save_free(sv);
+
+    in = xtk_stream_file(ctx, img, XTK_STREAM_READ | XTK_STREAM_CHECKSUM);
+    TEST_ASSERT(in && xtk_stream_read_image_header(in, &ih) == 0 &&
+                    xtk_stream_read_domain_header(in, &dh) == 0,
+                "headers");
+    while ((r = xtk_stream_read_record(in, &rec)) == 0 &&
+           rec.type != XTK_REC_END)
+        ;
+    TEST_ASSERT(r == 0, "every checksum of the live save verifies");
+    xtk_stream_close(in);
+
+    struct xtk_domain *copy = restore_file("crc-copy", &failover);
+    check_restored(copy, 1, 1);
+    xtk_domain_destroy(copy);
+    xtk_domain_close(copy);
+    xtk_domain_destroy(dom);
+    xtk_domain_close(dom);
+}
+
 static int has_stop_reason(struct xtk_stats *st, const char *want)
 {
     char *json = xtk_stats_format(st, XTK_STATS_JSON);
@@ -355,6 +403,7 @@ int main(void)
     TEST_RUN(roundtrips);
     TEST_RUN(keep);
     TEST_RUN(checkpointed);
+    TEST_RUN(checksummed_live);
     TEST_RUN(policies);
     xtk_ctx_close(ctx);
     return 0;

@@ -48,8 +48,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         break;
     default:
-        if (size - 1 >= sizeof(struct xtk__sr_reply))
-            xtk__sr_reply_check((const struct xtk__sr_reply *)body);
+        if (size - 1 >= sizeof(struct xtk__sr_reply)) {
+            struct xtk__sr_reply r;
+
+            memcpy(&r, body, sizeof(r));
+            xtk__sr_reply_check(&r);
+        }
         break;
     }
     free(body);

@@ -11,7 +11,7 @@ cleanup() {
     for s in "$XTK_RUNDIR"/*.sock; do
         [ -S "$s" ] && "$xtk" destroy "$(basename "$s" .sock)" 2>/dev/null
     done
-    cat "$XTK_RUNDIR"/*.log >&2 2>/dev/null || true
+    cat "$XTK_RUNDIR"/*.log "$XTK_RUNDIR"/log/*.log >&2 2>/dev/null || true
     rm -rf "$XTK_RUNDIR"
 }
 trap cleanup EXIT

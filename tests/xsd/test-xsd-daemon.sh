@@ -34,6 +34,8 @@ kill -0 "$dpid" 2>/dev/null && fail "daemon did not exit on SIGTERM"
 [ -e "$XSD_DIR/dpid" ] && fail "pid file left behind"
 [ -e "$XENSTORED_PATH" ] && fail "socket left behind"
 [ -s "$S" ] || fail "no state saved on SIGTERM"
+# w9 names no domain: kept but ignored, and saved as ignored (upper case).
+grep -aq "W9" "$S" || fail "the ignored entry w9 was not saved as ignored"
 
 # 2. The store comes back after a restart, permissions included.
 xsd_start -S "$S"
@@ -43,6 +45,7 @@ expect "r0,w9" bash -c "xenstore-ls -fp /keep | sed -n 's|^/keep/b = .*(\(.*\))$
 expect 'x\001y\\z' xenstore-read /keep/bin
 # save on request, to another file, loadable too.
 "$C" save "$XSD_DIR/copy" | grep -q saved || fail "xenstore-control save"
+grep -aq "W9" "$XSD_DIR/copy" || fail "the ignored entry w9 was not loaded as ignored"
 xenstore-write /keep/a changed || fail "write"
 xsd_stop
 xsd_start -S "$XSD_DIR/copy"

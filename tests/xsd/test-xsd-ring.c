@@ -55,7 +55,9 @@ static void guest_expect_event(struct xsdt_guest *g, const char *path,
                 "guest event %s, wanted %s", m.body, path);
 }
 
-/* A toolstack's preparation of a domain's home: owned by it, dom0 reads. */
+/* A toolstack's preparation of a domain's home: owned by it, dom0 reads.
+ * After the introduction: only then does the domain exist for the store,
+ * which refuses an owner that does not exist. */
 static void make_home(uint32_t domid)
 {
     char path[32], owner[16];
@@ -69,10 +71,10 @@ static void make_home(uint32_t domid)
 static void introduce_guest(struct xsdt_guest *g, uint32_t domid)
 {
     xsdt_guest_new(g, 4, 2);
-    make_home(domid);
     TEST_ASSERT(!xtk__xs_introduce_kvm(intro, domid, 2, 1, g->memfd, g->irq_fd,
                                        g->kick_fd, 5000),
                 "introduce %u", domid);
+    make_home(domid);
 }
 
 static void test_introduce(void)
@@ -83,13 +85,17 @@ static void test_introduce(void)
     TEST_ASSERT(!xsdt_connect(&watcher, d.sock), "connect");
     XSDT_EXPECT(REQ(&watcher, XS_WATCH, 0, "@introduceDomain", "i"), "OK");
     expect_event(&watcher, "@introduceDomain");
-    make_home(5);
+    /* Domain 5 does not exist yet: it cannot own a node. */
+    XSDT_EXPECT(REQ(&w, XS_MKDIR, 0, "/local/domain/5"), "OK");
+    XSDT_EXPECT(REQ(&w, XS_SET_PERMS, 0, "/local/domain/5", "n5", "r0"),
+                "ENOENT");
     xsdt_guest_new(&g5, 8, 5);
     intro = xtk__xs_connect(d.sock);
     TEST_ASSERT(intro >= 0, "xsd_client_connect");
     TEST_ASSERT(!xtk__xs_introduce_kvm(intro, 5, 5, 42, g5.memfd, g5.irq_fd,
                                        g5.kick_fd, 5000),
                 "xsd_introduce_kvm");
+    make_home(5);
     expect_event(&watcher, "@introduceDomain");
     xsdt_close(&watcher);
     TEST_ASSERT(g5.intf->connection == XENSTORE_CONNECTED &&
@@ -150,10 +156,12 @@ static void test_permissions(void)
     XSDT_EXPECT(REQ(&w, XS_SET_PERMS, 0, "/secret", "w0"), "OK");
     XSDT_EXPECT(xsdt_guest_write(&g5, 0, "/secret/made-by-5", "x"), "OK");
     XSDT_EXPECT(REQ(&w, XS_GET_PERMS, 0, "/secret/made-by-5"), "w5");
-    /* The owner may change permissions but not the owner. */
-    XSDT_EXPECT(GREQ(&g5, XS_SET_PERMS, 0, "data/x", "n5", "r7"), "OK");
-    XSDT_EXPECT(GREQ(&g5, XS_SET_PERMS, 0, "data/x", "n7"), "EPERM");
-    XSDT_EXPECT(REQ(&w, XS_SET_PERMS, 0, "/local/domain/5/data/x", "n7"), "OK");
+    /* The owner may change permissions but not the owner; an owner that
+     * does not exist is ENOENT first, as with xenstored. */
+    XSDT_EXPECT(GREQ(&g5, XS_SET_PERMS, 0, "data/x", "n5", "r6"), "OK");
+    XSDT_EXPECT(GREQ(&g5, XS_SET_PERMS, 0, "data/x", "n0"), "EPERM");
+    XSDT_EXPECT(GREQ(&g5, XS_SET_PERMS, 0, "data/x", "n7"), "ENOENT");
+    XSDT_EXPECT(REQ(&w, XS_SET_PERMS, 0, "/local/domain/5/data/x", "n0"), "OK");
     XSDT_EXPECT(GREQ(&g5, XS_READ, 0, "data/x"), "EACCES");
     /* Privileged requests. */
     XSDT_EXPECT(GREQ(&g5, XS_INTRODUCE, 0, "6", "1", "1"), "EACCES");
@@ -176,6 +184,37 @@ static void test_permissions(void)
     guest_expect_event(&g5, "data/y", "rel");
     XSDT_EXPECT(GREQ(&g5, XS_RESET_WATCHES, 0, ""), "OK");
     XSDT_EXPECT(REQ(&w, XS_RM, 0, "/secret"), "OK");
+}
+
+/*
+ * An entry naming a domain that does not exist is kept (GET_PERMS shows
+ * it) but grants nothing, even once a domain of that id is introduced:
+ * it must not inherit what was meant for another (xenstored's
+ * XS_PERM_IGNORE).  Named once it exists, the entry counts.
+ */
+static void test_perms_of_absent_domains(void)
+{
+    struct xsdt_guest g7;
+    struct xsdt_msg m;
+
+    XSDT_EXPECT(xsdt_guest_write(&g5, 0, "data/early", "e"), "OK");
+    XSDT_EXPECT(GREQ(&g5, XS_SET_PERMS, 0, "data/early", "n5", "r7"), "OK");
+    xsdt_rpc(&w, XS_GET_PERMS, 0, "/local/domain/5/data/early", 27, &m);
+    TEST_ASSERT(m.h.type == XS_GET_PERMS && m.h.len == 6 &&
+                    !memcmp(m.body, "n5\0r7\0", 6),
+                "the entry is shown");
+    introduce_guest(&g7, 7);
+    XSDT_EXPECT(GREQ(&g7, XS_READ, 0, "/local/domain/5/data/early"), "EACCES");
+    XSDT_EXPECT(xsdt_guest_write(&g5, 0, "data/late", "l"), "OK");
+    XSDT_EXPECT(GREQ(&g5, XS_SET_PERMS, 0, "data/late", "n5", "r7"), "OK");
+    XSDT_EXPECT(GREQ(&g7, XS_READ, 0, "/local/domain/5/data/late"), "l");
+    /* A privileged client may now give it a node, too. */
+    XSDT_EXPECT(REQ(&w, XS_SET_PERMS, 0, "/local/domain/5/data/late", "n7"),
+                "OK");
+    XSDT_EXPECT(REQ(&w, XS_RELEASE, 0, "7"), "OK");
+    xsdt_guest_free(&g7);
+    XSDT_EXPECT(REQ(&w, XS_GET_PERMS, 0, "/local/domain/5/data/late"), "n0");
+    witness();
 }
 
 static void set_quota(const char *name, const char *value)
@@ -767,11 +806,11 @@ static void test_introducer_death(void)
     TEST_ASSERT(intro2 >= 0, "connect");
     TEST_ASSERT(!xsdt_connect(&watcher, d.sock), "connect");
     xsdt_guest_new(&g, 4, 3);
-    make_home(30);
-    XSDT_EXPECT(xsdt_write(&w, 0, "/local/domain/30/device/vif/0", "x"), "OK");
     TEST_ASSERT(!xtk__xs_introduce_kvm(intro2, 30, 3, 7, g.memfd, g.irq_fd,
                                        g.kick_fd, 5000),
                 "introduce 30");
+    make_home(30);
+    XSDT_EXPECT(xsdt_write(&w, 0, "/local/domain/30/device/vif/0", "x"), "OK");
     XSDT_EXPECT(xsdt_guest_write(&g, 0, "name", "thirty"), "OK");
     XSDT_EXPECT(REQ(&watcher, XS_WATCH, 0, "@releaseDomain", "r"), "OK");
     expect_event(&watcher, "@releaseDomain");
@@ -808,6 +847,7 @@ int main(void)
     TEST_RUN(test_introduce);
     TEST_RUN(test_big_request);
     TEST_RUN(test_permissions);
+    TEST_RUN(test_perms_of_absent_domains);
     TEST_RUN(test_quotas);
     TEST_RUN(test_outstanding);
     TEST_RUN(test_outstanding_bound);
