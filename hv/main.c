@@ -31,7 +31,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "hv.h"
+
+const char *cli_prog = "xtk-hv";
 
 #define DOMID_MAX 32751 /* as Xen: ids above are reserved */
 
@@ -58,7 +61,8 @@ static void usage(FILE *f)
             "  -p, --paused            start paused\n"
             "  -l, --log FILE          log here (default stderr)\n"
             "  -L, --console-log FILE  copy the console here\n"
-            "  -R, --ready-fd FD       write the domain id there when ready\n",
+            "  -R, --ready-fd FD       write the domain id there when ready\n"
+            "  -h, --help, --version\n",
             XTK_GUEST_MAX_VCPUS);
 }
 
@@ -110,6 +114,7 @@ static int parse_options(struct hv *hv, int argc, char **argv)
         {"console-log", required_argument, NULL, 'L'},
         {"ready-fd", required_argument, NULL, 'R'},
         {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
     struct hv_options *o = &hv->opt;
@@ -199,13 +204,16 @@ static int parse_options(struct hv *hv, int argc, char **argv)
         case 'h':
             usage(stdout);
             exit(0);
+        case 'V':
+            cli_print_version();
+            exit(0);
         default:
-            usage(stderr);
+            cli_usage_error(NULL);
             return -1;
         }
     }
     if (optind != argc) {
-        usage(stderr);
+        cli_usage_error("unexpected argument '%s'", argv[optind]);
         return -1;
     }
     return 0;
@@ -409,6 +417,7 @@ int main(int argc, char **argv)
     int sig_fd, rc = 1, err;
 
     hv_init(hv);
+    cli_init(argv);
     if (parse_options(hv, argc, argv) < 0)
         return 2;
     hv->nr_vcpus = hv->opt.nr_vcpus;

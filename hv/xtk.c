@@ -16,8 +16,10 @@
 
 #include "abi.h"
 #include "backend.h"
+#include "cli.h"
 #include "kvm/kvm.h"
 
+const char *cli_prog = "xtk";
 static struct xtk_ctx *ctx;
 
 static void usage(FILE *f)
@@ -35,6 +37,7 @@ static void usage(FILE *f)
             "  check DOMAIN\n"
             "  rename DOMAIN NEWNAME\n"
             "  destroy DOMAIN\n"
+            "  --help | --version\n"
             "DOMAIN is an id or a name.  WORKLOAD: idle, counter, dirty, "
             "spin.\n");
 }
@@ -124,14 +127,12 @@ static int cmd_create(int argc, char **argv)
             cfg.flags |= XTK_DOMCFG_NO_STORE;
             break;
         default:
-            usage(stderr);
-            return 2;
+            return cli_usage_error(NULL);
         }
     }
-    if (optind != argc) {
-        usage(stderr);
-        return 2;
-    }
+    if (optind != argc)
+        return cli_usage_error("create: unexpected argument '%s'",
+                               argv[optind]);
     if (snprintf(cmdline, sizeof(cmdline), "workload=%s%s%s%s%s%s%s%s%s",
                  workload ? workload : "idle", pages ? " pages=" : "",
                  pages ? pages : "", stride ? " stride=" : "",
@@ -167,10 +168,9 @@ static int cmd_list(int argc, char **argv)
     size_t n;
     char st[8];
 
-    if (argc != 1) {
-        usage(stderr);
-        return 2;
-    }
+    (void)argv;
+    if (argc != 1)
+        return cli_usage_error("list takes no arguments");
     if (xtk_domain_list(ctx, &v, &n) < 0) {
         fprintf(stderr, "xtk: list: %s\n", strerror(errno));
         return 1;
@@ -271,24 +271,53 @@ static int cmd_check(struct xtk_domain *dom)
     return 0;
 }
 
+static int known_command(const char *cmd)
+{
+    static const char *const cmds[] = {
+        "create",  "list",  "info",   "pause",   "unpause",
+        "console", "check", "rename", "destroy",
+    };
+
+    for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+        if (!strcmp(cmd, cmds[i]))
+            return 1;
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     struct xtk_domain *dom;
     const char *cmd;
     int follow = 0, r;
 
-    if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
-        usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? 2 : 0;
+    cli_init(argv);
+    if (argc < 2)
+        return cli_usage_error("no command");
+    cmd = argv[1];
+    if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(cmd, "--version")) {
+        cli_print_version();
+        return 0;
+    }
+    if (cmd[0] == '-') {
+        fprintf(stderr, "xtk: unrecognized option '%s'\n", cmd);
+        return cli_usage_error(NULL);
+    }
+    if (!known_command(cmd)) {
+        fprintf(stderr, "xtk: unknown command '%s'\n", cmd);
+        return cli_usage_error(NULL);
     }
     ctx = xtk_ctx_open(NULL, NULL, 0);
     if (!ctx) {
         perror("xtk");
         return 1;
     }
-    cmd = argv[1];
     argc--;
     argv++;
+    argv[0] = (char *)cli_prog; /* for getopt's messages */
     if (!strcmp(cmd, "create")) {
         r = cmd_create(argc, argv);
         goto out;
@@ -299,8 +328,7 @@ int main(int argc, char **argv)
     }
     if (!strcmp(cmd, "rename")) {
         if (argc != 3) {
-            usage(stderr);
-            r = 2;
+            r = cli_usage_error("rename: expected DOMAIN NEWNAME");
             goto out;
         }
         dom = open_dom(argv[1]);
@@ -316,11 +344,9 @@ int main(int argc, char **argv)
         argc--;
         argv++;
     }
-    if (argc != 2 || (strcmp(cmd, "info") && strcmp(cmd, "pause") &&
-                      strcmp(cmd, "unpause") && strcmp(cmd, "console") &&
-                      strcmp(cmd, "check") && strcmp(cmd, "destroy"))) {
-        usage(stderr);
-        r = 2;
+    if (argc != 2) {
+        r = cli_usage_error("%s: expected %sDOMAIN", cmd,
+                            !strcmp(cmd, "console") ? "[-f] " : "");
         goto out;
     }
     dom = open_dom(argv[1]);

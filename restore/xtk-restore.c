@@ -52,6 +52,7 @@ static void usage(FILE *f)
             "  -J, --stats-json FILE   write the report as JSON\n"
             "  -q, --quiet             no report on stderr\n"
             "  -v, --verbose\n"
+            "      --version\n"
             "See xtk-restore(1).\n",
             cli_prog);
 }
@@ -104,6 +105,7 @@ int main(int argc, char **argv)
         {"quiet", no_argument, NULL, 'q'},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
     struct xtk_restore_options o = {0};
@@ -116,6 +118,7 @@ int main(int argc, char **argv)
     struct xtk_stream *in = NULL;
     struct xtk_ctx *ctx;
 
+    cli_init(argv);
     while ((c = getopt_long(argc, argv, "n:zt:J:qvh", longopts, NULL)) != -1) {
         switch (c) {
         case 'n':
@@ -142,15 +145,16 @@ int main(int argc, char **argv)
         case 'h':
             usage(stdout);
             return 0;
+        case 'V':
+            cli_print_version();
+            return 0;
         default:
-            usage(stderr);
-            return 2;
+            return cli_usage_error(NULL);
         }
     }
-    if (optind + 1 != argc) {
-        usage(stderr);
-        return 2;
-    }
+    if (optind + 1 != argc)
+        return cli_usage_error(optind == argc ? "no FILE, - or listen:PORT"
+                                              : "one source only");
     if (e && *e)
         rcvbuf = atoi(e); /* for experiments; 0: the kernel's */
     signal(SIGPIPE, SIG_IGN);

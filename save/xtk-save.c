@@ -61,6 +61,7 @@ static void usage(FILE *f)
             "  -J, --stats-json FILE        write the report as JSON\n"
             "  -q, --quiet                  no report on stderr\n"
             "  -v, --verbose\n"
+            "      --version\n"
             "See xtk-save(1).\n",
             cli_prog);
 }
@@ -97,6 +98,7 @@ static int parse_options(int argc, char **argv, struct xtk_save_options *o,
         {"quiet", no_argument, NULL, 'q'},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
     static const char *const suspends[] = {"evtchn", "store", "pause"};
@@ -177,8 +179,11 @@ static int parse_options(int argc, char **argv, struct xtk_save_options *o,
         case 'h':
             usage(stdout);
             exit(0);
+        case 'V':
+            cli_print_version();
+            exit(0);
         default:
-            usage(stderr);
+            cli_usage_error(NULL);
             return -1;
         }
     }
@@ -188,7 +193,9 @@ static int parse_options(int argc, char **argv, struct xtk_save_options *o,
         return -1;
     }
     if (optind + 2 != argc) {
-        usage(stderr);
+        cli_usage_error(optind + 2 > argc ? "expected a DOMAIN and a FILE, - "
+                                            "or tcp:HOST:PORT"
+                                          : "too many arguments");
         return -1;
     }
     return 0;
@@ -352,6 +359,7 @@ int main(int argc, char **argv)
     struct xtk_save *sv = NULL;
     struct xtk_ctx *ctx;
 
+    cli_init(argv);
     signal(SIGPIPE, SIG_IGN);
     if (parse_options(argc, argv, &o, &level, &json, &quiet, &verbose) < 0)
         return 2;

@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,31 @@
 #include <unistd.h>
 
 #include "cli.h"
+
+void cli_init(char **argv)
+{
+    argv[0] = (char *)cli_prog;
+}
+
+void cli_print_version(void)
+{
+    printf("%s %s\n", cli_prog, PACKAGE_VERSION);
+}
+
+int cli_usage_error(const char *fmt, ...)
+{
+    if (fmt) {
+        va_list ap;
+
+        fprintf(stderr, "%s: ", cli_prog);
+        va_start(ap, fmt);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        fputc('\n', stderr);
+    }
+    fprintf(stderr, "Try '%s --help' for more information.\n", cli_prog);
+    return 2;
+}
 
 int cli_parse_u64(const char *s, uint64_t min, uint64_t max, int sizes,
                   uint64_t *out)

@@ -14,6 +14,22 @@
 extern const char *cli_prog;
 
 /*
+ * Call first in main(): getopt names the program by argv[0], which in a
+ * build tree is libtool's .libs/lt-PROG; this puts cli_prog there.
+ */
+void cli_init(char **argv);
+
+/* --version: "PROG VERSION" on stdout. */
+void cli_print_version(void);
+
+/*
+ * A usage error: "PROG: MESSAGE" (fmt NULL: none, getopt has said what
+ * was wrong) and "Try 'PROG --help' for more information." on stderr.
+ * Returns 2, the status to exit with.
+ */
+int cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/*
  * Parses a decimal (or 0x hex) number in [min, max]; with suffixes (K, M,
  * G: powers of 1024) if sizes is set.  0, or -1 for a bad one.
  */
