@@ -97,6 +97,20 @@ static int valid_name(const char *n)
     return digits != len;
 }
 
+/* A bad option: said on stderr, or, when a toolstack started us
+ * (--ready-fd, which it gives first), kept for the ready fd. */
+static void __attribute__((format(printf, 2, 3)))
+opt_error(const struct hv_options *o, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(hv_log_last, sizeof(hv_log_last), fmt, ap);
+    va_end(ap);
+    if (o->ready_fd < 0)
+        fprintf(stderr, "xtk-hv: %s\n", hv_log_last);
+}
+
 static int parse_options(struct hv *hv, int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -137,10 +151,10 @@ static int parse_options(struct hv *hv, int argc, char **argv)
         switch (c) {
         case 'n':
             if (!valid_name(optarg)) {
-                fprintf(stderr,
-                        "xtk-hv: bad name '%s' ([A-Za-z0-9_.-], "
-                        "1 to 63 characters)\n",
-                        optarg);
+                opt_error(o,
+                          "bad name '%s' ([A-Za-z0-9_.-], "
+                          "1 to 63 characters)",
+                          optarg);
                 return -1;
             }
             o->name = optarg;
@@ -148,16 +162,15 @@ static int parse_options(struct hv *hv, int argc, char **argv)
         case 'm':
             if (parse_u64(optarg, &v) || v < XTK_GUEST_MIN_MIB ||
                 v > XTK_GUEST_MAX_MIB) {
-                fprintf(stderr, "xtk-hv: memory must be %d to %d MiB\n",
-                        XTK_GUEST_MIN_MIB, XTK_GUEST_MAX_MIB);
+                opt_error(o, "memory must be %d to %d MiB", XTK_GUEST_MIN_MIB,
+                          XTK_GUEST_MAX_MIB);
                 return -1;
             }
             o->memory_mib = v;
             break;
         case 'c':
             if (parse_u64(optarg, &v) || v < 1 || v > XTK_GUEST_MAX_VCPUS) {
-                fprintf(stderr, "xtk-hv: vcpus must be 1 to %d\n",
-                        XTK_GUEST_MAX_VCPUS);
+                opt_error(o, "vcpus must be 1 to %d", XTK_GUEST_MAX_VCPUS);
                 return -1;
             }
             o->nr_vcpus = (unsigned int)v;
@@ -167,7 +180,7 @@ static int parse_options(struct hv *hv, int argc, char **argv)
             break;
         case 'a':
             if (strlen(optarg) >= XTK_GUEST_CMDLINE_MAX) {
-                fprintf(stderr, "xtk-hv: command line too long\n");
+                opt_error(o, "command line too long");
                 return -1;
             }
             o->cmdline = optarg;
@@ -196,7 +209,7 @@ static int parse_options(struct hv *hv, int argc, char **argv)
             break;
         case 'R':
             if (parse_u64(optarg, &v) || v > INT_MAX) {
-                fprintf(stderr, "xtk-hv: bad --ready-fd\n");
+                opt_error(o, "bad --ready-fd");
                 return -1;
             }
             o->ready_fd = (int)v;
@@ -316,13 +329,18 @@ static int take_name(struct hv *hv)
 
 static void tell_ready(struct hv *hv, int err)
 {
-    char buf[32];
+    char buf[32 + HV_LOG_LAST_MAX];
     int n;
 
     if (hv->opt.ready_fd < 0)
         return;
-    n = err ? snprintf(buf, sizeof(buf), "-%d\n", err)
+    n = err ? snprintf(buf, sizeof(buf), "-%d%s%s\n", err,
+                       hv_log_last[0] ? " " : "", hv_log_last)
             : snprintf(buf, sizeof(buf), "%u\n", hv->domid);
+    if (n >= (int)sizeof(buf)) {
+        n = (int)sizeof(buf) - 1;
+        buf[n - 1] = '\n';
+    }
     if (write(hv->opt.ready_fd, buf, (size_t)n) != n)
         hv_log("ready fd: %m");
     close(hv->opt.ready_fd);
@@ -418,8 +436,11 @@ int main(int argc, char **argv)
 
     hv_init(hv);
     cli_init(argv);
-    if (parse_options(hv, argc, argv) < 0)
+    if (parse_options(hv, argc, argv) < 0) {
+        tell_ready(hv, EINVAL);
         return 2;
+    }
+    hv_log_hold = hv->opt.ready_fd >= 0;
     hv->nr_vcpus = hv->opt.nr_vcpus;
     hv->mem_bytes = hv->opt.memory_mib << 20;
     hv->nr_pages = hv->mem_bytes >> 12;
@@ -445,6 +466,7 @@ int main(int argc, char **argv)
 
     if (take_id(hv) < 0 || take_name(hv) < 0)
         goto err_ready;
+    errno = 0; /* a failure below that sets none is EIO, not a lock's */
     if (!hv->opt.log_path && hv->opt.ready_fd >= 0) {
         /* Started as a daemon: log beside the socket. */
         static char log_path[PATH_MAX];
@@ -461,6 +483,7 @@ int main(int argc, char **argv)
         }
         close(fd);
     }
+    hv_log_release();
     if (hv->opt.console_log &&
         !(hv->console_log = fopen(hv->opt.console_log, "ae"))) {
         hv_log("%s: %m", hv->opt.console_log);
@@ -471,12 +494,15 @@ int main(int argc, char **argv)
     hv_log("domain %u (%s): %llu MiB, %u vCPU(s)%s", hv->domid, hv->name,
            (unsigned long long)hv->opt.memory_mib, hv->nr_vcpus,
            hv->empty ? ", empty for a restore" : "");
+    hv_log_last[0] = 0; /* what follows, if anything, is a failure's cause */
 
     if (hv_vm_create(hv) < 0)
         goto err_ready;
-    if (!hv->opt.no_store && hv_store_register(hv) < 0 &&
-        hv->opt.store_required)
-        goto err_ready;
+    if (!hv->opt.no_store && hv_store_register(hv) < 0) {
+        if (hv->opt.store_required)
+            goto err_ready;
+        hv_log_last[0] = 0; /* not the cause of what may fail next */
+    }
     if (!hv->empty && hv_vm_load_guest(hv) < 0)
         goto err_ready;
     if (hv_vm_start(hv) < 0 || hv_ctl_listen(hv) < 0)

@@ -145,7 +145,11 @@ static int cmd_create(int argc, char **argv)
     cfg.cmdline = cmdline;
     dom = xtk_domain_create(ctx, &cfg);
     if (!dom) {
-        fprintf(stderr, "xtk: create: %s\n", strerror(errno));
+        if (errno == EEXIST) /* the backend leaves this one to us */
+            fprintf(stderr, "xtk: create: a domain called %s exists already\n",
+                    cfg.name ? cfg.name : "so");
+        else
+            cli_error("create: %s", strerror(errno));
         return 1;
     }
     printf("%u\n", xtk_domain_id(dom));
@@ -172,7 +176,7 @@ static int cmd_list(int argc, char **argv)
     if (argc != 1)
         return cli_usage_error("list takes no arguments");
     if (xtk_domain_list(ctx, &v, &n) < 0) {
-        fprintf(stderr, "xtk: list: %s\n", strerror(errno));
+        cli_error("list: %s", strerror(errno));
         return 1;
     }
     printf("%-24s %5s %8s %5s %5s %10s\n", "Name", "ID", "Mem", "VCPUs",
@@ -310,11 +314,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "xtk: unknown command '%s'\n", cmd);
         return cli_usage_error(NULL);
     }
-    ctx = xtk_ctx_open(NULL, NULL, 0);
-    if (!ctx) {
-        perror("xtk");
+    ctx = cli_ctx_open();
+    if (!ctx)
         return 1;
-    }
     argc--;
     argv++;
     argv[0] = (char *)cli_prog; /* for getopt's messages */
@@ -367,7 +369,7 @@ int main(int argc, char **argv)
     else
         r = xtk_domain_destroy(dom);
     if (r < 0) {
-        fprintf(stderr, "xtk: %s %s: %s\n", cmd, argv[1], strerror(errno));
+        cli_error("%s %s: %s", cmd, argv[1], strerror(errno));
         r = 1;
     }
     xtk_domain_close(dom);

@@ -162,6 +162,8 @@ void xtk__vlog(struct xtk_ctx *ctx, xtk_log_level level, int errnoval,
 {
     int saved = errno;
 
+    if (ctx && level >= XTK_LOG_ERROR)
+        ctx->errors++;
     if (ctx && ctx->logger && ctx->logger->vmessage)
         ctx->logger->vmessage(ctx->logger, level, errnoval, context, fmt, al);
     errno = saved;

@@ -192,17 +192,13 @@ static int create_domain(struct xtk_restore *rs)
                       (unsigned long long)rs->cfg.nr_pages);
     rs->dom = xtk__domain_create_empty(rs->ctx, &dc);
     if (!rs->dom) {
+        /* The backend has said why, except for a name in use. */
         if (errno == EEXIST)
             XTK_ERROR(rs->ctx,
                       "a domain called %s exists already: restore "
                       "under another name, or on another host "
                       "(XTK_RUNDIR)",
                       name);
-        else
-            XTK_PERROR(rs->ctx,
-                       "cannot create a domain of %llu MiB and %u "
-                       "vCPUs",
-                       (unsigned long long)dc.memory_mib, dc.nr_vcpus);
         return -1;
     }
     xtk_stats_phase(rs->st, "domain created");
@@ -522,10 +518,14 @@ static int read_stream(struct xtk_restore *rs)
     struct xtk_stream_image_header ih;
     struct xtk_stream_domain_header dh;
     struct xtk_stream_record rec;
+    unsigned int errors = rs->ctx->errors;
 
     if (xtk_stream_read_image_header(rs->in, &ih) < 0 ||
-        xtk_stream_read_domain_header(rs->in, &dh) < 0)
+        xtk_stream_read_domain_header(rs->in, &dh) < 0) {
+        if (rs->ctx->errors != errors) /* the stream said why */
+            return -1;
         return refuse(rs, errno, "bad headers: %s", strerror(errno));
+    }
     if (dh.type != XTK_DOMAIN_X86_HVM)
         return refuse(rs, EPROTO,
                       "an x86 PV domain's stream: xtk restores "
@@ -534,10 +534,12 @@ static int read_stream(struct xtk_restore *rs)
     for (;;) {
         int r = 0;
 
+        errors = rs->ctx->errors;
         if (xtk_stream_read_record(rs->in, &rec) < 0) {
             int e = errno;
-            XTK_ERROR(rs->ctx, "the stream broke: %s",
-                      e == ENODATA ? "it ended before END" : strerror(e));
+            if (rs->ctx->errors == errors) /* else the stream said why */
+                XTK_ERROR(rs->ctx, "the stream broke: %s",
+                          e == ENODATA ? "it ended before END" : strerror(e));
             return xtk__fail(e);
         }
         switch (rec.type) {

@@ -162,7 +162,7 @@ int main(int argc, char **argv)
     if (!ctx)
         return 1;
     if (verbose)
-        xtk_logger_set_level(xtk_ctx_logger(ctx), XTK_LOG_DEBUG);
+        cli_verbose();
     src = argv[optind];
     if (!strncmp(src, "listen:", 7)) {
         char *host, *port;
@@ -189,7 +189,7 @@ int main(int argc, char **argv)
         in = xtk_stream_file(ctx, src, XTK_STREAM_READ);
     }
     if (!in) {
-        fprintf(stderr, "%s: %s: %s\n", cli_prog, src, strerror(errno));
+        cli_error("%s: %s", src, strerror(errno));
         goto out;
     }
     if (!unzip)
@@ -210,10 +210,10 @@ int main(int argc, char **argv)
         fflush(stdout);
         rc = 0;
     } else {
-        fprintf(stderr, "%s: %s: restore failed: %s\n", cli_prog, src,
-                strerror(errno));
+        cli_error("%s: restore failed: %s", src, strerror(errno));
     }
-    if (!quiet)
+    /* A failed restore's report is shown with -v only: one line says why. */
+    if (!quiet && (rc == 0 || verbose))
         cli_write_report(xtk_restore_stats(rs), XTK_STATS_TABLE, NULL);
     if (json &&
         cli_write_report(xtk_restore_stats(rs), XTK_STATS_JSON, json) < 0)

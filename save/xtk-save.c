@@ -367,7 +367,7 @@ int main(int argc, char **argv)
     if (!ctx)
         return 1;
     if (verbose)
-        xtk_logger_set_level(xtk_ctx_logger(ctx), XTK_LOG_DEBUG);
+        cli_verbose();
     dom = xtk_domain_lookup(ctx, argv[optind]);
     if (!dom) {
         fprintf(stderr, "%s: %s: %s\n", cli_prog, argv[optind],
@@ -394,8 +394,7 @@ int main(int argc, char **argv)
     if (xtk_save_run(sv) == 0)
         rc = 0;
     else
-        fprintf(stderr, "%s: %s: save failed: %s\n", cli_prog, argv[optind],
-                strerror(errno));
+        cli_error("%s: save failed: %s", argv[optind], strerror(errno));
     if (!quiet)
         cli_write_report(xtk_save_stats(sv), XTK_STATS_TABLE, NULL);
     if (json && cli_write_report(xtk_save_stats(sv), XTK_STATS_JSON, json) < 0)

@@ -40,8 +40,23 @@ int cli_parse_u64(const char *s, uint64_t min, uint64_t max, int sizes,
  * or _JSON; says why on stderr if it cannot.  0 or -1. */
 int cli_write_report(const struct xtk_stats *st, int format, const char *path);
 
-/* A context with a stderr logger (at WARN; progress drawn on a tty). */
+/*
+ * A context with a stderr logger (at WARN; progress drawn on a tty) that
+ * counts the errors it prints.
+ */
 struct xtk_ctx *cli_ctx_open(void);
+
+/* -v: that logger prints debug messages too. */
+void cli_verbose(void);
+
+/* Whether the library has logged an error (said why something failed). */
+int cli_errors_logged(void);
+
+/*
+ * A failure's one line, "PROG: MESSAGE", unless the library has logged an
+ * error already (which said why, better).
+ */
+void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /*
  * Splits "HOST:PORT" (the host may be "[v6]"), or "PORT" alone when
