@@ -80,21 +80,10 @@ static int parse_u64(const char *s, uint64_t *v)
 }
 
 /* [A-Za-z0-9_.-], 1 to 63 characters, not all digits (that reads as an
- * id). */
+ * id): tools/cli.c's rule, which xtk create checks up front too. */
 static int valid_name(const char *n)
 {
-    size_t len = strlen(n), digits = 0;
-
-    if (!len || len >= XTK_HVCTL_NAME_MAX)
-        return 0;
-    for (size_t i = 0; i < len; i++) {
-        if (n[i] >= '0' && n[i] <= '9')
-            digits++;
-        else if (!(n[i] >= 'a' && n[i] <= 'z') &&
-                 !(n[i] >= 'A' && n[i] <= 'Z') && !strchr("_.-", n[i]))
-            return 0;
-    }
-    return digits != len;
+    return cli_domain_name_ok(n);
 }
 
 /* A bad option: said on stderr, or, when a toolstack started us

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,6 +60,70 @@ static struct xtk_domain *open_dom(const char *what)
         fprintf(stderr, "xtk: %s: %s\n", what,
                 errno == ENOENT ? "no such domain" : strerror(errno));
     return dom;
+}
+
+static int bad_create(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2)));
+
+static int bad_create(const char *fmt, ...)
+{
+    va_list ap;
+
+    fputs("xtk: create: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return -1;
+}
+
+/*
+ * Every argument checked before anything starts: what xtk-hv or the
+ * guest would refuse later (the guest only on its console, after create
+ * has succeeded) is refused here, with the reason.
+ */
+static int check_create(const struct xtk_domain_config *cfg,
+                        const char *workload, const char *pages,
+                        const char *stride, const char *rate)
+{
+    static const char *const workloads[] = {"idle", "counter", "dirty", "spin"};
+    uint64_t mib = cfg->memory_mib ? cfg->memory_mib : 64, v, need;
+    size_t i;
+
+    if (cfg->name && !cli_domain_name_ok(cfg->name))
+        return bad_create("bad name '%s' ([A-Za-z0-9_.-], 1 to %d "
+                          "characters, not all digits)",
+                          cfg->name, XTK_DOMAIN_NAME_MAX);
+    if (mib < XTK_GUEST_MIN_MIB || mib > XTK_GUEST_MAX_MIB)
+        return bad_create("memory must be %d to %d MiB", XTK_GUEST_MIN_MIB,
+                          XTK_GUEST_MAX_MIB);
+    if (cfg->nr_vcpus > XTK_GUEST_MAX_VCPUS)
+        return bad_create("vcpus must be 1 to %d", XTK_GUEST_MAX_VCPUS);
+    if (cfg->kernel && access(cfg->kernel, R_OK) < 0)
+        return bad_create("%s: %s", cfg->kernel, strerror(errno));
+    if (cfg->kernel)
+        return 0; /* another guest: its arguments are its own */
+    for (i = 0; workload && i < sizeof(workloads) / sizeof(workloads[0]); i++)
+        if (!strcmp(workload, workloads[i]))
+            break;
+    if (workload && i == sizeof(workloads) / sizeof(workloads[0]))
+        return bad_create("unknown workload '%s' (idle, counter, dirty or "
+                          "spin)",
+                          workload);
+    if ((pages || stride || rate) && (!workload || strcmp(workload, "dirty")))
+        return bad_create("-P, -S and -r are for the dirty workload");
+    if (stride && cli_parse_u64(stride, 1, UINT32_MAX, 1, &v) < 0)
+        return bad_create("bad stride '%s'", stride);
+    if (rate && cli_parse_u64(rate, 0, UINT64_MAX, 1, &v) < 0)
+        return bad_create("bad rate '%s'", rate);
+    if (pages && cli_parse_u64(pages, 1, UINT32_MAX, 1, &v) < 0)
+        return bad_create("bad page count '%s'", pages);
+    /* The working set and its table, from XTK_GUEST_WORK_GPA. */
+    need = XTK_GUEST_WORK_GPA + (pages ? v : 256) * (4096 + 8);
+    if (workload && !strcmp(workload, "dirty") && need > mib << 20)
+        return bad_create("-P %s: the working set does not fit in %llu MiB",
+                          pages ? pages : "256", (unsigned long long)mib);
+    return 0;
 }
 
 static int cmd_create(int argc, char **argv)
@@ -133,6 +198,8 @@ static int cmd_create(int argc, char **argv)
     if (optind != argc)
         return cli_usage_error("create: unexpected argument '%s'",
                                argv[optind]);
+    if (check_create(&cfg, workload, pages, stride, rate) < 0)
+        return 2;
     if (snprintf(cmdline, sizeof(cmdline), "workload=%s%s%s%s%s%s%s%s%s",
                  workload ? workload : "idle", pages ? " pages=" : "",
                  pages ? pages : "", stride ? " stride=" : "",

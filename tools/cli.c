@@ -192,6 +192,22 @@ void cli_error(const char *fmt, ...)
     fputc('\n', stderr);
 }
 
+int cli_domain_name_ok(const char *n)
+{
+    size_t len = strlen(n), digits = 0;
+
+    if (!len || len > XTK_DOMAIN_NAME_MAX)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        if (n[i] >= '0' && n[i] <= '9')
+            digits++;
+        else if (!(n[i] >= 'a' && n[i] <= 'z') &&
+                 !(n[i] >= 'A' && n[i] <= 'Z') && !strchr("_.-", n[i]))
+            return 0;
+    }
+    return digits != len;
+}
+
 int cli_split_endpoint(const char *s, int host_optional, char **host,
                        char **port)
 {

@@ -59,6 +59,12 @@ int cli_errors_logged(void);
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /*
+ * Whether a domain name is one xtk-hv takes: [A-Za-z0-9_.-], 1 to
+ * XTK_DOMAIN_NAME_MAX characters, not all digits (that reads as an id).
+ */
+int cli_domain_name_ok(const char *name);
+
+/*
  * Splits "HOST:PORT" (the host may be "[v6]"), or "PORT" alone when
  * host_optional (host NULL then).  Returns malloc()ed strings, or -1 (and
  * a message) for a malformed one.
