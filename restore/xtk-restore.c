@@ -12,6 +12,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
+#include <netdb.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -52,6 +54,8 @@ static void usage(FILE *f)
             "  -J, --stats-json FILE   write the report as JSON\n"
             "  -q, --quiet             no report on stderr\n"
             "  -v, --verbose\n"
+            "      --port-file FILE    listen: write the port listened on "
+            "there\n"
             "      --version\n"
             "See xtk-restore(1).\n",
             cli_prog);
@@ -95,6 +99,35 @@ static int path_is_gzip(const char *path)
     return r;
 }
 
+/*
+ * --port-file: the port listened on, and a newline, put in place at once
+ * (a temporary file renamed), so that a script that sees the file can
+ * read the whole number and connect.
+ */
+static int write_port_file(const char *path, const char *where)
+{
+    char tmp[PATH_MAX];
+    const char *colon = strrchr(where, ':');
+    FILE *f;
+
+    if (snprintf(tmp, sizeof(tmp), "%s.tmp%ld", path, (long)getpid()) >=
+        (int)sizeof(tmp)) {
+        fprintf(stderr, "%s: %s: name too long\n", cli_prog, path);
+        return -1;
+    }
+    f = fopen(tmp, "we");
+    if (f && fprintf(f, "%s\n", colon ? colon + 1 : where) < 0) {
+        fclose(f);
+        f = NULL;
+    }
+    if (!f || fclose(f) != 0 || rename(tmp, path) < 0) {
+        fprintf(stderr, "%s: %s: %s\n", cli_prog, path, strerror(errno));
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -106,10 +139,12 @@ int main(int argc, char **argv)
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
+        {"port-file", required_argument, NULL, 'p'},
         {NULL, 0, NULL, 0},
     };
     struct xtk_restore_options o = {0};
-    const char *json = NULL, *src;
+    const char *json = NULL, *src, *port_file = NULL;
+    char *host = NULL, *port = NULL;
     int unzip = 0, quiet = 0, verbose = 0, rc = 1, c, fd = -1, sock = 0;
     uint64_t timeout = DEFAULT_TIMEOUT_MS;
     int rcvbuf = RCVBUF_DEFAULT;
@@ -148,6 +183,9 @@ int main(int argc, char **argv)
         case 'V':
             cli_print_version();
             return 0;
+        case 'p':
+            port_file = optarg;
+            break;
         default:
             return cli_usage_error(NULL);
         }
@@ -155,6 +193,17 @@ int main(int argc, char **argv)
     if (optind + 1 != argc)
         return cli_usage_error(optind == argc ? "no FILE, - or listen:PORT"
                                               : "one source only");
+    src = argv[optind];
+    /* The address is checked before anything starts. */
+    if (!strncmp(src, "listen:", 7) &&
+        (cli_split_endpoint(src + 7, 1, &host, &port) < 0 ||
+         !cli_port_ok(port, 1))) {
+        free(host);
+        free(port);
+        return 2;
+    }
+    if (port_file && strncmp(src, "listen:", 7))
+        return cli_usage_error("--port-file is for listen:[HOST:]PORT");
     if (e && *e)
         rcvbuf = atoi(e); /* for experiments; 0: the kernel's */
     signal(SIGPIPE, SIG_IGN);
@@ -163,16 +212,20 @@ int main(int argc, char **argv)
         return 1;
     if (verbose)
         cli_verbose();
-    src = argv[optind];
-    if (!strncmp(src, "listen:", 7)) {
-        char *host, *port;
+    if (port) {
+        int rmax = rcvbuf ? (rcvbuf > RCVBUF_FINAL ? rcvbuf : RCVBUF_FINAL) : 0;
+        char where[NI_MAXHOST + NI_MAXSERV + 4];
+        int lfd = cli_tcp_listen(host, port, rmax, where, sizeof(where));
 
-        if (cli_split_endpoint(src + 7, 1, &host, &port) < 0)
+        if (lfd < 0)
             goto out;
-        fd = cli_tcp_accept_one(host, port, 0, rcvbuf,
-                                rcvbuf ? RCVBUF_FINAL : 0);
-        free(host);
-        free(port);
+        if (!quiet)
+            fprintf(stderr, "%s: listening on %s\n", cli_prog, where);
+        if (port_file && write_port_file(port_file, where) < 0) {
+            close(lfd);
+            goto out;
+        }
+        fd = cli_tcp_accept(lfd, 0, rcvbuf, rmax);
         if (fd < 0)
             goto out;
         sock = 1;
@@ -219,6 +272,8 @@ int main(int argc, char **argv)
         cli_write_report(xtk_restore_stats(rs), XTK_STATS_JSON, json) < 0)
         rc = 1;
 out:
+    free(host);
+    free(port);
     xtk_restore_free(rs);
     xtk_stream_close(in);
     if (fd >= 0)

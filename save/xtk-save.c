@@ -29,7 +29,8 @@
 
 const char *cli_prog = "xtk-save";
 
-#define SOCKET_TIMEOUT_MS 30000
+#define SOCKET_TIMEOUT_MS 30000 /* without -t */
+#define CONNECT_WAIT_MS 5000    /* likewise */
 
 struct target {
     const char *path;    /* the file asked for, or NULL */
@@ -311,13 +312,17 @@ static int open_target(struct xtk_ctx *ctx, const char *where, struct target *t,
 
         if (cli_split_endpoint(where + 4, 0, &host, &port) < 0)
             return -1;
-        t->fd = cli_tcp_connect(host, port, 5000);
+        /* -t bounds the wait for the destination too. */
+        t->fd = cli_tcp_connect(
+            host, port, o->timeout_ms ? (int)o->timeout_ms : CONNECT_WAIT_MS);
         free(host);
         free(port);
         if (t->fd < 0)
             return -1;
         t->out = xtk_stream_socket(ctx, t->fd, XTK_STREAM_WRITE);
-        if (!t->out || xtk_stream_set_timeout(t->out, SOCKET_TIMEOUT_MS) < 0)
+        if (!t->out || xtk_stream_set_timeout(
+                           t->out, o->timeout_ms ? (int)o->timeout_ms
+                                                 : SOCKET_TIMEOUT_MS) < 0)
             return -1;
         o->flags |= XTK_SAVE_MIGRATE;
         o->peer_fd = t->fd;
@@ -363,6 +368,17 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     if (parse_options(argc, argv, &o, &level, &json, &quiet, &verbose) < 0)
         return 2;
+    if (!strncmp(argv[optind + 1], "tcp:", 4)) { /* checked up front */
+        char *host = NULL, *port = NULL;
+        int ok =
+            cli_split_endpoint(argv[optind + 1] + 4, 0, &host, &port) == 0 &&
+            cli_port_ok(port, 0);
+
+        free(host);
+        free(port);
+        if (!ok)
+            return 2;
+    }
     ctx = cli_ctx_open();
     if (!ctx)
         return 1;

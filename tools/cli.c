@@ -4,6 +4,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -234,6 +235,7 @@ int cli_split_endpoint(const char *s, int host_optional, char **host,
     if (!*host || !*port) {
         free(*host);
         free(*port);
+        *host = *port = NULL;
         return -1;
     }
     return 0;
@@ -250,9 +252,58 @@ static void nodelay(int fd)
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* One connect to ai, given at most ms: the socket, or -1 and errno. */
+static int connect_within(const struct addrinfo *ai, int64_t ms)
+{
+    struct pollfd pfd = {.events = POLLOUT};
+    int fd, e, r;
+    socklen_t len = sizeof(e);
+
+    fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
+                ai->ai_protocol);
+    if (fd < 0)
+        return -1;
+    if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
+        goto connected;
+    if (errno != EINPROGRESS)
+        goto fail;
+    pfd.fd = fd;
+    do
+        r = poll(&pfd, 1, ms > INT32_MAX ? INT32_MAX : (int)ms);
+    while (r < 0 && errno == EINTR);
+    if (r == 0)
+        errno = ETIMEDOUT;
+    if (r <= 0)
+        goto fail;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &len) < 0)
+        goto fail;
+    if (e) {
+        errno = e;
+        goto fail;
+    }
+connected:
+    if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) < 0)
+        goto fail;
+    return fd;
+fail:
+    e = errno;
+    close(fd);
+    errno = e;
+    return -1;
+}
+
 int cli_tcp_connect(const char *host, const char *port, int wait_ms)
 {
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res, *ai;
+    int64_t deadline = now_ms() + (wait_ms > 0 ? wait_ms : 0);
     int fd = -1, e;
 
     e = getaddrinfo(host, port, &hints, &res);
@@ -261,31 +312,25 @@ int cli_tcp_connect(const char *host, const char *port, int wait_ms)
                 gai_strerror(e));
         return -1;
     }
-retry:
-    for (ai = res; ai; ai = ai->ai_next) {
-        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC,
-                    ai->ai_protocol);
-        if (fd < 0)
-            continue;
-        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
-            break;
-        e = errno;
-        close(fd);
-        fd = -1;
-        errno = e;
-    }
-    if (fd < 0 && errno == ECONNREFUSED && wait_ms > 0) {
-        /* Nobody listens yet: the destination may be starting. */
-        struct timespec ts = {0, 20000000};
+    for (;;) {
+        for (ai = res; ai && fd < 0; ai = ai->ai_next) {
+            int64_t left = deadline - now_ms();
 
-        nanosleep(&ts, NULL);
-        wait_ms -= 20;
-        goto retry;
+            fd = connect_within(ai, left > 0 ? left : 0);
+        }
+        if (fd >= 0 || errno != ECONNREFUSED || now_ms() + 20 > deadline)
+            break;
+        /* Nobody listens yet: the destination may be starting. */
+        nanosleep(&(struct timespec){0, 20000000}, NULL);
     }
     freeaddrinfo(res);
     if (fd < 0) {
-        fprintf(stderr, "%s: cannot connect to %s:%s: %s\n", cli_prog, host,
-                port, strerror(errno));
+        if (wait_ms > 0 && (errno == ECONNREFUSED || errno == ETIMEDOUT))
+            fprintf(stderr, "%s: cannot connect to %s:%s within %d ms: %s\n",
+                    cli_prog, host, port, wait_ms, strerror(errno));
+        else
+            fprintf(stderr, "%s: cannot connect to %s:%s: %s\n", cli_prog, host,
+                    port, strerror(errno));
         return -1;
     }
     nodelay(fd);
@@ -300,17 +345,29 @@ static int set_rcvbuf(int fd, int size)
     return setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
 }
 
-int cli_tcp_accept_one(const char *host, const char *port, int timeout_ms,
-                       int rcvbuf, int rcvbuf_max)
+int cli_port_ok(const char *port, int zero_ok)
+{
+    uint64_t v;
+
+    if (cli_parse_u64(port, zero_ok ? 0 : 1, 65535, 0, &v) < 0 ||
+        !(port[0] >= '0' && port[0] <= '9')) {
+        fprintf(stderr, "%s: bad port '%s' (%s to 65535)\n", cli_prog, port,
+                zero_ok ? "0 for any free one, or 1" : "1");
+        return 0;
+    }
+    return 1;
+}
+
+int cli_tcp_listen(const char *host, const char *port, int rcvbuf_max,
+                   char *where, size_t where_len)
 {
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_PASSIVE};
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     struct addrinfo *res;
-    struct pollfd pfd = {.events = POLLIN};
-    int lfd = -1, fd, e, one = 1;
-
-    if (rcvbuf_max < rcvbuf)
-        rcvbuf_max = rcvbuf;
+    struct sockaddr_storage ss;
+    socklen_t sslen = sizeof(ss);
+    char h[NI_MAXHOST], p[NI_MAXSERV];
+    int lfd = -1, e, one = 1;
 
     e = getaddrinfo(host, port, &hints, &res);
     if (e) {
@@ -332,7 +389,27 @@ int cli_tcp_accept_one(const char *host, const char *port, int timeout_ms,
         return -1;
     }
     freeaddrinfo(res);
-    pfd.fd = lfd;
+    /* What was bound: the port the kernel chose for 0. */
+    if (getsockname(lfd, (struct sockaddr *)&ss, &sslen) < 0 ||
+        getnameinfo((struct sockaddr *)&ss, sslen, h, sizeof(h), p, sizeof(p),
+                    NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
+        fprintf(stderr, "%s: cannot tell where it listens: %s\n", cli_prog,
+                strerror(errno));
+        close(lfd);
+        return -1;
+    }
+    snprintf(where, where_len, ss.ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s",
+             h, p);
+    return lfd;
+}
+
+int cli_tcp_accept(int lfd, int timeout_ms, int rcvbuf, int rcvbuf_max)
+{
+    struct pollfd pfd = {.fd = lfd, .events = POLLIN};
+    int fd, e;
+
+    if (rcvbuf_max < rcvbuf)
+        rcvbuf_max = rcvbuf;
     do
         e = poll(&pfd, 1, timeout_ms ? timeout_ms : -1);
     while (e < 0 && errno == EINTR);
