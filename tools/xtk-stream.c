@@ -497,10 +497,18 @@ static int cmd_read(struct xtk_ctx *ctx, int argc, char **argv, int dump)
         xtk_stream_read_domain_header(s, &dh) < 0)
         goto out;
     xtk_stats_phase(st, "headers read");
-    if (!quiet)
-        printf("stream: version %u, little-endian, %s, from Xen %u.%u%s\n",
-               ih.version, dh.type == XTK_DOMAIN_X86_HVM ? "x86 HVM" : "x86 PV",
-               dh.xen_major, dh.xen_minor, compressed ? ", gzip" : "");
+    if (!quiet) {
+        char from[48] = "not from Xen (Xen version 0.0)";
+
+        /* Xen writes its version; 0.0 is anything else: xtk's KVM
+         * streams, and Xen's conversions of legacy streams. */
+        if (dh.xen_major || dh.xen_minor)
+            snprintf(from, sizeof(from), "from Xen %u.%u", dh.xen_major,
+                     dh.xen_minor);
+        printf("stream: version %u, little-endian, %s, %s%s\n", ih.version,
+               dh.type == XTK_DOMAIN_X86_HVM ? "x86 HVM" : "x86 PV", from,
+               compressed ? ", gzip" : "");
+    }
     t_epoch = xtk_now_ns();
     for (;;) {
         uint64_t t = xtk_now_ns();

@@ -55,7 +55,13 @@ port=$(cat port.txt)
   fail "port file: '$port'"
 grep -qx "xtk-restore: listening on 127.0.0.1:$port" dst.err ||
   fail "no 'listening on': $(cat dst.err)"
-"$xsave" -q -l web tcp:127.0.0.1:$port || fail "migration to the port read from the file"
+"$xsave" -l web tcp:127.0.0.1:$port 2> src.err ||
+  fail "migration to the port read from the file: $(cat src.err)"
+# The source's report: each histogram once ("downtime (us)" was said to
+# appear twice).
+sed -n '/^histogram /,$p' src.err | awk 'NR > 1 { sub(/ +[0-9].*/, ""); print }' > hists.txt
+grep -qx "  downtime (us)" hists.txt || fail "no downtime in: $(cat src.err)"
+[ -z "$(sort hists.txt | uniq -d)" ] || fail "a histogram twice: $(cat src.err)"
 wait "${bg_pids[-1]}" || fail "xtk-restore: $(cat dst.err)"
 XTK_RUNDIR=$work/run-dst check "$(cat dst.id)"
 

@@ -37,9 +37,8 @@ usage_error() {
 
 for p in xtk xtk-save xtk-restore xtk-stream xtk-hv xsd-lite; do
   case $p in
-  xtk-stream) path=$b/tools/xtk-stream ;;
   xsd-lite) path=$b/xsd-lite/xsd-lite ;;
-  *) path=$b/$p ;;
+  *) path=$b/$p ;; # every other program at the top of the build tree
   esac
   [ -x "$path" ] || fail "no $path"
   run "$path" --version
@@ -54,8 +53,8 @@ usage_error xtk "unknown command 'frobnicate'" "$b/xtk" frobnicate
 usage_error xtk "no command" "$b/xtk"
 usage_error xtk "unrecognized option '--bogus'" "$b/xtk" create --bogus
 usage_error xtk "info: expected DOMAIN" "$b/xtk" info
-usage_error xtk-stream "unknown command 'frobnicate'" "$b/tools/xtk-stream" frobnicate
-usage_error xtk-stream "unrecognized option '--bogus'" "$b/tools/xtk-stream" verify --bogus
+usage_error xtk-stream "unknown command 'frobnicate'" "$b/xtk-stream" frobnicate
+usage_error xtk-stream "unrecognized option '--bogus'" "$b/xtk-stream" verify --bogus
 usage_error xtk-save "expected a DOMAIN and a FILE, - or tcp:HOST:PORT" "$b/xtk-save" web
 usage_error xtk-restore "no FILE, - or listen:PORT" "$b/xtk-restore"
 usage_error xtk-hv "unexpected argument 'extra'" "$b/xtk-hv" extra
