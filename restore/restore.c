@@ -87,6 +87,7 @@ struct xtk_restore {
     uint32_t state_len;
 
     uint64_t last_progress;
+    int progress_ended; /* the bar was completed */
 };
 
 static int refuse(struct xtk_restore *rs, int err, const char *fmt, ...)
@@ -335,6 +336,16 @@ static int buffer_body(struct xtk_restore *rs, uint32_t len)
     return 0;
 }
 
+/* The memory is in (END, or the first checkpoint): a bar on screen ends. */
+static void progress_done(struct xtk_restore *rs)
+{
+    unsigned long total = (unsigned long)(rs->cfg.nr_pages * XTK__PAGE_SIZE);
+
+    if (rs->last_progress && !rs->progress_ended)
+        xtk__progress(rs->ctx, "restore", "receiving memory", total, total);
+    rs->progress_ended = 1;
+}
+
 static int on_page_data(struct xtk_restore *rs,
                         const struct xtk_stream_record *rec)
 {
@@ -356,14 +367,16 @@ static int on_page_data(struct xtk_restore *rs,
     if (apply_pages(rs, &pd, xtk__stream_placed(rs->in)) < 0)
         return -1;
     now = xtk_now_ns();
-    if (now - rs->last_progress > PROGRESS_NS) {
+    if (!rs->progress_ended && now - rs->last_progress > PROGRESS_NS) {
         uint64_t got = 0;
 
         xtk_stats_counter(rs->st, "pages received", &got);
+        /* In bytes, as the save's. */
         xtk__progress(
             rs->ctx, "restore", "receiving memory",
-            (unsigned long)(got < rs->cfg.nr_pages ? got : rs->cfg.nr_pages),
-            (unsigned long)rs->cfg.nr_pages);
+            (unsigned long)((got < rs->cfg.nr_pages ? got : rs->cfg.nr_pages) *
+                            XTK__PAGE_SIZE),
+            (unsigned long)(rs->cfg.nr_pages * XTK__PAGE_SIZE));
         rs->last_progress = now;
     }
     return 0;
@@ -558,6 +571,7 @@ static int read_stream(struct xtk_restore *rs)
         case XTK_REC_CHECKPOINT:
             if (!rs->checkpointed) {
                 rs->checkpointed = 1; /* epoch 0 went straight in */
+                progress_done(rs);
                 xtk_stats_phase(rs->st, "first checkpoint");
             }
             r = commit_epoch(rs, "CHECKPOINT");
@@ -565,6 +579,7 @@ static int read_stream(struct xtk_restore *rs)
             break;
         case XTK_REC_END:
             xtk_stats_phase(rs->st, "end received");
+            progress_done(rs);
             return commit_epoch(rs, "END");
         default:
             if (rec.type & XTK_REC_OPTIONAL) {

@@ -40,6 +40,7 @@ struct target {
     int fd;
     struct xtk_stream *out;
     int closed; /* commit closed the stream */
+    struct xtk_ctx *ctx;
 };
 
 static void usage(FILE *f)
@@ -277,7 +278,21 @@ static int commit_file(struct xtk_save *sv, void *arg)
     t->closed = 1;
     r = xtk_stream_close(t->out);
     t->out = NULL;
-    if (r < 0 || (!t->in_place && fsync(t->fd) < 0)) {
+    if (r == 0 && !t->in_place) {
+        /* The fsync can take a while for a big file: say so (a progress
+         * line on a terminal, in bytes like the rounds'). */
+        struct xtk_logger *lg = xtk_ctx_logger(t->ctx);
+        struct stat sb;
+        unsigned long size =
+            fstat(t->fd, &sb) == 0 ? (unsigned long)sb.st_size : 0;
+
+        if (lg && lg->progress) /* drawn at once: total unknown */
+            lg->progress(lg, "save", "syncing to disk", 0, 0);
+        r = fsync(t->fd);
+        if (r == 0 && lg && lg->progress)
+            lg->progress(lg, "save", "syncing to disk", size, size);
+    }
+    if (r < 0) {
         fprintf(stderr, "%s: writing %s: %s\n", cli_prog, t->path,
                 strerror(errno));
         return -1;
@@ -329,6 +344,7 @@ static int open_target(struct xtk_ctx *ctx, const char *where, struct target *t,
         return 0;
     }
     t->path = where;
+    t->ctx = ctx;
     o->commit = commit_file;
     o->commit_arg = t;
     return open_file(ctx, t);
