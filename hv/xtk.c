@@ -271,6 +271,7 @@ static int cmd_info(struct xtk_domain *dom)
            "empty:     %s\n"
            "logdirty:  %s\n"
            "crashed:   %s\n"
+           "store:     %s\n"
            "uptime:    %.3f s\n",
            info.domid, info.name, info.nr_pages >> 8, info.nr_vcpus,
            info.flags & XTK_DOMINFO_PAUSED ? "yes" : "no",
@@ -278,7 +279,7 @@ static int cmd_info(struct xtk_domain *dom)
            info.flags & XTK_DOMINFO_EMPTY ? "yes" : "no",
            info.flags & XTK_DOMINFO_LOGDIRTY ? "yes" : "no",
            info.flags & XTK_DOMINFO_CRASHED ? "yes" : "no",
-           info.uptime_ns / 1e9);
+           info.flags & XTK_DOMINFO_STORE ? "yes" : "no", info.uptime_ns / 1e9);
     return 0;
 }
 

@@ -184,6 +184,9 @@ static int create_domain(struct xtk_restore *rs)
         .name = name[0] ? name : NULL,
         .memory_mib = rs->cfg.nr_pages >> (20 - XTK__PAGE_SHIFT),
         .nr_vcpus = rs->cfg.nr_vcpus,
+        /* A domain that was in no store is restored in none (and does
+         * not look for one here). */
+        .flags = rs->cfg.no_store ? XTK_DOMCFG_NO_STORE : 0,
     };
 
     if (rs->cfg.nr_pages % (1u << (20 - XTK__PAGE_SHIFT)))

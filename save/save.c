@@ -802,6 +802,7 @@ static int prepare(struct xtk_save *sv)
         return xtk__fail(EINVAL);
     }
     sv->cfg.nr_pages = info.nr_pages;
+    sv->cfg.no_store = !(info.flags & XTK_DOMINFO_STORE);
     sv->cfg.nr_vcpus = info.nr_vcpus;
     memcpy(sv->cfg.name, info.name, sizeof(sv->cfg.name));
     if (!sv->opt.max_bytes)
@@ -858,14 +859,13 @@ static int make_events(struct xtk_save *sv)
 static int write_headers(struct xtk_save *sv)
 {
     uint8_t params[XTK__SR_PARAMS_SIZE];
-
-    xtk__sr_config_encode(&sv->cfg, params);
+    size_t plen = xtk__sr_config_encode(&sv->cfg, params);
     if (xtk_stream_write_image_header(sv->out) < 0 ||
         xtk_stream_write_domain_header(sv->out, XTK_DOMAIN_X86_HVM, 0, 0) < 0 ||
         xtk_stream_write_record(sv->out, XTK_REC_STATIC_DATA_END, NULL, 0) <
             0 ||
         xtk_stream_write_record(sv->out, XTK_REC_HVM_PARAMS, params,
-                                sizeof(params)) < 0) {
+                                (uint32_t)plen) < 0) {
         XTK_PERROR(sv->ctx, "cannot write the stream's headers");
         return -1;
     }

@@ -664,7 +664,7 @@ static int info_of(struct xtk_ctx *ctx, int sock, char *rx,
     info->domid = o.domid;
     info->nr_vcpus = o.nr_vcpus;
     info->nr_pages = o.nr_pages;
-    info->flags = o.flags;
+    info->flags = o.flags | (o.store ? XTK_DOMINFO_STORE : 0);
     info->uptime_ns = o.uptime_ns;
     snprintf(info->name, sizeof(info->name), "%s", o.name);
     return 0;

@@ -27,6 +27,11 @@ check web
 id=$(env -u XTK_HV -u XTK_GUEST "$xrestore" -q -n copy web.xtk) ||
   fail "xtk-restore without XTK_HV in the build tree"
 check copy
+# web was created --no-store: its copy is in no store either, and does not
+# look for one ("store: /run/xenstored/socket: No such file or directory").
+"$xtk" info web | grep -q "^store: *no$" || fail "web: $("$xtk" info web)"
+"$xtk" info copy | grep -q "^store: *no$" || fail "copy: $("$xtk" info copy)"
+if grep "store:" "$XTK_RUNDIR/$id.log"; then fail "the copy of a --no-store guest tried the store"; fi
 id=$(env -u XTK_HV -u XTK_GUEST "$xtk" create -n plain -m 16 --no-store) ||
   fail "xtk create without XTK_HV in the build tree"
 check plain
