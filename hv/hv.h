@@ -163,7 +163,17 @@ void hv_rundir_sweep(const char *rundir);
 /* log.c */
 extern uint32_t hv_log_domid;
 extern int hv_log_quiet; /* the fuzzer sets it */
+/*
+ * Started by a toolstack (--ready-fd): lines are held, not printed, until
+ * the log is open (hv_log_release() writes them there); a start-up
+ * failure's cause, the last line logged (hv_log_last), goes to the
+ * toolstack on the ready fd instead, which shows it once.
+ */
+extern int hv_log_hold;
+#define HV_LOG_LAST_MAX 256
+extern char hv_log_last[HV_LOG_LAST_MAX];
 void hv_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void hv_log_release(void);
 uint64_t hv_now_ns(void);
 
 /* vm.c */

@@ -7,19 +7,27 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 #include "hv.h"
 
 uint32_t hv_log_domid;
 int hv_log_quiet;
+int hv_log_hold;
+char hv_log_last[HV_LOG_LAST_MAX];
+
+/* Lines held while hv_log_hold is set (what does not fit is dropped). */
+static char held[4096];
+static size_t held_len;
 
 void hv_log(const char *fmt, ...)
 {
     int e = errno;
-    char buf[512];
+    char buf[512], line[600];
     va_list ap;
     struct timespec ts;
+    int n;
 
     if (hv_log_quiet)
         return;
@@ -27,9 +35,28 @@ void hv_log(const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(buf, sizeof(buf), fmt, ap);
     va_end(ap);
-    fprintf(stderr, "%lld.%03ld xtk-hv[%u]: %s\n", (long long)ts.tv_sec,
-            ts.tv_nsec / 1000000, hv_log_domid, buf);
+    n = (int)strnlen(buf, sizeof(hv_log_last) - 1);
+    memcpy(hv_log_last, buf, (size_t)n);
+    hv_log_last[n] = 0;
+    n = snprintf(line, sizeof(line), "%lld.%03ld xtk-hv[%u]: %s\n",
+                 (long long)ts.tv_sec, ts.tv_nsec / 1000000, hv_log_domid, buf);
+    if (n >= (int)sizeof(line))
+        n = sizeof(line) - 1;
+    if (!hv_log_hold) {
+        fputs(line, stderr);
+    } else if (held_len + (size_t)n <= sizeof(held)) {
+        memcpy(held + held_len, line, (size_t)n);
+        held_len += (size_t)n;
+    }
     errno = e;
+}
+
+void hv_log_release(void)
+{
+    if (held_len)
+        fwrite(held, 1, held_len, stderr);
+    held_len = 0;
+    hv_log_hold = 0;
 }
 
 uint64_t hv_now_ns(void)

@@ -32,8 +32,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "hv.h"
 #include "parse-num.h"
+
+const char *cli_prog = "xtk-hv";
+
+#define DOMID_MAX 32751 /* as Xen: ids above are reserved */
 
 #ifndef XTK_GUEST_DEFAULT
 #define XTK_GUEST_DEFAULT "xtk-guest.elf"
@@ -58,7 +63,8 @@ static void usage(FILE *f)
             "  -p, --paused            start paused\n"
             "  -l, --log FILE          log here (default stderr)\n"
             "  -L, --console-log FILE  copy the console here\n"
-            "  -R, --ready-fd FD       write the domain id there when ready\n",
+            "  -R, --ready-fd FD       write the domain id there when ready\n"
+            "  -h, --help, --version\n",
             XTK_GUEST_MAX_VCPUS);
 }
 
@@ -69,21 +75,24 @@ static int parse_u64(const char *s, uint64_t *v)
 }
 
 /* [A-Za-z0-9_.-], 1 to 63 characters, not all digits (that reads as an
- * id). */
+ * id): tools/cli.c's rule, which xtk create checks up front too. */
 static int valid_name(const char *n)
 {
-    size_t len = strlen(n), digits = 0;
+    return cli_domain_name_ok(n);
+}
 
-    if (!len || len >= XTK_HVCTL_NAME_MAX)
-        return 0;
-    for (size_t i = 0; i < len; i++) {
-        if (n[i] >= '0' && n[i] <= '9')
-            digits++;
-        else if (!(n[i] >= 'a' && n[i] <= 'z') &&
-                 !(n[i] >= 'A' && n[i] <= 'Z') && !strchr("_.-", n[i]))
-            return 0;
-    }
-    return digits != len;
+/* A bad option: said on stderr, or, when a toolstack started us
+ * (--ready-fd, which it gives first), kept for the ready fd. */
+static void __attribute__((format(printf, 2, 3)))
+opt_error(const struct hv_options *o, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(hv_log_last, sizeof(hv_log_last), fmt, ap);
+    va_end(ap);
+    if (o->ready_fd < 0)
+        fprintf(stderr, "xtk-hv: %s\n", hv_log_last);
 }
 
 static int parse_options(struct hv *hv, int argc, char **argv)
@@ -103,6 +112,7 @@ static int parse_options(struct hv *hv, int argc, char **argv)
         {"console-log", required_argument, NULL, 'L'},
         {"ready-fd", required_argument, NULL, 'R'},
         {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
     struct hv_options *o = &hv->opt;
@@ -125,10 +135,10 @@ static int parse_options(struct hv *hv, int argc, char **argv)
         switch (c) {
         case 'n':
             if (!valid_name(optarg)) {
-                fprintf(stderr,
-                        "xtk-hv: bad name '%s' ([A-Za-z0-9_.-], "
-                        "1 to 63 characters)\n",
-                        optarg);
+                opt_error(o,
+                          "bad name '%s' ([A-Za-z0-9_.-], "
+                          "1 to 63 characters)",
+                          optarg);
                 return -1;
             }
             o->name = optarg;
@@ -136,16 +146,15 @@ static int parse_options(struct hv *hv, int argc, char **argv)
         case 'm':
             if (parse_u64(optarg, &v) || v < XTK_GUEST_MIN_MIB ||
                 v > XTK_GUEST_MAX_MIB) {
-                fprintf(stderr, "xtk-hv: memory must be %d to %d MiB\n",
-                        XTK_GUEST_MIN_MIB, XTK_GUEST_MAX_MIB);
+                opt_error(o, "memory must be %d to %d MiB", XTK_GUEST_MIN_MIB,
+                          XTK_GUEST_MAX_MIB);
                 return -1;
             }
             o->memory_mib = v;
             break;
         case 'c':
             if (parse_u64(optarg, &v) || v < 1 || v > XTK_GUEST_MAX_VCPUS) {
-                fprintf(stderr, "xtk-hv: vcpus must be 1 to %d\n",
-                        XTK_GUEST_MAX_VCPUS);
+                opt_error(o, "vcpus must be 1 to %d", XTK_GUEST_MAX_VCPUS);
                 return -1;
             }
             o->nr_vcpus = (unsigned int)v;
@@ -155,7 +164,7 @@ static int parse_options(struct hv *hv, int argc, char **argv)
             break;
         case 'a':
             if (strlen(optarg) >= XTK_GUEST_CMDLINE_MAX) {
-                fprintf(stderr, "xtk-hv: command line too long\n");
+                opt_error(o, "command line too long");
                 return -1;
             }
             o->cmdline = optarg;
@@ -184,7 +193,7 @@ static int parse_options(struct hv *hv, int argc, char **argv)
             break;
         case 'R':
             if (parse_u64(optarg, &v) || v > INT_MAX) {
-                fprintf(stderr, "xtk-hv: bad --ready-fd\n");
+                opt_error(o, "bad --ready-fd");
                 return -1;
             }
             o->ready_fd = (int)v;
@@ -192,13 +201,16 @@ static int parse_options(struct hv *hv, int argc, char **argv)
         case 'h':
             usage(stdout);
             exit(0);
+        case 'V':
+            cli_print_version();
+            exit(0);
         default:
-            usage(stderr);
+            cli_usage_error(NULL);
             return -1;
         }
     }
     if (optind != argc) {
-        usage(stderr);
+        cli_usage_error("unexpected argument '%s'", argv[optind]);
         return -1;
     }
     return 0;
@@ -296,13 +308,18 @@ static int take_name(struct hv *hv)
 
 static void tell_ready(struct hv *hv, int err)
 {
-    char buf[32];
+    char buf[32 + HV_LOG_LAST_MAX];
     int n;
 
     if (hv->opt.ready_fd < 0)
         return;
-    n = err ? snprintf(buf, sizeof(buf), "-%d\n", err)
+    n = err ? snprintf(buf, sizeof(buf), "-%d%s%s\n", err,
+                       hv_log_last[0] ? " " : "", hv_log_last)
             : snprintf(buf, sizeof(buf), "%u\n", hv->domid);
+    if (n >= (int)sizeof(buf)) {
+        n = (int)sizeof(buf) - 1;
+        buf[n - 1] = '\n';
+    }
     if (write(hv->opt.ready_fd, buf, (size_t)n) != n)
         hv_log("ready fd: %m");
     close(hv->opt.ready_fd);
@@ -397,8 +414,12 @@ int main(int argc, char **argv)
     int sig_fd, rc = 1, err, own_log = 0;
 
     hv_init(hv);
-    if (parse_options(hv, argc, argv) < 0)
+    cli_init(argv);
+    if (parse_options(hv, argc, argv) < 0) {
+        tell_ready(hv, EINVAL);
         return 2;
+    }
+    hv_log_hold = hv->opt.ready_fd >= 0;
     hv->nr_vcpus = hv->opt.nr_vcpus;
     hv->mem_bytes = hv->opt.memory_mib << 20;
     hv->nr_pages = hv->mem_bytes >> 12;
@@ -427,6 +448,7 @@ int main(int argc, char **argv)
     /* What gone domains left (a crash), this id's old log included. */
     hv_rundir_sweep(hv->opt.rundir);
     hv_rundir_keep_log(hv->opt.rundir, hv->domid);
+    errno = 0; /* a failure below that sets none is EIO, not a lock's */
     if (!hv->opt.log_path && hv->opt.ready_fd >= 0) {
         /* Started as a daemon: log beside the socket (kept in log/ when
          * the domain goes). */
@@ -445,6 +467,7 @@ int main(int argc, char **argv)
         }
         close(fd);
     }
+    hv_log_release();
     if (hv->opt.console_log &&
         !(hv->console_log = fopen(hv->opt.console_log, "ae"))) {
         hv_log("%s: %m", hv->opt.console_log);
@@ -455,12 +478,15 @@ int main(int argc, char **argv)
     hv_log("domain %u (%s): %llu MiB, %u vCPU(s)%s", hv->domid, hv->name,
            (unsigned long long)hv->opt.memory_mib, hv->nr_vcpus,
            hv->empty ? ", empty for a restore" : "");
+    hv_log_last[0] = 0; /* what follows, if anything, is a failure's cause */
 
     if (hv_vm_create(hv) < 0)
         goto err_ready;
-    if (!hv->opt.no_store && hv_store_register(hv) < 0 &&
-        hv->opt.store_required)
-        goto err_ready;
+    if (!hv->opt.no_store && hv_store_register(hv) < 0) {
+        if (hv->opt.store_required)
+            goto err_ready;
+        hv_log_last[0] = 0; /* not the cause of what may fail next */
+    }
     if (!hv->empty && hv_vm_load_guest(hv) < 0)
         goto err_ready;
     if (hv_vm_start(hv) < 0 || hv_ctl_listen(hv) < 0)

@@ -210,6 +210,7 @@ static int load_elf(struct hv *hv, const uint8_t *img, size_t size)
         eh->e_phoff > size ||
         (size - eh->e_phoff) / sizeof(Elf64_Phdr) < eh->e_phnum) {
         hv_log("%s: not an x86-64 ELF executable", hv->opt.kernel);
+        errno = ENOEXEC;
         return -1;
     }
     for (unsigned int i = 0; i < eh->e_phnum; i++) {
@@ -224,6 +225,7 @@ static int load_elf(struct hv *hv, const uint8_t *img, size_t size)
             ph.p_paddr > hv->mem_bytes - ph.p_memsz) {
             hv_log("%s: segment %u does not fit in guest memory",
                    hv->opt.kernel, i);
+            errno = ENOEXEC;
             return -1;
         }
         memcpy(hv->mem + ph.p_paddr, img + ph.p_offset, ph.p_filesz);
@@ -234,6 +236,7 @@ static int load_elf(struct hv *hv, const uint8_t *img, size_t size)
         eh->e_entry >= hv->mem_bytes) {
         hv_log("%s: nothing to load, or the entry is outside RAM",
                hv->opt.kernel);
+        errno = ENOEXEC;
         return -1;
     }
     hv->entry = eh->e_entry;
@@ -297,6 +300,7 @@ int hv_vm_load_guest(struct hv *hv)
     }
     if (fstat(fd, &st) < 0 || st.st_size <= 0 || st.st_size > GUEST_IMAGE_MAX) {
         hv_log("%s: not a guest image (size)", hv->opt.kernel);
+        errno = ENOEXEC;
         goto err_fd;
     }
     img = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,9 +17,11 @@
 
 #include "abi.h"
 #include "backend.h"
+#include "cli.h"
 #include "kvm/kvm.h"
 #include "parse-num.h"
 
+const char *cli_prog = "xtk";
 static struct xtk_ctx *ctx;
 
 static void usage(FILE *f)
@@ -36,6 +39,7 @@ static void usage(FILE *f)
             "  check DOMAIN\n"
             "  rename DOMAIN NEWNAME\n"
             "  destroy DOMAIN\n"
+            "  --help | --version\n"
             "DOMAIN is an id or a name.  WORKLOAD: idle, counter, dirty, "
             "spin.\n");
 }
@@ -48,6 +52,70 @@ static struct xtk_domain *open_dom(const char *what)
         fprintf(stderr, "xtk: %s: %s\n", what,
                 errno == ENOENT ? "no such domain" : strerror(errno));
     return dom;
+}
+
+static int bad_create(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2)));
+
+static int bad_create(const char *fmt, ...)
+{
+    va_list ap;
+
+    fputs("xtk: create: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return -1;
+}
+
+/*
+ * Every argument checked before anything starts: what xtk-hv or the
+ * guest would refuse later (the guest only on its console, after create
+ * has succeeded) is refused here, with the reason.
+ */
+static int check_create(const struct xtk_domain_config *cfg,
+                        const char *workload, const char *pages,
+                        const char *stride, const char *rate)
+{
+    static const char *const workloads[] = {"idle", "counter", "dirty", "spin"};
+    uint64_t mib = cfg->memory_mib ? cfg->memory_mib : 64, v, need;
+    size_t i;
+
+    if (cfg->name && !cli_domain_name_ok(cfg->name))
+        return bad_create("bad name '%s' ([A-Za-z0-9_.-], 1 to %d "
+                          "characters, not all digits)",
+                          cfg->name, XTK_DOMAIN_NAME_MAX);
+    if (mib < XTK_GUEST_MIN_MIB || mib > XTK_GUEST_MAX_MIB)
+        return bad_create("memory must be %d to %d MiB", XTK_GUEST_MIN_MIB,
+                          XTK_GUEST_MAX_MIB);
+    if (cfg->nr_vcpus > XTK_GUEST_MAX_VCPUS)
+        return bad_create("vcpus must be 1 to %d", XTK_GUEST_MAX_VCPUS);
+    if (cfg->kernel && access(cfg->kernel, R_OK) < 0)
+        return bad_create("%s: %s", cfg->kernel, strerror(errno));
+    if (cfg->kernel)
+        return 0; /* another guest: its arguments are its own */
+    for (i = 0; workload && i < sizeof(workloads) / sizeof(workloads[0]); i++)
+        if (!strcmp(workload, workloads[i]))
+            break;
+    if (workload && i == sizeof(workloads) / sizeof(workloads[0]))
+        return bad_create("unknown workload '%s' (idle, counter, dirty or "
+                          "spin)",
+                          workload);
+    if ((pages || stride || rate) && (!workload || strcmp(workload, "dirty")))
+        return bad_create("-P, -S and -r are for the dirty workload");
+    if (stride && cli_parse_u64(stride, 1, UINT32_MAX, 1, &v) < 0)
+        return bad_create("bad stride '%s'", stride);
+    if (rate && cli_parse_u64(rate, 0, UINT64_MAX, 1, &v) < 0)
+        return bad_create("bad rate '%s'", rate);
+    if (pages && cli_parse_u64(pages, 1, UINT32_MAX, 1, &v) < 0)
+        return bad_create("bad page count '%s'", pages);
+    /* The working set and its table, from XTK_GUEST_WORK_GPA. */
+    need = XTK_GUEST_WORK_GPA + (pages ? v : 256) * (4096 + 8);
+    if (workload && !strcmp(workload, "dirty") && need > mib << 20)
+        return bad_create("-P %s: the working set does not fit in %llu MiB",
+                          pages ? pages : "256", (unsigned long long)mib);
+    return 0;
 }
 
 static int cmd_create(int argc, char **argv)
@@ -116,14 +184,14 @@ static int cmd_create(int argc, char **argv)
             cfg.flags |= XTK_DOMCFG_NO_STORE;
             break;
         default:
-            usage(stderr);
-            return 2;
+            return cli_usage_error(NULL);
         }
     }
-    if (optind != argc) {
-        usage(stderr);
+    if (optind != argc)
+        return cli_usage_error("create: unexpected argument '%s'",
+                               argv[optind]);
+    if (check_create(&cfg, workload, pages, stride, rate) < 0)
         return 2;
-    }
     if (snprintf(cmdline, sizeof(cmdline), "workload=%s%s%s%s%s%s%s%s%s",
                  workload ? workload : "idle", pages ? " pages=" : "",
                  pages ? pages : "", stride ? " stride=" : "",
@@ -136,7 +204,11 @@ static int cmd_create(int argc, char **argv)
     cfg.cmdline = cmdline;
     dom = xtk_domain_create(ctx, &cfg);
     if (!dom) {
-        fprintf(stderr, "xtk: create: %s\n", strerror(errno));
+        if (errno == EEXIST) /* the backend leaves this one to us */
+            fprintf(stderr, "xtk: create: a domain called %s exists already\n",
+                    cfg.name ? cfg.name : "so");
+        else
+            cli_error("create: %s", strerror(errno));
         return 1;
     }
     printf("%u\n", xtk_domain_id(dom));
@@ -159,12 +231,11 @@ static int cmd_list(int argc, char **argv)
     size_t n;
     char st[8];
 
-    if (argc != 1) {
-        usage(stderr);
-        return 2;
-    }
+    (void)argv;
+    if (argc != 1)
+        return cli_usage_error("list takes no arguments");
     if (xtk_domain_list(ctx, &v, &n) < 0) {
-        fprintf(stderr, "xtk: list: %s\n", strerror(errno));
+        cli_error("list: %s", strerror(errno));
         return 1;
     }
     printf("%-24s %5s %8s %5s %5s %10s\n", "Name", "ID", "Mem", "VCPUs",
@@ -192,6 +263,7 @@ static int cmd_info(struct xtk_domain *dom)
            "empty:     %s\n"
            "logdirty:  %s\n"
            "crashed:   %s\n"
+           "store:     %s\n"
            "uptime:    %.3f s\n",
            info.domid, info.name, info.nr_pages >> 8, info.nr_vcpus,
            info.flags & XTK_DOMINFO_PAUSED ? "yes" : "no",
@@ -199,7 +271,7 @@ static int cmd_info(struct xtk_domain *dom)
            info.flags & XTK_DOMINFO_EMPTY ? "yes" : "no",
            info.flags & XTK_DOMINFO_LOGDIRTY ? "yes" : "no",
            info.flags & XTK_DOMINFO_CRASHED ? "yes" : "no",
-           info.uptime_ns / 1e9);
+           info.flags & XTK_DOMINFO_STORE ? "yes" : "no", info.uptime_ns / 1e9);
     return 0;
 }
 
@@ -263,24 +335,51 @@ static int cmd_check(struct xtk_domain *dom)
     return 0;
 }
 
+static int known_command(const char *cmd)
+{
+    static const char *const cmds[] = {
+        "create",  "list",  "info",   "pause",   "unpause",
+        "console", "check", "rename", "destroy",
+    };
+
+    for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+        if (!strcmp(cmd, cmds[i]))
+            return 1;
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     struct xtk_domain *dom;
     const char *cmd;
     int follow = 0, r;
 
-    if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
-        usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? 2 : 0;
-    }
-    ctx = xtk_ctx_open(NULL, NULL, 0);
-    if (!ctx) {
-        perror("xtk");
-        return 1;
-    }
+    cli_init(argv);
+    if (argc < 2)
+        return cli_usage_error("no command");
     cmd = argv[1];
+    if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(cmd, "--version")) {
+        cli_print_version();
+        return 0;
+    }
+    if (cmd[0] == '-') {
+        fprintf(stderr, "xtk: unrecognized option '%s'\n", cmd);
+        return cli_usage_error(NULL);
+    }
+    if (!known_command(cmd)) {
+        fprintf(stderr, "xtk: unknown command '%s'\n", cmd);
+        return cli_usage_error(NULL);
+    }
+    ctx = cli_ctx_open();
+    if (!ctx)
+        return 1;
     argc--;
     argv++;
+    argv[0] = (char *)cli_prog; /* for getopt's messages */
     if (!strcmp(cmd, "create")) {
         r = cmd_create(argc, argv);
         goto out;
@@ -291,8 +390,7 @@ int main(int argc, char **argv)
     }
     if (!strcmp(cmd, "rename")) {
         if (argc != 3) {
-            usage(stderr);
-            r = 2;
+            r = cli_usage_error("rename: expected DOMAIN NEWNAME");
             goto out;
         }
         dom = open_dom(argv[1]);
@@ -308,11 +406,9 @@ int main(int argc, char **argv)
         argc--;
         argv++;
     }
-    if (argc != 2 || (strcmp(cmd, "info") && strcmp(cmd, "pause") &&
-                      strcmp(cmd, "unpause") && strcmp(cmd, "console") &&
-                      strcmp(cmd, "check") && strcmp(cmd, "destroy"))) {
-        usage(stderr);
-        r = 2;
+    if (argc != 2) {
+        r = cli_usage_error("%s: expected %sDOMAIN", cmd,
+                            !strcmp(cmd, "console") ? "[-f] " : "");
         goto out;
     }
     dom = open_dom(argv[1]);
@@ -333,7 +429,7 @@ int main(int argc, char **argv)
     else
         r = xtk_domain_destroy(dom);
     if (r < 0) {
-        fprintf(stderr, "xtk: %s %s: %s\n", cmd, argv[1], strerror(errno));
+        cli_error("%s %s: %s", cmd, argv[1], strerror(errno));
         r = 1;
     }
     xtk_domain_close(dom);

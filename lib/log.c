@@ -45,6 +45,13 @@ struct stderr_logger {
     xtk_log_level min_level;
     unsigned int flags;
     int progress_shown; /* a progress line is on screen, unterminated */
+    /* The bar on screen: whose, since when and from what amount (for the
+     * rate), and how long its line was (a shorter one pads over it). */
+    char bar_label[96];
+    int bar_live; /* bar_label's bar has begun and not ended */
+    uint64_t bar_t0;
+    unsigned long bar_done0;
+    int bar_len;
 };
 
 static void stderr_end_progress(struct stderr_logger *sl)
@@ -92,6 +99,87 @@ stderr_vmessage(struct xtk_logger *lg, xtk_log_level level, int errnoval,
     errno = saved;
 }
 
+/* "12.3 MiB" and the like, for an amount of bytes. */
+static void human_bytes(char *buf, size_t size, double b)
+{
+    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    unsigned int u = 0;
+
+    while (b >= 1024 && u < 4) {
+        b /= 1024;
+        u++;
+    }
+    snprintf(buf, size, u ? "%.1f %s" : "%.0f %s", b, units[u]);
+}
+
+/*
+ * One progress line, redrawn in place: "CONTEXT: WHAT [bar] PCT%  RATE
+ * LEFT left  ETA M:SS" (libxtk counts progress in bytes).  The rate is
+ * measured from the first report of this label on, so it shows from the
+ * second; another label starts a new line.
+ */
+static void draw_progress(struct stderr_logger *sl, const char *context,
+                          const char *doing_what, unsigned long done,
+                          unsigned long total)
+{
+    uint64_t now = xtk_now_ns();
+    char label[96], line[256], rate_s[32] = "", left_s[32], eta_s[32] = "--";
+    double secs, rate = 0;
+    unsigned int pct = 0, bars;
+    int n;
+
+    snprintf(label, sizeof(label), "%s: %s", context, doing_what);
+    if (!sl->bar_live || strcmp(label, sl->bar_label)) {
+        stderr_end_progress(sl);
+        snprintf(sl->bar_label, sizeof(sl->bar_label), "%s", label);
+        sl->bar_live = 1;
+        sl->bar_t0 = now;
+        sl->bar_done0 = done;
+        sl->bar_len = 0;
+    }
+    /* "Starting, 0 of total": the clock starts, nothing to draw yet (a
+     * short step then shows nothing at all). */
+    if (!done && total && !sl->progress_shown)
+        return;
+    secs = (double)(now - sl->bar_t0) / 1e9;
+    if (secs > 0.05 && done > sl->bar_done0)
+        rate = (double)(done - sl->bar_done0) / secs;
+    if (total) {
+        pct = done >= total ? 100 : (unsigned int)(done * 100.0 / total);
+        human_bytes(left_s, sizeof(left_s),
+                    done >= total ? 0 : (double)(total - done));
+        if (rate > 0 || done >= total) {
+            double eta = done >= total ? 0 : (double)(total - done) / rate;
+
+            snprintf(eta_s, sizeof(eta_s), "%u:%02u", (unsigned int)(eta / 60),
+                     (unsigned int)eta % 60);
+        }
+    }
+    if (rate > 0) {
+        human_bytes(rate_s, sizeof(rate_s), rate);
+        strcat(rate_s, "/s");
+    } else {
+        strcpy(rate_s, "--/s");
+    }
+    bars = pct / 4;
+    if (total)
+        n = snprintf(line, sizeof(line),
+                     "%-28s [%.*s%*s] %3u%%  %12s  %10s left  ETA %s", label,
+                     (int)bars, "=========================", (int)(25 - bars),
+                     "", pct, rate_s, left_s, eta_s);
+    else
+        n = snprintf(line, sizeof(line), "%s ...", label);
+    if (n >= (int)sizeof(line))
+        n = sizeof(line) - 1;
+    fprintf(stderr, "\r%s%*s", line, sl->bar_len > n ? sl->bar_len - n : 0, "");
+    sl->bar_len = n;
+    sl->progress_shown = 1;
+    if (total && done >= total) {
+        stderr_end_progress(sl);
+        sl->bar_live = 0;
+    }
+}
+
 static void stderr_progress(struct xtk_logger *lg, const char *context,
                             const char *doing_what, unsigned long done,
                             unsigned long total)
@@ -102,15 +190,7 @@ static void stderr_progress(struct xtk_logger *lg, const char *context,
     if (XTK_LOG_PROGRESS < sl->min_level && !(sl->flags & XTK_LOGGER_PROGRESS))
         return;
     if (sl->flags & XTK_LOGGER_PROGRESS) {
-        unsigned pct = total ? (unsigned)((done * 100.0) / total) : 0;
-        unsigned bars = pct / 4;
-
-        fprintf(stderr, "\r%s: %-24s [%.*s%*s] %3u%%", context, doing_what,
-                (int)bars, "=========================", (int)(25 - bars), "",
-                pct);
-        sl->progress_shown = 1;
-        if (total && done >= total)
-            stderr_end_progress(sl);
+        draw_progress(sl, context, doing_what, done, total);
     } else {
         fprintf(stderr, "xtk: %s: %s: %lu/%lu\n", context, doing_what, done,
                 total);
@@ -162,6 +242,8 @@ void xtk__vlog(struct xtk_ctx *ctx, xtk_log_level level, int errnoval,
 {
     int saved = errno;
 
+    if (ctx && level >= XTK_LOG_ERROR)
+        ctx->errors++;
     if (ctx && ctx->logger && ctx->logger->vmessage)
         ctx->logger->vmessage(ctx->logger, level, errnoval, context, fmt, al);
     errno = saved;

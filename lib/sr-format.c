@@ -43,10 +43,10 @@ static void put_param(uint8_t *p, unsigned int i, uint64_t index,
     memcpy(p + 16 + 16 * i, &value, 8);
 }
 
-void xtk__sr_config_encode(const struct xtk__sr_config *c, void *buf)
+size_t xtk__sr_config_encode(const struct xtk__sr_config *c, void *buf)
 {
     uint8_t *p = buf;
-    uint32_t count = XTK__SR_PARAMS, zero = 0;
+    uint32_t count = XTK__SR_PARAMS + !!c->no_store, zero = 0;
     char name[8 * XTK__SR_NAME_PARAMS] = {0};
 
     memcpy(p, &count, 4);
@@ -60,6 +60,9 @@ void xtk__sr_config_encode(const struct xtk__sr_config *c, void *buf)
         memcpy(&v, name + 8 * i, 8);
         put_param(p, 3 + i, XTK__SR_PARAM_NAME + i, v);
     }
+    if (c->no_store)
+        put_param(p, XTK__SR_PARAMS, XTK__SR_PARAM_NO_STORE, 1);
+    return 8 + 16 * (size_t)count;
 }
 
 int xtk__sr_config_decode(const void *body, uint32_t len,
@@ -111,6 +114,13 @@ int xtk__sr_config_decode(const void *body, uint32_t len,
                 value = UINT32_MAX;
             tmp.nr_vcpus = (uint32_t)value;
             seen |= 1u << 2;
+            break;
+        case XTK__SR_PARAM_NO_STORE:
+            if (value > 1)
+                return why_fail(why, whylen, EPROTO,
+                                "no-store parameter %llu (0 or 1)",
+                                (unsigned long long)value);
+            tmp.no_store = (uint32_t)value;
             break;
         default:
             return why_fail(why, whylen, EPROTO, "unknown xtk parameter %#llx",

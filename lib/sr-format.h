@@ -32,20 +32,26 @@
 #define XTK__SR_PARAM_VERSION (XTK__SR_PARAM_BASE + 0x00) /* value 1 */
 #define XTK__SR_PARAM_NR_PAGES (XTK__SR_PARAM_BASE + 0x01)
 #define XTK__SR_PARAM_NR_VCPUS (XTK__SR_PARAM_BASE + 0x02)
+/* Value 1: the domain was in no store (so its copy is created without
+ * one).  Only in streams of such domains: the others' shape is what it
+ * was before, for restores that do not know this entry. */
+#define XTK__SR_PARAM_NO_STORE (XTK__SR_PARAM_BASE + 0x03)
 /* 8 entries, each 8 bytes of the name (little-endian), NUL-padded. */
 #define XTK__SR_PARAM_NAME (XTK__SR_PARAM_BASE + 0x10)
 #define XTK__SR_NAME_PARAMS 8
-#define XTK__SR_PARAMS 11 /* entries in the record */
-#define XTK__SR_PARAMS_SIZE (8 + 16 * XTK__SR_PARAMS)
+#define XTK__SR_PARAMS 11 /* entries in the record (12 with NO_STORE) */
+#define XTK__SR_PARAMS_SIZE (8 + 16 * (XTK__SR_PARAMS + 1)) /* at most */
 
 struct xtk__sr_config {
     uint64_t nr_pages;
     uint32_t nr_vcpus;
+    uint32_t no_store; /* 1: the domain was in no store */
     char name[XTK_DOMAIN_NAME_MAX + 1];
 };
 
-/* Writes the HVM_PARAMS body (XTK__SR_PARAMS_SIZE bytes) into buf. */
-void xtk__sr_config_encode(const struct xtk__sr_config *c, void *buf);
+/* Writes the HVM_PARAMS body (at most XTK__SR_PARAMS_SIZE bytes) into
+ * buf; returns its length. */
+size_t xtk__sr_config_encode(const struct xtk__sr_config *c, void *buf);
 
 /*
  * Reads an HVM_PARAMS body: 0 and *c filled, or -1 (EPROTO: not xtk's, or

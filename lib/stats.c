@@ -397,16 +397,41 @@ static double rate(uint64_t amount, uint64_t ns)
     return ns ? (double)amount * 1e9 / (double)ns : 0.0;
 }
 
+/* A hist's label in the table: "name (us)" for ns, else "name (unit)". */
+static void hist_label(const struct named_hist *nh, char *label, size_t size)
+{
+    snprintf(label, size, "%s (%s)", nh->name,
+             strcmp(nh->unit, "ns") ? nh->unit : "us");
+}
+
+/*
+ * The table: each section's first column as wide as its longest name
+ * (at least the usual width), so that a long one (a "stop: ..." reason)
+ * does not push its row out of line with the others.
+ */
 static void format_table(const struct xtk_stats *st, FILE *f)
 {
     uint64_t t0 = st->nphases ? st->phases[0].ns : 0;
+    int pw = 34, cw = 34, hw = 24;
+    char label[96];
 
+    for (size_t i = 0; i < st->nphases; i++)
+        if ((int)strlen(st->phases[i].name) > pw)
+            pw = (int)strlen(st->phases[i].name);
+    for (size_t i = 0; i < st->ncounters; i++)
+        if ((int)strlen(st->counters[i].name) > cw)
+            cw = (int)strlen(st->counters[i].name);
+    for (size_t i = 0; i < st->nhists; i++) {
+        hist_label(&st->hists[i], label, sizeof(label));
+        if ((int)strlen(label) > hw)
+            hw = (int)strlen(label);
+    }
     fprintf(f, "== %s ==\n", st->title);
     if (st->nphases) {
-        fprintf(f, "%-36s %12s %12s\n", "phase", "t (ms)", "+prev (ms)");
+        fprintf(f, "%-*s %12s %12s\n", pw + 2, "phase", "t (ms)", "+prev (ms)");
         for (size_t i = 0; i < st->nphases; i++) {
             uint64_t prev = i ? st->phases[i - 1].ns : t0;
-            fprintf(f, "  %-34s %12.3f %12.3f\n", st->phases[i].name,
+            fprintf(f, "  %-*s %12.3f %12.3f\n", pw, st->phases[i].name,
                     (double)(int64_t)(st->phases[i].ns - t0) / 1e6,
                     (double)(int64_t)(st->phases[i].ns - prev) / 1e6);
         }
@@ -424,27 +449,26 @@ static void format_table(const struct xtk_stats *st, FILE *f)
         }
     }
     if (st->ncounters) {
-        fprintf(f, "%-36s %20s\n", "counter", "value");
+        fprintf(f, "%-*s %20s\n", cw + 2, "counter", "value");
         for (size_t i = 0; i < st->ncounters; i++)
-            fprintf(f, "  %-34s %20llu\n", st->counters[i].name,
+            fprintf(f, "  %-*s %20llu\n", cw, st->counters[i].name,
                     (unsigned long long)st->counters[i].value);
     }
     if (st->nhists) {
-        fprintf(f, "%-26s %9s %10s %10s %10s %10s %10s %10s\n", "histogram",
-                "count", "min", "p50", "p90", "p99", "max", "mean");
+        fprintf(f, "%-*s %9s %10s %10s %10s %10s %10s %10s\n", hw + 2,
+                "histogram", "count", "min", "p50", "p90", "p99", "max",
+                "mean");
         for (size_t i = 0; i < st->nhists; i++) {
             const struct named_hist *nh = &st->hists[i];
             struct xtk_hist_summary s;
             int us = !strcmp(nh->unit, "ns");
             uint64_t v[6];
-            char label[96];
 
             xtk_hist_summarize(nh->h, &s);
             v[0] = s.min, v[1] = s.p50, v[2] = s.p90, v[3] = s.p99;
             v[4] = s.max, v[5] = s.mean;
-            snprintf(label, sizeof(label), "%s (%s)", nh->name,
-                     us ? "us" : nh->unit);
-            fprintf(f, "  %-24s %9llu", label, (unsigned long long)s.count);
+            hist_label(nh, label, sizeof(label));
+            fprintf(f, "  %-*s %9llu", hw, label, (unsigned long long)s.count);
             for (int k = 0; k < 6; k++) {
                 if (us)
                     fprintf(f, " %10.1f", (double)v[k] / 1e3);

@@ -20,6 +20,7 @@ struct xtk_ctx {
     unsigned int flags;
     unsigned int own_base : 1;
     unsigned int own_logger : 1;
+    unsigned int errors; /* messages logged at XTK_LOG_ERROR or above */
 };
 
 /*

@@ -88,6 +88,7 @@ struct xtk_restore {
     uint32_t state_len;
 
     uint64_t last_progress;
+    int progress_ended; /* the bar was completed */
 };
 
 static int refuse(struct xtk_restore *rs, int err, const char *fmt, ...)
@@ -184,6 +185,9 @@ static int create_domain(struct xtk_restore *rs)
         .name = name[0] ? name : NULL,
         .memory_mib = rs->cfg.nr_pages >> (20 - XTK__PAGE_SHIFT),
         .nr_vcpus = rs->cfg.nr_vcpus,
+        /* A domain that was in no store is restored in none (and does
+         * not look for one here). */
+        .flags = rs->cfg.no_store ? XTK_DOMCFG_NO_STORE : 0,
     };
 
     if (rs->cfg.nr_pages % (1u << (20 - XTK__PAGE_SHIFT)))
@@ -193,17 +197,13 @@ static int create_domain(struct xtk_restore *rs)
                       (unsigned long long)rs->cfg.nr_pages);
     rs->dom = xtk__domain_create_empty(rs->ctx, &dc);
     if (!rs->dom) {
+        /* The backend has said why, except for a name in use. */
         if (errno == EEXIST)
             XTK_ERROR(rs->ctx,
                       "a domain called %s exists already: restore "
                       "under another name, or on another host "
                       "(XTK_RUNDIR)",
                       name);
-        else
-            XTK_PERROR(rs->ctx,
-                       "cannot create a domain of %llu MiB and %u "
-                       "vCPUs",
-                       (unsigned long long)dc.memory_mib, dc.nr_vcpus);
         return -1;
     }
     xtk_stats_phase(rs->st, "domain created");
@@ -340,6 +340,16 @@ static int buffer_body(struct xtk_restore *rs, uint32_t len)
     return 0;
 }
 
+/* The memory is in (END, or the first checkpoint): a bar on screen ends. */
+static void progress_done(struct xtk_restore *rs)
+{
+    unsigned long total = (unsigned long)(rs->cfg.nr_pages * XTK__PAGE_SIZE);
+
+    if (rs->last_progress && !rs->progress_ended)
+        xtk__progress(rs->ctx, "restore", "receiving memory", total, total);
+    rs->progress_ended = 1;
+}
+
 static int on_page_data(struct xtk_restore *rs,
                         const struct xtk_stream_record *rec)
 {
@@ -361,14 +371,16 @@ static int on_page_data(struct xtk_restore *rs,
     if (apply_pages(rs, &pd, xtk__stream_placed(rs->in)) < 0)
         return -1;
     now = xtk_now_ns();
-    if (now - rs->last_progress > PROGRESS_NS) {
+    if (!rs->progress_ended && now - rs->last_progress > PROGRESS_NS) {
         uint64_t got = 0;
 
         xtk_stats_counter(rs->st, "pages received", &got);
+        /* In bytes, as the save's. */
         xtk__progress(
             rs->ctx, "restore", "receiving memory",
-            (unsigned long)(got < rs->cfg.nr_pages ? got : rs->cfg.nr_pages),
-            (unsigned long)rs->cfg.nr_pages);
+            (unsigned long)((got < rs->cfg.nr_pages ? got : rs->cfg.nr_pages) *
+                            XTK__PAGE_SIZE),
+            (unsigned long)(rs->cfg.nr_pages * XTK__PAGE_SIZE));
         rs->last_progress = now;
     }
     return 0;
@@ -523,10 +535,14 @@ static int read_stream(struct xtk_restore *rs)
     struct xtk_stream_image_header ih;
     struct xtk_stream_domain_header dh;
     struct xtk_stream_record rec;
+    unsigned int errors = rs->ctx->errors;
 
     if (xtk_stream_read_image_header(rs->in, &ih) < 0 ||
-        xtk_stream_read_domain_header(rs->in, &dh) < 0)
+        xtk_stream_read_domain_header(rs->in, &dh) < 0) {
+        if (rs->ctx->errors != errors) /* the stream said why */
+            return -1;
         return refuse(rs, errno, "bad headers: %s", strerror(errno));
+    }
     if (dh.type != XTK_DOMAIN_X86_HVM)
         return refuse(rs, EPROTO,
                       "an x86 PV domain's stream: xtk restores "
@@ -535,10 +551,12 @@ static int read_stream(struct xtk_restore *rs)
     for (;;) {
         int r = 0;
 
+        errors = rs->ctx->errors;
         if (xtk_stream_read_record(rs->in, &rec) < 0) {
             int e = errno;
-            XTK_ERROR(rs->ctx, "the stream broke: %s",
-                      e == ENODATA ? "it ended before END" : strerror(e));
+            if (rs->ctx->errors == errors) /* else the stream said why */
+                XTK_ERROR(rs->ctx, "the stream broke: %s",
+                          e == ENODATA ? "it ended before END" : strerror(e));
             return xtk__fail(e);
         }
         switch (rec.type) {
@@ -557,6 +575,7 @@ static int read_stream(struct xtk_restore *rs)
         case XTK_REC_CHECKPOINT:
             if (!rs->checkpointed) {
                 rs->checkpointed = 1; /* epoch 0 went straight in */
+                progress_done(rs);
                 xtk_stats_phase(rs->st, "first checkpoint");
             }
             r = commit_epoch(rs, "CHECKPOINT");
@@ -565,6 +584,7 @@ static int read_stream(struct xtk_restore *rs)
         case XTK_REC_END:
             rs->t_end = xtk_now_ns();
             xtk_stats_phase_at(rs->st, "end received", rs->t_end);
+            progress_done(rs);
             return commit_epoch(rs, "END");
         default:
             if (rec.type & XTK_REC_OPTIONAL) {

@@ -12,6 +12,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
+#include <netdb.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -52,6 +54,9 @@ static void usage(FILE *f)
             "  -J, --stats-json FILE   write the report as JSON\n"
             "  -q, --quiet             no report on stderr\n"
             "  -v, --verbose\n"
+            "      --port-file FILE    listen: write the port listened on "
+            "there\n"
+            "      --version\n"
             "See xtk-restore(1).\n",
             cli_prog);
 }
@@ -94,6 +99,35 @@ static int path_is_gzip(const char *path)
     return r;
 }
 
+/*
+ * --port-file: the port listened on, and a newline, put in place at once
+ * (a temporary file renamed), so that a script that sees the file can
+ * read the whole number and connect.
+ */
+static int write_port_file(const char *path, const char *where)
+{
+    char tmp[PATH_MAX];
+    const char *colon = strrchr(where, ':');
+    FILE *f;
+
+    if (snprintf(tmp, sizeof(tmp), "%s.tmp%ld", path, (long)getpid()) >=
+        (int)sizeof(tmp)) {
+        fprintf(stderr, "%s: %s: name too long\n", cli_prog, path);
+        return -1;
+    }
+    f = fopen(tmp, "we");
+    if (f && fprintf(f, "%s\n", colon ? colon + 1 : where) < 0) {
+        fclose(f);
+        f = NULL;
+    }
+    if (!f || fclose(f) != 0 || rename(tmp, path) < 0) {
+        fprintf(stderr, "%s: %s: %s\n", cli_prog, path, strerror(errno));
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -104,10 +138,13 @@ int main(int argc, char **argv)
         {"quiet", no_argument, NULL, 'q'},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {"port-file", required_argument, NULL, 'p'},
         {NULL, 0, NULL, 0},
     };
     struct xtk_restore_options o = {0};
-    const char *json = NULL, *src;
+    const char *json = NULL, *src, *port_file = NULL;
+    char *host = NULL, *port = NULL;
     int unzip = 0, quiet = 0, verbose = 0, rc = 1, c, fd = -1, sock = 0;
     uint64_t timeout = DEFAULT_TIMEOUT_MS;
     int rcvbuf = RCVBUF_DEFAULT;
@@ -116,6 +153,7 @@ int main(int argc, char **argv)
     struct xtk_stream *in = NULL;
     struct xtk_ctx *ctx;
 
+    cli_init(argv);
     while ((c = getopt_long(argc, argv, "n:zt:J:qvh", longopts, NULL)) != -1) {
         switch (c) {
         case 'n':
@@ -142,15 +180,30 @@ int main(int argc, char **argv)
         case 'h':
             usage(stdout);
             return 0;
+        case 'V':
+            cli_print_version();
+            return 0;
+        case 'p':
+            port_file = optarg;
+            break;
         default:
-            usage(stderr);
-            return 2;
+            return cli_usage_error(NULL);
         }
     }
-    if (optind + 1 != argc) {
-        usage(stderr);
+    if (optind + 1 != argc)
+        return cli_usage_error(optind == argc ? "no FILE, - or listen:PORT"
+                                              : "one source only");
+    src = argv[optind];
+    /* The address is checked before anything starts. */
+    if (!strncmp(src, "listen:", 7) &&
+        (cli_split_endpoint(src + 7, 1, &host, &port) < 0 ||
+         !cli_port_ok(port, 1))) {
+        free(host);
+        free(port);
         return 2;
     }
+    if (port_file && strncmp(src, "listen:", 7))
+        return cli_usage_error("--port-file is for listen:[HOST:]PORT");
     if (e && *e)
         rcvbuf = atoi(e); /* for experiments; 0: the kernel's */
     signal(SIGPIPE, SIG_IGN);
@@ -158,17 +211,21 @@ int main(int argc, char **argv)
     if (!ctx)
         return 1;
     if (verbose)
-        xtk_logger_set_level(xtk_ctx_logger(ctx), XTK_LOG_DEBUG);
-    src = argv[optind];
-    if (!strncmp(src, "listen:", 7)) {
-        char *host, *port;
+        cli_verbose();
+    if (port) {
+        int rmax = rcvbuf ? (rcvbuf > RCVBUF_FINAL ? rcvbuf : RCVBUF_FINAL) : 0;
+        char where[NI_MAXHOST + NI_MAXSERV + 4];
+        int lfd = cli_tcp_listen(host, port, rmax, where, sizeof(where));
 
-        if (cli_split_endpoint(src + 7, 1, &host, &port) < 0)
+        if (lfd < 0)
             goto out;
-        fd = cli_tcp_accept_one(host, port, 0, rcvbuf,
-                                rcvbuf ? RCVBUF_FINAL : 0);
-        free(host);
-        free(port);
+        if (!quiet)
+            fprintf(stderr, "%s: listening on %s\n", cli_prog, where);
+        if (port_file && write_port_file(port_file, where) < 0) {
+            close(lfd);
+            goto out;
+        }
+        fd = cli_tcp_accept(lfd, 0, rcvbuf, rmax);
         if (fd < 0)
             goto out;
         sock = 1;
@@ -185,7 +242,7 @@ int main(int argc, char **argv)
         in = xtk_stream_file(ctx, src, XTK_STREAM_READ);
     }
     if (!in) {
-        fprintf(stderr, "%s: %s: %s\n", cli_prog, src, strerror(errno));
+        cli_error("%s: %s", src, strerror(errno));
         goto out;
     }
     if (!unzip)
@@ -206,15 +263,17 @@ int main(int argc, char **argv)
         fflush(stdout);
         rc = 0;
     } else {
-        fprintf(stderr, "%s: %s: restore failed: %s\n", cli_prog, src,
-                strerror(errno));
+        cli_error("%s: restore failed: %s", src, strerror(errno));
     }
-    if (!quiet)
+    /* A failed restore's report is shown with -v only: one line says why. */
+    if (!quiet && (rc == 0 || verbose))
         cli_write_report(xtk_restore_stats(rs), XTK_STATS_TABLE, NULL);
     if (json &&
         cli_write_report(xtk_restore_stats(rs), XTK_STATS_JSON, json) < 0)
         rc = 1;
 out:
+    free(host);
+    free(port);
     xtk_restore_free(rs);
     xtk_stream_close(in);
     if (fd >= 0)

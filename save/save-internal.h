@@ -59,7 +59,7 @@ int xtk__senders_round(struct xtk__senders *sd, const uint64_t *pfns,
 int xtk__senders_round_here(struct xtk__senders *sd, const uint64_t *pfns,
                             uint64_t count, const uint64_t *populated);
 
-/* Frames of the current round handed out so far (for progress). */
+/* Frames of the current round written so far (for progress). */
 uint64_t xtk__senders_progress(const struct xtk__senders *sd);
 
 /*

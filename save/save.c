@@ -100,6 +100,7 @@ static void arm_watch(struct xtk_save *sv);
 static void request_suspend(struct xtk_save *sv);
 static void start_round(struct xtk_save *sv, uint64_t count,
                         const uint64_t *populated);
+static void round_label(const struct xtk_save *sv, char *buf, size_t size);
 
 /* ---- small helpers ---------------------------------------------------- */
 
@@ -387,13 +388,18 @@ static void start_round(struct xtk_save *sv, uint64_t count,
                         const uint64_t *populated)
 {
     struct timeval tv = {0, PROGRESS_MS * 1000};
-
+    char label[32];
     int r;
 
     sv->round_start = xtk_now_ns();
     sv->round_bytes0 = stream_bytes(sv);
     sv->round_total = count;
     sv->progress_shown = 0;
+    /* The round's bar starts now (drawn if it lasts, see on_progress), so
+     * that its first drawing has a rate. */
+    round_label(sv, label, sizeof(label));
+    xtk__progress(sv->ctx, "save", label, 0,
+                  (unsigned long)(count * XTK__PAGE_SIZE));
     /* A final round of one batch or less: this thread sends it (the
      * guest is stopped, and a hand-off to the senders and back costs
      * more than the pages). */
@@ -498,12 +504,22 @@ static void after_live_round(struct xtk_save *sv,
     request_suspend(sv);
 }
 
+/* The running round's name in progress reports. */
+static void round_label(const struct xtk_save *sv, char *buf, size_t size)
+{
+    if (sv->phase == PH_FINAL)
+        snprintf(buf, size, "round %u (final)", sv->round);
+    else
+        snprintf(buf, size, "round %u", sv->round);
+}
+
 /* A round's last batch is out (the sender threads' eventfd). */
 static void on_round_done(evutil_socket_t fd, short what, void *arg)
 {
     struct xtk_save *sv = arg;
     struct xtk__round_result res;
     struct xtk_stats_round row;
+    char label[32];
     uint64_t v;
 
     if (read(sv->notify_fd, &v, sizeof(v)) != sizeof(v))
@@ -511,9 +527,12 @@ static void on_round_done(evutil_socket_t fd, short what, void *arg)
     evtimer_del(sv->ev_progress);
     sv->round_end = xtk_now_ns();
     xtk__senders_result(sv->sd, sv->st, &res);
-    if (sv->progress_shown)
-        xtk__progress(sv->ctx, "save", "sending memory",
-                      (unsigned long)res.entries, (unsigned long)res.entries);
+    if (sv->progress_shown) {
+        round_label(sv, label, sizeof(label));
+        xtk__progress(sv->ctx, "save", label,
+                      (unsigned long)(res.entries * XTK__PAGE_SIZE),
+                      (unsigned long)(res.entries * XTK__PAGE_SIZE));
+    }
     row = (struct xtk_stats_round){
         .round = sv->round++,
         .dirty = sv->round_dirty,
@@ -545,15 +564,26 @@ static void on_round_done(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/*
+ * A round's progress, in bytes of guest memory (each round its own bar,
+ * named by its number, as xl's "iter N"): the logger shows the rate, what
+ * is left and an ETA.
+ */
 static void on_progress(evutil_socket_t fd, short what, void *arg)
 {
     struct xtk_save *sv = arg;
     struct timeval tv = {0, PROGRESS_MS * 1000};
+    char label[32];
+    uint64_t done = xtk__senders_progress(sv->sd);
 
-    sv->progress_shown = 1;
-    xtk__progress(sv->ctx, "save", "sending memory",
-                  (unsigned long)xtk__senders_progress(sv->sd),
-                  (unsigned long)sv->round_total);
+    /* A complete bar is drawn once, by the round's end (on_round_done). */
+    if (done < sv->round_total) {
+        sv->progress_shown = 1;
+        round_label(sv, label, sizeof(label));
+        xtk__progress(sv->ctx, "save", label,
+                      (unsigned long)(done * XTK__PAGE_SIZE),
+                      (unsigned long)(sv->round_total * XTK__PAGE_SIZE));
+    }
     evtimer_add(sv->ev_progress, &tv);
 }
 
@@ -822,6 +852,7 @@ static int prepare(struct xtk_save *sv)
         return xtk__fail(EINVAL);
     }
     sv->cfg.nr_pages = info.nr_pages;
+    sv->cfg.no_store = !(info.flags & XTK_DOMINFO_STORE);
     sv->cfg.nr_vcpus = info.nr_vcpus;
     memcpy(sv->cfg.name, info.name, sizeof(sv->cfg.name));
     if (!sv->opt.max_bytes)
@@ -878,14 +909,13 @@ static int make_events(struct xtk_save *sv)
 static int write_headers(struct xtk_save *sv)
 {
     uint8_t params[XTK__SR_PARAMS_SIZE];
-
-    xtk__sr_config_encode(&sv->cfg, params);
+    size_t plen = xtk__sr_config_encode(&sv->cfg, params);
     if (xtk_stream_write_image_header(sv->out) < 0 ||
         xtk_stream_write_domain_header(sv->out, XTK_DOMAIN_X86_HVM, 0, 0) < 0 ||
         xtk_stream_write_record(sv->out, XTK_REC_STATIC_DATA_END, NULL, 0) <
             0 ||
         xtk_stream_write_record(sv->out, XTK_REC_HVM_PARAMS, params,
-                                sizeof(params)) < 0) {
+                                (uint32_t)plen) < 0) {
         XTK_PERROR(sv->ctx, "cannot write the stream's headers");
         return -1;
     }

@@ -56,6 +56,7 @@ struct xtk__senders {
     const uint64_t *populated;
     uint64_t count;
     uint64_t next; /* atomic: the next frame to hand out */
+    uint64_t sent; /* atomic: frames written (for progress) */
     int abort;     /* atomic */
     struct xtk__round_result res;
 };
@@ -124,6 +125,7 @@ static void send_batches(struct sender *s)
             __atomic_store_n(&sd->abort, 1, __ATOMIC_RELAXED);
             break;
         }
+        __atomic_fetch_add(&sd->sent, nb, __ATOMIC_RELAXED);
         entries += nb;
         data += ndata;
         zero += nb - ndata;
@@ -238,6 +240,7 @@ static int round_setup(struct xtk__senders *sd, const uint64_t *pfns,
     sd->count = count;
     sd->populated = populated;
     sd->next = 0;
+    __atomic_store_n(&sd->sent, 0, __ATOMIC_RELAXED);
     sd->abort = 0;
     memset(&sd->res, 0, sizeof(sd->res));
     sd->busy = 1;
@@ -284,9 +287,9 @@ int xtk__senders_round_here(struct xtk__senders *sd, const uint64_t *pfns,
 
 uint64_t xtk__senders_progress(const struct xtk__senders *sd)
 {
-    uint64_t next = __atomic_load_n(&sd->next, __ATOMIC_RELAXED);
+    uint64_t sent = __atomic_load_n(&sd->sent, __ATOMIC_RELAXED);
 
-    return next < sd->count ? next : sd->count;
+    return sent < sd->count ? sent : sd->count;
 }
 
 void xtk__senders_result(struct xtk__senders *sd, struct xtk_stats *st,

@@ -29,7 +29,8 @@
 
 const char *cli_prog = "xtk-save";
 
-#define SOCKET_TIMEOUT_MS 30000
+#define SOCKET_TIMEOUT_MS 30000 /* without -t */
+#define CONNECT_WAIT_MS 5000    /* likewise */
 
 struct target {
     const char *path;    /* the file asked for, or NULL */
@@ -39,6 +40,7 @@ struct target {
     int fd;
     struct xtk_stream *out;
     int closed; /* commit closed the stream */
+    struct xtk_ctx *ctx;
 };
 
 static void usage(FILE *f)
@@ -61,6 +63,7 @@ static void usage(FILE *f)
             "  -J, --stats-json FILE        write the report as JSON\n"
             "  -q, --quiet                  no report on stderr\n"
             "  -v, --verbose\n"
+            "      --version\n"
             "See xtk-save(1).\n",
             cli_prog);
 }
@@ -97,6 +100,7 @@ static int parse_options(int argc, char **argv, struct xtk_save_options *o,
         {"quiet", no_argument, NULL, 'q'},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
     static const char *const suspends[] = {"evtchn", "store", "pause"};
@@ -177,8 +181,11 @@ static int parse_options(int argc, char **argv, struct xtk_save_options *o,
         case 'h':
             usage(stdout);
             exit(0);
+        case 'V':
+            cli_print_version();
+            exit(0);
         default:
-            usage(stderr);
+            cli_usage_error(NULL);
             return -1;
         }
     }
@@ -188,7 +195,9 @@ static int parse_options(int argc, char **argv, struct xtk_save_options *o,
         return -1;
     }
     if (optind + 2 != argc) {
-        usage(stderr);
+        cli_usage_error(optind + 2 > argc ? "expected a DOMAIN and a FILE, - "
+                                            "or tcp:HOST:PORT"
+                                          : "too many arguments");
         return -1;
     }
     return 0;
@@ -269,7 +278,21 @@ static int commit_file(struct xtk_save *sv, void *arg)
     t->closed = 1;
     r = xtk_stream_close(t->out);
     t->out = NULL;
-    if (r < 0 || (!t->in_place && fsync(t->fd) < 0)) {
+    if (r == 0 && !t->in_place) {
+        /* The fsync can take a while for a big file: say so (a progress
+         * line on a terminal, in bytes like the rounds'). */
+        struct xtk_logger *lg = xtk_ctx_logger(t->ctx);
+        struct stat sb;
+        unsigned long size =
+            fstat(t->fd, &sb) == 0 ? (unsigned long)sb.st_size : 0;
+
+        if (lg && lg->progress) /* drawn at once: total unknown */
+            lg->progress(lg, "save", "syncing to disk", 0, 0);
+        r = fsync(t->fd);
+        if (r == 0 && lg && lg->progress)
+            lg->progress(lg, "save", "syncing to disk", size, size);
+    }
+    if (r < 0) {
         fprintf(stderr, "%s: writing %s: %s\n", cli_prog, t->path,
                 strerror(errno));
         return -1;
@@ -304,19 +327,24 @@ static int open_target(struct xtk_ctx *ctx, const char *where, struct target *t,
 
         if (cli_split_endpoint(where + 4, 0, &host, &port) < 0)
             return -1;
-        t->fd = cli_tcp_connect(host, port, 5000);
+        /* -t bounds the wait for the destination too. */
+        t->fd = cli_tcp_connect(
+            host, port, o->timeout_ms ? (int)o->timeout_ms : CONNECT_WAIT_MS);
         free(host);
         free(port);
         if (t->fd < 0)
             return -1;
         t->out = xtk_stream_socket(ctx, t->fd, XTK_STREAM_WRITE);
-        if (!t->out || xtk_stream_set_timeout(t->out, SOCKET_TIMEOUT_MS) < 0)
+        if (!t->out || xtk_stream_set_timeout(
+                           t->out, o->timeout_ms ? (int)o->timeout_ms
+                                                 : SOCKET_TIMEOUT_MS) < 0)
             return -1;
         o->flags |= XTK_SAVE_MIGRATE;
         o->peer_fd = t->fd;
         return 0;
     }
     t->path = where;
+    t->ctx = ctx;
     o->commit = commit_file;
     o->commit_arg = t;
     return open_file(ctx, t);
@@ -352,14 +380,26 @@ int main(int argc, char **argv)
     struct xtk_save *sv = NULL;
     struct xtk_ctx *ctx;
 
+    cli_init(argv);
     signal(SIGPIPE, SIG_IGN);
     if (parse_options(argc, argv, &o, &level, &json, &quiet, &verbose) < 0)
         return 2;
+    if (!strncmp(argv[optind + 1], "tcp:", 4)) { /* checked up front */
+        char *host = NULL, *port = NULL;
+        int ok =
+            cli_split_endpoint(argv[optind + 1] + 4, 0, &host, &port) == 0 &&
+            cli_port_ok(port, 0);
+
+        free(host);
+        free(port);
+        if (!ok)
+            return 2;
+    }
     ctx = cli_ctx_open();
     if (!ctx)
         return 1;
     if (verbose)
-        xtk_logger_set_level(xtk_ctx_logger(ctx), XTK_LOG_DEBUG);
+        cli_verbose();
     dom = xtk_domain_lookup(ctx, argv[optind]);
     if (!dom) {
         fprintf(stderr, "%s: %s: %s\n", cli_prog, argv[optind],
@@ -386,8 +426,7 @@ int main(int argc, char **argv)
     if (xtk_save_run(sv) == 0)
         rc = 0;
     else
-        fprintf(stderr, "%s: %s: save failed: %s\n", cli_prog, argv[optind],
-                strerror(errno));
+        cli_error("%s: save failed: %s", argv[optind], strerror(errno));
     if (!quiet)
         cli_write_report(xtk_save_stats(sv), XTK_STATS_TABLE, NULL);
     if (json && cli_write_report(xtk_save_stats(sv), XTK_STATS_JSON, json) < 0)

@@ -4,10 +4,12 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +19,31 @@
 
 #include "cli.h"
 #include "parse-num.h"
+
+void cli_init(char **argv)
+{
+    argv[0] = (char *)cli_prog;
+}
+
+void cli_print_version(void)
+{
+    printf("%s %s\n", cli_prog, PACKAGE_VERSION);
+}
+
+int cli_usage_error(const char *fmt, ...)
+{
+    if (fmt) {
+        va_list ap;
+
+        fprintf(stderr, "%s: ", cli_prog);
+        va_start(ap, fmt);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        fputc('\n', stderr);
+    }
+    fprintf(stderr, "Try '%s --help' for more information.\n", cli_prog);
+    return 2;
+}
 
 int cli_parse_u64(const char *s, uint64_t min, uint64_t max, int sizes,
                   uint64_t *out)
@@ -52,18 +79,113 @@ int cli_write_report(const struct xtk_stats *st, int format, const char *path)
     return rc;
 }
 
+/*
+ * The programs' logger: the stderr logger, and a count of the errors it
+ * printed, so that a program adds its own line about a failure only when
+ * the library has not said why already.
+ */
+struct counting_logger {
+    struct xtk_logger vtable; /* first */
+    struct xtk_logger *inner;
+};
+
+static struct xtk_logger *cli_inner;
+static unsigned int cli_errors;
+
+static void __attribute__((format(printf, 5, 0)))
+counting_vmessage(struct xtk_logger *lg, xtk_log_level level, int errnoval,
+                  const char *context, const char *format, va_list al)
+{
+    struct counting_logger *cl = (struct counting_logger *)lg;
+
+    if (level >= XTK_LOG_ERROR)
+        cli_errors++;
+    cl->inner->vmessage(cl->inner, level, errnoval, context, format, al);
+}
+
+static void counting_progress(struct xtk_logger *lg, const char *context,
+                              const char *doing_what, unsigned long done,
+                              unsigned long total)
+{
+    struct counting_logger *cl = (struct counting_logger *)lg;
+
+    if (cl->inner->progress)
+        cl->inner->progress(cl->inner, context, doing_what, done, total);
+}
+
+static void counting_destroy(struct xtk_logger *lg)
+{
+    struct counting_logger *cl = (struct counting_logger *)lg;
+
+    xtk_logger_destroy(cl->inner);
+    if (cli_inner == cl->inner)
+        cli_inner = NULL;
+    free(cl);
+}
+
 struct xtk_ctx *cli_ctx_open(void)
 {
     struct xtk_logger *lg = xtk_logger_stderr_new(
         XTK_LOG_WARN, isatty(2) ? XTK_LOGGER_PROGRESS : 0);
-    struct xtk_ctx *ctx =
-        lg ? xtk_ctx_open(lg, NULL, XTK_CTX_OWN_LOGGER) : NULL;
+    struct counting_logger *cl = lg ? calloc(1, sizeof(*cl)) : NULL;
+    struct xtk_ctx *ctx;
 
-    if (!ctx) {
+    if (!cl) {
         fprintf(stderr, "%s: %s\n", cli_prog, strerror(errno));
         xtk_logger_destroy(lg);
+        return NULL;
     }
+    cl->vtable.vmessage = counting_vmessage;
+    cl->vtable.progress = counting_progress;
+    cl->vtable.destroy = counting_destroy;
+    cl->inner = lg;
+    ctx = xtk_ctx_open(&cl->vtable, NULL, XTK_CTX_OWN_LOGGER);
+    if (!ctx) { /* the logger may be freed already: left alone */
+        fprintf(stderr, "%s: %s\n", cli_prog, strerror(errno));
+        return NULL;
+    }
+    cli_inner = lg;
     return ctx;
+}
+
+void cli_verbose(void)
+{
+    if (cli_inner)
+        xtk_logger_set_level(cli_inner, XTK_LOG_DEBUG);
+}
+
+int cli_errors_logged(void)
+{
+    return cli_errors > 0;
+}
+
+void cli_error(const char *fmt, ...)
+{
+    va_list ap;
+
+    if (cli_errors)
+        return;
+    fprintf(stderr, "%s: ", cli_prog);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+int cli_domain_name_ok(const char *n)
+{
+    size_t len = strlen(n), digits = 0;
+
+    if (!len || len > XTK_DOMAIN_NAME_MAX)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        if (n[i] >= '0' && n[i] <= '9')
+            digits++;
+        else if (!(n[i] >= 'a' && n[i] <= 'z') &&
+                 !(n[i] >= 'A' && n[i] <= 'Z') && !strchr("_.-", n[i]))
+            return 0;
+    }
+    return digits != len;
 }
 
 int cli_split_endpoint(const char *s, int host_optional, char **host,
@@ -92,6 +214,7 @@ int cli_split_endpoint(const char *s, int host_optional, char **host,
     if (!*host || !*port) {
         free(*host);
         free(*port);
+        *host = *port = NULL;
         return -1;
     }
     return 0;
@@ -108,9 +231,58 @@ static void nodelay(int fd)
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* One connect to ai, given at most ms: the socket, or -1 and errno. */
+static int connect_within(const struct addrinfo *ai, int64_t ms)
+{
+    struct pollfd pfd = {.events = POLLOUT};
+    int fd, e, r;
+    socklen_t len = sizeof(e);
+
+    fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
+                ai->ai_protocol);
+    if (fd < 0)
+        return -1;
+    if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
+        goto connected;
+    if (errno != EINPROGRESS)
+        goto fail;
+    pfd.fd = fd;
+    do
+        r = poll(&pfd, 1, ms > INT32_MAX ? INT32_MAX : (int)ms);
+    while (r < 0 && errno == EINTR);
+    if (r == 0)
+        errno = ETIMEDOUT;
+    if (r <= 0)
+        goto fail;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &len) < 0)
+        goto fail;
+    if (e) {
+        errno = e;
+        goto fail;
+    }
+connected:
+    if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) < 0)
+        goto fail;
+    return fd;
+fail:
+    e = errno;
+    close(fd);
+    errno = e;
+    return -1;
+}
+
 int cli_tcp_connect(const char *host, const char *port, int wait_ms)
 {
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res, *ai;
+    int64_t deadline = now_ms() + (wait_ms > 0 ? wait_ms : 0);
     int fd = -1, e;
 
     e = getaddrinfo(host, port, &hints, &res);
@@ -119,31 +291,25 @@ int cli_tcp_connect(const char *host, const char *port, int wait_ms)
                 gai_strerror(e));
         return -1;
     }
-retry:
-    for (ai = res; ai; ai = ai->ai_next) {
-        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC,
-                    ai->ai_protocol);
-        if (fd < 0)
-            continue;
-        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
-            break;
-        e = errno;
-        close(fd);
-        fd = -1;
-        errno = e;
-    }
-    if (fd < 0 && errno == ECONNREFUSED && wait_ms > 0) {
-        /* Nobody listens yet: the destination may be starting. */
-        struct timespec ts = {0, 20000000};
+    for (;;) {
+        for (ai = res; ai && fd < 0; ai = ai->ai_next) {
+            int64_t left = deadline - now_ms();
 
-        nanosleep(&ts, NULL);
-        wait_ms -= 20;
-        goto retry;
+            fd = connect_within(ai, left > 0 ? left : 0);
+        }
+        if (fd >= 0 || errno != ECONNREFUSED || now_ms() + 20 > deadline)
+            break;
+        /* Nobody listens yet: the destination may be starting. */
+        nanosleep(&(struct timespec){0, 20000000}, NULL);
     }
     freeaddrinfo(res);
     if (fd < 0) {
-        fprintf(stderr, "%s: cannot connect to %s:%s: %s\n", cli_prog, host,
-                port, strerror(errno));
+        if (wait_ms > 0 && (errno == ECONNREFUSED || errno == ETIMEDOUT))
+            fprintf(stderr, "%s: cannot connect to %s:%s within %d ms: %s\n",
+                    cli_prog, host, port, wait_ms, strerror(errno));
+        else
+            fprintf(stderr, "%s: cannot connect to %s:%s: %s\n", cli_prog, host,
+                    port, strerror(errno));
         return -1;
     }
     nodelay(fd);
@@ -158,17 +324,29 @@ static int set_rcvbuf(int fd, int size)
     return setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
 }
 
-int cli_tcp_accept_one(const char *host, const char *port, int timeout_ms,
-                       int rcvbuf, int rcvbuf_max)
+int cli_port_ok(const char *port, int zero_ok)
+{
+    uint64_t v;
+
+    if (cli_parse_u64(port, zero_ok ? 0 : 1, 65535, 0, &v) < 0 ||
+        !(port[0] >= '0' && port[0] <= '9')) {
+        fprintf(stderr, "%s: bad port '%s' (%s to 65535)\n", cli_prog, port,
+                zero_ok ? "0 for any free one, or 1" : "1");
+        return 0;
+    }
+    return 1;
+}
+
+int cli_tcp_listen(const char *host, const char *port, int rcvbuf_max,
+                   char *where, size_t where_len)
 {
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_PASSIVE};
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     struct addrinfo *res;
-    struct pollfd pfd = {.events = POLLIN};
-    int lfd = -1, fd, e, one = 1;
-
-    if (rcvbuf_max < rcvbuf)
-        rcvbuf_max = rcvbuf;
+    struct sockaddr_storage ss;
+    socklen_t sslen = sizeof(ss);
+    char h[NI_MAXHOST], p[NI_MAXSERV];
+    int lfd = -1, e, one = 1;
 
     e = getaddrinfo(host, port, &hints, &res);
     if (e) {
@@ -190,7 +368,27 @@ int cli_tcp_accept_one(const char *host, const char *port, int timeout_ms,
         return -1;
     }
     freeaddrinfo(res);
-    pfd.fd = lfd;
+    /* What was bound: the port the kernel chose for 0. */
+    if (getsockname(lfd, (struct sockaddr *)&ss, &sslen) < 0 ||
+        getnameinfo((struct sockaddr *)&ss, sslen, h, sizeof(h), p, sizeof(p),
+                    NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
+        fprintf(stderr, "%s: cannot tell where it listens: %s\n", cli_prog,
+                strerror(errno));
+        close(lfd);
+        return -1;
+    }
+    snprintf(where, where_len, ss.ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s",
+             h, p);
+    return lfd;
+}
+
+int cli_tcp_accept(int lfd, int timeout_ms, int rcvbuf, int rcvbuf_max)
+{
+    struct pollfd pfd = {.fd = lfd, .events = POLLIN};
+    int fd, e;
+
+    if (rcvbuf_max < rcvbuf)
+        rcvbuf_max = rcvbuf;
     do
         e = poll(&pfd, 1, timeout_ms ? timeout_ms : -1);
     while (e < 0 && errno == EINTR);

@@ -14,6 +14,22 @@
 extern const char *cli_prog;
 
 /*
+ * Call first in main(): getopt names the program by argv[0], which in a
+ * build tree is libtool's .libs/lt-PROG; this puts cli_prog there.
+ */
+void cli_init(char **argv);
+
+/* --version: "PROG VERSION" on stdout. */
+void cli_print_version(void);
+
+/*
+ * A usage error: "PROG: MESSAGE" (fmt NULL: none, getopt has said what
+ * was wrong) and "Try 'PROG --help' for more information." on stderr.
+ * Returns 2, the status to exit with.
+ */
+int cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/*
  * Parses a decimal (or 0x hex) number in [min, max]; with suffixes (K, M,
  * G: powers of 1024) if sizes is set.  0, or -1 for a bad one.  The
  * parser every program shares (lib/parse-num.h), for cli.c's users.
@@ -25,33 +41,68 @@ int cli_parse_u64(const char *s, uint64_t min, uint64_t max, int sizes,
  * or _JSON; says why on stderr if it cannot.  0 or -1. */
 int cli_write_report(const struct xtk_stats *st, int format, const char *path);
 
-/* A context with a stderr logger (at WARN; progress drawn on a tty). */
+/*
+ * A context with a stderr logger (at WARN; progress drawn on a tty) that
+ * counts the errors it prints.
+ */
 struct xtk_ctx *cli_ctx_open(void);
+
+/* -v: that logger prints debug messages too. */
+void cli_verbose(void);
+
+/* Whether the library has logged an error (said why something failed). */
+int cli_errors_logged(void);
+
+/*
+ * A failure's one line, "PROG: MESSAGE", unless the library has logged an
+ * error already (which said why, better).
+ */
+void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/*
+ * Whether a domain name is one xtk-hv takes: [A-Za-z0-9_.-], 1 to
+ * XTK_DOMAIN_NAME_MAX characters, not all digits (that reads as an id).
+ */
+int cli_domain_name_ok(const char *name);
 
 /*
  * Splits "HOST:PORT" (the host may be "[v6]"), or "PORT" alone when
  * host_optional (host NULL then).  Returns malloc()ed strings, or -1 (and
- * a message) for a malformed one.
+ * a message) for a malformed one (then neither is set, or both are NULL).
  */
 int cli_split_endpoint(const char *s, int host_optional, char **host,
                        char **port);
 
 /*
- * A connected TCP socket (TCP_NODELAY), or -1 (and a message).  A refused
- * connection is retried for up to wait_ms (the listener may be starting).
+ * A connected TCP socket (TCP_NODELAY), or -1 (and a message), within
+ * wait_ms: a refused connection is retried until then (the listener may
+ * be starting), and one that is not answered is given up then.
  */
 int cli_tcp_connect(const char *host, const char *port, int wait_ms);
 
 /*
- * Listens on host:port (host NULL: every address), accepts one
- * connection (waiting at most timeout_ms, 0: forever) and closes the
- * listener.  rcvbuf: the receive buffer's size (0: the kernel's,
- * autotuned).  rcvbuf_max (0: rcvbuf): the size the connection is set up
- * for (TCP's window scale is fixed at the handshake from the buffer then,
- * so a buffer widened later, up to this, can use all of it).  The
- * connected socket (TCP_NODELAY), or -1 (and a message).
+ * Whether port is a TCP port number, 1 to 65535 (or 0, "any free one",
+ * when zero_ok); says why not on stderr.
  */
-int cli_tcp_accept_one(const char *host, const char *port, int timeout_ms,
-                       int rcvbuf, int rcvbuf_max);
+int cli_port_ok(const char *port, int zero_ok);
+
+/*
+ * Listens on host:port (host NULL: every address; port 0: one the kernel
+ * picks) and puts the address bound, "ADDR:PORT" ("[ADDR]:PORT" for
+ * IPv6), in where.  rcvbuf_max (0: the kernel's): the receive buffer the
+ * connection is set up for (TCP's window scale is fixed at the handshake
+ * from the buffer then, so a buffer widened later, up to this, can use
+ * all of it).  The listening socket, or -1 (and a message).
+ */
+int cli_tcp_listen(const char *host, const char *port, int rcvbuf_max,
+                   char *where, size_t where_len);
+
+/*
+ * Accepts one connection on lfd (waiting at most timeout_ms, 0: forever)
+ * and closes lfd.  rcvbuf: the connection's receive buffer (0: the
+ * kernel's, autotuned; at most rcvbuf_max, as given to cli_tcp_listen).
+ * The connected socket (TCP_NODELAY), or -1 (and a message).
+ */
+int cli_tcp_accept(int lfd, int timeout_ms, int rcvbuf, int rcvbuf_max);
 
 #endif /* XTK_CLI_H */

@@ -36,8 +36,9 @@ static void usage(FILE *f)
             "       %s verify [-i FILE|-] [-z] [--checksum] [--timeout MS] "
             "[--json FILE|-] [-q] [-v]\n"
             "       %s dump [-i FILE|-] [-z] [-v]\n"
+            "       %s --help | --version\n"
             "See xtk-stream(1).\n",
-            cli_prog, cli_prog, cli_prog);
+            cli_prog, cli_prog, cli_prog, cli_prog);
 }
 
 /* The options every command takes: --json, -q, -v.  1 if opt was one. */
@@ -56,6 +57,17 @@ static int common_option(struct xtk_ctx *ctx, int opt, const char **json,
         return 1;
     }
     return 0;
+}
+
+/* A usage error in a command's arguments: opt is the option whose value
+ * was refused, '?' for one getopt refused, -1 for an extra operand. */
+static int bad_usage(int opt, char **argv)
+{
+    if (opt == '?')
+        return cli_usage_error(NULL);
+    if (opt == -1)
+        return cli_usage_error("unexpected argument '%s'", argv[optind]);
+    return cli_usage_error("bad value '%s'", optarg);
 }
 
 /* ---- synth ------------------------------------------------------------ */
@@ -373,8 +385,7 @@ out:
     xtk_stats_free(st);
     return rc;
 bad:
-    usage(stderr);
-    return 2;
+    return bad_usage(opt, argv);
 }
 
 /* ---- verify and dump -------------------------------------------------- */
@@ -486,10 +497,18 @@ static int cmd_read(struct xtk_ctx *ctx, int argc, char **argv, int dump)
         xtk_stream_read_domain_header(s, &dh) < 0)
         goto out;
     xtk_stats_phase(st, "headers read");
-    if (!quiet)
-        printf("stream: version %u, little-endian, %s, from Xen %u.%u%s\n",
-               ih.version, dh.type == XTK_DOMAIN_X86_HVM ? "x86 HVM" : "x86 PV",
-               dh.xen_major, dh.xen_minor, compressed ? ", gzip" : "");
+    if (!quiet) {
+        char from[48] = "not from Xen (Xen version 0.0)";
+
+        /* Xen writes its version; 0.0 is anything else: xtk's KVM
+         * streams, and Xen's conversions of legacy streams. */
+        if (dh.xen_major || dh.xen_minor)
+            snprintf(from, sizeof(from), "from Xen %u.%u", dh.xen_major,
+                     dh.xen_minor);
+        printf("stream: version %u, little-endian, %s, %s%s\n", ih.version,
+               dh.type == XTK_DOMAIN_X86_HVM ? "x86 HVM" : "x86 PV", from,
+               compressed ? ", gzip" : "");
+    }
     t_epoch = xtk_now_ns();
     for (;;) {
         uint64_t t = xtk_now_ns();
@@ -606,19 +625,35 @@ out:
     free(tmp);
     return rc;
 bad:
-    usage(stderr);
-    return 2;
+    return bad_usage(opt, argv);
 }
 
 int main(int argc, char **argv)
 {
     struct xtk_logger *lg;
     struct xtk_ctx *ctx;
+    const char *cmd;
     int rc;
 
-    if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
-        usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? 2 : 0;
+    cli_init(argv);
+    if (argc < 2)
+        return cli_usage_error("no command (synth, verify or dump)");
+    if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        cli_print_version();
+        return 0;
+    }
+    if (argv[1][0] == '-') {
+        fprintf(stderr, "%s: unrecognized option '%s'\n", cli_prog, argv[1]);
+        return cli_usage_error(NULL);
+    }
+    if (strcmp(argv[1], "synth") && strcmp(argv[1], "verify") &&
+        strcmp(argv[1], "dump")) {
+        fprintf(stderr, "%s: unknown command '%s'\n", cli_prog, argv[1]);
+        return cli_usage_error(NULL);
     }
     lg = xtk_logger_stderr_new(XTK_LOG_WARN, 0);
     ctx = lg ? xtk_ctx_open(lg, NULL, XTK_CTX_OWN_LOGGER) : NULL;
@@ -627,16 +662,14 @@ int main(int argc, char **argv)
         xtk_logger_destroy(lg);
         return 1;
     }
-    if (!strcmp(argv[1], "synth"))
+    cmd = argv[1];
+    argv[1] = (char *)cli_prog; /* for getopt's messages */
+    if (!strcmp(cmd, "synth"))
         rc = cmd_synth(ctx, argc - 1, argv + 1);
-    else if (!strcmp(argv[1], "verify"))
+    else if (!strcmp(cmd, "verify"))
         rc = cmd_read(ctx, argc - 1, argv + 1, 0);
-    else if (!strcmp(argv[1], "dump"))
+    else
         rc = cmd_read(ctx, argc - 1, argv + 1, 1);
-    else {
-        usage(stderr);
-        rc = 2;
-    }
     xtk_ctx_close(ctx);
     return rc;
 }

@@ -22,8 +22,11 @@
 
 #include <event2/event.h>
 
+#include "cli.h"
 #include "parse-num.h"
 #include "xsd.h"
+
+const char *cli_prog = "xsd-lite";
 
 #define XTK_LOG_CONTEXT "xsd-lite"
 #define DEFAULT_SOCKET "/run/xenstored/socket"
@@ -216,15 +219,15 @@ static int parse_opts(int argc, char **argv, struct opts *o)
             usage(stdout);
             exit(0);
         case 'V':
-            printf("xsd-lite %s\n", PACKAGE_VERSION);
+            cli_print_version();
             exit(0);
         default:
-            usage(stderr);
+            cli_usage_error(NULL);
             return -1;
         }
     }
     if (optind != argc) {
-        usage(stderr);
+        cli_usage_error("unexpected argument '%s'", argv[optind]);
         return -1;
     }
     return 0;
@@ -322,6 +325,7 @@ int main(int argc, char **argv)
     char ro_path[256];
     int ready_fd = -1, rc = 1;
 
+    cli_init(argv);
     if (parse_opts(argc, argv, &o))
         return 2;
     if (o.log_file) {

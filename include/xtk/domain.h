@@ -39,6 +39,7 @@ struct xtk_domain;
 #define XTK_DOMINFO_EMPTY 0x4u     /* created for a restore, not started */
 #define XTK_DOMINFO_LOGDIRTY 0x8u  /* dirty logging is on */
 #define XTK_DOMINFO_CRASHED 0x10u  /* a vCPU stopped on an error */
+#define XTK_DOMINFO_STORE 0x20u    /* registered in the store */
 
 struct xtk_domain_info {
     uint32_t domid;

@@ -415,10 +415,16 @@ static void kvm_close(struct xtk_domain *dom)
 
 /* ---- create ---------------------------------------------------------- */
 
-/* Reads "<domid>\n" or "-<errno>\n" from xtk-hv's ready pipe. */
-static int read_ready(struct xtk_ctx *ctx, int fd, uint32_t *domid)
+/*
+ * Reads "<domid>\n", or "-<errno>[ <message>]\n", from xtk-hv's ready pipe.
+ * A failure's message (xtk-hv's own, or ours when it could not be
+ * started) is logged once, here; a name in use (EEXIST) is left to the
+ * caller to explain.
+ */
+static int read_ready(struct xtk_ctx *ctx, const char *hv, int fd,
+                      uint32_t *domid)
 {
-    char buf[32];
+    char buf[512];
     size_t n = 0;
     long v;
     char *end;
@@ -431,7 +437,7 @@ static int read_ready(struct xtk_ctx *ctx, int fd, uint32_t *domid)
         if (r < 0 && errno == EINTR)
             continue;
         if (r <= 0) {
-            XTK_ERROR(ctx, "xtk-hv did not start in time");
+            XTK_ERROR(ctx, "%s did not start in time", hv);
             return xtk__fail(ETIMEDOUT);
         }
         k = read(fd, buf + n, sizeof(buf) - 1 - n);
@@ -446,16 +452,53 @@ static int read_ready(struct xtk_ctx *ctx, int fd, uint32_t *domid)
     buf[n] = 0;
     errno = 0;
     v = strtol(buf, &end, 10);
-    if (!n || errno || *end != '\n') {
-        XTK_ERROR(ctx, "xtk-hv failed to start (see its messages)");
+    if (!n || errno || (*end != '\n' && !(v < 0 && *end == ' '))) {
+        XTK_ERROR(ctx, "%s exited without saying why (see its log in %s)", hv,
+                  xtk__kvm_rundir());
         return xtk__fail(EIO);
     }
-    if (v < 0)
-        return xtk__fail((int)-v);
+    if (v < 0) {
+        int e = v < -4095 ? EIO : (int)-v;
+        char *msg = *end == ' ' ? end + 1 : NULL, *nl = strchr(end, '\n');
+
+        if (nl)
+            *nl = 0;
+        if (msg && !strcmp(msg, "exec")) {
+            errno = e;
+            XTK_PERROR(ctx, "cannot run %s%s", hv,
+                       e == ENOENT ? " (XTK_HV names the program)" : "");
+        } else if (e != EEXIST || !msg) {
+            if (msg && *msg)
+                XTK_ERROR(ctx, "xtk-hv: %s", msg);
+            else {
+                errno = e;
+                XTK_PERROR(ctx, "xtk-hv could not create the domain");
+            }
+        }
+        return xtk__fail(e);
+    }
     if (v == 0 || v > UINT32_MAX)
         return xtk__fail(EPROTO);
     *domid = (uint32_t)v;
     return 0;
+}
+
+/* In the child, after a failed execv: "-<errno> exec\n" on the ready fd,
+ * with async-signal-safe calls only. */
+static void exec_failed(int err)
+{
+    char buf[32], *p = buf + sizeof(buf);
+    const char tail[] = " exec\n";
+
+    p -= sizeof(tail) - 1;
+    memcpy(p, tail, sizeof(tail) - 1);
+    do
+        *--p = (char)('0' + err % 10);
+    while ((err /= 10) && p > buf + 1);
+    *--p = '-';
+    if (write(3, p, (size_t)(buf + sizeof(buf) - p)) < 0)
+        _exit(127);
+    _exit(127);
 }
 
 /*
@@ -468,11 +511,14 @@ static int spawn_hv(struct xtk_ctx *ctx, char *const argv[], uint32_t *domid)
     pid_t pid;
     int status, r;
 
-    if (pipe2(pipefd, O_CLOEXEC) < 0)
+    if (pipe2(pipefd, O_CLOEXEC) < 0) {
+        XTK_PERROR(ctx, "cannot start %s: pipe", argv[0]);
         return -1;
+    }
     pid = fork();
     if (pid < 0) {
         int e = errno;
+        XTK_PERROR(ctx, "cannot start %s: fork", argv[0]);
         close(pipefd[0]);
         close(pipefd[1]);
         return xtk__fail(e);
@@ -497,19 +543,21 @@ static int spawn_hv(struct xtk_ctx *ctx, char *const argv[], uint32_t *domid)
         }
         close_range(4, ~0u, 0);
         execv(argv[0], argv);
-        _exit(127);
+        exec_failed(errno);
     }
     close(pipefd[1]);
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
         ;
-    r = read_ready(ctx, pipefd[0], domid);
+    r = read_ready(ctx, argv[0], pipefd[0], domid);
     close(pipefd[0]);
     return r;
 }
 
 /*
- * Where a program is: $env, else the installed path, else beside the
- * running program (a build tree: xtk-hv and guests/ are next to xtk).
+ * Where a program is: $env, else beside the running program (a build
+ * tree: xtk-hv and guests/ are next to xtk; libtool runs an uninstalled
+ * program linked to libxtk.so from .libs/, one level down), else the
+ * installed path.
  */
 static const char *find_file(const char *env, const char *installed,
                              const char *beside, char *buf, size_t size)
@@ -517,20 +565,26 @@ static const char *find_file(const char *env, const char *installed,
     const char *v = getenv(env);
     char exe[PATH_MAX];
     ssize_t n;
+    char *slash;
 
     if (v && *v)
         return v;
-    if (access(installed, F_OK) == 0)
-        return installed;
     n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
     if (n > 0) {
         exe[n] = 0;
-        char *slash = strrchr(exe, '/');
+        slash = strrchr(exe, '/');
         if (slash) {
             *slash = 0;
             snprintf(buf, size, "%s/%s", exe, beside);
             if (access(buf, F_OK) == 0)
                 return buf;
+            slash = strrchr(exe, '/');
+            if (slash && !strcmp(slash, "/.libs")) {
+                *slash = 0;
+                snprintf(buf, size, "%s/%s", exe, beside);
+                if (access(buf, F_OK) == 0)
+                    return buf;
+            }
         }
     }
     return installed;
@@ -582,10 +636,8 @@ static int kvm_create(struct xtk_domain *dom,
         argv[n++] = "--paused";
     argv[n] = NULL;
 
-    if (spawn_hv(dom->ctx, argv, &dom->domid) < 0) {
-        XTK_PERROR(dom->ctx, "cannot create the domain (%s)", hv);
-        return -1;
-    }
+    if (spawn_hv(dom->ctx, argv, &dom->domid) < 0)
+        return -1; /* read_ready said why */
     if (open_flags(dom, flags & XTK__CREATE_EMPTY ? XTK_HVCTL_HELLO_OWN : 0) <
         0) {
         XTK_PERROR(dom->ctx, "domain %u: created but cannot be opened",
@@ -612,7 +664,7 @@ static int info_of(struct xtk_ctx *ctx, int sock, char *rx,
     info->domid = o.domid;
     info->nr_vcpus = o.nr_vcpus;
     info->nr_pages = o.nr_pages;
-    info->flags = o.flags;
+    info->flags = o.flags | (o.store ? XTK_DOMINFO_STORE : 0);
     info->uptime_ns = o.uptime_ns;
     snprintf(info->name, sizeof(info->name), "%s", o.name);
     return 0;

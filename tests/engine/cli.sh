@@ -95,8 +95,12 @@ check keep
 # Checkpointing to a file: 3 epochs, the domain runs on.
 "$xsave" -q -c -I 30 -N 3 keep ckpt.xtk || fail "checkpointed save"
 check keep
-[ "$("$b/tools/xtk-stream" dump -i ckpt.xtk | grep -c ' CHECKPOINT ')" = 2 ] ||
+[ "$("$b/xtk-stream" dump -i ckpt.xtk | grep -c ' CHECKPOINT ')" = 2 ] ||
   fail "2 CHECKPOINT records"
+# A KVM domain's stream has Xen version 0.0: it is not "from Xen 0.0".
+"$b/xtk-stream" verify -i ckpt.xtk 2>/dev/null | head -1 > head.txt
+grep -qx "stream: version 3, little-endian, x86 HVM, not from Xen (Xen version 0.0)" head.txt ||
+  fail "xtk-stream verify's header line: $(cat head.txt)"
 id=$("$xrestore" -q -n keep3 ckpt.xtk) || fail "restore the checkpoints"
 check keep3
 "$xtk" destroy keep3

@@ -32,11 +32,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     case 0:
         if (xtk__sr_config_decode(body, (uint32_t)(size - 1), &c, why,
                                   sizeof(why)) == 0) {
-            xtk__sr_config_encode(&c, again);
-            if (xtk__sr_config_decode(again, sizeof(again), &c2, why,
+            size_t alen = xtk__sr_config_encode(&c, again);
+            if (xtk__sr_config_decode(again, (uint32_t)alen, &c2, why,
                                       sizeof(why)) != 0 ||
                 c2.nr_pages != c.nr_pages || c2.nr_vcpus != c.nr_vcpus ||
-                strcmp(c2.name, c.name))
+                c2.no_store != c.no_store || strcmp(c2.name, c.name))
                 abort();
         }
         break;

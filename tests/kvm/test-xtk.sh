@@ -49,5 +49,31 @@ done
 "$xtk" list | grep -q "^web" && fail "web still listed"
 ! "$xtk" pause nobody 2>/dev/null || fail "unknown domain"
 ! "$xtk" create -m 1 --no-store 2>/dev/null || fail "1 MiB accepted"
+
+# Every argument is checked before a guest starts: exit 2, one line that
+# says what is wrong, and no domain (the guest would only have said so on
+# its console, after create succeeded).
+bad_create() {
+    local want=$1 err rc
+    shift
+    set +e
+    err=$("$xtk" create "$@" --no-store 2>&1 >/dev/null)
+    rc=$?
+    set -e
+    [ "$rc" = 2 ] || fail "create $*: exit $rc, not 2 ($err)"
+    [ "$err" = "xtk: create: $want" ] || fail "create $*: '$err', not '$want'"
+    [ "$("$xtk" list | wc -l)" = 1 ] || fail "create $* left a domain"
+}
+bad_create "unknown workload 'nosuchworkload' (idle, counter, dirty or spin)" -w nosuchworkload
+bad_create "memory must be 8 to 3072 MiB" -m 4000
+bad_create "vcpus must be 1 to 8" -c 9
+bad_create "bad name '42' ([A-Za-z0-9_.-], 1 to 63 characters, not all digits)" -n 42
+bad_create "bad name 'a/b' ([A-Za-z0-9_.-], 1 to 63 characters, not all digits)" -n a/b
+bad_create "$XTK_RUNDIR/nokernel: No such file or directory" -k "$XTK_RUNDIR/nokernel"
+bad_create "-P, -S and -r are for the dirty workload" -w counter -P 16
+bad_create "bad page count 'lots'" -w dirty -P lots
+bad_create "bad stride '0'" -w dirty -S 0
+bad_create "bad rate 'fast'" -w dirty -r fast
+bad_create "-P 4096: the working set does not fit in 16 MiB" -w dirty -P 4096 -m 16
 ! "$xtk" frobnicate 2>/dev/null || fail "unknown command"
 echo "xtk: create, list, info, console, pause, check, unpause, rename, destroy"

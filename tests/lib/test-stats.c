@@ -314,6 +314,55 @@ static void test_format(void)
     xtk_stats_free(st);
 }
 
+/* The length of the line of t that starts with start (0: none). */
+static size_t line_len(const char *t, const char *start)
+{
+    const char *p = strstr(t, start), *nl;
+
+    if (!p)
+        return 0;
+    nl = strchr(p, '\n');
+    return nl ? (size_t)(nl - p) : strlen(p);
+}
+
+/* A long name (the save's "stop: <reason>" counter) widens its section:
+ * every row's numbers stay in one column. */
+static void test_table_alignment(void)
+{
+    struct xtk_stats *st = xtk_stats_new("align");
+    struct xtk_hist *h1 = xtk_stats_hist(st, "suspend", "ns");
+    struct xtk_hist *h2 =
+        xtk_stats_hist(st, "a histogram with a long, long name", "ns");
+    char *t;
+
+    xtk_stats_phase_at(st, "start", 100);
+    xtk_stats_phase_at(st, "a phase whose name is longer than the column", 200);
+    xtk_stats_count(st, "pages sent", 8200);
+    xtk_stats_count(st, "stop: converged: fewer than 50 dirty pages", 1);
+    xtk_stats_count(st, "expected downtime ns", 1108382);
+    xtk_hist_record(h1, 1000);
+    xtk_hist_record(h2, 1000);
+    t = xtk_stats_format(st, XTK_STATS_TABLE);
+    TEST_ASSERT(t, "format");
+    TEST_ASSERT(
+        line_len(t, "counter ") &&
+            line_len(t, "  pages sent") == line_len(t, "counter ") &&
+            line_len(t, "  stop: converged") == line_len(t, "counter ") &&
+            line_len(t, "  expected downtime") == line_len(t, "counter "),
+        "counters out of line:\n%s", t);
+    TEST_ASSERT(line_len(t, "phase ") &&
+                    line_len(t, "  start") == line_len(t, "phase ") &&
+                    line_len(t, "  a phase whose") == line_len(t, "phase "),
+                "phases out of line:\n%s", t);
+    TEST_ASSERT(
+        line_len(t, "histogram ") &&
+            line_len(t, "  suspend (us)") == line_len(t, "histogram ") &&
+            line_len(t, "  a histogram with") == line_len(t, "histogram "),
+        "histograms out of line:\n%s", t);
+    free(t);
+    xtk_stats_free(st);
+}
+
 int main(void)
 {
     TEST_RUN(test_hist_accuracy);
@@ -322,5 +371,6 @@ int main(void)
     TEST_RUN(test_hist_threads);
     TEST_RUN(test_phases_rounds_counters);
     TEST_RUN(test_format);
+    TEST_RUN(test_table_alignment);
     return 0;
 }

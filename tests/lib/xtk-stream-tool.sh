@@ -6,7 +6,7 @@
 # verifier accepts them and refuses corrupt ones, as Xen's does; the JSON
 # report follows its schema.
 set -euo pipefail
-tool=$top_builddir/tools/xtk-stream
+tool=$top_builddir/xtk-stream
 xen_verify=$XEN_BINDIR/verify-stream-v2
 [ -x "$xen_verify" ] || { echo "no $xen_verify (Debian package xen-utils-4.17)" >&2; exit 1; }
 work=$(mktemp -d)
@@ -20,6 +20,11 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 "$tool" synth -q -o plain.xtk -n 3000 -b 500 -c 3 -s 9 --json synth.json
 xen plain.xtk || fail "verify-stream-v2 refused xtk's stream"
 "$tool" verify -q -i plain.xtk || fail "xtk-stream verify refused its own stream"
+# synth writes the version Xen 4.17 would (a KVM domain's stream, with
+# 0.0, is in tests/engine/cli.sh).
+"$tool" verify -i plain.xtk 2>/dev/null | head -1 > head.txt
+grep -q "^stream: version 3, little-endian, x86 HVM, from Xen 4.17$" head.txt ||
+  fail "the header line: $(cat head.txt)"
 "$tool" dump -i plain.xtk > dump.txt
 [ "$(grep -c ' CHECKPOINT ' dump.txt)" = 3 ] || fail "3 CHECKPOINT records"
 [ "$(grep -c ' END ' dump.txt)" = 1 ] || fail "one END"
