@@ -54,7 +54,7 @@ static void suspend_resume(struct xtk_domain *dom, enum xtk__suspend_method m,
                 "no notification yet: not suspended");
     TEST_ASSERT(dom->ops->suspend_request(dom) == 0, "request");
     do {
-        TEST_ASSERT(readable(fd, 5000), "the suspended notification came");
+        TEST_ASSERT(readable(fd, 30000), "the suspended notification came");
         r = dom->ops->suspend_check(dom);
     } while (r == 0);
     TEST_ASSERT(r == 1, "suspend_check: %d", r);
@@ -113,7 +113,7 @@ static void evtchn_yield(void)
                     "setup");
         TEST_ASSERT(dom->ops->suspend_request(dom) == 0, "request");
         do {
-            TEST_ASSERT(readable(fd, 5000), "notified (cycle %d)", i);
+            TEST_ASSERT(readable(fd, 30000), "notified (cycle %d)", i);
             r = dom->ops->suspend_check(dom);
         } while (r == 0);
         TEST_ASSERT(r == 1, "suspend_check: %d", r);
@@ -129,7 +129,7 @@ static void evtchn_yield(void)
     TEST_ASSERT(dom->ops->suspend_setup(dom, XTK__SUSPEND_EVTCHN, &fd) == 0,
                 "setup");
     TEST_ASSERT(dom->ops->suspend_request(dom) == 0, "request");
-    TEST_ASSERT(readable(fd, 5000), "notified");
+    TEST_ASSERT(readable(fd, 30000), "notified");
     KT_WAIT(st->state == XTK_GUEST_SUSPENDED, 5000, "suspended");
     dom->ops->suspend_teardown(dom);
     TEST_ASSERT(xtk_domain_unpause(dom) == 0, "unpause");
@@ -203,7 +203,7 @@ static void dead_saver(void)
                         0 &&
                     saver->ops->suspend_request(saver) == 0,
                 "request");
-    TEST_ASSERT(readable(fd, 5000) && saver->ops->suspend_check(saver) == 1,
+    TEST_ASSERT(readable(fd, 30000) && saver->ops->suspend_check(saver) == 1,
                 "suspended");
     TEST_ASSERT(!moves(st), "the guest waits while the save lives");
     xtk_domain_close(saver); /* the saver dies */
