@@ -68,10 +68,11 @@ static void bare_stream_starts(struct xtk_stream *s)
 static void count_libxl(struct xtk_stream *s, uint32_t type, uint64_t at)
 {
     s->fr.libxl_records++;
-    if (type == XTK_LIBXL_REC_CHECKPOINT_END)
+    if (type == XTK_LIBXL_REC_CHECKPOINT_END) {
         s->fr.libxl_checkpoint_ends++;
-    else if (type == XTK_LIBXL_REC_EMULATOR_XENSTORE_DATA ||
-             type == XTK_LIBXL_REC_EMULATOR_CONTEXT)
+        s->fr.libxl_checkpoint_end_offset = at;
+    } else if (type == XTK_LIBXL_REC_EMULATOR_XENSTORE_DATA ||
+               type == XTK_LIBXL_REC_EMULATOR_CONTEXT)
         s->fr.libxl_emulator_records++;
     else if (type == XTK_LIBXL_REC_END)
         s->fr.libxl_end_offset = at;
