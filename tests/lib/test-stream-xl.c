@@ -518,7 +518,8 @@ static int splice(const uint8_t *data, size_t len, size_t off, size_t cut,
 
     TEST_ASSERT(c && cut <= len - off, "malloc");
     memcpy(c, data, off);
-    memcpy(c + off, ins, n);
+    if (n)
+        memcpy(c + off, ins, n);
     memcpy(c + off + n, data + off + cut, len - off - cut);
     err = read_framed(c, len - cut + n, 0, fr);
     free(c);
