@@ -493,6 +493,7 @@ struct xtk_stream_framing {
     uint64_t libxl_emulator_records; /* read: checked and skipped */
     uint64_t libxl_end_offset; /* where the libxl END starts (0: not yet) */
     uint64_t libxl_checkpoint_end_offset; /* ... the latest CHECKPOINT_END */
+    uint64_t reserved[4];                 /* zero; room for later versions */
 };
 
 /*
