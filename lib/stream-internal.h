@@ -108,6 +108,10 @@ struct xtk_stream {
     xtk__stream_place_fn *place;
     void *place_arg;
     int placed;
+
+    /* The libxl / xl framing (stream-xl.c); fr.config is always NULL. */
+    struct xtk_stream_framing fr;
+    int framing_done; /* read or written: no second time */
 };
 
 /*
@@ -165,6 +169,24 @@ int xtk__stream_read_some(struct xtk_stream *s, void *buf, size_t len,
  * a boundary where the stream may end, else (and part-way) EBADMSG. */
 int xtk__stream_read_exact(struct xtk_stream *s, void *buf, size_t len,
                            const char *what, int boundary);
+
+/*
+ * Makes at least len (<= XTK__STREAM_BUF_SIZE) bytes of input available at
+ * s->buf + s->rpos without consuming them: 0, 1 if the stream ends first
+ * (*avail says how many there are), -1 on error (sticky).
+ */
+int xtk__stream_peek(struct xtk_stream *s, size_t len, size_t *avail);
+
+/* Reads len bytes of a record body into s->body (grown only as the data
+ * arrives; name and at describe the record for messages).  0 or -1. */
+int xtk__stream_read_body(struct xtk_stream *s, uint32_t len, const char *name,
+                          uint64_t at);
+
+/* stream-xl.c: the libxl records that follow a CHECKPOINT or END record
+ * (libxc_type) of a stream in libxl framing, read and checked, or
+ * written.  0 or -1 (sticky). */
+int xtk__libxl_read_after(struct xtk_stream *s, uint32_t libxc_type);
+int xtk__libxl_write_after(struct xtk_stream *s, uint32_t libxc_type);
 
 /* Offset of the next byte the caller reads or writes. */
 static inline uint64_t xtk__stream_offset(const struct xtk_stream *s)

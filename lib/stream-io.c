@@ -543,6 +543,33 @@ int xtk__stream_read_some(struct xtk_stream *s, void *buf, size_t len,
     return rc;
 }
 
+/* See stream-internal.h.  The unread input moves to the buffer's start if
+ * the rest does not fit behind it; no counter or CRC moves (nothing is
+ * consumed). */
+int xtk__stream_peek(struct xtk_stream *s, size_t len, size_t *avail)
+{
+    while (s->blen - s->rpos < len) {
+        ssize_t n;
+
+        if (s->rpos) {
+            memmove(s->buf, s->buf + s->rpos, s->blen - s->rpos);
+            s->blen -= s->rpos;
+            s->rpos = 0;
+        }
+        n = s->top->ops->read(s->top, s->buf + s->blen,
+                              XTK__STREAM_BUF_SIZE - s->blen);
+        if (n < 0)
+            return -1;
+        if (n == 0) {
+            *avail = s->blen - s->rpos;
+            return 1;
+        }
+        s->blen += (size_t)n;
+    }
+    *avail = s->blen - s->rpos;
+    return 0;
+}
+
 /* Moves past k bytes of iov from entry *i on, and past empty entries. */
 static void iov_advance(struct iovec *iov, int *i, int iovcnt, size_t k)
 {

@@ -466,6 +466,11 @@ int xtk_stream_write_recordv(struct xtk_stream *s, uint32_t type,
         return -1;
     if (emit(s, type, (uint32_t)length, iov, iovcnt) < 0)
         return -1;
+    /* A framed stream: libxl's CHECKPOINT_END or END goes out with it. */
+    if ((type == XTK_REC_CHECKPOINT || type == XTK_REC_END) &&
+        s->fr.framing != XTK_STREAM_FRAMING_LIBXC &&
+        xtk__libxl_write_after(s, type) < 0)
+        return -1;
     if (type == XTK_REC_PAGE_DATA) {
         s->counters.page_entries += pd.count;
         s->counters.pages += pd.npages;
@@ -573,6 +578,13 @@ int xtk_stream_read_image_header(struct xtk_stream *s,
     id = be32toh(id);
     version = be32toh(version);
     options = be16toh(options);
+    if (marker != XTK_STREAM_MARKER &&
+        (!memcmp(h, XTK_XL_MAGIC, 8) || be64toh(get64(h)) == XTK_LIBXL_IDENT))
+        return xtk__stream_fail(s, EBADMSG,
+                                "image header: this is %s; read its framing "
+                                "first (xtk_stream_read_framing())",
+                                h[0] == 'X' ? "an xl save file"
+                                            : "a libxl stream");
     if (marker != XTK_STREAM_MARKER)
         return xtk__stream_fail(s, EBADMSG,
                                 "image header: marker %#llx is not "
@@ -680,8 +692,8 @@ static int read_body_at(struct xtk_stream *s, uint32_t off, uint32_t len,
     return 0;
 }
 
-static int read_body(struct xtk_stream *s, uint32_t len, const char *name,
-                     uint64_t at)
+int xtk__stream_read_body(struct xtk_stream *s, uint32_t len, const char *name,
+                          uint64_t at)
 {
     return read_body_at(s, 0, len, name, at);
 }
@@ -719,7 +731,7 @@ static int read_page_data_body(struct xtk_stream *s, uint32_t length,
 
     *refused = 0;
     if (length < 16)
-        return read_body(s, length, name, at);
+        return xtk__stream_read_body(s, length, name, at);
     if (read_body_at(s, 0, 8, name, at) < 0)
         return -1;
     count = get32(s->body);
@@ -803,7 +815,7 @@ int xtk_stream_read_record(struct xtk_stream *s, struct xtk_stream_record *rec)
             return -1;
         if (refused)
             goto refused;
-    } else if (read_body(s, length, name, at) < 0) {
+    } else if (xtk__stream_read_body(s, length, name, at) < 0) {
         return -1;
     }
     if (padded(length) != length) {
@@ -849,6 +861,12 @@ int xtk_stream_read_record(struct xtk_stream *s, struct xtk_stream_record *rec)
 
     s->counters.records++;
     advance(&s->rs, type);
+    /* A framed stream: the epoch or the stream is complete only with
+     * libxl's CHECKPOINT_END or END after it. */
+    if ((type == XTK_REC_CHECKPOINT || type == XTK_REC_END) &&
+        s->fr.framing != XTK_STREAM_FRAMING_LIBXC &&
+        xtk__libxl_read_after(s, type) < 0)
+        return -1;
     rec->type = type;
     rec->length = length;
     rec->body = length ? s->body : NULL;

@@ -4,6 +4,8 @@
  * A thread reads the stream, so the event loop stays free; it reports on
  * the loop through an eventfd.  In order:
  *
+ *   framing     an xl save file's header and config, or libxl's framing,
+ *               if there is one (xtk_stream_read_framing)
  *   headers     image header, an x86 HVM domain header (page shift 12)
  *   shape       HVM_PARAMS with xtk's domain shape, before any memory:
  *               the empty domain is created (XTK__CREATE_EMPTY) and its
@@ -537,6 +539,25 @@ static int read_stream(struct xtk_restore *rs)
     struct xtk_stream_record rec;
     unsigned int errors = rs->ctx->errors;
 
+    /* An xl save file or a libxl stream: the framing goes by (the stream
+     * checks the libxl records after each CHECKPOINT and END itself); the
+     * config is libxl's, for Xen, of no use to a KVM domain.  Unless the
+     * caller read the framing already, to keep the config. */
+    if (!rs->in->framing_done) {
+        struct xtk_stream_framing fr;
+
+        if (xtk_stream_read_framing(rs->in, &fr) < 0)
+            return refuse(rs, errno, "bad framing: %s", strerror(errno));
+        free(fr.config);
+        if (fr.framing != XTK_STREAM_FRAMING_LIBXC) {
+            XTK_INFO(rs->ctx, "%s, the stream at offset %llu%s",
+                     fr.framing == XTK_STREAM_FRAMING_XL ? "an xl save file"
+                                                         : "a libxl stream",
+                     (unsigned long long)fr.libxc_offset,
+                     fr.config_len ? "; its config is not used" : "");
+            xtk_stats_phase(rs->st, "framing read");
+        }
+    }
     if (xtk_stream_read_image_header(rs->in, &ih) < 0 ||
         xtk_stream_read_domain_header(rs->in, &dh) < 0) {
         if (rs->ctx->errors != errors) /* the stream said why */

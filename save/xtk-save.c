@@ -57,6 +57,8 @@ static void usage(FILE *f)
             "  -s, --suspend evtchn|store|pause\n"
             "  -j, --senders N              sender threads (2)\n"
             "  -z, --compress[=LEVEL]       gzip the stream (1-9)\n"
+            "  -f, --format libxc|libxl|xl  the framing (default libxc)\n"
+            "      --config FILE            the config an xl file carries\n"
             "  -I, --checkpoint-interval MS repeat the final round every MS\n"
             "  -N, --checkpoints N          ... N epochs in all\n"
             "  -t, --timeout MS             for the suspend and the peer\n"
@@ -79,9 +81,17 @@ static int pick(const char *arg, const char *const *names, unsigned int n,
     return -1;
 }
 
+/* The framing of the stream (xtk_stream(3), "framing"). */
+struct framing {
+    uint32_t framing; /* XTK_STREAM_FRAMING_* */
+    uint8_t *config;  /* xl: the domain's config, or NULL */
+    uint32_t config_len;
+    int json;
+};
+
 static int parse_options(int argc, char **argv, struct xtk_save_options *o,
                          int *level, const char **json, int *quiet,
-                         int *verbose)
+                         int *verbose, struct framing *fr)
 {
     static const struct option longopts[] = {
         {"live", no_argument, NULL, 'l'},
@@ -93,6 +103,8 @@ static int parse_options(int argc, char **argv, struct xtk_save_options *o,
         {"suspend", required_argument, NULL, 's'},
         {"senders", required_argument, NULL, 'j'},
         {"compress", optional_argument, NULL, 'z'},
+        {"format", required_argument, NULL, 'f'},
+        {"config", required_argument, NULL, 'K'},
         {"checkpoint-interval", required_argument, NULL, 'I'},
         {"checkpoints", required_argument, NULL, 'N'},
         {"timeout", required_argument, NULL, 't'},
@@ -105,10 +117,11 @@ static int parse_options(int argc, char **argv, struct xtk_save_options *o,
     };
     static const char *const suspends[] = {"evtchn", "store", "pause"};
     static const char *const policies[] = {"downtime", "xen"};
+    static const char *const framings[] = {"libxc", "libxl", "xl"};
     uint64_t v;
     int c;
 
-    while ((c = getopt_long(argc, argv, "lcD:P:R:B:s:j:z::I:N:t:J:qvh",
+    while ((c = getopt_long(argc, argv, "lcD:P:R:B:s:j:z::f:I:N:t:J:qvh",
                             longopts, NULL)) != -1) {
         switch (c) {
         case 'l':
@@ -169,6 +182,18 @@ static int parse_options(int argc, char **argv, struct xtk_save_options *o,
             if (optarg)
                 *level = (int)v;
             break;
+        case 'f':
+            if (pick(optarg, framings, 3, &fr->framing) < 0) {
+                fprintf(stderr, "%s: format libxc, libxl or xl\n", cli_prog);
+                return -1;
+            }
+            break;
+        case 'K':
+            free(fr->config);
+            fr->config = cli_read_config(optarg, &fr->config_len, &fr->json);
+            if (!fr->config)
+                return -1;
+            break;
         case 'J':
             *json = optarg;
             break;
@@ -188,6 +213,10 @@ static int parse_options(int argc, char **argv, struct xtk_save_options *o,
             cli_usage_error(NULL);
             return -1;
         }
+    }
+    if (fr->config && fr->framing != XTK_STREAM_FRAMING_XL) {
+        fprintf(stderr, "%s: --config needs --format xl\n", cli_prog);
+        return -1;
     }
     if (o->checkpoints && !o->checkpoint_interval_ms) {
         fprintf(stderr, "%s: --checkpoints needs --checkpoint-interval\n",
@@ -371,6 +400,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 int main(int argc, char **argv)
 {
     struct xtk_save_options o = {0};
+    struct framing fr = {0};
     struct target t = {0};
     const char *json = NULL;
     int level = -2, quiet = 0, verbose = 0, rc = 1;
@@ -382,8 +412,11 @@ int main(int argc, char **argv)
 
     cli_init(argv);
     signal(SIGPIPE, SIG_IGN);
-    if (parse_options(argc, argv, &o, &level, &json, &quiet, &verbose) < 0)
+    if (parse_options(argc, argv, &o, &level, &json, &quiet, &verbose, &fr) <
+        0) {
+        free(fr.config);
         return 2;
+    }
     if (!strncmp(argv[optind + 1], "tcp:", 4)) { /* checked up front */
         char *host = NULL, *port = NULL;
         int ok =
@@ -392,8 +425,10 @@ int main(int argc, char **argv)
 
         free(host);
         free(port);
-        if (!ok)
+        if (!ok) {
+            free(fr.config);
             return 2;
+        }
     }
     ctx = cli_ctx_open();
     if (!ctx)
@@ -410,6 +445,16 @@ int main(int argc, char **argv)
         goto out;
     if (level != -2 && xtk_stream_push_zlib(t.out, level) < 0) {
         fprintf(stderr, "%s: compression: %s\n", cli_prog, strerror(errno));
+        goto out;
+    }
+    /* An xl save file (or libxl's stream): the stream adds libxl's records
+     * after each CHECKPOINT and the END itself.  The config is the user's
+     * for now; a Xen backend will take libxl's. */
+    if (xtk_stream_write_framing(t.out, fr.framing,
+                                 fr.json ? XTK_XL_CONFIG_JSON : 0, fr.config,
+                                 fr.config_len) < 0) {
+        fprintf(stderr, "%s: the stream's framing: %s\n", cli_prog,
+                strerror(errno));
         goto out;
     }
     sv = xtk_save_new(dom, t.out, &o);
@@ -439,5 +484,6 @@ out:
     close_target(&t, rc != 0);
     xtk_domain_close(dom);
     xtk_ctx_close(ctx);
+    free(fr.config);
     return rc;
 }

@@ -412,3 +412,48 @@ int cli_tcp_accept(int lfd, int timeout_ms, int rcvbuf, int rcvbuf_max)
     close(lfd);
     return fd;
 }
+
+uint8_t *cli_read_config(const char *path, uint32_t *len, int *json)
+{
+    const size_t max = XTK_XL_OPTIONAL_MAX - 4;
+    FILE *f = fopen(path, "rb");
+    uint8_t *buf = malloc(max + 2);
+    size_t n = 0, i = 0;
+
+    if (!f || !buf) {
+        fprintf(stderr, "%s: %s: %s\n", cli_prog, path, strerror(errno));
+        goto fail;
+    }
+    n = fread(buf, 1, max + 1, f);
+    if (ferror(f)) {
+        fprintf(stderr, "%s: reading %s: %s\n", cli_prog, path,
+                strerror(errno));
+        goto fail;
+    }
+    while (i < n && strchr(" \t\r\n", buf[i]) && buf[i])
+        i++;
+    *json = i < n && buf[i] == '{';
+    if (*json && n && !buf[n - 1])
+        n--; /* its NUL: put back below */
+    if (*json && memchr(buf, 0, n)) {
+        fprintf(stderr, "%s: %s: a JSON config with a NUL inside\n", cli_prog,
+                path);
+        goto fail;
+    }
+    if (*json)
+        buf[n++] = 0;
+    if (n > max) {
+        fprintf(stderr, "%s: %s: a config of more than %zu bytes\n", cli_prog,
+                path, max);
+        goto fail;
+    }
+    fclose(f);
+    *len = (uint32_t)n;
+    return buf;
+
+fail:
+    if (f)
+        fclose(f);
+    free(buf);
+    return NULL;
+}

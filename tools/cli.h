@@ -105,4 +105,15 @@ int cli_tcp_listen(const char *host, const char *port, int rcvbuf_max,
  */
 int cli_tcp_accept(int lfd, int timeout_ms, int rcvbuf, int rcvbuf_max);
 
+/*
+ * Reads a domain configuration for an xl save file (xtk_stream(3),
+ * "framing"): libxl's JSON if its first non-blank byte is '{' (as
+ * `xl save` stores it, or `xl list -l` prints it), else the text of an xl
+ * .cfg file.  Sets *json; for JSON, *len includes the terminating NUL
+ * (appended if the file has none; a NUL elsewhere is refused).  At most
+ * XTK_XL_OPTIONAL_MAX - 4 bytes.  Returns a malloc()ed buffer, or NULL
+ * (and a message).
+ */
+uint8_t *cli_read_config(const char *path, uint32_t *len, int *json);
+
 #endif /* XTK_CLI_H */

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <xtk/xtk.h>
@@ -32,13 +33,55 @@ static void usage(FILE *f)
             "usage: %s synth [-o FILE|-] [-n PAGES] [-b BATCH] "
             "[-c CHECKPOINTS] [-d DIRTY]\n"
             "                  [-z[LEVEL]] [--checksum] [-s SEED] "
-            "[--json FILE|-] [-q] [-v]\n"
+            "[--format libxc|libxl|xl]\n"
+            "                  [--config FILE] [--json FILE|-] [-q] [-v]\n"
             "       %s verify [-i FILE|-] [-z] [--checksum] [--timeout MS] "
-            "[--json FILE|-] [-q] [-v]\n"
-            "       %s dump [-i FILE|-] [-z] [-v]\n"
+            "[--format F]\n"
+            "                  [--json FILE|-] [-q] [-v]\n"
+            "       %s dump [-i FILE|-] [-z] [--format F] [-v]\n"
+            "       %s wrap-xl [--config FILE] [--libxl] [-q] [-v] "
+            "IN|- OUT|-\n"
+            "       %s unwrap-xl [--config-out FILE] [-q] [-v] IN|- OUT|-\n"
             "       %s --help | --version\n"
             "See xtk-stream(1).\n",
-            cli_prog, cli_prog, cli_prog, cli_prog);
+            cli_prog, cli_prog, cli_prog, cli_prog, cli_prog, cli_prog);
+}
+
+static const char *const framing_names[] = {"libxc", "libxl", "xl"};
+
+/* "libxc", "libxl" or "xl" into XTK_STREAM_FRAMING_*; -1 otherwise. */
+static int parse_framing(const char *arg, uint32_t *out)
+{
+    for (uint32_t i = 0; i < 3; i++)
+        if (!strcmp(arg, framing_names[i])) {
+            *out = i;
+            return 0;
+        }
+    fprintf(stderr, "%s: --format libxc, libxl or xl, not '%s'\n", cli_prog,
+            arg);
+    return -1;
+}
+
+/* The framing's lines of verify and dump (nothing for a bare stream). */
+static void print_framing(const struct xtk_stream_framing *fr)
+{
+    if (fr->framing == XTK_STREAM_FRAMING_XL)
+        printf("xl: mandatory flags %#x (%sSTREAMv2), optional flags %#x, "
+               "optional data %u bytes; config: %s, %u bytes\n",
+               fr->xl_mandatory_flags,
+               fr->xl_mandatory_flags & XTK_XL_CONFIG_JSON ? "JSON, " : "",
+               fr->xl_optional_flags, fr->xl_optional_len,
+               !fr->config_len                               ? "none"
+               : fr->xl_mandatory_flags & XTK_XL_CONFIG_JSON ? "JSON"
+                                                             : "xl .cfg text",
+               fr->config_len);
+    if (fr->framing != XTK_STREAM_FRAMING_LIBXC)
+        printf("libxl: version 2, little-endian%s; LIBXC_CONTEXT, the libxc "
+               "stream at offset %" PRIu64 "\n",
+               fr->libxl_options & XTK_LIBXL_OPT_LEGACY
+                   ? ", converted from a legacy stream"
+                   : "",
+               fr->libxc_offset);
 }
 
 /* The options every command takes: --json, -q, -v.  1 if opt was one. */
@@ -78,6 +121,10 @@ struct synth {
     unsigned checkpoints;
     int level; /* -2: no compression */
     int checksum;
+    uint32_t framing; /* XTK_STREAM_FRAMING_* */
+    uint8_t *config;  /* for xl framing (NULL: none) */
+    uint32_t config_len;
+    int config_json;
     uint8_t *mem;
 };
 
@@ -269,6 +316,8 @@ static int cmd_synth(struct xtk_ctx *ctx, int argc, char **argv)
         {"compress", optional_argument, NULL, 'z'},
         {"checksum", no_argument, NULL, 'C'},
         {"seed", required_argument, NULL, 's'},
+        {"format", required_argument, NULL, 'F'},
+        {"config", required_argument, NULL, 'K'},
         {"json", required_argument, NULL, 'j'},
         {"quiet", no_argument, NULL, 'q'},
         {"verbose", no_argument, NULL, 'v'},
@@ -325,13 +374,27 @@ static int cmd_synth(struct xtk_ctx *ctx, int argc, char **argv)
             if (cli_parse_u64(optarg, 0, UINT64_MAX, 0, &sy.seed))
                 goto bad;
             break;
+        case 'F':
+            if (parse_framing(optarg, &sy.framing) < 0)
+                goto bad;
+            break;
+        case 'K':
+            free(sy.config);
+            sy.config =
+                cli_read_config(optarg, &sy.config_len, &sy.config_json);
+            if (!sy.config)
+                return 1;
+            break;
         default:
             if (!common_option(ctx, opt, &json, &quiet))
                 goto bad;
         }
     }
-    if (optind != argc)
+    if (optind != argc || (sy.config && sy.framing != XTK_STREAM_FRAMING_XL)) {
+        if (sy.config)
+            fprintf(stderr, "%s: --config needs --format xl\n", cli_prog);
         goto bad;
+    }
     if (sy.dirty == UINT64_MAX)
         sy.dirty = sy.pages / 8 ? sy.pages / 8 : 1;
     if (!strcmp(out, "-") && isatty(1)) {
@@ -356,7 +419,10 @@ static int cmd_synth(struct xtk_ctx *ctx, int argc, char **argv)
     } else {
         s = xtk_stream_file(ctx, out, flags);
     }
-    if (!s || (sy.level >= 0 && xtk_stream_push_zlib(s, sy.level) < 0)) {
+    if (!s || (sy.level >= 0 && xtk_stream_push_zlib(s, sy.level) < 0) ||
+        xtk_stream_write_framing(s, sy.framing,
+                                 sy.config_json ? XTK_XL_CONFIG_JSON : 0,
+                                 sy.config, sy.config_len) < 0) {
         fprintf(stderr, "%s: %s: %s\n", cli_prog, out, strerror(errno));
         xtk_stream_close(s);
         goto out;
@@ -382,9 +448,11 @@ static int cmd_synth(struct xtk_ctx *ctx, int argc, char **argv)
         rc = 1;
 out:
     free(sy.mem);
+    free(sy.config);
     xtk_stats_free(st);
     return rc;
 bad:
+    free(sy.config);
     return bad_usage(opt, argv);
 }
 
@@ -432,6 +500,7 @@ static int cmd_read(struct xtk_ctx *ctx, int argc, char **argv, int dump)
         {"compressed", no_argument, NULL, 'z'},
         {"checksum", no_argument, NULL, 'C'},
         {"timeout", required_argument, NULL, 't'},
+        {"format", required_argument, NULL, 'F'},
         {"json", required_argument, NULL, 'j'},
         {"quiet", no_argument, NULL, 'q'},
         {"verbose", no_argument, NULL, 'v'},
@@ -439,6 +508,8 @@ static int cmd_read(struct xtk_ctx *ctx, int argc, char **argv, int dump)
     };
     const char *in = "-", *json = NULL;
     int compressed = 0, quiet = 0, opt, fd, rc = 1;
+    uint32_t want_framing = UINT32_MAX; /* any */
+    struct xtk_stream_framing fr = {0}, now;
     unsigned flags = XTK_STREAM_READ;
     uint64_t timeout = 0, nrec[256] = {0}, noptional = 0, epochs = 0;
     struct xtk_stream_image_header ih;
@@ -467,6 +538,10 @@ static int cmd_read(struct xtk_ctx *ctx, int argc, char **argv, int dump)
             if (cli_parse_u64(optarg, 1, 86400000, 0, &timeout))
                 goto bad;
             break;
+        case 'F':
+            if (parse_framing(optarg, &want_framing) < 0)
+                goto bad;
+            break;
         default:
             if (!common_option(ctx, opt, &json, &quiet))
                 goto bad;
@@ -493,6 +568,18 @@ static int cmd_read(struct xtk_ctx *ctx, int argc, char **argv, int dump)
         (timeout && xtk_stream_set_timeout(s, (int)timeout) < 0))
         goto out_err;
 
+    if (xtk_stream_read_framing(s, &fr) < 0)
+        goto out;
+    if (want_framing != UINT32_MAX && fr.framing != want_framing) {
+        fprintf(stderr, "%s: %s: %s framing, not %s\n", cli_prog, in,
+                framing_names[fr.framing], framing_names[want_framing]);
+        errno = EPROTO;
+        goto out;
+    }
+    if (!quiet)
+        print_framing(&fr);
+    free(fr.config); /* not needed here */
+    fr.config = NULL;
     if (xtk_stream_read_image_header(s, &ih) < 0 ||
         xtk_stream_read_domain_header(s, &dh) < 0)
         goto out;
@@ -555,6 +642,24 @@ static int cmd_read(struct xtk_ctx *ctx, int argc, char **argv, int dump)
                        xtk_pfn_entry_pfn(pd.pfns[pd.count - 1]));
             putchar('\n');
         }
+        if (dump && fr.framing != XTK_STREAM_FRAMING_LIBXC &&
+            (rec.type == XTK_REC_CHECKPOINT || rec.type == XTK_REC_END)) {
+            uint64_t emu = fr.libxl_emulator_records;
+
+            /* The libxl records the stream read after it. */
+            xtk_stream_get_framing(s, &fr);
+            if (fr.libxl_emulator_records > emu)
+                printf("%10s  (libxl: %" PRIu64 " emulator records)\n", "",
+                       fr.libxl_emulator_records - emu);
+            printf("%10" PRIu64 "  %-26s %#10x %9u\n",
+                   rec.type == XTK_REC_END ? fr.libxl_end_offset
+                                           : fr.libxl_checkpoint_end_offset,
+                   rec.type == XTK_REC_END ? "libxl END"
+                                           : "libxl CHECKPOINT_END",
+                   rec.type == XTK_REC_END ? XTK_LIBXL_REC_END
+                                           : XTK_LIBXL_REC_CHECKPOINT_END,
+                   0);
+        }
         if (rec.type == XTK_REC_CHECKPOINT || rec.type == XTK_REC_END) {
             struct xtk_stats_round row = {.round = (uint32_t)epochs};
             char phase[64];
@@ -593,6 +698,9 @@ static int cmd_read(struct xtk_ctx *ctx, int argc, char **argv, int dump)
     xtk_stats_count(st, "checkpoints", nrec[XTK_REC_CHECKPOINT]);
     xtk_stats_count(st, "stream bytes", c.bytes);
     xtk_stats_count(st, "bytes read", c.raw_bytes);
+    xtk_stream_get_framing(s, &now);
+    if (now.framing != XTK_STREAM_FRAMING_LIBXC)
+        xtk_stats_count(st, "libxl records", now.libxl_records);
     if (!quiet && !dump) {
         printf("records: %" PRIu64, c.records);
         for (unsigned t = 0; t < 256; t++)
@@ -603,6 +711,11 @@ static int cmd_read(struct xtk_ctx *ctx, int argc, char **argv, int dump)
         printf("\npages: %" PRIu64 " entries, %" PRIu64 " with data; "
                "epochs: %" PRIu64 "\n",
                c.page_entries, c.pages, epochs);
+        if (now.framing != XTK_STREAM_FRAMING_LIBXC)
+            printf("libxl: %" PRIu64 " records: LIBXC_CONTEXT, %" PRIu64
+                   " CHECKPOINT_END, %" PRIu64 " emulator (skipped), END\n",
+                   now.libxl_records, now.libxl_checkpoint_ends,
+                   now.libxl_emulator_records);
         printf("%s: valid\n", in);
     }
     rc = 0;
@@ -623,6 +736,286 @@ out:
     xtk_stream_close(s);
     xtk_stats_free(st);
     free(tmp);
+    free(fr.config);
+    return rc;
+bad:
+    return bad_usage(opt, argv);
+}
+
+/* ---- wrap-xl and unwrap-xl -------------------------------------------- */
+
+/* An input stream: a file or stdin, gzip recognised; its framing read. */
+static struct xtk_stream *open_input(struct xtk_ctx *ctx, const char *in,
+                                     struct xtk_stream_framing *fr)
+{
+    unsigned flags = XTK_STREAM_READ;
+    struct xtk_stream *s;
+    int fd = 0;
+
+    if (strcmp(in, "-")) {
+        fd = open(in, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+            fprintf(stderr, "%s: %s: %s\n", cli_prog, in, strerror(errno));
+            return NULL;
+        }
+        flags |= XTK_STREAM_OWN_FD;
+    }
+    s = xtk_stream_fd(ctx, fd, flags);
+    if (!s || (looks_gzipped(fd) && xtk_stream_push_zlib(s, -1) < 0) ||
+        xtk_stream_read_framing(s, fr) < 0) {
+        fprintf(
+            stderr, "%s: %s: not a valid stream (%s)\n", cli_prog, in,
+            strerror(s && xtk_stream_error(s) ? xtk_stream_error(s) : errno));
+        xtk_stream_close(s);
+        return NULL;
+    }
+    return s;
+}
+
+/*
+ * Copies the stream `in` (framing read) record by record to out_fd with
+ * the framing given: the headers and records as they are, checksum
+ * records made anew (the writer checksums when the input did).  Every
+ * record is checked on the way.  0, or -1 (and a message).
+ */
+static int copy_records(struct xtk_ctx *ctx, struct xtk_stream *in,
+                        const char *in_name, int out_fd, uint32_t framing,
+                        uint32_t xl_flags, const void *config,
+                        uint32_t config_len, uint64_t *records)
+{
+    struct xtk_stream_image_header ih;
+    struct xtk_stream_domain_header dh;
+    struct xtk_stream_record rec;
+    struct xtk_stream *out = NULL;
+    int rc;
+
+    *records = 0;
+    if (xtk_stream_read_image_header(in, &ih) < 0 ||
+        xtk_stream_read_domain_header(in, &dh) < 0 ||
+        xtk_stream_read_record(in, &rec) < 0)
+        goto bad_input;
+    out = xtk_stream_fd(
+        ctx, out_fd,
+        XTK_STREAM_WRITE |
+            (rec.type == XTK_REC_CHECKSUM ? XTK_STREAM_CHECKSUM : 0));
+    if (!out ||
+        xtk_stream_write_framing(out, framing, xl_flags, config, config_len) <
+            0 ||
+        xtk_stream_write_image_header(out) < 0 ||
+        xtk_stream_write_domain_header(out, dh.type, dh.xen_major,
+                                       dh.xen_minor) < 0)
+        goto bad_output;
+    for (;;) {
+        if (rec.type == XTK_REC_CHECKPOINT)
+            rc = xtk_stream_write_checkpoint(out);
+        else if (rec.type == XTK_REC_END)
+            rc = xtk_stream_write_end(out);
+        else if (rec.type == XTK_REC_CHECKSUM)
+            rc = 0; /* the writer adds its own */
+        else
+            rc = xtk_stream_write_record(out, rec.type, rec.body, rec.length);
+        if (rc < 0)
+            goto bad_output;
+        (*records)++;
+        if (rec.type == XTK_REC_END)
+            break;
+        if (xtk_stream_read_record(in, &rec) < 0)
+            goto bad_input;
+    }
+    if (xtk_stream_close(out) < 0) {
+        out = NULL;
+        goto bad_output;
+    }
+    return 0;
+
+bad_input:
+    fprintf(stderr, "%s: %s: not a valid stream (%s)\n", cli_prog, in_name,
+            strerror(xtk_stream_error(in) ? xtk_stream_error(in) : errno));
+    xtk_stream_close(out);
+    return -1;
+bad_output:
+    fprintf(stderr, "%s: writing: %s\n", cli_prog, strerror(errno));
+    xtk_stream_close(out);
+    return -1;
+}
+
+/* The output: stdout (not a terminal) or a file created or truncated;
+ * never the input itself. */
+static int open_output(const char *path, const char *in)
+{
+    struct stat a, b;
+    int fd;
+
+    if (!strcmp(path, "-")) {
+        if (isatty(1)) {
+            fprintf(stderr, "%s: not writing a binary stream to a terminal\n",
+                    cli_prog);
+            return -1;
+        }
+        return 1;
+    }
+    if (strcmp(in, "-") && stat(in, &a) == 0 && stat(path, &b) == 0 &&
+        a.st_dev == b.st_dev && a.st_ino == b.st_ino) {
+        fprintf(stderr, "%s: %s is the input\n", cli_prog, path);
+        return -1;
+    }
+    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        fprintf(stderr, "%s: %s: %s\n", cli_prog, path, strerror(errno));
+    return fd;
+}
+
+static void close_output(int fd, const char *path, int failed)
+{
+    if (fd > 1) {
+        close(fd);
+        if (failed)
+            unlink(path); /* never a partial stream left behind */
+    }
+}
+
+/*
+ * wrap-xl: a stream (bare, libxl or xl) into an xl file (or a libxl
+ * stream) with the config given, or the one it had.
+ */
+static int cmd_wrap(struct xtk_ctx *ctx, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'K'},
+        {"libxl", no_argument, NULL, 'L'},
+        {"quiet", no_argument, NULL, 'q'},
+        {"verbose", no_argument, NULL, 'v'},
+        {0},
+    };
+    struct xtk_stream_framing fr = {0};
+    struct xtk_stream *in = NULL;
+    uint8_t *config = NULL;
+    uint32_t config_len = 0, framing = XTK_STREAM_FRAMING_XL;
+    int json = 0, quiet = 0, opt, fd = -1, rc = 1;
+    const char *json_report = NULL;
+    uint64_t records;
+
+    while ((opt = getopt_long(argc, argv, "K:qv", opts, NULL)) != -1) {
+        switch (opt) {
+        case 'K':
+            free(config);
+            config = cli_read_config(optarg, &config_len, &json);
+            if (!config)
+                return 1;
+            break;
+        case 'L':
+            framing = XTK_STREAM_FRAMING_LIBXL;
+            break;
+        default:
+            if (!common_option(ctx, opt, &json_report, &quiet))
+                goto bad;
+        }
+    }
+    if (optind + 2 != argc || (config && framing != XTK_STREAM_FRAMING_XL))
+        goto bad;
+    in = open_input(ctx, argv[optind], &fr);
+    if (!in)
+        goto out;
+    if (!config && framing == XTK_STREAM_FRAMING_XL && fr.config) {
+        /* Re-framing an xl file: its config stays. */
+        config = fr.config;
+        fr.config = NULL;
+        config_len = fr.config_len;
+        json = !!(fr.xl_mandatory_flags & XTK_XL_CONFIG_JSON);
+    }
+    fd = open_output(argv[optind + 1], argv[optind]);
+    if (fd < 0)
+        goto out;
+    if (copy_records(ctx, in, argv[optind], fd, framing,
+                     json ? XTK_XL_CONFIG_JSON : 0, config, config_len,
+                     &records) < 0)
+        goto out;
+    rc = 0;
+    if (!quiet)
+        fprintf(stderr,
+                "%s: %s -> %s: %s framing, config %s (%u bytes), %" PRIu64
+                " records\n",
+                cli_prog, argv[optind], argv[optind + 1],
+                framing_names[framing],
+                !config_len ? "none"
+                : json      ? "JSON"
+                            : "xl .cfg text",
+                config_len, records);
+out:
+    close_output(fd, argv[optind + 1], rc != 0);
+    xtk_stream_close(in);
+    free(fr.config);
+    free(config);
+    return rc;
+bad:
+    free(config);
+    return bad_usage(opt, argv);
+}
+
+/* unwrap-xl: the bare stream out of an xl file or a libxl stream, and the
+ * config into a file if asked. */
+static int cmd_unwrap(struct xtk_ctx *ctx, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config-out", required_argument, NULL, 'K'},
+        {"quiet", no_argument, NULL, 'q'},
+        {"verbose", no_argument, NULL, 'v'},
+        {0},
+    };
+    struct xtk_stream_framing fr = {0};
+    struct xtk_stream *in = NULL;
+    const char *config_out = NULL, *json_report = NULL;
+    int quiet = 0, opt, fd = -1, rc = 1;
+    uint64_t records;
+
+    while ((opt = getopt_long(argc, argv, "qv", opts, NULL)) != -1) {
+        switch (opt) {
+        case 'K':
+            config_out = optarg;
+            break;
+        default:
+            if (!common_option(ctx, opt, &json_report, &quiet))
+                goto bad;
+        }
+    }
+    if (optind + 2 != argc)
+        goto bad;
+    in = open_input(ctx, argv[optind], &fr);
+    if (!in)
+        goto out;
+    if (config_out && !fr.config) {
+        fprintf(stderr, "%s: %s has no config\n", cli_prog, argv[optind]);
+        goto out;
+    }
+    if (config_out) {
+        /* JSON without the NUL the file format adds: a text file. */
+        size_t n =
+            fr.config_len - !!(fr.xl_mandatory_flags & XTK_XL_CONFIG_JSON);
+        FILE *f = fopen(config_out, "wb");
+        int bad = !f || fwrite(fr.config, 1, n, f) != n;
+
+        if ((f && fclose(f) != 0) || bad) {
+            fprintf(stderr, "%s: %s: %s\n", cli_prog, config_out,
+                    strerror(errno));
+            goto out;
+        }
+    }
+    fd = open_output(argv[optind + 1], argv[optind]);
+    if (fd < 0)
+        goto out;
+    if (copy_records(ctx, in, argv[optind], fd, XTK_STREAM_FRAMING_LIBXC, 0,
+                     NULL, 0, &records) < 0)
+        goto out;
+    rc = 0;
+    if (!quiet)
+        fprintf(stderr,
+                "%s: %s -> %s: %s framing removed, %" PRIu64 " records\n",
+                cli_prog, argv[optind], argv[optind + 1],
+                framing_names[fr.framing], records);
+out:
+    close_output(fd, argv[optind + 1], rc != 0);
+    xtk_stream_close(in);
+    free(fr.config);
     return rc;
 bad:
     return bad_usage(opt, argv);
@@ -637,7 +1030,8 @@ int main(int argc, char **argv)
 
     cli_init(argv);
     if (argc < 2)
-        return cli_usage_error("no command (synth, verify or dump)");
+        return cli_usage_error(
+            "no command (synth, verify, dump, wrap-xl or unwrap-xl)");
     if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
         usage(stdout);
         return 0;
@@ -651,7 +1045,8 @@ int main(int argc, char **argv)
         return cli_usage_error(NULL);
     }
     if (strcmp(argv[1], "synth") && strcmp(argv[1], "verify") &&
-        strcmp(argv[1], "dump")) {
+        strcmp(argv[1], "dump") && strcmp(argv[1], "wrap-xl") &&
+        strcmp(argv[1], "unwrap-xl")) {
         fprintf(stderr, "%s: unknown command '%s'\n", cli_prog, argv[1]);
         return cli_usage_error(NULL);
     }
@@ -668,8 +1063,12 @@ int main(int argc, char **argv)
         rc = cmd_synth(ctx, argc - 1, argv + 1);
     else if (!strcmp(cmd, "verify"))
         rc = cmd_read(ctx, argc - 1, argv + 1, 0);
-    else
+    else if (!strcmp(cmd, "dump"))
         rc = cmd_read(ctx, argc - 1, argv + 1, 1);
+    else if (!strcmp(cmd, "wrap-xl"))
+        rc = cmd_wrap(ctx, argc - 1, argv + 1);
+    else
+        rc = cmd_unwrap(ctx, argc - 1, argv + 1);
     xtk_ctx_close(ctx);
     return rc;
 }

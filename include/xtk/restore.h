@@ -57,7 +57,11 @@ struct xtk_restore_options {
 
 /*
  * Prepares a restore from in (a read stream positioned at its start,
- * which the caller owns and keeps until xtk_restore_free()).  opts may be
+ * which the caller owns and keeps until xtk_restore_free()).  The stream
+ * may be an xl save file or a libxl stream (xtk_stream(3), "framing"):
+ * the restore reads the framing and ignores the config, unless the caller
+ * read it already with xtk_stream_read_framing() (to keep the config),
+ * in which case the restore starts at the image header.  opts may be
  * NULL.  NULL on failure, in which case errno will be set.
  */
 struct xtk_restore *xtk_restore_new(struct xtk_ctx *ctx, struct xtk_stream *in,

@@ -105,7 +105,10 @@ struct xtk_save_options {
 
 /*
  * Prepares a save of dom into out (a write stream that nothing has been
- * written to; the caller owns both and keeps them until xtk_save_free()).
+ * written to, but perhaps its framing; the caller owns both and keeps them
+ * until xtk_save_free()).  To write an xl save file (or libxl's stream),
+ * call xtk_stream_write_framing() on out first, with the domain's config:
+ * the stream then adds libxl's records itself (xtk_stream(3), "framing").
  * Nothing happens to the domain yet.  opts may be NULL for the defaults.
  * NULL on failure, in which case errno will be set (EINVAL: bad options).
  */

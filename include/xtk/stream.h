@@ -33,6 +33,8 @@
  *             other than 12, unknown mandatory record type, a record in
  *             the wrong place or for the other domain type;
  *   ETIMEDOUT nothing arrived within the stream's timeout;
+ *   (and for the libxl and xl framing around a stream, see "framing"
+ *   below: the same errnos, and E2BIG for an xl config over the limit);
  *   and any errno of read()/write()/recv()/send() (EPIPE, ECONNRESET...).
  * Each is logged once, with the offset, through the context's logger.
  * Caller mistakes (bad arguments, calls out of order) give EINVAL and do
@@ -412,6 +414,135 @@ struct xtk_stream_checksum_body {
 
 /* "PAGE_DATA", "CHECKPOINT", "XTK_KVM_VCPU"...; NULL for an unknown type. */
 const char *xtk_stream_record_name(uint32_t type);
+
+/* ---- framing: libxl's stream and xl's save file (since XTK_0.2) ------ */
+
+/*
+ * What may come before the image header (xtk-stream(5), "FRAMING"):
+ *
+ *   LIBXC  nothing: a bare stream, as above;
+ *   LIBXL  libxl's stream: a 16-byte big-endian header ("LibxlFmt",
+ *          version 2), then libxl records (little-endian {u32 type,
+ *          u32 length}, body, zero padding to 8): LIBXC_CONTEXT, after
+ *          which the whole bare stream follows inline; a CHECKPOINT_END
+ *          after each of its CHECKPOINTs; the libxl END after its END;
+ *   XL     xl's save file (`xl save`, `xl restore`): a 48-byte xl header,
+ *          the domain's configuration, then a libxl stream.
+ *
+ * On a write stream, xtk_stream_write_framing() writes everything up to
+ * the image header, and from then on the stream adds the libxl records
+ * itself: xtk_stream_write_checkpoint() writes CHECKPOINT_END after the
+ * CHECKPOINT, xtk_stream_write_end() the libxl END after the END, in the
+ * same flush.  On a read stream, xtk_stream_read_framing() recognises
+ * the framing, checks it, hands back the configuration and leaves the
+ * stream at the image header; xtk_stream_read_record() then reads and
+ * checks the libxl records after each CHECKPOINT and after END before it
+ * returns them (emulator records there are checked and skipped).  The
+ * records in between, their offsets (which count from the first byte of
+ * the file) and the counters are as in a bare stream; checksum records
+ * cover the bare stream only (the window starts at the image header).
+ */
+#define XTK_STREAM_FRAMING_LIBXC 0u
+#define XTK_STREAM_FRAMING_LIBXL 1u
+#define XTK_STREAM_FRAMING_XL 2u
+
+/* The xl header (Xen's tools/xl/xl.h): 48 bytes in the host's order. */
+#define XTK_XL_MAGIC "Xen saved domain, xl format\n \0 \r"
+#define XTK_XL_MAGIC_SIZE 32
+#define XTK_XL_HEADER_SIZE 48
+#define XTK_XL_BYTEORDER 0x01020304u
+/* mandatory_flags: an xl that does not know one refuses the file. */
+#define XTK_XL_CONFIG_JSON 0x1u /* the configuration is libxl's JSON */
+#define XTK_XL_STREAM_V2 0x2u   /* a libxl stream follows (always, here) */
+/*
+ * optional_data_len bounds: the optional data is a u32 config length, the
+ * config, and possibly more that xl skips.  xtk refuses more than 1 MiB of
+ * it (E2BIG); a config may thus be up to 1 MiB - 4 bytes.
+ */
+#define XTK_XL_OPTIONAL_MAX (1u << 20)
+
+/* The libxl stream (Xen's docs/specs/libxl-migration-stream.pandoc). */
+#define XTK_LIBXL_IDENT 0x4c6962786c466d74ull /* "LibxlFmt" */
+#define XTK_LIBXL_VERSION 2u
+#define XTK_LIBXL_HEADER_SIZE 16
+#define XTK_LIBXL_OPT_BIG_ENDIAN 0x1u /* refused */
+#define XTK_LIBXL_OPT_LEGACY 0x2u     /* converted from a legacy stream */
+#define XTK_LIBXL_REC_END 0u
+#define XTK_LIBXL_REC_LIBXC_CONTEXT 1u
+#define XTK_LIBXL_REC_EMULATOR_XENSTORE_DATA 2u
+#define XTK_LIBXL_REC_EMULATOR_CONTEXT 3u
+#define XTK_LIBXL_REC_CHECKPOINT_END 4u
+#define XTK_LIBXL_REC_CHECKPOINT_STATE 5u /* COLO only; refused */
+
+struct xtk_stream_framing {
+    uint32_t framing;            /* XTK_STREAM_FRAMING_* */
+    uint32_t xl_mandatory_flags; /* XL: XTK_XL_CONFIG_JSON | _STREAM_V2 */
+    uint32_t xl_optional_flags;  /* XL: as in the file (none defined) */
+    uint32_t xl_optional_len;    /* XL: optional_data_len */
+    /*
+     * XL: the domain's configuration, config_len bytes (for JSON, its
+     * terminating NUL included, as xl writes it), plus a NUL xtk adds so
+     * that text can be used as a string; malloc()ed, the caller frees it.
+     * NULL (and config_len 0) when the file has none.  Always NULL from
+     * xtk_stream_get_framing().
+     */
+    void *config;
+    uint32_t config_len;
+    uint32_t libxl_options; /* LIBXL, XL: the libxl header's options */
+    uint64_t libxc_offset;  /* where the image header starts */
+    uint64_t libxl_records; /* libxl records read or written so far */
+    uint64_t libxl_checkpoint_ends;
+    uint64_t libxl_emulator_records; /* read: checked and skipped */
+    uint64_t libxl_end_offset; /* where the libxl END starts (0: not yet) */
+    uint64_t libxl_checkpoint_end_offset; /* ... the latest CHECKPOINT_END */
+    uint64_t reserved[4];                 /* zero; room for later versions */
+};
+
+/*
+ * Writes the framing (before the image header; once; nothing written to
+ * the stream yet, else EINVAL).  framing XTK_STREAM_FRAMING_LIBXC: writes
+ * nothing (flags 0, no config).  LIBXL: the libxl header and
+ * LIBXC_CONTEXT (flags 0, no config).  XL: the xl header with
+ * mandatory_flags xl_flags | XTK_XL_STREAM_V2, the optional data (the
+ * config's length, then config_len bytes of config: xl's .cfg text, or
+ * with XTK_XL_CONFIG_JSON libxl's JSON including its terminating NUL, and
+ * no other NUL), the libxl header and LIBXC_CONTEXT.  config may be NULL
+ * with config_len 0 (then `xl restore` needs a config file given).
+ * Returns 0, or -1 with errno set: EINVAL for bad arguments (nothing
+ * written), E2BIG for a config over XTK_XL_OPTIONAL_MAX - 4 bytes.
+ */
+int xtk_stream_write_framing(struct xtk_stream *s, uint32_t framing,
+                             uint32_t xl_flags, const void *config,
+                             uint32_t config_len);
+
+/*
+ * Reads the framing at the start of a read stream (push a zlib layer
+ * first, if any; call before xtk_stream_read_image_header(), once): an xl
+ * file or a libxl stream is read and checked up to and including
+ * LIBXC_CONTEXT; anything else is taken for a bare stream, of which
+ * nothing is consumed (its image header then says whether it is one).
+ * Fills *out (its config is the caller's to free).  Returns 0, or -1 with
+ * errno set: EBADMSG (a bad magic or ident, a byte order that is no byte
+ * order, reserved bits, a config that does not fit its optional data, a
+ * JSON config that is not one NUL-terminated string, a bad length or
+ * padding in a libxl record, truncation), EPROTO (a big-endian file,
+ * mandatory flags xtk does not know, a pre-v2 stream, a libxl version
+ * other than 2, a first libxl record other than LIBXC_CONTEXT), E2BIG
+ * (optional data over XTK_XL_OPTIONAL_MAX), ENODATA (the stream ended on
+ * a libxl record boundary, or was empty: then nothing is read), or an
+ * I/O errno; sticky, as every read error.  EINVAL if called twice or not
+ * at the start.
+ */
+int xtk_stream_read_framing(struct xtk_stream *s,
+                            struct xtk_stream_framing *out);
+
+/*
+ * The stream's framing as read or written so far, with the libxl record
+ * counters (config NULL).  A stream whose framing was never read or
+ * written reports XTK_STREAM_FRAMING_LIBXC.  Returns 0, or -1 (EINVAL).
+ */
+int xtk_stream_get_framing(const struct xtk_stream *s,
+                           struct xtk_stream_framing *out);
 
 #ifdef __cplusplus
 }

@@ -5,7 +5,11 @@
  * input goes through the zlib layer first (built with FUZZ_ZLIB).  The
  * first byte picks reader options (checksums required, a small record
  * limit, a placer that takes PAGE_DATA contents into memory of its own as
- * the restore does), the rest is the stream.  Every record is read to the
+ * the restore does, no reading of the framing), the rest is the stream:
+ * bare, or framed as libxl's stream or an xl save file, whose framing is
+ * read first (config included) as the restore does, and whose libxl
+ * records after CHECKPOINT and END the reader checks.  Every record is
+ * read to the
  * end and PAGE_DATA views (or the placed pages) are walked, so that
  * anything the reader hands back is touched.  A crash, a hang, a leak or
  * unbounded memory is a bug.
@@ -14,6 +18,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -55,14 +60,23 @@ static int place(void *arg, const struct xtk_stream_page_data *pd,
 
 /* Reads the whole stream the way a restore would; returns the sum of
  * everything it saw, so nothing is optimised away. */
-static uint64_t consume(struct xtk_stream *s)
+static uint64_t consume(struct xtk_stream *s, int framing)
 {
     struct xtk_stream_image_header ih;
     struct xtk_stream_domain_header dh;
     struct xtk_stream_record rec;
+    struct xtk_stream_framing fr;
     uint64_t sum = 0;
     uint8_t extra;
 
+    if (framing) {
+        if (xtk_stream_read_framing(s, &fr) < 0)
+            return 0;
+        sum += fr.framing + fr.config_len + fr.libxc_offset;
+        if (fr.config)
+            sum += ((const uint8_t *)fr.config)[fr.config_len]; /* its NUL */
+        free(fr.config);
+    }
     if (xtk_stream_read_image_header(s, &ih) < 0 ||
         xtk_stream_read_domain_header(s, &dh) < 0)
         return 0;
@@ -86,6 +100,8 @@ static uint64_t consume(struct xtk_stream *s)
         if (rec.type == XTK_REC_END)
             break;
     }
+    if (xtk_stream_get_framing(s, &fr) == 0)
+        sum += fr.libxl_records + fr.libxl_end_offset;
     if (xtk_stream_read(s, &extra, 1) == 0)
         sum += extra;
     return sum;
@@ -131,7 +147,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
 #endif
-    xtk_fuzz_sink = consume(s);
+    xtk_fuzz_sink = consume(s, !(opts & 8));
     xtk_stream_close(s);
     return 0;
 }
