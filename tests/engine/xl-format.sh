@@ -10,7 +10,7 @@
 . "$top_srcdir/tests/engine/engine-lib.sh"
 [ -x "$XEN_BINDIR/verify-stream-v2" ] || fail "no verify-stream-v2 (xen-utils-4.17)"
 cd "$work"
-tool=$b/tools/xtk-stream
+tool=$b/xtk-stream
 xenf() {
   PYTHONPATH=/usr/lib/xen-4.17/lib/python /usr/bin/python3 \
     "$XEN_BINDIR/verify-stream-v2" -f "$1" -i "$2"
