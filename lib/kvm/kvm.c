@@ -67,6 +67,10 @@ struct kvm_dom {
 
     /* Suspend. */
     int suspend_set;
+    /* A suspend was requested and the guest has not been seen suspended
+     * since: a resume now finds nothing to resume, and the guest
+     * suspends later. */
+    int suspend_pending;
     enum xtk__suspend_method method;
     int pause_evfd;
     int store_fd;
@@ -1196,6 +1200,7 @@ static int kvm_suspend_request(struct xtk_domain *dom)
         wait_not_suspended(kd);
         if (write(kd->to_guest[XTK_PORT_SUSPEND], &one, sizeof(one)) < 0)
             return -1;
+        kd->suspend_pending = 1;
         return 0;
     case XTK__SUSPEND_STORE:
         snprintf(path, sizeof(path), "/local/domain/%u/control/shutdown",
@@ -1205,6 +1210,7 @@ static int kvm_suspend_request(struct xtk_domain *dom)
                        path);
             return -1;
         }
+        kd->suspend_pending = 1;
         return 0;
     case XTK__SUSPEND_PAUSE:
         if (kvm_stop(dom) < 0)
@@ -1237,6 +1243,7 @@ static int kvm_suspend_check(struct xtk_domain *dom)
         __atomic_load_n(&kd->status->state, __ATOMIC_ACQUIRE) !=
             XTK_GUEST_SUSPENDED)
         return 0;
+    kd->suspend_pending = 0;
     if (kvm_stop(dom) < 0)
         return -1;
     return 1;
@@ -1246,9 +1253,18 @@ static void kvm_suspend_teardown(struct xtk_domain *dom)
 {
     struct kvm_dom *kd = kd_of(dom);
 
-    /* Fails harmlessly on a domain destroyed meanwhile. */
-    if (kd->suspend_set)
+    /* Fails harmlessly on a domain destroyed meanwhile.  A request the
+     * guest has not acted on yet (a save that failed just after asking)
+     * keeps the guard: xtk-hv resumes the guest once it has suspended,
+     * when this handle closes, instead of leaving it suspended. */
+    if (kd->suspend_set && !kd->suspend_pending)
         kcall(dom, XTK_HVCTL_OP_SUSPEND_GUARD, 0, NULL, 0, NULL, 0, NULL);
+    else if (kd->suspend_set)
+        XTK_DEBUG(dom->ctx,
+                  "domain %u: a suspend request is still in flight: "
+                  "xtk-hv resumes the guest when it suspends",
+                  dom->domid);
+    kd->suspend_pending = 0;
     if (kd->pause_evfd >= 0)
         close(kd->pause_evfd);
     if (kd->store_fd >= 0)
@@ -1328,8 +1344,15 @@ static int kvm_set_state_finish(struct xtk_domain *dom)
 static int kvm_resume(struct xtk_domain *dom)
 {
     struct xtk_hvctl_resume o;
+    struct kvm_dom *kd = kd_of(dom);
 
-    drop_stop_state(kd_of(dom));
+    /* Only a guest that sits suspended is resumed by RESUME; one that has
+     * yet to act on its request stays pending (see suspend_teardown). */
+    if (kd->status->magic != XTK_GUEST_STATUS_MAGIC ||
+        __atomic_load_n(&kd->status->state, __ATOMIC_ACQUIRE) ==
+            XTK_GUEST_SUSPENDED)
+        kd->suspend_pending = 0;
+    drop_stop_state(kd);
     dom->resumed_ns = 0;
     if (kcall_fixed(dom, XTK_HVCTL_OP_RESUME, 0, &o, sizeof(o)) < 0)
         return -1;

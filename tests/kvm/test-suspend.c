@@ -232,6 +232,42 @@ static void dead_saver(void)
     xtk_domain_close(dom);
 }
 
+/*
+ * A save that gives up right after asking (its destination died): it
+ * resumes the guest and tears the suspend down before the guest has
+ * acted on the request.  The guest, which suspends afterwards, must not
+ * be left so.  Its vCPUs are held paused over the request, so the guest
+ * cannot act on it before the resume.
+ */
+static void failed_saver(void)
+{
+    struct xtk_domain *dom =
+        kt_create(ctx, "sf", 1, 16, "workload=counter", XTK_DOMCFG_NO_STORE);
+    struct xtk_domain *saver;
+    volatile struct xtk_guest_status *st;
+    uint64_t resumes;
+    int fd;
+
+    kt_wait_up(dom, 1);
+    st = kt_status(dom);
+    resumes = st->resumes;
+    saver = xtk_domain_open(ctx, xtk_domain_id(dom));
+    TEST_ASSERT(saver && xtk__domain_pause_hold(saver) == 0, "pause");
+    TEST_ASSERT(saver->ops->suspend_setup(saver, XTK__SUSPEND_EVTCHN, &fd) ==
+                        0 &&
+                    saver->ops->suspend_request(saver) == 0,
+                "request");
+    TEST_ASSERT(saver->ops->resume(saver) == 0, "resume");
+    saver->ops->suspend_teardown(saver);
+    xtk_domain_close(saver);
+    KT_WAIT(st->resumes == resumes + 1 && st->state == XTK_GUEST_RUNNING, 30000,
+            "resumed after suspending past its failed save (state %u)",
+            st->state);
+    KT_WAIT(moves(st), 5000, "running again");
+    xtk_domain_destroy(dom);
+    xtk_domain_close(dom);
+}
+
 int main(void)
 {
     ctx = kt_setup();
@@ -240,6 +276,7 @@ int main(void)
     TEST_RUN(evtchn_yield);
     TEST_RUN(pause_method);
     TEST_RUN(dead_saver);
+    TEST_RUN(failed_saver);
     xtk_ctx_close(ctx);
     return 0;
 }
