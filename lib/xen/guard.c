@@ -4,17 +4,20 @@
  * Started by libxtk's xen backend (lib/xen/xen.c) with its end of a socket
  * on standard input; see guard.h for the protocol.  It detaches at once
  * (its own session, so that a ^C aimed at the toolstack does not reach
- * it) and reads states until end of file.  If the last state holds
+ * it), says it is ready with a byte on the socket, and reads states until
+ * end of file (or SIGTERM).  If the last state holds
  * anything, the toolstack died with it: then, in this order, the guard
  *
  *   releases the pauses it held,
- *   resumes a guest whose suspend it had requested (waiting up to 5 s for
- *   a guest that suspends only now, and taking back a "suspend" still
- *   unread in control/shutdown),
+ *   waits for a guest whose suspend it had requested (taking back a
+ *   "suspend" still unread in control/shutdown after 5 s, and waiting up
+ *   to a minute for a guest that read it to suspend),
  *   gives the suspend notification back to Xen (DOMCTL_subscribe of
  *   port 0: otherwise Xen signals a dead port instead of VIRQ_DOM_EXC,
  *   and xl's next save waits a minute for @releaseDomain),
  *   switches the dirty log off,
+ *   resumes the guest, if it suspended (last, so that a save started as
+ *   soon as it runs finds nothing of the dead one's left),
  *
  * and says what it did on standard error.
  */
@@ -35,9 +38,20 @@
 #include "xs-client.h"
 
 #define XS_RESUME 18
-#define SUSPEND_WAIT_MS 5000
+/* How long a guest that took the request may take to suspend (libxl
+ * waits as long once the guest has acknowledged). */
+#define SUSPEND_WAIT_MS 60000
+/* How long an unacknowledged request is left before it is taken back. */
+#define ACK_WAIT_MS 5000
 
 static const char *me = "xtk-xen-guard";
+static volatile sig_atomic_t terminated;
+
+static void on_term(int sig)
+{
+    (void)sig;
+    terminated = 1;
+}
 
 static void sleep_ms(unsigned int ms)
 {
@@ -60,20 +74,23 @@ static int suspended(xc_interface *xch, uint32_t domid)
 
 /* Takes back a "suspend" the guest has not acknowledged (it clears the
  * node when it reads the request). */
-static void withdraw_request(uint32_t domid)
+static int withdraw_request(uint32_t domid)
 {
     char path[64], val[32];
-    int fd = xtk__xs_connect(xtk__xs_path(NULL));
+    int fd = xtk__xs_connect(xtk__xs_path(NULL)), done = 0;
 
     if (fd < 0)
-        return;
+        return 0;
     snprintf(path, sizeof(path), "/local/domain/%u/control/shutdown", domid);
     if (xtk__xs_request(fd, XTK_XS_READ, path, strlen(path) + 1, NULL, 0, val,
                         sizeof(val) - 1, 5000) >= 0 &&
-        !strcmp(val, "suspend") && xtk__xs_write(fd, path, "") == 0)
+        !strcmp(val, "suspend") && xtk__xs_write(fd, path, "") == 0) {
         fprintf(stderr, "%s: domain %u: took back the unread suspend request\n",
                 me, domid);
+        done = 1;
+    }
     close(fd);
+    return done;
 }
 
 static void resume(xc_interface *xch, uint32_t domid)
@@ -114,26 +131,43 @@ static void undo(const struct xtk__xen_guard_state *st)
         fprintf(stderr, "%s: domain %u: released %u pause(s)\n", me, d,
                 st->held_pauses);
     if (st->requested) {
+        /* A store request the guest has not read after ACK_WAIT_MS is
+         * taken back; one it has read (or a notification on its
+         * channel) is waited for up to SUSPEND_WAIT_MS. */
+        int withdrawn = 0;
         for (int t = 0; t < SUSPEND_WAIT_MS; t += 20) {
             s = suspended(xch, d);
             if (s)
                 break;
+            if (st->store && !withdrawn && t >= ACK_WAIT_MS) {
+                withdrawn = withdraw_request(d);
+                if (withdrawn)
+                    break;
+            }
+            if (!st->store && t >= ACK_WAIT_MS)
+                break; /* EVTCHN: no way to tell it was taken */
             sleep_ms(20);
         }
-        if (s == 0 && st->store) {
-            withdraw_request(d);
+        if (withdrawn) {
             sleep_ms(200); /* a guest that read it just now */
             s = suspended(xch, d);
         }
-        if (s == 1)
-            resume(xch, d);
     }
+    /* Both before the resume: a save started once the guest runs again
+     * must find neither its subscription nor its log taken away. */
     if (st->subscribed && xc_domain_subscribe_for_suspend(xch, d, 0) == 0)
         fprintf(stderr, "%s: domain %u: suspend notification given back\n", me,
                 d);
     if (st->logdirty &&
         xc_shadow_control(xch, d, XEN_DOMCTL_SHADOW_OP_OFF, NULL, 0) == 0)
         fprintf(stderr, "%s: domain %u: dirty log off\n", me, d);
+    if (s == 1)
+        resume(xch, d);
+    else if (st->requested)
+        fprintf(stderr,
+                "%s: domain %u: it did not suspend: nothing to "
+                "resume\n",
+                me, d);
     xc_interface_close(xch);
 }
 
@@ -162,10 +196,15 @@ int main(int argc, char **argv)
     signal(SIGHUP, SIG_IGN);
     signal(SIGINT, SIG_IGN);
     signal(SIGPIPE, SIG_IGN);
+    /* Stopped (a service manager stopping the toolstack's unit): undo as
+     * for an end of file. */
+    sigaction(SIGTERM, &(struct sigaction){.sa_handler = on_term}, NULL);
+    if (write(0, "r", 1) != 1) /* ready */
+        return 1;
 
     for (;;) {
         n = read(0, (char *)&st + got, sizeof(st) - got);
-        if (n < 0 && errno == EINTR)
+        if (n < 0 && errno == EINTR && !terminated)
             continue;
         if (n <= 0)
             break;

@@ -7,9 +7,9 @@
  * would leave the guest paused or suspended, its dirty log on and Xen
  * signalling a dead port instead of VIRQ_DOM_EXC.  So each handle that
  * takes any of these starts a guard, a small process in a session of its
- * own, and keeps it told, over a pipe, what it holds: whenever that
- * changes it writes one struct xtk__xen_guard_state (under PIPE_BUF, so
- * each write arrives whole or not at all).  When the pipe reaches end of
+ * own, and keeps it told, over a stream socket, what it holds: whenever
+ * that changes it writes one struct xtk__xen_guard_state (the guard puts
+ * partial reads together).  When the pipe reaches end of
  * file, the guard undoes the last state it read; a handle that closes
  * cleanly sends an all-zero state first, which leaves nothing to undo.
  */
@@ -27,7 +27,7 @@ struct xtk__xen_guard_state {
     uint32_t logdirty;    /* 1: switch the dirty log off */
     uint32_t subscribed;  /* 1: give the suspend notification back to Xen */
     uint32_t requested;   /* 1: a suspend was requested: resume the guest,
-                             also if it suspends only later (5 s) */
+                             also if it suspends only later */
     uint32_t store;       /* 1: the request was written to control/shutdown:
                              take it back if the guest has not seen it */
     uint32_t reserved;

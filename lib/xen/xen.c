@@ -34,6 +34,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -98,13 +100,23 @@ static struct xen_dom *xd_of(struct xtk_domain *dom)
 /* ---- the guard ------------------------------------------------------------
  */
 
-/* Starts xtk-xen-guard ($XTK_XEN_GUARD, else the installed one). */
+/*
+ * Starts xtk-xen-guard ($XTK_XEN_GUARD, else the installed one): its end
+ * of the socket as standard input, /dev/null as standard output (which
+ * may be the caller's stream), standard error kept for its messages,
+ * nothing else inherited, default signal dispositions and mask.  It
+ * detaches (its first half exits, reaped here) and says it is ready by a
+ * byte on the socket.
+ */
 static int guard_start(struct xtk_domain *dom, struct xen_dom *xd)
 {
     const char *path = getenv("XTK_XEN_GUARD");
-    char *argv[2];
+    char *argv[2], ready = 0;
     posix_spawn_file_actions_t fa;
-    int sv[2], rc, status;
+    posix_spawnattr_t at;
+    sigset_t none, all;
+    struct pollfd p;
+    int sv[2], rc;
     pid_t pid;
 
     if (!path || !*path)
@@ -113,9 +125,19 @@ static int guard_start(struct xtk_domain *dom, struct xen_dom *xd)
         return -1;
     argv[0] = (char *)path;
     argv[1] = NULL;
+    sigemptyset(&none);
+    sigfillset(&all);
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_adddup2(&fa, sv[1], 0);
-    rc = posix_spawn(&pid, path, &fa, NULL, argv, environ);
+    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addclosefrom_np(&fa, 3);
+    posix_spawnattr_init(&at);
+    posix_spawnattr_setflags(&at,
+                             POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    posix_spawnattr_setsigmask(&at, &none);
+    posix_spawnattr_setsigdefault(&at, &all);
+    rc = posix_spawn(&pid, path, &fa, &at, argv, environ);
+    posix_spawnattr_destroy(&at);
     posix_spawn_file_actions_destroy(&fa);
     close(sv[1]);
     if (rc) {
@@ -126,13 +148,15 @@ static int guard_start(struct xtk_domain *dom, struct xen_dom *xd)
                    dom->domid, path);
         return -1;
     }
-    /* It forks and its first half exits at once: reap that. */
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+    /* Its first half exits at once; a caller that ignores SIGCHLD has
+     * had it reaped already (ECHILD), which is as good. */
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
         ;
-    if (!WIFEXITED(status) || WEXITSTATUS(status)) {
+    p = (struct pollfd){.fd = sv[0], .events = POLLIN};
+    if (poll(&p, 1, 5000) != 1 || read(sv[0], &ready, 1) != 1 || ready != 'r') {
         close(sv[0]);
-        XTK_ERROR(dom->ctx, "domain %u: the guard %s failed to start",
-                  dom->domid, path);
+        XTK_ERROR(dom->ctx, "domain %u: the guard %s did not start", dom->domid,
+                  path);
         return xtk__fail(EIO);
     }
     xd->guard_fd = sv[0];
@@ -141,9 +165,14 @@ static int guard_start(struct xtk_domain *dom, struct xen_dom *xd)
 
 /*
  * Tells the guard what this handle holds now, starting it if this is the
- * first thing held.  Called after each change (a pause taken, the dirty
- * log switched on) and before each release, so that a death in between
- * leaves the guard undoing at most something already undone.
+ * first thing held.  What the guard undoes is harmless when there is
+ * nothing to undo (subscribe port 0, the dirty log off, resume a guest
+ * that is not suspended), so it hears of these before they are taken and
+ * after they are given up: a death in between makes it undo something
+ * already undone.  Pauses are the exception, since an unpause too many
+ * would release somebody else's: the guard hears of a pause after it is
+ * taken and before it is released, and a death in that instant leaves
+ * one pause behind.
  */
 static int guard_update(struct xtk_domain *dom, struct xen_dom *xd)
 {
@@ -165,19 +194,29 @@ static int guard_update(struct xtk_domain *dom, struct xen_dom *xd)
             return -1;
     }
     if (send(xd->guard_fd, &st, sizeof(st), MSG_NOSIGNAL) != sizeof(st)) {
-        XTK_PERROR(dom->ctx, "domain %u: the guard is gone", dom->domid);
+        XTK_PERROR(dom->ctx, "domain %u: its guard is gone", dom->domid);
         return -1;
     }
     return 0;
 }
 
-/* A handle closing cleanly: nothing for the guard to undo. */
+/*
+ * The handle closes: the guard has nothing left to undo, but for a
+ * suspend requested that the guest has not acted on yet (a save that
+ * failed just after asking).  That one it keeps: it resumes the guest
+ * once it has suspended, as for a dead toolstack.
+ */
 static void guard_stop(struct xtk_domain *dom, struct xen_dom *xd)
 {
     if (xd->guard_fd < 0)
         return;
     xd->held_pauses = 0;
-    xd->suspend_paused = xd->logdirty = xd->subscribed = xd->requested = 0;
+    xd->suspend_paused = xd->logdirty = xd->subscribed = 0;
+    if (xd->requested)
+        XTK_DEBUG(dom->ctx,
+                  "domain %u: a suspend request is still in flight: its "
+                  "guard resumes the guest when it suspends",
+                  dom->domid);
     guard_update(dom, xd);
     close(xd->guard_fd);
     xd->guard_fd = -1;
@@ -392,15 +431,18 @@ static void xen_close(struct xtk_domain *dom)
 {
     struct xen_dom *xd = xd_of(dom);
 
+    unsigned int pauses;
+
     xen_suspend_teardown(dom);
     if (xd->logdirty)
         xen_logdirty_disable(dom);
-    if (xd->suspend_paused)
+    /* Pauses: the guard hears before they are released. */
+    pauses = xd->held_pauses + xd->suspend_paused;
+    xd->held_pauses = 0;
+    xd->suspend_paused = 0;
+    guard_update(dom, xd);
+    while (pauses--)
         xc_domain_unpause(xd->xch, dom->domid);
-    while (xd->held_pauses) {
-        xc_domain_unpause(xd->xch, dom->domid);
-        xd->held_pauses--;
-    }
     guard_stop(dom, xd);
     xd_free(xd);
     dom->priv = NULL;
@@ -460,6 +502,9 @@ static int xen_unpause(struct xtk_domain *dom, unsigned int flags)
     struct xen_dom *xd = xd_of(dom);
 
     if (flags & XTK__UNPAUSE_FORCE) {
+        xd->held_pauses = 0;
+        xd->suspend_paused = 0;
+        guard_update(dom, xd); /* before the pauses are released */
         for (int i = 0; i < 1024; i++)
             if (xc_domain_unpause(xd->xch, dom->domid) < 0) {
                 if (errno != EINVAL) {
@@ -468,9 +513,6 @@ static int xen_unpause(struct xtk_domain *dom, unsigned int flags)
                 }
                 break;
             }
-        xd->held_pauses = 0;
-        xd->suspend_paused = 0;
-        guard_update(dom, xd);
         return 0;
     }
     if (!xd->held_pauses)
@@ -592,55 +634,66 @@ static int xen_populate(struct xtk_domain *dom, const uint64_t *pfns,
 static int xen_logdirty_enable(struct xtk_domain *dom)
 {
     struct xen_dom *xd = xd_of(dom);
-    unsigned int op = XEN_DOMCTL_SHADOW_OP_ENABLE_LOGDIRTY;
+    int e;
 
     if (xd->logdirty)
         return xtk__fail(EBUSY);
-    if (xc_shadow_control(xd->xch, dom->domid, op, NULL, 0) < 0) {
-        /* As libxenguest: a dirty log left on by a save that died is
-         * switched off and on again. */
+    /* The guard hears first: switching a log off is harmless. */
+    xd->logdirty = 1;
+    if (guard_update(dom, xd) < 0)
+        goto fail;
+    if (xc_shadow_control(xd->xch, dom->domid,
+                          XEN_DOMCTL_SHADOW_OP_ENABLE_LOGDIRTY, NULL, 0) < 0) {
+        /*
+         * Xen says EINVAL when the log is on already: another save's (or
+         * a dead one's, whose guard has yet to switch it off).  Unlike
+         * libxenguest, which switches it off and on again, xtk does not
+         * take a live save's log from under it: a save whose log reads
+         * empty would send stale pages.
+         */
         if (errno == EINVAL) {
-            xc_shadow_control(xd->xch, dom->domid, XEN_DOMCTL_SHADOW_OP_OFF,
-                              NULL, 0);
-            if (xc_shadow_control(xd->xch, dom->domid, op, NULL, 0) == 0)
-                goto on;
-        }
-        if (errno == EOPNOTSUPP) {
+            XTK_ERROR(dom->ctx,
+                      "domain %u: its dirty log is on already (another "
+                      "save of it is running)",
+                      dom->domid);
+            errno = EBUSY;
+        } else if (errno == EOPNOTSUPP) {
             XTK_ERROR(dom->ctx,
                       "domain %u: Xen cannot log this domain's dirty pages "
                       "(a PV guest on a Xen built without shadow paging, "
                       "as Debian's is): no live save or migration",
                       dom->domid);
-            return xtk__fail(ENOTSUP);
+            errno = ENOTSUP;
+        } else {
+            XTK_PERROR(dom->ctx, "domain %u: enabling the dirty log",
+                       dom->domid);
         }
-        XTK_PERROR(dom->ctx, "domain %u: enabling the dirty log", dom->domid);
-        return -1;
-    }
-on:
-    xd->logdirty = 1;
-    if (guard_update(dom, xd) < 0) {
-        int e = errno;
-        xen_logdirty_disable(dom);
-        return xtk__fail(e);
+        goto fail;
     }
     return 0;
+fail:
+    e = errno;
+    xd->logdirty = 0;
+    guard_update(dom, xd);
+    return xtk__fail(e);
 }
 
 static int xen_logdirty_disable(struct xtk_domain *dom)
 {
     struct xen_dom *xd = xd_of(dom);
+    int r = 0;
 
     if (!xd->logdirty)
         return 0;
-    xd->logdirty = 0;
-    guard_update(dom, xd);
     if (xc_shadow_control(xd->xch, dom->domid, XEN_DOMCTL_SHADOW_OP_OFF, NULL,
                           0) < 0 &&
         errno != ESRCH) {
         XTK_PERROR(dom->ctx, "domain %u: disabling the dirty log", dom->domid);
-        return -1;
+        r = -1;
     }
-    return 0;
+    xd->logdirty = 0;
+    guard_update(dom, xd);
+    return r;
 }
 
 static int xen_logdirty_read(struct xtk_domain *dom, unsigned int flags,
@@ -667,9 +720,16 @@ static int xen_logdirty_read(struct xtk_domain *dom, unsigned int flags,
         if (xd->hbuf.hbuf)
             xc__hypercall_buffer_free_pages(xd->xch, &xd->hbuf,
                                             (int)xd->bitmap_pages);
+        /* Neither the free nor a failed allocation resets it. */
+        xd->hbuf.hbuf = NULL;
         xd->bitmap_bits = 0;
-        if (!xc__hypercall_buffer_alloc_pages(xd->xch, &xd->hbuf, (int)pages))
+        xd->bitmap_pages = 0;
+        if (!xc__hypercall_buffer_alloc_pages(xd->xch, &xd->hbuf, (int)pages)) {
+            xd->hbuf.hbuf = NULL;
+            XTK_PERROR(dom->ctx, "domain %u: a %lu-page dirty bitmap",
+                       dom->domid, pages);
             return -1;
+        }
         xd->bitmap_pages = pages;
         xd->bitmap_bits = (uint64_t)pages * 4096 * 8;
     }
@@ -681,6 +741,9 @@ static int xen_logdirty_read(struct xtk_domain *dom, unsigned int flags,
         return -1;
     }
     memcpy(bitmap, xd->hbuf.hbuf, words * 8);
+    /* Xen copies whole bytes: no bit past nr_bits. */
+    if (nr_bits % 64)
+        bitmap[words - 1] &= (1ull << (nr_bits % 64)) - 1;
     for (uint64_t i = 0; i < words; i++)
         count += (uint64_t)__builtin_popcountll(bitmap[i]);
     if (dirty_count)
@@ -711,14 +774,17 @@ static int subscribe_store_port(struct xtk_domain *dom, struct xen_dom *xd)
         XTK_PERROR(dom->ctx, "domain %u: binding port %d", dom->domid, port);
         return -1;
     }
+    /* The guard hears first: subscribing port 0 again is harmless. */
+    xd->subscribed = 1;
+    if (guard_update(dom, xd) < 0)
+        return -1;
     if (xc_domain_subscribe_for_suspend(xd->xch, dom->domid,
                                         (evtchn_port_t)port) < 0) {
         XTK_PERROR(dom->ctx, "domain %u: subscribing port %d", dom->domid,
                    port);
         return -1;
     }
-    xd->subscribed = 1;
-    return guard_update(dom, xd);
+    return 0;
 }
 
 static int xen_suspend_setup(struct xtk_domain *dom,
@@ -732,12 +798,35 @@ static int xen_suspend_setup(struct xtk_domain *dom,
     xd->suspend_set = 1; /* teardown undoes whatever follows */
     xd->method = method;
     switch (method) {
-    case XTK__SUSPEND_PAUSE:
+    case XTK__SUSPEND_PAUSE: {
+        /* Pausing is a suspend only for an HVM guest without PV drivers:
+         * the frontends of a PV or PVH guest, or of an HVM one with PV
+         * drivers, would never reconnect after a restore. */
+        xc_domaininfo_t xi;
+        uint64_t cb = 0;
+        if (getinfo(xd->xch, dom->domid, &xi) < 0)
+            goto fail;
+        if (!(xi.flags & XEN_DOMINF_hvm_guest) ||
+            xc_hvm_param_get(xd->xch, dom->domid, HVM_PARAM_CALLBACK_IRQ, &cb) <
+                0 ||
+            cb) {
+            XTK_ERROR(dom->ctx,
+                      "domain %u: the pause method is for HVM guests "
+                      "without PV drivers; this one is %s: use the store "
+                      "method",
+                      dom->domid,
+                      xi.flags & XEN_DOMINF_hvm_guest ? "HVM with PV drivers "
+                                                        "(or PVH)"
+                                                      : "PV");
+            errno = ENOTSUP;
+            goto fail;
+        }
         xd->pause_evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (xd->pause_evfd < 0)
             goto fail;
         *fd = xd->pause_evfd;
         return 0;
+    }
     case XTK__SUSPEND_EVTCHN:
     case XTK__SUSPEND_STORE:
         break;
@@ -776,16 +865,20 @@ static int xen_suspend_setup(struct xtk_domain *dom,
             goto fail;
         }
         xd->guest_port = (int)port;
-        xd->local_port = xc_suspend_evtchn_init_exclusive(
-            xd->xch, xd->xce, dom->domid, (int)port, &xd->lock_fd);
-        if (xd->local_port < 0) {
-            XTK_PERROR(dom->ctx, "domain %u: binding its suspend channel %ld",
-                       dom->domid, port);
-            goto fail;
-        }
+        /* The guard hears first: subscribing port 0 again is harmless. */
         xd->subscribed = 1;
         if (guard_update(dom, xd) < 0)
             goto fail;
+        xd->local_port = xc_suspend_evtchn_init_exclusive(
+            xd->xch, xd->xce, dom->domid, (int)port, &xd->lock_fd);
+        if (xd->local_port < 0) {
+            /* Its lock held by another toolstack comes back as EINVAL. */
+            XTK_PERROR(dom->ctx,
+                       "domain %u: cannot bind its suspend channel %ld "
+                       "(is another save of it running?)",
+                       dom->domid, port);
+            goto fail;
+        }
     } else {
         snprintf(path, sizeof(path), "/local/domain/%u/control/shutdown",
                  dom->domid);
@@ -890,7 +983,7 @@ static void xen_suspend_teardown(struct xtk_domain *dom)
     if (xd->subscribed)
         xc_domain_subscribe_for_suspend(xd->xch, dom->domid, 0);
     xd->subscribed = 0;
-    xd->requested = 0;
+    /* A request still in flight stays the guard's (guard_stop). */
     guard_update(dom, xd);
     if (xd->lock_fd >= 0)
         xc_suspend_evtchn_release(xd->xch, xd->xce, dom->domid, xd->local_port,
@@ -922,11 +1015,13 @@ static int xen_resume(struct xtk_domain *dom)
     char payload[16];
     int fd;
 
+    dom->resumed_ns = 0;
     if (getinfo(xd->xch, dom->domid, &xi) < 0)
         return -1;
     if ((xi.flags & XEN_DOMINF_shutdown) &&
         ((xi.flags >> XEN_DOMINF_shutdownshift) & XEN_DOMINF_shutdownmask) ==
             SHUTDOWN_suspend) {
+        xd->requested = 0;
         if (xc_domain_resume(xd->xch, dom->domid, 1) < 0) {
             XTK_PERROR(dom->ctx, "domain %u: resume", dom->domid);
             return -1;
@@ -940,18 +1035,31 @@ static int xen_resume(struct xtk_domain *dom)
             XTK_PERROR(dom->ctx, "domain %u: the store's RESUME", dom->domid);
         if (fd >= 0)
             close(fd);
+    } else if (xd->requested && xd->store_fd >= 0) {
+        /*
+         * The guest has not suspended yet (a save that gave up just after
+         * asking): take back a request it has not read.  The request
+         * stays counted: if the guest read it already, it suspends
+         * later, and the guard resumes it once this handle closes.
+         */
+        char path[64], val[32];
+        snprintf(path, sizeof(path), "/local/domain/%u/control/shutdown",
+                 dom->domid);
+        if (store_read(xd->store_fd, path, val, sizeof(val)) == 0 &&
+            !strcmp(val, "suspend"))
+            xtk__xs_write(xd->store_fd, path, "");
     }
-    xd->requested = 0;
-    if (xd->suspend_paused) {
+    {
+        unsigned int pauses = xd->held_pauses + xd->suspend_paused;
+        xd->held_pauses = 0;
         xd->suspend_paused = 0;
-        xc_domain_unpause(xd->xch, dom->domid);
+        guard_update(dom, xd); /* before the pauses are released */
+        while (pauses--)
+            if (xc_domain_unpause(xd->xch, dom->domid) < 0) {
+                XTK_PERROR(dom->ctx, "domain %u: unpause", dom->domid);
+                break;
+            }
     }
-    while (xd->held_pauses) {
-        if (xc_domain_unpause(xd->xch, dom->domid) < 0)
-            break;
-        xd->held_pauses--;
-    }
-    guard_update(dom, xd);
     if (!dom->resumed_ns)
         dom->resumed_ns = xtk_now_ns();
     return 0;

@@ -164,8 +164,12 @@ else
 fi
 # Each probe prints its own XTK-OK/XTK-FAIL lines.  Debian's Xen is built
 # without shadow paging, so a PV guest has no dirty log (--pv).
-[ -n "$d2" ] && { xen-probe g2 20 2>/run/xen-probe-g2.log || failed=1; }
-xen-probe --pv g1 10 2>/run/xen-probe-g1.log || failed=1
+export XTK_XEN_GUARD=/usr/sbin/xtk-xen-guard
+con=/var/log/xen/console
+[ -n "$d2" ] && { xen-probe --console $con/guest-g2.log g2 20 \
+  2>/run/xen-probe-g2.log || failed=1; }
+xen-probe --pv --console $con/guest-g1.log g1 10 2>/run/xen-probe-g1.log ||
+  failed=1
 if [ -n "$d2" ] && xl destroy g2 >/run/xl-destroy-g2.log 2>&1 &&
   waitfor 30 gone "$d2"; then
   ok pvh-destroy "domain $d2 gone"
@@ -236,6 +240,8 @@ else
   bad xsd-lite-alive "xsd-lite died"
 fi
 
+# A program that crashed in dom0 (the testbed's own health): each one.
+dmesg | grep -E 'segfault|general protection|traps:' | sed 's/^/XTK-NOTE crash: /'
 grep -E ': (warning|error|critical): ' /run/xsd-lite.log | head -n 20 |
   sed 's/^/XTK-NOTE xsd-lite: /'
 if [ "$failed" != 0 ]; then

@@ -2,7 +2,7 @@
  * xen-probe - libxtk's xen backend against a live guest, inside the Xen
  * testbed's dom0 (tests/xen/dom0-init.sh runs it).
  *
- *   xen-probe [--pv] NAME CYCLES
+ *   xen-probe [--pv] [--console FILE] NAME CYCLES
  *
  * Each check prints one line, "XTK-OK <check> <detail>" or "XTK-FAIL
  * <check> <why>", as dom0-init.sh's own checks do; the exit status is the
@@ -24,7 +24,11 @@
  *                 right after it requested a suspend, and while the guest
  *                 sits suspended with the dirty log on: each time the
  *                 guest runs again, unpaused and resumed, with the dirty
- *                 log off (xtk-xen-guard undid it)
+ *                 log off (xtk-xen-guard undid it).  With --console (the
+ *                 guest's console log, which xenconsoled writes), a
+ *                 suspend counts as resumed once the guest's kernel says
+ *                 so there ("Restarting tasks"), so a guest that suspends
+ *                 late cannot pass for one that never did
  *   xtk-running   the guest is running afterwards, neither paused nor
  *                 suspended
  */
@@ -93,7 +97,7 @@ static int wait_flags(struct xtk_domain *dom, uint32_t mask, uint32_t want,
 
 static void check_pause(struct xtk_ctx *ctx, struct xtk_domain *dom)
 {
-    struct xtk_domain_info info;
+    struct xtk_domain_info info = {0};
     struct xtk_domain *other;
 
     if (dom->ops->pause(dom, 0) < 0 || info_of(dom, &info) < 0 ||
@@ -329,14 +333,17 @@ static int killed_holding(uint32_t domid, enum guard_case c, int pv)
                     : 0;
             break;
         }
-        if (r == 0 && write(pfd[1], "k", 1) != 1)
+        if (r != 0 || write(pfd[1], "k", 1) != 1)
             _exit(1);
         for (;;)
             pause(); /* until killed */
     }
     close(pfd[1]);
-    if (read(pfd[0], &ok, 1) != 1)
-        ok = 0;
+    {
+        struct pollfd p = {.fd = pfd[0], .events = POLLIN};
+        if (poll(&p, 1, 60000) != 1 || read(pfd[0], &ok, 1) != 1)
+            ok = 0;
+    }
     close(pfd[0]);
     kill(pid, SIGKILL);
     waitpid(pid, &st, 0);
@@ -359,22 +366,62 @@ static int logdirty_off(uint32_t domid)
     return off;
 }
 
+static const char *console_log;
+
+/* How many times the guest's kernel says it came back from a suspend. */
+static int resumes_said(void)
+{
+    char line[512];
+    int n = 0;
+    FILE *f = console_log ? fopen(console_log, "r") : NULL;
+
+    if (!f)
+        return -1;
+    while (fgets(line, sizeof(line), f))
+        n += strstr(line, "Restarting tasks") != NULL;
+    fclose(f);
+    return n;
+}
+
 static void check_guard(struct xtk_domain *dom, int pv)
 {
     const uint32_t busy = XTK_DOMINFO_PAUSED | XTK_DOMINFO_SUSPENDED;
 
     for (int c = HELD_PAUSE; c <= SUSPENDED_LOGGING; c++) {
+        int said = resumes_said();
+
         if (killed_holding(dom->domid, (enum guard_case)c, pv) < 0) {
             FAIL("xtk-guard", "the toolstack could not get %s: %s",
                  guard_case_name[c], strerror(errno));
             return;
         }
-        /* The guard waits up to 5 s for a guest that suspends late. */
-        if (wait_flags(dom, busy, 0, 15000) < 0) {
+        /* A suspended guest has come back once its kernel says so; without
+         * the console, right after its request the guest has yet to
+         * suspend: give it time to (a failed guard leaves it so). */
+        if (c != HELD_PAUSE && said >= 0) {
+            for (int t = 0; t < 600 && resumes_said() <= said; t++)
+                sleep_ms(100);
+            if (resumes_said() <= said) {
+                FAIL("xtk-guard",
+                     "killed %s: the guest's kernel never says "
+                     "it resumed (%s)",
+                     guard_case_name[c], console_log);
+                return;
+            }
+        } else if (c == JUST_REQUESTED) {
+            sleep_ms(5000);
+        }
+        if (wait_flags(dom, busy, 0, 60000) < 0) {
             FAIL("xtk-guard", "killed %s: the guest stays paused or suspended",
                  guard_case_name[c]);
             return;
         }
+        /* The guard switches the log off after it has resumed the guest:
+         * give it a moment. */
+        for (int t = 0; !pv && c == SUSPENDED_LOGGING && t < 100 &&
+                        logdirty_off(dom->domid) != 1;
+             t++)
+            sleep_ms(100);
         if (!pv && c == SUSPENDED_LOGGING && logdirty_off(dom->domid) != 1) {
             FAIL("xtk-guard", "killed %s: the dirty log stays on",
                  guard_case_name[c]);
@@ -397,12 +444,20 @@ int main(int argc, char **argv)
     struct xtk_domain_info info;
     int cycles, pv = 0;
 
-    if (argc > 1 && !strcmp(argv[1], "--pv")) {
-        pv = 1;
-        argc--, argv++;
+    for (;;) {
+        if (argc > 1 && !strcmp(argv[1], "--pv")) {
+            pv = 1;
+            argc--, argv++;
+        } else if (argc > 2 && !strcmp(argv[1], "--console")) {
+            console_log = argv[2];
+            argc -= 2, argv += 2;
+        } else {
+            break;
+        }
     }
     if (argc != 3 || (cycles = atoi(argv[2])) <= 0) {
-        fprintf(stderr, "usage: xen-probe [--pv] NAME CYCLES\n");
+        fprintf(stderr,
+                "usage: xen-probe [--pv] [--console FILE] NAME CYCLES\n");
         return 2;
     }
     setenv("XTK_BACKEND", "xen", 1);
