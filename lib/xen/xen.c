@@ -872,6 +872,9 @@ static int xen_suspend_setup(struct xtk_domain *dom,
         xd->local_port = xc_suspend_evtchn_init_exclusive(
             xd->xch, xd->xce, dom->domid, (int)port, &xd->lock_fd);
         if (xd->local_port < 0) {
+            /* It released what it took, lock included (its lock fd is
+             * then not to be released again). */
+            xd->lock_fd = -1;
             /* Its lock held by another toolstack comes back as EINVAL. */
             XTK_PERROR(dom->ctx,
                        "domain %u: cannot bind its suspend channel %ld "
