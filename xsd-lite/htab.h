@@ -51,8 +51,8 @@ static inline void xsd_htab_fini(struct xsd_htab *t)
  *   void P_remove(struct xsd_htab *, TYPE *e)  (e is in the table)
  */
 #define XSD_HTAB_DEFINE(P, type)                                               \
-    static inline type *P##_find(const struct xsd_htab *t, const char *path,   \
-                                 size_t plen, uint32_t h)                      \
+    static inline __attribute__((unused)) type *P##_find(                      \
+        const struct xsd_htab *t, const char *path, size_t plen, uint32_t h)   \
     {                                                                          \
         type *e = t->b[h & (t->nb - 1)];                                       \
                                                                                \
@@ -63,7 +63,7 @@ static inline void xsd_htab_fini(struct xsd_htab *t)
         return NULL;                                                           \
     }                                                                          \
                                                                                \
-    static void P##_grow(struct xsd_htab *t)                                   \
+    static __attribute__((unused)) void P##_grow(struct xsd_htab *t)           \
     {                                                                          \
         uint64_t nb = t->nb * 2;                                               \
         void **b = calloc(nb, sizeof(*b));                                     \
@@ -84,7 +84,8 @@ static inline void xsd_htab_fini(struct xsd_htab *t)
         t->nb = nb;                                                            \
     }                                                                          \
                                                                                \
-    static inline void P##_insert(struct xsd_htab *t, type *e)                 \
+    static inline                                                              \
+        __attribute__((unused)) void P##_insert(struct xsd_htab *t, type *e)   \
     {                                                                          \
         void **b = &t->b[e->hash & (t->nb - 1)];                               \
                                                                                \
@@ -94,7 +95,8 @@ static inline void xsd_htab_fini(struct xsd_htab *t)
             P##_grow(t);                                                       \
     }                                                                          \
                                                                                \
-    static inline void P##_remove(struct xsd_htab *t, type *e)                 \
+    static inline                                                              \
+        __attribute__((unused)) void P##_remove(struct xsd_htab *t, type *e)   \
     {                                                                          \
         void **head = &t->b[e->hash & (t->nb - 1)];                            \
         type *p = *head;                                                       \

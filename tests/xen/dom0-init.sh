@@ -27,6 +27,10 @@ bad() {
 now() { cut -d' ' -f1 /proc/uptime; }
 # since T: seconds from uptime T to now, two decimals.
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
+# xl and the probes get a deadline (TCG-sized): a command that hangs fails
+# its check, and the run still gets to print what it knows.
+xl() { timeout 300 /usr/lib/xen-4.17/bin/xl "$@"; }
+probe() { timeout 900 xen-probe "$@"; }
 # waitfor SECONDS COMMAND...: polls COMMAND every 0.2 s until it succeeds.
 waitfor() {
   n=$(($1 * 5))
@@ -166,9 +170,9 @@ fi
 # without shadow paging, so a PV guest has no dirty log (--pv).
 export XTK_XEN_GUARD=/usr/sbin/xtk-xen-guard
 con=/var/log/xen/console
-[ -n "$d2" ] && { xen-probe --console $con/guest-g2.log g2 20 \
+[ -n "$d2" ] && { probe --console $con/guest-g2.log g2 20 \
   2>/run/xen-probe-g2.log || failed=1; }
-xen-probe --pv --console $con/guest-g1.log g1 10 2>/run/xen-probe-g1.log ||
+probe --pv --console $con/guest-g1.log g1 10 2>/run/xen-probe-g1.log ||
   failed=1
 if [ -n "$d2" ] && xl destroy g2 >/run/xl-destroy-g2.log 2>&1 &&
   waitfor 30 gone "$d2"; then
