@@ -41,8 +41,10 @@
 /* How long a guest that took the request may take to suspend (libxl
  * waits as long once the guest has acknowledged). */
 #define SUSPEND_WAIT_MS 60000
-/* How long an unacknowledged request is left before it is taken back. */
+/* How long an unacknowledged request is left before it is taken back,
+ * and how long a guest may still suspend after that. */
 #define ACK_WAIT_MS 5000
+#define WITHDRAWN_WAIT_MS 30000
 
 static const char *me = "xtk-xen-guard";
 static volatile sig_atomic_t terminated;
@@ -134,23 +136,22 @@ static void undo(const struct xtk__xen_guard_state *st)
         /* A store request the guest has not read after ACK_WAIT_MS is
          * taken back; one it has read (or a notification on its
          * channel) is waited for up to SUSPEND_WAIT_MS. */
-        int withdrawn = 0;
-        for (int t = 0; t < SUSPEND_WAIT_MS; t += 20) {
+        /* Taking the request back is a read then a write: a guest that
+         * read it just before still suspends, so the wait goes on (up to
+         * WITHDRAWN_WAIT_MS more) after it. */
+        int withdrawn = 0, until = SUSPEND_WAIT_MS;
+        for (int t = 0; t < until; t += 20) {
             s = suspended(xch, d);
             if (s)
                 break;
-            if (st->store && !withdrawn && t >= ACK_WAIT_MS) {
-                withdrawn = withdraw_request(d);
-                if (withdrawn)
-                    break;
+            if (st->store && !withdrawn && t >= ACK_WAIT_MS &&
+                withdraw_request(d)) {
+                withdrawn = 1;
+                until = t + WITHDRAWN_WAIT_MS;
             }
             if (!st->store && t >= ACK_WAIT_MS)
                 break; /* EVTCHN: no way to tell it was taken */
             sleep_ms(20);
-        }
-        if (withdrawn) {
-            sleep_ms(200); /* a guest that read it just now */
-            s = suspended(xch, d);
         }
     }
     /* Both before the resume: a save started once the guest runs again

@@ -64,8 +64,8 @@
 
 extern char **environ;
 
-#define STORE_TIMEOUT_MS 5000
-#define XS_RESUME 18 /* xs_wire.h */
+#define STORE_TIMEOUT_MS 15000 /* TCG on a loaded host can take seconds */
+#define XS_RESUME 18           /* xs_wire.h */
 
 struct xen_dom {
     xc_interface *xch;
@@ -253,16 +253,21 @@ static int store_read(int fd, const char *path, char *buf, size_t max)
     return n < 0 ? -1 : 0;
 }
 
-static void name_of(int fd, uint32_t domid, char *name, size_t max)
+/* The domain's name from the store; 0, or -1 if the store did not answer
+ * (a domain without a name node has the name ""). */
+static int name_of(int fd, uint32_t domid, char *name, size_t max)
 {
     char path[64];
 
     name[0] = 0;
     if (fd < 0)
-        return;
+        return -1;
     snprintf(path, sizeof(path), "/local/domain/%u/name", domid);
-    if (store_read(fd, path, name, max) < 0)
+    if (store_read(fd, path, name, max) < 0) {
         name[0] = 0;
+        return errno == ENOENT ? 0 : -1;
+    }
+    return 0;
 }
 
 /* ---- discovery ------------------------------------------------------------
@@ -310,6 +315,7 @@ static int xen_list(struct xtk_ctx *ctx, struct xtk_domain_info **infos,
     uint32_t next = 0;
     xc_interface *xch = open_xc(ctx);
     int fd, got;
+    size_t unnamed = 0;
     char name[XTK_DOMAIN_NAME_MAX + 1];
 
     if (!xch)
@@ -329,7 +335,8 @@ static int xen_list(struct xtk_ctx *ctx, struct xtk_domain_info **infos,
                     goto fail;
                 out = grown;
             }
-            name_of(fd, batch[i].domain, name, sizeof(name));
+            if (name_of(fd, batch[i].domain, name, sizeof(name)) < 0)
+                unnamed++;
             fill_info(&batch[i], name, &out[n++]);
         }
         if (got < (int)XTK__ARRAY_SIZE(batch))
@@ -339,6 +346,9 @@ static int xen_list(struct xtk_ctx *ctx, struct xtk_domain_info **infos,
     if (fd >= 0)
         close(fd);
     xc_interface_close(xch);
+    if (unnamed)
+        XTK_WARN(ctx, "the store did not give the names of %zu domain(s)",
+                 unnamed);
     *infos = out;
     *nr = n;
     return 0;
