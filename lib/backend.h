@@ -15,6 +15,7 @@
  *
  *   open or create                       exactly once, first
  *   info, pause, unpause, console_read   any time
+ *   layout, frames                       at the start of a save
  *   logdirty_enable                      before the first logdirty_read
  *   map_all / map_batch                  any time while open
  *   logdirty_read                        repeatedly; FINAL once, paused
@@ -35,7 +36,9 @@
  *
  * A backend may keep state per handle in dom->priv.  Ops on one handle are
  * not called concurrently, except map_* and unmap_batch, which sender
- * threads call while the event loop calls the others.
+ * threads call while the event loop calls the others (so what they share
+ * with the other ops must be thread-safe: the xen backend's libxenctrl
+ * handle is).
  */
 #ifndef XTK_BACKEND_H
 #define XTK_BACKEND_H
@@ -86,7 +89,10 @@ enum xtk__suspend_method {
  * {uint32_t type; uint32_t length;}, `length` bytes of body, then zero
  * padding to a multiple of 8 bytes.  Types have bit 31 set (optional
  * records), so the engine can copy them into a stream unchanged, or wrap
- * the whole buffer in one record; it never looks inside a body.  Note:
+ * the whole buffer in one record; it never looks inside a body.  A backend
+ * with a native layout (XTK__LAYOUT_NATIVE, below) gives its hypervisor's
+ * own records instead (Xen's TSC_INFO, HVM_CONTEXT, HVM_PARAMS), which
+ * the engine writes as they are.  Note:
  * Xen's verify-stream-v2 refuses any record type it does not know, optional
  * or not (checked: "Unrecognised record type 0xcb560011"), while it accepts
  * an HVM_CONTEXT (0x09) of any content: a stream that must pass it carries
@@ -115,6 +121,39 @@ int xtk__rec_next(const void *buf, size_t len, size_t *off, uint32_t *type,
 int xtk__rec_append(void **buf, size_t *len, size_t *cap, uint32_t type,
                     const void *body1, size_t len1, const void *body2,
                     size_t len2);
+
+/*
+ * How a save lays out its stream, where a backend has a layout of its own.
+ *
+ * xtk's layout (no layout op; what KVM uses): domain header of type
+ * X86_HVM with xen_major/minor 0, STATIC_DATA_END, an HVM_PARAMS record
+ * holding xtk's description of the domain, PAGE_DATA (a zero frame goes as
+ * XALLOC, whichever round), and get_state's records wrapped behind xtk's
+ * header in one HVM_CONTEXT record sent as soon as the guest is stopped.
+ *
+ * XTK__LAYOUT_NATIVE: the hypervisor's own layout, so that its own tools
+ * restore the stream (Xen's for an HVM or PVH guest, xg_sr_save_x86_hvm.c:
+ * CPUID and MSR policy, STATIC_DATA_END, PAGE_DATA..., TSC_INFO,
+ * HVM_CONTEXT, HVM_PARAMS, END):
+ *   - the domain header carries domain_type, xen_major and xen_minor;
+ *   - static_data (records, framed as get_state's) goes before
+ *     STATIC_DATA_END, and no record of xtk's own is sent;
+ *   - get_state's records are the stream's records, written unchanged,
+ *     after the last PAGE_DATA of each checkpoint (Xen's restore clears
+ *     some of the pages HVM_PARAMS names when it reads it);
+ *   - a zero frame is elided (XALLOC) only the first time it is sent:
+ *     Xen's restore ignores XALLOC for a frame it has populated already,
+ *     so a frame that became zero later is sent with its zeroes.
+ */
+#define XTK__LAYOUT_NATIVE 0x1u
+
+struct xtk__layout {
+    unsigned int flags;
+    uint32_t domain_type; /* XTK_DOMAIN_* */
+    uint32_t xen_major, xen_minor;
+    void *static_data; /* malloc()ed records; the caller frees */
+    size_t static_len;
+};
 
 struct xtk__backend_ops {
     const char *name; /* "kvm", "xen" */
@@ -199,15 +238,33 @@ struct xtk__backend_ops {
      * Maps nr frames, frame pfns[i] at base + (i << XTK__PAGE_SHIFT), as a
      * foreign mapping of a batch (Xen's xenforeignmemory_map).  errs[i] is
      * set to 0 or to a positive errno for a frame that could not be mapped
-     * (then its page must not be touched).  Thread-safe.  Optional when
-     * map_all exists.
+     * (then its page must not be touched): ENOENT for a frame that is gone
+     * from the frame space since frames said it existed (the guest
+     * unmapped it), which a save sends without data (XTAB).  Thread-safe.
+     * Optional when map_all exists.
      */
     void *(*map_batch)(struct xtk_domain *dom, int prot, const uint64_t *pfns,
                        unsigned int nr, int *errs);
     int (*unmap_batch)(struct xtk_domain *dom, void *base, unsigned int nr);
 
     /*
-     * Fills bitmap (room for nr_bits >= info.nr_pages bits, laid out as
+     * The guest's frame space, where it is sparse: *end is one past its
+     * highest frame number, and *present (malloc()ed, the caller frees;
+     * room for *end bits rounded up to 64, laid out as logdirty_read's)
+     * has the bit of each frame that exists.  Holes are never mapped,
+     * sent or populated.  Called once the dirty log is on (a save of a
+     * domain with a sparse frame space always logs): a frame the guest
+     * adds later is in the log, one it removes is ENOENT to map_batch.  Xen: the p2m's size (xc_domain_nr_gpfns) and
+     * the frames whose type is neither XTAB nor BROKEN; a 128 MiB PVH
+     * guest has RAM at 0-0x7fff, ACPI tables at 0xfc000 and its special
+     * pages at 0xfeff8-0xfefff.  Optional: without it the frames are
+     * 0..info.nr_pages-1, all present (KVM).
+     */
+    int (*frames)(struct xtk_domain *dom, uint64_t *end, uint64_t **present);
+
+    /*
+     * Fills bitmap (room for nr_bits >= the frame space's end bits, laid
+     * out as
      * logdirty_read's) with the frames that may hold data, and clears the
      * bits of frames that certainly read as zero because nothing ever
      * wrote them (holes in KVM's memory file).  A save uses it to skip
@@ -297,6 +354,13 @@ struct xtk__backend_ops {
     void (*suspend_teardown)(struct xtk_domain *dom);
 
     /* -- state --------------------------------------------------------- */
+
+    /*
+     * The stream's layout for this domain, as libxenguest's save_ops own
+     * theirs (see struct xtk__layout).  Optional: without it, xtk's own
+     * layout (KVM's).
+     */
+    int (*layout)(struct xtk_domain *dom, struct xtk__layout *layout);
 
     /*
      * Gets every vCPU's and the platform's state as records (see above) in

@@ -25,30 +25,37 @@ struct xtk__round_result {
     uint64_t entries;       /* frames sent (PAGE_DATA entries) */
     uint64_t data_pages;    /* of which with data */
     uint64_t zero_pages;    /* of which elided as zero (XALLOC) */
+    uint64_t gone_pages;    /* of which gone from the frame space (XTAB) */
     uint64_t last_write_ns; /* when the last record was written */
     int err;                /* 0, or the errno the round failed with */
 };
 
 /*
- * Starts n threads that send rounds of frames of the guest RAM mapped at
- * ram (nr_pages frames) into out, one PAGE_DATA record of up to
+ * Starts n threads that send rounds of dom's frames into out, read from
+ * its RAM mapped whole at ram, or, with ram NULL, from a mapping of each
+ * batch (the backend's map_batch and unmap_batch), one PAGE_DATA record of up to
  * XTK__SAVE_BATCH frames at a time under a mutex, each thread timing its
  * batches into its own histograms.  When a round is complete, 8 bytes are
  * written to notify_fd (an eventfd the event loop watches).  NULL on
  * failure, in which case errno will be set.
  */
-struct xtk__senders *xtk__senders_new(struct xtk_ctx *ctx, unsigned int n,
-                                      const uint8_t *ram, uint64_t nr_pages,
+struct xtk__senders *xtk__senders_new(struct xtk_domain *dom, unsigned int n,
+                                      const uint8_t *ram,
                                       struct xtk_stream *out, int notify_fd);
+
+/* A round's flags. */
+#define XTK__ROUND_KEEP_ZERO 0x1u /* zero frames go with their data */
 
 /*
  * Sends the count frames pfns[] (they must stay valid until the round
  * ends).  populated: NULL, or a bitmap of the frames that may hold data
- * (the others are sent as zero pages without being read).  Returns at
- * once; EBUSY if a round is running.
+ * (the others are sent as zero pages without being read).  flags:
+ * XTK__ROUND_KEEP_ZERO, or 0 to send zero frames as XALLOC entries.
+ * Returns at once; EBUSY if a round is running.
  */
 int xtk__senders_round(struct xtk__senders *sd, const uint64_t *pfns,
-                       uint64_t count, const uint64_t *populated);
+                       uint64_t count, const uint64_t *populated,
+                       unsigned int flags);
 
 /*
  * The same round sent by the calling thread before this returns (notify_fd
@@ -57,7 +64,8 @@ int xtk__senders_round(struct xtk__senders *sd, const uint64_t *pfns,
  * back costs more than the sending.  EBUSY if a round is running.
  */
 int xtk__senders_round_here(struct xtk__senders *sd, const uint64_t *pfns,
-                            uint64_t count, const uint64_t *populated);
+                            uint64_t count, const uint64_t *populated,
+                            unsigned int flags);
 
 /* Frames of the current round written so far (for progress). */
 uint64_t xtk__senders_progress(const struct xtk__senders *sd);

@@ -72,7 +72,13 @@ struct xtk_save {
     int started, finished, err, cancel;
 
     struct xtk__sr_config cfg;
-    const uint8_t *ram;
+    struct xtk__layout layout; /* the backend's, if native */
+    int native;                /* XTK__LAYOUT_NATIVE */
+    uint64_t end;              /* the frame space: 0..end-1 */
+    uint64_t *present;         /* its frames that exist; NULL: all */
+    uint64_t nr_present;
+    unsigned int rounds_started;
+    const uint8_t *ram; /* NULL: the senders map batch by batch */
     uint64_t words;    /* in each bitmap */
     uint64_t *bitmap;  /* the dirty log */
     uint64_t *pending; /* dirty at stop-and-copy, not sent yet */
@@ -161,18 +167,48 @@ static uint64_t bitmap_to_pfns(struct xtk_save *sv)
             uint64_t pfn = w * 64 + (uint64_t)__builtin_ctzll(bits);
 
             bits &= bits - 1;
-            if (pfn < sv->cfg.nr_pages)
+            /* Not filtered by sv->present: a frame the guest added
+             * since is dirty; one it removed is ENOENT to map_batch. */
+            if (pfn < sv->end)
                 sv->pfns[n++] = pfn;
         }
     }
     return n;
 }
 
+/*
+ * Every frame that exists, into sv->pfns; returns how many.  Where the
+ * frame space is sparse, that is what frames said plus what the dirty log
+ * holds (a save that is not live reads it once stopped: the frames the
+ * guest added after frames looked).
+ */
 static uint64_t all_pfns(struct xtk_save *sv)
 {
-    for (uint64_t pfn = 0; pfn < sv->cfg.nr_pages; pfn++)
-        sv->pfns[pfn] = pfn;
-    return sv->cfg.nr_pages;
+    uint64_t n = 0;
+
+    for (uint64_t pfn = 0; pfn < sv->end; pfn++)
+        if (!sv->present ||
+            (((sv->present[pfn / 64] | sv->bitmap[pfn / 64]) >> (pfn % 64)) &
+             1))
+            sv->pfns[n++] = pfn;
+    return n;
+}
+
+/* Writes records framed as get_state's into the stream, unchanged. */
+static int write_records(struct xtk_save *sv, const void *buf, size_t len)
+{
+    size_t off = 0;
+    uint32_t type, length;
+    const void *body;
+    int r;
+
+    while ((r = xtk__rec_next(buf, len, &off, &type, &body, &length)) > 0)
+        if (xtk_stream_write_record(sv->out, type, body, length) < 0)
+            return -1;
+    if (r < 0)
+        XTK_ERROR(sv->ctx, "domain %u: the %s backend gave malformed records",
+                  sv->dom->domid, sv->dom->ops->name);
+    return r;
 }
 
 /* ---- the final round -------------------------------------------------- */
@@ -191,10 +227,14 @@ static int send_state(struct xtk_save *sv)
         XTK_PERROR(sv->ctx, "domain %u: cannot get its state", sv->dom->domid);
         return -1;
     }
-    xtk__sr_state_header(&h, sv->dom->ops->name, &sv->cfg, len);
-    iov[0] = (struct iovec){&h, sizeof(h)};
-    iov[1] = (struct iovec){buf, len};
-    r = xtk_stream_write_recordv(sv->out, XTK_REC_HVM_CONTEXT, iov, 2);
+    if (sv->native) {
+        r = write_records(sv, buf, len);
+    } else {
+        xtk__sr_state_header(&h, sv->dom->ops->name, &sv->cfg, len);
+        iov[0] = (struct iovec){&h, sizeof(h)};
+        iov[1] = (struct iovec){buf, len};
+        r = xtk_stream_write_recordv(sv->out, XTK_REC_HVM_CONTEXT, iov, 2);
+    }
     free(buf);
     hist(sv, "state", xtk_now_ns() - t0);
     stamp(sv, "state sent");
@@ -285,8 +325,9 @@ static void on_suspend(evutil_socket_t fd, short what, void *arg)
     sv->phase = PH_FINAL;
     /* The state goes first, before even the final dirty-log read: a
      * destination can load it while the last pages are on their way (the
-     * domain stays stopped meanwhile). */
-    if (send_state(sv) < 0) {
+     * domain stays stopped meanwhile).  A native stream has it after the
+     * pages (after_final_round). */
+    if (!sv->native && send_state(sv) < 0) {
         fail_errno(sv);
         return;
     }
@@ -310,8 +351,9 @@ static void on_suspend(evutil_socket_t fd, short what, void *arg)
             fail_errno(sv);
             return;
         }
-        sv->round_dirty = sv->cfg.nr_pages;
-        start_round(sv, all_pfns(sv), sv->populated);
+        n = all_pfns(sv);
+        sv->round_dirty = n;
+        start_round(sv, n, sv->populated);
     } else {
         /* What the last pre-copy read found is still to be sent. */
         for (uint64_t w = 0; w < sv->words; w++) {
@@ -329,7 +371,8 @@ static void next_epoch(struct xtk_save *sv)
 {
     uint64_t now;
 
-    if (xtk_stream_write_checkpoint(sv->out) < 0) {
+    if ((sv->native && send_state(sv) < 0) ||
+        xtk_stream_write_checkpoint(sv->out) < 0) {
         fail_errno(sv);
         return;
     }
@@ -360,7 +403,8 @@ static void after_final_round(struct xtk_save *sv)
         next_epoch(sv);
         return;
     }
-    if (xtk_stream_write_end(sv->out) < 0) {
+    if ((sv->native && send_state(sv) < 0) ||
+        xtk_stream_write_end(sv->out) < 0) {
         fail_errno(sv);
         return;
     }
@@ -388,9 +432,13 @@ static void start_round(struct xtk_save *sv, uint64_t count,
                         const uint64_t *populated)
 {
     struct timeval tv = {0, PROGRESS_MS * 1000};
+    /* A native stream elides a zero frame only the first time it goes. */
+    unsigned int flags =
+        sv->native && sv->rounds_started ? XTK__ROUND_KEEP_ZERO : 0;
     char label[32];
     int r;
 
+    sv->rounds_started++;
     sv->round_start = xtk_now_ns();
     sv->round_bytes0 = stream_bytes(sv);
     sv->round_total = count;
@@ -404,9 +452,10 @@ static void start_round(struct xtk_save *sv, uint64_t count,
      * guest is stopped, and a hand-off to the senders and back costs
      * more than the pages). */
     if (sv->phase == PH_FINAL && count <= XTK__SAVE_BATCH)
-        r = xtk__senders_round_here(sv->sd, sv->pfns, count, populated);
+        r = xtk__senders_round_here(sv->sd, sv->pfns, count, populated,
+                                    flags);
     else
-        r = xtk__senders_round(sv->sd, sv->pfns, count, populated);
+        r = xtk__senders_round(sv->sd, sv->pfns, count, populated, flags);
     if (r < 0) {
         fail_errno(sv);
         return;
@@ -544,6 +593,8 @@ static void on_round_done(evutil_socket_t fd, short what, void *arg)
     xtk_stats_count(sv->st, "pages sent", res.entries);
     xtk_stats_count(sv->st, "pages with data", res.data_pages);
     xtk_stats_count(sv->st, "zero pages elided", res.zero_pages);
+    if (res.gone_pages)
+        xtk_stats_count(sv->st, "frames gone (XTAB)", res.gone_pages);
     if (sv->cancel && sv->phase == PH_LIVE) {
         finish(sv, ECANCELED);
         return;
@@ -838,7 +889,10 @@ struct xtk_save *xtk_save_new(struct xtk_domain *dom, struct xtk_stream *out,
     return sv;
 }
 
-/* What start needs from the domain: its shape, its RAM, the bitmaps. */
+/*
+ * What start needs from the domain first: its shape, its stream layout,
+ * how its RAM is mapped (whole where the backend can).
+ */
 static int prepare(struct xtk_save *sv)
 {
     struct xtk_domain *dom = sv->dom;
@@ -855,23 +909,61 @@ static int prepare(struct xtk_save *sv)
     sv->cfg.no_store = !(info.flags & XTK_DOMINFO_STORE);
     sv->cfg.nr_vcpus = info.nr_vcpus;
     memcpy(sv->cfg.name, info.name, sizeof(sv->cfg.name));
-    if (!sv->opt.max_bytes)
-        sv->opt.max_bytes = 3 * (info.nr_pages << XTK__PAGE_SHIFT);
-    if (!dom->ops->map_all) {
+    if (dom->ops->layout) {
+        if (dom->ops->layout(dom, &sv->layout) < 0) {
+            XTK_PERROR(sv->ctx, "domain %u: no stream layout for it",
+                       dom->domid);
+            return -1;
+        }
+        sv->native = !!(sv->layout.flags & XTK__LAYOUT_NATIVE);
+    }
+    if (sv->native && sv->opt.checkpoint_interval_ms) {
         XTK_ERROR(sv->ctx,
-                  "the %s backend cannot map a guest's memory "
-                  "whole, which this engine needs",
+                  "domain %u: checkpointing is not supported in the %s "
+                  "backend's own stream layout (Xen's restore takes a "
+                  "checkpointed stream only from Remus/COLO)",
+                  dom->domid, dom->ops->name);
+        return xtk__fail(ENOTSUP);
+    }
+    if (dom->ops->map_all) {
+        sv->ram = dom->ops->map_all(dom, PROT_READ);
+        if (!sv->ram)
+            return -1;
+    } else if (!dom->ops->map_batch || !dom->ops->unmap_batch) {
+        XTK_ERROR(sv->ctx, "the %s backend cannot map a guest's memory",
                   dom->ops->name);
         return xtk__fail(ENOTSUP);
     }
-    sv->ram = dom->ops->map_all(dom, PROT_READ);
-    if (!sv->ram)
-        return -1;
-    sv->words = (info.nr_pages + 63) / 64;
-    sv->bitmap = calloc(sv->words, 8);
-    sv->pending = calloc(sv->words, 8);
-    sv->populated = malloc(sv->words * 8);
-    sv->pfns = malloc(info.nr_pages * sizeof(*sv->pfns));
+    return 0;
+}
+
+/*
+ * The frame space (once the dirty log is on, where it is sparse: see the
+ * backend's frames) and the bitmaps and frame list sized for it.
+ */
+static int frame_space(struct xtk_save *sv)
+{
+    struct xtk_domain *dom = sv->dom;
+
+    if (dom->ops->frames) {
+        if (dom->ops->frames(dom, &sv->end, &sv->present) < 0) {
+            XTK_PERROR(sv->ctx, "domain %u: cannot tell its frames",
+                       dom->domid);
+            return -1;
+        }
+        sv->nr_present = 0;
+        for (uint64_t w = 0; w < (sv->end + 63) / 64; w++)
+            sv->nr_present += (uint64_t)__builtin_popcountll(sv->present[w]);
+    } else {
+        sv->end = sv->nr_present = sv->cfg.nr_pages;
+    }
+    if (!sv->opt.max_bytes)
+        sv->opt.max_bytes = 3 * (sv->nr_present << XTK__PAGE_SHIFT);
+    sv->words = (sv->end + 63) / 64;
+    sv->bitmap = calloc(sv->words ? sv->words : 1, 8);
+    sv->pending = calloc(sv->words ? sv->words : 1, 8);
+    sv->populated = malloc((sv->words ? sv->words : 1) * 8);
+    sv->pfns = malloc((sv->end ? sv->end : 1) * sizeof(*sv->pfns));
     if (!sv->bitmap || !sv->pending || !sv->populated || !sv->pfns)
         return -1;
     memset(sv->populated, 0xff, sv->words * 8); /* no populated op */
@@ -905,17 +997,35 @@ static int make_events(struct xtk_save *sv)
     return 0;
 }
 
-/* Image and domain headers, the domain's shape, STATIC_DATA_END. */
+/*
+ * Image and domain headers, then, in xtk's layout, STATIC_DATA_END and the
+ * domain's shape; in a native one, the backend's static data and
+ * STATIC_DATA_END.
+ */
 static int write_headers(struct xtk_save *sv)
 {
     uint8_t params[XTK__SR_PARAMS_SIZE];
     size_t plen = xtk__sr_config_encode(&sv->cfg, params);
-    if (xtk_stream_write_image_header(sv->out) < 0 ||
-        xtk_stream_write_domain_header(sv->out, XTK_DOMAIN_X86_HVM, 0, 0) < 0 ||
-        xtk_stream_write_record(sv->out, XTK_REC_STATIC_DATA_END, NULL, 0) <
-            0 ||
-        xtk_stream_write_record(sv->out, XTK_REC_HVM_PARAMS, params,
-                                (uint32_t)plen) < 0) {
+    int r;
+
+    if (sv->native)
+        r = xtk_stream_write_image_header(sv->out) < 0 ||
+            xtk_stream_write_domain_header(sv->out, sv->layout.domain_type,
+                                           sv->layout.xen_major,
+                                           sv->layout.xen_minor) < 0 ||
+            write_records(sv, sv->layout.static_data, sv->layout.static_len) <
+                0 ||
+            xtk_stream_write_record(sv->out, XTK_REC_STATIC_DATA_END, NULL,
+                                    0) < 0;
+    else
+        r = xtk_stream_write_image_header(sv->out) < 0 ||
+            xtk_stream_write_domain_header(sv->out, XTK_DOMAIN_X86_HVM, 0, 0) <
+                0 ||
+            xtk_stream_write_record(sv->out, XTK_REC_STATIC_DATA_END, NULL,
+                                    0) < 0 ||
+            xtk_stream_write_record(sv->out, XTK_REC_HVM_PARAMS, params,
+                                    (uint32_t)plen) < 0;
+    if (r) {
         XTK_PERROR(sv->ctx, "cannot write the stream's headers");
         return -1;
     }
@@ -950,11 +1060,14 @@ int xtk_save_start(struct xtk_save *sv, xtk_save_done_fn *done, void *arg)
     sv->suspend_ready = 1;
     if (make_events(sv) < 0)
         goto err;
-    sv->sd = xtk__senders_new(sv->ctx, sv->opt.senders, sv->ram,
-                              sv->cfg.nr_pages, sv->out, sv->notify_fd);
+    sv->sd = xtk__senders_new(dom, sv->opt.senders, sv->ram, sv->out,
+                              sv->notify_fd);
     if (!sv->sd || write_headers(sv) < 0)
         goto err;
-    if ((sv->opt.flags & XTK_SAVE_LIVE) || sv->opt.checkpoint_interval_ms) {
+    /* A sparse frame space is logged even when not live: frames the
+     * guest adds after frames looked are in the final read. */
+    if ((sv->opt.flags & XTK_SAVE_LIVE) || sv->opt.checkpoint_interval_ms ||
+        dom->ops->frames) {
         if (dom->ops->logdirty_enable(dom) < 0) {
             XTK_PERROR(sv->ctx, "domain %u: cannot log its dirty memory",
                        dom->domid);
@@ -963,6 +1076,8 @@ int xtk_save_start(struct xtk_save *sv, xtk_save_done_fn *done, void *arg)
         sv->logdirty = 1;
         stamp(sv, "dirty log on");
     }
+    if (frame_space(sv) < 0)
+        goto err;
     /* Live, frames written from here on are in the log: what was never
      * written so far needs no reading in round 0. */
     if ((sv->opt.flags & XTK_SAVE_LIVE) && dom->ops->populated &&
@@ -975,9 +1090,11 @@ int xtk_save_start(struct xtk_save *sv, xtk_save_done_fn *done, void *arg)
     sv->done = done;
     sv->done_arg = arg;
     if (sv->opt.flags & XTK_SAVE_LIVE) {
+        uint64_t n = all_pfns(sv);
+
         sv->phase = PH_LIVE;
-        sv->round_dirty = sv->cfg.nr_pages;
-        start_round(sv, all_pfns(sv), sv->populated);
+        sv->round_dirty = n;
+        start_round(sv, n, sv->populated);
     } else {
         request_suspend(sv);
     }
@@ -1053,6 +1170,8 @@ void xtk_save_free(struct xtk_save *sv)
     free(sv->pending);
     free(sv->populated);
     free(sv->pfns);
+    free(sv->present);
+    free(sv->layout.static_data);
     xtk_stats_free(sv->st);
     free(sv);
 }

@@ -3,9 +3,13 @@
  *
  * A round is a list of frames.  Each thread takes the next XTK__SAVE_BATCH
  * of them (an atomic counter hands them out), builds one PAGE_DATA record
- * for them straight from the persistent mapping of guest RAM (a frame that
- * is all zeroes, or a hole that was never written, goes as an XALLOC entry
- * without data), and writes it under the stream's mutex; the pages go to
+ * for them straight from the persistent mapping of guest RAM, or from a
+ * mapping of just that batch where the backend has no persistent one
+ * (Xen's foreign mappings; unmapped once the record is written), and
+ * writes it under the stream's mutex.  A frame that is all zeroes, or one
+ * never written, goes as an XALLOC entry without data, unless the round
+ * says zero frames go with their data (a native Xen stream after its
+ * first round: see XTK__LAYOUT_NATIVE); the pages go to
  * the kernel with writev from where they are, never copied (a checksummed
  * stream copies them, and checksums the copy).  The thread
  * that finishes the round's last batch writes to the notify eventfd,
@@ -22,6 +26,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "save-internal.h"
@@ -35,12 +40,13 @@ struct sender {
     struct xtk_hist *build, *write;
     uint64_t entries[XTK__SAVE_BATCH];
     const void *pages[XTK__SAVE_BATCH];
+    int errs[XTK__SAVE_BATCH];
 };
 
 struct xtk__senders {
     struct xtk_ctx *ctx;
-    const uint8_t *ram;
-    uint64_t nr_pages;
+    struct xtk_domain *dom;
+    const uint8_t *ram; /* NULL: map_batch for each batch */
     struct xtk_stream *out;
     int notify_fd;
     unsigned int n, cap; /* threads started, slots */
@@ -54,6 +60,7 @@ struct xtk__senders {
     unsigned int active; /* threads still in the round */
     const uint64_t *pfns;
     const uint64_t *populated;
+    int keep_zero; /* zero frames go with their data */
     uint64_t count;
     uint64_t next; /* atomic: the next frame to hand out */
     uint64_t sent; /* atomic: frames written (for progress) */
@@ -78,16 +85,45 @@ static int bit(const uint64_t *bm, uint64_t i)
     return (int)((bm[i / 64] >> (i % 64)) & 1);
 }
 
+/*
+ * Maps a batch where there is no persistent mapping: the pages of
+ * pfns[0..nb-1] at the result's i << XTK__PAGE_SHIFT.  A frame the guest
+ * has taken out of its frame space meanwhile (ENOENT) stays in s->errs
+ * and goes without data; any other frame that cannot be mapped fails the
+ * batch.
+ */
+static const uint8_t *map_batch(struct sender *s, const uint64_t *pfns,
+                                unsigned int nb)
+{
+    struct xtk__senders *sd = s->sd;
+    const uint8_t *base =
+        sd->dom->ops->map_batch(sd->dom, PROT_READ, pfns, nb, s->errs);
+
+    if (!base)
+        return NULL;
+    for (unsigned int i = 0; i < nb; i++)
+        if (s->errs[i] && s->errs[i] != ENOENT) {
+            errno = s->errs[i];
+            XTK_PERROR(sd->ctx, "domain %u: frame %#llx cannot be mapped",
+                       sd->dom->domid, (unsigned long long)pfns[i]);
+            sd->dom->ops->unmap_batch(sd->dom, (void *)base, nb);
+            errno = s->errs[i];
+            return NULL;
+        }
+    return base;
+}
+
 /* Sends batches until the round's frames are all handed out. */
 static void send_batches(struct sender *s)
 {
     struct xtk__senders *sd = s->sd;
-    uint64_t entries = 0, data = 0, zero = 0, last = 0;
+    uint64_t entries = 0, data = 0, zero = 0, gone = 0, last = 0;
     int err = 0;
 
     for (;;) {
         uint64_t idx, t0, t1, t2;
-        unsigned int nb, ndata = 0;
+        unsigned int nb, ndata = 0, ngone = 0;
+        const uint8_t *batch = NULL;
         int r;
 
         if (__atomic_load_n(&sd->abort, __ATOMIC_RELAXED))
@@ -99,12 +135,27 @@ static void send_batches(struct sender *s)
             (unsigned int)(sd->count - idx < XTK__SAVE_BATCH ? sd->count - idx
                                                              : XTK__SAVE_BATCH);
         t0 = xtk_now_ns();
+        if (!sd->ram) {
+            batch = map_batch(s, &sd->pfns[idx], nb);
+            if (!batch) {
+                err = errno ? errno : EIO;
+                __atomic_store_n(&sd->abort, 1, __ATOMIC_RELAXED);
+                break;
+            }
+        }
         for (unsigned int i = 0; i < nb; i++) {
             uint64_t pfn = sd->pfns[idx + i];
-            const uint8_t *page = sd->ram + (pfn << XTK__PAGE_SHIFT);
+            const uint8_t *page =
+                batch ? batch + ((uint64_t)i << XTK__PAGE_SHIFT)
+                      : sd->ram + (pfn << XTK__PAGE_SHIFT);
 
-            if ((sd->populated && !bit(sd->populated, pfn)) ||
-                page_is_zero(page)) {
+            if (batch && s->errs[i]) { /* gone from the frame space */
+                s->entries[i] = xtk_pfn_entry(pfn, XTK_PAGE_XTAB);
+                s->pages[i] = NULL;
+                ngone++;
+            } else if (!sd->keep_zero &&
+                       ((sd->populated && !bit(sd->populated, pfn)) ||
+                        page_is_zero(page))) {
                 s->entries[i] = xtk_pfn_entry(pfn, XTK_PAGE_XALLOC);
                 s->pages[i] = NULL;
             } else {
@@ -116,19 +167,23 @@ static void send_batches(struct sender *s)
         t1 = xtk_now_ns();
         pthread_mutex_lock(&sd->write_lock);
         r = xtk_stream_write_page_data(sd->out, nb, s->entries, s->pages);
+        if (r < 0)
+            err = errno;
         t2 = xtk_now_ns();
         pthread_mutex_unlock(&sd->write_lock);
+        if (batch)
+            sd->dom->ops->unmap_batch(sd->dom, (void *)batch, nb);
         xtk_hist_record(s->build, t1 - t0);
         xtk_hist_record(s->write, t2 - t1);
         if (r < 0) {
-            err = errno;
             __atomic_store_n(&sd->abort, 1, __ATOMIC_RELAXED);
             break;
         }
         __atomic_fetch_add(&sd->sent, nb, __ATOMIC_RELAXED);
         entries += nb;
         data += ndata;
-        zero += nb - ndata;
+        zero += nb - ndata - ngone;
+        gone += ngone;
         last = t2;
     }
 
@@ -136,6 +191,7 @@ static void send_batches(struct sender *s)
     sd->res.entries += entries;
     sd->res.data_pages += data;
     sd->res.zero_pages += zero;
+    sd->res.gone_pages += gone;
     if (last > sd->res.last_write_ns)
         sd->res.last_write_ns = last;
     if (err && !sd->res.err)
@@ -182,20 +238,23 @@ static void *sender_main(void *arg)
     }
 }
 
-struct xtk__senders *xtk__senders_new(struct xtk_ctx *ctx, unsigned int n,
-                                      const uint8_t *ram, uint64_t nr_pages,
+struct xtk__senders *xtk__senders_new(struct xtk_domain *dom, unsigned int n,
+                                      const uint8_t *ram,
                                       struct xtk_stream *out, int notify_fd)
 {
+    struct xtk_ctx *ctx = dom ? dom->ctx : NULL;
     struct xtk__senders *sd;
 
-    if (!n || !ram || !out || notify_fd < 0)
+    if (!dom || !n || (!ram && (!dom->ops->map_batch ||
+                                !dom->ops->unmap_batch)) ||
+        !out || notify_fd < 0)
         return xtk__fail_null(EINVAL);
     sd = calloc(1, sizeof(*sd));
     if (!sd)
         return NULL;
     sd->ctx = ctx;
+    sd->dom = dom;
     sd->ram = ram;
-    sd->nr_pages = nr_pages;
     sd->out = out;
     sd->notify_fd = notify_fd;
     pthread_mutex_init(&sd->write_lock, NULL);
@@ -232,13 +291,15 @@ err:
 
 /* Sets a round up (lock held); EBUSY if one runs. */
 static int round_setup(struct xtk__senders *sd, const uint64_t *pfns,
-                       uint64_t count, const uint64_t *populated)
+                       uint64_t count, const uint64_t *populated,
+                       unsigned int flags)
 {
     if (sd->busy)
         return xtk__fail(EBUSY);
     sd->pfns = pfns;
     sd->count = count;
     sd->populated = populated;
+    sd->keep_zero = !!(flags & XTK__ROUND_KEEP_ZERO);
     sd->next = 0;
     __atomic_store_n(&sd->sent, 0, __ATOMIC_RELAXED);
     sd->abort = 0;
@@ -248,12 +309,13 @@ static int round_setup(struct xtk__senders *sd, const uint64_t *pfns,
 }
 
 int xtk__senders_round(struct xtk__senders *sd, const uint64_t *pfns,
-                       uint64_t count, const uint64_t *populated)
+                       uint64_t count, const uint64_t *populated,
+                       unsigned int flags)
 {
     if (!sd || (!pfns && count))
         return xtk__fail(EINVAL);
     pthread_mutex_lock(&sd->lock);
-    if (round_setup(sd, pfns, count, populated) < 0) {
+    if (round_setup(sd, pfns, count, populated, flags) < 0) {
         pthread_mutex_unlock(&sd->lock);
         return -1;
     }
@@ -265,12 +327,13 @@ int xtk__senders_round(struct xtk__senders *sd, const uint64_t *pfns,
 }
 
 int xtk__senders_round_here(struct xtk__senders *sd, const uint64_t *pfns,
-                            uint64_t count, const uint64_t *populated)
+                            uint64_t count, const uint64_t *populated,
+                            unsigned int flags)
 {
     if (!sd || (!pfns && count))
         return xtk__fail(EINVAL);
     pthread_mutex_lock(&sd->lock);
-    if (round_setup(sd, pfns, count, populated) < 0) {
+    if (round_setup(sd, pfns, count, populated, flags) < 0) {
         pthread_mutex_unlock(&sd->lock);
         return -1;
     }
