@@ -22,8 +22,13 @@
  * A suspended source carries on by a cooperative resume
  * (xc_domain_resume(fast) and the store's RESUME), as `xl save -c` does.
  *
+ * For a save by xtk's engine of a PVH guest: the frame space
+ * (which frames exist), and Xen's own stream layout and state records
+ * (CPUID/MSR policy; TSC_INFO, HVM_CONTEXT, HVM_PARAMS), so that Xen's
+ * restore takes the stream as its own.
+ *
  * Not here yet (ENOTSUP, with a message): the domain builder (create),
- * populate, and the vCPU and platform state (get_state, set_state).
+ * populate and set_state (restoring onto Xen), and a PV guest's stream.
  *
  * Unlike KVM's, Xen's pause count, dirty log and suspend subscription
  * belong to the domain, not to this process.  They are undone at close;
@@ -51,6 +56,7 @@
 #include <xenforeignmemory.h>
 #include <xenguest.h>
 #include <libxl.h>
+#include <xen/hvm/params.h>
 
 #include "backend.h"
 #include "xen/guard.h"
@@ -589,6 +595,47 @@ static int xen_rename(struct xtk_domain *dom, const char *name)
 /* ---- memory ----------------------------------------------------------------
  */
 
+/* Exported by libxenctrl 4.17, declared only in its private header. */
+int xc_get_pfn_type_batch(xc_interface *xch, uint32_t dom, unsigned int num,
+                          xen_pfn_t *arr);
+
+/*
+ * A guest changes its frame space as it runs (a translated guest maps and
+ * unmaps frames in it: its grant table, shared info, foreign and
+ * ballooned pages), so a frame that existed when the save began may be
+ * gone, or be one of Xen's own pages, when its batch goes.  As Xen's save
+ * does for each batch, the frames' types are asked for now: a hole
+ * (XTAB) or a broken frame gets ENOENT in errs (the engine sends it
+ * without data), whether or not it could be mapped.  Any other frame that
+ * failed to map is logged with its type.  arr: room for nr frames.
+ */
+static int frames_gone(struct xtk_domain *dom, const uint64_t *pfns,
+                       unsigned int nr, int *errs, xen_pfn_t *arr)
+{
+    struct xen_dom *xd = xd_of(dom);
+
+    for (unsigned int i = 0; i < nr; i++)
+        arr[i] = (xen_pfn_t)pfns[i];
+    if (xc_get_pfn_type_batch(xd->xch, dom->domid, nr, arr) < 0) {
+        XTK_PERROR(dom->ctx, "domain %u: the types of %u frames", dom->domid,
+                   nr);
+        return -1;
+    }
+    for (unsigned int i = 0; i < nr; i++) {
+        xen_pfn_t t = arr[i] & XEN_DOMCTL_PFINFO_LTAB_MASK;
+
+        if (t == XEN_DOMCTL_PFINFO_XTAB || t == XEN_DOMCTL_PFINFO_BROKEN)
+            errs[i] = ENOENT;
+        else if (errs[i])
+            XTK_ERROR(dom->ctx,
+                      "domain %u: frame %#llx (type %#lx) cannot be "
+                      "mapped: error %d",
+                      dom->domid, (unsigned long long)pfns[i],
+                      (unsigned long)t, errs[i]);
+    }
+    return 0;
+}
+
 static void *xen_map_batch(struct xtk_domain *dom, int prot,
                            const uint64_t *pfns, unsigned int nr, int *errs)
 {
@@ -596,7 +643,7 @@ static void *xen_map_batch(struct xtk_domain *dom, int prot,
     xen_pfn_t *arr;
     void *p;
 
-    if (!xd->fmem) {
+    if (!__atomic_load_n(&xd->fmem, __ATOMIC_ACQUIRE)) {
         /* Opened once; xenforeignmemory handles are thread-safe. */
         xenforeignmemory_handle *h = xenforeignmemory_open(NULL, 0);
         if (!h) {
@@ -614,14 +661,21 @@ static void *xen_map_batch(struct xtk_domain *dom, int prot,
     for (unsigned int i = 0; i < nr; i++)
         arr[i] = (xen_pfn_t)pfns[i];
     p = xenforeignmemory_map(xd->fmem, dom->domid, prot, nr, arr, errs);
-    free(arr);
     if (!p) {
         XTK_PERROR(dom->ctx, "domain %u: mapping %u frames", dom->domid, nr);
+        free(arr);
         return NULL;
     }
     for (unsigned int i = 0; i < nr; i++)
         if (errs[i] < 0)
             errs[i] = -errs[i];
+    if (frames_gone(dom, pfns, nr, errs, arr) < 0) {
+        int e = errno;
+        xenforeignmemory_unmap(xd->fmem, p, nr);
+        free(arr);
+        return xtk__fail_null(e);
+    }
+    free(arr);
     return p;
 }
 
@@ -1078,16 +1132,291 @@ static int xen_resume(struct xtk_domain *dom)
     return 0;
 }
 
-/* ---- not yet: the state and restore ----------------------------------- */
+/* ---- the frame space, the stream layout, the state ---------------------- */
 
+#define TYPE_BATCH 1024u /* frames per getpageframeinfo3 */
+
+/*
+ * Migration v2's records (docs/specs/libxc-migration-stream.pandoc in
+ * Xen): the types and the bodies xtk writes itself.
+ */
+#define REC_TSC_INFO 0x08u
+#define REC_HVM_CONTEXT 0x09u
+#define REC_HVM_PARAMS 0x0au
+#define REC_CPUID_POLICY 0x11u
+#define REC_MSR_POLICY 0x12u
+
+struct rec_tsc_info {
+    uint32_t mode;
+    uint32_t khz;
+    uint64_t nsec;
+    uint32_t incarnation;
+    uint32_t reserved;
+};
+
+struct rec_hvm_param {
+    uint64_t index;
+    uint64_t value;
+};
+
+/*
+ * The HVM parameters a guest's state needs on the destination, the set
+ * Xen's own save sends (xg_sr_save_x86_hvm.c); those at 0 are left out.
+ */
+static const uint32_t hvm_params[] = {
+    HVM_PARAM_STORE_PFN,
+    HVM_PARAM_IOREQ_PFN,
+    HVM_PARAM_BUFIOREQ_PFN,
+    HVM_PARAM_PAGING_RING_PFN,
+    HVM_PARAM_MONITOR_RING_PFN,
+    HVM_PARAM_SHARING_RING_PFN,
+    HVM_PARAM_VM86_TSS_SIZED,
+    HVM_PARAM_CONSOLE_PFN,
+    HVM_PARAM_ACPI_IOPORTS_LOCATION,
+    HVM_PARAM_VIRIDIAN,
+    HVM_PARAM_IDENT_PT,
+    HVM_PARAM_VM_GENERATION_ID_ADDR,
+    HVM_PARAM_IOREQ_SERVER_PFN,
+    HVM_PARAM_NR_IOREQ_SERVER_PAGES,
+    HVM_PARAM_X87_FIP_WIDTH,
+    HVM_PARAM_MCA_CAP,
+};
+
+/*
+ * xtk's own engine saves PVH guests (translated: frame = guest frame,
+ * nothing to normalise, no device model).  A PV guest's stream needs its
+ * page tables rewritten frame by frame (libxenguest's PV save); an HVM
+ * guest with emulated devices needs its device model's state and dirty
+ * log (QEMU's, through libxl): neither is here.
+ */
+static int need_pvh(struct xtk_domain *dom, const char *what)
+{
+    xc_domaininfo_t xi;
+
+    if (getinfo(xd_of(dom)->xch, dom->domid, &xi) < 0)
+        return -1;
+    if (!(xi.flags & XEN_DOMINF_hvm_guest)) {
+        XTK_ERROR(dom->ctx,
+                  "domain %u is a PV guest: xtk's engine %s PVH guests "
+                  "only (PV guests need libxenguest's save, not driven by "
+                  "xtk yet; use xl save)",
+                  dom->domid, what);
+        return xtk__fail(ENOTSUP);
+    }
+    if (xi.arch_config.emulation_flags &
+        ~(XEN_X86_EMU_LAPIC | XEN_X86_EMU_VPCI)) {
+        XTK_ERROR(dom->ctx,
+                  "domain %u is an HVM guest with emulated devices: xtk's "
+                  "engine %s PVH guests only (the device model's state "
+                  "and dirty log are libxl's; use xl save)",
+                  dom->domid, what);
+        return xtk__fail(ENOTSUP);
+    }
+    return 0;
+}
+
+static int xen_frames(struct xtk_domain *dom, uint64_t *end,
+                      uint64_t **present)
+{
+    struct xen_dom *xd = xd_of(dom);
+    xen_pfn_t nr = 0, *types = NULL;
+    uint64_t *bm = NULL;
+
+    if (need_pvh(dom, "maps the frames of") < 0)
+        return -1;
+    if (xc_domain_nr_gpfns(xd->xch, dom->domid, &nr) < 0) {
+        XTK_PERROR(dom->ctx, "domain %u: the size of its frame space",
+                   dom->domid);
+        return -1;
+    }
+    bm = calloc((nr + 63) / 64 ? (nr + 63) / 64 : 1, 8);
+    types = malloc(TYPE_BATCH * sizeof(*types));
+    if (!bm || !types)
+        goto fail;
+    for (xen_pfn_t base = 0; base < nr; base += TYPE_BATCH) {
+        unsigned int n =
+            (unsigned int)(nr - base < TYPE_BATCH ? nr - base : TYPE_BATCH);
+
+        for (unsigned int i = 0; i < n; i++)
+            types[i] = base + i;
+        if (xc_get_pfn_type_batch(xd->xch, dom->domid, n, types) < 0) {
+            XTK_PERROR(dom->ctx, "domain %u: the types of frames %#lx-%#lx",
+                       dom->domid, (unsigned long)base,
+                       (unsigned long)(base + n - 1));
+            goto fail;
+        }
+        for (unsigned int i = 0; i < n; i++) {
+            xen_pfn_t t = types[i] & XEN_DOMCTL_PFINFO_LTAB_MASK;
+            /* XTAB: a hole.  BROKEN: a frame whose memory failed; Xen's
+             * save sends it without data, xtk not at all. */
+            if (t != XEN_DOMCTL_PFINFO_XTAB && t != XEN_DOMCTL_PFINFO_BROKEN)
+                bm[(base + i) / 64] |= 1ull << ((base + i) % 64);
+        }
+    }
+    free(types);
+    *end = nr;
+    *present = bm;
+    return 0;
+fail : {
+    int e = errno ? errno : ENOMEM;
+    free(types);
+    free(bm);
+    return xtk__fail(e);
+}
+}
+
+/*
+ * The CPUID and MSR policy records: the guest's CPU as Xen shows it, so
+ * that the destination refuses a host that cannot offer the same.
+ */
+static int policy_records(struct xtk_domain *dom, void **buf, size_t *len,
+                          size_t *cap)
+{
+    struct xen_dom *xd = xd_of(dom);
+    uint32_t nr_leaves = 0, nr_msrs = 0;
+    xen_cpuid_leaf_t *leaves = NULL;
+    xen_msr_entry_t *msrs = NULL;
+    xc_cpu_policy_t *policy = NULL;
+    int r = -1;
+
+    if (xc_cpu_policy_get_size(xd->xch, &nr_leaves, &nr_msrs) < 0) {
+        XTK_PERROR(dom->ctx, "the size of a CPU policy");
+        return -1;
+    }
+    leaves = calloc(nr_leaves ? nr_leaves : 1, sizeof(*leaves));
+    msrs = calloc(nr_msrs ? nr_msrs : 1, sizeof(*msrs));
+    policy = xc_cpu_policy_init();
+    if (!leaves || !msrs || !policy)
+        goto out;
+    if (xc_cpu_policy_get_domain(xd->xch, dom->domid, policy) < 0 ||
+        xc_cpu_policy_serialise(xd->xch, policy, leaves, &nr_leaves, msrs,
+                                &nr_msrs) < 0) {
+        XTK_PERROR(dom->ctx, "domain %u: its CPU policy", dom->domid);
+        goto out;
+    }
+    if ((nr_leaves &&
+         xtk__rec_append(buf, len, cap, REC_CPUID_POLICY, leaves,
+                         nr_leaves * sizeof(*leaves), NULL, 0) < 0) ||
+        (nr_msrs && xtk__rec_append(buf, len, cap, REC_MSR_POLICY, msrs,
+                                    nr_msrs * sizeof(*msrs), NULL, 0) < 0))
+        goto out;
+    r = 0;
+out:
+    if (r < 0 && !errno)
+        errno = ENOMEM;
+    {
+        int e = errno;
+        free(leaves);
+        free(msrs);
+        if (policy)
+            xc_cpu_policy_destroy(policy);
+        errno = e;
+    }
+    return r;
+}
+
+/*
+ * Xen's own layout for a PVH guest (xg_sr_save_x86_hvm.c's), with
+ * the running Xen's version in the domain header, so that Xen's restore
+ * (xl restore, libxenguest) takes the stream as its own.
+ */
+static int xen_layout(struct xtk_domain *dom, struct xtk__layout *l)
+{
+    struct xen_dom *xd = xd_of(dom);
+    size_t cap = 0;
+    int v;
+
+    memset(l, 0, sizeof(*l));
+    if (need_pvh(dom, "saves") < 0)
+        return -1;
+    v = xc_version(xd->xch, XENVER_version, NULL);
+    if (v < 0) {
+        XTK_PERROR(dom->ctx, "Xen's version");
+        return -1;
+    }
+    l->flags = XTK__LAYOUT_NATIVE;
+    l->domain_type = XTK_DOMAIN_X86_HVM;
+    l->xen_major = (uint32_t)v >> 16;
+    l->xen_minor = (uint32_t)v & 0xffff;
+    if (policy_records(dom, &l->static_data, &l->static_len, &cap) < 0) {
+        int e = errno;
+        free(l->static_data);
+        l->static_data = NULL;
+        return xtk__fail(e);
+    }
+    return 0;
+}
+
+/*
+ * The state at the end of a checkpoint, as Xen's records in Xen's order:
+ * TSC_INFO, HVM_CONTEXT (every vCPU and the emulated platform), and
+ * HVM_PARAMS.
+ */
 static int xen_get_state(struct xtk_domain *dom, void **buf, size_t *len)
 {
-    (void)buf, (void)len;
-    XTK_ERROR(dom->ctx,
-              "domain %u: saving a Xen domain's vCPU state is not "
-              "implemented yet",
-              dom->domid);
-    return xtk__fail(ENOTSUP);
+    struct xen_dom *xd = xd_of(dom);
+    struct rec_tsc_info tsc = {0};
+    struct rec_hvm_param params[XTK__ARRAY_SIZE(hvm_params)];
+    uint32_t head[2] = {0, 0}; /* count, reserved */
+    uint8_t *ctx = NULL;
+    void *out = NULL;
+    size_t olen = 0, cap = 0;
+    xc_domaininfo_t xi;
+    int size, e;
+
+    if (getinfo(xd->xch, dom->domid, &xi) < 0)
+        return -1;
+    if (!(xi.flags & (XEN_DOMINF_paused | XEN_DOMINF_shutdown)))
+        return xtk__fail(EBUSY);
+    if (need_pvh(dom, "saves") < 0)
+        return -1;
+    if (xc_domain_get_tsc_info(xd->xch, dom->domid, &tsc.mode, &tsc.nsec,
+                               &tsc.khz, &tsc.incarnation) < 0) {
+        XTK_PERROR(dom->ctx, "domain %u: its TSC", dom->domid);
+        return -1;
+    }
+    size = xc_domain_hvm_getcontext(xd->xch, dom->domid, NULL, 0);
+    if (size <= 0) {
+        XTK_PERROR(dom->ctx, "domain %u: the size of its HVM context",
+                   dom->domid);
+        return size < 0 ? -1 : xtk__fail(EIO);
+    }
+    ctx = malloc((size_t)size);
+    if (!ctx)
+        return -1;
+    size = xc_domain_hvm_getcontext(xd->xch, dom->domid, ctx, (uint32_t)size);
+    if (size < 0) {
+        XTK_PERROR(dom->ctx, "domain %u: its HVM context", dom->domid);
+        goto fail;
+    }
+    for (size_t i = 0; i < XTK__ARRAY_SIZE(hvm_params); i++) {
+        uint64_t v;
+
+        if (xc_hvm_param_get(xd->xch, dom->domid, hvm_params[i], &v) < 0) {
+            XTK_PERROR(dom->ctx, "domain %u: HVM parameter %u", dom->domid,
+                       hvm_params[i]);
+            goto fail;
+        }
+        if (v)
+            params[head[0]++] = (struct rec_hvm_param){hvm_params[i], v};
+    }
+    if (xtk__rec_append(&out, &olen, &cap, REC_TSC_INFO, &tsc, sizeof(tsc),
+                        NULL, 0) < 0 ||
+        xtk__rec_append(&out, &olen, &cap, REC_HVM_CONTEXT, ctx, (size_t)size,
+                        NULL, 0) < 0 ||
+        (head[0] && xtk__rec_append(&out, &olen, &cap, REC_HVM_PARAMS, head,
+                                    sizeof(head), params,
+                                    head[0] * sizeof(params[0])) < 0))
+        goto fail;
+    free(ctx);
+    *buf = out;
+    *len = olen;
+    return 0;
+fail:
+    e = errno ? errno : EIO;
+    free(ctx);
+    free(out);
+    return xtk__fail(e);
 }
 
 static int xen_set_state(struct xtk_domain *dom, const void *buf, size_t len)
@@ -1110,6 +1439,7 @@ const struct xtk__backend_ops xtk__xen_backend = {
     .unpause = xen_unpause,
     .destroy = xen_destroy,
     .rename = xen_rename,
+    .frames = xen_frames,
     .map_batch = xen_map_batch,
     .unmap_batch = xen_unmap_batch,
     .populate = xen_populate,
@@ -1120,6 +1450,7 @@ const struct xtk__backend_ops xtk__xen_backend = {
     .suspend_request = xen_suspend_request,
     .suspend_check = xen_suspend_check,
     .suspend_teardown = xen_suspend_teardown,
+    .layout = xen_layout,
     .get_state = xen_get_state,
     .set_state = xen_set_state,
     .resume = xen_resume,
