@@ -571,6 +571,15 @@ static int xen_destroy(struct xtk_domain *dom)
                   dom->domid, rc);
         return xtk__fail(rc == ERROR_INVAL ? ESRCH : EIO);
     }
+    /* Gone with it: what the handle held, which the guard would
+     * otherwise try to undo on a domain that no longer exists. */
+    {
+        struct xen_dom *xd = xd_of(dom);
+        xd->held_pauses = 0;
+        xd->suspend_paused = xd->requested = xd->logdirty = 0;
+        xd->subscribed = 0;
+        guard_update(dom, xd);
+    }
     return 0;
 }
 
