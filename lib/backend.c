@@ -5,8 +5,11 @@
 #include "config.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "backend.h"
 
@@ -90,4 +93,41 @@ const struct xtk__backend_ops *xtk__backend_pick(struct xtk_ctx *ctx)
     XTK_ERROR(ctx, "XTK_BACKEND=%s: no such backend in this build", want);
     errno = ENOTSUP;
     return NULL;
+}
+
+/*
+ * Where a program is: $env, else beside the running program (a build
+ * tree: xtk-hv, xtk-xen-guard and guests/ are next to xtk; libtool runs an
+ * uninstalled program linked to libxtk.so from .libs/, one level down),
+ * else the installed path.
+ */
+const char *xtk__find_program(const char *env, const char *installed,
+                              const char *beside, char *buf, size_t size)
+{
+    const char *v = getenv(env);
+    char exe[PATH_MAX];
+    ssize_t n;
+    char *slash;
+
+    if (v && *v)
+        return v;
+    n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n > 0) {
+        exe[n] = 0;
+        slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = 0;
+            snprintf(buf, size, "%s/%s", exe, beside);
+            if (access(buf, F_OK) == 0)
+                return buf;
+            slash = strrchr(exe, '/');
+            if (slash && !strcmp(slash, "/.libs")) {
+                *slash = 0;
+                snprintf(buf, size, "%s/%s", exe, beside);
+                if (access(buf, F_OK) == 0)
+                    return buf;
+            }
+        }
+    }
+    return installed;
 }

@@ -428,6 +428,14 @@ struct xtk_domain *
 xtk__domain_create_empty(struct xtk_ctx *ctx,
                          const struct xtk_domain_config *cfg);
 
+/*
+ * Where a helper program is: $env if set, else beside the running program
+ * (the build tree's, also from libtool's .libs/), else installed.  buf
+ * (size bytes) may hold the result.
+ */
+const char *xtk__find_program(const char *env, const char *installed,
+                              const char *beside, char *buf, size_t size);
+
 /* Takes a pause that lasts as long as the handle (XTK__PAUSE_HOLD). */
 int xtk__domain_pause_hold(struct xtk_domain *dom);
 

@@ -557,56 +557,19 @@ static int spawn_hv(struct xtk_ctx *ctx, char *const argv[], uint32_t *domid)
     return r;
 }
 
-/*
- * Where a program is: $env, else beside the running program (a build
- * tree: xtk-hv and guests/ are next to xtk; libtool runs an uninstalled
- * program linked to libxtk.so from .libs/, one level down), else the
- * installed path.
- */
-static const char *find_file(const char *env, const char *installed,
-                             const char *beside, char *buf, size_t size)
-{
-    const char *v = getenv(env);
-    char exe[PATH_MAX];
-    ssize_t n;
-    char *slash;
-
-    if (v && *v)
-        return v;
-    n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-    if (n > 0) {
-        exe[n] = 0;
-        slash = strrchr(exe, '/');
-        if (slash) {
-            *slash = 0;
-            snprintf(buf, size, "%s/%s", exe, beside);
-            if (access(buf, F_OK) == 0)
-                return buf;
-            slash = strrchr(exe, '/');
-            if (slash && !strcmp(slash, "/.libs")) {
-                *slash = 0;
-                snprintf(buf, size, "%s/%s", exe, beside);
-                if (access(buf, F_OK) == 0)
-                    return buf;
-            }
-        }
-    }
-    return installed;
-}
-
 static int kvm_create(struct xtk_domain *dom,
                       const struct xtk_domain_config *cfg, unsigned int flags)
 {
     char hv_buf[PATH_MAX + 32], guest_buf[PATH_MAX + 32];
     const char *hv =
-        find_file("XTK_HV", XTK_HV_PATH, "xtk-hv", hv_buf, sizeof(hv_buf));
+        xtk__find_program("XTK_HV", XTK_HV_PATH, "xtk-hv", hv_buf, sizeof(hv_buf));
     const char *kernel = cfg->kernel;
     char mem[32], vcpus[32];
     char *argv[20];
     int n = 0;
 
     if (!kernel)
-        kernel = find_file("XTK_GUEST", XTK_GUEST_PATH, "guests/xtk-guest.elf",
+        kernel = xtk__find_program("XTK_GUEST", XTK_GUEST_PATH, "guests/xtk-guest.elf",
                            guest_buf, sizeof(guest_buf));
     snprintf(mem, sizeof(mem), "%llu",
              (unsigned long long)(cfg->memory_mib ? cfg->memory_mib : 64));

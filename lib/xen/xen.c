@@ -39,6 +39,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
@@ -116,7 +117,9 @@ static struct xen_dom *xd_of(struct xtk_domain *dom)
  */
 static int guard_start(struct xtk_domain *dom, struct xen_dom *xd)
 {
-    const char *path = getenv("XTK_XEN_GUARD");
+    char buf[PATH_MAX + 32];
+    const char *path = xtk__find_program("XTK_XEN_GUARD", XTK_XEN_GUARD_PATH,
+                                         "xtk-xen-guard", buf, sizeof(buf));
     char *argv[2], ready = 0;
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t at;
@@ -125,8 +128,6 @@ static int guard_start(struct xtk_domain *dom, struct xen_dom *xd)
     int sv[2], rc;
     pid_t pid;
 
-    if (!path || !*path)
-        path = XTK_XEN_GUARD_PATH;
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
         return -1;
     argv[0] = (char *)path;
