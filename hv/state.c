@@ -5,9 +5,11 @@
  *
  * Set order (as Firecracker and QEMU do): the platform first (PIT, the
  * three irqchips, then the clock, which must be set before any vCPU
- * runs); then per vCPU: MP state, regs, sregs, XSAVE, XCRs, debug regs,
- * LAPIC, MSRs (TSC deadline last, after the LAPIC), events last.  Every
- * record is checked before anything is applied.
+ * runs); then per vCPU: CPUID (what the MSRs and XSAVE are checked
+ * against), MP state, regs, sregs, XSAVE, XCRs, debug regs, LAPIC, MSRs
+ * (TSC deadline last, after the LAPIC), events last.  Every record is
+ * checked before anything is applied, the CPUID against what this host's
+ * KVM offers; an MSR KVM refuses fails the load.
  */
 #include "config.h"
 
@@ -20,6 +22,7 @@
 #include "hv.h"
 
 enum kind {
+    K_CPUID,
     K_MP_STATE,
     K_REGS,
     K_SREGS,
@@ -35,11 +38,12 @@ enum kind {
 struct vcpu_rec {
     uint32_t type;
     unsigned long get, set;
-    size_t size; /* 0: variable (XSAVE, MSRS) */
+    size_t size; /* 0: variable (CPUID, XSAVE, MSRS) */
 };
 
 /* In set order. */
 static const struct vcpu_rec vcpu_recs[K_NR_VCPU] = {
+    [K_CPUID] = {XTK_KVM_REC_CPUID, 0, 0, 0},
     [K_MP_STATE] = {XTK_KVM_REC_MP_STATE, KVM_GET_MP_STATE, KVM_SET_MP_STATE,
                     sizeof(struct kvm_mp_state)},
     [K_REGS] = {XTK_KVM_REC_REGS, KVM_GET_REGS, KVM_SET_REGS,
@@ -112,6 +116,35 @@ err:
     return -1;
 }
 
+#define MAX_CPUID 256 /* KVM's KVM_MAX_CPUID_ENTRIES */
+
+/*
+ * The vCPU's CPUID table: room for the most KVM keeps, then the record
+ * cut down to the entries it has.
+ */
+static int get_cpuid(struct hv_vcpu *v, void *buf, size_t max, size_t *len)
+{
+    size_t start = *len, room = sizeof(struct kvm_cpuid2) +
+                                MAX_CPUID * sizeof(struct kvm_cpuid_entry2);
+    struct kvm_cpuid2 *c =
+        reserve(buf, max, len, XTK_KVM_REC_CPUID, v->index, room);
+    struct xtk__rec_hdr h;
+    uint32_t size;
+
+    if (!c)
+        return -1;
+    c->nent = MAX_CPUID;
+    if (ioctl(v->fd, KVM_GET_CPUID2, c) < 0)
+        return -1;
+    size = (uint32_t)(sizeof(*c) + c->nent * sizeof(c->entries[0]));
+    memcpy(&h, (char *)buf + start, sizeof(h));
+    h.length = (uint32_t)sizeof(struct xtk_kvm_rec_head) + size;
+    memcpy((char *)buf + start, &h, sizeof(h));
+    *len = start + sizeof(h) + ((h.length + 7) & ~7u);
+    /* reserve() zeroed the room: the new padding is zero too. */
+    return 0;
+}
+
 /* One vCPU's records, each ioctl writing straight into buf. */
 static int get_vcpu(struct hv *hv, struct hv_vcpu *v, void *buf, size_t max,
                     size_t *len)
@@ -123,7 +156,11 @@ static int get_vcpu(struct hv *hv, struct hv_vcpu *v, void *buf, size_t max,
         void *p;
         int r;
 
-        if (k == K_XSAVE) {
+        if (k == K_CPUID) {
+            if (get_cpuid(v, buf, max, len) < 0)
+                goto err;
+            continue;
+        } else if (k == K_XSAVE) {
             size = hv->xsave_size;
             p = reserve(buf, max, len, d->type, v->index, size);
             r = !p ? -1
@@ -197,6 +234,102 @@ static int bad(const char *why, uint32_t type)
     return -1;
 }
 
+/* The entry for function.index in table c, or NULL. */
+static const struct kvm_cpuid_entry2 *leaf_of(const struct kvm_cpuid2 *c,
+                                              uint32_t function,
+                                              uint32_t index)
+{
+    for (unsigned int i = 0; i < c->nent; i++) {
+        const struct kvm_cpuid_entry2 *e = &c->entries[i];
+
+        if (e->function == function &&
+            (!(e->flags & KVM_CPUID_FLAG_SIGNIFCANT_INDEX) ||
+             e->index == index))
+            return e;
+    }
+    return NULL;
+}
+
+/*
+ * The feature words of CPUID that a guest may rely on, with the bits the
+ * kernel sets by itself (OSXSAVE, OSPKE: they follow CR4) left out.
+ */
+static const struct {
+    uint32_t function, index;
+    unsigned int reg; /* 0 eax, 1 ebx, 2 ecx, 3 edx */
+    uint32_t ignore;
+    const char *name;
+} feature_words[] = {
+    {0x1, 0, 2, 1u << 27, "1.ecx"},
+    {0x1, 0, 3, 0, "1.edx"},
+    {0x7, 0, 1, 0, "7.0.ebx"},
+    {0x7, 0, 2, 1u << 4, "7.0.ecx"},
+    {0x7, 0, 3, 0, "7.0.edx"},
+    {0x7, 1, 0, 0, "7.1.eax"},
+    {0xd, 0, 0, 0, "0xd.0.eax (XCR0)"},
+    {0xd, 0, 3, 0, "0xd.0.edx (XCR0)"},
+    {0xd, 1, 0, 0, "0xd.1.eax"},
+    {0x80000001, 0, 2, 0, "0x80000001.ecx"},
+    {0x80000001, 0, 3, 0, "0x80000001.edx"},
+    {0x80000008, 0, 1, 0, "0x80000008.ebx"},
+};
+
+static uint32_t reg_of(const struct kvm_cpuid_entry2 *e, unsigned int reg)
+{
+    return reg == 0 ? e->eax : reg == 1 ? e->ebx : reg == 2 ? e->ecx : e->edx;
+}
+
+/*
+ * Whether this host's KVM offers every CPU feature the source's vCPU had:
+ * a guest that used one it no longer has would fault or misbehave after
+ * the move, so that is a refusal, naming the features.  What is offered
+ * is the vCPU's own table as KVM holds it here (KVM_GET_CPUID2 on the
+ * vCPU xtk-hv set up; kvm-pvm fills in the host's features, which its
+ * KVM_GET_SUPPORTED_CPUID does not list).
+ */
+static int cpuid_offered(const struct hv *hv, const struct kvm_cpuid2 *src,
+                         uint32_t vcpu)
+{
+    struct kvm_cpuid2 *here =
+        calloc(1, sizeof(*here) + MAX_CPUID * sizeof(here->entries[0]));
+    int r = 0;
+
+    if (!here)
+        return -1;
+    here->nent = MAX_CPUID;
+    if (ioctl(hv->vcpus[vcpu].fd, KVM_GET_CPUID2, here) < 0) {
+        hv_log("set-state: vCPU %u: KVM_GET_CPUID2: %m", vcpu);
+        free(here);
+        return -1;
+    }
+    for (size_t w = 0; w < sizeof(feature_words) / sizeof(feature_words[0]);
+         w++) {
+        const struct kvm_cpuid_entry2 *s, *h;
+        uint32_t missing;
+
+        s = leaf_of(src, feature_words[w].function, feature_words[w].index);
+        if (!s)
+            continue;
+        h = leaf_of(here, feature_words[w].function, feature_words[w].index);
+        missing = reg_of(s, feature_words[w].reg) &
+                  ~(h ? reg_of(h, feature_words[w].reg) : 0) &
+                  ~feature_words[w].ignore;
+        if (missing) {
+            hv_log("set-state: vCPU %u: the source's CPU has features this "
+                   "host's KVM does not offer: CPUID %s bits %#x (the "
+                   "source's %#x, here %#x)",
+                   vcpu, feature_words[w].name, missing,
+                   reg_of(s, feature_words[w].reg),
+                   h ? reg_of(h, feature_words[w].reg) : 0);
+            errno = EINVAL;
+            r = -1;
+            break;
+        }
+    }
+    free(here);
+    return r;
+}
+
 /* Checks one record and files it in p. */
 static int parse_one(struct hv *hv, struct parsed *p, uint32_t type,
                      const void *body, uint32_t length)
@@ -252,6 +385,18 @@ static int parse_one(struct hv *hv, struct parsed *p, uint32_t type,
             continue;
         if (k == K_XSAVE && size != hv->xsave_size)
             return bad("XSAVE area of another size", type);
+        if (k == K_CPUID) {
+            struct kvm_cpuid2 c;
+            if (size < sizeof(c))
+                return bad("wrong size", type);
+            memcpy(&c, data, sizeof(c));
+            if (!c.nent || c.nent > MAX_CPUID ||
+                size != sizeof(c) + c.nent * sizeof(struct kvm_cpuid_entry2))
+                return bad("wrong size", type);
+            if (cpuid_offered(hv, (const struct kvm_cpuid2 *)data,
+                              head.instance) < 0)
+                return -1;
+        }
         if (k == K_MSRS) {
             struct kvm_msrs m;
             if (size < sizeof(m))
@@ -272,28 +417,27 @@ static int parse_one(struct hv *hv, struct parsed *p, uint32_t type,
     return bad("unknown", type);
 }
 
-/* KVM_SET_MSRS stops at the first MSR it refuses: skip it, go on. */
+/*
+ * KVM_SET_MSRS stops at the first MSR it refuses: that MSR's value would
+ * be lost, so the load fails, naming it.
+ */
 static int set_msrs(struct hv_vcpu *v, const void *data, uint32_t size)
 {
     struct kvm_msrs *m = malloc(size);
-    int r = 0;
+    int r;
 
     if (!m)
         return -1;
     memcpy(m, data, size);
-    while (m->nmsrs) {
-        r = ioctl(v->fd, KVM_SET_MSRS, m);
-        if (r < 0)
-            break;
-        if ((unsigned int)r == m->nmsrs) {
-            r = 0;
-            break;
-        }
-        hv_log("vCPU %u: MSR %#x refused, skipped", v->index,
-               m->entries[r].index);
-        m->nmsrs -= (unsigned int)r + 1;
-        memmove(m->entries, m->entries + r + 1,
-                m->nmsrs * sizeof(m->entries[0]));
+    r = ioctl(v->fd, KVM_SET_MSRS, m);
+    if (r >= 0 && (unsigned int)r != m->nmsrs) {
+        hv_log("set-state: vCPU %u: MSR %#x (value %#llx) refused by this "
+               "host's KVM",
+               v->index, m->entries[r].index,
+               (unsigned long long)m->entries[r].data);
+        errno = EINVAL;
+        r = -1;
+    } else if (r > 0) {
         r = 0;
     }
     free(m);
@@ -326,6 +470,8 @@ static int apply(struct hv *hv, struct parsed *p)
                 continue;
             if (k == K_MSRS)
                 r = set_msrs(v, data, p->vcpu_len[i][k]);
+            else if (k == K_CPUID)
+                r = ioctl(v->fd, KVM_SET_CPUID2, data);
             else
                 r = ioctl(v->fd, vcpu_recs[k].set, data);
             if (r < 0) {

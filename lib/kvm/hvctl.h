@@ -186,7 +186,9 @@ struct xtk_hvctl_console {
  * padding to 8.  Every body starts with struct xtk_kvm_rec_head (the vCPU
  * index, or XTK_KVM_REC_VM for platform state) and then the KVM ioctl's
  * structure as <linux/kvm.h> defines it.  MSRS carries struct kvm_msrs
- * followed by its entries.
+ * followed by its entries; CPUID struct kvm_cpuid2 followed by its
+ * entries (the vCPU's CPUID table, which the destination takes when its
+ * KVM offers every feature in it, and refuses otherwise).
  */
 #define XTK_KVM_REC_BASE 0xcb560000u /* optional (bit 31) + "KV" */
 enum xtk_kvm_rec {
@@ -202,6 +204,7 @@ enum xtk_kvm_rec {
     XTK_KVM_REC_LAPIC = XTK_KVM_REC_BASE + 0x16,
     XTK_KVM_REC_MSRS = XTK_KVM_REC_BASE + 0x17,
     XTK_KVM_REC_EVENTS = XTK_KVM_REC_BASE + 0x18,
+    XTK_KVM_REC_CPUID = XTK_KVM_REC_BASE + 0x19, /* kvm_cpuid2, sized */
     XTK_KVM_REC_MAX = XTK_KVM_REC_BASE + 0xff,
 };
 #define XTK_KVM_REC_VM 0xffffffffu

@@ -53,7 +53,7 @@ static void compare_state(const struct saved *s, const void *buf, size_t len)
     static const uint32_t exact[] = {
         XTK_KVM_REC_MP_STATE, XTK_KVM_REC_REGS,    XTK_KVM_REC_SREGS,
         XTK_KVM_REC_XSAVE,    XTK_KVM_REC_XCRS,    XTK_KVM_REC_DEBUGREGS,
-        XTK_KVM_REC_EVENTS,   XTK_KVM_REC_IRQCHIP,
+        XTK_KVM_REC_EVENTS,   XTK_KVM_REC_IRQCHIP, XTK_KVM_REC_CPUID,
     };
     static const size_t ev = sizeof(struct xtk_kvm_rec_head);
     size_t off = 0, n1 = 0, n2 = 0;
@@ -65,7 +65,7 @@ static void compare_state(const struct saved *s, const void *buf, size_t len)
     off = 0;
     while (xtk__rec_next(buf, len, &off, &t, &body, &l) == 1)
         n2++;
-    TEST_ASSERT(n1 == n2 && n1 == 5 + 9 * (size_t)s->vcpus,
+    TEST_ASSERT(n1 == n2 && n1 == 5 + 10 * (size_t)s->vcpus,
                 "%zu records saved, %zu read back", n1, n2);
 
     for (uint32_t inst = 0; inst <= s->vcpus; inst++) {
@@ -277,6 +277,34 @@ static void refusals(void)
     TEST_ASSERT(dom->ops->set_state_start(dom, s.state, s.len) == 0 &&
                     dom->ops->set_state_finish(dom) == 0,
                 "a good state loads ahead");
+    /* A source CPU with a feature this host's KVM does not offer here
+     * (xtk-hv hides CMPXCHG16B, CPUID 1.ecx bit 13): refused. */
+    memcpy(bad, s.state, s.len);
+    off = 0;
+    int found = 0;
+    while (xtk__rec_next(bad, s.len, &off, &t, &body, &l) == 1) {
+        if (t != XTK_KVM_REC_CPUID)
+            continue;
+        struct kvm_cpuid2 *c =
+            (void *)((uint8_t *)body + sizeof(struct xtk_kvm_rec_head));
+        for (uint32_t i = 0; i < c->nent; i++)
+            if (c->entries[i].function == 1) {
+                c->entries[i].ecx |= 1u << 13;
+                found = 1;
+            }
+    }
+    TEST_ASSERT(found, "a CPUID leaf 1 in the state");
+    TEST_ASSERT_ERRNO(dom->ops->set_state(dom, bad, s.len), EINVAL);
+    /* An MSR KVM refuses fails the load (its value is never dropped). */
+    memcpy(bad, s.state, s.len);
+    off = 0;
+    while (xtk__rec_next(bad, s.len, &off, &t, &body, &l) == 1)
+        if (t == XTK_KVM_REC_MSRS) {
+            struct kvm_msrs *m =
+                (void *)((uint8_t *)body + sizeof(struct xtk_kvm_rec_head));
+            m->entries[0].index = 0x12345678; /* no such MSR */
+        }
+    TEST_ASSERT_ERRNO(dom->ops->set_state(dom, bad, s.len), EINVAL);
     /* Broken framing. */
     TEST_ASSERT_ERRNO(dom->ops->set_state(dom, s.state, s.len - 3), EINVAL);
     /* Another backend's record is skipped. */
