@@ -215,7 +215,9 @@ int main(int argc, char **argv)
     if (port) {
         int rmax = rcvbuf ? (rcvbuf > RCVBUF_FINAL ? rcvbuf : RCVBUF_FINAL) : 0;
         char where[NI_MAXHOST + NI_MAXSERV + 4];
-        int lfd = cli_tcp_listen(host, port, rmax, where, sizeof(where));
+        /* No address named: this host only (the stream is in clear). */
+        int lfd = cli_tcp_listen(host ? host : "127.0.0.1", port, rmax, where,
+                                 sizeof(where));
 
         if (lfd < 0)
             goto out;

@@ -279,6 +279,20 @@ fail:
     return -1;
 }
 
+int cli_addr_is_loopback(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+    }
+    if (sa->sa_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+        return IN6_IS_ADDR_LOOPBACK(a) ||
+               (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+    }
+    return 0;
+}
+
 int cli_tcp_connect(const char *host, const char *port, int wait_ms)
 {
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res, *ai;
@@ -313,6 +327,18 @@ int cli_tcp_connect(const char *host, const char *port, int wait_ms)
         return -1;
     }
     nodelay(fd);
+    {
+        struct sockaddr_storage peer;
+        socklen_t len = sizeof(peer);
+
+        if (getpeername(fd, (struct sockaddr *)&peer, &len) == 0 &&
+            !cli_addr_is_loopback((struct sockaddr *)&peer))
+            fprintf(stderr,
+                    "%s: warning: the stream to %s:%s is neither "
+                    "authenticated nor encrypted (see SECURITY in "
+                    "xtk-save(1))\n",
+                    cli_prog, host, port);
+    }
     return fd;
 }
 
@@ -379,6 +405,13 @@ int cli_tcp_listen(const char *host, const char *port, int rcvbuf_max,
     }
     snprintf(where, where_len, ss.ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s",
              h, p);
+    if (!cli_addr_is_loopback((struct sockaddr *)&ss))
+        fprintf(stderr,
+                "%s: warning: listening on %s, where any host that can "
+                "reach it can send a domain here: the stream is neither "
+                "authenticated nor encrypted (see SECURITY in "
+                "xtk-restore(1))\n",
+                cli_prog, where);
     return lfd;
 }
 

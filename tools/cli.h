@@ -76,7 +76,8 @@ int cli_split_endpoint(const char *s, int host_optional, char **host,
 /*
  * A connected TCP socket (TCP_NODELAY), or -1 (and a message), within
  * wait_ms: a refused connection is retried until then (the listener may
- * be starting), and one that is not answered is given up then.
+ * be starting), and one that is not answered is given up then.  Warns on
+ * stderr when the peer is not on this host (the stream is in clear).
  */
 int cli_tcp_connect(const char *host, const char *port, int wait_ms);
 
@@ -86,9 +87,14 @@ int cli_tcp_connect(const char *host, const char *port, int wait_ms);
  */
 int cli_port_ok(const char *port, int zero_ok);
 
+/* Whether sa is a loopback address (127.0.0.0/8, ::1, ::ffff:127.x). */
+struct sockaddr;
+int cli_addr_is_loopback(const struct sockaddr *sa);
+
 /*
  * Listens on host:port (host NULL: every address; port 0: one the kernel
- * picks) and puts the address bound, "ADDR:PORT" ("[ADDR]:PORT" for
+ * picks); warns on stderr when that is not a loopback address (anyone
+ * who reaches it can send a domain) and puts the address bound, "ADDR:PORT" ("[ADDR]:PORT" for
  * IPv6), in where.  rcvbuf_max (0: the kernel's): the receive buffer the
  * connection is set up for (TCP's window scale is fixed at the handshake
  * from the buffer then, so a buffer widened later, up to this, can use
