@@ -236,8 +236,7 @@ static int bad(const char *why, uint32_t type)
 
 /* The entry for function.index in table c, or NULL. */
 static const struct kvm_cpuid_entry2 *leaf_of(const struct kvm_cpuid2 *c,
-                                              uint32_t function,
-                                              uint32_t index)
+                                              uint32_t function, uint32_t index)
 {
     for (unsigned int i = 0; i < c->nent; i++) {
         const struct kvm_cpuid_entry2 *e = &c->entries[i];

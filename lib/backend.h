@@ -254,11 +254,11 @@ struct xtk__backend_ops {
      * has the bit of each frame that exists.  Holes are never mapped,
      * sent or populated.  Called once the dirty log is on (a save of a
      * domain with a sparse frame space always logs): a frame the guest
-     * adds later is in the log, one it removes is ENOENT to map_batch.  Xen: the p2m's size (xc_domain_nr_gpfns) and
-     * the frames whose type is neither XTAB nor BROKEN; a 128 MiB PVH
-     * guest has RAM at 0-0x7fff, ACPI tables at 0xfc000 and its special
-     * pages at 0xfeff8-0xfefff.  Optional: without it the frames are
-     * 0..info.nr_pages-1, all present (KVM).
+     * adds later is in the log, one it removes is ENOENT to map_batch.  Xen:
+     * the p2m's size (xc_domain_nr_gpfns) and the frames whose type is neither
+     * XTAB nor BROKEN; a 128 MiB PVH guest has RAM at 0-0x7fff, ACPI tables at
+     * 0xfc000 and its special pages at 0xfeff8-0xfefff.  Optional: without it
+     * the frames are 0..info.nr_pages-1, all present (KVM).
      */
     int (*frames)(struct xtk_domain *dom, uint64_t *end, uint64_t **present);
 

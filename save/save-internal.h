@@ -33,8 +33,8 @@ struct xtk__round_result {
 /*
  * Starts n threads that send rounds of dom's frames into out, read from
  * its RAM mapped whole at ram, or, with ram NULL, from a mapping of each
- * batch (the backend's map_batch and unmap_batch), one PAGE_DATA record of up to
- * XTK__SAVE_BATCH frames at a time under a mutex, each thread timing its
+ * batch (the backend's map_batch and unmap_batch), one PAGE_DATA record of up
+ * to XTK__SAVE_BATCH frames at a time under a mutex, each thread timing its
  * batches into its own histograms.  When a round is complete, 8 bytes are
  * written to notify_fd (an eventfd the event loop watches).  NULL on
  * failure, in which case errno will be set.

@@ -79,9 +79,9 @@ struct xtk_save {
     uint64_t nr_present;
     unsigned int rounds_started;
     const uint8_t *ram; /* NULL: the senders map batch by batch */
-    uint64_t words;    /* in each bitmap */
-    uint64_t *bitmap;  /* the dirty log */
-    uint64_t *pending; /* dirty at stop-and-copy, not sent yet */
+    uint64_t words;     /* in each bitmap */
+    uint64_t *bitmap;   /* the dirty log */
+    uint64_t *pending;  /* dirty at stop-and-copy, not sent yet */
     uint64_t *populated;
     uint64_t *pfns; /* the round's frames */
     struct xtk__senders *sd;
@@ -452,8 +452,7 @@ static void start_round(struct xtk_save *sv, uint64_t count,
      * guest is stopped, and a hand-off to the senders and back costs
      * more than the pages). */
     if (sv->phase == PH_FINAL && count <= XTK__SAVE_BATCH)
-        r = xtk__senders_round_here(sv->sd, sv->pfns, count, populated,
-                                    flags);
+        r = xtk__senders_round_here(sv->sd, sv->pfns, count, populated, flags);
     else
         r = xtk__senders_round(sv->sd, sv->pfns, count, populated, flags);
     if (r < 0) {
@@ -1015,14 +1014,14 @@ static int write_headers(struct xtk_save *sv)
                                            sv->layout.xen_minor) < 0 ||
             write_records(sv, sv->layout.static_data, sv->layout.static_len) <
                 0 ||
-            xtk_stream_write_record(sv->out, XTK_REC_STATIC_DATA_END, NULL,
-                                    0) < 0;
+            xtk_stream_write_record(sv->out, XTK_REC_STATIC_DATA_END, NULL, 0) <
+                0;
     else
         r = xtk_stream_write_image_header(sv->out) < 0 ||
             xtk_stream_write_domain_header(sv->out, XTK_DOMAIN_X86_HVM, 0, 0) <
                 0 ||
-            xtk_stream_write_record(sv->out, XTK_REC_STATIC_DATA_END, NULL,
-                                    0) < 0 ||
+            xtk_stream_write_record(sv->out, XTK_REC_STATIC_DATA_END, NULL, 0) <
+                0 ||
             xtk_stream_write_record(sv->out, XTK_REC_HVM_PARAMS, params,
                                     (uint32_t)plen) < 0;
     if (r) {
@@ -1060,8 +1059,8 @@ int xtk_save_start(struct xtk_save *sv, xtk_save_done_fn *done, void *arg)
     sv->suspend_ready = 1;
     if (make_events(sv) < 0)
         goto err;
-    sv->sd = xtk__senders_new(dom, sv->opt.senders, sv->ram, sv->out,
-                              sv->notify_fd);
+    sv->sd =
+        xtk__senders_new(dom, sv->opt.senders, sv->ram, sv->out, sv->notify_fd);
     if (!sv->sd || write_headers(sv) < 0)
         goto err;
     /* A sparse frame space is logged even when not live: frames the

@@ -145,9 +145,9 @@ static void send_batches(struct sender *s)
         }
         for (unsigned int i = 0; i < nb; i++) {
             uint64_t pfn = sd->pfns[idx + i];
-            const uint8_t *page =
-                batch ? batch + ((uint64_t)i << XTK__PAGE_SHIFT)
-                      : sd->ram + (pfn << XTK__PAGE_SHIFT);
+            const uint8_t *page = batch
+                                      ? batch + ((uint64_t)i << XTK__PAGE_SHIFT)
+                                      : sd->ram + (pfn << XTK__PAGE_SHIFT);
 
             if (batch && s->errs[i]) { /* gone from the frame space */
                 s->entries[i] = xtk_pfn_entry(pfn, XTK_PAGE_XTAB);
@@ -245,9 +245,9 @@ struct xtk__senders *xtk__senders_new(struct xtk_domain *dom, unsigned int n,
     struct xtk_ctx *ctx = dom ? dom->ctx : NULL;
     struct xtk__senders *sd;
 
-    if (!dom || !n || (!ram && (!dom->ops->map_batch ||
-                                !dom->ops->unmap_batch)) ||
-        !out || notify_fd < 0)
+    if (!dom || !n ||
+        (!ram && (!dom->ops->map_batch || !dom->ops->unmap_batch)) || !out ||
+        notify_fd < 0)
         return xtk__fail_null(EINVAL);
     sd = calloc(1, sizeof(*sd));
     if (!sd)

@@ -94,11 +94,11 @@ int cli_addr_is_loopback(const struct sockaddr *sa);
 /*
  * Listens on host:port (host NULL: every address; port 0: one the kernel
  * picks); warns on stderr when that is not a loopback address (anyone
- * who reaches it can send a domain) and puts the address bound, "ADDR:PORT" ("[ADDR]:PORT" for
- * IPv6), in where.  rcvbuf_max (0: the kernel's): the receive buffer the
- * connection is set up for (TCP's window scale is fixed at the handshake
- * from the buffer then, so a buffer widened later, up to this, can use
- * all of it).  The listening socket, or -1 (and a message).
+ * who reaches it can send a domain) and puts the address bound, "ADDR:PORT"
+ * ("[ADDR]:PORT" for IPv6), in where.  rcvbuf_max (0: the kernel's): the
+ * receive buffer the connection is set up for (TCP's window scale is fixed at
+ * the handshake from the buffer then, so a buffer widened later, up to this,
+ * can use all of it).  The listening socket, or -1 (and a message).
  */
 int cli_tcp_listen(const char *host, const char *port, int rcvbuf_max,
                    char *where, size_t where_len);

@@ -561,16 +561,17 @@ static int kvm_create(struct xtk_domain *dom,
                       const struct xtk_domain_config *cfg, unsigned int flags)
 {
     char hv_buf[PATH_MAX + 32], guest_buf[PATH_MAX + 32];
-    const char *hv =
-        xtk__find_program("XTK_HV", XTK_HV_PATH, "xtk-hv", hv_buf, sizeof(hv_buf));
+    const char *hv = xtk__find_program("XTK_HV", XTK_HV_PATH, "xtk-hv", hv_buf,
+                                       sizeof(hv_buf));
     const char *kernel = cfg->kernel;
     char mem[32], vcpus[32];
     char *argv[20];
     int n = 0;
 
     if (!kernel)
-        kernel = xtk__find_program("XTK_GUEST", XTK_GUEST_PATH, "guests/xtk-guest.elf",
-                           guest_buf, sizeof(guest_buf));
+        kernel = xtk__find_program("XTK_GUEST", XTK_GUEST_PATH,
+                                   "guests/xtk-guest.elf", guest_buf,
+                                   sizeof(guest_buf));
     snprintf(mem, sizeof(mem), "%llu",
              (unsigned long long)(cfg->memory_mib ? cfg->memory_mib : 64));
     snprintf(vcpus, sizeof(vcpus), "%u", cfg->nr_vcpus ? cfg->nr_vcpus : 1);

@@ -640,8 +640,8 @@ static int frames_gone(struct xtk_domain *dom, const uint64_t *pfns,
             XTK_ERROR(dom->ctx,
                       "domain %u: frame %#llx (type %#lx) cannot be "
                       "mapped: error %d",
-                      dom->domid, (unsigned long long)pfns[i],
-                      (unsigned long)t, errs[i]);
+                      dom->domid, (unsigned long long)pfns[i], (unsigned long)t,
+                      errs[i]);
     }
     return 0;
 }
@@ -1225,8 +1225,7 @@ static int need_pvh(struct xtk_domain *dom, const char *what)
     return 0;
 }
 
-static int xen_frames(struct xtk_domain *dom, uint64_t *end,
-                      uint64_t **present)
+static int xen_frames(struct xtk_domain *dom, uint64_t *end, uint64_t **present)
 {
     struct xen_dom *xd = xd_of(dom);
     xen_pfn_t nr = 0, *types = NULL;
@@ -1414,9 +1413,9 @@ static int xen_get_state(struct xtk_domain *dom, void **buf, size_t *len)
                         NULL, 0) < 0 ||
         xtk__rec_append(&out, &olen, &cap, REC_HVM_CONTEXT, ctx, (size_t)size,
                         NULL, 0) < 0 ||
-        (head[0] && xtk__rec_append(&out, &olen, &cap, REC_HVM_PARAMS, head,
-                                    sizeof(head), params,
-                                    head[0] * sizeof(params[0])) < 0))
+        (head[0] &&
+         xtk__rec_append(&out, &olen, &cap, REC_HVM_PARAMS, head, sizeof(head),
+                         params, head[0] * sizeof(params[0])) < 0))
         goto fail;
     free(ctx);
     *buf = out;
