@@ -1045,6 +1045,7 @@ int xtk_save_start(struct xtk_save *sv, xtk_save_done_fn *done, void *arg)
     stamp(sv, "save started");
     if (prepare(sv) < 0)
         return -1;
+    stamp(sv, "domain prepared");
     if (sv->opt.flags & XTK_SAVE_MIGRATE) {
         fl = fcntl(sv->opt.peer_fd, F_GETFL);
         if (fl < 0 || fcntl(sv->opt.peer_fd, F_SETFL, fl | O_NONBLOCK) < 0)
@@ -1057,12 +1058,14 @@ int xtk_save_start(struct xtk_save *sv, xtk_save_done_fn *done, void *arg)
         return -1;
     }
     sv->suspend_ready = 1;
+    stamp(sv, "suspend set up");
     if (make_events(sv) < 0)
         goto err;
     sv->sd =
         xtk__senders_new(dom, sv->opt.senders, sv->ram, sv->out, sv->notify_fd);
     if (!sv->sd || write_headers(sv) < 0)
         goto err;
+    stamp(sv, "headers sent");
     /* A sparse frame space is logged even when not live: frames the
      * guest adds after frames looked are in the final read. */
     if ((sv->opt.flags & XTK_SAVE_LIVE) || sv->opt.checkpoint_interval_ms ||
@@ -1077,6 +1080,8 @@ int xtk_save_start(struct xtk_save *sv, xtk_save_done_fn *done, void *arg)
     }
     if (frame_space(sv) < 0)
         goto err;
+    if (dom->ops->frames)
+        stamp(sv, "frame space read");
     /* Live, frames written from here on are in the log: what was never
      * written so far needs no reading in round 0. */
     if ((sv->opt.flags & XTK_SAVE_LIVE) && dom->ops->populated &&
