@@ -141,9 +141,13 @@ int xtk__rec_append(void **buf, size_t *len, size_t *cap, uint32_t type,
  *   - get_state's records are the stream's records, written unchanged,
  *     after the last PAGE_DATA of each checkpoint (Xen's restore clears
  *     some of the pages HVM_PARAMS names when it reads it);
- *   - a zero frame is elided (XALLOC) only the first time it is sent:
- *     Xen's restore ignores XALLOC for a frame it has populated already,
- *     so a frame that became zero later is sent with its zeroes.
+ *   - a zero frame is never elided: it goes with its zeroes.  Xen's
+ *     restore populates an XALLOC frame with whatever page Xen hands out,
+ *     which is not always zeroed (a page a running domain gave back is
+ *     not scrubbed by default), and ignores XALLOC for a frame it has
+ *     populated already; Xen's own save never sends XALLOC for HVM.  (A
+ *     restored guest whose zero pages came back as another guest's old
+ *     data crashed in a spin lock: found in the testbed.)
  */
 #define XTK__LAYOUT_NATIVE 0x1u
 

@@ -77,7 +77,6 @@ struct xtk_save {
     uint64_t end;              /* the frame space: 0..end-1 */
     uint64_t *present;         /* its frames that exist; NULL: all */
     uint64_t nr_present;
-    unsigned int rounds_started;
     const uint8_t *ram; /* NULL: the senders map batch by batch */
     uint64_t words;     /* in each bitmap */
     uint64_t *bitmap;   /* the dirty log */
@@ -432,13 +431,11 @@ static void start_round(struct xtk_save *sv, uint64_t count,
                         const uint64_t *populated)
 {
     struct timeval tv = {0, PROGRESS_MS * 1000};
-    /* A native stream elides a zero frame only the first time it goes. */
-    unsigned int flags =
-        sv->native && sv->rounds_started ? XTK__ROUND_KEEP_ZERO : 0;
+    /* A native stream never elides a zero frame (see XTK__LAYOUT_NATIVE). */
+    unsigned int flags = sv->native ? XTK__ROUND_KEEP_ZERO : 0;
     char label[32];
     int r;
 
-    sv->rounds_started++;
     sv->round_start = xtk_now_ns();
     sv->round_bytes0 = stream_bytes(sv);
     sv->round_total = count;

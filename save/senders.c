@@ -8,8 +8,8 @@
  * (Xen's foreign mappings; unmapped once the record is written), and
  * writes it under the stream's mutex.  A frame that is all zeroes, or one
  * never written, goes as an XALLOC entry without data, unless the round
- * says zero frames go with their data (a native Xen stream after its
- * first round: see XTK__LAYOUT_NATIVE); the pages go to
+ * says zero frames go with their data (a native Xen stream: see
+ * XTK__LAYOUT_NATIVE); the pages go to
  * the kernel with writev from where they are, never copied (a checksummed
  * stream copies them, and checksums the copy).  The thread
  * that finishes the round's last batch writes to the notify eventfd,
