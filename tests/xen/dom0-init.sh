@@ -246,9 +246,10 @@ xtk_roundtrip() {
   if xl -vvv restore "$file" >/run/xl-restore-$name.log 2>&1; then
     d2=$(domid_of g2)
   fi
+  t2=$(now)
   if [ -n "$d2" ] && introduced "$d2" &&
-    waitfor 60 counter2_above "$((${before:-0} + 1))"; then
-    ok "xtk-$name-restore" "xl restore: domain $d2 in $(since "$t") s, counter $before -> $(counter2)"
+    waitfor 120 counter2_above "$((${before:-0} + 1))"; then
+    ok "xtk-$name-restore" "xl restore: domain $d2 in $(since "$t") s, counter $before -> $(counter2) $(since "$t2") s after"
   else
     bad "xtk-$name-restore" "domain '$d2': counter $before -> $(counter2); $(tail -n 8 /run/xl-restore-$name.log | tr '\n' ';')"
   fi
@@ -286,6 +287,33 @@ if [ -n "$d2" ]; then
   else
     bad xtk-live "no domain g2 to save"
     bad xtk-live-restore "no domain g2 to save"
+  fi
+  # Xen's own save and restore of the same guest: for comparison.
+  if [ -n "$d2" ]; then
+    before=$(counter2)
+    t=$(now)
+    if xl save g2 /run/g2-xl.save >/run/xl-save-g2b.log 2>&1 &&
+      waitfor 30 gone "$d2"; then
+      ts=$(since "$t")
+      t=$(now)
+      if xl restore /run/g2-xl.save >/run/xl-restore-g2b.log 2>&1; then
+        d2=$(domid_of g2)
+        tr=$(since "$t")
+        t=$(now)
+        if waitfor 120 counter2_above "$((${before:-0} + 1))"; then
+          echo "XTK-NOTE xl save of g2: $ts s; xl restore: $tr s, counter $before -> $(counter2) $(since "$t") s after"
+        else
+          echo "XTK-NOTE xl save of g2: $ts s; xl restore: $tr s, counter $before -> $(counter2) (stuck 120 s)"
+        fi
+      else
+        echo "XTK-NOTE xl restore of g2 failed: $(tail -n 3 /run/xl-restore-g2b.log | tr '\n' ';')"
+        d2=
+      fi
+    else
+      echo "XTK-NOTE xl save of g2 failed: $(tail -n 3 /run/xl-save-g2b.log | tr '\n' ';')"
+      d2=$(domid_of g2)
+    fi
+    rm -f /run/g2-xl.save
   fi
 else
   for c in xtk-save xtk-save-restore xtk-live xtk-live-restore; do
@@ -376,7 +404,9 @@ if [ "$failed" != 0 ]; then
     /run/xl-save-g2.log /run/xl-migrate-g2.log \
     /var/log/xen/console/guest-g2.log; do
     echo "XTK-LOG ---- $f"
-    tail -n 60 "$f" 2>&1 | sed 's/^/XTK-LOG /'
+    n=60
+    case $f in *guest-g2.log) n=300 ;; esac
+    tail -n "$n" "$f" 2>&1 | sed 's/^/XTK-LOG /'
   done
   for c in "xl list" "ps" "xenstore-control domains" "xl dmesg" "dmesg"; do
     echo "XTK-LOG ---- $c"

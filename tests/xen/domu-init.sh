@@ -8,7 +8,7 @@ exec </dev/console >/dev/console 2>&1
 echo "xtk-domu: up"
 i=0
 while :; do
-  echo "xtk-domu: counter $i"
+  echo "xtk-domu: counter $i at $(cut -d' ' -f1 /proc/uptime)"
   i=$((i + 1))
   sleep 1
 done
