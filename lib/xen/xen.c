@@ -1199,13 +1199,10 @@ static const uint32_t hvm_params[] = {
  * guest with emulated devices needs its device model's state and dirty
  * log (QEMU's, through libxl): neither is here.
  */
-static int need_pvh(struct xtk_domain *dom, const char *what)
+static int pvh_only(struct xtk_domain *dom, const xc_domaininfo_t *xi,
+                    const char *what)
 {
-    xc_domaininfo_t xi;
-
-    if (getinfo(xd_of(dom)->xch, dom->domid, &xi) < 0)
-        return -1;
-    if (!(xi.flags & XEN_DOMINF_hvm_guest)) {
+    if (!(xi->flags & XEN_DOMINF_hvm_guest)) {
         XTK_ERROR(dom->ctx,
                   "domain %u is a PV guest: xtk's engine %s PVH guests "
                   "only (PV guests need libxenguest's save, not driven by "
@@ -1213,7 +1210,7 @@ static int need_pvh(struct xtk_domain *dom, const char *what)
                   dom->domid, what);
         return xtk__fail(ENOTSUP);
     }
-    if (xi.arch_config.emulation_flags &
+    if (xi->arch_config.emulation_flags &
         ~(XEN_X86_EMU_LAPIC | XEN_X86_EMU_VPCI)) {
         XTK_ERROR(dom->ctx,
                   "domain %u is an HVM guest with emulated devices: xtk's "
@@ -1223,6 +1220,16 @@ static int need_pvh(struct xtk_domain *dom, const char *what)
         return xtk__fail(ENOTSUP);
     }
     return 0;
+}
+
+/* pvh_only() on the domain as Xen shows it now. */
+static int need_pvh(struct xtk_domain *dom, const char *what)
+{
+    xc_domaininfo_t xi;
+
+    if (getinfo(xd_of(dom)->xch, dom->domid, &xi) < 0)
+        return -1;
+    return pvh_only(dom, &xi, what);
 }
 
 static int xen_frames(struct xtk_domain *dom, uint64_t *end, uint64_t **present)
@@ -1377,7 +1384,7 @@ static int xen_get_state(struct xtk_domain *dom, void **buf, size_t *len)
         return -1;
     if (!(xi.flags & (XEN_DOMINF_paused | XEN_DOMINF_shutdown)))
         return xtk__fail(EBUSY);
-    if (need_pvh(dom, "saves") < 0)
+    if (pvh_only(dom, &xi, "saves") < 0)
         return -1;
     if (xc_domain_get_tsc_info(xd->xch, dom->domid, &tsc.mode, &tsc.nsec,
                                &tsc.khz, &tsc.incarnation) < 0) {
