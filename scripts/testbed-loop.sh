@@ -42,7 +42,7 @@ for i in $(seq "$n"); do
   [ $rc = 0 ] || failed=$((failed + 1))
   echo "testbed $i: rc $rc, $(($(date +%s) - s)) s, load $(cut -d' ' -f1-3 /proc/loadavg)," \
     "crashes $(grep -c '^XTK-NOTE crash' "$out/run$i.log")," \
-    "reruns $(grep -c 'running the boot once more' "$out/run$i.log")," \
+    "boots $(grep -c '^testbed: boot [0-9]*: QEMU exited' "$out/run$i.log")," \
     "$(grep -E '^(PASS|FAIL:)' "$out/run$i.log" | tail -1)" | tee -a "$out/summary"
 done
 touch "$out/stop"

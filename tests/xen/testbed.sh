@@ -16,14 +16,13 @@
 # depend on the build are kept in $XTK_XEN_CACHE (default
 # $top_builddir/tests/xen/cache); a run only adds this build's xsd-lite
 # and dom0's /init on top.  One boot; QEMU gets $XTK_XEN_TIMEOUT seconds
-# (600), and a boot that dies before dom0's /init runs is tried once more
-# (so is one whose checks failed while programs crashed in dom0: below).
+# (900), and a boot that dies before dom0's /init runs is tried once more.
 # QEMU's machine: $XTK_XEN_SMP CPUs (1: one host core, which leaves the
 # other to the tests running beside it, and is no slower under TCG),
 # $XTK_XEN_TCG (multi) TCG threads, "-cpu max,-smap,-smep,-pku" plus
 # $XTK_XEN_CPU_EXTRA; the kernels are Debian's current 6.1 ABI, or
-# $XTK_XEN_KERNEL_ABI (e.g. 6.1.0-57); $XTK_XEN_ARGS is added to Xen's
-# command line.
+# $XTK_XEN_KERNEL_ABI (e.g. 6.1.0-57).  Xen's command line has
+# spec-ctrl=eager-fpu (below, at the boot) and then $XTK_XEN_ARGS.
 set -uo pipefail
 top_srcdir=${top_srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}
 top_builddir=${top_builddir:-$top_srcdir/build}
@@ -250,8 +249,16 @@ ln -s "$cache/xen.elf" "$run/xen.elf"
 ln -s "$cache/vmlinuz-dom0" "$run/vmlinuz-dom0"
 
 # ---- the boot --------------------------------------------------------------
+# Xen switches FPU state lazily on AMD CPUs (QEMU's "max" is one): CR0.TS
+# set at a vCPU switch, the state restored on the #NM that follows.  Under
+# QEMU 7.2's TCG with XSAVE in the CPU that corrupts dom0's processes now
+# and then (a pointer read as 0 or garbage: busybox applets, xl, glibc's
+# loader), and only while another domain runs: measured with
+# scripts/xen-crash-stress.sh, 28 crashes in 1,900 process rounds lazily,
+# none in 1,580 with eager-fpu or without XSAVE.  Eager switching is Xen's
+# own default on Intel CPUs; it keeps XSAVE and AVX in the emulated CPU.
 # XTK_XEN_ARGS: more options for Xen's command line (experiments).
-xen_args=${XTK_XEN_ARGS:+$XTK_XEN_ARGS }
+xen_args="spec-ctrl=eager-fpu ${XTK_XEN_ARGS:+$XTK_XEN_ARGS }"
 boot() { # boot OUTPUT: Xen and dom0 under QEMU, console to OUTPUT
   (cd "$run" && exec timeout -k 10 "$timeout" qemu-system-x86_64 \
     -accel "tcg,thread=$tcg" -cpu "max,-smap,-smep,-pku${XTK_XEN_CPU_EXTRA:-}" \
@@ -351,44 +358,29 @@ evaluate() {
   return 0
 }
 
-# Programs in this emulated dom0 crash now and then (a segfault or
-# general protection fault in busybox applets, xl, xenstore-read, once a
-# probe: a process reading memory it inherited across fork() as zero or
-# garbage), more often on a loaded host, and with or without SVM in the
-# emulated CPU (see docs/architecture.md, "Xen testbed").  The kernel's
-# lines are printed as XTK-NOTE crash.  A run whose checks failed while
-# something crashed, or that never got to its end (a hang; its /init, a
-# busybox shell, can crash too), is shown whole and booted again, up to
-# $XTK_XEN_ATTEMPTS (3) boots in all.  Checks that failed in a run that
-# finished without a crash are never retried, and the last boot's result
-# stands.
-attempts=${XTK_XEN_ATTEMPTS:-3}
+# No program may crash in dom0 (check dom0-crashes): dom0's kernel lines
+# about a segfault or a general protection fault come out as XTK-NOTE
+# crash.  They used to come now and then, from Xen's lazy FPU switching
+# under TCG (see xen_args above); one now is a bug to look into, in xtk's
+# programs or in the testbed, and the run is not retried to hide it.
 out=$run/console
-for attempt in $(seq "$attempts"); do
-  boot_to_init "$out"
-  echo "---- dom0's console (run $attempt) ----"
-  cat "$out.txt"
-  echo "---- end of dom0's console ----"
-  killed=
-  if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
-    killed=1
-    log "QEMU was killed after $timeout s"
-  fi
-  evaluate "$out.txt"
-  [ "$bad" = 0 ] && break
-  [ "$attempt" -lt "$attempts" ] || break
-  if [ -n "$crashes" ]; then
-    log "run $attempt: $bad check(s) failed while programs crashed in dom0:"
-    sed 's/^XTK-NOTE crash: /testbed:   /' <<<"$crashes" >&2
-  elif ! grep -q '^XTK-END ' <<<"$res"; then
-    log "run $attempt: dom0 never finished its checks (a hang, or its /init died)"
-  else
-    break
-  fi
-  log "running the boot once more"
-done
-log "boots: $attempt"
-[ -n "$crashes" ] && log "dom0 crashes in the last run: $(grep -c . <<<"$crashes")"
+boot_to_init "$out"
+echo "---- dom0's console ----"
+cat "$out.txt"
+echo "---- end of dom0's console ----"
+killed=
+if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
+  killed=1
+  log "QEMU was killed after $timeout s"
+fi
+evaluate "$out.txt"
+if [ -z "$crashes" ]; then
+  echo "ok   dom0-crashes: no program crashed in dom0"
+else
+  echo "FAIL dom0-crashes: $(grep -c . <<<"$crashes") program(s) crashed in dom0:"
+  sed 's/^XTK-NOTE crash: /       /' <<<"$crashes"
+  bad=$((bad + 1))
+fi
 log "wall time $(($(date +%s) - start)) s"
 grep -q '^XTK-END ' <<<"$res" ||
   die "dom0 did not finish its checks (QEMU exit $rc${killed:+, killed after $timeout s}; see the console above)"
