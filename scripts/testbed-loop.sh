@@ -30,6 +30,8 @@ if [ -z "${NOLOAD:-}" ]; then
       i=$((i + 1))
       make -s -C "$build" -j2 check TESTS="$tests" >"$out/load$i.out" 2>&1
       echo "load $i: $(grep -E '^# (PASS|FAIL):' "$build/test-suite.log" | tr '\n' ' ')" >>"$out/summary"
+      grep -q '^# FAIL: *[1-9]' "$build/test-suite.log" &&
+        cp "$build/test-suite.log" "$out/load$i.test-suite.log"
     done
   ) &
   load_pid=$!

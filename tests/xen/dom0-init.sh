@@ -47,8 +47,8 @@ counter() {
     2>/dev/null | tail -n 1 | cut -d' ' -f3
 }
 counter_above() { [ "$(counter)" -gt "$1" ] 2>/dev/null; }
-# domid_of NAME: the domain's id; asked up to 3 times (the shell that runs
-# xl for it can be one of the programs this emulated dom0 crashes).
+# domid_of NAME: the domain's id; asked up to 3 times, a second apart
+# (from when programs in this dom0 crashed now and then: testbed.sh).
 domid_of() {
   for _ in 1 2 3; do
     _id=$(xl domid "$1" 2>/dev/null) && [ -n "$_id" ] && { echo "$_id"; return 0; }

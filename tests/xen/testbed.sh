@@ -254,8 +254,8 @@ ln -s "$cache/vmlinuz-dom0" "$run/vmlinuz-dom0"
 # QEMU 7.2's TCG with XSAVE in the CPU that corrupts dom0's processes now
 # and then (a pointer read as 0 or garbage: busybox applets, xl, glibc's
 # loader), and only while another domain runs: measured with
-# scripts/xen-crash-stress.sh, 28 crashes in 1,900 process rounds lazily,
-# none in 1,580 with eager-fpu or without XSAVE.  Eager switching is Xen's
+# scripts/xen-crash-stress.sh, 48 crashes in 2,939 rounds lazily, none in
+# 977 with eager-fpu (docs/benchmarks.md).  Eager switching is Xen's
 # own default on Intel CPUs; it keeps XSAVE and AVX in the emulated CPU.
 # XTK_XEN_ARGS: more options for Xen's command line (experiments).
 xen_args="spec-ctrl=eager-fpu ${XTK_XEN_ARGS:+$XTK_XEN_ARGS }"
