@@ -315,8 +315,47 @@ if [ -n "$d2" ]; then
     fi
     rm -f /run/g2-xl.save
   fi
+  # ---- kill -9 of xtk-save in its first live round ---------------------
+  # Its output is a pipe whose reader takes 8 MiB and then reads no more:
+  # xtk-save blocks in its first round, with the guest's dirty log on and
+  # its suspend notification subscribed.  Killed there, its guard
+  # (xtk-xen-guard) gives both back; Xen's own live migration (which wants
+  # the dirty log off) then works and the guest counts on.
+  if [ -n "$d2" ]; then
+    rm -f /run/kill.fifo /run/kill.read
+    mkfifo /run/kill.fifo
+    { head -c 8388608 >/dev/null; : >/run/kill.read; sleep 900; } </run/kill.fifo &
+    rp=$!
+    XTK_BACKEND=xen xtk-save --live --suspend store --format xl \
+      --config /etc/xen/g2.cfg g2 - >/run/kill.fifo 2>/run/xtk-kill.log &
+    kp=$!
+    if waitfor 120 test -e /run/kill.read && kill -0 "$kp" 2>/dev/null; then
+      kill -9 "$kp"
+      wait "$kp" 2>/dev/null
+      kill "$rp" 2>/dev/null
+      pkill -f 'sleep 900' 2>/dev/null
+      before=$(counter2)
+      t=$(now)
+      if waitfor 90 sh -c '! pidof xtk-xen-guard' &&
+        xl migrate -s '' g2 'xl migrate-receive' >/run/xl-migrate-kill.log 2>&1 &&
+        d2=$(domid_of g2) &&
+        waitfor 120 counter2_above "$((${before:-0} + 1))"; then
+        ok xtk-kill "xtk-save killed (-9) in its first live round; its guard: $(grep -i 'guard' /run/xtk-kill.log | tr '\n' ';' | cut -c1-300); then xl migrate: domain $d2 in $(since "$t") s, counter $before -> $(counter2)"
+      else
+        bad xtk-kill "after the kill: guard $(pidof xtk-xen-guard || echo gone), domain '$d2', counter $before -> $(counter2); xtk-save: $(tail -n 5 /run/xtk-kill.log | tr '\n' ';'); xl migrate: $(tail -n 5 /run/xl-migrate-kill.log | tr '\n' ';')"
+        d2=$(domid_of g2)
+      fi
+    else
+      bad xtk-kill "xtk-save did not block in its first round: $(tail -n 5 /run/xtk-kill.log | tr '\n' ';')"
+      kill -9 "$kp" "$rp" 2>/dev/null
+      d2=$(domid_of g2)
+    fi
+    rm -f /run/kill.fifo /run/kill.read
+  else
+    bad xtk-kill "no domain g2"
+  fi
 else
-  for c in xtk-save xtk-save-restore xtk-live xtk-live-restore; do
+  for c in xtk-save xtk-save-restore xtk-live xtk-live-restore xtk-kill; do
     bad "$c" "no PVH guest g2"
   done
 fi
