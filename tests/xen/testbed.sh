@@ -255,7 +255,7 @@ ln -s "$cache/vmlinuz-dom0" "$run/vmlinuz-dom0"
 # and then (a pointer read as 0 or garbage: busybox applets, xl, glibc's
 # loader), and only while another domain runs: measured with
 # scripts/xen-crash-stress.sh, 48 crashes in 2,939 rounds lazily, none in
-# 1,131 with eager-fpu (docs/benchmarks.md).  Eager switching is Xen's
+# 1,764 with eager-fpu (docs/benchmarks.md).  Eager switching is Xen's
 # own default on Intel CPUs; it keeps XSAVE and AVX in the emulated CPU.
 # XTK_XEN_ARGS: more options for Xen's command line (experiments).
 xen_args="spec-ctrl=eager-fpu ${XTK_XEN_ARGS:+$XTK_XEN_ARGS }"
