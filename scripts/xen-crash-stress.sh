@@ -37,17 +37,13 @@ cp "$xsd" "$o/usr/sbin/xsd-lite"
 for lib in $(ldd "$xsd" | sed -n 's/.*=> \(\/[^ ]*\) .*/\1/p'); do
   mkdir -p "$o$(dirname "$lib")" && cp -L "$lib" "$o$lib"
 done
-cat >"$o/init" <<INIT
-#!/bin/sh
-PATH=/usr/sbin:/usr/bin:/sbin:/bin:/usr/lib/xen-4.17/bin
-export PATH
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev
-mkdir -p /dev/pts /run
-mount -t devpts devpts /dev/pts
-mount -t tmpfs tmpfs /run
-exec </dev/console >/dev/console 2>&1
+# dom0's PATH, mounts and console: the testbed's own /init's first lines
+{
+  echo '#!/bin/sh'
+  sed -n '/^PATH=/,/^exec <\/dev\/console/p' "$top/tests/xen/dom0-init.sh"
+} >"$o/init"
+grep -q '^exec </dev/console' "$o/init" || { echo "tests/xen/dom0-init.sh changed: no preamble" >&2; exit 2; }
+cat >>"$o/init" <<INIT
 for m in xen-evtchn xen-privcmd xenfs xen-gntdev xen-gntalloc; do
   insmod /lib/modules/xen/\$m.ko
 done
