@@ -51,6 +51,32 @@ static inline void kt_sleep_ms(unsigned int ms)
         TEST_ASSERT((cond), __VA_ARGS__);                                      \
     } while (0)
 
+/*
+ * What each thread of this test's xtk-hv processes is doing (state, CPU
+ * ticks used, where it sleeps, its kernel stack): a guest that stops
+ * making progress is told apart from a vCPU thread that is parked,
+ * waiting in the kernel or starved.
+ */
+static void kt_dump_threads(void)
+{
+    char cmd[1024];
+
+    snprintf(cmd, sizeof(cmd),
+             "for p in $(pgrep -x xtk-hv); do"
+             " tr '\\0' '\\n' </proc/$p/environ 2>/dev/null |"
+             " grep -qx 'XTK_RUNDIR=%s' || continue;"
+             " for t in /proc/$p/task/*; do"
+             " s=$(sed 's/^.*) //' $t/stat 2>/dev/null);"
+             " echo \"xtk-hv $p thread ${t##*/} ($(cat $t/comm 2>/dev/null)):"
+             " state $(echo $s | cut -d' ' -f1),"
+             " utime+stime $(echo $s | cut -d' ' -f12-13),"
+             " wchan $(cat $t/wchan 2>/dev/null)\";"
+             " sed 's/^/    /' $t/stack 2>/dev/null; done; done >&2",
+             kt_rundir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "listing xtk-hv's threads failed\n");
+}
+
 static void kt_cleanup(void)
 {
     struct xtk_ctx *ctx = xtk_ctx_open(NULL, NULL, XTK_CTX_SILENT);
@@ -58,8 +84,11 @@ static void kt_cleanup(void)
     char cmd[256];
     size_t n;
 
-    /* Whatever a failed test left running is destroyed. */
+    /* Whatever a failed test left running is destroyed, after a look at
+     * what its xtk-hv's threads were doing. */
     if (ctx && xtk_domain_list(ctx, &v, &n) == 0) {
+        if (n)
+            kt_dump_threads();
         for (size_t i = 0; i < n; i++) {
             struct xtk_domain *dom = xtk_domain_open(ctx, v[i].domid);
             char con[4096];
