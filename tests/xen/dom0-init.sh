@@ -332,8 +332,6 @@ if [ -n "$d2" ]; then
     if waitfor 120 test -e /run/kill.read && kill -0 "$kp" 2>/dev/null; then
       kill -9 "$kp"
       wait "$kp" 2>/dev/null
-      kill "$rp" 2>/dev/null
-      pkill -f 'sleep 900' 2>/dev/null
       before=$(counter2)
       t=$(now)
       if waitfor 90 sh -c '! pidof xtk-xen-guard' &&
@@ -347,9 +345,12 @@ if [ -n "$d2" ]; then
       fi
     else
       bad xtk-kill "xtk-save did not block in its first round: $(tail -n 5 /run/xtk-kill.log | tr '\n' ';')"
-      kill -9 "$kp" "$rp" 2>/dev/null
+      kill -9 "$kp" 2>/dev/null
       d2=$(domid_of g2)
     fi
+    # the reader, and the sleep it left holding the pipe
+    kill "$rp" 2>/dev/null
+    pkill -f 'sleep 900' 2>/dev/null
     rm -f /run/kill.fifo /run/kill.read
   else
     bad xtk-kill "no domain g2"
