@@ -159,6 +159,22 @@ struct xtk__layout {
     size_t static_len;
 };
 
+/*
+ * What a restore of a hypervisor's own stream knows before its memory:
+ * the toolstack config it carried (xl's: libxl's JSON, or xl's own text).
+ */
+struct xtk__native_config {
+    const char *name;   /* NULL: the config's */
+    const void *config; /* as the stream carried it */
+    uint32_t config_len;
+    int json; /* libxl's JSON (NUL-terminated), else xl's text */
+    /* out */
+    uint64_t nr_pages; /* the guest's memory, for progress */
+    uint64_t max_pfn;  /* frames the stream may bring lie below this */
+    uint32_t nr_vcpus;
+    char cfg_name[64]; /* the name the domain got */
+};
+
 struct xtk__backend_ops {
     const char *name; /* "kvm", "xen" */
 
@@ -188,6 +204,17 @@ struct xtk__backend_ops {
      */
     int (*create)(struct xtk_domain *dom, const struct xtk_domain_config *cfg,
                   unsigned int flags);
+
+    /*
+     * Creates an empty domain for a restore of the hypervisor's own stream
+     * (XTK__LAYOUT_NATIVE), shaped by the toolstack config that stream
+     * carried (xl's), and opens dom on it: as create(XTK__CREATE_EMPTY),
+     * except that no memory exists yet (populate makes each frame the
+     * stream brings) and the state comes as the hypervisor's own records
+     * (set_state).  Fills nc's outputs.  Optional: a backend without it
+     * restores only xtk's own layout.
+     */
+    int (*create_native)(struct xtk_domain *dom, struct xtk__native_config *nc);
 
     /*
      * Closes the handle: called exactly once for each successful open or
@@ -222,6 +249,9 @@ struct xtk__backend_ops {
 
     /* Gives the domain another name (EEXIST: taken). */
     int (*rename)(struct xtk_domain *dom, const char *name);
+
+    /* As xtk_domain_xl_config().  Optional (ENOTSUP without it). */
+    int (*xl_config)(struct xtk_domain *dom, char **config, size_t *len);
 
     /* As xtk_domain_console_read().  Optional. */
     int (*console_read)(struct xtk_domain *dom, uint64_t *offset, char *buf,
@@ -431,6 +461,13 @@ const struct xtk__backend_ops *xtk__backend_pick(struct xtk_ctx *ctx);
 struct xtk_domain *
 xtk__domain_create_empty(struct xtk_ctx *ctx,
                          const struct xtk_domain_config *cfg);
+
+/*
+ * Creates a domain for a restore of the hypervisor's own stream (see
+ * create_native); ENOTSUP if the context's backend has no native layout.
+ */
+struct xtk_domain *xtk__domain_create_native(struct xtk_ctx *ctx,
+                                             struct xtk__native_config *nc);
 
 /*
  * Where a helper program is: $env if set, else beside the running program

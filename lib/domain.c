@@ -66,6 +66,33 @@ struct xtk_domain *xtk__domain_create_empty(struct xtk_ctx *ctx,
     return dom_create(ctx, cfg, XTK__CREATE_EMPTY);
 }
 
+struct xtk_domain *xtk__domain_create_native(struct xtk_ctx *ctx,
+                                             struct xtk__native_config *nc)
+{
+    struct xtk_domain *dom;
+
+    if (!nc || !nc->config)
+        return xtk__fail_null(EINVAL);
+    dom = dom_new(ctx, 0);
+    if (!dom)
+        return NULL;
+    if (!dom->ops->create_native) {
+        XTK_ERROR(ctx,
+                  "a Xen guest's stream: the %s backend restores xtk's "
+                  "own streams only (XTK_BACKEND=xen on a Xen host)",
+                  dom->ops->name);
+        free(dom);
+        return xtk__fail_null(ENOTSUP);
+    }
+    if (dom->ops->create_native(dom, nc) < 0) {
+        int e = errno;
+        free(dom);
+        errno = e;
+        return NULL;
+    }
+    return dom;
+}
+
 struct xtk_domain *xtk_domain_open(struct xtk_ctx *ctx, uint32_t domid)
 {
     struct xtk_domain *dom;
@@ -164,6 +191,15 @@ int xtk_domain_resume(struct xtk_domain *dom)
 int xtk_domain_destroy(struct xtk_domain *dom)
 {
     return dom ? dom->ops->destroy(dom) : xtk__fail(EINVAL);
+}
+
+int xtk_domain_xl_config(struct xtk_domain *dom, char **config, size_t *len)
+{
+    if (!dom || !config || !len)
+        return xtk__fail(EINVAL);
+    if (!dom->ops->xl_config)
+        return xtk__fail(ENOTSUP);
+    return dom->ops->xl_config(dom, config, len);
 }
 
 int xtk_domain_rename(struct xtk_domain *dom, const char *name)

@@ -22,6 +22,14 @@
  *   END         the last complete state loaded (if not yet), the domain
  *               resumed, and the migrating source told (XTK_RESTORE_REPLY)
  *
+ * A stream of Xen's own layout (its domain header carries Xen's version;
+ * xtk's own has 0) has no shape record: the backend builds the domain
+ * from the config in the file's xl header right after the headers
+ * (create_native), loads the CPU policy at STATIC_DATA_END, populates
+ * and writes each PAGE_DATA's frames through batches of mappings, and
+ * takes the state as Xen's records (TSC_INFO, HVM_CONTEXT, HVM_PARAMS),
+ * kept together per epoch and loaded whole before the resume.
+ *
  * Failure destroys the domain and tells the source, except when a
  * checkpointed stream breaks after a complete epoch: then the domain is
  * resumed from the last complete one (failover).
@@ -59,6 +67,7 @@ struct epoch {
     uint64_t bytes;
     void *state;
     uint32_t state_len;
+    size_t state_cap; /* a native stream's: its records appended */
 };
 
 struct xtk_restore {
@@ -77,8 +86,21 @@ struct xtk_restore {
     uint32_t domid; /* once it runs */
     struct xtk__sr_config cfg;
     uint8_t *ram;
-    uint64_t *written; /* frames written so far */
+    uint64_t *written; /* frames written so far (native: populated) */
+    uint64_t max_pfn;  /* frames lie below it */
     int seen_pages;
+
+    /* Xen's own layout (a native stream: xen_major is not 0): the domain
+     * is built from the config its framing carried, its static data
+     * (the CPU policy) is loaded at STATIC_DATA_END, and its state is
+     * Xen's records (TSC_INFO, HVM_CONTEXT, HVM_PARAMS), loaded whole. */
+    int native;
+    int statics_done; /* STATIC_DATA_END */
+    void *statics;
+    size_t statics_len, statics_cap;
+    uint8_t *config; /* the framing's (xl's), or NULL */
+    uint32_t config_len;
+    int config_json;
 
     int checkpointed;
     int loaded;          /* a plain stream's state is in the domain */
@@ -119,6 +141,7 @@ static void epoch_clear(struct epoch *e)
     free(e->state);
     e->state = NULL;
     e->state_len = 0;
+    e->state_cap = 0;
 }
 
 static void epoch_free(struct epoch *e)
@@ -157,7 +180,7 @@ static int place_pages(void *arg, const struct xtk_stream_page_data *pd,
         /* Frames in increasing order (as xtk's save sends them), so none
          * comes twice: zero frames are applied after the placed pages,
          * which then cannot undo one of them. */
-        if (pfn >= rs->cfg.nr_pages || (i && pfn <= prev) ||
+        if (pfn >= rs->max_pfn || (i && pfn <= prev) ||
             (t != XTK_PAGE_NOTAB && t != XTK_PAGE_XALLOC && t != XTK_PAGE_XTAB))
             return 0;
         prev = pfn;
@@ -215,11 +238,53 @@ static int create_domain(struct xtk_restore *rs)
         return xtk__fail(ENOTSUP);
     }
     rs->ram = rs->dom->ops->map_all(rs->dom, PROT_READ | PROT_WRITE);
-    rs->written = calloc((rs->cfg.nr_pages + 63) / 64, 8);
+    rs->max_pfn = rs->cfg.nr_pages;
+    rs->written = calloc((rs->max_pfn + 63) / 64, 8);
     if (!rs->ram || !rs->written)
         return -1;
     xtk__stream_set_placer(rs->in, place_pages, rs);
     return 0;
+}
+
+/*
+ * A native stream's domain: built by the backend from the config the
+ * stream's framing carried, before any record.
+ */
+static int create_native_domain(struct xtk_restore *rs)
+{
+    struct xtk__native_config nc = {
+        .name = rs->opt.name,
+        .config = rs->config,
+        .config_len = rs->config_len,
+        .json = rs->config_json,
+    };
+
+    if (!rs->config)
+        return refuse(rs, EPROTO,
+                      "a Xen guest's stream without its domain's config: "
+                      "restore an xl save file (xl save, or xtk-save "
+                      "--format xl), which carries it");
+    rs->dom = xtk__domain_create_native(rs->ctx, &nc);
+    if (!rs->dom) {
+        if (errno == EEXIST)
+            XTK_ERROR(rs->ctx,
+                      "a domain called %s exists already: restore under "
+                      "another name (--name)",
+                      rs->opt.name ? rs->opt.name : "of that name");
+        return -1;
+    }
+    rs->cfg.nr_pages = nc.nr_pages;
+    rs->cfg.nr_vcpus = nc.nr_vcpus;
+    snprintf(rs->cfg.name, sizeof(rs->cfg.name), "%s", nc.cfg_name);
+    rs->max_pfn = nc.max_pfn;
+    XTK_INFO(rs->ctx,
+             "domain %s (%u): %llu MiB, %u vCPUs, built for Xen's "
+             "stream",
+             rs->cfg.name, rs->dom->domid,
+             (unsigned long long)(rs->cfg.nr_pages >> 8), rs->cfg.nr_vcpus);
+    xtk_stats_phase(rs->st, "domain created");
+    rs->written = calloc((rs->max_pfn + 63) / 64, 8);
+    return rs->written ? 0 : -1;
 }
 
 /* ---- records ------------------------------------------------------- */
@@ -232,18 +297,20 @@ static int check_pages(struct xtk_restore *rs, const void *body, uint32_t len,
         return refuse(rs, EPROTO,
                       "memory before the domain's shape: not a "
                       "stream of an xtk KVM domain");
+    if (rs->native && !rs->statics_done)
+        return refuse(rs, EPROTO, "memory before STATIC_DATA_END");
     if (xtk_stream_page_data_parse(body, len, pd) < 0)
         return refuse(rs, EBADMSG, "malformed PAGE_DATA");
     for (uint32_t i = 0; i < pd->count; i++) {
         uint64_t pfn = xtk_pfn_entry_pfn(pd->pfns[i]);
         unsigned int t = xtk_pfn_entry_type(pd->pfns[i]);
 
-        if (pfn >= rs->cfg.nr_pages)
+        if (pfn >= rs->max_pfn)
             return refuse(rs, EPROTO,
                           "frame %#llx is beyond the guest's "
                           "memory (%llu frames)",
                           (unsigned long long)pfn,
-                          (unsigned long long)rs->cfg.nr_pages);
+                          (unsigned long long)rs->max_pfn);
         if (t != XTK_PAGE_NOTAB && t != XTK_PAGE_XALLOC && t != XTK_PAGE_XTAB)
             return refuse(rs, EPROTO,
                           "frame %#llx has page type %#x (page "
@@ -268,6 +335,88 @@ static int put_frames(struct xtk_restore *rs, uint64_t pfn, unsigned int count,
     return 0;
 }
 
+/*
+ * A native stream's PAGE_DATA (checked): the frames not there yet are
+ * populated, then those with data or XALLOC are mapped in one batch and
+ * written; an XALLOC frame gets zeroes, since Xen does not scrub the pages
+ * it gives a domain under construction.  XTAB frames stay holes.
+ */
+static int apply_pages_native(struct xtk_restore *rs,
+                              const struct xtk_stream_page_data *pd)
+{
+    struct xtk_domain *dom = rs->dom;
+    uint64_t *map = malloc((pd->count ? pd->count : 1) * sizeof(*map));
+    uint64_t *fresh = malloc((pd->count ? pd->count : 1) * sizeof(*fresh));
+    int *errs = calloc(pd->count ? pd->count : 1, sizeof(*errs));
+    unsigned int n = 0, nf = 0, nmap;
+    const uint8_t *data = pd->pages;
+    uint8_t *base = NULL;
+    int r = -1;
+
+    if (!map || !fresh || !errs)
+        goto out;
+    for (uint32_t i = 0; i < pd->count; i++) {
+        uint64_t pfn = xtk_pfn_entry_pfn(pd->pfns[i]);
+        uint64_t bit = 1ull << (pfn % 64);
+
+        if (xtk_pfn_entry_type(pd->pfns[i]) == XTK_PAGE_XTAB)
+            continue;
+        if (!(rs->written[pfn / 64] & bit)) {
+            rs->written[pfn / 64] |= bit;
+            fresh[nf++] = pfn;
+        }
+        map[n++] = pfn;
+    }
+    if (nf && dom->ops->populate(dom, fresh, nf) < 0) {
+        for (unsigned int i = 0; i < nf; i++) /* none of them is there */
+            rs->written[fresh[i] / 64] &= ~(1ull << (fresh[i] % 64));
+        goto out;
+    }
+    r = 0;
+    if (!n)
+        goto out;
+    base = dom->ops->map_batch(dom, PROT_READ | PROT_WRITE, map, n, errs);
+    if (!base) {
+        r = -1;
+        goto out;
+    }
+    nmap = n;
+    n = 0;
+    for (uint32_t i = 0; i < pd->count; i++) {
+        unsigned int t = xtk_pfn_entry_type(pd->pfns[i]);
+        uint8_t *at;
+
+        if (t == XTK_PAGE_XTAB)
+            continue;
+        at = base + ((size_t)n << XTK__PAGE_SHIFT);
+        if (errs[n]) {
+            XTK_ERROR(rs->ctx,
+                      "domain %u: frame %#llx cannot be written "
+                      "(error %d)",
+                      dom->domid, (unsigned long long)map[n], errs[n]);
+            errno = errs[n];
+            r = -1;
+            break;
+        }
+        if (t == XTK_PAGE_NOTAB) {
+            memcpy(at, data, XTK__PAGE_SIZE);
+            data += XTK__PAGE_SIZE;
+        } else {
+            memset(at, 0, XTK__PAGE_SIZE);
+        }
+        n++;
+    }
+    dom->ops->unmap_batch(dom, base, nmap);
+out : {
+    int e = errno;
+    free(map);
+    free(fresh);
+    free(errs);
+    errno = e;
+}
+    return r;
+}
+
 /* Applies a checked PAGE_DATA record: runs of consecutive frames with data
  * go in one write each (unless placed: the stream put them in memory
  * already); zero frames are zeroed if written before. */
@@ -277,6 +426,8 @@ static int apply_pages(struct xtk_restore *rs,
     const uint8_t *data = pd->pages;
     uint32_t i = 0;
 
+    if (rs->native)
+        return apply_pages_native(rs, pd);
     while (i < pd->count) {
         uint64_t pfn = xtk_pfn_entry_pfn(pd->pfns[i]);
         uint32_t n = 1;
@@ -399,6 +550,13 @@ static int load_state(struct xtk_restore *rs, const void *state, int ahead)
     struct xtk__sr_state_hdr h;
     const char *recs = (const char *)state + sizeof(h);
 
+    if (rs->native) {
+        /* Xen's records, whole: the backend applies them in Xen's order */
+        if (dom->ops->set_state(dom, state, rs->state_len) < 0)
+            goto err;
+        xtk_stats_phase(rs->st, "state loaded");
+        return 0;
+    }
     memcpy(&h, state, sizeof(h));
     if (ahead && dom->ops->set_state_start) {
         if (dom->ops->set_state_start(dom, recs, h.length) < 0)
@@ -531,6 +689,61 @@ static int on_shape(struct xtk_restore *rs, const struct xtk_stream_record *rec)
     return create_domain(rs);
 }
 
+/*
+ * A native stream's static data (the CPU policy, before STATIC_DATA_END),
+ * loaded when it ends: a host that cannot give the guest its CPU refuses
+ * the stream before any memory.
+ */
+static int on_native_static(struct xtk_restore *rs,
+                            const struct xtk_stream_record *rec)
+{
+    if (rec->type != XTK_REC_STATIC_DATA_END) {
+        if (rs->statics_done)
+            return refuse(rs, EPROTO, "%s after STATIC_DATA_END",
+                          xtk_stream_record_name(rec->type));
+        return xtk__rec_append(&rs->statics, &rs->statics_len, &rs->statics_cap,
+                               rec->type, rec->body, rec->length, NULL, 0);
+    }
+    if (rs->statics_done)
+        return refuse(rs, EPROTO, "a second STATIC_DATA_END");
+    rs->statics_done = 1;
+    if (!rs->statics_len)
+        return refuse(rs, EPROTO,
+                      "the stream has no CPU policy (a stream of Xen "
+                      "before 4.14?): use xl restore");
+    if (rs->dom->ops->set_state(rs->dom, rs->statics, rs->statics_len) < 0) {
+        XTK_PERROR(rs->ctx, "domain %u: its CPU policy does not load",
+                   rs->dom->domid);
+        return -1;
+    }
+    xtk_stats_phase(rs->st, "CPU policy loaded");
+    return 0;
+}
+
+/* A native stream's state records: kept together, in the epoch. */
+static int on_native_state(struct xtk_restore *rs,
+                           const struct xtk_stream_record *rec)
+{
+    struct epoch *e = &rs->cur;
+    size_t len = e->state_len;
+    void *buf = e->state;
+
+    if (!rs->statics_done)
+        return refuse(rs, EPROTO, "%s before STATIC_DATA_END",
+                      xtk_stream_record_name(rec->type));
+    if (rec->type == XTK_REC_HVM_CONTEXT)
+        xtk_stats_phase(rs->st, "state received");
+    if (len + rec->length > (64u << 20))
+        return refuse(rs, EPROTO, "a state of more than 64 MiB");
+    if (xtk__rec_append(&buf, &len, &e->state_cap, rec->type, rec->body,
+                        rec->length, NULL, 0) < 0)
+        return refuse(rs, errno, "%s: %s", xtk_stream_record_name(rec->type),
+                      strerror(errno));
+    e->state = buf;
+    e->state_len = (uint32_t)len;
+    return 0;
+}
+
 /* Reads the stream to its END.  0, or -1 with errno set (and logged). */
 static int read_stream(struct xtk_restore *rs)
 {
@@ -548,13 +761,18 @@ static int read_stream(struct xtk_restore *rs)
 
         if (xtk_stream_read_framing(rs->in, &fr) < 0)
             return refuse(rs, errno, "bad framing: %s", strerror(errno));
-        free(fr.config);
+        /* Kept for a Xen guest's stream, whose domain it shapes. */
+        rs->config = fr.config;
+        rs->config_len = fr.config_len;
+        rs->config_json = !!(fr.xl_mandatory_flags & XTK_XL_CONFIG_JSON);
         if (fr.framing != XTK_STREAM_FRAMING_LIBXC) {
             XTK_INFO(rs->ctx, "%s, the stream at offset %llu%s",
                      fr.framing == XTK_STREAM_FRAMING_XL ? "an xl save file"
                                                          : "a libxl stream",
                      (unsigned long long)fr.libxc_offset,
-                     fr.config_len ? "; its config is not used" : "");
+                     fr.config_len ? (rs->config_json ? " (JSON config)"
+                                                      : " (text config)")
+                                   : "");
             xtk_stats_phase(rs->st, "framing read");
         }
     }
@@ -566,9 +784,17 @@ static int read_stream(struct xtk_restore *rs)
     }
     if (dh.type != XTK_DOMAIN_X86_HVM)
         return refuse(rs, EPROTO,
-                      "an x86 PV domain's stream: xtk restores "
-                      "HVM (KVM) streams");
+                      "an x86 PV domain's stream: xtk restores PVH "
+                      "(Xen) and KVM guests' streams (use xl restore)");
     xtk_stats_phase(rs->st, "headers read");
+    /* Xen writes its version; xtk's own layout has 0 there. */
+    rs->native = dh.xen_major != 0;
+    if (rs->native) {
+        XTK_INFO(rs->ctx, "a stream of Xen %u.%u's layout", dh.xen_major,
+                 dh.xen_minor);
+        if (create_native_domain(rs) < 0)
+            return -1;
+    }
     for (;;) {
         int r = 0;
 
@@ -580,6 +806,21 @@ static int read_stream(struct xtk_restore *rs)
                           e == ENODATA ? "it ended before END" : strerror(e));
             return xtk__fail(e);
         }
+        if (rs->native)
+            switch (rec.type) {
+            case XTK_REC_X86_CPUID_POLICY:
+            case XTK_REC_X86_MSR_POLICY:
+            case XTK_REC_STATIC_DATA_END:
+                if (on_native_static(rs, &rec) < 0)
+                    return -1;
+                continue;
+            case XTK_REC_X86_TSC_INFO:
+            case XTK_REC_HVM_CONTEXT:
+            case XTK_REC_HVM_PARAMS:
+                if (on_native_state(rs, &rec) < 0)
+                    return -1;
+                continue;
+            }
         switch (rec.type) {
         case XTK_REC_PAGE_DATA:
             r = on_page_data(rs, &rec);
@@ -612,8 +853,9 @@ static int read_stream(struct xtk_restore *rs)
                 XTK_DEBUG(rs->ctx, "skipping optional record %#x", rec.type);
                 break;
             }
-            r = refuse(rs, EPROTO, "%s records are not for a KVM domain",
-                       xtk_stream_record_name(rec.type));
+            r = refuse(rs, EPROTO, "%s records are not for %s",
+                       xtk_stream_record_name(rec.type),
+                       rs->native ? "a PVH guest" : "a KVM domain");
         }
         if (r < 0)
             return -1;
@@ -831,6 +1073,8 @@ void xtk_restore_free(struct xtk_restore *rs)
     if (rs->notify_fd >= 0)
         close(rs->notify_fd);
     epoch_free(&rs->cur);
+    free(rs->statics);
+    free(rs->config);
     free(rs->state);
     free(rs->written);
     xtk_stats_free(rs->st);

@@ -441,6 +441,32 @@ int main(int argc, char **argv)
                 errno == ENOENT ? "no such domain" : strerror(errno));
         goto out;
     }
+    /* xl's file without --config: the domain's own, as xl save writes it
+     * (libxl's JSON, on Xen); none where the hypervisor has none. */
+    if (fr.framing == XTK_STREAM_FRAMING_XL && !fr.config) {
+        char *cfg = NULL;
+        size_t clen = 0;
+
+        if (xtk_domain_xl_config(dom, &cfg, &clen) == 0) {
+            if (clen > XTK_XL_OPTIONAL_MAX - 4) {
+                fprintf(stderr,
+                        "%s: the domain's config is %zu bytes: too "
+                        "big for xl's header\n",
+                        cli_prog, clen);
+                free(cfg);
+                goto out;
+            }
+            fr.config = (uint8_t *)cfg;
+            fr.config_len = (uint32_t)clen;
+            fr.json = 1;
+        } else if (errno != ENOTSUP) {
+            fprintf(stderr,
+                    "%s: %s: its config for xl's header: %s (give "
+                    "one with --config)\n",
+                    cli_prog, argv[optind], strerror(errno));
+            goto out;
+        }
+    }
     if (open_target(ctx, argv[optind + 1], &t, &o) < 0)
         goto out;
     if (level != -2 && xtk_stream_push_zlib(t.out, level) < 0) {
@@ -448,8 +474,7 @@ int main(int argc, char **argv)
         goto out;
     }
     /* An xl save file (or libxl's stream): the stream adds libxl's records
-     * after each CHECKPOINT and the END itself.  The config is the user's
-     * for now; a Xen backend will take libxl's. */
+     * after each CHECKPOINT and the END itself. */
     if (xtk_stream_write_framing(t.out, fr.framing,
                                  fr.json ? XTK_XL_CONFIG_JSON : 0, fr.config,
                                  fr.config_len) < 0) {

@@ -145,6 +145,15 @@ int xtk_domain_destroy(struct xtk_domain *dom);
 int xtk_domain_rename(struct xtk_domain *dom, const char *name);
 
 /*
+ * The domain's configuration as xl saves it in its file's header: libxl's
+ * JSON (what libxl_retrieve_domain_configuration() gives), as one string
+ * with its NUL; *config is malloc()ed and the caller frees it, *len counts
+ * the NUL.  ENOTSUP where the hypervisor has no such thing (KVM: xtk's
+ * own stream carries the domain's shape).
+ */
+int xtk_domain_xl_config(struct xtk_domain *dom, char **config, size_t *len);
+
+/*
  * Reads the domain's console output.  The console is a stream of bytes
  * numbered from 0, of which the most recent ones are kept (the oldest are
  * dropped).  On entry *offset is the first byte wanted and *len the room in

@@ -27,8 +27,10 @@
  * (CPUID/MSR policy; TSC_INFO, HVM_CONTEXT, HVM_PARAMS), so that Xen's
  * restore takes the stream as its own.
  *
- * Not here yet (ENOTSUP, with a message): the domain builder (create),
- * populate and set_state (restoring onto Xen), and a PV guest's stream.
+ * For a restore of Xen's own stream of a PVH guest: the domain builder
+ * (create_native, populate, set_state, resume; "the domain builder"
+ * below).  Not here yet (ENOTSUP, with a message): booting a domain
+ * (create: that is xl create's), and a PV guest's stream.
  *
  * Unlike KVM's, Xen's pause count, dirty log and suspend subscription
  * belong to the domain, not to this process.  They are undone at close;
@@ -42,6 +44,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,6 +60,8 @@
 #include <xenforeignmemory.h>
 #include <xenguest.h>
 #include <libxl.h>
+#include <libxl_utils.h>
+#include <xenstore.h>
 #include <xen/hvm/params.h>
 
 #include "backend.h"
@@ -97,6 +102,8 @@ struct xen_dom {
     unsigned int requested : 1;      /* a suspend was requested */
     /* the guard: our end of its socket, -1 until something is held */
     int guard_fd;
+    /* a domain built here for a restore (create_native), until it runs */
+    struct xen_build *build;
 };
 
 static struct xen_dom *xd_of(struct xtk_domain *dom)
@@ -390,10 +397,15 @@ static int xen_lookup(struct xtk_ctx *ctx, const char *name, uint32_t *domid)
 /* ---- the handle ------------------------------------------------------------
  */
 
+static void build_free(struct xen_build *b);
+static int build_pending(const struct xen_dom *xd);
+static int build_start(struct xtk_domain *dom, struct xen_build *b);
+
 static void xd_free(struct xen_dom *xd)
 {
     if (!xd)
         return;
+    build_free(xd->build);
     if (xd->hbuf.hbuf)
         xc__hypercall_buffer_free_pages(xd->xch, &xd->hbuf,
                                         (int)xd->bitmap_pages);
@@ -434,10 +446,13 @@ static int xen_create(struct xtk_domain *dom,
                       const struct xtk_domain_config *cfg, unsigned int flags)
 {
     (void)cfg;
-    XTK_ERROR(dom->ctx,
-              "%s: xtk cannot build Xen domains yet (use xl create; "
-              "restoring onto Xen comes with its domain builder)",
-              flags & XTK__CREATE_EMPTY ? "restore" : "create");
+    if (flags & XTK__CREATE_EMPTY)
+        XTK_ERROR(dom->ctx,
+                  "restore: a stream of xtk's own layout (a KVM guest's) "
+                  "does not restore onto Xen");
+    else
+        XTK_ERROR(dom->ctx, "create: xtk does not boot Xen domains (use "
+                            "xl create)");
     return xtk__fail(ENOTSUP);
 }
 
@@ -584,6 +599,35 @@ static int xen_destroy(struct xtk_domain *dom)
     return 0;
 }
 
+/* What xl save writes in its header: libxl's config of the domain. */
+static int xen_xl_config(struct xtk_domain *dom, char **config, size_t *len)
+{
+    xentoollog_logger logger = {.vmessage = xtl_quiet};
+    libxl_domain_config cfg;
+    libxl_ctx *lctx = NULL;
+    char *json = NULL;
+    int rc;
+
+    if (libxl_ctx_alloc(&lctx, LIBXL_VERSION, 0, &logger))
+        return xtk__fail(EIO);
+    libxl_domain_config_init(&cfg);
+    rc = libxl_retrieve_domain_configuration(lctx, dom->domid, &cfg, NULL);
+    if (!rc)
+        json = libxl_domain_config_to_json(lctx, &cfg);
+    libxl_domain_config_dispose(&cfg);
+    libxl_ctx_free(lctx);
+    if (!json) {
+        XTK_ERROR(dom->ctx,
+                  "domain %u: libxl has no config of it (%d): not created "
+                  "by xl or libxl?",
+                  dom->domid, rc);
+        return xtk__fail(rc ? ENOENT : ENOMEM);
+    }
+    *config = json;
+    *len = strlen(json) + 1;
+    return 0;
+}
+
 static int xen_rename(struct xtk_domain *dom, const char *name)
 {
     xentoollog_logger logger = {.vmessage = xtl_quiet};
@@ -692,14 +736,6 @@ static void *xen_map_batch(struct xtk_domain *dom, int prot,
 static int xen_unmap_batch(struct xtk_domain *dom, void *base, unsigned int nr)
 {
     return xenforeignmemory_unmap(xd_of(dom)->fmem, base, nr);
-}
-
-static int xen_populate(struct xtk_domain *dom, const uint64_t *pfns,
-                        unsigned int nr)
-{
-    (void)pfns, (void)nr;
-    XTK_ERROR(dom->ctx, "restoring onto Xen is not implemented yet");
-    return xtk__fail(ENOTSUP);
 }
 
 /* ---- dirty log
@@ -1093,6 +1129,8 @@ static int xen_resume(struct xtk_domain *dom)
     int fd;
 
     dom->resumed_ns = 0;
+    if (build_pending(xd))
+        return build_start(dom, xd->build);
     if (getinfo(xd->xch, dom->domid, &xi) < 0)
         return -1;
     if ((xi.flags & XEN_DOMINF_shutdown) &&
@@ -1435,12 +1473,728 @@ fail:
     return xtk__fail(e);
 }
 
+/* ---- the domain builder, for a restore ---------------------------------- */
+
+/*
+ * A restore of Xen's own stream of a PVH guest gets its domain built here,
+ * as libxl builds one for `xl restore` (libxl__domain_make,
+ * libxl__build_pre, libxenguest's restore, libxl__build_post), from the
+ * libxl config the stream carried:
+ *
+ *   create_native  the domain (createdomain: HVM container with HAP and
+ *                  only a local APIC emulated), its vCPUs, its memory
+ *                  limit, its paging pool, the store's and the console's
+ *                  event channels, libxl's parameters for a PVH guest, and
+ *                  its store directories, as libxl lays them out; paused,
+ *                  with no memory: the restore populates each frame its
+ *                  stream brings (populate)
+ *   set_state      the CPU policy (refused if this host cannot give it),
+ *                  TSC_INFO, HVM_PARAMS (the store and console pages are
+ *                  cleared, as Xen's restore does), then the event channel
+ *                  parameters, HVM_CONTEXT and the grant table's seed
+ *   resume         the store and console nodes, libxl's userdata (so xl
+ *                  can save, migrate and destroy the domain later), the
+ *                  store's INTRODUCE, then the unpause
+ *
+ * Devices other than the console (disks, network) are not built: such a
+ * config is refused before anything is created.  Until resume, a failure
+ * leaves the restore engine to destroy the domain.
+ */
+struct xen_build {
+    libxl_domain_config cfg; /* name and uuid final */
+    uint32_t store_port, console_port;
+    uint64_t store_gfn, console_gfn;
+    unsigned int have_store : 1, have_console : 1, loaded : 1, started : 1;
+    char uuid[40];
+};
+
+/* A domain built here that has not run yet. */
+static int build_pending(const struct xen_dom *xd)
+{
+    return xd->build && !xd->build->started;
+}
+
+static void build_free(struct xen_build *b)
+{
+    if (!b)
+        return;
+    libxl_domain_config_dispose(&b->cfg);
+    free(b);
+}
+
+/* A libxl context that logs nothing of its own: xtk logs. */
+static libxl_ctx *libxl_open(struct xtk_ctx *ctx)
+{
+    static xentoollog_logger logger = {.vmessage = xtl_quiet};
+    libxl_ctx *lctx = NULL;
+
+    if (libxl_ctx_alloc(&lctx, LIBXL_VERSION, 0, &logger)) {
+        XTK_ERROR(ctx, "cannot start libxenlight");
+        errno = EIO;
+        return NULL;
+    }
+    return lctx;
+}
+
+/* What xtk cannot build yet: refused before anything exists. */
+static int build_check(struct xtk_domain *dom, const libxl_domain_config *c)
+{
+    const libxl_domain_build_info *b = &c->b_info;
+    int devices = c->num_disks + c->num_nics + c->num_pcidevs + c->num_rdms +
+                  c->num_dtdevs + c->num_vfbs + c->num_vkbs + c->num_vtpms +
+                  c->num_p9s + c->num_pvcallsifs + c->num_vdispls +
+                  c->num_vsnds + c->num_channels + c->num_usbctrls +
+                  c->num_usbdevs;
+
+    if (c->c_info.type != LIBXL_DOMAIN_TYPE_PVH) {
+        XTK_ERROR(dom->ctx,
+                  "the stream is of a%s guest: xtk restores PVH guests with "
+                  "its own engine (use xl restore)",
+                  c->c_info.type == LIBXL_DOMAIN_TYPE_PV    ? " PV"
+                  : c->c_info.type == LIBXL_DOMAIN_TYPE_HVM ? "n HVM"
+                                                            : "n unknown");
+        return xtk__fail(ENOTSUP);
+    }
+    if (devices) {
+        XTK_ERROR(dom->ctx,
+                  "the guest has %d device(s) besides its console (disks, "
+                  "network, ...): xtk's domain builder does not build "
+                  "devices yet (use xl restore)",
+                  devices);
+        return xtk__fail(ENOTSUP);
+    }
+    if (b->max_vcpus < 1 || b->max_vcpus > 128 ||
+        b->max_memkb == LIBXL_MEMKB_DEFAULT ||
+        b->target_memkb == LIBXL_MEMKB_DEFAULT || !b->target_memkb ||
+        b->target_memkb > b->max_memkb || b->max_memkb > (1ull << 40)) {
+        XTK_ERROR(dom->ctx,
+                  "the config's shape is not one to build: %d vCPUs, "
+                  "memory %llu kB of at most %llu kB",
+                  b->max_vcpus, (unsigned long long)b->target_memkb,
+                  (unsigned long long)b->max_memkb);
+        return xtk__fail(EINVAL);
+    }
+    return 0;
+}
+
+static int xs_mknod(struct xs_handle *xs, xs_transaction_t t, const char *path,
+                    struct xs_permissions *perms, unsigned int n)
+{
+    return xs_write(xs, t, path, "", 0) &&
+                   xs_set_permissions(xs, t, path, perms, n)
+               ? 0
+               : -1;
+}
+
+static int xs_printf(struct xs_handle *xs, xs_transaction_t t, const char *dir,
+                     const char *node, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+static int xs_printf(struct xs_handle *xs, xs_transaction_t t, const char *dir,
+                     const char *node, const char *fmt, ...)
+{
+    char path[256], val[256];
+    va_list al;
+
+    snprintf(path, sizeof(path), "%s/%s", dir, node);
+    va_start(al, fmt);
+    vsnprintf(val, sizeof(val), fmt, al);
+    va_end(al);
+    return xs_write(xs, t, path, val, strlen(val)) ? 0 : -1;
+}
+
+/*
+ * The domain's directories, as libxl__domain_make lays them out: its own
+ * (readable by it), /vm/UUID, libxl's, and the nodes the guest writes.
+ */
+static int build_store_dirs(struct xtk_domain *dom, struct xen_build *b)
+{
+    static const char *const rw[] = {
+        "device/suspend/event-channel",
+        "control/shutdown",
+        "control/feature-poweroff",
+        "control/feature-reboot",
+        "control/feature-suspend",
+        "control/sysrq",
+        "data",
+        "drivers",
+        "feature",
+        "attr",
+        "error",
+    };
+    struct xs_permissions ro[2] = {{.id = 0, .perms = XS_PERM_NONE},
+                                   {.id = dom->domid, .perms = XS_PERM_READ}};
+    struct xs_permissions own[1] = {{.id = dom->domid, .perms = XS_PERM_NONE}};
+    struct xs_permissions none[1] = {{.id = 0, .perms = XS_PERM_NONE}};
+    char dp[64], vm[64], lp[64], path[128];
+    struct xs_handle *xs = xs_open(0);
+    int tries = 0, ok;
+
+    if (!xs) {
+        XTK_PERROR(dom->ctx, "cannot open libxenstore");
+        return -1;
+    }
+    snprintf(dp, sizeof(dp), "/local/domain/%u", dom->domid);
+    snprintf(vm, sizeof(vm), "/vm/%s", b->uuid);
+    snprintf(lp, sizeof(lp), "/libxl/%u", dom->domid);
+    do {
+        xs_transaction_t t = xs_transaction_start(xs);
+
+        ok = t != XBT_NULL;
+        if (ok) {
+            xs_rm(xs, t, dp);
+            xs_rm(xs, t, vm);
+            xs_rm(xs, t, lp);
+            ok = !xs_mknod(xs, t, dp, ro, 2) && !xs_mknod(xs, t, vm, ro, 2) &&
+                 !xs_mknod(xs, t, lp, none, 1);
+            snprintf(path, sizeof(path), "%s/device", lp);
+            ok = ok && !xs_mknod(xs, t, path, none, 1);
+            ok = ok && !xs_printf(xs, t, dp, "vm", "%s", vm) &&
+                 !xs_printf(xs, t, dp, "name", "%s", b->cfg.c_info.name) &&
+                 !xs_printf(xs, t, vm, "uuid", "%s", b->uuid) &&
+                 !xs_printf(xs, t, vm, "name", "%s", b->cfg.c_info.name);
+            for (const char *d = "cpu\0memory\0device\0control\0"; ok && *d;
+                 d += strlen(d) + 1) {
+                snprintf(path, sizeof(path), "%s/%s", dp, d);
+                ok = !xs_mknod(xs, t, path, ro, 2);
+            }
+            for (size_t i = 0; ok && i < XTK__ARRAY_SIZE(rw); i++) {
+                snprintf(path, sizeof(path), "%s/%s", dp, rw[i]);
+                ok = !xs_mknod(xs, t, path, own, 1);
+            }
+            ok = ok &&
+                 !xs_printf(xs, t, dp,
+                            "control/platform-feature-multiprocessor-suspend",
+                            "1") &&
+                 !xs_printf(xs, t, dp,
+                            "control/platform-feature-xs_reset_watches", "1") &&
+                 !xs_printf(xs, t, lp, "type", "pvh");
+            if (!ok) {
+                int e = errno;
+                xs_transaction_end(xs, t, 1);
+                errno = e;
+            } else if (!xs_transaction_end(xs, t, 0))
+                ok = 0;
+        }
+    } while (!ok && errno == EAGAIN && ++tries < 20);
+    if (!ok)
+        XTK_PERROR(dom->ctx, "domain %u: its store directories", dom->domid);
+    xs_close(xs);
+    return ok ? 0 : -1;
+}
+
+/* Takes the store nodes of a domain that never ran away again. */
+static void build_store_rm(struct xtk_domain *dom, struct xen_build *b)
+{
+    struct xs_handle *xs = xs_open(0);
+    char path[64];
+
+    if (!xs)
+        return;
+    snprintf(path, sizeof(path), "/local/domain/%u", dom->domid);
+    xs_rm(xs, XBT_NULL, path);
+    snprintf(path, sizeof(path), "/vm/%s", b->uuid);
+    xs_rm(xs, XBT_NULL, path);
+    snprintf(path, sizeof(path), "/libxl/%u", dom->domid);
+    xs_rm(xs, XBT_NULL, path);
+    xs_close(xs);
+}
+
+static int xen_lookup(struct xtk_ctx *ctx, const char *name, uint32_t *domid);
+
+static int xen_create_native(struct xtk_domain *dom,
+                             struct xtk__native_config *nc)
+{
+    struct xen_dom *xd = calloc(1, sizeof(*xd));
+    struct xen_build *b = calloc(1, sizeof(*b));
+    libxl_domain_build_info *bi;
+    struct xen_domctl_createdomain cd = {0};
+    xc_physinfo_t phys = {0};
+    libxl_ctx *lctx = NULL;
+    uint32_t domid = 0, other;
+    uint64_t paging_kb;
+    int created = 0, rc, e;
+    const char *name;
+
+    if (!xd || !b)
+        goto fail;
+    libxl_domain_config_init(&b->cfg);
+    bi = &b->cfg.b_info;
+    xd->local_port = xd->guest_port = -1;
+    xd->lock_fd = xd->pause_evfd = xd->store_fd = xd->guard_fd = -1;
+    xd->hbuf.ubuf = (void *)-1;
+    if (!nc->json) {
+        XTK_ERROR(dom->ctx,
+                  "the stream carries its config in xl's text format: xtk "
+                  "builds a Xen domain from libxl's JSON config (what xl "
+                  "save writes, and xtk-save --format xl without --config)");
+        errno = ENOTSUP;
+        goto fail;
+    }
+    xd->xch = open_xc(dom->ctx);
+    lctx = xd->xch ? libxl_open(dom->ctx) : NULL;
+    if (!lctx)
+        goto fail;
+    rc = libxl_domain_config_from_json(lctx, &b->cfg, nc->config);
+    if (rc) {
+        XTK_ERROR(dom->ctx, "the stream's config is not libxl's JSON (%d)", rc);
+        errno = EINVAL;
+        goto fail;
+    }
+    if (build_check(dom, &b->cfg) < 0)
+        goto fail;
+    name = nc->name ? nc->name : b->cfg.c_info.name;
+    if (!name || !*name || strlen(name) > XTK_DOMAIN_NAME_MAX) {
+        XTK_ERROR(dom->ctx, "the stream's config names no domain: restore "
+                            "with a name");
+        errno = EINVAL;
+        goto fail;
+    }
+    if (xen_lookup(dom->ctx, name, &other) == 0) {
+        errno = EEXIST;
+        goto fail;
+    }
+    if (name != b->cfg.c_info.name) {
+        char *n = strdup(name);
+        if (!n)
+            goto fail;
+        free(b->cfg.c_info.name);
+        b->cfg.c_info.name = n;
+    }
+    if (libxl_uuid_is_nil(&b->cfg.c_info.uuid))
+        libxl_uuid_generate(&b->cfg.c_info.uuid);
+    {
+        const uint8_t *u = libxl_uuid_bytearray(&b->cfg.c_info.uuid);
+        snprintf(b->uuid, sizeof(b->uuid),
+                 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
+                 "%02x%02x%02x%02x%02x%02x",
+                 u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9],
+                 u[10], u[11], u[12], u[13], u[14], u[15]);
+        memcpy(cd.handle, u, sizeof(cd.handle));
+    }
+
+    /* libxl__domain_make, with libxl's defaults where the config has none */
+    if (xc_physinfo(xd->xch, &phys) < 0) {
+        XTK_PERROR(dom->ctx, "Xen's physinfo");
+        goto fail;
+    }
+    cd.flags = XEN_DOMCTL_CDF_hvm;
+    if (libxl_defbool_is_default(b->cfg.c_info.hap) ||
+        libxl_defbool_val(b->cfg.c_info.hap))
+        cd.flags |= XEN_DOMCTL_CDF_hap;
+    if (!libxl_defbool_is_default(bi->nested_hvm) &&
+        libxl_defbool_val(bi->nested_hvm))
+        cd.flags |= XEN_DOMCTL_CDF_nested_virt;
+    if (!libxl_defbool_is_default(bi->vpmu) && libxl_defbool_val(bi->vpmu))
+        cd.flags |= XEN_DOMCTL_CDF_vpmu;
+    cd.max_vcpus = (uint32_t)bi->max_vcpus;
+    cd.max_evtchn_port = bi->event_channels ? bi->event_channels : 1023;
+    cd.max_grant_frames = bi->max_grant_frames;       /* -1: Xen's default */
+    cd.max_maptrack_frames = bi->max_maptrack_frames; /* likewise */
+    if (bi->max_grant_version == (int)LIBXL_MAX_GRANT_DEFAULT)
+        cd.grant_opts = XEN_DOMCTL_GRANT_version(
+            phys.capabilities & XEN_SYSCTL_PHYSCAP_gnttab_v2   ? 2
+            : phys.capabilities & XEN_SYSCTL_PHYSCAP_gnttab_v1 ? 1
+                                                               : 0);
+    else
+        cd.grant_opts =
+            XEN_DOMCTL_GRANT_version((uint32_t)bi->max_grant_version);
+    cd.arch.emulation_flags = XEN_X86_EMU_LAPIC;
+    /* A restore's default is relaxed, as libxl's restore makes it. */
+    if (libxl_defbool_is_default(bi->arch_x86.msr_relaxed) ||
+        libxl_defbool_val(bi->arch_x86.msr_relaxed))
+        cd.arch.misc_flags |= XEN_X86_MSR_RELAXED;
+    cd.cpupool_id = b->cfg.c_info.poolid;
+    domid = 0;
+    if (xc_domain_create(xd->xch, &domid, &cd) < 0) {
+        XTK_PERROR(dom->ctx, "creating the domain");
+        goto fail;
+    }
+    created = 1;
+    dom->domid = domid;
+
+    /* libxl__build_pre */
+    paging_kb = bi->shadow_memkb != LIBXL_MEMKB_DEFAULT
+                    ? bi->shadow_memkb
+                    : 4 * (256ull * (unsigned)bi->max_vcpus +
+                           (1 + !(cd.flags & XEN_DOMCTL_CDF_hap)) *
+                               (bi->max_memkb / 1024));
+    if (xc_domain_max_vcpus(xd->xch, domid, (unsigned)bi->max_vcpus) < 0 ||
+        xc_domain_setmaxmem(xd->xch, domid, bi->target_memkb + 1024) < 0 ||
+        xc_set_paging_mempool_size(xd->xch, domid, paging_kb << 10) < 0) {
+        XTK_PERROR(dom->ctx, "domain %u: its vCPUs, memory or paging pool",
+                   domid);
+        goto fail;
+    }
+    rc = xc_evtchn_alloc_unbound(xd->xch, domid, 0);
+    b->store_port = (uint32_t)rc;
+    if (rc >= 0) {
+        rc = xc_evtchn_alloc_unbound(xd->xch, domid, 0);
+        b->console_port = (uint32_t)rc;
+    }
+    if (rc < 0) {
+        XTK_PERROR(dom->ctx, "domain %u: its store and console channels",
+                   domid);
+        goto fail;
+    }
+    if (xc_hvm_param_set(xd->xch, domid, HVM_PARAM_TIMER_MODE,
+                         bi->timer_mode == LIBXL_TIMER_MODE_UNKNOWN ||
+                                 bi->timer_mode < 0
+                             ? LIBXL_TIMER_MODE_NO_DELAY_FOR_MISSED_TICKS
+                             : (uint64_t)bi->timer_mode) < 0 ||
+        xc_hvm_param_set(xd->xch, domid, HVM_PARAM_ALTP2M,
+                         (uint64_t)bi->altp2m) < 0 ||
+        xc_domain_set_tsc_info(xd->xch, domid,
+                               bi->tsc_mode == LIBXL_TSC_MODE_ALWAYS_EMULATE ? 1
+                               : bi->tsc_mode == LIBXL_TSC_MODE_NATIVE       ? 2
+                                                                       : 0,
+                               0, 0, 0) < 0) {
+        XTK_PERROR(dom->ctx, "domain %u: its timer, altp2m or TSC mode", domid);
+        goto fail;
+    }
+    if (build_store_dirs(dom, b) < 0)
+        goto fail;
+    /* xl save, migrate and destroy read the domain's config from here:
+     * stored now, not in the restore's downtime. */
+    {
+        char *json = libxl_domain_config_to_json(lctx, &b->cfg);
+
+        rc = json ? libxl_userdata_store(lctx, domid, "libxl-json",
+                                         (const uint8_t *)json,
+                                         (int)strlen(json) + 1)
+                  : ERROR_NOMEM;
+        free(json);
+        if (rc) {
+            XTK_ERROR(dom->ctx,
+                      "domain %u: cannot store its config for libxl (%d)",
+                      domid, rc);
+            errno = EIO;
+            goto fail;
+        }
+    }
+    libxl_ctx_free(lctx);
+    xd->build = b;
+    dom->priv = xd;
+    nc->nr_pages = bi->target_memkb / 4;
+    /* Above the memory: the hole below 4 GiB that PVH RAM skips */
+    nc->max_pfn = bi->max_memkb / 4 + (1ull << 20);
+    nc->nr_vcpus = (uint32_t)bi->max_vcpus;
+    snprintf(nc->cfg_name, sizeof(nc->cfg_name), "%s", b->cfg.c_info.name);
+    XTK_DEBUG(dom->ctx,
+              "domain %u built: PVH, %d vCPUs, %llu kB (max %llu kB), "
+              "paging pool %llu kB, store port %u, console port %u",
+              domid, bi->max_vcpus, (unsigned long long)bi->target_memkb,
+              (unsigned long long)bi->max_memkb, (unsigned long long)paging_kb,
+              b->store_port, b->console_port);
+    return 0;
+
+fail:
+    e = errno ? errno : EIO;
+    if (created) {
+        if (lctx)
+            libxl_userdata_unlink(lctx, domid, "libxl-json");
+        xc_domain_destroy(xd->xch, domid);
+        build_store_rm(dom, b);
+    }
+    if (lctx)
+        libxl_ctx_free(lctx);
+    build_free(b);
+    if (xd)
+        xd->build = NULL;
+    xd_free(xd);
+    dom->domid = 0;
+    return xtk__fail(e);
+}
+
+static int xen_populate(struct xtk_domain *dom, const uint64_t *pfns,
+                        unsigned int nr)
+{
+    struct xen_dom *xd = xd_of(dom);
+    xen_pfn_t *arr;
+    int r;
+
+    if (!xd->build || xd->build->started)
+        return xtk__fail(EBUSY);
+    arr = malloc((nr ? nr : 1) * sizeof(*arr));
+    if (!arr)
+        return -1;
+    for (unsigned int i = 0; i < nr; i++)
+        arr[i] = (xen_pfn_t)pfns[i];
+    r = xc_domain_populate_physmap_exact(xd->xch, dom->domid, nr, 0, 0, arr);
+    if (r < 0)
+        XTK_PERROR(dom->ctx,
+                   "domain %u: populating %u frames from %#llx (its memory "
+                   "limit, or this host's free memory?)",
+                   dom->domid, nr, nr ? (unsigned long long)pfns[0] : 0ull);
+    free(arr);
+    return r < 0 ? -1 : 0;
+}
+
+/* Applies one HVM_PARAMS record body, as Xen's restore does. */
+static int set_params(struct xtk_domain *dom, struct xen_build *b,
+                      const void *body, uint32_t len)
+{
+    struct xen_dom *xd = xd_of(dom);
+    uint32_t head[2];
+    const uint8_t *p = body;
+
+    if (len < sizeof(head))
+        return xtk__fail(EINVAL);
+    memcpy(head, body, sizeof(head));
+    if (len != sizeof(head) + (uint64_t)head[0] * 16)
+        return xtk__fail(EINVAL);
+    for (uint32_t i = 0; i < head[0]; i++) {
+        struct rec_hvm_param e;
+
+        memcpy(&e, p + sizeof(head) + i * 16ull, sizeof(e));
+        switch (e.index) {
+        case HVM_PARAM_CONSOLE_PFN:
+        case HVM_PARAM_STORE_PFN:
+        case HVM_PARAM_IOREQ_PFN:
+        case HVM_PARAM_BUFIOREQ_PFN:
+            /* A fresh ring: the guest reconnects on resume. */
+            if (xc_clear_domain_page(xd->xch, dom->domid, e.value) < 0) {
+                XTK_PERROR(dom->ctx, "domain %u: clearing frame %#llx",
+                           dom->domid, (unsigned long long)e.value);
+                return -1;
+            }
+            if (e.index == HVM_PARAM_CONSOLE_PFN) {
+                b->console_gfn = e.value;
+                b->have_console = 1;
+            } else if (e.index == HVM_PARAM_STORE_PFN) {
+                b->store_gfn = e.value;
+                b->have_store = 1;
+            }
+            break;
+        case HVM_PARAM_PAE_ENABLED: /* obsolete: Xen's restore drops it */
+            continue;
+        }
+        if (xc_hvm_param_set(xd->xch, dom->domid, (uint32_t)e.index, e.value) <
+            0) {
+            XTK_PERROR(dom->ctx, "domain %u: HVM parameter %llu = %#llx",
+                       dom->domid, (unsigned long long)e.index,
+                       (unsigned long long)e.value);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/*
+ * Loads Xen's records into a domain built for a restore: the CPU policy
+ * (the stream's static data, given alone first), or the state at the end
+ * of a checkpoint (TSC_INFO, HVM_CONTEXT, HVM_PARAMS), in the order Xen's
+ * restore applies them.
+ */
 static int xen_set_state(struct xtk_domain *dom, const void *buf, size_t len)
 {
-    (void)buf, (void)len;
-    XTK_ERROR(dom->ctx, "domain %u: restoring onto Xen is not implemented yet",
-              dom->domid);
-    return xtk__fail(ENOTSUP);
+    struct xen_dom *xd = xd_of(dom);
+    struct xen_build *b = xd->build;
+    const void *cpuid = NULL, *msrs = NULL, *ctx = NULL, *tsc = NULL;
+    uint32_t cpuid_len = 0, msrs_len = 0, ctx_len = 0, tsc_len = 0;
+    const void *body;
+    uint32_t type, blen;
+    size_t off = 0;
+    int r;
+
+    if (!b || b->started) {
+        XTK_ERROR(dom->ctx,
+                  "domain %u: xtk loads a state only into a domain it built "
+                  "for the restore",
+                  dom->domid);
+        return xtk__fail(ENOTSUP);
+    }
+    while ((r = xtk__rec_next(buf, len, &off, &type, &body, &blen)) == 1) {
+        switch (type) {
+        case REC_CPUID_POLICY:
+            cpuid = body, cpuid_len = blen;
+            break;
+        case REC_MSR_POLICY:
+            msrs = body, msrs_len = blen;
+            break;
+        case REC_TSC_INFO:
+            tsc = body, tsc_len = blen;
+            break;
+        case REC_HVM_CONTEXT:
+            ctx = body, ctx_len = blen;
+            break;
+        case REC_HVM_PARAMS:
+            break; /* below, in order */
+        default:
+            XTK_ERROR(dom->ctx,
+                      "domain %u: record type %#x is not a state "
+                      "record of Xen's",
+                      dom->domid, type);
+            return xtk__fail(EINVAL);
+        }
+    }
+    if (r < 0)
+        return -1;
+    if ((cpuid && (!cpuid_len || cpuid_len % sizeof(xen_cpuid_leaf_t))) ||
+        (msrs && (!msrs_len || msrs_len % sizeof(xen_msr_entry_t))) ||
+        (tsc && tsc_len != sizeof(struct rec_tsc_info))) {
+        XTK_ERROR(dom->ctx, "domain %u: a malformed CPU policy or TSC_INFO",
+                  dom->domid);
+        return xtk__fail(EINVAL);
+    }
+    if (cpuid || msrs) {
+        uint32_t el = ~0u, es = ~0u, em = ~0u;
+
+        if (xc_set_domain_cpu_policy(
+                xd->xch, dom->domid, cpuid_len / sizeof(xen_cpuid_leaf_t),
+                (xen_cpuid_leaf_t *)cpuid, msrs_len / sizeof(xen_msr_entry_t),
+                (xen_msr_entry_t *)msrs, &el, &es, &em) < 0) {
+            XTK_PERROR(dom->ctx,
+                       "domain %u: this host cannot give the guest its CPU "
+                       "(CPUID leaf %08x subleaf %08x, MSR %08x)",
+                       dom->domid, el, es, em);
+            return -1;
+        }
+    }
+    if (tsc) {
+        struct rec_tsc_info t;
+
+        memcpy(&t, tsc, sizeof(t));
+        if (xc_domain_set_tsc_info(xd->xch, dom->domid, t.mode, t.nsec, t.khz,
+                                   t.incarnation) < 0) {
+            XTK_PERROR(dom->ctx, "domain %u: its TSC", dom->domid);
+            return -1;
+        }
+    }
+    off = 0;
+    while (xtk__rec_next(buf, len, &off, &type, &body, &blen) == 1)
+        if (type == REC_HVM_PARAMS && set_params(dom, b, body, blen) < 0) {
+            if (errno == EINVAL)
+                XTK_ERROR(dom->ctx, "domain %u: a malformed HVM_PARAMS",
+                          dom->domid);
+            return -1;
+        }
+    if (!ctx)
+        return 0;
+    if (!b->have_store || !b->have_console) {
+        XTK_ERROR(dom->ctx,
+                  "domain %u: the state names no store or console page "
+                  "(HVM_PARAMS)",
+                  dom->domid);
+        return xtk__fail(EINVAL);
+    }
+    if (xc_hvm_param_set(xd->xch, dom->domid, HVM_PARAM_STORE_EVTCHN,
+                         b->store_port) < 0 ||
+        xc_hvm_param_set(xd->xch, dom->domid, HVM_PARAM_CONSOLE_EVTCHN,
+                         b->console_port) < 0) {
+        XTK_PERROR(dom->ctx, "domain %u: its event channel parameters",
+                   dom->domid);
+        return -1;
+    }
+    if (xc_domain_hvm_setcontext(xd->xch, dom->domid, (uint8_t *)ctx, ctx_len) <
+        0) {
+        XTK_PERROR(dom->ctx, "domain %u: its HVM context does not load",
+                   dom->domid);
+        return -1;
+    }
+    if (xc_dom_gnttab_seed(xd->xch, dom->domid, true, b->console_gfn,
+                           b->store_gfn, 0, 0) < 0) {
+        XTK_PERROR(dom->ctx, "domain %u: seeding its grant table", dom->domid);
+        return -1;
+    }
+    b->loaded = 1;
+    return 0;
+}
+
+/*
+ * libxl__build_post and the console device's nodes, libxl's userdata,
+ * the store's INTRODUCE: then the domain is one like any other xl knows.
+ */
+static int build_finish(struct xtk_domain *dom, struct xen_build *b)
+{
+    libxl_domain_build_info *bi = &b->cfg.b_info;
+    struct xs_handle *xs = xs_open(0);
+    char dp[64];
+    int tries = 0, ok = 0;
+
+    if (!xs) {
+        XTK_PERROR(dom->ctx, "cannot open libxenstore");
+        return -1;
+    }
+    snprintf(dp, sizeof(dp), "/local/domain/%u", dom->domid);
+    do {
+        xs_transaction_t t = xs_transaction_start(xs);
+
+        ok = t != XBT_NULL;
+        ok = ok &&
+             !xs_printf(xs, t, dp, "memory/static-max", "%llu",
+                        (unsigned long long)bi->max_memkb) &&
+             !xs_printf(xs, t, dp, "memory/target", "%llu",
+                        (unsigned long long)bi->target_memkb) &&
+             !xs_printf(xs, t, dp, "memory/videoram", "%lld",
+                        bi->video_memkb == LIBXL_MEMKB_DEFAULT
+                            ? -1ll
+                            : (long long)bi->video_memkb) &&
+             !xs_printf(xs, t, dp, "domid", "%u", dom->domid) &&
+             !xs_printf(xs, t, dp, "store/port", "%u", b->store_port) &&
+             !xs_printf(xs, t, dp, "store/ring-ref", "%llu",
+                        (unsigned long long)b->store_gfn) &&
+             !xs_printf(xs, t, dp, "console/backend-id", "0") &&
+             !xs_printf(xs, t, dp, "console/limit", "%d", 1048576) &&
+             !xs_printf(xs, t, dp, "console/type", "xenconsoled") &&
+             !xs_printf(xs, t, dp, "console/output", "pty") &&
+             !xs_printf(xs, t, dp, "console/tty", "%s", "") &&
+             !xs_printf(xs, t, dp, "console/port", "%u", b->console_port) &&
+             !xs_printf(xs, t, dp, "console/ring-ref", "%llu",
+                        (unsigned long long)b->console_gfn);
+        for (int i = 0; ok && i < bi->max_vcpus; i++) {
+            char node[32];
+
+            snprintf(node, sizeof(node), "cpu/%d/availability", i);
+            ok = !xs_printf(xs, t, dp, node, "%s",
+                            !bi->avail_vcpus.size ||
+                                    libxl_bitmap_test(&bi->avail_vcpus, i)
+                                ? "online"
+                                : "offline");
+        }
+        if (t == XBT_NULL)
+            break;
+        if (!ok) {
+            int e = errno;
+            xs_transaction_end(xs, t, 1);
+            errno = e;
+        } else if (!xs_transaction_end(xs, t, 0))
+            ok = 0;
+    } while (!ok && errno == EAGAIN && ++tries < 20);
+    if (!ok) {
+        XTK_PERROR(dom->ctx, "domain %u: its store nodes", dom->domid);
+        goto out;
+    }
+    if (!xs_introduce_domain(xs, dom->domid, b->store_gfn, b->store_port)) {
+        XTK_PERROR(dom->ctx, "domain %u: the store's INTRODUCE", dom->domid);
+        ok = 0;
+    }
+out : {
+    int e = errno;
+    xs_close(xs);
+    errno = e;
+}
+    return ok ? 0 : -1;
+}
+
+/* A domain built here runs for the first time. */
+static int build_start(struct xtk_domain *dom, struct xen_build *b)
+{
+    struct xen_dom *xd = xd_of(dom);
+
+    if (!b->loaded) {
+        XTK_ERROR(dom->ctx, "domain %u: no state loaded to run", dom->domid);
+        return xtk__fail(EINVAL);
+    }
+    if (build_finish(dom, b) < 0)
+        return -1;
+    b->started = 1;
+    if (xc_domain_unpause(xd->xch, dom->domid) < 0) {
+        XTK_PERROR(dom->ctx, "domain %u: unpause", dom->domid);
+        return -1;
+    }
+    dom->resumed_ns = xtk_now_ns();
+    return 0;
 }
 
 const struct xtk__backend_ops xtk__xen_backend = {
@@ -1455,9 +2209,11 @@ const struct xtk__backend_ops xtk__xen_backend = {
     .unpause = xen_unpause,
     .destroy = xen_destroy,
     .rename = xen_rename,
+    .xl_config = xen_xl_config,
     .frames = xen_frames,
     .map_batch = xen_map_batch,
     .unmap_batch = xen_unmap_batch,
+    .create_native = xen_create_native,
     .populate = xen_populate,
     .logdirty_enable = xen_logdirty_enable,
     .logdirty_read = xen_logdirty_read,

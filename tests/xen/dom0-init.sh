@@ -16,6 +16,8 @@ mkdir -p /dev/pts /run
 mount -t devpts devpts /dev/pts
 mount -t tmpfs tmpfs /run
 exec </dev/console >/dev/console 2>&1
+# the loopback, for a migration from this host to itself over TCP
+ip link set lo up 2>/dev/null || ifconfig lo 127.0.0.1 up
 echo "XTK-INIT dom0 up at $(cut -d' ' -f1 /proc/uptime) s"
 
 failed=0
@@ -190,8 +192,11 @@ probe --pv --console $con/guest-g1.log g1 10 2>/run/xen-probe-g1.log ||
 # guest counts on.  Each file is also copied to the output disk (a
 # virtio disk QEMU gives dom0) for the host to check with Xen's
 # verify-stream-v2: an XTK-FILE line says where.
+# (xenconsoled names a guest's log after its name when it first sees it:
+# g2log changes when g2 comes back from a migration under another name.)
+g2log=guest-g2.log
 counter2() {
-  grep -o 'xtk-domu: counter [0-9]*' $con/guest-g2.log 2>/dev/null |
+  grep -o 'xtk-domu: counter [0-9]*' "$con/$g2log" 2>/dev/null |
     tail -n 1 | cut -d' ' -f3
 }
 counter2_above() { [ "$(counter2)" -gt "$1" ] 2>/dev/null; }
@@ -356,9 +361,113 @@ if [ -n "$d2" ]; then
     bad xtk-kill "no domain g2"
   fi
 else
-  for c in xtk-save xtk-save-restore xtk-live xtk-live-restore xtk-kill; do
+  for c in xtk-save xtk-save-restore xtk-live xtk-live-restore xtk-kill \
+    xl-save-xtk-restore xtk-restore-bad xtk-restore xtk-migrate; do
     bad "$c" "no PVH guest g2"
   done
+fi
+
+# ---- xtk-restore onto Xen: xtk's domain builder --------------------------
+# xtk builds the PVH domain from the libxl config in the file's xl header
+# and runs its own restore engine on Xen's stream:
+#   xl-save-xtk-restore  xl save -> xtk-restore, the guest counts on
+#   xtk-restore-bad      truncated copies of an xtk-save file (in its
+#                        memory, and just before its END) are refused and
+#                        leave no domain behind
+#   xtk-restore          xtk-save (libxl's JSON config, as xl save writes
+#                        it) -> xtk-restore, the guest counts on
+#   xtk-migrate          xtk-save --live to xtk-restore over TCP on this
+#                        host: the source is gone, the destination counts on
+# A restored domain is then an ordinary one for xl (xl save, destroy).
+# xtk_restore_check CHECK FILE: xtk-restore of FILE; sets d2.
+xtk_restore_check() {
+  before=$(counter2)
+  t=$(now)
+  d2=
+  if XTK_BACKEND=xen timeout 300 xtk-restore "$2" >/run/$1.out \
+    2>/run/$1.log; then
+    d2=$(cat /run/$1.out)
+  fi
+  if [ -n "$d2" ] && introduced "$d2" &&
+    waitfor 120 counter2_above "$((${before:-0} + 1))"; then
+    ok "$1" "domain $d2 restored by xtk-restore in $(since "$t") s, counter $before -> $(counter2); $(grep -E '^ *(domain created|CPU policy loaded|state loaded|resumed) ' /run/$1.log | tr -s ' ' | tr '\n' ';')"
+  else
+    bad "$1" "domain '$d2': counter $before -> $(counter2); $(tail -n 8 /run/$1.log | tr '\n' ';')"
+    d2=$(domid_of g2)
+  fi
+}
+# domains: how many Xen has (dom0 included).
+domains() { xl list 2>/dev/null | tail -n +2 | wc -l; }
+if [ -n "$d2" ] && xl save g2 /run/g2-x.save >/run/xl-save-x.log 2>&1 &&
+  waitfor 30 gone "$d2"; then
+  xtk_restore_check xl-save-xtk-restore /run/g2-x.save
+  if [ -z "$d2" ] && xl restore /run/g2-x.save >/run/xl-restore-x.log 2>&1; then
+    d2=$(domid_of g2) # to go on with
+  fi
+else
+  bad xl-save-xtk-restore "xl save of g2 '$d2': $(tail -n 3 /run/xl-save-x.log | tr '\n' ';')"
+  d2=$(domid_of g2)
+fi
+rm -f /run/g2-x.save
+if [ -n "$d2" ] && XTK_BACKEND=xen timeout 300 xtk-save --suspend store \
+  --format xl g2 /run/x.xl 2>/run/xtk-save-x.log && waitfor 30 gone "$d2"; then
+  size=$(wc -c </run/x.xl)
+  n0=$(domains)
+  l0=$(xenstore-list /libxl 2>/dev/null | tr '\n' ' ')
+  why=
+  msg=
+  for cut in $((size / 2)) $((size - 24)); do
+    head -c "$cut" /run/x.xl >/run/x-cut.xl
+    if XTK_BACKEND=xen timeout 300 xtk-restore /run/x-cut.xl \
+      >/run/xtk-restore-cut.out 2>/run/xtk-restore-cut.log; then
+      why="$why a copy cut at $cut of $size bytes restored;"
+      xl destroy "$(cat /run/xtk-restore-cut.out)" 2>/dev/null
+    elif [ "$(domains)" != "$n0" ] || xl domid g2 >/dev/null 2>&1 ||
+      [ "$(xenstore-list /libxl 2>/dev/null | tr '\n' ' ')" != "$l0" ]; then
+      why="$why cut at $cut: a domain is left: $(xl list | tr '\n' ';') /libxl: $(xenstore-list /libxl | tr '\n' ' ');"
+    else
+      msg="$msg [$cut: $(grep -E 'error' /run/xtk-restore-cut.log | tail -n 1)]"
+    fi
+  done
+  if [ -z "$why" ]; then
+    ok xtk-restore-bad "truncated copies refused, no domain left:$msg"
+  else
+    bad xtk-restore-bad "$why"
+  fi
+  rm -f /run/x-cut.xl
+  export_file /run/x.xl x.xl
+  xtk_restore_check xtk-restore /run/x.xl
+  if [ -z "$d2" ] && xl restore /run/x.xl >/run/xl-restore-x.log 2>&1; then
+    d2=$(domid_of g2)
+  fi
+else
+  bad xtk-restore-bad "xtk-save of g2 '$d2' failed: $(tail -n 3 /run/xtk-save-x.log | tr '\n' ';')"
+  bad xtk-restore "nothing to restore"
+  d2=$(domid_of g2)
+fi
+rm -f /run/x.xl
+if [ -n "$d2" ]; then
+  rm -f /run/mig.port
+  XTK_BACKEND=xen timeout 300 xtk-restore --name g2m --port-file /run/mig.port \
+    listen:127.0.0.1:0 >/run/xtk-mig-restore.out 2>/run/xtk-mig-restore.log &
+  rp=$!
+  before=$(counter2)
+  old=$d2
+  t=$(now)
+  if waitfor 30 test -s /run/mig.port &&
+    XTK_BACKEND=xen timeout 300 xtk-save --live --suspend store --format xl \
+      g2 "tcp:127.0.0.1:$(cat /run/mig.port)" 2>/run/xtk-mig-save.log &&
+    wait "$rp" && d2=$(cat /run/xtk-mig-restore.out) && [ -n "$d2" ] &&
+    waitfor 30 gone "$old" && xl rename g2m g2 && g2log=guest-g2m.log &&
+    waitfor 120 counter2_above "$((${before:-0} + 1))"; then
+    ok xtk-migrate "domain $old -> $d2 in $(since "$t") s, counter $before -> $(counter2); $(grep -E '^ *(final round|downtime) ' /run/xtk-mig-save.log | tr -s ' ' | tr '\n' ';')"
+  else
+    bad xtk-migrate "domain $old -> '$d2': counter $before -> $(counter2); save: $(tail -n 5 /run/xtk-mig-save.log | tr '\n' ';') restore: $(tail -n 5 /run/xtk-mig-restore.log | tr '\n' ';')"
+    kill "$rp" 2>/dev/null
+    d2=$(domid_of g2)
+  fi
+else
+  bad xtk-migrate "no domain g2"
 fi
 
 if [ -n "$d2" ] && xl destroy g2 >/run/xl-destroy-g2.log 2>&1 &&
@@ -441,7 +550,9 @@ if [ "$failed" != 0 ]; then
     /run/xl-restore.log /run/xl-create-g2.log /run/xen-probe-g1.log \
     /run/xen-probe-g2.log /run/xl-shutdown.log /run/xtk-save.log \
     /run/xl-restore-save.log /run/xtk-live.log /run/xl-restore-live.log \
-    /run/xl-save-g2.log /run/xl-migrate-g2.log \
+    /run/xl-save-g2.log /run/xl-migrate-g2.log /run/xl-save-xtk-restore.log \
+    /run/xtk-restore.log /run/xtk-restore-cut.log /run/xtk-mig-save.log \
+    /run/xtk-mig-restore.log /var/log/xen/console/guest-g2m.log \
     /var/log/xen/console/guest-g2.log; do
     echo "XTK-LOG ---- $f"
     n=60

@@ -32,6 +32,7 @@ probe=${XEN_PROBE:-$top_builddir/tests/xen/xen-probe}
 guard=${XTK_XEN_GUARD:-$top_builddir/xtk-xen-guard}
 # xtk-save itself, the binary behind libtool's wrapper, with its libxtk
 xtksave=${XTK_SAVE:-$top_builddir/.libs/xtk-save}
+xtkrestore=${XTK_RESTORE:-$top_builddir/.libs/xtk-restore}
 libdir=${XTK_LIBDIR:-$top_builddir/.libs}
 xenbin=${XEN_BINDIR:-/usr/lib/xen-4.17/bin}
 cache=${XTK_XEN_CACHE:-$top_builddir/tests/xen/cache}
@@ -53,7 +54,7 @@ done
 for f in /bin/busybox "$xenbin/xl" "$xenbin/xen-init-dom0" \
   "$xenbin/xenconsoled" "$xenbin/test-xenstore" "$xenbin/libxl-save-helper" \
   "$xenbin/xenstore-control" /usr/bin/xenstore-read "$xsd" "$probe" "$guard" \
-  "$xtksave" "$xenbin/verify-stream-v2"; do
+  "$xtksave" "$xtkrestore" "$xenbin/verify-stream-v2"; do
   [ -x "$f" ] || die "$f is missing (scripts/setup.sh: busybox-static, xen-utils-4.17, xenstore-utils; or make check builds xsd-lite and xen-probe)"
 done
 ldd /bin/busybox >/dev/null 2>&1 && die "/bin/busybox is not static (Debian's busybox-static)"
@@ -241,6 +242,9 @@ mkdir -p "$o/usr/lib/x86_64-linux-gnu" || die mkdir
 cp "$xtksave" "$o/usr/sbin/xtk-save" &&
   cp -L "$libdir/libxtk.so.0" "$o/usr/lib/x86_64-linux-gnu/libxtk.so.0" &&
   LD_LIBRARY_PATH=$libdir cp_libs "$o" "$xtksave" || die "copying $xtksave"
+[ "$(head -c 2 "$xtkrestore")" != '#!' ] || die "$xtkrestore is a libtool wrapper: this test wants the binary"
+cp "$xtkrestore" "$o/usr/sbin/xtk-restore" &&
+  LD_LIBRARY_PATH=$libdir cp_libs "$o" "$xtkrestore" || die "copying $xtkrestore"
 cp "$here/dom0-init.sh" "$o/init" && chmod 755 "$o/init" || die "copying dom0's /init"
 mkcpio "$o" "$run/overlay.cpio" || die "cpio of the overlay"
 # Concatenated newc archives: the kernel unpacks both, the later one wins.
@@ -298,7 +302,8 @@ boot_to_init() {
 checks="xsd-lite xen-init-dom0 xenconsoled test-xenstore xl-create introduce
   guest-ring guest-console xl-save save-release xl-restore restore-runs
   shutdown release xsd-lite-alive pvh-create pvh-destroy
-  xtk-save xtk-save-restore xtk-live xtk-live-restore xtk-kill"
+  xtk-save xtk-save-restore xtk-live xtk-live-restore xtk-kill
+  xl-save-xtk-restore xtk-restore-bad xtk-restore xtk-migrate"
 # and xen-probe's, once for each guest (tests/xen/xen-probe.c)
 probes="xtk-lookup xtk-pause xtk-logdirty xtk-evtchn xtk-suspend xtk-guard
   xtk-running"
