@@ -913,14 +913,12 @@ static int prepare(struct xtk_save *sv)
         }
         sv->native = !!(sv->layout.flags & XTK__LAYOUT_NATIVE);
     }
-    if (sv->native && sv->opt.checkpoint_interval_ms) {
-        XTK_ERROR(sv->ctx,
-                  "domain %u: checkpointing is not supported in the %s "
-                  "backend's own stream layout (Xen's restore takes a "
-                  "checkpointed stream only from Remus/COLO)",
-                  dom->domid, dom->ops->name);
-        return xtk__fail(ENOTSUP);
-    }
+    if (sv->native && sv->opt.checkpoint_interval_ms)
+        XTK_INFO(sv->ctx,
+                 "domain %u: a checkpointed stream in the %s backend's own "
+                 "layout: xtk-restore takes it; Xen's own restore only as "
+                 "Remus's backup",
+                 dom->domid, dom->ops->name);
     if (dom->ops->map_all) {
         sv->ram = dom->ops->map_all(dom, PROT_READ);
         if (!sv->ram)

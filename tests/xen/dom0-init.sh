@@ -362,7 +362,8 @@ if [ -n "$d2" ]; then
   fi
 else
   for c in xtk-save xtk-save-restore xtk-live xtk-live-restore xtk-kill \
-    xl-save-xtk-restore xtk-restore-bad xtk-restore xtk-migrate; do
+    xl-save-xtk-restore xtk-restore-bad xtk-restore xtk-migrate \
+    xtk-checkpoint xtk-failover; do
     bad "$c" "no PVH guest g2"
   done
 fi
@@ -470,6 +471,78 @@ else
   bad xtk-migrate "no domain g2"
 fi
 
+# ---- checkpoints on Xen: epochs to an xtk-restore backup ------------------
+#   xtk-checkpoint  xtk-save --live -I 300 -N 5 to xtk-restore over TCP:
+#                   five epochs, the guest resumed in place after each,
+#                   then the END: the source is gone, the backup runs
+#   xtk-failover    the same without a count, xtk-save killed (-9) once
+#                   the backup has two complete epochs: the backup resumes
+#                   the last complete one and counts on, and the source
+#                   (given back by xtk-save's guard) runs on too
+# backup_start NAME [-v]: an xtk-restore for NAME listening on this host.
+backup_start() {
+  rm -f /run/bk.port
+  XTK_BACKEND=xen timeout 300 xtk-restore $2 --name "$1" \
+    --port-file /run/bk.port listen:127.0.0.1:0 >/run/xtk-$1.out \
+    2>/run/xtk-$1.log &
+  bp=$!
+  waitfor 30 test -s /run/bk.port
+}
+# counter_of NAME: the last counter on guest NAME's console.
+counter_of() {
+  grep -o 'xtk-domu: counter [0-9]*' "$con/guest-$1.log" 2>/dev/null |
+    tail -n 1 | cut -d' ' -f3
+}
+counter_of_above() { [ "$(counter_of "$1")" -gt "$2" ] 2>/dev/null; }
+if [ -n "$d2" ]; then
+  old=$d2
+  before=$(counter2)
+  t=$(now)
+  if backup_start g2c &&
+    XTK_BACKEND=xen timeout 300 xtk-save --live -I 300 -N 5 --suspend store \
+      --format xl g2 "tcp:127.0.0.1:$(cat /run/bk.port)" \
+      2>/run/xtk-ckpt-save.log && wait "$bp" &&
+    d2=$(cat /run/xtk-g2c.out) && [ -n "$d2" ] && waitfor 30 gone "$old" &&
+    xl rename g2c g2 && g2log=guest-g2c.log &&
+    waitfor 120 counter2_above "$((${before:-0} + 1))"; then
+    ok xtk-checkpoint "domain $old -> $d2 after 5 checkpoints in $(since "$t") s, counter $before -> $(counter2); $(grep -E '^ *(final round|downtime|checkpoints) ' /run/xtk-ckpt-save.log | tr -s ' ' | tr '\n' ';')"
+  else
+    bad xtk-checkpoint "domain $old -> '$d2': counter $before -> $(counter2); save: $(tail -n 5 /run/xtk-ckpt-save.log | tr '\n' ';') backup: $(tail -n 5 /run/xtk-g2c.log | tr '\n' ';')"
+    kill "$bp" 2>/dev/null
+    d2=$(domid_of g2)
+  fi
+else
+  bad xtk-checkpoint "no domain g2"
+fi
+if [ -n "$d2" ] && backup_start g2f -v; then
+  XTK_BACKEND=xen xtk-save --live -I 300 --suspend store --format xl g2 \
+    "tcp:127.0.0.1:$(cat /run/bk.port)" 2>/run/xtk-fo-save.log &
+  sp=$!
+  if waitfor 120 grep -q 'epoch 2 complete' /run/xtk-g2f.log &&
+    kill -9 "$sp" 2>/dev/null; then
+    wait "$sp" 2>/dev/null
+    t=$(now)
+    bk=
+    wait "$bp" && bk=$(cat /run/xtk-g2f.out)
+    b0=$(counter_of g2f)
+    s0=$(counter2)
+    if [ -n "$bk" ] && waitfor 120 counter_of_above g2f "$((${b0:-0} + 1))" &&
+      waitfor 90 sh -c '! pidof xtk-xen-guard' &&
+      waitfor 120 counter2_above "$((${s0:-0} + 1))"; then
+      ok xtk-failover "xtk-save killed (-9) after $(grep -c 'complete' /run/xtk-g2f.log) epochs: $(grep -o 'failing over.*' /run/xtk-g2f.log); backup domain $bk counts $b0 -> $(counter_of g2f), source $d2 $s0 -> $(counter2)"
+    else
+      bad xtk-failover "backup '$bk' counter $b0 -> $(counter_of g2f), source $s0 -> $(counter2); backup: $(grep -v debug /run/xtk-g2f.log | tail -n 5 | tr '\n' ';')"
+    fi
+    [ -n "$bk" ] && xl destroy "$bk" >/dev/null 2>&1
+  else
+    bad xtk-failover "no second epoch at the backup: save: $(tail -n 5 /run/xtk-fo-save.log | tr '\n' ';') backup: $(tail -n 5 /run/xtk-g2f.log | tr '\n' ';')"
+    kill -9 "$sp" "$bp" 2>/dev/null
+  fi
+  d2=$(domid_of g2)
+else
+  bad xtk-failover "no domain g2, or no backup listening"
+fi
+
 if [ -n "$d2" ] && xl destroy g2 >/run/xl-destroy-g2.log 2>&1 &&
   waitfor 30 gone "$d2"; then
   ok pvh-destroy "domain $d2 gone"
@@ -553,6 +626,8 @@ if [ "$failed" != 0 ]; then
     /run/xl-save-g2.log /run/xl-migrate-g2.log /run/xl-save-xtk-restore.log \
     /run/xtk-restore.log /run/xtk-restore-cut.log /run/xtk-mig-save.log \
     /run/xtk-mig-restore.log /var/log/xen/console/guest-g2m.log \
+    /run/xtk-ckpt-save.log /run/xtk-g2c.log /run/xtk-fo-save.log \
+    /run/xtk-g2f.log /var/log/xen/console/guest-g2f.log \
     /var/log/xen/console/guest-g2.log; do
     echo "XTK-LOG ---- $f"
     n=60
