@@ -25,12 +25,14 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <libxl.h>
 #include <xenctrl.h>
 #include <xenguest.h>
 
@@ -115,8 +117,42 @@ static void resume(xc_interface *xch, uint32_t domid)
     fprintf(stderr, "%s: domain %u: resumed the suspended guest\n", me, domid);
 }
 
+static void xtl_quiet(struct xentoollog_logger *l, xentoollog_level level,
+                      int errnoval, const char *context, const char *format,
+                      va_list al)
+{
+    (void)l, (void)level, (void)errnoval, (void)context, (void)format;
+    (void)al;
+}
+
+/* A domain built for a restore that never ran: destroyed as xl would. */
+static void destroy(uint32_t domid)
+{
+    xentoollog_logger logger = {.vmessage = xtl_quiet};
+    libxl_ctx *lctx = NULL;
+    int rc = -1;
+
+    if (!libxl_ctx_alloc(&lctx, LIBXL_VERSION, 0, &logger)) {
+        rc = libxl_domain_destroy(lctx, domid, NULL);
+        libxl_ctx_free(lctx);
+    }
+    if (rc)
+        fprintf(stderr,
+                "%s: domain %u: cannot destroy the half-built "
+                "domain (%d)\n",
+                me, domid, rc);
+    else
+        fprintf(stderr, "%s: domain %u: destroyed the half-built domain\n", me,
+                domid);
+}
+
 static void undo(const struct xtk__xen_guard_state *st)
 {
+    if (st->building) {
+        destroy(st->domid);
+        return;
+    }
+
     xc_interface *xch = xc_interface_open(NULL, NULL, 0);
     uint32_t d = st->domid;
     int s = 0;
@@ -221,7 +257,7 @@ int main(int argc, char **argv)
     }
     if (last.magic == XTK__XEN_GUARD_MAGIC &&
         (last.held_pauses || last.logdirty || last.subscribed ||
-         last.requested)) {
+         last.requested || last.building)) {
         fprintf(stderr, "%s: domain %u: the toolstack went away holding it\n",
                 me, last.domid);
         undo(&last);

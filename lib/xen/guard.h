@@ -12,6 +12,9 @@
  * partial reads together).  When the pipe reaches end of
  * file, the guard undoes the last state it read; a handle that closes
  * cleanly sends an all-zero state first, which leaves nothing to undo.
+ * A restore's handle keeps the guard told that its domain is being built,
+ * from its creation until it first runs, so that a restore killed half-way
+ * leaves no domain behind.
  */
 #ifndef XTK_XEN_GUARD_H
 #define XTK_XEN_GUARD_H
@@ -30,7 +33,9 @@ struct xtk__xen_guard_state {
                              also if it suspends only later */
     uint32_t store;       /* 1: the request was written to control/shutdown:
                              take it back if the guest has not seen it */
-    uint32_t reserved;
+    uint32_t building;    /* 1: the domain is being built for a restore and
+                             has not run: destroy it (a restore that dies
+                             leaves no half-built domain) */
 };
 
 #endif /* XTK_XEN_GUARD_H */

@@ -106,6 +106,10 @@ struct xen_dom {
     struct xen_build *build;
 };
 
+static void build_free(struct xen_build *b);
+static int build_pending(const struct xen_dom *xd);
+static int build_start(struct xtk_domain *dom, struct xen_build *b);
+
 static struct xen_dom *xd_of(struct xtk_domain *dom)
 {
     return dom->priv;
@@ -198,8 +202,10 @@ static int guard_update(struct xtk_domain *dom, struct xen_dom *xd)
         .subscribed = xd->subscribed,
         .requested = xd->requested,
         .store = xd->requested && xd->method == XTK__SUSPEND_STORE,
+        .building = build_pending(xd),
     };
-    int held = st.held_pauses || st.logdirty || st.subscribed || st.requested;
+    int held = st.held_pauses || st.logdirty || st.subscribed || st.requested ||
+               st.building;
 
     if (xd->guard_fd < 0) {
         if (!held)
@@ -397,10 +403,6 @@ static int xen_lookup(struct xtk_ctx *ctx, const char *name, uint32_t *domid)
 /* ---- the handle ------------------------------------------------------------
  */
 
-static void build_free(struct xen_build *b);
-static int build_pending(const struct xen_dom *xd);
-static int build_start(struct xtk_domain *dom, struct xen_build *b);
-
 static void xd_free(struct xen_dom *xd)
 {
     if (!xd)
@@ -591,6 +593,8 @@ static int xen_destroy(struct xtk_domain *dom)
      * otherwise try to undo on a domain that no longer exists. */
     {
         struct xen_dom *xd = xd_of(dom);
+        build_free(xd->build);
+        xd->build = NULL;
         xd->held_pauses = 0;
         xd->suspend_paused = xd->requested = xd->logdirty = 0;
         xd->subscribed = 0;
@@ -1716,9 +1720,13 @@ static int xen_create_native(struct xtk_domain *dom,
     int created = 0, rc, e;
     const char *name;
 
-    if (!xd || !b)
-        goto fail;
+    if (!xd || !b) {
+        free(xd);
+        free(b);
+        return -1;
+    }
     libxl_domain_config_init(&b->cfg);
+    xd->build = b;
     bi = &b->cfg.b_info;
     xd->local_port = xd->guest_port = -1;
     xd->lock_fd = xd->pause_evfd = xd->store_fd = xd->guard_fd = -1;
@@ -1812,6 +1820,10 @@ static int xen_create_native(struct xtk_domain *dom,
     }
     created = 1;
     dom->domid = domid;
+    /* From here until it first runs, a restore that dies leaves the
+     * domain to its guard to destroy. */
+    if (guard_update(dom, xd) < 0)
+        goto fail;
 
     /* libxl__build_pre */
     paging_kb = bi->shadow_memkb != LIBXL_MEMKB_DEFAULT
@@ -1873,7 +1885,6 @@ static int xen_create_native(struct xtk_domain *dom,
         }
     }
     libxl_ctx_free(lctx);
-    xd->build = b;
     dom->priv = xd;
     nc->nr_pages = bi->target_memkb / 4;
     /* Above the memory: the hole below 4 GiB that PVH RAM skips */
@@ -1898,9 +1909,11 @@ fail:
     }
     if (lctx)
         libxl_ctx_free(lctx);
+    if (xd) {
+        xd->build = NULL; /* gone: nothing for the guard to destroy */
+        guard_stop(dom, xd);
+    }
     build_free(b);
-    if (xd)
-        xd->build = NULL;
     xd_free(xd);
     dom->domid = 0;
     return xtk__fail(e);
@@ -2189,6 +2202,7 @@ static int build_start(struct xtk_domain *dom, struct xen_build *b)
     if (build_finish(dom, b) < 0)
         return -1;
     b->started = 1;
+    guard_update(dom, xd); /* it runs: no longer the guard's to destroy */
     if (xc_domain_unpause(xd->xch, dom->domid) < 0) {
         XTK_PERROR(dom->ctx, "domain %u: unpause", dom->domid);
         return -1;

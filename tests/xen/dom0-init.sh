@@ -362,7 +362,8 @@ if [ -n "$d2" ]; then
   fi
 else
   for c in xtk-save xtk-save-restore xtk-live xtk-live-restore xtk-kill \
-    xl-save-xtk-restore xtk-restore-bad xtk-restore xtk-migrate \
+    xl-save-xtk-restore xtk-restore-bad xtk-restore-kill xtk-restore \
+    xtk-migrate \
     xtk-checkpoint xtk-failover; do
     bad "$c" "no PVH guest g2"
   done
@@ -436,6 +437,33 @@ if [ -n "$d2" ] && XTK_BACKEND=xen timeout 300 xtk-save --suspend store \
     bad xtk-restore-bad "$why"
   fi
   rm -f /run/x-cut.xl
+  # xtk-restore killed (-9) with its domain half-built: its input is a
+  # pipe that stalls after half the file.  Its guard destroys the domain.
+  rm -f /run/kr.fifo /run/kr.half
+  mkfifo /run/kr.fifo
+  { head -c "$((size / 2))" /run/x.xl; : >/run/kr.half; sleep 900; } \
+    >/run/kr.fifo &
+  wp=$!
+  XTK_BACKEND=xen xtk-restore - </run/kr.fifo >/dev/null \
+    2>/run/xtk-restore-kill.log &
+  kp=$!
+  if waitfor 120 test -e /run/kr.half && sleep 1 &&
+    [ "$(domains)" -gt "$n0" ] && kill -9 "$kp"; then
+    wait "$kp" 2>/dev/null
+    if waitfor 90 sh -c '! pidof xtk-xen-guard' &&
+      waitfor 30 sh -c "[ \$(xl list 2>/dev/null | tail -n +2 | wc -l) = $n0 ]" &&
+      [ "$(xenstore-list /libxl 2>/dev/null | tr '\n' ' ')" = "$l0" ]; then
+      ok xtk-restore-kill "xtk-restore killed (-9) half-way; its guard: $(grep -i 'guard' /run/xtk-restore-kill.log | tr '\n' ';' | cut -c1-200)"
+    else
+      bad xtk-restore-kill "after the kill: $(xl list 2>&1 | tr '\n' ';') /libxl: $(xenstore-list /libxl | tr '\n' ' '); $(tail -n 5 /run/xtk-restore-kill.log | tr '\n' ';')"
+    fi
+  else
+    bad xtk-restore-kill "no half-built domain to kill: $(tail -n 5 /run/xtk-restore-kill.log | tr '\n' ';')"
+    kill -9 "$kp" 2>/dev/null
+  fi
+  kill "$wp" 2>/dev/null
+  pkill -f 'sleep 900' 2>/dev/null
+  rm -f /run/kr.fifo /run/kr.half
   export_file /run/x.xl x.xl
   xtk_restore_check xtk-restore /run/x.xl
   if [ -z "$d2" ] && xl restore /run/x.xl >/run/xl-restore-x.log 2>&1; then
@@ -443,6 +471,7 @@ if [ -n "$d2" ] && XTK_BACKEND=xen timeout 300 xtk-save --suspend store \
   fi
 else
   bad xtk-restore-bad "xtk-save of g2 '$d2' failed: $(tail -n 3 /run/xtk-save-x.log | tr '\n' ';')"
+  bad xtk-restore-kill "nothing to restore"
   bad xtk-restore "nothing to restore"
   d2=$(domid_of g2)
 fi

@@ -303,7 +303,7 @@ checks="xsd-lite xen-init-dom0 xenconsoled test-xenstore xl-create introduce
   guest-ring guest-console xl-save save-release xl-restore restore-runs
   shutdown release xsd-lite-alive pvh-create pvh-destroy
   xtk-save xtk-save-restore xtk-live xtk-live-restore xtk-kill
-  xl-save-xtk-restore xtk-restore-bad xtk-restore xtk-migrate
+  xl-save-xtk-restore xtk-restore-bad xtk-restore-kill xtk-restore xtk-migrate
   xtk-checkpoint xtk-failover"
 # and xen-probe's, once for each guest (tests/xen/xen-probe.c)
 probes="xtk-lookup xtk-pause xtk-logdirty xtk-evtchn xtk-suspend xtk-guard
