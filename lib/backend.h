@@ -81,6 +81,8 @@ enum xtk__suspend_method {
     XTK__SUSPEND_EVTCHN, /* notify the guest's suspend event channel */
     XTK__SUSPEND_STORE,  /* write "suspend" to its control/shutdown node */
     XTK__SUSPEND_PAUSE,  /* no guest help: the hypervisor stops the vCPUs */
+    XTK__SUSPEND_XL,     /* STORE's request, noticed by a store watch on
+                            @releaseDomain (xl's way: a baseline) */
 };
 
 /*

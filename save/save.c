@@ -838,7 +838,7 @@ static void finish(struct xtk_save *sv, int err)
 static int check_options(struct xtk_save_options *o)
 {
     if ((o->flags & ~(XTK_SAVE_LIVE | XTK_SAVE_KEEP | XTK_SAVE_MIGRATE)) ||
-        o->suspend > XTK_SUSPEND_PAUSE || o->policy > XTK_SAVE_POLICY_XEN ||
+        o->suspend > XTK_SUSPEND_XL || o->policy > XTK_SAVE_POLICY_XEN ||
         o->senders > MAX_SENDERS ||
         ((o->flags & XTK_SAVE_MIGRATE) && o->peer_fd < 0) ||
         (o->checkpoints && !o->checkpoint_interval_ms))
@@ -1029,6 +1029,7 @@ static int write_headers(struct xtk_save *sv)
 int xtk_save_start(struct xtk_save *sv, xtk_save_done_fn *done, void *arg)
 {
     struct xtk_domain *dom;
+    unsigned int errors;
     int fl;
 
     if (!sv)
@@ -1046,10 +1047,12 @@ int xtk_save_start(struct xtk_save *sv, xtk_save_done_fn *done, void *arg)
         if (fl < 0 || fcntl(sv->opt.peer_fd, F_SETFL, fl | O_NONBLOCK) < 0)
             return -1;
     }
+    errors = sv->ctx->errors;
     if (dom->ops->suspend_setup(dom, (enum xtk__suspend_method)sv->opt.suspend,
                                 &sv->suspend_fd) < 0) {
-        XTK_PERROR(sv->ctx, "domain %u: cannot suspend it that way",
-                   dom->domid);
+        if (sv->ctx->errors == errors) /* else the backend said why */
+            XTK_PERROR(sv->ctx, "domain %u: cannot suspend it that way",
+                       dom->domid);
         return -1;
     }
     sv->suspend_ready = 1;

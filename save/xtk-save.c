@@ -115,7 +115,7 @@ static int parse_options(int argc, char **argv, struct xtk_save_options *o,
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
-    static const char *const suspends[] = {"evtchn", "store", "pause"};
+    static const char *const suspends[] = {"evtchn", "store", "pause", "xl"};
     static const char *const policies[] = {"downtime", "xen"};
     static const char *const framings[] = {"libxc", "libxl", "xl"};
     uint64_t v;
@@ -167,8 +167,8 @@ static int parse_options(int argc, char **argv, struct xtk_save_options *o,
             }
             break;
         case 's':
-            if (pick(optarg, suspends, 3, &o->suspend) < 0) {
-                fprintf(stderr, "%s: suspend evtchn, store or pause\n",
+            if (pick(optarg, suspends, 4, &o->suspend) < 0) {
+                fprintf(stderr, "%s: suspend evtchn, store, pause or xl\n",
                         cli_prog);
                 return -1;
             }
@@ -497,7 +497,9 @@ int main(int argc, char **argv)
         rc = 0;
     else
         cli_error("%s: save failed: %s", argv[optind], strerror(errno));
-    if (!quiet)
+    /* A failed save's report with -v only, as xtk-restore's: one line
+     * says why. */
+    if (!quiet && (rc == 0 || verbose))
         cli_write_report(xtk_save_stats(sv), XTK_STATS_TABLE, NULL);
     if (json && cli_write_report(xtk_save_stats(sv), XTK_STATS_JSON, json) < 0)
         rc = 1;

@@ -46,6 +46,10 @@ enum xtk_suspend_method {
     XTK_SUSPEND_EVTCHN = 0, /* its suspend event channel (the default) */
     XTK_SUSPEND_STORE = 1,  /* "suspend" in its control/shutdown node */
     XTK_SUSPEND_PAUSE = 2,  /* no guest help: the hypervisor stops it */
+    /* xl's own way, the baseline of seed 001: "suspend" in control/shutdown
+     * and the "suspended" notification through the store (its
+     * @releaseDomain watch), as libxl does it.  Xen only. */
+    XTK_SUSPEND_XL = 3,
 };
 
 /* When pre-copy stops and the final (stop-and-copy) round starts. */

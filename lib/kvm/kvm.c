@@ -1115,6 +1115,12 @@ static int kvm_suspend_setup(struct xtk_domain *dom,
             return -1;
         *fd = kd->pause_evfd;
         break;
+    case XTK__SUSPEND_XL:
+        XTK_ERROR(dom->ctx,
+                  "domain %u: the xl suspend method is Xen's (its "
+                  "@releaseDomain): use evtchn, store or pause",
+                  dom->domid);
+        return xtk__fail(ENOTSUP);
     default:
         return xtk__fail(EINVAL);
     }
@@ -1180,6 +1186,8 @@ static int kvm_suspend_request(struct xtk_domain *dom)
         if (kvm_stop(dom) < 0)
             return -1;
         return write(kd->pause_evfd, &one, sizeof(one)) < 0 ? -1 : 0;
+    case XTK__SUSPEND_XL: /* refused by setup */
+        break;
     }
     return xtk__fail(EINVAL);
 }

@@ -93,11 +93,12 @@ struct xen_dom {
     unsigned int subscribed : 1;
     enum xtk__suspend_method method;
     xenevtchn_handle *xce;
-    int local_port; /* bound in dom0 (EVTCHN, STORE) */
-    int guest_port; /* the guest's end */
-    int lock_fd;    /* xc_suspend_evtchn_init_exclusive's lock */
-    int pause_evfd; /* PAUSE */
-    int store_fd;   /* STORE */
+    int local_port;             /* bound in dom0 (EVTCHN, STORE) */
+    int guest_port;             /* the guest's end */
+    int lock_fd;                /* xc_suspend_evtchn_init_exclusive's lock */
+    int pause_evfd;             /* PAUSE */
+    int store_fd;               /* STORE, XL */
+    struct xs_handle *watch_xs; /* XL: its @releaseDomain watch */
     unsigned int suspend_paused : 1; /* PAUSE paused it */
     unsigned int requested : 1;      /* a suspend was requested */
     /* the guard: our end of its socket, -1 until something is held */
@@ -201,7 +202,8 @@ static int guard_update(struct xtk_domain *dom, struct xen_dom *xd)
         .logdirty = xd->logdirty,
         .subscribed = xd->subscribed,
         .requested = xd->requested,
-        .store = xd->requested && xd->method == XTK__SUSPEND_STORE,
+        .store = xd->requested && (xd->method == XTK__SUSPEND_STORE ||
+                                   xd->method == XTK__SUSPEND_XL),
         .building = build_pending(xd),
     };
     int held = st.held_pauses || st.logdirty || st.subscribed || st.requested ||
@@ -941,6 +943,25 @@ static int xen_suspend_setup(struct xtk_domain *dom,
         *fd = xd->pause_evfd;
         return 0;
     }
+    case XTK__SUSPEND_XL:
+        /* libxl's way: the store request, and @releaseDomain (which the
+         * store fires when a domain shuts down, suspends included). */
+        xd->store_fd = store_connect(dom->ctx);
+        if (xd->store_fd < 0) {
+            errno = ENOTSUP;
+            goto fail;
+        }
+        xd->watch_xs = xs_open(0);
+        if (!xd->watch_xs ||
+            !xs_watch(xd->watch_xs, "@releaseDomain", "xtk-suspend")) {
+            XTK_PERROR(dom->ctx, "domain %u: a watch on @releaseDomain",
+                       dom->domid);
+            goto fail;
+        }
+        *fd = xs_fileno(xd->watch_xs);
+        if (*fd < 0)
+            goto fail;
+        return 0;
     case XTK__SUSPEND_EVTCHN:
     case XTK__SUSPEND_STORE:
         break;
@@ -1041,6 +1062,7 @@ static int xen_suspend_request(struct xtk_domain *dom)
         }
         return 0;
     case XTK__SUSPEND_STORE:
+    case XTK__SUSPEND_XL:
         snprintf(path, sizeof(path), "/local/domain/%u/control/shutdown",
                  dom->domid);
         if (xtk__xs_write(xd->store_fd, path, "suspend") < 0) {
@@ -1077,10 +1099,20 @@ static int xen_suspend_check(struct xtk_domain *dom)
             return errno == EAGAIN ? 0 : -1;
         return 1;
     }
-    port = xenevtchn_pending(xd->xce);
-    if (port < 0)
-        return errno == EAGAIN ? 0 : -1;
-    xenevtchn_unmask(xd->xce, (evtchn_port_t)port);
+    if (xd->method == XTK__SUSPEND_XL) {
+        /* Every event the watch has queued (the first, on registration,
+         * and any other domain's death among them): then ask Xen. */
+        char **ev;
+        while ((ev = xs_check_watch(xd->watch_xs)))
+            free(ev);
+        if (errno != EAGAIN)
+            return -1;
+    } else {
+        port = xenevtchn_pending(xd->xce);
+        if (port < 0)
+            return errno == EAGAIN ? 0 : -1;
+        xenevtchn_unmask(xd->xce, (evtchn_port_t)port);
+    }
     if (getinfo(xd->xch, dom->domid, &xi) < 0)
         return -1;
     reason = (xi.flags >> XEN_DOMINF_shutdownshift) & XEN_DOMINF_shutdownmask;
@@ -1113,6 +1145,11 @@ static void xen_suspend_teardown(struct xtk_domain *dom)
         close(xd->pause_evfd);
     if (xd->store_fd >= 0)
         close(xd->store_fd);
+    if (xd->watch_xs) {
+        xs_unwatch(xd->watch_xs, "@releaseDomain", "xtk-suspend");
+        xs_close(xd->watch_xs);
+    }
+    xd->watch_xs = NULL;
     xd->xce = NULL;
     xd->local_port = xd->guest_port = -1;
     xd->lock_fd = xd->pause_evfd = xd->store_fd = -1;
@@ -1608,6 +1645,46 @@ static int xs_printf(struct xs_handle *xs, xs_transaction_t t, const char *dir,
 }
 
 /*
+ * The nodes libxl__build_post and the console device write that do not
+ * depend on the state: memory, domid, the ports, the console's kind, the
+ * vCPUs' availability.
+ */
+static int build_store_static(struct xs_handle *xs, xs_transaction_t t,
+                              struct xtk_domain *dom, struct xen_build *b,
+                              const char *dp)
+{
+    libxl_domain_build_info *bi = &b->cfg.b_info;
+    int ok = !xs_printf(xs, t, dp, "memory/static-max", "%llu",
+                        (unsigned long long)bi->max_memkb) &&
+             !xs_printf(xs, t, dp, "memory/target", "%llu",
+                        (unsigned long long)bi->target_memkb) &&
+             !xs_printf(xs, t, dp, "memory/videoram", "%lld",
+                        bi->video_memkb == LIBXL_MEMKB_DEFAULT
+                            ? -1ll
+                            : (long long)bi->video_memkb) &&
+             !xs_printf(xs, t, dp, "domid", "%u", dom->domid) &&
+             !xs_printf(xs, t, dp, "store/port", "%u", b->store_port) &&
+             !xs_printf(xs, t, dp, "console/backend-id", "0") &&
+             !xs_printf(xs, t, dp, "console/limit", "%d", 1048576) &&
+             !xs_printf(xs, t, dp, "console/type", "xenconsoled") &&
+             !xs_printf(xs, t, dp, "console/output", "pty") &&
+             !xs_printf(xs, t, dp, "console/tty", "%s", "") &&
+             !xs_printf(xs, t, dp, "console/port", "%u", b->console_port);
+
+    for (int i = 0; ok && i < bi->max_vcpus; i++) {
+        char node[32];
+
+        snprintf(node, sizeof(node), "cpu/%d/availability", i);
+        ok = !xs_printf(xs, t, dp, node, "%s",
+                        !bi->avail_vcpus.size ||
+                                libxl_bitmap_test(&bi->avail_vcpus, i)
+                            ? "online"
+                            : "offline");
+    }
+    return ok ? 0 : -1;
+}
+
+/*
  * The domain's directories, as libxl__domain_make lays them out: its own
  * (readable by it), /vm/UUID, libxl's, and the nodes the guest writes.
  */
@@ -1666,7 +1743,7 @@ static int build_store_dirs(struct xtk_domain *dom, struct xen_build *b)
                 snprintf(path, sizeof(path), "%s/%s", dp, rw[i]);
                 ok = !xs_mknod(xs, t, path, own, 1);
             }
-            ok = ok &&
+            ok = ok && !build_store_static(xs, t, dom, b, dp) &&
                  !xs_printf(xs, t, dp,
                             "control/platform-feature-multiprocessor-suspend",
                             "1") &&
@@ -2115,65 +2192,27 @@ static int xen_set_state(struct xtk_domain *dom, const void *buf, size_t len)
 }
 
 /*
- * libxl__build_post and the console device's nodes, libxl's userdata,
- * the store's INTRODUCE: then the domain is one like any other xl knows.
+ * The store's and the console's ring-refs (libxl__build_post's and the
+ * console device's nodes, the rest written at create), then the store's
+ * INTRODUCE: the domain is one like any other xl knows.
  */
 static int build_finish(struct xtk_domain *dom, struct xen_build *b)
 {
-    libxl_domain_build_info *bi = &b->cfg.b_info;
     struct xs_handle *xs = xs_open(0);
     char dp[64];
-    int tries = 0, ok = 0;
+    int ok;
 
     if (!xs) {
         XTK_PERROR(dom->ctx, "cannot open libxenstore");
         return -1;
     }
+    /* The rest was written with the directories: only what the state
+     * said is left, in the downtime of a migration. */
     snprintf(dp, sizeof(dp), "/local/domain/%u", dom->domid);
-    do {
-        xs_transaction_t t = xs_transaction_start(xs);
-
-        ok = t != XBT_NULL;
-        ok = ok &&
-             !xs_printf(xs, t, dp, "memory/static-max", "%llu",
-                        (unsigned long long)bi->max_memkb) &&
-             !xs_printf(xs, t, dp, "memory/target", "%llu",
-                        (unsigned long long)bi->target_memkb) &&
-             !xs_printf(xs, t, dp, "memory/videoram", "%lld",
-                        bi->video_memkb == LIBXL_MEMKB_DEFAULT
-                            ? -1ll
-                            : (long long)bi->video_memkb) &&
-             !xs_printf(xs, t, dp, "domid", "%u", dom->domid) &&
-             !xs_printf(xs, t, dp, "store/port", "%u", b->store_port) &&
-             !xs_printf(xs, t, dp, "store/ring-ref", "%llu",
-                        (unsigned long long)b->store_gfn) &&
-             !xs_printf(xs, t, dp, "console/backend-id", "0") &&
-             !xs_printf(xs, t, dp, "console/limit", "%d", 1048576) &&
-             !xs_printf(xs, t, dp, "console/type", "xenconsoled") &&
-             !xs_printf(xs, t, dp, "console/output", "pty") &&
-             !xs_printf(xs, t, dp, "console/tty", "%s", "") &&
-             !xs_printf(xs, t, dp, "console/port", "%u", b->console_port) &&
-             !xs_printf(xs, t, dp, "console/ring-ref", "%llu",
-                        (unsigned long long)b->console_gfn);
-        for (int i = 0; ok && i < bi->max_vcpus; i++) {
-            char node[32];
-
-            snprintf(node, sizeof(node), "cpu/%d/availability", i);
-            ok = !xs_printf(xs, t, dp, node, "%s",
-                            !bi->avail_vcpus.size ||
-                                    libxl_bitmap_test(&bi->avail_vcpus, i)
-                                ? "online"
-                                : "offline");
-        }
-        if (t == XBT_NULL)
-            break;
-        if (!ok) {
-            int e = errno;
-            xs_transaction_end(xs, t, 1);
-            errno = e;
-        } else if (!xs_transaction_end(xs, t, 0))
-            ok = 0;
-    } while (!ok && errno == EAGAIN && ++tries < 20);
+    ok = !xs_printf(xs, XBT_NULL, dp, "store/ring-ref", "%llu",
+                    (unsigned long long)b->store_gfn) &&
+         !xs_printf(xs, XBT_NULL, dp, "console/ring-ref", "%llu",
+                    (unsigned long long)b->console_gfn);
     if (!ok) {
         XTK_PERROR(dom->ctx, "domain %u: its store nodes", dom->domid);
         goto out;

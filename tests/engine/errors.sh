@@ -63,6 +63,13 @@ one_line "$xrestore" -n copy3 /etc/passwd
 grep -q "not a migration stream" <<<"$err" || fail "not a stream: $err"
 one_line "$xrestore" -n copy3 nonexistent.xtk
 grep -q "nonexistent.xtk: No such file or directory" <<<"$err" || fail "no file: $err"
+# 4. Xen's own suspend notification (the store's @releaseDomain) is no
+#    KVM domain's: refused by name, and the guest runs on.
+one_line "$xsave" --suspend xl web out.xtk
+grep -q "the xl suspend method is Xen's" <<<"$err" || fail "--suspend xl on KVM: $err"
+[ ! -e out.xtk ] || fail "a refused save left its file"
+check web
+
 # With -v the report of the failed restore is there.
 if "$xrestore" -v -n copy3 short.xtk 2>err.txt; then fail "short.xtk restored"; fi
 grep -q "== restore ==" err.txt || fail "-v shows no report"

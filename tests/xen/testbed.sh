@@ -245,7 +245,8 @@ cp "$xtksave" "$o/usr/sbin/xtk-save" &&
 [ "$(head -c 2 "$xtkrestore")" != '#!' ] || die "$xtkrestore is a libtool wrapper: this test wants the binary"
 cp "$xtkrestore" "$o/usr/sbin/xtk-restore" &&
   LD_LIBRARY_PATH=$libdir cp_libs "$o" "$xtkrestore" || die "copying $xtkrestore"
-cp "$here/dom0-init.sh" "$o/init" && chmod 755 "$o/init" || die "copying dom0's /init"
+cp "$here/dom0-init.sh" "$o/init" && chmod 755 "$o/init" &&
+  cp "$here/dom0-bench.sh" "$o/bench.sh" || die "copying dom0's /init"
 mkcpio "$o" "$run/overlay.cpio" || die "cpio of the overlay"
 # Concatenated newc archives: the kernel unpacks both, the later one wins.
 cat "$cache/base.cpio" "$run/overlay.cpio" >"$run/dom0.cpio" || die "dom0.cpio"
@@ -270,7 +271,7 @@ boot() { # boot OUTPUT: Xen and dom0 under QEMU, console to OUTPUT
     -drive "file=out.img,if=none,id=out,format=raw" \
     -device virtio-blk-pci,drive=out \
     -kernel xen.elf -append "${xen_args}dom0_mem=768M console=com1 com1=115200,8n1" \
-    -initrd "vmlinuz-dom0 console=hvc0 earlyprintk=xen rdinit=/init quiet,dom0.cpio" \
+    -initrd "vmlinuz-dom0 console=hvc0 earlyprintk=xen rdinit=/init quiet${bench:+ xtk.bench=$bench},dom0.cpio" \
     </dev/null >"$1" 2>&1) &
   qpid=$!
   wait "$qpid"
@@ -304,10 +305,19 @@ checks="xsd-lite xen-init-dom0 xenconsoled test-xenstore xl-create introduce
   shutdown release xsd-lite-alive pvh-create pvh-destroy
   xtk-save xtk-save-restore xtk-live xtk-live-restore xtk-kill
   xl-save-xtk-restore xtk-restore-bad xtk-restore-kill xtk-restore xtk-migrate
-  xtk-checkpoint xtk-failover"
+  xtk-checkpoint xtk-failover xtk-suspend-xl"
 # and xen-probe's, once for each guest (tests/xen/xen-probe.c)
 probes="xtk-lookup xtk-pause xtk-logdirty xtk-evtchn xtk-suspend xtk-guard
   xtk-running"
+# XTK_XEN_BENCH=ROUNDS: dom0 runs its benchmark (tests/xen/dom0-bench.sh)
+# in place of the checks after the PVH guest's creation (bench/xen-bench.sh
+# reads its XTK-BENCH lines from the console printed below).
+bench=${XTK_XEN_BENCH:-}
+if [ -n "$bench" ]; then
+  checks="xsd-lite xen-init-dom0 xenconsoled test-xenstore xl-create
+    pvh-create bench"
+  probes=
+fi
 
 # verify_files CONSOLE: each file dom0 wrote to the output disk (its
 # XTK-FILE lines: name, offset in MiB, size) through Xen's
@@ -358,7 +368,7 @@ evaluate() {
       bad=$((bad + 1))
     fi
   done
-  verify_files "$1"
+  [ -n "$bench" ] || verify_files "$1"
   grep -q '^XTK-FAIL ' <<<"$res" && bad=$((bad + 1))
   grep -q '^XTK-END ' <<<"$res" || bad=$((bad + 1))
   return 0

@@ -1,0 +1,105 @@
+#!/bin/bash
+# bench/xen-bench.sh BUILD_DIR [ROUNDS]: xtk beside xl on a real Xen 4.17,
+# in one boot of the Xen testbed (tests/xen/testbed.sh, QEMU TCG), on the
+# same PVH guest (Debian's cloud kernel), ROUNDS times each (default 5):
+#   migrate   xl migrate to the same host, and xtk-save --live to an
+#             xtk-restore on the same host over TCP; the downtime as the
+#             guest clocks it (the largest gap its 10 ms loop on the boot
+#             clock saw, tests/xen/domu-init.sh), xtk-save's own downtime
+#             figure (suspend request to the destination running), and
+#             the wall time of the whole migration
+#   save      xl save and xtk-save --format xl (non-live): wall time
+#   restore   xl restore and xtk-restore of those files: wall time to the
+#             command's return, the guest running
+# It prints p50 and p99 (nearest rank: with 5 rounds, the largest) of each
+# series, and xtk's p50 over xl's.  TCG makes absolute times meaningless:
+# compare the ratios only, and only within one run.  The testbed takes
+# both cores: run it alone.
+set -u
+build=${1:?usage: bench/xen-bench.sh BUILD_DIR [ROUNDS]}
+rounds=${2:-5}
+case $rounds in '' | *[!0-9]*) echo "ROUNDS: a number" >&2; exit 2 ;; esac
+top=$(cd "$(dirname "$0")/.." && pwd)
+build=$(cd "$build" && pwd) || exit 2
+out=$(mktemp /tmp/xtk-xen-bench.XXXXXX)
+trap 'rm -f "$out"' EXIT
+make -C "$build" -s tests/xen/xen-probe xtk-xen-guard >/dev/null || exit 1
+echo "xen-bench: booting the testbed, $rounds rounds (several minutes)" >&2
+if ! XTK_XEN_BENCH=$rounds top_srcdir=$top top_builddir=$build \
+  bash "$top/tests/xen/testbed.sh" >"$out" 2>&1; then
+  grep -E '^(FAIL|testbed:)' "$out" >&2
+  echo "xen-bench: the benchmark boot failed (its console: XTK_XEN_BENCH=$rounds bash tests/xen/testbed.sh)" >&2
+  exit 1
+fi
+tr -d '\r' <"$out" | awk -v rounds="$rounds" '
+  # XTK-BENCH NAME ROUND key=value...
+  /^XTK-BENCH / {
+    for (i = 4; i <= NF; i++) {
+      split($i, kv, "=")
+      k = $2 " " kv[1]
+      n[k]++
+      v[k, n[k]] = kv[2] + 0
+    }
+  }
+  # XTK-SEED METHOD HIST|count min p50 p90 p99 max mean
+  /^XTK-SEED / {
+    split($0, part, "|")
+    head = substr(part[1], 10)
+    split(part[2], f, " ")
+    m = head; sub(/ .*/, "", m)
+    label = (m == "xl" ? "(a) xl: " : "(b) store+evtchn: ") substr(head, length(m) + 2)
+    seed[++nseed] = sprintf("  %-28s %5d %9d %9d %9d %9d %9d", label, f[1], f[7], f[2], f[6], f[3], f[5])
+    sp50[head] = f[3]
+  }
+  function sort(k,    i, j, t) {
+    for (i = 1; i <= n[k]; i++)
+      for (j = i + 1; j <= n[k]; j++)
+        if (v[k, j] < v[k, i]) { t = v[k, i]; v[k, i] = v[k, j]; v[k, j] = t }
+  }
+  function pct(k, p,    r) {
+    r = int((p * n[k] + 99) / 100)
+    if (r < 1) r = 1
+    return v[k, r]
+  }
+  function row(label, k) {
+    if (!n[k]) { printf "  %-44s (none)\n", label; return }
+    sort(k)
+    printf "  %-44s %3d %9d %9d\n", label, n[k], pct(k, 50), pct(k, 99)
+    p50[k] = pct(k, 50)
+  }
+  function ratio(label, a, b) {
+    if (p50[a] && p50[b])
+      printf "  %-44s %.2f\n", label, p50[a] / p50[b]
+  }
+  END {
+    print "xen-bench: one boot of Xen 4.17 under QEMU TCG, a 128 MiB PVH guest (ms)"
+    printf "  %-44s %3s %9s %9s\n", "", "n", "p50", "p99"
+    row("xl migrate: downtime (guest gap)", "xl-migrate gap_ms")
+    row("xtk migrate: downtime (guest gap)", "xtk-migrate gap_ms")
+    row("xtk migrate: request to vCPUs running (*)", "xtk-migrate xtk_downtime_ms")
+    row("xl migrate: wall", "xl-migrate wall_ms")
+    row("xtk migrate: wall", "xtk-migrate wall_ms")
+    row("xl save: wall", "xl-save wall_ms")
+    row("xtk-save: wall", "xtk-save wall_ms")
+    row("xl restore: wall", "xl-restore wall_ms")
+    row("xtk-restore: wall", "xtk-restore wall_ms")
+    row("xl save -c (Xen'"'"'s own checkpoint): wall", "xl-save-c wall_ms")
+    print "ratios, xtk / xl (p50):"
+    ratio("migration downtime, guest gap", "xtk-migrate gap_ms", "xl-migrate gap_ms")
+    ratio("migration wall", "xtk-migrate wall_ms", "xl-migrate wall_ms")
+    ratio("save wall", "xtk-save wall_ms", "xl-save wall_ms")
+    ratio("restore wall", "xtk-restore wall_ms", "xl-restore wall_ms")
+    if (nseed) {
+      print "seed 001 on Xen: checkpoints every 100 ms of the same guest, resumed in place (us)"
+      printf "  %-28s %5s %9s %9s %9s %9s %9s\n", "method, span", "n", "avg", "min", "max", "median", "p99"
+      for (i = 1; i <= nseed; i++) print seed[i]
+      if (sp50["store suspend"] && sp50["xl suspend"])
+        printf "  (b)/(a), suspend p50: %.2f; final round p50: %.2f\n",
+          sp50["store suspend"] / sp50["xl suspend"],
+          sp50["store final round"] / sp50["xl final round"]
+    }
+    print "(*) xtk-save'"'"'s downtime figure: the suspend request to the"
+    print "    destination'"'"'s vCPUs running; it leaves out the guest kernel'"'"'s"
+    print "    own freeze before its suspend and thaw after its resume, which"
+    print "    the guest-gap rows include (they are what its processes see)."
+  }'

@@ -1,0 +1,142 @@
+# dom0's benchmark (sourced by tests/xen/dom0-init.sh when dom0's command
+# line has xtk.bench=ROUNDS; bench/xen-bench.sh boots it): xtk beside xl on
+# the same PVH guest (g2, the cloud kernel) in one boot, ROUNDS times each:
+#   migrate   xl migrate to this host, and xtk-save --live to an xtk-restore
+#             on this host over TCP: the wall time, the guest's own view of
+#             its downtime (the largest gap its 10 ms clock loop saw,
+#             tests/xen/domu-init.sh), and xtk-save's downtime figure
+#   save      xl save and xtk-save --format xl (non-live) to a file: wall
+#   restore   xl restore and xtk-restore of those files: wall, to the
+#             command's return (the guest runs)
+# Each figure is an XTK-BENCH line; the host computes percentiles and
+# ratios.  Absolute times are QEMU TCG's: only the ratios mean anything.
+# Never returns: powers the machine off.
+con=/var/log/xen/console
+export XTK_XEN_GUARD=/usr/sbin/xtk-xen-guard
+xl destroy g1 >/dev/null 2>&1 # a quiet machine: g2 alone
+# g2 again, with its clock loop on (xtk.gap: tests/xen/domu-init.sh)
+ups=$(grep -c 'xtk-domu: up' "$con/guest-g2.log")
+xl destroy g2 >/dev/null 2>&1
+waitfor 30 sh -c '! xl domid g2'
+sed 's/^extra = "\(.*\)"/extra = "\1 xtk.gap"/' /etc/xen/g2.cfg >/etc/xen/g2b.cfg
+if ! xl create /etc/xen/g2b.cfg >/run/b-create.log 2>&1 ||
+  ! waitfor 90 sh -c "[ \$(grep -c 'xtk-domu: up' $con/guest-g2.log) -gt $ups ]"; then
+  bad bench "g2 with xtk.gap: $(tail -n 3 /run/b-create.log | tr '\n' ';')"
+fi
+# gap_mark, then gap_max: the largest gap (ms) a guest printed since.
+gap_mark() {
+  for f in "$con"/guest-*.log; do echo "$f $(wc -l <"$f")"; done >/run/gap.mark
+}
+gap_max() {
+  {
+    while read -r f n; do tail -n +"$((n + 1))" "$f"; done </run/gap.mark
+    for f in "$con"/guest-*.log; do grep -q "^$f " /run/gap.mark || cat "$f"; done
+  } | sed -n 's/.*xtk-domu: gap \([0-9]*\) ms.*/\1/p' | sort -n | tail -n 1
+}
+# ms_since T: milliseconds from uptime T to now.
+ms_since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%d", (b - a) * 1000 }'; }
+# settle: the guest runs and counts again before the next measurement.
+settle() {
+  c=$(grep -ho 'xtk-domu: counter [0-9]*' "$con"/guest-*.log | wc -l)
+  waitfor 60 sh -c "[ \$(grep -ho 'xtk-domu: counter [0-9]*' $con/guest-*.log | wc -l) -ge $((c + 2)) ]"
+}
+failed=0
+rounds=$bench
+# The seed's experiment (seed 001) on this guest: checkpoints every 100 ms,
+# the guest resumed in place after each (-c), 30 epochs per suspend
+# method: (a) xl's way, the request in the store and the "suspended"
+# notification by the store's @releaseDomain watch; (b) the request in the
+# store, the notification on an event channel.  Each histogram of the
+# report (suspend: request to notified; final round: request to the
+# epoch's last byte; downtime: request to the guest's vCPUs running) as
+# an XTK-SEED line: method, histogram, count min p50 p90 p99 max mean (us).
+for m in xl store; do
+  settle
+  if XTK_BACKEND=xen timeout 300 xtk-save -c -l -I 100 -N 30 --suspend "$m" \
+    g2 /dev/null 2>/run/b-seed-$m.log; then
+    for h in suspend 'final round' downtime; do
+      sed -n "s/^ *$h (us) *\([0-9].*\)/XTK-SEED $m $h|\1/p" /run/b-seed-$m.log |
+        sed 's/ *| */|/' | head -n 1
+    done
+  else
+    bad bench "checkpoints with --suspend $m: $(tail -n 3 /run/b-seed-$m.log | tr '\n' ';')"
+  fi
+done
+# Xen's own checkpoint, xl save -c (a file, the guest resumed in place):
+# the whole command, for scale.
+for i in 1 2 3; do
+  settle
+  t=$(now)
+  xl save -c g2 /run/b-c.save >/run/b-xlc.log 2>&1 &&
+    echo "XTK-BENCH xl-save-c $i wall_ms=$(ms_since "$t")"
+  rm -f /run/b-c.save
+done
+r=0
+while [ "$r" -lt "$rounds" ] && [ "$failed" = 0 ]; do
+  r=$((r + 1))
+  # xl migrate to this host
+  settle
+  gap_mark
+  t=$(now)
+  if xl migrate -s '' g2 'xl migrate-receive' >/run/b-xlm.log 2>&1; then
+    w=$(ms_since "$t")
+    settle
+    echo "XTK-BENCH xl-migrate $r wall_ms=$w gap_ms=$(gap_max)"
+  else
+    bad bench "round $r: xl migrate: $(tail -n 3 /run/b-xlm.log | tr '\n' ';')"
+    break
+  fi
+  # xtk-save --live to xtk-restore over TCP on this host
+  settle
+  rm -f /run/b.port
+  XTK_BACKEND=xen xtk-restore -q --name g2m --port-file /run/b.port \
+    listen:127.0.0.1:0 >/run/b-xr.out 2>/run/b-xr.log &
+  rp=$!
+  gap_mark
+  waitfor 30 test -s /run/b.port
+  t=$(now)
+  if XTK_BACKEND=xen xtk-save --live --suspend store --format xl g2 \
+    "tcp:127.0.0.1:$(cat /run/b.port)" 2>/run/b-xs.log && wait "$rp"; then
+    w=$(ms_since "$t")
+    waitfor 30 sh -c '! xl domid g2' && xl rename g2m g2
+    settle
+    dt=$(sed -n 's/^ *downtime (us) *[0-9]* *\([0-9.]*\).*/\1/p' /run/b-xs.log | head -n 1)
+    echo "XTK-BENCH xtk-migrate $r wall_ms=$w gap_ms=$(gap_max) xtk_downtime_ms=$(awk -v d="${dt:-0}" 'BEGIN { printf "%d", d / 1000 }')"
+  else
+    bad bench "round $r: xtk migrate: $(tail -n 3 /run/b-xs.log | tr '\n' ';') $(tail -n 3 /run/b-xr.log | tr '\n' ';')"
+    kill "$rp" 2>/dev/null
+    break
+  fi
+  # xl save, xl restore
+  settle
+  t=$(now)
+  if xl save g2 /run/b.save >/run/b-xls.log 2>&1 && w=$(ms_since "$t") &&
+    waitfor 30 sh -c '! xl domid g2' && t=$(now) &&
+    xl restore /run/b.save >/run/b-xlr.log 2>&1; then
+    echo "XTK-BENCH xl-save $r wall_ms=$w"
+    echo "XTK-BENCH xl-restore $r wall_ms=$(ms_since "$t")"
+  else
+    bad bench "round $r: xl save/restore: $(tail -n 3 /run/b-xls.log /run/b-xlr.log | tr '\n' ';')"
+    break
+  fi
+  rm -f /run/b.save
+  # xtk-save, xtk-restore
+  settle
+  t=$(now)
+  if XTK_BACKEND=xen xtk-save --suspend store --format xl g2 /run/b.xl \
+    2>/run/b-xs2.log && w=$(ms_since "$t") &&
+    waitfor 30 sh -c '! xl domid g2' && t=$(now) &&
+    XTK_BACKEND=xen xtk-restore -q /run/b.xl >/dev/null 2>/run/b-xr2.log; then
+    echo "XTK-BENCH xtk-save $r wall_ms=$w"
+    echo "XTK-BENCH xtk-restore $r wall_ms=$(ms_since "$t")"
+  else
+    bad bench "round $r: xtk-save/xtk-restore: $(tail -n 3 /run/b-xs2.log /run/b-xr2.log | tr '\n' ';')"
+    break
+  fi
+  rm -f /run/b.xl
+done
+[ "$failed" = 0 ] && ok bench "$rounds rounds"
+dmesg | grep -E 'segfault|general protection|traps:' | sed 's/^/XTK-NOTE crash: /'
+echo "XTK-END failed=$failed at $(now) s"
+sleep 1
+poweroff -f
