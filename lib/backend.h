@@ -153,6 +153,15 @@ int xtk__rec_append(void **buf, size_t *len, size_t *cap, uint32_t type,
  */
 #define XTK__LAYOUT_NATIVE 0x1u
 
+/*
+ * XTK__LAYOUT_DELEGATE: the hypervisor's own save writes the whole stream
+ * (save_delegate): the engine frames it, stops the guest when asked,
+ * times it, and ends the save as its own.  A Xen PV guest's: its stream
+ * needs its page tables rewritten frame by frame, which libxenguest's
+ * save does.
+ */
+#define XTK__LAYOUT_DELEGATE 0x2u
+
 struct xtk__layout {
     unsigned int flags;
     uint32_t domain_type; /* XTK_DOMAIN_* */
@@ -404,6 +413,17 @@ struct xtk__backend_ops {
      * (EBUSY).
      */
     int (*get_state)(struct xtk_domain *dom, void **buf, size_t *len);
+
+    /*
+     * For XTK__LAYOUT_DELEGATE: writes the domain's whole migration stream
+     * (image header to END) on fd, which blocks, by the hypervisor's own
+     * save; live: pre-copy rounds first.  It calls suspend(arg) when it
+     * wants the guest stopped; that returns 0 once it is (stopped as by
+     * suspend_check), or -1.  Blocks: the engine runs it on a thread of
+     * its own, and calls no other op on the handle meanwhile.
+     */
+    int (*save_delegate)(struct xtk_domain *dom, int fd, int live,
+                         int (*suspend)(void *arg), void *arg);
 
     /*
      * Loads records that get_state produced (in any order, possibly from

@@ -147,6 +147,18 @@ struct xtk__layer *xtk__layer_zlib_new(struct xtk_stream *s,
 int xtk__stream_wait(struct xtk_stream *s, int fd, short events);
 
 /*
+ * A stream another writer fills (a Xen PV guest's, by libxenguest's own
+ * save): external_begin writes out what is buffered (the framing) and
+ * gives the fd, if the stream is a plain fd with nothing written of the
+ * migration stream yet and no checksums (else EINVAL); once the other
+ * writer has written the migration stream to its END, external_end adds
+ * what the framing puts after it (libxl's END) and counts the stream as
+ * ended.
+ */
+int xtk__stream_external_begin(struct xtk_stream *s, int *fd);
+int xtk__stream_external_end(struct xtk_stream *s);
+
+/*
  * Output in pieces: xtk__stream_put() copies a small piece into the buffer
  * or queues a large one (>= 4 KiB) as an iovec pointing at the caller's
  * memory; xtk__stream_put_end() writes whatever is queued, so it must come

@@ -492,6 +492,28 @@ int xtk_stream_flush(struct xtk_stream *s)
     return flush_all(s);
 }
 
+int xtk__stream_external_begin(struct xtk_stream *s, int *fd)
+{
+    if (writable(s) < 0 || flush_all(s) < 0)
+        return -1;
+    if (!s->top || s->top->ops != &fd_ops || s->top->below ||
+        s->rs.state != XTK__S_IMAGE_HEADER || s->rs.checksummed || s->crc_on)
+        return xtk__fail(EINVAL);
+    *fd = ((struct fd_layer *)s->top)->fd;
+    return 0;
+}
+
+int xtk__stream_external_end(struct xtk_stream *s)
+{
+    if (writable(s) < 0)
+        return -1;
+    s->rs.state = XTK__S_ENDED;
+    if (s->fr.framing != XTK_STREAM_FRAMING_LIBXC &&
+        xtk__libxl_write_after(s, XTK_REC_END) < 0)
+        return -1;
+    return flush_all(s);
+}
+
 /* ---- reading ---------------------------------------------------------- */
 
 /*

@@ -24,6 +24,8 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <linux/sockios.h>
@@ -37,6 +39,7 @@
 
 #include "save-internal.h"
 #include "sr-format.h"
+#include "stream-internal.h"
 
 #define XTK_LOG_CONTEXT "save"
 
@@ -98,6 +101,12 @@ struct xtk_save {
     struct xtk__policy_state ps;
     struct xtk__sr_reply reply;
     size_t reply_got;
+
+    /* XTK__LAYOUT_DELEGATE: the backend's own save writes the stream, on
+     * the delegate thread */
+    int delegate;
+    pthread_t dthread;
+    int dthread_on, delegate_err, dfd, fd_flags;
 };
 
 static void finish(struct xtk_save *sv, int err);
@@ -393,10 +402,27 @@ static void next_epoch(struct xtk_save *sv)
     arm_timer(sv, sv->opt.checkpoint_interval_ms);
 }
 
+/* The stream's END is out: the stop's figure, then the caller's commit
+ * (0; or -1, the save failed). */
+static int end_sent(struct xtk_save *sv)
+{
+    uint64_t now = xtk_now_ns();
+
+    xtk_stats_phase_at(sv->st, "end sent", now);
+    if (sv->t_request)
+        hist(sv, "final round", now - sv->t_request);
+    if (sv->opt.commit && sv->opt.commit(sv, sv->opt.commit_arg) < 0) {
+        XTK_ERROR(sv->ctx, "the stream is complete but could not be "
+                           "committed: the domain runs on");
+        fail_errno(sv);
+        return -1;
+    }
+    stamp(sv, "committed");
+    return 0;
+}
+
 static void after_final_round(struct xtk_save *sv)
 {
-    uint64_t now;
-
     if (sv->opt.checkpoint_interval_ms && !sv->cancel &&
         (!sv->opt.checkpoints || sv->epoch + 1 < sv->opt.checkpoints)) {
         next_epoch(sv);
@@ -407,16 +433,8 @@ static void after_final_round(struct xtk_save *sv)
         fail_errno(sv);
         return;
     }
-    now = xtk_now_ns();
-    xtk_stats_phase_at(sv->st, "end sent", now);
-    hist(sv, "final round", now - sv->t_request);
-    if (sv->opt.commit && sv->opt.commit(sv, sv->opt.commit_arg) < 0) {
-        XTK_ERROR(sv->ctx, "the stream is complete but could not be "
-                           "committed: the domain runs on");
-        fail_errno(sv);
+    if (end_sent(sv) < 0)
         return;
-    }
-    stamp(sv, "committed");
     if (sv->opt.flags & XTK_SAVE_MIGRATE) {
         sv->phase = PH_PEER;
         arm_timer(sv, sv->opt.timeout_ms);
@@ -785,6 +803,10 @@ static void finish(struct xtk_save *sv, int err)
     if (sv->phase == PH_DONE)
         return;
     sv->phase = PH_DONE;
+    if (sv->dthread_on) { /* the backend's own save cannot be stopped */
+        pthread_join(sv->dthread, NULL);
+        sv->dthread_on = 0;
+    }
     /* The sender threads stop (and are waited for) before anything
      * changes under them. */
     xtk__senders_abort(sv->sd);
@@ -870,7 +892,7 @@ struct xtk_save *xtk_save_new(struct xtk_domain *dom, struct xtk_stream *out,
     sv->ctx = dom->ctx;
     sv->dom = dom;
     sv->out = out;
-    sv->notify_fd = sv->suspend_fd = -1;
+    sv->notify_fd = sv->suspend_fd = sv->dfd = sv->fd_flags = -1;
     if (opts)
         sv->opt = *opts;
     if (check_options(&sv->opt) < 0) {
@@ -912,6 +934,19 @@ static int prepare(struct xtk_save *sv)
             return -1;
         }
         sv->native = !!(sv->layout.flags & XTK__LAYOUT_NATIVE);
+        sv->delegate = !!(sv->layout.flags & XTK__LAYOUT_DELEGATE);
+    }
+    if (sv->delegate) {
+        if (!dom->ops->save_delegate || sv->opt.checkpoint_interval_ms ||
+            (sv->opt.flags & XTK_SAVE_MIGRATE)) {
+            XTK_ERROR(sv->ctx,
+                      "domain %u: the %s backend's own save writes its "
+                      "stream: to a file or pipe, without checkpoints (and "
+                      "xtk-restore does not restore it yet: use xl restore)",
+                      dom->domid, dom->ops->name);
+            return xtk__fail(ENOTSUP);
+        }
+        return 0;
     }
     if (sv->native && sv->opt.checkpoint_interval_ms)
         XTK_INFO(sv->ctx,
@@ -1026,10 +1061,172 @@ static int write_headers(struct xtk_save *sv)
     return 0;
 }
 
+/* The backend's suspend, by the method asked for: its fd is then ready. */
+static int setup_suspend(struct xtk_save *sv)
+{
+    struct xtk_domain *dom = sv->dom;
+    unsigned int errors = sv->ctx->errors;
+
+    if (dom->ops->suspend_setup(dom, (enum xtk__suspend_method)sv->opt.suspend,
+                                &sv->suspend_fd) < 0) {
+        if (sv->ctx->errors == errors) /* else the backend said why */
+            XTK_PERROR(sv->ctx, "domain %u: cannot suspend it that way",
+                       dom->domid);
+        return -1;
+    }
+    sv->suspend_ready = 1;
+    stamp(sv, "suspend set up");
+    return 0;
+}
+
+/* ---- a stream the backend's own save writes (XTK__LAYOUT_DELEGATE) ---- */
+
+/*
+ * The backend's save wants the guest stopped: the request, then the wait
+ * for the "suspended" notification, on the delegate thread (the loop has
+ * nothing else to do for this save meanwhile).
+ */
+static int delegate_suspend(void *arg)
+{
+    struct xtk_save *sv = arg;
+    struct xtk_domain *dom = sv->dom;
+    uint64_t deadline, now;
+    int r;
+
+    sv->t_request = xtk_now_ns();
+    xtk_stats_phase_at(sv->st, "suspend requested", sv->t_request);
+    if (dom->ops->suspend_request(dom) < 0) {
+        XTK_PERROR(sv->ctx, "domain %u: cannot ask it to suspend", dom->domid);
+        return -1;
+    }
+    sv->suspend_asked = 1;
+    deadline = sv->t_request + sv->opt.timeout_ms * 1000000ull;
+    for (;;) {
+        struct pollfd p = {.fd = sv->suspend_fd, .events = POLLIN};
+
+        now = xtk_now_ns();
+        if (now >= deadline) {
+            XTK_ERROR(sv->ctx, "domain %u did not suspend within %u ms",
+                      dom->domid, sv->opt.timeout_ms);
+            return xtk__fail(ETIMEDOUT);
+        }
+        r = poll(&p, 1, (int)((deadline - now) / 1000000 + 1));
+        if (r < 0 && errno != EINTR)
+            return -1;
+        if (r <= 0)
+            continue;
+        r = dom->ops->suspend_check(dom);
+        if (r < 0) {
+            XTK_PERROR(sv->ctx, "domain %u: suspend failed", dom->domid);
+            return -1;
+        }
+        if (r == 1)
+            break;
+    }
+    sv->stopped = 1;
+    now = xtk_now_ns();
+    xtk_stats_phase_at(sv->st, "suspended notified", now);
+    hist(sv, "suspend", now - sv->t_request);
+    return 0;
+}
+
+static void *delegate_main(void *arg)
+{
+    struct xtk_save *sv = arg;
+    uint64_t one = 1;
+
+    if (sv->dom->ops->save_delegate(sv->dom, sv->dfd,
+                                    !!(sv->opt.flags & XTK_SAVE_LIVE),
+                                    delegate_suspend, sv) < 0)
+        sv->delegate_err = errno ? errno : EIO;
+    if (write(sv->notify_fd, &one, sizeof(one)) != sizeof(one))
+        XTK_PERROR(sv->ctx, "cannot wake the event loop");
+    return NULL;
+}
+
+/* The backend's save is over: the framing's end, the commit, the end. */
+static void on_delegate_done(evutil_socket_t fd, short what, void *arg)
+{
+    struct xtk_save *sv = arg;
+    uint64_t v;
+
+    (void)fd, (void)what;
+    if (read(sv->notify_fd, &v, sizeof(v)) != sizeof(v))
+        return;
+    pthread_join(sv->dthread, NULL);
+    sv->dthread_on = 0;
+    if (sv->fd_flags >= 0)
+        fcntl(sv->dfd, F_SETFL, sv->fd_flags); /* as the caller gave it */
+    if (sv->delegate_err) {
+        XTK_ERROR(sv->ctx, "domain %u: the %s backend's save failed: %s",
+                  sv->dom->domid, sv->dom->ops->name,
+                  strerror(sv->delegate_err));
+        finish(sv, sv->delegate_err);
+        return;
+    }
+    if (sv->cancel) {
+        finish(sv, ECANCELED);
+        return;
+    }
+    if (xtk__stream_external_end(sv->out) < 0) {
+        fail_errno(sv);
+        return;
+    }
+    if (end_sent(sv) < 0)
+        return;
+    finish(sv, 0);
+}
+
+static int delegate_start(struct xtk_save *sv)
+{
+    struct xtk_domain *dom = sv->dom;
+    int e;
+
+    if (xtk__stream_external_begin(sv->out, &sv->dfd) < 0) {
+        XTK_ERROR(sv->ctx,
+                  "domain %u: the %s backend's own save writes the stream "
+                  "itself: to a plain file, pipe or socket (no compression)",
+                  dom->domid, dom->ops->name);
+        return xtk__fail(EINVAL);
+    }
+    if (setup_suspend(sv) < 0)
+        return -1;
+    /* Its writes block. */
+    sv->fd_flags = fcntl(sv->dfd, F_GETFL);
+    if (sv->fd_flags >= 0 && (sv->fd_flags & O_NONBLOCK))
+        fcntl(sv->dfd, F_SETFL, sv->fd_flags & ~O_NONBLOCK);
+    else
+        sv->fd_flags = -1; /* nothing to give back */
+    sv->notify_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (sv->notify_fd >= 0)
+        sv->ev_notify = event_new(xtk_ctx_event_base(sv->ctx), sv->notify_fd,
+                                  EV_READ | EV_PERSIST, on_delegate_done, sv);
+    if (!sv->ev_notify)
+        goto err;
+    event_add(sv->ev_notify, NULL);
+    e = pthread_create(&sv->dthread, NULL, delegate_main, sv);
+    if (e) {
+        errno = e;
+        goto err;
+    }
+    sv->dthread_on = 1;
+    XTK_INFO(sv->ctx, "domain %u: the %s backend's own save writes the stream",
+             dom->domid, dom->ops->name);
+    return 0;
+err : {
+    int er = errno ? errno : ENOMEM;
+
+    if (sv->fd_flags >= 0)
+        fcntl(sv->dfd, F_SETFL, sv->fd_flags);
+    sv->done = NULL;
+    finish(sv, er);
+    return xtk__fail(er);
+}
+}
+
 int xtk_save_start(struct xtk_save *sv, xtk_save_done_fn *done, void *arg)
 {
     struct xtk_domain *dom;
-    unsigned int errors;
     int fl;
 
     if (!sv)
@@ -1042,21 +1239,18 @@ int xtk_save_start(struct xtk_save *sv, xtk_save_done_fn *done, void *arg)
     if (prepare(sv) < 0)
         return -1;
     stamp(sv, "domain prepared");
+    if (sv->delegate) {
+        sv->done = done;
+        sv->done_arg = arg;
+        return delegate_start(sv);
+    }
     if (sv->opt.flags & XTK_SAVE_MIGRATE) {
         fl = fcntl(sv->opt.peer_fd, F_GETFL);
         if (fl < 0 || fcntl(sv->opt.peer_fd, F_SETFL, fl | O_NONBLOCK) < 0)
             return -1;
     }
-    errors = sv->ctx->errors;
-    if (dom->ops->suspend_setup(dom, (enum xtk__suspend_method)sv->opt.suspend,
-                                &sv->suspend_fd) < 0) {
-        if (sv->ctx->errors == errors) /* else the backend said why */
-            XTK_PERROR(sv->ctx, "domain %u: cannot suspend it that way",
-                       dom->domid);
+    if (setup_suspend(sv) < 0)
         return -1;
-    }
-    sv->suspend_ready = 1;
-    stamp(sv, "suspend set up");
     if (make_events(sv) < 0)
         goto err;
     sv->sd =

@@ -1422,6 +1422,18 @@ static int xen_layout(struct xtk_domain *dom, struct xtk__layout *l)
     int v;
 
     memset(l, 0, sizeof(*l));
+    {
+        xc_domaininfo_t xi;
+
+        if (getinfo(xd->xch, dom->domid, &xi) < 0)
+            return -1;
+        if (!(xi.flags & XEN_DOMINF_hvm_guest)) {
+            /* A PV guest: libxenguest's own save (xen_save_delegate). */
+            l->flags = XTK__LAYOUT_DELEGATE;
+            l->domain_type = XTK_DOMAIN_X86_PV;
+            return 0;
+        }
+    }
     if (need_pvh(dom, "saves") < 0)
         return -1;
     v = xc_version(xd->xch, XENVER_version, NULL);
@@ -1437,6 +1449,46 @@ static int xen_layout(struct xtk_domain *dom, struct xtk__layout *l)
         int e = errno;
         free(l->static_data);
         l->static_data = NULL;
+        return xtk__fail(e);
+    }
+    return 0;
+}
+
+/*
+ * A PV guest's save: libxenguest's xc_domain_save writes the stream (its
+ * page tables need rewriting frame by frame, which it does), as
+ * libxl-save-helper drives it for xl, but with xtk's suspend (the request
+ * and its notification on an event channel, the guard watching) and
+ * xtk's timing.  Live needs the dirty log of a PV guest, which a Xen
+ * without shadow paging (Debian's) does not have: then it fails as
+ * logdirty_enable says.
+ */
+struct delegate_suspend {
+    int (*suspend)(void *arg);
+    void *arg;
+};
+
+/* libxenguest's suspend callback says success with non-zero, failure 0. */
+static int delegate_suspend_cb(void *data)
+{
+    struct delegate_suspend *ds = data;
+
+    return ds->suspend(ds->arg) == 0;
+}
+
+static int xen_save_delegate(struct xtk_domain *dom, int fd, int live,
+                             int (*suspend)(void *arg), void *arg)
+{
+    struct xen_dom *xd = xd_of(dom);
+    struct delegate_suspend ds = {suspend, arg};
+    struct save_callbacks cb = {.suspend = delegate_suspend_cb, .data = &ds};
+
+    if (xc_domain_save(xd->xch, fd, dom->domid, live ? XCFLAGS_LIVE : 0, &cb,
+                       XC_STREAM_PLAIN, -1) < 0) {
+        int e = errno ? errno : EIO;
+
+        XTK_ERROR(dom->ctx, "domain %u: libxenguest's save failed: %s",
+                  dom->domid, strerror(e));
         return xtk__fail(e);
     }
     return 0;
@@ -2277,6 +2329,7 @@ const struct xtk__backend_ops xtk__xen_backend = {
     .suspend_teardown = xen_suspend_teardown,
     .layout = xen_layout,
     .get_state = xen_get_state,
+    .save_delegate = xen_save_delegate,
     .set_state = xen_set_state,
     .resume = xen_resume,
 };

@@ -197,11 +197,14 @@ probe --pv --console $con/guest-g1.log g1 10 2>/run/xen-probe-g1.log ||
 # virtio disk QEMU gives dom0) for the host to check with Xen's
 # verify-stream-v2: an XTK-FILE line says where.
 # (xenconsoled names a guest's log after its name when it first sees it:
-# g2log changes when g2 comes back from a migration under another name.)
+# g2log changes when g2 comes back from a migration under another name,
+# and xl migrate's destination is g2--incoming until the end, which
+# xenconsoled may see first.  The guest's counter only grows: the largest
+# in either log is its last.)
 g2log=guest-g2.log
 counter2() {
-  grep -o 'xtk-domu: counter [0-9]*' "$con/$g2log" 2>/dev/null |
-    tail -n 1 | cut -d' ' -f3
+  cat "$con/$g2log" "$con/guest-g2--incoming.log" 2>/dev/null |
+    grep -o 'xtk-domu: counter [0-9]*' | cut -d' ' -f3 | sort -n | tail -n 1
 }
 counter2_above() { [ "$(counter2)" -gt "$1" ] 2>/dev/null; }
 outdisk=
@@ -222,6 +225,40 @@ export_file() {
     echo "XTK-NOTE writing $2 to $outdisk failed"
   fi
 }
+# ---- xtk-save of the PV guest: libxenguest's own save, xtk's suspend ----
+# A PV guest's stream is libxenguest's (its page tables rewritten frame by
+# frame): xtk-save drives xc_domain_save with its own suspend (the store
+# request, the notification on an event channel) and timing, in xl's file
+# format with libxl's JSON config; xl restores it and the guest counts on.
+# (Debian's Xen has no shadow paging: a PV guest is saved stopped.)
+if [ -n "$domid" ]; then
+  t=$(now)
+  if XTK_BACKEND=xen timeout 300 xtk-save --suspend store --format xl g1 \
+    /run/pv.xl 2>/run/xtk-save-pv.log && waitfor 30 gone "$domid"; then
+    ok xtk-save-pv "domain $domid saved by xtk-save in $(since "$t") s ($(wc -c </run/pv.xl) bytes), gone; $(grep -E '^ *(suspend|final round) \(us\)' /run/xtk-save-pv.log | tr -s ' ' | tr '\n' ';')"
+    export_file /run/pv.xl pv.xl
+    before=$(counter)
+    t=$(now)
+    domid=
+    if xl restore /run/pv.xl >/run/xl-restore-pv.log 2>&1; then
+      domid=$(domid_of g1)
+    fi
+    if [ -n "$domid" ] && waitfor 120 counter_above "$((${before:-0} + 1))"; then
+      ok xtk-save-pv-restore "xl restore: domain $domid in $(since "$t") s, counter $before -> $(counter)"
+    else
+      bad xtk-save-pv-restore "domain '$domid': counter $before -> $(counter); $(tail -n 5 /run/xl-restore-pv.log | tr '\n' ';')"
+      domid=$(domid_of g1)
+    fi
+  else
+    bad xtk-save-pv "exit $?: $(grep -E 'error|warning' /run/xtk-save-pv.log | head -n 5 | tr '\n' ';')"
+    bad xtk-save-pv-restore "nothing to restore"
+    domid=$(domid_of g1)
+  fi
+  rm -f /run/pv.xl
+else
+  bad xtk-save-pv "no PV guest g1"
+  bad xtk-save-pv-restore "no PV guest g1"
+fi
 # xtk_roundtrip NAME XTK-SAVE-OPTIONS...: xtk-save of g2 into /run/NAME.xl
 # (check xtk-NAME), then xl restore of it (check xtk-NAME-restore).
 xtk_roundtrip() {
@@ -324,19 +361,28 @@ if [ -n "$d2" ]; then
     fi
     rm -f /run/g2-xl.save
   fi
-  # ---- kill -9 of xtk-save in its first live round ---------------------
-  # Its output is a pipe whose reader takes 8 MiB and then reads no more:
-  # xtk-save blocks in its first round, with the guest's dirty log on and
-  # its suspend notification subscribed.  Killed there, its guard
-  # (xtk-xen-guard) gives both back; Xen's own live migration (which wants
-  # the dirty log off) then works and the guest counts on.
-  if [ -n "$d2" ]; then
+  # ---- kill -9 of xtk-save: in its first live round, and with the guest
+  # suspended in the final round of a plain save.  Its output is a pipe
+  # whose reader takes 8 MiB and then reads no more: xtk-save blocks there,
+  # with the guest's dirty log on and its suspend notification subscribed
+  # (and, plain, the guest suspended).  Killed there, its guard
+  # (xtk-xen-guard) gives all of it back; Xen's own live migration (which
+  # wants the dirty log off and a running guest) then works and the guest
+  # counts on.
+  # xtk_kill CHECK WHERE XTK-SAVE-OPTION...
+  xtk_kill() {
+    kc=$1 kwhere=$2
+    shift 2
+    if [ -z "$d2" ]; then
+      bad "$kc" "no domain g2"
+      return
+    fi
     rm -f /run/kill.fifo /run/kill.read
     mkfifo /run/kill.fifo
     { head -c 8388608 >/dev/null; : >/run/kill.read; sleep 900; } </run/kill.fifo &
     rp=$!
-    XTK_BACKEND=xen xtk-save --live --suspend store --format xl \
-      --config /etc/xen/g2.cfg g2 - >/run/kill.fifo 2>/run/xtk-kill.log &
+    XTK_BACKEND=xen xtk-save "$@" --suspend store --format xl \
+      --config /etc/xen/g2.cfg g2 - >/run/kill.fifo 2>/run/$kc.log &
     kp=$!
     if waitfor 120 test -e /run/kill.read && kill -0 "$kp" 2>/dev/null; then
       kill -9 "$kp"
@@ -344,16 +390,16 @@ if [ -n "$d2" ]; then
       before=$(counter2)
       t=$(now)
       if waitfor 90 sh -c '! pidof xtk-xen-guard' &&
-        xl migrate -s '' g2 'xl migrate-receive' >/run/xl-migrate-kill.log 2>&1 &&
+        xl migrate -s '' g2 'xl migrate-receive' >/run/xl-migrate-$kc.log 2>&1 &&
         d2=$(domid_of g2) &&
         waitfor 120 counter2_above "$((${before:-0} + 1))"; then
-        ok xtk-kill "xtk-save killed (-9) in its first live round; its guard: $(grep -i 'guard' /run/xtk-kill.log | tr '\n' ';' | cut -c1-300); then xl migrate: domain $d2 in $(since "$t") s, counter $before -> $(counter2)"
+        ok "$kc" "xtk-save killed (-9) $kwhere; its guard: $(grep -i 'guard' /run/$kc.log | tr '\n' ';' | cut -c1-300); then xl migrate: domain $d2 in $(since "$t") s, counter $before -> $(counter2)"
       else
-        bad xtk-kill "after the kill: guard $(pidof xtk-xen-guard || echo gone), domain '$d2', counter $before -> $(counter2); xtk-save: $(tail -n 5 /run/xtk-kill.log | tr '\n' ';'); xl migrate: $(tail -n 5 /run/xl-migrate-kill.log | tr '\n' ';')"
+        bad "$kc" "after the kill: guard $(pidof xtk-xen-guard || echo gone), domain '$d2', counter $before -> $(counter2); xtk-save: $(tail -n 5 /run/$kc.log | tr '\n' ';'); xl migrate: $(tail -n 5 /run/xl-migrate-$kc.log | tr '\n' ';')"
         d2=$(domid_of g2)
       fi
     else
-      bad xtk-kill "xtk-save did not block in its first round: $(tail -n 5 /run/xtk-kill.log | tr '\n' ';')"
+      bad "$kc" "xtk-save did not block $kwhere: $(tail -n 5 /run/$kc.log | tr '\n' ';')"
       kill -9 "$kp" 2>/dev/null
       d2=$(domid_of g2)
     fi
@@ -361,12 +407,12 @@ if [ -n "$d2" ]; then
     kill "$rp" 2>/dev/null
     pkill -f 'sleep 900' 2>/dev/null
     rm -f /run/kill.fifo /run/kill.read
-  else
-    bad xtk-kill "no domain g2"
-  fi
+  }
+  xtk_kill xtk-kill "in its first live round" --live
+  xtk_kill xtk-kill-final "with the guest suspended in its final round"
 else
   for c in xtk-save xtk-save-restore xtk-live xtk-live-restore xtk-kill \
-    xl-save-xtk-restore xtk-restore-bad xtk-restore-kill xtk-restore \
+    xtk-kill-final xl-save-xtk-restore xtk-restore-bad xtk-restore-kill xtk-restore \
     xtk-migrate \
     xtk-checkpoint xtk-failover xtk-suspend-xl; do
     bad "$c" "no PVH guest g2"
@@ -658,13 +704,16 @@ if [ "$failed" != 0 ]; then
     /var/log/xen/xl-g1.log* /run/xl-create.log /run/xl-save.log \
     /run/xl-restore.log /run/xl-create-g2.log /run/xen-probe-g1.log \
     /run/xen-probe-g2.log /run/xl-shutdown.log /run/xtk-save.log \
+    /run/xtk-kill.log /run/xtk-kill-final.log /run/xtk-save-pv.log \
+    /run/xl-restore-pv.log \
     /run/xl-restore-save.log /run/xtk-live.log /run/xl-restore-live.log \
     /run/xl-save-g2.log /run/xl-migrate-g2.log /run/xl-save-xtk-restore.log \
     /run/xtk-restore.log /run/xtk-restore-cut.log /run/xtk-xtk-migrate-save.log \
     /run/xtk-g2m.log /var/log/xen/console/guest-g2m.log \
     /run/xtk-xtk-checkpoint-save.log /run/xtk-g2c.log /run/xtk-fo-save.log \
     /run/xtk-g2f.log /var/log/xen/console/guest-g2f.log \
-    /var/log/xen/console/guest-g2.log; do
+    /var/log/xen/console/guest-g2.log \
+    /var/log/xen/console/guest-g2--incoming.log; do
     echo "XTK-LOG ---- $f"
     n=60
     case $f in *guest-g2.log) n=300 ;; esac
