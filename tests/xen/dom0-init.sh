@@ -516,6 +516,18 @@ if [ -n "$d2" ] && XTK_BACKEND=xen timeout 300 xtk-save --suspend store \
   rm -f /run/kr.fifo /run/kr.half
   export_file /run/x.xl x.xl
   xtk_restore_check xtk-restore /run/x.xl
+  # A domain xtk built is one xl knows (libxl's record of it, its
+  # suspend): xl save -c of it works, and it runs on.
+  if [ -n "$d2" ]; then
+    before=$(counter2)
+    if xl save -c g2 /run/xc.save >/run/xl-save-c-x.log 2>&1 &&
+      waitfor 120 counter2_above "$((${before:-0} + 1))"; then
+      echo "XTK-NOTE xl save -c of the domain xtk-restore built: ok, counter $before -> $(counter2)"
+    else
+      bad xtk-restore "xl save -c of the domain xtk-restore built: $(tail -n 3 /run/xl-save-c-x.log | tr '\n' ';') counter $before -> $(counter2)"
+    fi
+    rm -f /run/xc.save
+  fi
   if [ -z "$d2" ] && xl restore /run/x.xl >/run/xl-restore-x.log 2>&1; then
     d2=$(domid_of g2)
   fi
