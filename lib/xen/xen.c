@@ -874,14 +874,51 @@ static int xen_logdirty_read(struct xtk_domain *dom, unsigned int flags,
  * The STORE method's notification port: an unbound port in the guest for
  * dom0, bound here and subscribed for the suspend.
  */
+/*
+ * The guest's end of the STORE method's notification port, kept for the
+ * next save in the toolstack's part of the store: a port cannot be taken
+ * away from a guest, but once our end is unbound its end is unbound for
+ * dom0 again, and the next save binds it rather than allocate another.
+ * -1 if there is none to reuse.
+ */
+static int reusable_port(struct xtk_domain *dom, struct xen_dom *xd,
+                         const char *node)
+{
+    xc_evtchn_status_t st = {0};
+    char val[16], *end;
+    long p;
+
+    if (store_read(xd->store_fd, node, val, sizeof(val)) < 0)
+        return -1;
+    p = strtol(val, &end, 10);
+    if (*end || p <= 0 || p > 0xfffff)
+        return -1;
+    st.dom = (domid_t)dom->domid;
+    st.port = (evtchn_port_t)p;
+    if (xc_evtchn_status(xd->xch, &st) < 0 || st.status != EVTCHNSTAT_unbound ||
+        st.u.unbound.dom != 0)
+        return -1;
+    return (int)p;
+}
+
 static int subscribe_store_port(struct xtk_domain *dom, struct xen_dom *xd)
 {
-    int port = xc_evtchn_alloc_unbound(xd->xch, dom->domid, 0);
+    char node[64], val[16];
+    int port;
 
+    snprintf(node, sizeof(node), "/libxl/%u/xtk-suspend-port", dom->domid);
+    port = reusable_port(dom, xd, node);
     if (port < 0) {
-        XTK_PERROR(dom->ctx, "domain %u: allocating a suspend port",
-                   dom->domid);
-        return -1;
+        port = xc_evtchn_alloc_unbound(xd->xch, dom->domid, 0);
+        if (port < 0) {
+            XTK_PERROR(dom->ctx, "domain %u: allocating a suspend port",
+                       dom->domid);
+            return -1;
+        }
+        snprintf(val, sizeof(val), "%d", port);
+        if (xtk__xs_write(xd->store_fd, node, val) < 0)
+            XTK_DEBUG(dom->ctx, "domain %u: cannot keep port %d in %s",
+                      dom->domid, port, node);
     }
     xd->guest_port = port;
     xd->local_port =

@@ -414,7 +414,7 @@ else
   for c in xtk-save xtk-save-restore xtk-live xtk-live-restore xtk-kill \
     xtk-kill-final xl-save-xtk-restore xtk-restore-bad xtk-restore-kill xtk-restore \
     xtk-migrate \
-    xtk-checkpoint xtk-failover xtk-suspend-xl; do
+    xtk-checkpoint xtk-failover xtk-port-reuse xtk-suspend-xl; do
     bad "$c" "no PVH guest g2"
   done
 fi
@@ -618,6 +618,28 @@ if [ -n "$d2" ] && backup_start g2f -v; then
   d2=$(domid_of g2)
 else
   bad xtk-failover "no domain g2, or no backup listening"
+fi
+
+# ---- the store method's notification port: one per guest, not per save --
+# Two saves one after the other (checkpoints to /dev/null, the guest
+# resumed in place): the second binds the guest's port the first left
+# unbound (kept in /libxl/N/xtk-suspend-port) instead of allocating one.
+if [ -n "$d2" ]; then
+  ports=
+  for i in 1 2; do
+    XTK_BACKEND=xen timeout 300 xtk-save -c -l -I 100 -N 2 --suspend store \
+      g2 /dev/null 2>/run/xtk-port-$i.log &&
+      ports="$ports $(xenstore-read "/libxl/$d2/xtk-suspend-port" 2>/dev/null)"
+  done
+  # shellcheck disable=SC2086
+  set -- $ports
+  if [ $# = 2 ] && [ "$1" = "$2" ]; then
+    ok xtk-port-reuse "two saves, one guest port ($1)"
+  else
+    bad xtk-port-reuse "ports:$ports; $(tail -n 3 /run/xtk-port-1.log /run/xtk-port-2.log | tr '\n' ';')"
+  fi
+else
+  bad xtk-port-reuse "no domain g2"
 fi
 
 # ---- the xl suspend method: xl's own notification, the seed's baseline ----

@@ -305,7 +305,8 @@ checks="xsd-lite xen-init-dom0 xenconsoled test-xenstore xl-create introduce
   shutdown release xsd-lite-alive pvh-create pvh-destroy
   xtk-save xtk-save-restore xtk-live xtk-live-restore xtk-kill xtk-kill-final
   xl-save-xtk-restore xtk-restore-bad xtk-restore-kill xtk-restore xtk-migrate
-  xtk-checkpoint xtk-failover xtk-suspend-xl xtk-save-pv xtk-save-pv-restore"
+  xtk-checkpoint xtk-failover xtk-port-reuse xtk-suspend-xl xtk-save-pv
+  xtk-save-pv-restore"
 # and xen-probe's, once for each guest (tests/xen/xen-probe.c)
 probes="xtk-lookup xtk-pause xtk-logdirty xtk-evtchn xtk-suspend xtk-guard
   xtk-running"
