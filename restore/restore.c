@@ -701,8 +701,14 @@ static int on_native_static(struct xtk_restore *rs,
         if (rs->statics_done)
             return refuse(rs, EPROTO, "%s after STATIC_DATA_END",
                           xtk_stream_record_name(rec->type));
-        return xtk__rec_append(&rs->statics, &rs->statics_len, &rs->statics_cap,
-                               rec->type, rec->body, rec->length, NULL, 0);
+        /* Xen's policy records are a few KiB; bounded as the state is. */
+        if (rs->statics_len + rec->length > (64u << 20))
+            return refuse(rs, EPROTO, "static data of more than 64 MiB");
+        if (xtk__rec_append(&rs->statics, &rs->statics_len, &rs->statics_cap,
+                            rec->type, rec->body, rec->length, NULL, 0) < 0)
+            return refuse(rs, errno, "%s: %s",
+                          xtk_stream_record_name(rec->type), strerror(errno));
+        return 0;
     }
     if (rs->statics_done)
         return refuse(rs, EPROTO, "a second STATIC_DATA_END");

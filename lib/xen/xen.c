@@ -570,20 +570,31 @@ static void xtl_quiet(struct xentoollog_logger *l, xentoollog_level level,
     (void)al;
 }
 
+/* A libxl context that logs nothing of its own: xtk logs. */
+static libxl_ctx *libxl_open(struct xtk_ctx *ctx)
+{
+    static xentoollog_logger logger = {.vmessage = xtl_quiet};
+    libxl_ctx *lctx = NULL;
+
+    if (libxl_ctx_alloc(&lctx, LIBXL_VERSION, 0, &logger)) {
+        XTK_ERROR(ctx, "cannot start libxenlight");
+        errno = EIO;
+        return NULL;
+    }
+    return lctx;
+}
+
 /*
  * libxl_domain_destroy: a bare xc_domain_destroy would leave the domain's
  * store directories, devices and libxl's userdata behind.
  */
 static int xen_destroy(struct xtk_domain *dom)
 {
-    xentoollog_logger logger = {.vmessage = xtl_quiet};
-    libxl_ctx *lctx = NULL;
+    libxl_ctx *lctx = libxl_open(dom->ctx);
     int rc;
 
-    if (libxl_ctx_alloc(&lctx, LIBXL_VERSION, 0, &logger)) {
-        XTK_ERROR(dom->ctx, "domain %u: cannot start libxenlight", dom->domid);
-        return xtk__fail(EIO);
-    }
+    if (!lctx)
+        return -1;
     rc = libxl_domain_destroy(lctx, dom->domid, NULL);
     libxl_ctx_free(lctx);
     if (rc) {
@@ -608,14 +619,13 @@ static int xen_destroy(struct xtk_domain *dom)
 /* What xl save writes in its header: libxl's config of the domain. */
 static int xen_xl_config(struct xtk_domain *dom, char **config, size_t *len)
 {
-    xentoollog_logger logger = {.vmessage = xtl_quiet};
+    libxl_ctx *lctx = libxl_open(dom->ctx);
     libxl_domain_config cfg;
-    libxl_ctx *lctx = NULL;
     char *json = NULL;
     int rc;
 
-    if (libxl_ctx_alloc(&lctx, LIBXL_VERSION, 0, &logger))
-        return xtk__fail(EIO);
+    if (!lctx)
+        return -1;
     libxl_domain_config_init(&cfg);
     rc = libxl_retrieve_domain_configuration(lctx, dom->domid, &cfg, NULL);
     if (!rc)
@@ -636,12 +646,11 @@ static int xen_xl_config(struct xtk_domain *dom, char **config, size_t *len)
 
 static int xen_rename(struct xtk_domain *dom, const char *name)
 {
-    xentoollog_logger logger = {.vmessage = xtl_quiet};
-    libxl_ctx *lctx = NULL;
+    libxl_ctx *lctx = libxl_open(dom->ctx);
     int rc;
 
-    if (libxl_ctx_alloc(&lctx, LIBXL_VERSION, 0, &logger))
-        return xtk__fail(EIO);
+    if (!lctx)
+        return -1;
     rc = libxl_domain_rename(lctx, dom->domid, NULL, name);
     libxl_ctx_free(lctx);
     if (rc) {
@@ -1497,8 +1506,8 @@ static int xen_layout(struct xtk_domain *dom, struct xtk__layout *l)
  * libxl-save-helper drives it for xl, but with xtk's suspend (the request
  * and its notification on an event channel, the guard watching) and
  * xtk's timing.  Live needs the dirty log of a PV guest, which a Xen
- * without shadow paging (Debian's) does not have: then it fails as
- * logdirty_enable says.
+ * without shadow paging (Debian's) does not have: there libxenguest's
+ * save fails (its own message on standard error, then ours).
  */
 struct delegate_suspend {
     int (*suspend)(void *arg);
@@ -1650,20 +1659,6 @@ static void build_free(struct xen_build *b)
         return;
     libxl_domain_config_dispose(&b->cfg);
     free(b);
-}
-
-/* A libxl context that logs nothing of its own: xtk logs. */
-static libxl_ctx *libxl_open(struct xtk_ctx *ctx)
-{
-    static xentoollog_logger logger = {.vmessage = xtl_quiet};
-    libxl_ctx *lctx = NULL;
-
-    if (libxl_ctx_alloc(&lctx, LIBXL_VERSION, 0, &logger)) {
-        XTK_ERROR(ctx, "cannot start libxenlight");
-        errno = EIO;
-        return NULL;
-    }
-    return lctx;
 }
 
 /* What xtk cannot build yet: refused before anything exists. */
