@@ -181,6 +181,11 @@ struct xtk_guest_status {
     struct xtk_guest_spin spin;
     struct xtk_guest_fill fill;
     char message[256]; /* why state is FAILED */
+    /* The last and the longest suspend as the guest saw it: from the
+     * request's arrival to its work going on, on a clock that runs while
+     * the domain is stopped (Xen's system time on Xen). */
+    uint64_t stopped_last_ns, stopped_max_ns;
+    uint64_t moves; /* resumes in a new domain (a restore, a migration) */
 };
 
 /* tests/kvm/test-qemu.sh reads the counter through QEMU's monitor here. */

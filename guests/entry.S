@@ -1,15 +1,21 @@
 /*
  * entry.S - the built-in guest's entry points and mode switches.
  *
- * Two ways in, one way on:
+ * Three ways in, one way on:
  *   _start64  xtk-hv starts every vCPU here, already in 64-bit long mode
  *             with its own page tables and GDT: rdi = vCPU index,
- *             rsi = the boot page's address.
+ *             rsi = the boot page's address.  On Xen, vCPU 0 starts the
+ *             others here too (VCPUOP_initialise in 64-bit mode, xen.c),
+ *             on the page tables _start32 built.
  *   _start32  QEMU's multiboot loader starts vCPU 0 here in 32-bit
  *             protected mode without paging: eax = multiboot magic,
  *             ebx = multiboot info.  We build identity page tables for the
  *             first 4 GiB (2 MiB pages, user-accessible) in bss and switch
  *             to long mode.
+ *   _start_pvh  Xen starts a PVH domain's vCPU 0 here (the PHYS32_ENTRY
+ *             note below), in the same 32-bit state, with ebx = the
+ *             hvm_start_info's address: kept in pvh_start_info, and on as
+ *             _start32 without multiboot information.
  * Both load our GDT, take the vCPU's kernel stack and call
  * kernel_entry(cpu, boot, mbi) (kernel.c), which ends in enter_user().
  *
@@ -45,8 +51,24 @@ mb_header:
     .long __bss_end     /* bss_end_addr */
     .long _start32      /* entry_addr */
 
+/* Xen's PVH entry point: the one note a PVH kernel needs (libelf). */
+    .section .note.Xen, "a", @note
+    .balign 4
+    .long 4                         /* name size: "Xen" */
+    .long 4                         /* descriptor size */
+    .long 18                        /* XEN_ELFNOTE_PHYS32_ENTRY */
+    .asciz "Xen"
+    .long _start_pvh
+    .balign 4
+
     .section .text.entry, "ax"
     .code32
+    .globl _start_pvh
+_start_pvh:
+    cli
+    mov %ebx, pvh_start_info        /* identity: paging is off */
+    xor %ebx, %ebx                  /* no multiboot information */
+    /* fall through */
     .globl _start32
 _start32:
     cli
@@ -310,8 +332,14 @@ gdt_desc:
     .word gdt_end - gdt - 1
     .quad gdt
 
+    .globl pvh_start_info
+    .balign 8
+pvh_start_info:                     /* 0: not booted by Xen as PVH */
+    .quad 0
+
     .section .bss
     .balign 4096
+    .globl boot_pml4
 boot_pml4:
     .skip 4096
 boot_pdpt:

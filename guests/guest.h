@@ -118,10 +118,32 @@ static inline uint32_t mmio_read32(uint64_t addr)
     return *(volatile uint32_t *)addr;
 }
 
-/* Rings the doorbell of event channel port (guest -> toolstack). */
+/* ---- xen.c: the guest on Xen (PVH) ----------------------------------- */
+
+extern int xen_mode; /* booted by Xen as PVH */
+
+/* Ring 0 (kernel.c). */
+int xen_early(void);
+void xen_start_aps(void);
+void xen_upcall(void);
+long xen_hypercall(unsigned int op, uint64_t a1, uint64_t a2, uint64_t a3);
+long xen_suspend_kernel(void);
+/* Ring 3. */
+int xen_setup(void **cons, void **store);
+void xen_notify(unsigned int port);
+uint32_t xen_suspend_port(void);
+long xen_suspend(void);
+uint32_t xen_nr_vcpus(void);
+const char *xen_cmdline(uint64_t *mem_bytes);
+uint64_t xen_clock_ns(void);
+
+/* Notifies event channel port (abi.h's numbers; guest -> toolstack). */
 static inline void evtchn_notify(unsigned int port)
 {
-    mmio_write32(XTK_PORT_DOORBELL(port), 1);
+    if (xen_mode)
+        xen_notify(port);
+    else
+        mmio_write32(XTK_PORT_DOORBELL(port), 1);
 }
 
 /* Under xtk-hv: give the vCPU back until the domain is told to run (abi.h,
@@ -184,10 +206,11 @@ void work_verify(void);
 
 /* ---- store.c -------------------------------------------------------- */
 
-/* Connects: publishes the suspend port and watches control/shutdown. */
-void store_init(void);
-/* After a restore into a new domain: re-registers the watch. */
-void store_reconnect(void);
+/* Connects to the store ring at page: publishes the suspend port and
+ * watches control/shutdown. */
+void store_init(void *page);
+/* After a restore into a new domain: the same again. */
+void store_reconnect(void *page);
 /* store_poll() has work (see store.c). */
 int store_pending(void);
 /* Handles pending replies and watch events; returns 1 if a suspend was

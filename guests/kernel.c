@@ -41,6 +41,7 @@ _Static_assert(STATUS_ECHOES == XTK_GUEST_STATUS_GPA +
                                     offsetof(struct xtk_guest_status, echoes),
                "defs.h: STATUS_ECHOES");
 extern uint64_t gdt[];
+extern uint64_t pvh_start_info; /* entry.S: Xen's hvm_start_info, or 0 */
 void enter_user(uint64_t cpu, void *fn, void *arg1, void *arg2)
     __attribute__((noreturn));
 
@@ -106,10 +107,21 @@ void kernel_entry(uint64_t cpu, void *boot_page, void *mbi)
     } d = {sizeof(idt) - 1, (uint64_t)idt};
 
     if (cpu == 0) {
-        outb(0x21, 0xff); /* mask the legacy PICs */
-        outb(0xa1, 0xff);
+        if (pvh_start_info && xen_early() < 0) {
+            for (const char *m = "xtk-guest: not Xen, or no hypercalls\n"; *m;
+                 m++)
+                outb(XTK_GUEST_DEBUG_PORT, (uint8_t)*m);
+            for (;;)
+                __asm__ __volatile__("cli; hlt");
+        }
+        if (!xen_mode) {      /* a PVH domain has no PIC */
+            outb(0x21, 0xff); /* mask the legacy PICs */
+            outb(0xa1, 0xff);
+        }
         idt_fill();
         WRITE_ONCE(idt_ready, 1);
+        if (xen_mode)
+            xen_start_aps();
     }
     while (!READ_ONCE(idt_ready))
         cpu_relax();
@@ -122,7 +134,8 @@ void kernel_entry(uint64_t cpu, void *boot_page, void *mbi)
  * The syscalls that are not waits (entry.S's isr_ud runs SYS_WAIT_SET and
  * SYS_WAIT_CLEAR itself), from the #UD handler with interrupts off:
  * SYS_OUTB and SYS_INB do port I/O (kvm-pvm refuses it from ring 3,
- * whatever IOPL says).
+ * whatever IOPL says); on Xen, SYS_HYPERCALL and SYS_XEN_SUSPEND (Xen
+ * refuses hypercalls from ring 3).
  */
 uint64_t kernel_syscall(uint64_t op, uint64_t p, uint64_t mask);
 uint64_t kernel_syscall(uint64_t op, uint64_t p, uint64_t mask)
@@ -133,6 +146,12 @@ uint64_t kernel_syscall(uint64_t op, uint64_t p, uint64_t mask)
     }
     if (op == SYS_INB)
         return inb((uint16_t)p);
+    if (op == SYS_HYPERCALL && xen_mode) {
+        const uint64_t *a = (const uint64_t *)p;
+        return (uint64_t)xen_hypercall((unsigned int)a[0], a[1], a[2], 0);
+    }
+    if (op == SYS_XEN_SUSPEND && xen_mode)
+        return (uint64_t)xen_suspend_kernel();
     return (uint64_t)-1;
 }
 
@@ -161,5 +180,9 @@ void guest_isr(struct frame *f)
      * (the wake-up IPI, the console port) only wake a hlt. */
     if (f->vector == VEC_SPURIOUS)
         return; /* no EOI */
+    if (f->vector == VEC_XEN_UPCALL && xen_mode) {
+        xen_upcall(); /* Xen injects it past the LAPIC: no EOI */
+        return;
+    }
     mmio_write32(LAPIC_BASE + LAPIC_EOI, 0);
 }

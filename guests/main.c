@@ -10,9 +10,13 @@
  * Suspend (the event channel or the store asks): vCPU 0 parks the others
  * (quiesce, and a wake-up IPI), marks the status page SUSPENDED, rings the
  * suspend doorbell (the toolstack's "suspended" notification) and sleeps
- * until the suspend port fires again, which means "resume".  It then
- * checks its workload's data, reconnects to the store if it woke up in a
- * new domain, and releases the others.
+ * until the suspend port fires again, which means "resume".  On Xen it
+ * calls SCHEDOP_shutdown(SHUTDOWN_suspend) instead, and Xen tells the
+ * toolstack (xen.c).  It then checks its workload's data, reconnects to
+ * the store if it woke up in a new domain, and releases the others.
+ *
+ * Three platforms: xtk-hv (boot page), Xen PVH (xen.c), and plain
+ * multiboot (QEMU: no rings, COM1 for the console).
  */
 #include "guest.h"
 
@@ -39,7 +43,9 @@ uint64_t tsc_khz;
 volatile uint32_t quiesce;
 
 static char cmdline[XTK_GUEST_CMDLINE_MAX];
-static uint64_t mem_bytes;
+static uint64_t mem_bytes, boot_clock;
+static struct xtk_cons_ring *cons_ring; /* NULL: no console ring */
+static void *store_page;                /* NULL: no store */
 static uint32_t seen_generation;
 static uint32_t console_lock;
 static volatile uint32_t smp_go, parked;
@@ -60,8 +66,11 @@ static void ioapic_write(uint32_t reg, uint32_t v)
     mmio_write32(IOAPIC_BASE + 0x10, v);
 }
 
+/* Xen's clock on Xen: a restored guest's TSC starts where it stopped. */
 uint64_t now_ns(void)
 {
+    if (xen_mode)
+        return xen_clock_ns() - boot_clock;
     return (rdtsc() - status->boot_tsc) * 1000000ull / tsc_khz;
 }
 
@@ -74,7 +83,7 @@ uint64_t guest_mem_bytes(void)
 
 static void ring_put(const char *s, size_t n)
 {
-    struct xtk_cons_ring *r = (void *)XTK_GUEST_CONS_GPA;
+    struct xtk_cons_ring *r = cons_ring;
     uint32_t prod = r->out_prod;
 
     for (size_t i = 0; i < n; i++) {
@@ -103,8 +112,11 @@ void console_write(const char *s, size_t n)
     /* Bounded: an exception handler may find the lock held. */
     for (int spin = 0; spin < 1000000 && xchg32(&console_lock, 1); spin++)
         cpu_relax();
-    if (boot)
+    if (cons_ring)
         ring_put(s, n);
+    else if (xen_mode)
+        for (size_t i = 0; i < n; i++) /* Xen's debug port, to its log */
+            user_outb(XTK_GUEST_DEBUG_PORT, (uint8_t)s[i]);
     else
         serial_put(s, n);
     WRITE_ONCE(console_lock, 0);
@@ -175,6 +187,9 @@ static void timer_start(void)
  */
 static void do_suspend(const char *how)
 {
+    uint64_t t0 = now_ns(), stopped;
+    int new_domain;
+
     WRITE_ONCE(quiesce, 1);
     send_wake_ipi();
     while (READ_ONCE(parked) != nr_vcpus - 1)
@@ -184,36 +199,79 @@ static void do_suspend(const char *how)
     WRITE_ONCE(status->state, XTK_GUEST_SUSPENDED);
     status->suspends++;
     barrier();
-    evtchn_notify(XTK_PORT_SUSPEND); /* "suspended" */
-    if (boot)
-        hv_yield((uint32_t)status->suspends); /* stopped until resumed */
-    while (!take_events(EV_SUSPEND))
-        sys_wait(SYS_WAIT_SET, &kernel_events, EV_SUSPEND);
+    if (xen_mode) {
+        long r = xen_suspend(); /* Xen tells the toolstack */
+        if (r < 0) {
+            guest_fail("SCHEDOP_shutdown(suspend) failed");
+            r = 1;
+        }
+        new_domain = r == 0;
+        if (new_domain && xen_setup((void **)&cons_ring, &store_page) < 0)
+            guest_fail("xen: no suspend port in the new domain");
+    } else {
+        evtchn_notify(XTK_PORT_SUSPEND); /* "suspended" */
+        if (boot)
+            hv_yield((uint32_t)status->suspends); /* stopped until resumed */
+        while (!take_events(EV_SUSPEND))
+            sys_wait(SYS_WAIT_SET, &kernel_events, EV_SUSPEND);
+        new_domain = boot && READ_ONCE(boot->generation) != seen_generation;
+    }
     WRITE_ONCE(status->state, XTK_GUEST_RUNNING);
     status->resumes++;
 
-    if (boot && READ_ONCE(boot->generation) != seen_generation) {
-        seen_generation = boot->generation;
-        kprintf("xtk-guest: suspended (%s), resumed in domain %u\n", how,
-                boot->domid);
-        if (boot->flags & XTK_BOOT_STORE)
-            store_reconnect();
-    } else {
-        kprintf("xtk-guest: suspended (%s), resumed\n", how);
-    }
+    if (new_domain)
+        status->moves++;
+    if (new_domain && store_page)
+        store_reconnect(store_page);
     work_verify();
+    /* Stopped: from the request's arrival to work again, on a clock that
+     * goes on while the domain is stopped (xen_clock_ns on Xen). */
+    stopped = now_ns();
+    stopped = stopped > t0 ? stopped - t0 : 0;
+    status->stopped_last_ns = stopped;
+    if (stopped > status->stopped_max_ns)
+        status->stopped_max_ns = stopped;
     WRITE_ONCE(quiesce, 0);
     send_wake_ipi();
+    if (new_domain && boot) {
+        seen_generation = boot->generation;
+        kprintf("xtk-guest: suspended (%s), resumed in domain %u; stopped %lu "
+                "us\n",
+                how, boot->domid, stopped / 1000);
+    } else {
+        kprintf("xtk-guest: suspended (%s), resumed%s; stopped %lu us\n", how,
+                new_domain ? " in a new domain" : "", stopped / 1000);
+    }
+}
+
+/*
+ * On Xen, output the console daemon has not taken gets a notification
+ * again every 50 ms: xenconsoled connects to a restored domain's ring
+ * after the guest has written (and notified) its first line.
+ */
+static void console_kick(void)
+{
+    static uint64_t kicked;
+    struct xtk_cons_ring *r = cons_ring;
+    uint64_t t;
+
+    if (!xen_mode || !r || READ_ONCE(r->out_cons) == READ_ONCE(r->out_prod))
+        return;
+    t = READ_ONCE(status->ticks);
+    if (t - kicked < 5)
+        return;
+    kicked = t;
+    evtchn_notify(XTK_PORT_CONSOLE);
 }
 
 void poll_events(void)
 {
     uint32_t ev = take_events(EV_SUSPEND | EV_STORE);
 
+    console_kick();
     if (ev & EV_SUSPEND)
         do_suspend("event channel");
-    if (boot && (boot->flags & XTK_BOOT_STORE) &&
-        ((ev & EV_STORE) || store_pending()) && store_poll())
+    if (store_page && ((ev & EV_STORE) || store_pending()) && store_poll())
         do_suspend("store");
 }
 
@@ -259,6 +317,12 @@ static void boot_bsp(struct xtk_guest_boot *b, struct multiboot_info *mbi)
         mem_bytes = b->mem_bytes;
         tsc_khz = b->tsc_khz;
         seen_generation = b->generation;
+    } else if (xen_mode) {
+        cl = xen_cmdline(&mem_bytes);
+        nr_vcpus = xen_nr_vcpus();
+        boot_clock = xen_clock_ns();
+        if (xen_setup((void **)&cons_ring, &store_page) < 0)
+            guest_fail("xen: cannot allocate a suspend port");
     } else if (mbi) {
         if (mbi->flags & 0x4)
             cl = (const char *)(uint64_t)mbi->cmdline;
@@ -279,17 +343,23 @@ static void boot_bsp(struct xtk_guest_boot *b, struct multiboot_info *mbi)
         ioapic_route_port(XTK_PORT_STORE);
         ioapic_route_port(XTK_PORT_SUSPEND);
         ioapic_route_port(XTK_PORT_ECHO);
+        cons_ring = (void *)XTK_GUEST_CONS_GPA;
+        if (boot->flags & XTK_BOOT_STORE)
+            store_page = (void *)XTK_GUEST_STORE_GPA;
     }
     timer_start();
     status->nr_vcpus_up = 1;
 
     kprintf("xtk-guest: booting on %u vCPU(s), %lu MiB, %s, tsc %lu kHz, "
             "cmdline \"%s\"\n",
-            nr_vcpus, mem_bytes >> 20, boot ? "xtk-hv" : "multiboot", tsc_khz,
-            cmdline);
+            nr_vcpus, mem_bytes >> 20,
+            boot       ? "xtk-hv"
+            : xen_mode ? "xen pvh"
+                       : "multiboot",
+            tsc_khz, cmdline);
     work_setup(cmdline);
-    if (boot && (boot->flags & XTK_BOOT_STORE))
-        store_init();
+    if (store_page)
+        store_init(store_page);
     status->magic = XTK_GUEST_STATUS_MAGIC;
     WRITE_ONCE(status->state, XTK_GUEST_RUNNING);
     kprintf("xtk-guest: running\n");

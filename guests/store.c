@@ -31,7 +31,7 @@ struct xs_hdr {
     uint32_t type, req_id, tx_id, len;
 };
 
-static struct xs_ring *const ring = (void *)XTK_GUEST_STORE_GPA;
+static struct xs_ring *ring;
 static uint32_t next_req = 1;
 static int watch_pending, dead;
 static char payload[XS_PAYLOAD_MAX + 1];
@@ -158,8 +158,10 @@ static int store_write(const char *path, const char *value)
 
 static void store_register(void)
 {
-    char port[4] = {'0' + XTK_PORT_SUSPEND, 0};
+    char port[12];
 
+    ksnprintf(port, sizeof(port), "%u",
+              xen_mode ? xen_suspend_port() : XTK_PORT_SUSPEND);
     if (store_write("device/suspend/event-channel", port) < 0)
         kprintf("xtk-guest: cannot publish the suspend channel\n");
     if (request(XS_WATCH, "control/shutdown", sizeof("control/shutdown"), "xtk",
@@ -167,14 +169,16 @@ static void store_register(void)
         kprintf("xtk-guest: cannot watch control/shutdown\n");
 }
 
-void store_init(void)
+void store_init(void *page)
 {
+    ring = page;
     store_register();
     kprintf("xtk-guest: store connected\n");
 }
 
-void store_reconnect(void)
+void store_reconnect(void *page)
 {
+    ring = page;
     dead = 0;
     watch_pending = 0;
     store_register();

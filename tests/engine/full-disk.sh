@@ -25,7 +25,7 @@ cmp small/img.xtk good.xtk || fail "the good file changed"
 [ "$(ls -A small)" = img.xtk ] || fail "left: $(ls -A small)"
 check big
 wait_info big suspended no
-"$xtk" console big | grep -q "xtk-guest: suspended (.*), resumed" || fail "big did not resume"
+console_has big "xtk-guest: suspended (.*), resumed"
 
 # Live and compressed: the same.
 if "$xsave" -q -l -z big small/img.xtk 2>/dev/null; then fail "saved (gzip)"; fi

@@ -46,6 +46,8 @@ kill -9 $save_pid
 wait $save_pid 2>/dev/null || true
 wait_info g suspended no
 check g
+# (the line comes once the guest works again, after its status says so)
+console_has g "xtk-guest: suspended (.*), resumed"
 [ "$("$xtk" console g | grep -c "xtk-guest: suspended (.*), resumed")" = 1 ] || fail "g did not resume once"
 kill -CONT $restore_pid
 if wait $restore_pid; then fail "the restore of a cut stream succeeded"; fi

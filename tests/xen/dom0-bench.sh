@@ -8,6 +8,12 @@
 #   save      xl save and xtk-save --format xl (non-live) to a file: wall
 #   restore   xl restore and xtk-restore of those files: wall, to the
 #             command's return (the guest runs)
+# Then the same on xtk's built-in guest (g3, guests/xtk-guest.elf booted
+# as PVH, the counter workload, 32 MiB, 1 vCPU), whose suspend takes no
+# kernel freeze: the seed's table with (c), both directions on event
+# channels, and ROUNDS migrations, saves and restores each way, its
+# downtime as it clocks it itself (status page: from the request's
+# arrival to its work going on, on Xen's system time; xen-probe --status).
 # Each figure is an XTK-BENCH line; the host computes percentiles and
 # ratios.  Absolute times are QEMU TCG's: only the ratios mean anything.
 # Never returns: powers the machine off.
@@ -131,6 +137,108 @@ while [ "$r" -lt "$rounds" ] && [ "$failed" = 0 ]; do
     echo "XTK-BENCH xtk-restore $r wall_ms=$(ms_since "$t")"
   else
     bad bench "round $r: xtk-save/xtk-restore: $(tail -n 3 /run/b-xs2.log /run/b-xr2.log | tr '\n' ';')"
+    break
+  fi
+  rm -f /run/b.xl
+done
+# ---- the built-in guest ---------------------------------------------------
+xl destroy g2 >/dev/null 2>&1
+xl destroy g2m >/dev/null 2>&1
+waitfor 30 sh -c '! xl domid g2'
+cat >/etc/xen/g3b.cfg <<'EOF3'
+name = "g3"
+type = "pvh"
+kernel = "/usr/lib/xtk/xtk-guest.elf"
+extra = "workload=counter"
+memory = 32
+vcpus = 1
+on_poweroff = "destroy"
+EOF3
+# b_stopped DOMID: the guest's own figure of its last suspend (us).
+b_stopped() { g3f "$1" stopped_last_us; }
+# b_settle DOMID: it counts.
+b_settle() { g3_counts "$1"; }
+b=
+if [ "$failed" = 0 ] && xl create /etc/xen/g3b.cfg >/run/b3-create.log 2>&1 &&
+  b=$(domid_of g3) && waitfor 60 g3_ok "$b"; then
+  for m in xl store evtchn; do
+    b_settle "$b"
+    if XTK_BACKEND=xen timeout 300 xtk-save -c -l -I 100 -N 30 --suspend "$m" \
+      g3 /dev/null 2>/run/b3-seed-$m.log; then
+      for h in suspend 'final round' downtime; do
+        sed -n "s/^ *$h (us) *\([0-9].*\)/XTK-SEED b:$m $h|\1/p" /run/b3-seed-$m.log |
+          sed 's/ *| */|/' | head -n 1
+      done
+    else
+      bad bench "built-in guest, checkpoints with --suspend $m: $(tail -n 3 /run/b3-seed-$m.log | tr '\n' ';')"
+    fi
+  done
+  for i in 1 2 3; do
+    b_settle "$b"
+    t=$(now)
+    xl save -c g3 /run/b3-c.save >/run/b3-xlc.log 2>&1 &&
+      echo "XTK-BENCH b-xl-save-c $i wall_ms=$(ms_since "$t")"
+    rm -f /run/b3-c.save
+  done
+else
+  bad bench "the built-in guest: $(tail -n 3 /run/b3-create.log | tr '\n' ';') $(g3st "$b")"
+fi
+r=0
+while [ -n "$b" ] && [ "$r" -lt "$rounds" ] && [ "$failed" = 0 ]; do
+  r=$((r + 1))
+  b_settle "$b"
+  t=$(now)
+  if xl migrate -s '' g3 'xl migrate-receive' >/run/b3-xlm.log 2>&1; then
+    w=$(ms_since "$t")
+    b=$(domid_of g3) && b_settle "$b"
+    echo "XTK-BENCH b-xl-migrate $r wall_ms=$w gap_us=$(b_stopped "$b")"
+  else
+    bad bench "built-in guest, round $r: xl migrate: $(tail -n 3 /run/b3-xlm.log | tr '\n' ';')"
+    break
+  fi
+  b_settle "$b"
+  rm -f /run/b.port
+  XTK_BACKEND=xen xtk-restore -q --name g3m --port-file /run/b.port \
+    listen:127.0.0.1:0 >/run/b3-xr.out 2>/run/b3-xr.log &
+  rp=$!
+  waitfor 30 test -s /run/b.port
+  t=$(now)
+  if XTK_BACKEND=xen xtk-save --live --suspend evtchn --format xl g3 \
+    "tcp:127.0.0.1:$(cat /run/b.port)" 2>/run/b3-xs.log && wait "$rp"; then
+    w=$(ms_since "$t")
+    waitfor 30 sh -c '! xl domid g3' && xl rename g3m g3
+    b=$(domid_of g3) && b_settle "$b"
+    dt=$(sed -n 's/^ *downtime (us) *[0-9]* *\([0-9.]*\).*/\1/p' /run/b3-xs.log | head -n 1)
+    echo "XTK-BENCH b-xtk-migrate $r wall_ms=$w gap_us=$(b_stopped "$b") xtk_downtime_us=${dt:-0}"
+  else
+    bad bench "built-in guest, round $r: xtk migrate: $(tail -n 3 /run/b3-xs.log | tr '\n' ';') $(tail -n 3 /run/b3-xr.log | tr '\n' ';')"
+    kill "$rp" 2>/dev/null
+    break
+  fi
+  b_settle "$b"
+  t=$(now)
+  if xl save g3 /run/b.save >/run/b3-xls.log 2>&1 && w=$(ms_since "$t") &&
+    waitfor 30 sh -c '! xl domid g3' && t=$(now) &&
+    xl restore /run/b.save >/run/b3-xlr.log 2>&1; then
+    echo "XTK-BENCH b-xl-save $r wall_ms=$w"
+    echo "XTK-BENCH b-xl-restore $r wall_ms=$(ms_since "$t")"
+    b=$(domid_of g3)
+  else
+    bad bench "built-in guest, round $r: xl save/restore: $(tail -n 3 /run/b3-xls.log /run/b3-xlr.log | tr '\n' ';')"
+    break
+  fi
+  rm -f /run/b.save
+  b_settle "$b"
+  t=$(now)
+  if XTK_BACKEND=xen xtk-save --suspend evtchn --format xl g3 /run/b.xl \
+    2>/run/b3-xs2.log && w=$(ms_since "$t") &&
+    waitfor 30 sh -c '! xl domid g3' && t=$(now) &&
+    XTK_BACKEND=xen xtk-restore -q /run/b.xl >/dev/null 2>/run/b3-xr2.log; then
+    echo "XTK-BENCH b-xtk-save $r wall_ms=$w"
+    echo "XTK-BENCH b-xtk-restore $r wall_ms=$(ms_since "$t")"
+    b=$(domid_of g3)
+  else
+    bad bench "built-in guest, round $r: xtk-save/xtk-restore: $(tail -n 3 /run/b3-xs2.log /run/b3-xr2.log | tr '\n' ';')"
     break
   fi
   rm -f /run/b.xl

@@ -35,11 +35,11 @@ xl() { timeout 300 /usr/lib/xen-4.17/bin/xl "$@"; }
 probe() { timeout 900 xen-probe "$@"; }
 # waitfor SECONDS COMMAND...: polls COMMAND every 0.2 s until it succeeds.
 waitfor() {
-  n=$(($1 * 5))
+  _wn=$(($1 * 5))
   shift
   until "$@" >/dev/null 2>&1; do
-    n=$((n - 1))
-    [ "$n" -gt 0 ] || return 1
+    _wn=$((_wn - 1))
+    [ "$_wn" -gt 0 ] || return 1
     sleep 0.2
   done
 }
@@ -116,6 +116,216 @@ if test-xenstore -i 20 >/run/test-xenstore.log 2>&1; then
 else
   bad test-xenstore "exit $?: $(tail -n 5 /run/test-xenstore.log)"
 fi
+
+# finish: the last checks, the logs of a failed run, and the power off.
+finish() {
+  if kill -0 "$(cat /run/xsd-lite.pid 2>/dev/null)" 2>/dev/null; then
+    ok xsd-lite-alive "still serving; $(xenstore-control stats 2>&1 | tr '\n' ' ')"
+  else
+    bad xsd-lite-alive "xsd-lite died"
+  fi
+
+  # A program that crashed in dom0 (the testbed's own health): each one.
+  dmesg | grep -E 'segfault|general protection|traps:' | sed 's/^/XTK-NOTE crash: /'
+  grep -E ': (warning|error|critical): ' /run/xsd-lite.log | head -n 20 |
+    sed 's/^/XTK-NOTE xsd-lite: /'
+  if [ "$failed" != 0 ]; then
+    for f in /run/xsd-lite.log /var/log/xen/console/guest-g1.log \
+      /var/log/xen/xl-g1.log* /run/xl-create.log /run/xl-save.log \
+      /run/xl-restore.log /run/xl-create-g2.log /run/xen-probe-g1.log \
+      /run/xen-probe-g2.log /run/xl-shutdown.log /run/xtk-save.log \
+      /run/xtk-kill.log /run/xtk-kill-final.log /run/xtk-save-pv.log \
+      /run/xl-restore-pv.log \
+      /run/xl-restore-save.log /run/xtk-live.log /run/xl-restore-live.log \
+      /run/xl-save-g2.log /run/xl-migrate-g2.log /run/xl-save-xtk-restore.log \
+      /run/xtk-restore.log /run/xtk-restore-cut.log /run/xtk-xtk-migrate-save.log \
+      /run/xtk-g2m.log /var/log/xen/console/guest-g2m.log \
+      /run/xtk-xtk-checkpoint-save.log /run/xtk-g2c.log /run/xtk-fo-save.log \
+      /run/xtk-g2f.log /var/log/xen/console/guest-g2f.log \
+      /var/log/xen/console/guest-g2.log \
+      /var/log/xen/console/guest-g2--incoming.log /run/xl-create-g3.log \
+      /var/log/xen/console/guest-g3.log /run/xtk-g3-ckpt.log \
+      /run/xtk-g3-save.log /run/xl-restore-g3.log /run/xl-save-g3.log \
+      /run/xtk-g3-migrate.log /run/xtk-g3m.log; do
+      echo "XTK-LOG ---- $f"
+      n=60
+      case $f in *guest-g2.log) n=300 ;; esac
+      tail -n "$n" "$f" 2>&1 | sed 's/^/XTK-LOG /'
+    done
+    for c in "xl list" "ps" "xenstore-control domains" "xl dmesg" "dmesg"; do
+      echo "XTK-LOG ---- $c"
+      $c 2>&1 | grep -v ' \[.*\]$' | tail -n 40 | sed 's/^/XTK-LOG /'
+    done
+  fi
+  echo "XTK-END failed=$failed at $(now) s"
+  sleep 1
+  poweroff -f
+}
+
+# The output disk (a virtio disk QEMU gives dom0): files for the host to
+# check with Xen's verify-stream-v2.
+outdisk=
+for m in virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev \
+  virtio_pci virtio_blk; do
+  insmod "/lib/modules/virtio/$m.ko" 2>/dev/null
+done
+waitfor 20 test -b /dev/vda && outdisk=/dev/vda
+outmb=0
+# export FILE NAME: FILE onto the output disk, announced for the host.
+export_file() {
+  [ -n "$outdisk" ] || { echo "XTK-NOTE no output disk: $2 not exported"; return; }
+  size=$(wc -c <"$1")
+  if dd if="$1" of="$outdisk" bs=1M seek="$outmb" conv=fsync 2>/dev/null; then
+    echo "XTK-FILE $2 $outmb $size"
+    outmb=$((outmb + (size + 1048575) / 1048576))
+  else
+    echo "XTK-NOTE writing $2 to $outdisk failed"
+  fi
+}
+
+# ---- xtk's built-in guest on Xen, as a PVH domain ------------------------
+# guests/xtk-guest.elf is a PVH kernel too (Xen's PHYS32_ENTRY note,
+# guests/xen.c): the same guest, workload and self-check as on KVM, with
+# Xen's event channels, hypercalls and SCHEDOP_shutdown(suspend), and a
+# suspend event channel of its own.  Its status page (its counter, its
+# self-check) is read from dom0 by xen-probe --status.
+#   builtin-boot        xl create: it runs on 2 vCPUs, counts, and
+#                       publishes device/suspend/event-channel
+#   builtin-checkpoint  xtk-save -c -l -N 5 --suspend evtchn: the request
+#                       and the "suspended" notification both on event
+#                       channels, each suspend resumed in place
+#                       (SCHEDOP_shutdown returns 1); the self-check holds
+#   builtin-save        xtk-save --suspend evtchn --format xl, then xl
+#                       restore: it resumes in a new domain (returns 0),
+#                       sets up its ports and the store again, counts on;
+#                       the file goes to the host for verify-stream-v2
+#   builtin-xl          xl save and xl restore of it (libxl too uses the
+#                       published channel, and the subscribed one for
+#                       "suspended")
+#   builtin-migrate     xtk-save --live --suspend evtchn to xtk-restore on
+#                       this host over TCP: the source is gone, the
+#                       destination counts on
+#   builtin-destroy     xl destroy: gone from Xen and the store
+g3st() { xen-probe --status "$1" 2>&1; }
+g3f() { g3st "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
+# g3_ok DOMID [COUNTER]: running, no self-check error, counting past COUNTER.
+g3_ok() {
+  [ "$(g3f "$1" state)" = 1 ] && [ "$(g3f "$1" errors)" = 0 ] &&
+    [ "$(g3f "$1" counter)" -gt "${2:-0}" ] 2>/dev/null
+}
+# g3_counts DOMID: g3_ok, and the counter moves within 10 s.
+g3_counts() {
+  _c=$(g3f "$1" counter)
+  [ -n "$_c" ] && waitfor 10 g3_ok "$1" "$_c"
+}
+# g3_resumed PATTERN N: the console holds N lines matching PATTERN.
+# (Not n for a count here: waitfor uses it.)
+g3_resumed() {
+  [ "$(grep -c "$1" /var/log/xen/console/guest-g3.log 2>/dev/null)" -ge "$2" ]
+}
+builtin() {
+  g3log=/var/log/xen/console/guest-g3.log
+  cat >/etc/xen/g3.cfg <<'EOF3'
+name = "g3"
+type = "pvh"
+kernel = "/usr/lib/xtk/xtk-guest.elf"
+extra = "workload=counter"
+memory = 32
+vcpus = 2
+on_poweroff = "destroy"
+EOF3
+  t=$(now)
+  d3=
+  if xl create /etc/xen/g3.cfg >/run/xl-create-g3.log 2>&1; then
+    d3=$(domid_of g3)
+  fi
+  port=
+  if [ -n "$d3" ] && waitfor 60 grep -q 'xtk-guest: running' "$g3log" &&
+    g3_counts "$d3" && [ "$(g3f "$d3" vcpus)" = 2 ] &&
+    port=$(xenstore-read "/local/domain/$d3/device/suspend/event-channel") &&
+    [ -n "$port" ]; then
+    ok builtin-boot "domain $d3 up in $(since "$t") s, suspend port $port: $(g3st "$d3")"
+  else
+    bad builtin-boot "domain '$d3': $(g3st "$d3"); port '$port'; $(tail -n 5 /run/xl-create-g3.log | tr '\n' ';') console: $(tail -n 5 "$g3log" | tr '\n' ';')"
+    return
+  fi
+
+  s0=$(g3f "$d3" suspends)
+  t=$(now)
+  if XTK_BACKEND=xen timeout 300 xtk-save -c -l -I 100 -N 5 --suspend evtchn \
+    g3 /dev/null 2>/run/xtk-g3-ckpt.log && g3_counts "$d3" &&
+    [ "$(g3f "$d3" suspends)" -ge "$((s0 + 5))" ] &&
+    [ "$(g3f "$d3" suspends)" = "$(g3f "$d3" resumes)" ]; then
+    ok builtin-checkpoint "5 checkpoints in $(since "$t") s: $(g3st "$d3"); $(grep -E '^ *(suspend|final round) \(us\)' /run/xtk-g3-ckpt.log | tr -s ' ' | tr '\n' ';')"
+  else
+    bad builtin-checkpoint "$(g3st "$d3"); $(tail -n 5 /run/xtk-g3-ckpt.log | tr '\n' ';')"
+  fi
+
+  old=$d3
+  nl=$(grep -c 'resumed in a new domain' "$g3log")
+  mv=$(g3f "$d3" moves)
+  t=$(now)
+  if XTK_BACKEND=xen timeout 300 xtk-save --suspend evtchn --format xl g3 \
+    /run/g3.xl 2>/run/xtk-g3-save.log && waitfor 30 gone "$old" &&
+    xl restore /run/g3.xl >/run/xl-restore-g3.log 2>&1 &&
+    d3=$(domid_of g3) && g3_counts "$d3" && [ "$(g3f "$d3" moves)" = "$((mv + 1))" ] &&
+    waitfor 10 g3_resumed 'resumed in a new domain' "$((nl + 1))"; then
+    export_file /run/g3.xl g3.xl
+    ok builtin-save "domain $old saved by xtk-save ($(wc -c </run/g3.xl) bytes), xl restored it as $d3 in $(since "$t") s: $(g3st "$d3"); $(grep -E '^ *(suspend|final round|downtime) ' /run/xtk-g3-save.log | tr -s ' ' | tr '\n' ';')"
+  else
+    bad builtin-save "domain $old -> '$d3': $(g3st "$d3"); resume lines $nl -> $(grep -c 'resumed in a new domain' "$g3log"), moves $mv; console port $(xenstore-read /local/domain/$d3/console/port 2>&1), $(xl dmesg | grep -c "(d$d3)") lines from it in xl dmesg; $(tail -n 5 /run/xtk-g3-save.log | tr '\n' ';') $(tail -n 3 /run/xl-restore-g3.log | tr '\n' ';')"
+    d3=$(domid_of g3) || return
+  fi
+  rm -f /run/g3.xl
+
+  old=$d3
+  nl=$(grep -c 'resumed in a new domain' "$g3log")
+  mv=$(g3f "$d3" moves)
+  t=$(now)
+  if xl save g3 /run/g3-xl.save >/run/xl-save-g3.log 2>&1 &&
+    waitfor 30 gone "$old" &&
+    xl restore /run/g3-xl.save >/run/xl-restore-g3.log 2>&1 &&
+    d3=$(domid_of g3) && g3_counts "$d3" && [ "$(g3f "$d3" moves)" = "$((mv + 1))" ] &&
+    waitfor 10 g3_resumed 'resumed in a new domain' "$((nl + 1))"; then
+    ok builtin-xl "xl save and xl restore: domain $old -> $d3 in $(since "$t") s: $(g3st "$d3")"
+  else
+    bad builtin-xl "domain $old -> '$d3': $(g3st "$d3"); resume lines $nl -> $(grep -c 'resumed in a new domain' "$g3log"), moves $mv; console port $(xenstore-read /local/domain/$d3/console/port 2>&1), $(xl dmesg | grep -c "(d$d3)") lines from it in xl dmesg; $(tail -n 3 /run/xl-save-g3.log | tr '\n' ';') $(tail -n 3 /run/xl-restore-g3.log | tr '\n' ';')"
+    d3=$(domid_of g3) || return
+  fi
+  rm -f /run/g3-xl.save
+
+  old=$d3
+  rm -f /run/bk3.port
+  XTK_BACKEND=xen timeout 300 xtk-restore --name g3m --port-file /run/bk3.port \
+    listen:127.0.0.1:0 >/run/xtk-g3m.out 2>/run/xtk-g3m.log &
+  bp3=$!
+  t=$(now)
+  if waitfor 30 test -s /run/bk3.port &&
+    XTK_BACKEND=xen timeout 300 xtk-save --live --suspend evtchn --format xl \
+      g3 "tcp:127.0.0.1:$(cat /run/bk3.port)" 2>/run/xtk-g3-migrate.log &&
+    wait "$bp3" && d3=$(cat /run/xtk-g3m.out) && [ -n "$d3" ] &&
+    waitfor 30 gone "$old" && xl rename g3m g3 && g3_counts "$d3"; then
+    ok builtin-migrate "domain $old -> $d3 in $(since "$t") s: $(g3st "$d3"); $(grep -E '^ *(final round|downtime) ' /run/xtk-g3-migrate.log | tr -s ' ' | tr '\n' ';')"
+  else
+    bad builtin-migrate "domain $old -> '$d3': $(g3st "$d3"); save: $(tail -n 5 /run/xtk-g3-migrate.log | tr '\n' ';') restore: $(tail -n 5 /run/xtk-g3m.log | tr '\n' ';')"
+    kill "$bp3" 2>/dev/null
+    d3=$(domid_of g3) || d3=$(domid_of g3m) || return
+  fi
+
+  t=$(now)
+  if xl destroy "$d3" >/run/xl-destroy-g3.log 2>&1 && waitfor 30 gone "$d3"; then
+    ok builtin-destroy "domain $d3 gone in $(since "$t") s"
+  else
+    bad builtin-destroy "domain $d3: $(xl list 2>&1 | tr '\n' ';')"
+  fi
+}
+
+# xtk.only=builtin on dom0's command line (XTK_XEN_ONLY=builtin, for work
+# on the built-in guest): its checks alone.
+case " $(cat /proc/cmdline) " in *" xtk.only=builtin "*)
+  builtin
+  finish ;;
+esac
 
 # ---- a PV guest: its kernel talks to xsd-lite over its ring -------------
 cat >/etc/xen/g1.cfg <<'EOF'
@@ -207,24 +417,6 @@ counter2() {
     grep -o 'xtk-domu: counter [0-9]*' | cut -d' ' -f3 | sort -n | tail -n 1
 }
 counter2_above() { [ "$(counter2)" -gt "$1" ] 2>/dev/null; }
-outdisk=
-for m in virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev \
-  virtio_pci virtio_blk; do
-  insmod "/lib/modules/virtio/$m.ko" 2>/dev/null
-done
-waitfor 20 test -b /dev/vda && outdisk=/dev/vda
-outmb=0
-# export FILE NAME: FILE onto the output disk, announced for the host.
-export_file() {
-  [ -n "$outdisk" ] || { echo "XTK-NOTE no output disk: $2 not exported"; return; }
-  size=$(wc -c <"$1")
-  if dd if="$1" of="$outdisk" bs=1M seek="$outmb" conv=fsync 2>/dev/null; then
-    echo "XTK-FILE $2 $outmb $size"
-    outmb=$((outmb + (size + 1048575) / 1048576))
-  else
-    echo "XTK-NOTE writing $2 to $outdisk failed"
-  fi
-}
 # ---- xtk-save of the PV guest: libxenguest's own save, xtk's suspend ----
 # A PV guest's stream is libxenguest's (its page tables rewritten frame by
 # frame): xtk-save drives xc_domain_save with its own suspend (the store
@@ -723,41 +915,5 @@ if [ -n "$victim" ]; then
   fi
 fi
 
-if kill -0 "$(cat /run/xsd-lite.pid 2>/dev/null)" 2>/dev/null; then
-  ok xsd-lite-alive "still serving; $(xenstore-control stats 2>&1 | tr '\n' ' ')"
-else
-  bad xsd-lite-alive "xsd-lite died"
-fi
-
-# A program that crashed in dom0 (the testbed's own health): each one.
-dmesg | grep -E 'segfault|general protection|traps:' | sed 's/^/XTK-NOTE crash: /'
-grep -E ': (warning|error|critical): ' /run/xsd-lite.log | head -n 20 |
-  sed 's/^/XTK-NOTE xsd-lite: /'
-if [ "$failed" != 0 ]; then
-  for f in /run/xsd-lite.log /var/log/xen/console/guest-g1.log \
-    /var/log/xen/xl-g1.log* /run/xl-create.log /run/xl-save.log \
-    /run/xl-restore.log /run/xl-create-g2.log /run/xen-probe-g1.log \
-    /run/xen-probe-g2.log /run/xl-shutdown.log /run/xtk-save.log \
-    /run/xtk-kill.log /run/xtk-kill-final.log /run/xtk-save-pv.log \
-    /run/xl-restore-pv.log \
-    /run/xl-restore-save.log /run/xtk-live.log /run/xl-restore-live.log \
-    /run/xl-save-g2.log /run/xl-migrate-g2.log /run/xl-save-xtk-restore.log \
-    /run/xtk-restore.log /run/xtk-restore-cut.log /run/xtk-xtk-migrate-save.log \
-    /run/xtk-g2m.log /var/log/xen/console/guest-g2m.log \
-    /run/xtk-xtk-checkpoint-save.log /run/xtk-g2c.log /run/xtk-fo-save.log \
-    /run/xtk-g2f.log /var/log/xen/console/guest-g2f.log \
-    /var/log/xen/console/guest-g2.log \
-    /var/log/xen/console/guest-g2--incoming.log; do
-    echo "XTK-LOG ---- $f"
-    n=60
-    case $f in *guest-g2.log) n=300 ;; esac
-    tail -n "$n" "$f" 2>&1 | sed 's/^/XTK-LOG /'
-  done
-  for c in "xl list" "ps" "xenstore-control domains" "xl dmesg" "dmesg"; do
-    echo "XTK-LOG ---- $c"
-    $c 2>&1 | grep -v ' \[.*\]$' | tail -n 40 | sed 's/^/XTK-LOG /'
-  done
-fi
-echo "XTK-END failed=$failed at $(now) s"
-sleep 1
-poweroff -f
+builtin
+finish

@@ -33,6 +33,8 @@ guard=${XTK_XEN_GUARD:-$top_builddir/xtk-xen-guard}
 # xtk-save itself, the binary behind libtool's wrapper, with its libxtk
 xtksave=${XTK_SAVE:-$top_builddir/.libs/xtk-save}
 xtkrestore=${XTK_RESTORE:-$top_builddir/.libs/xtk-restore}
+# the built-in guest, which Xen boots as a PVH kernel
+guestelf=${XTK_GUEST:-$top_builddir/guests/xtk-guest.elf}
 libdir=${XTK_LIBDIR:-$top_builddir/.libs}
 xenbin=${XEN_BINDIR:-/usr/lib/xen-4.17/bin}
 cache=${XTK_XEN_CACHE:-$top_builddir/tests/xen/cache}
@@ -54,8 +56,8 @@ done
 for f in /bin/busybox "$xenbin/xl" "$xenbin/xen-init-dom0" \
   "$xenbin/xenconsoled" "$xenbin/test-xenstore" "$xenbin/libxl-save-helper" \
   "$xenbin/xenstore-control" /usr/bin/xenstore-read "$xsd" "$probe" "$guard" \
-  "$xtksave" "$xtkrestore" "$xenbin/verify-stream-v2"; do
-  [ -x "$f" ] || die "$f is missing (scripts/setup.sh: busybox-static, xen-utils-4.17, xenstore-utils; or make check builds xsd-lite and xen-probe)"
+  "$xtksave" "$xtkrestore" "$xenbin/verify-stream-v2" "$guestelf"; do
+  [ -x "$f" ] || [ -r "$f" -a "$f" = "$guestelf" ] || die "$f is missing (scripts/setup.sh: busybox-static, xen-utils-4.17, xenstore-utils; or make check builds xsd-lite and xen-probe)"
 done
 ldd /bin/busybox >/dev/null 2>&1 && die "/bin/busybox is not static (Debian's busybox-static)"
 
@@ -245,6 +247,8 @@ cp "$xtksave" "$o/usr/sbin/xtk-save" &&
 [ "$(head -c 2 "$xtkrestore")" != '#!' ] || die "$xtkrestore is a libtool wrapper: this test wants the binary"
 cp "$xtkrestore" "$o/usr/sbin/xtk-restore" &&
   LD_LIBRARY_PATH=$libdir cp_libs "$o" "$xtkrestore" || die "copying $xtkrestore"
+mkdir -p "$o/usr/lib/xtk" && cp "$guestelf" "$o/usr/lib/xtk/xtk-guest.elf" ||
+  die "copying $guestelf"
 cp "$here/dom0-init.sh" "$o/init" && chmod 755 "$o/init" &&
   cp "$here/dom0-bench.sh" "$o/bench.sh" || die "copying dom0's /init"
 mkcpio "$o" "$run/overlay.cpio" || die "cpio of the overlay"
@@ -271,7 +275,7 @@ boot() { # boot OUTPUT: Xen and dom0 under QEMU, console to OUTPUT
     -drive "file=out.img,if=none,id=out,format=raw" \
     -device virtio-blk-pci,drive=out \
     -kernel xen.elf -append "${xen_args}dom0_mem=768M console=com1 com1=115200,8n1" \
-    -initrd "vmlinuz-dom0 console=hvc0 earlyprintk=xen rdinit=/init quiet${bench:+ xtk.bench=$bench},dom0.cpio" \
+    -initrd "vmlinuz-dom0 console=hvc0 earlyprintk=xen rdinit=/init quiet${bench:+ xtk.bench=$bench}${only:+ xtk.only=$only},dom0.cpio" \
     </dev/null >"$1" 2>&1) &
   qpid=$!
   wait "$qpid"
@@ -299,6 +303,9 @@ boot_to_init() {
   done
 }
 
+# The built-in guest's checks (dom0-init.sh, builtin()).
+builtin_checks="builtin-boot builtin-checkpoint builtin-save builtin-xl
+  builtin-migrate builtin-destroy"
 # Every check dom0-init.sh makes; none may be missing or failed.
 checks="xsd-lite xen-init-dom0 xenconsoled test-xenstore xl-create introduce
   guest-ring guest-console xl-save save-release xl-restore restore-runs
@@ -306,7 +313,7 @@ checks="xsd-lite xen-init-dom0 xenconsoled test-xenstore xl-create introduce
   xtk-save xtk-save-restore xtk-live xtk-live-restore xtk-kill xtk-kill-final
   xl-save-xtk-restore xtk-restore-bad xtk-restore-kill xtk-restore xtk-migrate
   xtk-checkpoint xtk-failover xtk-port-reuse xtk-suspend-xl xtk-save-pv
-  xtk-save-pv-restore"
+  xtk-save-pv-restore $builtin_checks"
 # and xen-probe's, once for each guest (tests/xen/xen-probe.c)
 probes="xtk-lookup xtk-pause xtk-logdirty xtk-evtchn xtk-suspend xtk-guard
   xtk-running"
@@ -314,6 +321,17 @@ probes="xtk-lookup xtk-pause xtk-logdirty xtk-evtchn xtk-suspend xtk-guard
 # in place of the checks after the PVH guest's creation (bench/xen-bench.sh
 # reads its XTK-BENCH lines from the console printed below).
 bench=${XTK_XEN_BENCH:-}
+# XTK_XEN_ONLY=builtin: dom0 makes the built-in guest's checks alone (a
+# short run, for work on that guest).
+only=${XTK_XEN_ONLY:-}
+case $only in
+'') ;;
+builtin)
+  checks="xsd-lite xen-init-dom0 xenconsoled test-xenstore $builtin_checks
+    xsd-lite-alive"
+  probes= ;;
+*) die "XTK_XEN_ONLY=$only: only 'builtin' is known" ;;
+esac
 if [ -n "$bench" ]; then
   checks="xsd-lite xen-init-dom0 xenconsoled test-xenstore xl-create
     pvh-create bench"

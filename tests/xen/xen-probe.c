@@ -3,6 +3,11 @@
  * testbed's dom0 (tests/xen/dom0-init.sh runs it).
  *
  *   xen-probe [--pv] [--console FILE] NAME CYCLES
+ *   xen-probe --status DOMID
+ *
+ * --status reads xtk's built-in guest's status page (guests/abi.h) from a
+ * running domain through a foreign mapping and prints it as one line of
+ * key=value words; exit 0 if the page is the guest's, 1 if not.
  *
  * Each check prints one line, "XTK-OK <check> <detail>" or "XTK-FAIL
  * <check> <why>", as dom0-init.sh's own checks do; the exit status is the
@@ -49,6 +54,10 @@
 #include <xtk/stats.h>
 
 #include <xenctrl.h>
+#include <xenforeignmemory.h>
+#include <sys/mman.h>
+
+#include "abi.h"
 
 #include "backend.h"
 
@@ -440,6 +449,52 @@ static void check_guard(struct xtk_domain *dom, int pv)
        pv ? "" : " and the dirty log on (then off)");
 }
 
+/* --status DOMID: the built-in guest's self-check, as it stands. */
+static int print_status(const char *domid_s)
+{
+    char *end;
+    unsigned long domid = strtoul(domid_s, &end, 10);
+    xenforeignmemory_handle *fm;
+    xen_pfn_t pfn = XTK_GUEST_STATUS_GPA >> 12;
+    int err = 0, rc = 1;
+    const struct xtk_guest_status *st;
+
+    if (*end || end == domid_s) {
+        fprintf(stderr, "xen-probe: %s is not a domain id\n", domid_s);
+        return 2;
+    }
+    fm = xenforeignmemory_open(NULL, 0);
+    if (!fm) {
+        perror("xen-probe: xenforeignmemory_open");
+        return 1;
+    }
+    st = xenforeignmemory_map(fm, (uint32_t)domid, PROT_READ, 1, &pfn, &err);
+    if (!st || err) {
+        fprintf(stderr, "xen-probe: domain %lu: mapping its status page: %s\n",
+                domid, strerror(st ? -err : errno));
+    } else if (st->magic != XTK_GUEST_STATUS_MAGIC) {
+        fprintf(stderr, "xen-probe: domain %lu has no xtk guest status page\n",
+                domid);
+    } else {
+        printf("state=%u workload=%u vcpus=%u counter=%llu suspends=%llu "
+               "resumes=%llu errors=%u stopped_last_us=%llu "
+               "stopped_max_us=%llu ticks=%llu moves=%llu message=%.200s\n",
+               st->state, st->workload, st->nr_vcpus_up,
+               (unsigned long long)st->counter,
+               (unsigned long long)st->suspends,
+               (unsigned long long)st->resumes, st->errors,
+               (unsigned long long)(st->stopped_last_ns / 1000),
+               (unsigned long long)(st->stopped_max_ns / 1000),
+               (unsigned long long)st->ticks, (unsigned long long)st->moves,
+               st->message[0] ? st->message : "-");
+        rc = 0;
+    }
+    if (st)
+        xenforeignmemory_unmap(fm, (void *)st, 1);
+    xenforeignmemory_close(fm);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     struct xtk_ctx *ctx;
@@ -447,6 +502,8 @@ int main(int argc, char **argv)
     struct xtk_domain_info info;
     int cycles, pv = 0;
 
+    if (argc == 3 && !strcmp(argv[1], "--status"))
+        return print_status(argv[2]);
     for (;;) {
         if (argc > 1 && !strcmp(argv[1], "--pv")) {
             pv = 1;
@@ -459,8 +516,8 @@ int main(int argc, char **argv)
         }
     }
     if (argc != 3 || (cycles = atoi(argv[2])) <= 0) {
-        fprintf(stderr,
-                "usage: xen-probe [--pv] [--console FILE] NAME CYCLES\n");
+        fprintf(stderr, "usage: xen-probe [--pv] [--console FILE] NAME CYCLES\n"
+                        "       xen-probe --status DOMID\n");
         return 2;
     }
     setenv("XTK_BACKEND", "xen", 1);
