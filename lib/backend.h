@@ -178,8 +178,11 @@ struct xtk__native_config {
     const char *name;   /* NULL: the config's */
     const void *config; /* as the stream carried it */
     uint32_t config_len;
-    int json; /* libxl's JSON (NUL-terminated), else xl's text */
+    int json;             /* libxl's JSON (NUL-terminated), else xl's text */
+    uint32_t stream_type; /* the stream's domain type (XTK_DOMAIN_X86_*) */
     /* out */
+    int delegate;      /* the backend's own restore reads the stream
+                        * (restore_delegate), not the engine */
     uint64_t nr_pages; /* the guest's memory, for progress */
     uint64_t max_pfn;  /* frames the stream may bring lie below this */
     uint32_t nr_vcpus;
@@ -424,6 +427,16 @@ struct xtk__backend_ops {
      */
     int (*save_delegate)(struct xtk_domain *dom, int fd, int live,
                          int (*suspend)(void *arg), void *arg);
+
+    /*
+     * For a native stream create_native said it restores itself
+     * (nc->delegate; a Xen PV guest's, whose page tables libxenguest's
+     * restore rewrites frame by frame): reads the migration stream, image
+     * header to END, from fd (which blocks) into the domain, state
+     * included, so that resume runs it.  Blocks: the engine runs it on a
+     * thread of its own, feeding fd, and calls no other op meanwhile.
+     */
+    int (*restore_delegate)(struct xtk_domain *dom, int fd);
 
     /*
      * Loads records that get_state produced (in any order, possibly from

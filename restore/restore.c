@@ -30,6 +30,12 @@
  * takes the state as Xen's records (TSC_INFO, HVM_CONTEXT, HVM_PARAMS),
  * kept together per epoch and loaded whole before the resume.
  *
+ * A Xen PV guest's stream is restored by the backend's own restore
+ * (restore_delegate: libxenguest's, which rewrites the guest's page
+ * tables frame by frame) on a thread of its own: this thread reads and
+ * checks each record as always and hands it on over a socket pair, up to
+ * END; the domain is then resumed as any other.
+ *
  * Failure destroys the domain and tells the source, except when a
  * checkpointed stream breaks after a complete epoch: then the domain is
  * resumed from the last complete one (failover).
@@ -104,6 +110,7 @@ struct xtk_restore {
 
     int checkpointed;
     int loaded;          /* a plain stream's state is in the domain */
+    int delegate;        /* the backend's own restore reads the stream */
     int loading;         /* ... or on its way there (finish_state) */
     unsigned int epochs; /* complete ones */
     uint64_t t_end;      /* END received (or the failover), this clock */
@@ -250,13 +257,14 @@ static int create_domain(struct xtk_restore *rs)
  * A native stream's domain: built by the backend from the config the
  * stream's framing carried, before any record.
  */
-static int create_native_domain(struct xtk_restore *rs)
+static int create_native_domain(struct xtk_restore *rs, uint32_t type)
 {
     struct xtk__native_config nc = {
         .name = rs->opt.name,
         .config = rs->config,
         .config_len = rs->config_len,
         .json = rs->config_json,
+        .stream_type = type,
     };
 
     if (!rs->config)
@@ -277,6 +285,7 @@ static int create_native_domain(struct xtk_restore *rs)
     rs->cfg.nr_vcpus = nc.nr_vcpus;
     snprintf(rs->cfg.name, sizeof(rs->cfg.name), "%s", nc.cfg_name);
     rs->max_pfn = nc.max_pfn;
+    rs->delegate = nc.delegate;
     XTK_INFO(rs->ctx,
              "domain %s (%u): %llu MiB, %u vCPUs, built for Xen's "
              "stream",
@@ -751,6 +760,128 @@ static int on_native_state(struct xtk_restore *rs,
 }
 
 /* Reads the stream to its END.  0, or -1 with errno set (and logged). */
+/* ---- a stream the backend restores itself ---------------------------- */
+
+struct delegate_run {
+    struct xtk_domain *dom;
+    int fd;
+    int rc, err;
+};
+
+static void *delegate_main(void *arg)
+{
+    struct delegate_run *d = arg;
+
+    d->rc = d->dom->ops->restore_delegate(d->dom, d->fd);
+    d->err = d->rc < 0 ? (errno ? errno : EIO) : 0;
+    /* Its end of the pair: a feeder still writing gets EPIPE, not a
+     * wait. */
+    close(d->fd);
+    return NULL;
+}
+
+/*
+ * The headers again, then every record as read and checked, up to END,
+ * to the backend's restore on the other end of a socket pair.
+ */
+static int feed_delegate(struct xtk_restore *rs, struct xtk_stream *out,
+                         const struct xtk_stream_domain_header *dh)
+{
+    struct xtk_stream_record rec;
+    unsigned int errors;
+
+    if (xtk_stream_write_image_header(out) < 0 ||
+        xtk_stream_write_domain_header(out, dh->type, dh->xen_major,
+                                       dh->xen_minor) < 0)
+        return -1;
+    for (;;) {
+        errors = rs->ctx->errors;
+        if (xtk_stream_read_record(rs->in, &rec) < 0) {
+            int e = errno;
+            if (rs->ctx->errors == errors)
+                XTK_ERROR(rs->ctx, "the stream broke: %s",
+                          e == ENODATA ? "it ended before END" : strerror(e));
+            return xtk__fail(e);
+        }
+        if (rec.type == XTK_REC_CHECKPOINT)
+            return refuse(rs, EPROTO,
+                          "a checkpointed PV stream: libxenguest restores "
+                          "those only for Remus and COLO");
+        if (rec.type == XTK_REC_PAGE_DATA) {
+            struct xtk_stream_page_data pd;
+
+            if (!rs->seen_pages) {
+                rs->seen_pages = 1;
+                xtk_stats_phase(rs->st, "first page");
+            }
+            if (xtk_stream_page_data_parse(rec.body, rec.length, &pd) == 0) {
+                xtk_stats_count(rs->st, "pages received", pd.count);
+                xtk_stats_count(rs->st, "pages with data", pd.npages);
+            }
+        }
+        if (xtk_stream_write_record(out, rec.type, rec.body, rec.length) < 0)
+            return -1;
+        if (rec.type == XTK_REC_END) {
+            rs->t_end = xtk_now_ns();
+            xtk_stats_phase_at(rs->st, "end received", rs->t_end);
+            return xtk_stream_flush(out);
+        }
+    }
+}
+
+static int read_delegated(struct xtk_restore *rs,
+                          const struct xtk_stream_domain_header *dh)
+{
+    struct delegate_run d = {.dom = rs->dom, .fd = -1};
+    struct xtk_stream *out = NULL;
+    pthread_t t;
+    int sv[2], fed, e;
+
+    if (!rs->dom->ops->restore_delegate)
+        return refuse(rs, ENOTSUP, "the %s backend cannot restore this stream",
+                      rs->dom->ops->name);
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+        return -1;
+    d.fd = sv[1];
+    out =
+        xtk_stream_socket(rs->ctx, sv[0], XTK_STREAM_WRITE | XTK_STREAM_OWN_FD);
+    if (!out) {
+        close(sv[1]);
+        return -1;
+    }
+    if ((e = pthread_create(&t, NULL, delegate_main, &d)) != 0) {
+        xtk_stream_close(out);
+        close(sv[1]);
+        return xtk__fail(e);
+    }
+    XTK_INFO(rs->ctx, "the stream goes to the %s backend's own restore",
+             rs->dom->ops->name);
+    fed = feed_delegate(rs, out, dh);
+    e = errno;
+    /* EOF for the restore, if it still reads: it has all there is. */
+    xtk_stream_close(out);
+    pthread_join(t, NULL);
+    /* The backend's failure, unless the stream failed first (the
+     * restore then only saw it end). */
+    if (d.rc < 0 && (fed == 0 || e == EPIPE)) {
+        XTK_ERROR(rs->ctx, "domain %u: the %s backend's restore failed",
+                  rs->dom->domid, rs->dom->ops->name);
+        return xtk__fail(d.err);
+    }
+    if (fed < 0) {
+        /* Last, after whatever the backend's restore said of its end. */
+        XTK_ERROR(rs->ctx, "domain %u: the stream broke off (%s): not run",
+                  rs->dom->domid, strerror(e));
+        return xtk__fail(e);
+    }
+    if (d.rc < 0)
+        return xtk__fail(d.err);
+    progress_done(rs);
+    xtk_stats_phase(rs->st, "state loaded");
+    rs->loaded = 1;
+    return 0;
+}
+
 static int read_stream(struct xtk_restore *rs)
 {
     struct xtk_stream_image_header ih;
@@ -788,18 +919,26 @@ static int read_stream(struct xtk_restore *rs)
             return -1;
         return refuse(rs, errno, "bad headers: %s", strerror(errno));
     }
-    if (dh.type != XTK_DOMAIN_X86_HVM)
-        return refuse(rs, EPROTO,
-                      "an x86 PV domain's stream: xtk restores PVH "
-                      "(Xen) and KVM guests' streams (use xl restore)");
-    xtk_stats_phase(rs->st, "headers read");
     /* Xen writes its version; xtk's own layout has 0 there. */
     rs->native = dh.xen_major != 0;
+    if (dh.type != XTK_DOMAIN_X86_HVM && !rs->native)
+        return refuse(rs, EPROTO,
+                      "an x86 PV domain's stream without Xen's version: "
+                      "not one Xen wrote");
+    xtk_stats_phase(rs->st, "headers read");
     if (rs->native) {
-        XTK_INFO(rs->ctx, "a stream of Xen %u.%u's layout", dh.xen_major,
-                 dh.xen_minor);
-        if (create_native_domain(rs) < 0)
+        XTK_INFO(rs->ctx, "a stream of Xen %u.%u's layout, %s guest",
+                 dh.xen_major, dh.xen_minor,
+                 dh.type == XTK_DOMAIN_X86_PV ? "a PV" : "an HVM/PVH");
+        if (create_native_domain(rs, dh.type) < 0)
             return -1;
+        if (rs->delegate)
+            return read_delegated(rs, &dh);
+        if (dh.type != XTK_DOMAIN_X86_HVM)
+            return refuse(rs, EPROTO,
+                          "a PV guest's stream, which the %s backend does "
+                          "not restore",
+                          rs->dom->ops->name);
     }
     for (;;) {
         int r = 0;

@@ -1644,6 +1644,7 @@ struct xen_build {
     uint32_t store_port, console_port;
     uint64_t store_gfn, console_gfn;
     unsigned int have_store : 1, have_console : 1, loaded : 1, started : 1;
+    unsigned int pv : 1; /* restored by libxenguest (restore_delegate) */
     char uuid[40];
 };
 
@@ -1662,7 +1663,8 @@ static void build_free(struct xen_build *b)
 }
 
 /* What xtk cannot build yet: refused before anything exists. */
-static int build_check(struct xtk_domain *dom, const libxl_domain_config *c)
+static int build_check(struct xtk_domain *dom, const libxl_domain_config *c,
+                       uint32_t stream_type)
 {
     const libxl_domain_build_info *b = &c->b_info;
     int devices = c->num_disks + c->num_nics + c->num_pcidevs + c->num_rdms +
@@ -1671,14 +1673,23 @@ static int build_check(struct xtk_domain *dom, const libxl_domain_config *c)
                   c->num_vsnds + c->num_channels + c->num_usbctrls +
                   c->num_usbdevs;
 
-    if (c->c_info.type != LIBXL_DOMAIN_TYPE_PVH) {
+    if (c->c_info.type != LIBXL_DOMAIN_TYPE_PVH &&
+        c->c_info.type != LIBXL_DOMAIN_TYPE_PV) {
         XTK_ERROR(dom->ctx,
                   "the stream is of a%s guest: xtk restores PVH guests with "
-                  "its own engine (use xl restore)",
-                  c->c_info.type == LIBXL_DOMAIN_TYPE_PV    ? " PV"
-                  : c->c_info.type == LIBXL_DOMAIN_TYPE_HVM ? "n HVM"
-                                                            : "n unknown");
+                  "its own engine and PV guests with libxenguest's restore "
+                  "(use xl restore)",
+                  c->c_info.type == LIBXL_DOMAIN_TYPE_HVM ? "n HVM"
+                                                          : "n unknown");
         return xtk__fail(ENOTSUP);
+    }
+    if ((c->c_info.type == LIBXL_DOMAIN_TYPE_PV) !=
+        (stream_type == XTK_DOMAIN_X86_PV)) {
+        XTK_ERROR(dom->ctx,
+                  "the config is of a %s guest, the stream of a%s one",
+                  c->c_info.type == LIBXL_DOMAIN_TYPE_PV ? "PV" : "PVH",
+                  stream_type == XTK_DOMAIN_X86_PV ? " PV" : "n HVM/PVH");
+        return xtk__fail(EPROTO);
     }
     if (devices) {
         XTK_ERROR(dom->ctx,
@@ -1910,8 +1921,9 @@ static int xen_create_native(struct xtk_domain *dom,
         errno = EINVAL;
         goto fail;
     }
-    if (build_check(dom, &b->cfg) < 0)
+    if (build_check(dom, &b->cfg, nc->stream_type) < 0)
         goto fail;
+    b->pv = b->cfg.c_info.type == LIBXL_DOMAIN_TYPE_PV;
     name = nc->name ? nc->name : b->cfg.c_info.name;
     if (!name || !*name || strlen(name) > XTK_DOMAIN_NAME_MAX) {
         XTK_ERROR(dom->ctx, "the stream's config names no domain: restore "
@@ -1947,9 +1959,11 @@ static int xen_create_native(struct xtk_domain *dom,
         XTK_PERROR(dom->ctx, "Xen's physinfo");
         goto fail;
     }
-    cd.flags = XEN_DOMCTL_CDF_hvm;
-    if (libxl_defbool_is_default(b->cfg.c_info.hap) ||
-        libxl_defbool_val(b->cfg.c_info.hap))
+    /* (libxl__arch_domain_prepare_config: a PV guest has no emulated
+     * device at all, a PVH guest a LAPIC) */
+    cd.flags = b->pv ? 0 : XEN_DOMCTL_CDF_hvm;
+    if (!b->pv && (libxl_defbool_is_default(b->cfg.c_info.hap) ||
+                   libxl_defbool_val(b->cfg.c_info.hap)))
         cd.flags |= XEN_DOMCTL_CDF_hap;
     if (!libxl_defbool_is_default(bi->nested_hvm) &&
         libxl_defbool_val(bi->nested_hvm))
@@ -1968,7 +1982,7 @@ static int xen_create_native(struct xtk_domain *dom,
     else
         cd.grant_opts =
             XEN_DOMCTL_GRANT_version((uint32_t)bi->max_grant_version);
-    cd.arch.emulation_flags = XEN_X86_EMU_LAPIC;
+    cd.arch.emulation_flags = b->pv ? 0 : XEN_X86_EMU_LAPIC;
     /* A restore's default is relaxed, as libxl's restore makes it. */
     if (libxl_defbool_is_default(bi->arch_x86.msr_relaxed) ||
         libxl_defbool_val(bi->arch_x86.msr_relaxed))
@@ -1992,9 +2006,14 @@ static int xen_create_native(struct xtk_domain *dom,
                     : 4 * (256ull * (unsigned)bi->max_vcpus +
                            (1 + !(cd.flags & XEN_DOMCTL_CDF_hap)) *
                                (bi->max_memkb / 1024));
+    /* (libxl__arch_domain_create: a PV guest's memory map limit, no
+     * paging pool) */
     if (xc_domain_max_vcpus(xd->xch, domid, (unsigned)bi->max_vcpus) < 0 ||
         xc_domain_setmaxmem(xd->xch, domid, bi->target_memkb + 1024) < 0 ||
-        xc_set_paging_mempool_size(xd->xch, domid, paging_kb << 10) < 0) {
+        (b->pv ? xc_domain_set_memmap_limit(
+                     xd->xch, domid, bi->max_memkb + bi->u.pv.slack_memkb)
+               : xc_set_paging_mempool_size(xd->xch, domid, paging_kb << 10)) <
+            0) {
         XTK_PERROR(dom->ctx, "domain %u: its vCPUs, memory or paging pool",
                    domid);
         goto fail;
@@ -2010,13 +2029,14 @@ static int xen_create_native(struct xtk_domain *dom,
                    domid);
         goto fail;
     }
-    if (xc_hvm_param_set(xd->xch, domid, HVM_PARAM_TIMER_MODE,
-                         bi->timer_mode == LIBXL_TIMER_MODE_UNKNOWN ||
-                                 bi->timer_mode < 0
-                             ? LIBXL_TIMER_MODE_NO_DELAY_FOR_MISSED_TICKS
-                             : (uint64_t)bi->timer_mode) < 0 ||
-        xc_hvm_param_set(xd->xch, domid, HVM_PARAM_ALTP2M,
-                         (uint64_t)bi->altp2m) < 0 ||
+    if ((!b->pv &&
+         (xc_hvm_param_set(xd->xch, domid, HVM_PARAM_TIMER_MODE,
+                           bi->timer_mode == LIBXL_TIMER_MODE_UNKNOWN ||
+                                   bi->timer_mode < 0
+                               ? LIBXL_TIMER_MODE_NO_DELAY_FOR_MISSED_TICKS
+                               : (uint64_t)bi->timer_mode) < 0 ||
+          xc_hvm_param_set(xd->xch, domid, HVM_PARAM_ALTP2M,
+                           (uint64_t)bi->altp2m) < 0)) ||
         xc_domain_set_tsc_info(xd->xch, domid,
                                bi->tsc_mode == LIBXL_TSC_MODE_ALWAYS_EMULATE ? 1
                                : bi->tsc_mode == LIBXL_TSC_MODE_NATIVE       ? 2
@@ -2048,16 +2068,19 @@ static int xen_create_native(struct xtk_domain *dom,
     libxl_ctx_free(lctx);
     dom->priv = xd;
     nc->nr_pages = bi->target_memkb / 4;
+    nc->delegate = b->pv;
     /* Above the memory: the hole below 4 GiB that PVH RAM skips */
     nc->max_pfn = bi->max_memkb / 4 + (1ull << 20);
     nc->nr_vcpus = (uint32_t)bi->max_vcpus;
     snprintf(nc->cfg_name, sizeof(nc->cfg_name), "%s", b->cfg.c_info.name);
     XTK_DEBUG(dom->ctx,
-              "domain %u built: PVH, %d vCPUs, %llu kB (max %llu kB), "
+              "domain %u built: %s, %d vCPUs, %llu kB (max %llu kB), "
               "paging pool %llu kB, store port %u, console port %u",
-              domid, bi->max_vcpus, (unsigned long long)bi->target_memkb,
-              (unsigned long long)bi->max_memkb, (unsigned long long)paging_kb,
-              b->store_port, b->console_port);
+              domid, b->pv ? "PV" : "PVH", bi->max_vcpus,
+              (unsigned long long)bi->target_memkb,
+              (unsigned long long)bi->max_memkb,
+              (unsigned long long)(b->pv ? 0 : paging_kb), b->store_port,
+              b->console_port);
     return 0;
 
 fail:
@@ -2276,6 +2299,61 @@ static int xen_set_state(struct xtk_domain *dom, const void *buf, size_t len)
 }
 
 /*
+ * A PV guest's stream, read whole by libxenguest's restore (as libxl's
+ * save helper runs it for xl restore): it populates the domain, rewrites
+ * the page tables, loads the vCPUs and seeds the grant table; xtk then
+ * gives it its store and runs it (build_start).
+ */
+static int restore_static_done(unsigned int missing, void *arg)
+{
+    struct xtk_domain *dom = arg;
+    struct xen_dom *xd = xd_of(dom);
+
+    /* A stream older than Xen 4.14 carries no CPU policy: Xen's default
+     * for a restored guest, as libxl gives it. */
+    if (!(missing & XGR_SDD_MISSING_CPUID))
+        return 0;
+    XTK_WARN(dom->ctx,
+             "domain %u: the stream carries no CPUID policy: Xen's "
+             "default for a restored guest",
+             dom->domid);
+    return xc_cpuid_apply_policy(xd->xch, dom->domid, true, NULL, 0, true,
+                                 false, false, NULL, NULL);
+}
+
+static int xen_restore_delegate(struct xtk_domain *dom, int fd)
+{
+    struct xen_dom *xd = xd_of(dom);
+    struct xen_build *b = xd->build;
+    struct restore_callbacks cb = {
+        .static_data_done = restore_static_done,
+        .data = dom,
+    };
+    unsigned long store_mfn = 0, console_mfn = 0;
+
+    if (!b || b->started || !b->pv) {
+        XTK_ERROR(dom->ctx,
+                  "domain %u: libxenguest restores only a PV domain xtk "
+                  "built for it",
+                  dom->domid);
+        return xtk__fail(ENOTSUP);
+    }
+    if (xc_domain_restore(xd->xch, fd, dom->domid, b->store_port, &store_mfn, 0,
+                          b->console_port, &console_mfn, 0, XC_STREAM_PLAIN,
+                          &cb, -1) != 0) {
+        int e = errno ? errno : EIO;
+        XTK_ERROR(dom->ctx, "domain %u: libxenguest's restore failed: %s",
+                  dom->domid, strerror(e));
+        return xtk__fail(e);
+    }
+    b->store_gfn = store_mfn;
+    b->console_gfn = console_mfn;
+    b->have_store = b->have_console = 1;
+    b->loaded = 1;
+    return 0;
+}
+
+/*
  * The store's and the console's ring-refs (libxl__build_post's and the
  * console device's nodes, the rest written at create), then the store's
  * INTRODUCE: the domain is one like any other xl knows.
@@ -2362,6 +2440,7 @@ const struct xtk__backend_ops xtk__xen_backend = {
     .layout = xen_layout,
     .get_state = xen_get_state,
     .save_delegate = xen_save_delegate,
+    .restore_delegate = xen_restore_delegate,
     .set_state = xen_set_state,
     .resume = xen_resume,
 };

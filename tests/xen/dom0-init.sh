@@ -146,7 +146,8 @@ finish() {
       /var/log/xen/console/guest-g2--incoming.log /run/xl-create-g3.log \
       /var/log/xen/console/guest-g3.log /run/xtk-g3-ckpt.log \
       /run/xtk-g3-save.log /run/xl-restore-g3.log /run/xl-save-g3.log \
-      /run/xtk-g3-migrate.log /run/xtk-g3m.log; do
+      /run/xtk-g3-migrate.log /run/xtk-g3m.log /run/xl-save-pv.log \
+      /run/xtk-restore-pv.log /run/xtk-restore-pv-cut.log; do
       echo "XTK-LOG ---- $f"
       n=60
       case $f in *guest-g2.log) n=300 ;; esac
@@ -199,9 +200,9 @@ export_file() {
 #                       restore: it resumes in a new domain (returns 0),
 #                       sets up its ports and the store again, counts on;
 #                       the file goes to the host for verify-stream-v2
-#   builtin-xl          xl save and xl restore of it (libxl too uses the
-#                       published channel, and the subscribed one for
-#                       "suspended")
+#   builtin-xl          xl save of it (libxl too uses the published
+#                       channel, and the subscribed one for "suspended"),
+#                       then xtk-restore of xl's file
 #   builtin-migrate     xtk-save --live --suspend evtchn to xtk-restore on
 #                       this host over TCP: the source is gone, the
 #                       destination counts on
@@ -284,10 +285,12 @@ EOF3
   t=$(now)
   if xl save g3 /run/g3-xl.save >/run/xl-save-g3.log 2>&1 &&
     waitfor 30 gone "$old" &&
-    xl restore /run/g3-xl.save >/run/xl-restore-g3.log 2>&1 &&
-    d3=$(domid_of g3) && g3_counts "$d3" && [ "$(g3f "$d3" moves)" = "$((mv + 1))" ] &&
+    XTK_BACKEND=xen timeout 300 xtk-restore /run/g3-xl.save \
+      >/run/xtk-restore-g3.out 2>/run/xl-restore-g3.log &&
+    d3=$(cat /run/xtk-restore-g3.out) && [ -n "$d3" ] && introduced "$d3" &&
+    g3_counts "$d3" && [ "$(g3f "$d3" moves)" = "$((mv + 1))" ] &&
     waitfor 10 g3_resumed 'resumed in a new domain' "$((nl + 1))"; then
-    ok builtin-xl "xl save and xl restore: domain $old -> $d3 in $(since "$t") s: $(g3st "$d3")"
+    ok builtin-xl "xl save, then xtk-restore: domain $old -> $d3 in $(since "$t") s: $(g3st "$d3")"
   else
     bad builtin-xl "domain $old -> '$d3': $(g3st "$d3"); resume lines $nl -> $(grep -c 'resumed in a new domain' "$g3log"), moves $mv; console port $(xenstore-read /local/domain/$d3/console/port 2>&1), $(xl dmesg | grep -c "(d$d3)") lines from it in xl dmesg; $(tail -n 3 /run/xl-save-g3.log | tr '\n' ';') $(tail -n 3 /run/xl-restore-g3.log | tr '\n' ';')"
     d3=$(domid_of g3) || return
@@ -306,6 +309,10 @@ EOF3
     wait "$bp3" && d3=$(cat /run/xtk-g3m.out) && [ -n "$d3" ] &&
     waitfor 30 gone "$old" && xl rename g3m g3 && g3_counts "$d3"; then
     ok builtin-migrate "domain $old -> $d3 in $(since "$t") s: $(g3st "$d3"); $(grep -E '^ *(final round|downtime) ' /run/xtk-g3-migrate.log | tr -s ' ' | tr '\n' ';')"
+    # Where the stop went: the source's phases from the request on, the
+    # destination's from the END on.
+    echo "XTK-NOTE builtin-migrate, source: $(sed -n '/suspend requested/,/^$/p' /run/xtk-g3-migrate.log | tr -s ' ' | tr '\n' ';' | cut -c1-600)"
+    echo "XTK-NOTE builtin-migrate, destination: $(sed -n '/end received/,/^$/p' /run/xtk-g3m.log | tr -s ' ' | tr '\n' ';' | cut -c1-400)"
   else
     bad builtin-migrate "domain $old -> '$d3': $(g3st "$d3"); save: $(tail -n 5 /run/xtk-g3-migrate.log | tr '\n' ';') restore: $(tail -n 5 /run/xtk-g3m.log | tr '\n' ';')"
     kill "$bp3" 2>/dev/null
@@ -320,15 +327,10 @@ EOF3
   fi
 }
 
-# xtk.only=builtin on dom0's command line (XTK_XEN_ONLY=builtin, for work
-# on the built-in guest): its checks alone.
-case " $(cat /proc/cmdline) " in *" xtk.only=builtin "*)
-  builtin
-  finish ;;
-esac
-
-# ---- a PV guest: its kernel talks to xsd-lite over its ring -------------
-cat >/etc/xen/g1.cfg <<'EOF'
+# ---- xtk-restore of a PV guest: libxenguest's restore, fed by xtk --------
+# g1_config: the PV guest's config (Debian's cloud kernel, tests/xen/domu-init.sh).
+g1_config() {
+  cat >/etc/xen/g1.cfg <<'EOF'
 name = "g1"
 type = "pv"
 kernel = "/var/lib/xtk/vmlinuz-domu"
@@ -338,6 +340,88 @@ memory = 128
 vcpus = 1
 on_poweroff = "destroy"
 EOF
+}
+#   xtk-restore-pv      xl save of the PV guest g1, then xtk-restore of the
+#                       file: xtk builds the PV domain from the file's
+#                       config and feeds the checked records to
+#                       libxenguest's restore; the guest counts on
+#   xtk-restore-pv-bad  copies of that file cut in its memory and just
+#                       before its END are refused, and leave no domain
+# pv_checks: with g1 running as domain $domid; sets domid.
+pv_checks() {
+  if [ -z "$domid" ] || ! xl save g1 /run/g1-pv.save >/run/xl-save-pv.log 2>&1 ||
+    ! waitfor 30 gone "$domid"; then
+    bad xtk-restore-pv "xl save of g1 '$domid': $(tail -n 3 /run/xl-save-pv.log | tr '\n' ';')"
+    bad xtk-restore-pv-bad "nothing to restore"
+    domid=$(domid_of g1)
+    return
+  fi
+  size=$(wc -c </run/g1-pv.save)
+  n0=$(xl list 2>/dev/null | tail -n +2 | wc -l)
+  l0=$(xenstore-list /libxl 2>/dev/null | tr '\n' ' ')
+  why=
+  msg=
+  for cut in $((size / 2)) $((size - 24)); do
+    head -c "$cut" /run/g1-pv.save >/run/pv-cut.save
+    if XTK_BACKEND=xen timeout 300 xtk-restore /run/pv-cut.save \
+      >/run/xtk-restore-pv-cut.out 2>/run/xtk-restore-pv-cut.log; then
+      why="$why a copy cut at $cut of $size bytes restored;"
+      xl destroy "$(cat /run/xtk-restore-pv-cut.out)" 2>/dev/null
+    elif [ "$(xl list 2>/dev/null | tail -n +2 | wc -l)" != "$n0" ] ||
+      xl domid g1 >/dev/null 2>&1 ||
+      [ "$(xenstore-list /libxl 2>/dev/null | tr '\n' ' ')" != "$l0" ]; then
+      why="$why cut at $cut: a domain is left: $(xl list | tr '\n' ';') /libxl: $(xenstore-list /libxl | tr '\n' ' ');"
+    else
+      msg="$msg [$cut: $(grep -E 'error' /run/xtk-restore-pv-cut.log | tail -n 1)]"
+    fi
+  done
+  rm -f /run/pv-cut.save
+  if [ -z "$why" ]; then
+    ok xtk-restore-pv-bad "truncated copies refused, no domain left:$msg"
+  else
+    bad xtk-restore-pv-bad "$why"
+  fi
+  before=$(counter)
+  t=$(now)
+  domid=
+  if XTK_BACKEND=xen timeout 300 xtk-restore /run/g1-pv.save \
+    >/run/xtk-restore-pv.out 2>/run/xtk-restore-pv.log; then
+    domid=$(cat /run/xtk-restore-pv.out)
+  fi
+  if [ -n "$domid" ] && introduced "$domid" &&
+    waitfor 120 counter_above "$((${before:-0} + 1))"; then
+    ok xtk-restore-pv "domain $domid restored by xtk-restore (libxenguest's restore) in $(since "$t") s, counter $before -> $(counter); $(grep -E '^ *(domain created|end received|resumed) ' /run/xtk-restore-pv.log | tr -s ' ' | tr '\n' ';')"
+  else
+    bad xtk-restore-pv "domain '$domid': counter $before -> $(counter); $(tail -n 8 /run/xtk-restore-pv.log | tr '\n' ';')"
+    [ -n "$domid" ] && xl destroy "$domid" 2>/dev/null
+    xl restore /run/g1-pv.save >/dev/null 2>&1
+    domid=$(domid_of g1)
+  fi
+  rm -f /run/g1-pv.save
+}
+
+# xtk.only=builtin or xtk.only=pv on dom0's command line (XTK_XEN_ONLY, for
+# work on one part): the built-in guest's checks, or the PV guest's
+# restore, alone.
+case " $(cat /proc/cmdline) " in
+*" xtk.only=builtin "*)
+  builtin
+  finish ;;
+*" xtk.only=pv "*)
+  g1_config
+  domid=
+  xl create /etc/xen/g1.cfg >/run/xl-create.log 2>&1 && domid=$(domid_of g1)
+  if [ -n "$domid" ] && waitfor 90 counter_above 1; then
+    ok xl-create "PV domain $domid counts"
+  else
+    bad xl-create "g1: $(tail -n 5 /run/xl-create.log | tr '\n' ';')"
+  fi
+  pv_checks
+  finish ;;
+esac
+
+# ---- a PV guest: its kernel talks to xsd-lite over its ring -------------
+g1_config
 watch_start intro @introduceDomain
 t=$(now)
 domid=
@@ -451,6 +535,7 @@ else
   bad xtk-save-pv "no PV guest g1"
   bad xtk-save-pv-restore "no PV guest g1"
 fi
+pv_checks
 # xtk_roundtrip NAME XTK-SAVE-OPTIONS...: xtk-save of g2 into /run/NAME.xl
 # (check xtk-NAME), then xl restore of it (check xtk-NAME-restore).
 xtk_roundtrip() {
