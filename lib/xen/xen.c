@@ -105,6 +105,13 @@ struct xen_dom {
     int guard_fd;
     /* a domain built here for a restore (create_native), until it runs */
     struct xen_build *build;
+    /* the HVM parameters only a toolstack sets, read once per handle
+     * (hvm_params below) */
+    uint64_t tool_params[16];
+    unsigned int tool_params_read : 1;
+    /* the size of its HVM context, asked when the save starts: a final
+     * round asks again only if the context outgrew it */
+    int hvm_ctx_size;
 };
 
 static void build_free(struct xen_build *b);
@@ -1297,6 +1304,11 @@ struct rec_hvm_param {
 /*
  * The HVM parameters a guest's state needs on the destination, the set
  * Xen's own save sends (xg_sr_save_x86_hvm.c); those at 0 are left out.
+ * Each is a hypercall of its own, slow in a final round.  Those the guest
+ * cannot set (all but the four guest_sets() names: Xen's
+ * hvm_allow_set_param refuses the rest to it) are set by the toolstack
+ * when it builds the domain and never after: they are read once, when
+ * the save starts (xen_layout), and only the four in each final round.
  */
 static const uint32_t hvm_params[] = {
     HVM_PARAM_STORE_PFN,
@@ -1324,6 +1336,49 @@ static const uint32_t hvm_params[] = {
  * guest with emulated devices needs its device model's state and dirty
  * log (QEMU's, through libxl): neither is here.
  */
+_Static_assert(XTK__ARRAY_SIZE(hvm_params) <=
+                   XTK__ARRAY_SIZE(((struct xen_dom *)0)->tool_params),
+               "tool_params");
+
+static int guest_sets(uint32_t param)
+{
+    return param == HVM_PARAM_VM86_TSS_SIZED ||
+           param == HVM_PARAM_ACPI_IOPORTS_LOCATION ||
+           param == HVM_PARAM_VM_GENERATION_ID_ADDR ||
+           param == HVM_PARAM_X87_FIP_WIDTH;
+}
+
+/* HVM parameter i of hvm_params: the toolstack's from what was read once. */
+static int hvm_param(struct xtk_domain *dom, size_t i, uint64_t *v)
+{
+    struct xen_dom *xd = xd_of(dom);
+
+    if (xd->tool_params_read && !guest_sets(hvm_params[i])) {
+        *v = xd->tool_params[i];
+        return 0;
+    }
+    if (xc_hvm_param_get(xd->xch, dom->domid, hvm_params[i], v) < 0) {
+        XTK_PERROR(dom->ctx, "domain %u: HVM parameter %u", dom->domid,
+                   hvm_params[i]);
+        return -1;
+    }
+    return 0;
+}
+
+/* The toolstack's HVM parameters, once (see hvm_params). */
+static int read_tool_params(struct xtk_domain *dom)
+{
+    struct xen_dom *xd = xd_of(dom);
+
+    xd->tool_params_read = 0;
+    for (size_t i = 0; i < XTK__ARRAY_SIZE(hvm_params); i++)
+        if (!guest_sets(hvm_params[i]) &&
+            hvm_param(dom, i, &xd->tool_params[i]) < 0)
+            return -1;
+    xd->tool_params_read = 1;
+    return 0;
+}
+
 static int pvh_only(struct xtk_domain *dom, const xc_domaininfo_t *xi,
                     const char *what)
 {
@@ -1487,6 +1542,9 @@ static int xen_layout(struct xtk_domain *dom, struct xtk__layout *l)
         XTK_PERROR(dom->ctx, "Xen's version");
         return -1;
     }
+    if (read_tool_params(dom) < 0)
+        return -1;
+    xd->hvm_ctx_size = xc_domain_hvm_getcontext(xd->xch, dom->domid, NULL, 0);
     l->flags = XTK__LAYOUT_NATIVE;
     l->domain_type = XTK_DOMAIN_X86_HVM;
     l->xen_major = (uint32_t)v >> 16;
@@ -1568,28 +1626,34 @@ static int xen_get_state(struct xtk_domain *dom, void **buf, size_t *len)
         XTK_PERROR(dom->ctx, "domain %u: its TSC", dom->domid);
         return -1;
     }
-    size = xc_domain_hvm_getcontext(xd->xch, dom->domid, NULL, 0);
-    if (size <= 0) {
-        XTK_PERROR(dom->ctx, "domain %u: the size of its HVM context",
-                   dom->domid);
-        return size < 0 ? -1 : xtk__fail(EIO);
-    }
-    ctx = malloc((size_t)size);
-    if (!ctx)
-        return -1;
-    size = xc_domain_hvm_getcontext(xd->xch, dom->domid, ctx, (uint32_t)size);
-    if (size < 0) {
-        XTK_PERROR(dom->ctx, "domain %u: its HVM context", dom->domid);
-        goto fail;
+    for (int tries = 0;; tries++) {
+        size = xd->hvm_ctx_size > 0 && !tries
+                   ? xd->hvm_ctx_size
+                   : xc_domain_hvm_getcontext(xd->xch, dom->domid, NULL, 0);
+        if (size <= 0) {
+            XTK_PERROR(dom->ctx, "domain %u: the size of its HVM context",
+                       dom->domid);
+            return size < 0 ? -1 : xtk__fail(EIO);
+        }
+        free(ctx);
+        ctx = malloc((size_t)size);
+        if (!ctx)
+            return -1;
+        size =
+            xc_domain_hvm_getcontext(xd->xch, dom->domid, ctx, (uint32_t)size);
+        if (size >= 0)
+            break;
+        if (tries || xd->hvm_ctx_size <= 0) {
+            XTK_PERROR(dom->ctx, "domain %u: its HVM context", dom->domid);
+            goto fail;
+        }
+        xd->hvm_ctx_size = 0; /* it grew: ask its size */
     }
     for (size_t i = 0; i < XTK__ARRAY_SIZE(hvm_params); i++) {
         uint64_t v;
 
-        if (xc_hvm_param_get(xd->xch, dom->domid, hvm_params[i], &v) < 0) {
-            XTK_PERROR(dom->ctx, "domain %u: HVM parameter %u", dom->domid,
-                       hvm_params[i]);
+        if (hvm_param(dom, i, &v) < 0)
             goto fail;
-        }
         if (v)
             params[head[0]++] = (struct rec_hvm_param){hvm_params[i], v};
     }
@@ -2360,6 +2424,7 @@ static int xen_restore_delegate(struct xtk_domain *dom, int fd)
  */
 static int build_finish(struct xtk_domain *dom, struct xen_build *b)
 {
+    uint64_t t0 = xtk_now_ns(), t1, t2;
     struct xs_handle *xs = xs_open(0);
     char dp[64];
     int ok;
@@ -2379,10 +2444,15 @@ static int build_finish(struct xtk_domain *dom, struct xen_build *b)
         XTK_PERROR(dom->ctx, "domain %u: its store nodes", dom->domid);
         goto out;
     }
+    t1 = xtk_now_ns();
     if (!xs_introduce_domain(xs, dom->domid, b->store_gfn, b->store_port)) {
         XTK_PERROR(dom->ctx, "domain %u: the store's INTRODUCE", dom->domid);
         ok = 0;
     }
+    t2 = xtk_now_ns();
+    XTK_DEBUG(dom->ctx,
+              "domain %u: ring-refs written in %.3f ms, introduced in %.3f ms",
+              dom->domid, (double)(t1 - t0) / 1e6, (double)(t2 - t1) / 1e6);
 out : {
     int e = errno;
     xs_close(xs);
@@ -2409,6 +2479,7 @@ static int build_start(struct xtk_domain *dom, struct xen_build *b)
         return -1;
     }
     dom->resumed_ns = xtk_now_ns();
+    XTK_DEBUG(dom->ctx, "domain %u: unpaused", dom->domid);
     return 0;
 }
 

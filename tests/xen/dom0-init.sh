@@ -299,7 +299,7 @@ EOF3
 
   old=$d3
   rm -f /run/bk3.port
-  XTK_BACKEND=xen timeout 300 xtk-restore --name g3m --port-file /run/bk3.port \
+  XTK_BACKEND=xen timeout 300 xtk-restore -v --name g3m --port-file /run/bk3.port \
     listen:127.0.0.1:0 >/run/xtk-g3m.out 2>/run/xtk-g3m.log &
   bp3=$!
   t=$(now)
@@ -312,7 +312,7 @@ EOF3
     # Where the stop went: the source's phases from the request on, the
     # destination's from the END on.
     echo "XTK-NOTE builtin-migrate, source: $(sed -n '/suspend requested/,/^$/p' /run/xtk-g3-migrate.log | tr -s ' ' | tr '\n' ';' | cut -c1-600)"
-    echo "XTK-NOTE builtin-migrate, destination: $(sed -n '/end received/,/^$/p' /run/xtk-g3m.log | tr -s ' ' | tr '\n' ';' | cut -c1-400)"
+    echo "XTK-NOTE builtin-migrate, destination: $(sed -n '/end received/,/^$/p' /run/xtk-g3m.log | tr -s ' ' | tr '\n' ';' | cut -c1-400) $(grep -E 'ring-refs written|unpaused' /run/xtk-g3m.log | tr '\n' ';')"
   else
     bad builtin-migrate "domain $old -> '$d3': $(g3st "$d3"); save: $(tail -n 5 /run/xtk-g3-migrate.log | tr '\n' ';') restore: $(tail -n 5 /run/xtk-g3m.log | tr '\n' ';')"
     kill "$bp3" 2>/dev/null
