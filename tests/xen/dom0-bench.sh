@@ -56,18 +56,25 @@ rounds=$bench
 # report (suspend: request to notified; final round: request to the
 # epoch's last byte; downtime: request to the guest's vCPUs running) as
 # an XTK-SEED line: method, histogram, count min p50 p90 p99 max mean (us).
-for m in xl store; do
-  settle
-  if XTK_BACKEND=xen timeout 300 xtk-save -c -l -I 100 -N 30 --suspend "$m" \
-    g2 /dev/null 2>/run/b-seed-$m.log; then
-    for h in suspend 'final round' downtime; do
-      sed -n "s/^ *$h (us) *\([0-9].*\)/XTK-SEED $m $h|\1/p" /run/b-seed-$m.log |
-        sed 's/ *| */|/' | head -n 1
-    done
-  else
-    bad bench "checkpoints with --suspend $m: $(tail -n 3 /run/b-seed-$m.log | tr '\n' ';')"
-  fi
-done
+# seed_runs NAME TAG SETTLE METHOD...: the experiment on guest NAME, each
+# method after SETTLE; TAG prefixes the method in the XTK-SEED lines.
+seed_runs() {
+  _g=$1 _tag=$2 _settle=$3
+  shift 3
+  for m in "$@"; do
+    $_settle
+    if XTK_BACKEND=xen timeout 300 xtk-save -c -l -I 100 -N 30 --suspend "$m" \
+      "$_g" /dev/null 2>/run/b-seed-$_g-$m.log; then
+      for h in suspend 'final round' downtime; do
+        sed -n "s/^ *$h (us) *\([0-9].*\)/XTK-SEED $_tag$m $h|\1/p" \
+          /run/b-seed-$_g-$m.log | sed 's/ *| */|/' | head -n 1
+      done
+    else
+      bad bench "$_g, checkpoints with --suspend $m: $(tail -n 3 /run/b-seed-$_g-$m.log | tr '\n' ';')"
+    fi
+  done
+}
+seed_runs g2 "" settle xl store
 # Xen's own checkpoint, xl save -c (a file, the guest resumed in place):
 # the whole command, for scale.
 for i in 1 2 3; do
@@ -145,15 +152,7 @@ done
 xl destroy g2 >/dev/null 2>&1
 xl destroy g2m >/dev/null 2>&1
 waitfor 30 sh -c '! xl domid g2'
-cat >/etc/xen/g3b.cfg <<'EOF3'
-name = "g3"
-type = "pvh"
-kernel = "/usr/lib/xtk/xtk-guest.elf"
-extra = "workload=counter"
-memory = 32
-vcpus = 1
-on_poweroff = "destroy"
-EOF3
+g3_config /etc/xen/g3b.cfg 1
 # b_stopped DOMID: the guest's own figure of its last suspend (us).
 b_stopped() { g3f "$1" stopped_last_us; }
 # b_settle DOMID: it counts.
@@ -161,18 +160,7 @@ b_settle() { g3_counts "$1"; }
 b=
 if [ "$failed" = 0 ] && xl create /etc/xen/g3b.cfg >/run/b3-create.log 2>&1 &&
   b=$(domid_of g3) && waitfor 60 g3_ok "$b"; then
-  for m in xl store evtchn; do
-    b_settle "$b"
-    if XTK_BACKEND=xen timeout 300 xtk-save -c -l -I 100 -N 30 --suspend "$m" \
-      g3 /dev/null 2>/run/b3-seed-$m.log; then
-      for h in suspend 'final round' downtime; do
-        sed -n "s/^ *$h (us) *\([0-9].*\)/XTK-SEED b:$m $h|\1/p" /run/b3-seed-$m.log |
-          sed 's/ *| */|/' | head -n 1
-      done
-    else
-      bad bench "built-in guest, checkpoints with --suspend $m: $(tail -n 3 /run/b3-seed-$m.log | tr '\n' ';')"
-    fi
-  done
+  seed_runs g3 b: "b_settle $b" xl store evtchn
   for i in 1 2 3; do
     b_settle "$b"
     t=$(now)

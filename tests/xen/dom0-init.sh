@@ -224,17 +224,21 @@ g3_counts() {
 g3_resumed() {
   [ "$(grep -c "$1" /var/log/xen/console/guest-g3.log 2>/dev/null)" -ge "$2" ]
 }
-builtin() {
-  g3log=/var/log/xen/console/guest-g3.log
-  cat >/etc/xen/g3.cfg <<'EOF3'
+# g3_config FILE VCPUS: the built-in guest's config, the counter workload.
+g3_config() {
+  cat >"$1" <<EOF3
 name = "g3"
 type = "pvh"
 kernel = "/usr/lib/xtk/xtk-guest.elf"
 extra = "workload=counter"
 memory = 32
-vcpus = 2
+vcpus = $2
 on_poweroff = "destroy"
 EOF3
+}
+builtin() {
+  g3log=/var/log/xen/console/guest-g3.log
+  g3_config /etc/xen/g3.cfg 2
   t=$(now)
   d3=
   if xl create /etc/xen/g3.cfg >/run/xl-create-g3.log 2>&1; then
