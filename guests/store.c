@@ -124,24 +124,34 @@ static int read_msg(struct xs_hdr *h, uint64_t deadline)
     return 0;
 }
 
+/* Sends a request whose payload is a then b; *id gets its id. */
+static int send_request(uint32_t type, const char *a, size_t alen,
+                        const char *b, size_t blen, uint64_t deadline,
+                        uint32_t *id)
+{
+    struct xs_hdr h = {type, next_req++, 0, (uint32_t)(alen + blen)};
+
+    *id = h.req_id;
+    if (ring_write(&h, sizeof(h), deadline) || ring_write(a, alen, deadline) ||
+        ring_write(b, blen, deadline))
+        return -1;
+    evtchn_notify(XTK_PORT_STORE);
+    return 0;
+}
+
 /*
- * Sends a request whose payload is a then b, and waits for its reply (in
- * payload).  Returns the reply's length, or -1 (an error reply, or the store
- * is dead).
+ * Sends a request and waits for its reply (in payload).  Returns the
+ * reply's length, or -1 (an error reply, or the store is dead).
  */
 static int request(uint32_t type, const char *a, size_t alen, const char *b,
                    size_t blen)
 {
     uint64_t deadline = now_ns() + XS_TIMEOUT_NS;
-    struct xs_hdr h = {type, next_req++, 0, (uint32_t)(alen + blen)};
-    uint32_t id = h.req_id;
+    struct xs_hdr h;
+    uint32_t id;
 
-    if (dead)
+    if (dead || send_request(type, a, alen, b, blen, deadline, &id))
         return -1;
-    if (ring_write(&h, sizeof(h), deadline) || ring_write(a, alen, deadline) ||
-        ring_write(b, blen, deadline))
-        return -1;
-    evtchn_notify(XTK_PORT_STORE);
     for (;;) {
         if (read_msg(&h, deadline))
             return -1;
@@ -156,59 +166,51 @@ static int store_write(const char *path, const char *value)
     return request(XS_WRITE, path, strlen(path) + 1, value, strlen(value));
 }
 
-static void store_register(void)
+/*
+ * Publishes the suspend port and watches control/shutdown.  Without wait
+ * (in a new domain) the requests go out without waiting for their
+ * replies, which store_poll drops when they come: the workload runs on at
+ * once, and a store that answers late only delays the next suspend
+ * request.
+ */
+static int reg_request(int wait, uint32_t type, const char *a, size_t alen,
+                       const char *b, size_t blen)
+{
+    uint32_t id;
+
+    if (wait)
+        return request(type, a, alen, b, blen);
+    return send_request(type, a, alen, b, blen, now_ns() + XS_TIMEOUT_NS, &id);
+}
+
+static void store_register(int wait)
 {
     char port[12];
+    int n = ksnprintf(port, sizeof(port), "%u",
+                      xen_mode ? xen_suspend_port() : XTK_PORT_SUSPEND);
 
-    ksnprintf(port, sizeof(port), "%u",
-              xen_mode ? xen_suspend_port() : XTK_PORT_SUSPEND);
-    if (store_write("device/suspend/event-channel", port) < 0)
+    if (reg_request(wait, XS_WRITE, "device/suspend/event-channel",
+                    sizeof("device/suspend/event-channel"), port,
+                    (size_t)n) < 0)
         kprintf("xtk-guest: cannot publish the suspend channel\n");
-    if (request(XS_WATCH, "control/shutdown", sizeof("control/shutdown"), "xtk",
-                sizeof("xtk")) < 0)
+    if (reg_request(wait, XS_WATCH, "control/shutdown",
+                    sizeof("control/shutdown"), "xtk", sizeof("xtk")) < 0)
         kprintf("xtk-guest: cannot watch control/shutdown\n");
 }
 
 void store_init(void *page)
 {
     ring = page;
-    store_register();
+    store_register(1);
     kprintf("xtk-guest: store connected\n");
-}
-
-/*
- * In a new domain the requests go out without waiting for their replies
- * (store_poll drops them when they come): the workload runs on at once,
- * and a store that answers late only delays the next suspend request.
- */
-static int send_only(uint32_t type, const char *a, size_t alen, const char *b,
-                     size_t blen)
-{
-    uint64_t deadline = now_ns() + XS_TIMEOUT_NS;
-    struct xs_hdr h = {type, next_req++, 0, (uint32_t)(alen + blen)};
-
-    if (ring_write(&h, sizeof(h), deadline) || ring_write(a, alen, deadline) ||
-        ring_write(b, blen, deadline))
-        return -1;
-    evtchn_notify(XTK_PORT_STORE);
-    return 0;
 }
 
 void store_reconnect(void *page)
 {
-    char port[12];
-    int n;
-
     ring = page;
     dead = 0;
     watch_pending = 0;
-    n = ksnprintf(port, sizeof(port), "%u",
-                  xen_mode ? xen_suspend_port() : XTK_PORT_SUSPEND);
-    if (send_only(XS_WRITE, "device/suspend/event-channel",
-                  sizeof("device/suspend/event-channel"), port, (size_t)n) ||
-        send_only(XS_WATCH, "control/shutdown", sizeof("control/shutdown"),
-                  "xtk", sizeof("xtk")))
-        kprintf("xtk-guest: the store does not take requests\n");
+    store_register(0);
 }
 
 /*
