@@ -512,6 +512,18 @@ static void progress_done(struct xtk_restore *rs)
     rs->progress_ended = 1;
 }
 
+/* The first page's moment, and the pages' counters. */
+static void count_pages(struct xtk_restore *rs,
+                        const struct xtk_stream_page_data *pd)
+{
+    if (!rs->seen_pages) {
+        rs->seen_pages = 1;
+        xtk_stats_phase(rs->st, "first page");
+    }
+    xtk_stats_count(rs->st, "pages received", pd->count);
+    xtk_stats_count(rs->st, "pages with data", pd->npages);
+}
+
 static int on_page_data(struct xtk_restore *rs,
                         const struct xtk_stream_record *rec)
 {
@@ -520,12 +532,7 @@ static int on_page_data(struct xtk_restore *rs,
 
     if (check_pages(rs, rec->body, rec->length, &pd) < 0)
         return -1;
-    if (!rs->seen_pages) {
-        rs->seen_pages = 1;
-        xtk_stats_phase(rs->st, "first page");
-    }
-    xtk_stats_count(rs->st, "pages received", pd.count);
-    xtk_stats_count(rs->st, "pages with data", pd.npages);
+    count_pages(rs, &pd);
     if (rs->checkpointed)
         return buffer_body(rs, rec->length);
     if (xtk__stream_placed(rs->in))
@@ -759,7 +766,21 @@ static int on_native_state(struct xtk_restore *rs,
     return 0;
 }
 
-/* Reads the stream to its END.  0, or -1 with errno set (and logged). */
+/* The next record; a broken stream is said once (unless the stream said
+ * why itself).  0, or -1 with errno set. */
+static int next_record(struct xtk_restore *rs, struct xtk_stream_record *rec)
+{
+    unsigned int errors = rs->ctx->errors;
+
+    if (xtk_stream_read_record(rs->in, rec) == 0)
+        return 0;
+    int e = errno;
+    if (rs->ctx->errors == errors)
+        XTK_ERROR(rs->ctx, "the stream broke: %s",
+                  e == ENODATA ? "it ended before END" : strerror(e));
+    return xtk__fail(e);
+}
+
 /* ---- a stream the backend restores itself ---------------------------- */
 
 struct delegate_run {
@@ -788,21 +809,14 @@ static int feed_delegate(struct xtk_restore *rs, struct xtk_stream *out,
                          const struct xtk_stream_domain_header *dh)
 {
     struct xtk_stream_record rec;
-    unsigned int errors;
 
     if (xtk_stream_write_image_header(out) < 0 ||
         xtk_stream_write_domain_header(out, dh->type, dh->xen_major,
                                        dh->xen_minor) < 0)
         return -1;
     for (;;) {
-        errors = rs->ctx->errors;
-        if (xtk_stream_read_record(rs->in, &rec) < 0) {
-            int e = errno;
-            if (rs->ctx->errors == errors)
-                XTK_ERROR(rs->ctx, "the stream broke: %s",
-                          e == ENODATA ? "it ended before END" : strerror(e));
-            return xtk__fail(e);
-        }
+        if (next_record(rs, &rec) < 0)
+            return -1;
         if (rec.type == XTK_REC_CHECKPOINT)
             return refuse(rs, EPROTO,
                           "a checkpointed PV stream: libxenguest restores "
@@ -810,14 +824,8 @@ static int feed_delegate(struct xtk_restore *rs, struct xtk_stream *out,
         if (rec.type == XTK_REC_PAGE_DATA) {
             struct xtk_stream_page_data pd;
 
-            if (!rs->seen_pages) {
-                rs->seen_pages = 1;
-                xtk_stats_phase(rs->st, "first page");
-            }
-            if (xtk_stream_page_data_parse(rec.body, rec.length, &pd) == 0) {
-                xtk_stats_count(rs->st, "pages received", pd.count);
-                xtk_stats_count(rs->st, "pages with data", pd.npages);
-            }
+            if (xtk_stream_page_data_parse(rec.body, rec.length, &pd) == 0)
+                count_pages(rs, &pd);
         }
         if (xtk_stream_write_record(out, rec.type, rec.body, rec.length) < 0)
             return -1;
@@ -882,6 +890,7 @@ static int read_delegated(struct xtk_restore *rs,
     return 0;
 }
 
+/* Reads the stream to its END.  0, or -1 with errno set (and logged). */
 static int read_stream(struct xtk_restore *rs)
 {
     struct xtk_stream_image_header ih;
@@ -943,14 +952,8 @@ static int read_stream(struct xtk_restore *rs)
     for (;;) {
         int r = 0;
 
-        errors = rs->ctx->errors;
-        if (xtk_stream_read_record(rs->in, &rec) < 0) {
-            int e = errno;
-            if (rs->ctx->errors == errors) /* else the stream said why */
-                XTK_ERROR(rs->ctx, "the stream broke: %s",
-                          e == ENODATA ? "it ended before END" : strerror(e));
-            return xtk__fail(e);
-        }
+        if (next_record(rs, &rec) < 0)
+            return -1;
         if (rs->native)
             switch (rec.type) {
             case XTK_REC_X86_CPUID_POLICY:
