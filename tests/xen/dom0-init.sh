@@ -138,7 +138,7 @@ finish() {
       /run/xl-restore-pv.log \
       /run/xl-restore-save.log /run/xtk-live.log /run/xl-restore-live.log \
       /run/xl-save-g2.log /run/xl-migrate-g2.log /run/xl-save-xtk-restore.log \
-      /run/xtk-restore.log /run/xtk-restore-cut.log /run/xtk-xtk-migrate-save.log \
+      /run/xtk-restore.log /run/xtk-restore-bad.log /run/xtk-xtk-migrate-save.log \
       /run/xtk-g2m.log /var/log/xen/console/guest-g2m.log \
       /run/xtk-xtk-checkpoint-save.log /run/xtk-g2c.log /run/xtk-fo-save.log \
       /run/xtk-g2f.log /var/log/xen/console/guest-g2f.log \
@@ -147,7 +147,7 @@ finish() {
       /var/log/xen/console/guest-g3.log /run/xtk-g3-ckpt.log \
       /run/xtk-g3-save.log /run/xl-restore-g3.log /run/xl-save-g3.log \
       /run/xtk-g3-migrate.log /run/xtk-g3m.log /run/xl-save-pv.log \
-      /run/xtk-restore-pv.log /run/xtk-restore-pv-cut.log; do
+      /run/xtk-restore-pv.log /run/xtk-restore-pv-bad.log; do
       echo "XTK-LOG ---- $f"
       n=60
       case $f in *guest-g2.log) n=300 ;; esac
@@ -351,6 +351,37 @@ EOF
 #                       libxenguest's restore; the guest counts on
 #   xtk-restore-pv-bad  copies of that file cut in its memory and just
 #                       before its END are refused, and leave no domain
+# cut_check CHECK FILE NAME: xtk-restore of FILE (guest NAME's) cut in its
+# memory and just before its END: each refused, with no domain and no
+# /libxl node left (check CHECK).  Sets n0 and l0: the domains and the
+# /libxl nodes before.
+cut_check() {
+  size=$(wc -c <"$2")
+  n0=$(xl list 2>/dev/null | tail -n +2 | wc -l)
+  l0=$(xenstore-list /libxl 2>/dev/null | tr '\n' ' ')
+  why=
+  msg=
+  for cut in $((size / 2)) $((size - 24)); do
+    head -c "$cut" "$2" >/run/cut.save
+    if XTK_BACKEND=xen timeout 300 xtk-restore /run/cut.save >/run/$1.out \
+      2>/run/$1.log; then
+      why="$why a copy cut at $cut of $size bytes restored;"
+      xl destroy "$(cat /run/$1.out)" 2>/dev/null
+    elif [ "$(xl list 2>/dev/null | tail -n +2 | wc -l)" != "$n0" ] ||
+      xl domid "$3" >/dev/null 2>&1 ||
+      [ "$(xenstore-list /libxl 2>/dev/null | tr '\n' ' ')" != "$l0" ]; then
+      why="$why cut at $cut: a domain is left: $(xl list | tr '\n' ';') /libxl: $(xenstore-list /libxl | tr '\n' ' ');"
+    else
+      msg="$msg [$cut: $(grep -E 'error' /run/$1.log | tail -n 1)]"
+    fi
+  done
+  rm -f /run/cut.save
+  if [ -z "$why" ]; then
+    ok "$1" "truncated copies refused, no domain left:$msg"
+  else
+    bad "$1" "$why"
+  fi
+}
 # pv_checks: with g1 running as domain $domid; sets domid.
 pv_checks() {
   if [ -z "$domid" ] || ! xl save g1 /run/g1-pv.save >/run/xl-save-pv.log 2>&1 ||
@@ -360,31 +391,7 @@ pv_checks() {
     domid=$(domid_of g1)
     return
   fi
-  size=$(wc -c </run/g1-pv.save)
-  n0=$(xl list 2>/dev/null | tail -n +2 | wc -l)
-  l0=$(xenstore-list /libxl 2>/dev/null | tr '\n' ' ')
-  why=
-  msg=
-  for cut in $((size / 2)) $((size - 24)); do
-    head -c "$cut" /run/g1-pv.save >/run/pv-cut.save
-    if XTK_BACKEND=xen timeout 300 xtk-restore /run/pv-cut.save \
-      >/run/xtk-restore-pv-cut.out 2>/run/xtk-restore-pv-cut.log; then
-      why="$why a copy cut at $cut of $size bytes restored;"
-      xl destroy "$(cat /run/xtk-restore-pv-cut.out)" 2>/dev/null
-    elif [ "$(xl list 2>/dev/null | tail -n +2 | wc -l)" != "$n0" ] ||
-      xl domid g1 >/dev/null 2>&1 ||
-      [ "$(xenstore-list /libxl 2>/dev/null | tr '\n' ' ')" != "$l0" ]; then
-      why="$why cut at $cut: a domain is left: $(xl list | tr '\n' ';') /libxl: $(xenstore-list /libxl | tr '\n' ' ');"
-    else
-      msg="$msg [$cut: $(grep -E 'error' /run/xtk-restore-pv-cut.log | tail -n 1)]"
-    fi
-  done
-  rm -f /run/pv-cut.save
-  if [ -z "$why" ]; then
-    ok xtk-restore-pv-bad "truncated copies refused, no domain left:$msg"
-  else
-    bad xtk-restore-pv-bad "$why"
-  fi
+  cut_check xtk-restore-pv-bad /run/g1-pv.save g1
   before=$(counter)
   t=$(now)
   domid=
@@ -744,30 +751,8 @@ fi
 rm -f /run/g2-x.save
 if [ -n "$d2" ] && XTK_BACKEND=xen timeout 300 xtk-save --suspend store \
   --format xl g2 /run/x.xl 2>/run/xtk-save-x.log && waitfor 30 gone "$d2"; then
+  cut_check xtk-restore-bad /run/x.xl g2
   size=$(wc -c </run/x.xl)
-  n0=$(domains)
-  l0=$(xenstore-list /libxl 2>/dev/null | tr '\n' ' ')
-  why=
-  msg=
-  for cut in $((size / 2)) $((size - 24)); do
-    head -c "$cut" /run/x.xl >/run/x-cut.xl
-    if XTK_BACKEND=xen timeout 300 xtk-restore /run/x-cut.xl \
-      >/run/xtk-restore-cut.out 2>/run/xtk-restore-cut.log; then
-      why="$why a copy cut at $cut of $size bytes restored;"
-      xl destroy "$(cat /run/xtk-restore-cut.out)" 2>/dev/null
-    elif [ "$(domains)" != "$n0" ] || xl domid g2 >/dev/null 2>&1 ||
-      [ "$(xenstore-list /libxl 2>/dev/null | tr '\n' ' ')" != "$l0" ]; then
-      why="$why cut at $cut: a domain is left: $(xl list | tr '\n' ';') /libxl: $(xenstore-list /libxl | tr '\n' ' ');"
-    else
-      msg="$msg [$cut: $(grep -E 'error' /run/xtk-restore-cut.log | tail -n 1)]"
-    fi
-  done
-  if [ -z "$why" ]; then
-    ok xtk-restore-bad "truncated copies refused, no domain left:$msg"
-  else
-    bad xtk-restore-bad "$why"
-  fi
-  rm -f /run/x-cut.xl
   # xtk-restore killed (-9) with its domain half-built: its input is a
   # pipe that stalls after half the file.  Its guard destroys the domain.
   rm -f /run/kr.fifo /run/kr.half
