@@ -32,7 +32,7 @@ trap 'rm -f "$out"' EXIT
 make -C "$build" -s tests/xen/xen-probe xtk-xen-guard >/dev/null || exit 1
 echo "xen-bench: booting the testbed, $rounds rounds (several minutes)" >&2
 # Both guests' rounds take 15-25 minutes of TCG on a 2-core host: the
-# testbed's own deadline (900 s) is for its checks.
+# testbed's own deadline (1500 s) is for its checks.
 if ! XTK_XEN_BENCH=$rounds XTK_XEN_TIMEOUT=${XTK_XEN_TIMEOUT:-3000} \
   top_srcdir=$top top_builddir=$build \
   bash "$top/tests/xen/testbed.sh" >"$out" 2>&1; then

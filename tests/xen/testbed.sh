@@ -16,7 +16,8 @@
 # depend on the build are kept in $XTK_XEN_CACHE (default
 # $top_builddir/tests/xen/cache); a run only adds this build's xsd-lite
 # and dom0's /init on top.  One boot; QEMU gets $XTK_XEN_TIMEOUT seconds
-# (900), and a boot that dies before dom0's /init runs is tried once more.
+# (1500: a run takes 5-12 minutes of TCG, by the machine), and a boot that
+# dies before dom0's /init runs is tried once more.
 # QEMU's machine: $XTK_XEN_SMP CPUs (1: one host core, which leaves the
 # other to the tests running beside it, and is no slower under TCG),
 # $XTK_XEN_TCG (multi) TCG threads, "-cpu max,-smap,-smep,-pku" plus
@@ -38,7 +39,7 @@ guestelf=${XTK_GUEST:-$top_builddir/guests/xtk-guest.elf}
 libdir=${XTK_LIBDIR:-$top_builddir/.libs}
 xenbin=${XEN_BINDIR:-/usr/lib/xen-4.17/bin}
 cache=${XTK_XEN_CACHE:-$top_builddir/tests/xen/cache}
-timeout=${XTK_XEN_TIMEOUT:-900}
+timeout=${XTK_XEN_TIMEOUT:-1500}
 tcg=${XTK_XEN_TCG:-multi}
 start=$(date +%s)
 
