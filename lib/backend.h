@@ -76,6 +76,9 @@ struct xtk_domain {
 /* Flags for logdirty_read. */
 #define XTK__LOGDIRTY_FINAL 0x1u /* the last read of a save: see below */
 
+/* Flags for frames. */
+#define XTK__FRAMES_STOPPED 0x1u /* the domain stays stopped: see below */
+
 /* How a save asks the guest to suspend (xtk-save --suspend). */
 enum xtk__suspend_method {
     XTK__SUSPEND_EVTCHN, /* notify the guest's suspend event channel */
@@ -307,8 +310,13 @@ struct xtk__backend_ops {
      * XTAB nor BROKEN; a 128 MiB PVH guest has RAM at 0-0x7fff, ACPI tables at
      * 0xfc000 and its special pages at 0xfeff8-0xfefff.  Optional: without it
      * the frames are 0..info.nr_pages-1, all present (KVM).
+     * XTK__FRAMES_STOPPED: the domain is stopped and stays so until the
+     * save has read its last page (a save that is not live: no dirty log
+     * is on), so the backend may stop looking once it has found every
+     * frame the domain owns.
      */
-    int (*frames)(struct xtk_domain *dom, uint64_t *end, uint64_t **present);
+    int (*frames)(struct xtk_domain *dom, unsigned int flags, uint64_t *end,
+                  uint64_t **present);
 
     /*
      * Fills bitmap (room for nr_bits >= the frame space's end bits, laid

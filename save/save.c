@@ -80,6 +80,7 @@ struct xtk_save {
     uint64_t end;              /* the frame space: 0..end-1 */
     uint64_t *present;         /* its frames that exist; NULL: all */
     uint64_t nr_present;
+    int frames_late;    /* read once the guest is stopped */
     const uint8_t *ram; /* NULL: the senders map batch by batch */
     uint64_t words;     /* in each bitmap */
     uint64_t *bitmap;   /* the dirty log */
@@ -112,6 +113,7 @@ struct xtk_save {
 static void finish(struct xtk_save *sv, int err);
 static void arm_watch(struct xtk_save *sv);
 static void request_suspend(struct xtk_save *sv);
+static int frame_space(struct xtk_save *sv);
 static void start_round(struct xtk_save *sv, uint64_t count,
                         const uint64_t *populated);
 static void round_label(const struct xtk_save *sv, char *buf, size_t size);
@@ -351,6 +353,13 @@ static void on_suspend(evutil_socket_t fd, short what, void *arg)
     if (sv->epoch == 0 && !(sv->opt.flags & XTK_SAVE_LIVE)) {
         /* Not live: this is round 0, everything, and what was never
          * written is known now that the guest is stopped. */
+        if (sv->frames_late) {
+            if (frame_space(sv) < 0) {
+                fail_errno(sv);
+                return;
+            }
+            stamp(sv, "frame space read");
+        }
         if (sv->dom->ops->populated &&
             sv->dom->ops->populated(sv->dom, sv->populated, sv->words * 64) <
                 0) {
@@ -975,7 +984,8 @@ static int frame_space(struct xtk_save *sv)
     struct xtk_domain *dom = sv->dom;
 
     if (dom->ops->frames) {
-        if (dom->ops->frames(dom, &sv->end, &sv->present) < 0) {
+        if (dom->ops->frames(dom, sv->frames_late ? XTK__FRAMES_STOPPED : 0,
+                             &sv->end, &sv->present) < 0) {
             XTK_PERROR(sv->ctx, "domain %u: cannot tell its frames",
                        dom->domid);
             return -1;
@@ -1258,10 +1268,15 @@ int xtk_save_start(struct xtk_save *sv, xtk_save_done_fn *done, void *arg)
     if (!sv->sd || write_headers(sv) < 0)
         goto err;
     stamp(sv, "headers sent");
-    /* A sparse frame space is logged even when not live: frames the
-     * guest adds after frames looked are in the final read. */
+    /* A sparse frame space is read once the guest is stopped when the
+     * save is not live (as Xen's save does: the guest's frames cannot
+     * change under the reading, and a backend can stop reading once it
+     * has found them all); live, it is read now, with the dirty log on,
+     * so that frames the guest adds meanwhile are in the log. */
+    sv->frames_late = dom->ops->frames && !(sv->opt.flags & XTK_SAVE_LIVE) &&
+                      !sv->opt.checkpoint_interval_ms;
     if ((sv->opt.flags & XTK_SAVE_LIVE) || sv->opt.checkpoint_interval_ms ||
-        dom->ops->frames) {
+        (dom->ops->frames && !sv->frames_late)) {
         if (dom->ops->logdirty_enable(dom) < 0) {
             XTK_PERROR(sv->ctx, "domain %u: cannot log its dirty memory",
                        dom->domid);
@@ -1270,10 +1285,12 @@ int xtk_save_start(struct xtk_save *sv, xtk_save_done_fn *done, void *arg)
         sv->logdirty = 1;
         stamp(sv, "dirty log on");
     }
-    if (frame_space(sv) < 0)
-        goto err;
-    if (dom->ops->frames)
-        stamp(sv, "frame space read");
+    if (!sv->frames_late) {
+        if (frame_space(sv) < 0)
+            goto err;
+        if (dom->ops->frames)
+            stamp(sv, "frame space read");
+    }
     /* Live, frames written from here on are in the log: what was never
      * written so far needs no reading in round 0. */
     if ((sv->opt.flags & XTK_SAVE_LIVE) && dom->ops->populated &&

@@ -146,6 +146,7 @@ static int guard_start(struct xtk_domain *dom, struct xen_dom *xd)
     struct pollfd p;
     int sv[2], rc;
     pid_t pid;
+    uint64_t t0 = xtk_now_ns();
 
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
         return -1;
@@ -186,6 +187,8 @@ static int guard_start(struct xtk_domain *dom, struct xen_dom *xd)
         return xtk__fail(EIO);
     }
     xd->guard_fd = sv[0];
+    XTK_DEBUG(dom->ctx, "domain %u: its guard started in %.3f ms", dom->domid,
+              (double)(xtk_now_ns() - t0) / 1e6);
     return 0;
 }
 
@@ -1412,11 +1415,74 @@ static int need_pvh(struct xtk_domain *dom, const char *what)
     return pvh_only(dom, &xi, what);
 }
 
-static int xen_frames(struct xtk_domain *dom, uint64_t *end, uint64_t **present)
+/* The types of frames base..base+n-1 into bm; returns how many exist. */
+static long scan_types(struct xtk_domain *dom, xen_pfn_t *types, xen_pfn_t base,
+                       unsigned int n, uint64_t *bm)
 {
     struct xen_dom *xd = xd_of(dom);
-    xen_pfn_t nr = 0, *types = NULL;
+    long found = 0;
+
+    for (unsigned int i = 0; i < n; i++)
+        types[i] = base + i;
+    if (xc_get_pfn_type_batch(xd->xch, dom->domid, n, types) < 0) {
+        XTK_PERROR(dom->ctx, "domain %u: the types of frames %#lx-%#lx",
+                   dom->domid, (unsigned long)base,
+                   (unsigned long)(base + n - 1));
+        return -1;
+    }
+    for (unsigned int i = 0; i < n; i++) {
+        xen_pfn_t t = types[i] & XEN_DOMCTL_PFINFO_LTAB_MASK;
+        /* XTAB: a hole, or one of Xen's own pages (shared info, grant
+         * frames).  BROKEN: a frame whose memory failed; Xen's save sends
+         * it without data, xtk not at all. */
+        if (t != XEN_DOMCTL_PFINFO_XTAB && t != XEN_DOMCTL_PFINFO_BROKEN) {
+            bm[(base + i) / 64] |= 1ull << ((base + i) % 64);
+            found++;
+        }
+    }
+    return found;
+}
+
+/*
+ * How many frames a stopped domain has in its p2m, when that is known:
+ * getpageframeinfo3 counts a frame that the domain owns and that is
+ * neither one of Xen's pages nor an "extra" one, which is exactly what
+ * its tot_pages counts, but for pages it owns outside its p2m (a PoD
+ * cache; an HVM guest's ioreq pages taken out for a device model) and
+ * pages shared or paged out.  With those, -1: the whole space is read.
+ */
+static long frames_owned(struct xtk_domain *dom)
+{
+    xc_domaininfo_t xi;
+
+    if (getinfo(xd_of(dom)->xch, dom->domid, &xi) < 0 ||
+        !(xi.flags & (XEN_DOMINF_paused | XEN_DOMINF_shutdown)) ||
+        xi.shr_pages || xi.paged_pages || !xi.tot_pages)
+        return -1;
+    return (long)xi.tot_pages;
+}
+
+/*
+ * The p2m of an HVM or PVH guest spans ~1M frames (its special pages sit
+ * just below 4 GiB) of which a small guest uses a few thousand: its RAM
+ * from 0 up (and from 4 GiB up, if it is large), its ACPI tables at
+ * 0xfc000, its special pages at 0xfeff8-0xfefff, and the top of the
+ * space (nr_gpfns - 1) is in use by definition.  Reading the types of
+ * all of it is most of the cost of a save under TCG (a million p2m
+ * lookups, 1024 per hypercall).  With the domain stopped (FRAMES_STOPPED)
+ * the reading goes inwards from both ends, a batch at a time from the
+ * end whose last batch found more, and stops once it has found as many
+ * frames as the domain owns: what is left unread holds none.  Running,
+ * or when the count is not known, it reads the whole space.
+ */
+static int xen_frames(struct xtk_domain *dom, unsigned int flags, uint64_t *end,
+                      uint64_t **present)
+{
+    struct xen_dom *xd = xd_of(dom);
+    xen_pfn_t nr = 0, *types = NULL, lo, hi;
+    long owned = -1, found = 0, hits_lo = 1, hits_hi = 0, r;
     uint64_t *bm = NULL;
+    int side = 0; /* 0: the low end next */
 
     if (need_pvh(dom, "maps the frames of") < 0)
         return -1;
@@ -1425,30 +1491,44 @@ static int xen_frames(struct xtk_domain *dom, uint64_t *end, uint64_t **present)
                    dom->domid);
         return -1;
     }
+    if (flags & XTK__FRAMES_STOPPED)
+        owned = frames_owned(dom);
     bm = calloc((nr + 63) / 64 ? (nr + 63) / 64 : 1, 8);
     types = malloc(TYPE_BATCH * sizeof(*types));
     if (!bm || !types)
         goto fail;
-    for (xen_pfn_t base = 0; base < nr; base += TYPE_BATCH) {
+    lo = 0;
+    hi = nr;
+    while (lo < hi && (owned < 0 || found < owned)) {
         unsigned int n =
-            (unsigned int)(nr - base < TYPE_BATCH ? nr - base : TYPE_BATCH);
+            (unsigned int)(hi - lo < TYPE_BATCH ? hi - lo : TYPE_BATCH);
 
-        for (unsigned int i = 0; i < n; i++)
-            types[i] = base + i;
-        if (xc_get_pfn_type_batch(xd->xch, dom->domid, n, types) < 0) {
-            XTK_PERROR(dom->ctx, "domain %u: the types of frames %#lx-%#lx",
-                       dom->domid, (unsigned long)base,
-                       (unsigned long)(base + n - 1));
-            goto fail;
+        if (owned >= 0) {
+            /* The end that found more; alternate while neither finds. */
+            if (hits_lo != hits_hi)
+                side = hits_hi > hits_lo;
+            else if (!hits_lo)
+                side = !side;
         }
-        for (unsigned int i = 0; i < n; i++) {
-            xen_pfn_t t = types[i] & XEN_DOMCTL_PFINFO_LTAB_MASK;
-            /* XTAB: a hole.  BROKEN: a frame whose memory failed; Xen's
-             * save sends it without data, xtk not at all. */
-            if (t != XEN_DOMCTL_PFINFO_XTAB && t != XEN_DOMCTL_PFINFO_BROKEN)
-                bm[(base + i) / 64] |= 1ull << ((base + i) % 64);
+        if (side) {
+            if ((r = scan_types(dom, types, hi - n, n, bm)) < 0)
+                goto fail;
+            hi -= n;
+            hits_hi = r;
+        } else {
+            if ((r = scan_types(dom, types, lo, n, bm)) < 0)
+                goto fail;
+            lo += n;
+            hits_lo = r;
         }
+        found += r;
     }
+    if (owned >= 0)
+        XTK_DEBUG(dom->ctx,
+                  "domain %u: %ld of its %ld frames found reading %lu of "
+                  "%lu frame types",
+                  dom->domid, found, owned, (unsigned long)(nr - (hi - lo)),
+                  (unsigned long)nr);
     free(types);
     *end = nr;
     *present = bm;

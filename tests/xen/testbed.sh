@@ -339,8 +339,15 @@ if [ -n "$only" ]; then
   probes=
 fi
 if [ -n "$bench" ]; then
-  checks="xsd-lite xen-init-dom0 xenconsoled test-xenstore xl-create
+  # With XTK_XEN_ONLY=builtin: the built-in guest's rounds alone.
+  if [ "$only" = builtin ]; then
+    checks="xsd-lite xen-init-dom0 xenconsoled test-xenstore bench"
+  elif [ -n "$only" ]; then
+    die "XTK_XEN_BENCH takes XTK_XEN_ONLY=builtin or nothing"
+  else
+    checks="xsd-lite xen-init-dom0 xenconsoled test-xenstore xl-create
     pvh-create bench"
+  fi
   probes=
 fi
 
