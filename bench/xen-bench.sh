@@ -145,4 +145,4 @@ tr -d '\r' <"$out" | awk -v rounds="$rounds" '
     print "    own freeze before its suspend and thaw after its resume, which"
     print "    the guest-gap rows include (they are what its processes see)."
   }'
-grep -a '^XTK-NOTE seed ' "$out" | tr -d '\r' | sed 's/^XTK-NOTE //'
+grep -a '^XTK-NOTE \(seed\|calls\)' "$out" | tr -d '\r' | sed 's/^XTK-NOTE //'

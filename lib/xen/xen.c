@@ -66,6 +66,7 @@
 
 #include "backend.h"
 #include "xen/guard.h"
+#include "xen/xlcfg.h"
 #include "xs-client.h"
 
 #define XTK_LOG_CONTEXT "xen"
@@ -101,6 +102,10 @@ struct xen_dom {
     struct xs_handle *watch_xs; /* XL: its @releaseDomain watch */
     unsigned int suspend_paused : 1; /* PAUSE paused it */
     unsigned int requested : 1;      /* a suspend was requested */
+    /* suspend_check saw it suspended (or PAUSE paused it), and nothing
+     * resumed it since: a final round's reads need not ask Xen again */
+    unsigned int stopped_seen : 1;
+    unsigned int pvh_seen : 1; /* get_state found it PVH once */
     /* the guard: our end of its socket, -1 until something is held */
     int guard_fd;
     /* a domain built here for a restore (create_native), until it runs */
@@ -112,11 +117,16 @@ struct xen_dom {
     /* the size of its HVM context, asked when the save starts: a final
      * round asks again only if the context outgrew it */
     int hvm_ctx_size;
+    /* the HVM context's hypercall buffer, ctx_pages frames, kept from one
+     * final round to the next (hvm_context) */
+    xc_hypercall_buffer_t ctx_hbuf;
+    unsigned long ctx_pages;
 };
 
 static void build_free(struct xen_build *b);
 static int build_pending(const struct xen_dom *xd);
 static int build_start(struct xtk_domain *dom, struct xen_build *b);
+static void guard_look(struct xtk_domain *dom, struct xen_dom *xd);
 
 static struct xen_dom *xd_of(struct xtk_domain *dom)
 {
@@ -192,6 +202,14 @@ static int guard_start(struct xtk_domain *dom, struct xen_dom *xd)
     return 0;
 }
 
+/* The guard never writes after its ready byte: readable means gone. */
+static int guard_dead(struct xen_dom *xd)
+{
+    struct pollfd p = {.fd = xd->guard_fd, .events = POLLIN};
+
+    return poll(&p, 1, 0) == 1;
+}
+
 /*
  * Tells the guard what this handle holds now, starting it if this is the
  * first thing held.  What the guard undoes is harmless when there is
@@ -219,6 +237,13 @@ static int guard_update(struct xtk_domain *dom, struct xen_dom *xd)
     int held = st.held_pauses || st.logdirty || st.subscribed || st.requested ||
                st.building;
 
+    if (xd->guard_fd >= 0 && guard_dead(xd)) {
+        /* Killed, or crashed: a new one takes over from here. */
+        XTK_WARN(dom->ctx, "domain %u: its guard died: starting another",
+                 dom->domid);
+        close(xd->guard_fd);
+        xd->guard_fd = -1;
+    }
     if (xd->guard_fd < 0) {
         if (!held)
             return 0;
@@ -230,6 +255,18 @@ static int guard_update(struct xtk_domain *dom, struct xen_dom *xd)
         return -1;
     }
     return 0;
+}
+
+/*
+ * A save's rounds and its wait for the suspend change nothing the guard
+ * hears of, for as long as they last: they look in on it (a poll of its
+ * socket), so that a guard that died meanwhile is replaced before the
+ * toolstack, too, might die.
+ */
+static void guard_look(struct xtk_domain *dom, struct xen_dom *xd)
+{
+    if (xd->guard_fd >= 0 && guard_dead(xd))
+        guard_update(dom, xd);
 }
 
 /*
@@ -423,6 +460,9 @@ static void xd_free(struct xen_dom *xd)
     if (xd->hbuf.hbuf)
         xc__hypercall_buffer_free_pages(xd->xch, &xd->hbuf,
                                         (int)xd->bitmap_pages);
+    if (xd->ctx_hbuf.hbuf)
+        xc__hypercall_buffer_free_pages(xd->xch, &xd->ctx_hbuf,
+                                        (int)xd->ctx_pages);
     if (xd->fmem)
         xenforeignmemory_close(xd->fmem);
     if (xd->xch)
@@ -439,7 +479,8 @@ static int xen_open(struct xtk_domain *dom)
         return -1;
     xd->local_port = xd->guest_port = -1;
     xd->lock_fd = xd->pause_evfd = xd->store_fd = xd->guard_fd = -1;
-    xd->hbuf.ubuf = (void *)-1; /* no bounce buffer: HYPERCALL_BUFFER_INIT */
+    xd->hbuf.ubuf = xd->ctx_hbuf.ubuf =
+        (void *)-1; /* no bounce buffer: HYPERCALL_BUFFER_INIT */
     xd->xch = open_xc(dom->ctx);
     if (!xd->xch)
         goto fail;
@@ -516,6 +557,7 @@ static int xen_info(struct xtk_domain *dom, struct xtk_domain_info *info)
     fill_info(&xi, name, info);
     if (xd->logdirty)
         info->flags |= XTK_DOMINFO_LOGDIRTY;
+    guard_look(dom, xd); /* a save polls this while it waits */
     return 0;
 }
 
@@ -547,6 +589,7 @@ static int xen_unpause(struct xtk_domain *dom, unsigned int flags)
 {
     struct xen_dom *xd = xd_of(dom);
 
+    xd->stopped_seen = 0; /* it may run now */
     if (flags & XTK__UNPAUSE_FORCE) {
         xd->held_pauses = 0;
         xd->suspend_paused = 0;
@@ -679,6 +722,25 @@ int xc_get_pfn_type_batch(xc_interface *xch, uint32_t dom, unsigned int num,
                           xen_pfn_t *arr);
 
 /*
+ * The types of nr frames (arr: their numbers in, their types out), 512 at
+ * a time: libxenctrl bounces the array through a hypercall buffer, which
+ * it keeps for reuse only when it is one page; a larger one is a fresh
+ * mapping and unmapping each call (0.7 ms under TCG, against 0.13 for the
+ * call itself).
+ */
+static int pfn_types(xc_interface *xch, uint32_t domid, unsigned int nr,
+                     xen_pfn_t *arr)
+{
+    const unsigned int per = 4096 / sizeof(*arr);
+
+    for (unsigned int i = 0; i < nr; i += per)
+        if (xc_get_pfn_type_batch(xch, domid, nr - i < per ? nr - i : per,
+                                  arr + i) < 0)
+            return -1;
+    return 0;
+}
+
+/*
  * A guest changes its frame space as it runs (a translated guest maps and
  * unmaps frames in it: its grant table, shared info, foreign and
  * ballooned pages), so a frame that existed when the save began may be
@@ -695,7 +757,7 @@ static int frames_gone(struct xtk_domain *dom, const uint64_t *pfns,
 
     for (unsigned int i = 0; i < nr; i++)
         arr[i] = (xen_pfn_t)pfns[i];
-    if (xc_get_pfn_type_batch(xd->xch, dom->domid, nr, arr) < 0) {
+    if (pfn_types(xd->xch, dom->domid, nr, arr) < 0) {
         XTK_PERROR(dom->ctx, "domain %u: the types of %u frames", dom->domid,
                    nr);
         return -1;
@@ -842,12 +904,16 @@ static int xen_logdirty_read(struct xtk_domain *dom, unsigned int flags,
 
     if (!xd->logdirty)
         return xtk__fail(EINVAL);
+    if (!(flags & XTK__LOGDIRTY_FINAL))
+        guard_look(dom, xd); /* once a round, off the stop */
     if (flags & XTK__LOGDIRTY_FINAL) {
         xc_domaininfo_t xi;
-        if (getinfo(xd->xch, dom->domid, &xi) < 0)
-            return -1;
-        if (!(xi.flags & (XEN_DOMINF_paused | XEN_DOMINF_shutdown)))
-            return xtk__fail(EBUSY);
+        if (!xd->stopped_seen) { /* else known: a hypercall less */
+            if (getinfo(xd->xch, dom->domid, &xi) < 0)
+                return -1;
+            if (!(xi.flags & (XEN_DOMINF_paused | XEN_DOMINF_shutdown)))
+                return xtk__fail(EBUSY);
+        }
         mode = XEN_DOMCTL_SHADOW_LOGDIRTY_FINAL;
     }
     if (!xd->hbuf.hbuf || xd->bitmap_bits < nr_bits) {
@@ -868,19 +934,25 @@ static int xen_logdirty_read(struct xtk_domain *dom, unsigned int flags,
         xd->bitmap_pages = pages;
         xd->bitmap_bits = (uint64_t)pages * 4096 * 8;
     }
-    memset(xd->hbuf.hbuf, 0, words * 8);
+    /* No clearing first: Xen writes every byte of the range, zeroes
+     * where its log has no page (paging_log_dirty_op). */
     if (xc_logdirty_control(xd->xch, dom->domid, XEN_DOMCTL_SHADOW_OP_CLEAN,
                             &xd->hbuf, (unsigned long)nr_bits, mode,
                             &stats) < 0) {
         XTK_PERROR(dom->ctx, "domain %u: reading the dirty log", dom->domid);
         return -1;
     }
-    memcpy(bitmap, xd->hbuf.hbuf, words * 8);
-    /* Xen copies whole bytes: no bit past nr_bits. */
-    if (nr_bits % 64)
-        bitmap[words - 1] &= (1ull << (nr_bits % 64)) - 1;
-    for (uint64_t i = 0; i < words; i++)
-        count += (uint64_t)__builtin_popcountll(bitmap[i]);
+    {
+        const uint64_t *src = xd->hbuf.hbuf;
+        /* Xen copies whole bytes: no bit past nr_bits. */
+        uint64_t last = nr_bits % 64 ? (1ull << (nr_bits % 64)) - 1 : ~0ull;
+
+        for (uint64_t i = 0; i < words; i++) {
+            uint64_t w = i == words - 1 ? src[i] & last : src[i];
+            bitmap[i] = w;
+            count += (uint64_t)__builtin_popcountll(w);
+        }
+    }
     if (dirty_count)
         *dirty_count = count;
     return 0;
@@ -1100,6 +1172,8 @@ static int xen_suspend_request(struct xtk_domain *dom)
     char path[64];
     uint64_t one = 1;
 
+    xd->stopped_seen = 0; /* until this one is seen done */
+
     if (!xd->suspend_set)
         return xtk__fail(EINVAL);
     /* The guard hears of the request first: a guest that suspends after
@@ -1174,6 +1248,7 @@ static int xen_suspend_check(struct xtk_domain *dom)
     reason = (xi.flags >> XEN_DOMINF_shutdownshift) & XEN_DOMINF_shutdownmask;
     if (!(xi.flags & XEN_DOMINF_shutdown) || reason != SHUTDOWN_suspend)
         return 0; /* a stray notification: keep waiting */
+    xd->stopped_seen = 1;
     return 1;
 }
 
@@ -1226,6 +1301,7 @@ static int xen_resume(struct xtk_domain *dom)
     int fd;
 
     dom->resumed_ns = 0;
+    xd->stopped_seen = 0;
     if (build_pending(xd))
         return build_start(dom, xd->build);
     if (getinfo(xd->xch, dom->domid, &xi) < 0)
@@ -1424,7 +1500,7 @@ static long scan_types(struct xtk_domain *dom, xen_pfn_t *types, xen_pfn_t base,
 
     for (unsigned int i = 0; i < n; i++)
         types[i] = base + i;
-    if (xc_get_pfn_type_batch(xd->xch, dom->domid, n, types) < 0) {
+    if (pfn_types(xd->xch, dom->domid, n, types) < 0) {
         XTK_PERROR(dom->ctx, "domain %u: the types of frames %#lx-%#lx",
                    dom->domid, (unsigned long)base,
                    (unsigned long)(base + n - 1));
@@ -1683,52 +1759,93 @@ static int xen_save_delegate(struct xtk_domain *dom, int fd, int live,
  * TSC_INFO, HVM_CONTEXT (every vCPU and the emulated platform), and
  * HVM_PARAMS.
  */
+/*
+ * The domain's HVM context, into the handle's own hypercall buffer (*ctx
+ * points there until the next call): libxenctrl's getcontext bounces a
+ * buffer of more than a page through a fresh mapping each time, which
+ * cost a final round 1.2 ms of its ~6 under TCG where the size query
+ * alone takes 0.1 (bench/xen-bench.sh, "calls").  Its size, or -1.
+ */
+static int hvm_context(struct xtk_domain *dom, struct xen_dom *xd,
+                       const uint8_t **ctx)
+{
+    for (int tries = 0; tries < 2; tries++) {
+        int size = xd->hvm_ctx_size > 0 && !tries
+                       ? xd->hvm_ctx_size
+                       : xc_domain_hvm_getcontext(xd->xch, dom->domid, NULL, 0);
+        unsigned long pages = ((unsigned long)size + 4095) / 4096;
+        struct xen_domctl d;
+
+        if (size <= 0) {
+            XTK_PERROR(dom->ctx, "domain %u: the size of its HVM context",
+                       dom->domid);
+            return size < 0 ? -1 : xtk__fail(EIO);
+        }
+        if (xd->ctx_pages < pages) {
+            if (xd->ctx_hbuf.hbuf)
+                xc__hypercall_buffer_free_pages(xd->xch, &xd->ctx_hbuf,
+                                                (int)xd->ctx_pages);
+            xd->ctx_hbuf.hbuf = NULL;
+            xd->ctx_pages = 0;
+            if (!xc__hypercall_buffer_alloc_pages(xd->xch, &xd->ctx_hbuf,
+                                                  (int)pages)) {
+                xd->ctx_hbuf.hbuf = NULL;
+                XTK_PERROR(dom->ctx,
+                           "domain %u: a %lu-page buffer for its "
+                           "HVM context",
+                           dom->domid, pages);
+                return -1;
+            }
+            xd->ctx_pages = pages;
+        }
+        memset(&d, 0, sizeof(d));
+        d.cmd = XEN_DOMCTL_gethvmcontext;
+        d.domain = (domid_t)dom->domid;
+        d.u.hvmcontext.size = (uint32_t)(xd->ctx_pages * 4096);
+        set_xen_guest_handle_raw(d.u.hvmcontext.buffer, xd->ctx_hbuf.hbuf);
+        if (xc_domctl(xd->xch, &d) == 0) {
+            xd->hvm_ctx_size = size;
+            *ctx = xd->ctx_hbuf.hbuf;
+            return (int)d.u.hvmcontext.size;
+        }
+        if (errno != ENOSPC || tries) {
+            XTK_PERROR(dom->ctx, "domain %u: its HVM context", dom->domid);
+            return -1;
+        }
+        xd->hvm_ctx_size = 0; /* it grew: ask its size */
+    }
+    return xtk__fail(EIO);
+}
+
 static int xen_get_state(struct xtk_domain *dom, void **buf, size_t *len)
 {
     struct xen_dom *xd = xd_of(dom);
     struct rec_tsc_info tsc = {0};
     struct rec_hvm_param params[XTK__ARRAY_SIZE(hvm_params)];
     uint32_t head[2] = {0, 0}; /* count, reserved */
-    uint8_t *ctx = NULL;
+    const uint8_t *ctx = NULL;
     void *out = NULL;
     size_t olen = 0, cap = 0;
     xc_domaininfo_t xi;
     int size, e;
 
-    if (getinfo(xd->xch, dom->domid, &xi) < 0)
-        return -1;
-    if (!(xi.flags & (XEN_DOMINF_paused | XEN_DOMINF_shutdown)))
-        return xtk__fail(EBUSY);
-    if (pvh_only(dom, &xi, "saves") < 0)
-        return -1;
+    if (!xd->stopped_seen || !xd->pvh_seen) {
+        if (getinfo(xd->xch, dom->domid, &xi) < 0)
+            return -1;
+        if (!(xi.flags & (XEN_DOMINF_paused | XEN_DOMINF_shutdown)))
+            return xtk__fail(EBUSY);
+        if (pvh_only(dom, &xi, "saves") < 0)
+            return -1;
+        xd->pvh_seen = 1;
+    }
     if (xc_domain_get_tsc_info(xd->xch, dom->domid, &tsc.mode, &tsc.nsec,
                                &tsc.khz, &tsc.incarnation) < 0) {
         XTK_PERROR(dom->ctx, "domain %u: its TSC", dom->domid);
         return -1;
     }
-    for (int tries = 0;; tries++) {
-        size = xd->hvm_ctx_size > 0 && !tries
-                   ? xd->hvm_ctx_size
-                   : xc_domain_hvm_getcontext(xd->xch, dom->domid, NULL, 0);
-        if (size <= 0) {
-            XTK_PERROR(dom->ctx, "domain %u: the size of its HVM context",
-                       dom->domid);
-            return size < 0 ? -1 : xtk__fail(EIO);
-        }
-        free(ctx);
-        ctx = malloc((size_t)size);
-        if (!ctx)
-            return -1;
-        size =
-            xc_domain_hvm_getcontext(xd->xch, dom->domid, ctx, (uint32_t)size);
-        if (size >= 0)
-            break;
-        if (tries || xd->hvm_ctx_size <= 0) {
-            XTK_PERROR(dom->ctx, "domain %u: its HVM context", dom->domid);
-            goto fail;
-        }
-        xd->hvm_ctx_size = 0; /* it grew: ask its size */
-    }
+    size = hvm_context(dom, xd, &ctx);
+    if (size < 0)
+        return -1;
     for (size_t i = 0; i < XTK__ARRAY_SIZE(hvm_params); i++) {
         uint64_t v;
 
@@ -1745,13 +1862,11 @@ static int xen_get_state(struct xtk_domain *dom, void **buf, size_t *len)
          xtk__rec_append(&out, &olen, &cap, REC_HVM_PARAMS, head, sizeof(head),
                          params, head[0] * sizeof(params[0])) < 0))
         goto fail;
-    free(ctx);
     *buf = out;
     *len = olen;
     return 0;
 fail:
     e = errno ? errno : EIO;
-    free(ctx);
     free(out);
     return xtk__fail(e);
 }
@@ -2046,21 +2161,18 @@ static int xen_create_native(struct xtk_domain *dom,
     bi = &b->cfg.b_info;
     xd->local_port = xd->guest_port = -1;
     xd->lock_fd = xd->pause_evfd = xd->store_fd = xd->guard_fd = -1;
-    xd->hbuf.ubuf = (void *)-1;
-    if (!nc->json) {
-        XTK_ERROR(dom->ctx,
-                  "the stream carries its config in xl's text format: xtk "
-                  "builds a Xen domain from libxl's JSON config (what xl "
-                  "save writes, and xtk-save --format xl without --config)");
-        errno = ENOTSUP;
-        goto fail;
-    }
+    xd->hbuf.ubuf = xd->ctx_hbuf.ubuf = (void *)-1;
     xd->xch = open_xc(dom->ctx);
     lctx = xd->xch ? libxl_open(dom->ctx) : NULL;
     if (!lctx)
         goto fail;
-    rc = libxl_domain_config_from_json(lctx, &b->cfg, nc->config);
-    if (rc) {
+    if (!nc->json) {
+        /* xl's text (xl save with a config file, xtk-save --config). */
+        if (xtk__xen_config_from_text(dom->ctx, nc->config, nc->config_len,
+                                      &b->cfg) < 0)
+            goto fail;
+    } else if ((rc = libxl_domain_config_from_json(lctx, &b->cfg,
+                                                   nc->config)) != 0) {
         XTK_ERROR(dom->ctx, "the stream's config is not libxl's JSON (%d)", rc);
         errno = EINVAL;
         goto fail;

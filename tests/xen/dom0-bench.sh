@@ -169,6 +169,8 @@ b_settle() { g3_counts "$1"; }
 b=
 if [ "$failed" = 0 ] && xl create /etc/xen/g3b.cfg >/run/b3-create.log 2>&1 &&
   b=$(domid_of g3) && waitfor 60 g3_ok "$b"; then
+  # what each call of a final round costs on this boot (one line)
+  xen-probe --calls "$b" 30 2>&1 | head -n 1
   seed_runs g3 b: "b_settle $b" xl store evtchn
   for i in 1 2 3; do
     b_settle "$b"

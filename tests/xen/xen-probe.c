@@ -29,7 +29,9 @@
  *                 right after it requested a suspend, and while the guest
  *                 sits suspended with the dirty log on: each time the
  *                 guest runs again, unpaused and resumed, with the dirty
- *                 log off (xtk-xen-guard undid it).  With --console (the
+ *                 log off (xtk-xen-guard undid it); and a toolstack whose
+ *                 guard was killed between two pauses, which must start
+ *                 another that releases both.  With --console (the
  *                 guest's console log, which xenconsoled writes), a
  *                 suspend counts as resumed once the guest's kernel says
  *                 so there ("Restarting tasks"), so a guest that suspends
@@ -39,6 +41,7 @@
  */
 #include "config.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
@@ -297,10 +300,69 @@ static int wait_suspended(struct xtk_domain *dom, int fd)
     return r < 0 ? -1 : 0;
 }
 
-enum guard_case { HELD_PAUSE, JUST_REQUESTED, SUSPENDED_LOGGING };
+enum guard_case {
+    HELD_PAUSE,
+    JUST_REQUESTED,
+    SUSPENDED_LOGGING,
+    GUARD_REPLACED
+};
 static const char *const guard_case_name[] = {
     "holding a pause", "right after the suspend request",
-    "with the guest suspended and the dirty log on"};
+    "with the guest suspended and the dirty log on",
+    "holding two pauses, its first guard killed between them"};
+
+/* The pids of running xtk-xen-guard processes, up to max; how many. */
+static int guards(pid_t *pids, int max)
+{
+    char path[300], comm[64];
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    int n = 0;
+
+    while (d && n < max && (e = readdir(d))) {
+        FILE *f;
+        long p = strtol(e->d_name, NULL, 10);
+
+        if (p <= 1)
+            continue;
+        snprintf(path, sizeof(path), "/proc/%s/comm", e->d_name);
+        f = fopen(path, "r");
+        if (!f)
+            continue;
+        if (fgets(comm, sizeof(comm), f) && !strcmp(comm, "xtk-xen-guard\n"))
+            pids[n++] = (pid_t)p;
+        fclose(f);
+    }
+    if (d)
+        closedir(d);
+    return n;
+}
+
+/*
+ * Takes a pause (which starts a guard), kills that guard, then takes a
+ * second pause: the handle must notice and start another, which then
+ * releases both when the toolstack dies.
+ */
+static int pause_kill_guard_pause(struct xtk_domain *dom)
+{
+    pid_t before[16], after[16];
+    int nb = guards(before, 16), na, killed = 0;
+
+    if (xtk__domain_pause_hold(dom) < 0)
+        return -1;
+    na = guards(after, 16);
+    for (int i = 0; i < na; i++) {
+        int old = 0;
+        for (int j = 0; j < nb; j++)
+            old |= after[i] == before[j];
+        if (!old && kill(after[i], SIGKILL) == 0)
+            killed++;
+    }
+    if (killed != 1)
+        return xtk__fail(ESRCH); /* not exactly one new guard */
+    sleep_ms(200);               /* gone, its socket closed */
+    return xtk__domain_pause_hold(dom);
+}
 
 /*
  * A child takes hold of the domain as one case says, tells us, and is
@@ -343,6 +405,9 @@ static int killed_holding(uint32_t domid, enum guard_case c, int pv)
                         wait_suspended(dom, fd) < 0
                     ? -1
                     : 0;
+            break;
+        case GUARD_REPLACED:
+            r = pause_kill_guard_pause(dom);
             break;
         }
         if (r != 0 || write(pfd[1], "k", 1) != 1)
@@ -399,7 +464,7 @@ static void check_guard(struct xtk_domain *dom, int pv)
 {
     const uint32_t busy = XTK_DOMINFO_PAUSED | XTK_DOMINFO_SUSPENDED;
 
-    for (int c = HELD_PAUSE; c <= SUSPENDED_LOGGING; c++) {
+    for (int c = HELD_PAUSE; c <= GUARD_REPLACED; c++) {
         int said = resumes_said();
 
         if (killed_holding(dom->domid, (enum guard_case)c, pv) < 0) {
@@ -410,7 +475,7 @@ static void check_guard(struct xtk_domain *dom, int pv)
         /* A suspended guest has come back once its kernel says so; without
          * the console, right after its request the guest has yet to
          * suspend: give it time to (a failed guard leaves it so). */
-        if (c != HELD_PAUSE && said >= 0) {
+        if (c != HELD_PAUSE && c != GUARD_REPLACED && said >= 0) {
             for (int t = 0; t < 600 && resumes_said() <= said; t++)
                 sleep_ms(100);
             if (resumes_said() <= said) {
@@ -444,7 +509,8 @@ static void check_guard(struct xtk_domain *dom, int pv)
     }
     OK("xtk-guard",
        "a toolstack killed holding a pause, right after a "
-       "suspend request, and with the guest suspended%s: "
+       "suspend request, with the guest suspended%s, and holding "
+       "two pauses with its first guard killed between them: "
        "each time the guest runs on",
        pv ? "" : " and the dirty log on (then off)");
 }
@@ -495,6 +561,144 @@ static int print_status(const char *domid_s)
     return rc;
 }
 
+/* ---- --calls: what each call of the final round costs here ---------- */
+
+/* Exported by libxenctrl 4.17, declared only in its private header. */
+int xc_get_pfn_type_batch(xc_interface *xch, uint32_t dom, unsigned int num,
+                          xen_pfn_t *arr);
+
+enum call {
+    C_SYSCALL,
+    C_VERSION,
+    C_GETINFO,
+    C_TSC,
+    C_CTX_SIZE,
+    C_CTX,
+    C_PARAM,
+    C_CLEAN,
+    C_TYPES1,
+    C_MAP1,
+    C_NR
+};
+static const char *const call_name[C_NR] = {
+    "getppid (a syscall)",    "xc_version (a hypercall)",
+    "xc_domain_getinfolist",  "xc_domain_get_tsc_info",
+    "hvm_getcontext (size)",  "hvm_getcontext",
+    "xc_hvm_param_get",       "shadow CLEAN (whole space)",
+    "get_pfn_type_batch (1)", "foreignmemory map+unmap (1)"};
+
+/* One call of kind c; 0 or -1. */
+static int one_call(enum call c, xc_interface *xch, xenforeignmemory_handle *fm,
+                    uint32_t domid, xc_hypercall_buffer_t *hb,
+                    unsigned long bits, uint8_t *ctx, uint32_t ctx_size)
+{
+    xc_domaininfo_t xi;
+    xen_pfn_t pfn = 0;
+    uint32_t tm, khz, inc;
+    uint64_t ns, v;
+    int err = 0;
+    void *p;
+
+    switch (c) {
+    case C_SYSCALL:
+        return getppid() > 0 ? 0 : -1;
+    case C_VERSION:
+        return xc_version(xch, XENVER_version, NULL) > 0 ? 0 : -1;
+    case C_GETINFO:
+        return xc_domain_getinfolist(xch, domid, 1, &xi) == 1 ? 0 : -1;
+    case C_TSC:
+        return xc_domain_get_tsc_info(xch, domid, &tm, &ns, &khz, &inc);
+    case C_CTX_SIZE:
+        return xc_domain_hvm_getcontext(xch, domid, NULL, 0) > 0 ? 0 : -1;
+    case C_CTX:
+        return xc_domain_hvm_getcontext(xch, domid, ctx, ctx_size) > 0 ? 0 : -1;
+    case C_PARAM:
+        return xc_hvm_param_get(xch, domid, HVM_PARAM_X87_FIP_WIDTH, &v);
+    case C_CLEAN:
+        return xc_logdirty_control(xch, domid, XEN_DOMCTL_SHADOW_OP_CLEAN, hb,
+                                   bits, 0, NULL) < 0
+                   ? -1
+                   : 0;
+    case C_TYPES1:
+        return xc_get_pfn_type_batch(xch, domid, 1, &pfn);
+    case C_MAP1:
+        p = xenforeignmemory_map(fm, domid, PROT_READ, 1, &pfn, &err);
+        if (!p || err)
+            return -1;
+        return xenforeignmemory_unmap(fm, p, 1);
+    default:
+        return -1;
+    }
+}
+
+/*
+ * xen-probe --calls DOMID N: with the PVH domain paused and its dirty log
+ * on, N timed calls of each kind the final round of a save makes; prints
+ * the median and the largest (us) of each, one line, for the benchmark.
+ */
+static int time_calls(uint32_t domid, int n)
+{
+    xc_interface *xch = xc_interface_open(NULL, NULL, 0);
+    xenforeignmemory_handle *fm = xenforeignmemory_open(NULL, 0);
+    DECLARE_HYPERCALL_BUFFER(uint8_t, bm);
+    xen_pfn_t nr = 0;
+    unsigned long pages;
+    uint64_t *t = calloc((size_t)n, sizeof(*t));
+    uint8_t *ctx = NULL;
+    int size, rc = 1, paused = 0, logging = 0;
+
+    if (!xch || !fm || !t || xc_domain_nr_gpfns(xch, domid, &nr) < 0)
+        goto out;
+    pages = (unsigned long)((nr + 7) / 8 + 4095) / 4096;
+    bm = xc_hypercall_buffer_alloc_pages(xch, bm, (int)pages);
+    if (!bm || xc_domain_pause(xch, domid) < 0)
+        goto out;
+    paused = 1;
+    if (xc_shadow_control(xch, domid, XEN_DOMCTL_SHADOW_OP_ENABLE_LOGDIRTY,
+                          NULL, 0) < 0)
+        goto out;
+    logging = 1;
+    size = xc_domain_hvm_getcontext(xch, domid, NULL, 0);
+    if (size <= 0 || !(ctx = malloc((size_t)size)))
+        goto out;
+    printf("XTK-NOTE calls: median/max (us) of %d calls each, the domain "
+           "paused, its log on, %lu frames:",
+           n, (unsigned long)nr);
+    for (int c = 0; c < C_NR; c++) {
+        for (int i = 0; i < n; i++) {
+            uint64_t t0 = xtk_now_ns();
+            if (one_call((enum call)c, xch, fm, domid, HYPERCALL_BUFFER(bm),
+                         (unsigned long)nr, ctx, (uint32_t)size) < 0) {
+                printf(" %s: failed (%s);", call_name[c], strerror(errno));
+                goto next;
+            }
+            t[i] = xtk_now_ns() - t0;
+        }
+        qsort(t, (size_t)n, sizeof(*t), cmp_u64);
+        printf(" %s %.1f/%.1f;", call_name[c], (double)t[n / 2] / 1e3,
+               (double)t[n - 1] / 1e3);
+next:;
+    }
+    printf("\n");
+    rc = 0;
+out:
+    if (rc)
+        fprintf(stderr, "xen-probe --calls: %s\n", strerror(errno));
+    if (logging)
+        xc_shadow_control(xch, domid, XEN_DOMCTL_SHADOW_OP_OFF, NULL, 0);
+    if (paused)
+        xc_domain_unpause(xch, domid);
+    if (bm)
+        xc_hypercall_buffer_free_pages(xch, bm, (int)pages);
+    free(ctx);
+    free(t);
+    if (fm)
+        xenforeignmemory_close(fm);
+    if (xch)
+        xc_interface_close(xch);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     struct xtk_ctx *ctx;
@@ -504,6 +708,8 @@ int main(int argc, char **argv)
 
     if (argc == 3 && !strcmp(argv[1], "--status"))
         return print_status(argv[2]);
+    if (argc == 4 && !strcmp(argv[1], "--calls") && atoi(argv[3]) > 0)
+        return time_calls((uint32_t)atoi(argv[2]), atoi(argv[3]));
     for (;;) {
         if (argc > 1 && !strcmp(argv[1], "--pv")) {
             pv = 1;
@@ -517,7 +723,8 @@ int main(int argc, char **argv)
     }
     if (argc != 3 || (cycles = atoi(argv[2])) <= 0) {
         fprintf(stderr, "usage: xen-probe [--pv] [--console FILE] NAME CYCLES\n"
-                        "       xen-probe --status DOMID\n");
+                        "       xen-probe --status DOMID\n"
+                        "       xen-probe --calls DOMID N\n");
         return 2;
     }
     setenv("XTK_BACKEND", "xen", 1);
