@@ -283,6 +283,19 @@ int xtk__xen_config_from_text(struct xtk_ctx *ctx, const char *text, size_t len,
         len--;
     if (!rf || len > 1u << 20)
         goto out;
+    /* Text: libxlutil asserts (aborts) on a NUL inside a quoted string,
+     * and a control character has no place in a config either. */
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)text[i];
+
+        if (ch < 0x20 && ch != '\n' && ch != '\t' && ch != '\r') {
+            XTK_ERROR(ctx,
+                      "the stream's config is not text (byte %#x at "
+                      "offset %zu)",
+                      ch, i);
+            goto out;
+        }
+    }
     cfg = xlu_cfg_init(rf, "the stream's config");
     if (!cfg) {
         e = ENOMEM;

@@ -127,6 +127,7 @@ int main(void)
         {"name = 'g\n", EINVAL},
         {"name = 'g' ]\n", EINVAL},
         {"{ \"c_info\": {} }", EINVAL},
+        {"name = 'g\001'\n", EINVAL},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         r = read_cfg(ctx, bad[i].text, &c);
