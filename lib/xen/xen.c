@@ -102,8 +102,9 @@ struct xen_dom {
     struct xs_handle *watch_xs; /* XL: its @releaseDomain watch */
     unsigned int suspend_paused : 1; /* PAUSE paused it */
     unsigned int requested : 1;      /* a suspend was requested */
-    /* suspend_check saw it suspended (or PAUSE paused it), and nothing
-     * resumed it since: a final round's reads need not ask Xen again */
+    /* suspend_check saw it suspended, and nothing resumed, unpaused or
+     * asked it to suspend since: a final round's reads need not ask Xen
+     * again */
     unsigned int stopped_seen : 1;
     unsigned int pvh_seen : 1; /* get_state found it PVH once */
     /* the guard: our end of its socket, -1 until something is held */
