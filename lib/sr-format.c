@@ -216,3 +216,16 @@ int xtk__sr_reply_check(struct xtk__sr_reply *r)
         r->end_to_resumed_ns = 0;
     return 0;
 }
+
+_Static_assert(sizeof(struct xtk__sr_msg) == sizeof(struct xtk__sr_reply),
+               "a back-channel message is a reply's size");
+_Static_assert(sizeof(struct xtk__sr_heartbeat) == 16, "a heartbeat's body");
+
+int xtk__sr_msg_check(const struct xtk__sr_msg *m)
+{
+    if (m->magic != XTK__SR_REPLY_MAGIC || m->version != XTK__SR_MSG_VERSION ||
+        (m->kind != XTK__SR_MSG_ACK && m->kind != XTK__SR_MSG_HEARTBEAT) ||
+        m->reserved || m->reserved2 || !m->seq)
+        return xtk__fail(EPROTO);
+    return 0;
+}

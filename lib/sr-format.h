@@ -115,4 +115,37 @@ struct xtk__sr_reply {
  * one.  A version 1 reply's timing fields are zeroed. */
 int xtk__sr_reply_check(struct xtk__sr_reply *r);
 
+/*
+ * The back channel of a checkpointed stream (xtk-stream(5), "BACK
+ * CHANNEL"): before its reply, a backup sends 32-byte messages of the
+ * reply's size and magic, version XTK__SR_MSG_VERSION, which a source
+ * tells from the reply by the version: an acknowledgement of each
+ * complete epoch, and an answer to each heartbeat record.
+ */
+#define XTK__SR_MSG_VERSION 0x100
+#define XTK__SR_MSG_ACK 1       /* epoch `seq` is complete and applied */
+#define XTK__SR_MSG_HEARTBEAT 2 /* heartbeat `seq` arrived */
+
+struct xtk__sr_msg {
+    uint32_t magic;     /* XTK__SR_REPLY_MAGIC */
+    uint16_t version;   /* XTK__SR_MSG_VERSION */
+    uint16_t kind;      /* XTK__SR_MSG_* */
+    uint32_t seq;       /* the epoch (1 is the first CHECKPOINT), or the
+                           heartbeat's number */
+    uint32_t reserved;  /* zero */
+    uint64_t apply_ns;  /* ACK: CHECKPOINT received to applied, there */
+    uint64_t reserved2; /* zero */
+};
+
+/* Checks a received back-channel message: 0, or -1 (EPROTO). */
+int xtk__sr_msg_check(const struct xtk__sr_msg *m);
+
+/* The heartbeat record's body (XTK_REC_HEARTBEAT), 16 bytes. */
+struct xtk__sr_heartbeat {
+    uint32_t seq;      /* 1, 2, ... in the stream */
+    uint32_t epoch;    /* the last epoch the source sent */
+    uint32_t deadline; /* ms: the source gives up on a backup this silent */
+    uint32_t reserved; /* zero */
+};
+
 #endif /* XTK_SR_FORMAT_H */

@@ -194,6 +194,20 @@ int xtk__stream_peek(struct xtk_stream *s, size_t len, size_t *avail);
 int xtk__stream_read_body(struct xtk_stream *s, uint32_t len, const char *name,
                           uint64_t at);
 
+/*
+ * stream-stage.c: staging.  stage_begin flushes the stream and from then on
+ * keeps what reaches the bottom layer in memory (up to limit bytes; past
+ * it, what is held and the rest go straight out); stage_end flushes the
+ * stream into the stage and stops keeping (*held: the bytes kept,
+ * *overflowed: the limit was hit); stage_drain writes what was kept to
+ * the bottom layer (blocking, the stream's timeout applies).  begin fails
+ * with EBUSY while an epoch is kept and not drained.  The stage layer is
+ * put above the bottom one at the first begin.  0 or -1.
+ */
+int xtk__stream_stage_begin(struct xtk_stream *s, size_t limit);
+int xtk__stream_stage_end(struct xtk_stream *s, size_t *held, int *overflowed);
+int xtk__stream_stage_drain(struct xtk_stream *s);
+
 /* stream-xl.c: the libxl records that follow a CHECKPOINT or END record
  * (libxc_type) of a stream in libxl framing, read and checked, or
  * written.  0 or -1 (sticky). */

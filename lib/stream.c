@@ -90,12 +90,15 @@ static const struct rec_rule xen_rules[] = {
 
 static const struct rec_rule checksum_rule = {"XTK_CHECKSUM", 16, 16, 0,
                                               DOM_ANY,        0,  0,  0};
+static const struct rec_rule heartbeat_rule = {"XTK_HEARTBEAT", 16, 16, 0,
+                                               DOM_ANY,         12, 4,  0};
 
 static const struct {
     uint32_t type;
     const char *name;
 } xtk_names[] = {
     {XTK_REC_CHECKSUM, "XTK_CHECKSUM"},
+    {XTK_REC_HEARTBEAT, "XTK_HEARTBEAT"},
     {XTK_REC_KVM_VCPU, "XTK_KVM_VCPU"},
     {XTK_REC_KVM_VM, "XTK_KVM_VM"},
     {XTK_REC_KVM_MEMORY, "XTK_KVM_MEMORY"},
@@ -177,6 +180,8 @@ static int check_record(const struct xtk__record_state *rs, uint32_t limit,
         r = &xen_rules[type];
     else if (type == XTK_REC_CHECKSUM)
         r = &checksum_rule;
+    else if (type == XTK_REC_HEARTBEAT)
+        r = &heartbeat_rule;
     else if (!(type & XTK_REC_OPTIONAL))
         return refuse(v, EPROTO, "unknown mandatory record type %#x", type);
     if (type == XTK_REC_CHECKSUM && !rs->checksummed)

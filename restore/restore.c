@@ -37,14 +37,21 @@
  * END; the domain is then resumed as any other.
  *
  * Failure destroys the domain and tells the source, except when a
- * checkpointed stream breaks after a complete epoch: then the domain is
- * resumed from the last complete one (failover).
+ * checkpointed stream breaks after a complete epoch.  Read from a file or
+ * pipe, the domain is then resumed from the last complete epoch.  From a
+ * live source (a backup: XTK_RESTORE_REPLY), each complete epoch is
+ * acknowledged and each heartbeat answered on the back channel, and the
+ * source is lost when its stream breaks or is silent past the peer
+ * timeout: the backup then holds the last complete epoch, reports the
+ * loss and waits to be promoted or cancelled (XTK_RESTORE_FAILOVER: it
+ * promotes itself), since the source's host may still run the guest.
  */
 #include "config.h"
 
 #include <errno.h>
 #include <event2/event.h>
 #include <limits.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -64,6 +71,14 @@
 #define XTK_LOG_CONTEXT "restore"
 
 #define PROGRESS_NS 200000000ull
+#define DEFAULT_PEER_TIMEOUT_MS 5000
+
+/* What the caller decided for a backup (xtk_restore_promote, _cancel). */
+enum decision {
+    DECIDE_NONE,
+    DECIDE_PROMOTE,
+    DECIDE_STOP,
+};
 
 /* One buffered epoch: its PAGE_DATA bodies and its state. */
 struct epoch {
@@ -120,6 +135,17 @@ struct xtk_restore {
 
     uint64_t last_progress;
     int progress_ended; /* the bar was completed */
+
+    /* A backup's side of its source's loss: the reader thread holds the
+     * last complete epoch until the loop's caller decides; lost_pending
+     * asks the loop to report the loss; thread_done, to join. */
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int lock_ok;
+    enum decision decision;
+    int holding, lost_pending, lost_err, thread_done;
+    int source_gone;       /* the back channel broke */
+    uint64_t t_checkpoint; /* the epoch's CHECKPOINT (or END) received */
 };
 
 static int refuse(struct xtk_restore *rs, int err, const char *fmt, ...)
@@ -663,22 +689,354 @@ static int on_context(struct xtk_restore *rs,
     return 0;
 }
 
-/* An epoch is complete (CHECKPOINT or END): apply what it buffered. */
+/* ---- a backup's back channel ----------------------------------------- */
+
+/* Whether this restore is a backup: a live source's checkpointed stream. */
+static int is_backup(const struct xtk_restore *rs)
+{
+    return (rs->opt.flags & XTK_RESTORE_REPLY) && rs->checkpointed;
+}
+
+static uint32_t peer_timeout_ms(const struct xtk_restore *rs)
+{
+    return rs->opt.peer_timeout_ms ? rs->opt.peer_timeout_ms
+                                   : DEFAULT_PEER_TIMEOUT_MS;
+}
+
+/* Sends a back-channel message (32 bytes: it goes whole, or the source is
+ * taken for lost when it cannot take it within the peer timeout). */
+static int send_msg(struct xtk_restore *rs, uint16_t kind, uint32_t seq,
+                    uint64_t apply_ns)
+{
+    struct xtk__sr_msg m = {
+        .magic = XTK__SR_REPLY_MAGIC,
+        .version = XTK__SR_MSG_VERSION,
+        .kind = kind,
+        .seq = seq,
+        .apply_ns = apply_ns,
+    };
+    size_t off = 0;
+
+    while (off < sizeof(m)) {
+        struct pollfd p = {.fd = rs->opt.peer_fd, .events = POLLOUT};
+        ssize_t n = send(rs->opt.peer_fd, (char *)&m + off, sizeof(m) - off,
+                         MSG_NOSIGNAL | MSG_DONTWAIT);
+
+        if (n > 0) {
+            off += (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno != EAGAIN && errno != EINTR)
+            break;
+        if (n == 0 || poll(&p, 1, (int)peer_timeout_ms(rs)) == 0) {
+            errno = ETIMEDOUT;
+            break;
+        }
+    }
+    if (off == sizeof(m))
+        return 0;
+    rs->source_gone = 1; /* its end of the connection is gone */
+    XTK_PERROR(rs->ctx, "cannot answer the source");
+    return -1;
+}
+
+/* A heartbeat from the source: answered at once. */
+static int on_heartbeat(struct xtk_restore *rs,
+                        const struct xtk_stream_record *rec)
+{
+    struct xtk__sr_heartbeat hb;
+
+    memcpy(&hb, rec->body, sizeof(hb)); /* 16 bytes: the stream checked */
+    xtk_stats_count(rs->st, "heartbeats", 1);
+    if (!hb.seq)
+        return refuse(rs, EBADMSG, "a heartbeat numbered 0");
+    if (!(rs->opt.flags & XTK_RESTORE_REPLY))
+        return 0; /* a file's: nobody to answer */
+    return send_msg(rs, XTK__SR_MSG_HEARTBEAT, hb.seq, 0);
+}
+
+/* Whether the caller has decided (promote or cancel): the reader stops. */
+static enum decision decided(struct xtk_restore *rs)
+{
+    enum decision d;
+
+    pthread_mutex_lock(&rs->lock);
+    d = rs->decision;
+    pthread_mutex_unlock(&rs->lock);
+    return d;
+}
+
+/*
+ * The backup has lost its source (err): it holds the last complete epoch
+ * (the domain built, not running) and waits for the caller's decision,
+ * unless XTK_RESTORE_FAILOVER decides already.  Returns it.
+ */
+static enum decision hold(struct xtk_restore *rs, int err, int source_lost)
+{
+    uint64_t one = 1;
+    enum decision d;
+    char why[64];
+
+    if (err == ETIMEDOUT)
+        snprintf(why, sizeof(why), "silent for %u ms", peer_timeout_ms(rs));
+    else if (err == ENODATA || err == EBADMSG || err == ECONNRESET)
+        snprintf(why, sizeof(why), "its stream ended");
+    else
+        snprintf(why, sizeof(why), "%s", strerror(err));
+
+    xtk_stats_phase(rs->st, "source lost");
+    pthread_mutex_lock(&rs->lock);
+    if (rs->decision == DECIDE_NONE && source_lost &&
+        (rs->opt.flags & XTK_RESTORE_FAILOVER))
+        rs->decision = DECIDE_PROMOTE;
+    if (rs->decision == DECIDE_NONE) {
+        if (source_lost)
+            XTK_WARN(rs->ctx,
+                     "the source is lost (%s): holding checkpoint %u, not "
+                     "running it, until this backup is promoted or stopped",
+                     why, rs->epochs);
+        else
+            XTK_WARN(rs->ctx,
+                     "this backup failed (%s) and left its source: holding "
+                     "checkpoint %u, not running it, until it is promoted "
+                     "or stopped",
+                     strerror(err), rs->epochs);
+        rs->holding = 1;
+        rs->lost_pending = 1;
+        rs->lost_err = err;
+        if (write(rs->notify_fd, &one, sizeof(one)) != sizeof(one))
+            XTK_PERROR(rs->ctx, "cannot wake the event loop");
+        while (rs->decision == DECIDE_NONE)
+            pthread_cond_wait(&rs->cond, &rs->lock);
+        rs->holding = 0;
+    }
+    d = rs->decision;
+    pthread_mutex_unlock(&rs->lock);
+    return d;
+}
+
+/* ---- applying an epoch whole ------------------------------------------ */
+
+/*
+ * What an epoch's frames held before it was applied: the frames written
+ * before (old set) with their contents, and those it writes first; kept
+ * until the epoch is in, so that an epoch that fails half-way is rolled
+ * back and the domain holds exactly the last complete one.
+ */
+struct undo {
+    uint64_t *pfns;
+    uint8_t *old;  /* per frame: written before */
+    uint8_t *data; /* the old contents of those, in order */
+    size_t n, nold;
+};
+
+static void undo_free(struct undo *u)
+{
+    free(u->pfns);
+    free(u->old);
+    free(u->data);
+    memset(u, 0, sizeof(*u));
+}
+
+/* Copies n frames between the guest and buf (to_guest: into the guest),
+ * through the whole mapping where there is one, else batch by batch. */
+static int frames_copy(struct xtk_restore *rs, const uint64_t *pfns, size_t n,
+                       uint8_t *buf, int to_guest)
+{
+    struct xtk_domain *dom = rs->dom;
+    enum { CHUNK = 512 };
+    int errs[CHUNK];
+
+    if (rs->ram) {
+        for (size_t i = 0; i < n; i++) {
+            uint8_t *g = rs->ram + (pfns[i] << XTK__PAGE_SHIFT);
+            uint8_t *b = buf + (i << XTK__PAGE_SHIFT);
+
+            memcpy(to_guest ? g : b, to_guest ? b : g, XTK__PAGE_SIZE);
+        }
+        return 0;
+    }
+    if (!dom->ops->map_batch || !dom->ops->unmap_batch)
+        return xtk__fail(ENOTSUP);
+    for (size_t at = 0; at < n; at += CHUNK) {
+        unsigned int k = (unsigned int)(n - at < CHUNK ? n - at : CHUNK);
+        uint8_t *base = dom->ops->map_batch(
+            dom, to_guest ? PROT_READ | PROT_WRITE : PROT_READ, pfns + at, k,
+            errs);
+        int bad = 0;
+
+        if (!base)
+            return -1;
+        for (unsigned int i = 0; i < k && !bad; i++)
+            bad = errs[i];
+        if (!bad)
+            for (unsigned int i = 0; i < k; i++) {
+                uint8_t *g = base + ((size_t)i << XTK__PAGE_SHIFT);
+                uint8_t *b = buf + ((at + i) << XTK__PAGE_SHIFT);
+
+                memcpy(to_guest ? g : b, to_guest ? b : g, XTK__PAGE_SIZE);
+            }
+        dom->ops->unmap_batch(dom, base, k);
+        if (bad)
+            return xtk__fail(bad);
+    }
+    return 0;
+}
+
+/* Records what the epoch's frames hold now (each frame once). */
+static int undo_take(struct xtk_restore *rs, const struct epoch *e,
+                     struct undo *u)
+{
+    size_t cap = 0;
+    uint64_t *seen = calloc((rs->max_pfn + 63) / 64, 8);
+    uint64_t *oldpfns = NULL;
+    int r = -1;
+
+    if (!seen)
+        return -1;
+    for (size_t i = 0; i < e->n; i++) {
+        struct xtk_stream_page_data pd;
+
+        xtk_stream_page_data_parse(e->bodies[i], e->lens[i], &pd);
+        cap += pd.count;
+    }
+    u->pfns = malloc((cap ? cap : 1) * sizeof(*u->pfns));
+    u->old = malloc(cap ? cap : 1);
+    oldpfns = malloc((cap ? cap : 1) * sizeof(*oldpfns));
+    if (!u->pfns || !u->old || !oldpfns)
+        goto out;
+    for (size_t i = 0; i < e->n; i++) {
+        struct xtk_stream_page_data pd;
+
+        xtk_stream_page_data_parse(e->bodies[i], e->lens[i], &pd);
+        for (uint32_t j = 0; j < pd.count; j++) {
+            uint64_t pfn = xtk_pfn_entry_pfn(pd.pfns[j]);
+            uint64_t bit = 1ull << (pfn % 64);
+
+            if (xtk_pfn_entry_type(pd.pfns[j]) == XTK_PAGE_XTAB ||
+                (seen[pfn / 64] & bit))
+                continue;
+            seen[pfn / 64] |= bit;
+            u->old[u->n] = !!(rs->written[pfn / 64] & bit);
+            if (u->old[u->n])
+                oldpfns[u->nold++] = pfn;
+            u->pfns[u->n++] = pfn;
+        }
+    }
+    u->data = malloc(u->nold ? u->nold << XTK__PAGE_SHIFT : 1);
+    if (!u->data)
+        goto out;
+    r = frames_copy(rs, oldpfns, u->nold, u->data, 0);
+out:
+    free(seen);
+    free(oldpfns);
+    return r;
+}
+
+/* Puts back what undo_take recorded: frames written before get their old
+ * contents; frames the epoch wrote first are zero again (and, where the
+ * domain has no whole mapping, stay populated). */
+static int undo_apply(struct xtk_restore *rs, const struct undo *u)
+{
+    uint64_t *oldpfns = malloc((u->nold ? u->nold : 1) * sizeof(*oldpfns));
+    uint64_t *fresh = malloc((u->n - u->nold ? u->n - u->nold : 1) * 8);
+    uint8_t *zero = NULL;
+    size_t a = 0, b = 0;
+    int r = -1;
+
+    if (!oldpfns || !fresh)
+        goto out;
+    for (size_t i = 0; i < u->n; i++)
+        if (u->old[i])
+            oldpfns[a++] = u->pfns[i];
+        else
+            fresh[b++] = u->pfns[i];
+    if (frames_copy(rs, oldpfns, a, u->data, 1) < 0)
+        goto out;
+    if (b) {
+        zero = calloc(b, XTK__PAGE_SIZE);
+        if (!zero || frames_copy(rs, fresh, b, zero, 1) < 0)
+            goto out;
+    }
+    for (size_t i = 0; i < b && !rs->native; i++)
+        rs->written[fresh[i] / 64] &= ~(1ull << (fresh[i] % 64));
+    for (size_t i = 0; i < a; i++)
+        rs->written[oldpfns[i] / 64] |= 1ull << (oldpfns[i] % 64);
+    r = 0;
+out:
+    free(oldpfns);
+    free(fresh);
+    free(zero);
+    return r;
+}
+
+/*
+ * A test hook: XTK_FAULT_EPOCH_APPLY=N fails the applying of epoch N
+ * half-way (its records after the first half), as a write into the
+ * domain that fails would.  See xtk_restore(3), "TESTING".
+ */
+static unsigned int fault_epoch(void)
+{
+    const char *v = getenv("XTK_FAULT_EPOCH_APPLY");
+
+    return v && *v ? (unsigned int)strtoul(v, NULL, 10) : 0;
+}
+
+/* An epoch is complete (CHECKPOINT or END): apply what it buffered, whole
+ * or not at all. */
 static int commit_epoch(struct xtk_restore *rs, const char *what)
 {
     struct epoch *e = &rs->cur;
+    struct undo u = {0};
+    unsigned int fault = fault_epoch();
 
     if (!e->state)
         return refuse(rs, EPROTO, "%s without the domain's state before it",
                       what);
+    if (undo_take(rs, e, &u) < 0) {
+        XTK_PERROR(rs->ctx, "domain %u: cannot keep what epoch %u overwrites",
+                   rs->dom->domid, rs->epochs + 1);
+        undo_free(&u);
+        return -1;
+    }
     for (size_t i = 0; i < e->n; i++) {
         struct xtk_stream_page_data pd;
+        int r;
 
         /* Checked when it arrived. */
         xtk_stream_page_data_parse(e->bodies[i], e->lens[i], &pd);
-        if (apply_pages(rs, &pd, 0) < 0)
-            return -1;
+        if (fault == rs->epochs + 1 && i >= e->n / 2) {
+            XTK_ERROR(rs->ctx,
+                      "XTK_FAULT_EPOCH_APPLY: epoch %u fails after "
+                      "%zu of its %zu records",
+                      fault, i, e->n);
+            errno = EIO;
+            r = -1;
+        } else {
+            r = apply_pages(rs, &pd, 0);
+        }
+        if (r < 0) {
+            int err = errno ? errno : EIO;
+
+            if (undo_apply(rs, &u) < 0) {
+                XTK_PERROR(rs->ctx,
+                           "domain %u: epoch %u failed half-way and "
+                           "cannot be undone: no checkpoint to run",
+                           rs->dom->domid, rs->epochs + 1);
+                rs->epochs = 0; /* nothing whole to fail over to */
+            } else {
+                XTK_WARN(rs->ctx,
+                         "domain %u: epoch %u failed half-way (%s): "
+                         "undone, %zu frames, checkpoint %u kept whole",
+                         rs->dom->domid, rs->epochs + 1, strerror(err), u.n,
+                         rs->epochs);
+                xtk_stats_count(rs->st, "epochs undone", 1);
+            }
+            undo_free(&u);
+            return xtk__fail(err);
+        }
     }
+    undo_free(&u);
     free(rs->state);
     rs->state = e->state;
     rs->state_len = e->state_len;
@@ -686,6 +1044,15 @@ static int commit_epoch(struct xtk_restore *rs, const char *what)
     epoch_clear(e);
     rs->epochs++;
     XTK_DEBUG(rs->ctx, "%s: epoch %u complete", what, rs->epochs);
+    xtk_stats_count(rs->st, "epochs complete", 1);
+    if (is_backup(rs) && strcmp(what, "END")) {
+        uint64_t apply = xtk_now_ns() - rs->t_checkpoint;
+        struct xtk_hist *h = xtk_stats_hist(rs->st, "epoch apply", "ns");
+
+        if (h)
+            xtk_hist_record(h, apply);
+        return send_msg(rs, XTK__SR_MSG_ACK, rs->epochs, apply);
+    }
     return 0;
 }
 
@@ -952,6 +1319,8 @@ static int read_stream(struct xtk_restore *rs)
     for (;;) {
         int r = 0;
 
+        if (decided(rs) != DECIDE_NONE)
+            return xtk__fail(ECANCELED);
         if (next_record(rs, &rec) < 0)
             return -1;
         if (rs->native)
@@ -983,16 +1352,25 @@ static int read_stream(struct xtk_restore *rs)
         case XTK_REC_X86_TSC_INFO: /* xtk writes none: the TSC cannot be set */
             break;
         case XTK_REC_CHECKPOINT:
+            rs->t_checkpoint = xtk_now_ns();
             if (!rs->checkpointed) {
                 rs->checkpointed = 1; /* epoch 0 went straight in */
                 progress_done(rs);
                 xtk_stats_phase(rs->st, "first checkpoint");
+                /* A backup: the source is lost when silent this long (it
+                 * sends heartbeats between epochs). */
+                if (is_backup(rs) && xtk_stream_set_timeout(
+                                         rs->in, (int)peer_timeout_ms(rs)) < 0)
+                    return -1;
             }
             r = commit_epoch(rs, "CHECKPOINT");
             xtk_stats_count(rs->st, "checkpoints", 1);
             break;
+        case XTK_REC_HEARTBEAT:
+            r = on_heartbeat(rs, &rec);
+            break;
         case XTK_REC_END:
-            rs->t_end = xtk_now_ns();
+            rs->t_checkpoint = rs->t_end = xtk_now_ns();
             xtk_stats_phase_at(rs->st, "end received", rs->t_end);
             progress_done(rs);
             return commit_epoch(rs, "END");
@@ -1026,7 +1404,7 @@ static void send_reply(struct xtk_restore *rs, int status, uint64_t resumed)
         .domid = status ? 0 : rs->domid,
     };
 
-    if (!(rs->opt.flags & XTK_RESTORE_REPLY))
+    if (!(rs->opt.flags & XTK_RESTORE_REPLY) || rs->source_gone)
         return;
     if (!status) {
         uint64_t now = xtk_now_ns();
@@ -1072,8 +1450,31 @@ static void *restore_main(void *arg)
 
     xtk_stats_phase(rs->st, "restore started");
     if (read_stream(rs) < 0) {
+        enum decision d = decided(rs);
+
         err = errno ? errno : EIO;
-        if (rs->checkpointed && rs->epochs) {
+        /* A backup that failed by itself (not its source's stream: an
+         * epoch that would not apply, a malformed record) reads no more:
+         * its source is told so at once, by the connection's end, and it
+         * never takes over by itself. */
+        int local =
+            !xtk_stream_error(rs->in) && !rs->source_gone && d == DECIDE_NONE;
+
+        if (is_backup(rs) && local) {
+            shutdown(rs->opt.peer_fd, SHUT_RDWR);
+            rs->source_gone = 1; /* no reply: it has stopped listening */
+        }
+        /* A live source's backup holds its epoch until told; the last
+         * complete epoch of a file or pipe is what there is to restore. */
+        if (d == DECIDE_NONE && is_backup(rs) && rs->epochs)
+            d = hold(rs, err, !local);
+        if (d == DECIDE_STOP) {
+            err = ECANCELED;
+        } else if (d == DECIDE_PROMOTE && !rs->epochs) {
+            XTK_ERROR(rs->ctx, "promoted before a complete checkpoint: "
+                               "nothing to run");
+            err = ENODATA;
+        } else if (rs->checkpointed && rs->epochs) {
             XTK_WARN(rs->ctx,
                      "failing over to the last complete checkpoint "
                      "(%u)",
@@ -1107,6 +1508,9 @@ static void *restore_main(void *arg)
     xtk_domain_close(rs->dom);
     rs->dom = NULL;
     rs->err = err;
+    pthread_mutex_lock(&rs->lock);
+    rs->thread_done = 1;
+    pthread_mutex_unlock(&rs->lock);
     if (write(rs->notify_fd, &one, sizeof(one)) != sizeof(one))
         XTK_PERROR(rs->ctx, "cannot wake the event loop");
     return NULL;
@@ -1116,8 +1520,21 @@ static void on_done(evutil_socket_t fd, short what, void *arg)
 {
     struct xtk_restore *rs = arg;
     uint64_t v;
+    int lost = 0, lost_err = 0, done;
 
     if (read(rs->notify_fd, &v, sizeof(v)) != sizeof(v))
+        return;
+    pthread_mutex_lock(&rs->lock);
+    if (rs->lost_pending && rs->decision == DECIDE_NONE) {
+        lost = 1;
+        lost_err = rs->lost_err;
+    }
+    rs->lost_pending = 0;
+    done = rs->thread_done;
+    pthread_mutex_unlock(&rs->lock);
+    if (lost && rs->opt.lost)
+        rs->opt.lost(rs, lost_err, rs->opt.lost_arg);
+    if (!done)
         return;
     pthread_join(rs->thread, NULL);
     rs->joined = 1;
@@ -1137,7 +1554,10 @@ struct xtk_restore *xtk_restore_new(struct xtk_ctx *ctx, struct xtk_stream *in,
     if (!ctx || !in)
         return xtk__fail_null(EINVAL);
     if (opts) {
-        if ((opts->flags & ~XTK_RESTORE_REPLY) || opts->reserved0 ||
+        if ((opts->flags & ~(XTK_RESTORE_REPLY | XTK_RESTORE_FAILOVER)) ||
+            ((opts->flags & XTK_RESTORE_FAILOVER) &&
+             !(opts->flags & XTK_RESTORE_REPLY)) ||
+            opts->reserved0 || opts->reserved1 ||
             (opts->final_rcvbuf && !(opts->flags & XTK_RESTORE_REPLY)) ||
             opts->final_rcvbuf > INT_MAX ||
             ((opts->flags & XTK_RESTORE_REPLY) && opts->peer_fd < 0) ||
@@ -1156,11 +1576,17 @@ struct xtk_restore *xtk_restore_new(struct xtk_ctx *ctx, struct xtk_stream *in,
     if (opts)
         rs->opt = *opts;
     rs->notify_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (pthread_mutex_init(&rs->lock, NULL) == 0) {
+        if (pthread_cond_init(&rs->cond, NULL) == 0)
+            rs->lock_ok = 1;
+        else
+            pthread_mutex_destroy(&rs->lock);
+    }
     rs->st = xtk_stats_new("restore");
     if (rs->notify_fd >= 0)
         rs->ev_done = event_new(xtk_ctx_event_base(ctx), rs->notify_fd,
                                 EV_READ | EV_PERSIST, on_done, rs);
-    if (!rs->st || !rs->ev_done) {
+    if (!rs->st || !rs->ev_done || !rs->lock_ok) {
         int e = errno ? errno : ENOMEM;
         xtk_restore_free(rs);
         return xtk__fail_null(e);
@@ -1210,12 +1636,43 @@ struct xtk_stats *xtk_restore_stats(struct xtk_restore *rs)
     return rs ? rs->st : xtk__fail_null(EINVAL);
 }
 
+/* The caller's decision for a running restore (promote or stop): the
+ * reader is told, and, reading from its source's socket, cut off. */
+static int decide(struct xtk_restore *rs, enum decision d)
+{
+    if (!rs || !rs->started || rs->finished)
+        return xtk__fail(EINVAL);
+    pthread_mutex_lock(&rs->lock);
+    if (rs->decision == DECIDE_NONE)
+        rs->decision = d;
+    pthread_cond_broadcast(&rs->cond);
+    pthread_mutex_unlock(&rs->lock);
+    if (rs->opt.flags & XTK_RESTORE_REPLY)
+        shutdown(rs->opt.peer_fd, d == DECIDE_STOP ? SHUT_RDWR : SHUT_RD);
+    return 0;
+}
+
+int xtk_restore_promote(struct xtk_restore *rs)
+{
+    if (!rs || !(rs->opt.flags & XTK_RESTORE_REPLY))
+        return xtk__fail(EINVAL);
+    return decide(rs, DECIDE_PROMOTE);
+}
+
+int xtk_restore_cancel(struct xtk_restore *rs)
+{
+    return decide(rs, DECIDE_STOP);
+}
+
 void xtk_restore_free(struct xtk_restore *rs)
 {
     if (!rs)
         return;
-    if (rs->started && !rs->joined)
+    if (rs->started && !rs->joined) {
+        /* A backup holding its epoch stands down. */
+        decide(rs, DECIDE_STOP);
         pthread_join(rs->thread, NULL); /* it ends with its stream */
+    }
     if (rs->ev_done)
         event_free(rs->ev_done);
     if (rs->notify_fd >= 0)
@@ -1226,5 +1683,9 @@ void xtk_restore_free(struct xtk_restore *rs)
     free(rs->state);
     free(rs->written);
     xtk_stats_free(rs->st);
+    if (rs->lock_ok) {
+        pthread_cond_destroy(&rs->cond);
+        pthread_mutex_destroy(&rs->lock);
+    }
     free(rs);
 }

@@ -10,15 +10,18 @@
 #include "config.h"
 
 #include <errno.h>
+#include <event2/event.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <netdb.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -56,9 +59,59 @@ static void usage(FILE *f)
             "  -v, --verbose\n"
             "      --port-file FILE    listen: write the port listened on "
             "there\n"
+            "      --peer-timeout MS   a backup: its source is lost when "
+            "silent this long (5000)\n"
+            "      --failover-timeout MS\n"
+            "                          a backup: run the last checkpoint "
+            "once its source is\n"
+            "                          silent this long (risks two copies: "
+            "see the manual)\n"
             "      --version\n"
             "See xtk-restore(1).\n",
             cli_prog);
+}
+
+/*
+ * A backup: SIGUSR1 promotes it; SIGINT and SIGTERM stop the restore (a
+ * second one: at once, the domain left to the backend's cleanup).  They
+ * are read from a signalfd on the event loop, blocked in every thread
+ * (a backend's libraries start their own): SIGUSR1 from the start, the
+ * other two once the restore starts (before, they end the process as
+ * usual, e.g. while it waits for its connection).
+ */
+static void on_signal(evutil_socket_t fd, short what, void *arg)
+{
+    static int stopping;
+    struct signalfd_siginfo si;
+    int sig;
+
+    (void)what;
+    if (read(fd, &si, sizeof(si)) != (ssize_t)sizeof(si))
+        return;
+    sig = (int)si.ssi_signo;
+    if (sig == SIGUSR1) {
+        fprintf(stderr, "%s: promoted: running the last complete checkpoint\n",
+                cli_prog);
+        if (xtk_restore_promote(arg) < 0)
+            fprintf(stderr, "%s: cannot promote: %s\n", cli_prog,
+                    strerror(errno));
+        return;
+    }
+    if (stopping++)
+        _exit(1);
+    fprintf(stderr, "%s: signal %d: stopping\n", cli_prog, (int)sig);
+    xtk_restore_cancel(arg);
+}
+
+static void on_lost(struct xtk_restore *rs, int err, void *arg)
+{
+    (void)rs, (void)arg;
+    (void)err; /* the library's warning said why */
+    fprintf(stderr,
+            "%s: kill -USR1 %ld runs the last complete checkpoint here "
+            "(once the source's host is known dead); kill -TERM %ld "
+            "stands down\n",
+            cli_prog, (long)getpid(), (long)getpid());
 }
 
 static int gzip_magic(const unsigned char *m, ssize_t n)
@@ -140,6 +193,8 @@ int main(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {"port-file", required_argument, NULL, 'p'},
+        {"peer-timeout", required_argument, NULL, 'T'},
+        {"failover-timeout", required_argument, NULL, 'F'},
         {NULL, 0, NULL, 0},
     };
     struct xtk_restore_options o = {0};
@@ -152,8 +207,16 @@ int main(int argc, char **argv)
     struct xtk_restore *rs = NULL;
     struct xtk_stream *in = NULL;
     struct xtk_ctx *ctx;
+    struct event *sigev = NULL;
+    sigset_t sigs;
+    int sigfd = -1;
+    uint64_t peer_ms = 0;
+    int failover = 0;
 
     cli_init(argv);
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     while ((c = getopt_long(argc, argv, "n:zt:J:qvh", longopts, NULL)) != -1) {
         switch (c) {
         case 'n':
@@ -186,6 +249,14 @@ int main(int argc, char **argv)
         case 'p':
             port_file = optarg;
             break;
+        case 'T':
+        case 'F':
+            if (cli_parse_u64(optarg, 1, 86400000, 0, &peer_ms) < 0) {
+                fprintf(stderr, "%s: bad timeout '%s'\n", cli_prog, optarg);
+                return 2;
+            }
+            failover |= c == 'F';
+            break;
         default:
             return cli_usage_error(NULL);
         }
@@ -204,6 +275,9 @@ int main(int argc, char **argv)
     }
     if (port_file && strncmp(src, "listen:", 7))
         return cli_usage_error("--port-file is for listen:[HOST:]PORT");
+    if (peer_ms && strncmp(src, "listen:", 7))
+        return cli_usage_error("--peer-timeout and --failover-timeout are "
+                               "for a backup: listen:[HOST:]PORT");
     if (e && *e)
         rcvbuf = atoi(e); /* for experiments; 0: the kernel's */
     signal(SIGPIPE, SIG_IGN);
@@ -234,8 +308,10 @@ int main(int argc, char **argv)
         in = xtk_stream_socket(ctx, fd, XTK_STREAM_READ);
         if (in)
             xtk_stream_set_timeout(in, (int)timeout);
-        o.flags |= XTK_RESTORE_REPLY;
+        o.flags |= XTK_RESTORE_REPLY | (failover ? XTK_RESTORE_FAILOVER : 0);
         o.peer_fd = fd;
+        o.peer_timeout_ms = (uint32_t)peer_ms;
+        o.lost = on_lost;
         o.final_rcvbuf = rcvbuf ? RCVBUF_FINAL : 0;
     } else if (!strcmp(src, "-")) {
         in = xtk_stream_fd(ctx, 0, XTK_STREAM_READ);
@@ -260,6 +336,18 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s: %s\n", cli_prog, strerror(errno));
         goto out;
     }
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    sigfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (sigfd >= 0)
+        sigev = event_new(xtk_ctx_event_base(ctx), sigfd, EV_READ | EV_PERSIST,
+                          on_signal, rs);
+    if (!sigev || event_add(sigev, NULL) < 0) {
+        fprintf(stderr, "%s: cannot take signals: %s\n", cli_prog,
+                strerror(errno ? errno : ENOMEM));
+        goto out;
+    }
     if (xtk_restore_run(rs) == 0) {
         printf("%u\n", xtk_restore_domid(rs));
         fflush(stdout);
@@ -274,6 +362,10 @@ int main(int argc, char **argv)
         cli_write_report(xtk_restore_stats(rs), XTK_STATS_JSON, json) < 0)
         rc = 1;
 out:
+    if (sigev)
+        event_free(sigev);
+    if (sigfd >= 0)
+        close(sigfd);
     free(host);
     free(port);
     xtk_restore_free(rs);

@@ -16,6 +16,11 @@
  *   PEER     migrating: waits for the destination's reply, then destroys
  *            the source
  *
+ * Checkpointing to a backup (a peer), the backup acknowledges each epoch
+ * and answers the heartbeats sent between epochs, on the back channel; a
+ * backup that owes an answer for the peer timeout is lost, and the domain
+ * runs on here, unprotected (backup_lost).
+ *
  * Every step is stamped in the report.  Any failure resumes the domain
  * (finish()); so does the backend's suspend guard if this process dies.
  */
@@ -48,6 +53,11 @@
 #define DEFAULT_SENDERS 2
 #define MAX_SENDERS 64
 #define DEFAULT_TIMEOUT_MS 30000
+#define DEFAULT_HEARTBEAT_MS 200
+/* An epoch the guest resumes after is staged in memory up to this much
+ * (beyond it, the rest is sent while the guest waits). */
+#define STAGE_LIMIT (512ull << 20)
+#define DEFAULT_PEER_TIMEOUT_MS 5000
 #define FIXED_ESTIMATE_NS 1000000ull /* suspend + state + resume, estimated */
 #define PROGRESS_MS 200
 #define WATCH_MS 100 /* how often a suspending domain is checked on */
@@ -60,6 +70,7 @@ enum phase {
     PH_INTERVAL, /* checkpointing: the guest runs until the next epoch */
     PH_PEER,     /* waiting for the destination's reply */
     PH_DRAIN,    /* after a pre-copy round: the link's backlog drains */
+    PH_SEND,     /* the guest runs again; its staged epoch goes out */
     PH_DONE,
 };
 
@@ -103,6 +114,27 @@ struct xtk_save {
     struct xtk__sr_reply reply;
     size_t reply_got;
 
+    /* The back channel of a checkpointed stream to a backup: a message
+     * coming in, the heartbeats sent and answered, the epochs acknowledged,
+     * since when the backup owes an answer (0: it owes none). */
+    union {
+        struct xtk__sr_msg m;
+        struct xtk__sr_reply r;
+    } in;
+    size_t in_got;
+    struct event *ev_heartbeat;
+    uint32_t hb_seq, hb_answered, acked;
+    int superseded; /* the backup runs the domain: this copy stays paused */
+
+    /* Staging: the epoch the guest resumes after is kept in memory while
+     * it is stopped, and written out by the drain thread once it runs. */
+    int staging;
+    int drain_fd, drain_on, drain_err, drain_end; /* drain_end: END staged */
+    pthread_t drain_thread;
+    struct event *ev_drain;
+    uint64_t t_drain;
+    uint64_t owed_since, t_epoch_sent, hb_progress;
+
     /* XTK__LAYOUT_DELEGATE: the backend's own save writes the stream, on
      * the delegate thread */
     int delegate;
@@ -140,10 +172,29 @@ static uint64_t stream_bytes(struct xtk_save *sv)
     return xtk_stream_get_counters(sv->out, &c) == 0 ? c.bytes : 0;
 }
 
+static void backup_lost(struct xtk_save *sv, int err, const char *why);
+static void end_out(struct xtk_save *sv);
+static int stage_wanted(const struct xtk_save *sv);
+static void on_drain_done(evutil_socket_t fd, short what, void *arg);
+
+/* Whether err, in a checkpointed stream to a backup, means the backup is
+ * gone or stuck (the stream cannot be written to it). */
+static int backup_gone(struct xtk_save *sv, int err)
+{
+    return sv->ev_heartbeat && sv->epoch > 0 && sv->phase != PH_PEER &&
+           (err == ETIMEDOUT || err == EPIPE || err == ECONNRESET);
+}
+
 /* Fails the save with errno's value (or EIO), having logged why. */
 static void fail_errno(struct xtk_save *sv)
 {
-    finish(sv, errno ? errno : EIO);
+    int err = errno ? errno : EIO;
+
+    if (backup_gone(sv, err)) {
+        backup_lost(sv, err, strerror(err));
+        return;
+    }
+    finish(sv, err);
 }
 
 static void ev_stop(struct event *ev)
@@ -333,6 +384,21 @@ static void on_suspend(evutil_socket_t fd, short what, void *arg)
     evtimer_del(sv->ev_watch);
 
     sv->phase = PH_FINAL;
+    /* An epoch to a backup: it owes the acknowledgement from now (and
+     * the senders' progress shows it takes what they send). */
+    if (sv->ev_heartbeat && sv->epoch > 0 && !sv->owed_since)
+        sv->owed_since = now;
+    /* The guest runs again after this round: what it sends is copied to
+     * memory while the guest is stopped, and sent once it runs. */
+    if (stage_wanted(sv)) {
+        if (xtk__stream_stage_begin(sv->out, STAGE_LIMIT) < 0) {
+            XTK_PERROR(sv->ctx, "domain %u: cannot stage its epoch",
+                       sv->dom->domid);
+            fail_errno(sv);
+            return;
+        }
+        sv->staging = 1;
+    }
     /* The state goes first, before even the final dirty-log read: a
      * destination can load it while the last pages are on their way (the
      * domain stays stopped meanwhile).  A native stream has it after the
@@ -383,7 +449,104 @@ static void on_suspend(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-/* Checkpointing: the epoch is out; the guest runs until the next one. */
+/* Whether the guest runs again after this final round (a checkpoint kept,
+ * or an epoch with more to come): then the round is staged. */
+static int stage_wanted(const struct xtk_save *sv)
+{
+    if (sv->opt.flags & XTK_SAVE_KEEP)
+        return 1;
+    return sv->opt.checkpoint_interval_ms && !sv->cancel &&
+           (!sv->opt.checkpoints || sv->epoch + 1 < sv->opt.checkpoints);
+}
+
+/* The guest runs again after its final round (a checkpoint). */
+static int resume_after_round(struct xtk_save *sv)
+{
+    uint64_t now;
+
+    if (sv->dom->ops->resume(sv->dom) < 0) {
+        XTK_PERROR(sv->ctx, "domain %u: cannot resume it after a checkpoint",
+                   sv->dom->domid);
+        return -1;
+    }
+    sv->stopped = 0;
+    now = xtk_now_ns();
+    xtk_stats_phase_at(sv->st, "source resumed", now);
+    hist(sv, "downtime", now - sv->t_request);
+    return 0;
+}
+
+static void *drain_main(void *arg)
+{
+    struct xtk_save *sv = arg;
+    uint64_t one = 1;
+
+    sv->drain_err =
+        xtk__stream_stage_drain(sv->out) < 0 ? (errno ? errno : EIO) : 0;
+    if (write(sv->drain_fd, &one, sizeof(one)) != sizeof(one))
+        XTK_PERROR(sv->ctx, "cannot wake the event loop");
+    return NULL;
+}
+
+/* The staged epoch (or the stream's end, with END) is kept: the guest
+ * runs; the drain thread writes it out (on_drain_done). */
+static void start_drain(struct xtk_save *sv, int end)
+{
+    size_t held = 0;
+    int over = 0, e;
+
+    if (xtk__stream_stage_end(sv->out, &held, &over) < 0) {
+        fail_errno(sv);
+        return;
+    }
+    sv->staging = 0;
+    xtk_stats_count(sv->st, "bytes staged", held);
+    if (over)
+        xtk_stats_count(sv->st, "epochs too big to stage", 1);
+    sv->drain_end = end;
+    sv->phase = PH_SEND;
+    sv->t_drain = xtk_now_ns();
+    e = pthread_create(&sv->drain_thread, NULL, drain_main, sv);
+    if (e) {
+        errno = e;
+        XTK_PERROR(sv->ctx, "cannot start sending the epoch");
+        finish(sv, e);
+        return;
+    }
+    sv->drain_on = 1;
+}
+
+/* Checkpointing: an epoch is out (sent); the guest runs until the next. */
+static void epoch_sent(struct xtk_save *sv, uint64_t now)
+{
+    xtk_stats_phase_at(sv->st, "checkpoint sent", now);
+    if (sv->ev_heartbeat) {
+        /* The backup owes this epoch's acknowledgement. */
+        sv->t_epoch_sent = now;
+        if (!sv->owed_since)
+            sv->owed_since = now;
+        /* From now on a write that blocks this long means a lost backup
+         * (never a guest stopped for the stream's own timeout). */
+        if (sv->epoch == 1 &&
+            (!sv->out->timeout_ms ||
+             (uint32_t)sv->out->timeout_ms > sv->opt.peer_timeout_ms))
+            xtk_stream_set_timeout(sv->out, (int)sv->opt.peer_timeout_ms);
+    }
+    sv->phase = PH_INTERVAL;
+    if (sv->cancel) { /* asked while it was sent: the END comes now */
+        request_suspend(sv);
+        return;
+    }
+    arm_timer(sv, sv->opt.checkpoint_interval_ms);
+    if (sv->ev_heartbeat && !evtimer_pending(sv->ev_heartbeat, NULL)) {
+        struct timeval tv = {sv->opt.heartbeat_ms / 1000,
+                             (long)(sv->opt.heartbeat_ms % 1000) * 1000};
+
+        event_add(sv->ev_heartbeat, &tv);
+    }
+}
+
+/* Checkpointing: the epoch is complete; the guest runs until the next. */
 static void next_epoch(struct xtk_save *sv)
 {
     uint64_t now;
@@ -394,21 +557,52 @@ static void next_epoch(struct xtk_save *sv)
         return;
     }
     now = xtk_now_ns();
-    xtk_stats_phase_at(sv->st, "checkpoint sent", now);
     hist(sv, "final round", now - sv->t_request);
-    if (sv->dom->ops->resume(sv->dom) < 0) {
-        XTK_PERROR(sv->ctx, "domain %u: cannot resume it after a checkpoint",
-                   sv->dom->domid);
+    if (sv->staging) {
+        xtk_stats_phase_at(sv->st, "checkpoint staged", now);
+        if (xtk__stream_stage_end(sv->out, NULL, NULL) < 0 ||
+            resume_after_round(sv) < 0) {
+            fail_errno(sv);
+            return;
+        }
+        sv->staging = 1; /* start_drain ends it (a no-op the second time) */
+        sv->epoch++;
+        start_drain(sv, 0);
+        return;
+    }
+    if (resume_after_round(sv) < 0) {
         fail_errno(sv);
         return;
     }
-    sv->stopped = 0;
-    now = xtk_now_ns();
-    xtk_stats_phase_at(sv->st, "source resumed", now);
-    hist(sv, "downtime", now - sv->t_request);
     sv->epoch++;
-    sv->phase = PH_INTERVAL;
-    arm_timer(sv, sv->opt.checkpoint_interval_ms);
+    epoch_sent(sv, now);
+}
+
+/* The staged bytes are out (or failed). */
+static void on_drain_done(evutil_socket_t fd, short what, void *arg)
+{
+    struct xtk_save *sv = arg;
+    uint64_t v, now;
+
+    (void)fd, (void)what;
+    if (read(sv->drain_fd, &v, sizeof(v)) != sizeof(v))
+        return;
+    pthread_join(sv->drain_thread, NULL);
+    sv->drain_on = 0;
+    now = xtk_now_ns();
+    hist(sv, "epoch send", now - sv->t_drain);
+    if (sv->drain_err) {
+        errno = sv->drain_err;
+        XTK_PERROR(sv->ctx, "domain %u: sending the %s failed", sv->dom->domid,
+                   sv->drain_end ? "stream's end" : "epoch");
+        fail_errno(sv);
+        return;
+    }
+    if (sv->drain_end) {
+        end_out(sv);
+        return;
+    }
+    epoch_sent(sv, now);
 }
 
 /* The stream's END is out: the stop's figure, then the caller's commit
@@ -418,7 +612,7 @@ static int end_sent(struct xtk_save *sv)
     uint64_t now = xtk_now_ns();
 
     xtk_stats_phase_at(sv->st, "end sent", now);
-    if (sv->t_request)
+    if (sv->t_request && !sv->drain_end) /* else: once staged */
         hist(sv, "final round", now - sv->t_request);
     if (sv->opt.commit && sv->opt.commit(sv, sv->opt.commit_arg) < 0) {
         XTK_ERROR(sv->ctx, "the stream is complete but could not be "
@@ -428,6 +622,20 @@ static int end_sent(struct xtk_save *sv)
     }
     stamp(sv, "committed");
     return 0;
+}
+
+/* The stream's END is out (sent, or staged and drained): the commit, then
+ * the reply of a migration, or the end. */
+static void end_out(struct xtk_save *sv)
+{
+    if (end_sent(sv) < 0)
+        return;
+    if (sv->opt.flags & XTK_SAVE_MIGRATE) {
+        sv->phase = PH_PEER;
+        arm_timer(sv, sv->opt.timeout_ms);
+        return;
+    }
+    finish(sv, 0);
 }
 
 static void after_final_round(struct xtk_save *sv)
@@ -442,14 +650,25 @@ static void after_final_round(struct xtk_save *sv)
         fail_errno(sv);
         return;
     }
-    if (end_sent(sv) < 0)
-        return;
-    if (sv->opt.flags & XTK_SAVE_MIGRATE) {
-        sv->phase = PH_PEER;
-        arm_timer(sv, sv->opt.timeout_ms);
+    if (sv->staging) {
+        /* A checkpoint kept: the guest runs while the stream's end goes
+         * out and is committed (a file synced and renamed). */
+        uint64_t now = xtk_now_ns();
+
+        xtk_stats_phase_at(sv->st, "end staged", now);
+        hist(sv, "final round", now - sv->t_request);
+        if (sv->opt.flags & XTK_SAVE_KEEP) {
+            if (xtk__stream_stage_end(sv->out, NULL, NULL) < 0 ||
+                resume_after_round(sv) < 0) {
+                fail_errno(sv);
+                return;
+            }
+            sv->suspend_asked = 0; /* resumed: finish() has nothing to do */
+        }
+        start_drain(sv, 1);
         return;
     }
-    finish(sv, 0);
+    end_out(sv);
 }
 
 /* ---- pre-copy rounds --------------------------------------------------- */
@@ -624,6 +843,10 @@ static void on_round_done(evutil_socket_t fd, short what, void *arg)
     }
     if (res.err) {
         errno = res.err;
+        if (backup_gone(sv, res.err)) {
+            backup_lost(sv, res.err, strerror(res.err));
+            return;
+        }
         XTK_PERROR(sv->ctx, "domain %u: sending memory failed", sv->dom->domid);
         finish(sv, res.err);
         return;
@@ -664,25 +887,132 @@ static void on_progress(evutil_socket_t fd, short what, void *arg)
 /* ---- the destination --------------------------------------------------- */
 
 /*
- * Reads what the destination sent.  Returns 1 when a whole reply is in,
- * 0 when more is to come, -1 (errno) when the connection ended or broke.
+ * The backup is lost (silent past the peer timeout, or its connection
+ * broke) while the guest is protected by checkpoints: the connection is
+ * shut (so that nothing more is sent to it, and a backup that was only
+ * slow sees the end of its primary), and the guest runs on here,
+ * unprotected.  The backup does not promote itself unless told to
+ * (xtk-restore's --failover-timeout): see xtk-restore(1).
+ */
+static void backup_lost(struct xtk_save *sv, int err, const char *why)
+{
+    xtk_stats_phase(sv->st, "backup lost");
+    xtk_stats_count(sv->st, "backup lost", 1);
+    XTK_WARN(sv->ctx,
+             "domain %u: the backup is lost (%s) after %u epoch(s), %u "
+             "acknowledged: the domain runs on here, unprotected",
+             sv->dom->domid, why, sv->epoch, sv->acked);
+    shutdown(sv->opt.peer_fd, SHUT_RDWR);
+    finish(sv, err);
+}
+
+/* Checks on the backup, and between epochs sends it a heartbeat. */
+static void on_heartbeat(evutil_socket_t fd, short what, void *arg)
+{
+    struct xtk_save *sv = arg;
+    uint64_t now = xtk_now_ns();
+    struct xtk__sr_heartbeat hb = {0};
+    char why[64];
+
+    (void)fd, (void)what;
+    if (sv->phase == PH_PEER || sv->phase == PH_DONE)
+        return; /* END is out: the reply's own timeout */
+    if (sv->owed_since &&
+        now - sv->owed_since > (uint64_t)sv->opt.peer_timeout_ms * 1000000) {
+        snprintf(why, sizeof(why), "no answer for %u ms",
+                 sv->opt.peer_timeout_ms);
+        backup_lost(sv, EHOSTDOWN, why);
+        return;
+    }
+    if (sv->phase == PH_FINAL && sv->sd) {
+        /* The epoch's pages going out: the backup takes them. */
+        uint64_t p = xtk__senders_progress(sv->sd);
+
+        if (p != sv->hb_progress && sv->owed_since)
+            sv->owed_since = now;
+        sv->hb_progress = p;
+    }
+    if (sv->phase != PH_INTERVAL)
+        return; /* an epoch is on its way: its bytes tell the backup */
+    hb.seq = ++sv->hb_seq;
+    hb.epoch = sv->epoch;
+    hb.deadline = sv->opt.peer_timeout_ms;
+    if (xtk_stream_write_record(sv->out, XTK_REC_HEARTBEAT, &hb, sizeof(hb)) <
+            0 ||
+        xtk_stream_flush(sv->out) < 0) {
+        backup_lost(sv, errno ? errno : EIO, strerror(errno ? errno : EIO));
+        return;
+    }
+    if (!sv->owed_since)
+        sv->owed_since = now;
+    xtk_stats_count(sv->st, "heartbeats sent", 1);
+}
+
+/* A back-channel message (checked): an epoch acknowledged, or a heartbeat
+ * answered. */
+static void on_message(struct xtk_save *sv, const struct xtk__sr_msg *m)
+{
+    uint64_t now = xtk_now_ns();
+
+    if (m->kind == XTK__SR_MSG_ACK) {
+        if (m->seq <= sv->acked || m->seq > sv->epoch) {
+            XTK_WARN(sv->ctx,
+                     "the backup acknowledged epoch %u (sent %u, "
+                     "acknowledged %u): ignored",
+                     m->seq, sv->epoch, sv->acked);
+            return;
+        }
+        sv->acked = m->seq;
+        if (m->seq == sv->epoch && sv->t_epoch_sent)
+            hist(sv, "ack wait", now - sv->t_epoch_sent);
+        hist(sv, "backup apply", m->apply_ns);
+        xtk_stats_count(sv->st, "epochs acknowledged", 1);
+    } else {
+        if (m->seq > sv->hb_seq || m->seq <= sv->hb_answered)
+            return; /* not one this save sent, or late */
+        sv->hb_answered = m->seq;
+    }
+    /* The backup is alive: what it still owes counts from now. */
+    sv->owed_since =
+        sv->acked < sv->epoch || sv->hb_answered < sv->hb_seq ? now : 0;
+}
+
+/*
+ * Reads what the destination sent: back-channel messages (handled here),
+ * then its reply.  Returns 1 when the whole reply is in, 0 when more is to
+ * come, -1 (errno) when the connection ended or broke, or carried what is
+ * neither.
  */
 static int read_reply(struct xtk_save *sv)
 {
-    while (sv->reply_got < sizeof(sv->reply)) {
-        ssize_t n = recv(sv->opt.peer_fd, (char *)&sv->reply + sv->reply_got,
-                         sizeof(sv->reply) - sv->reply_got, MSG_DONTWAIT);
+    for (;;) {
+        ssize_t n = recv(sv->opt.peer_fd, (char *)&sv->in + sv->in_got,
+                         sizeof(sv->in) - sv->in_got, MSG_DONTWAIT);
         if (n == 0)
             return xtk__fail(ECONNRESET);
         if (n < 0)
             return errno == EAGAIN || errno == EINTR ? 0 : -1;
-        sv->reply_got += (size_t)n;
+        sv->in_got += (size_t)n;
+        if (sv->in_got < sizeof(sv->in))
+            continue;
+        sv->in_got = 0;
+        if (sv->in.m.magic == XTK__SR_REPLY_MAGIC &&
+            sv->in.m.version == XTK__SR_MSG_VERSION) {
+            if (xtk__sr_msg_check(&sv->in.m) < 0) {
+                XTK_ERROR(sv->ctx, "the destination sent a malformed message");
+                return -1;
+            }
+            on_message(sv, &sv->in.m);
+            continue;
+        }
+        sv->reply = sv->in.r;
+        sv->reply_got = sizeof(sv->reply);
+        if (xtk__sr_reply_check(&sv->reply) < 0) {
+            XTK_ERROR(sv->ctx, "the destination sent a malformed reply");
+            return -1;
+        }
+        return 1;
     }
-    if (xtk__sr_reply_check(&sv->reply) < 0) {
-        XTK_ERROR(sv->ctx, "the destination sent a malformed reply");
-        return -1;
-    }
-    return 1;
 }
 
 /*
@@ -742,6 +1072,12 @@ static void on_peer(evutil_socket_t fd, short what, void *arg)
 
     if (r == 0)
         return;
+    if (r < 0 && sv->ev_heartbeat && sv->phase != PH_PEER) {
+        backup_lost(sv, errno ? errno : EIO,
+                    errno == ECONNRESET ? "its connection ended"
+                                        : strerror(errno ? errno : EIO));
+        return;
+    }
     if (r < 0) {
         if (sv->phase == PH_PEER)
             XTK_PERROR(sv->ctx, "the destination went away before it "
@@ -756,6 +1092,21 @@ static void on_peer(evutil_socket_t fd, short what, void *arg)
         errno = sv->reply.status;
         XTK_PERROR(sv->ctx, "the destination failed");
         finish(sv, sv->reply.status);
+        return;
+    }
+    if (sv->phase != PH_PEER && sv->ev_heartbeat) {
+        /* The backup took over (it was told to, or gave up on this
+         * source by itself): this copy must not run on beside it. */
+        sv->superseded = 1;
+        if (sv->dom->ops->pause(sv->dom, 0) < 0)
+            XTK_PERROR(sv->ctx, "domain %u: cannot pause it", sv->dom->domid);
+        XTK_ERROR(sv->ctx,
+                  "the backup runs the domain (as its domain %u) after "
+                  "%u epoch(s): domain %u is paused here; destroy it (run "
+                  "it only if the backup's copy is gone)",
+                  sv->reply.domid, sv->epoch, sv->dom->domid);
+        xtk_stats_phase(sv->st, "backup took over");
+        finish(sv, EEXIST);
         return;
     }
     if (sv->phase != PH_PEER) {
@@ -816,6 +1167,10 @@ static void finish(struct xtk_save *sv, int err)
         pthread_join(sv->dthread, NULL);
         sv->dthread_on = 0;
     }
+    if (sv->drain_on) { /* a peer's was shut: it ends; a file's, soon */
+        pthread_join(sv->drain_thread, NULL);
+        sv->drain_on = 0;
+    }
     /* The sender threads stop (and are waited for) before anything
      * changes under them. */
     xtk__senders_abort(sv->sd);
@@ -827,6 +1182,8 @@ static void finish(struct xtk_save *sv, int err)
     ev_stop(sv->ev_timer);
     ev_stop(sv->ev_progress);
     ev_stop(sv->ev_watch);
+    ev_stop(sv->ev_heartbeat);
+    ev_stop(sv->ev_drain);
 
     if (err && (sv->opt.flags & XTK_SAVE_MIGRATE) && err != ECONNRESET &&
         !sv->reply_got)
@@ -842,7 +1199,7 @@ static void finish(struct xtk_save *sv, int err)
         } else {
             stamp(sv, "source destroyed");
         }
-    } else if (sv->suspend_asked) {
+    } else if (sv->suspend_asked && !sv->superseded) {
         if (dom->ops->resume(dom) < 0)
             XTK_PERROR(sv->ctx,
                        "domain %u: cannot resume it (it will be "
@@ -885,6 +1242,10 @@ static int check_options(struct xtk_save_options *o)
         o->senders = DEFAULT_SENDERS;
     if (!o->timeout_ms)
         o->timeout_ms = DEFAULT_TIMEOUT_MS;
+    if (!o->heartbeat_ms)
+        o->heartbeat_ms = DEFAULT_HEARTBEAT_MS;
+    if (!o->peer_timeout_ms)
+        o->peer_timeout_ms = DEFAULT_PEER_TIMEOUT_MS;
     return 0;
 }
 
@@ -902,6 +1263,7 @@ struct xtk_save *xtk_save_new(struct xtk_domain *dom, struct xtk_stream *out,
     sv->dom = dom;
     sv->out = out;
     sv->notify_fd = sv->suspend_fd = sv->dfd = sv->fd_flags = -1;
+    sv->drain_fd = -1;
     if (opts)
         sv->opt = *opts;
     if (check_options(&sv->opt) < 0) {
@@ -1021,11 +1383,22 @@ static int make_events(struct xtk_save *sv)
     sv->ev_suspend =
         event_new(base, sv->suspend_fd, EV_READ | EV_PERSIST, on_suspend, sv);
     sv->ev_timer = evtimer_new(base, on_timer, sv);
+    sv->drain_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (sv->drain_fd < 0)
+        return -1;
+    sv->ev_drain =
+        event_new(base, sv->drain_fd, EV_READ | EV_PERSIST, on_drain_done, sv);
+    if (!sv->ev_drain)
+        return xtk__fail(ENOMEM);
+    event_add(sv->ev_drain, NULL);
     sv->ev_progress = evtimer_new(base, on_progress, sv);
     sv->ev_watch = evtimer_new(base, on_watch, sv);
     if (sv->opt.flags & XTK_SAVE_MIGRATE)
         sv->ev_peer =
             event_new(base, sv->opt.peer_fd, EV_READ | EV_PERSIST, on_peer, sv);
+    if ((sv->opt.flags & XTK_SAVE_MIGRATE) && sv->opt.checkpoint_interval_ms &&
+        !(sv->ev_heartbeat = event_new(base, -1, EV_PERSIST, on_heartbeat, sv)))
+        return xtk__fail(ENOMEM);
     if (!sv->ev_notify || !sv->ev_suspend || !sv->ev_timer ||
         !sv->ev_progress || !sv->ev_watch ||
         ((sv->opt.flags & XTK_SAVE_MIGRATE) && !sv->ev_peer))
@@ -1377,8 +1750,12 @@ void xtk_save_free(struct xtk_save *sv)
     ev_free(sv->ev_peer);
     ev_free(sv->ev_progress);
     ev_free(sv->ev_watch);
+    ev_free(sv->ev_heartbeat);
+    ev_free(sv->ev_drain);
     if (sv->notify_fd >= 0)
         close(sv->notify_fd);
+    if (sv->drain_fd >= 0)
+        close(sv->drain_fd);
     free(sv->bitmap);
     free(sv->pending);
     free(sv->populated);

@@ -62,6 +62,12 @@ static void usage(FILE *f)
             "  -I, --checkpoint-interval MS repeat the final round every MS\n"
             "  -N, --checkpoints N          ... N epochs in all\n"
             "  -t, --timeout MS             for the suspend and the peer\n"
+            "      --heartbeat MS           checkpoints to a backup: a "
+            "heartbeat\n"
+            "                               between epochs every MS (200)\n"
+            "      --peer-timeout MS        ... and the backup is lost "
+            "when it owes\n"
+            "                               an answer this long (5000)\n"
             "  -J, --stats-json FILE        write the report as JSON\n"
             "  -q, --quiet                  no report on stderr\n"
             "  -v, --verbose\n"
@@ -108,6 +114,8 @@ static int parse_options(int argc, char **argv, struct xtk_save_options *o,
         {"checkpoint-interval", required_argument, NULL, 'I'},
         {"checkpoints", required_argument, NULL, 'N'},
         {"timeout", required_argument, NULL, 't'},
+        {"heartbeat", required_argument, NULL, 'H'},
+        {"peer-timeout", required_argument, NULL, 'T'},
         {"stats-json", required_argument, NULL, 'J'},
         {"quiet", no_argument, NULL, 'q'},
         {"verbose", no_argument, NULL, 'v'},
@@ -136,9 +144,15 @@ static int parse_options(int argc, char **argv, struct xtk_save_options *o,
         case 'I':
         case 'N':
         case 't':
+        case 'H':
+        case 'T':
             if (cli_parse_u64(optarg, 1, c == 'j' ? 64 : 86400000, 0, &v) < 0) {
-                fprintf(stderr, "%s: -%c: bad number '%s'\n", cli_prog, c,
-                        optarg);
+                if (c == 'H' || c == 'T')
+                    fprintf(stderr, "%s: --%s: bad number '%s'\n", cli_prog,
+                            c == 'H' ? "heartbeat" : "peer-timeout", optarg);
+                else
+                    fprintf(stderr, "%s: -%c: bad number '%s'\n", cli_prog, c,
+                            optarg);
                 return -1;
             }
             if (c == 'D')
@@ -151,6 +165,10 @@ static int parse_options(int argc, char **argv, struct xtk_save_options *o,
                 o->checkpoint_interval_ms = (uint32_t)v;
             else if (c == 'N')
                 o->checkpoints = (uint32_t)v;
+            else if (c == 'H')
+                o->heartbeat_ms = (uint32_t)v;
+            else if (c == 'T')
+                o->peer_timeout_ms = (uint32_t)v;
             else
                 o->timeout_ms = (uint32_t)v;
             break;

@@ -2,7 +2,7 @@
 # Builds the benchmarks (make bench) and runs them as docs/benchmarks.md
 # gives them, each next to its floor or peer in the same run.
 #
-#   scripts/bench.sh [BUILD_DIR] [all|stream|xsd|kvm|sr|engine]...
+#   scripts/bench.sh [BUILD_DIR] [all|stream|xsd|kvm|sr|engine|checkpoint]...
 #
 # The machine should be quiet (look at `uptime`): the figures are ratios
 # against a floor measured in the same run, but p99s move with the load.
@@ -29,4 +29,7 @@ fi
 if want engine; then
   run python3 "$top/bench/engine-bench.py" "$builddir" final-round 100
   run python3 "$top/bench/engine-bench.py" "$builddir" migrate 30
+fi
+if want checkpoint; then
+  run python3 "$top/bench/checkpoint-bench.py" "$builddir" --runs 20
 fi

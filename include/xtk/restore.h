@@ -38,6 +38,17 @@ struct xtk_restore;
 #define XTK_RESTORE_REPLY                                                      \
     0x1u /* peer_fd is the migrating save's socket:                            \
             send it the reply (xtk-stream(5)) */
+/*
+ * With XTK_RESTORE_REPLY, a checkpointed stream (this restore is a backup):
+ * when the source is lost (its stream breaks, or is silent for
+ * peer_timeout_ms), resume the last complete epoch at once.  Without it,
+ * the backup holds that epoch, built and not running, reports the loss
+ * (lost) and waits for xtk_restore_promote() or xtk_restore_cancel(): the
+ * source's host may still run the guest, and only whoever can fence it
+ * (a cluster manager) knows.  This flag is for two hosts without one,
+ * and risks two running copies of the guest (xtk-restore(1)).
+ */
+#define XTK_RESTORE_FAILOVER 0x2u
 
 /* Options: zero-fill, then set what you need. */
 struct xtk_restore_options {
@@ -52,7 +63,22 @@ struct xtk_restore_options {
      * (Was reserved, zero.)
      */
     uint32_t final_rcvbuf;
-    uint64_t reserved[4]; /* zero */
+    /*
+     * XTK_RESTORE_REPLY, once the stream is checkpointed: the source is
+     * lost when nothing (an epoch, a heartbeat) has come from it for this
+     * long; 0: 5000.  (Was reserved, zero.)
+     */
+    uint32_t peer_timeout_ms;
+    uint32_t reserved1; /* zero */
+    /*
+     * Called on the event loop when a backup holding a complete epoch has
+     * lost its source (err: why), unless XTK_RESTORE_FAILOVER: decide then
+     * with xtk_restore_promote() or xtk_restore_cancel().  May be NULL.
+     * (Were reserved, zero.)
+     */
+    void (*lost)(struct xtk_restore *rs, int err, void *arg);
+    void *lost_arg;
+    uint64_t reserved[1]; /* zero */
 };
 
 /*
@@ -90,6 +116,24 @@ uint32_t xtk_restore_domid(const struct xtk_restore *rs);
  * histograms.  Read it after done.
  */
 struct xtk_stats *xtk_restore_stats(struct xtk_restore *rs);
+
+/*
+ * A backup (XTK_RESTORE_REPLY, a checkpointed stream) takes over: it stops
+ * reading (shutting peer_fd for reading), drops an epoch it has only in
+ * part, and resumes the last complete one; done reports as usual (ENODATA
+ * if no epoch was complete).  For when the source is known dead (fenced):
+ * promoting a backup whose source runs gives two running copies.  Call it
+ * from the event loop's thread.  0, or -1 (EINVAL: not such a restore, or
+ * it has ended).
+ */
+int xtk_restore_promote(struct xtk_restore *rs);
+
+/*
+ * Ends a restore that has not: it stops reading (a socket's is shut) and
+ * destroys what it built; done gets ECANCELED.  A backup's way to stand
+ * down.  From the event loop's thread.  0, or -1 (EINVAL).
+ */
+int xtk_restore_cancel(struct xtk_restore *rs);
 
 /* Frees a restore that has ended or was never started.  Accepts NULL. */
 void xtk_restore_free(struct xtk_restore *rs);

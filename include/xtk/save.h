@@ -104,7 +104,18 @@ struct xtk_save_options {
      */
     int (*commit)(struct xtk_save *sv, void *arg);
     void *commit_arg;
-    uint64_t reserved[4]; /* zero */
+    /*
+     * Checkpointing to a backup (XTK_SAVE_MIGRATE with an interval): while
+     * the guest runs between epochs, a heartbeat record every
+     * heartbeat_ms (0: 200); the backup acknowledges each epoch and
+     * answers each heartbeat.  A backup that owes an answer for
+     * peer_timeout_ms (0: 5000) is lost: the save ends with EHOSTDOWN and
+     * the domain runs on here, unprotected ("backup lost" in the report).
+     * (Were reserved, zero.)
+     */
+    uint32_t heartbeat_ms;
+    uint32_t peer_timeout_ms;
+    uint64_t reserved[3]; /* zero */
 };
 
 /*

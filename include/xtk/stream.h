@@ -112,6 +112,12 @@ struct xtk_stream;
 /* CRC-32 of the stream up to here; body: struct xtk_stream_checksum_body. */
 #define XTK_REC_CHECKSUM 0x80580001u
 /*
+ * A checkpointed stream's heartbeat (between epochs, to a live backup,
+ * which answers it on the back channel); 16 bytes: u32 number, u32 the
+ * last epoch sent, u32 the source's deadline in ms, u32 zero.
+ */
+#define XTK_REC_HEARTBEAT 0x80580002u
+/*
  * Reserved for KVM state in xtk's own records.  Not written: Xen 4.17's
  * verify-stream-v2 refuses every record type it does not know, optional
  * ones too, so the save engine carries a KVM domain's shape in HVM_PARAMS

@@ -2,7 +2,9 @@
  * fuzz-sr-format.c - libFuzzer target for what the restore engine reads of
  * xtk's own conventions in a stream it does not trust (lib/sr-format.c):
  * the domain's shape (HVM_PARAMS), the state blob (HVM_CONTEXT, checked
- * against a shape), and the migration reply.  The first byte picks which.
+ * against a shape), and the migration reply and back-channel messages (a
+ * message that passes must be one: an ACK or HEARTBEAT kind, a non-zero
+ * number, reserved fields zero).  The first byte picks which.
  * A shape that decodes must encode back to the same shape.
  */
 #include <stdint.h>
@@ -50,9 +52,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     default:
         if (size - 1 >= sizeof(struct xtk__sr_reply)) {
             struct xtk__sr_reply r;
+            struct xtk__sr_msg m;
 
             memcpy(&r, body, sizeof(r));
             xtk__sr_reply_check(&r);
+            memcpy(&m, body, sizeof(m));
+            if (xtk__sr_msg_check(&m) == 0 &&
+                (m.version != XTK__SR_MSG_VERSION || !m.seq || m.reserved ||
+                 m.reserved2 ||
+                 (m.kind != XTK__SR_MSG_ACK &&
+                  m.kind != XTK__SR_MSG_HEARTBEAT)))
+                abort();
         }
         break;
     }

@@ -126,6 +126,9 @@ def seeds():
     yield "optional", 0, hvm + b"".join([
         record(0x10), record(0x80580010, b"vcpu0 state"),
         record(0x80001234, b"unknown"), record(0x00)])
+    yield "heartbeat", 0, hvm + b"".join(hvm_records()[:-1] + [
+        record(0x80580002, struct.pack("<IIII", 1, 1, 5000, 0)),
+        hvm_records()[-1]])
     yield "checksummed", 1, checksummed(hvm_records())
     plain = hvm + b"".join(hvm_records())
     emulator = record(3, struct.pack("<II", 2, 0) + b"qemu state")

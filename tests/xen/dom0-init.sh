@@ -22,10 +22,14 @@ echo "XTK-INIT dom0 up at $(cut -d' ' -f1 /proc/uptime) s"
 
 failed=0
 # Each check's line ends with dom0's uptime: where the run's time goes.
-ok() { echo "XTK-OK $* [at $(now) s]"; }
+ok() {
+  echo "XTK-OK $* [at $(now) s]"
+  : >/run/last-result
+}
 bad() {
   echo "XTK-FAIL $* [at $(now) s]"
   failed=1
+  : >/run/last-result
 }
 now() { cut -d' ' -f1 /proc/uptime; }
 # since T: seconds from uptime T to now, two decimals.
@@ -93,6 +97,29 @@ watch_fired() {
   eval "p=\$watch_pid_$1"
   waitfor 20 sh -c "! kill -0 $p" && [ "$(grep -c . "/run/watch-$1")" -ge 2 ]
 }
+
+# A watchdog: when no check has had a result for 3 minutes, what each process
+# of dom0 is doing (state, kernel wait channel, command line) and the logs
+# written meanwhile go to the console, once per stall: a run the host
+# stops at its deadline still says where it stood.
+: >/run/last-result
+(
+  while sleep 30; do
+    [ -n "$(find /run/last-result -mmin -3 2>/dev/null)" ] && continue
+    [ -e /run/stall-told ] && [ /run/stall-told -nt /run/last-result ] && continue
+    : >/run/stall-told
+    echo "XTK-NOTE stall: no check result for 3 min at $(cut -d' ' -f1 /proc/uptime) s"
+    for d in /proc/[0-9]*; do
+      [ -r "$d/cmdline" ] || continue
+      c=$(tr '\0' ' ' <"$d/cmdline" 2>/dev/null)
+      [ -n "$c" ] || continue
+      echo "XTK-NOTE stall: ${d#/proc/} $(cut -d' ' -f3 "$d/stat" 2>/dev/null) $(cat "$d/wchan" 2>/dev/null) $c"
+    done
+    find /run /var/log/xen -name '*.log' -mmin -5 2>/dev/null | while read -r f; do
+      tail -n 5 "$f" | sed "s|^|XTK-NOTE stall: $f: |"
+    done
+  done
+) &
 
 for m in xen-evtchn xen-privcmd xenfs xen-gntdev xen-gntalloc; do
   insmod "/lib/modules/xen/$m.ko" || echo "XTK-NOTE insmod $m failed"
@@ -898,10 +925,17 @@ else
   d2=$(domid_of g2)
 fi
 rm -f /run/x.xl
+# reap PID SECONDS: PID's exit status once it has exited, polled (never a
+# blocking wait: a process stuck in the kernel would hold the whole run),
+# or 124 if it still runs after SECONDS.
+reap() {
+  waitfor "$2" sh -c "! kill -0 $1" || return 124
+  wait "$1"
+}
 # backup_start NAME [-v]: an xtk-restore for NAME listening on this host.
 backup_start() {
   rm -f /run/bk.port
-  XTK_BACKEND=xen timeout 300 xtk-restore $2 --name "$1" \
+  XTK_BACKEND=xen timeout -k 10 300 xtk-restore $2 --name "$1" \
     --port-file /run/bk.port listen:127.0.0.1:0 >/run/xtk-$1.out \
     2>/run/xtk-$1.log &
   bp=$!
@@ -929,7 +963,7 @@ xtk_to_backup() {
   if backup_start "$bk_name" &&
     XTK_BACKEND=xen timeout 300 xtk-save --live "$@" --suspend store \
       --format xl g2 "tcp:127.0.0.1:$(cat /run/bk.port)" \
-      2>/run/xtk-$bk_check-save.log && wait "$bp" &&
+      2>/run/xtk-$bk_check-save.log && reap "$bp" 320 &&
     d2=$(cat /run/xtk-$bk_name.out) && [ -n "$d2" ] && waitfor 30 gone "$old" &&
     xl rename "$bk_name" g2 && g2log=guest-$bk_name.log &&
     waitfor 120 counter2_above "$((${before:-0} + 1))"; then
@@ -947,9 +981,11 @@ xtk_to_backup xtk-migrate g2m
 #                   five epochs, the guest resumed in place after each,
 #                   then the END: the source is gone, the backup runs
 #   xtk-failover    the same without a count, xtk-save killed (-9) once
-#                   the backup has two complete epochs: the backup resumes
-#                   the last complete one and counts on, and the source
-#                   (given back by xtk-save's guard) runs on too
+#                   the backup has two complete epochs: the source runs on
+#                   (given back by xtk-save's guard) and the backup holds
+#                   the last complete epoch without running it; once the
+#                   source is destroyed (the fence), SIGUSR1 promotes the
+#                   backup, which runs that epoch and counts on (as g2)
 xtk_to_backup xtk-checkpoint g2c -I 300 -N 5
 if [ -n "$d2" ] && backup_start g2f -v; then
   XTK_BACKEND=xen xtk-save --live -I 300 --suspend store --format xl g2 \
@@ -957,20 +993,37 @@ if [ -n "$d2" ] && backup_start g2f -v; then
   sp=$!
   if waitfor 120 grep -q 'epoch 2 complete' /run/xtk-g2f.log &&
     kill -9 "$sp" 2>/dev/null; then
-    wait "$sp" 2>/dev/null
-    t=$(now)
-    bk=
-    wait "$bp" && bk=$(cat /run/xtk-g2f.out)
-    b0=$(counter_of g2f)
+    reap "$sp" 30 2>/dev/null
     s0=$(counter2)
-    if [ -n "$bk" ] && waitfor 120 counter_of_above g2f "$((${b0:-0} + 1))" &&
-      waitfor 90 sh -c '! pidof xtk-xen-guard' &&
-      waitfor 120 counter2_above "$((${s0:-0} + 1))"; then
-      ok xtk-failover "xtk-save killed (-9) after $(grep -c 'complete' /run/xtk-g2f.log) epochs: $(grep -o 'failing over.*' /run/xtk-g2f.log); backup domain $bk counts $b0 -> $(counter_of g2f), source $d2 $s0 -> $(counter2)"
-    else
-      bad xtk-failover "backup '$bk' counter $b0 -> $(counter_of g2f), source $s0 -> $(counter2); backup: $(grep -v debug /run/xtk-g2f.log | tail -n 5 | tr '\n' ';')"
+    held=
+    # The backup holds while the source counts on: one copy runs.
+    if waitfor 60 grep -q 'holding checkpoint' /run/xtk-g2f.log &&
+      waitfor 90 grep -q 'the toolstack went away' /run/xtk-fo-save.log &&
+      waitfor 120 counter2_above "$((${s0:-0} + 1))" &&
+      [ -z "$(counter_of g2f)" ] && kill -0 "$bp" 2>/dev/null &&
+      xl list g2f 2>/dev/null | awk 'NR == 2 { p = $5 ~ /p/ } END { exit !p }'; then
+      held=1
     fi
-    [ -n "$bk" ] && xl destroy "$bk" >/dev/null 2>&1
+    xl destroy "$d2" >/dev/null 2>&1 # the fence
+    t=$(now)
+    kill -USR1 "$bp" 2>/dev/null
+    bk=
+    sigs=
+    if ! waitfor 20 sh -c "! kill -0 $bp"; then
+      # Still there: what its threads do with signals, for the record.
+      for f in /proc/$bp/task/*/status; do
+        sigs="$sigs ${f#/proc/}: $(grep -E '^(State|SigPnd|ShdPnd|SigBlk|SigIgn|SigCgt)' "$f" | tr -s '\t\n' '  ')"
+      done
+    fi
+    reap "$bp" 320 && bk=$(cat /run/xtk-g2f.out)
+    if [ -n "$held" ] && [ -n "$bk" ] && waitfor 120 counter_of_above g2f 1 &&
+      xl rename g2f g2; then
+      g2log=guest-g2f.log
+      ok xtk-failover "xtk-save killed (-9) after $(grep -c 'complete' /run/xtk-g2f.log) epochs: the source ran on and the backup held; fenced, then promoted: $(grep -o 'failing over.*' /run/xtk-g2f.log), domain $bk counts $(counter2) $(since "$t") s after"
+    else
+      bad xtk-failover "held '$held', backup '$bk' counter '$(counter_of g2f)', source $s0 -> $(counter2); backup: $(grep -v debug /run/xtk-g2f.log | tail -n 5 | tr '\n' ';') ${sigs:+signals:$sigs}"
+      [ -n "$bk" ] && xl destroy "$bk" >/dev/null 2>&1
+    fi
   else
     bad xtk-failover "no second epoch at the backup: save: $(tail -n 5 /run/xtk-fo-save.log | tr '\n' ';') backup: $(tail -n 5 /run/xtk-g2f.log | tr '\n' ';')"
     kill -9 "$sp" "$bp" 2>/dev/null

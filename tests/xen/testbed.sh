@@ -16,7 +16,8 @@
 # depend on the build are kept in $XTK_XEN_CACHE (default
 # $top_builddir/tests/xen/cache); a run only adds this build's xsd-lite
 # and dom0's /init on top.  One boot; QEMU gets $XTK_XEN_TIMEOUT seconds
-# (1500: a run takes 5-12 minutes of TCG, by the machine), and a boot that
+# (2400: a run takes 5-12 minutes of TCG, by the machine, and up to 25
+# on a slow or busy one), and a boot that
 # dies before dom0's /init runs is tried once more.
 # QEMU's machine: $XTK_XEN_SMP CPUs (1: one host core, which leaves the
 # other to the tests running beside it, and is no slower under TCG),
@@ -40,7 +41,7 @@ libdir=${XTK_LIBDIR:-$top_builddir/.libs}
 xenbin=${XEN_BINDIR:-/usr/lib/xen-4.17/bin}
 store=${XTK_XEN_STORE:-xsd-lite} # dom0's store daemon: see below
 cache=${XTK_XEN_CACHE:-$top_builddir/tests/xen/cache}
-timeout=${XTK_XEN_TIMEOUT:-1500}
+timeout=${XTK_XEN_TIMEOUT:-2400}
 tcg=${XTK_XEN_TCG:-multi}
 start=$(date +%s)
 
