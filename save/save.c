@@ -537,7 +537,18 @@ static void epoch_sent(struct xtk_save *sv, uint64_t now)
         request_suspend(sv);
         return;
     }
-    arm_timer(sv, sv->opt.checkpoint_interval_ms);
+    {
+        /* Epochs start every interval (from one suspend request to the
+         * next), not an interval after the last one is out: what was
+         * asked for is a rate. */
+        uint64_t due =
+            sv->t_request + (uint64_t)sv->opt.checkpoint_interval_ms * 1000000;
+        uint64_t t = xtk_now_ns(), left = due > t ? due - t : 0;
+        struct timeval tv = {(time_t)(left / 1000000000),
+                             (suseconds_t)(left % 1000000000 / 1000)};
+
+        evtimer_add(sv->ev_timer, &tv);
+    }
     if (sv->ev_heartbeat && !evtimer_pending(sv->ev_heartbeat, NULL)) {
         struct timeval tv = {sv->opt.heartbeat_ms / 1000,
                              (long)(sv->opt.heartbeat_ms % 1000) * 1000};
