@@ -71,10 +71,13 @@ static int stage_writev(struct xtk__layer *l, struct iovec *iov, int iovcnt)
         while (cap < st->len + total)
             cap *= 2;
         b = realloc(st->buf, cap);
-        if (!b)
-            return xtk__stream_fail(l->s, ENOMEM,
-                                    "cannot hold %zu bytes of an epoch",
-                                    st->len + total);
+        if (!b) { /* no memory to hold it: out now, as past the limit */
+            st->holding = 0;
+            st->overflowed = 1;
+            if (release(st) < 0)
+                return -1;
+            return down(st, iov, iovcnt);
+        }
         st->buf = b;
         st->cap = cap;
     }

@@ -143,7 +143,7 @@ struct xtk_restore {
     pthread_cond_t cond;
     int lock_ok;
     enum decision decision;
-    int holding, lost_pending, lost_err, thread_done;
+    int lost_pending, lost_err, thread_done;
     int source_gone;       /* the back channel broke */
     uint64_t t_checkpoint; /* the epoch's CHECKPOINT (or END) received */
 };
@@ -801,14 +801,12 @@ static enum decision hold(struct xtk_restore *rs, int err, int source_lost)
                      "checkpoint %u, not running it, until it is promoted "
                      "or stopped",
                      strerror(err), rs->epochs);
-        rs->holding = 1;
         rs->lost_pending = 1;
         rs->lost_err = err;
         if (write(rs->notify_fd, &one, sizeof(one)) != sizeof(one))
             XTK_PERROR(rs->ctx, "cannot wake the event loop");
         while (rs->decision == DECIDE_NONE)
             pthread_cond_wait(&rs->cond, &rs->lock);
-        rs->holding = 0;
     }
     d = rs->decision;
     pthread_mutex_unlock(&rs->lock);
@@ -913,7 +911,10 @@ static int undo_take(struct xtk_restore *rs, const struct epoch *e,
             uint64_t pfn = xtk_pfn_entry_pfn(pd.pfns[j]);
             uint64_t bit = 1ull << (pfn % 64);
 
-            if (xtk_pfn_entry_type(pd.pfns[j]) == XTK_PAGE_XTAB ||
+            /* A native XTAB frame stays a hole (not written); xtk's own
+             * apply zeroes it like XALLOC. */
+            if ((rs->native &&
+                 xtk_pfn_entry_type(pd.pfns[j]) == XTK_PAGE_XTAB) ||
                 (seen[pfn / 64] & bit))
                 continue;
             seen[pfn / 64] |= bit;
@@ -946,11 +947,14 @@ static int undo_apply(struct xtk_restore *rs, const struct undo *u)
 
     if (!oldpfns || !fresh)
         goto out;
-    for (size_t i = 0; i < u->n; i++)
+    for (size_t i = 0; i < u->n; i++) {
+        uint64_t pfn = u->pfns[i];
+
         if (u->old[i])
-            oldpfns[a++] = u->pfns[i];
-        else
-            fresh[b++] = u->pfns[i];
+            oldpfns[a++] = pfn;
+        else if (!rs->native || (rs->written[pfn / 64] & (1ull << (pfn % 64))))
+            fresh[b++] = pfn; /* native: only those populated since */
+    }
     if (frames_copy(rs, oldpfns, a, u->data, 1) < 0)
         goto out;
     if (b) {
@@ -1558,6 +1562,7 @@ struct xtk_restore *xtk_restore_new(struct xtk_ctx *ctx, struct xtk_stream *in,
             ((opts->flags & XTK_RESTORE_FAILOVER) &&
              !(opts->flags & XTK_RESTORE_REPLY)) ||
             opts->reserved0 || opts->reserved1 ||
+            opts->peer_timeout_ms > INT_MAX ||
             (opts->final_rcvbuf && !(opts->flags & XTK_RESTORE_REPLY)) ||
             opts->final_rcvbuf > INT_MAX ||
             ((opts->flags & XTK_RESTORE_REPLY) && opts->peer_fd < 0) ||

@@ -29,6 +29,7 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -125,6 +126,7 @@ struct xtk_save {
     struct event *ev_heartbeat;
     uint32_t hb_seq, hb_answered, acked;
     int superseded; /* the backup runs the domain: this copy stays paused */
+    uint64_t reply_early; /* a reply read before the END's send ended */
 
     /* Staging: the epoch the guest resumes after is kept in memory while
      * it is stopped, and written out by the drain thread once it runs. */
@@ -174,6 +176,7 @@ static uint64_t stream_bytes(struct xtk_save *sv)
 
 static void backup_lost(struct xtk_save *sv, int err, const char *why);
 static void end_out(struct xtk_save *sv);
+static void reply_in(struct xtk_save *sv, uint64_t now);
 static int stage_wanted(const struct xtk_save *sv);
 static void on_drain_done(evutil_socket_t fd, short what, void *arg);
 
@@ -182,6 +185,7 @@ static void on_drain_done(evutil_socket_t fd, short what, void *arg);
 static int backup_gone(struct xtk_save *sv, int err)
 {
     return sv->ev_heartbeat && sv->epoch > 0 && sv->phase != PH_PEER &&
+           xtk_stream_error(sv->out) &&
            (err == ETIMEDOUT || err == EPIPE || err == ECONNRESET);
 }
 
@@ -459,6 +463,17 @@ static int stage_wanted(const struct xtk_save *sv)
            (!sv->opt.checkpoints || sv->epoch + 1 < sv->opt.checkpoints);
 }
 
+/* Checkpointing to a backup, from the first CHECKPOINT on: a write that
+ * blocks for the peer timeout means a lost backup (never a guest stopped,
+ * or an epoch's send stuck, for the stream's own timeout). */
+static void peer_deadline(struct xtk_save *sv)
+{
+    if (sv->ev_heartbeat &&
+        (!sv->out->timeout_ms ||
+         (uint32_t)sv->out->timeout_ms > sv->opt.peer_timeout_ms))
+        xtk_stream_set_timeout(sv->out, (int)sv->opt.peer_timeout_ms);
+}
+
 /* The guest runs again after its final round (a checkpoint). */
 static int resume_after_round(struct xtk_save *sv)
 {
@@ -521,16 +536,9 @@ static void epoch_sent(struct xtk_save *sv, uint64_t now)
 {
     xtk_stats_phase_at(sv->st, "checkpoint sent", now);
     if (sv->ev_heartbeat) {
-        /* The backup owes this epoch's acknowledgement. */
+        /* The backup owes this epoch's acknowledgement, from now. */
         sv->t_epoch_sent = now;
-        if (!sv->owed_since)
-            sv->owed_since = now;
-        /* From now on a write that blocks this long means a lost backup
-         * (never a guest stopped for the stream's own timeout). */
-        if (sv->epoch == 1 &&
-            (!sv->out->timeout_ms ||
-             (uint32_t)sv->out->timeout_ms > sv->opt.peer_timeout_ms))
-            xtk_stream_set_timeout(sv->out, (int)sv->opt.peer_timeout_ms);
+        sv->owed_since = now;
     }
     sv->phase = PH_INTERVAL;
     if (sv->cancel) { /* asked while it was sent: the END comes now */
@@ -567,6 +575,7 @@ static void next_epoch(struct xtk_save *sv)
         fail_errno(sv);
         return;
     }
+    peer_deadline(sv);
     now = xtk_now_ns();
     hist(sv, "final round", now - sv->t_request);
     if (sv->staging) {
@@ -643,6 +652,10 @@ static void end_out(struct xtk_save *sv)
         return;
     if (sv->opt.flags & XTK_SAVE_MIGRATE) {
         sv->phase = PH_PEER;
+        if (sv->reply_early) { /* on_peer kept it */
+            reply_in(sv, sv->reply_early);
+            return;
+        }
         arm_timer(sv, sv->opt.timeout_ms);
         return;
     }
@@ -928,6 +941,8 @@ static void on_heartbeat(evutil_socket_t fd, short what, void *arg)
     (void)fd, (void)what;
     if (sv->phase == PH_PEER || sv->phase == PH_DONE)
         return; /* END is out: the reply's own timeout */
+    if (sv->phase == PH_SEND)
+        return; /* the drain owns the stream; a stuck send times out */
     if (sv->owed_since &&
         now - sv->owed_since > (uint64_t)sv->opt.peer_timeout_ms * 1000000) {
         snprintf(why, sizeof(why), "no answer for %u ms",
@@ -943,7 +958,7 @@ static void on_heartbeat(evutil_socket_t fd, short what, void *arg)
             sv->owed_since = now;
         sv->hb_progress = p;
     }
-    if (sv->phase != PH_INTERVAL)
+    if (sv->phase != PH_INTERVAL && sv->phase != PH_SUSPEND)
         return; /* an epoch is on its way: its bytes tell the backup */
     hb.seq = ++sv->hb_seq;
     hb.epoch = sv->epoch;
@@ -1105,6 +1120,19 @@ static void on_peer(evutil_socket_t fd, short what, void *arg)
         finish(sv, sv->reply.status);
         return;
     }
+    if (sv->phase == PH_SEND && sv->drain_end) {
+        /* The END got there before this end saw its own send finish:
+         * the reply waits for it (end_out). */
+        sv->reply_early = now;
+        event_del(sv->ev_peer);
+        return;
+    }
+    reply_in(sv, now);
+}
+
+/* The destination's reply, a success, has come (at now). */
+static void reply_in(struct xtk_save *sv, uint64_t now)
+{
     if (sv->phase != PH_PEER && sv->ev_heartbeat) {
         /* The backup took over (it was told to, or gave up on this
          * source by itself): this copy must not run on beside it. */
@@ -1178,7 +1206,10 @@ static void finish(struct xtk_save *sv, int err)
         pthread_join(sv->dthread, NULL);
         sv->dthread_on = 0;
     }
-    if (sv->drain_on) { /* a peer's was shut: it ends; a file's, soon */
+    if (sv->drain_on) {
+        /* A failure: a peer's send is cut short (a file's ends soon). */
+        if (err && (sv->opt.flags & XTK_SAVE_MIGRATE))
+            shutdown(sv->opt.peer_fd, SHUT_RDWR);
         pthread_join(sv->drain_thread, NULL);
         sv->drain_on = 0;
     }
@@ -1257,6 +1288,8 @@ static int check_options(struct xtk_save_options *o)
         o->heartbeat_ms = DEFAULT_HEARTBEAT_MS;
     if (!o->peer_timeout_ms)
         o->peer_timeout_ms = DEFAULT_PEER_TIMEOUT_MS;
+    if (o->peer_timeout_ms > INT_MAX || o->heartbeat_ms >= o->peer_timeout_ms)
+        return xtk__fail(EINVAL);
     return 0;
 }
 

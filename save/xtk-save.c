@@ -236,6 +236,12 @@ static int parse_options(int argc, char **argv, struct xtk_save_options *o,
         fprintf(stderr, "%s: --config needs --format xl\n", cli_prog);
         return -1;
     }
+    if ((o->heartbeat_ms ? o->heartbeat_ms : 200) >=
+        (o->peer_timeout_ms ? o->peer_timeout_ms : 5000)) {
+        fprintf(stderr, "%s: --heartbeat must be shorter than --peer-timeout\n",
+                cli_prog);
+        return -1;
+    }
     if (o->checkpoints && !o->checkpoint_interval_ms) {
         fprintf(stderr, "%s: --checkpoints needs --checkpoint-interval\n",
                 cli_prog);

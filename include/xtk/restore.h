@@ -72,9 +72,10 @@ struct xtk_restore_options {
     uint32_t reserved1; /* zero */
     /*
      * Called on the event loop when a backup holding a complete epoch has
-     * lost its source (err: why), unless XTK_RESTORE_FAILOVER: decide then
-     * with xtk_restore_promote() or xtk_restore_cancel().  May be NULL.
-     * (Were reserved, zero.)
+     * lost its source (err: why; not with XTK_RESTORE_FAILOVER, which
+     * promotes it), or has failed by itself and left its source: decide
+     * then with xtk_restore_promote() or xtk_restore_cancel().  May be
+     * NULL.  (Were reserved, zero.)
      */
     void (*lost)(struct xtk_restore *rs, int err, void *arg);
     void *lost_arg;
@@ -129,9 +130,11 @@ struct xtk_stats *xtk_restore_stats(struct xtk_restore *rs);
 int xtk_restore_promote(struct xtk_restore *rs);
 
 /*
- * Ends a restore that has not: it stops reading (a socket's is shut) and
- * destroys what it built; done gets ECANCELED.  A backup's way to stand
- * down.  From the event loop's thread.  0, or -1 (EINVAL).
+ * Ends a restore that has not: it stops reading (a socket's is shut; a
+ * file or pipe's at the next record) and destroys what it built; done
+ * gets ECANCELED, unless the stream was complete already (then the domain
+ * runs, as if cancel had come later).  A backup's way to stand down.
+ * From the event loop's thread.  0, or -1 (EINVAL).
  */
 int xtk_restore_cancel(struct xtk_restore *rs);
 
