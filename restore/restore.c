@@ -779,7 +779,8 @@ static enum decision hold(struct xtk_restore *rs, int err, int source_lost)
 
     if (err == ETIMEDOUT)
         snprintf(why, sizeof(why), "silent for %u ms", peer_timeout_ms(rs));
-    else if (err == ENODATA || err == EBADMSG || err == ECONNRESET)
+    else if (err == ENODATA || err == EBADMSG || err == ECONNRESET ||
+             err == EPIPE)
         snprintf(why, sizeof(why), "its stream ended");
     else
         snprintf(why, sizeof(why), "%s", strerror(err));
