@@ -503,21 +503,27 @@ static void *drain_main(void *arg)
     return NULL;
 }
 
-/* The staged epoch (or the stream's end, with END) is kept: the guest
- * runs; the drain thread writes it out (on_drain_done). */
-static void start_drain(struct xtk_save *sv, int end)
+/* The round is in the stage: no more staging (0, or -1 with errno). */
+static int stage_close(struct xtk_save *sv)
 {
     size_t held = 0;
-    int over = 0, e;
+    int over = 0;
 
-    if (xtk__stream_stage_end(sv->out, &held, &over) < 0) {
-        fail_errno(sv);
-        return;
-    }
+    if (xtk__stream_stage_end(sv->out, &held, &over) < 0)
+        return -1;
     sv->staging = 0;
     xtk_stats_count(sv->st, "bytes staged", held);
     if (over)
         xtk_stats_count(sv->st, "epochs too big to stage", 1);
+    return 0;
+}
+
+/* The staged epoch (or the stream's end, with END) is kept: the drain
+ * thread writes it out (on_drain_done). */
+static void start_drain(struct xtk_save *sv, int end)
+{
+    int e;
+
     sv->drain_end = end;
     sv->phase = PH_SEND;
     sv->t_drain = xtk_now_ns();
@@ -569,6 +575,7 @@ static void epoch_sent(struct xtk_save *sv, uint64_t now)
 static void next_epoch(struct xtk_save *sv)
 {
     uint64_t now;
+    int staged;
 
     if ((sv->native && send_state(sv) < 0) ||
         xtk_stream_write_checkpoint(sv->out) < 0) {
@@ -578,24 +585,18 @@ static void next_epoch(struct xtk_save *sv)
     peer_deadline(sv);
     now = xtk_now_ns();
     hist(sv, "final round", now - sv->t_request);
-    if (sv->staging) {
+    staged = sv->staging;
+    if (staged)
         xtk_stats_phase_at(sv->st, "checkpoint staged", now);
-        if (xtk__stream_stage_end(sv->out, NULL, NULL) < 0 ||
-            resume_after_round(sv) < 0) {
-            fail_errno(sv);
-            return;
-        }
-        sv->staging = 1; /* start_drain ends it (a no-op the second time) */
-        sv->epoch++;
-        start_drain(sv, 0);
-        return;
-    }
-    if (resume_after_round(sv) < 0) {
+    if ((staged && stage_close(sv) < 0) || resume_after_round(sv) < 0) {
         fail_errno(sv);
         return;
     }
     sv->epoch++;
-    epoch_sent(sv, now);
+    if (staged)
+        start_drain(sv, 0);
+    else
+        epoch_sent(sv, now);
 }
 
 /* The staged bytes are out (or failed). */
@@ -681,14 +682,13 @@ static void after_final_round(struct xtk_save *sv)
 
         xtk_stats_phase_at(sv->st, "end staged", now);
         hist(sv, "final round", now - sv->t_request);
-        if (sv->opt.flags & XTK_SAVE_KEEP) {
-            if (xtk__stream_stage_end(sv->out, NULL, NULL) < 0 ||
-                resume_after_round(sv) < 0) {
-                fail_errno(sv);
-                return;
-            }
-            sv->suspend_asked = 0; /* resumed: finish() has nothing to do */
+        if (stage_close(sv) < 0 ||
+            ((sv->opt.flags & XTK_SAVE_KEEP) && resume_after_round(sv) < 0)) {
+            fail_errno(sv);
+            return;
         }
+        if (sv->opt.flags & XTK_SAVE_KEEP)
+            sv->suspend_asked = 0; /* resumed: finish() has nothing to do */
         start_drain(sv, 1);
         return;
     }
