@@ -977,14 +977,47 @@ out:
 
 /*
  * A test hook: XTK_FAULT_EPOCH_APPLY=N fails the applying of epoch N
- * half-way (its records after the first half), as a write into the
- * domain that fails would.  See xtk_restore(3), "TESTING".
+ * half-way (after the first half of its page entries, counted across its
+ * records: a short epoch may be one record), as a write into the domain
+ * that fails would.  See xtk_restore(3), "TESTING".
  */
 static unsigned int fault_epoch(void)
 {
     const char *v = getenv("XTK_FAULT_EPOCH_APPLY");
 
     return v && *v ? (unsigned int)strtoul(v, NULL, 10) : 0;
+}
+
+/* The page entries of epoch E's record I (checked when it arrived). */
+static size_t epoch_entries(const struct epoch *e, size_t i)
+{
+    struct xtk_stream_page_data pd;
+
+    xtk_stream_page_data_parse(e->bodies[i], e->lens[i], &pd);
+    return pd.count;
+}
+
+/* The hook's failure: the first K entries of PD (the epoch's DONE + K of
+ * its ENTRIES) applied, then EIO. */
+static int fault_apply(struct xtk_restore *rs,
+                       const struct xtk_stream_page_data *pd, size_t k,
+                       size_t done, size_t entries)
+{
+    struct xtk_stream_page_data head = *pd;
+
+    head.count = (uint32_t)k;
+    head.npages = 0;
+    for (size_t j = 0; j < k; j++)
+        if (xtk_page_type_has_data(xtk_pfn_entry_type(pd->pfns[j])))
+            head.npages++;
+    if (k && apply_pages(rs, &head, 0) < 0)
+        return -1;
+    XTK_ERROR(rs->ctx,
+              "XTK_FAULT_EPOCH_APPLY: epoch %u fails after %zu of its %zu "
+              "page entries",
+              rs->epochs + 1, done + k, entries);
+    errno = EIO;
+    return -1;
 }
 
 /* An epoch is complete (CHECKPOINT or END): apply what it buffered, whole
@@ -1004,21 +1037,22 @@ static int commit_epoch(struct xtk_restore *rs, const char *what)
         undo_free(&u);
         return -1;
     }
+    size_t entries = 0, done = 0;
+
+    if (fault == rs->epochs + 1)
+        for (size_t i = 0; i < e->n; i++)
+            entries += epoch_entries(e, i);
     for (size_t i = 0; i < e->n; i++) {
         struct xtk_stream_page_data pd;
         int r;
 
         /* Checked when it arrived. */
         xtk_stream_page_data_parse(e->bodies[i], e->lens[i], &pd);
-        if (fault == rs->epochs + 1 && i >= e->n / 2) {
-            XTK_ERROR(rs->ctx,
-                      "XTK_FAULT_EPOCH_APPLY: epoch %u fails after "
-                      "%zu of its %zu records",
-                      fault, i, e->n);
-            errno = EIO;
-            r = -1;
+        if (fault == rs->epochs + 1 && done + pd.count > entries / 2) {
+            r = fault_apply(rs, &pd, entries / 2 - done, done, entries);
         } else {
             r = apply_pages(rs, &pd, 0);
+            done += pd.count;
         }
         if (r < 0) {
             int err = errno ? errno : EIO;
