@@ -32,7 +32,22 @@ with its anchors in one run.
             received) first (target: within the deadline + 50 ms).  Anchor: Remus's
             takeover of about 1 s.
 
-usage: checkpoint-bench.py BUILD_DIR [epochs,file,failover] [--runs N]
+  output    What holding the guest's output until the backup has its
+            epoch adds: the same guest (light load) sends a numbered,
+            time-stamped UDP packet every 10 ms (xtk create --net
+            udp:127.0.0.1:PORT -i 10; the light-load guest sends on its
+            10 ms timer tick); a receiver here notes each one's
+            arrival.  Per packet, arrival less the guest's own send time,
+            less the smallest such difference seen while nothing is held
+            (one second before each case, the same clocks: the guest's TSC
+            time from xtk-hv's TSC rate, and CLOCK_MONOTONIC) is the delay
+            the holding added: p50 / p99 / max at 100, 40 and 5 epochs/s,
+            beside the interval (an epoch's first packet waits about one
+            interval plus the epoch's send and acknowledgement; its last
+            only the latter).  Anchor: Remus's buffered output waits for
+            the next checkpoint's acknowledgement in the same way.
+
+usage: checkpoint-bench.py BUILD_DIR [epochs,file,failover,output] [--runs N]
                            [--seconds S] [--json FILE]
 Run as root (KVM).
 """
@@ -74,8 +89,8 @@ class Env:
                               env=self.rundir(side), check=check,
                               capture_output=True, text=True).stdout
 
-    def create(self, load):
-        args = ["create", "-n", "g", "-m", "256", "--no-store"]
+    def create(self, load, extra=()):
+        args = ["create", "-n", "g", "-m", "256", "--no-store", *extra]
         if load == "light":
             args += ["-w", "dirty", "-P", "16384", "-r", "2000"]
         else:
@@ -256,6 +271,93 @@ def bench_failover(env, runs, out):
                        "deadline_ms": timeout_ms}
 
 
+class Receiver:
+    """UDP packets "xtk-net seq=N t=NS": (arrival ns, seq, guest ns)."""
+
+    def __init__(self, port):
+        import socket
+        import threading
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, 33, 32 << 20)  # RCVBUFFORCE
+        self.sock.bind(("127.0.0.1", port))
+        self.sock.settimeout(0.2)
+        self.got = []
+        self.stop = False
+        self.t = threading.Thread(target=self.run, daemon=True)
+        self.t.start()
+
+    def run(self):
+        while not self.stop:
+            try:
+                d = self.sock.recv(512)
+            except OSError:
+                continue
+            now = time.monotonic_ns()
+            f = dict(x.split("=") for x in d.decode().split()[1:])
+            self.got.append((now, int(f["seq"]), int(f["t"])))
+
+    def mark(self):
+        return len(self.got)
+
+    def close(self):
+        self.stop = True
+        self.t.join()
+        self.sock.close()
+
+
+def bench_output(env, seconds, out):
+    rows = []
+    port = 5800
+    for interval in (10, 25, 200):
+        env.clean()
+        rx = Receiver(port)
+        env.create("light", ("-N", "udp:127.0.0.1:%d" % port, "-i", "10"))
+        time.sleep(1.0)  # unheld: the clocks' offset
+        base = [a - t for a, _, t in rx.got[rx.mark() - 900:]]
+        offset = min(base)
+        bport = env.next_port()
+        bk = env.backup(bport)
+        js = os.path.join(env.work, "src.json")
+        sv = env.save("tcp:127.0.0.1:%d" % bport, "-l", "-I", str(interval),
+                      json_path=js)
+        time.sleep(1.0)  # round 0 and the first epochs
+        m0 = rx.mark()
+        time.sleep(seconds)
+        m1 = rx.mark()
+        sv.send_signal(signal.SIGINT)
+        err = sv.communicate(timeout=60)[1]
+        bk.communicate(timeout=60)
+        rx.close()
+        if sv.returncode != 0:
+            raise RuntimeError("save failed: " + err[-500:])
+        added = [(a - t - offset) for a, _, t in rx.got[m0:m1]]
+        seqs = [q for _, q, _ in rx.got]
+        r = json.load(open(js))
+        row = {
+            "interval_ms": interval, "packets": len(added),
+            "repeated": len(seqs) - len(set(seqs)),
+            "unheld_spread_us": us(pct(base, 99) - offset),
+            "added_p50_us": us(pct(added, 50)),
+            "added_p99_us": us(pct(added, 99)),
+            "added_max_us": us(max(added)),
+            "released": r["counters"].get("output released", 0),
+        }
+        rows.append(row)
+    print("\n== output: a packet every 10 ms, held until the backup "
+          "acknowledges its epoch ==")
+    print("%9s %8s %9s %10s %10s %10s %12s" %
+          ("interval", "packets", "repeated", "added p50", "added p99",
+           "added max", "unheld p99"))
+    for w in rows:
+        print("%7d ms %8d %9d %10.0f %10.0f %10.0f %12.0f" %
+              (w["interval_ms"], w["packets"], w["repeated"],
+               w["added_p50_us"], w["added_p99_us"], w["added_max_us"],
+               w["unheld_spread_us"]))
+    print("(us; the delay holding adds to each packet, against the same "
+          "guest's unheld packets)")
+    out["output"] = rows
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("build")
@@ -274,6 +376,8 @@ def main():
                 bench_file(env, a.runs, out)
             elif w == "failover":
                 bench_failover(env, a.runs, out)
+            elif w == "output":
+                bench_output(env, a.seconds, out)
             else:
                 sys.exit("unknown benchmark " + w)
     finally:

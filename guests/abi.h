@@ -12,6 +12,7 @@
  *   0x3000  console ring   (struct xtk_cons_ring, as Xen's xencons_interface)
  *   0x4000  store ring     (as Xen's xenstore_domain_interface)
  *   0x5000  GDT built by xtk-hv (the guest loads its own)
+ *   0x6000  network ring   (struct xtk_net_ring: packets out, see below)
  *   0x8000  page tables built by xtk-hv: PML4, PDPT, 4 PDs (2 MiB pages)
  *           identity-mapping the first 4 GiB
  *   1 MiB   the guest image (ELF PT_LOAD segments; bss follows)
@@ -35,6 +36,7 @@
 #define XTK_GUEST_CONS_GPA 0x3000ull
 #define XTK_GUEST_STORE_GPA 0x4000ull
 #define XTK_GUEST_GDT_GPA 0x5000ull
+#define XTK_GUEST_NET_GPA 0x6000ull
 #define XTK_GUEST_PT_GPA 0x8000ull /* PML4; PDPT +0x1000; PDs +0x2000.. */
 #define XTK_GUEST_IMAGE_GPA 0x100000ull
 #define XTK_GUEST_WORK_GPA 0x400000ull
@@ -48,6 +50,7 @@
 #define XTK_PORT_STORE 2
 #define XTK_PORT_SUSPEND 3
 #define XTK_PORT_ECHO 4 /* the guest echoes every notification at once */
+#define XTK_PORT_NET 5  /* guest->host: packets are in the network ring */
 #define XTK_PORT_MAX 7
 #define XTK_PORT_GSI(p) (16 + (p))
 #define XTK_PORT_VECTOR(p) (0x40 + (p))
@@ -185,7 +188,8 @@ struct xtk_guest_status {
      * request's arrival to its work going on, on a clock that runs while
      * the domain is stopped (Xen's system time on Xen). */
     uint64_t stopped_last_ns, stopped_max_ns;
-    uint64_t moves; /* resumes in a new domain (a restore, a migration) */
+    uint64_t moves;   /* resumes in a new domain (a restore, a migration) */
+    uint64_t net_seq; /* the last packet's number (net=MS), 0: none yet */
 };
 
 /* tests/kvm/test-qemu.sh reads the counter through QEMU's monitor here. */
@@ -210,5 +214,27 @@ struct xtk_cons_ring {
     uint32_t in_cons, in_prod;
     uint32_t out_cons, out_prod;
 };
+
+/* ---- the network ring ------------------------------------------------
+ *
+ * A minimal network device: the guest puts packets (at most
+ * XTK_NET_DATA_MAX bytes each) in slots, advances prod and rings
+ * XTK_PORT_NET; xtk-hv takes them in order, advances cons, and sends each
+ * to the domain's network sink (xtk create --net), or holds it until the
+ * checkpoint that covers it is safe at a backup (xtk-hv(8), "Output").
+ * The guest never waits: with every slot taken it sends later.
+ */
+#define XTK_NET_SLOTS 15
+#define XTK_NET_DATA_MAX 252
+
+struct xtk_net_ring {
+    uint32_t prod, cons; /* free-running; slot = index % XTK_NET_SLOTS */
+    uint32_t reserved[14];
+    struct {
+        uint32_t len;
+        char data[XTK_NET_DATA_MAX];
+    } slot[XTK_NET_SLOTS];
+};
+_Static_assert(sizeof(struct xtk_net_ring) <= 4096, "one page");
 
 #endif /* XTK_GUEST_ABI_H */

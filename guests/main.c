@@ -48,6 +48,8 @@ static struct xtk_cons_ring *cons_ring; /* NULL: no console ring */
 static void *store_page;                /* NULL: no store */
 static uint32_t seen_generation;
 static uint32_t console_lock;
+static struct xtk_net_ring *net_ring; /* NULL: none (not under xtk-hv) */
+static uint64_t net_period_ns, net_next;
 static volatile uint32_t smp_go, parked;
 
 static void lapic_write(uint32_t reg, uint32_t v)
@@ -264,11 +266,44 @@ static void console_kick(void)
     evtchn_notify(XTK_PORT_CONSOLE);
 }
 
+/*
+ * net=MS: a numbered packet every MS milliseconds on the network ring,
+ * "xtk-net seq=N t=NS" (N from 1, the guest's clock in ns), for a client
+ * outside to keep a transcript of.  With every slot taken the packet waits
+ * for the next call: numbers are never skipped.
+ */
+static void net_poll(void)
+{
+    struct xtk_net_ring *r = net_ring;
+    uint64_t now;
+    uint32_t prod;
+    int n;
+
+    if (!r || !net_period_ns)
+        return;
+    now = now_ns();
+    if (now < net_next)
+        return;
+    prod = r->prod;
+    if (prod - READ_ONCE(r->cons) >= XTK_NET_SLOTS)
+        return;
+    n = ksnprintf(r->slot[prod % XTK_NET_SLOTS].data, XTK_NET_DATA_MAX,
+                  "xtk-net seq=%lu t=%lu\n", status->net_seq + 1, now);
+    r->slot[prod % XTK_NET_SLOTS].len = (uint32_t)n;
+    status->net_seq++;
+    barrier();
+    WRITE_ONCE(r->prod, prod + 1);
+    evtchn_notify(XTK_PORT_NET);
+    net_next = net_next + net_period_ns > now ? net_next + net_period_ns
+                                              : now + net_period_ns;
+}
+
 void poll_events(void)
 {
     uint32_t ev = take_events(EV_SUSPEND | EV_STORE);
 
     console_kick();
+    net_poll();
     if (ev & EV_SUSPEND)
         do_suspend("event channel");
     if (store_page && ((ev & EV_STORE) || store_pending()) && store_poll())
@@ -344,6 +379,8 @@ static void boot_bsp(struct xtk_guest_boot *b, struct multiboot_info *mbi)
         ioapic_route_port(XTK_PORT_SUSPEND);
         ioapic_route_port(XTK_PORT_ECHO);
         cons_ring = (void *)XTK_GUEST_CONS_GPA;
+        net_ring = (void *)XTK_GUEST_NET_GPA;
+        net_period_ns = cmdline_u64(cl, "net", 0) * 1000000ull;
         if (boot->flags & XTK_BOOT_STORE)
             store_page = (void *)XTK_GUEST_STORE_GPA;
     }

@@ -71,6 +71,7 @@ static void release_conn(struct hv *hv, int ci)
         apply_pause(hv);
     }
     pthread_mutex_unlock(&hv->lock);
+    hv_output_orphan(hv, ci);
     if (hv->logdirty_owner == ci) {
         hv_log("connection closed: dirty logging off");
         hv_vm_logdirty(hv, 0);
@@ -179,6 +180,8 @@ static int do_info(struct hv *hv, int ci, const struct xtk_hvctl_hdr *h,
     o->pid = (uint32_t)getpid();
     o->store = hv->store_fd >= 0;
     memcpy(o->name, hv->name, sizeof(o->name));
+    if (hv->opt.net)
+        snprintf(o->net, sizeof(o->net), "%s", hv->opt.net);
     rep->buf = o;
     rep->len = sizeof(*o);
     return 0;
@@ -294,6 +297,9 @@ static int do_stop(struct hv *hv, int ci, const struct xtk_hvctl_hdr *h,
 
     pause_domain(hv, ci, 1);
     memset(o, 0, sizeof(*o));
+    /* The guest is stopped: its output so far is the closing epoch's. */
+    if (hv->hold_owner == ci)
+        o->epoch = hv_output_mark(hv);
     /* The state first: a failed sync loses nothing (it clears nothing). */
     if (hv_state_get(hv, recs, sizeof(tx_buf) - sizeof(*h) - sizeof(*o), &len) <
         0)
@@ -424,6 +430,34 @@ static int do_rename(struct hv *hv, int ci, const struct xtk_hvctl_hdr *h,
     return 0;
 }
 
+static int do_output_hold(struct hv *hv, int ci, const struct xtk_hvctl_hdr *h,
+                          const void *payload, struct reply *rep)
+{
+    if (h->flags & XTK_HVCTL_OUTPUT_HOLD_ON)
+        return h->flags != XTK_HVCTL_OUTPUT_HOLD_ON ? EINVAL
+                                                    : hv_output_hold(hv, ci);
+    return hv_output_end(hv, ci, !!(h->flags & XTK_HVCTL_OUTPUT_SEND));
+}
+
+static int do_output_release(struct hv *hv, int ci,
+                             const struct xtk_hvctl_hdr *h, const void *payload,
+                             struct reply *rep)
+{
+    struct xtk_hvctl_release req;
+    struct xtk_hvctl_output *o = (void *)tx_buf;
+    int r;
+
+    memcpy(&req, payload, sizeof(req));
+    if (req.reserved || !req.epoch)
+        return EINVAL;
+    r = hv_output_release(hv, ci, req.epoch, o);
+    if (r)
+        return r;
+    rep->buf = o;
+    rep->len = sizeof(*o);
+    return 0;
+}
+
 static const handler_fn handlers[XTK_HVCTL_OP_MAX + 1] = {
     [XTK_HVCTL_OP_HELLO] = do_hello,
     [XTK_HVCTL_OP_INFO] = do_info,
@@ -440,6 +474,8 @@ static const handler_fn handlers[XTK_HVCTL_OP_MAX + 1] = {
     [XTK_HVCTL_OP_SUSPEND_GUARD] = do_suspend_guard,
     [XTK_HVCTL_OP_RENAME] = do_rename,
     [XTK_HVCTL_OP_STOP] = do_stop,
+    [XTK_HVCTL_OP_OUTPUT_HOLD] = do_output_hold,
+    [XTK_HVCTL_OP_OUTPUT_RELEASE] = do_output_release,
 };
 
 /* ---- connections ---------------------------------------------------- */

@@ -15,6 +15,7 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/socket.h>
 #include <linux/kvm.h>
 
 #include "abi.h"
@@ -76,6 +77,7 @@ struct hv_options {
     const char *store_path; /* NULL: the default, optional */
     const char *log_path;
     const char *console_log;
+    const char *net; /* --net: udp:HOST:PORT or tcp:HOST:PORT; NULL */
     int no_store;
     int store_required; /* --store given: failing to register is fatal */
     int empty;          /* --empty: a shell for a restore */
@@ -130,6 +132,22 @@ struct hv {
     char console[HV_CONSOLE_BYTES];
     uint64_t console_end;
     FILE *console_log;
+
+    /* Output held for a checkpointing save (output.c), under console_lock:
+     * the holding connection (or HV_HOLD_*), the open epoch, the queue. */
+    int hold_owner;
+    uint32_t hold_epoch;
+    struct hv_held *held_head, **held_tail;
+    size_t held_bytes;
+    uint64_t held_lost; /* debug-port bytes with no room to wait */
+
+    /* The network sink (--net), under console_lock. */
+    int net_fd, net_tcp, net_connecting, net_failed_said;
+    struct sockaddr_storage net_addr;
+    socklen_t net_addrlen;
+    char *net_out; /* TCP: bytes the socket has not taken */
+    size_t net_out_len;
+    uint64_t net_retry_ns, net_lost;
 
     /* Control. */
     int listen_fd;
@@ -199,12 +217,45 @@ uint32_t hv_vm_parked_mask(const struct hv *hv);
 uint64_t hv_vm_wait_running(struct hv *hv, uint32_t mask, uint64_t since);
 int hv_vm_logdirty(struct hv *hv, int on);
 int hv_vm_logdirty_sync(struct hv *hv, uint64_t *dirty);
-void hv_console_append(struct hv *hv, const char *s, size_t n);
-void hv_console_drain(struct hv *hv);
+/* Appends to the console's history and log (console_lock held). */
+void hv_console_emit(struct hv *hv, const char *s, size_t n);
 struct xtk_guest_status *hv_guest_status(struct hv *hv); /* NULL if none */
 /* Wakes a guest that sits suspended (writes its suspend port); under
  * hv->lock. */
 void hv_vm_kick_suspended(struct hv *hv);
+
+/* output.c */
+enum { HV_OUT_CONSOLE, HV_OUT_NET };
+#define HV_HOLD_NONE (-1)   /* output flows */
+#define HV_HOLD_ORPHAN (-2) /* held; its holder is gone */
+/* The guest's output (console bytes, a packet): sent, or held. */
+void hv_output(struct hv *hv, unsigned int kind, const char *s, size_t n);
+/* The rings' doorbells rang: take what they hold. */
+void hv_console_drain(struct hv *hv);
+void hv_net_drain(struct hv *hv);
+/* Parses --net's SPEC: 0, or -1 if it is not udp:/tcp:HOST:PORT. */
+int hv_net_parse(const char *spec, int *tcp, struct sockaddr_storage *sa,
+                 socklen_t *salen);
+int hv_net_open(struct hv *hv);
+/* A TCP sink: whether the loop should wait for it to be writable, and
+ * what it became (failed: an error). */
+int hv_net_wants_out(const struct hv *hv);
+void hv_net_event(struct hv *hv, int failed);
+/* Connection ci holds output from now on, or takes over an orphaned hold
+ * (EBUSY: another holds it). */
+int hv_output_hold(struct hv *hv, int ci);
+/* Holding ends, what is held sent or dropped: by its holder, or by anyone
+ * once orphaned (else EPERM). */
+int hv_output_end(struct hv *hv, int ci, int send);
+/* Connection ci closes: a hold of its is orphaned. */
+void hv_output_orphan(struct hv *hv, int ci);
+/* With the guest stopped: the rings taken, the open epoch closed; its
+ * number, or 0 if output is not held. */
+uint32_t hv_output_mark(struct hv *hv);
+/* Sends the output of epochs up to epoch (closed ones only: EINVAL);
+ * EPERM if ci is not the holder. */
+int hv_output_release(struct hv *hv, int ci, uint32_t epoch,
+                      struct xtk_hvctl_output *o);
 
 /* state.c */
 int hv_state_get(struct hv *hv, void *buf, size_t max, size_t *len);

@@ -63,6 +63,9 @@ static void usage(FILE *f)
             "  -p, --paused            start paused\n"
             "  -l, --log FILE          log here (default stderr)\n"
             "  -L, --console-log FILE  copy the console here\n"
+            "  -N, --net SPEC          the network ring's packets to "
+            "udp:HOST:PORT\n"
+            "                          or tcp:HOST:PORT\n"
             "  -R, --ready-fd FD       write the domain id there when ready\n"
             "  -h, --help, --version\n",
             XTK_GUEST_MAX_VCPUS);
@@ -110,6 +113,7 @@ static int parse_options(struct hv *hv, int argc, char **argv)
         {"paused", no_argument, NULL, 'p'},
         {"log", required_argument, NULL, 'l'},
         {"console-log", required_argument, NULL, 'L'},
+        {"net", required_argument, NULL, 'N'},
         {"ready-fd", required_argument, NULL, 'R'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
@@ -130,7 +134,7 @@ static int parse_options(struct hv *hv, int argc, char **argv)
     if (!o->kernel || !*o->kernel)
         o->kernel = XTK_GUEST_DEFAULT;
 
-    while ((c = getopt_long(argc, argv, "n:m:c:k:a:r:s:Sepl:L:R:h", longopts,
+    while ((c = getopt_long(argc, argv, "n:m:c:k:a:r:s:Sepl:L:N:R:h", longopts,
                             NULL)) != -1) {
         switch (c) {
         case 'n':
@@ -191,6 +195,24 @@ static int parse_options(struct hv *hv, int argc, char **argv)
         case 'L':
             o->console_log = optarg;
             break;
+        case 'N': {
+            struct sockaddr_storage sa;
+            socklen_t sl;
+            int tcp;
+
+            if (hv_net_parse(optarg, &tcp, &sa, &sl) < 0) {
+                opt_error(o, "bad --net '%s' (udp:HOST:PORT or tcp:HOST:PORT)",
+                          optarg);
+                return -1;
+            }
+            if (strlen(optarg) >= XTK_HVCTL_NET_MAX) {
+                opt_error(o, "--net: at most %d characters",
+                          XTK_HVCTL_NET_MAX - 1);
+                return -1;
+            }
+            o->net = optarg;
+            break;
+        }
         case 'R':
             if (parse_u64(optarg, &v) || v > INT_MAX) {
                 opt_error(o, "bad --ready-fd");
@@ -329,8 +351,8 @@ static void tell_ready(struct hv *hv, int err)
 static int run_loop(struct hv *hv, int sig_fd)
 {
     while (!hv->destroy) {
-        struct pollfd pfd[4 + HV_MAX_CONNS];
-        int map[4 + HV_MAX_CONNS];
+        struct pollfd pfd[6 + HV_MAX_CONNS];
+        int map[6 + HV_MAX_CONNS];
         int n = 0;
 
         pfd[n] = (struct pollfd){.fd = sig_fd, .events = POLLIN};
@@ -340,6 +362,13 @@ static int run_loop(struct hv *hv, int sig_fd)
         pfd[n] = (struct pollfd){.fd = hv->ports[XTK_PORT_CONSOLE].from_guest,
                                  .events = POLLIN};
         map[n++] = -3;
+        pfd[n] = (struct pollfd){.fd = hv->ports[XTK_PORT_NET].from_guest,
+                                 .events = POLLIN};
+        map[n++] = -5;
+        if (hv_net_wants_out(hv)) {
+            pfd[n] = (struct pollfd){.fd = hv->net_fd, .events = POLLOUT};
+            map[n++] = -6;
+        }
         if (hv->store_fd >= 0) {
             pfd[n] = (struct pollfd){.fd = hv->store_fd, .events = POLLIN};
             map[n++] = -4;
@@ -379,6 +408,15 @@ static int run_loop(struct hv *hv, int sig_fd)
             case -4:
                 hv_store_handle(hv);
                 break;
+            case -5:
+                hv_net_drain(hv);
+                break;
+            case -6:
+                pthread_mutex_lock(&hv->console_lock);
+                hv_net_event(hv, !!(pfd[i].revents & (POLLERR | POLLHUP)) &&
+                                     !hv->net_connecting);
+                pthread_mutex_unlock(&hv->console_lock);
+                break;
             default:
                 hv_ctl_handle(hv, map[i]);
             }
@@ -394,6 +432,9 @@ static void hv_init(struct hv *hv)
     hv->listen_fd = hv->lock_fd = hv->name_lock_fd = hv->store_fd = -1;
     hv->logdirty_owner = -1;
     hv->creator = -1;
+    hv->hold_owner = -1;
+    hv->held_tail = &hv->held_head;
+    hv->net_fd = -1;
     for (int i = 0; i < XTK_GUEST_MAX_VCPUS; i++)
         hv->vcpus[i].fd = -1;
     for (int p = 0; p <= XTK_PORT_MAX; p++)
@@ -480,7 +521,7 @@ int main(int argc, char **argv)
            hv->empty ? ", empty for a restore" : "");
     hv_log_last[0] = 0; /* what follows, if anything, is a failure's cause */
 
-    if (hv_vm_create(hv) < 0)
+    if (hv_net_open(hv) < 0 || hv_vm_create(hv) < 0)
         goto err_ready;
     if (!hv->opt.no_store && hv_store_register(hv) < 0) {
         if (hv->opt.store_required)

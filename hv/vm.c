@@ -38,7 +38,8 @@
 #define SYNC_REGS (KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS | KVM_SYNC_X86_EVENTS)
 
 static const unsigned int hv_ports[] = {XTK_PORT_CONSOLE, XTK_PORT_STORE,
-                                        XTK_PORT_SUSPEND, XTK_PORT_ECHO};
+                                        XTK_PORT_SUSPEND, XTK_PORT_ECHO,
+                                        XTK_PORT_NET};
 
 /* ---- memory and platform -------------------------------------------- */
 
@@ -484,7 +485,7 @@ static void vcpu_io(struct hv_vcpu *v)
 
     if (run->io.direction == KVM_EXIT_IO_OUT) {
         if (run->io.port == XTK_GUEST_DEBUG_PORT || run->io.port == 0x3f8)
-            hv_console_append(v->hv, (const char *)data, n);
+            hv_output(v->hv, HV_OUT_CONSOLE, (const char *)data, n);
         return;
     }
     /* Reads: a serial line-status register that is always ready, else
@@ -771,13 +772,15 @@ int hv_vm_logdirty(struct hv *hv, int on)
  * Writes the frames the guest dirtied since the last sync into the shared
  * bitmap (KVM_GET_DIRTY_LOG reads and re-protects atomically), plus the
  * pages that host-side agents write and KVM cannot see: the boot page,
- * the console ring (out_cons) and the store ring (xsd-lite).
+ * the console ring (out_cons), the store ring (xsd-lite) and the network
+ * ring (cons).
  */
 int hv_vm_logdirty_sync(struct hv *hv, uint64_t *dirty)
 {
     struct kvm_dirty_log log = {.slot = 0, .dirty_bitmap = hv->bitmap};
     static const uint64_t host_written[] = {
-        XTK_GUEST_BOOT_GPA, XTK_GUEST_CONS_GPA, XTK_GUEST_STORE_GPA};
+        XTK_GUEST_BOOT_GPA, XTK_GUEST_CONS_GPA, XTK_GUEST_STORE_GPA,
+        XTK_GUEST_NET_GPA};
     uint64_t n = 0;
 
     if (ioctl(hv->vm_fd, KVM_GET_DIRTY_LOG, &log) < 0) {
@@ -797,9 +800,8 @@ int hv_vm_logdirty_sync(struct hv *hv, uint64_t *dirty)
 
 /* ---- console and guest status --------------------------------------- */
 
-void hv_console_append(struct hv *hv, const char *s, size_t n)
+void hv_console_emit(struct hv *hv, const char *s, size_t n)
 {
-    pthread_mutex_lock(&hv->console_lock);
     for (size_t i = 0; i < n; i++)
         hv->console[(hv->console_end + i) % HV_CONSOLE_BYTES] = s[i];
     hv->console_end += n;
@@ -807,29 +809,6 @@ void hv_console_append(struct hv *hv, const char *s, size_t n)
         fwrite(s, 1, n, hv->console_log);
         fflush(hv->console_log);
     }
-    pthread_mutex_unlock(&hv->console_lock);
-}
-
-/* The console's event channel fired: move the ring's bytes out. */
-void hv_console_drain(struct hv *hv)
-{
-    struct xtk_cons_ring *r = (void *)(hv->mem + XTK_GUEST_CONS_GPA);
-    uint64_t ev;
-    char buf[sizeof(r->out)];
-    size_t n = 0;
-
-    if (read(hv->ports[XTK_PORT_CONSOLE].from_guest, &ev, sizeof(ev)) < 0 &&
-        errno != EAGAIN)
-        hv_log("console eventfd: %m");
-    uint32_t prod = __atomic_load_n(&r->out_prod, __ATOMIC_ACQUIRE);
-    uint32_t cons = r->out_cons;
-    if (prod - cons > sizeof(r->out)) /* a confused guest: skip ahead */
-        cons = prod - (uint32_t)sizeof(r->out);
-    while (cons != prod)
-        buf[n++] = r->out[cons++ % sizeof(r->out)];
-    __atomic_store_n(&r->out_cons, cons, __ATOMIC_RELEASE);
-    if (n)
-        hv_console_append(hv, buf, n);
 }
 
 struct xtk_guest_status *hv_guest_status(struct hv *hv)

@@ -31,6 +31,7 @@ static void usage(FILE *f)
             "  create [-n NAME] [-m MIB] [-c VCPUS] [-w WORKLOAD] [-P PAGES]\n"
             "         [-S STRIDE] [-r RATE] [-k KERNEL] [-a ARGS] [-p] "
             "[--no-store]\n"
+            "         [-N udp:HOST:PORT|tcp:HOST:PORT [-i MS]]\n"
             "  list\n"
             "  info DOMAIN\n"
             "  pause DOMAIN\n"
@@ -38,6 +39,7 @@ static void usage(FILE *f)
             "  console [-f] DOMAIN\n"
             "  check DOMAIN\n"
             "  rename DOMAIN NEWNAME\n"
+            "  output DOMAIN release|drop\n"
             "  destroy DOMAIN\n"
             "  --help | --version\n"
             "DOMAIN is an id or a name.  WORKLOAD: idle, counter, dirty, "
@@ -132,9 +134,12 @@ static int cmd_create(int argc, char **argv)
         {"args", required_argument, NULL, 'a'},
         {"paused", no_argument, NULL, 'p'},
         {"no-store", no_argument, NULL, 's'},
+        {"net", required_argument, NULL, 'N'},
+        {"net-interval", required_argument, NULL, 'i'},
         {NULL, 0, NULL, 0},
     };
     struct xtk_domain_config cfg = {0};
+    const char *net_ms = NULL;
     const char *workload = NULL, *pages = NULL, *stride = NULL, *rate = NULL;
     const char *extra = NULL;
     char cmdline[XTK_GUEST_CMDLINE_MAX];
@@ -142,7 +147,7 @@ static int cmd_create(int argc, char **argv)
     uint64_t v;
     int c;
 
-    while ((c = getopt_long(argc, argv, "n:m:c:w:P:S:r:k:a:p", longopts,
+    while ((c = getopt_long(argc, argv, "n:m:c:w:P:S:r:k:a:pN:i:", longopts,
                             NULL)) != -1) {
         switch (c) {
         case 'n':
@@ -183,6 +188,19 @@ static int cmd_create(int argc, char **argv)
         case 's':
             cfg.flags |= XTK_DOMCFG_NO_STORE;
             break;
+        case 'N':
+            cfg.net = optarg;
+            break;
+        case 'i':
+            if (xtk__parse_u64(optarg, 1, 3600000, 0, &v)) {
+                fprintf(stderr,
+                        "xtk: create: bad --net-interval '%s' "
+                        "(1 to 3600000 ms)\n",
+                        optarg);
+                return 2;
+            }
+            net_ms = optarg;
+            break;
         default:
             return cli_usage_error(NULL);
         }
@@ -192,11 +210,13 @@ static int cmd_create(int argc, char **argv)
                                argv[optind]);
     if (check_create(&cfg, workload, pages, stride, rate) < 0)
         return 2;
-    if (snprintf(cmdline, sizeof(cmdline), "workload=%s%s%s%s%s%s%s%s%s",
+    if (net_ms && !cfg.net)
+        return bad_create("--net-interval needs --net");
+    if (snprintf(cmdline, sizeof(cmdline), "workload=%s%s%s%s%s%s%s%s%s%s%s",
                  workload ? workload : "idle", pages ? " pages=" : "",
                  pages ? pages : "", stride ? " stride=" : "",
                  stride ? stride : "", rate ? " rate=" : "", rate ? rate : "",
-                 extra ? " " : "",
+                 net_ms ? " net=" : "", net_ms ? net_ms : "", extra ? " " : "",
                  extra ? extra : "") >= (int)sizeof(cmdline)) {
         fprintf(stderr, "xtk: command line too long\n");
         return 2;
@@ -339,7 +359,7 @@ static int known_command(const char *cmd)
 {
     static const char *const cmds[] = {
         "create",  "list",  "info",   "pause",   "unpause",
-        "console", "check", "rename", "destroy",
+        "console", "check", "rename", "destroy", "output",
     };
 
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
@@ -398,6 +418,24 @@ int main(int argc, char **argv)
         if (dom && r)
             fprintf(stderr, "xtk: rename %s %s: %s\n", argv[1], argv[2],
                     errno == EEXIST ? "the name is taken" : strerror(errno));
+        xtk_domain_close(dom);
+        goto out;
+    }
+    if (!strcmp(cmd, "output")) {
+        /* The hold a dead checkpointing save left: which copy runs on. */
+        if (argc != 3 ||
+            (strcmp(argv[2], "release") && strcmp(argv[2], "drop"))) {
+            r = cli_usage_error("output: expected DOMAIN release|drop");
+            goto out;
+        }
+        dom = open_dom(argv[1]);
+        r = !dom || xtk_domain_output_end(dom, strcmp(argv[2], "release")
+                                                   ? XTK_OUTPUT_DROP
+                                                   : XTK_OUTPUT_SEND) < 0;
+        if (dom && r)
+            fprintf(stderr, "xtk: output %s %s: %s\n", argv[1], argv[2],
+                    errno == EPERM ? "a running save holds it"
+                                   : strerror(errno));
         xtk_domain_close(dom);
         goto out;
     }

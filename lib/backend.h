@@ -64,6 +64,21 @@ struct xtk_domain {
     /* Set by resume when the backend can tell: when the guest's vCPUs ran
      * again (xtk_now_ns()'s clock); 0 otherwise. */
     uint64_t resumed_ns;
+    /* Set by the stop of a save that holds the guest's output
+     * (output_hold): the epoch of output it closed; 0 otherwise. */
+    uint32_t output_epoch;
+};
+
+/* For output_hold. */
+#define XTK__OUTPUT_DROP 0
+#define XTK__OUTPUT_HOLD 1
+#define XTK__OUTPUT_SEND 2
+
+/* What output_release sent. */
+struct xtk__output {
+    uint64_t items, bytes; /* console writes and packets; their bytes */
+    uint64_t held_max_ns;  /* the longest any was held */
+    uint64_t held_sum_ns;  /* the sum of their holds */
 };
 
 /* Flags for create. */
@@ -474,6 +489,27 @@ struct xtk__backend_ops {
      * backend cannot tell).
      */
     int (*resume)(struct xtk_domain *dom);
+
+    /* -- output held for checkpoints (optional) ------------------------- */
+
+    /*
+     * XTK__OUTPUT_HOLD: the guest's outward output (console, network) is
+     * held from now on, in epochs: the stop of each final round
+     * (suspend_check) closes one and sets dom->output_epoch to its number
+     * (an orphaned hold a dead save left is taken over: its output goes
+     * with the first release).  XTK__OUTPUT_SEND / _DROP: holding ends,
+     * what is still held sent (this copy runs on) or dropped (another
+     * copy runs the domain).  A handle that closes holding orphans the
+     * hold: the output stays held until a toolstack decides.  Absent
+     * where the backend cannot hold output.
+     */
+    int (*output_hold)(struct xtk_domain *dom, int how);
+    /* The domain's network sink (xtk create --net) into buf, "" if none:
+     * it travels with the domain.  Optional. */
+    int (*net_sink)(struct xtk_domain *dom, char *buf, size_t size);
+    /* Sends the output of every epoch up to epoch, which a stop closed. */
+    int (*output_release)(struct xtk_domain *dom, uint32_t epoch,
+                          struct xtk__output *out);
 
     /* -- event channels (optional) --------------------------------------- */
 

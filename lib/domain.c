@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "sr-format.h"
 
 #define XTK_LOG_CONTEXT "domain"
 
@@ -38,6 +39,8 @@ static struct xtk_domain *dom_create(struct xtk_ctx *ctx,
     struct xtk_domain *dom;
 
     if (!cfg || (cfg->flags & ~(XTK_DOMCFG_NO_STORE | XTK_DOMCFG_PAUSED)))
+        return xtk__fail_null(EINVAL);
+    if (cfg->net && strlen(cfg->net) > XTK__NET_MAX)
         return xtk__fail_null(EINVAL);
     for (size_t i = 0; i < XTK__ARRAY_SIZE(cfg->reserved); i++)
         if (cfg->reserved[i])
@@ -207,6 +210,16 @@ int xtk_domain_rename(struct xtk_domain *dom, const char *name)
     if (!dom || !name)
         return xtk__fail(EINVAL);
     return dom->ops->rename(dom, name);
+}
+
+int xtk_domain_output_end(struct xtk_domain *dom, unsigned int how)
+{
+    if (!dom || (how != XTK_OUTPUT_SEND && how != XTK_OUTPUT_DROP))
+        return xtk__fail(EINVAL);
+    if (!dom->ops->output_hold)
+        return xtk__fail(ENOTSUP);
+    return dom->ops->output_hold(
+        dom, how == XTK_OUTPUT_SEND ? XTK__OUTPUT_SEND : XTK__OUTPUT_DROP);
 }
 
 int xtk_domain_console_read(struct xtk_domain *dom, uint64_t *offset, char *buf,

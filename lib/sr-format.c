@@ -48,6 +48,8 @@ size_t xtk__sr_config_encode(const struct xtk__sr_config *c, void *buf)
     uint8_t *p = buf;
     uint32_t count = XTK__SR_PARAMS + !!c->no_store, zero = 0;
     char name[8 * XTK__SR_NAME_PARAMS] = {0};
+    char net[8 * XTK__SR_NET_PARAMS] = {0};
+    unsigned int k = XTK__SR_PARAMS;
 
     memcpy(p, &count, 4);
     memcpy(p + 4, &zero, 4);
@@ -61,7 +63,17 @@ size_t xtk__sr_config_encode(const struct xtk__sr_config *c, void *buf)
         put_param(p, 3 + i, XTK__SR_PARAM_NAME + i, v);
     }
     if (c->no_store)
-        put_param(p, XTK__SR_PARAMS, XTK__SR_PARAM_NO_STORE, 1);
+        put_param(p, k++, XTK__SR_PARAM_NO_STORE, 1);
+    if (c->net[0]) {
+        put_str(net, sizeof(net) - 1, c->net);
+        for (unsigned int j = 0; j < XTK__SR_NET_PARAMS; j++) {
+            uint64_t v;
+            memcpy(&v, net + 8 * j, 8);
+            put_param(p, k++, XTK__SR_PARAM_NET + j, v);
+        }
+    }
+    count = k;
+    memcpy(p, &count, 4);
     return 8 + 16 * (size_t)count;
 }
 
@@ -71,6 +83,7 @@ int xtk__sr_config_decode(const void *body, uint32_t len,
     const uint8_t *p = body;
     struct xtk__sr_config tmp = {0};
     char name[8 * XTK__SR_NAME_PARAMS + 1] = {0};
+    char net[8 * XTK__SR_NET_PARAMS + 1] = {0};
     unsigned int seen = 0;
     uint32_t count;
 
@@ -88,11 +101,16 @@ int xtk__sr_config_decode(const void *body, uint32_t len,
         memcpy(&index, p + 8 + 16 * i, 8);
         memcpy(&value, p + 16 + 16 * i, 8);
         if (index < XTK__SR_PARAM_BASE ||
-            index >= XTK__SR_PARAM_NAME + XTK__SR_NAME_PARAMS)
+            index >= XTK__SR_PARAM_NET + XTK__SR_NET_PARAMS)
             return why_fail(why, whylen, EPROTO,
                             "HVM parameter %#llx: a Xen guest's, not xtk's",
                             (unsigned long long)index);
-        if (index >= XTK__SR_PARAM_NAME) {
+        if (index >= XTK__SR_PARAM_NET) {
+            memcpy(net + 8 * (index - XTK__SR_PARAM_NET), &value, 8);
+            continue;
+        }
+        if (index >= XTK__SR_PARAM_NAME &&
+            index < XTK__SR_PARAM_NAME + XTK__SR_NAME_PARAMS) {
             memcpy(name + 8 * (index - XTK__SR_PARAM_NAME), &value, 8);
             seen |= 1u << 3;
             continue;
@@ -140,6 +158,10 @@ int xtk__sr_config_decode(const void *body, uint32_t len,
         return why_fail(why, whylen, EPROTO, "a name longer than %d bytes",
                         XTK_DOMAIN_NAME_MAX);
     memcpy(tmp.name, name, strlen(name) + 1);
+    if (strlen(net) > XTK__NET_MAX)
+        return why_fail(why, whylen, EPROTO,
+                        "a network sink longer than %d bytes", XTK__NET_MAX);
+    memcpy(tmp.net, net, strlen(net) + 1);
     *c = tmp;
     return 0;
 }

@@ -28,6 +28,8 @@
 
 /* ---- the domain's shape: HVM_PARAMS ----------------------------------- */
 
+#define XTK__NET_MAX 63 /* a network sink's spec, without the NUL */
+
 #define XTK__SR_PARAM_BASE 0x58544b00u /* "XTK": Xen's indices are < 64 */
 #define XTK__SR_PARAM_VERSION (XTK__SR_PARAM_BASE + 0x00) /* value 1 */
 #define XTK__SR_PARAM_NR_PAGES (XTK__SR_PARAM_BASE + 0x01)
@@ -39,14 +41,20 @@
 /* 8 entries, each 8 bytes of the name (little-endian), NUL-padded. */
 #define XTK__SR_PARAM_NAME (XTK__SR_PARAM_BASE + 0x10)
 #define XTK__SR_NAME_PARAMS 8
-#define XTK__SR_PARAMS 11 /* entries in the record (12 with NO_STORE) */
-#define XTK__SR_PARAMS_SIZE (8 + 16 * (XTK__SR_PARAMS + 1)) /* at most */
+/* 8 entries, each 8 bytes of the network sink (xtk create --net),
+ * NUL-padded; only in streams of domains that have one. */
+#define XTK__SR_PARAM_NET (XTK__SR_PARAM_BASE + 0x20)
+#define XTK__SR_NET_PARAMS 8
+#define XTK__SR_PARAMS 11 /* entries always there */
+#define XTK__SR_PARAMS_SIZE                                                    \
+    (8 + 16 * (XTK__SR_PARAMS + 1 + XTK__SR_NET_PARAMS)) /* at most */
 
 struct xtk__sr_config {
     uint64_t nr_pages;
     uint32_t nr_vcpus;
     uint32_t no_store; /* 1: the domain was in no store */
     char name[XTK_DOMAIN_NAME_MAX + 1];
+    char net[XTK__NET_MAX + 1]; /* "": none */
 };
 
 /* Writes the HVM_PARAMS body (at most XTK__SR_PARAMS_SIZE bytes) into

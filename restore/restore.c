@@ -246,6 +246,8 @@ static int create_domain(struct xtk_restore *rs)
         /* A domain that was in no store is restored in none (and does
          * not look for one here). */
         .flags = rs->cfg.no_store ? XTK_DOMCFG_NO_STORE : 0,
+        /* Its network goes where it went (xtk create --net). */
+        .net = rs->cfg.net[0] ? rs->cfg.net : NULL,
     };
 
     if (rs->cfg.nr_pages % (1u << (20 - XTK__PAGE_SHIFT)))

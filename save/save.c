@@ -27,6 +27,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <event2/event.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -126,6 +127,13 @@ struct xtk_save {
     struct event *ev_heartbeat;
     uint32_t hb_seq, hb_answered, acked;
     int superseded; /* the backup runs the domain: this copy stays paused */
+    /* The guest's output is held until the backup has the epoch it came
+     * from (output_hold): the last epoch a stop closed, the first one
+     * not yet released. */
+    int holding, out_based;
+    uint32_t out_base; /* the domain's output epoch of epoch n: n + base */
+    uint32_t out_closed, out_released;
+    int backup_gone;      /* backup_lost: this copy runs on, its output too */
     uint64_t reply_early; /* a reply read before the END's send ended */
 
     /* Staging: the epoch the guest resumes after is kept in memory while
@@ -165,6 +173,94 @@ static void hist(struct xtk_save *sv, const char *name, uint64_t v)
 
     if (h)
         xtk_hist_record(h, v);
+}
+
+/*
+ * Output held for a backup (output_hold): epoch n's output (the guest's
+ * console and packets from the last stop to this one) goes out once the
+ * backup has acknowledged checkpoint n, never before: a client outside
+ * never sees output of a state a failover would not resume.
+ */
+static void output_release(struct xtk_save *sv, uint32_t upto)
+{
+    struct xtk__output o;
+
+    upto += sv->out_base;
+    if (!sv->holding || upto > sv->out_closed)
+        upto = sv->holding ? sv->out_closed : 0;
+    if (!upto || upto < sv->out_released)
+        return;
+    if (sv->dom->ops->output_release(sv->dom, upto, &o) < 0) {
+        XTK_PERROR(sv->ctx, "domain %u: cannot release its output",
+                   sv->dom->domid);
+        return;
+    }
+    sv->out_released = upto + 1;
+    if (o.items) {
+        hist(sv, "output held", o.held_max_ns);
+        xtk_stats_count(sv->st, "output released", o.items);
+        xtk_stats_count(sv->st, "output bytes released", o.bytes);
+    }
+}
+
+/*
+ * The save ends while holding: err 0 (the destination runs the domain
+ * from the last epoch, whose output was just released), the backup lost
+ * (this copy runs on, unprotected: what is held goes out, as Remus
+ * releases a primary's buffer when its backup dies), superseded (the
+ * backup runs the domain: what is held is dropped).  Any other failure
+ * leaves the output held: the backup may yet be promoted from its last
+ * checkpoint, so only a toolstack that knows which copy runs on may let
+ * it go (`xtk output DOMAIN release|drop`, or destroying the domain); the
+ * hold outlives the handle, and a new save takes it over.
+ */
+static void output_end(struct xtk_save *sv, int err)
+{
+    int how = !err || sv->backup_gone ? XTK__OUTPUT_SEND
+              : sv->superseded        ? XTK__OUTPUT_DROP
+                                      : -1;
+
+    if (!sv->holding)
+        return;
+    if (how < 0) {
+        XTK_WARN(sv->ctx,
+                 "domain %u: its output stays held (the backup may take "
+                 "over from checkpoint %u): once it is known which copy "
+                 "runs on, `xtk output %u release` (this one) or "
+                 "`xtk output %u drop`",
+                 sv->dom->domid, sv->acked, sv->dom->domid, sv->dom->domid);
+        return;
+    }
+    sv->holding = 0;
+    if (sv->dom->ops->output_hold(sv->dom, how) < 0)
+        XTK_PERROR(sv->ctx, "domain %u: cannot end the holding of its output",
+                   sv->dom->domid);
+    else if (err && sv->out_closed + 1 > sv->out_released)
+        XTK_WARN(sv->ctx,
+                 "domain %u: the output of %u epoch(s) no backup "
+                 "acknowledged is %s",
+                 sv->dom->domid, sv->out_closed + 1 - sv->out_released,
+                 how == XTK__OUTPUT_SEND
+                     ? "sent: the domain runs on here, its output unheld"
+                     : "dropped: the backup runs the domain");
+}
+
+/*
+ * A test hook: XTK_FAULT_SAVE_STOP=PHASE:N stops this process (SIGSTOP)
+ * at PHASE of epoch N, for a test to kill the primary "host" (this
+ * process and the domain) exactly there: interval (before the suspend),
+ * stopped (the epoch copied, the domain not resumed), sending (resumed,
+ * the epoch not sent), sent (not acknowledged), acked (its output not
+ * released).  See xtk_save(3), "TESTING".
+ */
+static void fault_point(const char *phase, unsigned int epoch)
+{
+    const char *v = getenv("XTK_FAULT_SAVE_STOP");
+    size_t n = strlen(phase);
+
+    if (v && !strncmp(v, phase, n) && v[n] == ':' &&
+        strtoul(v + n + 1, NULL, 10) == epoch)
+        raise(SIGSTOP);
 }
 
 static uint64_t stream_bytes(struct xtk_save *sv)
@@ -383,6 +479,16 @@ static void on_suspend(evutil_socket_t fd, short what, void *arg)
     xtk_stats_phase_at(sv->st, "suspended notified", now);
     hist(sv, "suspend", now - sv->t_request);
     sv->stopped = 1;
+    if (sv->holding) {
+        /* The stop closed the guest's output epoch: this epoch's (its
+         * numbers go on from a hold a dead save left). */
+        if (!sv->out_based) {
+            sv->out_base = sv->dom->output_epoch - (sv->epoch + 1);
+            sv->out_released = sv->out_base + 1;
+            sv->out_based = 1;
+        }
+        sv->out_closed = sv->dom->output_epoch;
+    }
     event_del(sv->ev_suspend);
     evtimer_del(sv->ev_timer);
     evtimer_del(sv->ev_watch);
@@ -496,6 +602,8 @@ static void *drain_main(void *arg)
     struct xtk_save *sv = arg;
     uint64_t one = 1;
 
+    if (!sv->drain_end)
+        fault_point("sending", sv->epoch);
     sv->drain_err =
         xtk__stream_stage_drain(sv->out) < 0 ? (errno ? errno : EIO) : 0;
     if (write(sv->drain_fd, &one, sizeof(one)) != sizeof(one))
@@ -540,6 +648,7 @@ static void start_drain(struct xtk_save *sv, int end)
 /* Checkpointing: an epoch is out (sent); the guest runs until the next. */
 static void epoch_sent(struct xtk_save *sv, uint64_t now)
 {
+    fault_point("sent", sv->epoch);
     xtk_stats_phase_at(sv->st, "checkpoint sent", now);
     if (sv->ev_heartbeat) {
         /* The backup owes this epoch's acknowledgement, from now. */
@@ -588,6 +697,7 @@ static void next_epoch(struct xtk_save *sv)
     staged = sv->staging;
     if (staged)
         xtk_stats_phase_at(sv->st, "checkpoint staged", now);
+    fault_point("stopped", sv->epoch + 1);
     if ((staged && stage_close(sv) < 0) || resume_after_round(sv) < 0) {
         fail_errno(sv);
         return;
@@ -922,6 +1032,7 @@ static void backup_lost(struct xtk_save *sv, int err, const char *why)
 {
     xtk_stats_phase(sv->st, "backup lost");
     xtk_stats_count(sv->st, "backup lost", 1);
+    sv->backup_gone = 1;
     XTK_WARN(sv->ctx,
              "domain %u: the backup is lost (%s) after %u epoch(s), %u "
              "acknowledged: the domain runs on here, unprotected",
@@ -989,6 +1100,8 @@ static void on_message(struct xtk_save *sv, const struct xtk__sr_msg *m)
             return;
         }
         sv->acked = m->seq;
+        fault_point("acked", m->seq);
+        output_release(sv, m->seq);
         if (m->seq == sv->epoch && sv->t_epoch_sent)
             hist(sv, "ack wait", now - sv->t_epoch_sent);
         hist(sv, "backup apply", m->apply_ns);
@@ -1172,6 +1285,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
         finish(sv, ETIMEDOUT);
         break;
     case PH_INTERVAL:
+        fault_point("interval", sv->epoch + 1);
         request_suspend(sv);
         break;
     case PH_DRAIN:
@@ -1231,6 +1345,11 @@ static void finish(struct xtk_save *sv, int err)
         !sv->reply_got)
         /* Tell the destination by closing: it destroys what it built. */
         shutdown(sv->opt.peer_fd, SHUT_RDWR);
+    /* The destination runs the domain from the last epoch: its output
+     * may go.  A failure: what is held is dropped. */
+    if (!err && sv->reply_got)
+        output_release(sv, sv->out_closed - sv->out_base);
+    output_end(sv, err);
     if (!err && !(sv->opt.flags & XTK_SAVE_KEEP)) {
         if (dom->ops->destroy(dom) < 0) {
             XTK_PERROR(sv->ctx,
@@ -1340,6 +1459,11 @@ static int prepare(struct xtk_save *sv)
     }
     sv->cfg.nr_pages = info.nr_pages;
     sv->cfg.no_store = !(info.flags & XTK_DOMINFO_STORE);
+    if (sv->dom->ops->net_sink &&
+        sv->dom->ops->net_sink(sv->dom, sv->cfg.net, sizeof(sv->cfg.net)) < 0) {
+        XTK_PERROR(sv->ctx, "domain %u: its network sink", dom->domid);
+        return -1;
+    }
     sv->cfg.nr_vcpus = info.nr_vcpus;
     memcpy(sv->cfg.name, info.name, sizeof(sv->cfg.name));
     if (dom->ops->layout) {
@@ -1715,6 +1839,23 @@ int xtk_save_start(struct xtk_save *sv, xtk_save_done_fn *done, void *arg)
         XTK_PERROR(sv->ctx, "domain %u: cannot tell its populated memory",
                    dom->domid);
         goto err;
+    }
+    /* Checkpoints to a backup: the guest's output is held from now until
+     * the backup has the epoch it belongs to. */
+    if (sv->ev_heartbeat && dom->ops->output_hold) {
+        if (dom->ops->output_hold(dom, XTK__OUTPUT_HOLD) < 0) {
+            XTK_PERROR(sv->ctx, "domain %u: cannot hold its output",
+                       dom->domid);
+            goto err;
+        }
+        sv->holding = 1;
+        stamp(sv, "output held");
+    } else if (sv->ev_heartbeat) {
+        XTK_WARN(sv->ctx,
+                 "domain %u: this backend cannot hold the guest's output "
+                 "until the backup has its epoch: a failover may repeat "
+                 "output",
+                 dom->domid);
     }
     sv->fixed_ns = FIXED_ESTIMATE_NS;
     sv->done = done;

@@ -63,7 +63,10 @@ struct xtk_domain_config {
     const char *kernel;      /* guest image; NULL: the built-in guest */
     const char *cmdline;     /* the guest's command line (built-in guest: its
                                 workload, see xtk(1)); NULL: "" */
-    const char *reserved[4]; /* NULL */
+    const char *net;         /* KVM: where the built-in guest's network
+                                ring goes: "udp:HOST:PORT" or
+                                "tcp:HOST:PORT"; NULL: nowhere */
+    const char *reserved[3]; /* NULL */
 };
 
 /* Flags for struct xtk_domain_config. */
@@ -143,6 +146,20 @@ int xtk_domain_destroy(struct xtk_domain *dom);
  * under a temporary name until the source is gone.
  */
 int xtk_domain_rename(struct xtk_domain *dom, const char *name);
+
+/*
+ * A checkpointing save to a backup holds the guest's outward output (its
+ * console and network) until the backup has the epoch it came from (KVM;
+ * see xtk-save(1), "Output").  When that save dies, the output stays held:
+ * this copy cannot know whether the backup will take over.  Whoever knows
+ * ends the hold: XTK_OUTPUT_SEND (this copy runs on: what is held goes
+ * out, and output flows again) or XTK_OUTPUT_DROP (another copy runs the
+ * domain: what is held is never sent).  EPERM while a live save holds it;
+ * 0 if nothing is held; ENOTSUP where the backend holds no output.
+ */
+int xtk_domain_output_end(struct xtk_domain *dom, unsigned int how);
+#define XTK_OUTPUT_SEND 1u
+#define XTK_OUTPUT_DROP 2u
 
 /*
  * The domain's configuration as xl saves it in its file's header: libxl's

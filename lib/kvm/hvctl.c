@@ -37,6 +37,12 @@ static const struct op_desc ops[XTK_HVCTL_OP_MAX + 1] = {
                                     XTK_HVCTL_SUSPEND_GUARD_ON},
     [XTK_HVCTL_OP_RENAME] = {"rename", 2, XTK_HVCTL_NAME_MAX, 0},
     [XTK_HVCTL_OP_STOP] = {"stop", 0, 0, 0},
+    [XTK_HVCTL_OP_OUTPUT_HOLD] = {"output-hold", 0, 0,
+                                  XTK_HVCTL_OUTPUT_HOLD_ON |
+                                      XTK_HVCTL_OUTPUT_SEND},
+    [XTK_HVCTL_OP_OUTPUT_RELEASE] = {"output-release",
+                                     sizeof(struct xtk_hvctl_release),
+                                     sizeof(struct xtk_hvctl_release), 0},
 };
 
 const char *xtk__hvctl_op_name(unsigned int op)

@@ -113,7 +113,27 @@ enum xtk_hvctl_op {
      * the hold stays taken, as after a PAUSE.
      */
     XTK_HVCTL_OP_STOP = 15,
-    XTK_HVCTL_OP_MAX = 15,
+    /*
+     * Flags: XTK_HVCTL_OUTPUT_HOLD_ON: the guest's output (console, network
+     * ring) is held from now on, in epochs that each STOP of this
+     * connection closes (struct xtk_hvctl_stop's epoch), until released;
+     * EBUSY if another connection holds it; an orphaned hold is taken
+     * over, what it held going out with this connection's first release.
+     * Otherwise holding ends: XTK_HVCTL_OUTPUT_SEND sends what is still
+     * held (this copy runs on), no flag drops it (another copy runs the
+     * domain); EPERM unless this connection holds it or the hold is
+     * orphaned.  A holding connection that closes orphans its hold: the
+     * output stays held until one of the above (or the domain's end).
+     */
+    XTK_HVCTL_OP_OUTPUT_HOLD = 16,
+    /*
+     * Payload: struct xtk_hvctl_release.  Sends the held output of every
+     * epoch up to the one named, which a STOP must have closed (EINVAL);
+     * EPERM if this connection does not hold output.  Reply: struct
+     * xtk_hvctl_output.
+     */
+    XTK_HVCTL_OP_OUTPUT_RELEASE = 17,
+    XTK_HVCTL_OP_MAX = 17,
 };
 
 #define XTK_HVCTL_HELLO_OWN 0x1u
@@ -121,9 +141,12 @@ enum xtk_hvctl_op {
 #define XTK_HVCTL_UNPAUSE_FORCE 0x1u
 #define XTK_HVCTL_LOGDIRTY_FINAL 0x1u
 #define XTK_HVCTL_SUSPEND_GUARD_ON 0x1u
+#define XTK_HVCTL_OUTPUT_HOLD_ON 0x1u
+#define XTK_HVCTL_OUTPUT_SEND 0x2u
 #define XTK_HVCTL_ORPHAN_MS 10000
 
 #define XTK_HVCTL_NAME_MAX 64 /* with the NUL */
+#define XTK_HVCTL_NET_MAX 64  /* with the NUL */
 
 struct xtk_hvctl_hello {
     uint32_t domid;
@@ -146,6 +169,7 @@ struct xtk_hvctl_info {
     uint32_t pid;
     uint32_t store; /* 1: registered in the store */
     char name[XTK_HVCTL_NAME_MAX];
+    char net[XTK_HVCTL_NET_MAX]; /* --net, NUL-terminated; "": none */
 };
 
 struct xtk_hvctl_logdirty {
@@ -163,9 +187,23 @@ struct xtk_hvctl_resume {
 #define XTK_HVCTL_STOP_SYNCED 0x1u /* the dirty log was synced */
 
 struct xtk_hvctl_stop {
-    uint32_t flags;                /* XTK_HVCTL_STOP_* */
-    uint32_t reserved;             /* zero */
+    uint32_t flags; /* XTK_HVCTL_STOP_* */
+    /* The epoch of held output this STOP closed (the guest's output up to
+     * the stop), if this connection holds output; else 0. */
+    uint32_t epoch;
     struct xtk_hvctl_logdirty log; /* if XTK_HVCTL_STOP_SYNCED */
+};
+
+struct xtk_hvctl_release {
+    uint32_t epoch;    /* up to and with this one */
+    uint32_t reserved; /* zero */
+};
+
+struct xtk_hvctl_output {
+    uint64_t items;       /* console writes and packets sent */
+    uint64_t bytes;       /* their bytes */
+    uint64_t held_max_ns; /* the longest any of them was held */
+    uint64_t held_sum_ns; /* the sum of their holds */
 };
 
 struct xtk_hvctl_console_req {

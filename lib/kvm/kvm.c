@@ -82,6 +82,7 @@ struct kvm_dom {
     size_t stop_len;
     int stop_synced;
     uint64_t stop_dirty;
+    int holding;     /* this handle holds the guest's output */
     uint64_t *carry; /* dirty frames of a sync no read took */
     int carry_set;
 
@@ -565,7 +566,7 @@ static int kvm_create(struct xtk_domain *dom,
                                        sizeof(hv_buf));
     const char *kernel = cfg->kernel;
     char mem[32], vcpus[32];
-    char *argv[20];
+    char *argv[24];
     int n = 0;
 
     if (!kernel)
@@ -598,6 +599,10 @@ static int kvm_create(struct xtk_domain *dom,
             argv[n++] = (char *)cfg->cmdline;
         }
     }
+    if (cfg->net && *cfg->net) {
+        argv[n++] = "--net";
+        argv[n++] = (char *)cfg->net;
+    }
     if (cfg->flags & XTK_DOMCFG_NO_STORE)
         argv[n++] = "--no-store";
     if (cfg->flags & XTK_DOMCFG_PAUSED)
@@ -626,7 +631,8 @@ static int info_of(struct xtk_ctx *ctx, int sock, char *rx,
     if (call(ctx, sock, rx, 1, XTK_HVCTL_OP_INFO, 0, NULL, 0, &o, sizeof(o),
              &got, NULL, NULL) < 0)
         return -1;
-    if (got != sizeof(o) || !memchr(o.name, 0, sizeof(o.name)))
+    if (got != sizeof(o) || !memchr(o.name, 0, sizeof(o.name)) ||
+        !memchr(o.net, 0, sizeof(o.net)))
         return xtk__fail(EPROTO);
     memset(info, 0, sizeof(*info));
     info->domid = o.domid;
@@ -775,7 +781,8 @@ static int kvm_stop(struct xtk_domain *dom)
         return -1;
     memcpy(&o, kd->rx + sizeof(struct xtk_hvctl_hdr),
            got < sizeof(o) ? 0 : sizeof(o));
-    if (got < sizeof(o) || (o.flags & ~XTK_HVCTL_STOP_SYNCED) || o.reserved ||
+    if (got < sizeof(o) || (o.flags & ~XTK_HVCTL_STOP_SYNCED) ||
+        (o.epoch != 0) != !!kd->holding ||
         ((o.flags & XTK_HVCTL_STOP_SYNCED) &&
          o.log.nr_pages != kd->hello.nr_pages)) {
         XTK_ERROR(dom->ctx, "stop: malformed reply from xtk-hv");
@@ -788,10 +795,60 @@ static int kvm_stop(struct xtk_domain *dom)
            got - sizeof(o));
     kd->stop_state = p;
     kd->stop_len = got - sizeof(o);
+    dom->output_epoch = o.epoch;
     if (o.flags & XTK_HVCTL_STOP_SYNCED) {
         kd->stop_synced = 1;
         kd->stop_dirty = o.log.dirty;
     }
+    return 0;
+}
+
+static int kvm_net_sink(struct xtk_domain *dom, char *buf, size_t size)
+{
+    struct xtk_hvctl_info o;
+
+    if (kcall_fixed(dom, XTK_HVCTL_OP_INFO, 0, &o, sizeof(o)) < 0)
+        return -1;
+    if (!memchr(o.net, 0, sizeof(o.net)) || strlen(o.net) >= size)
+        return xtk__fail(EPROTO);
+    memcpy(buf, o.net, strlen(o.net) + 1);
+    return 0;
+}
+
+static int kvm_output_hold(struct xtk_domain *dom, int how)
+{
+    struct kvm_dom *kd = kd_of(dom);
+    uint32_t flags = how == XTK__OUTPUT_HOLD   ? XTK_HVCTL_OUTPUT_HOLD_ON
+                     : how == XTK__OUTPUT_SEND ? XTK_HVCTL_OUTPUT_SEND
+                                               : 0;
+
+    if (how != XTK__OUTPUT_HOLD && how != XTK__OUTPUT_SEND &&
+        how != XTK__OUTPUT_DROP)
+        return xtk__fail(EINVAL);
+    if (kcall(dom, XTK_HVCTL_OP_OUTPUT_HOLD, flags, NULL, 0, NULL, 0, NULL) < 0)
+        return -1;
+    kd->holding = how == XTK__OUTPUT_HOLD;
+    return 0;
+}
+
+static int kvm_output_release(struct xtk_domain *dom, uint32_t epoch,
+                              struct xtk__output *out)
+{
+    struct xtk_hvctl_release req = {.epoch = epoch};
+    struct xtk_hvctl_output o;
+    size_t got = 0;
+
+    if (kcall(dom, XTK_HVCTL_OP_OUTPUT_RELEASE, 0, &req, sizeof(req), &o,
+              sizeof(o), &got) < 0)
+        return -1;
+    if (got != sizeof(o)) {
+        XTK_ERROR(dom->ctx, "output-release: short reply");
+        return xtk__fail(EPROTO);
+    }
+    out->items = o.items;
+    out->bytes = o.bytes;
+    out->held_max_ns = o.held_max_ns;
+    out->held_sum_ns = o.held_sum_ns;
     return 0;
 }
 
@@ -1398,6 +1455,9 @@ const struct xtk__backend_ops xtk__kvm_backend = {
     .set_state_start = kvm_set_state_start,
     .set_state_finish = kvm_set_state_finish,
     .resume = kvm_resume,
+    .net_sink = kvm_net_sink,
+    .output_hold = kvm_output_hold,
+    .output_release = kvm_output_release,
     .evtchn_bind = kvm_evtchn_bind,
     .evtchn_notify = kvm_evtchn_notify,
     .evtchn_ack = kvm_evtchn_ack,
