@@ -297,9 +297,9 @@ static int do_stop(struct hv *hv, int ci, const struct xtk_hvctl_hdr *h,
 
     pause_domain(hv, ci, 1);
     memset(o, 0, sizeof(*o));
-    /* The guest is stopped: its output so far is the closing epoch's. */
-    if (hv->hold_owner == ci)
-        o->epoch = hv_output_mark(hv);
+    /* The guest is stopped: its output so far is taken (and, held, is the
+     * closing epoch's). */
+    o->epoch = hv_output_mark(hv, ci);
     /* The state first: a failed sync loses nothing (it clears nothing). */
     if (hv_state_get(hv, recs, sizeof(tx_buf) - sizeof(*h) - sizeof(*o), &len) <
         0)

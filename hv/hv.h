@@ -249,9 +249,9 @@ int hv_output_hold(struct hv *hv, int ci);
 int hv_output_end(struct hv *hv, int ci, int send);
 /* Connection ci closes: a hold of its is orphaned. */
 void hv_output_orphan(struct hv *hv, int ci);
-/* With the guest stopped: the rings taken, the open epoch closed; its
- * number, or 0 if output is not held. */
-uint32_t hv_output_mark(struct hv *hv);
+/* With the guest stopped (a STOP of connection ci's): the rings taken and,
+ * if ci holds output, the open epoch closed: its number, else 0. */
+uint32_t hv_output_mark(struct hv *hv, int ci);
 /* Sends the output of epochs up to epoch (closed ones only: EINVAL);
  * EPERM if ci is not the holder. */
 int hv_output_release(struct hv *hv, int ci, uint32_t epoch,

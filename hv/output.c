@@ -396,15 +396,18 @@ void hv_output_orphan(struct hv *hv, int ci)
     pthread_mutex_unlock(&hv->console_lock);
 }
 
-uint32_t hv_output_mark(struct hv *hv)
+uint32_t hv_output_mark(struct hv *hv, int ci)
 {
-    uint32_t e;
+    uint32_t e = 0;
 
-    /* What the stopped guest left in its rings is this epoch's. */
+    /* What the stopped guest left in its rings: taken now, so that the
+     * copy that follows has them consumed (a copy that resumes elsewhere
+     * never sends them again); held, it is the closing epoch's. */
     hv_console_drain(hv);
     hv_net_drain(hv);
     pthread_mutex_lock(&hv->console_lock);
-    e = hv->hold_epoch++;
+    if (hv->hold_owner == ci)
+        e = hv->hold_epoch++;
     pthread_mutex_unlock(&hv->console_lock);
     return e;
 }

@@ -54,16 +54,6 @@ primary() {
   save_pid=$!
   bg_pids+=($save_pid)
 }
-# wait_exit PID: its exit status, once it has exited (bash's wait also
-# returns when another child stops, as the SIGSTOPped peer here does).
-wait_exit() {
-  local i
-  for i in $(seq 400); do
-    kill -0 "$1" 2>/dev/null || break
-    sleep 0.05
-  done
-  wait "$1"
-}
 epochs_at_backup() { grep -c "CHECKPOINT: epoch [0-9]* complete" dst.err || true; }
 wait_epochs() {
   local i

@@ -75,6 +75,17 @@ wait_listen() {
   fail "nothing listens on port $1"
 }
 
+# wait_exit PID: its exit status, once it has exited, within 20 s (bash's
+# wait also returns when another child stops, as a SIGSTOPped peer does).
+wait_exit() {
+  local i
+  for i in $(seq 400); do
+    kill -0 "$1" 2>/dev/null || break
+    sleep 0.05
+  done
+  wait "$1"
+}
+
 # Waits (up to 10 s) until CMD... succeeds; else says WHAT failed.
 wait_until() {
   local what=$1 i

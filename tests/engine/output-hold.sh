@@ -18,6 +18,9 @@
 #      backup stood down) lets it all out: no repeat, no gap.
 #   3. The backup stops: the primary declares it lost, sends what it
 #      held and runs on unprotected: no repeat, no gap.
+#   4. A plain live migration (nothing held): the stop takes what the
+#      rings hold before the copy, so the destination sends none of it
+#      again: no repeat, no gap.
 . "$top_srcdir/tests/engine/engine-lib.sh"
 cd "$work"
 command -v ip >/dev/null || fail "no ip (iproute2)"
@@ -98,15 +101,6 @@ wait_stopped() {
     sleep 0.05
   done
   fail "xtk-save never reached its fault point"
-}
-# wait_exit PID: polls (bash's wait returns when another child stops).
-wait_exit() {
-  local i
-  for i in $(seq 400); do
-    kill -0 "$1" 2>/dev/null || break
-    sleep 0.05
-  done
-  wait "$1"
 }
 # wait_epochs N: until the backup has N complete checkpoints.
 wait_epochs() {
@@ -191,4 +185,20 @@ kill -CONT $restore_pid
 kill -TERM $restore_pid
 wait_exit $restore_pid || true
 XTK_RUNDIR=$work/run-pri "$xtk" destroy g
+
+# 4. A plain live migration.
+: >transcript
+prun "$xtk" create -n g -m 64 -w counter --no-store -N udp:$cli:5600 -i 5 >/dev/null
+XTK_RUNDIR=$work/run-pri check g
+grows 40 "before the migration"
+XTK_RUNDIR=$work/run-bak ip netns exec xtk-bak-$t \
+  "$xrestore" -q listen:$bak:4730 >bak.id 2>bak.err &
+restore_pid=$!
+bg_pids+=($restore_pid)
+brun bash -c "$(declare -f wait_listen fail); wait_listen 4730"
+prun "$xsave" -q -l g tcp:$bak:4730 2>pri.err || fail "migration: $(cat pri.err)"
+wait_exit $restore_pid || fail "migration: the destination failed: $(cat bak.err)"
+grows 20 "after the migration"
+transcript_ok 0 "migrated"
+XTK_RUNDIR=$work/run-bak "$xtk" destroy g
 echo ok
