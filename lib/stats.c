@@ -194,6 +194,10 @@ struct xtk_stats {
     size_t nphases, phases_cap;
     struct xtk_stats_round *rounds;
     size_t nrounds, rounds_cap;
+    /* Epoch rows: a ring of the last XTK_STATS_MAX_EPOCHS, the oldest at
+     * epochs_head once it is full. */
+    struct xtk_stats_epoch *epochs;
+    size_t nepochs, epochs_cap, epochs_head;
     struct counter counters[XTK_STATS_MAX_NAMED];
     size_t ncounters;
     struct named_hist hists[XTK_STATS_MAX_NAMED];
@@ -247,6 +251,7 @@ void xtk_stats_free(struct xtk_stats *st)
         xtk_hist_free(st->hists[i].h);
     free(st->phases);
     free(st->rounds);
+    free(st->epochs);
     free(st);
 }
 
@@ -324,6 +329,64 @@ int xtk_stats_round_get(const struct xtk_stats *st, size_t i,
     if (!st || i >= st->nrounds || !out)
         return xtk__fail(EINVAL);
     *out = st->rounds[i];
+    return 0;
+}
+
+static struct xtk_stats_epoch *epoch_at(const struct xtk_stats *st, size_t i)
+{
+    return &st->epochs[(st->epochs_head + i) % st->epochs_cap];
+}
+
+int xtk_stats_epoch(struct xtk_stats *st, const struct xtk_stats_epoch *e)
+{
+    struct xtk_stats_epoch *row = NULL;
+
+    if (!st || !e || !e->epoch || e->reserved)
+        return xtk__fail(EINVAL);
+    /* Recent epochs are the ones still being filled in. */
+    for (size_t k = 0; k < st->nepochs && k < 256 && !row; k++) {
+        struct xtk_stats_epoch *r = epoch_at(st, st->nepochs - 1 - k);
+
+        if (r->epoch == e->epoch)
+            row = r;
+    }
+    if (!row) {
+        if (st->nepochs == XTK_STATS_MAX_EPOCHS) { /* the oldest goes */
+            row = &st->epochs[st->epochs_head];
+            st->epochs_head = (st->epochs_head + 1) % st->epochs_cap;
+        } else {
+            if (grow((void **)&st->epochs, &st->epochs_cap, st->nepochs,
+                     XTK_STATS_MAX_EPOCHS, sizeof(*st->epochs)) < 0)
+                return -1;
+            row = &st->epochs[st->nepochs++];
+        }
+        *row = (struct xtk_stats_epoch){.epoch = e->epoch};
+    }
+#define MERGE(f)                                                               \
+    if (e->f)                                                                  \
+    row->f = e->f
+    MERGE(pause_ns);
+    MERGE(copy_ns);
+    MERGE(send_ns);
+    MERGE(ack_ns);
+    MERGE(held_ns);
+    MERGE(pages);
+    MERGE(bytes);
+#undef MERGE
+    return 0;
+}
+
+size_t xtk_stats_epoch_count(const struct xtk_stats *st)
+{
+    return st ? st->nepochs : 0;
+}
+
+int xtk_stats_epoch_get(const struct xtk_stats *st, size_t i,
+                        struct xtk_stats_epoch *out)
+{
+    if (!st || i >= st->nepochs || !out)
+        return xtk__fail(EINVAL);
+    *out = *epoch_at(st, i);
     return 0;
 }
 
@@ -522,6 +585,19 @@ static void format_json(const struct xtk_stats *st, FILE *f)
                 (unsigned long long)r->sent, (unsigned long long)r->bytes,
                 (unsigned long long)r->ns, rate(r->bytes, r->ns),
                 rate(r->sent, r->ns));
+    }
+    fputs("],\"epochs\":[", f);
+    for (size_t i = 0; i < st->nepochs; i++) {
+        const struct xtk_stats_epoch *e = epoch_at(st, i);
+
+        fprintf(f,
+                "%s{\"epoch\":%u,\"pause_ns\":%llu,\"copy_ns\":%llu,"
+                "\"send_ns\":%llu,\"ack_ns\":%llu,\"held_ns\":%llu,"
+                "\"pages\":%llu,\"bytes\":%llu}",
+                i ? "," : "", e->epoch, (unsigned long long)e->pause_ns,
+                (unsigned long long)e->copy_ns, (unsigned long long)e->send_ns,
+                (unsigned long long)e->ack_ns, (unsigned long long)e->held_ns,
+                (unsigned long long)e->pages, (unsigned long long)e->bytes);
     }
     fputs("],\"counters\":{", f);
     for (size_t i = 0; i < st->ncounters; i++) {

@@ -144,6 +144,7 @@ struct xtk_save {
     struct event *ev_drain;
     uint64_t t_drain;
     uint64_t owed_since, t_epoch_sent, hb_progress;
+    uint64_t last_pause; /* the last resume's: suspend request to running */
 
     /* XTK__LAYOUT_DELEGATE: the backend's own save writes the stream, on
      * the delegate thread */
@@ -198,6 +199,11 @@ static void output_release(struct xtk_save *sv, uint32_t upto)
     sv->out_released = upto + 1;
     if (o.items) {
         hist(sv, "output held", o.held_max_ns);
+        /* A checkpoint's row (not the END's: its stop is the move's). */
+        if (upto > sv->out_base && upto - sv->out_base <= sv->epoch)
+            xtk_stats_epoch(
+                sv->st, &(struct xtk_stats_epoch){.epoch = upto - sv->out_base,
+                                                  .held_ns = o.held_max_ns});
         xtk_stats_count(sv->st, "output released", o.items);
         xtk_stats_count(sv->st, "output bytes released", o.bytes);
     }
@@ -594,6 +600,7 @@ static int resume_after_round(struct xtk_save *sv)
     now = xtk_now_ns();
     xtk_stats_phase_at(sv->st, "source resumed", now);
     hist(sv, "downtime", now - sv->t_request);
+    sv->last_pause = now - sv->t_request;
     return 0;
 }
 
@@ -683,6 +690,7 @@ static void epoch_sent(struct xtk_save *sv, uint64_t now)
 /* Checkpointing: the epoch is complete; the guest runs until the next. */
 static void next_epoch(struct xtk_save *sv)
 {
+    struct xtk_stats_epoch row = {0};
     uint64_t now;
     int staged;
 
@@ -694,6 +702,9 @@ static void next_epoch(struct xtk_save *sv)
     peer_deadline(sv);
     now = xtk_now_ns();
     hist(sv, "final round", now - sv->t_request);
+    row.copy_ns = now - sv->t_request;
+    row.pages = sv->round_dirty;
+    row.bytes = stream_bytes(sv) - sv->round_bytes0;
     staged = sv->staging;
     if (staged)
         xtk_stats_phase_at(sv->st, "checkpoint staged", now);
@@ -703,6 +714,9 @@ static void next_epoch(struct xtk_save *sv)
         return;
     }
     sv->epoch++;
+    row.epoch = sv->epoch;
+    row.pause_ns = sv->last_pause;
+    xtk_stats_epoch(sv->st, &row);
     if (staged)
         start_drain(sv, 0);
     else
@@ -722,6 +736,10 @@ static void on_drain_done(evutil_socket_t fd, short what, void *arg)
     sv->drain_on = 0;
     now = xtk_now_ns();
     hist(sv, "epoch send", now - sv->t_drain);
+    if (!sv->drain_end)
+        xtk_stats_epoch(
+            sv->st, &(struct xtk_stats_epoch){.epoch = sv->epoch,
+                                              .send_ns = now - sv->t_drain});
     if (sv->drain_err) {
         errno = sv->drain_err;
         XTK_PERROR(sv->ctx, "domain %u: sending the %s failed", sv->dom->domid,
@@ -1102,8 +1120,12 @@ static void on_message(struct xtk_save *sv, const struct xtk__sr_msg *m)
         sv->acked = m->seq;
         fault_point("acked", m->seq);
         output_release(sv, m->seq);
-        if (m->seq == sv->epoch && sv->t_epoch_sent)
+        if (m->seq == sv->epoch && sv->t_epoch_sent) {
             hist(sv, "ack wait", now - sv->t_epoch_sent);
+            xtk_stats_epoch(
+                sv->st, &(struct xtk_stats_epoch){
+                            .epoch = m->seq, .ack_ns = now - sv->t_epoch_sent});
+        }
         hist(sv, "backup apply", m->apply_ns);
         xtk_stats_count(sv->st, "epochs acknowledged", 1);
     } else {

@@ -81,8 +81,26 @@ struct xtk_stats_round {
     uint64_t ns;    /* how long the round took */
 };
 
+/* One epoch of a checkpointed stream (xtk-save -I): its row in the
+ * report, filled in as its phases end. */
+struct xtk_stats_epoch {
+    uint32_t epoch;    /* from 1 */
+    uint32_t reserved; /* zero */
+    uint64_t pause_ns; /* suspend request to the guest running again */
+    uint64_t copy_ns;  /* suspend request to the epoch staged (its final
+                          round: the copy while the guest is stopped) */
+    uint64_t send_ns;  /* the staged epoch's sending, the guest running */
+    uint64_t ack_ns;   /* the epoch sent to the backup's acknowledgement */
+    uint64_t held_ns;  /* the longest its output was held (0: none) */
+    uint64_t pages;    /* pages in it */
+    uint64_t bytes;    /* its bytes on the stream */
+};
+
 /* Limits: a report keeps at most this many phases, rounds, counters and
- * histograms; past them the adding call fails with ENOSPC. */
+ * histograms; past them the adding call fails with ENOSPC.  Of epochs it
+ * keeps the last XTK_STATS_MAX_EPOCHS (a checkpointed stream runs for
+ * days). */
+#define XTK_STATS_MAX_EPOCHS 65536
 #define XTK_STATS_MAX_PHASES 4096
 #define XTK_STATS_MAX_ROUNDS 65536
 #define XTK_STATS_MAX_NAMED 64
@@ -121,6 +139,17 @@ int xtk_stats_add_round(struct xtk_stats *st, const struct xtk_stats_round *r);
 size_t xtk_stats_round_count(const struct xtk_stats *st);
 int xtk_stats_round_get(const struct xtk_stats *st, size_t i,
                         struct xtk_stats_round *out);
+
+/*
+ * Adds epoch e->epoch's row, or, if the report has it, merges e into it:
+ * the fields that are 0 in e are left as they were.  Returns 0, or -1
+ * with errno set.
+ */
+int xtk_stats_epoch(struct xtk_stats *st, const struct xtk_stats_epoch *e);
+/* How many epoch rows are kept; the i-th oldest. */
+size_t xtk_stats_epoch_count(const struct xtk_stats *st);
+int xtk_stats_epoch_get(const struct xtk_stats *st, size_t i,
+                        struct xtk_stats_epoch *out);
 
 /* Adds delta to the counter `name` (made at 0 on first use). */
 int xtk_stats_count(struct xtk_stats *st, const char *name, uint64_t delta);

@@ -91,8 +91,13 @@ sleep 1
 PCMK_logfile=$work/pacemaker.log pacemakerd -f >pacemakerd.out 2>&1 &
 bg_pids+=($!)
 online() { crm_mon -1 2>/dev/null | grep -q "Online: \[ $node \]"; }
-for i in $(seq 300); do online && break; sleep 0.1; done
-online || fail "the cluster did not come up: $(tail -5 pacemakerd.out corosync.log 2>/dev/null)"
+for i in $(seq 900); do online && break; sleep 0.1; done
+if ! online; then
+  crm_mon -1 >&2 || true
+  tail -n 15 corosync.out corosync.log pacemakerd.out >&2 2>/dev/null || true
+  grep -iE "error|crit|warn" pacemaker.log | tail -n 20 >&2 || true
+  fail "the cluster did not come up"
+fi
 
 cibadmin --create -o resources --xml-text "
 <clone id=\"guest\">

@@ -274,6 +274,60 @@ static void test_phases_rounds_counters(void)
     xtk_stats_free(NULL);
 }
 
+/* Epoch rows: filled in as an epoch's phases end, the last ones kept. */
+static void test_epochs(void)
+{
+    struct xtk_stats *st = xtk_stats_new("epochs");
+    struct xtk_stats_epoch e = {.epoch = 1, .pause_ns = 100, .pages = 3};
+    char *j;
+
+    TEST_ASSERT(st && xtk_stats_epoch(st, &e) == 0, "row 1");
+    TEST_ASSERT(
+        xtk_stats_epoch(
+            st, &(struct xtk_stats_epoch){.epoch = 2, .pause_ns = 200}) == 0,
+        "row 2");
+    /* A later phase of epoch 1: merged, what it does not set kept. */
+    TEST_ASSERT(xtk_stats_epoch(
+                    st, &(struct xtk_stats_epoch){.epoch = 1, .ack_ns = 7}) ==
+                    0,
+                "merge");
+    TEST_ASSERT(xtk_stats_epoch_count(st) == 2, "two rows");
+    TEST_ASSERT(xtk_stats_epoch_get(st, 0, &e) == 0 && e.epoch == 1 &&
+                    e.pause_ns == 100 && e.ack_ns == 7 && e.pages == 3,
+                "merged row");
+    TEST_ASSERT_ERRNO(xtk_stats_epoch_get(st, 2, &e), EINVAL);
+    TEST_ASSERT_ERRNO(
+        xtk_stats_epoch(st, &(struct xtk_stats_epoch){.epoch = 0}), EINVAL);
+    j = xtk_stats_format(st, XTK_STATS_JSON);
+    TEST_ASSERT(j && strstr(j, "\"epochs\":[{\"epoch\":1,\"pause_ns\":100,"
+                               "\"copy_ns\":0,\"send_ns\":0,\"ack_ns\":7,"),
+                "json: %s", j);
+    free(j);
+    /* Past the limit the oldest go. */
+    for (uint32_t n = 3; n <= XTK_STATS_MAX_EPOCHS + 10; n++)
+        TEST_ASSERT(
+            xtk_stats_epoch(
+                st, &(struct xtk_stats_epoch){.epoch = n, .bytes = n}) == 0,
+            "row %u", n);
+    TEST_ASSERT(xtk_stats_epoch_count(st) == XTK_STATS_MAX_EPOCHS, "capped");
+    TEST_ASSERT(xtk_stats_epoch_get(st, 0, &e) == 0 && e.epoch == 11,
+                "oldest kept: %u", e.epoch);
+    TEST_ASSERT(xtk_stats_epoch_get(st, XTK_STATS_MAX_EPOCHS - 1, &e) == 0 &&
+                    e.epoch == XTK_STATS_MAX_EPOCHS + 10 &&
+                    e.bytes == XTK_STATS_MAX_EPOCHS + 10,
+                "newest");
+    /* The newest is still merged into. */
+    TEST_ASSERT(
+        xtk_stats_epoch(
+            st, &(struct xtk_stats_epoch){.epoch = XTK_STATS_MAX_EPOCHS + 10,
+                                          .held_ns = 5}) == 0 &&
+            xtk_stats_epoch_count(st) == XTK_STATS_MAX_EPOCHS &&
+            xtk_stats_epoch_get(st, XTK_STATS_MAX_EPOCHS - 1, &e) == 0 &&
+            e.held_ns == 5,
+        "merge when full");
+    xtk_stats_free(st);
+}
+
 static void test_format(void)
 {
     struct xtk_stats *st = xtk_stats_new("demo \"x\"");
@@ -370,6 +424,7 @@ int main(void)
     TEST_RUN(test_hist_merge);
     TEST_RUN(test_hist_threads);
     TEST_RUN(test_phases_rounds_counters);
+    TEST_RUN(test_epochs);
     TEST_RUN(test_format);
     TEST_RUN(test_table_alignment);
     return 0;
