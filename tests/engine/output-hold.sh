@@ -124,18 +124,27 @@ wait_epochs() {
   done
   fail "no $1 checkpoints at the backup: $(tail -3 bak.err) / $(tail -3 pri.err)"
 }
-start_pair() { # PORT [env for xtk-save]
-  local port=$1
-  shift
+# The guest at the primary, a packet every 5 ms to the client; a fresh
+# transcript.
+guest() {
   : >transcript
   prun "$xtk" create -n g -m 64 -w counter --no-store -N udp:$cli:5600 -i 5 >/dev/null
   XTK_RUNDIR=$work/run-pri check g
-  grows 1 "the guest's first packets"
+  grows 10 "the guest's first packets"
+}
+# xtk-restore listening at the backup on port $1; $restore_pid.
+listener() {
   XTK_RUNDIR=$work/run-bak ip netns exec xtk-bak-$t \
-    "$xrestore" -v listen:$bak:$port >bak.id 2>bak.err &
+    "$xrestore" -v listen:$bak:$1 >bak.id 2>bak.err &
   restore_pid=$!
   bg_pids+=($restore_pid)
-  brun bash -c "$(declare -f wait_listen fail); wait_listen $port"
+  brun bash -c "$(declare -f wait_listen fail); wait_listen $1"
+}
+start_pair() { # PORT [env for xtk-save]
+  local port=$1
+  shift
+  guest
+  listener $port
   env "$@" XTK_RUNDIR=$work/run-pri ip netns exec xtk-pri-$t \
     "$xsave" -l -I 50 --peer-timeout 1000 g tcp:$bak:$port 2>pri.err &
   save_pid=$!
@@ -200,15 +209,8 @@ wait_exit $restore_pid || true
 XTK_RUNDIR=$work/run-pri "$xtk" destroy g
 
 # 4. A plain live migration.
-: >transcript
-prun "$xtk" create -n g -m 64 -w counter --no-store -N udp:$cli:5600 -i 5 >/dev/null
-XTK_RUNDIR=$work/run-pri check g
-grows 40 "before the migration"
-XTK_RUNDIR=$work/run-bak ip netns exec xtk-bak-$t \
-  "$xrestore" -q listen:$bak:4730 >bak.id 2>bak.err &
-restore_pid=$!
-bg_pids+=($restore_pid)
-brun bash -c "$(declare -f wait_listen fail); wait_listen 4730"
+guest
+listener 4730
 prun "$xsave" -q -l g tcp:$bak:4730 2>pri.err || fail "migration: $(cat pri.err)"
 wait_exit $restore_pid || fail "migration: the destination failed: $(cat bak.err)"
 grows 20 "after the migration"
@@ -216,15 +218,8 @@ transcript_ok 0 "migrated"
 XTK_RUNDIR=$work/run-bak "$xtk" destroy g
 
 # 5. Checkpoints, then END.
-: >transcript
-prun "$xtk" create -n g -m 64 -w counter --no-store -N udp:$cli:5600 -i 5 >/dev/null
-XTK_RUNDIR=$work/run-pri check g
-grows 10 "before the checkpoints"
-XTK_RUNDIR=$work/run-bak ip netns exec xtk-bak-$t \
-  "$xrestore" -v listen:$bak:4740 >bak.id 2>bak.err &
-restore_pid=$!
-bg_pids+=($restore_pid)
-brun bash -c "$(declare -f wait_listen fail); wait_listen 4740"
+guest
+listener 4740
 XTK_RUNDIR=$work/run-pri ip netns exec xtk-pri-$t \
   "$xsave" -l -I 50 --stats-json pri.json g tcp:$bak:4740 2>pri.err &
 save_pid=$!
