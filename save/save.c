@@ -134,6 +134,7 @@ struct xtk_save {
     uint32_t out_base; /* the domain's output epoch of epoch n: n + base */
     uint32_t out_closed, out_released;
     int backup_gone;      /* backup_lost: this copy runs on, its output too */
+    int heard;            /* the backup has answered something */
     uint64_t reply_early; /* a reply read before the END's send ended */
 
     /* Staging: the epoch the guest resumes after is kept in memory while
@@ -144,7 +145,8 @@ struct xtk_save {
     struct event *ev_drain;
     uint64_t t_drain;
     uint64_t owed_since, t_epoch_sent, hb_progress;
-    uint64_t last_pause; /* the last resume's: suspend request to running */
+    uint64_t ack_due_since; /* the oldest epoch not acknowledged, sent */
+    uint64_t last_pause;    /* the last resume's: suspend request to running */
 
     /* XTK__LAYOUT_DELEGATE: the backend's own save writes the stream, on
      * the delegate thread */
@@ -661,6 +663,8 @@ static void epoch_sent(struct xtk_save *sv, uint64_t now)
         /* The backup owes this epoch's acknowledgement, from now. */
         sv->t_epoch_sent = now;
         sv->owed_since = now;
+        if (!sv->ack_due_since)
+            sv->ack_due_since = now;
     }
     sv->phase = PH_INTERVAL;
     if (sv->cancel) { /* asked while it was sent: the END comes now */
@@ -1053,8 +1057,12 @@ static void backup_lost(struct xtk_save *sv, int err, const char *why)
     sv->backup_gone = 1;
     XTK_WARN(sv->ctx,
              "domain %u: the backup is lost (%s) after %u epoch(s), %u "
-             "acknowledged: the domain runs on here, unprotected",
-             sv->dom->domid, why, sv->epoch, sv->acked);
+             "acknowledged: the domain runs on here, unprotected%s",
+             sv->dom->domid, why, sv->epoch, sv->acked,
+             sv->heard ? ""
+                       : " (it never answered: an xtk-restore that does not "
+                         "acknowledge epochs, older than this xtk, takes "
+                         "them but cannot protect the domain)");
     shutdown(sv->opt.peer_fd, SHUT_RDWR);
     finish(sv, err);
 }
@@ -1070,6 +1078,15 @@ static void on_heartbeat(evutil_socket_t fd, short what, void *arg)
     (void)fd, (void)what;
     if (sv->phase == PH_PEER || sv->phase == PH_DONE)
         return; /* END is out: the reply's own timeout */
+    /* An epoch sent and not acknowledged: whatever else the backup reads
+     * meanwhile (a later epoch), the acknowledgement is owed from then. */
+    if (sv->ack_due_since &&
+        now - sv->ack_due_since > (uint64_t)sv->opt.peer_timeout_ms * 1000000) {
+        snprintf(why, sizeof(why), "no acknowledgement for %u ms",
+                 sv->opt.peer_timeout_ms);
+        backup_lost(sv, EHOSTDOWN, why);
+        return;
+    }
     if (sv->phase == PH_SEND)
         return; /* the drain owns the stream; a stuck send times out */
     if (sv->owed_since &&
@@ -1109,6 +1126,7 @@ static void on_message(struct xtk_save *sv, const struct xtk__sr_msg *m)
 {
     uint64_t now = xtk_now_ns();
 
+    sv->heard = 1;
     if (m->kind == XTK__SR_MSG_ACK) {
         if (m->seq <= sv->acked || m->seq > sv->epoch) {
             XTK_WARN(sv->ctx,
@@ -1118,6 +1136,8 @@ static void on_message(struct xtk_save *sv, const struct xtk__sr_msg *m)
             return;
         }
         sv->acked = m->seq;
+        /* It acknowledges: what it still owes counts from now. */
+        sv->ack_due_since = sv->acked < sv->epoch ? now : 0;
         fault_point("acked", m->seq);
         output_release(sv, m->seq);
         if (m->seq == sv->epoch && sv->t_epoch_sent) {

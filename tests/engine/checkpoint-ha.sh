@@ -21,6 +21,9 @@
 #      complete checkpoint; promoted after the fence, it runs exactly
 #      that one (the guest's own check on resume compares every page of
 #      its working set with the sequence number it recorded for it).
+#   6. A "backup" that takes the stream and never answers (as an
+#      xtk-restore older than acknowledgements would): the primary says
+#      so when it gives it up, and its guest runs on.
 . "$top_srcdir/tests/engine/engine-lib.sh"
 cd "$work"
 dst() { XTK_RUNDIR=$work/run-dst "$@"; }
@@ -166,4 +169,26 @@ check g
 kill -USR1 $restore_pid
 wait_exit $restore_pid || { cat dst.err >&2; fail "torn epoch: the promoted backup failed"; }
 dst check "$(cat dst.id)"
+dst "$xtk" destroy g
+
+# 6. A peer that never answers.
+"$xtk" create -n g -m 64 -w dirty -P 512 --no-store >/dev/null
+check g
+python3 -c '
+import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", 4616)); s.listen(1)
+c, _ = s.accept()
+while c.recv(1 << 20):
+    pass
+' &
+bg_pids+=($!)
+wait_listen 4616
+primary 4616 -I 50 --peer-timeout 1000
+if wait_exit $save_pid; then fail "silent peer: the save succeeded"; fi
+grep -q "the backup is lost .*it never answered: an xtk-restore that does not acknowledge" src.err ||
+  { cat src.err >&2; fail "silent peer: not said"; }
+check g
+runs g || fail "silent peer: the source does not run"
+"$xtk" destroy g
 echo ok

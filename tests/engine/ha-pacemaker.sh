@@ -91,7 +91,9 @@ sleep 1
 PCMK_logfile=$work/pacemaker.log pacemakerd -f >pacemakerd.out 2>&1 &
 bg_pids+=($!)
 online() { crm_mon -1 2>/dev/null | grep -q "Online: \[ $node \]"; }
+t_up=$(date +%s%N)
 for i in $(seq 900); do online && break; sleep 0.1; done
+echo "the cluster is online after $((($(date +%s%N) - t_up) / 1000000)) ms"
 if ! online; then
   crm_mon -1 >&2 || true
   tail -n 15 corosync.out corosync.log pacemakerd.out >&2 2>/dev/null || true
