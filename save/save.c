@@ -663,7 +663,9 @@ static void epoch_sent(struct xtk_save *sv, uint64_t now)
         /* The backup owes this epoch's acknowledgement, from now. */
         sv->t_epoch_sent = now;
         sv->owed_since = now;
-        if (!sv->ack_due_since)
+        /* (Its acknowledgement may be in already: the drain's end is
+         * seen after the backup's answer to it.) */
+        if (!sv->ack_due_since && sv->acked < sv->epoch)
             sv->ack_due_since = now;
     }
     sv->phase = PH_INTERVAL;
