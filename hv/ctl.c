@@ -433,10 +433,17 @@ static int do_rename(struct hv *hv, int ci, const struct xtk_hvctl_hdr *h,
 static int do_output_hold(struct hv *hv, int ci, const struct xtk_hvctl_hdr *h,
                           const void *payload, struct reply *rep)
 {
+    int r;
+
     if (h->flags & XTK_HVCTL_OUTPUT_HOLD_ON)
         return h->flags != XTK_HVCTL_OUTPUT_HOLD_ON ? EINVAL
                                                     : hv_output_hold(hv, ci);
-    return hv_output_end(hv, ci, !!(h->flags & XTK_HVCTL_OUTPUT_SEND));
+    r = hv_output_end(hv, ci, !!(h->flags & XTK_HVCTL_OUTPUT_SEND));
+    /* What waited in the rings while the held output was at its bound
+     * (the guest does not ring again for a full network ring). */
+    hv_console_drain(hv);
+    hv_net_drain(hv);
+    return r;
 }
 
 static int do_output_release(struct hv *hv, int ci,
@@ -453,6 +460,8 @@ static int do_output_release(struct hv *hv, int ci,
     r = hv_output_release(hv, ci, req.epoch, o);
     if (r)
         return r;
+    hv_console_drain(hv); /* what waited while the held output was full */
+    hv_net_drain(hv);
     rep->buf = o;
     rep->len = sizeof(*o);
     return 0;

@@ -140,6 +140,7 @@ struct hv {
     struct hv_held *held_head, **held_tail;
     size_t held_bytes;
     uint64_t held_lost; /* debug-port bytes with no room to wait */
+    int drain_all;      /* a STOP takes the rings whatever the bound */
 
     /* The network sink (--net), under console_lock. */
     int net_fd, net_tcp, net_connecting, net_failed_said;

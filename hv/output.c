@@ -240,7 +240,8 @@ static void output_locked(struct hv *hv, unsigned int kind, const char *s,
         emit(hv, kind, s, n);
         return;
     }
-    if (hv->held_bytes + n > HELD_MAX || !(h = malloc(sizeof(*h) + n))) {
+    if ((hv->held_bytes + n > HELD_MAX && !hv->drain_all) ||
+        !(h = malloc(sizeof(*h) + n))) {
         hv->held_lost += n; /* the debug port's bytes: nowhere to wait */
         return;
     }
@@ -267,7 +268,9 @@ void hv_output(struct hv *hv, unsigned int kind, const char *s, size_t n)
  * for a slow device). */
 static int room(struct hv *hv)
 {
-    return hv->hold_owner == HV_HOLD_NONE || hv->held_bytes < HELD_MAX;
+    /* Room for a whole console ring or packet: taken, never dropped. */
+    return hv->hold_owner == HV_HOLD_NONE ||
+           hv->held_bytes + 4096 <= HELD_MAX || hv->drain_all;
 }
 
 void hv_net_drain(struct hv *hv)
@@ -400,11 +403,14 @@ uint32_t hv_output_mark(struct hv *hv, int ci)
 {
     uint32_t e = 0;
 
-    /* What the stopped guest left in its rings: taken now, so that the
-     * copy that follows has them consumed (a copy that resumes elsewhere
-     * never sends them again); held, it is the closing epoch's. */
+    /* What the stopped guest left in its rings: taken now, whatever the
+     * bound, so that the copy that follows has them consumed (a copy that
+     * resumes elsewhere never sends them again); held, it is the closing
+     * epoch's. */
+    hv->drain_all = 1;
     hv_console_drain(hv);
     hv_net_drain(hv);
+    hv->drain_all = 0;
     pthread_mutex_lock(&hv->console_lock);
     if (hv->hold_owner == ci)
         e = hv->hold_epoch++;
