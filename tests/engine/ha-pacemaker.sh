@@ -131,13 +131,25 @@ cibadmin --create -o resources --xml-text "
 
 # Which instance runs the guest (0 or 1), and whether the other holds
 # checkpoints from it.
-runs_in() { # the guest runs in instance $1's run directory
+# The guest is up in instance $1's run directory: built and started (not a
+# backup's held copy, which is empty), though maybe suspended for a moment
+# by a checkpoint (its self-check, run after, says it runs).
+runs_in() {
   local i
   i=$(XTK_RUNDIR=$work/run-$1 "$xtk" info g 2>/dev/null) || return 1
-  echo "$i" | grep -q "^paused: *no" && echo "$i" | grep -q "^empty: *no" &&
-    echo "$i" | grep -q "^suspended: *no"
+  echo "$i" | grep -q "^empty: *no" && echo "$i" | grep -q "^crashed: *no"
 }
-primary() { local k; for k in 0 1; do runs_in $k && { echo $k; return; }; done; }
+# The instance the guest is up in, or nothing (never fails: set -e).
+primary() {
+  local k
+  for k in 0 1; do
+    if runs_in $k; then
+      echo $k
+      return 0
+    fi
+  done
+  return 0
+}
 held() {
   local n
   n=$(grep -c "CHECKPOINT: epoch [0-9]* complete" "$work/state-$1/restore.err" 2>/dev/null)
