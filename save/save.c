@@ -134,7 +134,6 @@ struct xtk_save {
     uint32_t out_base; /* the domain's output epoch of epoch n: n + base */
     uint32_t out_closed, out_released;
     int backup_gone;      /* backup_lost: this copy runs on, its output too */
-    int heard;            /* the backup has answered something */
     uint64_t reply_early; /* a reply read before the END's send ended */
 
     /* Staging: the epoch the guest resumes after is kept in memory while
@@ -147,6 +146,8 @@ struct xtk_save {
     uint64_t owed_since, t_epoch_sent, hb_progress;
     uint64_t ack_due_since; /* the oldest epoch not acknowledged, sent */
     uint64_t last_pause;    /* the last resume's: suspend request to running */
+    char fault_phase[16];   /* XTK_FAULT_SAVE_STOP's (fault_point) */
+    unsigned int fault_epoch; /* 0: none */
 
     /* XTK__LAYOUT_DELEGATE: the backend's own save writes the stream, on
      * the delegate thread */
@@ -261,14 +262,24 @@ static void output_end(struct xtk_save *sv, int err)
  * the epoch not sent), sent (not acknowledged), acked (its output not
  * released).  See xtk_save(3), "TESTING".
  */
-static void fault_point(const char *phase, unsigned int epoch)
+static void fault_point(const struct xtk_save *sv, const char *phase,
+                        unsigned int epoch)
+{
+    if (sv->fault_epoch == epoch && !strcmp(sv->fault_phase, phase))
+        raise(SIGSTOP);
+}
+
+/* XTK_FAULT_SAVE_STOP, read once (not on the stop's path). */
+static void fault_read(struct xtk_save *sv)
 {
     const char *v = getenv("XTK_FAULT_SAVE_STOP");
-    size_t n = strlen(phase);
+    const char *colon = v ? strchr(v, ':') : NULL;
 
-    if (v && !strncmp(v, phase, n) && v[n] == ':' &&
-        strtoul(v + n + 1, NULL, 10) == epoch)
-        raise(SIGSTOP);
+    if (!colon || (size_t)(colon - v) >= sizeof(sv->fault_phase))
+        return;
+    memcpy(sv->fault_phase, v, (size_t)(colon - v));
+    sv->fault_phase[colon - v] = 0;
+    sv->fault_epoch = (unsigned int)strtoul(colon + 1, NULL, 10);
 }
 
 static uint64_t stream_bytes(struct xtk_save *sv)
@@ -612,7 +623,7 @@ static void *drain_main(void *arg)
     uint64_t one = 1;
 
     if (!sv->drain_end)
-        fault_point("sending", sv->epoch);
+        fault_point(sv, "sending", sv->epoch);
     sv->drain_err =
         xtk__stream_stage_drain(sv->out) < 0 ? (errno ? errno : EIO) : 0;
     if (write(sv->drain_fd, &one, sizeof(one)) != sizeof(one))
@@ -657,7 +668,7 @@ static void start_drain(struct xtk_save *sv, int end)
 /* Checkpointing: an epoch is out (sent); the guest runs until the next. */
 static void epoch_sent(struct xtk_save *sv, uint64_t now)
 {
-    fault_point("sent", sv->epoch);
+    fault_point(sv, "sent", sv->epoch);
     xtk_stats_phase_at(sv->st, "checkpoint sent", now);
     if (sv->ev_heartbeat) {
         /* The backup owes this epoch's acknowledgement, from now. */
@@ -714,7 +725,7 @@ static void next_epoch(struct xtk_save *sv)
     staged = sv->staging;
     if (staged)
         xtk_stats_phase_at(sv->st, "checkpoint staged", now);
-    fault_point("stopped", sv->epoch + 1);
+    fault_point(sv, "stopped", sv->epoch + 1);
     if ((staged && stage_close(sv) < 0) || resume_after_round(sv) < 0) {
         fail_errno(sv);
         return;
@@ -1061,12 +1072,27 @@ static void backup_lost(struct xtk_save *sv, int err, const char *why)
              "domain %u: the backup is lost (%s) after %u epoch(s), %u "
              "acknowledged: the domain runs on here, unprotected%s",
              sv->dom->domid, why, sv->epoch, sv->acked,
-             sv->heard ? ""
-                       : " (it never answered: an xtk-restore that does not "
-                         "acknowledge epochs, older than this xtk, takes "
-                         "them but cannot protect the domain)");
+             sv->acked || sv->hb_answered
+                 ? ""
+                 : " (it never answered: an xtk-restore that does not "
+                   "acknowledge epochs, older than this xtk, takes "
+                   "them but cannot protect the domain)");
     shutdown(sv->opt.peer_fd, SHUT_RDWR);
     finish(sv, err);
+}
+
+/* An answer owed since `since` (0: none) for longer than the peer
+ * timeout: the backup is lost (1). */
+static int overdue(struct xtk_save *sv, uint64_t since, uint64_t now,
+                   const char *what)
+{
+    char why[64];
+
+    if (!since || now - since <= (uint64_t)sv->opt.peer_timeout_ms * 1000000)
+        return 0;
+    snprintf(why, sizeof(why), "%s for %u ms", what, sv->opt.peer_timeout_ms);
+    backup_lost(sv, EHOSTDOWN, why);
+    return 1;
 }
 
 /* Checks on the backup, and between epochs sends it a heartbeat. */
@@ -1075,29 +1101,18 @@ static void on_heartbeat(evutil_socket_t fd, short what, void *arg)
     struct xtk_save *sv = arg;
     uint64_t now = xtk_now_ns();
     struct xtk__sr_heartbeat hb = {0};
-    char why[64];
 
     (void)fd, (void)what;
     if (sv->phase == PH_PEER || sv->phase == PH_DONE)
         return; /* END is out: the reply's own timeout */
     /* An epoch sent and not acknowledged: whatever else the backup reads
      * meanwhile (a later epoch), the acknowledgement is owed from then. */
-    if (sv->ack_due_since &&
-        now - sv->ack_due_since > (uint64_t)sv->opt.peer_timeout_ms * 1000000) {
-        snprintf(why, sizeof(why), "no acknowledgement for %u ms",
-                 sv->opt.peer_timeout_ms);
-        backup_lost(sv, EHOSTDOWN, why);
+    if (overdue(sv, sv->ack_due_since, now, "no acknowledgement"))
         return;
-    }
     if (sv->phase == PH_SEND)
         return; /* the drain owns the stream; a stuck send times out */
-    if (sv->owed_since &&
-        now - sv->owed_since > (uint64_t)sv->opt.peer_timeout_ms * 1000000) {
-        snprintf(why, sizeof(why), "no answer for %u ms",
-                 sv->opt.peer_timeout_ms);
-        backup_lost(sv, EHOSTDOWN, why);
+    if (overdue(sv, sv->owed_since, now, "no answer"))
         return;
-    }
     if (sv->phase == PH_FINAL && sv->sd) {
         /* The epoch's pages going out: the backup takes them. */
         uint64_t p = xtk__senders_progress(sv->sd);
@@ -1128,7 +1143,6 @@ static void on_message(struct xtk_save *sv, const struct xtk__sr_msg *m)
 {
     uint64_t now = xtk_now_ns();
 
-    sv->heard = 1;
     if (m->kind == XTK__SR_MSG_ACK) {
         if (m->seq <= sv->acked || m->seq > sv->epoch) {
             XTK_WARN(sv->ctx,
@@ -1140,7 +1154,7 @@ static void on_message(struct xtk_save *sv, const struct xtk__sr_msg *m)
         sv->acked = m->seq;
         /* It acknowledges: what it still owes counts from now. */
         sv->ack_due_since = sv->acked < sv->epoch ? now : 0;
-        fault_point("acked", m->seq);
+        fault_point(sv, "acked", m->seq);
         output_release(sv, m->seq);
         if (m->seq == sv->epoch && sv->t_epoch_sent) {
             hist(sv, "ack wait", now - sv->t_epoch_sent);
@@ -1329,7 +1343,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
         finish(sv, ETIMEDOUT);
         break;
     case PH_INTERVAL:
-        fault_point("interval", sv->epoch + 1);
+        fault_point(sv, "interval", sv->epoch + 1);
         request_suspend(sv);
         break;
     case PH_DRAIN:
@@ -1467,6 +1481,7 @@ struct xtk_save *xtk_save_new(struct xtk_domain *dom, struct xtk_stream *out,
     if (!sv)
         return NULL;
     sv->ctx = dom->ctx;
+    fault_read(sv);
     sv->dom = dom;
     sv->out = out;
     sv->notify_fd = sv->suspend_fd = sv->dfd = sv->fd_flags = -1;
