@@ -210,8 +210,10 @@ static int cmd_create(int argc, char **argv)
                                argv[optind]);
     if (check_create(&cfg, workload, pages, stride, rate) < 0)
         return 2;
-    if (net_ms && !cfg.net)
-        return bad_create("--net-interval needs --net");
+    if (net_ms && !cfg.net) {
+        bad_create("--net-interval needs --net");
+        return 2;
+    }
     if (snprintf(cmdline, sizeof(cmdline), "workload=%s%s%s%s%s%s%s%s%s%s%s",
                  workload ? workload : "idle", pages ? " pages=" : "",
                  pages ? pages : "", stride ? " stride=" : "",
