@@ -287,12 +287,75 @@ boot() { # boot OUTPUT: Xen and dom0 under QEMU, console to OUTPUT
     -device virtio-blk-pci,drive=out \
     -kernel xen.elf -append "${xen_args}dom0_mem=768M console=com1 com1=115200,8n1" \
     -initrd "vmlinuz-dom0 console=hvc0 earlyprintk=xen rdinit=/init quiet${bench:+ xtk.bench=$bench}${only:+ xtk.only=${only//,/,,}}${store_arg},dom0.cpio" \
+    -monitor "unix:mon.sock,server=on,wait=off" \
     </dev/null >"$1" 2>&1) &
   qpid=$!
+  rm -f "$run/froze"
+  watch_console "$1" "$qpid" &
+  local wpid=$!
   wait "$qpid"
   local rc=$?
+  kill "$wpid" 2>/dev/null
+  wait "$wpid" 2>/dev/null
   qpid=
   return $rc
+}
+
+# A machine that stopped: the console silent for $XTK_XEN_SILENT seconds
+# (420).  dom0 prints at least every 90 s while it lives, even through a
+# stalled check (dom0-init.sh's watchdog), and Xen and the kernels print
+# all through the boot, so that long a silence means the emulated machine
+# stopped: once under TCG every vCPU sat halted with nothing pending, QEMU
+# idle, for 18 minutes.  What QEMU's monitor says of the vCPUs goes to
+# $run/froze (and the log), QEMU is killed, and boot_to_init boots again.
+silent=${XTK_XEN_SILENT:-420}
+watch_console() { # watch_console CONSOLE PID-OF-TIMEOUT
+  local size last=-1 since now qemu ticks
+  since=$(date +%s)
+  while kill -0 "$2" 2>/dev/null; do
+    sleep 15
+    size=$(stat -c %s "$1" 2>/dev/null || echo 0)
+    now=$(date +%s)
+    if [ "$size" != "$last" ]; then
+      last=$size
+      since=$now
+      continue
+    fi
+    [ $((now - since)) -ge "$silent" ] || continue
+    qemu=$(pgrep -P "$2" | head -n 1)
+    ticks=$(awk '{print $14 + $15}' "/proc/$qemu/stat" 2>/dev/null)
+    {
+      echo "the console was silent for $((now - since)) s; QEMU (pid $qemu) has used $((${ticks:-0} / $(getconf CLK_TCK))) s of CPU"
+      /usr/bin/python3 - "$run/mon.sock" <<'PY' 2>&1
+import re, socket, sys, time
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(3)
+s.connect(sys.argv[1])
+def read():
+    out = b""
+    try:
+        while True:
+            d = s.recv(65536)
+            if not d:
+                break
+            out += d
+            if out.endswith(b"(qemu) "):
+                break
+    except socket.timeout:
+        pass
+    # the monitor's line editor echoes each key with escapes: dropped
+    text = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", out.decode(errors="replace"))
+    return [l for l in text.replace("\r", "").split("\n")[1:] if not l.startswith("(qemu)")]
+read()
+for cmd in ("info status", "info cpus", "info registers -a"):
+    s.sendall(cmd.encode() + b"\n")
+    print("(qemu) " + cmd)
+    print("\n".join(read()))
+PY
+    } >"$run/froze"
+    kill "$qemu" 2>/dev/null
+    return 0
+  done
 }
 
 # boot_to_init OUTPUT: a boot whose dom0 reached its /init, tried twice
@@ -306,6 +369,18 @@ boot_to_init() {
     rc=$?
     tr -d '\r' <"$1" >"$1.txt"
     log "boot $try: QEMU exited $rc after $(($(date +%s) - t0)) s"
+    if [ -s "$run/froze" ]; then
+      # The machine stopped (watch_console): not a check's failure but the
+      # emulator's; said loudly, with what QEMU said of the vCPUs, and the
+      # whole run booted once more.
+      echo "---- console of boot $try, whose machine stopped ----"
+      tail -n 40 "$1.txt"
+      echo "---- QEMU's monitor when it stopped ----"
+      head -c 20000 "$run/froze"
+      [ "$try" = 2 ] && die "the emulated machine stopped in both boots (see above)"
+      log "boot $try: the emulated machine stopped (console silent ${silent} s): booting once more"
+      continue
+    fi
     grep -q '^XTK-INIT' "$1.txt" && return 0
     echo "---- console of boot $try ----"
     tail -n 60 "$1.txt"
