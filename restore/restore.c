@@ -643,16 +643,16 @@ static int finish_state(struct xtk_restore *rs)
 static void widen_rcvbuf(struct xtk_restore *rs)
 {
     int want = (int)rs->opt.final_rcvbuf, got = 0;
+    int fd =
+        rs->opt.flags & XTK_RESTORE_LINK_FD ? rs->opt.link_fd : rs->opt.peer_fd;
     socklen_t len = sizeof(got);
 
     if (!want)
         return;
     /* Past net.core.rmem_max where we may (CAP_NET_ADMIN). */
-    if ((setsockopt(rs->opt.peer_fd, SOL_SOCKET, SO_RCVBUFFORCE, &want,
-                    sizeof(want)) < 0 &&
-         setsockopt(rs->opt.peer_fd, SOL_SOCKET, SO_RCVBUF, &want,
-                    sizeof(want)) < 0) ||
-        getsockopt(rs->opt.peer_fd, SOL_SOCKET, SO_RCVBUF, &got, &len) < 0) {
+    if ((setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &want, sizeof(want)) < 0 &&
+         setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &want, sizeof(want)) < 0) ||
+        getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &got, &len) < 0) {
         XTK_PERROR(rs->ctx, "cannot widen the receive buffer");
         return;
     }
@@ -1595,11 +1595,13 @@ struct xtk_restore *xtk_restore_new(struct xtk_ctx *ctx, struct xtk_stream *in,
     if (!ctx || !in)
         return xtk__fail_null(EINVAL);
     if (opts) {
-        if ((opts->flags & ~(XTK_RESTORE_REPLY | XTK_RESTORE_FAILOVER)) ||
+        if ((opts->flags & ~(XTK_RESTORE_REPLY | XTK_RESTORE_FAILOVER |
+                             XTK_RESTORE_LINK_FD)) ||
+            ((opts->flags & XTK_RESTORE_LINK_FD) &&
+             (!(opts->flags & XTK_RESTORE_REPLY) || opts->link_fd < 0)) ||
             ((opts->flags & XTK_RESTORE_FAILOVER) &&
              !(opts->flags & XTK_RESTORE_REPLY)) ||
-            opts->reserved0 || opts->reserved1 ||
-            opts->peer_timeout_ms > INT_MAX ||
+            opts->reserved0 || opts->peer_timeout_ms > INT_MAX ||
             (opts->final_rcvbuf && !(opts->flags & XTK_RESTORE_REPLY)) ||
             opts->final_rcvbuf > INT_MAX ||
             ((opts->flags & XTK_RESTORE_REPLY) && opts->peer_fd < 0) ||

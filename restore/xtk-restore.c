@@ -29,6 +29,7 @@
 #include <xtk/restore.h>
 
 #include "cli.h"
+#include "tls.h"
 
 const char *cli_prog = "xtk-restore";
 
@@ -66,9 +67,18 @@ static void usage(FILE *f)
             "once its source is\n"
             "                          silent this long (risks two copies: "
             "see the manual)\n"
+            "      --tls               listen: TLS, x509 certificates from "
+            "%s\n"
+            "      --tls-dir DIR       ... from DIR\n"
+            "      --tls-psk FILE      listen: TLS with the pre-shared keys "
+            "of FILE\n"
+            "      --tls-authz NAME    accept only a source named NAME (once "
+            "a name)\n"
+            "      --tls-tries N       refuse at most N connections that fail "
+            "TLS (10)\n"
             "      --version\n"
             "See xtk-restore(1).\n",
-            cli_prog);
+            cli_prog, CLI_TLS_DIR);
 }
 
 /*
@@ -181,6 +191,51 @@ static int write_port_file(const char *path, const char *where)
     return 0;
 }
 
+/*
+ * The source's connection on lfd.  With TLS, a connection whose handshake
+ * or peer fails the checks (an intruder, a wrong certificate or key) is
+ * dropped with a line that says why, and the listener waits on, up to
+ * tries refusals.  The socket the stream comes on (with TLS, the relay's
+ * plain end; *session set), or -1 (and a message).
+ */
+static int accept_peer(int lfd, int rcvbuf, int rmax,
+                       struct cli_tls_creds *creds, int tries, int quiet,
+                       int timeout_ms, struct cli_tls **session)
+{
+    for (int refused = 0;;) {
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof(ss);
+        char h[NI_MAXHOST] = "?", p[NI_MAXSERV] = "?", why[512];
+        int fd = cli_tcp_accept(lfd, 0, rcvbuf, rmax);
+
+        if (fd < 0 || !creds)
+            return fd;
+        if (getpeername(fd, (struct sockaddr *)&ss, &len) == 0)
+            getnameinfo((struct sockaddr *)&ss, len, h, sizeof(h), p, sizeof(p),
+                        NI_NUMERICHOST | NI_NUMERICSERV);
+        /* One that connects and says nothing holds the listener this long
+         * at most. */
+        *session = cli_tls_start(creds, fd, NULL,
+                                 timeout_ms < 10000 ? timeout_ms : 10000, why,
+                                 sizeof(why));
+        if (*session) {
+            if (!quiet)
+                fprintf(stderr, "%s: %s:%s: %s\n", cli_prog, h, p,
+                        cli_tls_describe(*session));
+            return cli_tls_plain_fd(*session);
+        }
+        close(fd);
+        refused++;
+        fprintf(stderr, "%s: connection from %s:%s refused (%d of %d): %s\n",
+                cli_prog, h, p, refused, tries, why);
+        if (refused == tries) {
+            fprintf(stderr, "%s: %d connections refused: no more tries\n",
+                    cli_prog, refused);
+            return -1;
+        }
+    }
+}
+
 int main(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -195,8 +250,14 @@ int main(int argc, char **argv)
         {"port-file", required_argument, NULL, 'p'},
         {"peer-timeout", required_argument, NULL, 'T'},
         {"failover-timeout", required_argument, NULL, 'F'},
+        {"tls-tries", required_argument, NULL, 'A'},
+        CLI_TLS_LONGOPTS,
         {NULL, 0, NULL, 0},
     };
+    struct cli_tls_opts tls = {0};
+    struct cli_tls_creds *creds = NULL;
+    struct cli_tls *session = NULL;
+    uint64_t tries = 10;
     struct xtk_restore_options o = {0};
     const char *json = NULL, *src, *port_file = NULL;
     char *host = NULL, *port = NULL;
@@ -218,6 +279,12 @@ int main(int argc, char **argv)
     sigaddset(&sigs, SIGUSR1);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     while ((c = getopt_long(argc, argv, "n:zt:J:qvh", longopts, NULL)) != -1) {
+        int r = cli_tls_option(c, optarg, &tls);
+
+        if (r < 0)
+            return 2;
+        if (r)
+            continue;
         switch (c) {
         case 'n':
             o.name = optarg;
@@ -257,6 +324,13 @@ int main(int argc, char **argv)
             }
             failover |= c == 'F';
             break;
+        case 'A':
+            if (cli_parse_u64(optarg, 1, 1000000, 0, &tries) < 0) {
+                fprintf(stderr, "%s: --tls-tries: bad number '%s'\n", cli_prog,
+                        optarg);
+                return 2;
+            }
+            break;
         default:
             return cli_usage_error(NULL);
         }
@@ -265,6 +339,10 @@ int main(int argc, char **argv)
         return cli_usage_error(optind == argc ? "no FILE, - or listen:PORT"
                                               : "one source only");
     src = argv[optind];
+    if (cli_tls_options_ok(&tls) < 0)
+        return 2;
+    if (cli_tls_wanted(&tls) && strncmp(src, "listen:", 7))
+        return cli_usage_error("TLS is for listen:[HOST:]PORT");
     /* The address is checked before anything starts. */
     if (!strncmp(src, "listen:", 7) &&
         (cli_split_endpoint(src + 7, 1, &host, &port) < 0 ||
@@ -278,6 +356,12 @@ int main(int argc, char **argv)
     if (peer_ms && strncmp(src, "listen:", 7))
         return cli_usage_error("--peer-timeout and --failover-timeout are "
                                "for a backup: listen:[HOST:]PORT");
+    /* The credentials are read before anything listens. */
+    if (cli_tls_wanted(&tls) && !(creds = cli_tls_creds_load(&tls, 1))) {
+        free(host);
+        free(port);
+        return 1;
+    }
     if (e && *e)
         rcvbuf = atoi(e); /* for experiments; 0: the kernel's */
     signal(SIGPIPE, SIG_IGN);
@@ -290,8 +374,8 @@ int main(int argc, char **argv)
         int rmax = rcvbuf ? (rcvbuf > RCVBUF_FINAL ? rcvbuf : RCVBUF_FINAL) : 0;
         char where[NI_MAXHOST + NI_MAXSERV + 4];
         /* No address named: this host only (the stream is in clear). */
-        int lfd = cli_tcp_listen(host ? host : "127.0.0.1", port, rmax, where,
-                                 sizeof(where));
+        int lfd = cli_tcp_listen(host ? host : "127.0.0.1", port, rmax,
+                                 creds != NULL, where, sizeof(where));
 
         if (lfd < 0)
             goto out;
@@ -301,7 +385,9 @@ int main(int argc, char **argv)
             close(lfd);
             goto out;
         }
-        fd = cli_tcp_accept(lfd, 0, rcvbuf, rmax);
+        fd = accept_peer(lfd, rcvbuf, rmax, creds, (int)tries, quiet,
+                         (int)timeout, &session);
+        close(lfd);
         if (fd < 0)
             goto out;
         sock = 1;
@@ -313,6 +399,10 @@ int main(int argc, char **argv)
         o.peer_timeout_ms = (uint32_t)peer_ms;
         o.lost = on_lost;
         o.final_rcvbuf = rcvbuf ? RCVBUF_FINAL : 0;
+        if (session) { /* the TCP socket is behind the relay */
+            o.flags |= XTK_RESTORE_LINK_FD;
+            o.link_fd = cli_tls_link_fd(session);
+        }
     } else if (!strcmp(src, "-")) {
         in = xtk_stream_fd(ctx, 0, XTK_STREAM_READ);
         fd = -1;
@@ -370,8 +460,11 @@ out:
     free(port);
     xtk_restore_free(rs);
     xtk_stream_close(in);
-    if (fd >= 0)
+    if (session) /* it owns fd, its plain end */
+        cli_tls_end(session, 5000);
+    else if (fd >= 0)
         close(fd);
+    cli_tls_creds_free(creds);
     xtk_ctx_close(ctx);
     return rc;
 }

@@ -874,15 +874,19 @@ static void start_round(struct xtk_save *sv, uint64_t count,
     evtimer_add(sv->ev_progress, &tv);
 }
 
-/* Bytes the kernel still holds for the peer (0 when not a socket). */
+/* Bytes the kernel still holds for the peer (0 when not a socket): on
+ * peer_fd, and on the link behind a relay. */
 static int peer_backlog(struct xtk_save *sv)
 {
-    int q = 0;
+    int q = 0, l = 0;
 
     if (!(sv->opt.flags & XTK_SAVE_MIGRATE) ||
         ioctl(sv->opt.peer_fd, SIOCOUTQ, &q) < 0)
-        return 0;
-    return q;
+        q = 0;
+    if ((sv->opt.flags & XTK_SAVE_LINK_FD) &&
+        ioctl(sv->opt.link_fd, SIOCOUTQ, &l) < 0)
+        l = 0;
+    return q + l;
 }
 
 /*
@@ -1225,7 +1229,9 @@ static uint64_t link_rtt_ns(struct xtk_save *sv)
     socklen_t len = sizeof(ti);
 
     memset(&ti, 0, sizeof(ti));
-    if (getsockopt(sv->opt.peer_fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0)
+    if (getsockopt(sv->opt.flags & XTK_SAVE_LINK_FD ? sv->opt.link_fd
+                                                    : sv->opt.peer_fd,
+                   IPPROTO_TCP, TCP_INFO, &ti, &len) < 0)
         return 0;
     return (uint64_t)(ti.tcpi_min_rtt ? ti.tcpi_min_rtt : ti.tcpi_rtt) * 1000;
 }
@@ -1444,9 +1450,12 @@ static void finish(struct xtk_save *sv, int err)
 
 static int check_options(struct xtk_save_options *o)
 {
-    if ((o->flags & ~(XTK_SAVE_LIVE | XTK_SAVE_KEEP | XTK_SAVE_MIGRATE)) ||
-        o->suspend > XTK_SUSPEND_XL || o->policy > XTK_SAVE_POLICY_XEN ||
-        o->senders > MAX_SENDERS ||
+    if ((o->flags & ~(XTK_SAVE_LIVE | XTK_SAVE_KEEP | XTK_SAVE_MIGRATE |
+                      XTK_SAVE_LINK_FD)) ||
+        ((o->flags & XTK_SAVE_LINK_FD) &&
+         (!(o->flags & XTK_SAVE_MIGRATE) || o->link_fd < 0)) ||
+        o->reserved0 || o->suspend > XTK_SUSPEND_XL ||
+        o->policy > XTK_SAVE_POLICY_XEN || o->senders > MAX_SENDERS ||
         ((o->flags & XTK_SAVE_MIGRATE) && o->peer_fd < 0) ||
         (o->checkpoints && !o->checkpoint_interval_ms))
         return xtk__fail(EINVAL);

@@ -26,6 +26,7 @@
 #include <xtk/save.h>
 
 #include "cli.h"
+#include "tls.h"
 
 const char *cli_prog = "xtk-save";
 
@@ -41,6 +42,9 @@ struct target {
     struct xtk_stream *out;
     int closed; /* commit closed the stream */
     struct xtk_ctx *ctx;
+    struct cli_tls_creds *creds; /* TLS asked for: the credentials */
+    struct cli_tls *tls;         /* ... and the session (fd is its plain end) */
+    int quiet;
 };
 
 static void usage(FILE *f)
@@ -68,12 +72,23 @@ static void usage(FILE *f)
             "      --peer-timeout MS        ... and the backup is lost "
             "when it owes\n"
             "                               an answer this long (5000)\n"
+            "      --tls                    tcp: TLS, x509 certificates from "
+            "%s\n"
+            "      --tls-dir DIR            ... from DIR\n"
+            "      --tls-psk FILE           tcp: TLS with a pre-shared key\n"
+            "      --tls-psk-identity NAME  ... the key of NAME (the file's "
+            "first)\n"
+            "      --tls-authz NAME         accept only a destination named "
+            "NAME\n"
+            "      --tls-hostname NAME      the name its certificate must carry"
+            "\n"
+            "                               (default: HOST)\n"
             "  -J, --stats-json FILE        write the report as JSON\n"
             "  -q, --quiet                  no report on stderr\n"
             "  -v, --verbose\n"
             "      --version\n"
             "See xtk-save(1).\n",
-            cli_prog);
+            cli_prog, CLI_TLS_DIR);
 }
 
 static int pick(const char *arg, const char *const *names, unsigned int n,
@@ -97,7 +112,8 @@ struct framing {
 
 static int parse_options(int argc, char **argv, struct xtk_save_options *o,
                          int *level, const char **json, int *quiet,
-                         int *verbose, struct framing *fr)
+                         int *verbose, struct framing *fr,
+                         struct cli_tls_opts *tls)
 {
     static const struct option longopts[] = {
         {"live", no_argument, NULL, 'l'},
@@ -121,6 +137,8 @@ static int parse_options(int argc, char **argv, struct xtk_save_options *o,
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
+        CLI_TLS_LONGOPTS,
+        CLI_TLS_CLIENT_LONGOPTS,
         {NULL, 0, NULL, 0},
     };
     static const char *const suspends[] = {"evtchn", "store", "pause", "xl"};
@@ -131,6 +149,12 @@ static int parse_options(int argc, char **argv, struct xtk_save_options *o,
 
     while ((c = getopt_long(argc, argv, "lcD:P:R:B:s:j:z::f:I:N:t:J:qvh",
                             longopts, NULL)) != -1) {
+        int r = cli_tls_option(c, optarg, tls);
+
+        if (r < 0)
+            return -1;
+        if (r)
+            continue;
         switch (c) {
         case 'l':
             o->flags |= XTK_SAVE_LIVE;
@@ -251,6 +275,13 @@ static int parse_options(int argc, char **argv, struct xtk_save_options *o,
         cli_usage_error(optind + 2 > argc ? "expected a DOMAIN and a FILE, - "
                                             "or tcp:HOST:PORT"
                                           : "too many arguments");
+        return -1;
+    }
+    if (cli_tls_options_ok(tls) < 0)
+        return -1;
+    if (cli_tls_wanted(tls) && strncmp(argv[optind + 1], "tcp:", 4)) {
+        fprintf(stderr, "%s: TLS is for a destination tcp:HOST:PORT\n",
+                cli_prog);
         return -1;
     }
     return 0;
@@ -382,7 +413,28 @@ static int open_target(struct xtk_ctx *ctx, const char *where, struct target *t,
             return -1;
         /* -t bounds the wait for the destination too. */
         t->fd = cli_tcp_connect(
-            host, port, o->timeout_ms ? (int)o->timeout_ms : CONNECT_WAIT_MS);
+            host, port, o->timeout_ms ? (int)o->timeout_ms : CONNECT_WAIT_MS,
+            t->creds != NULL);
+        if (t->fd >= 0 && t->creds) {
+            char why[512];
+
+            t->tls = cli_tls_start(t->creds, t->fd, host,
+                                   o->timeout_ms ? (int)o->timeout_ms
+                                                 : SOCKET_TIMEOUT_MS,
+                                   why, sizeof(why));
+            if (!t->tls) {
+                fprintf(stderr, "%s: %s:%s: %s\n", cli_prog, host, port, why);
+                close(t->fd);
+                t->fd = -1;
+            } else {
+                if (!t->quiet)
+                    fprintf(stderr, "%s: %s:%s: %s\n", cli_prog, host, port,
+                            cli_tls_describe(t->tls));
+                t->fd = cli_tls_plain_fd(t->tls);
+                o->flags |= XTK_SAVE_LINK_FD;
+                o->link_fd = cli_tls_link_fd(t->tls);
+            }
+        }
         free(host);
         free(port);
         if (t->fd < 0)
@@ -407,8 +459,11 @@ static void close_target(struct target *t, int failed)
 {
     if (!t->closed)
         xtk_stream_close(t->out);
-    if (t->fd >= 0)
+    if (t->tls) /* the session owns fd, its plain end */
+        cli_tls_end(t->tls, 5000);
+    else if (t->fd >= 0)
         close(t->fd);
+    cli_tls_creds_free(t->creds);
     if (failed && t->tmp[0])
         unlink(t->tmp); /* never a half-written file in place */
 }
@@ -426,6 +481,7 @@ int main(int argc, char **argv)
     struct xtk_save_options o = {0};
     struct framing fr = {0};
     struct target t = {0};
+    struct cli_tls_opts tls = {0};
     const char *json = NULL;
     int level = -2, quiet = 0, verbose = 0, rc = 1;
     struct event *sigs[3] = {0};
@@ -436,8 +492,8 @@ int main(int argc, char **argv)
 
     cli_init(argv);
     signal(SIGPIPE, SIG_IGN);
-    if (parse_options(argc, argv, &o, &level, &json, &quiet, &verbose, &fr) <
-        0) {
+    if (parse_options(argc, argv, &o, &level, &json, &quiet, &verbose, &fr,
+                      &tls) < 0) {
         free(fr.config);
         return 2;
     }
@@ -454,9 +510,20 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    /* The credentials are read before anything starts. */
+    if (cli_tls_wanted(&tls)) {
+        t.creds = cli_tls_creds_load(&tls, 0);
+        if (!t.creds) {
+            free(fr.config);
+            return 1;
+        }
+    }
+    t.quiet = quiet;
     ctx = cli_ctx_open();
-    if (!ctx)
+    if (!ctx) {
+        cli_tls_creds_free(t.creds);
         return 1;
+    }
     if (verbose)
         cli_verbose();
     dom = xtk_domain_lookup(ctx, argv[optind]);

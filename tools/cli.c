@@ -294,7 +294,8 @@ int cli_addr_is_loopback(const struct sockaddr *sa)
     return 0;
 }
 
-int cli_tcp_connect(const char *host, const char *port, int wait_ms)
+int cli_tcp_connect(const char *host, const char *port, int wait_ms,
+                    int secured)
 {
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res, *ai;
     int64_t deadline = now_ms() + (wait_ms > 0 ? wait_ms : 0);
@@ -332,7 +333,7 @@ int cli_tcp_connect(const char *host, const char *port, int wait_ms)
         struct sockaddr_storage peer;
         socklen_t len = sizeof(peer);
 
-        if (getpeername(fd, (struct sockaddr *)&peer, &len) == 0 &&
+        if (!secured && getpeername(fd, (struct sockaddr *)&peer, &len) == 0 &&
             !cli_addr_is_loopback((struct sockaddr *)&peer))
             fprintf(stderr,
                     "%s: warning: the stream to %s:%s is neither "
@@ -365,7 +366,7 @@ int cli_port_ok(const char *port, int zero_ok)
 }
 
 int cli_tcp_listen(const char *host, const char *port, int rcvbuf_max,
-                   char *where, size_t where_len)
+                   int secured, char *where, size_t where_len)
 {
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
@@ -406,7 +407,7 @@ int cli_tcp_listen(const char *host, const char *port, int rcvbuf_max,
     }
     snprintf(where, where_len, ss.ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s",
              h, p);
-    if (!cli_addr_is_loopback((struct sockaddr *)&ss))
+    if (!secured && !cli_addr_is_loopback((struct sockaddr *)&ss))
         fprintf(stderr,
                 "%s: warning: listening on %s, where any host that can "
                 "reach it can send a domain here: the stream is neither "
@@ -429,7 +430,6 @@ int cli_tcp_accept(int lfd, int timeout_ms, int rcvbuf, int rcvbuf_max)
     if (e <= 0) {
         fprintf(stderr, "%s: nobody connected within %d ms\n", cli_prog,
                 timeout_ms);
-        close(lfd);
         return -1;
     }
     fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
@@ -443,7 +443,6 @@ int cli_tcp_accept(int lfd, int timeout_ms, int rcvbuf, int rcvbuf_max)
         close(fd);
         fd = -1;
     }
-    close(lfd);
     return fd;
 }
 

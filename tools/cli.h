@@ -76,10 +76,12 @@ int cli_split_endpoint(const char *s, int host_optional, char **host,
 /*
  * A connected TCP socket (TCP_NODELAY), or -1 (and a message), within
  * wait_ms: a refused connection is retried until then (the listener may
- * be starting), and one that is not answered is given up then.  Warns on
- * stderr when the peer is not on this host (the stream is in clear).
+ * be starting), and one that is not answered is given up then.  Unless
+ * secured (TLS will run on it), warns on stderr when the peer is not on
+ * this host (the stream is in clear).
  */
-int cli_tcp_connect(const char *host, const char *port, int wait_ms);
+int cli_tcp_connect(const char *host, const char *port, int wait_ms,
+                    int secured);
 
 /*
  * Whether port is a TCP port number, 1 to 65535 (or 0, "any free one",
@@ -93,19 +95,20 @@ int cli_addr_is_loopback(const struct sockaddr *sa);
 
 /*
  * Listens on host:port (host NULL: every address; port 0: one the kernel
- * picks); warns on stderr when that is not a loopback address (anyone
- * who reaches it can send a domain) and puts the address bound, "ADDR:PORT"
+ * picks); unless secured (TLS), warns on stderr when that is not a
+ * loopback address (anyone who reaches it can send a domain) and puts the
+ * address bound, "ADDR:PORT"
  * ("[ADDR]:PORT" for IPv6), in where.  rcvbuf_max (0: the kernel's): the
  * receive buffer the connection is set up for (TCP's window scale is fixed at
  * the handshake from the buffer then, so a buffer widened later, up to this,
  * can use all of it).  The listening socket, or -1 (and a message).
  */
 int cli_tcp_listen(const char *host, const char *port, int rcvbuf_max,
-                   char *where, size_t where_len);
+                   int secured, char *where, size_t where_len);
 
 /*
- * Accepts one connection on lfd (waiting at most timeout_ms, 0: forever)
- * and closes lfd.  rcvbuf: the connection's receive buffer (0: the
+ * Accepts one connection on lfd (waiting at most timeout_ms, 0: forever);
+ * lfd stays open.  rcvbuf: the connection's receive buffer (0: the
  * kernel's, autotuned; at most rcvbuf_max, as given to cli_tcp_listen).
  * The connected socket (TCP_NODELAY), or -1 (and a message).
  */

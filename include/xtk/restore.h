@@ -49,6 +49,12 @@ struct xtk_restore;
  * and risks two running copies of the guest (xtk-restore(1)).
  */
 #define XTK_RESTORE_FAILOVER 0x2u
+/*
+ * With XTK_RESTORE_REPLY: link_fd is the TCP socket that crosses the link,
+ * when peer_fd is not (a relay's end, as xtk-restore's TLS): final_rcvbuf
+ * applies to link_fd.  (libtool current 4 on.)
+ */
+#define XTK_RESTORE_LINK_FD 0x4u
 
 /* Options: zero-fill, then set what you need. */
 struct xtk_restore_options {
@@ -69,7 +75,7 @@ struct xtk_restore_options {
      * long; 0: 5000.  (Was reserved, zero.)
      */
     uint32_t peer_timeout_ms;
-    uint32_t reserved1; /* zero */
+    int link_fd; /* XTK_RESTORE_LINK_FD: see there (was reserved, zero) */
     /*
      * Called on the event loop when a backup holding a complete epoch has
      * lost its source (err: why; not with XTK_RESTORE_FAILOVER, which

@@ -70,6 +70,14 @@ enum xtk_save_policy {
 #define XTK_SAVE_MIGRATE                                                       \
     0x4u /* the stream goes to an xtk restore on peer_fd:                      \
             wait for its reply before destroying */
+/*
+ * With XTK_SAVE_MIGRATE: link_fd is the TCP socket that crosses the link,
+ * when peer_fd is not (it leads to a relay that carries the stream over
+ * link_fd, such as xtk-save's TLS).  The engine reads the link's send
+ * queue and round-trip time there, besides peer_fd's queue.  (libtool
+ * current 4 on.)
+ */
+#define XTK_SAVE_LINK_FD 0x8u
 
 /*
  * Options.  Zero-fill, then set what you need: zero fields take the
@@ -115,7 +123,9 @@ struct xtk_save_options {
      */
     uint32_t heartbeat_ms;
     uint32_t peer_timeout_ms;
-    uint64_t reserved[3]; /* zero */
+    int link_fd;          /* XTK_SAVE_LINK_FD: see there (was reserved) */
+    uint32_t reserved0;   /* zero */
+    uint64_t reserved[2]; /* zero */
 };
 
 /*

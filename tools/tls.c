@@ -1,0 +1,674 @@
+/*
+ * tls.c - TLS for the streams that cross a network: credentials, the
+ * handshake and the peer's checks, and the relay between the engine's
+ * plain socket and the TLS session (tls.h).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
+
+#include "cli.h"
+#include "tls.h"
+
+/*
+ * TLS 1.3 only (nothing older is offered or taken); AES-128-GCM first (the
+ * fastest with AES-NI: a migration is bulk data), then AES-256-GCM and
+ * ChaCha20-Poly1305.  PSK: with an (EC)DHE exchange, so a key that leaks
+ * later does not open recorded streams.
+ */
+#define PRIO_X509                                                              \
+    "NORMAL:-VERS-ALL:+VERS-TLS1.3:-CIPHER-ALL:+AES-128-GCM:+AES-256-GCM:"     \
+    "+CHACHA20-POLY1305"
+#define PRIO_PSK PRIO_X509 ":-KX-ALL:+ECDHE-PSK:+DHE-PSK"
+
+/* What a relay thread moves at a time: what it holds is hidden from the
+ * save's view of the link's queue (peer_backlog), so not much. */
+#define RELAY_BUF (128u << 10)
+
+struct cli_tls_creds {
+    int server;
+    gnutls_certificate_credentials_t x509;
+    gnutls_psk_server_credentials_t psk_server;
+    gnutls_psk_client_credentials_t psk_client;
+    const char *authz[CLI_TLS_AUTHZ_MAX]; /* the caller's strings */
+    int n_authz;
+    char *hostname; /* a copy, or NULL */
+};
+
+struct cli_tls {
+    gnutls_session_t s;
+    int tcp;      /* the TLS side */
+    int plain[2]; /* [0] the relay's end, [1] the engine's */
+    pthread_t up, down;
+    char desc[256];
+};
+
+int cli_tls_wanted(const struct cli_tls_opts *o)
+{
+    return o->dir || o->psk_file;
+}
+
+int cli_tls_option(int c, const char *arg, struct cli_tls_opts *o)
+{
+    switch (c) {
+    case CLI_OPT_TLS:
+        if (!o->dir)
+            o->dir = CLI_TLS_DIR;
+        return 1;
+    case CLI_OPT_TLS_DIR:
+        o->dir = arg;
+        return 1;
+    case CLI_OPT_TLS_PSK:
+        o->psk_file = arg;
+        return 1;
+    case CLI_OPT_TLS_PSK_IDENTITY:
+        o->psk_identity = arg;
+        return 1;
+    case CLI_OPT_TLS_AUTHZ:
+        if (o->n_authz == CLI_TLS_AUTHZ_MAX || !*arg) {
+            fprintf(stderr, "%s: --tls-authz: %s\n", cli_prog,
+                    *arg ? "too many names" : "an empty name");
+            return -1;
+        }
+        o->authz[o->n_authz++] = arg;
+        return 1;
+    case CLI_OPT_TLS_HOSTNAME:
+        o->hostname = arg;
+        return 1;
+    }
+    return 0;
+}
+
+int cli_tls_options_ok(const struct cli_tls_opts *o)
+{
+    if (o->dir && o->psk_file) {
+        fprintf(stderr,
+                "%s: x509 (--tls, --tls-dir) or a pre-shared key "
+                "(--tls-psk), not both\n",
+                cli_prog);
+        return -1;
+    }
+    if (!cli_tls_wanted(o) && (o->n_authz || o->hostname || o->psk_identity)) {
+        fprintf(stderr,
+                "%s: --tls-authz, --tls-hostname and --tls-psk-identity "
+                "need --tls, --tls-dir or --tls-psk\n",
+                cli_prog);
+        return -1;
+    }
+    if (o->hostname && !o->dir) {
+        fprintf(stderr, "%s: --tls-hostname is for x509 (--tls)\n", cli_prog);
+        return -1;
+    }
+    if (o->psk_identity && !o->psk_file) {
+        fprintf(stderr, "%s: --tls-psk-identity needs --tls-psk\n", cli_prog);
+        return -1;
+    }
+    return 0;
+}
+
+void cli_tls_creds_free(struct cli_tls_creds *c)
+{
+    if (!c)
+        return;
+    if (c->x509)
+        gnutls_certificate_free_credentials(c->x509);
+    if (c->psk_server)
+        gnutls_psk_free_server_credentials(c->psk_server);
+    if (c->psk_client)
+        gnutls_psk_free_client_credentials(c->psk_client);
+    free(c->hostname);
+    free(c);
+}
+
+static int load_x509(struct cli_tls_creds *c, const char *dir)
+{
+    const char *who = c->server ? "server" : "client";
+    char ca[4096], crl[4096], cert[4096], key[4096];
+    int r;
+
+    snprintf(ca, sizeof(ca), "%s/ca-cert.pem", dir);
+    snprintf(crl, sizeof(crl), "%s/ca-crl.pem", dir);
+    snprintf(cert, sizeof(cert), "%s/%s-cert.pem", dir, who);
+    snprintf(key, sizeof(key), "%s/%s-key.pem", dir, who);
+    r = gnutls_certificate_allocate_credentials(&c->x509);
+    if (r < 0)
+        goto fail;
+    r = gnutls_certificate_set_x509_trust_file(c->x509, ca,
+                                               GNUTLS_X509_FMT_PEM);
+    if (r <= 0) { /* no authority at all verifies nobody */
+        fprintf(stderr, "%s: %s: %s\n", cli_prog, ca,
+                r < 0 ? gnutls_strerror(r) : "no certificate in it");
+        return -1;
+    }
+    if (access(crl, F_OK) == 0) {
+        r = gnutls_certificate_set_x509_crl_file(c->x509, crl,
+                                                 GNUTLS_X509_FMT_PEM);
+        if (r < 0) {
+            fprintf(stderr, "%s: %s: %s\n", cli_prog, crl, gnutls_strerror(r));
+            return -1;
+        }
+    }
+    r = gnutls_certificate_set_x509_key_file(c->x509, cert, key,
+                                             GNUTLS_X509_FMT_PEM);
+    if (r < 0) {
+        fprintf(stderr, "%s: %s and %s: %s\n", cli_prog, cert, key,
+                gnutls_strerror(r));
+        return -1;
+    }
+    return 0;
+fail:
+    fprintf(stderr, "%s: TLS credentials: %s\n", cli_prog, gnutls_strerror(r));
+    return -1;
+}
+
+/* The key of identity's line in a psktool file (the first line's when
+ * identity is NULL); *id gets the identity.  0 or -1 (and a message). */
+static int psk_lookup(const char *path, const char *identity, char **id,
+                      gnutls_datum_t *key)
+{
+    FILE *f = fopen(path, "r");
+    char line[1024];
+    int found = 0;
+
+    if (!f) {
+        fprintf(stderr, "%s: %s: %s\n", cli_prog, path, strerror(errno));
+        return -1;
+    }
+    while (!found && fgets(line, sizeof(line), f)) {
+        char *colon = strchr(line, ':'), *end;
+
+        line[strcspn(line, "\r\n")] = 0;
+        if (!colon || colon == line)
+            continue;
+        *colon = 0;
+        if (identity && strcmp(line, identity))
+            continue;
+        end = colon + 1;
+        if (!*end || strspn(end, "0123456789abcdefABCDEF") != strlen(end) ||
+            strlen(end) % 2)
+            break; /* found, but not a hex key */
+        *id = strdup(line);
+        key->data = (unsigned char *)strdup(end);
+        key->size = (unsigned int)strlen(end);
+        found = *id && key->data ? 1 : -1;
+    }
+    fclose(f);
+    if (found == 1)
+        return 0;
+    if (found < 0)
+        fprintf(stderr, "%s: %s\n", cli_prog, strerror(ENOMEM));
+    else
+        fprintf(stderr, "%s: %s: no %s%s%s line of IDENTITY:HEXKEY\n", cli_prog,
+                path, identity ? "'" : "", identity ? identity : "",
+                identity ? "'" : "good");
+    return -1;
+}
+
+struct cli_tls_creds *cli_tls_creds_load(const struct cli_tls_opts *o,
+                                         int server)
+{
+    struct cli_tls_creds *c = calloc(1, sizeof(*c));
+    int r;
+
+    if (!c) {
+        fprintf(stderr, "%s: %s\n", cli_prog, strerror(errno));
+        return NULL;
+    }
+    c->server = server;
+    memcpy(c->authz, o->authz, sizeof(c->authz));
+    c->n_authz = o->n_authz;
+    if (o->hostname && !(c->hostname = strdup(o->hostname))) {
+        fprintf(stderr, "%s: %s\n", cli_prog, strerror(errno));
+        goto fail;
+    }
+    if (o->dir)
+        return load_x509(c, o->dir) < 0 ? (cli_tls_creds_free(c), NULL) : c;
+    if (server) {
+        if (access(o->psk_file, R_OK) < 0) {
+            fprintf(stderr, "%s: %s: %s\n", cli_prog, o->psk_file,
+                    strerror(errno));
+            goto fail;
+        }
+        r = gnutls_psk_allocate_server_credentials(&c->psk_server);
+        if (r >= 0)
+            r = gnutls_psk_set_server_credentials_file(c->psk_server,
+                                                       o->psk_file);
+        if (r < 0) {
+            fprintf(stderr, "%s: %s: %s\n", cli_prog, o->psk_file,
+                    gnutls_strerror(r));
+            goto fail;
+        }
+    } else {
+        char *id = NULL;
+        gnutls_datum_t key = {0};
+
+        if (psk_lookup(o->psk_file, o->psk_identity, &id, &key) < 0)
+            goto fail;
+        r = gnutls_psk_allocate_client_credentials(&c->psk_client);
+        if (r >= 0)
+            r = gnutls_psk_set_client_credentials(c->psk_client, id, &key,
+                                                  GNUTLS_PSK_KEY_HEX);
+        free(id);
+        free(key.data);
+        if (r < 0) {
+            fprintf(stderr, "%s: %s: %s\n", cli_prog, o->psk_file,
+                    gnutls_strerror(r));
+            goto fail;
+        }
+    }
+    return c;
+fail:
+    cli_tls_creds_free(c);
+    return NULL;
+}
+
+/* Whether name (len bytes) is one of the allowlist's (DNS names and
+ * identities compare without case, as DNS does). */
+static int in_list(const struct cli_tls_creds *c, const char *name, size_t len)
+{
+    for (int i = 0; i < c->n_authz; i++)
+        if (strlen(c->authz[i]) == len && !strncasecmp(c->authz[i], name, len))
+            return 1;
+    return 0;
+}
+
+/* Whether the peer's certificate carries a name of the allowlist: its
+ * common name, a DNS name, or its distinguished name. */
+static int x509_authorized(gnutls_session_t s, const struct cli_tls_creds *c,
+                           char *who, size_t who_len)
+{
+    const gnutls_datum_t *certs;
+    unsigned int n = 0;
+    gnutls_x509_crt_t crt;
+    gnutls_datum_t dn = {0};
+    char buf[1024];
+    size_t len;
+    int ok = 0, authz = c->n_authz > 0;
+
+    certs = gnutls_certificate_get_peers(s, &n);
+    if (!certs || !n || gnutls_x509_crt_init(&crt) < 0)
+        return 0;
+    if (gnutls_x509_crt_import(crt, &certs[0], GNUTLS_X509_FMT_DER) < 0)
+        goto out;
+    if (gnutls_x509_crt_get_dn3(crt, &dn, 0) >= 0) {
+        snprintf(who, who_len, "%.*s", (int)dn.size, (const char *)dn.data);
+        ok = authz && in_list(c, (const char *)dn.data, dn.size);
+        gnutls_free(dn.data);
+    }
+    len = sizeof(buf);
+    if (!ok && authz &&
+        gnutls_x509_crt_get_dn_by_oid(crt, GNUTLS_OID_X520_COMMON_NAME, 0, 0,
+                                      buf, &len) >= 0)
+        ok = in_list(c, buf, strlen(buf));
+    for (unsigned int i = 0; !ok && authz; i++) {
+        unsigned int critical;
+        int type;
+
+        len = sizeof(buf) - 1;
+        type =
+            gnutls_x509_crt_get_subject_alt_name(crt, i, buf, &len, &critical);
+        if (type < 0)
+            break;
+        buf[len] = 0;
+        if (type == GNUTLS_SAN_DNSNAME)
+            ok = in_list(c, buf, strlen(buf));
+    }
+    if (!authz)
+        ok = 1;
+out:
+    gnutls_x509_crt_deinit(crt);
+    return ok;
+}
+
+/* The peer's checks after the handshake: 0, or -1 with why. */
+static int check_peer(struct cli_tls_creds *c, struct cli_tls *t,
+                      const char *host, char *why, size_t why_len)
+{
+    char who[512] = "";
+
+    if (c->x509) {
+        const char *name = c->server ? NULL : c->hostname ? c->hostname : host;
+        unsigned int status = 0;
+        int r = gnutls_certificate_verify_peers3(t->s, name, &status);
+
+        if (r < 0) {
+            snprintf(why, why_len, "the peer's certificate: %s",
+                     gnutls_strerror(r));
+            return -1;
+        }
+        if (status) {
+            gnutls_datum_t out = {0};
+
+            gnutls_certificate_verification_status_print(
+                status, GNUTLS_CRT_X509, &out, 0);
+            snprintf(why, why_len, "the peer's certificate%s%s is refused: %s",
+                     name ? " for " : "", name ? name : "",
+                     out.data ? (const char *)out.data : "not trusted");
+            gnutls_free(out.data);
+            return -1;
+        }
+        if (!x509_authorized(t->s, c, who, sizeof(who))) {
+            snprintf(why, why_len, "'%s' is not an accepted peer (--tls-authz)",
+                     who);
+            return -1;
+        }
+    } else {
+        const char *id = c->server ? gnutls_psk_server_get_username(t->s) : "";
+
+        snprintf(who, sizeof(who), "PSK identity '%s'", id ? id : "");
+        if (c->server && c->n_authz && !(id && in_list(c, id, strlen(id)))) {
+            snprintf(why, why_len, "%s is not an accepted peer (--tls-authz)",
+                     who);
+            return -1;
+        }
+    }
+    {
+        char *d = gnutls_session_get_desc(t->s);
+
+        snprintf(t->desc, sizeof(t->desc), "%s%s%s", d ? d : "TLS",
+                 who[0] ? ", peer " : "", who);
+        gnutls_free(d);
+    }
+    return 0;
+}
+
+/*
+ * In TLS 1.3 either side may still refuse the other once its own handshake
+ * is over: the listener checks the source's certificate after the source
+ * has finished, and the source the listener's after the listener has.  So
+ * before any of the stream goes, each says it accepts the other, the
+ * listener first: one byte each way.  A refusal then arrives as the
+ * other's alert, here, where it can be said and (listening) the next
+ * connection taken, rather than as a stream that breaks at its start.
+ */
+#define AGREE_BYTE 0x58 /* "X" */
+
+static int agree(struct cli_tls_creds *c, struct cli_tls *t, int timeout_ms,
+                 char *why, size_t why_len)
+{
+    unsigned char b = AGREE_BYTE;
+    ssize_t r = 0;
+
+    gnutls_record_set_timeout(t->s,
+                              timeout_ms > 0 ? (unsigned)timeout_ms : 10000u);
+    for (int step = 0; step < 2; step++) {
+        int sending = (step == 0) == (c->server != 0);
+
+        do {
+            if (sending)
+                r = gnutls_record_send(t->s, &b, 1);
+            else
+                r = gnutls_record_recv(t->s, &b, 1);
+        } while (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED);
+        if (r == 1 && (sending || b == AGREE_BYTE))
+            continue;
+        if (r == GNUTLS_E_FATAL_ALERT_RECEIVED)
+            snprintf(why, why_len, "it refused this side: %s",
+                     gnutls_alert_get_name(gnutls_alert_get(t->s)));
+        else if (r < 0)
+            snprintf(why, why_len, "the TLS session broke: %s",
+                     gnutls_strerror((int)r));
+        else
+            snprintf(why, why_len, "it ended the session unaccepted");
+        return -1;
+    }
+    gnutls_record_set_timeout(t->s, 0);
+    return 0;
+}
+
+/* ---- the relay ---------------------------------------------------------- */
+
+static int write_all(int fd, const char *p, size_t n)
+{
+    while (n) {
+        ssize_t w = write(fd, p, n);
+
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* The engine's bytes into the session; at their end, a close_notify. */
+static void *up_main(void *arg)
+{
+    struct cli_tls *t = arg;
+    char *buf = malloc(RELAY_BUF);
+
+    for (;;) {
+        ssize_t n = buf ? read(t->plain[0], buf, RELAY_BUF) : -1;
+        size_t off = 0;
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n == 0) {
+            gnutls_bye(t->s, GNUTLS_SHUT_WR);
+            break;
+        }
+        if (n < 0)
+            break;
+        gnutls_record_cork(t->s);
+        while (off < (size_t)n) {
+            ssize_t r = gnutls_record_send(t->s, buf + off, (size_t)n - off);
+
+            if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED)
+                continue;
+            if (r < 0)
+                goto broken;
+            off += (size_t)r;
+        }
+        for (;;) {
+            int r = gnutls_record_uncork(t->s, GNUTLS_RECORD_WAIT);
+
+            if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED)
+                continue;
+            if (r < 0)
+                goto broken;
+            break;
+        }
+    }
+    free(buf);
+    return NULL;
+broken:
+    /* The peer is gone or the session broke: the engine's writes fail
+     * (EPIPE) and its reads end, so it sees the connection go. */
+    shutdown(t->plain[0], SHUT_RDWR);
+    free(buf);
+    return NULL;
+}
+
+/* The session's bytes to the engine; at the peer's end, the engine's. */
+static void *down_main(void *arg)
+{
+    struct cli_tls *t = arg;
+    char *buf = malloc(RELAY_BUF);
+
+    for (;;) {
+        ssize_t r = buf ? gnutls_record_recv(t->s, buf, RELAY_BUF)
+                        : GNUTLS_E_MEMORY_ERROR;
+
+        if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED)
+            continue;
+        if (r == 0 || r == GNUTLS_E_PREMATURE_TERMINATION) {
+            /* The peer's end (a close_notify, or its TCP end without one:
+             * the stream's own END says whether all of it came). */
+            shutdown(t->plain[0], SHUT_WR);
+            break;
+        }
+        if (r < 0) {
+            /* A record that fails its check is an attack or a broken
+             * link: said once, and the engine's connection breaks. */
+            if (r != GNUTLS_E_PULL_ERROR && r != GNUTLS_E_PUSH_ERROR)
+                fprintf(stderr, "%s: TLS: the connection broke: %s\n", cli_prog,
+                        gnutls_strerror((int)r));
+            shutdown(t->plain[0], SHUT_RDWR);
+            break;
+        }
+        if (write_all(t->plain[0], buf, (size_t)r) < 0)
+            break; /* the engine is gone */
+    }
+    free(buf);
+    return NULL;
+}
+
+struct cli_tls *cli_tls_start(struct cli_tls_creds *c, int fd, const char *host,
+                              int timeout_ms, char *why, size_t why_len)
+{
+    struct cli_tls *t = calloc(1, sizeof(*t));
+    const char *err = NULL;
+    sigset_t all, old;
+    int r;
+
+    if (!t) {
+        snprintf(why, why_len, "%s", strerror(errno));
+        return NULL;
+    }
+    t->tcp = fd;
+    t->plain[0] = t->plain[1] = -1;
+    r = gnutls_init(&t->s, (c->server ? GNUTLS_SERVER : GNUTLS_CLIENT) |
+                               GNUTLS_NO_TICKETS);
+    if (r < 0) {
+        snprintf(why, why_len, "%s", gnutls_strerror(r));
+        free(t);
+        return NULL;
+    }
+    r = gnutls_priority_set_direct(t->s, c->x509 ? PRIO_X509 : PRIO_PSK, &err);
+    if (r >= 0 && c->x509)
+        r = gnutls_credentials_set(t->s, GNUTLS_CRD_CERTIFICATE, c->x509);
+    else if (r >= 0 && c->server)
+        r = gnutls_credentials_set(t->s, GNUTLS_CRD_PSK, c->psk_server);
+    else if (r >= 0)
+        r = gnutls_credentials_set(t->s, GNUTLS_CRD_PSK, c->psk_client);
+    if (r >= 0 && c->x509 && c->server)
+        gnutls_certificate_server_set_request(t->s, GNUTLS_CERT_REQUIRE);
+    if (r >= 0 && !c->server && c->x509) {
+        const char *sni = c->hostname ? c->hostname : host;
+
+        /* Server name indication for names, not addresses. */
+        if (sni && strspn(sni, "0123456789.:[]") != strlen(sni))
+            r = gnutls_server_name_set(t->s, GNUTLS_NAME_DNS, sni, strlen(sni));
+    }
+    if (r < 0) {
+        snprintf(why, why_len, "TLS setup: %s", gnutls_strerror(r));
+        goto fail;
+    }
+    gnutls_transport_set_int(t->s, fd);
+    gnutls_handshake_set_timeout(t->s, timeout_ms > 0 ? (unsigned)timeout_ms
+                                                      : 10000u);
+    do
+        r = gnutls_handshake(t->s);
+    while (r < 0 && !gnutls_error_is_fatal(r));
+    if (r < 0) {
+        snprintf(why, why_len, "the TLS handshake failed: %s",
+                 gnutls_strerror(r));
+        goto fail;
+    }
+    if (check_peer(c, t, host, why, why_len) < 0) {
+        gnutls_alert_send(t->s, GNUTLS_AL_FATAL, GNUTLS_A_ACCESS_DENIED);
+        goto fail;
+    }
+    if (agree(c, t, timeout_ms, why, why_len) < 0)
+        goto fail;
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, t->plain) < 0) {
+        snprintf(why, why_len, "socketpair: %s", strerror(errno));
+        goto fail;
+    }
+    /* The relay takes no signal: the program's own threads do. */
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    if (pthread_create(&t->up, NULL, up_main, t) != 0) {
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        snprintf(why, why_len, "cannot start the relay");
+        goto fail;
+    }
+    if (pthread_create(&t->down, NULL, down_main, t) != 0) {
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        snprintf(why, why_len, "cannot start the relay");
+        shutdown(t->plain[1], SHUT_RDWR);
+        pthread_join(t->up, NULL);
+        goto fail;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return t;
+fail:
+    gnutls_deinit(t->s);
+    if (t->plain[0] >= 0) {
+        close(t->plain[0]);
+        close(t->plain[1]);
+    }
+    free(t);
+    return NULL;
+}
+
+int cli_tls_plain_fd(const struct cli_tls *t)
+{
+    return t->plain[1];
+}
+
+int cli_tls_link_fd(const struct cli_tls *t)
+{
+    return t->tcp;
+}
+
+const char *cli_tls_describe(const struct cli_tls *t)
+{
+    return t->desc;
+}
+
+/* Joins th within ms; 0, or -1 if it is still running. */
+static int join_within(pthread_t th, int ms)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return pthread_timedjoin_np(th, NULL, &ts) == 0 ? 0 : -1;
+}
+
+void cli_tls_end(struct cli_tls *t, int grace_ms)
+{
+    int up_done, down_done;
+
+    if (!t)
+        return;
+    /* The engine is done: what it wrote is read out, then the end. */
+    shutdown(t->plain[1], SHUT_WR);
+    up_done = join_within(t->up, grace_ms) == 0;
+    down_done = up_done && join_within(t->down, grace_ms) == 0;
+    if (!down_done) {
+        /* A peer that neither takes nor ends: cut it. */
+        shutdown(t->tcp, SHUT_RDWR);
+        shutdown(t->plain[0], SHUT_RDWR);
+    }
+    if (!up_done)
+        pthread_join(t->up, NULL);
+    if (!down_done)
+        pthread_join(t->down, NULL);
+    gnutls_deinit(t->s);
+    close(t->plain[0]);
+    close(t->plain[1]);
+    close(t->tcp);
+    free(t);
+}

@@ -1,0 +1,123 @@
+/*
+ * tls.h - TLS for the streams that cross a network (xtk-save's tcp:,
+ * xtk-restore's listen:), on GnuTLS: x509 certificates verified both ways,
+ * or a pre-shared key; an allowlist of the peer names accepted.
+ *
+ * The engine is not told: it gets one end of a socket pair, and a relay of
+ * two threads carries what crosses it through the TLS session on the TCP
+ * socket (one thread a direction, which GnuTLS allows on one session).  A
+ * migration socket carries the stream one way and the back channel (the
+ * reply, a backup's acknowledgements and heartbeat answers) the other, so
+ * a layer in the stream stack alone would not cover it; kernel TLS, which
+ * would, is not in every kernel xtk runs on (docs/architecture.md, "TLS").
+ * Built into each program (not part of libxtk).
+ */
+#ifndef XTK_CLI_TLS_H
+#define XTK_CLI_TLS_H
+
+#include <stddef.h>
+
+/* Where x509 credentials are looked for (QEMU's file names, below). */
+#define CLI_TLS_DIR "/etc/pki/xtk"
+#define CLI_TLS_AUTHZ_MAX 32
+
+struct cli_tls_opts {
+    /*
+     * x509: the directory of ca-cert.pem (the authorities whose
+     * certificates are trusted), server-cert.pem and server-key.pem (the
+     * listener's), client-cert.pem and client-key.pem (the connecting
+     * side's), and optionally ca-crl.pem.  NULL: no x509.
+     */
+    const char *dir;
+    /* PSK: a file of "IDENTITY:HEXKEY" lines (psktool's format).  The
+     * connecting side uses psk_identity's line (NULL: the first). */
+    const char *psk_file;
+    const char *psk_identity;
+    /* The peer names accepted (none: any the CA signed; --tls-authz, once
+     * a name): a certificate's common name, one of its DNS names or its
+     * whole distinguished name ("CN=b,O=xtk"); with PSK, identities. */
+    const char *authz[CLI_TLS_AUTHZ_MAX];
+    int n_authz;
+    /* Connecting, x509: the name the listener's certificate must carry
+     * (NULL: the HOST of tcp:HOST:PORT). */
+    const char *hostname;
+};
+
+/* Whether o asks for TLS at all. */
+int cli_tls_wanted(const struct cli_tls_opts *o);
+
+/*
+ * The options both programs take (getopt_long values past any short
+ * option's): --tls, --tls-dir DIR, --tls-psk FILE, --tls-psk-identity
+ * NAME (connecting), --tls-authz NAMES, --tls-hostname NAME (connecting).
+ */
+enum {
+    CLI_OPT_TLS = 0x1000,
+    CLI_OPT_TLS_DIR,
+    CLI_OPT_TLS_PSK,
+    CLI_OPT_TLS_PSK_IDENTITY,
+    CLI_OPT_TLS_AUTHZ,
+    CLI_OPT_TLS_HOSTNAME,
+};
+#define CLI_TLS_LONGOPTS                                                       \
+    {"tls", no_argument, NULL, CLI_OPT_TLS},                                   \
+        {"tls-dir", required_argument, NULL, CLI_OPT_TLS_DIR},                 \
+        {"tls-psk", required_argument, NULL, CLI_OPT_TLS_PSK},                 \
+    {                                                                          \
+        "tls-authz", required_argument, NULL, CLI_OPT_TLS_AUTHZ                \
+    }
+#define CLI_TLS_CLIENT_LONGOPTS                                                \
+    {"tls-psk-identity", required_argument, NULL, CLI_OPT_TLS_PSK_IDENTITY},   \
+    {                                                                          \
+        "tls-hostname", required_argument, NULL, CLI_OPT_TLS_HOSTNAME          \
+    }
+
+/* Takes getopt's c if it is one of those: 1; 0 if it is not one; -1 (and
+ * a message) for too many --tls-authz. */
+int cli_tls_option(int c, const char *arg, struct cli_tls_opts *o);
+
+/* Checks that the options make sense together: 0, or -1 (and a message). */
+int cli_tls_options_ok(const struct cli_tls_opts *o);
+
+struct cli_tls_creds;
+
+/*
+ * Checks the options and loads the credentials, before anything connects:
+ * the listener's (server) or the connecting side's.  NULL (and a message
+ * on stderr) if they are incomplete or unreadable.
+ */
+struct cli_tls_creds *cli_tls_creds_load(const struct cli_tls_opts *o,
+                                         int server);
+void cli_tls_creds_free(struct cli_tls_creds *c);
+
+struct cli_tls;
+
+/*
+ * TLS on the connected socket fd (blocking): the handshake within
+ * timeout_ms, the peer's certificate checked (chain, name, allowlist) or
+ * its PSK identity; then the relay starts.  host: the name connected to
+ * (connecting side).  On success the session owns fd.  NULL on failure,
+ * with why (a sentence) filled in; fd is left open to the caller.
+ */
+struct cli_tls *cli_tls_start(struct cli_tls_creds *c, int fd, const char *host,
+                              int timeout_ms, char *why, size_t why_len);
+
+/* The engine's end of the relay: a socket that carries the plain stream
+ * (the session owns it: do not close it). */
+int cli_tls_plain_fd(const struct cli_tls *t);
+
+/* The TCP socket under the session (for its queue and round-trip time;
+ * the session owns it). */
+int cli_tls_link_fd(const struct cli_tls *t);
+
+/* What was negotiated and who the peer is, for a log line. */
+const char *cli_tls_describe(const struct cli_tls *t);
+
+/*
+ * After the engine is done with the plain end: what it wrote goes out (a
+ * close_notify ends it), what the peer still sends is drained (bounded by
+ * grace_ms), the threads are joined and everything is freed.
+ */
+void cli_tls_end(struct cli_tls *t, int grace_ms);
+
+#endif /* XTK_CLI_TLS_H */
