@@ -50,6 +50,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: %s [options] FILE|-|listen:[HOST:]PORT\n"
+            "       %s [options] --stdio\n"
             "  -n, --name NAME         the new domain's name (default: the "
             "stream's)\n"
             "  -z, --decompress        the input is gzip (found by itself "
@@ -76,9 +77,13 @@ static void usage(FILE *f)
             "a name)\n"
             "      --tls-tries N       refuse at most N connections that fail "
             "TLS (10)\n"
+            "      --stdio             a migration's far end over ssh: the "
+            "stream on stdin,\n"
+            "                          the reply on stdout (xtk-save "
+            "ssh:HOST runs it)\n"
             "      --version\n"
             "See xtk-restore(1).\n",
-            cli_prog, CLI_TLS_DIR);
+            cli_prog, cli_prog, CLI_TLS_DIR);
 }
 
 /*
@@ -200,7 +205,7 @@ static int write_port_file(const char *path, const char *where)
  */
 static int accept_peer(int lfd, int rcvbuf, int rmax,
                        struct cli_tls_creds *creds, int tries, int quiet,
-                       int timeout_ms, struct cli_tls **session)
+                       int timeout_ms, struct cli_link **session)
 {
     for (int refused = 0;;) {
         struct sockaddr_storage ss;
@@ -221,8 +226,8 @@ static int accept_peer(int lfd, int rcvbuf, int rmax,
         if (*session) {
             if (!quiet)
                 fprintf(stderr, "%s: %s:%s: %s\n", cli_prog, h, p,
-                        cli_tls_describe(*session));
-            return cli_tls_plain_fd(*session);
+                        cli_link_describe(*session));
+            return cli_link_plain_fd(*session);
         }
         close(fd);
         refused++;
@@ -251,13 +256,15 @@ int main(int argc, char **argv)
         {"peer-timeout", required_argument, NULL, 'T'},
         {"failover-timeout", required_argument, NULL, 'F'},
         {"tls-tries", required_argument, NULL, 'A'},
+        {"stdio", no_argument, NULL, 'S'},
         CLI_TLS_LONGOPTS,
         {NULL, 0, NULL, 0},
     };
     struct cli_tls_opts tls = {0};
     struct cli_tls_creds *creds = NULL;
-    struct cli_tls *session = NULL;
+    struct cli_link *session = NULL;
     uint64_t tries = 10;
+    int stdio = 0;
     struct xtk_restore_options o = {0};
     const char *json = NULL, *src, *port_file = NULL;
     char *host = NULL, *port = NULL;
@@ -324,6 +331,9 @@ int main(int argc, char **argv)
             }
             failover |= c == 'F';
             break;
+        case 'S':
+            stdio = 1;
+            break;
         case 'A':
             if (cli_parse_u64(optarg, 1, 1000000, 0, &tries) < 0) {
                 fprintf(stderr, "%s: --tls-tries: bad number '%s'\n", cli_prog,
@@ -335,10 +345,15 @@ int main(int argc, char **argv)
             return cli_usage_error(NULL);
         }
     }
-    if (optind + 1 != argc)
+    if (stdio && optind != argc)
+        return cli_usage_error("--stdio takes no source: it is stdin");
+    if (!stdio && optind + 1 != argc)
         return cli_usage_error(optind == argc ? "no FILE, - or listen:PORT"
                                               : "one source only");
-    src = argv[optind];
+    src = stdio ? "stdin" : argv[optind];
+    if (stdio && (port_file || cli_tls_wanted(&tls)))
+        return cli_usage_error("--stdio comes over ssh: no --port-file, no "
+                               "TLS");
     if (cli_tls_options_ok(&tls) < 0)
         return 2;
     if (cli_tls_wanted(&tls) && strncmp(src, "listen:", 7))
@@ -353,7 +368,7 @@ int main(int argc, char **argv)
     }
     if (port_file && strncmp(src, "listen:", 7))
         return cli_usage_error("--port-file is for listen:[HOST:]PORT");
-    if (peer_ms && strncmp(src, "listen:", 7))
+    if (peer_ms && !stdio && strncmp(src, "listen:", 7))
         return cli_usage_error("--peer-timeout and --failover-timeout are "
                                "for a backup: listen:[HOST:]PORT");
     /* The credentials are read before anything listens. */
@@ -401,8 +416,27 @@ int main(int argc, char **argv)
         o.final_rcvbuf = rcvbuf ? RCVBUF_FINAL : 0;
         if (session) { /* the TCP socket is behind the relay */
             o.flags |= XTK_RESTORE_LINK_FD;
-            o.link_fd = cli_tls_link_fd(session);
+            o.link_fd = cli_link_tcp_fd(session);
         }
+    } else if (stdio) {
+        char why[256];
+
+        /* stdin and stdout are ssh's pipes (or one socket): the relay
+         * gives the engine the socket it reads and replies on. */
+        session = cli_link_stdio(0, 1, why, sizeof(why));
+        if (!session) {
+            fprintf(stderr, "%s: %s\n", cli_prog, why);
+            goto out;
+        }
+        fd = cli_link_plain_fd(session);
+        sock = 1;
+        in = xtk_stream_socket(ctx, fd, XTK_STREAM_READ);
+        if (in)
+            xtk_stream_set_timeout(in, (int)timeout);
+        o.flags |= XTK_RESTORE_REPLY | (failover ? XTK_RESTORE_FAILOVER : 0);
+        o.peer_fd = fd;
+        o.peer_timeout_ms = (uint32_t)peer_ms;
+        o.lost = on_lost;
     } else if (!strcmp(src, "-")) {
         in = xtk_stream_fd(ctx, 0, XTK_STREAM_READ);
         fd = -1;
@@ -439,7 +473,11 @@ int main(int argc, char **argv)
         goto out;
     }
     if (xtk_restore_run(rs) == 0) {
-        printf("%u\n", xtk_restore_domid(rs));
+        /* With --stdio, stdout is the source's: the id goes to stderr. */
+        if (stdio && !quiet)
+            fprintf(stderr, "%s: domain %u\n", cli_prog, xtk_restore_domid(rs));
+        else if (!stdio)
+            printf("%u\n", xtk_restore_domid(rs));
         fflush(stdout);
         rc = 0;
     } else {
@@ -461,7 +499,7 @@ out:
     xtk_restore_free(rs);
     xtk_stream_close(in);
     if (session) /* it owns fd, its plain end */
-        cli_tls_end(session, 5000);
+        cli_link_end(session, 5000);
     else if (fd >= 0)
         close(fd);
     cli_tls_creds_free(creds);

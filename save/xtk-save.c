@@ -20,7 +20,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <xtk/save.h>
@@ -43,14 +46,18 @@ struct target {
     int closed; /* commit closed the stream */
     struct xtk_ctx *ctx;
     struct cli_tls_creds *creds; /* TLS asked for: the credentials */
-    struct cli_tls *tls;         /* ... and the session (fd is its plain end) */
-    int quiet;
+    struct cli_link *tls;        /* ... and the session (fd is its plain end) */
+    int quiet, verbose;
+    /* ssh:[USER@]HOST: the ssh that runs the destination there (fd is our
+     * end of its stdin and stdout) */
+    const char *ssh, *ssh_restore, *ssh_host;
+    pid_t ssh_pid;
 };
 
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: %s [options] DOMAIN FILE|-|tcp:HOST:PORT\n"
+            "usage: %s [options] DOMAIN FILE|-|tcp:HOST:PORT|ssh:[USER@]HOST\n"
             "  -l, --live                   pre-copy while the domain runs\n"
             "  -c, --checkpoint             keep the domain running after "
             "the save\n"
@@ -83,6 +90,10 @@ static void usage(FILE *f)
             "      --tls-hostname NAME      the name its certificate must carry"
             "\n"
             "                               (default: HOST)\n"
+            "      --ssh CMD                ssh:[USER@]HOST: the ssh command "
+            "(ssh)\n"
+            "      --ssh-restore CMD        ... and what it runs there "
+            "(xtk-restore)\n"
             "  -J, --stats-json FILE        write the report as JSON\n"
             "  -q, --quiet                  no report on stderr\n"
             "  -v, --verbose\n"
@@ -113,7 +124,7 @@ struct framing {
 static int parse_options(int argc, char **argv, struct xtk_save_options *o,
                          int *level, const char **json, int *quiet,
                          int *verbose, struct framing *fr,
-                         struct cli_tls_opts *tls)
+                         struct cli_tls_opts *tls, struct target *t)
 {
     static const struct option longopts[] = {
         {"live", no_argument, NULL, 'l'},
@@ -127,6 +138,8 @@ static int parse_options(int argc, char **argv, struct xtk_save_options *o,
         {"compress", optional_argument, NULL, 'z'},
         {"format", required_argument, NULL, 'f'},
         {"config", required_argument, NULL, 'K'},
+        {"ssh", required_argument, NULL, 'S'},
+        {"ssh-restore", required_argument, NULL, 'E'},
         {"checkpoint-interval", required_argument, NULL, 'I'},
         {"checkpoints", required_argument, NULL, 'N'},
         {"timeout", required_argument, NULL, 't'},
@@ -230,6 +243,12 @@ static int parse_options(int argc, char **argv, struct xtk_save_options *o,
                 return -1;
             }
             break;
+        case 'S':
+            t->ssh = optarg;
+            break;
+        case 'E':
+            t->ssh_restore = optarg;
+            break;
         case 'K':
             free(fr->config);
             fr->config = cli_read_config(optarg, &fr->config_len, &fr->json);
@@ -283,6 +302,22 @@ static int parse_options(int argc, char **argv, struct xtk_save_options *o,
         fprintf(stderr, "%s: TLS is for a destination tcp:HOST:PORT\n",
                 cli_prog);
         return -1;
+    }
+    if ((t->ssh || t->ssh_restore) && strncmp(argv[optind + 1], "ssh:", 4)) {
+        fprintf(stderr, "%s: --ssh and --ssh-restore are for ssh:HOST\n",
+                cli_prog);
+        return -1;
+    }
+    if (!strncmp(argv[optind + 1], "ssh:", 4)) {
+        const char *h = argv[optind + 1] + 4;
+
+        /* No option smuggled to ssh as a host name. */
+        if (!*h || *h == '-' || strspn(h, " \t\n;&|$`'\"\\<>()") ||
+            h[strcspn(h, " \t\n;&|$`'\"\\<>()")]) {
+            fprintf(stderr, "%s: ssh:[USER@]HOST: bad host '%s'\n", cli_prog,
+                    h);
+            return -1;
+        }
     }
     return 0;
 }
@@ -398,6 +433,81 @@ static int commit_file(struct xtk_save *sv, void *arg)
     return 0;
 }
 
+/*
+ * ssh:[USER@]HOST, as xl migrate does it: ssh runs `xtk-restore --stdio`
+ * there, and the stream goes on ssh's stdin, the destination's reply
+ * comes on its stdout; both are one end of a socket pair, whose other end
+ * the engine gets (it needs a socket).  What the far side says on stderr
+ * comes out on ours as it is.  Our end, or -1 (and a message).
+ */
+static int ssh_start(struct target *t)
+{
+    char cmd[4096], remote[4096];
+    int sp[2];
+
+    if (snprintf(cmd, sizeof(cmd), "exec %s \"$@\"", t->ssh ? t->ssh : "ssh") >=
+            (int)sizeof(cmd) ||
+        snprintf(remote, sizeof(remote), "%s --stdio%s",
+                 t->ssh_restore ? t->ssh_restore : "xtk-restore",
+                 t->verbose ? " -v" : " -q") >= (int)sizeof(remote)) {
+        fprintf(stderr, "%s: --ssh or --ssh-restore: too long\n", cli_prog);
+        return -1;
+    }
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0) {
+        fprintf(stderr, "%s: socketpair: %s\n", cli_prog, strerror(errno));
+        return -1;
+    }
+    t->ssh_pid = fork();
+    if (t->ssh_pid < 0) {
+        fprintf(stderr, "%s: fork: %s\n", cli_prog, strerror(errno));
+        close(sp[0]);
+        close(sp[1]);
+        return -1;
+    }
+    if (t->ssh_pid == 0) {
+        /* ssh's stdin and stdout: the pair's far end (dup2 clears
+         * close-on-exec); its stderr is ours. */
+        if (dup2(sp[1], 0) < 0 || dup2(sp[1], 1) < 0)
+            _exit(127);
+        signal(SIGPIPE, SIG_DFL);
+        execl("/bin/sh", "sh", "-c", cmd, "sh", t->ssh_host, remote,
+              (char *)NULL);
+        _exit(127);
+    }
+    close(sp[1]);
+    if (!t->quiet)
+        fprintf(stderr, "%s: ssh %s: %s\n", cli_prog, t->ssh_host, remote);
+    return sp[0];
+}
+
+/* ssh's end: it has its stdin's end by now and goes; one that does not
+ * within 5 s is stopped.  Its failure is said (255: ssh's own). */
+static void ssh_end(struct target *t, int failed)
+{
+    int status = 0;
+
+    for (int i = 0; i < 500; i++) {
+        pid_t r = waitpid(t->ssh_pid, &status, WNOHANG);
+
+        if (r == t->ssh_pid)
+            goto reaped;
+        if (r < 0)
+            return;
+        nanosleep(&(struct timespec){0, 10000000}, NULL);
+    }
+    kill(t->ssh_pid, SIGTERM);
+    waitpid(t->ssh_pid, &status, 0);
+reaped:
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 255)
+        fprintf(stderr,
+                "%s: ssh to %s failed (exit 255: see ssh's message "
+                "above)\n",
+                cli_prog, t->ssh_host);
+    else if (failed && WIFEXITED(status) && WEXITSTATUS(status))
+        fprintf(stderr, "%s: the destination at %s exited %d\n", cli_prog,
+                t->ssh_host, WEXITSTATUS(status));
+}
+
 static int open_target(struct xtk_ctx *ctx, const char *where, struct target *t,
                        struct xtk_save_options *o)
 {
@@ -405,6 +515,20 @@ static int open_target(struct xtk_ctx *ctx, const char *where, struct target *t,
     if (!strcmp(where, "-")) {
         t->out = xtk_stream_fd(ctx, 1, XTK_STREAM_WRITE);
         return t->out ? 0 : -1;
+    }
+    if (!strncmp(where, "ssh:", 4)) {
+        t->ssh_host = where + 4;
+        t->fd = ssh_start(t);
+        if (t->fd < 0)
+            return -1;
+        t->out = xtk_stream_socket(ctx, t->fd, XTK_STREAM_WRITE);
+        if (!t->out || xtk_stream_set_timeout(
+                           t->out, o->timeout_ms ? (int)o->timeout_ms
+                                                 : SOCKET_TIMEOUT_MS) < 0)
+            return -1;
+        o->flags |= XTK_SAVE_MIGRATE;
+        o->peer_fd = t->fd;
+        return 0;
     }
     if (!strncmp(where, "tcp:", 4)) {
         char *host, *port;
@@ -429,10 +553,10 @@ static int open_target(struct xtk_ctx *ctx, const char *where, struct target *t,
             } else {
                 if (!t->quiet)
                     fprintf(stderr, "%s: %s:%s: %s\n", cli_prog, host, port,
-                            cli_tls_describe(t->tls));
-                t->fd = cli_tls_plain_fd(t->tls);
+                            cli_link_describe(t->tls));
+                t->fd = cli_link_plain_fd(t->tls);
                 o->flags |= XTK_SAVE_LINK_FD;
-                o->link_fd = cli_tls_link_fd(t->tls);
+                o->link_fd = cli_link_tcp_fd(t->tls);
             }
         }
         free(host);
@@ -460,9 +584,11 @@ static void close_target(struct target *t, int failed)
     if (!t->closed)
         xtk_stream_close(t->out);
     if (t->tls) /* the session owns fd, its plain end */
-        cli_tls_end(t->tls, 5000);
+        cli_link_end(t->tls, 5000);
     else if (t->fd >= 0)
         close(t->fd);
+    if (t->ssh_pid > 0)
+        ssh_end(t, failed);
     cli_tls_creds_free(t->creds);
     if (failed && t->tmp[0])
         unlink(t->tmp); /* never a half-written file in place */
@@ -493,7 +619,7 @@ int main(int argc, char **argv)
     cli_init(argv);
     signal(SIGPIPE, SIG_IGN);
     if (parse_options(argc, argv, &o, &level, &json, &quiet, &verbose, &fr,
-                      &tls) < 0) {
+                      &tls, &t) < 0) {
         free(fr.config);
         return 2;
     }
@@ -519,6 +645,7 @@ int main(int argc, char **argv)
         }
     }
     t.quiet = quiet;
+    t.verbose = verbose;
     ctx = cli_ctx_open();
     if (!ctx) {
         cli_tls_creds_free(t.creds);

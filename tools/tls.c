@@ -48,10 +48,13 @@ struct cli_tls_creds {
     char *hostname; /* a copy, or NULL */
 };
 
-struct cli_tls {
-    gnutls_session_t s;
-    int tcp;      /* the TLS side */
-    int plain[2]; /* [0] the relay's end, [1] the engine's */
+struct cli_link {
+    gnutls_session_t s; /* TLS; NULL: plain fds */
+    int tcp;            /* the TLS side */
+    int in_fd, out_fd;  /* without TLS: the far side's two ends */
+    int plain[2];       /* [0] the relay's end, [1] the engine's */
+    char *ubuf, *dbuf;  /* the threads' buffers (freed at the end, even
+                           when a thread was cancelled) */
     pthread_t up, down;
     char desc[256];
 };
@@ -334,7 +337,7 @@ out:
 }
 
 /* The peer's checks after the handshake: 0, or -1 with why. */
-static int check_peer(struct cli_tls_creds *c, struct cli_tls *t,
+static int check_peer(struct cli_tls_creds *c, struct cli_link *t,
                       const char *host, char *why, size_t why_len)
 {
     char who[512] = "";
@@ -396,7 +399,7 @@ static int check_peer(struct cli_tls_creds *c, struct cli_tls *t,
  */
 #define AGREE_BYTE 0x58 /* "X" */
 
-static int agree(struct cli_tls_creds *c, struct cli_tls *t, int timeout_ms,
+static int agree(struct cli_tls_creds *c, struct cli_link *t, int timeout_ms,
                  char *why, size_t why_len)
 {
     unsigned char b = AGREE_BYTE;
@@ -449,8 +452,8 @@ static int write_all(int fd, const char *p, size_t n)
 /* The engine's bytes into the session; at their end, a close_notify. */
 static void *up_main(void *arg)
 {
-    struct cli_tls *t = arg;
-    char *buf = malloc(RELAY_BUF);
+    struct cli_link *t = arg;
+    char *buf = t->ubuf;
 
     for (;;) {
         ssize_t n = buf ? read(t->plain[0], buf, RELAY_BUF) : -1;
@@ -459,11 +462,19 @@ static void *up_main(void *arg)
         if (n < 0 && errno == EINTR)
             continue;
         if (n == 0) {
-            gnutls_bye(t->s, GNUTLS_SHUT_WR);
+            if (t->s)
+                gnutls_bye(t->s, GNUTLS_SHUT_WR);
+            else if (shutdown(t->out_fd, SHUT_WR) < 0)
+                close(t->out_fd); /* a pipe: its end is its close */
             break;
         }
         if (n < 0)
             break;
+        if (!t->s) {
+            if (write_all(t->out_fd, buf, (size_t)n) < 0)
+                goto broken;
+            continue;
+        }
         gnutls_record_cork(t->s);
         while (off < (size_t)n) {
             ssize_t r = gnutls_record_send(t->s, buf + off, (size_t)n - off);
@@ -484,26 +495,27 @@ static void *up_main(void *arg)
             break;
         }
     }
-    free(buf);
     return NULL;
 broken:
     /* The peer is gone or the session broke: the engine's writes fail
      * (EPIPE) and its reads end, so it sees the connection go. */
     shutdown(t->plain[0], SHUT_RDWR);
-    free(buf);
     return NULL;
 }
 
 /* The session's bytes to the engine; at the peer's end, the engine's. */
 static void *down_main(void *arg)
 {
-    struct cli_tls *t = arg;
-    char *buf = malloc(RELAY_BUF);
+    struct cli_link *t = arg;
+    char *buf = t->dbuf;
 
     for (;;) {
-        ssize_t r = buf ? gnutls_record_recv(t->s, buf, RELAY_BUF)
-                        : GNUTLS_E_MEMORY_ERROR;
+        ssize_t r = !buf   ? GNUTLS_E_MEMORY_ERROR
+                    : t->s ? gnutls_record_recv(t->s, buf, RELAY_BUF)
+                           : read(t->in_fd, buf, RELAY_BUF);
 
+        if (!t->s && r < 0)
+            r = errno == EINTR ? GNUTLS_E_INTERRUPTED : GNUTLS_E_PULL_ERROR;
         if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED)
             continue;
         if (r == 0 || r == GNUTLS_E_PREMATURE_TERMINATION) {
@@ -524,16 +536,77 @@ static void *down_main(void *arg)
         if (write_all(t->plain[0], buf, (size_t)r) < 0)
             break; /* the engine is gone */
     }
-    free(buf);
     return NULL;
 }
 
-struct cli_tls *cli_tls_start(struct cli_tls_creds *c, int fd, const char *host,
-                              int timeout_ms, char *why, size_t why_len)
+/* The socket pair and the two threads: 0, or -1 with why. */
+static int start_relay(struct cli_link *t, char *why, size_t why_len)
 {
-    struct cli_tls *t = calloc(1, sizeof(*t));
-    const char *err = NULL;
     sigset_t all, old;
+
+    t->ubuf = malloc(RELAY_BUF);
+    t->dbuf = malloc(RELAY_BUF);
+    if (!t->ubuf || !t->dbuf) {
+        snprintf(why, why_len, "%s", strerror(ENOMEM));
+        t->plain[0] = t->plain[1] = -1;
+        return -1;
+    }
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, t->plain) < 0) {
+        snprintf(why, why_len, "socketpair: %s", strerror(errno));
+        t->plain[0] = t->plain[1] = -1;
+        return -1;
+    }
+    /* The relay takes no signal: the program's own threads do. */
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    if (pthread_create(&t->up, NULL, up_main, t) != 0) {
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        snprintf(why, why_len, "cannot start the relay");
+        return -1;
+    }
+    if (pthread_create(&t->down, NULL, down_main, t) != 0) {
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        snprintf(why, why_len, "cannot start the relay");
+        shutdown(t->plain[1], SHUT_RDWR);
+        pthread_join(t->up, NULL);
+        return -1;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return 0;
+}
+
+struct cli_link *cli_link_stdio(int in_fd, int out_fd, char *why,
+                                size_t why_len)
+{
+    struct cli_link *t = calloc(1, sizeof(*t));
+
+    if (!t) {
+        snprintf(why, why_len, "%s", strerror(errno));
+        return NULL;
+    }
+    t->tcp = -1;
+    t->in_fd = in_fd;
+    t->out_fd = out_fd;
+    snprintf(t->desc, sizeof(t->desc), "standard input and output");
+    if (start_relay(t, why, why_len) < 0) {
+        if (t->plain[0] >= 0) {
+            close(t->plain[0]);
+            close(t->plain[1]);
+        }
+        free(t->ubuf);
+        free(t->dbuf);
+        free(t);
+        return NULL;
+    }
+    return t;
+}
+
+struct cli_link *cli_tls_start(struct cli_tls_creds *c, int fd,
+                               const char *host, int timeout_ms, char *why,
+                               size_t why_len)
+{
+    struct cli_link *t = calloc(1, sizeof(*t));
+    const char *err = NULL;
     int r;
 
     if (!t) {
@@ -541,6 +614,7 @@ struct cli_tls *cli_tls_start(struct cli_tls_creds *c, int fd, const char *host,
         return NULL;
     }
     t->tcp = fd;
+    t->in_fd = t->out_fd = -1;
     t->plain[0] = t->plain[1] = -1;
     r = gnutls_init(&t->s, (c->server ? GNUTLS_SERVER : GNUTLS_CLIENT) |
                                GNUTLS_NO_TICKETS);
@@ -586,26 +660,8 @@ struct cli_tls *cli_tls_start(struct cli_tls_creds *c, int fd, const char *host,
     }
     if (agree(c, t, timeout_ms, why, why_len) < 0)
         goto fail;
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, t->plain) < 0) {
-        snprintf(why, why_len, "socketpair: %s", strerror(errno));
+    if (start_relay(t, why, why_len) < 0)
         goto fail;
-    }
-    /* The relay takes no signal: the program's own threads do. */
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &old);
-    if (pthread_create(&t->up, NULL, up_main, t) != 0) {
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
-        snprintf(why, why_len, "cannot start the relay");
-        goto fail;
-    }
-    if (pthread_create(&t->down, NULL, down_main, t) != 0) {
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
-        snprintf(why, why_len, "cannot start the relay");
-        shutdown(t->plain[1], SHUT_RDWR);
-        pthread_join(t->up, NULL);
-        goto fail;
-    }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
     return t;
 fail:
     gnutls_deinit(t->s);
@@ -613,21 +669,23 @@ fail:
         close(t->plain[0]);
         close(t->plain[1]);
     }
+    free(t->ubuf);
+    free(t->dbuf);
     free(t);
     return NULL;
 }
 
-int cli_tls_plain_fd(const struct cli_tls *t)
+int cli_link_plain_fd(const struct cli_link *t)
 {
     return t->plain[1];
 }
 
-int cli_tls_link_fd(const struct cli_tls *t)
+int cli_link_tcp_fd(const struct cli_link *t)
 {
     return t->tcp;
 }
 
-const char *cli_tls_describe(const struct cli_tls *t)
+const char *cli_link_describe(const struct cli_link *t)
 {
     return t->desc;
 }
@@ -647,7 +705,7 @@ static int join_within(pthread_t th, int ms)
     return pthread_timedjoin_np(th, NULL, &ts) == 0 ? 0 : -1;
 }
 
-void cli_tls_end(struct cli_tls *t, int grace_ms)
+void cli_link_end(struct cli_link *t, int grace_ms)
 {
     int up_done, down_done;
 
@@ -658,17 +716,25 @@ void cli_tls_end(struct cli_tls *t, int grace_ms)
     up_done = join_within(t->up, grace_ms) == 0;
     down_done = up_done && join_within(t->down, grace_ms) == 0;
     if (!down_done) {
-        /* A peer that neither takes nor ends: cut it. */
-        shutdown(t->tcp, SHUT_RDWR);
+        /* A peer that neither takes nor ends: cut it (a pipe's read is
+         * cut by cancelling the thread in it: no TLS state there). */
+        if (t->s)
+            shutdown(t->tcp, SHUT_RDWR);
+        else
+            pthread_cancel(up_done ? t->down : t->up);
         shutdown(t->plain[0], SHUT_RDWR);
     }
     if (!up_done)
         pthread_join(t->up, NULL);
     if (!down_done)
         pthread_join(t->down, NULL);
-    gnutls_deinit(t->s);
+    if (t->s) {
+        gnutls_deinit(t->s);
+        close(t->tcp);
+    }
     close(t->plain[0]);
     close(t->plain[1]);
-    close(t->tcp);
+    free(t->ubuf);
+    free(t->dbuf);
     free(t);
 }

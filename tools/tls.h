@@ -90,7 +90,7 @@ struct cli_tls_creds *cli_tls_creds_load(const struct cli_tls_opts *o,
                                          int server);
 void cli_tls_creds_free(struct cli_tls_creds *c);
 
-struct cli_tls;
+struct cli_link;
 
 /*
  * TLS on the connected socket fd (blocking): the handshake within
@@ -99,25 +99,35 @@ struct cli_tls;
  * (connecting side).  On success the session owns fd.  NULL on failure,
  * with why (a sentence) filled in; fd is left open to the caller.
  */
-struct cli_tls *cli_tls_start(struct cli_tls_creds *c, int fd, const char *host,
-                              int timeout_ms, char *why, size_t why_len);
+struct cli_link *cli_tls_start(struct cli_tls_creds *c, int fd,
+                               const char *host, int timeout_ms, char *why,
+                               size_t why_len);
+
+/*
+ * The same relay between two plain fds and the engine's socket: the ssh
+ * transport's far end (xtk-restore --stdio), whose stream comes on stdin
+ * and whose reply goes to stdout, pipes where the engine needs a socket.
+ * The fds stay the caller's.  NULL on failure, with why.
+ */
+struct cli_link *cli_link_stdio(int in_fd, int out_fd, char *why,
+                                size_t why_len);
 
 /* The engine's end of the relay: a socket that carries the plain stream
  * (the session owns it: do not close it). */
-int cli_tls_plain_fd(const struct cli_tls *t);
+int cli_link_plain_fd(const struct cli_link *t);
 
 /* The TCP socket under the session (for its queue and round-trip time;
  * the session owns it). */
-int cli_tls_link_fd(const struct cli_tls *t);
+int cli_link_tcp_fd(const struct cli_link *t);
 
 /* What was negotiated and who the peer is, for a log line. */
-const char *cli_tls_describe(const struct cli_tls *t);
+const char *cli_link_describe(const struct cli_link *t);
 
 /*
  * After the engine is done with the plain end: what it wrote goes out (a
  * close_notify ends it), what the peer still sends is drained (bounded by
  * grace_ms), the threads are joined and everything is freed.
  */
-void cli_tls_end(struct cli_tls *t, int grace_ms);
+void cli_link_end(struct cli_link *t, int grace_ms);
 
 #endif /* XTK_CLI_TLS_H */
