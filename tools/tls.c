@@ -344,8 +344,23 @@ static int check_peer(struct cli_tls_creds *c, struct cli_link *t,
 
     if (c->x509) {
         const char *name = c->server ? NULL : c->hostname ? c->hostname : host;
-        unsigned int status = 0;
-        int r = gnutls_certificate_verify_peers3(t->s, name, &status);
+        unsigned int status = 0, n = 0;
+        gnutls_typed_vdata_st data[2];
+        int r;
+
+        /* The chain, the name connected to, and the certificate's purpose
+         * (a listener's for TLS servers, a source's for clients), when it
+         * says. */
+        data[n].type = GNUTLS_DT_KEY_PURPOSE_OID;
+        data[n].data = (unsigned char *)(c->server ? GNUTLS_KP_TLS_WWW_CLIENT
+                                                   : GNUTLS_KP_TLS_WWW_SERVER);
+        data[n++].size = 0;
+        if (name) {
+            data[n].type = GNUTLS_DT_DNS_HOSTNAME;
+            data[n].data = (unsigned char *)name;
+            data[n++].size = 0;
+        }
+        r = gnutls_certificate_verify_peers(t->s, data, n, &status);
 
         if (r < 0) {
             snprintf(why, why_len, "the peer's certificate: %s",

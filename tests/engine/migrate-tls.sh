@@ -16,7 +16,9 @@
 #      the source refuses it and nothing reaches it.
 #   4. A pre-shared key: the wrong key is refused on both sides, the
 #      right one migrates; --tls-tries bounds the refusals.
-#   5. Option errors: a clear message, exit 2 (usage) or 1 (credentials).
+#   5. Checkpoints to a backup: acknowledged through the relay; the
+#      backup, promoted after the primary's kill -9, runs the guest.
+#   6. Option errors: a clear message, exit 2 (usage) or 1 (credentials).
 . "$top_srcdir/tests/engine/engine-lib.sh"
 cd "$work"
 for p in ip certtool psktool gnutls-cli; do
@@ -264,7 +266,39 @@ erun timeout 20 gnutls-cli --pskusername src.xtk.test \
 if wait_exit $lpid; then fail "the listener took more than --tls-tries"; fi
 grep -q "1 connections refused: no more tries" dst8.err || fail "--tls-tries: $(cat dst8.err)"
 
-# ---- 5. option errors --------------------------------------------------
+# ---- 5. checkpoints to a backup over TLS ------------------------------
+# The back channel (acknowledgements, heartbeat answers) crosses the
+# relay too: the primary must not lose its backup, and the backup,
+# promoted once the primary is killed, runs the last epoch.
+srun "$xtk" create -n g5 -m 32 -w dirty -P 512 --no-store >/dev/null
+XTK_RUNDIR=$work/run-src check g5
+cport=$((port + 5))
+# (direct commands, not srun/drun: a function put in the background is a
+# subshell, whose pid the signals below would miss)
+XTK_RUNDIR=$work/run-dst ip netns exec $dst "$xrestore" -v --tls-dir $P/d \
+  --tls-authz src.xtk.test --peer-timeout 1000 listen:$D:$cport >dst9.id 2>dst9.err &
+bpid=$!
+bg_pids+=($bpid)
+listening drun $cport
+XTK_RUNDIR=$work/run-src ip netns exec $src "$xsave" -q -l -I 100 --peer-timeout 1000 \
+  --tls-dir $P/s g5 tcp:$D:$cport 2>save9.err &
+ppid_=$!
+bg_pids+=($ppid_)
+epochs() { grep -c "CHECKPOINT: epoch [0-9]* complete" dst9.err || true; }
+wait_until "epochs at the backup: $(tail -2 dst9.err)" bash -c "[ \$(grep -c 'CHECKPOINT: epoch [0-9]* complete' dst9.err) -ge 5 ]"
+n=$(epochs)
+sleep 2 # two peer timeouts: acknowledged and answered all along
+kill -0 $ppid_ || fail "the primary ended: $(cat save9.err)"
+grep -q "backup lost" save9.err && fail "the primary lost its backup over TLS"
+[ "$(epochs)" -gt "$n" ] || fail "no epoch in 2 s"
+kill -9 $ppid_
+wait_until "the backup saw its source go: $(tail -2 dst9.err)" \
+  grep -q "the source is lost (its stream ended): holding checkpoint" dst9.err
+kill -USR1 $bpid
+wait_exit $bpid || fail "the promoted backup: $(tail -5 dst9.err)"
+XTK_RUNDIR=$work/run-dst check g5
+
+# ---- 6. option errors --------------------------------------------------
 rc=0
 "$xsave" --tls nobody /dev/null 2>opt1.err || rc=$?
 [ $rc = 2 ] && grep -q "TLS is for a destination tcp:HOST:PORT" opt1.err || fail "--tls to a file: $rc $(cat opt1.err)"
