@@ -434,7 +434,7 @@ static int agree(struct cli_tls_creds *c, struct cli_link *t, int timeout_ms,
         if (r == 1 && (sending || b == AGREE_BYTE))
             continue;
         if (r == GNUTLS_E_FATAL_ALERT_RECEIVED)
-            snprintf(why, why_len, "it refused this side: %s",
+            snprintf(why, why_len, "the peer refused this side: %s",
                      gnutls_alert_get_name(gnutls_alert_get(t->s)));
         else if (r < 0)
             snprintf(why, why_len, "the TLS session broke: %s",

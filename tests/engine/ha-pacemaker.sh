@@ -6,7 +6,8 @@
 #   1. The agent alone: its meta-data passes the OCF schema
 #      (metadata.rng) and ocf-tester passes it.
 #   2. The cluster promotes one instance (the guest is created there) and
-#      the other receives its checkpoints.
+#      the other receives its checkpoints, over TLS with a pre-shared key
+#      (the agent's tls_psk and tls_authz).
 #   3. The primary "host" dies (xtk-save and the domain killed -9):
 #      Pacemaker sees the promoted instance fail and promotes the other,
 #      which runs its last checkpoint (the guest's self-check passes);
@@ -101,6 +102,7 @@ if ! online; then
   fail "the cluster did not come up"
 fi
 
+psktool -u ha -p keys.psk >/dev/null 2>&1 || fail "psktool"
 cibadmin --create -o resources --xml-text "
 <clone id=\"guest\">
   <meta_attributes id=\"guest-meta\">
@@ -121,6 +123,8 @@ cibadmin --create -o resources --xml-text "
       <nvpair id=\"p6\" name=\"bindir\" value=\"$top_builddir\"/>
       <nvpair id=\"p7\" name=\"interval\" value=\"100\"/>
       <nvpair id=\"p8\" name=\"peer_timeout\" value=\"1000\"/>
+      <nvpair id=\"p9\" name=\"tls_psk\" value=\"$work/keys.psk\"/>
+      <nvpair id=\"p10\" name=\"tls_authz\" value=\"ha\"/>
     </instance_attributes>
     <operations>
       <op id=\"g-mon-p\" name=\"monitor\" interval=\"1s\" role=\"Promoted\" timeout=\"20s\"/>
@@ -169,6 +173,8 @@ p=$(primary)
 b=$((1 - p))
 backup_holds() { [ "$(held $b)" -ge 5 ]; }
 wait_for 60 "instance $b holds no checkpoints of instance $p" backup_holds
+grep -q "(TLS1.3).*peer PSK identity 'ha'" "$work/state-$b/restore.err" ||
+  fail "the checkpoints are not over TLS: $(head -3 "$work/state-$b/restore.err")"
 XTK_RUNDIR=$work/run-$p check g
 shows_promoted() { crm_mon -1 2>/dev/null | grep -q "Promoted"; }
 wait_for 30 "crm_mon shows no promoted instance" shows_promoted

@@ -4,7 +4,8 @@
 # (Debian's sshd, run by the test in the destination's network namespace,
 # key authentication only), the stream on ssh's pipe.
 #   1. The guest migrates; it passes its self-check there, the source is
-#      gone, and nothing said the stream was in clear.
+#      gone, and nothing said the stream was in clear.  A checkpointed
+#      stream: ten epochs acknowledged over ssh, then END.
 #   2. The far side refuses (the name is taken there): its own line comes
 #      back, the source says the destination failed, the guest runs on.
 #   3. ssh itself fails (a host key that is not the one known): ssh's
@@ -80,6 +81,21 @@ assert h["downtime"]["count"] == 1, h.keys()
 assert "reply received" in {p["name"] for p in s["phases"]}
 PY
 
+# ---- 1b. checkpoints over ssh: ten epochs, each acknowledged on ssh's
+# pipe, then END: the far side runs the guest --------------------------
+srun "$xtk" create -n cp -m 32 -w dirty -P 512 --no-store >/dev/null
+XTK_RUNDIR=$work/run-src check cp
+srun "$xsave" -q -l -I 100 -N 10 --stats-json cp.json --ssh "$(sshcmd known)" \
+  --ssh-restore "$far" cp ssh:root@$D 2>cp.err || fail "checkpoints over ssh: $(cat cp.err)"
+XTK_RUNDIR=$work/run-dst check cp
+[ "$(XTK_RUNDIR=$work/run-src domains)" = 0 ] || fail "the source of cp is still there"
+python3 - cp.json <<'PY' || fail "the checkpoints' report"
+import json, sys
+s = json.load(open(sys.argv[1]))
+h = {x["name"]: x for x in s["histograms"]}
+assert h["ack wait"]["count"] >= 9, h["ack wait"]
+PY
+
 # ---- 2. the far side refuses ------------------------------------------
 srun "$xtk" create -n mover -m 16 -w idle --no-store >/dev/null
 XTK_RUNDIR=$work/run-src check mover
@@ -91,7 +107,7 @@ grep -q "a domain called mover exists already" save2.err || fail "the far side's
 grep -q "the destination failed" save2.err || fail "the source's line: $(cat save2.err)"
 XTK_RUNDIR=$work/run-src check mover
 XTK_RUNDIR=$work/run-src wait_info mover suspended no
-[ "$(XTK_RUNDIR=$work/run-dst domains)" = 1 ] || fail "something was left on dst"
+[ "$(XTK_RUNDIR=$work/run-dst domains)" = 2 ] || fail "something was left on dst"
 
 # ---- 3. ssh fails --------------------------------------------------------
 if srun "$xsave" -l --ssh "$(sshcmd wrong-known)" --ssh-restore "$far" mover ssh:root@$D \

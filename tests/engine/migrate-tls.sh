@@ -2,18 +2,23 @@
 # TLS on migration streams (issue 16): a source, a destination and an
 # intruder, three network namespaces on one link (a bridge), real TCP.
 #   1. x509 both ways with an allowlist: intruders connect first (plain
-#      TCP sending a stream header, a certificate of another authority, a
-#      certificate of the right authority with a name not on the list);
+#      TCP sending a stream header, TLS without a certificate, garbage, a
+#      certificate of another authority, a certificate of the right
+#      authority with a name not on the list);
 #      each is refused with a line that says why and the listener waits
 #      on; then the real source migrates the guest, which passes its
 #      self-check there.
 #   2. On the wire: through a relay on the intruder's host the stream
 #      cannot be read (no stream marker, no guest console text), while the
-#      same guest in clear through it can (the test's own control); and a
+#      same guest in clear through it can (the test's own control): the
+#      stream marker, the guest's console text and a marker in its
+#      memory; and a
 #      source that connects to the intruder's address refuses it, as its
 #      certificate is not for that name: the guest runs on at the source.
 #   3. An impostor destination with a certificate of another authority:
-#      the source refuses it and nothing reaches it.
+#      the source refuses it and nothing reaches it; a source with an
+#      expired certificate: refused; each says so at both ends, and
+#      nothing is left half-built.
 #   4. A pre-shared key: the wrong key is refused on both sides, the
 #      right one migrates; --tls-tries bounds the refusals.
 #   5. Checkpoints to a backup: acknowledged through the relay; the
@@ -65,7 +70,8 @@ ca() { # ca NAME CN
 cert() { # cert NAME CA TEMPLATE-LINE...
   local name=$1 by=$2
   shift 2
-  printf '%s\n' "$@" 'expiration_days = 2' >$name.tmpl
+  printf '%s\n' "$@" >$name.tmpl
+  grep -q expiration_date $name.tmpl || echo 'expiration_days = 2' >>$name.tmpl
   certtool -p --key-type ecdsa --outfile $name-key.pem 2>/dev/null
   certtool -c --load-privkey $name-key.pem --load-ca-certificate $by-cert.pem \
     --load-ca-privkey $by-key.pem --template $name.tmpl --outfile $name-cert.pem 2>/dev/null
@@ -78,6 +84,9 @@ cert other ca 'cn = other.xtk.test' 'dns_name = other.xtk.test' tls_www_client
 cert fake ca 'cn = src.xtk.test' tls_www_client # replaced below
 cert fake rogue 'cn = src.xtk.test' 'dns_name = src.xtk.test' tls_www_client
 cert impostor rogue 'cn = dst.xtk.test' 'dns_name = dst.xtk.test' "ip_address = $E" tls_www_server
+cert expired ca 'cn = src.xtk.test' 'dns_name = src.xtk.test' tls_www_client \
+  'activation_date = "2020-01-01 00:00:00 UTC"' 'expiration_date = "2021-01-01 00:00:00 UTC"'
+
 # the layout xtk reads (QEMU's file names), one directory a host
 mkdir s d e
 cp ca-cert.pem s/ && cp src-cert.pem s/client-cert.pem && cp src-key.pem s/client-key.pem
@@ -87,6 +96,11 @@ psktool -u src.xtk.test -p keys.psk >/dev/null 2>&1
 psktool -u src.xtk.test -p wrong.psk >/dev/null 2>&1
 cmp -s keys.psk wrong.psk && fail "psktool made the same key twice"
 chmod 600 ./*-key.pem ./*.psk
+mkdir x
+cp ca-cert.pem x/ && cp expired-cert.pem x/client-cert.pem && cp expired-key.pem x/client-key.pem
+certtool -i --infile expired-cert.pem 2>/dev/null | grep -q "Not After: .* 2021" ||
+  fail "certtool did not date the expired certificate"
+chmod 600 x/*-key.pem
 cd "$work"
 P=$work/pki
 port=4600
@@ -111,21 +125,38 @@ try:
 except OSError:
     pass
 PY
-# (b) a certificate of another authority
+# (b) TLS with no certificate
+erun timeout 20 gnutls-cli --x509cafile $P/ca-cert.pem -p $port $D </dev/null \
+  >evil-a.out 2>&1 || true
+# (c) garbage
+erun python3 -c 'import os, socket, sys
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+s.sendall(os.urandom(4096))
+s.settimeout(10)
+try:
+    while s.recv(4096):
+        pass
+except OSError:
+    pass' $D $port
+# (d) a certificate of another authority
 erun timeout 20 gnutls-cli --x509cafile $P/ca-cert.pem --x509certfile $P/fake-cert.pem \
   --x509keyfile $P/fake-key.pem -p $port $D </dev/null >evil-b.out 2>&1 || true
-# (c) the right authority, a name not on the list
+# (e) the right authority, a name not on the list
 erun timeout 20 gnutls-cli --x509cafile $P/ca-cert.pem --x509certfile $P/other-cert.pem \
   --x509keyfile $P/other-key.pem -p $port $D </dev/null >evil-c.out 2>&1 || true
 # the listener still waits, and says why it refused each
 kill -0 $lpid || fail "the listener gave up: $(cat dst.err)"
-wait_until "three refusals in dst.err: $(cat dst.err)" \
-  bash -c "[ \$(grep -c 'refused (' dst.err) = 3 ]"
+wait_until "five refusals in dst.err: $(cat dst.err)" \
+  bash -c "[ \$(grep -c 'refused (' dst.err) = 5 ]"
 grep -q "from $E:[0-9]* refused (1 of 10): the TLS handshake failed" dst.err ||
   fail "plain TCP: $(cat dst.err)"
-grep -q "from $E:[0-9]* refused (2 of 10): .*certificate.*" dst.err ||
+grep -qi "from $E:[0-9]* refused (2 of 10): the TLS handshake failed: certificate is required" dst.err ||
+  fail "no certificate: $(cat dst.err)"
+grep -q "from $E:[0-9]* refused (3 of 10): the TLS handshake failed" dst.err ||
+  fail "garbage: $(cat dst.err)"
+grep -q "from $E:[0-9]* refused (4 of 10): the peer's certificate is refused: .*" dst.err ||
   fail "another authority's certificate: $(cat dst.err)"
-grep -q "from $E:[0-9]* refused (3 of 10): 'CN=other.xtk.test' is not an accepted peer" dst.err ||
+grep -q "from $E:[0-9]* refused (5 of 10): 'CN=other.xtk.test' is not an accepted peer" dst.err ||
   fail "a name not on the list: $(cat dst.err)"
 srun "$xsave" -l --tls-dir $P/s mover tcp:$D:$port >save.out 2>save.err ||
   fail "the migration failed: $(cat save.err)"
@@ -178,7 +209,9 @@ erun python3 relay.py $E $rport $D $dport wire.bin &
 bg_pids+=($!)
 listening erun $rport
 # (a) to the intruder's address, its name unchecked: refused by the source
-srun "$xtk" create -n g2 -m 16 -w idle --no-store >/dev/null
+# a marker in the guest's memory (its command line, in a page it owns)
+marker=xtk-marker-$$-$RANDOM$RANDOM
+srun "$xtk" create -n g2 -m 16 -w idle -a "note=$marker" --no-store >/dev/null
 XTK_RUNDIR=$work/run-src check g2
 drun "$xrestore" -q --tls-dir $P/d listen:$D:$dport >dst2.id 2>dst2.err &
 lpid=$!
@@ -199,10 +232,10 @@ XTK_RUNDIR=$work/run-dst check g2
 [ "$(grep -c 'refused (' dst2.err)" = 1 ] || fail "the refused try: $(cat dst2.err)"
 size=$(stat -c %s wire.bin)
 [ "$size" -gt 100000 ] || fail "the relay saw only $size bytes"
-python3 - wire.bin <<'PY' || fail "the stream is readable on the wire"
+python3 - wire.bin "$marker" <<'PY' || fail "the stream is readable on the wire"
 import sys
 w = open(sys.argv[1], "rb").read()
-for clear in (b"\xff" * 8 + b"XENF", b"xtk-guest"):
+for clear in (b"\xff" * 8 + b"XENF", b"xtk-guest", sys.argv[2].encode()):
     assert clear not in w, clear
 PY
 # (c) the control: the same in clear through the same relay is readable
@@ -211,13 +244,14 @@ drun "$xrestore" -q -n g2c listen:$D:$dport >/dev/null 2>dst3.err &
 lpid=$!
 bg_pids+=($lpid)
 listening drun $dport
-srun "$xtk" create -n g3 -m 16 -w idle --no-store >/dev/null
+srun "$xtk" create -n g3 -m 16 -w idle -a "note=$marker" --no-store >/dev/null
 XTK_RUNDIR=$work/run-src check g3
 srun "$xsave" -q g3 tcp:$E:$rport 2>save4.err || fail "in clear: $(cat save4.err)"
 wait_exit $lpid || fail "xtk-restore (clear) failed: $(cat dst3.err)"
 grep -q "neither authenticated nor encrypted" save4.err || fail "no warning in clear"
-python3 -c 'import sys; sys.exit(b"\xff" * 8 + b"XENF" not in open("wire.bin", "rb").read())' ||
-  fail "the control: the clear stream was not seen on the wire"
+python3 -c 'import sys; w = open("wire.bin", "rb").read()
+sys.exit(b"\xff" * 8 + b"XENF" not in w or sys.argv[1].encode() not in w)' "$marker" ||
+  fail "the control: the clear stream (its marker) was not seen on the wire"
 
 # ---- 3. an impostor destination --------------------------------------
 srun "$xtk" create -n g4 -m 16 -w idle --no-store >/dev/null
@@ -235,8 +269,27 @@ grep -q -i "the peer's certificate for dst.xtk.test is refused: .*not trusted" s
   fail "the impostor's refusal: $(cat save5.err)"
 XTK_RUNDIR=$work/run-src check g4
 XTK_RUNDIR=$work/run-src wait_info g4 suspended no
+wait_until "the impostor's side of it: $(cat evil.err)" \
+  grep -q "refused (1 of 10): the peer refused this side" evil.err
 kill $epid 2>/dev/null || true
 [ "$(XTK_RUNDIR=$work/run-evil domains)" = 0 ] || fail "the impostor got a domain"
+
+# ---- 3b. an expired certificate: one clear error at each end --------
+xport=$((port + 6))
+drun "$xrestore" -q --tls-dir $P/d listen:$D:$xport >/dev/null 2>dst10.err &
+lpid=$!
+bg_pids+=($lpid)
+listening drun $xport
+if srun "$xsave" -l --tls-dir $P/x g4 tcp:$D:$xport >/dev/null 2>save10.err; then
+  fail "an expired certificate was taken"
+fi
+grep -q "$D:$xport: the peer refused this side" save10.err || fail "expired, source: $(cat save10.err)"
+wait_until "expired, destination: $(cat dst10.err)" \
+  grep -q "refused (1 of 10): the peer's certificate is refused: .*expired" dst10.err
+kill $lpid 2>/dev/null || true
+XTK_RUNDIR=$work/run-src check g4
+XTK_RUNDIR=$work/run-src wait_info g4 suspended no
+[ "$(XTK_RUNDIR=$work/run-dst domains)" = 3 ] || fail "something half-built at the destination"
 
 # ---- 4. a pre-shared key ----------------------------------------------
 pport=$((port + 4))
