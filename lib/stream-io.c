@@ -209,6 +209,107 @@ struct xtk__layer *xtk__layer_fd_new(struct xtk_stream *s, int fd, int own,
     return &f->l;
 }
 
+/* ---- a transport of the caller's (xtk_stream_custom) ---------------- */
+
+struct io_layer {
+    struct xtk__layer l;
+    int fd;
+    struct xtk_stream_io io;
+    void *arg;
+};
+
+/* After the transport said EAGAIN: waits for fd (0), or fails (-1). */
+static int io_again(struct io_layer *x, short events)
+{
+    if (events == POLLIN && x->io.pending && x->io.pending(x->arg))
+        return 0;
+    return xtk__stream_wait(x->l.s, x->fd, events);
+}
+
+static int io_writev(struct xtk__layer *l, struct iovec *iov, int iovcnt)
+{
+    struct io_layer *x = (struct io_layer *)l;
+    struct xtk_stream *s = l->s;
+
+    for (int i = 0; i < iovcnt; i++) {
+        const uint8_t *p = iov[i].iov_base;
+        size_t left = iov[i].iov_len;
+
+        while (left) {
+            ssize_t n = x->io.write(x->arg, p, left);
+
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+                if (io_again(x, POLLOUT) < 0)
+                    goto fail;
+                continue;
+            }
+            if (n <= 0) {
+                if (!n)
+                    errno = EIO;
+                goto fail;
+            }
+            s->counters.raw_bytes += (uint64_t)n;
+            p += n;
+            left -= (size_t)n;
+        }
+    }
+    while (x->io.flush && x->io.flush(x->arg) < 0) {
+        if (errno == EINTR)
+            continue;
+        if ((errno != EAGAIN && errno != EWOULDBLOCK) ||
+            io_again(x, POLLOUT) < 0)
+            goto fail;
+    }
+    return 0;
+fail:
+    return xtk__stream_fail(s, errno,
+                            "write to the transport on fd %d failed after "
+                            "%llu bytes: %s",
+                            x->fd, (unsigned long long)s->counters.raw_bytes,
+                            strerror(errno));
+}
+
+static ssize_t io_read(struct xtk__layer *l, void *buf, size_t len)
+{
+    struct io_layer *x = (struct io_layer *)l;
+    struct xtk_stream *s = l->s;
+
+    for (;;) {
+        ssize_t n = x->io.read(x->arg, buf, len);
+
+        if (n >= 0) {
+            s->counters.raw_bytes += (uint64_t)n;
+            return n;
+        }
+        if (errno == EINTR)
+            continue;
+        if ((errno == EAGAIN || errno == EWOULDBLOCK) &&
+            io_again(x, POLLIN) == 0)
+            continue;
+        break;
+    }
+    return xtk__stream_fail(s, errno,
+                            "read from the transport on fd %d failed after "
+                            "%llu bytes: %s",
+                            x->fd, (unsigned long long)s->counters.raw_bytes,
+                            strerror(errno));
+}
+
+static int io_destroy(struct xtk__layer *l)
+{
+    free(l);
+    return 0;
+}
+
+static const struct xtk__layer_ops io_ops = {
+    .name = "custom",
+    .writev = io_writev,
+    .read = io_read,
+    .destroy = io_destroy,
+};
+
 /* ---- construction ---------------------------------------------------- */
 
 static struct xtk_stream *stream_new(struct xtk_ctx *ctx, int fd,
@@ -272,6 +373,34 @@ struct xtk_stream *xtk_stream_socket(struct xtk_ctx *ctx, int fd,
                                      unsigned int flags)
 {
     return stream_new(ctx, fd, flags, 1);
+}
+
+struct xtk_stream *xtk_stream_custom(struct xtk_ctx *ctx, int fd,
+                                     unsigned int flags,
+                                     const struct xtk_stream_io *io, void *arg)
+{
+    struct xtk_stream *s;
+    struct io_layer *x;
+
+    if (!io || !io->write || !io->read || (flags & XTK_STREAM_OWN_FD))
+        return xtk__fail_null(EINVAL);
+    x = calloc(1, sizeof(*x));
+    if (!x)
+        return NULL;
+    s = stream_new(ctx, fd, flags, 1);
+    if (!s) {
+        free(x);
+        return NULL;
+    }
+    /* The fd layer stream_new made gives way to the transport's. */
+    s->top->ops->destroy(s->top);
+    x->l.ops = &io_ops;
+    x->l.s = s;
+    x->fd = fd;
+    x->io = *io;
+    x->arg = arg;
+    s->top = &x->l;
+    return s;
 }
 
 struct xtk_stream *xtk_stream_file(struct xtk_ctx *ctx, const char *path,

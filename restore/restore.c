@@ -643,8 +643,7 @@ static int finish_state(struct xtk_restore *rs)
 static void widen_rcvbuf(struct xtk_restore *rs)
 {
     int want = (int)rs->opt.final_rcvbuf, got = 0;
-    int fd =
-        rs->opt.flags & XTK_RESTORE_LINK_FD ? rs->opt.link_fd : rs->opt.peer_fd;
+    int fd = rs->opt.peer_fd;
     socklen_t len = sizeof(got);
 
     if (!want)
@@ -693,6 +692,40 @@ static int on_context(struct xtk_restore *rs,
 
 /* ---- a backup's back channel ----------------------------------------- */
 
+/* Sends up to len bytes to the source, not waiting: as send(2) with
+ * MSG_DONTWAIT, through the caller's transport if it gave one. */
+static ssize_t peer_send(struct xtk_restore *rs, const void *buf, size_t len)
+{
+    if (rs->opt.peer_io)
+        return rs->opt.peer_io->send(rs->opt.peer_io->arg, buf, len);
+    return send(rs->opt.peer_fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+/* Sends all of buf, waiting up to timeout_ms for room: 0, or -1 (errno;
+ * ETIMEDOUT when the source took nothing for that long). */
+static int peer_send_all(struct xtk_restore *rs, const void *buf, size_t len,
+                         int timeout_ms)
+{
+    size_t off = 0;
+
+    while (off < len) {
+        struct pollfd p = {.fd = rs->opt.peer_fd, .events = POLLOUT};
+        ssize_t n = peer_send(rs, (const char *)buf + off, len - off);
+
+        if (n > 0) {
+            off += (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno != EAGAIN && errno != EINTR)
+            return -1;
+        if (n == 0 || poll(&p, 1, timeout_ms) == 0) {
+            errno = ETIMEDOUT;
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* Whether this restore is a backup: a live source's checkpointed stream. */
 static int is_backup(const struct xtk_restore *rs)
 {
@@ -717,25 +750,7 @@ static int send_msg(struct xtk_restore *rs, uint16_t kind, uint32_t seq,
         .seq = seq,
         .apply_ns = apply_ns,
     };
-    size_t off = 0;
-
-    while (off < sizeof(m)) {
-        struct pollfd p = {.fd = rs->opt.peer_fd, .events = POLLOUT};
-        ssize_t n = send(rs->opt.peer_fd, (char *)&m + off, sizeof(m) - off,
-                         MSG_NOSIGNAL | MSG_DONTWAIT);
-
-        if (n > 0) {
-            off += (size_t)n;
-            continue;
-        }
-        if (n < 0 && errno != EAGAIN && errno != EINTR)
-            break;
-        if (n == 0 || poll(&p, 1, (int)peer_timeout_ms(rs)) == 0) {
-            errno = ETIMEDOUT;
-            break;
-        }
-    }
-    if (off == sizeof(m))
+    if (peer_send_all(rs, &m, sizeof(m), (int)peer_timeout_ms(rs)) == 0)
         return 0;
     rs->source_gone = 1; /* its end of the connection is gone */
     XTK_PERROR(rs->ctx, "cannot answer the source");
@@ -1454,7 +1469,7 @@ static void send_reply(struct xtk_restore *rs, int status, uint64_t resumed)
             rs->t_end && resumed > rs->t_end ? resumed - rs->t_end : 0;
         m.resumed_to_reply_ns = now > resumed ? now - resumed : 0;
     }
-    if (send(rs->opt.peer_fd, &m, sizeof(m), MSG_NOSIGNAL) != sizeof(m)) {
+    if (peer_send_all(rs, &m, sizeof(m), (int)peer_timeout_ms(rs)) < 0) {
         if (!status)
             XTK_PERROR(rs->ctx,
                        "domain %u runs here, but the source could "
@@ -1595,22 +1610,19 @@ struct xtk_restore *xtk_restore_new(struct xtk_ctx *ctx, struct xtk_stream *in,
     if (!ctx || !in)
         return xtk__fail_null(EINVAL);
     if (opts) {
-        if ((opts->flags & ~(XTK_RESTORE_REPLY | XTK_RESTORE_FAILOVER |
-                             XTK_RESTORE_LINK_FD)) ||
-            ((opts->flags & XTK_RESTORE_LINK_FD) &&
-             (!(opts->flags & XTK_RESTORE_REPLY) || opts->link_fd < 0)) ||
+        if ((opts->flags & ~(XTK_RESTORE_REPLY | XTK_RESTORE_FAILOVER)) ||
+            (opts->peer_io &&
+             (!(opts->flags & XTK_RESTORE_REPLY) || !opts->peer_io->send)) ||
             ((opts->flags & XTK_RESTORE_FAILOVER) &&
              !(opts->flags & XTK_RESTORE_REPLY)) ||
-            opts->reserved0 || opts->peer_timeout_ms > INT_MAX ||
+            opts->reserved0 || opts->reserved1 ||
+            opts->peer_timeout_ms > INT_MAX ||
             (opts->final_rcvbuf && !(opts->flags & XTK_RESTORE_REPLY)) ||
             opts->final_rcvbuf > INT_MAX ||
             ((opts->flags & XTK_RESTORE_REPLY) && opts->peer_fd < 0) ||
             (opts->name &&
              (!*opts->name || strlen(opts->name) > XTK_DOMAIN_NAME_MAX)))
             return xtk__fail_null(EINVAL);
-        for (size_t i = 0; i < XTK__ARRAY_SIZE(opts->reserved); i++)
-            if (opts->reserved[i])
-                return xtk__fail_null(EINVAL);
     }
     rs = calloc(1, sizeof(*rs));
     if (!rs)

@@ -406,7 +406,12 @@ int main(int argc, char **argv)
         if (fd < 0)
             goto out;
         sock = 1;
-        in = xtk_stream_socket(ctx, fd, XTK_STREAM_READ);
+        /* With TLS the stream comes through the session, in line (and the
+         * reply goes back so: o.peer_io). */
+        in = session ? xtk_stream_custom(ctx, cli_link_tcp_fd(session),
+                                         XTK_STREAM_READ, &cli_tls_stream_io,
+                                         session)
+                     : xtk_stream_socket(ctx, fd, XTK_STREAM_READ);
         if (in)
             xtk_stream_set_timeout(in, (int)timeout);
         o.flags |= XTK_RESTORE_REPLY | (failover ? XTK_RESTORE_FAILOVER : 0);
@@ -414,10 +419,7 @@ int main(int argc, char **argv)
         o.peer_timeout_ms = (uint32_t)peer_ms;
         o.lost = on_lost;
         o.final_rcvbuf = rcvbuf ? RCVBUF_FINAL : 0;
-        if (session) { /* the TCP socket is behind the relay */
-            o.flags |= XTK_RESTORE_LINK_FD;
-            o.link_fd = cli_link_tcp_fd(session);
-        }
+        o.peer_io = session ? cli_link_peer_io(session) : NULL;
     } else if (stdio) {
         char why[256];
 
@@ -447,7 +449,11 @@ int main(int argc, char **argv)
         cli_error("%s: %s", src, strerror(errno));
         goto out;
     }
-    if (!unzip)
+    if (!unzip && session && !stdio) {
+        unsigned char m[2];
+
+        unzip = gzip_magic(m, cli_link_peek(session, m, 2, (int)timeout));
+    } else if (!unzip)
         unzip = sock                ? socket_is_gzip(fd, (int)timeout)
                 : !strcmp(src, "-") ? file_is_gzip(0)
                                     : path_is_gzip(src);

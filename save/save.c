@@ -874,19 +874,15 @@ static void start_round(struct xtk_save *sv, uint64_t count,
     evtimer_add(sv->ev_progress, &tv);
 }
 
-/* Bytes the kernel still holds for the peer (0 when not a socket): on
- * peer_fd, and on the link behind a relay. */
+/* Bytes the kernel still holds for the peer (0 when not a socket). */
 static int peer_backlog(struct xtk_save *sv)
 {
-    int q = 0, l = 0;
+    int q = 0;
 
     if (!(sv->opt.flags & XTK_SAVE_MIGRATE) ||
         ioctl(sv->opt.peer_fd, SIOCOUTQ, &q) < 0)
-        q = 0;
-    if ((sv->opt.flags & XTK_SAVE_LINK_FD) &&
-        ioctl(sv->opt.link_fd, SIOCOUTQ, &l) < 0)
-        l = 0;
-    return q + l;
+        return 0;
+    return q;
 }
 
 /*
@@ -1187,8 +1183,13 @@ static void on_message(struct xtk_save *sv, const struct xtk__sr_msg *m)
 static int read_reply(struct xtk_save *sv)
 {
     for (;;) {
-        ssize_t n = recv(sv->opt.peer_fd, (char *)&sv->in + sv->in_got,
-                         sizeof(sv->in) - sv->in_got, MSG_DONTWAIT);
+        char *at = (char *)&sv->in + sv->in_got;
+        size_t want = sizeof(sv->in) - sv->in_got;
+        /* Through the caller's transport (it may hold bytes it read from
+         * the socket already: reading on to EAGAIN takes them too). */
+        ssize_t n = sv->opt.peer_io
+                        ? sv->opt.peer_io->recv(sv->opt.peer_io->arg, at, want)
+                        : recv(sv->opt.peer_fd, at, want, MSG_DONTWAIT);
         if (n == 0)
             return xtk__fail(ECONNRESET);
         if (n < 0)
@@ -1229,9 +1230,7 @@ static uint64_t link_rtt_ns(struct xtk_save *sv)
     socklen_t len = sizeof(ti);
 
     memset(&ti, 0, sizeof(ti));
-    if (getsockopt(sv->opt.flags & XTK_SAVE_LINK_FD ? sv->opt.link_fd
-                                                    : sv->opt.peer_fd,
-                   IPPROTO_TCP, TCP_INFO, &ti, &len) < 0)
+    if (getsockopt(sv->opt.peer_fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0)
         return 0;
     return (uint64_t)(ti.tcpi_min_rtt ? ti.tcpi_min_rtt : ti.tcpi_rtt) * 1000;
 }
@@ -1450,12 +1449,10 @@ static void finish(struct xtk_save *sv, int err)
 
 static int check_options(struct xtk_save_options *o)
 {
-    if ((o->flags & ~(XTK_SAVE_LIVE | XTK_SAVE_KEEP | XTK_SAVE_MIGRATE |
-                      XTK_SAVE_LINK_FD)) ||
-        ((o->flags & XTK_SAVE_LINK_FD) &&
-         (!(o->flags & XTK_SAVE_MIGRATE) || o->link_fd < 0)) ||
-        o->reserved0 || o->suspend > XTK_SUSPEND_XL ||
-        o->policy > XTK_SAVE_POLICY_XEN || o->senders > MAX_SENDERS ||
+    if ((o->flags & ~(XTK_SAVE_LIVE | XTK_SAVE_KEEP | XTK_SAVE_MIGRATE)) ||
+        (o->peer_io && (!(o->flags & XTK_SAVE_MIGRATE) || !o->peer_io->recv)) ||
+        o->suspend > XTK_SUSPEND_XL || o->policy > XTK_SAVE_POLICY_XEN ||
+        o->senders > MAX_SENDERS ||
         ((o->flags & XTK_SAVE_MIGRATE) && o->peer_fd < 0) ||
         (o->checkpoints && !o->checkpoint_interval_ms))
         return xtk__fail(EINVAL);

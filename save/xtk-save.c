@@ -555,15 +555,19 @@ static int open_target(struct xtk_ctx *ctx, const char *where, struct target *t,
                     fprintf(stderr, "%s: %s:%s: %s\n", cli_prog, host, port,
                             cli_link_describe(t->tls));
                 t->fd = cli_link_plain_fd(t->tls);
-                o->flags |= XTK_SAVE_LINK_FD;
-                o->link_fd = cli_link_tcp_fd(t->tls);
+                o->peer_io = cli_link_peer_io(t->tls);
             }
         }
         free(host);
         free(port);
         if (t->fd < 0)
             return -1;
-        t->out = xtk_stream_socket(ctx, t->fd, XTK_STREAM_WRITE);
+        /* With TLS the stream goes through the session, in line (and the
+         * reply comes back so: o->peer_io). */
+        t->out = t->tls ? xtk_stream_custom(ctx, cli_link_tcp_fd(t->tls),
+                                            XTK_STREAM_WRITE,
+                                            &cli_tls_stream_io, t->tls)
+                        : xtk_stream_socket(ctx, t->fd, XTK_STREAM_WRITE);
         if (!t->out || xtk_stream_set_timeout(
                            t->out, o->timeout_ms ? (int)o->timeout_ms
                                                  : SOCKET_TIMEOUT_MS) < 0)

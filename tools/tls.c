@@ -6,6 +6,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -37,6 +38,7 @@
 /* What a relay thread moves at a time: what it holds is hidden from the
  * save's view of the link's queue (peer_backlog), so not much. */
 #define RELAY_BUF (128u << 10)
+#define OUT_BUF (64u << 10) /* the stream's writes, gathered into records */
 
 struct cli_tls_creds {
     int server;
@@ -55,6 +57,14 @@ struct cli_link {
     int plain[2];       /* [0] the relay's end, [1] the engine's */
     char *ubuf, *dbuf;  /* the threads' buffers (freed at the end, even
                            when a thread was cancelled) */
+    int up_on, down_on; /* which relay threads run */
+    /* The stream's own direction (cli_tls_stream_io): */
+    pthread_mutex_t send_lock; /* the session's senders */
+    char *obuf;                /* writes gathered, up to OUT_BUF */
+    size_t out_used, out_sent;
+    unsigned char peek[16]; /* read ahead by cli_link_peek */
+    size_t peek_len, peek_off;
+    struct xtk_peer_io peer_io; /* the engines' messages, in line */
     pthread_t up, down;
     char desc[256];
 };
@@ -464,74 +474,104 @@ static int write_all(int fd, const char *p, size_t n)
     return 0;
 }
 
-/* The engine's bytes into the session; at their end, a close_notify. */
+/* Waits for the (non-blocking) TCP socket; a TLS call said E_AGAIN. */
+static void tcp_wait(struct cli_link *t, short events)
+{
+    struct pollfd p = {.fd = t->tcp, .events = events};
+
+    while (poll(&p, 1, -1) < 0 && errno == EINTR)
+        ;
+}
+
+/* Sends n bytes into the session (the relay's own: the send lock held);
+ * 0, or -1 when it broke. */
+static int tls_send_all(struct cli_link *t, const char *p, size_t n)
+{
+    while (n) {
+        ssize_t r = gnutls_record_send(t->s, p, n);
+
+        if (r == GNUTLS_E_AGAIN) {
+            tcp_wait(t, POLLOUT);
+            continue;
+        }
+        if (r == GNUTLS_E_INTERRUPTED)
+            continue;
+        if (r < 0)
+            return -1;
+        p += r;
+        n -= (size_t)r;
+    }
+    return 0;
+}
+
+/* The engine's bytes into the session (the back channel, or ssh's far
+ * side); at their end, a close_notify. */
 static void *up_main(void *arg)
 {
     struct cli_link *t = arg;
     char *buf = t->ubuf;
 
     for (;;) {
-        ssize_t n = buf ? read(t->plain[0], buf, RELAY_BUF) : -1;
-        size_t off = 0;
+        ssize_t n = read(t->plain[0], buf, RELAY_BUF);
+        int r;
 
         if (n < 0 && errno == EINTR)
             continue;
         if (n == 0) {
-            if (t->s)
-                gnutls_bye(t->s, GNUTLS_SHUT_WR);
-            else if (shutdown(t->out_fd, SHUT_WR) < 0)
+            if (t->s) {
+                pthread_mutex_lock(&t->send_lock);
+                /* bye on a non-blocking socket: a few tries, then the
+                 * TCP end says it. */
+                for (int i = 0; i < 100; i++) {
+                    r = gnutls_bye(t->s, GNUTLS_SHUT_WR);
+                    if (r != GNUTLS_E_AGAIN && r != GNUTLS_E_INTERRUPTED)
+                        break;
+                    tcp_wait(t, POLLOUT);
+                }
+                pthread_mutex_unlock(&t->send_lock);
+            } else if (shutdown(t->out_fd, SHUT_WR) < 0) {
                 close(t->out_fd); /* a pipe: its end is its close */
+            }
             break;
         }
         if (n < 0)
             break;
         if (!t->s) {
-            if (write_all(t->out_fd, buf, (size_t)n) < 0)
-                goto broken;
-            continue;
+            r = write_all(t->out_fd, buf, (size_t)n);
+        } else {
+            pthread_mutex_lock(&t->send_lock);
+            r = tls_send_all(t, buf, (size_t)n);
+            pthread_mutex_unlock(&t->send_lock);
         }
-        gnutls_record_cork(t->s);
-        while (off < (size_t)n) {
-            ssize_t r = gnutls_record_send(t->s, buf + off, (size_t)n - off);
-
-            if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED)
-                continue;
-            if (r < 0)
-                goto broken;
-            off += (size_t)r;
-        }
-        for (;;) {
-            int r = gnutls_record_uncork(t->s, GNUTLS_RECORD_WAIT);
-
-            if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED)
-                continue;
-            if (r < 0)
-                goto broken;
+        if (r < 0) {
+            /* The peer is gone or the session broke: the engine's writes
+             * fail (EPIPE) and its reads end, so it sees the connection
+             * go. */
+            shutdown(t->plain[0], SHUT_RDWR);
             break;
         }
     }
     return NULL;
-broken:
-    /* The peer is gone or the session broke: the engine's writes fail
-     * (EPIPE) and its reads end, so it sees the connection go. */
-    shutdown(t->plain[0], SHUT_RDWR);
-    return NULL;
 }
 
-/* The session's bytes to the engine; at the peer's end, the engine's. */
+/* The session's bytes to the engine (the back channel, or ssh's far
+ * side); at the peer's end, the engine's. */
 static void *down_main(void *arg)
 {
     struct cli_link *t = arg;
     char *buf = t->dbuf;
 
     for (;;) {
-        ssize_t r = !buf   ? GNUTLS_E_MEMORY_ERROR
-                    : t->s ? gnutls_record_recv(t->s, buf, RELAY_BUF)
-                           : read(t->in_fd, buf, RELAY_BUF);
+        ssize_t r = t->s ? gnutls_record_recv(t->s, buf, RELAY_BUF)
+                         : read(t->in_fd, buf, RELAY_BUF);
 
         if (!t->s && r < 0)
             r = errno == EINTR ? GNUTLS_E_INTERRUPTED : GNUTLS_E_PULL_ERROR;
-        if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED)
+        if (r == GNUTLS_E_AGAIN) {
+            tcp_wait(t, POLLIN);
+            continue;
+        }
+        if (r == GNUTLS_E_INTERRUPTED)
             continue;
         if (r == 0 || r == GNUTLS_E_PREMATURE_TERMINATION) {
             /* The peer's end (a close_notify, or its TCP end without one:
@@ -554,8 +594,168 @@ static void *down_main(void *arg)
     return NULL;
 }
 
+/* ---- the stream's own direction, in line (xtk_stream_custom) -------------
+ *
+ * The stream itself does not go through the relay: the save's senders
+ * encrypt as they write, the restore's reader decrypts as it reads, with
+ * no thread between them and the socket (a hop each way cost the
+ * stop-and-copy about as much as the rest of it: docs/benchmarks.md).
+ * Writes gather into the link's buffer (pages come 4 KiB at a time; a
+ * record is up to 16 KiB) and go out on the stream's flush.  A listener's
+ * session has one reader (the restore's) and one sender (the relay's up
+ * thread); a source's, one reader (the relay's down thread) and senders
+ * serialised by the send lock (the stream's writers, the relay's bye).
+ */
+
+/* Sends what the gather buffer holds (the send lock held): 0, or -1 with
+ * errno (EAGAIN: call again, the same bytes are still there). */
+static int drain_out(struct cli_link *t)
+{
+    while (t->out_sent < t->out_used) {
+        ssize_t r = gnutls_record_send(t->s, t->obuf + t->out_sent,
+                                       t->out_used - t->out_sent);
+
+        if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED) {
+            errno = r == GNUTLS_E_AGAIN ? EAGAIN : EINTR;
+            return -1;
+        }
+        if (r < 0) {
+            fprintf(stderr, "%s: TLS: sending: %s\n", cli_prog,
+                    gnutls_strerror((int)r));
+            errno = EPIPE;
+            return -1;
+        }
+        t->out_sent += (size_t)r;
+    }
+    t->out_used = t->out_sent = 0;
+    return 0;
+}
+
+static ssize_t io_write(void *arg, const void *buf, size_t len)
+{
+    struct cli_link *t = arg;
+    size_t n;
+
+    pthread_mutex_lock(&t->send_lock);
+    if (t->out_used == OUT_BUF && drain_out(t) < 0) {
+        pthread_mutex_unlock(&t->send_lock);
+        return -1;
+    }
+    n = OUT_BUF - t->out_used < len ? OUT_BUF - t->out_used : len;
+    memcpy(t->obuf + t->out_used, buf, n);
+    t->out_used += n;
+    pthread_mutex_unlock(&t->send_lock);
+    return (ssize_t)n;
+}
+
+static int io_flush(void *arg)
+{
+    struct cli_link *t = arg;
+    int r;
+
+    pthread_mutex_lock(&t->send_lock);
+    r = drain_out(t);
+    pthread_mutex_unlock(&t->send_lock);
+    return r;
+}
+
+static ssize_t io_read(void *arg, void *buf, size_t len)
+{
+    struct cli_link *t = arg;
+    ssize_t r;
+
+    if (t->peek_off < t->peek_len) { /* what cli_link_peek took */
+        size_t n = t->peek_len - t->peek_off;
+
+        n = n < len ? n : len;
+        memcpy(buf, t->peek + t->peek_off, n);
+        t->peek_off += n;
+        return (ssize_t)n;
+    }
+    r = gnutls_record_recv(t->s, buf, len);
+    if (r >= 0)
+        return r;
+    if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED) {
+        errno = r == GNUTLS_E_AGAIN ? EAGAIN : EINTR;
+        return -1;
+    }
+    if (r == GNUTLS_E_PREMATURE_TERMINATION)
+        return 0; /* the TCP end: the stream's END says if all came */
+    fprintf(stderr, "%s: TLS: receiving: %s\n", cli_prog,
+            gnutls_strerror((int)r));
+    errno = r == GNUTLS_E_PULL_ERROR ? ECONNRESET : EBADMSG;
+    return -1;
+}
+
+static size_t io_pending(void *arg)
+{
+    struct cli_link *t = arg;
+
+    return t->peek_len - t->peek_off + gnutls_record_check_pending(t->s);
+}
+
+/* The engines' messages (the destination's reply, a backup's answers):
+ * as send(2)/recv(2) with MSG_DONTWAIT. */
+static ssize_t peer_send(void *arg, const void *buf, size_t len)
+{
+    struct cli_link *t = arg;
+    ssize_t r;
+
+    pthread_mutex_lock(&t->send_lock);
+    r = t->out_used ? (drain_out(t) < 0 ? -1 : 0) : 0;
+    if (r == 0)
+        r = gnutls_record_send(t->s, buf, len);
+    pthread_mutex_unlock(&t->send_lock);
+    if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED) {
+        errno = r == GNUTLS_E_AGAIN ? EAGAIN : EINTR;
+        return -1;
+    }
+    if (r < 0 && r != -1) {
+        errno = EPIPE;
+        return -1;
+    }
+    return r;
+}
+
+static ssize_t peer_recv(void *arg, void *buf, size_t len)
+{
+    return io_read(arg, buf, len);
+}
+
+const struct xtk_stream_io cli_tls_stream_io = {
+    .write = io_write,
+    .read = io_read,
+    .flush = io_flush,
+    .pending = io_pending,
+};
+
+int cli_link_peek(struct cli_link *t, void *buf, size_t len, int timeout_ms)
+{
+    while (t->peek_len < len && t->peek_len < sizeof(t->peek)) {
+        struct pollfd p = {.fd = t->tcp, .events = POLLIN};
+        ssize_t r;
+
+        if (!gnutls_record_check_pending(t->s) &&
+            poll(&p, 1, timeout_ms > 0 ? timeout_ms : -1) <= 0)
+            break;
+        r = gnutls_record_recv(t->s, t->peek + t->peek_len,
+                               sizeof(t->peek) - t->peek_len < len - t->peek_len
+                                   ? sizeof(t->peek) - t->peek_len
+                                   : len - t->peek_len);
+        if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED)
+            continue;
+        if (r <= 0)
+            break; /* the stream's own read says what went wrong */
+        t->peek_len += (size_t)r;
+    }
+    len = len < t->peek_len ? len : t->peek_len;
+    memcpy(buf, t->peek, len);
+    return (int)len;
+}
+
 /* The socket pair and the two threads: 0, or -1 with why. */
-static int start_relay(struct cli_link *t, char *why, size_t why_len)
+static int start_relay(struct cli_link *t, int up, int down, char *why,
+                       size_t why_len)
 {
     sigset_t all, old;
 
@@ -574,18 +774,22 @@ static int start_relay(struct cli_link *t, char *why, size_t why_len)
     /* The relay takes no signal: the program's own threads do. */
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old);
-    if (pthread_create(&t->up, NULL, up_main, t) != 0) {
+    if (up && pthread_create(&t->up, NULL, up_main, t) != 0) {
         pthread_sigmask(SIG_SETMASK, &old, NULL);
         snprintf(why, why_len, "cannot start the relay");
         return -1;
     }
-    if (pthread_create(&t->down, NULL, down_main, t) != 0) {
+    t->up_on = up;
+    if (down && pthread_create(&t->down, NULL, down_main, t) != 0) {
         pthread_sigmask(SIG_SETMASK, &old, NULL);
         snprintf(why, why_len, "cannot start the relay");
         shutdown(t->plain[1], SHUT_RDWR);
-        pthread_join(t->up, NULL);
+        if (up)
+            pthread_join(t->up, NULL);
+        t->up_on = 0;
         return -1;
     }
+    t->down_on = down;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     return 0;
 }
@@ -603,13 +807,15 @@ struct cli_link *cli_link_stdio(int in_fd, int out_fd, char *why,
     t->in_fd = in_fd;
     t->out_fd = out_fd;
     snprintf(t->desc, sizeof(t->desc), "standard input and output");
-    if (start_relay(t, why, why_len) < 0) {
+    pthread_mutex_init(&t->send_lock, NULL);
+    if (start_relay(t, 1, 1, why, why_len) < 0) {
         if (t->plain[0] >= 0) {
             close(t->plain[0]);
             close(t->plain[1]);
         }
         free(t->ubuf);
         free(t->dbuf);
+        pthread_mutex_destroy(&t->send_lock);
         free(t);
         return NULL;
     }
@@ -631,6 +837,7 @@ struct cli_link *cli_tls_start(struct cli_tls_creds *c, int fd,
     t->tcp = fd;
     t->in_fd = t->out_fd = -1;
     t->plain[0] = t->plain[1] = -1;
+    pthread_mutex_init(&t->send_lock, NULL);
     r = gnutls_init(&t->s, (c->server ? GNUTLS_SERVER : GNUTLS_CLIENT) |
                                GNUTLS_NO_TICKETS);
     if (r < 0) {
@@ -675,8 +882,20 @@ struct cli_link *cli_tls_start(struct cli_tls_creds *c, int fd,
     }
     if (agree(c, t, timeout_ms, why, why_len) < 0)
         goto fail;
-    if (start_relay(t, why, why_len) < 0)
+    /* From here the stream goes in line (cli_tls_stream_io), and so do
+     * the engine's messages the other way (cli_link_peer_io): no thread
+     * between the engines and the socket. */
+    if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0) {
+        snprintf(why, why_len, "O_NONBLOCK: %s", strerror(errno));
         goto fail;
+    }
+    if (!c->server && !(t->obuf = malloc(OUT_BUF))) {
+        snprintf(why, why_len, "%s", strerror(ENOMEM));
+        goto fail;
+    }
+    t->peer_io.send = peer_send;
+    t->peer_io.recv = peer_recv;
+    t->peer_io.arg = t;
     return t;
 fail:
     gnutls_deinit(t->s);
@@ -686,13 +905,20 @@ fail:
     }
     free(t->ubuf);
     free(t->dbuf);
+    free(t->obuf);
+    pthread_mutex_destroy(&t->send_lock);
     free(t);
     return NULL;
 }
 
 int cli_link_plain_fd(const struct cli_link *t)
 {
-    return t->plain[1];
+    return t->s ? t->tcp : t->plain[1];
+}
+
+const struct xtk_peer_io *cli_link_peer_io(const struct cli_link *t)
+{
+    return t->s ? &t->peer_io : NULL;
 }
 
 int cli_link_tcp_fd(const struct cli_link *t)
@@ -726,11 +952,29 @@ void cli_link_end(struct cli_link *t, int grace_ms)
 
     if (!t)
         return;
+    if (t->s) { /* TLS: the stream and the messages went in line */
+        pthread_mutex_lock(&t->send_lock);
+        for (int i = 0; i < 10; i++) {
+            int r = gnutls_bye(t->s, GNUTLS_SHUT_WR);
+
+            if (r != GNUTLS_E_AGAIN && r != GNUTLS_E_INTERRUPTED)
+                break;
+            tcp_wait(t, POLLOUT);
+        }
+        pthread_mutex_unlock(&t->send_lock);
+        (void)grace_ms;
+        gnutls_deinit(t->s);
+        close(t->tcp);
+        free(t->obuf);
+        pthread_mutex_destroy(&t->send_lock);
+        free(t);
+        return;
+    }
     /* The engine is done: what it wrote is read out, then the end. */
     shutdown(t->plain[1], SHUT_WR);
-    up_done = join_within(t->up, grace_ms) == 0;
-    down_done = up_done && join_within(t->down, grace_ms) == 0;
-    if (!down_done) {
+    up_done = !t->up_on || join_within(t->up, grace_ms) == 0;
+    down_done = !t->down_on || (up_done && join_within(t->down, grace_ms) == 0);
+    if (!down_done || !up_done) {
         /* A peer that neither takes nor ends: cut it (a pipe's read is
          * cut by cancelling the thread in it: no TLS state there). */
         if (t->s)
@@ -751,5 +995,7 @@ void cli_link_end(struct cli_link *t, int grace_ms)
     close(t->plain[1]);
     free(t->ubuf);
     free(t->dbuf);
+    free(t->obuf);
+    pthread_mutex_destroy(&t->send_lock);
     free(t);
 }

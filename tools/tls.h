@@ -112,8 +112,26 @@ struct cli_link *cli_tls_start(struct cli_tls_creds *c, int fd,
 struct cli_link *cli_link_stdio(int in_fd, int out_fd, char *why,
                                 size_t why_len);
 
-/* The engine's end of the relay: a socket that carries the plain stream
- * (the session owns it: do not close it). */
+/*
+ * The stream's own direction over a TLS link, in line (no relay thread on
+ * its path): xtk_stream_custom(ctx, cli_link_tcp_fd(t), flags,
+ * &cli_tls_stream_io, t) gives the save's stream (written by its senders)
+ * or the restore's (read by its reader); the relay carries only the back
+ * channel on cli_link_plain_fd().
+ */
+#include <xtk/stream.h>
+extern const struct xtk_stream_io cli_tls_stream_io;
+
+/* A listener's: reads up to len (<= 16) bytes of the stream ahead, within
+ * timeout_ms, for a look at them (gzip's magic); the stream reads them
+ * again.  How many it has. */
+int cli_link_peek(struct cli_link *t, void *buf, size_t len, int timeout_ms);
+
+/* A TLS link's peer_io for the engines' options (NULL for a plain one). */
+const struct xtk_peer_io *cli_link_peer_io(const struct cli_link *t);
+
+/* The engine's end of the relay (a TLS link's: its TCP socket): a socket that
+ * carries the plain stream (the session owns it: do not close it). */
 int cli_link_plain_fd(const struct cli_link *t);
 
 /* The TCP socket under the session (for its queue and round-trip time;

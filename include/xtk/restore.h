@@ -49,12 +49,6 @@ struct xtk_restore;
  * and risks two running copies of the guest (xtk-restore(1)).
  */
 #define XTK_RESTORE_FAILOVER 0x2u
-/*
- * With XTK_RESTORE_REPLY: link_fd is the TCP socket that crosses the link,
- * when peer_fd is not (a relay's end, as xtk-restore's TLS): final_rcvbuf
- * applies to link_fd.  (libtool current 4 on.)
- */
-#define XTK_RESTORE_LINK_FD 0x4u
 
 /* Options: zero-fill, then set what you need. */
 struct xtk_restore_options {
@@ -75,7 +69,7 @@ struct xtk_restore_options {
      * long; 0: 5000.  (Was reserved, zero.)
      */
     uint32_t peer_timeout_ms;
-    int link_fd; /* XTK_RESTORE_LINK_FD: see there (was reserved, zero) */
+    uint32_t reserved1; /* zero */
     /*
      * Called on the event loop when a backup holding a complete epoch has
      * lost its source (err: why; not with XTK_RESTORE_FAILOVER, which
@@ -85,7 +79,14 @@ struct xtk_restore_options {
      */
     void (*lost)(struct xtk_restore *rs, int err, void *arg);
     void *lost_arg;
-    uint64_t reserved[1]; /* zero */
+    /*
+     * XTK_RESTORE_REPLY over a transport of the caller's (TLS, with the
+     * stream an xtk_stream_custom() one): the reply and a backup's
+     * messages go through peer_io (xtk_stream(3)); peer_fd stays the
+     * socket under it, which the engine polls and shuts down.  NULL:
+     * send(2) on peer_fd.  (Was reserved; libtool current 4 on.)
+     */
+    const struct xtk_peer_io *peer_io;
 };
 
 /*

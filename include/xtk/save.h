@@ -70,14 +70,6 @@ enum xtk_save_policy {
 #define XTK_SAVE_MIGRATE                                                       \
     0x4u /* the stream goes to an xtk restore on peer_fd:                      \
             wait for its reply before destroying */
-/*
- * With XTK_SAVE_MIGRATE: link_fd is the TCP socket that crosses the link,
- * when peer_fd is not (it leads to a relay that carries the stream over
- * link_fd, such as xtk-save's TLS).  The engine reads the link's send
- * queue and round-trip time there, besides peer_fd's queue.  (libtool
- * current 4 on.)
- */
-#define XTK_SAVE_LINK_FD 0x8u
 
 /*
  * Options.  Zero-fill, then set what you need: zero fields take the
@@ -123,8 +115,15 @@ struct xtk_save_options {
      */
     uint32_t heartbeat_ms;
     uint32_t peer_timeout_ms;
-    int link_fd;          /* XTK_SAVE_LINK_FD: see there (was reserved) */
-    uint32_t reserved0;   /* zero */
+    /*
+     * XTK_SAVE_MIGRATE over a transport of the caller's (TLS, with the
+     * stream an xtk_stream_custom() one): the destination's messages are
+     * read through peer_io (xtk_stream(3)); peer_fd stays the socket under
+     * it, which the engine polls, shuts down and reads the queue and round
+     * trip of.  NULL: recv(2) on peer_fd.  (Was reserved; libtool current
+     * 4 on.)
+     */
+    const struct xtk_peer_io *peer_io;
     uint64_t reserved[2]; /* zero */
 };
 

@@ -52,6 +52,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <sys/uio.h>
 
 #ifdef __cplusplus
@@ -215,6 +216,45 @@ struct xtk_stream *xtk_stream_fd(struct xtk_ctx *ctx, int fd,
  */
 struct xtk_stream *xtk_stream_socket(struct xtk_ctx *ctx, int fd,
                                      unsigned int flags);
+
+/*
+ * A stream over a transport of the caller's (TLS, say), whose bytes cross
+ * the connected socket fd.  io->write sends up to len bytes and returns how
+ * many (> 0), or -1 with errno; io->read receives up to len bytes: how many
+ * (> 0), 0 at the end, or -1 with errno.  EINTR is retried; on EAGAIN the
+ * stream waits (poll(), with its timeout) for fd to be writable or
+ * readable and calls again with the same bytes, unless io->pending (may be
+ * NULL) says the transport holds bytes to read already.  io->flush (may be
+ * NULL) is called after each write of the stream (0, or -1 with errno,
+ * EAGAIN waiting as above): it pushes out what the transport gathered.
+ * Neither may return a short count as an error.  Make fd non-blocking for
+ * the timeout to bound every call.  The stream does not close fd; io and
+ * arg must outlive it.  (XTK_0.6)
+ */
+struct xtk_stream_io {
+    ssize_t (*write)(void *arg, const void *buf, size_t len);
+    ssize_t (*read)(void *arg, void *buf, size_t len);
+    int (*flush)(void *arg);
+    size_t (*pending)(void *arg);
+};
+struct xtk_stream *xtk_stream_custom(struct xtk_ctx *ctx, int fd,
+                                     unsigned int flags,
+                                     const struct xtk_stream_io *io, void *arg);
+
+/*
+ * The other direction of such a connection, for the save and restore
+ * engines' messages (the destination's reply, a backup's acknowledgements
+ * and heartbeat answers; xtk_save_options and xtk_restore_options
+ * peer_io): send and recv as send(2) and recv(2) with MSG_DONTWAIT (at
+ * most len bytes, -1 with errno EAGAIN when none can go or has come now,
+ * recv 0 at the end); they may be called from another thread than the
+ * stream's, at the same time.  (XTK_0.6)
+ */
+struct xtk_peer_io {
+    ssize_t (*send)(void *arg, const void *buf, size_t len);
+    ssize_t (*recv)(void *arg, void *buf, size_t len);
+    void *arg;
+};
 
 /*
  * A stream over a file it opens (O_CLOEXEC; writing creates or truncates

@@ -25,7 +25,7 @@ while read -r line; do
   *) continue ;;
   esac
   case $target in
-  tcp:* | -) ;;
+  tcp:* | ssh:* | -) ;;
   /*) [[ $target != "$PWD"* && $target != '$PWD'* ]] || fail "writes into the tree: $line" ;;
   *) fail "writes $target into the clone: $line" ;;
   esac
