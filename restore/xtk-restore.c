@@ -241,6 +241,18 @@ static int accept_peer(int lfd, int rcvbuf, int rmax,
     }
 }
 
+/* A migration's or a backup's: the reply on fd, the source's deadlines. */
+static void peer_options(struct xtk_restore_options *o, struct xtk_stream *in,
+                         int fd, int timeout_ms, int failover, uint64_t peer_ms)
+{
+    if (in)
+        xtk_stream_set_timeout(in, timeout_ms);
+    o->flags |= XTK_RESTORE_REPLY | (failover ? XTK_RESTORE_FAILOVER : 0);
+    o->peer_fd = fd;
+    o->peer_timeout_ms = (uint32_t)peer_ms;
+    o->lost = on_lost;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -412,12 +424,7 @@ int main(int argc, char **argv)
                                          XTK_STREAM_READ, &cli_tls_stream_io,
                                          session)
                      : xtk_stream_socket(ctx, fd, XTK_STREAM_READ);
-        if (in)
-            xtk_stream_set_timeout(in, (int)timeout);
-        o.flags |= XTK_RESTORE_REPLY | (failover ? XTK_RESTORE_FAILOVER : 0);
-        o.peer_fd = fd;
-        o.peer_timeout_ms = (uint32_t)peer_ms;
-        o.lost = on_lost;
+        peer_options(&o, in, fd, (int)timeout, failover, peer_ms);
         o.final_rcvbuf = rcvbuf ? RCVBUF_FINAL : 0;
         o.peer_io = session ? cli_link_peer_io(session) : NULL;
     } else if (stdio) {
@@ -433,12 +440,7 @@ int main(int argc, char **argv)
         fd = cli_link_plain_fd(session);
         sock = 1;
         in = xtk_stream_socket(ctx, fd, XTK_STREAM_READ);
-        if (in)
-            xtk_stream_set_timeout(in, (int)timeout);
-        o.flags |= XTK_RESTORE_REPLY | (failover ? XTK_RESTORE_FAILOVER : 0);
-        o.peer_fd = fd;
-        o.peer_timeout_ms = (uint32_t)peer_ms;
-        o.lost = on_lost;
+        peer_options(&o, in, fd, (int)timeout, failover, peer_ms);
     } else if (!strcmp(src, "-")) {
         in = xtk_stream_fd(ctx, 0, XTK_STREAM_READ);
         fd = -1;

@@ -508,6 +508,25 @@ reaped:
                 t->ssh_host, WEXITSTATUS(status));
 }
 
+/* The stream of a migration on the connected socket t->fd (with TLS,
+ * through the session, in line, and the reply comes back so). */
+static int migration_stream(struct xtk_ctx *ctx, struct target *t,
+                            struct xtk_save_options *o)
+{
+    t->out =
+        t->tls ? xtk_stream_custom(ctx, cli_link_tcp_fd(t->tls),
+                                   XTK_STREAM_WRITE, &cli_tls_stream_io, t->tls)
+               : xtk_stream_socket(ctx, t->fd, XTK_STREAM_WRITE);
+    if (!t->out ||
+        xtk_stream_set_timeout(t->out, o->timeout_ms ? (int)o->timeout_ms
+                                                     : SOCKET_TIMEOUT_MS) < 0)
+        return -1;
+    o->flags |= XTK_SAVE_MIGRATE;
+    o->peer_fd = t->fd;
+    o->peer_io = t->tls ? cli_link_peer_io(t->tls) : NULL;
+    return 0;
+}
+
 static int open_target(struct xtk_ctx *ctx, const char *where, struct target *t,
                        struct xtk_save_options *o)
 {
@@ -519,16 +538,7 @@ static int open_target(struct xtk_ctx *ctx, const char *where, struct target *t,
     if (!strncmp(where, "ssh:", 4)) {
         t->ssh_host = where + 4;
         t->fd = ssh_start(t);
-        if (t->fd < 0)
-            return -1;
-        t->out = xtk_stream_socket(ctx, t->fd, XTK_STREAM_WRITE);
-        if (!t->out || xtk_stream_set_timeout(
-                           t->out, o->timeout_ms ? (int)o->timeout_ms
-                                                 : SOCKET_TIMEOUT_MS) < 0)
-            return -1;
-        o->flags |= XTK_SAVE_MIGRATE;
-        o->peer_fd = t->fd;
-        return 0;
+        return t->fd < 0 ? -1 : migration_stream(ctx, t, o);
     }
     if (!strncmp(where, "tcp:", 4)) {
         char *host, *port;
@@ -555,26 +565,13 @@ static int open_target(struct xtk_ctx *ctx, const char *where, struct target *t,
                     fprintf(stderr, "%s: %s:%s: %s\n", cli_prog, host, port,
                             cli_link_describe(t->tls));
                 t->fd = cli_link_plain_fd(t->tls);
-                o->peer_io = cli_link_peer_io(t->tls);
             }
         }
         free(host);
         free(port);
         if (t->fd < 0)
             return -1;
-        /* With TLS the stream goes through the session, in line (and the
-         * reply comes back so: o->peer_io). */
-        t->out = t->tls ? xtk_stream_custom(ctx, cli_link_tcp_fd(t->tls),
-                                            XTK_STREAM_WRITE,
-                                            &cli_tls_stream_io, t->tls)
-                        : xtk_stream_socket(ctx, t->fd, XTK_STREAM_WRITE);
-        if (!t->out || xtk_stream_set_timeout(
-                           t->out, o->timeout_ms ? (int)o->timeout_ms
-                                                 : SOCKET_TIMEOUT_MS) < 0)
-            return -1;
-        o->flags |= XTK_SAVE_MIGRATE;
-        o->peer_fd = t->fd;
-        return 0;
+        return migration_stream(ctx, t, o);
     }
     t->path = where;
     t->ctx = ctx;

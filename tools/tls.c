@@ -753,6 +753,21 @@ int cli_link_peek(struct cli_link *t, void *buf, size_t len, int timeout_ms)
     return (int)len;
 }
 
+/* Frees what a link holds besides its TLS session and TCP socket: the
+ * socket pair, the buffers, the lock, itself. */
+static void link_free(struct cli_link *t)
+{
+    if (t->plain[0] >= 0) {
+        close(t->plain[0]);
+        close(t->plain[1]);
+    }
+    free(t->ubuf);
+    free(t->dbuf);
+    free(t->obuf);
+    pthread_mutex_destroy(&t->send_lock);
+    free(t);
+}
+
 /* The socket pair and the two threads: 0, or -1 with why. */
 static int start_relay(struct cli_link *t, int up, int down, char *why,
                        size_t why_len)
@@ -809,14 +824,7 @@ struct cli_link *cli_link_stdio(int in_fd, int out_fd, char *why,
     snprintf(t->desc, sizeof(t->desc), "standard input and output");
     pthread_mutex_init(&t->send_lock, NULL);
     if (start_relay(t, 1, 1, why, why_len) < 0) {
-        if (t->plain[0] >= 0) {
-            close(t->plain[0]);
-            close(t->plain[1]);
-        }
-        free(t->ubuf);
-        free(t->dbuf);
-        pthread_mutex_destroy(&t->send_lock);
-        free(t);
+        link_free(t);
         return NULL;
     }
     return t;
@@ -899,15 +907,7 @@ struct cli_link *cli_tls_start(struct cli_tls_creds *c, int fd,
     return t;
 fail:
     gnutls_deinit(t->s);
-    if (t->plain[0] >= 0) {
-        close(t->plain[0]);
-        close(t->plain[1]);
-    }
-    free(t->ubuf);
-    free(t->dbuf);
-    free(t->obuf);
-    pthread_mutex_destroy(&t->send_lock);
-    free(t);
+    link_free(t);
     return NULL;
 }
 
@@ -965,9 +965,7 @@ void cli_link_end(struct cli_link *t, int grace_ms)
         (void)grace_ms;
         gnutls_deinit(t->s);
         close(t->tcp);
-        free(t->obuf);
-        pthread_mutex_destroy(&t->send_lock);
-        free(t);
+        link_free(t);
         return;
     }
     /* The engine is done: what it wrote is read out, then the end. */
@@ -987,15 +985,5 @@ void cli_link_end(struct cli_link *t, int grace_ms)
         pthread_join(t->up, NULL);
     if (!down_done)
         pthread_join(t->down, NULL);
-    if (t->s) {
-        gnutls_deinit(t->s);
-        close(t->tcp);
-    }
-    close(t->plain[0]);
-    close(t->plain[1]);
-    free(t->ubuf);
-    free(t->dbuf);
-    free(t->obuf);
-    pthread_mutex_destroy(&t->send_lock);
-    free(t);
+    link_free(t);
 }

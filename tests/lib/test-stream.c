@@ -477,6 +477,100 @@ static void test_nonblocking_pipe(void)
     transfer(p[1], p[0], 0, -1);
 }
 
+/*
+ * xtk_stream_custom: a transport of the test's (bytes XORed with 0x5a, at
+ * most 1000 a call, on a non-blocking socket pair with small buffers, so
+ * that short counts and EAGAIN come often) carries the known stream;
+ * flush is called; bad arguments are refused.
+ */
+struct xor_io {
+    int fd;
+    unsigned flushes;
+};
+
+static ssize_t xor_write(void *arg, const void *buf, size_t len)
+{
+    struct xor_io *x = arg;
+    uint8_t tmp[1000];
+    size_t n = len < sizeof(tmp) ? len : sizeof(tmp);
+
+    for (size_t i = 0; i < n; i++)
+        tmp[i] = ((const uint8_t *)buf)[i] ^ 0x5a;
+    return send(x->fd, tmp, n, MSG_NOSIGNAL);
+}
+
+static ssize_t xor_read(void *arg, void *buf, size_t len)
+{
+    struct xor_io *x = arg;
+    ssize_t n = recv(x->fd, buf, len < 1000 ? len : 1000, 0);
+
+    for (ssize_t i = 0; i < n; i++)
+        ((uint8_t *)buf)[i] ^= 0x5a;
+    return n;
+}
+
+static int xor_flush(void *arg)
+{
+    ((struct xor_io *)arg)->flushes++;
+    return 0;
+}
+
+static const struct xtk_stream_io xor_ops = {
+    .write = xor_write,
+    .read = xor_read,
+    .flush = xor_flush,
+};
+
+static void *xor_writer(void *p)
+{
+    struct xor_io *x = p;
+    struct xtk_stream *s = xtk_stream_custom(ctx, x->fd, XTK_STREAM_WRITE,
+                                             &xor_ops, x);
+
+    TEST_ASSERT(s, "custom writer");
+    TEST_ASSERT(xtk_stream_set_timeout(s, 20000) == 0, "timeout");
+    tstream_write(&known, s);
+    TEST_ASSERT(xtk_stream_close(s) == 0, "writer closed cleanly");
+    shutdown(x->fd, SHUT_WR);
+    return NULL;
+}
+
+static void test_custom_transport(void)
+{
+    struct xor_io w = {0}, r = {0};
+    struct xtk_stream *s;
+    int sv[2], small = 4096;
+    pthread_t th;
+    uint8_t extra;
+
+    TEST_ASSERT(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) == 0,
+                "socketpair");
+    setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+    setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+    w.fd = sv[0];
+    r.fd = sv[1];
+    TEST_ASSERT(pthread_create(&th, NULL, xor_writer, &w) == 0, "thread");
+    s = xtk_stream_custom(ctx, r.fd, XTK_STREAM_READ, &xor_ops, &r);
+    TEST_ASSERT(s, "custom reader");
+    TEST_ASSERT(xtk_stream_set_timeout(s, 20000) == 0, "timeout");
+    tstream_check(&known, s);
+    TEST_ASSERT_ERRNO(xtk_stream_read(s, &extra, 1), ENODATA);
+    xtk_stream_close(s);
+    pthread_join(th, NULL);
+    TEST_ASSERT(w.flushes > 0, "the transport was flushed");
+    TEST_ASSERT(r.flushes == 0, "a reader is not flushed");
+    close(sv[0]);
+    close(sv[1]);
+    TEST_ASSERT(!xtk_stream_custom(ctx, 0, XTK_STREAM_READ, NULL, NULL) &&
+                    errno == EINVAL,
+                "no io: EINVAL");
+    TEST_ASSERT(!xtk_stream_custom(ctx, 0,
+                                   XTK_STREAM_READ | XTK_STREAM_OWN_FD,
+                                   &xor_ops, &r) &&
+                    errno == EINVAL,
+                "OWN_FD: EINVAL");
+}
+
 /* The first error sticks: later calls fail at once with it. */
 static void test_sticky_error(void)
 {
@@ -823,6 +917,7 @@ int main(void)
     TEST_RUN(test_socketpair);
     TEST_RUN(test_tcp_loopback);
     TEST_RUN(test_nonblocking_pipe);
+    TEST_RUN(test_custom_transport);
     TEST_RUN(test_sticky_error);
     TEST_RUN(test_raw_bytes);
     TEST_RUN(test_bad_arguments);
