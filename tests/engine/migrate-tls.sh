@@ -52,6 +52,10 @@ for ns in $src $evil; do
   ip -n $dst link set xb$$$n up
   n=$((n + 1))
 done
+# (background commands are written out, not through these: a function
+# put in the background is a subshell, whose pid kill and the cleanup
+# would miss, leaving the program behind; for the same reason the relay
+# runs /usr/bin/python3, not a python3 on PATH that may be a wrapper)
 srun() { XTK_RUNDIR=$work/run-src ip netns exec $src "$@"; }
 drun() { XTK_RUNDIR=$work/run-dst ip netns exec $dst "$@"; }
 erun() { XTK_RUNDIR=$work/run-evil ip netns exec $evil "$@"; }
@@ -108,8 +112,8 @@ port=4600
 # ---- 1. intruders first, then the source ------------------------------
 srun "$xtk" create -n mover -m 64 -w dirty -P 4096 -r 2000 --no-store >/dev/null
 XTK_RUNDIR=$work/run-src check mover
-drun "$xrestore" -q --tls-dir $P/d --tls-authz src.xtk.test --tls-authz backup.xtk.test \
-  listen:$D:$port >dst.id 2>dst.err &
+XTK_RUNDIR=$work/run-dst ip netns exec $dst "$xrestore" -q --tls-dir $P/d \
+  --tls-authz src.xtk.test --tls-authz backup.xtk.test listen:$D:$port >dst.id 2>dst.err &
 lpid=$!
 bg_pids+=($lpid)
 listening drun $port
@@ -205,7 +209,7 @@ while True:
     threading.Thread(target=pump, args=(d, c), daemon=True).start()
 PY
 rport=$((port + 1)) dport=$((port + 2))
-erun python3 relay.py $E $rport $D $dport wire.bin &
+XTK_RUNDIR=$work/run-evil ip netns exec $evil /usr/bin/python3 relay.py $E $rport $D $dport wire.bin &
 bg_pids+=($!)
 listening erun $rport
 # (a) to the intruder's address, its name unchecked: refused by the source
@@ -213,7 +217,7 @@ listening erun $rport
 marker=xtk-marker-$$-$RANDOM$RANDOM
 srun "$xtk" create -n g2 -m 16 -w idle -a "note=$marker" --no-store >/dev/null
 XTK_RUNDIR=$work/run-src check g2
-drun "$xrestore" -q --tls-dir $P/d listen:$D:$dport >dst2.id 2>dst2.err &
+XTK_RUNDIR=$work/run-dst ip netns exec $dst "$xrestore" -q --tls-dir $P/d listen:$D:$dport >dst2.id 2>dst2.err &
 lpid=$!
 bg_pids+=($lpid)
 listening drun $dport
@@ -240,7 +244,7 @@ for clear in (b"\xff" * 8 + b"XENF", b"xtk-guest", sys.argv[2].encode()):
 PY
 # (c) the control: the same in clear through the same relay is readable
 : >wire.bin
-drun "$xrestore" -q -n g2c listen:$D:$dport >/dev/null 2>dst3.err &
+XTK_RUNDIR=$work/run-dst ip netns exec $dst "$xrestore" -q -n g2c listen:$D:$dport >/dev/null 2>dst3.err &
 lpid=$!
 bg_pids+=($lpid)
 listening drun $dport
@@ -257,7 +261,7 @@ sys.exit(b"\xff" * 8 + b"XENF" not in w or sys.argv[1].encode() not in w)' "$mar
 srun "$xtk" create -n g4 -m 16 -w idle --no-store >/dev/null
 XTK_RUNDIR=$work/run-src check g4
 eport=$((port + 3))
-erun "$xrestore" -q --tls-dir $P/e listen:$E:$eport >/dev/null 2>evil.err &
+XTK_RUNDIR=$work/run-evil ip netns exec $evil "$xrestore" -q --tls-dir $P/e listen:$E:$eport >/dev/null 2>evil.err &
 epid=$!
 bg_pids+=($epid)
 listening erun $eport
@@ -276,7 +280,7 @@ kill $epid 2>/dev/null || true
 
 # ---- 3b. an expired certificate: one clear error at each end --------
 xport=$((port + 6))
-drun "$xrestore" -q --tls-dir $P/d listen:$D:$xport >/dev/null 2>dst10.err &
+XTK_RUNDIR=$work/run-dst ip netns exec $dst "$xrestore" -q --tls-dir $P/d listen:$D:$xport >/dev/null 2>dst10.err &
 lpid=$!
 bg_pids+=($lpid)
 listening drun $xport
@@ -293,8 +297,8 @@ XTK_RUNDIR=$work/run-src wait_info g4 suspended no
 
 # ---- 4. a pre-shared key ----------------------------------------------
 pport=$((port + 4))
-drun "$xrestore" -q -n g4p --tls-psk $P/keys.psk --tls-authz src.xtk.test \
-  listen:$D:$pport >/dev/null 2>dst6.err &
+XTK_RUNDIR=$work/run-dst ip netns exec $dst "$xrestore" -q -n g4p --tls-psk $P/keys.psk \
+  --tls-authz src.xtk.test listen:$D:$pport >/dev/null 2>dst6.err &
 lpid=$!
 bg_pids+=($lpid)
 listening drun $pport
@@ -309,8 +313,8 @@ srun "$xsave" -q -l --tls-psk $P/keys.psk g4 tcp:$D:$pport 2>save7.err ||
 wait_exit $lpid || fail "xtk-restore (PSK) failed: $(cat dst6.err)"
 XTK_RUNDIR=$work/run-dst check g4p
 # the bound: one refusal allowed, one made
-drun "$xrestore" -q --tls-psk $P/keys.psk --tls-tries 1 listen:$D:$pport \
-  >/dev/null 2>dst8.err &
+XTK_RUNDIR=$work/run-dst ip netns exec $dst "$xrestore" -q --tls-psk $P/keys.psk \
+  --tls-tries 1 listen:$D:$pport >/dev/null 2>dst8.err &
 lpid=$!
 bg_pids+=($lpid)
 listening drun $pport
@@ -326,8 +330,6 @@ grep -q "1 connections refused: no more tries" dst8.err || fail "--tls-tries: $(
 srun "$xtk" create -n g5 -m 32 -w dirty -P 512 --no-store >/dev/null
 XTK_RUNDIR=$work/run-src check g5
 cport=$((port + 5))
-# (direct commands, not srun/drun: a function put in the background is a
-# subshell, whose pid the signals below would miss)
 XTK_RUNDIR=$work/run-dst ip netns exec $dst "$xrestore" -v --tls-dir $P/d \
   --tls-authz src.xtk.test --peer-timeout 1000 listen:$D:$cport >dst9.id 2>dst9.err &
 bpid=$!
