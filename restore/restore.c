@@ -1498,11 +1498,76 @@ static int start_domain(struct xtk_restore *rs)
     return 0;
 }
 
+/*
+ * A checkpointed stream that ended cleanly (END from a live source, not a
+ * failover): the source held its guest's output per epoch and lets the
+ * last epoch's go only once this side has replied.  So that nobody sees
+ * this copy's first output before that (reordered), this copy's output is
+ * held from before its first instruction until the source has ended its
+ * connection (it does so once its output is out), or for the peer timeout
+ * at most.  1 if holding.
+ */
+static int hold_for_source(struct xtk_restore *rs, int failed_over)
+{
+    struct xtk_domain *dom = rs->dom;
+
+    if (!dom || !(rs->opt.flags & XTK_RESTORE_REPLY) || !rs->checkpointed ||
+        failed_over || !dom->ops->output_hold)
+        return 0;
+    if (dom->ops->output_hold(dom, XTK__OUTPUT_HOLD) < 0) {
+        XTK_PERROR(rs->ctx,
+                   "domain %u: cannot hold its output until the "
+                   "source's is out (it may come first)",
+                   dom->domid);
+        return 0;
+    }
+    return 1;
+}
+
+/* The reply went: waits for the source to end the connection, then lets
+ * this copy's output go. */
+static void release_after_source(struct xtk_restore *rs)
+{
+    struct xtk_domain *dom = rs->dom;
+    uint64_t t0 = xtk_now_ns(), limit = peer_timeout_ms(rs) * 1000000ull;
+    int ended = 0;
+
+    while (!ended) {
+        uint64_t now = xtk_now_ns();
+        struct pollfd p = {.fd = rs->opt.peer_fd, .events = POLLIN};
+        char buf[4096];
+        ssize_t n;
+
+        if (now - t0 >= limit)
+            break;
+        if (poll(&p, 1, (int)((limit - (now - t0)) / 1000000) + 1) <= 0)
+            continue;
+        /* What comes is the connection's end (a TLS session's own last
+         * bytes at most): read and dropped up to it. */
+        do
+            n = recv(rs->opt.peer_fd, buf, sizeof(buf), MSG_DONTWAIT);
+        while (n > 0);
+        ended = n == 0 || (errno != EAGAIN && errno != EINTR);
+    }
+    if (ended)
+        xtk_stats_phase(rs->st, "source ended");
+    else
+        XTK_WARN(rs->ctx,
+                 "domain %u: the source did not end its connection within "
+                 "%u ms: this copy's output goes now (the source's last "
+                 "may come after it)",
+                 dom->domid, peer_timeout_ms(rs));
+    if (dom->ops->output_hold(dom, XTK__OUTPUT_SEND) < 0)
+        XTK_PERROR(rs->ctx, "domain %u: cannot let its output go", dom->domid);
+    else
+        xtk_stats_phase(rs->st, "output released");
+}
+
 static void *restore_main(void *arg)
 {
     struct xtk_restore *rs = arg;
     uint64_t one = 1, resumed = 0;
-    int err = 0;
+    int err = 0, failed_over = 0, holding = 0;
 
     xtk_stats_phase(rs->st, "restore started");
     if (read_stream(rs) < 0) {
@@ -1536,11 +1601,14 @@ static void *restore_main(void *arg)
                      "(%u)",
                      rs->epochs);
             xtk_stats_count(rs->st, "failover", 1);
+            failed_over = 1;
             rs->t_end = xtk_now_ns();
             xtk_stats_phase_at(rs->st, "failover", rs->t_end);
             err = 0;
         }
     }
+    if (!err)
+        holding = hold_for_source(rs, failed_over);
     if (!err && start_domain(rs) < 0)
         err = errno ? errno : EIO;
     if (!err) {
@@ -1557,6 +1625,8 @@ static void *restore_main(void *arg)
         rs->domid = rs->dom->domid;
     }
     send_reply(rs, err, resumed);
+    if (!err && holding)
+        release_after_source(rs);
     if (err && rs->dom) {
         rs->dom->ops->destroy(rs->dom);
         xtk_stats_phase(rs->st, "domain destroyed");

@@ -1413,6 +1413,10 @@ static void finish(struct xtk_save *sv, int err)
     if (!err && sv->reply_got)
         output_release(sv, sv->out_closed - sv->out_base);
     output_end(sv, err);
+    /* The destination holds its copy's output until this side's is out
+     * (a checkpointed stream's END): the connection's end tells it so. */
+    if (!err && sv->reply_got)
+        shutdown(sv->opt.peer_fd, SHUT_WR);
     if (!err && !(sv->opt.flags & XTK_SAVE_KEEP)) {
         if (dom->ops->destroy(dom) < 0) {
             XTK_PERROR(sv->ctx,

@@ -524,8 +524,8 @@ static const struct xtk_stream_io xor_ops = {
 static void *xor_writer(void *p)
 {
     struct xor_io *x = p;
-    struct xtk_stream *s = xtk_stream_custom(ctx, x->fd, XTK_STREAM_WRITE,
-                                             &xor_ops, x);
+    struct xtk_stream *s =
+        xtk_stream_custom(ctx, x->fd, XTK_STREAM_WRITE, &xor_ops, x);
 
     TEST_ASSERT(s, "custom writer");
     TEST_ASSERT(xtk_stream_set_timeout(s, 20000) == 0, "timeout");
@@ -564,8 +564,7 @@ static void test_custom_transport(void)
     TEST_ASSERT(!xtk_stream_custom(ctx, 0, XTK_STREAM_READ, NULL, NULL) &&
                     errno == EINVAL,
                 "no io: EINVAL");
-    TEST_ASSERT(!xtk_stream_custom(ctx, 0,
-                                   XTK_STREAM_READ | XTK_STREAM_OWN_FD,
+    TEST_ASSERT(!xtk_stream_custom(ctx, 0, XTK_STREAM_READ | XTK_STREAM_OWN_FD,
                                    &xor_ops, &r) &&
                     errno == EINVAL,
                 "OWN_FD: EINVAL");
