@@ -1,7 +1,7 @@
 /*
  * tls.c - TLS for the streams that cross a network: credentials, the
- * handshake and the peer's checks, and the relay between the engine's
- * plain socket and the TLS session (tls.h).
+ * handshake and the peer's checks, the stream and the engines' messages
+ * through the session in line; and the relay for ssh's far side (tls.h).
  */
 #include "config.h"
 
@@ -57,7 +57,6 @@ struct cli_link {
     int plain[2];       /* [0] the relay's end, [1] the engine's */
     char *ubuf, *dbuf;  /* the threads' buffers (freed at the end, even
                            when a thread was cancelled) */
-    int up_on, down_on; /* which relay threads run */
     /* The stream's own direction (cli_tls_stream_io): */
     pthread_mutex_t send_lock; /* the session's senders */
     char *obuf;                /* writes gathered, up to OUT_BUF */
@@ -483,29 +482,8 @@ static void tcp_wait(struct cli_link *t, short events)
         ;
 }
 
-/* Sends n bytes into the session (the relay's own: the send lock held);
- * 0, or -1 when it broke. */
-static int tls_send_all(struct cli_link *t, const char *p, size_t n)
-{
-    while (n) {
-        ssize_t r = gnutls_record_send(t->s, p, n);
-
-        if (r == GNUTLS_E_AGAIN) {
-            tcp_wait(t, POLLOUT);
-            continue;
-        }
-        if (r == GNUTLS_E_INTERRUPTED)
-            continue;
-        if (r < 0)
-            return -1;
-        p += r;
-        n -= (size_t)r;
-    }
-    return 0;
-}
-
-/* The engine's bytes into the session (the back channel, or ssh's far
- * side); at their end, a close_notify. */
+/* The engine's bytes to the far side's stdout (ssh's pipe); at their end,
+ * its end. */
 static void *up_main(void *arg)
 {
     struct cli_link *t = arg;
@@ -518,35 +496,16 @@ static void *up_main(void *arg)
         if (n < 0 && errno == EINTR)
             continue;
         if (n == 0) {
-            if (t->s) {
-                pthread_mutex_lock(&t->send_lock);
-                /* bye on a non-blocking socket: a few tries, then the
-                 * TCP end says it. */
-                for (int i = 0; i < 100; i++) {
-                    r = gnutls_bye(t->s, GNUTLS_SHUT_WR);
-                    if (r != GNUTLS_E_AGAIN && r != GNUTLS_E_INTERRUPTED)
-                        break;
-                    tcp_wait(t, POLLOUT);
-                }
-                pthread_mutex_unlock(&t->send_lock);
-            } else if (shutdown(t->out_fd, SHUT_WR) < 0) {
+            if (shutdown(t->out_fd, SHUT_WR) < 0)
                 close(t->out_fd); /* a pipe: its end is its close */
-            }
             break;
         }
         if (n < 0)
             break;
-        if (!t->s) {
-            r = write_all(t->out_fd, buf, (size_t)n);
-        } else {
-            pthread_mutex_lock(&t->send_lock);
-            r = tls_send_all(t, buf, (size_t)n);
-            pthread_mutex_unlock(&t->send_lock);
-        }
+        r = write_all(t->out_fd, buf, (size_t)n);
         if (r < 0) {
-            /* The peer is gone or the session broke: the engine's writes
-             * fail (EPIPE) and its reads end, so it sees the connection
-             * go. */
+            /* The far side is gone: the engine's writes fail (EPIPE) and
+             * its reads end, so it sees the connection go. */
             shutdown(t->plain[0], SHUT_RDWR);
             break;
         }
@@ -554,37 +513,24 @@ static void *up_main(void *arg)
     return NULL;
 }
 
-/* The session's bytes to the engine (the back channel, or ssh's far
- * side); at the peer's end, the engine's. */
+/* The far side's stdin (ssh's pipe) to the engine; at its end, the
+ * engine's. */
 static void *down_main(void *arg)
 {
     struct cli_link *t = arg;
     char *buf = t->dbuf;
 
     for (;;) {
-        ssize_t r = t->s ? gnutls_record_recv(t->s, buf, RELAY_BUF)
-                         : read(t->in_fd, buf, RELAY_BUF);
+        ssize_t r = read(t->in_fd, buf, RELAY_BUF);
 
-        if (!t->s && r < 0)
-            r = errno == EINTR ? GNUTLS_E_INTERRUPTED : GNUTLS_E_PULL_ERROR;
-        if (r == GNUTLS_E_AGAIN) {
-            tcp_wait(t, POLLIN);
+        if (r < 0 && errno == EINTR)
             continue;
-        }
-        if (r == GNUTLS_E_INTERRUPTED)
-            continue;
-        if (r == 0 || r == GNUTLS_E_PREMATURE_TERMINATION) {
-            /* The peer's end (a close_notify, or its TCP end without one:
-             * the stream's own END says whether all of it came). */
+        if (r == 0) {
+            /* the stream's own END says whether all of it came */
             shutdown(t->plain[0], SHUT_WR);
             break;
         }
         if (r < 0) {
-            /* A record that fails its check is an attack or a broken
-             * link: said once, and the engine's connection breaks. */
-            if (r != GNUTLS_E_PULL_ERROR && r != GNUTLS_E_PUSH_ERROR)
-                fprintf(stderr, "%s: TLS: the connection broke: %s\n", cli_prog,
-                        gnutls_strerror((int)r));
             shutdown(t->plain[0], SHUT_RDWR);
             break;
         }
@@ -769,8 +715,7 @@ static void link_free(struct cli_link *t)
 }
 
 /* The socket pair and the two threads: 0, or -1 with why. */
-static int start_relay(struct cli_link *t, int up, int down, char *why,
-                       size_t why_len)
+static int start_relay(struct cli_link *t, char *why, size_t why_len)
 {
     sigset_t all, old;
 
@@ -789,22 +734,18 @@ static int start_relay(struct cli_link *t, int up, int down, char *why,
     /* The relay takes no signal: the program's own threads do. */
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old);
-    if (up && pthread_create(&t->up, NULL, up_main, t) != 0) {
+    if (pthread_create(&t->up, NULL, up_main, t) != 0) {
         pthread_sigmask(SIG_SETMASK, &old, NULL);
         snprintf(why, why_len, "cannot start the relay");
         return -1;
     }
-    t->up_on = up;
-    if (down && pthread_create(&t->down, NULL, down_main, t) != 0) {
+    if (pthread_create(&t->down, NULL, down_main, t) != 0) {
         pthread_sigmask(SIG_SETMASK, &old, NULL);
         snprintf(why, why_len, "cannot start the relay");
         shutdown(t->plain[1], SHUT_RDWR);
-        if (up)
-            pthread_join(t->up, NULL);
-        t->up_on = 0;
+        pthread_join(t->up, NULL);
         return -1;
     }
-    t->down_on = down;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     return 0;
 }
@@ -823,7 +764,7 @@ struct cli_link *cli_link_stdio(int in_fd, int out_fd, char *why,
     t->out_fd = out_fd;
     snprintf(t->desc, sizeof(t->desc), "standard input and output");
     pthread_mutex_init(&t->send_lock, NULL);
-    if (start_relay(t, 1, 1, why, why_len) < 0) {
+    if (start_relay(t, why, why_len) < 0) {
         link_free(t);
         return NULL;
     }
@@ -970,15 +911,12 @@ void cli_link_end(struct cli_link *t, int grace_ms)
     }
     /* The engine is done: what it wrote is read out, then the end. */
     shutdown(t->plain[1], SHUT_WR);
-    up_done = !t->up_on || join_within(t->up, grace_ms) == 0;
-    down_done = !t->down_on || (up_done && join_within(t->down, grace_ms) == 0);
+    up_done = join_within(t->up, grace_ms) == 0;
+    down_done = up_done && join_within(t->down, grace_ms) == 0;
     if (!down_done || !up_done) {
-        /* A peer that neither takes nor ends: cut it (a pipe's read is
-         * cut by cancelling the thread in it: no TLS state there). */
-        if (t->s)
-            shutdown(t->tcp, SHUT_RDWR);
-        else
-            pthread_cancel(up_done ? t->down : t->up);
+        /* A far side that neither takes nor ends: cut it (a pipe's read
+         * or write is cut by cancelling the thread in it). */
+        pthread_cancel(up_done ? t->down : t->up);
         shutdown(t->plain[0], SHUT_RDWR);
     }
     if (!up_done)

@@ -3,14 +3,14 @@
  * xtk-restore's listen:), on GnuTLS: x509 certificates verified both ways,
  * or a pre-shared key; an allowlist of the peer names accepted.
  *
- * The engine is not told: it gets one end of a socket pair, and a relay of
- * two threads carries what crosses it through the TLS session on the TCP
- * socket (one thread a direction, which GnuTLS allows on one session).  A
- * migration socket carries the stream one way and the back channel (the
- * reply, a backup's acknowledgements and heartbeat answers) the other, so
- * a layer in the stream stack alone would not cover it; kernel TLS, which
- * would, is not in every kernel xtk runs on (docs/architecture.md, "TLS").
- * Built into each program (not part of libxtk).
+ * A TLS link (struct cli_link) goes in line: the stream through
+ * xtk_stream_custom() with cli_tls_stream_io, the engines' messages the
+ * other way through the options' peer_io (cli_link_peer_io), both on the
+ * TCP socket, with no thread between the engines and it
+ * (docs/architecture.md, "Streams across a network").  The same struct
+ * without TLS is the ssh transport's far end: a relay of two threads
+ * between pipes and a socket pair (cli_link_stdio).  Built into each
+ * program (not part of libxtk).
  */
 #ifndef XTK_CLI_TLS_H
 #define XTK_CLI_TLS_H
@@ -95,7 +95,8 @@ struct cli_link;
 /*
  * TLS on the connected socket fd (blocking): the handshake within
  * timeout_ms, the peer's certificate checked (chain, name, allowlist) or
- * its PSK identity; then the relay starts.  host: the name connected to
+ * its PSK identity, and each side's word that it accepts the other; the
+ * socket is then non-blocking.  host: the name connected to
  * (connecting side).  On success the session owns fd.  NULL on failure,
  * with why (a sentence) filled in; fd is left open to the caller.
  */
@@ -104,20 +105,18 @@ struct cli_link *cli_tls_start(struct cli_tls_creds *c, int fd,
                                size_t why_len);
 
 /*
- * The same relay between two plain fds and the engine's socket: the ssh
- * transport's far end (xtk-restore --stdio), whose stream comes on stdin
- * and whose reply goes to stdout, pipes where the engine needs a socket.
+ * A relay of two threads between two plain fds and the engine's socket:
+ * the ssh transport's far end (xtk-restore --stdio), whose stream comes on
+ * stdin and whose reply goes to stdout, pipes where the engine needs a socket.
  * The fds stay the caller's.  NULL on failure, with why.
  */
 struct cli_link *cli_link_stdio(int in_fd, int out_fd, char *why,
                                 size_t why_len);
 
 /*
- * The stream's own direction over a TLS link, in line (no relay thread on
- * its path): xtk_stream_custom(ctx, cli_link_tcp_fd(t), flags,
- * &cli_tls_stream_io, t) gives the save's stream (written by its senders)
- * or the restore's (read by its reader); the relay carries only the back
- * channel on cli_link_plain_fd().
+ * The stream over a TLS link: xtk_stream_custom(ctx, cli_link_tcp_fd(t),
+ * flags, &cli_tls_stream_io, t) gives the save's stream (written by its
+ * senders) or the restore's (read by its reader).
  */
 #include <xtk/stream.h>
 extern const struct xtk_stream_io cli_tls_stream_io;
@@ -130,8 +129,8 @@ int cli_link_peek(struct cli_link *t, void *buf, size_t len, int timeout_ms);
 /* A TLS link's peer_io for the engines' options (NULL for a plain one). */
 const struct xtk_peer_io *cli_link_peer_io(const struct cli_link *t);
 
-/* The engine's end of the relay (a TLS link's: its TCP socket): a socket that
- * carries the plain stream (the session owns it: do not close it). */
+/* The engine's peer_fd: a relay's end of its socket pair, or a TLS link's
+ * TCP socket (the link owns it: do not close it). */
 int cli_link_plain_fd(const struct cli_link *t);
 
 /* The TCP socket under the session (for its queue and round-trip time;
@@ -142,9 +141,9 @@ int cli_link_tcp_fd(const struct cli_link *t);
 const char *cli_link_describe(const struct cli_link *t);
 
 /*
- * After the engine is done with the plain end: what it wrote goes out (a
- * close_notify ends it), what the peer still sends is drained (bounded by
- * grace_ms), the threads are joined and everything is freed.
+ * After the engine is done: a TLS link says close_notify and closes; a
+ * relay lets what the engine wrote go out, drains what the far side still
+ * sends (bounded by grace_ms), joins its threads.  Everything is freed.
  */
 void cli_link_end(struct cli_link *t, int grace_ms);
 
