@@ -647,20 +647,17 @@ static ssize_t peer_send(void *arg, const void *buf, size_t len)
     struct cli_link *t = arg;
     ssize_t r;
 
+    /* Only a listener sends messages, and it gathers no stream writes:
+     * the lock is against nothing but a second sender of its own. */
     pthread_mutex_lock(&t->send_lock);
-    r = t->out_used ? (drain_out(t) < 0 ? -1 : 0) : 0;
-    if (r == 0)
-        r = gnutls_record_send(t->s, buf, len);
+    r = gnutls_record_send(t->s, buf, len);
     pthread_mutex_unlock(&t->send_lock);
-    if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED) {
-        errno = r == GNUTLS_E_AGAIN ? EAGAIN : EINTR;
-        return -1;
-    }
-    if (r < 0 && r != -1) {
-        errno = EPIPE;
-        return -1;
-    }
-    return r;
+    if (r >= 0)
+        return r;
+    errno = r == GNUTLS_E_AGAIN         ? EAGAIN
+            : r == GNUTLS_E_INTERRUPTED ? EINTR
+                                        : EPIPE;
+    return -1;
 }
 
 static ssize_t peer_recv(void *arg, void *buf, size_t len)
