@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <event2/event.h>
 #include <event2/thread.h>
@@ -91,7 +92,21 @@ void xtk_ctx_close(struct xtk_ctx *ctx)
         event_base_free(ctx->base);
     if (ctx->own_logger)
         xtk_logger_destroy(ctx->logger);
+    free(ctx->rundir);
     free(ctx);
+}
+
+int xtk_ctx_set_rundir(struct xtk_ctx *ctx, const char *dir)
+{
+    char *copy = NULL;
+
+    if (!ctx || (dir && (!*dir || dir[0] != '/')))
+        return xtk__fail(EINVAL);
+    if (dir && !(copy = strdup(dir)))
+        return -1;
+    free(ctx->rundir);
+    ctx->rundir = copy;
+    return 0;
 }
 
 struct event_base *xtk_ctx_event_base(struct xtk_ctx *ctx)

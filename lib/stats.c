@@ -202,7 +202,25 @@ struct xtk_stats {
     size_t ncounters;
     struct named_hist hists[XTK_STATS_MAX_NAMED];
     size_t nhists;
+    xtk_stats_observer_fn *observer;
+    void *observer_arg;
 };
+
+int xtk_stats_set_observer(struct xtk_stats *st, xtk_stats_observer_fn *fn,
+                           void *arg)
+{
+    if (!st)
+        return xtk__fail(EINVAL);
+    st->observer = fn;
+    st->observer_arg = arg;
+    return 0;
+}
+
+static void observe(struct xtk_stats *st, const struct xtk_stats_event *ev)
+{
+    if (st->observer)
+        st->observer(st, ev, st->observer_arg);
+}
 
 static int name_ok(const char *name)
 {
@@ -264,6 +282,8 @@ int xtk_stats_phase_at(struct xtk_stats *st, const char *name, uint64_t ns)
         return -1;
     strcpy(st->phases[st->nphases].name, name);
     st->phases[st->nphases++].ns = ns;
+    observe(st, &(struct xtk_stats_event){
+                    .kind = XTK_STATS_EVENT_PHASE, .phase = name, .ns = ns});
     return 0;
 }
 
@@ -315,6 +335,9 @@ int xtk_stats_add_round(struct xtk_stats *st, const struct xtk_stats_round *r)
              XTK_STATS_MAX_ROUNDS, sizeof(*st->rounds)) < 0)
         return -1;
     st->rounds[st->nrounds++] = *r;
+    observe(st, &(struct xtk_stats_event){.kind = XTK_STATS_EVENT_ROUND,
+                                          .ns = xtk_now_ns(),
+                                          .round = r});
     return 0;
 }
 
@@ -373,6 +396,9 @@ int xtk_stats_epoch(struct xtk_stats *st, const struct xtk_stats_epoch *e)
     MERGE(pages);
     MERGE(bytes);
 #undef MERGE
+    observe(st, &(struct xtk_stats_event){.kind = XTK_STATS_EVENT_EPOCH,
+                                          .ns = xtk_now_ns(),
+                                          .epoch = row});
     return 0;
 }
 

@@ -21,6 +21,7 @@ struct xtk_ctx {
     unsigned int own_base : 1;
     unsigned int own_logger : 1;
     unsigned int errors; /* messages logged at XTK_LOG_ERROR or above */
+    char *rundir;        /* xtk_ctx_set_rundir(); NULL: the default */
 };
 
 /*

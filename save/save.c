@@ -1984,6 +1984,15 @@ void xtk_save_cancel(struct xtk_save *sv)
         finish(sv, ECANCELED);
 }
 
+int xtk_save_set_max_downtime(struct xtk_save *sv, uint32_t ms)
+{
+    if (!sv)
+        return xtk__fail(EINVAL);
+    /* Read by the policy at each round's end: the next decision uses it. */
+    sv->opt.max_downtime_ms = ms ? ms : DEFAULT_DOWNTIME_MS;
+    return 0;
+}
+
 struct xtk_stats *xtk_save_stats(struct xtk_save *sv)
 {
     return sv ? sv->st : xtk__fail_null(EINVAL);

@@ -44,6 +44,16 @@ struct xtk_ctx *xtk_ctx_open(struct xtk_logger *logger, struct event_base *base,
 /* Closes a context.  Accepts NULL.  Objects made from it must be gone. */
 void xtk_ctx_close(struct xtk_ctx *ctx);
 
+/*
+ * Where the KVM backend's domains live (each xtk-hv(8) keeps its control
+ * socket and log there): an absolute directory, or NULL for the default,
+ * $XTK_RUNDIR or else /run/xtk.  Only domains under it are seen through
+ * this context, so one process can drive two "hosts" (a migration between
+ * two run directories on one machine).  Set it before opening domains.
+ * Added in XTK_0.7.
+ */
+int xtk_ctx_set_rundir(struct xtk_ctx *ctx, const char *dir);
+
 /* The event loop the context uses (the caller's, or its own). */
 struct event_base *xtk_ctx_event_base(struct xtk_ctx *ctx);
 

@@ -74,7 +74,9 @@ struct xtk_domain_config {
 #define XTK_DOMCFG_PAUSED 0x2u   /* create it paused */
 
 /*
- * Creates and starts a domain.  Returns an open handle on it, or NULL (and
+ * Creates and starts a domain.  The built-in guest (kernel NULL, not
+ * paused) has booted when this returns: it answers a suspend request at
+ * once.  Returns an open handle on it, or NULL (and
  * then no domain is left behind), in which case errno will be set: EEXIST
  * for a name already in use, EINVAL for a bad configuration, ENOENT for a
  * missing kernel.

@@ -169,6 +169,15 @@ int xtk_save_run(struct xtk_save *sv);
 void xtk_save_cancel(struct xtk_save *sv);
 
 /*
+ * Changes the downtime target of a running (or not yet started) save, as
+ * QEMU's migrate-set-parameters downtime-limit and libvirt's
+ * virDomainMigrateSetMaxDowntime do: the policy's next decision (at the
+ * end of the current pre-copy round) uses it.  0: the default, 300.  From
+ * the event loop's thread.  Added in XTK_0.7.
+ */
+int xtk_save_set_max_downtime(struct xtk_save *sv, uint32_t ms);
+
+/*
  * The save's report: phases ("suspend requested", "suspended notified",
  * "final dirty sync", "last page sent", "state sent", "end sent",
  * "destination resumed"...), a row per round, histograms ("final round",

@@ -166,6 +166,34 @@ int xtk_stats_counter(const struct xtk_stats *st, const char *name,
 struct xtk_hist *xtk_stats_hist(struct xtk_stats *st, const char *name,
                                 const char *unit);
 
+/*
+ * Watching a report as it is filled in (a binding's per-phase and
+ * per-round events, a progress display).  The observer is called after
+ * each phase stamp, round row and epoch row update (an epoch's row is
+ * reported again each time a phase of it is merged in, with the merged
+ * row), on whichever thread recorded it (the event loop's, or one of the
+ * engine's own: a restore reads its stream on a thread), possibly with the
+ * engine's locks held: it must return quickly, must not block, and must
+ * not call into libxtk; it copies what it needs (the pointers are valid
+ * during the call only).  Set it before the job starts; NULL removes it.
+ * Added in XTK_0.7.
+ */
+#define XTK_STATS_EVENT_PHASE 1 /* phase, ns: a phase was stamped */
+#define XTK_STATS_EVENT_ROUND 2 /* round: a round row was added */
+#define XTK_STATS_EVENT_EPOCH 3 /* epoch: an epoch's row, as merged */
+struct xtk_stats_event {
+    uint32_t kind; /* XTK_STATS_EVENT_* */
+    uint32_t reserved;
+    uint64_t ns;       /* when (xtk_now_ns()'s clock) */
+    const char *phase; /* PHASE: its name */
+    const struct xtk_stats_round *round;
+    const struct xtk_stats_epoch *epoch;
+};
+typedef void xtk_stats_observer_fn(struct xtk_stats *st,
+                                   const struct xtk_stats_event *ev, void *arg);
+int xtk_stats_set_observer(struct xtk_stats *st, xtk_stats_observer_fn *fn,
+                           void *arg);
+
 /* Output formats. */
 #define XTK_STATS_TABLE 1 /* for people; the layout may change */
 #define XTK_STATS_JSON 2  /* schema "xtk-stats/1", see xtk_stats(3) */

@@ -94,9 +94,9 @@ struct kvm_dom {
     int pending_err;
 };
 
-const char *xtk__kvm_rundir(void)
+const char *xtk__kvm_rundir(const struct xtk_ctx *ctx)
 {
-    const char *d = getenv("XTK_RUNDIR");
+    const char *d = ctx && ctx->rundir ? ctx->rundir : getenv("XTK_RUNDIR");
 
     return d && *d ? d : "/run/xtk";
 }
@@ -108,13 +108,13 @@ static struct kvm_dom *kd_of(struct xtk_domain *dom)
 
 /* ---- the control connection ---------------------------------------- */
 
-static int connect_domain(uint32_t domid)
+static int connect_domain(const struct xtk_ctx *ctx, uint32_t domid)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     int fd;
 
     if (snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/%u.sock",
-                 xtk__kvm_rundir(), domid) >= (int)sizeof(sa.sun_path))
+                 xtk__kvm_rundir(ctx), domid) >= (int)sizeof(sa.sun_path))
         return xtk__fail(ENAMETOOLONG);
     fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
     if (fd < 0)
@@ -397,7 +397,7 @@ static int open_flags(struct xtk_domain *dom, uint32_t flags)
 
     if (!kd)
         return -1;
-    kd->sock = connect_domain(dom->domid);
+    kd->sock = connect_domain(dom->ctx, dom->domid);
     if (kd->sock < 0 || hello(dom, kd, flags) < 0) {
         int e = errno;
         kd_free(kd);
@@ -459,7 +459,7 @@ static int read_ready(struct xtk_ctx *ctx, const char *hv, int fd,
     v = strtol(buf, &end, 10);
     if (!n || errno || (*end != '\n' && !(v < 0 && *end == ' '))) {
         XTK_ERROR(ctx, "%s exited without saying why (see its log in %s)", hv,
-                  xtk__kvm_rundir());
+                  xtk__kvm_rundir(ctx));
         return xtk__fail(EIO);
     }
     if (v < 0) {
@@ -558,6 +558,35 @@ static int spawn_hv(struct xtk_ctx *ctx, char *const argv[], uint32_t *domid)
     return r;
 }
 
+/*
+ * The built-in guest has booted: its status page says it runs, so its
+ * ports are routed.  Until then a request rung on a port (a save's
+ * suspend request, right after the create) is an edge on a masked pin,
+ * lost, and the save would wait its whole timeout.  Bounded: a guest
+ * that has not booted in 5 s is left to the caller's checks.
+ */
+static void wait_booted(struct xtk_domain *dom)
+{
+    uint64_t end = xtk_now_ns() + 5000000000ull;
+    struct xtk_hvctl_info o;
+    size_t got;
+
+    while (kcall(dom, XTK_HVCTL_OP_INFO, 0, NULL, 0, &o, sizeof(o), &got) ==
+               0 &&
+           got == sizeof(o) && o.guest_state != XTK_GUEST_RUNNING &&
+           o.guest_state != XTK_GUEST_SUSPENDED &&
+           !(o.flags & XTK_DOMINFO_CRASHED)) {
+        if (xtk_now_ns() > end) {
+            XTK_WARN(dom->ctx,
+                     "domain %u: the built-in guest has not booted "
+                     "in 5 s",
+                     dom->domid);
+            return;
+        }
+        nanosleep(&(struct timespec){0, 200000}, NULL);
+    }
+}
+
 static int kvm_create(struct xtk_domain *dom,
                       const struct xtk_domain_config *cfg, unsigned int flags)
 {
@@ -580,7 +609,7 @@ static int kvm_create(struct xtk_domain *dom,
     argv[n++] = "--ready-fd";
     argv[n++] = "3";
     argv[n++] = "--rundir";
-    argv[n++] = (char *)xtk__kvm_rundir();
+    argv[n++] = (char *)xtk__kvm_rundir(dom->ctx);
     argv[n++] = "--memory";
     argv[n++] = mem;
     argv[n++] = "--vcpus";
@@ -617,6 +646,9 @@ static int kvm_create(struct xtk_domain *dom,
                    dom->domid);
         return -1;
     }
+    if (!cfg->kernel && !(flags & XTK__CREATE_EMPTY) &&
+        !(cfg->flags & XTK_DOMCFG_PAUSED))
+        wait_booted(dom);
     return 0;
 }
 
@@ -654,7 +686,7 @@ static int by_domid(const void *a, const void *b)
 static int kvm_list(struct xtk_ctx *ctx, struct xtk_domain_info **infos,
                     size_t *nr)
 {
-    DIR *d = opendir(xtk__kvm_rundir());
+    DIR *d = opendir(xtk__kvm_rundir(ctx));
     struct xtk_domain_info *v = NULL;
     size_t n = 0, cap = 0;
     struct dirent *de;
@@ -677,7 +709,7 @@ static int kvm_list(struct xtk_ctx *ctx, struct xtk_domain_info **infos,
 
         if (end == de->d_name || strcmp(end, ".sock") || !id || id > UINT32_MAX)
             continue;
-        sock = connect_domain((uint32_t)id);
+        sock = connect_domain(ctx, (uint32_t)id);
         if (sock < 0)
             continue; /* stale or gone meanwhile */
         if (n == cap) {

@@ -8,8 +8,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Where xtk-hv processes keep their sockets: $XTK_RUNDIR or /run/xtk. */
-const char *xtk__kvm_rundir(void);
+struct xtk_ctx;
+
+/* Where xtk-hv processes keep their sockets: the context's
+ * (xtk_ctx_set_rundir()), else $XTK_RUNDIR, else /run/xtk. */
+const char *xtk__kvm_rundir(const struct xtk_ctx *ctx);
 
 /*
  * Checks a built-in guest's self-check (guests/abi.h) in its RAM, mapped at
