@@ -72,7 +72,7 @@ typedef struct {
     struct xtk_logger logger;
     int level; /* messages at or above it go to stderr */
     pthread_mutex_t lock;
-    char last_error[512]; /* the newest error message logged */
+    char recent[16][512]; /* the last 16 error messages, by number % 16 */
     uint64_t errors;      /* how many were logged */
 } ContextObject;
 
@@ -94,7 +94,7 @@ static void log_vmessage(struct xtk_logger *lg, xtk_log_level level,
     vsnprintf(msg, sizeof(msg), fmt, al);
     if (level >= XTK_LOG_ERROR) {
         pthread_mutex_lock(&c->lock);
-        snprintf(c->last_error, sizeof(c->last_error), "%s", msg);
+        snprintf(c->recent[c->errors % 16], sizeof(c->recent[0]), "%s", msg);
         c->errors++;
         pthread_mutex_unlock(&c->lock);
     }
@@ -248,12 +248,22 @@ static int context_ok(ContextObject *c)
     return 1;
 }
 
-/* The newest error message logged since `since` errors, or "". */
+/*
+ * The first error message logged after the first `since` (the cause, as a
+ * rule: what follows it is its consequences), or "".  Messages of other
+ * jobs of the context may come between; the first is still the likeliest.
+ */
 static void context_message(ContextObject *c, uint64_t since, char *buf,
                             size_t size)
 {
     pthread_mutex_lock(&c->lock);
-    snprintf(buf, size, "%s", c->errors > since ? c->last_error : "");
+    if (c->errors > since) {
+        if (c->errors - since > 16)
+            since = c->errors - 16; /* the oldest kept */
+        snprintf(buf, size, "%s", c->recent[since % 16]);
+    } else {
+        snprintf(buf, size, "%s", "");
+    }
     pthread_mutex_unlock(&c->lock);
 }
 
@@ -701,7 +711,9 @@ static void job_push(struct job *j, const struct jev *e)
         if (j->log_len < j->log_cap)
             j->log_len++;
     }
-    if (e->kind == EV_PHASE)
+    /* The phase a failure came after: the engine's closing stamp is not
+     * one. */
+    if (e->kind == EV_PHASE && strcmp(e->phase, "save done"))
         snprintf(j->last_phase, sizeof(j->last_phase), "%s", e->phase);
     pthread_mutex_unlock(&j->lock);
     do
@@ -1248,6 +1260,22 @@ static int restore_begin(struct job *j, char *why, size_t n)
     return 0;
 }
 
+/*
+ * A migration's receive buffer, as xtk-restore sets it (see its comment):
+ * small during pre-copy, so that the source can tell when what it sent is
+ * applied here; widened by the restore for the stop-and-copy.  The
+ * listener gets the wide one first, so that the window scale allows it.
+ */
+#define RCVBUF_PRECOPY (256 * 1024)
+#define RCVBUF_FINAL (4 * 1024 * 1024)
+
+static int set_rcvbuf(int fd, int size)
+{
+    if (!setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof(size)))
+        return 0;
+    return setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
+}
+
 static void job_fail(struct job *j, int e, const char *why)
 {
     pthread_mutex_lock(&j->lock);
@@ -1298,6 +1326,7 @@ static void on_first_bytes(evutil_socket_t fd, short what, void *arg)
     }
     j->ro.flags |= XTK_RESTORE_REPLY;
     j->ro.peer_fd = fd;
+    j->ro.final_rcvbuf = RCVBUF_FINAL;
     j->ro.name = j->name;
     if (restore_begin(j, why, sizeof(why)) < 0)
         job_fail(j, errno, why);
@@ -1323,6 +1352,7 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
     close(j->lfd);
     j->lfd = -1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    set_rcvbuf(fd, RCVBUF_PRECOPY);
     j->fd = fd;
     j->ev = event_new(j->c->base, fd, EV_READ | EV_PERSIST, on_first_bytes, j);
     if (!j->ev || event_add(j->ev, &quiet) < 0)
@@ -1409,7 +1439,8 @@ static int tcp_listen(const char *host, const char *port, int *bound)
         return -1;
     }
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 4) < 0 ||
+    if (set_rcvbuf(fd, RCVBUF_FINAL) < 0 ||
+        bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 4) < 0 ||
         getsockname(fd, (struct sockaddr *)&ss, &len) < 0) {
         e = errno;
         freeaddrinfo(res);
