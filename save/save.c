@@ -142,6 +142,12 @@ struct xtk_save {
     int drain_fd, drain_on, drain_err, drain_end; /* drain_end: END staged */
     pthread_t drain_thread;
     struct event *ev_drain;
+    /* The job contract: done is called only after xtk_save_start has
+     * returned (a failure inside it is reported from the loop), and the
+     * caller's peer_fd gets its file flags back at the end. */
+    struct event *ev_done;
+    int in_start;
+    int peer_fl; /* peer_fd's flags before the save, or -1 */
     uint64_t t_drain;
     uint64_t owed_since, t_epoch_sent, hb_progress;
     uint64_t ack_due_since; /* the oldest epoch not acknowledged, sent */
@@ -1444,11 +1450,32 @@ static void finish(struct xtk_save *sv, int err)
     if (sv->suspend_ready)
         dom->ops->suspend_teardown(dom);
     sv->logdirty = sv->suspend_ready = sv->stopped = 0;
+    /* The caller's descriptor as it was given (O_NONBLOCK was ours). */
+    if (sv->peer_fl >= 0) {
+        fcntl(sv->opt.peer_fd, F_SETFL, sv->peer_fl);
+        sv->peer_fl = -1;
+    }
     stamp(sv, "save done");
     sv->finished = 1;
     sv->err = err;
+    if (sv->in_start && sv->ev_done) {
+        /* Ended inside xtk_save_start (a suspend request that failed at
+         * once): done comes from the loop, after start has returned. */
+        struct timeval now = {0, 0};
+
+        evtimer_add(sv->ev_done, &now);
+        return;
+    }
     if (done)
         done(sv, err, arg);
+}
+
+static void on_done_deferred(evutil_socket_t fd, short what, void *arg)
+{
+    struct xtk_save *sv = arg;
+
+    if (sv->done)
+        sv->done(sv, sv->err, sv->done_arg);
 }
 
 static int check_options(struct xtk_save_options *o)
@@ -1495,6 +1522,7 @@ struct xtk_save *xtk_save_new(struct xtk_domain *dom, struct xtk_stream *out,
     sv->dom = dom;
     sv->out = out;
     sv->notify_fd = sv->suspend_fd = sv->dfd = sv->fd_flags = -1;
+    sv->peer_fl = -1;
     sv->drain_fd = -1;
     if (opts)
         sv->opt = *opts;
@@ -1620,6 +1648,9 @@ static int make_events(struct xtk_save *sv)
     sv->ev_suspend =
         event_new(base, sv->suspend_fd, EV_READ | EV_PERSIST, on_suspend, sv);
     sv->ev_timer = evtimer_new(base, on_timer, sv);
+    sv->ev_done = evtimer_new(base, on_done_deferred, sv);
+    if (!sv->ev_done)
+        return xtk__fail(ENOMEM);
     sv->drain_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (sv->drain_fd < 0)
         return -1;
@@ -1844,16 +1875,28 @@ err : {
 }
 }
 
+static int start(struct xtk_save *sv, xtk_save_done_fn *done, void *arg);
+
 int xtk_save_start(struct xtk_save *sv, xtk_save_done_fn *done, void *arg)
 {
-    struct xtk_domain *dom;
-    int fl;
+    int r;
 
     if (!sv)
         return xtk__fail(EINVAL);
     if (sv->started)
         return xtk__fail(EBUSY);
     sv->started = 1;
+    sv->in_start = 1;
+    r = start(sv, done, arg);
+    sv->in_start = 0;
+    return r;
+}
+
+static int start(struct xtk_save *sv, xtk_save_done_fn *done, void *arg)
+{
+    struct xtk_domain *dom;
+    int fl;
+
     dom = sv->dom;
     stamp(sv, "save started");
     if (prepare(sv) < 0)
@@ -1868,6 +1911,8 @@ int xtk_save_start(struct xtk_save *sv, xtk_save_done_fn *done, void *arg)
         fl = fcntl(sv->opt.peer_fd, F_GETFL);
         if (fl < 0 || fcntl(sv->opt.peer_fd, F_SETFL, fl | O_NONBLOCK) < 0)
             return -1;
+        if (!(fl & O_NONBLOCK))
+            sv->peer_fl = fl;
     }
     if (setup_suspend(sv) < 0)
         return -1;
@@ -2015,6 +2060,7 @@ void xtk_save_free(struct xtk_save *sv)
     ev_free(sv->ev_watch);
     ev_free(sv->ev_heartbeat);
     ev_free(sv->ev_drain);
+    ev_free(sv->ev_done);
     if (sv->notify_fd >= 0)
         close(sv->notify_fd);
     if (sv->drain_fd >= 0)

@@ -14,6 +14,7 @@
  *   - bad options are refused, and the asynchronous form calls back once.
  */
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 
 #include <event2/event.h>
@@ -384,6 +385,63 @@ static void policies(void)
     xtk_domain_close(dom);
 }
 
+/* ---- the job contract: done after start returned, peer_fd as given ---- */
+
+static int contract_returned, contract_calls, contract_err;
+
+static void contract_done(struct xtk_save *sv, int err, void *arg)
+{
+    TEST_ASSERT(contract_returned, "done before xtk_save_start returned");
+    contract_calls++;
+    contract_err = err;
+}
+
+static int failing_request(struct xtk_domain *dom)
+{
+    errno = EIO;
+    return -1;
+}
+
+static void contract(void)
+{
+    struct xtk_domain *dom =
+        kt_create(ctx, "contract", 1, 16, "workload=idle", XTK_DOMCFG_NO_STORE);
+    struct xtk_save_options o = {.flags = XTK_SAVE_MIGRATE};
+    struct xtk__backend_ops ops;
+    struct xtk_stream *out;
+    struct xtk_save *sv;
+    int sp[2];
+
+    kt_wait_up(dom, 1);
+    /* A suspend request that fails at once, inside xtk_save_start. */
+    ops = *dom->ops;
+    ops.suspend_request = failing_request;
+    dom->ops = &ops;
+    TEST_ASSERT(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) == 0,
+                "socketpair");
+    o.peer_fd = sp[0];
+    out = xtk_stream_socket(ctx, sp[0], XTK_STREAM_WRITE);
+    TEST_ASSERT(out, "stream");
+    sv = xtk_save_new(dom, out, &o);
+    TEST_ASSERT(sv, "save");
+    TEST_ASSERT(xtk_save_start(sv, contract_done, NULL) == 0, "started");
+    contract_returned = 1;
+    TEST_ASSERT(contract_calls == 0, "done not yet");
+    for (int i = 0; i < 100 && !contract_calls; i++)
+        event_base_loop(xtk_ctx_event_base(ctx), EVLOOP_ONCE);
+    TEST_ASSERT(contract_calls == 1 && contract_err == EIO,
+                "done once from the loop, with the failure (%d, %d)",
+                contract_calls, contract_err);
+    TEST_ASSERT(!(fcntl(sp[0], F_GETFL) & O_NONBLOCK),
+                "the caller's descriptor is as it was given");
+    xtk_save_free(sv);
+    xtk_stream_close(out);
+    close(sp[0]);
+    close(sp[1]);
+    xtk_domain_destroy(dom);
+    xtk_domain_close(dom);
+}
+
 static void bad_options(void)
 {
     struct xtk_domain *dom =
@@ -423,6 +481,7 @@ int main(void)
     ctx = kt_setup();
     snprintf(img, sizeof(img), "%s/img.xtk", kt_rundir);
     TEST_RUN(bad_options);
+    TEST_RUN(contract);
     TEST_RUN(roundtrips);
     TEST_RUN(keep);
     TEST_RUN(checkpointed);
