@@ -33,8 +33,12 @@ struct xtk_ctx;
  *
  * logger: where messages go.  NULL means a stderr logger at XTK_LOG_WARN
  *   (owned by the context), or no logging at all with XTK_CTX_SILENT.
- * base: the caller's libevent loop, which must outlive the context; NULL
- *   makes a private one, freed by xtk_ctx_close().
+ * base: the caller's libevent loop, which must outlive the context, made
+ *   after evthread_use_pthreads() (libxtk's own threads post events to
+ *   it, which an unlocked base does not survive), best with
+ *   EVENT_BASE_FLAG_PRECISE_TIMER (else libevent's clock may tick in
+ *   4 ms steps, and so do checkpoint intervals); NULL makes a private
+ *   one so (precise timers), freed by xtk_ctx_close().
  *
  * Returns NULL on failure, in which case errno will be set.
  */

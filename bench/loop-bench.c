@@ -1,0 +1,199 @@
+/*
+ * loop-bench - how long libxtk holds up the caller's event loop.
+ *
+ * libxtk runs in the caller's libevent loop (xtk_ctx_open() with the
+ * caller's event_base).  A management daemon has its own work on that
+ * loop; here it is a 1 ms timer, whose lateness (when it fired, less when
+ * it was due) is what libxtk's callbacks cost the caller.  First the
+ * timer alone for two seconds (the same guests running: the machine's own
+ * noise), then with a live migration of one domain and continuous
+ * checkpointing of another on the same loop, until both have ended.
+ *
+ * usage: loop-bench MIG_DOMAIN tcp:HOST:PORT CKPT_DOMAIN tcp:HOST:PORT
+ *                   [EPOCHS [INTERVAL_MS]]
+ * (xtk-restore listening at both; bench/loop-bench.py sets it all up.)
+ * Prints one line per part: fires, lateness p50 / p99 / max (us).
+ */
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <xtk/xtk.h>
+
+#define TICK_NS 1000000ull
+
+struct ticker {
+    struct event *ev;
+    struct xtk_hist *h;
+    uint64_t due;
+    uint64_t fires;
+};
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    struct ticker *t = arg;
+    uint64_t now = xtk_now_ns();
+
+    xtk_hist_record(t->h, now > t->due ? now - t->due : 0);
+    t->fires++;
+    /* The next one is due a tick after this firing (a late tick is not
+     * made up for: each lateness is one stall of the loop). */
+    t->due = now + TICK_NS;
+}
+
+static int connect_to(const char *target)
+{
+    char host[256], *port;
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res;
+    int fd, one = 1;
+
+    if (strncmp(target, "tcp:", 4) ||
+        snprintf(host, sizeof(host), "%s", target + 4) >= (int)sizeof(host) ||
+        !(port = strrchr(host, ':')))
+        return -1;
+    *port++ = 0;
+    if (getaddrinfo(host, port, &hints, &res))
+        return -1;
+    fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd >= 0 && connect(fd, res->ai_addr, res->ai_addrlen) < 0) {
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    if (fd >= 0)
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    return fd;
+}
+
+struct job {
+    struct xtk_domain *dom;
+    struct xtk_stream *out;
+    struct xtk_save *sv;
+    int fd, ended, err;
+};
+
+static void on_done(struct xtk_save *sv, int err, void *arg)
+{
+    struct job *j = arg;
+
+    j->ended = 1;
+    j->err = err;
+}
+
+static int start(struct xtk_ctx *ctx, struct job *j, const char *dom,
+                 const char *target, struct xtk_save_options *o)
+{
+    j->dom = xtk_domain_lookup(ctx, dom);
+    j->fd = connect_to(target);
+    if (!j->dom || j->fd < 0) {
+        fprintf(stderr, "loop-bench: %s -> %s: %s\n", dom, target,
+                strerror(errno));
+        return -1;
+    }
+    o->flags |= XTK_SAVE_MIGRATE;
+    o->peer_fd = j->fd;
+    j->out = xtk_stream_socket(ctx, j->fd, XTK_STREAM_WRITE);
+    j->sv = j->out ? xtk_save_new(j->dom, j->out, o) : NULL;
+    if (!j->sv || xtk_save_start(j->sv, on_done, j) < 0) {
+        fprintf(stderr, "loop-bench: %s: %s\n", dom, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static void report(const char *what, struct ticker *t)
+{
+    struct xtk_hist_summary s;
+
+    xtk_hist_summarize(t->h, &s);
+    printf("%-34s fires %6llu  lateness us p50 %8.1f  p99 %8.1f  max %9.1f\n",
+           what, (unsigned long long)t->fires, s.p50 / 1e3, s.p99 / 1e3,
+           s.max / 1e3);
+}
+
+int main(int argc, char **argv)
+{
+    struct event_base *base;
+    struct timeval tick = {0, 1000};
+    struct ticker t = {0};
+    struct job mig = {0}, ck = {0};
+    struct xtk_save_options mo = {.flags = XTK_SAVE_LIVE};
+    struct xtk_save_options co = {.flags = XTK_SAVE_LIVE};
+    struct xtk_ctx *ctx;
+    uint64_t end;
+
+    if (argc < 5) {
+        fprintf(stderr, "usage: loop-bench MIG_DOMAIN tcp:HOST:PORT "
+                        "CKPT_DOMAIN tcp:HOST:PORT [EPOCHS [INTERVAL_MS]]\n");
+        return 2;
+    }
+    /* libxtk's threads post to the loop: it must be made locked. */
+    if (evthread_use_pthreads() < 0)
+        return 1;
+    {
+        /* A daemon that cares about 1 ms asks for precise timers (libevent
+         * reads the coarse clock otherwise: 4 ms ticks here). */
+        struct event_config *cfg = event_config_new();
+
+        event_config_set_flag(cfg, EVENT_BASE_FLAG_PRECISE_TIMER);
+        base = event_base_new_with_config(cfg);
+        event_config_free(cfg);
+    }
+    co.checkpoints = argc > 5 ? (uint32_t)atoi(argv[5]) : 100;
+    co.checkpoint_interval_ms = argc > 6 ? (uint32_t)atoi(argv[6]) : 25;
+    ctx = xtk_ctx_open(NULL, base, 0);
+    if (!base || !ctx)
+        return 1;
+    t.h = xtk_hist_new();
+    t.ev = event_new(base, -1, EV_PERSIST, on_tick, &t);
+    t.due = xtk_now_ns() + TICK_NS;
+    event_add(t.ev, &tick);
+
+    /* The timer alone: the machine's own noise. */
+    end = xtk_now_ns() + 2000000000ull;
+    while (xtk_now_ns() < end)
+        event_base_loop(base, EVLOOP_ONCE);
+    report("timer alone", &t);
+
+    xtk_hist_reset(t.h);
+    t.fires = 0;
+    if (start(ctx, &mig, argv[1], argv[2], &mo) < 0 ||
+        start(ctx, &ck, argv[3], argv[4], &co) < 0)
+        return 1;
+    t.due = xtk_now_ns() + TICK_NS;
+    while (!mig.ended || !ck.ended)
+        event_base_loop(base, EVLOOP_ONCE);
+    report("timer + migration + checkpoints", &t);
+    printf("migration: %s; checkpoints: %s\n",
+           mig.err ? strerror(mig.err) : "ok",
+           ck.err ? strerror(ck.err) : "ok");
+    {
+        struct xtk_hist *d =
+            xtk_stats_hist(xtk_save_stats(mig.sv), "downtime", "ns");
+        struct xtk_hist_summary s;
+
+        if (d && xtk_hist_summarize(d, &s) == 0 && s.count)
+            printf("migration downtime %.2f ms\n", s.max / 1e6);
+    }
+    xtk_save_free(mig.sv);
+    xtk_save_free(ck.sv);
+    xtk_stream_close(mig.out);
+    xtk_stream_close(ck.out);
+    close(mig.fd);
+    close(ck.fd);
+    xtk_domain_close(mig.dom);
+    xtk_domain_close(ck.dom);
+    event_free(t.ev);
+    xtk_hist_free(t.h);
+    xtk_ctx_close(ctx);
+    event_base_free(base);
+    return mig.err || ck.err;
+}

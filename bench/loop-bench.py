@@ -1,0 +1,75 @@
+#!/usr/bin/env python3
+"""loop-bench.py - how long libxtk holds up the caller's own event loop.
+
+docs/benchmarks.md, "The caller's loop" (issue 12, item 1).  bench/loop-bench
+(C, libxtk in its own libevent loop with a 1 ms timer) first runs the timer
+alone for 2 s, then with, on the same loop, a live migration of a 1 GiB
+guest dirtying 2,000 pages/s over 256 MiB and continuous checkpointing of
+a 256 MiB guest (EPOCHS epochs every INTERVAL ms), each to an xtk-restore
+on loopback in a second run directory, until both end: the timer's
+lateness p50 / p99 / max.  RUNS times.
+
+usage: loop-bench.py BUILD_DIR [RUNS] [--epochs N] [--interval MS]
+Run as root (KVM); `make bench` first.
+"""
+import argparse
+import importlib.util
+import os
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+_spec = importlib.util.spec_from_file_location(
+    "engine_bench", os.path.join(HERE, "engine-bench.py"))
+eb = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(eb)
+
+
+def listener(env):
+    port = eb.free_port()
+    p = env.spawn(env.path("xtk-restore"), "-q", "listen:127.0.0.1:%d" % port,
+                  rundir="dst", stdout=subprocess.DEVNULL)
+    for _ in range(100):
+        if subprocess.run(["ss", "-Hltn", "sport = :%d" % port],
+                          capture_output=True, text=True).stdout.strip():
+            break
+        time.sleep(0.02)
+    return p, port
+
+
+def main():
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("build")
+    ap.add_argument("runs", type=int, nargs="?", default=3)
+    ap.add_argument("--epochs", type=int, default=100)
+    ap.add_argument("--interval", type=int, default=25)
+    a = ap.parse_args()
+    env = eb.Env(a.build)
+    try:
+        for i in range(a.runs):
+            env.xtk("create", "-n", "mig", "-m", "1024", "-w", "dirty", "-P",
+                    "65536", "-r", "2000", "--no-store")
+            env.xtk("create", "-n", "ck", "-m", "256", "-w", "dirty", "-P",
+                    "16384", "-r", "2000", "--no-store")
+            env.wait_up("mig")
+            env.wait_up("ck")
+            time.sleep(1.0)
+            pm, portm = listener(env)
+            pc, portc = listener(env)
+            out = env.run(env.path("bench/loop-bench"), "mig",
+                          "tcp:127.0.0.1:%d" % portm, "ck",
+                          "tcp:127.0.0.1:%d" % portc, str(a.epochs),
+                          str(a.interval), capture_output=True,
+                          text=True).stdout
+            print("run %d:\n%s" % (i + 1, out), flush=True)
+            pm.wait(timeout=60)
+            pc.wait(timeout=60)
+            env.destroy_all()
+    finally:
+        env.close()
+
+
+if __name__ == "__main__":
+    main()
