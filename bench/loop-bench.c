@@ -30,11 +30,17 @@
 
 #define TICK_NS 1000000ull
 
+#define MAX_STALLS 64
+#define STALL_NS 2000000ull /* a lateness worth explaining */
+
 struct ticker {
     struct event *ev;
     struct xtk_hist *h;
     uint64_t due;
     uint64_t fires;
+    int record;
+    size_t nstalls;
+    uint64_t stall_at[MAX_STALLS], stall_ns[MAX_STALLS];
 };
 
 static void on_tick(evutil_socket_t fd, short what, void *arg)
@@ -44,6 +50,10 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 
     xtk_hist_record(t->h, now > t->due ? now - t->due : 0);
     t->fires++;
+    if (t->record && now > t->due + STALL_NS && t->nstalls < MAX_STALLS) {
+        t->stall_at[t->nstalls] = t->due;
+        t->stall_ns[t->nstalls++] = now - t->due;
+    }
     /* The next one is due a tick after this firing (a late tick is not
      * made up for: each lateness is one stall of the loop). */
     t->due = now + TICK_NS;
@@ -109,6 +119,22 @@ static int start(struct xtk_ctx *ctx, struct job *j, const char *dom,
     return 0;
 }
 
+/* The job's last phase stamped before ns, and how long before. */
+static const char *phase_before(struct xtk_save *sv, uint64_t ns, uint64_t *ago)
+{
+    struct xtk_stats *st = xtk_save_stats(sv);
+    const char *best = "(none yet)", *name;
+    uint64_t t;
+
+    *ago = 0;
+    for (size_t i = 0; i < xtk_stats_phase_count(st); i++)
+        if (xtk_stats_phase_get(st, i, &name, &t) == 0 && t <= ns) {
+            best = name;
+            *ago = ns - t;
+        }
+    return best;
+}
+
 static void report(const char *what, struct ticker *t)
 {
     struct xtk_hist_summary s;
@@ -169,9 +195,21 @@ int main(int argc, char **argv)
         start(ctx, &ck, argv[3], argv[4], &co) < 0)
         return 1;
     t.due = xtk_now_ns() + TICK_NS;
+    t.record = 1;
     while (!mig.ended || !ck.ended)
         event_base_loop(base, EVLOOP_ONCE);
     report("timer + migration + checkpoints", &t);
+    /* Each stall over 2 ms, with what each job had last done when it
+     * began (the loop was in that job's next step). */
+    for (size_t i = 0; i < t.nstalls; i++) {
+        uint64_t a, b;
+        const char *pm = phase_before(mig.sv, t.stall_at[i], &a);
+        const char *pc = phase_before(ck.sv, t.stall_at[i], &b);
+
+        printf("  stall %6.2f ms: migration after \"%s\" (+%.2f ms), "
+               "checkpoints after \"%s\" (+%.2f ms)\n",
+               t.stall_ns[i] / 1e6, pm, a / 1e6, pc, b / 1e6);
+    }
     printf("migration: %s; checkpoints: %s\n",
            mig.err ? strerror(mig.err) : "ok",
            ck.err ? strerror(ck.err) : "ok");

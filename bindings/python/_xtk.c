@@ -74,7 +74,11 @@ typedef struct {
     pthread_mutex_t lock;
     char recent[16][512]; /* the last 16 error messages, by number % 16 */
     uint64_t errors;      /* how many were logged */
+    struct job *jobs;     /* every job of the context (under lock) */
 } ContextObject;
+
+struct job;
+static void context_end_jobs(ContextObject *c);
 
 static PyTypeObject ContextType;
 
@@ -142,7 +146,9 @@ static int on_loop(ContextObject *c, void (*fn)(void *), void *arg)
     struct call k = {.fn = fn, .arg = arg};
     struct timeval now = {0, 0};
 
-    if (pthread_equal(pthread_self(), c->thread)) {
+    /* On the loop's thread, or with no loop left (the context closed):
+     * nothing else runs libxtk calls of this context. */
+    if (!c->running || pthread_equal(pthread_self(), c->thread)) {
         fn(arg);
         return 0;
     }
@@ -222,6 +228,8 @@ static void context_stop(ContextObject *self)
 {
     if (!self->running)
         return;
+    /* With the GIL held: no Job is freed meanwhile. */
+    context_end_jobs(self);
     Py_BEGIN_ALLOW_THREADS;
     on_loop(self, break_loop, self->base);
     pthread_join(self->thread, NULL);
@@ -653,7 +661,8 @@ struct jev {
 
 struct job {
     enum job_kind kind;
-    ContextObject *c; /* kept alive by the Job object */
+    ContextObject *c;        /* kept alive by the Job object */
+    struct job *next, *prev; /* the context's list */
 
     /* Owned by the loop thread while the job runs. */
     struct xtk_domain *dom;
@@ -891,6 +900,12 @@ static struct job *job_new(ContextObject *c, enum job_kind kind)
     j->kind = kind;
     j->c = c;
     j->fd = j->lfd = -1;
+    pthread_mutex_lock(&c->lock);
+    j->next = c->jobs;
+    if (c->jobs)
+        c->jobs->prev = j;
+    c->jobs = j;
+    pthread_mutex_unlock(&c->lock);
     j->zlib = -2;
     j->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (j->efd < 0) {
@@ -913,6 +928,14 @@ static void job_free(struct job *j)
 {
     if (!j)
         return;
+    pthread_mutex_lock(&j->c->lock);
+    if (j->prev)
+        j->prev->next = j->next;
+    else
+        j->c->jobs = j->next;
+    if (j->next)
+        j->next->prev = j->prev;
+    pthread_mutex_unlock(&j->c->lock);
     close(j->efd);
     free(j->log);
     free(j->final_json);
@@ -1603,6 +1626,32 @@ static void job_cancel_and_wait(struct job *j)
     while (!j->released)
         pthread_cond_wait(&j->cv, &j->lock);
     pthread_mutex_unlock(&j->lock);
+}
+
+/*
+ * The context closes: what still runs is cancelled, as Job.cancel() does
+ * (a save in pre-copy aborted, a checkpointing one ended with END, a
+ * restore stopped), and waited for, with the GIL held.
+ */
+static void context_end_jobs(ContextObject *c)
+{
+    for (;;) {
+        struct job *j, *pick = NULL;
+
+        pthread_mutex_lock(&c->lock);
+        for (j = c->jobs; j && !pick; j = j->next) {
+            pthread_mutex_lock(&j->lock);
+            if (!j->released)
+                pick = j;
+            pthread_mutex_unlock(&j->lock);
+        }
+        pthread_mutex_unlock(&c->lock);
+        if (!pick)
+            return;
+        /* The GIL stays held: a Job freed by another thread meanwhile
+         * would take pick with it (the loop needs no GIL). */
+        job_cancel_and_wait(pick);
+    }
 }
 
 static PyObject *Job_cancel(JobObject *self, PyObject *unused)

@@ -59,11 +59,13 @@ grep -q "not a valid state file" "$XSD_DIR/log3" || fail "no clear error"
 
 # 3. sd_notify: READY=1 then STOPPING=1, on a path and on an abstract socket.
 for ns in "$XSD_DIR/notify" "@xsdt-notify-$$"; do
-  "$PY" - "$ns" > "$XSD_DIR/notified" <<'PYEOF' &
+  rm -f "$XSD_DIR/bound"
+  "$PY" - "$ns" "$XSD_DIR/bound" > "$XSD_DIR/notified" <<'PYEOF' &
 import socket, sys
 name = sys.argv[1]
 s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
 s.bind("\0" + name[1:] if name.startswith("@") else name)
+open(sys.argv[2], "w").close()  # bound: the daemon may start
 s.settimeout(20)
 got = []
 while "STOPPING=1" not in got:
@@ -71,10 +73,10 @@ while "STOPPING=1" not in got:
 print(" ".join(got))
 PYEOF
   lpid=$!
-  for _ in $(seq 100); do
-    { [ "${ns#@}" != "$ns" ] || [ -S "$ns" ]; } && break; sleep 0.05
-  done
-  sleep 0.2
+  # An abstract socket has no file to wait for: the listener says when
+  # it is bound (a fixed sleep lost READY=1 under load).
+  for _ in $(seq 200); do [ -e "$XSD_DIR/bound" ] && break; sleep 0.05; done
+  [ -e "$XSD_DIR/bound" ] || fail "the notification listener did not start"
   NOTIFY_SOCKET=$ns xsd_start
   xsd_stop
   wait $lpid || fail "no notification on $ns"

@@ -17,13 +17,29 @@ export XTK_BUILD=$b XSD_LITE=$b/xsd-lite/xsd-lite
 export PYTHONPATH=$b/bindings/python/.libs:$s/bindings/python
 export LD_LIBRARY_PATH=$b/.libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 export PYTHONDONTWRITEBYTECODE=1
+preload=
 case ${SAN_CFLAGS:-} in
 *address*)
   asan=$(${CC:-gcc} -print-file-name=libasan.so)
   ubsan=$(${CC:-gcc} -print-file-name=libubsan.so)
-  export LD_PRELOAD="$asan $ubsan"
+  preload="$asan $ubsan"
   export ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0
   ;;
 esac
+# pytest's temporary directories (the run directories) in one place, so
+# that a run that dies (a crash under a sanitizer) leaves no guest behind.
+base=$(mktemp -d /tmp/xtk-pytest.XXXXXX)
+cleanup() {
+  local rc=$? p
+  for p in $(pgrep -f "xtk-hv .*--rundir $base/" || true); do
+    kill -9 "$p" 2>/dev/null || true
+  done
+  rm -rf "$base"
+  exit $rc
+}
+trap cleanup EXIT
 cd "$s/bindings/python/tests"
-exec "$py" -m pytest -p no:cacheprovider -q -rs "$@" .
+# The runtime for the interpreter only (pgrep in the cleanup hangs under
+# it).
+LD_PRELOAD=$preload "$py" -m pytest -p no:cacheprovider -q -rs \
+  --basetemp="$base/t" "$@" .

@@ -360,3 +360,36 @@ def test_no_leaks(host, tmp_path):
         ctx.save("k", "/dev/null", keep=True).wait()
     assert _fds() == fds
     self_check(ctx.run_dir, "k")
+
+
+def test_close_with_jobs_running(tmp_path):
+    """Closing a context cancels what still runs and waits for it: the
+    source guest runs on, nothing is left at the destination, and the
+    jobs have a definite end."""
+    a = xtk.Context(run_dir=str(tmp_path / "a"), log_level="none")
+    b = xtk.Context(run_dir=str(tmp_path / "b"), log_level="none")
+    try:
+        d = a.create(name="h", **HOT)
+        r = b.restore("listen:0")
+        j = a.migrate("h", "tcp:127.0.0.1:%d" % r.port, **NEVER)
+        wait_for(j, "round", 2)
+        listening = b.restore("listen:0")
+        a.close()  # j: cancelled in pre-copy, waited for
+        assert j.done()
+        with pytest.raises(xtk.CancelledError):
+            j.wait(0)
+        with pytest.raises(ValueError):
+            d.info()  # the context is closed
+        b.close()
+        for job in (r, listening):
+            assert job.done()
+            with pytest.raises(xtk.Error):
+                job.wait(0)
+    finally:
+        a.close()
+        b.close()
+    c = xtk.Context(run_dir=str(tmp_path / "a"), log_level="none")
+    self_check(c.run_dir, "h")
+    assert [i.name for i in c.domains()] == ["h"]
+    c.domain("h").destroy()
+    assert xtk.Context(run_dir=str(tmp_path / "b")).domains() == []
