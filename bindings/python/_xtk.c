@@ -1136,6 +1136,43 @@ static int tcp_connect(const char *host, const char *port, int wait_ms)
     return -1;
 }
 
+/*
+ * Runs a job's start on the loop (fn fills s->rc, s->err, s->why and, on
+ * failure, releases the job).  Without the GIL.  0, or the errno.
+ */
+static int start_on_loop(ContextObject *c, void (*fn)(void *),
+                         struct start_call *s)
+{
+    if (on_loop(c, fn, s) < 0) {
+        s->rc = -1;
+        s->err = errno;
+        job_release(-1, 0, s->j);
+    }
+    return s->rc < 0 ? s->err : 0;
+}
+
+static void job_cancel_and_wait(struct job *j);
+
+/* The Python object of a started job; if it cannot be made, the job is
+ * cancelled and waited for (without Python), and NULL. */
+static PyObject *job_object(ContextObject *c, struct job *j, int port)
+{
+    JobObject *jo = PyObject_New(JobObject, &JobType);
+
+    if (!jo) {
+        Py_BEGIN_ALLOW_THREADS;
+        job_cancel_and_wait(j);
+        Py_END_ALLOW_THREADS;
+        job_free(j);
+        return NULL;
+    }
+    Py_INCREF(c);
+    jo->ctx = c;
+    jo->j = j;
+    jo->port = port;
+    return (PyObject *)jo;
+}
+
 static const char *suspend_names[] = {"evtchn", "store", "pause", "xl"};
 
 /*
@@ -1157,7 +1194,6 @@ static PyObject *Context_save(ContextObject *self, PyObject *args, PyObject *kw)
                  timeout = 0, hb = 0, peer = 0;
     unsigned long long max_bytes = 0;
     struct start_call s = {0};
-    JobObject *jo;
     struct job *j;
     int e = 0;
     size_t k;
@@ -1224,12 +1260,7 @@ static PyObject *Context_save(ContextObject *self, PyObject *args, PyObject *kw)
     if (!e) {
         s.j = j;
         s.domain = domain;
-        if (on_loop(self, do_save_start, &s) < 0) {
-            s.rc = -1;
-            s.err = errno;
-            job_release(-1, 0, j);
-        }
-        e = s.rc < 0 ? s.err : 0;
+        e = start_on_loop(self, do_save_start, &s);
     } else {
         if (j->fd >= 0)
             close(j->fd);
@@ -1242,24 +1273,7 @@ static PyObject *Context_save(ContextObject *self, PyObject *args, PyObject *kw)
         job_free(j);
         return raise_error(e, s.why, NULL);
     }
-    jo = PyObject_New(JobObject, &JobType);
-    if (!jo) {
-        /* The save runs: stop it and wait (without Python). */
-        Py_BEGIN_ALLOW_THREADS;
-        on_loop(self, (void (*)(void *))xtk_save_cancel, j->sv);
-        pthread_mutex_lock(&j->lock);
-        while (!j->released)
-            pthread_cond_wait(&j->cv, &j->lock);
-        pthread_mutex_unlock(&j->lock);
-        Py_END_ALLOW_THREADS;
-        job_free(j);
-        return NULL;
-    }
-    Py_INCREF(self);
-    jo->ctx = self;
-    jo->j = j;
-    jo->port = 0;
-    return (PyObject *)jo;
+    return job_object(self, j, 0);
 }
 
 /* ---- starting a restore -------------------------------------------------- */
@@ -1504,7 +1518,6 @@ static PyObject *Context_restore(ContextObject *self, PyObject *args,
     int failover = 0, decompress = -1; /* -1: look */
     unsigned int peer = 0;
     struct start_call s = {0};
-    JobObject *jo;
     struct job *j;
     int e = 0, port = 0;
 
@@ -1560,12 +1573,7 @@ static PyObject *Context_restore(ContextObject *self, PyObject *args,
     }
     if (!e) {
         s.j = j;
-        if (on_loop(self, do_restore_start, &s) < 0) {
-            s.rc = -1;
-            s.err = errno;
-            job_release(-1, 0, j);
-        }
-        e = s.rc < 0 ? s.err : 0;
+        e = start_on_loop(self, do_restore_start, &s);
     } else {
         xtk_stream_close(j->stream);
         j->stream = NULL;
@@ -1578,23 +1586,7 @@ static PyObject *Context_restore(ContextObject *self, PyObject *args,
         job_free(j);
         return raise_error(e, s.why, NULL);
     }
-    jo = PyObject_New(JobObject, &JobType);
-    if (!jo) {
-        Py_BEGIN_ALLOW_THREADS;
-        on_loop(self, do_restore_cancel, j);
-        pthread_mutex_lock(&j->lock);
-        while (!j->released)
-            pthread_cond_wait(&j->cv, &j->lock);
-        pthread_mutex_unlock(&j->lock);
-        Py_END_ALLOW_THREADS;
-        job_free(j);
-        return NULL;
-    }
-    Py_INCREF(self);
-    jo->ctx = self;
-    jo->j = j;
-    jo->port = port;
-    return (PyObject *)jo;
+    return job_object(self, j, port);
 }
 
 /* ---- Job methods ----------------------------------------------------------
