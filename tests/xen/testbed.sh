@@ -290,7 +290,7 @@ boot() { # boot OUTPUT: Xen and dom0 under QEMU, console to OUTPUT
     -monitor "unix:mon.sock,server=on,wait=off" \
     </dev/null >"$1" 2>&1) &
   qpid=$!
-  rm -f "$run/froze"
+  rm -f "$run/froze" "$run/nudged"
   watch_console "$1" "$qpid" &
   local wpid=$!
   wait "$qpid"
@@ -302,32 +302,26 @@ boot() { # boot OUTPUT: Xen and dom0 under QEMU, console to OUTPUT
 }
 
 # A machine that stopped: the console silent for $XTK_XEN_SILENT seconds
-# (420).  dom0 prints at least every 90 s while it lives, even through a
-# stalled check (dom0-init.sh's watchdog), and Xen and the kernels print
+# (240).  dom0 prints at least every 60-90 s while it lives, even through
+# a stalled check (dom0-init.sh's watchdog), and Xen and the kernels print
 # all through the boot, so that long a silence means the emulated machine
-# stopped: once under TCG every vCPU sat halted with nothing pending, QEMU
-# idle, for 18 minutes.  What QEMU's monitor says of the vCPUs goes to
-# $run/froze (and the log), QEMU is killed, and boot_to_init boots again.
-silent=${XTK_XEN_SILENT:-420}
-watch_console() { # watch_console CONSOLE PID-OF-TIMEOUT
-  local size last=-1 since now qemu ticks
-  since=$(date +%s)
-  while kill -0 "$2" 2>/dev/null; do
-    sleep 15
-    size=$(stat -c %s "$1" 2>/dev/null || echo 0)
-    now=$(date +%s)
-    if [ "$size" != "$last" ]; then
-      last=$size
-      since=$now
-      continue
-    fi
-    [ $((now - since)) -ge "$silent" ] || continue
-    qemu=$(pgrep -P "$2" | head -n 1)
-    ticks=$(awk '{print $14 + $15}' "/proc/$qemu/stat" 2>/dev/null)
-    {
-      echo "the console was silent for $((now - since)) s; QEMU (pid $qemu) has used $((${ticks:-0} / $(getconf CLK_TCK))) s of CPU"
-      /usr/bin/python3 - "$run/mon.sock" <<'PY' 2>&1
-import re, socket, sys, time
+# stopped: under TCG, now and then, the vCPU sits halted in Xen's idle
+# loop with nothing pending, QEMU idle, for good (seen for 18 minutes;
+# QEMU's CPU has no TSC-deadline timer, so Xen times with the local APIC's
+# one-shot count).  What QEMU's monitor says of the vCPU and its local
+# APIC (its timer's count, IRR and ISR say whether the timer was armed
+# or an interrupt was left in service) goes to the log; then the machine
+# is sent an NMI, which Xen passes to dom0 and which wakes dom0's vCPU.
+# If the console moves within $XTK_XEN_NUDGE_WAIT s (100: more than
+# dom0's watchdog interval), the run goes on and the log says so
+# ($run/nudged); otherwise QEMU is killed ($run/froze) and boot_to_init
+# boots again.
+silent=${XTK_XEN_SILENT:-240}
+nudge_wait=${XTK_XEN_NUDGE_WAIT:-100}
+# monitor CMD...: each HMP command's output, through QEMU's monitor socket.
+monitor() {
+  /usr/bin/python3 - "$run/mon.sock" "$@" <<'PY' 2>&1
+import re, socket, sys
 s = socket.socket(socket.AF_UNIX)
 s.settimeout(3)
 s.connect(sys.argv[1])
@@ -347,14 +341,44 @@ def read():
     text = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", out.decode(errors="replace"))
     return [l for l in text.replace("\r", "").split("\n")[1:] if not l.startswith("(qemu)")]
 read()
-for cmd in ("info status", "info cpus", "info registers -a"):
+for cmd in sys.argv[2:]:
     s.sendall(cmd.encode() + b"\n")
     print("(qemu) " + cmd)
     print("\n".join(read()))
 PY
-    } >"$run/froze"
-    kill "$qemu" 2>/dev/null
-    return 0
+}
+watch_console() { # watch_console CONSOLE PID-OF-TIMEOUT
+  local size last=-1 since now qemu ticks nudged=
+  since=$(date +%s)
+  while kill -0 "$2" 2>/dev/null; do
+    sleep 15
+    size=$(stat -c %s "$1" 2>/dev/null || echo 0)
+    now=$(date +%s)
+    if [ "$size" != "$last" ]; then
+      last=$size
+      since=$now
+      if [ -n "$nudged" ]; then
+        echo "the console moved again $((now - nudged)) s after the NMI: the run goes on" >>"$run/nudged"
+        nudged=
+      fi
+      continue
+    fi
+    if [ -n "$nudged" ]; then
+      [ $((now - nudged)) -ge "$nudge_wait" ] || continue
+      # The NMI did not wake it: the machine is lost, boot again.
+      echo "the console stayed silent $((now - nudged)) s after the NMI" >>"$run/nudged"
+      mv "$run/nudged" "$run/froze"
+      kill "$qemu" 2>/dev/null
+      return 0
+    fi
+    [ $((now - since)) -ge "$silent" ] || continue
+    qemu=$(pgrep -P "$2" | head -n 1)
+    ticks=$(awk '{print $14 + $15}' "/proc/$qemu/stat" 2>/dev/null)
+    {
+      echo "the console was silent for $((now - since)) s; QEMU (pid $qemu) has used $((${ticks:-0} / $(getconf CLK_TCK))) s of CPU"
+      monitor "info status" "info cpus" "info lapic" "info pic" "info registers -a" "nmi"
+    } >>"$run/nudged"
+    nudged=$(date +%s)
   done
 }
 
@@ -369,6 +393,10 @@ boot_to_init() {
     rc=$?
     tr -d '\r' <"$1" >"$1.txt"
     log "boot $try: QEMU exited $rc after $(($(date +%s) - t0)) s"
+    if [ -s "$run/nudged" ]; then
+      echo "---- boot $try: the machine stopped, and an NMI woke it ----"
+      head -c 20000 "$run/nudged"
+    fi
     if [ -s "$run/froze" ]; then
       # The machine stopped (watch_console): not a check's failure but the
       # emulator's; said loudly, with what QEMU said of the vCPUs, and the
@@ -378,7 +406,7 @@ boot_to_init() {
       echo "---- QEMU's monitor when it stopped ----"
       head -c 20000 "$run/froze"
       [ "$try" = 2 ] && die "the emulated machine stopped in both boots (see above)"
-      log "boot $try: the emulated machine stopped (console silent ${silent} s): booting once more"
+      log "boot $try: the emulated machine stopped (console silent ${silent} s, an NMI did not wake it): booting once more"
       continue
     fi
     grep -q '^XTK-INIT' "$1.txt" && return 0
