@@ -80,6 +80,10 @@ int xtk__rec_append(void **buf, size_t *len, size_t *cap, uint32_t type,
     return 0;
 }
 
+/* A backend a test program registered (lib/fake/: xtk__fake_register()):
+ * in the tests only, which link libxtk's objects statically. */
+const struct xtk__backend_ops *xtk__test_backend;
+
 const struct xtk__backend_ops *xtk__backend_pick(struct xtk_ctx *ctx)
 {
     const char *want = getenv("XTK_BACKEND");
@@ -90,6 +94,8 @@ const struct xtk__backend_ops *xtk__backend_pick(struct xtk_ctx *ctx)
     if (!strcmp(want, xtk__xen_backend.name))
         return &xtk__xen_backend;
 #endif
+    if (xtk__test_backend && !strcmp(want, xtk__test_backend->name))
+        return xtk__test_backend;
     XTK_ERROR(ctx, "XTK_BACKEND=%s: no such backend in this build", want);
     errno = ENOTSUP;
     return NULL;

@@ -530,7 +530,11 @@ extern const struct xtk__backend_ops xtk__kvm_backend;
 extern const struct xtk__backend_ops xtk__xen_backend;
 #endif
 
-/* The backend a context uses: $XTK_BACKEND ("kvm" or "xen"), else kvm. */
+/* A backend of the tests' (lib/fake/fake.h), chosen by its name. */
+extern const struct xtk__backend_ops *xtk__test_backend;
+
+/* The backend a context uses: $XTK_BACKEND ("kvm" or "xen", or the tests'
+ * backend's name), else kvm. */
 const struct xtk__backend_ops *xtk__backend_pick(struct xtk_ctx *ctx);
 
 /*

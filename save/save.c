@@ -1393,6 +1393,18 @@ static int destroyed(struct xtk_save *sv, int err)
                    "domain %u: the save is complete, but the "
                    "domain could not be destroyed",
                    sv->dom->domid);
+        /* A failed save leaves the domain running, unless another copy
+         * runs it already (the destination replied). */
+        if (sv->reply_got)
+            XTK_ERROR(sv->ctx,
+                      "domain %u stays stopped here: the destination "
+                      "runs it",
+                      sv->dom->domid);
+        else if (sv->dom->ops->resume(sv->dom) < 0)
+            XTK_PERROR(sv->ctx, "domain %u: cannot resume it either",
+                       sv->dom->domid);
+        else
+            stamp(sv, "source resumed");
         return sv->destroy_errno ? sv->destroy_errno : EIO;
     }
     xtk_stats_phase_at(sv->st, "source destroyed", sv->destroy_ns);

@@ -1,0 +1,70 @@
+/*
+ * fake.h - the fault-injecting backend (XTK_BACKEND=fake), linked into
+ * the engine's tests only (libxtk-fake.la), never into libxtk.so or the
+ * programs: a test calls xtk__fake_register(), then contexts opened with
+ * XTK_BACKEND=fake use it.
+ *
+ * Its guests are memory in the process: each domain is an anonymous
+ * mapping and a thread, the "guest", that writes pages at a set rate over
+ * a working set and keeps its own dirty log exactly (it sets the bit of
+ * each page it writes).  The guest answers suspend requests (unless told
+ * not to), stops when paused, and carries in its state a checksum of its
+ * whole memory taken when it stopped: a restored guest checks its memory
+ * against it when it is resumed, and is marked crashed when they differ
+ * (its self-check).  Domains live as long as the process (or until
+ * destroyed), so a test saves and restores in one process.
+ *
+ * The guest's workload comes from the domain config's cmdline, as the
+ * built-in guest's: "dirty=PAGES_PER_S[:WORKING_SET_PAGES]" (default
+ * 1000 pages/s over the first 1024 frames; 0: an idle guest), and
+ * "nosuspend" (it never answers a suspend request).
+ *
+ * Any operation can be made to fail or stall: xtk__fake_faults() or
+ * $XTK_FAKE_FAULTS (read when the first operation runs) hold a list
+ *
+ *     OP[@N][=ERR|=stall:MS],...
+ *
+ * OP is an operation's name as in struct xtk__backend_ops ("logdirty_read",
+ * "get_state", ...); @N its Nth call from now on (1: the next; 0 or no
+ * @N: every call); ERR an errno name (EIO, ENOMEM, ...) or number, EIO
+ * if absent; stall:MS sleeps MS milliseconds in the call and then does it.
+ * Each operation's calls are counted from the last xtk__fake_faults().
+ */
+#ifndef XTK_FAKE_H
+#define XTK_FAKE_H
+
+#include <stdint.h>
+
+/* Makes the fake backend XTK_BACKEND=fake's. */
+void xtk__fake_register(void);
+
+/* What a test may look at in a fake domain. */
+struct xtk__fake_status {
+    uint64_t writes;      /* pages the guest has written since it was created
+                             (a restored guest: since its source was) */
+    uint64_t ticks;       /* its thread's passes while running (a restored
+                             guest: from 0) */
+    uint32_t flags;       /* XTK_DOMINFO_* */
+    int logging;          /* the dirty log is on */
+    int suspend_wanted;   /* a suspend request the guest has not acted on */
+    unsigned int handles; /* open handles on it */
+    unsigned int pauses;  /* pauses held */
+};
+
+/*
+ * Sets the faults (see above; NULL or "" for none) and restarts every
+ * operation's count.  Returns 0, or -1 (EINVAL) for a list it cannot read,
+ * which leaves the faults as they were.
+ */
+int xtk__fake_faults(const char *spec);
+
+/* Calls made to op since the last xtk__fake_faults() (0 for an unknown op). */
+unsigned int xtk__fake_calls(const char *op);
+
+/* The status of fake domain domid: 0, or -1 (ENOENT). */
+int xtk__fake_status(uint32_t domid, struct xtk__fake_status *st);
+
+/* How many fake domains exist (not destroyed). */
+unsigned int xtk__fake_count(void);
+
+#endif /* XTK_FAKE_H */

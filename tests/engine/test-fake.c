@@ -1,0 +1,542 @@
+/*
+ * test-fake.c - the save and restore engines on the fault-injecting
+ * backend (XTK_BACKEND=fake, lib/fake/fake.h): no /dev/kvm, no xtk-hv.
+ *   - round trips: a live save of a guest writing its memory to a file
+ *     and a restore from it, and a live migration over a socket pair with
+ *     the reply, both jobs in one loop; the restored guest's check of its
+ *     memory against the checksum its state carries passes and it runs;
+ *   - every backend operation a save calls, failing at its first and at
+ *     its last call (a pre-copy round's dirty read and the final one, the
+ *     suspend, the state...): the save fails with that error, or, past the
+ *     point of no return, completes; a failed save leaves the source
+ *     running, unpaused, not suspended, not logging, with no handle but
+ *     the test's; a completed one has the source gone and a restorable
+ *     file;
+ *   - every operation a restore calls, failing: the restore fails and no
+ *     domain is left (never a half-built guest);
+ *   - cancel after each phase the save stamps: before the guest is asked
+ *     to stop, ECANCELED and the source runs on; once it has stopped, the
+ *     save completes;
+ *   - a guest that never answers the suspend request: ETIMEDOUT after the
+ *     timeout, the request withdrawn, the guest running;
+ *   - no descriptor is left open (and, under ASan, no memory).
+ */
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <xtk/ctx.h>
+#include <xtk/domain.h>
+#include <xtk/restore.h>
+#include <xtk/save.h>
+#include <xtk/stats.h>
+
+#include "../../lib/fake/fake.h"
+#include "../test.h"
+
+#define N(a) (sizeof(a) / sizeof((a)[0]))
+
+static struct xtk_ctx *ctx;
+static char img[64];
+static unsigned int serial;
+
+static int open_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    int n = 0;
+
+    TEST_ASSERT(d, "/proc/self/fd");
+    while (readdir(d))
+        n++;
+    closedir(d);
+    return n;
+}
+
+static struct xtk_domain *source(const char *cmdline)
+{
+    char name[32];
+    struct xtk_domain_config c = {
+        .name = name, .memory_mib = 16, .cmdline = cmdline};
+    struct xtk_domain *dom;
+
+    snprintf(name, sizeof(name), "src-%u", ++serial);
+    dom = xtk_domain_create(ctx, &c);
+    TEST_ASSERT(dom, "create %s", name);
+    return dom;
+}
+
+static struct xtk__fake_status status(uint32_t domid)
+{
+    struct xtk__fake_status st;
+
+    TEST_ASSERT(xtk__fake_status(domid, &st) == 0, "domain %u exists", domid);
+    return st;
+}
+
+/* The domain runs: unpaused, not suspended, not crashed, and its thread
+ * makes progress. */
+static void assert_runs(uint32_t domid, const char *what)
+{
+    struct xtk__fake_status a = status(domid), b;
+    struct timespec ts = {0, 20 * 1000 * 1000};
+
+    TEST_ASSERT(!(a.flags & (XTK_DOMINFO_PAUSED | XTK_DOMINFO_SUSPENDED |
+                             XTK_DOMINFO_EMPTY | XTK_DOMINFO_CRASHED)),
+                "%s: domain %u runs (flags %#x)", what, domid, a.flags);
+    nanosleep(&ts, NULL);
+    b = status(domid);
+    TEST_ASSERT(b.ticks > a.ticks, "%s: domain %u makes progress", what, domid);
+}
+
+/* A source whose save failed: as it was before, the test's handle only. */
+static void assert_untouched(uint32_t domid, const char *what)
+{
+    struct xtk__fake_status st = status(domid);
+
+    assert_runs(domid, what);
+    TEST_ASSERT(
+        !st.logging && !st.suspend_wanted && st.pauses == 0 && st.handles == 1,
+        "%s: domain %u left as it was (logging %d, suspend asked %d, "
+        "pauses %u, handles %u)",
+        what, domid, st.logging, st.suspend_wanted, st.pauses, st.handles);
+}
+
+/* A live save of dom to img: 0, or -1 with errno. */
+static int save_file(struct xtk_domain *dom, struct xtk_save_options *o)
+{
+    struct xtk_stream *out = xtk_stream_file(ctx, img, XTK_STREAM_WRITE);
+    struct xtk_save *sv;
+    int rc, e;
+
+    TEST_ASSERT(out, "open %s", img);
+    sv = xtk_save_new(dom, out, o);
+    TEST_ASSERT(sv, "xtk_save_new");
+    rc = xtk_save_run(sv);
+    e = errno;
+    xtk_save_free(sv);
+    TEST_ASSERT(xtk_stream_close(out) == 0 || rc < 0, "close %s", img);
+    errno = e;
+    return rc;
+}
+
+/* Restores img as a new domain: its id, or 0 with errno. */
+static uint32_t restore_file(void)
+{
+    char name[32];
+    struct xtk_restore_options ro = {.name = name};
+    struct xtk_stream *in = xtk_stream_file(ctx, img, XTK_STREAM_READ);
+    struct xtk_restore *rs;
+    uint32_t domid = 0;
+    int e;
+
+    snprintf(name, sizeof(name), "dst-%u", ++serial);
+    TEST_ASSERT(in, "open %s", img);
+    rs = xtk_restore_new(ctx, in, &ro);
+    TEST_ASSERT(rs, "xtk_restore_new");
+    if (xtk_restore_run(rs) == 0)
+        domid = xtk_restore_domid(rs);
+    e = errno;
+    xtk_restore_free(rs);
+    xtk_stream_close(in);
+    errno = e;
+    return domid;
+}
+
+static void destroy(uint32_t domid)
+{
+    struct xtk_domain *dom = xtk_domain_open(ctx, domid);
+
+    TEST_ASSERT(dom, "open %u", domid);
+    TEST_ASSERT(xtk_domain_destroy(dom) == 0, "destroy %u", domid);
+    xtk_domain_close(dom);
+}
+
+/* The restored domain runs on from where its source was. */
+static void assert_restored(uint32_t domid, uint64_t writes_before)
+{
+    struct xtk__fake_status st = status(domid);
+
+    TEST_ASSERT(!(st.flags & XTK_DOMINFO_CRASHED),
+                "domain %u passed its memory check", domid);
+    TEST_ASSERT(st.writes >= writes_before,
+                "domain %u runs on from its source's %llu writes (%llu)", domid,
+                (unsigned long long)writes_before,
+                (unsigned long long)st.writes);
+    assert_runs(domid, "restored");
+}
+
+static void roundtrip(void)
+{
+    struct xtk_domain *dom = source("dirty=20000:2048");
+    struct xtk_save_options o = {.flags = XTK_SAVE_LIVE};
+    uint32_t id = xtk_domain_id(dom), domid;
+    unsigned int before = xtk__fake_count();
+    uint64_t writes;
+    struct timespec ts = {0, 30 * 1000 * 1000};
+
+    nanosleep(&ts, NULL); /* some memory written */
+    TEST_ASSERT(save_file(dom, &o) == 0, "live save");
+    TEST_ASSERT(xtk__fake_status(id, &(struct xtk__fake_status){0}) < 0,
+                "the source is gone");
+    writes = 1; /* it wrote before it stopped */
+    xtk_domain_close(dom);
+    TEST_ASSERT(xtk__fake_count() == before - 1, "one domain fewer");
+    domid = restore_file();
+    TEST_ASSERT(domid, "restore");
+    assert_restored(domid, writes);
+    destroy(domid);
+}
+
+struct job {
+    int done, err;
+};
+
+static void save_done(struct xtk_save *sv, int err, void *arg)
+{
+    struct job *j = arg;
+
+    (void)sv;
+    j->done = 1;
+    j->err = err;
+}
+
+static void restore_done(struct xtk_restore *rs, int err, void *arg)
+{
+    struct job *j = arg;
+
+    (void)rs;
+    j->done = 1;
+    j->err = err;
+}
+
+/* Migration over a socket pair, the save and the restore in one loop. */
+static void migrate(void)
+{
+    struct xtk_domain *dom = source("dirty=20000:4096");
+    uint32_t id = xtk_domain_id(dom);
+    struct job sj = {0}, rj = {0};
+    struct xtk_save_options o = {.flags = XTK_SAVE_MIGRATE};
+    struct xtk_restore_options ro = {.flags = XTK_RESTORE_REPLY,
+                                     .name = "migrated"};
+    struct xtk_stream *out, *in;
+    struct xtk_save *sv;
+    struct xtk_restore *rs;
+    uint32_t domid;
+    int sp[2];
+
+    struct timespec ts = {0, 30 * 1000 * 1000};
+
+    nanosleep(&ts, NULL); /* some memory written */
+    TEST_ASSERT(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) == 0,
+                "socketpair");
+    o.peer_fd = sp[0];
+    ro.peer_fd = sp[1];
+    out = xtk_stream_socket(ctx, sp[0], XTK_STREAM_WRITE);
+    in = xtk_stream_socket(ctx, sp[1], XTK_STREAM_READ);
+    TEST_ASSERT(out && in, "streams");
+    rs = xtk_restore_new(ctx, in, &ro);
+    sv = xtk_save_new(dom, out, &o);
+    TEST_ASSERT(rs && sv, "jobs");
+    TEST_ASSERT(xtk_restore_start(rs, restore_done, &rj) == 0, "restore");
+    TEST_ASSERT(xtk_save_start(sv, save_done, &sj) == 0, "save");
+    for (int i = 0; i < 100000 && !(sj.done && rj.done); i++)
+        event_base_loop(xtk_ctx_event_base(ctx), EVLOOP_ONCE);
+    TEST_ASSERT(sj.done && rj.done, "both ended");
+    TEST_ASSERT(sj.err == 0 && rj.err == 0, "migrated (save %d, restore %d)",
+                sj.err, rj.err);
+    domid = xtk_restore_domid(rs);
+    xtk_save_free(sv);
+    xtk_restore_free(rs);
+    xtk_stream_close(out);
+    xtk_stream_close(in);
+    close(sp[0]);
+    close(sp[1]);
+    TEST_ASSERT(xtk__fake_status(id, &(struct xtk__fake_status){0}) < 0,
+                "the source is gone");
+    xtk_domain_close(dom);
+    assert_restored(domid, 1);
+    destroy(domid);
+}
+
+/* The operations a save calls, and how often (the idle guest's save is
+ * the same every time: a round of everything, a round of nothing, the
+ * stop). */
+static const char *const save_ops[] = {
+    "info",
+    "map_all",
+    "logdirty_enable",
+    "logdirty_read",
+    "logdirty_disable",
+    "suspend_setup",
+    "suspend_request",
+    "suspend_check",
+    "get_state",
+    "resume",
+    "pause",
+    "unpause",
+    "destroy",
+};
+
+static void save_faults(void)
+{
+    struct xtk_save_options o = {.flags = XTK_SAVE_LIVE};
+    unsigned int calls[N(save_ops)];
+    struct xtk_domain *dom;
+    int tried = 0, failed = 0;
+
+    /* The calls of a save that works. */
+    dom = source("dirty=0");
+    TEST_ASSERT(xtk__fake_faults("") == 0, "no faults");
+    TEST_ASSERT(save_file(dom, &o) == 0, "the save without faults");
+    for (size_t i = 0; i < N(save_ops); i++)
+        calls[i] = xtk__fake_calls(save_ops[i]);
+    xtk_domain_close(dom);
+    TEST_ASSERT(calls[3] >= 2 && calls[7] >= 1 && calls[8] == 1,
+                "a save reads the log, checks the suspend, takes the state");
+
+    for (size_t i = 0; i < N(save_ops); i++) {
+        for (unsigned int nth = 1; nth <= calls[i]; nth++) {
+            char spec[64], what[80];
+            uint32_t id;
+            int rc, e;
+
+            if (nth != 1 && nth != calls[i])
+                continue; /* the first and the last call */
+            snprintf(spec, sizeof(spec), "%s@%u=ENXIO", save_ops[i], nth);
+            snprintf(what, sizeof(what), "%s failing", spec);
+            dom = source("dirty=0");
+            id = xtk_domain_id(dom);
+            TEST_ASSERT(xtk__fake_faults(spec) == 0, "%s", spec);
+            rc = save_file(dom, &o);
+            e = errno;
+            TEST_ASSERT(xtk__fake_faults("") == 0, "faults off");
+            tried++;
+            if (rc < 0) {
+                failed++;
+                TEST_ASSERT(e == ENXIO, "%s: the save fails with it (%s)", what,
+                            strerror(e));
+                assert_untouched(id, what);
+                xtk_domain_destroy(dom);
+            } else {
+                uint32_t domid;
+                /* Past the point of no return (the stream is whole and
+                 * committed): the source is gone, the file restores. */
+                TEST_ASSERT(
+                    xtk__fake_status(id, &(struct xtk__fake_status){0}) < 0 ||
+                        !strcmp(save_ops[i], "destroy"),
+                    "%s: the save completed and the source is gone", what);
+                domid = restore_file();
+                TEST_ASSERT(domid, "%s: its file restores", what);
+                assert_restored(domid, 0);
+                destroy(domid);
+                if (xtk__fake_status(id, &(struct xtk__fake_status){0}) == 0)
+                    xtk_domain_destroy(dom);
+            }
+            fprintf(stderr, "   %-28s %s\n", spec,
+                    rc < 0 ? "failed, source untouched"
+                           : "completed, source gone, file restores");
+            xtk_domain_close(dom);
+        }
+    }
+    TEST_ASSERT(failed > 0 && tried >= (int)N(save_ops) - 4,
+                "faults were made (%d of %d saves failed)", failed, tried);
+}
+
+/* The operations a restore may call (those it does are failed). */
+static const char *const restore_ops[] = {
+    "create", "info",      "map_all", "populate", "write_frames",
+    "pause",  "set_state", "rename",  "resume",
+};
+
+static void restore_faults(void)
+{
+    struct xtk_save_options o = {.flags = XTK_SAVE_LIVE};
+    struct xtk_domain *dom = source("dirty=5000:1024");
+    unsigned int calls[N(restore_ops)], n, failed = 0;
+    uint32_t domid;
+
+    TEST_ASSERT(save_file(dom, &o) == 0, "a file to restore");
+    xtk_domain_close(dom);
+    n = xtk__fake_count();
+    TEST_ASSERT(xtk__fake_faults("") == 0, "counting");
+    domid = restore_file();
+    TEST_ASSERT(domid, "the restore without faults");
+    for (size_t i = 0; i < N(restore_ops); i++)
+        calls[i] = xtk__fake_calls(restore_ops[i]);
+    destroy(domid);
+    TEST_ASSERT(calls[0] == 1 && calls[2] >= 1 && calls[6] >= 1 &&
+                    calls[8] == 1,
+                "a restore creates, maps, loads the state and resumes");
+    for (size_t i = 0; i < N(restore_ops); i++) {
+        for (unsigned int nth = 1; nth <= calls[i]; nth++) {
+            char spec[64];
+
+            if (nth != 1 && nth != calls[i])
+                continue;
+            snprintf(spec, sizeof(spec), "%s@%u=ENOSPC", restore_ops[i], nth);
+            TEST_ASSERT(xtk__fake_faults(spec) == 0, "%s", spec);
+            domid = restore_file();
+            TEST_ASSERT(!domid && errno == ENOSPC,
+                        "%s: the restore fails with it (%u, %s)", spec, domid,
+                        strerror(errno));
+            TEST_ASSERT(xtk__fake_count() == n,
+                        "%s: no domain is left (%u, was %u)", spec,
+                        xtk__fake_count(), n);
+            fprintf(stderr, "   %-28s failed, nothing left\n", spec);
+            failed++;
+        }
+    }
+    TEST_ASSERT(failed >= 4, "faults were made");
+    TEST_ASSERT(xtk__fake_faults("") == 0, "faults off");
+}
+
+/* Cancel once the save has stamped a given phase. */
+struct canceller {
+    const char *phase;
+    int round; /* or: once the first pre-copy round's row is in */
+    struct event *ev;
+    struct xtk_save *sv;
+};
+
+static void on_event(struct xtk_stats *st, const struct xtk_stats_event *ev,
+                     void *arg)
+{
+    struct canceller *c = arg;
+
+    (void)st;
+    if ((ev->kind == XTK_STATS_EVENT_PHASE && c->phase &&
+         !strcmp(ev->phase, c->phase)) ||
+        (ev->kind == XTK_STATS_EVENT_ROUND && c->round))
+        event_active(c->ev, 0, 0); /* libevent, not libxtk */
+}
+
+static void do_cancel(evutil_socket_t fd, short what, void *arg)
+{
+    struct canceller *c = arg;
+
+    (void)fd;
+    (void)what;
+    xtk_save_cancel(c->sv);
+}
+
+static int save_cancelled(struct xtk_domain *dom, struct canceller *c)
+{
+    struct xtk_save_options o = {.flags = XTK_SAVE_LIVE};
+    struct xtk_stream *out = xtk_stream_file(ctx, img, XTK_STREAM_WRITE);
+    struct job j = {0};
+
+    TEST_ASSERT(out, "open %s", img);
+    c->sv = xtk_save_new(dom, out, &o);
+    TEST_ASSERT(c->sv, "xtk_save_new");
+    c->ev = event_new(xtk_ctx_event_base(ctx), -1, 0, do_cancel, c);
+    TEST_ASSERT(c->ev, "event");
+    xtk_stats_set_observer(xtk_save_stats(c->sv), on_event, c);
+    TEST_ASSERT(xtk_save_start(c->sv, save_done, &j) == 0, "start");
+    while (!j.done)
+        event_base_loop(xtk_ctx_event_base(ctx), EVLOOP_ONCE);
+    event_free(c->ev);
+    xtk_save_free(c->sv);
+    xtk_stream_close(out);
+    errno = j.err;
+    return j.err ? -1 : 0;
+}
+
+static void cancel_phases(void)
+{
+    static const char *const before_stop[] = {"save started",
+                                              "suspend requested"};
+    static const char *const after_stop[] = {
+        "suspended notified", "final dirty sync", "last page sent",
+        "state sent", "end sent"};
+    struct canceller c;
+    struct xtk_domain *dom;
+    uint32_t id, domid;
+
+    /* In pre-copy: the first round's row is in, the second round runs. */
+    for (size_t i = 0; i <= N(before_stop); i++) {
+        c = (struct canceller){0};
+        if (i < N(before_stop))
+            c.phase = before_stop[i];
+        else
+            c.round = 1;
+        dom = source("dirty=20000:4096");
+        id = xtk_domain_id(dom);
+        TEST_ASSERT(save_cancelled(dom, &c) < 0 && errno == ECANCELED,
+                    "cancel after %s: ECANCELED",
+                    c.phase ? c.phase : "round 1");
+        assert_untouched(id, c.phase ? c.phase : "round 1");
+        fprintf(stderr, "   cancel after %-20s ECANCELED, source runs\n",
+                c.phase ? c.phase : "round 1");
+        xtk_domain_destroy(dom);
+        xtk_domain_close(dom);
+    }
+    for (size_t i = 0; i < N(after_stop); i++) {
+        c = (struct canceller){.phase = after_stop[i]};
+        dom = source("dirty=20000:4096");
+        id = xtk_domain_id(dom);
+        TEST_ASSERT(save_cancelled(dom, &c) == 0,
+                    "cancel after %s: the final round completes", c.phase);
+        TEST_ASSERT(xtk__fake_status(id, &(struct xtk__fake_status){0}) < 0,
+                    "cancel after %s: the source is gone", c.phase);
+        xtk_domain_close(dom);
+        domid = restore_file();
+        TEST_ASSERT(domid, "cancel after %s: the file restores", c.phase);
+        assert_restored(domid, 0);
+        destroy(domid);
+        fprintf(stderr, "   cancel after %-20s completed, file restores\n",
+                c.phase);
+    }
+}
+
+static void no_suspend(void)
+{
+    struct xtk_domain *dom = source("dirty=1000:256 nosuspend");
+    struct xtk_save_options o = {.flags = XTK_SAVE_LIVE, .timeout_ms = 300};
+    uint32_t id = xtk_domain_id(dom);
+
+    TEST_ASSERT(save_file(dom, &o) < 0 && errno == ETIMEDOUT,
+                "a guest that does not suspend: ETIMEDOUT");
+    assert_untouched(id, "after the timeout");
+    xtk_domain_destroy(dom);
+    xtk_domain_close(dom);
+}
+
+static void bad_fault_lists(void)
+{
+    const char *bad[] = {"nosuch",      "info@x",          "info=EWHAT",
+                         "info=stall:", "info@1=stall:5x", "info=0"};
+
+    for (size_t i = 0; i < N(bad); i++)
+        TEST_ASSERT_ERRNO(xtk__fake_faults(bad[i]), EINVAL);
+    TEST_ASSERT(xtk__fake_faults("info@2=EIO,pause=stall:1,,resume=5") == 0,
+                "a good list");
+    TEST_ASSERT(xtk__fake_faults(NULL) == 0, "none");
+}
+
+int main(void)
+{
+    int fds;
+
+    xtk__fake_register();
+    setenv("XTK_BACKEND", "fake", 1);
+    snprintf(img, sizeof(img), "/tmp/xtk-test-fake.%d", (int)getpid());
+    ctx = xtk_ctx_open(NULL, NULL, XTK_CTX_SILENT);
+    TEST_ASSERT(ctx, "xtk_ctx_open");
+    fds = open_fds();
+    TEST_RUN(bad_fault_lists);
+    TEST_RUN(roundtrip);
+    TEST_RUN(migrate);
+    TEST_RUN(save_faults);
+    TEST_RUN(restore_faults);
+    TEST_RUN(cancel_phases);
+    TEST_RUN(no_suspend);
+    TEST_ASSERT(xtk__fake_count() == 0, "no domain is left (%u)",
+                xtk__fake_count());
+    TEST_ASSERT(open_fds() == fds, "no descriptor is left open (%d, was %d)",
+                open_fds(), fds);
+    unlink(img);
+    xtk_ctx_close(ctx);
+    return 0;
+}
