@@ -19,6 +19,11 @@
  *     save completes;
  *   - a guest that never answers the suspend request: ETIMEDOUT after the
  *     timeout, the request withdrawn, the guest running;
+ *   - checkpoints to a backup in the same loop: END; the source failing
+ *     at an epoch (the backup, promoted, runs exactly the last complete
+ *     epoch); the backup failing to write an epoch (promoted: the last
+ *     complete one, never the torn one; cancelled: nothing left; the
+ *     source runs on unprotected); the backup failing after END;
  *   - no descriptor is left open (and, under ASan, no memory).
  */
 #include <dirent.h>
@@ -90,17 +95,19 @@ static void assert_runs(uint32_t domid, const char *what)
     TEST_ASSERT(b.ticks > a.ticks, "%s: domain %u makes progress", what, domid);
 }
 
-/* A source whose save failed: as it was before, the test's handle only. */
-static void assert_untouched(uint32_t domid, const char *what)
+/* A source whose save failed: as it was before, with `handles` open (the
+ * test's). */
+static void assert_left(uint32_t domid, const char *what, unsigned int handles)
 {
     struct xtk__fake_status st = status(domid);
 
     assert_runs(domid, what);
-    TEST_ASSERT(
-        !st.logging && !st.suspend_wanted && st.pauses == 0 && st.handles == 1,
-        "%s: domain %u left as it was (logging %d, suspend asked %d, "
-        "pauses %u, handles %u)",
-        what, domid, st.logging, st.suspend_wanted, st.pauses, st.handles);
+    TEST_ASSERT(!st.logging && !st.suspend_wanted && st.pauses == 0 &&
+                    st.handles == handles,
+                "%s: domain %u left as it was (logging %d, suspend asked %d, "
+                "pauses %u, handles %u)",
+                what, domid, st.logging, st.suspend_wanted, st.pauses,
+                st.handles);
 }
 
 /* A live save of dom to img: 0, or -1 with errno. */
@@ -151,6 +158,11 @@ static void destroy(uint32_t domid)
     TEST_ASSERT(dom, "open %u", domid);
     TEST_ASSERT(xtk_domain_destroy(dom) == 0, "destroy %u", domid);
     xtk_domain_close(dom);
+}
+
+static void assert_untouched(uint32_t domid, const char *what)
+{
+    assert_left(domid, what, 1);
 }
 
 /* The restored domain runs on from where its source was. */
@@ -503,6 +515,165 @@ static void no_suspend(void)
     xtk_domain_close(dom);
 }
 
+/* ---- continuous checkpointing to a backup in this process ------------ */
+
+#define DECIDE_PROMOTE 1
+#define DECIDE_CANCEL 2
+
+struct pair {
+    struct job sj, rj;
+    int decide; /* what the backup does when it loses its source */
+    int lost_calls, lost_err;
+    uint32_t src, backup; /* domain ids */
+    unsigned int writes;  /* the backup's write_frames calls */
+};
+
+static void on_lost(struct xtk_restore *rs, int err, void *arg)
+{
+    struct pair *p = arg;
+
+    p->lost_calls++;
+    p->lost_err = err;
+    if (p->decide == DECIDE_PROMOTE)
+        TEST_ASSERT(xtk_restore_promote(rs) == 0, "promote");
+    else
+        TEST_ASSERT(xtk_restore_cancel(rs) == 0, "cancel");
+}
+
+/*
+ * A guest checkpointed every 10 ms (epochs of them, then END) to a backup
+ * on the other end of a socket pair, with faults set once both have
+ * started.  The source domain is left for the caller (it may run on).
+ */
+static void checkpoint_pair(struct pair *p, const char *faults,
+                            unsigned int epochs)
+{
+    struct xtk_domain *dom = source("dirty=20000:2048");
+    struct xtk_save_options o = {.flags = XTK_SAVE_MIGRATE | XTK_SAVE_LIVE,
+                                 .checkpoint_interval_ms = 10,
+                                 .checkpoints = epochs,
+                                 .heartbeat_ms = 50,
+                                 .peer_timeout_ms = 500};
+    struct xtk_restore_options ro = {.flags = XTK_RESTORE_REPLY,
+                                     .name = "backup",
+                                     .peer_timeout_ms = 500,
+                                     .lost = on_lost,
+                                     .lost_arg = p};
+    struct xtk_stream *out, *in;
+    struct xtk_save *sv;
+    struct xtk_restore *rs;
+    int sp[2];
+
+    p->src = xtk_domain_id(dom);
+    TEST_ASSERT(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) == 0,
+                "socketpair");
+    o.peer_fd = sp[0];
+    ro.peer_fd = sp[1];
+    out = xtk_stream_socket(ctx, sp[0], XTK_STREAM_WRITE);
+    in = xtk_stream_socket(ctx, sp[1], XTK_STREAM_READ);
+    TEST_ASSERT(out && in, "streams");
+    rs = xtk_restore_new(ctx, in, &ro);
+    sv = xtk_save_new(dom, out, &o);
+    TEST_ASSERT(rs && sv, "jobs");
+    TEST_ASSERT(xtk__fake_faults(faults) == 0, "%s", faults);
+    TEST_ASSERT(xtk_restore_start(rs, restore_done, &p->rj) == 0, "restore");
+    TEST_ASSERT(xtk_save_start(sv, save_done, &p->sj) == 0, "save");
+    while (!(p->sj.done && p->rj.done))
+        event_base_loop(xtk_ctx_event_base(ctx), EVLOOP_ONCE);
+    p->writes = xtk__fake_calls("write_frames");
+    TEST_ASSERT(xtk__fake_faults("") == 0, "faults off");
+    p->backup = p->rj.err ? 0 : xtk_restore_domid(rs);
+    xtk_save_free(sv);
+    xtk_restore_free(rs);
+    xtk_stream_close(out);
+    xtk_stream_close(in);
+    close(sp[0]);
+    close(sp[1]);
+    xtk_domain_close(dom);
+}
+
+static int exists(uint32_t domid)
+{
+    struct xtk__fake_status st;
+
+    return xtk__fake_status(domid, &st) == 0;
+}
+
+static void checkpoint_faults(void)
+{
+    unsigned int n = xtk__fake_count(), writes;
+    struct pair p = {0};
+    char spec[64];
+
+    /* No fault: 12 epochs, then END moves the guest to the backup. */
+    checkpoint_pair(&p, "", 12);
+    writes = p.writes;
+    TEST_ASSERT(!p.sj.err && !p.rj.err && !p.lost_calls,
+                "12 epochs, then END (save %d, backup %d)", p.sj.err, p.rj.err);
+    TEST_ASSERT(!exists(p.src) && p.backup, "the backup runs the guest");
+    assert_restored(p.backup, 1);
+    destroy(p.backup);
+    fprintf(stderr, "   12 epochs then END: the backup runs the guest\n");
+
+    /* The source's save fails at its 6th stop (its state): its guest runs
+     * on there; the backup, promoted, runs the last complete epoch. */
+    p = (struct pair){.decide = DECIDE_PROMOTE};
+    checkpoint_pair(&p, "get_state@6=EIO", 0);
+    TEST_ASSERT(p.sj.err == EIO, "the source's save fails (%d)", p.sj.err);
+    TEST_ASSERT(p.lost_calls == 1, "the backup lost its source");
+    TEST_ASSERT(!p.rj.err && p.backup, "the promoted backup runs (%d)",
+                p.rj.err);
+    assert_restored(p.backup, 1); /* exactly a complete epoch */
+    assert_left(p.src, "the source after its save failed", 0);
+    destroy(p.backup);
+    destroy(p.src);
+    fprintf(stderr, "   the source fails at epoch 5: the promoted backup runs "
+                    "the last complete epoch\n");
+
+    /* The backup fails writing an epoch, two thirds into the run: it
+     * leaves its source, which runs on unprotected; promoted, it runs the
+     * last complete epoch, never the torn one; cancelled, nothing is
+     * left. */
+    for (int decide = DECIDE_PROMOTE; decide <= DECIDE_CANCEL; decide++) {
+        p = (struct pair){.decide = decide};
+        snprintf(spec, sizeof(spec), "write_frames@%u=EIO", writes * 2 / 3 + 1);
+        checkpoint_pair(&p, spec, 0);
+        TEST_ASSERT(p.lost_calls == 1 && p.lost_err == EIO,
+                    "%s: the backup failed by itself (%d)", spec, p.lost_err);
+        TEST_ASSERT(p.sj.err == EHOSTDOWN || p.sj.err == ECONNRESET ||
+                        p.sj.err == EPIPE,
+                    "%s: the source lost its backup (%s)", spec,
+                    strerror(p.sj.err));
+        assert_left(p.src, "the source that lost its backup", 0);
+        if (decide == DECIDE_PROMOTE) {
+            TEST_ASSERT(!p.rj.err && p.backup, "%s: promoted, it runs (%d)",
+                        spec, p.rj.err);
+            assert_restored(p.backup, 1);
+            destroy(p.backup);
+        } else {
+            TEST_ASSERT(p.rj.err == ECANCELED && !p.backup,
+                        "%s: stood down (%d)", spec, p.rj.err);
+        }
+        destroy(p.src);
+        fprintf(stderr, "   %s at the backup, %s: %s\n", spec,
+                decide == DECIDE_PROMOTE ? "promoted" : "cancelled",
+                decide == DECIDE_PROMOTE ? "runs the last complete epoch"
+                                         : "nothing left");
+    }
+
+    /* The backup cannot load the state after END: the source, told so,
+     * runs on; nothing is left at the backup. */
+    p = (struct pair){.decide = DECIDE_CANCEL};
+    checkpoint_pair(&p, "set_state@1=EIO", 5);
+    TEST_ASSERT(p.rj.err == EIO && !p.backup, "the backup fails (%d)",
+                p.rj.err);
+    TEST_ASSERT(p.sj.err, "the source's save fails");
+    assert_left(p.src, "the source whose backup failed at END", 0);
+    destroy(p.src);
+    fprintf(stderr, "   set_state failing after END: the source runs on\n");
+    TEST_ASSERT(xtk__fake_count() == n, "no domain left");
+}
+
 static void bad_fault_lists(void)
 {
     const char *bad[] = {"nosuch",      "info@x",          "info=EWHAT",
@@ -532,6 +703,7 @@ int main(void)
     TEST_RUN(restore_faults);
     TEST_RUN(cancel_phases);
     TEST_RUN(no_suspend);
+    TEST_RUN(checkpoint_faults);
     TEST_ASSERT(xtk__fake_count() == 0, "no domain is left (%u)",
                 xtk__fake_count());
     TEST_ASSERT(open_fds() == fds, "no descriptor is left open (%d, was %d)",
