@@ -45,6 +45,7 @@ struct xtk__senders *xtk__senders_new(struct xtk_domain *dom, unsigned int n,
 
 /* A round's flags. */
 #define XTK__ROUND_KEEP_ZERO 0x1u /* zero frames go with their data */
+#define XTK__ROUND_THROTTLE 0x2u  /* keeps to the bandwidth limit */
 
 /*
  * Sends the count frames pfns[] (they must stay valid until the round
@@ -66,6 +67,13 @@ int xtk__senders_round(struct xtk__senders *sd, const uint64_t *pfns,
 int xtk__senders_round_here(struct xtk__senders *sd, const uint64_t *pfns,
                             uint64_t count, const uint64_t *populated,
                             unsigned int flags);
+
+/*
+ * The bandwidth limit of the rounds that keep to one (XTK__ROUND_THROTTLE),
+ * in bytes a second (0: none).  Any thread; the batches still to go obey
+ * the new limit.
+ */
+void xtk__senders_set_limit(struct xtk__senders *sd, uint64_t bytes_per_s);
 
 /* Frames of the current round written so far (for progress). */
 uint64_t xtk__senders_progress(const struct xtk__senders *sd);

@@ -858,8 +858,11 @@ static void start_round(struct xtk_save *sv, uint64_t count,
                         const uint64_t *populated)
 {
     struct timeval tv = {0, PROGRESS_MS * 1000};
-    /* A native stream never elides a zero frame (see XTK__LAYOUT_NATIVE). */
-    unsigned int flags = sv->native ? XTK__ROUND_KEEP_ZERO : 0;
+    /* A native stream never elides a zero frame (see XTK__LAYOUT_NATIVE);
+     * pre-copy keeps to the bandwidth limit, the final round (the guest
+     * waits on it) does not. */
+    unsigned int flags = (sv->native ? XTK__ROUND_KEEP_ZERO : 0) |
+                         (sv->phase != PH_FINAL ? XTK__ROUND_THROTTLE : 0);
     char label[32];
     int r;
 
@@ -2008,6 +2011,7 @@ static int start(struct xtk_save *sv, xtk_save_done_fn *done, void *arg)
         xtk__senders_new(dom, sv->opt.senders, sv->ram, sv->out, sv->notify_fd);
     if (!sv->sd || write_headers(sv) < 0)
         goto err;
+    xtk__senders_set_limit(sv->sd, sv->opt.max_bandwidth);
     stamp(sv, "headers sent");
     /* A sparse frame space is read once the guest is stopped when the
      * save is not live (as Xen's save does: the guest's frames cannot
@@ -2121,6 +2125,16 @@ int xtk_save_set_max_downtime(struct xtk_save *sv, uint32_t ms)
         return xtk__fail(EINVAL);
     /* Read by the policy at each round's end: the next decision uses it. */
     sv->opt.max_downtime_ms = ms ? ms : DEFAULT_DOWNTIME_MS;
+    return 0;
+}
+
+int xtk_save_set_bandwidth(struct xtk_save *sv, uint64_t bytes_per_s)
+{
+    if (!sv)
+        return xtk__fail(EINVAL);
+    sv->opt.max_bandwidth = bytes_per_s;
+    if (sv->sd)
+        xtk__senders_set_limit(sv->sd, bytes_per_s);
     return 0;
 }
 

@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "save-internal.h"
@@ -62,9 +63,12 @@ struct xtk__senders {
     const uint64_t *populated;
     int keep_zero; /* zero frames go with their data */
     uint64_t count;
-    uint64_t next; /* atomic: the next frame to hand out */
-    uint64_t sent; /* atomic: frames written (for progress) */
-    int abort;     /* atomic */
+    uint64_t next;    /* atomic: the next frame to hand out */
+    uint64_t sent;    /* atomic: frames written (for progress) */
+    int abort;        /* atomic */
+    int throttle;     /* this round keeps to the limit */
+    uint64_t limit;   /* atomic: bytes a second, 0: none */
+    uint64_t tb_next; /* write_lock: when the link is free, at the limit */
     struct xtk__round_result res;
 };
 
@@ -114,6 +118,44 @@ static const uint8_t *map_batch(struct sender *s, const uint64_t *pfns,
 }
 
 /* Sends batches until the round's frames are all handed out. */
+/*
+ * A pre-copy round at a bandwidth limit (write_lock held): waits until the
+ * link, at the limit, has carried the batches before, then books this
+ * one's bytes.  Credit for an idle link is kept for 50 ms at most (a
+ * burst of a batch or so).  Sleeps in slices of 10 ms, so that an abort,
+ * or the limit lifted, is seen.
+ */
+static void throttle(struct xtk__senders *sd, uint64_t bytes)
+{
+    const uint64_t slice = 10 * 1000 * 1000, credit = 50 * 1000 * 1000;
+
+    for (;;) {
+        uint64_t limit = __atomic_load_n(&sd->limit, __ATOMIC_RELAXED);
+        uint64_t now = xtk_now_ns(), wait;
+        struct timespec ts;
+
+        if (!limit || __atomic_load_n(&sd->abort, __ATOMIC_RELAXED)) {
+            sd->tb_next = 0;
+            return;
+        }
+        if (sd->tb_next <= now) {
+            uint64_t from =
+                sd->tb_next && now - sd->tb_next < credit ? sd->tb_next : now;
+            sd->tb_next = from + bytes * 1000000000ull / limit;
+            return;
+        }
+        wait = sd->tb_next - now < slice ? sd->tb_next - now : slice;
+        ts.tv_sec = 0;
+        ts.tv_nsec = (long)wait;
+        nanosleep(&ts, NULL);
+    }
+}
+
+void xtk__senders_set_limit(struct xtk__senders *sd, uint64_t bytes_per_s)
+{
+    __atomic_store_n(&sd->limit, bytes_per_s, __ATOMIC_RELAXED);
+}
+
 static void send_batches(struct sender *s)
 {
     struct xtk__senders *sd = s->sd;
@@ -166,6 +208,8 @@ static void send_batches(struct sender *s)
         }
         t1 = xtk_now_ns();
         pthread_mutex_lock(&sd->write_lock);
+        if (sd->throttle)
+            throttle(sd, (uint64_t)ndata * XTK__PAGE_SIZE + nb * 8u + 16u);
         r = xtk_stream_write_page_data(sd->out, nb, s->entries, s->pages);
         if (r < 0)
             err = errno;
@@ -300,6 +344,7 @@ static int round_setup(struct xtk__senders *sd, const uint64_t *pfns,
     sd->count = count;
     sd->populated = populated;
     sd->keep_zero = !!(flags & XTK__ROUND_KEEP_ZERO);
+    sd->throttle = !!(flags & XTK__ROUND_THROTTLE);
     sd->next = 0;
     __atomic_store_n(&sd->sent, 0, __ATOMIC_RELAXED);
     sd->abort = 0;

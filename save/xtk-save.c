@@ -65,6 +65,8 @@ static void usage(FILE *f)
             "  -P, --policy downtime|xen    when to stop pre-copy\n"
             "  -R, --max-rounds N           pre-copy rounds at most (30)\n"
             "  -B, --max-bytes SIZE         pre-copy bytes at most (3x RAM)\n"
+            "  -b, --bandwidth RATE         pre-copy bytes a second at most\n"
+            "                               (K/M/G: 100M is 100 MiB/s)\n"
             "  -s, --suspend evtchn|store|pause\n"
             "  -j, --senders N              sender threads (2)\n"
             "  -z, --compress[=LEVEL]       gzip the stream (1-9)\n"
@@ -133,6 +135,7 @@ static int parse_options(int argc, char **argv, struct xtk_save_options *o,
         {"policy", required_argument, NULL, 'P'},
         {"max-rounds", required_argument, NULL, 'R'},
         {"max-bytes", required_argument, NULL, 'B'},
+        {"bandwidth", required_argument, NULL, 'b'},
         {"suspend", required_argument, NULL, 's'},
         {"senders", required_argument, NULL, 'j'},
         {"compress", optional_argument, NULL, 'z'},
@@ -160,7 +163,7 @@ static int parse_options(int argc, char **argv, struct xtk_save_options *o,
     uint64_t v;
     int c;
 
-    while ((c = getopt_long(argc, argv, "lcD:P:R:B:s:j:z::f:I:N:t:J:qvh",
+    while ((c = getopt_long(argc, argv, "lcD:P:R:B:b:s:j:z::f:I:N:t:J:qvh",
                             longopts, NULL)) != -1) {
         int r = cli_tls_option(c, optarg, tls);
 
@@ -212,6 +215,14 @@ static int parse_options(int argc, char **argv, struct xtk_save_options *o,
         case 'B':
             if (cli_parse_u64(optarg, 1, UINT64_MAX, 1, &o->max_bytes) < 0) {
                 fprintf(stderr, "%s: bad size '%s'\n", cli_prog, optarg);
+                return -1;
+            }
+            break;
+        case 'b':
+            if (cli_parse_u64(optarg, 1, UINT64_MAX, 1, &o->max_bandwidth) <
+                0) {
+                fprintf(stderr, "%s: --bandwidth: bad rate '%s'\n", cli_prog,
+                        optarg);
                 return -1;
             }
             break;

@@ -1178,30 +1178,42 @@ static const char *suspend_names[] = {"evtchn", "store", "pause", "xl"};
 /*
  * save(domain, target, flags, suspend, max_downtime_ms, max_rounds, senders,
  *      max_bytes, interval_ms, checkpoints, timeout_ms, heartbeat_ms,
- *      peer_timeout_ms, compress) -> Job
+ *      peer_timeout_ms, compress, max_bandwidth) -> Job
  * target: a path, or "tcp:HOST:PORT" (a migration / a backup).
  */
 static PyObject *Context_save(ContextObject *self, PyObject *args, PyObject *kw)
 {
-    static char *kwlist[] = {
-        "domain",       "target",          "live",        "keep",
-        "suspend",      "max_downtime_ms", "max_rounds",  "senders",
-        "max_bytes",    "interval_ms",     "checkpoints", "timeout_ms",
-        "heartbeat_ms", "peer_timeout_ms", "compress",    NULL};
+    static char *kwlist[] = {"domain",
+                             "target",
+                             "live",
+                             "keep",
+                             "suspend",
+                             "max_downtime_ms",
+                             "max_rounds",
+                             "senders",
+                             "max_bytes",
+                             "interval_ms",
+                             "checkpoints",
+                             "timeout_ms",
+                             "heartbeat_ms",
+                             "peer_timeout_ms",
+                             "compress",
+                             "max_bandwidth",
+                             NULL};
     const char *domain, *target, *suspend = "evtchn";
     int live = 0, keep = 0, compress = -2;
     unsigned int downtime = 0, rounds = 0, senders = 0, interval = 0, count = 0,
                  timeout = 0, hb = 0, peer = 0;
-    unsigned long long max_bytes = 0;
+    unsigned long long max_bytes = 0, bandwidth = 0;
     struct start_call s = {0};
     struct job *j;
     int e = 0;
     size_t k;
 
     if (!PyArg_ParseTupleAndKeywords(
-            args, kw, "ss|ppsIIIKIIIIIi", kwlist, &domain, &target, &live,
+            args, kw, "ss|ppsIIIKIIIIIiK", kwlist, &domain, &target, &live,
             &keep, &suspend, &downtime, &rounds, &senders, &max_bytes,
-            &interval, &count, &timeout, &hb, &peer, &compress) ||
+            &interval, &count, &timeout, &hb, &peer, &compress, &bandwidth) ||
         !context_ok(self))
         return NULL;
     for (k = 0; k < sizeof(suspend_names) / sizeof(*suspend_names); k++)
@@ -1233,6 +1245,7 @@ static PyObject *Context_save(ContextObject *self, PyObject *args, PyObject *kw)
         .heartbeat_ms = hb,
         .peer_timeout_ms = peer,
         .peer_fd = -1,
+        .max_bandwidth = bandwidth,
     };
     Py_BEGIN_ALLOW_THREADS;
     if (!strncmp(target, "tcp:", 4)) {
@@ -1708,6 +1721,35 @@ static PyObject *Job_set_max_downtime(JobObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+struct bandwidth_call {
+    struct job *j;
+    unsigned long long rate;
+};
+
+static void do_bandwidth(void *arg)
+{
+    struct bandwidth_call *b = arg;
+
+    if (b->j->sv)
+        xtk_save_set_bandwidth(b->j->sv, b->rate);
+}
+
+static PyObject *Job_set_bandwidth(JobObject *self, PyObject *args)
+{
+    struct bandwidth_call b = {.j = self->j};
+
+    if (!PyArg_ParseTuple(args, "K", &b.rate))
+        return NULL;
+    if (self->j->kind != JOB_SAVE) {
+        PyErr_SetString(PyExc_TypeError, "set_bandwidth(): a save's only");
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS;
+    on_loop(self->j->c, do_bandwidth, &b);
+    Py_END_ALLOW_THREADS;
+    Py_RETURN_NONE;
+}
+
 /*
  * _wait(timeout) -> bool: True once the job has ended.  timeout < 0: no
  * bound.  Signals are checked every 100 ms: a KeyboardInterrupt cancels
@@ -1962,6 +2004,7 @@ static PyMethodDef Job_methods[] = {
     {"cancel", (PyCFunction)Job_cancel, METH_NOARGS, NULL},
     {"promote", (PyCFunction)Job_promote, METH_NOARGS, NULL},
     {"set_max_downtime", (PyCFunction)Job_set_max_downtime, METH_VARARGS, NULL},
+    {"set_bandwidth", (PyCFunction)Job_set_bandwidth, METH_VARARGS, NULL},
     {"_wait", (PyCFunction)Job_wait, METH_VARARGS, NULL},
     {"_result", (PyCFunction)Job_result, METH_NOARGS, NULL},
     {"_events", (PyCFunction)Job_events, METH_VARARGS, NULL},

@@ -124,7 +124,14 @@ struct xtk_save_options {
      * 4 on.)
      */
     const struct xtk_peer_io *peer_io;
-    uint64_t reserved[2]; /* zero */
+    /*
+     * Bytes a second the pre-copy rounds send at most, as QEMU's
+     * max-bandwidth and libvirt's virDomainMigrateSetMaxSpeed; the final
+     * round and a checkpoint's epochs, which the stopped guest waits on,
+     * are not limited.  0: no limit.  (Was reserved; XTK_0.8.)
+     */
+    uint64_t max_bandwidth;
+    uint64_t reserved[1]; /* zero */
 };
 
 /*
@@ -184,6 +191,13 @@ int xtk_save_set_max_downtime(struct xtk_save *sv, uint32_t ms);
  * "downtime", "suspend", "batch build", "batch write") and counters (see
  * xtk_save(3)).  Valid until xtk_save_free(); read it after done.
  */
+/*
+ * Changes max_bandwidth of a running (or not yet started) save, as
+ * libvirt's virDomainMigrateSetMaxSpeed: the batches still to go keep to
+ * it.  0: no limit.  From any thread.  Added in XTK_0.8.
+ */
+int xtk_save_set_bandwidth(struct xtk_save *sv, uint64_t bytes_per_s);
+
 struct xtk_stats *xtk_save_stats(struct xtk_save *sv);
 
 /* Frees a save that has ended or was never started.  Accepts NULL. */

@@ -27,7 +27,7 @@
 #define FAKE_REC_STATE (XTK__REC_OPTIONAL | 0x0fa4e001u)
 
 struct fake_state {
-    uint64_t writes;
+    uint64_t writes, max_writes;
     uint64_t sum; /* the memory's checksum when the guest stopped */
     uint32_t pps, ws;
     uint32_t nosuspend, nr_vcpus;
@@ -52,6 +52,7 @@ struct fake_dom {
     pthread_t thread;
     int started, stop;
     uint64_t writes, ticks;
+    uint64_t max_writes; /* then it writes no more; 0: no end */
     uint32_t pps, ws;
     int nosuspend;
     uint64_t check_sum; /* a loaded state's checksum, for resume */
@@ -351,6 +352,8 @@ static void *guest_main(void *arg)
         }
         d->ticks++;
         acc += d->pps;
+        if (d->max_writes && d->writes + acc / 1000 > d->max_writes)
+            acc = (unsigned int)(d->max_writes - d->writes) * 1000;
         guest_write(d, acc / 1000);
         acc %= 1000;
         clock_gettime(CLOCK_REALTIME, &ts);
@@ -527,7 +530,7 @@ static int fake_open(struct xtk_domain *dom)
     return rc;
 }
 
-/* "dirty=PPS[:WS]" and "nosuspend", separated by spaces. */
+/* "dirty=PPS[:WS[:TOTAL]]" and "nosuspend", separated by spaces. */
 static int parse_cmdline(struct xtk_ctx *ctx, const char *cmdline,
                          struct fake_dom *d)
 {
@@ -540,12 +543,16 @@ static int parse_cmdline(struct xtk_ctx *ctx, const char *cmdline,
         char *end;
         if (len > 6 && !strncmp(s, "dirty=", 6)) {
             unsigned long pps = strtoul(s + 6, &end, 10), ws = d->ws;
+            unsigned long long total = 0;
             if (*end == ':')
                 ws = strtoul(end + 1, &end, 10);
+            if (*end == ':')
+                total = strtoull(end + 1, &end, 10);
             if (end != s + len || pps > 10000000 || !ws || ws > UINT32_MAX)
                 goto bad;
             d->pps = (uint32_t)pps;
             d->ws = (uint32_t)ws;
+            d->max_writes = total;
         } else if (len == 9 && !strncmp(s, "nosuspend", 9)) {
             d->nosuspend = 1;
         } else if (len) {
@@ -561,7 +568,8 @@ static int parse_cmdline(struct xtk_ctx *ctx, const char *cmdline,
 bad:
     XTK_ERROR(ctx,
               "the fake guest's command line '%s': "
-              "'dirty=PAGES_PER_S[:WORKING_SET]' and 'nosuspend' only",
+              "'dirty=PAGES_PER_S[:WORKING_SET[:TOTAL]]' and "
+              "'nosuspend' only",
               cmdline);
     return xtk__fail(EINVAL);
 }
@@ -1003,6 +1011,7 @@ static int fake_get_state(struct xtk_domain *dom, void **buf, size_t *len)
     else if (d) {
         s = (struct fake_state){
             .writes = d->writes,
+            .max_writes = d->max_writes,
             .sum = checksum(d),
             .pps = d->pps,
             .ws = d->ws,
@@ -1055,6 +1064,7 @@ static int fake_set_state(struct xtk_domain *dom, const void *buf, size_t len)
     } else if (d) {
         if (found) {
             d->writes = s.writes;
+            d->max_writes = s.max_writes;
             d->pps = s.pps;
             d->ws = s.ws;
             d->nosuspend = (int)s.nosuspend;

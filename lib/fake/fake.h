@@ -15,8 +15,9 @@
  * destroyed), so a test saves and restores in one process.
  *
  * The guest's workload comes from the domain config's cmdline, as the
- * built-in guest's: "dirty=PAGES_PER_S[:WORKING_SET_PAGES]" (default
- * 1000 pages/s over the first 1024 frames; 0: an idle guest), and
+ * built-in guest's: "dirty=PAGES_PER_S[:WORKING_SET_PAGES[:TOTAL]]"
+ * (default 1000 pages/s over the first 1024 frames, without end; 0: an
+ * idle guest; TOTAL: it stops writing after that many pages), and
  * "nosuspend" (it never answers a suspend request).
  *
  * Any operation can be made to fail or stall: xtk__fake_faults() or

@@ -26,6 +26,8 @@
  *     source runs on unprotected); the backup stalled past the peer
  *     timeout (the source runs on unprotected); the backup failing after
  *     END;
+ *   - a bandwidth limit on pre-copy is kept, and lifted while the save
+ *     runs;
  *   - no descriptor is left open (and, under ASan, no memory).
  */
 #include <dirent.h>
@@ -517,6 +519,88 @@ static void no_suspend(void)
     xtk_domain_close(dom);
 }
 
+/* The pre-copy bandwidth limit: kept, changed while the save runs. */
+struct lift {
+    struct xtk_save *sv;
+    int rounds; /* round rows seen (the observer's count) */
+};
+
+static void count_rounds(struct xtk_stats *st, const struct xtk_stats_event *ev,
+                         void *arg)
+{
+    (void)st;
+    if (ev->kind == XTK_STATS_EVENT_ROUND)
+        __atomic_fetch_add(&((struct lift *)arg)->rounds, 1, __ATOMIC_RELAXED);
+}
+
+static void lift_limit(evutil_socket_t fd, short what, void *arg)
+{
+    struct lift *l = arg;
+
+    (void)fd;
+    (void)what;
+    TEST_ASSERT(__atomic_load_n(&l->rounds, __ATOMIC_RELAXED) == 0,
+                "at 512 KiB/s, no round of 8 MiB is over after 0.5 s");
+    TEST_ASSERT(xtk_save_set_bandwidth(l->sv, 0) == 0, "lift the limit");
+}
+
+static void bandwidth(void)
+{
+    /* Every page of the first 8 MiB written (and no more: a pre-copy at
+     * a limit that a guest outpaces never ends), so that a round sends
+     * them. */
+    struct xtk_domain *dom = source("dirty=400000:2048:20000");
+    struct xtk_save_options o = {.flags = XTK_SAVE_LIVE,
+                                 .max_bandwidth = 4 << 20};
+    struct timespec ts = {0, 60 * 1000 * 1000};
+    struct xtk_stream *out;
+    struct timeval half = {0, 500 * 1000};
+    struct lift l = {0};
+    struct job j = {0};
+    struct event *ev;
+    uint64_t t0, ns;
+    uint32_t domid;
+
+    nanosleep(&ts, NULL);
+    t0 = xtk_now_ns();
+    TEST_ASSERT(save_file(dom, &o) == 0, "a save at 4 MiB/s");
+    ns = xtk_now_ns() - t0;
+    xtk_domain_close(dom);
+    /* 8 MiB at 4 MiB/s: 2 s, less the 50 ms an idle link may lend. */
+    TEST_ASSERT(ns >= 1900ull * 1000 * 1000,
+                "8 MiB at 4 MiB/s took %.3f s: the limit was kept", ns / 1e9);
+    domid = restore_file();
+    TEST_ASSERT(domid, "it restores");
+    assert_restored(domid, 1);
+    destroy(domid);
+    fprintf(stderr, "   8 MiB at 4 MiB/s: %.2f s\n", ns / 1e9);
+
+    /* 512 KiB/s, lifted after half a second: the save then ends. */
+    dom = source("dirty=400000:2048:20000");
+    nanosleep(&ts, NULL);
+    o.max_bandwidth = 512 << 10;
+    out = xtk_stream_file(ctx, img, XTK_STREAM_WRITE);
+    TEST_ASSERT(out, "open %s", img);
+    l.sv = xtk_save_new(dom, out, &o);
+    TEST_ASSERT(l.sv, "save");
+    xtk_stats_set_observer(xtk_save_stats(l.sv), count_rounds, &l);
+    ev = evtimer_new(xtk_ctx_event_base(ctx), lift_limit, &l);
+    TEST_ASSERT(ev && evtimer_add(ev, &half) == 0, "timer");
+    TEST_ASSERT(xtk_save_start(l.sv, save_done, &j) == 0, "start");
+    while (!j.done)
+        event_base_loop(xtk_ctx_event_base(ctx), EVLOOP_ONCE);
+    TEST_ASSERT(!j.err, "the save ended once the limit was lifted (%d)", j.err);
+    TEST_ASSERT(!evtimer_pending(ev, NULL), "the limit was lifted mid-save");
+    event_free(ev);
+    xtk_save_free(l.sv);
+    xtk_stream_close(out);
+    xtk_domain_close(dom);
+    domid = restore_file();
+    TEST_ASSERT(domid, "it restores");
+    assert_restored(domid, 1);
+    destroy(domid);
+}
+
 /* ---- continuous checkpointing to a backup in this process ------------ */
 
 #define DECIDE_PROMOTE 1
@@ -725,6 +809,7 @@ int main(void)
     TEST_RUN(cancel_phases);
     TEST_RUN(no_suspend);
     TEST_RUN(checkpoint_faults);
+    TEST_RUN(bandwidth);
     TEST_ASSERT(xtk__fake_count() == 0, "no domain is left (%u)",
                 xtk__fake_count());
     TEST_ASSERT(open_fds() == fds, "no descriptor is left open (%d, was %d)",

@@ -231,6 +231,12 @@ class Job:
         (0: the default, 300 ms)."""
         self._j.set_max_downtime(int(ms))
 
+    def set_bandwidth(self, bytes_per_s):
+        """A save: the pre-copy rounds send at most this many bytes a
+        second from now on (0: no limit), as libvirt's
+        ``migrateSetMaxSpeed``; the final round is never limited."""
+        self._j.set_bandwidth(int(bytes_per_s))
+
     def promote(self):
         """A backup whose source was lost: run the last complete epoch."""
         self._j.promote()
@@ -408,7 +414,8 @@ class Context(_xtk.Context):
     def save(self, domain, target, *, live=False, keep=False,
              suspend="evtchn", max_downtime_ms=0, max_rounds=0, senders=0,
              max_bytes=0, interval_ms=0, checkpoints=0, timeout_ms=0,
-             heartbeat_ms=0, peer_timeout_ms=0, compress=None):
+             heartbeat_ms=0, peer_timeout_ms=0, compress=None,
+             max_bandwidth=0):
         """Starts saving ``domain`` (name, id or :class:`Domain`) to
         ``target``: a file (written beside it and renamed into place once
         complete and synced: a failed save never replaces a good file) or
@@ -420,7 +427,9 @@ class Context(_xtk.Context):
         :meth:`Job.set_max_downtime`), ``max_rounds``, ``senders``,
         ``max_bytes``, ``interval_ms``/``checkpoints`` (continuous
         checkpointing), ``timeout_ms``, ``heartbeat_ms``,
-        ``peer_timeout_ms``, ``compress`` (a zlib level, -1 its default).
+        ``peer_timeout_ms``, ``compress`` (a zlib level, -1 its default),
+        ``max_bandwidth`` (bytes a second pre-copy sends at most;
+        changeable later with :meth:`Job.set_bandwidth`).
         Returns the running :class:`Job`."""
         with _domain_errors():
             j = self._save(self._dom(domain), str(target), live=bool(live),
@@ -434,7 +443,8 @@ class Context(_xtk.Context):
                            heartbeat_ms=int(heartbeat_ms),
                            peer_timeout_ms=int(peer_timeout_ms),
                            compress=-2 if compress is None
-                           else int(compress))
+                           else int(compress),
+                           max_bandwidth=int(max_bandwidth))
         return Job(j, self, "save %s -> %s" % (domain, target))
 
     def migrate(self, domain, target, *, live=True, **kw):
