@@ -7,7 +7,9 @@
 # namespace whose CLOCK_MONOTONIC is 10^5 s ahead, as another host's may
 # be: the source's report must not mix the two clocks (the downtime is
 # made of spans each measured on one clock, and the link's round trip).  A destination that cannot take the
-# guest (its name is taken there) says so, and the source runs on.
+# guest (its name is taken there) says so, and the source runs on.  A
+# partition of the link while checkpointing leaves one running copy: the
+# primary's, unprotected; the backup holds its last checkpoint.
 . "$top_srcdir/tests/engine/engine-lib.sh"
 cd "$work"
 command -v ip >/dev/null || fail "no ip (iproute2)"
@@ -81,4 +83,46 @@ grep -q "destination failed" src.err || { cat src.err >&2; fail "no reason on sr
 XTK_RUNDIR=$work/run-src check mover
 XTK_RUNDIR=$work/run-src wait_info mover suspended no
 [ "$(XTK_RUNDIR=$work/run-dst domains)" = 1 ] || fail "something was left on dst"
+XTK_RUNDIR=$work/run-src "$xtk" destroy mover
+XTK_RUNDIR=$work/run-dst "$xtk" destroy mover
+
+# A partition while checkpointing: the link between the two hosts goes
+# down (both ends alive, no RST, no FIN: the connection only falls
+# silent).  The primary gives its backup up after its peer timeout and
+# its guest runs on, unprotected; the backup takes its silent source for
+# lost and holds the last complete checkpoint, built and not running
+# (never a second copy by itself); the link back, it still holds, and
+# stood down (SIGTERM) it leaves nothing.
+srun "$xtk" create -n ha -m 32 -w dirty -P 512 --no-store >/dev/null
+# (not through drun: $! must be xtk-restore itself, which ip netns exec
+# becomes, for the signals below)
+XTK_RUNDIR=$work/run-dst ip netns exec $dst \
+  "$xrestore" -v --peer-timeout 1000 listen:${net}2:$port > dst.id 2> dst.err &
+backup_pid=$!
+bg_pids+=($backup_pid)
+drun bash -c "$(declare -f wait_listen fail); wait_listen $port"
+XTK_RUNDIR=$work/run-src ip netns exec $src \
+  "$xsave" -l -I 50 --peer-timeout 1000 ha tcp:${net}2:$port 2> src.err &
+primary_pid=$!
+bg_pids+=($primary_pid)
+epochs() { [ "$(grep -c "CHECKPOINT: epoch [0-9]* complete" dst.err)" -ge "$1" ]; }
+wait_until "partition: no 3 checkpoints at the backup: $(tail -2 dst.err)" epochs 3
+ip -n $dst link set xd$$ down
+if wait_exit $primary_pid; then fail "partition: the primary's save succeeded"; fi
+grep -q "the backup is lost (.*the domain runs on here, unprotected" src.err ||
+  { cat src.err >&2; fail "partition: the primary did not give its backup up"; }
+wait_until "partition: the backup did not take its source for lost: $(tail -2 dst.err)" \
+  grep -q "the source is lost (silent for 1000 ms): holding checkpoint" dst.err
+XTK_RUNDIR=$work/run-src check ha
+XTK_RUNDIR=$work/run-src info_is ha suspended no || fail "partition: the primary's guest is not running"
+XTK_RUNDIR=$work/run-dst info_is ha empty yes ||
+  fail "partition: the backup's copy is not held: $(XTK_RUNDIR=$work/run-dst "$xtk" info ha)"
+ip -n $dst link set xd$$ up
+sleep 1 # the link back: the backup stays put
+kill -0 $backup_pid || fail "partition: the backup ended by itself: $(tail -3 dst.err)"
+XTK_RUNDIR=$work/run-dst info_is ha empty yes || fail "partition: the backup ran its copy"
+kill -TERM $backup_pid
+if wait $backup_pid; then fail "partition: the backup stood down with success"; fi
+XTK_RUNDIR=$work/run-dst wait_none
+XTK_RUNDIR=$work/run-src check ha
 echo ok
