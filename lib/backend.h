@@ -490,6 +490,18 @@ struct xtk__backend_ops {
      */
     int (*resume)(struct xtk_domain *dom);
 
+    /*
+     * Optional, both or neither: resume in two halves, so that the
+     * caller's loop does not wait while the hypervisor side restarts the
+     * vCPUs.  resume_start asks and returns; *fd (the backend's) becomes
+     * readable when the outcome is in; resume_finish reads it and returns
+     * what resume would have (setting dom->resumed_ns).  Any other
+     * operation on the handle first waits for the outcome (kept for
+     * resume_finish), which the caller must collect.
+     */
+    int (*resume_start)(struct xtk_domain *dom, int *fd);
+    int (*resume_finish)(struct xtk_domain *dom);
+
     /* -- output held for checkpoints (optional) ------------------------- */
 
     /*

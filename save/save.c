@@ -158,7 +158,14 @@ struct xtk_save {
     uint64_t owed_since, t_epoch_sent, hb_progress;
     uint64_t ack_due_since; /* the oldest epoch not acknowledged, sent */
     uint64_t last_pause;    /* the last resume's: suspend request to running */
-    char fault_phase[16];   /* XTK_FAULT_SAVE_STOP's (fault_point) */
+    /* A checkpoint's resume sent ahead (the backend's resume_start): the
+     * loop goes on while the vCPUs restart; on_resumed carries the epoch
+     * on with what next_epoch had. */
+    struct event *ev_resume;
+    int resuming, resume_staged;
+    struct xtk_stats_epoch resume_row;
+    uint64_t resume_now;
+    char fault_phase[16];     /* XTK_FAULT_SAVE_STOP's (fault_point) */
     unsigned int fault_epoch; /* 0: none */
 
     /* XTK__LAYOUT_DELEGATE: the backend's own save writes the stream, on
@@ -611,21 +618,43 @@ static void peer_deadline(struct xtk_save *sv)
         xtk_stream_set_timeout(sv->out, (int)sv->opt.peer_timeout_ms);
 }
 
+/* The guest runs again (resume returned): its pause ends when its vCPUs
+ * ran, where the backend can tell (dom->resumed_ns), else now. */
+static void resumed(struct xtk_save *sv)
+{
+    uint64_t now = xtk_now_ns(), t = sv->dom->resumed_ns;
+
+    if (!t || t > now || t < sv->t_request)
+        t = now;
+    sv->stopped = 0;
+    xtk_stats_phase_at(sv->st, "source resumed", t);
+    hist(sv, "downtime", t - sv->t_request);
+    sv->last_pause = t - sv->t_request;
+}
+
 /* The guest runs again after its final round (a checkpoint). */
 static int resume_after_round(struct xtk_save *sv)
 {
-    uint64_t now;
-
     if (sv->dom->ops->resume(sv->dom) < 0) {
         XTK_PERROR(sv->ctx, "domain %u: cannot resume it after a checkpoint",
                    sv->dom->domid);
         return -1;
     }
-    sv->stopped = 0;
-    now = xtk_now_ns();
-    xtk_stats_phase_at(sv->st, "source resumed", now);
-    hist(sv, "downtime", now - sv->t_request);
-    sv->last_pause = now - sv->t_request;
+    resumed(sv);
+    return 0;
+}
+
+/* A resume sent ahead: its outcome (0, or -1 with errno). */
+static int resume_collect(struct xtk_save *sv)
+{
+    sv->resuming = 0;
+    event_del(sv->ev_resume);
+    if (sv->dom->ops->resume_finish(sv->dom) < 0) {
+        XTK_PERROR(sv->ctx, "domain %u: cannot resume it after a checkpoint",
+                   sv->dom->domid);
+        return -1;
+    }
+    resumed(sv);
     return 0;
 }
 
@@ -716,6 +745,10 @@ static void epoch_sent(struct xtk_save *sv, uint64_t now)
     }
 }
 
+static void on_resumed(evutil_socket_t fd, short what, void *arg);
+static void epoch_resumed(struct xtk_save *sv, struct xtk_stats_epoch *rowp,
+                          int staged, uint64_t now);
+
 /* Checkpointing: the epoch is complete; the guest runs until the next. */
 static void next_epoch(struct xtk_save *sv)
 {
@@ -738,10 +771,69 @@ static void next_epoch(struct xtk_save *sv)
     if (staged)
         xtk_stats_phase_at(sv->st, "checkpoint staged", now);
     fault_point(sv, "stopped", sv->epoch + 1);
-    if ((staged && stage_close(sv) < 0) || resume_after_round(sv) < 0) {
+    if (staged && stage_close(sv) < 0) {
         fail_errno(sv);
         return;
     }
+    if (staged && sv->dom->ops->resume_start) {
+        /* The epoch is in memory: the loop need not wait while the
+         * vCPUs restart (the hypervisor side's round trip, ms under
+         * load); on_resumed goes on from here. */
+        int fd;
+
+        if (sv->dom->ops->resume_start(sv->dom, &fd) < 0) {
+            XTK_PERROR(sv->ctx,
+                       "domain %u: cannot resume it after a "
+                       "checkpoint",
+                       sv->dom->domid);
+            fail_errno(sv);
+            return;
+        }
+        if (!sv->ev_resume)
+            sv->ev_resume = event_new(xtk_ctx_event_base(sv->ctx), fd, EV_READ,
+                                      on_resumed, sv);
+        if (!sv->ev_resume || event_add(sv->ev_resume, NULL) < 0) {
+            sv->resuming = 1;
+            if (resume_collect(sv) < 0) {
+                fail_errno(sv);
+                return;
+            }
+        } else {
+            sv->resuming = 1;
+            sv->resume_row = row;
+            sv->resume_staged = staged;
+            sv->resume_now = now;
+            return;
+        }
+    } else if (resume_after_round(sv) < 0) {
+        fail_errno(sv);
+        return;
+    }
+    epoch_resumed(sv, &row, staged, now);
+}
+
+/* The backend's answer to a resume sent ahead (next_epoch). */
+static void on_resumed(evutil_socket_t fd, short what, void *arg)
+{
+    struct xtk_save *sv = arg;
+
+    (void)fd, (void)what;
+    if (!sv->resuming)
+        return;
+    if (resume_collect(sv) < 0) {
+        fail_errno(sv);
+        return;
+    }
+    epoch_resumed(sv, &sv->resume_row, sv->resume_staged, sv->resume_now);
+}
+
+/* Checkpointing: the guest runs again after epoch n's stop: its row, then
+ * its send (staged) or the interval. */
+static void epoch_resumed(struct xtk_save *sv, struct xtk_stats_epoch *rowp,
+                          int staged, uint64_t now)
+{
+    struct xtk_stats_epoch row = *rowp;
+
     sv->epoch++;
     row.epoch = sv->epoch;
     row.pause_ns = sv->last_pause;
@@ -1476,6 +1568,10 @@ static void finish(struct xtk_save *sv, int err)
         pthread_join(sv->drain_thread, NULL);
         sv->drain_on = 0;
     }
+    /* A resume sent ahead is collected first: the backend's next
+     * operation would wait for it anyway. */
+    if (sv->resuming && resume_collect(sv) < 0)
+        err = err ? err : (errno ? errno : EIO);
     /* The sender threads stop (and are waited for) before anything
      * changes under them. */
     xtk__senders_abort(sv->sd);
@@ -2168,6 +2264,7 @@ void xtk_save_free(struct xtk_save *sv)
     ev_free(sv->ev_drain);
     ev_free(sv->ev_done);
     ev_free(sv->ev_destroy);
+    ev_free(sv->ev_resume);
     if (sv->destroy_fd >= 0)
         close(sv->destroy_fd);
     if (sv->notify_fd >= 0)

@@ -66,6 +66,7 @@ struct fake_handle {
     int efd;    /* suspend_setup's */
     int method; /* enum xtk__suspend_method */
     int guard;  /* a suspend asked through this handle, not torn down */
+    int resume_efd, resume_err; /* resume_start's outcome, for finish */
 };
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -506,7 +507,7 @@ static struct fake_handle *handle_new(struct xtk_domain *dom,
     if (!h)
         return NULL;
     h->d = d;
-    h->efd = -1;
+    h->efd = h->resume_efd = -1;
     d->refs++;
     d->handles++;
     dom->priv = h;
@@ -668,6 +669,8 @@ static void fake_close(struct xtk_domain *dom)
         d->suspended = 0;
     }
     release_suspend(h);
+    if (h->resume_efd >= 0)
+        close(h->resume_efd);
     d->handles--;
     dom_put(d);
     pthread_cond_broadcast(&g_cond);
@@ -1110,6 +1113,37 @@ static int fake_resume(struct xtk_domain *dom)
     return rc;
 }
 
+/* Resume in two halves: done at once, its outcome kept until finish
+ * (the eventfd says it is in). */
+static int fake_resume_start(struct xtk_domain *dom, int *fd)
+{
+    struct fake_handle *h = dom->priv;
+    uint64_t one = 1;
+
+    if (h->resume_efd < 0)
+        h->resume_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (h->resume_efd < 0)
+        return -1;
+    h->resume_err = fake_resume(dom) < 0 ? errno : 0;
+    if (write(h->resume_efd, &one, sizeof(one)) != sizeof(one))
+        abort();
+    *fd = h->resume_efd;
+    return 0;
+}
+
+static int fake_resume_finish(struct xtk_domain *dom)
+{
+    struct fake_handle *h = dom->priv;
+    uint64_t v;
+    int e = h->resume_err;
+
+    if (h->resume_efd >= 0 && read(h->resume_efd, &v, sizeof(v)) < 0 &&
+        errno != EAGAIN)
+        return -1;
+    h->resume_err = 0;
+    return e ? xtk__fail(e) : 0;
+}
+
 static const struct xtk__backend_ops xtk__fake_backend = {
     .name = "fake",
     .list = fake_list,
@@ -1135,6 +1169,8 @@ static const struct xtk__backend_ops xtk__fake_backend = {
     .get_state = fake_get_state,
     .set_state = fake_set_state,
     .resume = fake_resume,
+    .resume_start = fake_resume_start,
+    .resume_finish = fake_resume_finish,
 };
 
 void xtk__fake_register(void)

@@ -86,8 +86,9 @@ struct kvm_dom {
     uint64_t *carry; /* dirty frames of a sync no read took */
     int carry_set;
 
-    /* A SET_STATE sent ahead (set_state_start): its reply is still to be
-     * read (pending), or was read and gave pending_err. */
+    /* A SET_STATE or RESUME sent ahead (set_state_start, resume_start):
+     * its reply is still to be read (pending), or was read and gave
+     * pending_err. */
     int pending;
     uint16_t pending_op;
     uint32_t pending_id;
@@ -255,14 +256,28 @@ static int call(struct xtk_ctx *ctx, int sock, char *rx, uint32_t id,
 static void collect_pending(struct xtk_domain *dom)
 {
     struct kvm_dom *kd = kd_of(dom);
+    struct xtk_hvctl_resume o;
+    int resume;
+    size_t got = 0;
 
     if (!kd->pending)
         return;
     kd->pending = 0;
-    kd->pending_err = call_recv(dom->ctx, kd->sock, kd->rx, kd->pending_id,
-                                kd->pending_op, NULL, 0, NULL, NULL, NULL) < 0
-                          ? (errno ? errno : EIO)
-                          : 0;
+    resume = kd->pending_op == XTK_HVCTL_OP_RESUME;
+    kd->pending_err =
+        call_recv(dom->ctx, kd->sock, kd->rx, kd->pending_id, kd->pending_op,
+                  resume ? &o : NULL, resume ? sizeof(o) : 0,
+                  resume ? &got : NULL, NULL, NULL) < 0
+            ? (errno ? errno : EIO)
+            : 0;
+    if (resume && !kd->pending_err) {
+        if (got != sizeof(o)) {
+            XTK_ERROR(dom->ctx, "RESUME: short reply");
+            kd->pending_err = EPROTO;
+        } else {
+            dom->resumed_ns = o.running_ns; /* one host: our clock */
+        }
+    }
 }
 
 static int kcall(struct xtk_domain *dom, uint16_t op, uint32_t flags,
@@ -1391,7 +1406,7 @@ static int kvm_set_state_start(struct xtk_domain *dom, const void *buf,
     return 0;
 }
 
-static int kvm_set_state_finish(struct xtk_domain *dom)
+static int kvm_pending_finish(struct xtk_domain *dom)
 {
     struct kvm_dom *kd = kd_of(dom);
     int e;
@@ -1402,23 +1417,49 @@ static int kvm_set_state_finish(struct xtk_domain *dom)
     return e ? xtk__fail(e) : 0;
 }
 
-static int kvm_resume(struct xtk_domain *dom)
+/* Before a RESUME: only a guest that sits suspended is resumed by it; one
+ * that has yet to act on its request stays pending (see
+ * suspend_teardown). */
+static void resume_prepare(struct xtk_domain *dom, struct kvm_dom *kd)
 {
-    struct xtk_hvctl_resume o;
-    struct kvm_dom *kd = kd_of(dom);
-
-    /* Only a guest that sits suspended is resumed by RESUME; one that has
-     * yet to act on its request stays pending (see suspend_teardown). */
     if (kd->status->magic != XTK_GUEST_STATUS_MAGIC ||
         __atomic_load_n(&kd->status->state, __ATOMIC_ACQUIRE) ==
             XTK_GUEST_SUSPENDED)
         kd->suspend_pending = 0;
     drop_stop_state(kd);
     dom->resumed_ns = 0;
+}
+
+static int kvm_resume(struct xtk_domain *dom)
+{
+    struct xtk_hvctl_resume o;
+    struct kvm_dom *kd = kd_of(dom);
+
+    resume_prepare(dom, kd);
     if (kcall_fixed(dom, XTK_HVCTL_OP_RESUME, 0, &o, sizeof(o)) < 0)
         return -1;
     /* xtk-hv's CLOCK_MONOTONIC is ours: one host. */
     dom->resumed_ns = o.running_ns;
+    return 0;
+}
+
+/* RESUME sent ahead: the control socket is readable once xtk-hv has
+ * answered (it sends nothing else on it unasked). */
+static int kvm_resume_start(struct xtk_domain *dom, int *fd)
+{
+    struct kvm_dom *kd = kd_of(dom);
+
+    collect_pending(dom);
+    if (kd->pending_err)
+        return xtk__fail(kd->pending_err);
+    resume_prepare(dom, kd);
+    if (call_send(dom->ctx, kd->sock, ++kd->next_id, XTK_HVCTL_OP_RESUME, 0,
+                  NULL, 0) < 0)
+        return -1;
+    kd->pending = 1;
+    kd->pending_op = XTK_HVCTL_OP_RESUME;
+    kd->pending_id = kd->next_id;
+    *fd = kd->sock;
     return 0;
 }
 
@@ -1485,8 +1526,10 @@ const struct xtk__backend_ops xtk__kvm_backend = {
     .get_state = kvm_get_state,
     .set_state = kvm_set_state,
     .set_state_start = kvm_set_state_start,
-    .set_state_finish = kvm_set_state_finish,
+    .set_state_finish = kvm_pending_finish,
     .resume = kvm_resume,
+    .resume_start = kvm_resume_start,
+    .resume_finish = kvm_pending_finish,
     .net_sink = kvm_net_sink,
     .output_hold = kvm_output_hold,
     .output_release = kvm_output_release,
