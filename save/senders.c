@@ -119,15 +119,17 @@ static const uint8_t *map_batch(struct sender *s, const uint64_t *pfns,
 
 /* Sends batches until the round's frames are all handed out. */
 /*
- * A pre-copy round at a bandwidth limit (write_lock held): waits until the
- * link, at the limit, has carried the batches before, then books this
- * one's bytes.  Credit for an idle link is kept for 50 ms at most (a
- * burst of a batch or so).  Sleeps in slices of 10 ms, so that an abort,
- * or the limit lifted, is seen.
+ * A pre-copy round at a bandwidth limit (write_lock held): the batch waits
+ * until the link, at the limit, would have carried it after the batches
+ * before (a token bucket on a virtual clock: tb_next is when the link is
+ * free), so that a round of one batch is limited as much as a long one.
+ * An idle link lends 50 ms at most (a short burst).  Sleeps in slices of
+ * 10 ms, so that an abort, or a new limit, is seen.
  */
 static void throttle(struct xtk__senders *sd, uint64_t bytes)
 {
     const uint64_t slice = 10 * 1000 * 1000, credit = 50 * 1000 * 1000;
+    uint64_t from = 0, done = 0, booked = 0;
 
     for (;;) {
         uint64_t limit = __atomic_load_n(&sd->limit, __ATOMIC_RELAXED);
@@ -138,13 +140,19 @@ static void throttle(struct xtk__senders *sd, uint64_t bytes)
             sd->tb_next = 0;
             return;
         }
-        if (sd->tb_next <= now) {
-            uint64_t from =
-                sd->tb_next && now - sd->tb_next < credit ? sd->tb_next : now;
-            sd->tb_next = from + bytes * 1000000000ull / limit;
+        if (limit != booked) { /* (again, if the limit changed) */
+            uint64_t idle = now > credit ? now - credit : 0;
+
+            if (!booked)
+                from = sd->tb_next > idle ? sd->tb_next : idle;
+            done = from + bytes * 1000000000ull / limit;
+            booked = limit;
+        }
+        if (done <= now) {
+            sd->tb_next = done;
             return;
         }
-        wait = sd->tb_next - now < slice ? sd->tb_next - now : slice;
+        wait = done - now < slice ? done - now : slice;
         ts.tv_sec = 0;
         ts.tv_nsec = (long)wait;
         nanosleep(&ts, NULL);

@@ -1692,62 +1692,57 @@ static PyObject *Job_promote(JobObject *self, PyObject *unused)
     Py_RETURN_NONE;
 }
 
-struct downtime_call {
+/* A running save's knob, changed on the loop (the save may be freed
+ * there once it ends). */
+enum knob { KNOB_DOWNTIME, KNOB_BANDWIDTH };
+
+struct knob_call {
     struct job *j;
-    unsigned int ms;
+    enum knob knob;
+    unsigned long long v;
 };
 
-static void do_downtime(void *arg)
+static void do_knob(void *arg)
 {
-    struct downtime_call *d = arg;
+    struct knob_call *k = arg;
 
-    if (d->j->sv)
-        xtk_save_set_max_downtime(d->j->sv, d->ms);
+    if (!k->j->sv)
+        return;
+    if (k->knob == KNOB_DOWNTIME)
+        xtk_save_set_max_downtime(k->j->sv, (uint32_t)k->v);
+    else
+        xtk_save_set_bandwidth(k->j->sv, k->v);
+}
+
+static PyObject *set_knob(JobObject *self, PyObject *args, enum knob knob,
+                          const char *fmt, const char *name)
+{
+    struct knob_call k = {.j = self->j, .knob = knob};
+    unsigned int ms = 0;
+
+    if (!(knob == KNOB_DOWNTIME ? PyArg_ParseTuple(args, fmt, &ms)
+                                : PyArg_ParseTuple(args, fmt, &k.v)))
+        return NULL;
+    if (knob == KNOB_DOWNTIME)
+        k.v = ms;
+    if (self->j->kind != JOB_SAVE) {
+        PyErr_Format(PyExc_TypeError, "%s(): a save's only", name);
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS;
+    on_loop(self->j->c, do_knob, &k);
+    Py_END_ALLOW_THREADS;
+    Py_RETURN_NONE;
 }
 
 static PyObject *Job_set_max_downtime(JobObject *self, PyObject *args)
 {
-    struct downtime_call d = {.j = self->j};
-
-    if (!PyArg_ParseTuple(args, "I", &d.ms))
-        return NULL;
-    if (self->j->kind != JOB_SAVE) {
-        PyErr_SetString(PyExc_TypeError, "set_max_downtime(): a save's only");
-        return NULL;
-    }
-    Py_BEGIN_ALLOW_THREADS;
-    on_loop(self->j->c, do_downtime, &d);
-    Py_END_ALLOW_THREADS;
-    Py_RETURN_NONE;
-}
-
-struct bandwidth_call {
-    struct job *j;
-    unsigned long long rate;
-};
-
-static void do_bandwidth(void *arg)
-{
-    struct bandwidth_call *b = arg;
-
-    if (b->j->sv)
-        xtk_save_set_bandwidth(b->j->sv, b->rate);
+    return set_knob(self, args, KNOB_DOWNTIME, "I", "set_max_downtime");
 }
 
 static PyObject *Job_set_bandwidth(JobObject *self, PyObject *args)
 {
-    struct bandwidth_call b = {.j = self->j};
-
-    if (!PyArg_ParseTuple(args, "K", &b.rate))
-        return NULL;
-    if (self->j->kind != JOB_SAVE) {
-        PyErr_SetString(PyExc_TypeError, "set_bandwidth(): a save's only");
-        return NULL;
-    }
-    Py_BEGIN_ALLOW_THREADS;
-    on_loop(self->j->c, do_bandwidth, &b);
-    Py_END_ALLOW_THREADS;
-    Py_RETURN_NONE;
+    return set_knob(self, args, KNOB_BANDWIDTH, "K", "set_bandwidth");
 }
 
 /*

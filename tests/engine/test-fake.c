@@ -227,53 +227,92 @@ static void restore_done(struct xtk_restore *rs, int err, void *arg)
     j->err = err;
 }
 
-/* Migration over a socket pair, the save and the restore in one loop. */
-static void migrate(void)
+/* ---- a save and a restore joined by a socket pair, in one loop ------- */
+
+#define DECIDE_PROMOTE 1
+#define DECIDE_CANCEL 2
+
+struct pair {
+    struct job sj, rj;
+    int decide; /* what a backup does when it loses its source */
+    int lost_calls, lost_err;
+    uint32_t src, dst;    /* domain ids (dst: 0 unless the restore ran) */
+    unsigned int writes;  /* the restore's write_frames calls */
+    uint64_t backup_lost; /* the source's report says so */
+};
+
+static void on_lost(struct xtk_restore *rs, int err, void *arg)
 {
-    struct xtk_domain *dom = source("dirty=20000:4096");
-    uint32_t id = xtk_domain_id(dom);
-    struct job sj = {0}, rj = {0};
-    struct xtk_save_options o = {.flags = XTK_SAVE_MIGRATE};
-    struct xtk_restore_options ro = {.flags = XTK_RESTORE_REPLY,
-                                     .name = "migrated"};
+    struct pair *p = arg;
+
+    p->lost_calls++;
+    p->lost_err = err;
+    if (p->decide == DECIDE_PROMOTE)
+        TEST_ASSERT(xtk_restore_promote(rs) == 0, "promote");
+    else
+        TEST_ASSERT(xtk_restore_cancel(rs) == 0, "cancel");
+}
+
+/* Saves dom (its handle closed after) with o into a restore with ro over
+ * a socket pair, faults set once both exist, until both have ended. */
+static void run_pair(struct pair *p, struct xtk_domain *dom,
+                     struct xtk_save_options *o, struct xtk_restore_options *ro,
+                     const char *faults)
+{
     struct xtk_stream *out, *in;
     struct xtk_save *sv;
     struct xtk_restore *rs;
-    uint32_t domid;
     int sp[2];
 
-    struct timespec ts = {0, 30 * 1000 * 1000};
-
-    nanosleep(&ts, NULL); /* some memory written */
+    p->src = xtk_domain_id(dom);
+    ro->lost = on_lost;
+    ro->lost_arg = p;
     TEST_ASSERT(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) == 0,
                 "socketpair");
-    o.peer_fd = sp[0];
-    ro.peer_fd = sp[1];
+    o->peer_fd = sp[0];
+    ro->peer_fd = sp[1];
     out = xtk_stream_socket(ctx, sp[0], XTK_STREAM_WRITE);
     in = xtk_stream_socket(ctx, sp[1], XTK_STREAM_READ);
     TEST_ASSERT(out && in, "streams");
-    rs = xtk_restore_new(ctx, in, &ro);
-    sv = xtk_save_new(dom, out, &o);
+    rs = xtk_restore_new(ctx, in, ro);
+    sv = xtk_save_new(dom, out, o);
     TEST_ASSERT(rs && sv, "jobs");
-    TEST_ASSERT(xtk_restore_start(rs, restore_done, &rj) == 0, "restore");
-    TEST_ASSERT(xtk_save_start(sv, save_done, &sj) == 0, "save");
-    for (int i = 0; i < 100000 && !(sj.done && rj.done); i++)
+    TEST_ASSERT(xtk__fake_faults(faults) == 0, "%s", faults);
+    TEST_ASSERT(xtk_restore_start(rs, restore_done, &p->rj) == 0, "restore");
+    TEST_ASSERT(xtk_save_start(sv, save_done, &p->sj) == 0, "save");
+    while (!(p->sj.done && p->rj.done))
         event_base_loop(xtk_ctx_event_base(ctx), EVLOOP_ONCE);
-    TEST_ASSERT(sj.done && rj.done, "both ended");
-    TEST_ASSERT(sj.err == 0 && rj.err == 0, "migrated (save %d, restore %d)",
-                sj.err, rj.err);
-    domid = xtk_restore_domid(rs);
+    p->writes = xtk__fake_calls("write_frames");
+    xtk_stats_counter(xtk_save_stats(sv), "backup lost", &p->backup_lost);
+    TEST_ASSERT(xtk__fake_faults("") == 0, "faults off");
+    p->dst = p->rj.err ? 0 : xtk_restore_domid(rs);
     xtk_save_free(sv);
     xtk_restore_free(rs);
     xtk_stream_close(out);
     xtk_stream_close(in);
     close(sp[0]);
     close(sp[1]);
-    TEST_ASSERT(xtk__fake_status(id, &(struct xtk__fake_status){0}) < 0,
-                "the source is gone");
     xtk_domain_close(dom);
-    assert_restored(domid, 1);
-    destroy(domid);
+}
+
+/* Migration over a socket pair, the save and the restore in one loop. */
+static void migrate(void)
+{
+    struct xtk_domain *dom = source("dirty=20000:4096");
+    struct xtk_save_options o = {.flags = XTK_SAVE_MIGRATE};
+    struct xtk_restore_options ro = {.flags = XTK_RESTORE_REPLY,
+                                     .name = "migrated"};
+    struct timespec ts = {0, 30 * 1000 * 1000};
+    struct pair p = {0};
+
+    nanosleep(&ts, NULL); /* some memory written */
+    run_pair(&p, dom, &o, &ro, "");
+    TEST_ASSERT(p.sj.err == 0 && p.rj.err == 0,
+                "migrated (save %d, restore %d)", p.sj.err, p.rj.err);
+    TEST_ASSERT(xtk__fake_status(p.src, &(struct xtk__fake_status){0}) < 0,
+                "the source is gone");
+    assert_restored(p.dst, 1);
+    destroy(p.dst);
 }
 
 /* The operations a save calls, and how often (the idle guest's save is
@@ -603,30 +642,6 @@ static void bandwidth(void)
 
 /* ---- continuous checkpointing to a backup in this process ------------ */
 
-#define DECIDE_PROMOTE 1
-#define DECIDE_CANCEL 2
-
-struct pair {
-    struct job sj, rj;
-    int decide; /* what the backup does when it loses its source */
-    int lost_calls, lost_err;
-    uint32_t src, backup; /* domain ids */
-    unsigned int writes;  /* the backup's write_frames calls */
-    uint64_t backup_lost; /* the source's report says so */
-};
-
-static void on_lost(struct xtk_restore *rs, int err, void *arg)
-{
-    struct pair *p = arg;
-
-    p->lost_calls++;
-    p->lost_err = err;
-    if (p->decide == DECIDE_PROMOTE)
-        TEST_ASSERT(xtk_restore_promote(rs) == 0, "promote");
-    else
-        TEST_ASSERT(xtk_restore_cancel(rs) == 0, "cancel");
-}
-
 /*
  * A guest checkpointed every 10 ms (epochs of them, then END) to a backup
  * on the other end of a socket pair, with faults set once both have
@@ -635,49 +650,15 @@ static void on_lost(struct xtk_restore *rs, int err, void *arg)
 static void checkpoint_pair(struct pair *p, const char *faults,
                             unsigned int epochs)
 {
-    struct xtk_domain *dom = source("dirty=20000:2048");
     struct xtk_save_options o = {.flags = XTK_SAVE_MIGRATE | XTK_SAVE_LIVE,
                                  .checkpoint_interval_ms = 10,
                                  .checkpoints = epochs,
                                  .heartbeat_ms = 50,
                                  .peer_timeout_ms = 500};
-    struct xtk_restore_options ro = {.flags = XTK_RESTORE_REPLY,
-                                     .name = "backup",
-                                     .peer_timeout_ms = 500,
-                                     .lost = on_lost,
-                                     .lost_arg = p};
-    struct xtk_stream *out, *in;
-    struct xtk_save *sv;
-    struct xtk_restore *rs;
-    int sp[2];
+    struct xtk_restore_options ro = {
+        .flags = XTK_RESTORE_REPLY, .name = "backup", .peer_timeout_ms = 500};
 
-    p->src = xtk_domain_id(dom);
-    TEST_ASSERT(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) == 0,
-                "socketpair");
-    o.peer_fd = sp[0];
-    ro.peer_fd = sp[1];
-    out = xtk_stream_socket(ctx, sp[0], XTK_STREAM_WRITE);
-    in = xtk_stream_socket(ctx, sp[1], XTK_STREAM_READ);
-    TEST_ASSERT(out && in, "streams");
-    rs = xtk_restore_new(ctx, in, &ro);
-    sv = xtk_save_new(dom, out, &o);
-    TEST_ASSERT(rs && sv, "jobs");
-    TEST_ASSERT(xtk__fake_faults(faults) == 0, "%s", faults);
-    TEST_ASSERT(xtk_restore_start(rs, restore_done, &p->rj) == 0, "restore");
-    TEST_ASSERT(xtk_save_start(sv, save_done, &p->sj) == 0, "save");
-    while (!(p->sj.done && p->rj.done))
-        event_base_loop(xtk_ctx_event_base(ctx), EVLOOP_ONCE);
-    p->writes = xtk__fake_calls("write_frames");
-    xtk_stats_counter(xtk_save_stats(sv), "backup lost", &p->backup_lost);
-    TEST_ASSERT(xtk__fake_faults("") == 0, "faults off");
-    p->backup = p->rj.err ? 0 : xtk_restore_domid(rs);
-    xtk_save_free(sv);
-    xtk_restore_free(rs);
-    xtk_stream_close(out);
-    xtk_stream_close(in);
-    close(sp[0]);
-    close(sp[1]);
-    xtk_domain_close(dom);
+    run_pair(p, source("dirty=20000:2048"), &o, &ro, faults);
 }
 
 static int exists(uint32_t domid)
@@ -698,9 +679,9 @@ static void checkpoint_faults(void)
     writes = p.writes;
     TEST_ASSERT(!p.sj.err && !p.rj.err && !p.lost_calls,
                 "12 epochs, then END (save %d, backup %d)", p.sj.err, p.rj.err);
-    TEST_ASSERT(!exists(p.src) && p.backup, "the backup runs the guest");
-    assert_restored(p.backup, 1);
-    destroy(p.backup);
+    TEST_ASSERT(!exists(p.src) && p.dst, "the backup runs the guest");
+    assert_restored(p.dst, 1);
+    destroy(p.dst);
     fprintf(stderr, "   12 epochs then END: the backup runs the guest\n");
 
     /* The source's save fails at its 6th stop (its state): its guest runs
@@ -709,11 +690,10 @@ static void checkpoint_faults(void)
     checkpoint_pair(&p, "get_state@6=EIO", 0);
     TEST_ASSERT(p.sj.err == EIO, "the source's save fails (%d)", p.sj.err);
     TEST_ASSERT(p.lost_calls == 1, "the backup lost its source");
-    TEST_ASSERT(!p.rj.err && p.backup, "the promoted backup runs (%d)",
-                p.rj.err);
-    assert_restored(p.backup, 1); /* exactly a complete epoch */
+    TEST_ASSERT(!p.rj.err && p.dst, "the promoted backup runs (%d)", p.rj.err);
+    assert_restored(p.dst, 1); /* exactly a complete epoch */
     assert_left(p.src, "the source after its save failed", 0);
-    destroy(p.backup);
+    destroy(p.dst);
     destroy(p.src);
     fprintf(stderr, "   the source fails at epoch 5: the promoted backup runs "
                     "the last complete epoch\n");
@@ -733,13 +713,13 @@ static void checkpoint_faults(void)
                     strerror(p.sj.err));
         assert_left(p.src, "the source that lost its backup", 0);
         if (decide == DECIDE_PROMOTE) {
-            TEST_ASSERT(!p.rj.err && p.backup, "%s: promoted, it runs (%d)",
-                        spec, p.rj.err);
-            assert_restored(p.backup, 1);
-            destroy(p.backup);
+            TEST_ASSERT(!p.rj.err && p.dst, "%s: promoted, it runs (%d)", spec,
+                        p.rj.err);
+            assert_restored(p.dst, 1);
+            destroy(p.dst);
         } else {
-            TEST_ASSERT(p.rj.err == ECANCELED && !p.backup,
-                        "%s: stood down (%d)", spec, p.rj.err);
+            TEST_ASSERT(p.rj.err == ECANCELED && !p.dst, "%s: stood down (%d)",
+                        spec, p.rj.err);
         }
         destroy(p.src);
         fprintf(stderr, "   %s at the backup, %s: %s\n", spec,
@@ -759,7 +739,7 @@ static void checkpoint_faults(void)
     TEST_ASSERT(p.sj.err && p.backup_lost == 1,
                 "%s: the source gave its backup up (%s)", spec,
                 strerror(p.sj.err));
-    TEST_ASSERT(p.rj.err == ECANCELED && !p.backup,
+    TEST_ASSERT(p.rj.err == ECANCELED && !p.dst,
                 "%s: the backup stood down (%d)", spec, p.rj.err);
     assert_left(p.src, "the source whose backup stalled", 0);
     destroy(p.src);
@@ -770,8 +750,7 @@ static void checkpoint_faults(void)
      * runs on; nothing is left at the backup. */
     p = (struct pair){.decide = DECIDE_CANCEL};
     checkpoint_pair(&p, "set_state@1=EIO", 5);
-    TEST_ASSERT(p.rj.err == EIO && !p.backup, "the backup fails (%d)",
-                p.rj.err);
+    TEST_ASSERT(p.rj.err == EIO && !p.dst, "the backup fails (%d)", p.rj.err);
     TEST_ASSERT(p.sj.err, "the source's save fails");
     assert_left(p.src, "the source whose backup failed at END", 0);
     destroy(p.src);

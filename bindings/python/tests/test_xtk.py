@@ -217,14 +217,19 @@ def test_set_max_downtime_mid_job(host):
 
 def test_set_bandwidth_mid_job(host):
     a, b = host("a"), host("b")
-    a.create(name="bw", memory_mib=64)
+    # 4 MiB of memory written (and rewritten at 2,000 pages/s)
+    a.create(name="bw", memory_mib=64, workload="dirty", pages=1024,
+             rate=2000)
     r = b.restore("listen:0")
-    # 256 KiB/s: the first round of 64 MiB (its touched part) cannot end
-    # in a second; then the limit is lifted.
+    # 256 KiB/s: the first round, 4 MiB of data at least, cannot end in a
+    # second; then the limit is lifted.
+    t0 = time.monotonic()
     j = a.migrate("bw", "tcp:127.0.0.1:%d" % r.port, max_bandwidth=256 << 10)
     time.sleep(1.0)
     assert not j.done()
-    assert not [e for e in j.events_now() if e.kind == "round"]
+    sent = sum(e.data["bytes"] for e in j.events_now() if e.kind == "round")
+    # what the rounds over so far sent: at the limit, and 50 ms of credit
+    assert sent <= (time.monotonic() - t0 + 0.05) * (256 << 10), sent
     j.set_bandwidth(0)
     j.wait(30)
     r.wait(30)
