@@ -84,6 +84,10 @@ struct xtk_stream {
     int err;        /* sticky: 0 or the first errno */
     int timeout_ms; /* 0: none */
     uint32_t record_limit;
+    /* An fd (an eventfd the owner writes) that ends every wait with
+     * ECANCELED once readable; -1: none (the field is 0 until set: see
+     * cancel_set). */
+    int cancel_fd, cancel_set;
 
     /* The buffer.  Read: input not yet consumed is [rpos, blen).  Write:
      * pending output is [0, blen), of which [0, rpos) is already queued
@@ -143,8 +147,17 @@ struct xtk__layer *xtk__layer_zlib_new(struct xtk_stream *s,
                                        struct xtk__layer *below, int level);
 
 /* Waits until fd is ready for events (POLLIN/POLLOUT), honouring the
- * stream's timeout; 0 or -1 (ETIMEDOUT or poll's errno), not sticky. */
+ * stream's timeout and its cancel fd; 0 or -1 (ETIMEDOUT, ECANCELED or
+ * poll's errno), not sticky. */
 int xtk__stream_wait(struct xtk_stream *s, int fd, short events);
+
+/*
+ * Makes every wait of the stream (and, for an fd stream, every read and
+ * write, which then poll first) end with ECANCELED once cancel_fd is
+ * readable: a restore's reader thread stops even on a pipe or a blocking
+ * socket that brings nothing more.  The caller owns cancel_fd.
+ */
+void xtk__stream_set_cancel(struct xtk_stream *s, int cancel_fd);
 
 /*
  * A stream another writer fills (a Xen PV guest's, by libxenguest's own

@@ -72,7 +72,9 @@ static int64_t now_ms(void)
 int xtk__stream_wait(struct xtk_stream *s, int fd, short events)
 {
     int64_t deadline = s->timeout_ms ? now_ms() + s->timeout_ms : 0;
-    struct pollfd pfd = {.fd = fd, .events = events};
+    struct pollfd pfd[2] = {
+        {.fd = fd, .events = events},
+        {.fd = s->cancel_set ? s->cancel_fd : -1, .events = POLLIN}};
 
     for (;;) {
         int left = -1, rc;
@@ -81,7 +83,9 @@ int xtk__stream_wait(struct xtk_stream *s, int fd, short events)
             int64_t d = deadline - now_ms();
             left = d < 0 ? 0 : (int)d;
         }
-        rc = poll(&pfd, 1, left);
+        rc = poll(pfd, 2, left);
+        if (rc > 0 && pfd[1].revents)
+            return xtk__fail(ECANCELED);
         if (rc > 0)
             return 0; /* ready, or an error the next call will report */
         if (rc == 0)
@@ -89,6 +93,12 @@ int xtk__stream_wait(struct xtk_stream *s, int fd, short events)
         if (errno != EINTR)
             return -1;
     }
+}
+
+void xtk__stream_set_cancel(struct xtk_stream *s, int cancel_fd)
+{
+    s->cancel_fd = cancel_fd;
+    s->cancel_set = cancel_fd >= 0;
 }
 
 /* Writes the whole iovec array (which it consumes) to the fd. */
@@ -101,7 +111,8 @@ static int fd_writev(struct xtk__layer *l, struct iovec *iov, int iovcnt)
         int cnt = iovcnt < IOV_MAX ? iovcnt : IOV_MAX;
         ssize_t n;
 
-        if (s->timeout_ms && xtk__stream_wait(s, f->fd, POLLOUT) < 0)
+        if ((s->timeout_ms || s->cancel_set) &&
+            xtk__stream_wait(s, f->fd, POLLOUT) < 0)
             goto fail;
         if (f->socket) {
             struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)cnt};
@@ -147,7 +158,8 @@ static ssize_t fd_readv(struct xtk__layer *l, const struct iovec *iov,
     for (;;) {
         ssize_t n;
 
-        if (s->timeout_ms && xtk__stream_wait(s, f->fd, POLLIN) < 0)
+        if ((s->timeout_ms || s->cancel_set) &&
+            xtk__stream_wait(s, f->fd, POLLIN) < 0)
             break;
         n = readv(f->fd, iov, iovcnt);
         if (n >= 0) {

@@ -101,6 +101,9 @@ struct xtk_restore {
     pthread_t thread;
     int started, joined, finished, err;
     int notify_fd;
+    /* Written by a cancel: ends the reader's waits on the stream (a pipe
+     * or a socket that brings nothing more: xtk__stream_set_cancel). */
+    int cancel_fd;
     struct event *ev_done;
 
     struct xtk_domain *dom;
@@ -1702,6 +1705,7 @@ struct xtk_restore *xtk_restore_new(struct xtk_ctx *ctx, struct xtk_stream *in,
     if (opts)
         rs->opt = *opts;
     rs->notify_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    rs->cancel_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (pthread_mutex_init(&rs->lock, NULL) == 0) {
         if (pthread_cond_init(&rs->cond, NULL) == 0)
             rs->lock_ok = 1;
@@ -1712,7 +1716,7 @@ struct xtk_restore *xtk_restore_new(struct xtk_ctx *ctx, struct xtk_stream *in,
     if (rs->notify_fd >= 0)
         rs->ev_done = event_new(xtk_ctx_event_base(ctx), rs->notify_fd,
                                 EV_READ | EV_PERSIST, on_done, rs);
-    if (!rs->st || !rs->ev_done || !rs->lock_ok) {
+    if (!rs->st || !rs->ev_done || !rs->lock_ok || rs->cancel_fd < 0) {
         int e = errno ? errno : ENOMEM;
         xtk_restore_free(rs);
         return xtk__fail_null(e);
@@ -1732,9 +1736,11 @@ int xtk_restore_start(struct xtk_restore *rs, xtk_restore_done_fn *done,
     rs->done = done;
     rs->done_arg = arg;
     event_add(rs->ev_done, NULL);
+    xtk__stream_set_cancel(rs->in, rs->cancel_fd);
     e = pthread_create(&rs->thread, NULL, restore_main, rs);
     if (e) {
         event_del(rs->ev_done);
+        xtk__stream_set_cancel(rs->in, -1);
         return xtk__fail(e);
     }
     rs->started = 1;
@@ -1766,6 +1772,8 @@ struct xtk_stats *xtk_restore_stats(struct xtk_restore *rs)
  * reader is told, and, reading from its source's socket, cut off. */
 static int decide(struct xtk_restore *rs, enum decision d)
 {
+    uint64_t one = 1;
+
     if (!rs || !rs->started || rs->finished)
         return xtk__fail(EINVAL);
     pthread_mutex_lock(&rs->lock);
@@ -1775,6 +1783,9 @@ static int decide(struct xtk_restore *rs, enum decision d)
     pthread_mutex_unlock(&rs->lock);
     if (rs->opt.flags & XTK_RESTORE_REPLY)
         shutdown(rs->opt.peer_fd, d == DECIDE_STOP ? SHUT_RDWR : SHUT_RD);
+    /* A reader waiting on a pipe or a quiet socket stops too. */
+    if (d == DECIDE_STOP && write(rs->cancel_fd, &one, sizeof(one)) < 0)
+        XTK_PERROR(rs->ctx, "cannot stop the restore's reader");
     return 0;
 }
 
@@ -1803,6 +1814,10 @@ void xtk_restore_free(struct xtk_restore *rs)
         event_free(rs->ev_done);
     if (rs->notify_fd >= 0)
         close(rs->notify_fd);
+    if (rs->started)
+        xtk__stream_set_cancel(rs->in, -1); /* the caller's stream again */
+    if (rs->cancel_fd >= 0)
+        close(rs->cancel_fd);
     epoch_free(&rs->cur);
     free(rs->statics);
     free(rs->config);

@@ -137,8 +137,9 @@ struct xtk_stats *xtk_restore_stats(struct xtk_restore *rs);
 int xtk_restore_promote(struct xtk_restore *rs);
 
 /*
- * Ends a restore that has not: it stops reading (a socket's is shut; a
- * file or pipe's at the next record) and destroys what it built; done
+ * Ends a restore that has not: it stops reading at once (a socket's is
+ * shut; a wait on a pipe or a quiet socket ends) and destroys what it
+ * built; done
  * gets ECANCELED, unless the stream was complete already (then the domain
  * runs, as if cancel had come later).  A backup's way to stand down.
  * From the event loop's thread.  0, or -1 (EINVAL).

@@ -28,6 +28,8 @@
  *     END;
  *   - a bandwidth limit on pre-copy is kept, and lifted while the save
  *     runs;
+ *   - a restore whose stream (a pipe) stalls half-way is cancelled at
+ *     once, nothing left;
  *   - no descriptor is left open (and, under ASan, no memory).
  */
 #include <dirent.h>
@@ -758,6 +760,56 @@ static void checkpoint_faults(void)
     TEST_ASSERT(xtk__fake_count() == n, "no domain left");
 }
 
+/* A restore whose stream (a pipe) stalls half-way: cancel ends it at
+ * once, and nothing is left. */
+static void cancel_stalled_restore(void)
+{
+    struct xtk_save_options o = {.flags = XTK_SAVE_LIVE};
+    struct xtk_domain *dom = source("dirty=5000:1024");
+    struct xtk_restore_options ro = {.name = "stalled"};
+    struct xtk_restore *rs;
+    struct xtk_stream *in;
+    struct job j = {0};
+    char buf[65536];
+    unsigned int n;
+    int fd, pp[2];
+    ssize_t got;
+    uint64_t t;
+
+    TEST_ASSERT(save_file(dom, &o) == 0, "a file to restore");
+    xtk_domain_close(dom);
+    n = xtk__fake_count();
+    /* Its first 64 KiB down a pipe whose writer then says nothing. */
+    fd = open(img, O_RDONLY | O_CLOEXEC);
+    TEST_ASSERT(fd >= 0, "open %s", img);
+    got = read(fd, buf, sizeof(buf));
+    close(fd);
+    TEST_ASSERT(got == (ssize_t)sizeof(buf), "the file's start");
+    TEST_ASSERT(pipe(pp) == 0, "pipe");
+    TEST_ASSERT(write(pp[1], buf, sizeof(buf)) == (ssize_t)sizeof(buf),
+                "into the pipe");
+    in = xtk_stream_fd(ctx, pp[0], XTK_STREAM_READ);
+    TEST_ASSERT(in, "stream");
+    rs = xtk_restore_new(ctx, in, &ro);
+    TEST_ASSERT(rs, "restore");
+    TEST_ASSERT(xtk_restore_start(rs, restore_done, &j) == 0, "start");
+    t = xtk_now_ns() + 100 * 1000 * 1000;
+    while (xtk_now_ns() < t) /* it reads what there is, then waits */
+        event_base_loop(xtk_ctx_event_base(ctx), EVLOOP_NONBLOCK);
+    TEST_ASSERT(!j.done, "a stalled stream: the restore waits");
+    TEST_ASSERT(xtk_restore_cancel(rs) == 0, "cancel");
+    while (!j.done)
+        event_base_loop(xtk_ctx_event_base(ctx), EVLOOP_ONCE);
+    TEST_ASSERT(j.err == ECANCELED, "cancelled (%s)", strerror(j.err));
+    TEST_ASSERT(xtk__fake_count() == n, "nothing left");
+    xtk_restore_free(rs);
+    xtk_stream_close(in);
+    close(pp[0]);
+    close(pp[1]);
+    fprintf(stderr,
+            "   a restore stalled on a pipe: cancelled, nothing left\n");
+}
+
 static void bad_fault_lists(void)
 {
     const char *bad[] = {"nosuch",      "info@x",          "info=EWHAT",
@@ -774,6 +826,7 @@ int main(void)
 {
     int fds;
 
+    alarm(120); /* a job that never ends fails the test, not the suite */
     xtk__fake_register();
     setenv("XTK_BACKEND", "fake", 1);
     snprintf(img, sizeof(img), "/tmp/xtk-test-fake.%d", (int)getpid());
@@ -789,6 +842,7 @@ int main(void)
     TEST_RUN(no_suspend);
     TEST_RUN(checkpoint_faults);
     TEST_RUN(bandwidth);
+    TEST_RUN(cancel_stalled_restore);
     TEST_ASSERT(xtk__fake_count() == 0, "no domain is left (%u)",
                 xtk__fake_count());
     TEST_ASSERT(open_fds() == fds, "no descriptor is left open (%d, was %d)",
