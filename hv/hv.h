@@ -141,6 +141,7 @@ struct hv {
     size_t held_bytes;
     uint64_t held_lost; /* debug-port bytes with no room to wait */
     int drain_all;      /* a STOP takes the rings whatever the bound */
+    int at_bound;       /* the rings wait: said once per stretch */
 
     /* The network sink (--net), under console_lock. */
     int net_fd, net_tcp, net_connecting, net_failed_said;
