@@ -18,8 +18,8 @@
 #      backup stood down) lets it all out: no repeat, no gap.
 #   3. The backup stops: the primary declares it lost, sends what it
 #      held and runs on unprotected: no repeat, no gap.  The same with
-#      the backup's link down at each phase of an epoch (both ends live,
-#      the connection silent): the backup holds, never runs a copy.
+#      the backup's link down, or the backup stopped, at each phase of
+#      an epoch: the backup holds, never runs a copy.
 #   4. A plain live migration (nothing held): the stop takes what the
 #      rings hold before the copy, so the destination sends none of it
 #      again: no repeat, no gap.
@@ -205,31 +205,37 @@ kill -TERM $restore_pid
 wait_exit $restore_pid || true
 XTK_RUNDIR=$work/run-pri "$xtk" destroy g
 
-# 3b. The backup's link goes down at each phase of epoch 6 (xtk-save is
-#     frozen there first, the link cut, xtk-save let go): both ends live,
-#     the connection only falls silent.  The primary gives its backup up
-#     after its peer timeout, sends what it held and runs on unprotected;
-#     the backup holds, never runs a copy; no repeat, no gap.
+# 3b. The backup cut off at each phase of epoch 6 (xtk-save is frozen
+#     there first, then the backup's link goes down, or the backup is
+#     stopped, then xtk-save is let go): the connection falls silent.  The
+#     primary gives its backup up after its peer timeout, sends what it
+#     held and runs on unprotected; the backup holds, never runs a copy;
+#     no repeat, no gap.
 port=4760
 for phase in interval stopped sending sent acked; do
-  port=$((port + 1))
-  start_pair $port XTK_FAULT_SAVE_STOP=$phase:6
-  wait_stopped $save_pid
-  ip -n $sw link set ybak$t down
-  kill -CONT $save_pid
-  if wait_exit $save_pid; then fail "link down at $phase: the save succeeded"; fi
-  grep -q "the backup is lost" pri.err || { cat pri.err >&2; fail "link down at $phase: not said"; }
-  grows 20 "link down at $phase: the unprotected primary"
-  wait_until "link down at $phase: the backup did not take its source for lost" \
-    grep -q "the source is lost" bak.err
-  XTK_RUNDIR=$work/run-bak info_is g empty yes ||
-    fail "link down at $phase: the backup's copy is not held"
-  transcript_ok 0 "link down at $phase"
-  ip -n $sw link set ybak$t up
-  kill -TERM $restore_pid
-  wait_exit $restore_pid && fail "link down at $phase: the backup stood down with success"
-  XTK_RUNDIR=$work/run-bak wait_none
-  XTK_RUNDIR=$work/run-pri "$xtk" destroy g
+  for how in link stop; do
+    case $how in
+    link) what="backup's link down at $phase" ;;
+    stop) what="backup stopped at $phase" ;;
+    esac
+    port=$((port + 1))
+    start_pair $port XTK_FAULT_SAVE_STOP=$phase:6
+    wait_stopped $save_pid
+    if [ $how = link ]; then ip -n $sw link set ybak$t down; else kill -STOP $restore_pid; fi
+    kill -CONT $save_pid
+    if wait_exit $save_pid; then fail "$what: the save succeeded"; fi
+    grep -q "the backup is lost" pri.err || { cat pri.err >&2; fail "$what: not said"; }
+    grows 20 "$what: the unprotected primary"
+    if [ $how = link ]; then ip -n $sw link set ybak$t up; else kill -CONT $restore_pid; fi
+    wait_until "$what: the backup did not take its source for lost" \
+      grep -q "the source is lost" bak.err
+    XTK_RUNDIR=$work/run-bak info_is g empty yes || fail "$what: the backup's copy is not held"
+    transcript_ok 0 "$what"
+    kill -TERM $restore_pid
+    wait_exit $restore_pid && fail "$what: the backup stood down with success"
+    XTK_RUNDIR=$work/run-bak wait_none
+    XTK_RUNDIR=$work/run-pri "$xtk" destroy g
+  done
 done
 
 # 4. A plain live migration.
