@@ -91,11 +91,15 @@ bg_pids+=($!)
 sleep 1
 PCMK_logfile=$work/pacemaker.log pacemakerd -f >pacemakerd.out 2>&1 &
 bg_pids+=($!)
-online() { crm_mon -1 2>/dev/null | grep -q "Online: \[ $node \]"; }
+# (grep reads all of crm_mon's output: with -q it would stop at the
+# match, and crm_mon, still writing, would die of SIGPIPE, which
+# pipefail turns into "not online": a CI run failed so, 4.5 s in.)
+online() { crm_mon -1 2>/dev/null | grep "Online: \[ $node \]" >/dev/null; }
 t_up=$(date +%s%N)
-for i in $(seq 900); do online && break; sleep 0.1; done
+up=
+for i in $(seq 900); do online && { up=1; break; }; sleep 0.1; done
 echo "the cluster is online after $((($(date +%s%N) - t_up) / 1000000)) ms"
-if ! online; then
+if [ -z "$up" ]; then
   crm_mon -1 >&2 || true
   tail -n 15 corosync.out corosync.log pacemakerd.out >&2 2>/dev/null || true
   grep -iE "error|crit|warn" pacemaker.log | tail -n 20 >&2 || true
@@ -176,7 +180,7 @@ wait_for 60 "instance $b holds no checkpoints of instance $p" backup_holds
 grep -q "(TLS1.3).*peer PSK identity 'ha'" "$work/state-$b/restore.err" ||
   fail "the checkpoints are not over TLS: $(head -3 "$work/state-$b/restore.err")"
 XTK_RUNDIR=$work/run-$p check g
-shows_promoted() { crm_mon -1 2>/dev/null | grep -q "Promoted"; }
+shows_promoted() { crm_mon -1 2>/dev/null | grep "Promoted" >/dev/null; }
 wait_for 30 "crm_mon shows no promoted instance" shows_promoted
 
 # 3. The primary host dies.
