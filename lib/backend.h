@@ -497,7 +497,10 @@ struct xtk__backend_ops {
      * readable when the outcome is in; resume_finish reads it and returns
      * what resume would have (setting dom->resumed_ns).  Any other
      * operation on the handle first waits for the outcome (kept for
-     * resume_finish), which the caller must collect.
+     * resume_finish), which the caller must collect; after such an
+     * operation *fd need not become readable (KVM's is the control
+     * socket, whose answer that operation read): the caller goes on to
+     * resume_finish by itself then.
      */
     int (*resume_start)(struct xtk_domain *dom, int *fd);
     int (*resume_finish)(struct xtk_domain *dom);

@@ -207,13 +207,19 @@ static void hist(struct xtk_save *sv, const char *name, uint64_t v)
 static void output_release(struct xtk_save *sv, uint32_t upto)
 {
     struct xtk__output o;
+    int r;
 
     upto += sv->out_base;
     if (!sv->holding || upto > sv->out_closed)
         upto = sv->holding ? sv->out_closed : 0;
     if (!upto || upto < sv->out_released)
         return;
-    if (sv->dom->ops->output_release(sv->dom, upto, &o) < 0) {
+    r = sv->dom->ops->output_release(sv->dom, upto, &o);
+    /* A resume sent ahead (next_epoch) has had its answer read by the
+     * backend's call: its fd will not wake the loop for it any more. */
+    if (sv->resuming)
+        event_active(sv->ev_resume, EV_READ, 0);
+    if (r < 0) {
         XTK_PERROR(sv->ctx, "domain %u: cannot release its output",
                    sv->dom->domid);
         return;
@@ -648,7 +654,7 @@ static int resume_after_round(struct xtk_save *sv)
 static int resume_collect(struct xtk_save *sv)
 {
     sv->resuming = 0;
-    event_del(sv->ev_resume);
+    ev_stop(sv->ev_resume);
     if (sv->dom->ops->resume_finish(sv->dom) < 0) {
         XTK_PERROR(sv->ctx, "domain %u: cannot resume it after a checkpoint",
                    sv->dom->domid);
@@ -1498,8 +1504,13 @@ static int destroyed(struct xtk_save *sv, int err)
         else if (sv->dom->ops->resume(sv->dom) < 0)
             XTK_PERROR(sv->ctx, "domain %u: cannot resume it either",
                        sv->dom->domid);
-        else
+        else {
             stamp(sv, "source resumed");
+            XTK_WARN(sv->ctx,
+                     "domain %u runs on here; the saved stream is whole: "
+                     "restoring it too would run a second copy",
+                     sv->dom->domid);
+        }
         return sv->destroy_errno ? sv->destroy_errno : EIO;
     }
     xtk_stats_phase_at(sv->st, "source destroyed", sv->destroy_ns);
