@@ -106,9 +106,12 @@ check keep3
 "$xtk" destroy keep3
 
 # Migration on loopback into another run directory.
-port=$((20000 + RANDOM % 20000))
-XTK_RUNDIR=$work/run-dst "$xrestore" -v listen:127.0.0.1:$port > dst.id 2> dst.log &
+rm -f port.txt
+XTK_RUNDIR=$work/run-dst "$xrestore" -v --port-file port.txt listen:127.0.0.1:0 \
+  > dst.id 2> dst.log &
 bg_pids+=($!)
+wait_until "no --port-file" test -s port.txt
+port=$(cat port.txt)
 "$xsave" -q -l keep tcp:127.0.0.1:$port || fail "migration"
 wait "${bg_pids[-1]}" || fail "xtk-restore failed"
 [ "$(domains)" = 0 ] || fail "the source is still there"

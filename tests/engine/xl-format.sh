@@ -80,9 +80,13 @@ check xlg4
 
 # 4. A live migration in libxl framing (as xl migrate sends it), on
 #    loopback into another run directory.
-port=$((20000 + RANDOM % 20000))
-XTK_RUNDIR=$work/run-dst "$xrestore" -q listen:127.0.0.1:$port > dst.id &
+# (a port the listener picks: a random one collided once with another
+# test's connection)
+rm -f port.txt
+XTK_RUNDIR=$work/run-dst "$xrestore" -q --port-file port.txt listen:127.0.0.1:0 > dst.id &
 bg_pids+=($!)
+wait_until "no --port-file" test -s port.txt
+port=$(cat port.txt)
 "$xsave" -q -l -f libxl "$id" tcp:127.0.0.1:$port || fail "migration in libxl framing"
 wait "${bg_pids[-1]}" || fail "xtk-restore failed"
 [ "$(domains)" = 0 ] || fail "the source is still there"
