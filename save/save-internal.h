@@ -70,8 +70,8 @@ int xtk__senders_round_here(struct xtk__senders *sd, const uint64_t *pfns,
 
 /*
  * The bandwidth limit of the rounds that keep to one (XTK__ROUND_THROTTLE),
- * in bytes a second (0: none).  Any thread; the batches still to go obey
- * the new limit.
+ * in bytes a second (0: none).  Any thread; the batches not yet booked
+ * obey the new limit, and 0 ends every wait.
  */
 void xtk__senders_set_limit(struct xtk__senders *sd, uint64_t bytes_per_s);
 

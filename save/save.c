@@ -795,20 +795,22 @@ static void next_epoch(struct xtk_save *sv)
             fail_errno(sv);
             return;
         }
+        if (sv->ev_resume && event_get_fd(sv->ev_resume) != fd) {
+            event_free(sv->ev_resume);
+            sv->ev_resume = NULL;
+        }
         if (!sv->ev_resume)
             sv->ev_resume = event_new(xtk_ctx_event_base(sv->ctx), fd, EV_READ,
                                       on_resumed, sv);
-        if (!sv->ev_resume || event_add(sv->ev_resume, NULL) < 0) {
-            sv->resuming = 1;
-            if (resume_collect(sv) < 0) {
-                fail_errno(sv);
-                return;
-            }
-        } else {
+        if (sv->ev_resume && event_add(sv->ev_resume, NULL) == 0) {
             sv->resuming = 1;
             sv->resume_row = row;
             sv->resume_staged = staged;
             sv->resume_now = now;
+            return;
+        }
+        if (resume_collect(sv) < 0) { /* no event: wait here */
+            fail_errno(sv);
             return;
         }
     } else if (resume_after_round(sv) < 0) {

@@ -63,12 +63,13 @@ struct xtk__senders {
     const uint64_t *populated;
     int keep_zero; /* zero frames go with their data */
     uint64_t count;
-    uint64_t next;    /* atomic: the next frame to hand out */
-    uint64_t sent;    /* atomic: frames written (for progress) */
-    int abort;        /* atomic */
-    int throttle;     /* this round keeps to the limit */
-    uint64_t limit;   /* atomic: bytes a second, 0: none */
-    uint64_t tb_next; /* write_lock: when the link is free, at the limit */
+    uint64_t next;  /* atomic: the next frame to hand out */
+    uint64_t sent;  /* atomic: frames written (for progress) */
+    int abort;      /* atomic */
+    int throttle;   /* this round keeps to the limit */
+    uint64_t limit; /* atomic: bytes a second, 0: none */
+    pthread_mutex_t tb_lock;
+    uint64_t tb_next; /* tb_lock: when the link is free, at the limit */
     struct xtk__round_result res;
 };
 
@@ -117,45 +118,37 @@ static const uint8_t *map_batch(struct sender *s, const uint64_t *pfns,
     return base;
 }
 
-/* Sends batches until the round's frames are all handed out. */
 /*
- * A pre-copy round at a bandwidth limit (write_lock held): the batch waits
- * until the link, at the limit, would have carried it after the batches
- * before (a token bucket on a virtual clock: tb_next is when the link is
- * free), so that a round of one batch is limited as much as a long one.
- * An idle link lends 50 ms at most (a short burst).  Sleeps in slices of
- * 10 ms, so that an abort, or a new limit, is seen.
+ * A pre-copy round at a bandwidth limit: the batch books its bytes on a
+ * virtual clock of the link at the limit (tb_next: when the link is free;
+ * a token bucket), then waits, holding no lock, until the link would have
+ * carried it, so that a round of one batch is limited as much as a long
+ * one and the other senders build and book meanwhile.  An idle link lends
+ * 50 ms at most (a short burst).  Sleeps in slices of 10 ms, so that an
+ * abort, or the limit lifted, is seen; a new limit applies from the next
+ * batch.
  */
 static void throttle(struct xtk__senders *sd, uint64_t bytes)
 {
     const uint64_t slice = 10 * 1000 * 1000, credit = 50 * 1000 * 1000;
-    uint64_t from = 0, done = 0, booked = 0;
+    uint64_t limit = __atomic_load_n(&sd->limit, __ATOMIC_RELAXED);
+    uint64_t now = xtk_now_ns(), idle = now > credit ? now - credit : 0;
+    uint64_t done;
 
-    for (;;) {
-        uint64_t limit = __atomic_load_n(&sd->limit, __ATOMIC_RELAXED);
-        uint64_t now = xtk_now_ns(), wait;
-        struct timespec ts;
+    if (!limit)
+        return;
+    pthread_mutex_lock(&sd->tb_lock);
+    done = (sd->tb_next > idle ? sd->tb_next : idle) +
+           bytes * 1000000000ull / limit;
+    sd->tb_next = done;
+    pthread_mutex_unlock(&sd->tb_lock);
+    while (now < done && __atomic_load_n(&sd->limit, __ATOMIC_RELAXED) &&
+           !__atomic_load_n(&sd->abort, __ATOMIC_RELAXED)) {
+        uint64_t wait = done - now < slice ? done - now : slice;
+        struct timespec ts = {0, (long)wait};
 
-        if (!limit || __atomic_load_n(&sd->abort, __ATOMIC_RELAXED)) {
-            sd->tb_next = 0;
-            return;
-        }
-        if (limit != booked) { /* (again, if the limit changed) */
-            uint64_t idle = now > credit ? now - credit : 0;
-
-            if (!booked)
-                from = sd->tb_next > idle ? sd->tb_next : idle;
-            done = from + bytes * 1000000000ull / limit;
-            booked = limit;
-        }
-        if (done <= now) {
-            sd->tb_next = done;
-            return;
-        }
-        wait = done - now < slice ? done - now : slice;
-        ts.tv_sec = 0;
-        ts.tv_nsec = (long)wait;
         nanosleep(&ts, NULL);
+        now = xtk_now_ns();
     }
 }
 
@@ -164,6 +157,7 @@ void xtk__senders_set_limit(struct xtk__senders *sd, uint64_t bytes_per_s)
     __atomic_store_n(&sd->limit, bytes_per_s, __ATOMIC_RELAXED);
 }
 
+/* Sends batches until the round's frames are all handed out. */
 static void send_batches(struct sender *s)
 {
     struct xtk__senders *sd = s->sd;
@@ -171,7 +165,7 @@ static void send_batches(struct sender *s)
     int err = 0;
 
     for (;;) {
-        uint64_t idx, t0, t1, t2;
+        uint64_t idx, t0, t1, t2, tw;
         unsigned int nb, ndata = 0, ngone = 0;
         const uint8_t *batch = NULL;
         int r;
@@ -214,10 +208,13 @@ static void send_batches(struct sender *s)
                 ndata++;
             }
         }
-        t1 = xtk_now_ns();
-        pthread_mutex_lock(&sd->write_lock);
-        if (sd->throttle)
+        t1 = tw = xtk_now_ns();
+        /* (the limit's wait is neither building nor writing) */
+        if (sd->throttle) {
             throttle(sd, (uint64_t)ndata * XTK__PAGE_SIZE + nb * 8u + 16u);
+            tw = xtk_now_ns();
+        }
+        pthread_mutex_lock(&sd->write_lock);
         r = xtk_stream_write_page_data(sd->out, nb, s->entries, s->pages);
         if (r < 0)
             err = errno;
@@ -226,7 +223,7 @@ static void send_batches(struct sender *s)
         if (batch)
             sd->dom->ops->unmap_batch(sd->dom, (void *)batch, nb);
         xtk_hist_record(s->build, t1 - t0);
-        xtk_hist_record(s->write, t2 - t1);
+        xtk_hist_record(s->write, t2 - tw);
         if (r < 0) {
             __atomic_store_n(&sd->abort, 1, __ATOMIC_RELAXED);
             break;
@@ -310,6 +307,7 @@ struct xtk__senders *xtk__senders_new(struct xtk_domain *dom, unsigned int n,
     sd->out = out;
     sd->notify_fd = notify_fd;
     pthread_mutex_init(&sd->write_lock, NULL);
+    pthread_mutex_init(&sd->tb_lock, NULL);
     pthread_mutex_init(&sd->lock, NULL);
     pthread_cond_init(&sd->go, NULL);
     pthread_cond_init(&sd->idle, NULL);
@@ -455,6 +453,7 @@ void xtk__senders_free(struct xtk__senders *sd)
     pthread_cond_destroy(&sd->idle);
     pthread_mutex_destroy(&sd->lock);
     pthread_mutex_destroy(&sd->write_lock);
+    pthread_mutex_destroy(&sd->tb_lock);
     free(sd->s);
     free(sd);
 }

@@ -193,9 +193,9 @@ int xtk_save_set_max_downtime(struct xtk_save *sv, uint32_t ms);
  */
 /*
  * Changes max_bandwidth of a running (or not yet started) save, as
- * libvirt's virDomainMigrateSetMaxSpeed: the batches still to go keep to
- * it.  0: no limit.  From the event loop's thread (as
- * xtk_save_set_max_downtime).  Added in XTK_0.8.
+ * libvirt's virDomainMigrateSetMaxSpeed: the batches not yet sent keep
+ * to it (0, no limit, also ends the waits of those already waiting).  From the
+ * event loop's thread (as xtk_save_set_max_downtime).  Added in XTK_0.8.
  */
 int xtk_save_set_bandwidth(struct xtk_save *sv, uint64_t bytes_per_s);
 
