@@ -210,7 +210,7 @@ int xsd_domain_introduce(struct xsd_req *r, uint32_t domid, uint64_t gfn,
     } else if ((err = xsd_xen_introduce(x, domid, port, &ring))) {
         return err;
     }
-    c = xsd_ring_conn_new(x, domid, ring);
+    c = xsd_ring_conn_new(x, domid, ring, false);
     if (!c)
         return ENOMEM;
     if (k && x->base) {

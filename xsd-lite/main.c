@@ -381,6 +381,16 @@ int main(int argc, char **argv)
         XTK_PERROR(ctx, "writing %s", o.pid_file);
         goto out_listen;
     }
+    /* On Xen, in dom0: its kernel's own ring (its backends need it). */
+    {
+        int r = xsd_xen_dom0_ring(&x);
+
+        if (r && r != ENOENT)
+            XTK_WARN(ctx,
+                     "dom0's kernel is not served (%s): its backends "
+                     "(blkback, netback) will not see the store",
+                     strerror(r));
+    }
     XTK_INFO(ctx, "xsd-lite %s ready on %s", PACKAGE_VERSION, o.socket);
     sd_notify_send("READY=1");
     if (ready_fd >= 0) {

@@ -211,16 +211,16 @@ static void resume_cb(evutil_socket_t fd, short what, void *arg)
 
 /*
  * A connection for domid over ring (whose ops are called on it from now
- * on).  The page is reset as Xen does on introduction: indices to zero,
- * the server's features advertised, connected.  Returns NULL on failure
+ * on).  A guest's page is reset as Xen does on introduction: indices to
+ * zero, the server's features advertised, connected.  Returns NULL on failure
  * (ring destroyed), in which case errno will be set.
  */
 struct xsd_conn *xsd_ring_conn_new(struct xsd *x, uint32_t domid,
-                                   struct xsd_ring *ring)
+                                   struct xsd_ring *ring, bool priv)
 {
     struct xenstore_domain_interface *intf = ring->intf;
     struct xsd_conn *c =
-        xsd_conn_new(x, &xsd_ring_transport, domid, false, false);
+        xsd_conn_new(x, &xsd_ring_transport, domid, priv, false);
 
     if (!c) {
         ring->ops->destroy(ring);
@@ -235,10 +235,14 @@ struct xsd_conn *xsd_ring_conn_new(struct xsd *x, uint32_t domid,
             return xtk__fail_null(ENOMEM);
         }
     }
-    store_idx(&intf->req_cons, 0);
-    store_idx(&intf->req_prod, 0);
-    store_idx(&intf->rsp_cons, 0);
-    store_idx(&intf->rsp_prod, 0);
+    /* dom0's kernel set its page up at boot and may have written to it
+     * already (a request waiting for the store to start): kept. */
+    if (!priv) {
+        store_idx(&intf->req_cons, 0);
+        store_idx(&intf->req_prod, 0);
+        store_idx(&intf->rsp_cons, 0);
+        store_idx(&intf->rsp_prod, 0);
+    }
     intf->server_features =
         XENSTORE_SERVER_FEATURE_RECONNECTION | XENSTORE_SERVER_FEATURE_ERROR;
     intf->error = XENSTORE_ERROR_NONE;

@@ -16,6 +16,11 @@ void xsd_xen_fini(struct xsd *x)
 {
 }
 
+int xsd_xen_dom0_ring(struct xsd *x)
+{
+    return ENOENT;
+}
+
 bool xsd_xen_domain_exists(struct xsd *x, uint32_t domid)
 {
     return false;

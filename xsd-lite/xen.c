@@ -13,9 +13,16 @@
  * looks; a dying or vanished one is released: its page unmapped (else
  * Xen cannot finish destroying it), its channel unbound, @releaseDomain
  * fired.  Its /local/domain/<domid> is the toolstack's to remove.
+ *
+ * dom0's own kernel talks to the store over a ring too (its xenbus: the
+ * backends blkback and netback find their devices through it): a page
+ * the kernel set aside, mapped through xsd_kva, and an event channel the
+ * kernel left unbound for dom0 itself, named in xsd_port.
  */
 #include "config.h"
 
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -44,6 +51,7 @@ struct xen_ring {
     struct xsd_ring ring;
     struct xen_state *xs;
     evtchn_port_t local;
+    bool kva; /* dom0's page, mmap()ed from xsd_kva: not a grant */
 };
 
 static void xen_notify(struct xsd_ring *ring)
@@ -58,7 +66,10 @@ static void xen_destroy(struct xsd_ring *ring)
     struct xen_ring *xr = (struct xen_ring *)ring;
 
     xenevtchn_unbind(xr->xs->xce, xr->local);
-    xengnttab_unmap(xr->xs->xgt, ring->intf, 1);
+    if (xr->kva)
+        munmap(ring->intf, XC_PAGE_SIZE);
+    else
+        xengnttab_unmap(xr->xs->xgt, ring->intf, 1);
     free(xr);
 }
 
@@ -263,6 +274,73 @@ int xsd_xen_introduce(struct xsd *x, uint32_t domid, uint32_t port,
     xr->xs = xs;
     xr->ring.ops = &xen_ring_ops;
     *ring = &xr->ring;
+    return 0;
+}
+
+int xsd_xen_dom0_ring(struct xsd *x)
+{
+    static const char *const kvas[] = {"/dev/xsd_kva", "/proc/xen/xsd_kva"};
+    struct xen_state *xs;
+    struct xen_ring *xr;
+    struct xsd_conn *c;
+    xenevtchn_port_or_error_t local;
+    unsigned int port;
+    void *page = MAP_FAILED;
+    FILE *f;
+    int fd = -1, n;
+
+    for (size_t i = 0; fd < 0 && i < sizeof(kvas) / sizeof(kvas[0]); i++)
+        fd = open(kvas[i], O_RDWR | O_CLOEXEC);
+    if (fd < 0)
+        return ENOENT;
+    f = fopen("/proc/xen/xsd_port", "re");
+    n = f ? fscanf(f, "%u", &port) : 0;
+    if (f)
+        fclose(f);
+    if (n != 1) {
+        close(fd);
+        return ENOENT;
+    }
+    xs = xen_get(x);
+    if (!xs) {
+        close(fd);
+        return ENOSYS;
+    }
+    page = mmap(NULL, XC_PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    if (page == MAP_FAILED) {
+        XTK_WARN(x->ctx, "dom0's ring: mapping its page: %s", strerror(errno));
+        return errno;
+    }
+    /* Bound once: a second store daemon gets EBUSY here. */
+    local = xenevtchn_bind_interdomain(xs->xce, 0, port);
+    if (local < 0) {
+        int e = errno;
+
+        XTK_WARN(x->ctx,
+                 "dom0's ring: binding its port %u: %s (another store "
+                 "daemon serves dom0's kernel?)",
+                 port, strerror(e));
+        munmap(page, XC_PAGE_SIZE);
+        return e;
+    }
+    xr = calloc(1, sizeof(*xr));
+    if (!xr) {
+        xenevtchn_unbind(xs->xce, (evtchn_port_t)local);
+        munmap(page, XC_PAGE_SIZE);
+        return ENOMEM;
+    }
+    xr->ring.intf = page;
+    xr->ring.ops = &xen_ring_ops;
+    xr->xs = xs;
+    xr->local = (evtchn_port_t)local;
+    xr->kva = true;
+    c = xsd_ring_conn_new(x, 0, &xr->ring, true);
+    if (!c)
+        return ENOMEM;
+    XTK_INFO(x->ctx, "dom0's kernel served on its ring (port %u)", port);
+    /* The kernel probes its xenbus devices once the store tells it so. */
+    xr->ring.ops->notify(&xr->ring);
     return 0;
 }
 

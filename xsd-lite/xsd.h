@@ -474,9 +474,13 @@ struct xsd_ring {
     void *priv;
 };
 extern const struct xsd_transport xsd_ring_transport;
-/* Makes a connection for a mapped ring (takes ring over, even on error). */
+/*
+ * Makes a connection for a mapped ring (takes ring over, even on error):
+ * a guest's (subject to its domain's quotas), or with priv dom0's own
+ * kernel's, privileged as the sockets are.
+ */
 struct xsd_conn *xsd_ring_conn_new(struct xsd *x, uint32_t domid,
-                                   struct xsd_ring *ring);
+                                   struct xsd_ring *ring, bool priv);
 /* The guest notified us: move requests in and responses out. */
 void xsd_ring_kick(struct xsd_conn *c);
 
@@ -484,6 +488,13 @@ void xsd_ring_kick(struct xsd_conn *c);
 int xsd_xen_introduce(struct xsd *x, uint32_t domid, uint32_t port,
                       struct xsd_ring **ring);
 void xsd_xen_fini(struct xsd *x);
+/*
+ * Serves dom0's own kernel on its xenbus ring, as xenstored does: the page
+ * the kernel set aside (xsd_kva) and its port (xsd_port).  Its backends
+ * (blkback, netback) see the store only through it.  0, ENOENT where there
+ * is no such ring (not dom0 on Xen), or another errno.
+ */
+int xsd_xen_dom0_ring(struct xsd *x);
 /* Whether the hypervisor knows domid (false without one). */
 bool xsd_xen_domain_exists(struct xsd *x, uint32_t domid);
 
