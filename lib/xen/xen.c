@@ -616,26 +616,65 @@ static int xen_unpause(struct xtk_domain *dom, unsigned int flags)
     return 0;
 }
 
-static void xtl_quiet(struct xentoollog_logger *l, xentoollog_level level,
-                      int errnoval, const char *context, const char *format,
-                      va_list al)
+/*
+ * libxl's messages are not printed (xtk logs its own), but the first error
+ * is kept: a device that cannot be built says why in xtk's own error.
+ */
+struct xtl_keep {
+    struct xentoollog_logger vtable; /* first: libxl calls through it */
+    char first[200];                 /* libxl's first error */
+};
+
+static void xtl_keep_msg(struct xentoollog_logger *l, xentoollog_level level,
+                         int errnoval, const char *context, const char *format,
+                         va_list al)
 {
-    (void)l, (void)level, (void)errnoval, (void)context, (void)format;
-    (void)al;
+    struct xtl_keep *k = (struct xtl_keep *)l;
+    char msg[sizeof(k->first)];
+    const char *m = msg;
+    int n = 0;
+
+    (void)errnoval, (void)context;
+    /* The first error is the cause; later ones are its consequences. */
+    if (level < XTL_ERROR || k->first[0])
+        return;
+    vsnprintf(msg, sizeof(msg), format, al);
+    /* libxl's "file.c:LINE:function: " in front says where, not why */
+    if (sscanf(msg, "%*[a-z_].c:%*u:%*[A-Za-z0-9_]: %n", &n) >= 0 && n > 0)
+        m += n;
+    snprintf(k->first, sizeof(k->first), "%s", m);
 }
 
-/* A libxl context that logs nothing of its own: xtk logs. */
-static libxl_ctx *libxl_open(struct xtk_ctx *ctx)
+/*
+ * A libxl context.  libxl forks the hotplug scripts of devices (adding
+ * them in a restore, removing them in a destroy); by default it would then
+ * reap every child of the process, a caller's own (xtk-save's ssh)
+ * included.  Here it reaps only its own, through a SIGCHLD handler that it
+ * installs for the context's lifetime and then puts back as it was.
+ */
+static libxl_ctx *libxl_open_log(struct xtk_ctx *ctx, struct xtl_keep *keep)
 {
-    static xentoollog_logger logger = {.vmessage = xtl_quiet};
+    static const libxl_childproc_hooks hooks = {
+        .chldowner = libxl_sigchld_owner_libxl_always_selective_reap};
     libxl_ctx *lctx = NULL;
 
-    if (libxl_ctx_alloc(&lctx, LIBXL_VERSION, 0, &logger)) {
+    keep->vtable.vmessage = xtl_keep_msg;
+    keep->first[0] = '\0';
+    if (libxl_ctx_alloc(&lctx, LIBXL_VERSION, 0, &keep->vtable)) {
         XTK_ERROR(ctx, "cannot start libxenlight");
         errno = EIO;
         return NULL;
     }
+    libxl_childproc_setmode(lctx, &hooks, NULL);
     return lctx;
+}
+
+/* A libxl context whose messages are dropped. */
+static libxl_ctx *libxl_open(struct xtk_ctx *ctx)
+{
+    static __thread struct xtl_keep keep;
+
+    return libxl_open_log(ctx, &keep);
 }
 
 /*
@@ -1895,9 +1934,15 @@ fail:
  *                  can save, migrate and destroy the domain later), the
  *                  store's INTRODUCE, then the unpause
  *
- * Devices other than the console (disks, network) are not built: such a
- * config is refused before anything is created.  Until resume, a failure
- * leaves the restore engine to destroy the domain.
+ * Disks and network interfaces are added by libxl (libxl_device_disk_add,
+ * libxl_device_nic_add: the store's backend and frontend directories, the
+ * hotplug scripts, libxl's record of them) as soon as the domain exists,
+ * before any memory arrives: their backends are ready when the guest
+ * first runs, and a device this host cannot give (a disk that is not
+ * here, or in use by another guest) refuses the restore before its
+ * stream is read.  Other devices are refused before anything is created.
+ * Until resume, a failure leaves the restore engine to destroy the domain
+ * (libxl_domain_destroy, which takes the devices away again).
  */
 struct xen_build {
     libxl_domain_config cfg; /* name and uuid final */
@@ -1927,11 +1972,10 @@ static int build_check(struct xtk_domain *dom, const libxl_domain_config *c,
                        uint32_t stream_type)
 {
     const libxl_domain_build_info *b = &c->b_info;
-    int devices = c->num_disks + c->num_nics + c->num_pcidevs + c->num_rdms +
-                  c->num_dtdevs + c->num_vfbs + c->num_vkbs + c->num_vtpms +
-                  c->num_p9s + c->num_pvcallsifs + c->num_vdispls +
-                  c->num_vsnds + c->num_channels + c->num_usbctrls +
-                  c->num_usbdevs;
+    int devices = c->num_pcidevs + c->num_rdms + c->num_dtdevs + c->num_vfbs +
+                  c->num_vkbs + c->num_vtpms + c->num_p9s + c->num_pvcallsifs +
+                  c->num_vdispls + c->num_vsnds + c->num_channels +
+                  c->num_usbctrls + c->num_usbdevs;
 
     if (c->c_info.type != LIBXL_DOMAIN_TYPE_PVH &&
         c->c_info.type != LIBXL_DOMAIN_TYPE_PV) {
@@ -1953,9 +1997,10 @@ static int build_check(struct xtk_domain *dom, const libxl_domain_config *c,
     }
     if (devices) {
         XTK_ERROR(dom->ctx,
-                  "the guest has %d device(s) besides its console (disks, "
-                  "network, ...): xtk's domain builder does not build "
-                  "devices yet (use xl restore)",
+                  "the guest has %d device(s) besides its console, disks "
+                  "and network interfaces (PCI, framebuffer, keyboard, "
+                  "vTPM, 9p, USB, channels, ...): xtk's domain builder "
+                  "does not build them (use xl restore)",
                   devices);
         return xtk__fail(ENOTSUP);
     }
@@ -2136,6 +2181,55 @@ static void build_store_rm(struct xtk_domain *dom, struct xen_build *b)
     xs_close(xs);
 }
 
+/*
+ * The config's disks and network interfaces, added by libxl to the domain
+ * built (its userdata stored already: libxl records each device there).
+ * *added is set once the first one may have left something behind.
+ */
+static int build_devices(struct xtk_domain *dom, struct xen_build *b,
+                         int *added)
+{
+    struct xtl_keep keep;
+    libxl_ctx *lctx;
+    int rc = 0, i;
+
+    if (!b->cfg.num_disks && !b->cfg.num_nics)
+        return 0;
+    lctx = libxl_open_log(dom->ctx, &keep);
+    if (!lctx)
+        return -1;
+    *added = 1;
+    for (i = 0; !rc && i < b->cfg.num_disks; i++) {
+        libxl_device_disk *d = &b->cfg.disks[i];
+
+        rc = libxl_device_disk_add(lctx, dom->domid, d, NULL);
+        if (rc)
+            XTK_ERROR(dom->ctx,
+                      "domain %u: its disk %s (%s) cannot be added here "
+                      "(%d): %s",
+                      dom->domid, d->vdev ? d->vdev : "?",
+                      d->pdev_path ? d->pdev_path : "no target", rc,
+                      keep.first[0] ? keep.first : "libxl says no more");
+    }
+    for (i = 0; !rc && i < b->cfg.num_nics; i++) {
+        libxl_device_nic *n = &b->cfg.nics[i];
+
+        rc = libxl_device_nic_add(lctx, dom->domid, n, NULL);
+        if (rc)
+            XTK_ERROR(dom->ctx,
+                      "domain %u: its network interface %d (bridge %s) "
+                      "cannot be added here (%d): %s",
+                      dom->domid, n->devid, n->bridge ? n->bridge : "none", rc,
+                      keep.first[0] ? keep.first : "libxl says no more");
+    }
+    libxl_ctx_free(lctx);
+    if (rc)
+        return xtk__fail(rc == ERROR_NOMEM ? ENOMEM : ENODEV);
+    XTK_DEBUG(dom->ctx, "domain %u: %d disk(s), %d network interface(s)",
+              dom->domid, b->cfg.num_disks, b->cfg.num_nics);
+    return 0;
+}
+
 static int xen_lookup(struct xtk_ctx *ctx, const char *name, uint32_t *domid);
 
 static int xen_create_native(struct xtk_domain *dom,
@@ -2149,7 +2243,7 @@ static int xen_create_native(struct xtk_domain *dom,
     libxl_ctx *lctx = NULL;
     uint32_t domid = 0, other;
     uint64_t paging_kb;
-    int created = 0, rc, e;
+    int created = 0, devices = 0, rc, e;
     const char *name;
 
     if (!xd || !b) {
@@ -2322,6 +2416,8 @@ static int xen_create_native(struct xtk_domain *dom,
             goto fail;
         }
     }
+    if (build_devices(dom, b, &devices) < 0)
+        goto fail;
     libxl_ctx_free(lctx);
     dom->priv = xd;
     nc->nr_pages = bi->target_memkb / 4;
@@ -2342,6 +2438,9 @@ static int xen_create_native(struct xtk_domain *dom,
 
 fail:
     e = errno ? errno : EIO;
+    if (created && devices && lctx &&
+        libxl_domain_destroy(lctx, domid, NULL) == 0)
+        created = 0; /* libxl took the devices, the store and all */
     if (created) {
         if (lctx)
             libxl_userdata_unlink(lctx, domid, "libxl-json");

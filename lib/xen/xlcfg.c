@@ -5,11 +5,13 @@
  *
  * libxlutil parses the file (the grammar xl itself reads); which keys mean
  * what is xl's own code (xl_parse.c), not a library, so this reads the
- * ones a guest xtk can build has: a PV or PVH guest with its console and
- * no other device.  Every other key is refused by name, rather than
- * ignored: a restored domain that silently differs from its config (a
- * TSC mode, a CPU pinning, a disk) is worse than a clear "use xl
- * restore".  Device lists are accepted only empty.
+ * ones a guest xtk can build has: a PV or PVH guest with its console, its
+ * disks (libxlutil's own disk syntax) and its network interfaces (xl's
+ * vif keys, those that do not need COLO or a driver domain).  Every
+ * other key is refused by name, rather than ignored: a restored domain
+ * that silently differs from its config (a TSC mode, a CPU pinning, a
+ * PCI device) is worse than a clear "use xl restore".  Other device lists
+ * are accepted only empty.
  */
 #include "config.h"
 
@@ -50,14 +52,16 @@ static const char *const known[] = {"name",
                                     "max_grant_frames",
                                     "max_maptrack_frames",
                                     "max_event_channels",
+                                    "disk",
+                                    "vif",
                                     NULL};
 
 /* Device lists: accepted when empty (xtk builds no device but the
- * console). */
+ * console, disks and network interfaces). */
 static const char *const devices[] = {
-    "disk",    "vif",    "pci",       "vfb",     "vkb",     "vtpm",   "p9",
-    "pvcalls", "vdispl", "vsnd",      "channel", "usbctrl", "usbdev", "dtdev",
-    "rdm",     "usb",    "usbdevice", "serial",  NULL};
+    "pci",    "vfb",  "vkb",       "vtpm",    "p9",     "pvcalls",
+    "vdispl", "vsnd", "channel",   "usbctrl", "usbdev", "dtdev",
+    "rdm",    "usb",  "usbdevice", "serial",  "vif2",   NULL};
 
 static int in(const char *const *set, const char *key)
 {
@@ -159,8 +163,8 @@ static int check_key(const char *key, void *arg)
             return 0;
         XTK_ERROR(c->ctx,
                   "the config (xl's text) gives the guest devices ('%s'): "
-                  "xtk's domain builder builds none but the console (use "
-                  "xl restore)",
+                  "xtk's domain builder builds none but the console, disks "
+                  "and network interfaces (use xl restore)",
                   key);
         return xtk__fail(ENOTSUP);
     }
@@ -168,8 +172,9 @@ static int check_key(const char *key, void *arg)
               "the config (xl's text) sets '%s', which xtk's domain builder "
               "does not read: it builds from a config's name, uuid, type, "
               "memory, maxmem, vcpus, maxvcpus, kernel, ramdisk, cmdline, "
-              "extra, root, on_* actions, cpuid and grant, maptrack and "
-              "event channel limits (use xl restore, or a file with libxl's "
+              "extra, root, on_* actions, cpuid, disk, vif and grant, "
+              "maptrack and event channel limits (use xl restore, or a "
+              "file with libxl's "
               "JSON config, which xl save and xtk-save without --config "
               "write)",
               key);
@@ -261,6 +266,171 @@ static int parse_cpuid(struct xtk_ctx *ctx, libxl_cpuid_policy_list *cpuid,
         }
     free(copy);
     return r;
+}
+
+/* disk = [ SPEC, ... ]: each in libxlutil's disk syntax, as xl reads it. */
+static int parse_disks(struct xtk_ctx *ctx, XLU_Config *cfg, FILE *rf,
+                       char **report, libxl_domain_config *c)
+{
+    XLU_ConfigList *list;
+    const char *spec;
+    int n = 0;
+
+    if (xlu_cfg_get_list(cfg, "disk", &list, &n, 1))
+        return 0;
+    for (int i = 0; (spec = xlu_cfg_get_listitem(list, i)) != NULL; i++) {
+        libxl_device_disk *d =
+            realloc(c->disks, (size_t)(c->num_disks + 1) * sizeof(*d));
+        int r;
+
+        if (!d)
+            return -1;
+        c->disks = d;
+        d = &c->disks[c->num_disks++];
+        libxl_device_disk_init(d);
+        r = xlu_disk_parse(cfg, 1, &spec, d);
+        if (r) {
+            fflush(rf);
+            XTK_ERROR(ctx,
+                      "the config's disk \"%s\" is not one xl reads: %.160s",
+                      spec, *report ? *report : strerror(r));
+            return xtk__fail(r == ENOMEM ? ENOMEM : EINVAL);
+        }
+    }
+    return 0;
+}
+
+/* One KEY=VALUE of a vif spec, as xl's parse_nic_config reads it. */
+static int nic_key(struct xtk_ctx *ctx, XLU_Config *cfg, libxl_device_nic *n,
+                   const char *key, const char *v)
+{
+    char **str = NULL;
+
+    if (!strcmp(key, "type")) {
+        if (!strcmp(v, "vif"))
+            n->nictype = LIBXL_NIC_TYPE_VIF;
+        else if (!strcmp(v, "ioemu"))
+            n->nictype = LIBXL_NIC_TYPE_VIF_IOEMU;
+        else
+            goto bad;
+        return 0;
+    }
+    if (!strcmp(key, "mac")) {
+        const char *p = v;
+
+        for (int i = 0; i < 6; i++) {
+            char *end;
+            unsigned long b = strtoul(p, &end, 16);
+
+            if (end == p || b > 255 || (i < 5 ? *end != ':' : *end != 0))
+                goto bad;
+            n->mac[i] = (uint8_t)b;
+            p = end + 1;
+        }
+        return 0;
+    }
+    if (!strcmp(key, "rate")) {
+        if (xlu_vif_parse_rate(cfg, v, n))
+            goto bad;
+        return 0;
+    }
+    if (!strcmp(key, "mtu")) {
+        char *end;
+        long m = strtol(v, &end, 10);
+
+        if (end == v || *end || m < 68 || m > 65535)
+            goto bad;
+        n->mtu = (int)m;
+        return 0;
+    }
+    if (!strcmp(key, "backend")) {
+        /* A driver domain's backend: xtk adds devices served by dom0. */
+        if (strcmp(v, "0") && strcmp(v, "Domain-0")) {
+            XTK_ERROR(ctx,
+                      "the config's vif has backend=%s: xtk builds network "
+                      "interfaces served by dom0 only (use xl restore)",
+                      v);
+            return xtk__fail(ENOTSUP);
+        }
+        return 0;
+    }
+    if (!strcmp(key, "bridge"))
+        str = &n->bridge;
+    else if (!strcmp(key, "gatewaydev") || !strcmp(key, "netdev"))
+        str = &n->gatewaydev;
+    else if (!strcmp(key, "ip"))
+        str = &n->ip;
+    else if (!strcmp(key, "script"))
+        str = &n->script;
+    else if (!strcmp(key, "vifname"))
+        str = &n->ifname;
+    else if (!strcmp(key, "model"))
+        str = &n->model;
+    if (str)
+        return dup_to(str, v);
+    XTK_ERROR(ctx,
+              "the config's vif sets '%s', which xtk's domain builder does "
+              "not read: it reads type, mac, bridge, gatewaydev, ip, script, "
+              "vifname, model, rate, mtu and backend (dom0 only); use xl "
+              "restore",
+              key);
+    return xtk__fail(ENOTSUP);
+bad:
+    XTK_ERROR(ctx, "the config's vif has %s=%s, which is not a valid %s", key,
+              v, key);
+    return xtk__fail(EINVAL);
+}
+
+/* vif = [ "KEY=VALUE,...", ... ]: xl's network interfaces. */
+static int parse_vifs(struct xtk_ctx *ctx, XLU_Config *cfg,
+                      libxl_domain_config *c)
+{
+    XLU_ConfigList *list;
+    const char *spec;
+    int n = 0;
+
+    if (xlu_cfg_get_list(cfg, "vif", &list, &n, 1))
+        return 0;
+    for (int i = 0; (spec = xlu_cfg_get_listitem(list, i)) != NULL; i++) {
+        libxl_device_nic *nic =
+            realloc(c->nics, (size_t)(c->num_nics + 1) * sizeof(*nic));
+        char *copy, *save = NULL, *tok;
+        int r = 0;
+
+        if (!nic)
+            return -1;
+        c->nics = nic;
+        nic = &c->nics[c->num_nics++];
+        libxl_device_nic_init(nic);
+        nic->devid = i; /* as xl numbers them */
+        copy = strdup(spec);
+        if (!copy)
+            return -1;
+        for (tok = strtok_r(copy, ",", &save); !r && tok;
+             tok = strtok_r(NULL, ",", &save)) {
+            char *eq;
+
+            while (*tok == ' ')
+                tok++;
+            if (!*tok)
+                continue;
+            eq = strchr(tok, '=');
+            if (!eq) {
+                XTK_ERROR(ctx,
+                          "the config's vif \"%s\": \"%s\" is not "
+                          "KEY=VALUE",
+                          spec, tok);
+                r = xtk__fail(EINVAL);
+                break;
+            }
+            *eq = 0;
+            r = nic_key(ctx, cfg, nic, tok, eq + 1);
+        }
+        free(copy);
+        if (r)
+            return -1;
+    }
+    return 0;
 }
 
 int xtk__xen_config_from_text(struct xtk_ctx *ctx, const char *text, size_t len,
@@ -419,7 +589,9 @@ int xtk__xen_config_from_text(struct xtk_ctx *ctx, const char *text, size_t len,
         action(ctx, cfg, "on_crash", &c->on_crash,
                LIBXL_ACTION_ON_SHUTDOWN_DESTROY) < 0 ||
         action(ctx, cfg, "on_soft_reset", &c->on_soft_reset,
-               LIBXL_ACTION_ON_SHUTDOWN_SOFT_RESET) < 0)
+               LIBXL_ACTION_ON_SHUTDOWN_SOFT_RESET) < 0 ||
+        parse_disks(ctx, cfg, rf, &report, c) < 0 ||
+        parse_vifs(ctx, cfg, c) < 0)
         goto out_e;
     r = 0;
     goto out;

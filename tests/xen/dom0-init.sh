@@ -12,6 +12,12 @@ export PATH
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
+# What udev makes on a Debian dom0 and Xen's hotplug scripts use
+# (locking.sh stats /dev/stdin: without it, claim_lock loops forever).
+ln -sf /proc/self/fd /dev/fd
+ln -sf /proc/self/fd/0 /dev/stdin
+ln -sf /proc/self/fd/1 /dev/stdout
+ln -sf /proc/self/fd/2 /dev/stderr
 mkdir -p /dev/pts /run
 mount -t devpts devpts /dev/pts
 mount -t tmpfs tmpfs /run
@@ -220,7 +226,11 @@ finish() {
       /var/log/xen/console/guest-g3.log /run/xtk-g3-ckpt.log \
       /run/xtk-g3-save.log /run/xl-restore-g3.log /run/xl-save-g3.log \
       /run/xtk-g3-migrate.log /run/xtk-g3m.log /run/xl-save-pv.log \
-      /run/xtk-restore-pv.log /run/xtk-restore-pv-bad.log; do
+      /run/xtk-restore-pv.log /run/xtk-restore-pv-bad.log \
+      /run/xl-create-g4.log /var/log/xen/console/guest-g4.log \
+      /var/log/xen/xl-g4.log /run/dev-xl-xtk.log /run/dev-missing.log \
+      /run/dev-migrate.log /run/dev-text.log /run/dev-destroy.log \
+      /var/log/xen/xen-hotplug.log; do
       echo "XTK-LOG ---- $f"
       n=60
       case $f in *guest-g2.log) n=300 ;; esac
@@ -285,7 +295,8 @@ scan_bounded() {
 #                       channel, and the subscribed one for "suspended"),
 #                       then xtk-restore of xl's file
 #   builtin-text        xtk-save --config (xl's text config in the file):
-#                       a config with a vif refused by xtk-restore, the
+#                       a config with a virtual channel (a device xtk
+#                       does not build) refused by xtk-restore, the
 #                       guest's own restored by it
 #   builtin-migrate     xtk-save --live --suspend evtchn to xtk-restore on
 #                       this host over TCP: the source is gone, the
@@ -389,23 +400,23 @@ builtin() {
   rm -f /run/g3-xl.save
 
   # xl's text config in the file (xtk-save --config, as xl save DOM FILE
-  # CONFIG writes): a copy that gives the guest a network device is
-  # refused whole by xtk-restore (the guest saved with -c runs on), then
+  # CONFIG writes): a copy that gives the guest a channel (a device xtk
+  # does not build) is refused whole by xtk-restore (the guest saved with -c runs on), then
   # the guest's own config restores it.
   old=$d3
   mv=$(g3f "$d3" moves)
   nl=$(grep -c 'resumed in a new domain' "$g3log")
   sed 's/^name = .*/name = "g3d"/' /etc/xen/g3.cfg >/run/g3-dev.cfg
-  echo "vif = [ 'bridge=xenbr0' ]" >>/run/g3-dev.cfg
+  echo "channel = [ 'name=org.xtk.test, connection=pty' ]" >>/run/g3-dev.cfg
   t=$(now)
   tx=
   if XTK_BACKEND=xen timeout 300 xtk-save -c --suspend evtchn --format xl \
     --config /run/g3-dev.cfg g3 /run/g3d.xl 2>/run/xtk-g3d-save.log &&
     ! XTK_BACKEND=xen timeout 300 xtk-restore /run/g3d.xl \
       >/dev/null 2>/run/xtk-g3d-restore.log &&
-    grep -q "gives the guest devices ('vif')" /run/xtk-g3d-restore.log &&
+    grep -q "gives the guest devices ('channel')" /run/xtk-g3d-restore.log &&
     ! xl domid g3d >/dev/null 2>&1 && g3_counts "$d3"; then
-    tx="a config with a vif refused: $(grep -o "error: .*" /run/xtk-g3d-restore.log | head -n 1 | cut -c1-120);"
+    tx="a config with a channel refused: $(grep -o "error: .*" /run/xtk-g3d-restore.log | head -n 1 | cut -c1-120);"
   fi
   rm -f /run/g3d.xl
   if [ -n "$tx" ] &&
@@ -535,6 +546,179 @@ pv_checks() {
   rm -f /run/g1-pv.save
 }
 
+# domains: how many Xen has (dom0 included).
+domains() { xl list 2>/dev/null | tail -n +2 | wc -l; }
+# reap PID SECONDS: PID's exit status once it has exited, polled (never a
+# blocking wait: a process stuck in the kernel would hold the whole run),
+# or 124 if it still runs after SECONDS.
+reap() {
+  waitfor "$2" sh -c "! kill -0 $1" || return 124
+  wait "$1"
+}
+# backup_start NAME [-v]: an xtk-restore for NAME listening on a port of
+# 127.0.0.1 (the port in /run/bk.port, its pid in $bp).
+backup_start() {
+  rm -f /run/bk.port
+  XTK_BACKEND=xen timeout -k 10 300 xtk-restore $2 --name "$1" \
+    --port-file /run/bk.port listen:127.0.0.1:0 >/run/xtk-$1.out \
+    2>/run/xtk-$1.log &
+  bp=$!
+  waitfor 30 test -s /run/bk.port
+}
+# ---- devices: a Linux PVH guest with a disk and a network interface -----
+# g4 (Debian's cloud kernel, tests/xen/domu-init.sh with xtk.dev=) has a
+# 4 MiB disk, a file in dom0 served by blkback through a loop device (Xen's
+# block script), and a vif on the bridge xenbr0 (Xen's vif-bridge
+# script).  The guest writes its counter to the disk's first sector every
+# second; dom0 pings it.  xtk's domain builder adds both devices through
+# libxl in each restore:
+#   dev-create        xl create of g4: its counter on the disk, a ping
+#   dev-xl-xtk        xl save -> xtk-restore: the disk's counter goes on,
+#                     the guest answers pings
+#   dev-missing       that file restored where its disk is missing: refused
+#                     before the guest runs, naming the disk; no domain,
+#                     no backend, no loop device left
+#   dev-migrate       xtk-save --live -> xtk-restore over TCP on this
+#                     host (the disk open read-write in both domains of
+#                     the same VM for a moment, as block's sharing check
+#                     allows): the source is gone, the destination's disk
+#                     and network work
+#   dev-text          xtk-save --config (xl's text, with the disk and vif
+#                     lines) -> xtk-restore: the same
+#   dev-destroy       xl destroy: the backends and loop devices go
+g4_disk() {
+  dd if=/run/g4.img bs=512 count=1 2>/dev/null | tr -d '\000' |
+    sed -n 's/^xtk-disk \([0-9]*\)$/\1/p'
+}
+g4_disk_above() { [ "$(g4_disk)" -gt "$1" ] 2>/dev/null; }
+g4_ping() { ping -c 1 -W 2 10.99.0.2 >/dev/null 2>&1; }
+# g4_works CHECK T0 OLD: the restored g4 (domain $d4) writes its disk on
+# and answers a ping.
+g4_works() {
+  local before
+  before=$(g4_disk)
+  if [ -n "$d4" ] && introduced "$d4" &&
+    waitfor 120 g4_disk_above "$((${before:-0} + 1))" && waitfor 60 g4_ping; then
+    ok "$1" "domain $3 -> $d4 in $(since "$2") s: disk counter $before -> $(g4_disk), pings answered; backends: vbd $(xenstore-list /local/domain/0/backend/vbd/$d4 2>/dev/null | tr '\n' ' ')vif $(xenstore-list /local/domain/0/backend/vif/$d4 2>/dev/null | tr '\n' ' '); $(losetup -a 2>/dev/null | wc -l) loop device(s)"
+  else
+    bad "$1" "domain $3 -> '$d4': disk counter $before -> $(g4_disk); ping $(g4_ping && echo ok || echo none); vbd state $(xenstore-read /local/domain/0/backend/vbd/$d4/51712/state 2>&1), vif state $(xenstore-read /local/domain/0/backend/vif/$d4/0/state 2>&1); $(tail -n 6 /run/$1.log 2>/dev/null | tr '\n' ';')"
+  fi
+}
+devices() {
+  local m t old con=/var/log/xen/console
+  for m in loop xen-blkback xen-netback llc stp bridge; do
+    insmod "/lib/modules/dev/$m.ko" || echo "XTK-NOTE insmod $m failed"
+  done
+  ip link add xenbr0 type bridge && ip addr add 10.99.0.1/24 dev xenbr0 &&
+    ip link set xenbr0 up || echo "XTK-NOTE no bridge xenbr0"
+  dd if=/dev/zero of=/run/g4.img bs=1M count=4 2>/dev/null
+  cat >/etc/xen/g4.cfg <<'EOF'
+name = "g4"
+type = "pvh"
+kernel = "/var/lib/xtk/vmlinuz-domu"
+ramdisk = "/var/lib/xtk/domu.cpio"
+extra = "console=hvc0 rdinit=/init xtk.dev=10.99.0.2"
+memory = 128
+vcpus = 1
+cpuid = "host,rdtscp=0"
+on_poweroff = "destroy"
+disk = [ 'format=raw, vdev=xvda, access=rw, target=/run/g4.img' ]
+vif = [ 'bridge=xenbr0, mac=00:16:3e:00:00:04' ]
+EOF
+  t=$(now)
+  d4=
+  xl -vvv create /etc/xen/g4.cfg >/run/xl-create-g4.log 2>&1 && d4=$(domid_of g4)
+  if [ -n "$d4" ] && waitfor 120 g4_disk_above 1 && waitfor 60 g4_ping; then
+    ok dev-create "domain $d4 up in $(since "$t") s: disk counter $(g4_disk), pings answered; $(grep -h 'xtk-domu: eth0' $con/guest-g4.log | head -n 1)"
+  else
+    bad dev-create "g4 '$d4': disk counter '$(g4_disk)', ping $(g4_ping && echo ok || echo none); $(grep -E 'error|hotplug' /run/xl-create-g4.log | head -n 8 | tr '\n' ';') console: $(tail -n 5 $con/guest-g4.log 2>/dev/null | tr '\n' ';')"
+    [ -n "$d4" ] && xl destroy "$d4" 2>/dev/null
+    for m in dev-xl-xtk dev-missing dev-migrate dev-text dev-destroy; do
+      bad $m "no guest"
+    done
+    return
+  fi
+
+  # xl save -> xtk-restore
+  old=$d4
+  t=$(now)
+  if xl save g4 /run/g4.save >/run/xl-save-g4.log 2>&1 && waitfor 30 gone "$old" &&
+    XTK_BACKEND=xen timeout 300 xtk-restore /run/g4.save >/run/dev-xl-xtk.out \
+      2>/run/dev-xl-xtk.log; then
+    d4=$(cat /run/dev-xl-xtk.out)
+  else
+    d4=$(domid_of g4)
+    tail -n 3 /run/xl-save-g4.log >>/run/dev-xl-xtk.log
+  fi
+  g4_works dev-xl-xtk "$t" "$old"
+
+  # A copy of that file restored where its disk is missing: refused at
+  # once, naming the disk; nothing left behind.
+  n0=$(domains)
+  l0=$(losetup -a 2>/dev/null | wc -l)
+  mv /run/g4.img /run/g4.away
+  if ! XTK_BACKEND=xen timeout 300 xtk-restore --name g4x /run/g4.save \
+    >/dev/null 2>/run/dev-missing.log &&
+    grep -q 'disk xvda (/run/g4.img)' /run/dev-missing.log &&
+    [ "$(domains)" = "$n0" ] && ! xl domid g4x >/dev/null 2>&1 &&
+    [ "$(losetup -a 2>/dev/null | wc -l)" = "$l0" ] &&
+    [ "$(xenstore-list /local/domain/0/backend/vbd 2>/dev/null | wc -l)" = 1 ]; then
+    ok dev-missing "refused: $(grep -o 'error: .*disk xvda.*' /run/dev-missing.log | head -n 1 | cut -c1-240)"
+  else
+    bad dev-missing "domains $n0 -> $(domains), loop devices $l0 -> $(losetup -a 2>/dev/null | wc -l), vbd backends of $(xenstore-list /local/domain/0/backend/vbd 2>/dev/null | tr '\n' ' '); $(tail -n 4 /run/dev-missing.log | tr '\n' ';')"
+    xl destroy g4x 2>/dev/null
+  fi
+  mv /run/g4.away /run/g4.img
+  rm -f /run/g4.save
+
+  # xtk-save --live -> xtk-restore on this host
+  old=$d4
+  t=$(now)
+  d4=
+  if [ -n "$old" ] && backup_start g4m &&
+    XTK_BACKEND=xen timeout 300 xtk-save --live --suspend store --format xl \
+      g4 "tcp:127.0.0.1:$(cat /run/bk.port)" 2>/run/dev-migrate-save.log &&
+    reap "$bp" 320 && d4=$(cat /run/xtk-g4m.out) && [ -n "$d4" ] &&
+    waitfor 30 gone "$old" && xl rename g4m g4; then
+    cp /run/xtk-g4m.log /run/dev-migrate.log
+  else
+    kill "$bp" 2>/dev/null
+    cat /run/dev-migrate-save.log /run/xtk-g4m.log >/run/dev-migrate.log 2>/dev/null
+    d4=$(domid_of g4)
+  fi
+  g4_works dev-migrate "$t" "$old"
+
+  # xtk-save --config (xl's text, with disk and vif) -> xtk-restore
+  old=$d4
+  t=$(now)
+  if [ -n "$old" ] && XTK_BACKEND=xen timeout 300 xtk-save --suspend store \
+    --format xl --config /etc/xen/g4.cfg g4 /run/g4t.xl 2>/run/dev-text-save.log &&
+    waitfor 30 gone "$old" &&
+    XTK_BACKEND=xen timeout 300 xtk-restore /run/g4t.xl >/run/dev-text.out \
+      2>/run/dev-text.log; then
+    d4=$(cat /run/dev-text.out)
+  else
+    d4=$(domid_of g4)
+    tail -n 3 /run/dev-text-save.log >>/run/dev-text.log 2>/dev/null
+  fi
+  [ -s /run/g4t.xl ] && export_file /run/g4t.xl g4t.xl
+  rm -f /run/g4t.xl
+  g4_works dev-text "$t" "$old"
+
+  # xl destroy of the last one: its backends and loop device go with it
+  t=$(now)
+  if [ -n "$d4" ] && xl destroy g4 2>/run/dev-destroy.log && waitfor 30 gone "$d4" &&
+    waitfor 30 sh -c '[ -z "$(losetup -a)" ]' &&
+    [ -z "$(xenstore-list /local/domain/0/backend/vbd 2>/dev/null)" ] &&
+    [ -z "$(xenstore-list /local/domain/0/backend/vif 2>/dev/null)" ]; then
+    ok dev-destroy "domain $d4 gone in $(since "$t") s, no backend and no loop device left"
+  else
+    bad dev-destroy "domain '$d4': $(xl list 2>&1 | tr '\n' ';') loop: $(losetup -a 2>&1 | tr '\n' ';') vbd: $(xenstore-list /local/domain/0/backend/vbd 2>&1 | tr '\n' ' ') vif: $(xenstore-list /local/domain/0/backend/vif 2>&1 | tr '\n' ' ')"
+    [ -n "$d4" ] && xl destroy "$d4" 2>/dev/null
+  fi
+  rm -f /run/g4.img
+}
+
 # xtk.only=builtin, pv or builtin,pv on dom0's command line (XTK_XEN_ONLY,
 # for work on one part, and CI's sanitizer pass): the PV guest's restore,
 # the built-in guest's checks, or both, alone.
@@ -558,6 +742,7 @@ if [ -n "$only" ]; then
     ;;
   esac
   case ",$only," in *,builtin,*) builtin ;; esac
+  case ",$only," in *,devices,*) devices ;; esac
   finish
 fi
 
@@ -865,8 +1050,6 @@ xtk_restore_check() {
     d2=$(domid_of g2)
   fi
 }
-# domains: how many Xen has (dom0 included).
-domains() { xl list 2>/dev/null | tail -n +2 | wc -l; }
 if [ -n "$d2" ] && xl save g2 /run/g2-x.save >/run/xl-save-x.log 2>&1 &&
   waitfor 30 gone "$d2"; then
   xtk_restore_check xl-save-xtk-restore /run/g2-x.save
@@ -933,22 +1116,6 @@ else
   d2=$(domid_of g2)
 fi
 rm -f /run/x.xl
-# reap PID SECONDS: PID's exit status once it has exited, polled (never a
-# blocking wait: a process stuck in the kernel would hold the whole run),
-# or 124 if it still runs after SECONDS.
-reap() {
-  waitfor "$2" sh -c "! kill -0 $1" || return 124
-  wait "$1"
-}
-# backup_start NAME [-v]: an xtk-restore for NAME listening on this host.
-backup_start() {
-  rm -f /run/bk.port
-  XTK_BACKEND=xen timeout -k 10 300 xtk-restore $2 --name "$1" \
-    --port-file /run/bk.port listen:127.0.0.1:0 >/run/xtk-$1.out \
-    2>/run/xtk-$1.log &
-  bp=$!
-  waitfor 30 test -s /run/bk.port
-}
 # counter_of NAME: the last counter on guest NAME's console.
 counter_of() {
   grep -o 'xtk-domu: counter [0-9]*' "$con/guest-$1.log" 2>/dev/null |
@@ -1145,4 +1312,5 @@ if [ -n "$victim" ]; then
 fi
 
 builtin
+devices
 finish

@@ -24,9 +24,28 @@ grep -q 'xtk\.gap' /proc/cmdline && (
     p=$c
   done
 ) &
+# xtk.dev=ADDR (the devices guest): its disk and network interface, as
+# Xen's PV drivers give them (xen-blkfront, xen-netfront): ADDR/24 on
+# eth0, and the counter written to the disk's first sector as well, each
+# write flushed to dom0's backend.
+dev=$(sed -n 's/.*xtk\.dev=\([0-9.]*\).*/\1/p' /proc/cmdline)
+if [ -n "$dev" ]; then
+  insmod /lib/modules/xen-blkfront.ko
+  insmod /lib/modules/xen-netfront.ko
+  n=0
+  while [ ! -b /dev/xvda ] || ! ip link show eth0 >/dev/null 2>&1; do
+    [ $n -ge 300 ] && { echo "xtk-domu: no xvda or eth0"; break; }
+    usleep 100000
+    n=$((n + 1))
+  done
+  ip addr add "$dev/24" dev eth0 && ip link set eth0 up &&
+    echo "xtk-domu: eth0 $dev, disk /dev/xvda"
+fi
 i=0
 while :; do
   echo "xtk-domu: counter $i at $(cut -d' ' -f1 /proc/uptime)"
+  [ -n "$dev" ] && echo "xtk-disk $i" |
+    dd of=/dev/xvda bs=512 count=1 conv=notrunc,sync,fsync 2>/dev/null
   i=$((i + 1))
   sleep 1
 done

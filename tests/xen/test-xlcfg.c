@@ -1,7 +1,8 @@
 /*
  * xl's text config read into libxl's (lib/xen/xlcfg.c), without Xen: the
- * keys xtk's domain builder reads, devices and unknown keys refused by
- * name, and text that is not a config refused whole.
+ * keys xtk's domain builder reads (disks and vifs among them), other
+ * devices and unknown keys refused by name, and text that is not a config
+ * refused whole.
  */
 #include "config.h"
 
@@ -108,13 +109,61 @@ int main(void)
           c.b_info.cmdline ? c.b_info.cmdline : "(none)");
     libxl_domain_config_dispose(&c);
 
+    /* Disks and network interfaces, in xl's syntax. */
+    r = read_cfg(ctx,
+                 "name='d'\ntype='pvh'\n"
+                 "disk = [ '/run/d.img,raw,xvda,rw',\n"
+                 "         'format=raw, vdev=xvdb, access=ro, "
+                 "target=/run/e.img' ]\n"
+                 "vif = [ 'bridge=xenbr0,mac=00:16:3e:0a:0b:0c,ip=10.0.0.2',"
+                 " 'vifname=v1, type=vif, rate=10Mb/s, mtu=1400, "
+                 "script=vif-route, backend=0' ]\n",
+                 &c);
+    CHECK(r == 0 && c.num_disks == 2 && c.num_nics == 2,
+          "devices: r %d, %d disks, %d nics", r, c.num_disks, c.num_nics);
+    if (!r && c.num_disks == 2 && c.num_nics == 2) {
+        const libxl_device_disk *d0 = &c.disks[0], *d1 = &c.disks[1];
+        const libxl_device_nic *n0 = &c.nics[0], *n1 = &c.nics[1];
+
+        CHECK(d0->pdev_path && !strcmp(d0->pdev_path, "/run/d.img") &&
+                  d0->vdev && !strcmp(d0->vdev, "xvda") &&
+                  d0->format == LIBXL_DISK_FORMAT_RAW && d0->readwrite,
+              "disk 0: %s %s %d rw %d", d0->pdev_path ? d0->pdev_path : "-",
+              d0->vdev ? d0->vdev : "-", d0->format, d0->readwrite);
+        CHECK(d1->pdev_path && !strcmp(d1->pdev_path, "/run/e.img") &&
+                  d1->vdev && !strcmp(d1->vdev, "xvdb") && !d1->readwrite,
+              "disk 1: %s %s rw %d", d1->pdev_path ? d1->pdev_path : "-",
+              d1->vdev ? d1->vdev : "-", d1->readwrite);
+        CHECK(n0->devid == 0 && n0->bridge && !strcmp(n0->bridge, "xenbr0") &&
+                  n0->mac[0] == 0x00 && n0->mac[2] == 0x3e &&
+                  n0->mac[5] == 0x0c && n0->ip && !strcmp(n0->ip, "10.0.0.2"),
+              "nic 0: devid %d bridge %s mac[5] %#x", n0->devid,
+              n0->bridge ? n0->bridge : "-", n0->mac[5]);
+        CHECK(n1->devid == 1 && n1->ifname && !strcmp(n1->ifname, "v1") &&
+                  n1->nictype == LIBXL_NIC_TYPE_VIF && n1->mtu == 1400 &&
+                  n1->rate_bytes_per_interval > 0 && n1->script &&
+                  !strcmp(n1->script, "vif-route"),
+              "nic 1: devid %d ifname %s type %d mtu %d rate %llu", n1->devid,
+              n1->ifname ? n1->ifname : "-", n1->nictype, n1->mtu,
+              (unsigned long long)n1->rate_bytes_per_interval);
+    }
+    libxl_domain_config_dispose(&c);
+
     /* Refused whole, each with its reason. */
     static const struct {
         const char *text;
         int err;
     } bad[] = {
-        {"name='g'\nvif = [ 'bridge=xenbr0' ]\n", ENOTSUP},
-        {"name='g'\ndisk = [ '/dev/vg/g,raw,xvda,rw' ]\n", ENOTSUP},
+        {"name='g'\nvif = [ 'bridge=xenbr0,accel=x' ]\n", ENOTSUP},
+        {"name='g'\nvif = [ 'backend=netdom' ]\n", ENOTSUP},
+        {"name='g'\nvif = [ 'mac=00:16:3e:01:02' ]\n", EINVAL},
+        {"name='g'\nvif = [ 'mac=00:16:3e:01:02:03:04' ]\n", EINVAL},
+        {"name='g'\nvif = [ 'mtu=9' ]\n", EINVAL},
+        {"name='g'\nvif = [ 'bridge' ]\n", EINVAL},
+        {"name='g'\nvif = [ 'type=tap' ]\n", EINVAL},
+        {"name='g'\ndisk = [ 'vdev=xvda,format=nosuch,target=/x' ]\n", EINVAL},
+        {"name='g'\npci = [ '00:02.0' ]\n", ENOTSUP},
+        {"name='g'\nvfb = [ 'vnc=1' ]\n", ENOTSUP},
         {"name='g'\ntsc_mode = 'native'\n", ENOTSUP},
         {"name='g'\ncpus = '0-1'\n", ENOTSUP},
         {"name='g'\nmemory = 'lots'\n", EINVAL},

@@ -150,7 +150,8 @@ mkcpio() { # mkcpio DIR FILE: an uncompressed newc archive of DIR
 base_key=$(
   cat "$0" "$here/domu-init.sh" | md5sum | cut -d' ' -f1
   dpkg-query -W -f='${Package} ${Version}\n' xen-utils-4.17 xenstore-utils \
-    busybox-static libc6 libgcc-s1 2>/dev/null
+    xen-utils-common busybox-static libc6 libgcc-s1 bash util-linux mount \
+    2>/dev/null
   echo "kernel ${XTK_XEN_KERNEL_ABI:-default}"
 )
 
@@ -189,11 +190,26 @@ build_base() {
   busybox_root "$b" || die "building dom0's initramfs"
   mkdir -p "$b/var/lib/xtk" "$b/lib/modules/xen" "$b/etc/xen" "$b/var/lib/xen" \
     "$b/var/log/xen" || die "mkdir"
+  # Xen's PV disk and network drivers for the devices guest (xtk.dev=)
+  mkdir -p "$d/lib/modules" || die mkdir
+  for m in block/xen-blkfront net/xen-netfront; do
+    cp "$x/lib/modules/$abi-cloud-amd64/kernel/drivers/$m.ko" "$d/lib/modules/" ||
+      die "no module $m in $k1"
+  done
   mkcpio "$d" "$b/var/lib/xtk/domu.cpio" || die "cpio of the guest"
   cp "$x/boot/vmlinuz-$abi-cloud-amd64" "$b/var/lib/xtk/vmlinuz-domu" ||
     die "no cloud kernel in $k1"
   for m in xen-evtchn xen-privcmd xenfs/xenfs xen-gntdev xen-gntalloc; do
     cp "$x/lib/modules/$abi-amd64/kernel/drivers/xen/$m.ko" "$b/lib/modules/xen/" ||
+      die "no module $m in $k0"
+  done
+  # dom0's backends for the devices guest: blkback on loop devices,
+  # netback on a bridge (stp and llc are the bridge's own dependencies)
+  mkdir -p "$b/lib/modules/dev" || die mkdir
+  for m in drivers/block/loop drivers/block/xen-blkback/xen-blkback \
+    drivers/net/xen-netback/xen-netback net/llc/llc net/802/stp \
+    net/bridge/bridge; do
+    cp "$x/lib/modules/$abi-amd64/kernel/$m.ko" "$b/lib/modules/dev/" ||
       die "no module $m in $k0"
   done
   # virtio-blk, for the output disk that carries files back to the host
@@ -214,6 +230,12 @@ build_base() {
     [ "$t" = /usr/bin/xenstore-control ] && continue
     cp -a "$t" "$b$t" || die "copying $t"
   done
+  # libxl runs Xen's hotplug scripts (bash) for a disk or a vif: the
+  # scripts, bash, and util-linux's flock and losetup, which they use as
+  # a Debian dom0 has them
+  cp_bin "$b" /bin/bash /usr/bin/flock /sbin/losetup &&
+    mkdir -p "$b/etc/xen" && cp -a /etc/xen/scripts "$b/etc/xen/" ||
+    die "copying bash, flock, losetup or Xen's hotplug scripts"
   ln -s "$xenbin/xl" "$b/usr/sbin/xl"
   ln -sf "$xenbin/xenstore-control" "$b/usr/bin/xenstore-control"
   lg=$(ldconfig -p | sed -n 's/.*libgcc_s.so.1 (libc6,x86-64) => //p' | head -n 1)
@@ -420,6 +442,9 @@ boot_to_init() {
 # The built-in guest's checks (dom0-init.sh, builtin()).
 builtin_checks="builtin-boot builtin-checkpoint builtin-save builtin-xl
   builtin-text builtin-migrate builtin-destroy"
+# The devices guest's checks (dom0-init.sh, devices()).
+device_checks="dev-create dev-xl-xtk dev-missing dev-migrate dev-text
+  dev-destroy"
 # Every check dom0-init.sh makes; none may be missing or failed.
 checks="xsd-lite xen-init-dom0 xenconsoled test-xenstore xl-create introduce
   guest-ring guest-console xl-save save-release xl-restore restore-runs
@@ -427,7 +452,8 @@ checks="xsd-lite xen-init-dom0 xenconsoled test-xenstore xl-create introduce
   xtk-save xtk-save-restore xtk-live xtk-live-restore xtk-kill xtk-kill-final
   xl-save-xtk-restore xtk-restore-bad xtk-restore-kill xtk-restore xtk-migrate
   xtk-checkpoint xtk-failover xtk-port-reuse xtk-suspend-xl xtk-save-pv
-  xtk-save-pv-restore xtk-restore-pv xtk-restore-pv-bad $builtin_checks"
+  xtk-save-pv-restore xtk-restore-pv xtk-restore-pv-bad $builtin_checks
+  $device_checks"
 # and xen-probe's, once for each guest (tests/xen/xen-probe.c)
 probes="xtk-lookup xtk-pause xtk-logdirty xtk-evtchn xtk-suspend xtk-guard
   xtk-running"
@@ -445,7 +471,8 @@ if [ -n "$only" ]; then
     case $part in
     builtin) checks="$checks $builtin_checks" ;;
     pv) checks="$checks xl-create xtk-restore-pv xtk-restore-pv-bad" ;;
-    *) die "XTK_XEN_ONLY=$only: 'builtin', 'pv' or 'builtin,pv'" ;;
+    devices) checks="$checks $device_checks" ;;
+    *) die "XTK_XEN_ONLY=$only: a list of 'builtin', 'pv' and 'devices'" ;;
     esac
   done
   checks="$checks xsd-lite-alive"
