@@ -461,9 +461,10 @@ probes="xtk-lookup xtk-pause xtk-logdirty xtk-evtchn xtk-suspend xtk-guard
 # in place of the checks after the PVH guest's creation (bench/xen-bench.sh
 # reads its XTK-BENCH lines from the console printed below).
 bench=${XTK_XEN_BENCH:-}
-# XTK_XEN_ONLY=builtin, pv or both (builtin,pv): dom0 makes the built-in
-# guest's checks, the PV guest's restore checks, or both, alone (a short
-# run, for work on one part; the sanitizer pass of CI runs builtin,pv).
+# XTK_XEN_ONLY=a list of builtin, pv and devices: dom0 makes the built-in
+# guest's checks, the PV guest's restore checks, the devices guest's
+# checks, or several, alone (a short run, for work on one part; the
+# sanitizer pass of CI runs builtin,pv,devices).
 only=${XTK_XEN_ONLY:-}
 if [ -n "$only" ]; then
   checks="xsd-lite xen-init-dom0 xenconsoled test-xenstore"
@@ -486,7 +487,7 @@ store_arg=
 case $store in
 xsd-lite) ;;
 xenstored | oxenstored)
-  [ -n "$only" ] || die "XTK_XEN_STORE=$store needs XTK_XEN_ONLY (builtin, pv or builtin,pv)"
+  [ -n "$only" ] || die "XTK_XEN_STORE=$store needs XTK_XEN_ONLY (builtin, pv, devices or a list)"
   store_arg=" xtk.store=$store"
   ;;
 *) die "XTK_XEN_STORE=$store: xsd-lite, xenstored or oxenstored" ;;
