@@ -18,7 +18,10 @@
 # (b) store request + event channel, (c) for the built-in guest, both on
 # event channels.
 # With XTK_XEN_ONLY=builtin, the built-in guest's part alone (a shorter
-# boot).  The last epoch's phases of each seed run follow the tables.
+# boot); with XTK_XEN_ONLY=devices, ROUNDS migrations each way of the
+# testbed's devices guest (the cloud kernel as PVH with a disk on a loop
+# device and a vif on a bridge), whose destination devices xl adds after
+# the memory and xtk before it.  The last epoch's phases of each seed run follow the tables.
 # It prints p50 and p99 (nearest rank: with 5 rounds, the largest) of each
 # series, and xtk's p50 over xl's.  TCG makes absolute times meaningless:
 # compare the ratios only, and only within one run.  The testbed takes
@@ -121,6 +124,19 @@ tr -d '\r' <"$out" | awk -v rounds="$rounds" '
       ratio("save wall", "xtk-save wall_ms", "xl-save wall_ms")
       ratio("restore wall", "xtk-restore wall_ms", "xl-restore wall_ms")
       seed_table("linux", "the cloud kernel (PVH)")
+    }
+    if (n["d-xl-migrate wall_ms"] || n["d-xtk-migrate wall_ms"]) {
+      print "the devices guest (the cloud kernel as PVH, 128 MiB, a disk and a vif; ms):"
+      printf "  %-44s %3s %9s %9s\n", "", "n", "p50", "p99"
+      row("xl migrate: downtime (guest gap)", "d-xl-migrate gap_ms")
+      row("xtk migrate: downtime (guest gap)", "d-xtk-migrate gap_ms")
+      row("xtk migrate: request to vCPUs running (*)", "d-xtk-migrate xtk_downtime_ms")
+      row("xl migrate: wall", "d-xl-migrate wall_ms")
+      row("xtk migrate: wall", "d-xtk-migrate wall_ms")
+      print "ratios, xtk / xl (p50), the devices guest:"
+      ratio("migration downtime, guest gap", "d-xtk-migrate gap_ms", "d-xl-migrate gap_ms")
+      ratio("migration wall", "d-xtk-migrate wall_ms", "d-xl-migrate wall_ms")
+      if (!n["b-xl-migrate wall_ms"]) exit
     }
     print "the built-in guest (guests/xtk-guest.elf as PVH, 32 MiB, 1 vCPU):"
     printf "  %-44s %3s %9s %9s\n", "", "n", "p50", "p99"

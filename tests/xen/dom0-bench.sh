@@ -8,6 +8,8 @@
 #   save      xl save and xtk-save --format xl (non-live) to a file: wall
 #   restore   xl restore and xtk-restore of those files: wall, to the
 #             command's return (the guest runs)
+# (Or, with xtk.only=devices, the devices guest's migrations alone:
+# devices_rounds below.)
 # Then the same on xtk's built-in guest (g3, guests/xtk-guest.elf booted
 # as PVH, the counter workload, 32 MiB, 1 vCPU), whose suspend takes no
 # kernel freeze: the seed's table with (c), both directions on event
@@ -22,8 +24,10 @@ export XTK_XEN_GUARD=/usr/sbin/xtk-xen-guard
 xl destroy g1 >/dev/null 2>&1 # a quiet machine: g2 alone
 # bench_builtin=1 (xtk.only=builtin): the built-in guest's part alone.
 bench_builtin=${bench_builtin:-}
+# bench_devices=1 (xtk.only=devices): the devices guest's part alone.
+bench_devices=${bench_devices:-}
 # g2 again, with its clock loop on (xtk.gap: tests/xen/domu-init.sh)
-if [ -z "$bench_builtin" ]; then
+if [ -z "$bench_builtin$bench_devices" ]; then
   ups=$(grep -c 'xtk-domu: up' "$con/guest-g2.log")
   xl destroy g2 >/dev/null 2>&1
   waitfor 30 sh -c '! xl domid g2'
@@ -80,6 +84,71 @@ seed_runs() {
     fi
   done
 }
+# bench_end: the verdict, crashes seen, and the power off.
+bench_end() {
+  [ "$failed" = 0 ] && ok bench "$rounds rounds"
+  dmesg | grep -E 'segfault|general protection|traps:' | sed 's/^/XTK-NOTE crash: /'
+  echo "XTK-END failed=$failed at $(now) s"
+  sleep 1
+  poweroff -f
+}
+# The devices guest (g4, tests/xen/dom0-init.sh: a disk on a loop device,
+# a vif on a bridge, the cloud kernel as PVH, its 10 ms clock loop on):
+# ROUNDS migrations to this host each way, wall and the guest's own gap.
+# Both toolstacks add the destination's devices (libxl, Xen's hotplug
+# scripts); xl does so after the memory, with the guest stopped, xtk
+# before the memory.
+devices_rounds() {
+  dev_setup xtk.gap
+  if ! xl create /etc/xen/g4.cfg >/run/b4-create.log 2>&1 ||
+    ! waitfor 120 g4_disk_above 1 || ! waitfor 60 g4_ping; then
+    bad bench "g4: $(tail -n 3 /run/b4-create.log | tr '\n' ';')"
+    return
+  fi
+  r=0
+  while [ "$r" -lt "$rounds" ] && [ "$failed" = 0 ]; do
+    r=$((r + 1))
+    settle
+    gap_mark
+    t=$(now)
+    if xl migrate -s '' g4 'xl migrate-receive' >/run/b4-xlm.log 2>&1; then
+      w=$(ms_since "$t")
+      settle
+      echo "XTK-BENCH d-xl-migrate $r wall_ms=$w gap_ms=$(gap_max)"
+    else
+      bad bench "g4, round $r: xl migrate: $(tail -n 3 /run/b4-xlm.log | tr '\n' ';')"
+      break
+    fi
+    settle
+    rm -f /run/b.port
+    XTK_BACKEND=xen xtk-restore -q --name g4m --port-file /run/b.port \
+      listen:127.0.0.1:0 >/run/b4-xr.out 2>/run/b4-xr.log &
+    rp=$!
+    waitfor 30 test -s /run/b.port
+    gap_mark
+    t=$(now)
+    if XTK_BACKEND=xen xtk-save --live --suspend store --format xl g4 \
+      "tcp:127.0.0.1:$(cat /run/b.port)" 2>/run/b4-xs.log && wait "$rp"; then
+      w=$(ms_since "$t")
+      waitfor 30 sh -c '! xl domid g4' && xl rename g4m g4
+      settle
+      dt=$(sed -n 's/^ *downtime (us) *[0-9]* *\([0-9.]*\).*/\1/p' /run/b4-xs.log | head -n 1)
+      echo "XTK-BENCH d-xtk-migrate $r wall_ms=$w gap_ms=$(gap_max) xtk_downtime_ms=$(awk -v d="${dt:-0}" 'BEGIN { printf "%d", d / 1000 }')"
+    else
+      bad bench "g4, round $r: xtk migrate: $(tail -n 3 /run/b4-xs.log | tr '\n' ';') $(tail -n 3 /run/b4-xr.log | tr '\n' ';')"
+      kill "$rp" 2>/dev/null
+      break
+    fi
+  done
+  # the disk and the network still work after all of it
+  before=$(g4_disk)
+  waitfor 60 g4_disk_above "$((${before:-0} + 1))" && waitfor 30 g4_ping ||
+    bad bench "g4 after the rounds: disk counter $before -> $(g4_disk), ping $(g4_ping && echo ok || echo none)"
+}
+if [ -n "$bench_devices" ]; then
+  devices_rounds
+  bench_end
+fi
 linux_rounds() {
 seed_runs g2 "" settle xl store
 # Xen's own checkpoint, xl save -c (a file, the guest resumed in place):
@@ -242,8 +311,4 @@ while [ -n "$b" ] && [ "$r" -lt "$rounds" ] && [ "$failed" = 0 ]; do
   fi
   rm -f /run/b.xl
 done
-[ "$failed" = 0 ] && ok bench "$rounds rounds"
-dmesg | grep -E 'segfault|general protection|traps:' | sed 's/^/XTK-NOTE crash: /'
-echo "XTK-END failed=$failed at $(now) s"
-sleep 1
-poweroff -f
+bench_end

@@ -604,8 +604,10 @@ g4_works() {
     bad "$1" "domain $3 -> '$d4': disk counter $before -> $(g4_disk); ping $(g4_ping && echo ok || echo none); vbd state $(xenstore-read /local/domain/0/backend/vbd/$d4/51712/state 2>&1), vif state $(xenstore-read /local/domain/0/backend/vif/$d4/0/state 2>&1); $(tail -n 6 /run/$1.log 2>/dev/null | tr '\n' ';')"
   fi
 }
-devices() {
-  local m t old con=/var/log/xen/console
+# dev_setup [EXTRA]: dom0's backends, the bridge xenbr0, g4's disk and its
+# config (EXTRA appended to its kernel command line).
+dev_setup() {
+  local m
   for m in loop xen-blkback xen-netback llc stp bridge; do
     insmod "/lib/modules/dev/$m.ko" || echo "XTK-NOTE insmod $m failed"
   done
@@ -617,7 +619,7 @@ name = "g4"
 type = "pvh"
 kernel = "/var/lib/xtk/vmlinuz-domu"
 ramdisk = "/var/lib/xtk/domu.cpio"
-extra = "console=hvc0 rdinit=/init xtk.dev=10.99.0.2"
+extra = "console=hvc0 rdinit=/init xtk.dev=10.99.0.2 EXTRA"
 memory = 128
 vcpus = 1
 cpuid = "host,rdtscp=0"
@@ -625,6 +627,11 @@ on_poweroff = "destroy"
 disk = [ 'format=raw, vdev=xvda, access=rw, target=/run/g4.img' ]
 vif = [ 'bridge=xenbr0, mac=00:16:3e:00:00:04' ]
 EOF
+  sed -i "s/ EXTRA\"/${1:+ $1}\"/" /etc/xen/g4.cfg
+}
+devices() {
+  local m t old con=/var/log/xen/console
+  dev_setup
   t=$(now)
   d4=
   xl -vvv create /etc/xen/g4.cfg >/run/xl-create-g4.log 2>&1 && d4=$(domid_of g4)
@@ -726,6 +733,8 @@ only=$(sed -n 's/.*xtk\.only=\([a-z,]*\).*/\1/p' /proc/cmdline)
 bench=$(sed -n 's/.*xtk\.bench=\([0-9]*\).*/\1/p' /proc/cmdline)
 # With xtk.bench too: the benchmark's built-in guest rounds alone.
 [ -n "$bench" ] && [ "$only" = builtin ] && bench_builtin=1 && . /bench.sh
+# ... or the devices guest's (g4: a disk and a vif) migrations alone.
+[ -n "$bench" ] && [ "$only" = devices ] && bench_devices=1 && . /bench.sh
 if [ -n "$only" ]; then
   case ",$only," in
   *,pv,*)

@@ -493,11 +493,11 @@ xenstored | oxenstored)
 *) die "XTK_XEN_STORE=$store: xsd-lite, xenstored or oxenstored" ;;
 esac
 if [ -n "$bench" ]; then
-  # With XTK_XEN_ONLY=builtin: the built-in guest's rounds alone.
-  if [ "$only" = builtin ]; then
+  # With XTK_XEN_ONLY=builtin or devices: that guest's rounds alone.
+  if [ "$only" = builtin ] || [ "$only" = devices ]; then
     checks="xsd-lite xen-init-dom0 xenconsoled test-xenstore bench"
   elif [ -n "$only" ]; then
-    die "XTK_XEN_BENCH takes XTK_XEN_ONLY=builtin or nothing"
+    die "XTK_XEN_BENCH takes XTK_XEN_ONLY=builtin, devices or nothing"
   else
     checks="xsd-lite xen-init-dom0 xenconsoled test-xenstore xl-create
     pvh-create bench"
