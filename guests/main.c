@@ -51,6 +51,10 @@ static uint32_t console_lock;
 static struct xtk_net_ring *net_ring; /* NULL: none (not under xtk-hv) */
 static uint64_t net_period_ns, net_next;
 static volatile uint32_t smp_go, parked;
+/* Under xtk-hv the hypervisor stops the other vCPUs once vCPU 0 has said
+ * "suspended" (do_suspend); apstop=guest on the command line parks them
+ * first instead, as on Xen and plain hardware (for comparison). */
+static int hv_stops_aps;
 
 static void lapic_write(uint32_t reg, uint32_t v)
 {
@@ -187,6 +191,23 @@ static void timer_start(void)
  * ring just when the toolstack's STOP needs it (and costs the guest a trap),
  * so the line about the suspend is written once the guest runs again.
  */
+static void wait_parked(void)
+{
+    while (READ_ONCE(parked) != nr_vcpus - 1)
+        cpu_relax();
+}
+
+/*
+ * The other vCPUs are told to park (quiesce, and the wake-up IPI for
+ * halted ones).  Under xtk-hv vCPU 0 does not wait for them before it says
+ * "suspended": xtk-hv stops every vCPU itself once told, wherever each one
+ * is, as Xen stops an HVM guest's vCPUs.  Waiting for them is what an
+ * overcommitted SMP guest's suspend spent its time on: siblings the host
+ * had preempted, or halted ones noticing late (issue 15).  They park after
+ * the resume instead, before vCPU 0 checks the workload's data, so the
+ * check still sees them quiet.  On Xen (SCHEDOP_shutdown from vCPU 0, a new
+ * domain's channels rebuilt by it) and on plain hardware they park first.
+ */
 static void do_suspend(const char *how)
 {
     uint64_t t0 = now_ns(), stopped;
@@ -194,8 +215,8 @@ static void do_suspend(const char *how)
 
     WRITE_ONCE(quiesce, 1);
     send_wake_ipi();
-    while (READ_ONCE(parked) != nr_vcpus - 1)
-        cpu_relax();
+    if (!hv_stops_aps)
+        wait_parked();
 
     take_events(EV_SUSPEND); /* from now on, the port means "resume" */
     WRITE_ONCE(status->state, XTK_GUEST_SUSPENDED);
@@ -220,6 +241,8 @@ static void do_suspend(const char *how)
     }
     WRITE_ONCE(status->state, XTK_GUEST_RUNNING);
     status->resumes++;
+    if (hv_stops_aps)
+        wait_parked(); /* those xtk-hv stopped on their way */
 
     if (new_domain)
         status->moves++;
@@ -315,7 +338,10 @@ void ap_poll(unsigned int cpu)
     if (!READ_ONCE(quiesce))
         return;
     __atomic_add_fetch(&parked, 1, __ATOMIC_SEQ_CST);
-    if (boot) /* vCPU 0 counts this suspend once all are parked */
+    /* Parked before the suspend is counted: its thread given back until
+     * the resume.  (Not when xtk-hv stops the vCPUs: an AP may park after
+     * the resume, and a yield then would hold it until the next one.) */
+    if (boot && !hv_stops_aps)
         hv_yield((uint32_t)status->suspends + 1);
     sys_wait(SYS_WAIT_CLEAR, &quiesce, 1);
     __atomic_sub_fetch(&parked, 1, __ATOMIC_SEQ_CST);
@@ -381,6 +407,12 @@ static void boot_bsp(struct xtk_guest_boot *b, struct multiboot_info *mbi)
         cons_ring = (void *)XTK_GUEST_CONS_GPA;
         net_ring = (void *)XTK_GUEST_NET_GPA;
         net_period_ns = cmdline_u64(cl, "net", 0) * 1000000ull;
+        {
+            size_t len;
+            const char *a = cmdline_get(cl, "apstop", &len);
+
+            hv_stops_aps = !(a && len == 5 && !strncmp(a, "guest", 5));
+        }
         if (boot->flags & XTK_BOOT_STORE)
             store_page = (void *)XTK_GUEST_STORE_GPA;
     }

@@ -156,8 +156,15 @@ static void run_spin(unsigned int cpu)
         else
             poll_events();
         while (xchg32(&s->lock, 1))
-            while (READ_ONCE(s->lock))
+            while (READ_ONCE(s->lock)) {
+                /* vCPU 0, waiting, takes a suspend request at once (it
+                 * holds nothing): not after a holder the host may have
+                 * preempted gets to run and let go (issue 15). */
+                if (!cpu &&
+                    (READ_ONCE(kernel_events) & (EV_SUSPEND | EV_STORE)))
+                    poll_events();
                 cpu_relax();
+            }
         WRITE_ONCE(s->holder, cpu + 1);
         if (READ_ONCE(s->guard_a) != READ_ONCE(s->guard_b))
             guest_fail("spin: two vCPUs in the critical section");
