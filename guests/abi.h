@@ -188,9 +188,19 @@ struct xtk_guest_status {
      * request's arrival to its work going on, on a clock that runs while
      * the domain is stopped (Xen's system time on Xen). */
     uint64_t stopped_last_ns, stopped_max_ns;
-    uint64_t moves;   /* resumes in a new domain (a restore, a migration) */
-    uint64_t net_seq; /* the last packet's number (net=MS), 0: none yet */
+    uint64_t moves;    /* resumes in a new domain (a restore, a migration) */
+    uint64_t net_seq;  /* the last packet's number (net=MS), 0: none yet */
+    uint32_t features; /* XTK_GUEST_F_*: what the toolstack may do */
+    uint32_t reserved;
 };
+
+/*
+ * The other vCPUs may be stopped by the hypervisor from the moment a
+ * suspend is requested: vCPU 0 takes the request and says "suspended"
+ * without them, and they park after the resume.  A guest whose vCPU 0
+ * needs the others to suspend (Linux's stop_machine) must not set it.
+ */
+#define XTK_GUEST_F_APS_STOPPABLE 0x1u
 
 /* tests/kvm/test-qemu.sh reads the counter through QEMU's monitor here. */
 _Static_assert(offsetof(struct xtk_guest_status, counter) == 40,

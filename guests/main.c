@@ -197,6 +197,21 @@ static void wait_parked(void)
         cpu_relax();
 }
 
+/* wait_parked(), unless a suspend request comes first: 1 if one did. */
+static int wait_parked_or_request(void)
+{
+    while (READ_ONCE(parked) != nr_vcpus - 1) {
+        if (READ_ONCE(kernel_events) & EV_SUSPEND)
+            return 1;
+        if (store_page &&
+            ((take_events(EV_STORE) & EV_STORE) || store_pending()) &&
+            store_poll())
+            return 1;
+        cpu_relax();
+    }
+    return 0;
+}
+
 /*
  * The other vCPUs are told to park (quiesce, and the wake-up IPI for
  * halted ones).  Under xtk-hv vCPU 0 does not wait for them before it says
@@ -211,13 +226,14 @@ static void wait_parked(void)
 static void do_suspend(const char *how)
 {
     uint64_t t0 = now_ns(), stopped;
-    int new_domain;
+    int new_domain = 0, moved = 0;
 
     WRITE_ONCE(quiesce, 1);
     send_wake_ipi();
     if (!hv_stops_aps)
         wait_parked();
 
+again:
     take_events(EV_SUSPEND); /* from now on, the port means "resume" */
     WRITE_ONCE(status->state, XTK_GUEST_SUSPENDED);
     status->suspends++;
@@ -241,13 +257,20 @@ static void do_suspend(const char *how)
     }
     WRITE_ONCE(status->state, XTK_GUEST_RUNNING);
     status->resumes++;
-    if (hv_stops_aps)
-        wait_parked(); /* those xtk-hv stopped on their way */
-
-    if (new_domain)
+    if (new_domain) {
         status->moves++;
-    if (new_domain && store_page)
-        store_reconnect(store_page);
+        moved = 1;
+        if (boot)
+            seen_generation = boot->generation;
+        if (store_page)
+            store_reconnect(store_page);
+    }
+    /* Those xtk-hv stopped park now.  A request that comes meanwhile
+     * (xtk-hv may hold them for it) is taken here: vCPU 0 must never wait
+     * for vCPUs the toolstack stopped to let it suspend. */
+    if (hv_stops_aps && wait_parked_or_request())
+        goto again;
+
     work_verify();
     /* Stopped: from the request's arrival to work again, on a clock that
      * goes on while the domain is stopped (xen_clock_ns on Xen). */
@@ -258,14 +281,13 @@ static void do_suspend(const char *how)
         status->stopped_max_ns = stopped;
     WRITE_ONCE(quiesce, 0);
     send_wake_ipi();
-    if (new_domain && boot) {
-        seen_generation = boot->generation;
+    if (moved && boot) {
         kprintf("xtk-guest: suspended (%s), resumed in domain %u; stopped %lu "
                 "us\n",
                 how, boot->domid, stopped / 1000);
     } else {
         kprintf("xtk-guest: suspended (%s), resumed%s; stopped %lu us\n", how,
-                new_domain ? " in a new domain" : "", stopped / 1000);
+                moved ? " in a new domain" : "", stopped / 1000);
     }
 }
 
@@ -412,6 +434,8 @@ static void boot_bsp(struct xtk_guest_boot *b, struct multiboot_info *mbi)
             const char *a = cmdline_get(cl, "apstop", &len);
 
             hv_stops_aps = !(a && len == 5 && !strncmp(a, "guest", 5));
+            if (hv_stops_aps)
+                status->features |= XTK_GUEST_F_APS_STOPPABLE;
         }
         if (boot->flags & XTK_BOOT_STORE)
             store_page = (void *)XTK_GUEST_STORE_GPA;

@@ -59,6 +59,15 @@ static int is_paused(struct hv *hv)
     return r;
 }
 
+/* Connection ci's hold of vCPUs 1.. ends (under hv->lock). */
+static void release_aps(struct hv *hv, int ci)
+{
+    if (hv->aps_held == ci + 1) {
+        hv->aps_held = 0;
+        pthread_cond_broadcast(&hv->run_cond);
+    }
+}
+
 static void release_conn(struct hv *hv, int ci)
 {
     struct hv_conn *c = &hv->conns[ci];
@@ -70,6 +79,7 @@ static void release_conn(struct hv *hv, int ci)
         hv_log("connection closed: its pause is released");
         apply_pause(hv);
     }
+    release_aps(hv, ci);
     pthread_mutex_unlock(&hv->lock);
     hv_output_orphan(hv, ci);
     if (hv->logdirty_owner == ci) {
@@ -204,9 +214,30 @@ static void pause_domain(struct hv *hv, int ci, int hold)
     pthread_mutex_unlock(&hv->lock);
 }
 
+/* vCPUs 1.. held for a suspend request (XTK_HVCTL_PAUSE_APS): only
+ * where the guest allows it, and never combined with a pause. */
+static int hold_aps(struct hv *hv, int ci)
+{
+    struct xtk_guest_status *s = hv_guest_status(hv);
+
+    if (!s || s->magic != XTK_GUEST_STATUS_MAGIC ||
+        !(__atomic_load_n(&s->features, __ATOMIC_ACQUIRE) &
+          XTK_GUEST_F_APS_STOPPABLE))
+        return EOPNOTSUPP;
+    pthread_mutex_lock(&hv->lock);
+    if (!hv_vm_must_park(hv)) {
+        hv->aps_held = ci + 1;
+        hv_vm_kick_aps(hv);
+    }
+    pthread_mutex_unlock(&hv->lock);
+    return 0;
+}
+
 static int do_pause(struct hv *hv, int ci, const struct xtk_hvctl_hdr *h,
                     const void *payload, struct reply *rep)
 {
+    if (h->flags & XTK_HVCTL_PAUSE_APS)
+        return h->flags & XTK_HVCTL_PAUSE_HOLD ? EINVAL : hold_aps(hv, ci);
     pause_domain(hv, ci, !!(h->flags & XTK_HVCTL_PAUSE_HOLD));
     return 0;
 }
@@ -215,6 +246,14 @@ static int do_unpause(struct hv *hv, int ci, const struct xtk_hvctl_hdr *h,
                       const void *payload, struct reply *rep)
 {
     pthread_mutex_lock(&hv->lock);
+    if (h->flags & XTK_HVCTL_UNPAUSE_APS) {
+        int r = h->flags & XTK_HVCTL_UNPAUSE_FORCE ? EINVAL : 0;
+
+        if (!r)
+            release_aps(hv, ci);
+        pthread_mutex_unlock(&hv->lock);
+        return r;
+    }
     hv->pause_sticky = 0;
     for (int i = 0; i < HV_MAX_CONNS; i++) {
         struct hv_conn *c = &hv->conns[i];

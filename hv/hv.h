@@ -120,6 +120,7 @@ struct hv {
     pthread_cond_t parked_cond, run_cond;
     int pause_sticky;
     unsigned int pause_holds;
+    int aps_held; /* 1 + the connection holding vCPUs 1.. (PAUSE_APS), 0 */
     uint32_t resumed_nr; /* the last suspend resumed (abi.h, yield) */
     int empty;           /* restore shell: runs only after RESUME */
     int quit;            /* the vCPU threads must exit */
@@ -203,6 +204,7 @@ int hv_vm_start(struct hv *hv);
 void hv_vm_destroy(struct hv *hv);
 /* Stops every vCPU (caller holds hv->lock and has made them park). */
 void hv_vm_wait_parked(struct hv *hv);
+void hv_vm_kick_aps(struct hv *hv);
 /* True when the vCPUs must stay parked (hv->lock held). */
 int hv_vm_must_park(const struct hv *hv);
 void hv_vm_wake(struct hv *hv);

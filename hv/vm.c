@@ -23,6 +23,8 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -557,8 +559,10 @@ static void *vcpu_thread(void *arg)
     pthread_sigmask(SIG_UNBLOCK, &set, NULL);
     for (;;) {
         pthread_mutex_lock(&hv->lock);
-        if (hv_vm_must_park(hv) || v->crashed || v->yielded) {
-            while (hv_vm_must_park(hv) || v->crashed || v->yielded) {
+        if (hv_vm_must_park(hv) || v->crashed || v->yielded ||
+            (hv->aps_held && v->index)) {
+            while (hv_vm_must_park(hv) || v->crashed || v->yielded ||
+                   (hv->aps_held && v->index)) {
                 if (hv->quit) {
                     pthread_mutex_unlock(&hv->lock);
                     return NULL;
@@ -603,6 +607,15 @@ static void kick(struct hv_vcpu *v)
     pthread_kill(v->thread, SIGUSR1);
 }
 
+/* Every vCPU but vCPU 0 out of KVM_RUN and parked, without waiting for
+ * them (under hv->lock; hv->aps_held set). */
+void hv_vm_kick_aps(struct hv *hv)
+{
+    for (unsigned int i = 1; i < hv->nr_vcpus; i++)
+        if (hv->vcpus[i].thread_started && !hv->vcpus[i].parked)
+            kick(&hv->vcpus[i]);
+}
+
 void hv_vm_wait_parked(struct hv *hv)
 {
     /* All parked already (the state ops on a paused domain): a kick would
@@ -616,9 +629,11 @@ void hv_vm_wait_parked(struct hv *hv)
         pthread_cond_wait(&hv->parked_cond, &hv->lock);
 }
 
-/* The domain may run: every vCPU, yielded ones too (under hv->lock). */
+/* The domain may run: every vCPU, yielded and held ones too (under
+ * hv->lock). */
 void hv_vm_wake(struct hv *hv)
 {
+    hv->aps_held = 0;
     for (unsigned int i = 0; i < hv->nr_vcpus; i++)
         hv->vcpus[i].yielded = 0;
     pthread_cond_broadcast(&hv->run_cond);
@@ -716,6 +731,16 @@ int hv_vm_start(struct hv *hv)
         }
         v->thread_started = 1;
     }
+    /*
+     * The main thread answers the toolstack (STOP, resume, the hold of
+     * the other vCPUs for a suspend request): a little more weight than a
+     * vCPU thread, so that it gets a CPU at once when the guest's vCPUs
+     * fill every core (an overcommitted SMP guest, issue 15), rather than
+     * after their time slices.  Set after the vCPU threads exist (they
+     * would inherit it); where it is not allowed, it stays as it was.
+     */
+    if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), -5) < 0)
+        hv_log("the control thread keeps its priority: %m");
     return 0;
 }
 

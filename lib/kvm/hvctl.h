@@ -60,10 +60,16 @@ enum xtk_hvctl_op {
     /*
      * Flags: XTK_HVCTL_PAUSE_HOLD (the pause lasts while this connection
      * does), else it lasts until an unpause.  Replies once every vCPU is
-     * out of KVM_RUN and parked.
+     * out of KVM_RUN and parked.  XTK_HVCTL_PAUSE_APS alone: every vCPU
+     * but vCPU 0 is kicked out of KVM_RUN and parks, until the domain is
+     * next told to run (a resume, an unpause), this connection releases it
+     * (UNPAUSE with XTK_HVCTL_UNPAUSE_APS) or closes; the reply does not
+     * wait for them.  For a suspend request to a guest that allows it
+     * (XTK_GUEST_F_APS_STOPPABLE): vCPU 0 gets a host CPU to take it.
      */
     XTK_HVCTL_OP_PAUSE = 3,
-    /* Flags: XTK_HVCTL_UNPAUSE_FORCE (every pause, whoever took it). */
+    /* Flags: XTK_HVCTL_UNPAUSE_FORCE (every pause, whoever took it), or
+     * XTK_HVCTL_UNPAUSE_APS alone (only this connection's PAUSE_APS). */
     XTK_HVCTL_OP_UNPAUSE = 4,
     /* Dirty logging on; this connection owns the log (EBUSY if another
      * does); it goes off when the connection closes. */
@@ -138,7 +144,9 @@ enum xtk_hvctl_op {
 
 #define XTK_HVCTL_HELLO_OWN 0x1u
 #define XTK_HVCTL_PAUSE_HOLD 0x1u
+#define XTK_HVCTL_PAUSE_APS 0x2u
 #define XTK_HVCTL_UNPAUSE_FORCE 0x1u
+#define XTK_HVCTL_UNPAUSE_APS 0x2u
 #define XTK_HVCTL_LOGDIRTY_FINAL 0x1u
 #define XTK_HVCTL_SUSPEND_GUARD_ON 0x1u
 #define XTK_HVCTL_OUTPUT_HOLD_ON 0x1u

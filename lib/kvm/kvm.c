@@ -71,6 +71,9 @@ struct kvm_dom {
      * since: a resume now finds nothing to resume, and the guest
      * suspends later. */
     int suspend_pending;
+    /* The other vCPUs are held by xtk-hv for the request in flight
+     * (XTK_HVCTL_PAUSE_APS): released when it is dropped. */
+    int aps_held;
     enum xtk__suspend_method method;
     int pause_evfd;
     int store_fd;
@@ -1261,6 +1264,29 @@ static void wait_not_suspended(struct kvm_dom *kd)
         nanosleep(&ts, NULL);
 }
 
+/*
+ * A built-in guest that allows it (XTK_GUEST_F_APS_STOPPABLE) has its
+ * other vCPUs stopped by xtk-hv as the request goes out: vCPU 0 then has
+ * a host CPU to take it, instead of waiting behind its siblings'
+ * threads (issue 15: an 8-vCPU guest spinning on 2 cores).  Best effort:
+ * without it the guest still suspends, only later.
+ */
+static void hold_aps(struct xtk_domain *dom, struct kvm_dom *kd)
+{
+    const struct xtk_guest_status *s = kd->status;
+
+    if (!s || s->magic != XTK_GUEST_STATUS_MAGIC || s->nr_vcpus_up < 2 ||
+        !(__atomic_load_n(&s->features, __ATOMIC_ACQUIRE) &
+          XTK_GUEST_F_APS_STOPPABLE))
+        return;
+    if (kcall(dom, XTK_HVCTL_OP_PAUSE, XTK_HVCTL_PAUSE_APS, NULL, 0, NULL, 0,
+              NULL) == 0)
+        kd->aps_held = 1;
+    else
+        XTK_DEBUG(dom->ctx, "domain %u: its other vCPUs not held: %s",
+                  dom->domid, strerror(errno));
+}
+
 static int kvm_suspend_request(struct xtk_domain *dom)
 {
     struct kvm_dom *kd = kd_of(dom);
@@ -1272,6 +1298,7 @@ static int kvm_suspend_request(struct xtk_domain *dom)
     switch (kd->method) {
     case XTK__SUSPEND_EVTCHN:
         wait_not_suspended(kd);
+        hold_aps(dom, kd);
         if (write(kd->to_guest[XTK_PORT_SUSPEND], &one, sizeof(one)) < 0)
             return -1;
         kd->suspend_pending = 1;
@@ -1279,6 +1306,7 @@ static int kvm_suspend_request(struct xtk_domain *dom)
     case XTK__SUSPEND_STORE:
         snprintf(path, sizeof(path), "/local/domain/%u/control/shutdown",
                  dom->domid);
+        hold_aps(dom, kd);
         if (xtk__xs_write(kd->store_fd, path, "suspend") < 0) {
             XTK_PERROR(dom->ctx, "domain %u: cannot write %s", dom->domid,
                        path);
@@ -1320,6 +1348,7 @@ static int kvm_suspend_check(struct xtk_domain *dom)
             XTK_GUEST_SUSPENDED)
         return 0;
     kd->suspend_pending = 0;
+    kd->aps_held = 0; /* STOP parks them all; the resume frees them all */
     if (kvm_stop(dom) < 0)
         return -1;
     return 1;
@@ -1340,6 +1369,12 @@ static void kvm_suspend_teardown(struct xtk_domain *dom)
                   "domain %u: a suspend request is still in flight: "
                   "xtk-hv resumes the guest when it suspends",
                   dom->domid);
+    /* A request given up on: the other vCPUs run again (the guest then
+     * suspends without them held, and its guard resumes it). */
+    if (kd->aps_held)
+        kcall(dom, XTK_HVCTL_OP_UNPAUSE, XTK_HVCTL_UNPAUSE_APS, NULL, 0, NULL,
+              0, NULL);
+    kd->aps_held = 0;
     kd->suspend_pending = 0;
     if (kd->pause_evfd >= 0)
         close(kd->pause_evfd);
