@@ -92,6 +92,44 @@ bench_end() {
   sleep 1
   poweroff -f
 }
+# migrate_round GUEST TAG R: round R of xl migrate, then xtk-save --live
+# to an xtk-restore over TCP, of GUEST to this host; an XTK-BENCH line for
+# each (TAGxl-migrate, TAGxtk-migrate: wall, the guest's largest gap, and
+# xtk-save's own downtime figure).  1 if either failed.
+migrate_round() {
+  local g=$1 tag=$2 r=$3 w dt rp
+  settle
+  gap_mark
+  t=$(now)
+  if xl migrate -s '' "$g" 'xl migrate-receive' >"/run/b-$g-xlm.log" 2>&1; then
+    w=$(ms_since "$t")
+    settle
+    echo "XTK-BENCH ${tag}xl-migrate $r wall_ms=$w gap_ms=$(gap_max)"
+  else
+    bad bench "$g, round $r: xl migrate: $(tail -n 3 "/run/b-$g-xlm.log" | tr '\n' ';')"
+    return 1
+  fi
+  settle
+  rm -f /run/b.port
+  XTK_BACKEND=xen xtk-restore -q --name "${g}m" --port-file /run/b.port \
+    listen:127.0.0.1:0 >"/run/b-$g-xr.out" 2>"/run/b-$g-xr.log" &
+  rp=$!
+  waitfor 30 test -s /run/b.port
+  gap_mark
+  t=$(now)
+  if XTK_BACKEND=xen xtk-save --live --suspend store --format xl "$g" \
+    "tcp:127.0.0.1:$(cat /run/b.port)" 2>"/run/b-$g-xs.log" && wait "$rp"; then
+    w=$(ms_since "$t")
+    waitfor 30 sh -c "! xl domid $g" && xl rename "${g}m" "$g"
+    settle
+    dt=$(sed -n 's/^ *downtime (us) *[0-9]* *\([0-9.]*\).*/\1/p' "/run/b-$g-xs.log" | head -n 1)
+    echo "XTK-BENCH ${tag}xtk-migrate $r wall_ms=$w gap_ms=$(gap_max) xtk_downtime_ms=$(awk -v d="${dt:-0}" 'BEGIN { printf "%d", d / 1000 }')"
+  else
+    bad bench "$g, round $r: xtk migrate: $(tail -n 3 "/run/b-$g-xs.log" | tr '\n' ';') $(tail -n 3 "/run/b-$g-xr.log" | tr '\n' ';')"
+    kill "$rp" 2>/dev/null
+    return 1
+  fi
+}
 # The devices guest (g4, tests/xen/dom0-init.sh: a disk on a loop device,
 # a vif on a bridge, the cloud kernel as PVH, its 10 ms clock loop on):
 # ROUNDS migrations to this host each way, wall and the guest's own gap.
@@ -108,37 +146,7 @@ devices_rounds() {
   r=0
   while [ "$r" -lt "$rounds" ] && [ "$failed" = 0 ]; do
     r=$((r + 1))
-    settle
-    gap_mark
-    t=$(now)
-    if xl migrate -s '' g4 'xl migrate-receive' >/run/b4-xlm.log 2>&1; then
-      w=$(ms_since "$t")
-      settle
-      echo "XTK-BENCH d-xl-migrate $r wall_ms=$w gap_ms=$(gap_max)"
-    else
-      bad bench "g4, round $r: xl migrate: $(tail -n 3 /run/b4-xlm.log | tr '\n' ';')"
-      break
-    fi
-    settle
-    rm -f /run/b.port
-    XTK_BACKEND=xen xtk-restore -q --name g4m --port-file /run/b.port \
-      listen:127.0.0.1:0 >/run/b4-xr.out 2>/run/b4-xr.log &
-    rp=$!
-    waitfor 30 test -s /run/b.port
-    gap_mark
-    t=$(now)
-    if XTK_BACKEND=xen xtk-save --live --suspend store --format xl g4 \
-      "tcp:127.0.0.1:$(cat /run/b.port)" 2>/run/b4-xs.log && wait "$rp"; then
-      w=$(ms_since "$t")
-      waitfor 30 sh -c '! xl domid g4' && xl rename g4m g4
-      settle
-      dt=$(sed -n 's/^ *downtime (us) *[0-9]* *\([0-9.]*\).*/\1/p' /run/b4-xs.log | head -n 1)
-      echo "XTK-BENCH d-xtk-migrate $r wall_ms=$w gap_ms=$(gap_max) xtk_downtime_ms=$(awk -v d="${dt:-0}" 'BEGIN { printf "%d", d / 1000 }')"
-    else
-      bad bench "g4, round $r: xtk migrate: $(tail -n 3 /run/b4-xs.log | tr '\n' ';') $(tail -n 3 /run/b4-xr.log | tr '\n' ';')"
-      kill "$rp" 2>/dev/null
-      break
-    fi
+    migrate_round g4 d- "$r" || break
   done
   # the disk and the network still work after all of it
   before=$(g4_disk)
@@ -163,39 +171,7 @@ done
 r=0
 while [ "$r" -lt "$rounds" ] && [ "$failed" = 0 ]; do
   r=$((r + 1))
-  # xl migrate to this host
-  settle
-  gap_mark
-  t=$(now)
-  if xl migrate -s '' g2 'xl migrate-receive' >/run/b-xlm.log 2>&1; then
-    w=$(ms_since "$t")
-    settle
-    echo "XTK-BENCH xl-migrate $r wall_ms=$w gap_ms=$(gap_max)"
-  else
-    bad bench "round $r: xl migrate: $(tail -n 3 /run/b-xlm.log | tr '\n' ';')"
-    break
-  fi
-  # xtk-save --live to xtk-restore over TCP on this host
-  settle
-  rm -f /run/b.port
-  XTK_BACKEND=xen xtk-restore -q --name g2m --port-file /run/b.port \
-    listen:127.0.0.1:0 >/run/b-xr.out 2>/run/b-xr.log &
-  rp=$!
-  gap_mark
-  waitfor 30 test -s /run/b.port
-  t=$(now)
-  if XTK_BACKEND=xen xtk-save --live --suspend store --format xl g2 \
-    "tcp:127.0.0.1:$(cat /run/b.port)" 2>/run/b-xs.log && wait "$rp"; then
-    w=$(ms_since "$t")
-    waitfor 30 sh -c '! xl domid g2' && xl rename g2m g2
-    settle
-    dt=$(sed -n 's/^ *downtime (us) *[0-9]* *\([0-9.]*\).*/\1/p' /run/b-xs.log | head -n 1)
-    echo "XTK-BENCH xtk-migrate $r wall_ms=$w gap_ms=$(gap_max) xtk_downtime_ms=$(awk -v d="${dt:-0}" 'BEGIN { printf "%d", d / 1000 }')"
-  else
-    bad bench "round $r: xtk migrate: $(tail -n 3 /run/b-xs.log | tr '\n' ';') $(tail -n 3 /run/b-xr.log | tr '\n' ';')"
-    kill "$rp" 2>/dev/null
-    break
-  fi
+  migrate_round g2 "" "$r" || break
   # xl save, xl restore
   settle
   t=$(now)
