@@ -627,6 +627,10 @@ struct xtl_keep {
 
 static void xtl_keep_msg(struct xentoollog_logger *l, xentoollog_level level,
                          int errnoval, const char *context, const char *format,
+                         va_list al) __attribute__((format(printf, 5, 0)));
+
+static void xtl_keep_msg(struct xentoollog_logger *l, xentoollog_level level,
+                         int errnoval, const char *context, const char *format,
                          va_list al)
 {
     struct xtl_keep *k = (struct xtl_keep *)l;
