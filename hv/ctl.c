@@ -11,9 +11,13 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -100,6 +104,11 @@ static void release_conn(struct hv *hv, int ci)
             hv_log("the restore's connection closed before it resumed the "
                    "domain: destroying it");
             hv->destroy = 1;
+        } else if (hv->lazy_fd >= 0) {
+            hv_log("the lazy restore's connection closed before all of the "
+                   "guest's memory was in: destroying the domain (it would "
+                   "run on missing memory)");
+            hv->destroy = 1;
         }
     }
 }
@@ -131,6 +140,12 @@ static int do_hello(struct hv *hv, int ci, const struct xtk_hvctl_hdr *h,
 {
     struct xtk_hvctl_hello *o = (void *)tx_buf;
 
+    /* A lazy restore's memory is not all there: a client mapping it could
+     * read a frame that has yet to come, which would put a zeroed page in
+     * its place for good (the memory file's holes are not watched in
+     * other processes). */
+    if (hv->lazy_fd >= 0 && hv->creator != ci)
+        return EBUSY;
     /* An empty domain belongs to the restore that fills it. */
     if (h->flags & XTK_HVCTL_HELLO_OWN) {
         if (!hv->empty || (hv->creator >= 0 && hv->creator != ci))
@@ -506,6 +521,76 @@ static int do_output_release(struct hv *hv, int ci,
     return 0;
 }
 
+/* A userfaultfd: /dev/userfaultfd's ioctl (root, whatever
+ * vm.unprivileged_userfaultfd says), else the system call. */
+static int new_uffd(void)
+{
+    int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC), fd = -1;
+
+#ifdef USERFAULTFD_IOC_NEW
+    if (dev >= 0)
+        fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
+#endif
+    if (dev >= 0)
+        close(dev);
+#ifdef SYS_userfaultfd
+    if (fd < 0)
+        fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+#endif
+    return fd;
+}
+
+static int do_lazy(struct hv *hv, int ci, const struct xtk_hvctl_hdr *h,
+                   const void *payload, struct reply *rep)
+{
+    struct uffdio_api api = {.api = UFFD_API,
+                             .features = UFFD_FEATURE_MISSING_SHMEM};
+    struct uffdio_register reg = {
+        .range = {(uintptr_t)hv->mem, hv->mem_bytes},
+        .mode = UFFDIO_REGISTER_MODE_MISSING,
+    };
+    struct xtk_hvctl_lazy *o = (void *)tx_buf;
+    int fd, e;
+
+    if (h->flags & ~XTK_HVCTL_LAZY_DONE)
+        return EINVAL;
+    if (hv->creator != ci)
+        return EPERM;
+    if (h->flags & XTK_HVCTL_LAZY_DONE) {
+        if (hv->lazy_fd < 0)
+            return EINVAL;
+        close(hv->lazy_fd);
+        hv->lazy_fd = -1;
+        hv_log("lazy restore: all of the guest's memory is in");
+        return 0;
+    }
+    if (!hv->empty || hv->lazy_fd >= 0)
+        return EBUSY;
+    fd = new_uffd();
+    if (fd < 0) {
+        e = errno;
+        hv_log("lazy restore: no userfaultfd: %m");
+        return e == EPERM || e == EACCES || e == ENOENT ? ENOSYS : e;
+    }
+    if (ioctl(fd, UFFDIO_API, &api) < 0 ||
+        ioctl(fd, UFFDIO_REGISTER, &reg) < 0) {
+        e = errno;
+        hv_log("lazy restore: userfaultfd on the guest's RAM: %m");
+        close(fd);
+        return e == EINVAL ? ENOSYS : e;
+    }
+    hv->lazy_fd = fd;
+    rep->fds[rep->nfds++] = fd;
+    memset(o, 0, sizeof(*o));
+    o->base = (uintptr_t)hv->mem;
+    o->bytes = hv->mem_bytes;
+    o->eager_pages = XTK_HVCTL_LAZY_EAGER;
+    rep->buf = o;
+    rep->len = sizeof(*o);
+    hv_log("lazy restore: the guest's memory comes in on first access");
+    return 0;
+}
+
 static const handler_fn handlers[XTK_HVCTL_OP_MAX + 1] = {
     [XTK_HVCTL_OP_HELLO] = do_hello,
     [XTK_HVCTL_OP_INFO] = do_info,
@@ -524,6 +609,7 @@ static const handler_fn handlers[XTK_HVCTL_OP_MAX + 1] = {
     [XTK_HVCTL_OP_STOP] = do_stop,
     [XTK_HVCTL_OP_OUTPUT_HOLD] = do_output_hold,
     [XTK_HVCTL_OP_OUTPUT_RELEASE] = do_output_release,
+    [XTK_HVCTL_OP_LAZY] = do_lazy,
 };
 
 /* ---- connections ---------------------------------------------------- */

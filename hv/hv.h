@@ -160,6 +160,10 @@ struct hv {
     int store_fd; /* the privileged store connection; -1 */
     int destroy;  /* DESTROY received: leave the loop */
     int creator;  /* empty domain: the restore's connection, or -1 */
+    /* A lazy restore's userfaultfd on the RAM (XTK_HVCTL_OP_LAZY), kept
+     * until LAZY_DONE; -1.  While it is open the creator's connection
+     * closing destroys the domain. */
+    int lazy_fd;
     /* A guarded suspend whose connection died: resume the guest once it
      * reports suspended, until this time (hv_now_ns); 0: none. */
     uint64_t orphan_until;

@@ -432,6 +432,7 @@ static void hv_init(struct hv *hv)
     hv->listen_fd = hv->lock_fd = hv->name_lock_fd = hv->store_fd = -1;
     hv->logdirty_owner = -1;
     hv->creator = -1;
+    hv->lazy_fd = -1;
     hv->hold_owner = -1;
     hv->held_tail = &hv->held_head;
     hv->net_fd = -1;

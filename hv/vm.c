@@ -753,6 +753,14 @@ void hv_vm_destroy(struct hv *hv)
         if (hv->vcpus[i].thread_started)
             kick(&hv->vcpus[i]);
     pthread_mutex_unlock(&hv->lock);
+    /* A lazy restore's pages that never came: a vCPU waiting for one is
+     * released by the end of the userfaultfd (the restore's copy gone
+     * too) with a signal pending, so it leaves KVM_RUN without running a
+     * guest instruction on the page it got. */
+    if (hv->lazy_fd >= 0) {
+        close(hv->lazy_fd);
+        hv->lazy_fd = -1;
+    }
     for (unsigned int i = 0; i < hv->nr_vcpus; i++) {
         struct hv_vcpu *v = &hv->vcpus[i];
         if (v->thread_started)

@@ -362,6 +362,23 @@ struct xtk__backend_ops {
     int (*populate)(struct xtk_domain *dom, const uint64_t *pfns,
                     unsigned int nr);
 
+    /*
+     * Restore only, optional: a lazy restore (XTK_RESTORE_LAZY).  On an
+     * empty domain before its resume, instead of map_all and writes: *uffd
+     * gets a userfaultfd (the caller owns it) that reports each access to
+     * a frame not yet in the domain's memory and takes its contents
+     * (UFFDIO_COPY; the accessing vCPU or host thread waits until then).
+     * Its addresses are another process's: frame pfn is at *base + pfn *
+     * 4 KiB.  The first *eager frames are read by the host itself (not
+     * only through the guest) and must be filled before the resume.
+     * lazy_end: every frame is in, the domain is an ordinary one.  Until
+     * then, closing the handle destroys the domain (nothing may ever run
+     * on frames that did not come).  ENOSYS: not on this host.
+     */
+    int (*lazy_begin)(struct xtk_domain *dom, int *uffd, uint64_t *base,
+                      uint64_t *eager);
+    int (*lazy_end)(struct xtk_domain *dom);
+
     /* -- dirty log ----------------------------------------------------- */
 
     /*

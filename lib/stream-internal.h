@@ -32,6 +32,10 @@ struct xtk__layer_ops {
     ssize_t (*readv)(struct xtk__layer *l, const struct iovec *iov, int iovcnt);
     /* Pushes what the layer holds down (write streams).  May be NULL. */
     int (*flush)(struct xtk__layer *l);
+    /* Moves len bytes on without reading them (a regular file's lseek):
+     * 0, 1 if that would pass the end (nothing moved), -1 (ESPIPE: not
+     * here; the caller reads them instead).  May be NULL. */
+    int (*skip)(struct xtk__layer *l, uint64_t len);
     /* Ends the layer's data (a compression trailer).  May be NULL. */
     int (*finish)(struct xtk__layer *l);
     /* Frees the layer (not the one below); closes an owned fd. 0 or -1. */
@@ -71,7 +75,10 @@ struct xtk__record_state {
  * its page contents go straight into memory of the caller's instead of
  * the body buffer: it fills iov (at most *iovcnt entries, in the order of
  * the entries with data, covering exactly pd->npages pages) and sets
- * *iovcnt, returning 1; or returns 0 (the body buffer, as usual).
+ * *iovcnt, returning 1; or returns 0 (the body buffer, as usual).  Or,
+ * returning 2, has the contents skipped: they start at the stream's
+ * offset (xtk__stream_offset) when it is called, and are not read at all
+ * where the bottom layer can seek (a lazy restore's index of a file).
  */
 typedef int xtk__stream_place_fn(void *arg,
                                  const struct xtk_stream_page_data *pd,
@@ -97,6 +104,10 @@ struct xtk_stream {
     struct iovec *iov; /* scratch for writev (write streams) */
 
     struct xtk_stream_counters counters;
+    /* The layer just skipped input (a lazy restore's index): the next
+     * buffer fill reads only a record's head, not the buffer's size of
+     * contents that will be skipped as well. */
+    int after_skip;
 
     /* Records. */
     struct xtk__record_state rs;
@@ -129,6 +140,15 @@ void xtk__stream_set_placer(struct xtk_stream *s, xtk__stream_place_fn *place,
 /* Whether the record just read had its pages placed (its body then holds
  * only the header and the pfn entries, though its length is the whole). */
 int xtk__stream_placed(const struct xtk_stream *s);
+
+/* The fd of a read stream that is a regular file read as it is (one fd
+ * layer: no compression, not a socket), else -1. */
+int xtk__stream_file_fd(const struct xtk_stream *s);
+
+/* Moves past len bytes of input (buffered input first, then the layer's
+ * skip, else reading them): 0, 1 at the end of the stream (truncated;
+ * *got says how far it got), -1 on error (sticky).  No CRC. */
+int xtk__stream_skip(struct xtk_stream *s, uint64_t len, uint64_t *got);
 
 /* Reads exactly the bytes iov describes (buffered input first): 0, 1 at
  * the end of the stream (truncated), -1 on error (sticky). */

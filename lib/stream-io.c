@@ -21,11 +21,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include <zlib.h>
 
 #include "stream-internal.h"
+
+/* A buffer fill after a skip: a PAGE_DATA's header and 1024 entries. */
+#define SKIP_FILL (12u << 10)
 
 #define XTK_LOG_CONTEXT "stream"
 
@@ -59,6 +63,10 @@ struct fd_layer {
     int fd;
     int own;
     int socket;
+    /* skip: where the fd is, and the file's size when last looked at
+     * (looked at again before a skip is taken for one past the end) */
+    int skip_known;
+    uint64_t skip_at, skip_size;
 };
 
 static int64_t now_ms(void)
@@ -164,6 +172,7 @@ static ssize_t fd_readv(struct xtk__layer *l, const struct iovec *iov,
         n = readv(f->fd, iov, iovcnt);
         if (n >= 0) {
             s->counters.raw_bytes += (uint64_t)n;
+            f->skip_at += (uint64_t)n;
             return n;
         }
         if (errno == EINTR)
@@ -187,6 +196,36 @@ static ssize_t fd_read(struct xtk__layer *l, void *buf, size_t len)
     return fd_readv(l, &iov, 1);
 }
 
+static int fd_skip(struct xtk__layer *l, uint64_t len)
+{
+    struct fd_layer *f = (struct fd_layer *)l;
+    struct stat st;
+    off_t at;
+
+    if (f->socket || len > (uint64_t)INT64_MAX)
+        return xtk__fail(ESPIPE);
+    /* A file read only by this stream: where it is follows from the
+     * reads, so only the first skip, and one that seems to pass the end,
+     * ask the kernel. */
+    if (!f->skip_known || f->skip_at + len > f->skip_size) {
+        if (fstat(f->fd, &st) < 0 || !S_ISREG(st.st_mode) ||
+            (at = lseek(f->fd, 0, SEEK_CUR)) < 0)
+            return xtk__fail(ESPIPE);
+        f->skip_at = (uint64_t)at;
+        f->skip_size = (uint64_t)st.st_size;
+        f->skip_known = 1;
+        if (f->skip_at + len > f->skip_size)
+            return 1;
+    }
+    if (lseek(f->fd, (off_t)len, SEEK_CUR) < 0) {
+        f->skip_known = 0;
+        return xtk__fail(ESPIPE);
+    }
+    f->skip_at += len;
+    l->s->counters.raw_bytes += len;
+    return 0;
+}
+
 static int fd_destroy(struct xtk__layer *l)
 {
     struct fd_layer *f = (struct fd_layer *)l;
@@ -203,6 +242,7 @@ static const struct xtk__layer_ops fd_ops = {
     .writev = fd_writev,
     .read = fd_read,
     .readv = fd_readv,
+    .skip = fd_skip,
     .destroy = fd_destroy,
 };
 
@@ -686,7 +726,10 @@ int xtk__stream_read_some(struct xtk_stream *s, void *buf, size_t len,
             if (n > 0)
                 got += (size_t)n;
         } else {
-            n = s->top->ops->read(s->top, s->buf, XTK__STREAM_BUF_SIZE);
+            n = s->top->ops->read(s->top, s->buf,
+                                  s->after_skip ? SKIP_FILL
+                                                : XTK__STREAM_BUF_SIZE);
+            s->after_skip = 0;
             s->rpos = 0;
             s->blen = n > 0 ? (size_t)n : 0;
         }
@@ -777,6 +820,62 @@ int xtk__stream_readv_some(struct xtk_stream *s, struct iovec *iov, int iovcnt,
         }
         got += (size_t)n;
         iov_advance(iov, &i, iovcnt, (size_t)n);
+    }
+    s->counters.bytes += got;
+    *got_out = got;
+    return rc;
+}
+
+/* See stream-internal.h. */
+int xtk__stream_file_fd(const struct xtk_stream *s)
+{
+    const struct fd_layer *f = (const struct fd_layer *)s->top;
+    struct stat st;
+
+    if (!s->top || s->top->below || s->top->ops != &fd_ops || f->socket ||
+        fstat(f->fd, &st) < 0 || !S_ISREG(st.st_mode))
+        return -1;
+    return f->fd;
+}
+
+/* See stream-internal.h. */
+int xtk__stream_skip(struct xtk_stream *s, uint64_t len, uint64_t *got_out)
+{
+    uint64_t got = 0;
+    int rc = 0;
+
+    if (s->rpos < s->blen) {
+        size_t k = s->blen - s->rpos;
+
+        if (k > len)
+            k = (size_t)len;
+        s->rpos += k;
+        got = k;
+    }
+    if (got < len && s->top->ops->skip && !s->top->below) {
+        rc = s->top->ops->skip(s->top, len - got);
+        if (rc == 0) {
+            got = len;
+            s->after_skip = 1;
+        } else if (rc > 0)
+            rc = 0; /* read up to the end below: how far it goes */
+        else if (errno != ESPIPE)
+            rc = -1;
+        else
+            rc = 0;
+    }
+    while (rc == 0 && got < len) {
+        size_t step = len - got < XTK__STREAM_BUF_SIZE ? (size_t)(len - got)
+                                                       : XTK__STREAM_BUF_SIZE;
+        ssize_t n = s->top->ops->read(s->top, s->buf, step);
+
+        s->rpos = s->blen = 0;
+        if (n < 0)
+            rc = -1;
+        else if (n == 0)
+            rc = 1;
+        else
+            got += (uint64_t)n;
     }
     s->counters.bytes += got;
     *got_out = got;

@@ -749,8 +749,22 @@ static int read_page_data_body(struct xtk_stream *s, uint32_t length,
         *refused = 1;
         return 0;
     }
-    if (!pd.npages || !s->place(s->place_arg, &pd, iov, &n))
+    if (!pd.npages)
         return read_body_at(s, hlen, length - hlen, name, at);
+    rc = s->place(s->place_arg, &pd, iov, &n);
+    if (!rc)
+        return read_body_at(s, hlen, length - hlen, name, at);
+    if (rc == 2) {
+        uint64_t skipped;
+
+        rc = xtk__stream_skip(s, length - hlen, &skipped);
+        if (rc < 0)
+            return -1;
+        if (rc > 0)
+            return truncated_body(s, hlen + (size_t)skipped, length, name, at);
+        s->placed = 1;
+        return 0;
+    }
     rc = xtk__stream_readv_some(s, iov, n, &got);
     if (rc < 0)
         return -1;

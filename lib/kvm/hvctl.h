@@ -20,7 +20,8 @@
  *   - an unknown op: ENOSYS; a payload of the wrong size for its op, or
  *     unknown flags: EINVAL.
  *
- * File descriptors travel with SCM_RIGHTS on the HELLO reply only.
+ * File descriptors travel with SCM_RIGHTS on the HELLO and LAZY replies
+ * only.
  */
 #ifndef XTK_HVCTL_H
 #define XTK_HVCTL_H
@@ -47,7 +48,8 @@ enum xtk_hvctl_op {
     /*
      * Flags: XTK_HVCTL_HELLO_OWN (an empty domain: this connection is the
      * restore that fills it; if it closes before RESUME, xtk-hv destroys
-     * the domain).
+     * the domain).  EBUSY while a lazy restore's memory is still
+     * coming in (see LAZY), to any connection but the restore's.
      * Payload: none.  Reply: struct xtk_hvctl_hello, and with it the fds:
      * [0] guest RAM (memfd, nr_pages * 4096 bytes), [1] the dirty bitmap
      * (memfd, bitmap_bytes), then for each port in ports (lowest first) the
@@ -139,7 +141,27 @@ enum xtk_hvctl_op {
      * xtk_hvctl_output.
      */
     XTK_HVCTL_OP_OUTPUT_RELEASE = 17,
-    XTK_HVCTL_OP_MAX = 17,
+    /*
+     * A lazy restore (xtk-restore --lazy).  No flag: from the empty
+     * domain's creator (EPERM from another connection; EBUSY once resumed
+     * or lazy already), its RAM is registered with a new userfaultfd for
+     * missing pages (shared memory: UFFD_FEATURE_MISSING_SHMEM) and the
+     * reply hands that fd over (SCM_RIGHTS): the restore fills the pages
+     * with UFFDIO_COPY, and any access to a page not yet there, by a vCPU
+     * or by xtk-hv, waits for it.  xtk-hv keeps a copy of the fd, so a
+     * restore that dies cannot leave the pages it did not fill to be
+     * given as zeroes: from then until XTK_HVCTL_LAZY_DONE, the creator's
+     * connection closing destroys the domain (its vCPUs kicked out before
+     * the copy is closed).  Only the pages below XTK_HVCTL_LAZY_EAGER are
+     * touched by the host (the boot, status, ring and table pages): the
+     * restore fills them before the RESUME.  Reply: struct
+     * xtk_hvctl_lazy (where the RAM lies in xtk-hv: the addresses the fd's
+     * messages and UFFDIO_COPY speak of).  XTK_HVCTL_LAZY_DONE: every
+     * page is in; the copy is closed, the domain is an ordinary one.
+     * ENOSYS where userfaultfd cannot be had.
+     */
+    XTK_HVCTL_OP_LAZY = 18,
+    XTK_HVCTL_OP_MAX = 18,
 };
 
 #define XTK_HVCTL_HELLO_OWN 0x1u
@@ -151,6 +173,8 @@ enum xtk_hvctl_op {
 #define XTK_HVCTL_SUSPEND_GUARD_ON 0x1u
 #define XTK_HVCTL_OUTPUT_HOLD_ON 0x1u
 #define XTK_HVCTL_OUTPUT_SEND 0x2u
+#define XTK_HVCTL_LAZY_DONE 0x1u
+#define XTK_HVCTL_LAZY_EAGER 16 /* pages, from frame 0: see OP_LAZY */
 #define XTK_HVCTL_ORPHAN_MS 10000
 
 #define XTK_HVCTL_NAME_MAX 64 /* with the NUL */
@@ -178,6 +202,13 @@ struct xtk_hvctl_info {
     uint32_t store; /* 1: registered in the store */
     char name[XTK_HVCTL_NAME_MAX];
     char net[XTK_HVCTL_NET_MAX]; /* --net, NUL-terminated; "": none */
+};
+
+struct xtk_hvctl_lazy {
+    uint64_t base;        /* frame 0's address in xtk-hv */
+    uint64_t bytes;       /* the RAM registered from there */
+    uint32_t eager_pages; /* XTK_HVCTL_LAZY_EAGER */
+    uint32_t reserved;
 };
 
 struct xtk_hvctl_logdirty {

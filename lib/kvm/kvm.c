@@ -371,8 +371,14 @@ static int hello(struct xtk_domain *dom, struct kvm_dom *kd, uint32_t flags)
     size_t got = 0;
 
     if (call(dom->ctx, kd->sock, kd->rx, ++kd->next_id, XTK_HVCTL_OP_HELLO,
-             flags, NULL, 0, h, sizeof(*h), &got, fds, &nfds) < 0)
+             flags, NULL, 0, h, sizeof(*h), &got, fds, &nfds) < 0) {
+        if (errno == EBUSY && !flags)
+            XTK_ERROR(dom->ctx,
+                      "domain %u: its memory is still coming in from a "
+                      "lazy restore: it can be opened once that is over",
+                      dom->domid);
         return -1;
+    }
     if (got != sizeof(*h) || h->page_size != XTK__PAGE_SIZE ||
         nfds != h->nr_fds || nfds < 2 ||
         (h->ports & ~((2u << XTK_PORT_MAX) - 2)) ||
@@ -1114,6 +1120,47 @@ static int kvm_populate(struct xtk_domain *dom, const uint64_t *pfns,
 
 /* ---- dirty log ------------------------------------------------------- */
 
+static int kvm_lazy_begin(struct xtk_domain *dom, int *uffd, uint64_t *base,
+                          uint64_t *eager)
+{
+    struct kvm_dom *kd = kd_of(dom);
+    struct xtk_hvctl_lazy o;
+    unsigned int nfds = 1;
+    size_t got = 0;
+    int fd = -1;
+
+    collect_pending(dom);
+    if (call(dom->ctx, kd->sock, kd->rx, ++kd->next_id, XTK_HVCTL_OP_LAZY, 0,
+             NULL, 0, &o, sizeof(o), &got, &fd, &nfds) < 0) {
+        if (errno == ENOSYS)
+            XTK_ERROR(dom->ctx,
+                      "domain %u: xtk-hv cannot have a userfaultfd here "
+                      "(its log says why): no lazy restore",
+                      dom->domid);
+        else
+            XTK_PERROR(dom->ctx, "domain %u: LAZY", dom->domid);
+        return -1;
+    }
+    if (got != sizeof(o) || nfds != 1 ||
+        o.bytes != kd->hello.nr_pages << XTK__PAGE_SHIFT ||
+        o.eager_pages > kd->hello.nr_pages) {
+        if (nfds == 1)
+            close(fd);
+        XTK_ERROR(dom->ctx, "LAZY: malformed reply from xtk-hv");
+        return xtk__fail(EPROTO);
+    }
+    *uffd = fd;
+    *base = o.base;
+    *eager = o.eager_pages;
+    return 0;
+}
+
+static int kvm_lazy_end(struct xtk_domain *dom)
+{
+    return kcall(dom, XTK_HVCTL_OP_LAZY, XTK_HVCTL_LAZY_DONE, NULL, 0, NULL, 0,
+                 NULL);
+}
+
 static int kvm_logdirty_enable(struct xtk_domain *dom)
 {
     return kcall(dom, XTK_HVCTL_OP_LOGDIRTY_ENABLE, 0, NULL, 0, NULL, 0, NULL);
@@ -1551,6 +1598,8 @@ const struct xtk__backend_ops xtk__kvm_backend = {
     .populated = kvm_populated,
     .write_frames = kvm_write_frames,
     .populate = kvm_populate,
+    .lazy_begin = kvm_lazy_begin,
+    .lazy_end = kvm_lazy_end,
     .logdirty_enable = kvm_logdirty_enable,
     .logdirty_read = kvm_logdirty_read,
     .logdirty_disable = kvm_logdirty_disable,
