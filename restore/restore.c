@@ -65,6 +65,7 @@
 #include <xtk/restore.h>
 
 #include "backend.h"
+#include "lazy.h"
 #include "sr-format.h"
 #include "stream-internal.h"
 
@@ -149,6 +150,19 @@ struct xtk_restore {
     int lost_pending, lost_err, thread_done;
     int source_gone;       /* the back channel broke */
     uint64_t t_checkpoint; /* the epoch's CHECKPOINT (or END) received */
+
+    /* XTK_RESTORE_LAZY: the pager, the file (its offset of the stream's
+     * start), the backend's userfaultfd until the pager takes it, and
+     * where the last placed PAGE_DATA's contents start in the file. */
+    struct xtk__lazy *lz;
+    pthread_t create_th;
+    int creating, create_err;
+    uint64_t t_created;
+    int lazy_file;
+    uint64_t file_base;
+    int uffd;
+    uint64_t uffd_base, eager;
+    uint64_t data_off;
 };
 
 static int refuse(struct xtk_restore *rs, int err, const char *fmt, ...)
@@ -237,9 +251,154 @@ static int place_pages(void *arg, const struct xtk_stream_page_data *pd,
     return 1;
 }
 
+/* ---- a lazy restore ------------------------------------------------ */
+
+static int make_domain(struct xtk_restore *rs);
+
+/* A lazy restore's placer: PAGE_DATA contents are skipped, not read; where
+ * they start in the file is noted (on_page_data indexes them). */
+static int lazy_place(void *arg, const struct xtk_stream_page_data *pd,
+                      struct iovec *iov, int *iovcnt)
+{
+    struct xtk_restore *rs = arg;
+
+    (void)pd;
+    (void)iov;
+    (void)iovcnt;
+    rs->data_off = rs->file_base + xtk__stream_offset(rs->in);
+    return 2;
+}
+
+/* A lazy restore's domain, made on a thread of its own while the restore
+ * reads the records (the index needs only the shape): the domain, then
+ * the backend's userfaultfd.  create_err says how it went. */
+static void *lazy_create_main(void *arg)
+{
+    struct xtk_restore *rs = arg;
+    struct xtk_domain *dom;
+
+    if (make_domain(rs) < 0) {
+        rs->create_err = errno ? errno : EIO;
+        return NULL;
+    }
+    dom = rs->dom;
+    rs->t_created = xtk_now_ns();
+    if (!dom->ops->lazy_begin) {
+        XTK_ERROR(rs->ctx, "the %s backend cannot restore a domain lazily",
+                  dom->ops->name);
+        rs->create_err = ENOTSUP;
+        return NULL;
+    }
+    if (dom->ops->lazy_begin(dom, &rs->uffd, &rs->uffd_base, &rs->eager) < 0)
+        rs->create_err = errno ? errno : EIO;
+    return NULL;
+}
+
+/* The shape is known: the pager (with its index), and the domain's
+ * creation started. */
+static int lazy_create(struct xtk_restore *rs)
+{
+    char link[64], path[512];
+    ssize_t n;
+    int e;
+
+    snprintf(link, sizeof(link), "/proc/self/fd/%d", rs->lazy_file);
+    n = readlink(link, path, sizeof(path) - 1);
+    path[n > 0 ? n : 0] = 0;
+    rs->lz = xtk__lazy_new(rs->ctx, rs->lazy_file, n > 0 ? path : NULL,
+                           rs->max_pfn, rs->st);
+    if (!rs->lz)
+        return -1;
+    xtk_stats_phase(rs->st, "domain creation started");
+    rs->creating = 1;
+    e = pthread_create(&rs->create_th, NULL, lazy_create_main, rs);
+    if (e) {
+        rs->creating = 0;
+        return xtk__fail(e);
+    }
+    xtk__stream_set_placer(rs->in, lazy_place, rs);
+    return 0;
+}
+
+/* Waits for the domain's creation: 0, or -1 (errno) if it failed. */
+static int lazy_created(struct xtk_restore *rs)
+{
+    if (!rs->creating)
+        return 0;
+    pthread_join(rs->create_th, NULL);
+    rs->creating = 0;
+    if (rs->dom && rs->t_created)
+        xtk_stats_phase_at(rs->st, "domain created", rs->t_created);
+    return rs->create_err ? xtk__fail(rs->create_err) : 0;
+}
+
+/*
+ * Before the resume: the frames the host reads itself (it may have read
+ * them before the pager was there, which left them zero in its memory
+ * file: so they are written through the file, not the pager), and a
+ * check that no other frame is in the memory yet, but by the pager:
+ * one that were would never get its contents.
+ */
+static int lazy_eager(struct xtk_restore *rs)
+{
+    struct xtk_domain *dom = rs->dom;
+    uint8_t page[XTK__PAGE_SIZE] __attribute__((aligned(64)));
+    uint64_t *bits;
+    int r = 0;
+
+    if (!dom->ops->write_frames || !dom->ops->populated) {
+        XTK_ERROR(rs->ctx, "the %s backend cannot restore a domain lazily",
+                  dom->ops->name);
+        return xtk__fail(ENOTSUP);
+    }
+    for (uint64_t pfn = 0; pfn < rs->eager && pfn < rs->max_pfn; pfn++)
+        if (xtk__lazy_read(rs->lz, pfn, page) < 0 ||
+            dom->ops->write_frames(dom, pfn, 1, page) < 0)
+            return -1;
+    bits = calloc((rs->max_pfn + 63) / 64, 8);
+    if (!bits || dom->ops->populated(dom, bits, rs->max_pfn) < 0) {
+        free(bits);
+        return -1;
+    }
+    for (uint64_t pfn = rs->eager; pfn < rs->max_pfn && !r; pfn++)
+        if ((bits[pfn / 64] & (1ull << (pfn % 64))) &&
+            !xtk__lazy_has(rs->lz, pfn)) {
+            XTK_ERROR(rs->ctx,
+                      "domain %u: frame %#llx is in its memory before its "
+                      "contents came: not run",
+                      dom->domid, (unsigned long long)pfn);
+            r = xtk__fail(EFAULT);
+        }
+    free(bits);
+    return r;
+}
+
+/* A checked PAGE_DATA of a lazy restore: where each frame's contents lie
+ * (XALLOC and XTAB frames: zero). */
+static void lazy_index(struct xtk_restore *rs,
+                       const struct xtk_stream_record *rec,
+                       const struct xtk_stream_page_data *pd)
+{
+    uint64_t off = xtk__stream_placed(rs->in)
+                       ? rs->data_off
+                       : rs->file_base + rec->offset + 16 + 8ull * pd->count;
+
+    for (uint32_t i = 0; i < pd->count; i++) {
+        uint64_t pfn = xtk_pfn_entry_pfn(pd->pfns[i]);
+
+        if (xtk_pfn_entry_type(pd->pfns[i]) != XTK_PAGE_NOTAB) {
+            xtk__lazy_note(rs->lz, pfn, 0);
+            continue;
+        }
+        xtk__lazy_note(rs->lz, pfn, off);
+        off += XTK__PAGE_SIZE;
+    }
+}
+
 /* ---- the domain ------------------------------------------------------ */
 
-static int create_domain(struct xtk_restore *rs)
+/* The empty domain, as the stream's shape says: 0 or -1 (logged). */
+static int make_domain(struct xtk_restore *rs)
 {
     const char *name = rs->opt.name ? rs->opt.name : rs->cfg.name;
     struct xtk_domain_config dc = {
@@ -269,6 +428,16 @@ static int create_domain(struct xtk_restore *rs)
                       name);
         return -1;
     }
+    return 0;
+}
+
+static int create_domain(struct xtk_restore *rs)
+{
+    rs->max_pfn = rs->cfg.nr_pages;
+    if (rs->opt.flags & XTK_RESTORE_LAZY)
+        return lazy_create(rs);
+    if (make_domain(rs) < 0)
+        return -1;
     xtk_stats_phase(rs->st, "domain created");
     if (!rs->dom->ops->map_all) {
         XTK_ERROR(rs->ctx, "the %s backend cannot map a guest's memory",
@@ -276,7 +445,6 @@ static int create_domain(struct xtk_restore *rs)
         return xtk__fail(ENOTSUP);
     }
     rs->ram = rs->dom->ops->map_all(rs->dom, PROT_READ | PROT_WRITE);
-    rs->max_pfn = rs->cfg.nr_pages;
     rs->written = calloc((rs->max_pfn + 63) / 64, 8);
     if (!rs->ram || !rs->written)
         return -1;
@@ -333,7 +501,7 @@ static int create_native_domain(struct xtk_restore *rs, uint32_t type)
 static int check_pages(struct xtk_restore *rs, const void *body, uint32_t len,
                        struct xtk_stream_page_data *pd)
 {
-    if (!rs->dom)
+    if (!rs->creating && !rs->dom)
         return refuse(rs, EPROTO,
                       "memory before the domain's shape: not a "
                       "stream of an xtk KVM domain");
@@ -564,6 +732,10 @@ static int on_page_data(struct xtk_restore *rs,
     if (check_pages(rs, rec->body, rec->length, &pd) < 0)
         return -1;
     count_pages(rs, &pd);
+    if (rs->lz) {
+        lazy_index(rs, rec, &pd);
+        return 0;
+    }
     if (rs->checkpointed)
         return buffer_body(rs, rec->length);
     if (xtk__stream_placed(rs->in))
@@ -670,8 +842,18 @@ static int on_context(struct xtk_restore *rs,
     void *body;
 
     xtk_stats_phase(rs->st, "state received");
-    if (!rs->dom)
+    if (!rs->creating && !rs->dom)
         return refuse(rs, EPROTO, "state before the domain's shape");
+    if (rs->creating) {
+        /* Checked and loaded once the domain is there (start_domain). */
+        body = xtk_stream_take_body(rs->in);
+        if (!body)
+            return xtk__fail(ENOMEM);
+        free(rs->cur.state);
+        rs->cur.state = body;
+        rs->cur.state_len = rec->length;
+        return 0;
+    }
     if (xtk__sr_state_check(rec->body, rec->length, rs->dom->ops->name,
                             &rs->cfg, &recs, &len, why, sizeof(why)) < 0)
         return refuse(rs, errno, "%s", why);
@@ -1051,6 +1233,16 @@ static int commit_epoch(struct xtk_restore *rs, const char *what)
     if (!e->state)
         return refuse(rs, EPROTO, "%s without the domain's state before it",
                       what);
+    if (rs->lz) {
+        /* A lazy restore's END (it refuses checkpoints): the memory is
+         * indexed, not buffered; the domain may still be in the making. */
+        free(rs->state);
+        rs->state = e->state;
+        rs->state_len = e->state_len;
+        e->state = NULL;
+        rs->epochs++;
+        return 0;
+    }
     if (undo_take(rs, e, &u) < 0) {
         XTK_PERROR(rs->ctx, "domain %u: cannot keep what epoch %u overwrites",
                    rs->dom->domid, rs->epochs + 1);
@@ -1119,7 +1311,7 @@ static int on_shape(struct xtk_restore *rs, const struct xtk_stream_record *rec)
 {
     char why[192];
 
-    if (rs->dom || rs->seen_pages)
+    if (rs->creating || rs->dom || rs->seen_pages)
         return refuse(rs, EPROTO,
                       "HVM_PARAMS after the memory: a Xen "
                       "guest's stream, not an xtk KVM domain's");
@@ -1361,6 +1553,9 @@ static int read_stream(struct xtk_restore *rs)
                       "an x86 PV domain's stream without Xen's version: "
                       "not one Xen wrote");
     xtk_stats_phase(rs->st, "headers read");
+    if (rs->native && (rs->opt.flags & XTK_RESTORE_LAZY))
+        return refuse(rs, ENOTSUP,
+                      "a stream of Xen's layout is not restored lazily");
     if (rs->native) {
         XTK_INFO(rs->ctx, "a stream of Xen %u.%u's layout, %s guest",
                  dh.xen_major, dh.xen_minor,
@@ -1411,6 +1606,10 @@ static int read_stream(struct xtk_restore *rs)
         case XTK_REC_X86_TSC_INFO: /* xtk writes none: the TSC cannot be set */
             break;
         case XTK_REC_CHECKPOINT:
+            if (rs->lz)
+                return refuse(rs, ENOTSUP,
+                              "a checkpointed stream is not restored "
+                              "lazily: restore it without --lazy");
             rs->t_checkpoint = xtk_now_ns();
             if (!rs->checkpointed) {
                 rs->checkpointed = 1; /* epoch 0 went straight in */
@@ -1490,6 +1689,31 @@ static int start_domain(struct xtk_restore *rs)
 {
     struct xtk_domain *dom = rs->dom;
 
+    if (rs->lz) {
+        const void *recs;
+        size_t len;
+        char why[192];
+        int uffd;
+
+        xtk_stats_phase(rs->st, "index built");
+        if (lazy_created(rs) < 0)
+            return -1;
+        dom = rs->dom;
+        if (xtk__sr_state_check(rs->state, rs->state_len, dom->ops->name,
+                                &rs->cfg, &recs, &len, why, sizeof(why)) < 0)
+            return refuse(rs, errno, "%s", why);
+        /* The state loads while the pager starts: from here it owns the
+         * fd and answers every first touch; the frames the host itself
+         * reads go in now. */
+        if (load_state(rs, rs->state, 1) < 0)
+            return -1;
+        rs->loaded = 1;
+        uffd = rs->uffd;
+        rs->uffd = -1;
+        if (xtk__lazy_start(rs->lz, uffd, rs->uffd_base) < 0 ||
+            lazy_eager(rs) < 0)
+            return -1;
+    }
     if (!(rs->loaded && !rs->checkpointed) && load_state(rs, rs->state, 0) < 0)
         return -1;
     if (finish_state(rs) < 0)
@@ -1566,6 +1790,27 @@ static void release_after_source(struct xtk_restore *rs)
         xtk_stats_phase(rs->st, "output released");
 }
 
+/* The lazy domain runs: the rest of its memory comes in; then it is an
+ * ordinary domain.  0, or an errno (the domain must go). */
+static int lazy_finish(struct xtk_restore *rs)
+{
+    struct xtk_domain *dom = rs->dom;
+
+    XTK_INFO(rs->ctx, "domain %u runs; its memory comes in from the file",
+             dom->domid);
+    if (xtk__lazy_fill(rs->lz) < 0 || xtk__lazy_wait(rs->lz) < 0)
+        return errno ? errno : EIO;
+    if (dom->ops->lazy_end(dom) < 0) {
+        XTK_PERROR(rs->ctx, "domain %u: cannot end its lazy restore",
+                   dom->domid);
+        return errno ? errno : EIO;
+    }
+    xtk__lazy_free(rs->lz);
+    rs->lz = NULL;
+    xtk_stats_phase(rs->st, "memory complete");
+    return 0;
+}
+
 static void *restore_main(void *arg)
 {
     struct xtk_restore *rs = arg;
@@ -1626,10 +1871,23 @@ static void *restore_main(void *arg)
         xtk_stats_phase_at(rs->st, "resumed", resumed);
         xtk_stats_phase_at(rs->st, "resume returned", now);
         rs->domid = rs->dom->domid;
+        if (rs->lz)
+            err = lazy_finish(rs);
     }
     send_reply(rs, err, resumed);
     if (!err && holding)
         release_after_source(rs);
+    if (rs->creating)
+        lazy_created(rs); /* a failed read: what it made goes below */
+    if (err && rs->lz) {
+        /* Nothing more goes in before the domain goes. */
+        xtk__lazy_free(rs->lz);
+        rs->lz = NULL;
+    }
+    if (rs->uffd >= 0) {
+        close(rs->uffd);
+        rs->uffd = -1;
+    }
     if (err && rs->dom) {
         rs->dom->ops->destroy(rs->dom);
         xtk_stats_phase(rs->st, "domain destroyed");
@@ -1683,7 +1941,10 @@ struct xtk_restore *xtk_restore_new(struct xtk_ctx *ctx, struct xtk_stream *in,
     if (!ctx || !in)
         return xtk__fail_null(EINVAL);
     if (opts) {
-        if ((opts->flags & ~(XTK_RESTORE_REPLY | XTK_RESTORE_FAILOVER)) ||
+        if ((opts->flags &
+             ~(XTK_RESTORE_REPLY | XTK_RESTORE_FAILOVER | XTK_RESTORE_LAZY)) ||
+            ((opts->flags & XTK_RESTORE_LAZY) &&
+             (opts->flags & XTK_RESTORE_REPLY)) ||
             (opts->peer_io &&
              (!(opts->flags & XTK_RESTORE_REPLY) || !opts->peer_io->send)) ||
             ((opts->flags & XTK_RESTORE_FAILOVER) &&
@@ -1702,8 +1963,24 @@ struct xtk_restore *xtk_restore_new(struct xtk_ctx *ctx, struct xtk_stream *in,
         return NULL;
     rs->ctx = ctx;
     rs->in = in;
+    rs->uffd = -1;
     if (opts)
         rs->opt = *opts;
+    if (rs->opt.flags & XTK_RESTORE_LAZY) {
+        struct xtk_stream_counters c;
+        off_t at;
+
+        rs->lazy_file = xtk__stream_file_fd(in);
+        if (rs->lazy_file < 0 || (at = lseek(rs->lazy_file, 0, SEEK_CUR)) < 0 ||
+            xtk_stream_get_counters(in, &c) < 0 || (uint64_t)at < c.raw_bytes) {
+            XTK_ERROR(ctx, "a lazy restore reads the guest's memory from a "
+                           "file as the guest needs it: this stream is not "
+                           "a plain file (a pipe, a socket, or compressed)");
+            free(rs);
+            return xtk__fail_null(EINVAL);
+        }
+        rs->file_base = (uint64_t)at - c.raw_bytes;
+    }
     rs->notify_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     rs->cancel_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (pthread_mutex_init(&rs->lock, NULL) == 0) {

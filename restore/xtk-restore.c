@@ -56,6 +56,10 @@ static void usage(FILE *f)
             "  -z, --decompress        the input is gzip (found by itself "
             "in files and sockets)\n"
             "  -t, --timeout MS        a socket's silence limit (30000)\n"
+            "  -L, --lazy              FILE: run the domain at once; its "
+            "memory comes from\n"
+            "                          FILE as it is touched (the file "
+            "must stay unchanged)\n"
             "  -J, --stats-json FILE   write the report as JSON\n"
             "  -q, --quiet             no report on stderr\n"
             "  -v, --verbose\n"
@@ -269,6 +273,7 @@ int main(int argc, char **argv)
         {"failover-timeout", required_argument, NULL, 'F'},
         {"tls-tries", required_argument, NULL, 'A'},
         {"stdio", no_argument, NULL, 'S'},
+        {"lazy", no_argument, NULL, 'L'},
         CLI_TLS_LONGOPTS,
         {NULL, 0, NULL, 0},
     };
@@ -297,7 +302,7 @@ int main(int argc, char **argv)
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGUSR1);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-    while ((c = getopt_long(argc, argv, "n:zt:J:qvh", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "n:zt:J:qvhL", longopts, NULL)) != -1) {
         int r = cli_tls_option(c, optarg, &tls);
 
         if (r < 0)
@@ -346,6 +351,9 @@ int main(int argc, char **argv)
         case 'S':
             stdio = 1;
             break;
+        case 'L':
+            o.flags |= XTK_RESTORE_LAZY;
+            break;
         case 'A':
             if (cli_parse_u64(optarg, 1, 1000000, 0, &tries) < 0) {
                 fprintf(stderr, "%s: --tls-tries: bad number '%s'\n", cli_prog,
@@ -370,6 +378,10 @@ int main(int argc, char **argv)
         return 2;
     if (cli_tls_wanted(&tls) && strncmp(src, "listen:", 7))
         return cli_usage_error("TLS is for listen:[HOST:]PORT");
+    if ((o.flags & XTK_RESTORE_LAZY) &&
+        (stdio || !strcmp(src, "-") || !strncmp(src, "listen:", 7)))
+        return cli_usage_error("--lazy reads a FILE as the guest needs it: "
+                               "not a pipe or a connection");
     /* The address is checked before anything starts. */
     if (!strncmp(src, "listen:", 7) &&
         (cli_split_endpoint(src + 7, 1, &host, &port) < 0 ||
@@ -459,6 +471,13 @@ int main(int argc, char **argv)
         unzip = sock                ? socket_is_gzip(fd, (int)timeout)
                 : !strcmp(src, "-") ? file_is_gzip(0)
                                     : path_is_gzip(src);
+    if (unzip && (o.flags & XTK_RESTORE_LAZY)) {
+        fprintf(stderr,
+                "%s: %s is compressed: a lazy restore reads pages where "
+                "they lie in the file (decompress it first)\n",
+                cli_prog, src);
+        goto out;
+    }
     if (unzip && xtk_stream_push_zlib(in, -1) < 0) {
         fprintf(stderr, "%s: decompression: %s\n", cli_prog, strerror(errno));
         goto out;

@@ -1519,25 +1519,31 @@ static int is_gzip_file(const char *path)
 
 /*
  * restore(source, name=None, failover_timeout_ms=0, peer_timeout_ms=0,
- *         decompress=None) -> Job
+ *         decompress=None, lazy=False) -> Job
  * source: a path, or "listen:[HOST:]PORT" (port 0: any; Job.port says).
+ * lazy: a file restored lazily (XTK_RESTORE_LAZY).
  */
 static PyObject *Context_restore(ContextObject *self, PyObject *args,
                                  PyObject *kw)
 {
-    static char *kwlist[] = {"source",          "name",       "failover",
-                             "peer_timeout_ms", "decompress", NULL};
+    static char *kwlist[] = {
+        "source",     "name", "failover", "peer_timeout_ms",
+        "decompress", "lazy", NULL};
     const char *source, *name = NULL;
-    int failover = 0, decompress = -1; /* -1: look */
+    int failover = 0, decompress = -1, lazy = 0; /* decompress -1: look */
     unsigned int peer = 0;
     struct start_call s = {0};
     struct job *j;
     int e = 0, port = 0;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|zpIi", kwlist, &source, &name,
-                                     &failover, &peer, &decompress) ||
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|zpIip", kwlist, &source,
+                                     &name, &failover, &peer, &decompress,
+                                     &lazy) ||
         !context_ok(self))
         return NULL;
+    if (lazy && !strncmp(source, "listen:", 7))
+        return raise_error(EINVAL,
+                           "a lazy restore reads a file: not listen:", NULL);
     j = job_new(self, JOB_RESTORE);
     if (!j)
         return PyErr_SetFromErrno(PyExc_OSError);
@@ -1549,7 +1555,8 @@ static PyObject *Context_restore(ContextObject *self, PyObject *args,
     j->ro.peer_timeout_ms = peer;
     j->ro.lost = restore_lost;
     j->ro.lost_arg = j;
-    j->ro.flags = failover ? XTK_RESTORE_FAILOVER : 0;
+    j->ro.flags =
+        (failover ? XTK_RESTORE_FAILOVER : 0) | (lazy ? XTK_RESTORE_LAZY : 0);
     Py_BEGIN_ALLOW_THREADS;
     if (!strncmp(source, "listen:", 7)) {
         const char *ep = source + 7;

@@ -49,6 +49,22 @@ struct xtk_restore;
  * and risks two running copies of the guest (xtk-restore(1)).
  */
 #define XTK_RESTORE_FAILOVER 0x2u
+/*
+ * A lazy restore (xtk-restore --lazy): the stream must be a plain file
+ * (a regular file read by xtk_stream_file() or xtk_stream_fd(), not
+ * compressed; not a checkpointed stream, and not with
+ * XTK_RESTORE_REPLY).  Its records are read without the page contents,
+ * the domain is resumed at once, and each page comes from the file when
+ * first touched, while a background thread fills in the others; done is
+ * called once every page is in (the "resumed" phase says when the domain
+ * first ran, "memory complete" when the last page came).  The file is
+ * held under a read lease: opened for writing or truncated meanwhile
+ * (the lease broken), unreadable or short, the restore fails and the
+ * domain is destroyed, never run on memory other than the file's.  The
+ * caller keeps the stream open until done.  ENOTSUP from a backend that
+ * cannot (Xen).
+ */
+#define XTK_RESTORE_LAZY 0x4u
 
 /* Options: zero-fill, then set what you need. */
 struct xtk_restore_options {

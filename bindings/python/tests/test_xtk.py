@@ -109,6 +109,31 @@ def test_save_restore_file(host, tmp_path):
     self_check(ctx.run_dir, "g")
 
 
+def test_lazy_restore(host, tmp_path):
+    ctx = host()
+    ctx.create(name="lz", workload="dirty", pages=4096, rate=20000)
+    self_check(ctx.run_dir, "lz")
+    path = tmp_path / "lz.xtk"
+    ctx.save("lz", str(path), live=True).wait()
+    r = ctx.restore(str(path), lazy=True)
+    evs = []
+    while not r.done():  # every event, as it comes
+        evs += r.events_now()
+        time.sleep(0.001)
+    evs += r.events_now()  # (wait() would take the rest)
+    r.wait()
+    assert r.domid and ctx.domain("lz").domid == r.domid
+    phases = [e.data for e in evs if e.kind == "phase"]
+    assert "resumed" in phases and "memory complete" in phases, str(phases)
+    assert phases.index("resumed") < phases.index("memory complete")
+    st = r.stats()
+    assert st["counters"]["lazy pages prefetched"] > 0
+    assert "lazy fault service" in [h["name"] for h in st["histograms"]]
+    self_check(ctx.run_dir, "lz")
+    with pytest.raises(xtk.Error):
+        ctx.restore("listen:0", lazy=True)
+
+
 def test_failed_save_keeps_the_file(host, tmp_path):
     ctx = host()
     ctx.create(name="hot", **HOT)

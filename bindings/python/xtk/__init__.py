@@ -465,17 +465,20 @@ class Context(_xtk.Context):
                          checkpoints=count, **kw)
 
     def restore(self, source, *, name=None, failover=False,
-                peer_timeout_ms=0, decompress=None):
+                peer_timeout_ms=0, decompress=None, lazy=False):
         """Starts restoring from ``source``: a file (gzip is seen), or
         ``listen:[HOST:]PORT`` (this host's loopback unless an address is
         named; port 0 picks one: :attr:`Job.port`), where the restore
         waits for a migration or a checkpoint stream.  ``name`` renames
         the domain; ``failover`` makes a backup promote itself when its
         source is lost (the split-brain risk of xtk-restore(1)'s
-        --failover-timeout).  A successful job's :attr:`Job.domid` is the
-        new domain."""
+        --failover-timeout).  ``lazy`` (a file that is not compressed):
+        the domain runs before its memory is in, each page coming from the
+        file when first touched (xtk-restore(1) --lazy); the job ends once
+        every page is in, its phases say "resumed" and "memory complete".
+        A successful job's :attr:`Job.domid` is the new domain."""
         j = self._restore(str(source), name=name, failover=bool(failover),
                           peer_timeout_ms=int(peer_timeout_ms),
                           decompress=-1 if decompress is None
-                          else int(bool(decompress)))
+                          else int(bool(decompress)), lazy=bool(lazy))
         return Job(j, self, "restore %s" % source)

@@ -1,0 +1,505 @@
+/*
+ * lazy.c - a lazy restore's pager (see lazy.h, xtk_restore(3)).
+ *
+ * Two threads serve one userfaultfd registered on the domain's memory (in
+ * xtk-hv: the fd came from the backend):
+ *
+ *   fault   waits for the fd's page faults (a vCPU, or xtk-hv itself,
+ *           touching a frame not yet in) and answers each at once with
+ *           the frame's contents: read from the file where the index says
+ *           (one page), or zeroes;
+ *   fill    walks the frames in order and puts in every one that has
+ *           contents, in runs of up to FILL_RUN pages that lie one after
+ *           another in the file (the file's order, for its first round).
+ *
+ * Both put pages in with UFFDIO_COPY, which refuses a page that is there
+ * already (EEXIST): whichever comes second for a frame loses, so a frame
+ * the guest has written since it came in is never put in again.  Frames
+ * without contents are never filled: once every other frame is in, the
+ * fd is closed, and a first touch of one of them then gets a new zeroed
+ * page from the kernel, which is what it holds.
+ *
+ * The file: held under a read lease (F_SETLEASE, F_RDLCK).  Opening it
+ * for writing or truncating it then waits (up to the kernel's
+ * lease-break-time, 45 s by default) until the lease is let go, and the
+ * lease reads as broken at once (F_GETLEASE): checked after every read
+ * and before its pages go in, so a byte read while the lease held cannot
+ * have changed.  A broken lease, a read error or a short read fails the
+ * pager: it serves nothing more, and the restore destroys the domain.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "lazy.h"
+
+#define XTK_LOG_CONTEXT "restore"
+
+#define FILL_RUN 64 /* pages a fill step reads and puts in at most */
+
+struct xtk__lazy {
+    struct xtk_ctx *ctx;
+    struct xtk_stats *st;
+    int fd;
+    char *path;
+    uint64_t nr_pages;
+    uint64_t *index;   /* per frame: its contents' file offset, 0: zero */
+    uint64_t *present; /* bits: put in by the pager (fault or fill) */
+    int uffd;
+    uint64_t base;
+    int stop_fd; /* an eventfd: the fault thread stops */
+    pthread_t fault_th, fill_th;
+    int fault_started, fill_started, lease;
+    unsigned int slow_us; /* XTK_FAULT_LAZY_SLOW: a pause per fill run */
+
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int failed, err, fill_done;
+
+    /* The fault thread's: faults served, and how long each took, from
+     * its message read to its page in (ns). */
+    uint64_t faulted, zero_faulted, *samples;
+    size_t nsamples, samples_cap;
+    /* The fill thread's. */
+    uint64_t prefetched, raced;
+};
+
+static int failed(struct xtk__lazy *lz)
+{
+    return __atomic_load_n(&lz->failed, __ATOMIC_ACQUIRE);
+}
+
+/* The pager's first failure (err), logged by the caller: it serves no
+ * more from now on. */
+static int fail(struct xtk__lazy *lz, int err)
+{
+    pthread_mutex_lock(&lz->lock);
+    if (!lz->failed) {
+        lz->err = err;
+        __atomic_store_n(&lz->failed, 1, __ATOMIC_RELEASE);
+    }
+    pthread_cond_broadcast(&lz->cond);
+    pthread_mutex_unlock(&lz->lock);
+    return xtk__fail(err);
+}
+
+static void set_present(struct xtk__lazy *lz, uint64_t pfn, uint64_t n)
+{
+    for (uint64_t i = pfn; i < pfn + n; i++)
+        __atomic_fetch_or(&lz->present[i / 64], 1ull << (i % 64),
+                          __ATOMIC_RELAXED);
+}
+
+static int is_present(struct xtk__lazy *lz, uint64_t pfn)
+{
+    return !!(__atomic_load_n(&lz->present[pfn / 64], __ATOMIC_RELAXED) &
+              (1ull << (pfn % 64)));
+}
+
+/* Still under an unbroken lease: what was read is what the file held. */
+static int lease_held(struct xtk__lazy *lz)
+{
+    if (fcntl(lz->fd, F_GETLEASE) == F_RDLCK)
+        return 0;
+    XTK_ERROR(lz->ctx,
+              "%s is being changed, truncated or removed (its read lease "
+              "was broken) while the guest's memory was still coming in "
+              "from it: the domain is stopped (it never ran on changed "
+              "memory)",
+              lz->path);
+    return fail(lz, ESTALE);
+}
+
+/* Reads n pages of frame pfn on from file offset off into buf. */
+static int read_pages(struct xtk__lazy *lz, uint64_t pfn, uint64_t off,
+                      void *buf, unsigned int n)
+{
+    size_t len = (size_t)n << XTK__PAGE_SHIFT, got = 0;
+
+    while (got < len) {
+        ssize_t r =
+            pread(lz->fd, (char *)buf + got, len - got, (off_t)(off + got));
+
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            int e = errno;
+
+            XTK_ERROR(lz->ctx,
+                      "%s: cannot read frame %#llx's contents at offset "
+                      "%llu (%s): the domain is stopped",
+                      lz->path, (unsigned long long)pfn,
+                      (unsigned long long)(off + got), strerror(e));
+            return fail(lz, e);
+        }
+        if (r == 0) {
+            XTK_ERROR(lz->ctx,
+                      "%s ends at offset %llu, before frame %#llx's "
+                      "contents: truncated while the guest's memory was "
+                      "coming in from it: the domain is stopped",
+                      lz->path, (unsigned long long)(off + got),
+                      (unsigned long long)(pfn + got / XTK__PAGE_SIZE));
+            return fail(lz, EBADMSG);
+        }
+        got += (size_t)r;
+    }
+    return lease_held(lz);
+}
+
+/*
+ * Puts n pages from buf in at frame pfn on.  Pages there already are
+ * passed over (another thread won them).  Sets *done to the pages this
+ * call put in.  0, or -1 (failed).
+ */
+static int put_pages(struct xtk__lazy *lz, uint64_t pfn, const void *buf,
+                     unsigned int n, unsigned int *done)
+{
+    unsigned int i = 0;
+
+    *done = 0;
+    while (i < n) {
+        struct uffdio_copy c = {
+            .dst = lz->base + ((pfn + i) << XTK__PAGE_SHIFT),
+            .src = (uintptr_t)buf + ((uint64_t)i << XTK__PAGE_SHIFT),
+            .len = (uint64_t)(n - i) << XTK__PAGE_SHIFT,
+        };
+
+        if (ioctl(lz->uffd, UFFDIO_COPY, &c) == 0) {
+            set_present(lz, pfn + i, n - i);
+            *done += n - i;
+            return 0;
+        }
+        if (errno == EAGAIN && c.copy > 0) { /* in part */
+            unsigned int k = (unsigned int)(c.copy >> XTK__PAGE_SHIFT);
+
+            set_present(lz, pfn + i, k);
+            *done += k;
+            i += k;
+            continue;
+        }
+        if (errno == EEXIST) { /* the first is there: the next */
+            struct uffdio_range r = {lz->base + ((pfn + i) << XTK__PAGE_SHIFT),
+                                     XTK__PAGE_SIZE};
+
+            ioctl(lz->uffd, UFFDIO_WAKE, &r); /* whoever waits for it */
+            i++;
+            continue;
+        }
+        if (errno == EINTR || errno == EAGAIN)
+            continue;
+        {
+            int e = errno;
+
+            XTK_ERROR(lz->ctx,
+                      "cannot put frame %#llx in the domain's memory (%s): "
+                      "the domain is stopped",
+                      (unsigned long long)(pfn + i),
+                      e == ESRCH ? "the domain is gone" : strerror(e));
+            return fail(lz, e);
+        }
+    }
+    return 0;
+}
+
+/* One frame, as a fault wants it (or an eager one): 1 if this call put
+ * it in, 0 if it was there, -1. */
+static int serve(struct xtk__lazy *lz, uint64_t pfn)
+{
+    static const uint8_t zero[XTK__PAGE_SIZE];
+    uint8_t page[XTK__PAGE_SIZE] __attribute__((aligned(64)));
+    const void *src = zero;
+    unsigned int done;
+
+    if (lz->index[pfn]) {
+        if (read_pages(lz, pfn, lz->index[pfn], page, 1) < 0)
+            return -1;
+        src = page;
+    }
+    if (put_pages(lz, pfn, src, 1, &done) < 0)
+        return -1;
+    return (int)done;
+}
+
+static void *fault_main(void *arg)
+{
+    struct xtk__lazy *lz = arg;
+    struct uffd_msg msg[16];
+
+    while (!failed(lz)) {
+        struct pollfd p[2] = {{.fd = lz->uffd, .events = POLLIN},
+                              {.fd = lz->stop_fd, .events = POLLIN}};
+        uint64_t t0;
+        ssize_t n;
+
+        if (poll(p, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            XTK_PERROR(lz->ctx, "lazy restore: poll");
+            fail(lz, errno);
+            break;
+        }
+        if (p[1].revents)
+            break;
+        t0 = xtk_now_ns();
+        n = read(lz->uffd, msg, sizeof(msg));
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EINTR)
+                continue;
+            XTK_PERROR(lz->ctx, "lazy restore: reading the faults");
+            fail(lz, errno);
+            break;
+        }
+        for (size_t i = 0; i < (size_t)n / sizeof(msg[0]) && !failed(lz); i++) {
+            uint64_t addr = msg[i].arg.pagefault.address, pfn;
+            int r;
+
+            if (msg[i].event != UFFD_EVENT_PAGEFAULT)
+                continue;
+            if (addr < lz->base || addr - lz->base >= lz->nr_pages
+                                                          << XTK__PAGE_SHIFT) {
+                XTK_ERROR(lz->ctx, "lazy restore: a fault outside the "
+                                   "guest's memory");
+                fail(lz, EFAULT);
+                break;
+            }
+            pfn = (addr - lz->base) >> XTK__PAGE_SHIFT;
+            r = serve(lz, pfn);
+            if (r < 0)
+                break;
+            if (r > 0) {
+                if (lz->index[pfn])
+                    lz->faulted++;
+                else
+                    lz->zero_faulted++;
+            }
+            if (lz->nsamples == lz->samples_cap) {
+                size_t cap = lz->samples_cap ? lz->samples_cap * 2 : 1024;
+                uint64_t *s = realloc(lz->samples, cap * sizeof(*s));
+
+                if (s) {
+                    lz->samples = s;
+                    lz->samples_cap = cap;
+                }
+            }
+            if (lz->nsamples < lz->samples_cap)
+                lz->samples[lz->nsamples++] = xtk_now_ns() - t0;
+        }
+    }
+    return NULL;
+}
+
+static void *fill_main(void *arg)
+{
+    struct xtk__lazy *lz = arg;
+    uint8_t *buf = aligned_alloc(4096, FILL_RUN * XTK__PAGE_SIZE);
+    uint64_t pfn = 0;
+
+    if (!buf) {
+        XTK_ERROR(lz->ctx, "lazy restore: out of memory");
+        fail(lz, ENOMEM);
+        return NULL;
+    }
+    while (pfn < lz->nr_pages && !failed(lz)) {
+        uint64_t off = lz->index[pfn];
+        unsigned int n = 1, done;
+
+        if (!off || is_present(lz, pfn)) {
+            pfn++;
+            continue;
+        }
+        while (n < FILL_RUN && pfn + n < lz->nr_pages &&
+               lz->index[pfn + n] == off + ((uint64_t)n << XTK__PAGE_SHIFT) &&
+               !is_present(lz, pfn + n))
+            n++;
+        if (read_pages(lz, pfn, off, buf, n) < 0 ||
+            put_pages(lz, pfn, buf, n, &done) < 0)
+            break;
+        lz->prefetched += done;
+        lz->raced += n - done;
+        pfn += n;
+        if (lz->slow_us)
+            usleep(lz->slow_us);
+    }
+    free(buf);
+    pthread_mutex_lock(&lz->lock);
+    lz->fill_done = 1;
+    pthread_cond_broadcast(&lz->cond);
+    pthread_mutex_unlock(&lz->lock);
+    return NULL;
+}
+
+struct xtk__lazy *xtk__lazy_new(struct xtk_ctx *ctx, int fd, const char *path,
+                                uint64_t nr_pages, struct xtk_stats *st)
+{
+    struct xtk__lazy *lz = calloc(1, sizeof(*lz));
+    const char *slow = getenv("XTK_FAULT_LAZY_SLOW");
+
+    if (!lz)
+        return NULL;
+    lz->ctx = ctx;
+    lz->st = st;
+    lz->fd = fd;
+    lz->uffd = lz->stop_fd = -1;
+    lz->nr_pages = nr_pages;
+    pthread_mutex_init(&lz->lock, NULL);
+    pthread_cond_init(&lz->cond, NULL);
+    lz->path = strdup(path ? path : "the stream's file");
+    lz->index = calloc(nr_pages ? nr_pages : 1, sizeof(*lz->index));
+    lz->present = calloc((nr_pages + 63) / 64 + 1, sizeof(*lz->present));
+    lz->stop_fd = eventfd(0, EFD_CLOEXEC);
+    if (!lz->path || !lz->index || !lz->present || lz->stop_fd < 0) {
+        XTK_PERROR(ctx, "lazy restore: cannot set up");
+        goto err;
+    }
+    if (slow)
+        lz->slow_us = (unsigned int)strtoul(slow, NULL, 10);
+    if (fcntl(fd, F_SETLEASE, F_RDLCK) < 0) {
+        int e = errno;
+
+        XTK_ERROR(ctx,
+                  "%s: cannot hold a read lease on it (%s%s): a lazy "
+                  "restore must know that the file stays as it is while "
+                  "the guest's memory comes from it",
+                  lz->path, strerror(e),
+                  e == EAGAIN ? ": it is open for writing elsewhere" : "");
+        errno = e;
+        goto err;
+    }
+    lz->lease = 1;
+    /* F_SETLEASE made this process the file's owner, to whom a lease
+     * break sends SIGIO (by default fatal): no owner, no signal; the
+     * break is seen by F_GETLEASE. */
+    if (fcntl(fd, F_SETOWN, 0) < 0) {
+        XTK_PERROR(ctx, "%s: F_SETOWN", lz->path);
+        goto err;
+    }
+    return lz;
+err : {
+    int e = errno;
+    xtk__lazy_free(lz);
+    errno = e;
+}
+    return NULL;
+}
+
+void xtk__lazy_note(struct xtk__lazy *lz, uint64_t pfn, uint64_t off)
+{
+    if (pfn < lz->nr_pages)
+        lz->index[pfn] = off;
+}
+
+int xtk__lazy_start(struct xtk__lazy *lz, int uffd, uint64_t base)
+{
+    lz->uffd = uffd;
+    lz->base = base;
+    if (pthread_create(&lz->fault_th, NULL, fault_main, lz)) {
+        XTK_ERROR(lz->ctx, "lazy restore: cannot start its fault thread");
+        return fail(lz, EAGAIN);
+    }
+    lz->fault_started = 1;
+    return 0;
+}
+
+int xtk__lazy_read(struct xtk__lazy *lz, uint64_t pfn, void *page)
+{
+    if (pfn >= lz->nr_pages)
+        return xtk__fail(EINVAL);
+    if (!lz->index[pfn]) {
+        memset(page, 0, XTK__PAGE_SIZE);
+        return 0;
+    }
+    return read_pages(lz, pfn, lz->index[pfn], page, 1);
+}
+
+int xtk__lazy_has(struct xtk__lazy *lz, uint64_t pfn)
+{
+    return pfn < lz->nr_pages && is_present(lz, pfn);
+}
+
+int xtk__lazy_fill(struct xtk__lazy *lz)
+{
+    if (pthread_create(&lz->fill_th, NULL, fill_main, lz)) {
+        XTK_ERROR(lz->ctx, "lazy restore: cannot start its fill thread");
+        return fail(lz, EAGAIN);
+    }
+    lz->fill_started = 1;
+    return 0;
+}
+
+static void stop_faults(struct xtk__lazy *lz)
+{
+    uint64_t one = 1;
+
+    if (!lz->fault_started)
+        return;
+    if (write(lz->stop_fd, &one, sizeof(one)) != sizeof(one))
+        __atomic_store_n(&lz->failed, 1, __ATOMIC_RELEASE);
+    pthread_join(lz->fault_th, NULL);
+    lz->fault_started = 0;
+}
+
+int xtk__lazy_wait(struct xtk__lazy *lz)
+{
+    struct xtk_hist *h;
+    int err;
+
+    pthread_mutex_lock(&lz->lock);
+    while (!lz->fill_done && !lz->failed)
+        pthread_cond_wait(&lz->cond, &lz->lock);
+    pthread_mutex_unlock(&lz->lock);
+    if (lz->fill_started) {
+        pthread_join(lz->fill_th, NULL);
+        lz->fill_started = 0;
+    }
+    /* Frames without contents may still fault until the fd closes (the
+     * caller's next step): the fault thread serves them meanwhile. */
+    err = failed(lz) ? lz->err : 0;
+    if (err) {
+        stop_faults(lz); /* nothing more goes in */
+        if (lz->uffd >= 0)
+            close(lz->uffd);
+        lz->uffd = -1;
+    }
+    xtk_stats_count(lz->st, "lazy pages faulted", lz->faulted);
+    xtk_stats_count(lz->st, "lazy zero pages faulted", lz->zero_faulted);
+    xtk_stats_count(lz->st, "lazy pages prefetched", lz->prefetched);
+    h = xtk_stats_hist(lz->st, "lazy fault service", "ns");
+    for (size_t i = 0; h && i < lz->nsamples; i++)
+        xtk_hist_record(h, lz->samples[i]);
+    lz->nsamples = 0;
+    return err ? xtk__fail(err) : 0;
+}
+
+void xtk__lazy_free(struct xtk__lazy *lz)
+{
+    if (!lz)
+        return;
+    if (lz->fill_started) {
+        __atomic_store_n(&lz->failed, 1, __ATOMIC_RELEASE);
+        pthread_join(lz->fill_th, NULL);
+    }
+    stop_faults(lz);
+    if (lz->uffd >= 0)
+        close(lz->uffd);
+    if (lz->lease)
+        fcntl(lz->fd, F_SETLEASE, F_UNLCK);
+    if (lz->stop_fd >= 0)
+        close(lz->stop_fd);
+    pthread_mutex_destroy(&lz->lock);
+    pthread_cond_destroy(&lz->cond);
+    free(lz->samples);
+    free(lz->index);
+    free(lz->present);
+    free(lz->path);
+    free(lz);
+}
