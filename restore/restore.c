@@ -844,17 +844,10 @@ static int on_context(struct xtk_restore *rs,
     xtk_stats_phase(rs->st, "state received");
     if (!rs->creating && !rs->dom)
         return refuse(rs, EPROTO, "state before the domain's shape");
-    if (rs->creating) {
-        /* Checked and loaded once the domain is there (start_domain). */
-        body = xtk_stream_take_body(rs->in);
-        if (!body)
-            return xtk__fail(ENOMEM);
-        free(rs->cur.state);
-        rs->cur.state = body;
-        rs->cur.state_len = rec->length;
-        return 0;
-    }
-    if (xtk__sr_state_check(rec->body, rec->length, rs->dom->ops->name,
+    /* A lazy restore's domain may still be in the making: its state is
+     * checked and loaded once it is there (start_domain). */
+    if (!rs->creating &&
+        xtk__sr_state_check(rec->body, rec->length, rs->dom->ops->name,
                             &rs->cfg, &recs, &len, why, sizeof(why)) < 0)
         return refuse(rs, errno, "%s", why);
     body = xtk_stream_take_body(rs->in);
@@ -863,6 +856,8 @@ static int on_context(struct xtk_restore *rs,
     free(rs->cur.state);
     rs->cur.state = body;
     rs->cur.state_len = rec->length;
+    if (rs->creating)
+        return 0;
     if (!rs->checkpointed) {
         /* A plain stream's state is loaded as it arrives (the source sends
          * it before the last pages, which wait in the socket meanwhile):
