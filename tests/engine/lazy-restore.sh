@@ -40,7 +40,7 @@ runs_lazy() {
 }
 
 # --- 1. runs before its memory is in, and right -----------------------------
-XTK_FAULT_LAZY_SLOW=3000 lazy_bg lz.xtk lz1
+XTK_FAULT_LAZY_SLOW=10000 lazy_bg lz.xtk lz1
 runs_lazy lz1
 # Nothing but the restore maps its memory meanwhile (a frame read before
 # it came would stay zero).
