@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
@@ -39,6 +40,7 @@
  * save's view of the link's queue (peer_backlog), so not much. */
 #define RELAY_BUF (128u << 10)
 #define OUT_BUF (64u << 10) /* the stream's writes, gathered into records */
+#define EBUF (OUT_BUF + (16u << 10)) /* OUT_BUF's records, encrypted */
 
 struct cli_tls_creds {
     int server;
@@ -61,6 +63,11 @@ struct cli_link {
     pthread_mutex_t send_lock; /* the session's senders */
     char *obuf;                /* writes gathered, up to OUT_BUF */
     size_t out_used, out_sent;
+    /* Their records, encrypted, gathered for one send(2) (tls_push):
+     * [e_sent, e_used) not yet out. */
+    char *ebuf;
+    size_t e_used, e_sent;
+    int gathering;
     unsigned char peek[16]; /* read ahead by cli_link_peek */
     size_t peek_len, peek_off;
     struct xtk_peer_io peer_io; /* the engines' messages, in line */
@@ -553,19 +560,79 @@ static void *down_main(void *arg)
  * serialised by the send lock (the stream's writers, the relay's bye).
  */
 
+/*
+ * The source's session writes its records through here (the send lock
+ * held): while drain_out encrypts a gather buffer, and while some of its
+ * records are not out yet, they are appended to ebuf, which leaves in one
+ * send(2) (a 64 KiB buffer is four 16 KiB records: one write, not four);
+ * otherwise, straight to the socket.
+ */
+static ssize_t tls_push(gnutls_transport_ptr_t p, const void *data, size_t len)
+{
+    struct cli_link *t = p;
+    ssize_t n;
+
+    if (t->gathering || t->e_sent < t->e_used) {
+        if (t->e_used + len > EBUF) {
+            gnutls_transport_set_errno(t->s, EAGAIN);
+            return -1;
+        }
+        memcpy(t->ebuf + t->e_used, data, len);
+        t->e_used += len;
+        return (ssize_t)len;
+    }
+    n = send(t->tcp, data, len, MSG_NOSIGNAL);
+    if (n < 0)
+        gnutls_transport_set_errno(t->s, errno);
+    return n;
+}
+
+/* Sends the encrypted records gathered: 0, or -1 with errno (EAGAIN:
+ * call again; the rest is kept). */
+static int flush_records(struct cli_link *t)
+{
+    while (t->e_sent < t->e_used) {
+        ssize_t n = send(t->tcp, t->ebuf + t->e_sent, t->e_used - t->e_sent,
+                         MSG_NOSIGNAL);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK) {
+                fprintf(stderr, "%s: TLS: sending: %s\n", cli_prog,
+                        strerror(errno));
+                errno = EPIPE;
+            } else {
+                errno = EAGAIN;
+            }
+            return -1;
+        }
+        t->e_sent += (size_t)n;
+    }
+    t->e_used = t->e_sent = 0;
+    return 0;
+}
+
 /* Sends what the gather buffer holds (the send lock held): 0, or -1 with
  * errno (EAGAIN: call again, the same bytes are still there). */
 static int drain_out(struct cli_link *t)
 {
+    if (flush_records(t) < 0)
+        return -1;
+    t->gathering = 1;
     while (t->out_sent < t->out_used) {
         ssize_t r = gnutls_record_send(t->s, t->obuf + t->out_sent,
                                        t->out_used - t->out_sent);
 
         if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED) {
+            t->gathering = 0;
+            if (flush_records(t) < 0 && errno != EAGAIN)
+                return -1;
             errno = r == GNUTLS_E_AGAIN ? EAGAIN : EINTR;
             return -1;
         }
         if (r < 0) {
+            t->gathering = 0;
             fprintf(stderr, "%s: TLS: sending: %s\n", cli_prog,
                     gnutls_strerror((int)r));
             errno = EPIPE;
@@ -573,8 +640,9 @@ static int drain_out(struct cli_link *t)
         }
         t->out_sent += (size_t)r;
     }
+    t->gathering = 0;
     t->out_used = t->out_sent = 0;
-    return 0;
+    return flush_records(t);
 }
 
 static ssize_t io_write(void *arg, const void *buf, size_t len)
@@ -707,6 +775,7 @@ static void link_free(struct cli_link *t)
     free(t->ubuf);
     free(t->dbuf);
     free(t->obuf);
+    free(t->ebuf);
     pthread_mutex_destroy(&t->send_lock);
     free(t);
 }
@@ -835,9 +904,15 @@ struct cli_link *cli_tls_start(struct cli_tls_creds *c, int fd,
         snprintf(why, why_len, "O_NONBLOCK: %s", strerror(errno));
         goto fail;
     }
-    if (!c->server && !(t->obuf = malloc(OUT_BUF))) {
+    if (!c->server &&
+        (!(t->obuf = malloc(OUT_BUF)) || !(t->ebuf = malloc(EBUF)))) {
         snprintf(why, why_len, "%s", strerror(ENOMEM));
         goto fail;
+    }
+    if (!c->server) { /* records leave through tls_push (the reads as before) */
+        gnutls_transport_set_ptr2(t->s, (gnutls_transport_ptr_t)(intptr_t)fd,
+                                  t);
+        gnutls_transport_set_push_function(t->s, tls_push);
     }
     t->peer_io.send = peer_send;
     t->peer_io.recv = peer_recv;
@@ -892,6 +967,9 @@ void cli_link_end(struct cli_link *t, int grace_ms)
         return;
     if (t->s) { /* TLS: the stream and the messages went in line */
         pthread_mutex_lock(&t->send_lock);
+        for (int i = 0; i < 10 && t->e_sent < t->e_used; i++)
+            if (flush_records(t) < 0 && errno == EAGAIN)
+                tcp_wait(t, POLLOUT);
         for (int i = 0; i < 10; i++) {
             int r = gnutls_bye(t->s, GNUTLS_SHUT_WR);
 
