@@ -71,7 +71,7 @@ struct xtk__lazy {
     uint64_t faulted, zero_faulted, *samples;
     size_t nsamples, samples_cap;
     /* The fill thread's. */
-    uint64_t prefetched, raced;
+    uint64_t prefetched;
 };
 
 static int failed(struct xtk__lazy *lz)
@@ -325,7 +325,6 @@ static void *fill_main(void *arg)
             put_pages(lz, pfn, buf, n, &done) < 0)
             break;
         lz->prefetched += done;
-        lz->raced += n - done;
         pfn += n;
         if (lz->slow_us)
             usleep(lz->slow_us);
@@ -421,11 +420,6 @@ int xtk__lazy_read(struct xtk__lazy *lz, uint64_t pfn, void *page)
     return read_pages(lz, pfn, lz->index[pfn], page, 1);
 }
 
-int xtk__lazy_has(struct xtk__lazy *lz, uint64_t pfn)
-{
-    return pfn < lz->nr_pages && is_present(lz, pfn);
-}
-
 int xtk__lazy_fill(struct xtk__lazy *lz)
 {
     if (pthread_create(&lz->fill_th, NULL, fill_main, lz)) {
@@ -450,34 +444,24 @@ static void stop_faults(struct xtk__lazy *lz)
 
 int xtk__lazy_wait(struct xtk__lazy *lz)
 {
-    struct xtk_hist *h;
-    int err;
-
     pthread_mutex_lock(&lz->lock);
     while (!lz->fill_done && !lz->failed)
         pthread_cond_wait(&lz->cond, &lz->lock);
     pthread_mutex_unlock(&lz->lock);
-    if (lz->fill_started) {
-        pthread_join(lz->fill_th, NULL);
-        lz->fill_started = 0;
-    }
-    /* Frames without contents may still fault until the fd closes (the
-     * caller's next step): the fault thread serves them meanwhile. */
-    err = failed(lz) ? lz->err : 0;
-    if (err) {
-        stop_faults(lz); /* nothing more goes in */
-        if (lz->uffd >= 0)
-            close(lz->uffd);
-        lz->uffd = -1;
-    }
+    return failed(lz) ? xtk__fail(lz->err) : 0;
+}
+
+/* The counters and the faults' histogram, into the report, once the
+ * threads that keep them have stopped. */
+static void report(struct xtk__lazy *lz)
+{
+    struct xtk_hist *h = xtk_stats_hist(lz->st, "lazy fault service", "ns");
+
     xtk_stats_count(lz->st, "lazy pages faulted", lz->faulted);
     xtk_stats_count(lz->st, "lazy zero pages faulted", lz->zero_faulted);
     xtk_stats_count(lz->st, "lazy pages prefetched", lz->prefetched);
-    h = xtk_stats_hist(lz->st, "lazy fault service", "ns");
     for (size_t i = 0; h && i < lz->nsamples; i++)
         xtk_hist_record(h, lz->samples[i]);
-    lz->nsamples = 0;
-    return err ? xtk__fail(err) : 0;
 }
 
 void xtk__lazy_free(struct xtk__lazy *lz)
@@ -489,8 +473,10 @@ void xtk__lazy_free(struct xtk__lazy *lz)
         pthread_join(lz->fill_th, NULL);
     }
     stop_faults(lz);
-    if (lz->uffd >= 0)
+    if (lz->uffd >= 0) {
         close(lz->uffd);
+        report(lz);
+    }
     if (lz->lease)
         fcntl(lz->fd, F_SETLEASE, F_UNLCK);
     if (lz->stop_fd >= 0)

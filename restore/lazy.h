@@ -43,20 +43,19 @@ int xtk__lazy_start(struct xtk__lazy *lz, int uffd, uint64_t base);
  * under the lease: for the frames the host writes itself.  0 or -1. */
 int xtk__lazy_read(struct xtk__lazy *lz, uint64_t pfn, void *page);
 
-/* Whether the pager has put frame pfn in. */
-int xtk__lazy_has(struct xtk__lazy *lz, uint64_t pfn);
-
 /* Starts the background fill (once the domain runs).  0 or -1. */
 int xtk__lazy_fill(struct xtk__lazy *lz);
 
 /*
  * Waits until every frame with contents is in (0), or the pager failed
- * (-1, errno; logged): it then serves no more and has closed its fd, so
- * the caller destroys the domain.
+ * (-1, errno; logged): it serves no more, and the caller frees it before
+ * it destroys the domain.  Frames without contents are still served
+ * (zeroes) until the pager is freed.
  */
 int xtk__lazy_wait(struct xtk__lazy *lz);
 
-/* Stops serving, closes the userfaultfd, lets the lease go, frees. */
+/* Stops serving, closes the userfaultfd, puts the counters and the
+ * faults' histogram into the report, lets the lease go, frees. */
 void xtk__lazy_free(struct xtk__lazy *lz);
 
 #endif /* XTK_RESTORE_LAZY_H */

@@ -333,16 +333,14 @@ static int lazy_created(struct xtk_restore *rs)
 }
 
 /*
- * Before the resume: the frames the host reads itself (it may have read
- * them before the pager was there, which left them zero in its memory
- * file: so they are written through the file, not the pager), and a
- * check that no other frame is in the memory yet, but by the pager:
- * one that were would never get its contents.
+ * Before the pager starts: no frame is in the domain's memory yet but
+ * those the host reads itself (below eager), which it may have read
+ * before the userfaultfd was there (and so got zeroed pages): one that
+ * were would never get its contents.
  */
-static int lazy_eager(struct xtk_restore *rs)
+static int lazy_check(struct xtk_restore *rs)
 {
     struct xtk_domain *dom = rs->dom;
-    uint8_t page[XTK__PAGE_SIZE] __attribute__((aligned(64)));
     uint64_t *bits;
     int r = 0;
 
@@ -351,18 +349,13 @@ static int lazy_eager(struct xtk_restore *rs)
                   dom->ops->name);
         return xtk__fail(ENOTSUP);
     }
-    for (uint64_t pfn = 0; pfn < rs->eager && pfn < rs->max_pfn; pfn++)
-        if (xtk__lazy_read(rs->lz, pfn, page) < 0 ||
-            dom->ops->write_frames(dom, pfn, 1, page) < 0)
-            return -1;
     bits = calloc((rs->max_pfn + 63) / 64, 8);
     if (!bits || dom->ops->populated(dom, bits, rs->max_pfn) < 0) {
         free(bits);
         return -1;
     }
     for (uint64_t pfn = rs->eager; pfn < rs->max_pfn && !r; pfn++)
-        if ((bits[pfn / 64] & (1ull << (pfn % 64))) &&
-            !xtk__lazy_has(rs->lz, pfn)) {
+        if (bits[pfn / 64] & (1ull << (pfn % 64))) {
             XTK_ERROR(rs->ctx,
                       "domain %u: frame %#llx is in its memory before its "
                       "contents came: not run",
@@ -371,6 +364,22 @@ static int lazy_eager(struct xtk_restore *rs)
         }
     free(bits);
     return r;
+}
+
+/*
+ * The frames the host reads itself, written through the memory file (a
+ * zeroed page it made by reading one early cannot be replaced by the
+ * pager), once the pager runs (a read of one meanwhile waits for it).
+ */
+static int lazy_eager(struct xtk_restore *rs)
+{
+    uint8_t page[XTK__PAGE_SIZE] __attribute__((aligned(64)));
+
+    for (uint64_t pfn = 0; pfn < rs->eager && pfn < rs->max_pfn; pfn++)
+        if (xtk__lazy_read(rs->lz, pfn, page) < 0 ||
+            rs->dom->ops->write_frames(rs->dom, pfn, 1, page) < 0)
+            return -1;
+    return 0;
 }
 
 /* A checked PAGE_DATA of a lazy restore: where each frame's contents lie
@@ -1703,6 +1712,8 @@ static int start_domain(struct xtk_restore *rs)
         if (load_state(rs, rs->state, 1) < 0)
             return -1;
         rs->loaded = 1;
+        if (lazy_check(rs) < 0)
+            return -1;
         uffd = rs->uffd;
         rs->uffd = -1;
         if (xtk__lazy_start(rs->lz, uffd, rs->uffd_base) < 0 ||
@@ -1795,6 +1806,7 @@ static int lazy_finish(struct xtk_restore *rs)
              dom->domid);
     if (xtk__lazy_fill(rs->lz) < 0 || xtk__lazy_wait(rs->lz) < 0)
         return errno ? errno : EIO;
+    xtk_stats_phase(rs->st, "memory complete");
     if (dom->ops->lazy_end(dom) < 0) {
         XTK_PERROR(rs->ctx, "domain %u: cannot end its lazy restore",
                    dom->domid);
@@ -1802,7 +1814,6 @@ static int lazy_finish(struct xtk_restore *rs)
     }
     xtk__lazy_free(rs->lz);
     rs->lz = NULL;
-    xtk_stats_phase(rs->st, "memory complete");
     return 0;
 }
 
@@ -1865,9 +1876,10 @@ static void *restore_main(void *arg)
                       : now;
         xtk_stats_phase_at(rs->st, "resumed", resumed);
         xtk_stats_phase_at(rs->st, "resume returned", now);
-        rs->domid = rs->dom->domid;
         if (rs->lz)
             err = lazy_finish(rs);
+        if (!err)
+            rs->domid = rs->dom->domid;
     }
     send_reply(rs, err, resumed);
     if (!err && holding)
