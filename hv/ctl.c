@@ -552,8 +552,6 @@ static int do_lazy(struct hv *hv, int ci, const struct xtk_hvctl_hdr *h,
     struct xtk_hvctl_lazy *o = (void *)tx_buf;
     int fd, e;
 
-    if (h->flags & ~XTK_HVCTL_LAZY_DONE)
-        return EINVAL;
     if (hv->creator != ci)
         return EPERM;
     if (h->flags & XTK_HVCTL_LAZY_DONE) {

@@ -33,8 +33,8 @@ struct xtk__layer_ops {
     /* Pushes what the layer holds down (write streams).  May be NULL. */
     int (*flush)(struct xtk__layer *l);
     /* Moves len bytes on without reading them (a regular file's lseek):
-     * 0, 1 if that would pass the end (nothing moved), -1 (ESPIPE: not
-     * here; the caller reads them instead).  May be NULL. */
+     * 0, or -1 if it cannot (not a file, or past its end: nothing moved;
+     * the caller reads them instead).  May be NULL. */
     int (*skip)(struct xtk__layer *l, uint64_t len);
     /* Ends the layer's data (a compression trailer).  May be NULL. */
     int (*finish)(struct xtk__layer *l);

@@ -203,23 +203,23 @@ static int fd_skip(struct xtk__layer *l, uint64_t len)
     off_t at;
 
     if (f->socket || len > (uint64_t)INT64_MAX)
-        return xtk__fail(ESPIPE);
+        return -1;
     /* A file read only by this stream: where it is follows from the
      * reads, so only the first skip, and one that seems to pass the end,
      * ask the kernel. */
     if (!f->skip_known || f->skip_at + len > f->skip_size) {
         if (fstat(f->fd, &st) < 0 || !S_ISREG(st.st_mode) ||
             (at = lseek(f->fd, 0, SEEK_CUR)) < 0)
-            return xtk__fail(ESPIPE);
+            return -1;
         f->skip_at = (uint64_t)at;
         f->skip_size = (uint64_t)st.st_size;
         f->skip_known = 1;
         if (f->skip_at + len > f->skip_size)
-            return 1;
+            return -1;
     }
     if (lseek(f->fd, (off_t)len, SEEK_CUR) < 0) {
         f->skip_known = 0;
-        return xtk__fail(ESPIPE);
+        return -1;
     }
     f->skip_at += len;
     l->s->counters.raw_bytes += len;
@@ -852,17 +852,12 @@ int xtk__stream_skip(struct xtk_stream *s, uint64_t len, uint64_t *got_out)
         s->rpos += k;
         got = k;
     }
-    if (got < len && s->top->ops->skip && !s->top->below) {
-        rc = s->top->ops->skip(s->top, len - got);
-        if (rc == 0) {
-            got = len;
-            s->after_skip = 1;
-        } else if (rc > 0)
-            rc = 0; /* read up to the end below: how far it goes */
-        else if (errno != ESPIPE)
-            rc = -1;
-        else
-            rc = 0;
+    /* A layer that cannot skip (or not that far): read, which also says
+     * how far a truncated stream goes. */
+    if (got < len && s->top->ops->skip && !s->top->below &&
+        s->top->ops->skip(s->top, len - got) == 0) {
+        got = len;
+        s->after_skip = 1;
     }
     while (rc == 0 && got < len) {
         size_t step = len - got < XTK__STREAM_BUF_SIZE ? (size_t)(len - got)

@@ -1118,7 +1118,7 @@ static int kvm_populate(struct xtk_domain *dom, const uint64_t *pfns,
     return 0;
 }
 
-/* ---- dirty log ------------------------------------------------------- */
+/* ---- lazy restore ---------------------------------------------------- */
 
 static int kvm_lazy_begin(struct xtk_domain *dom, int *uffd, uint64_t *base,
                           uint64_t *eager)
@@ -1160,6 +1160,8 @@ static int kvm_lazy_end(struct xtk_domain *dom)
     return kcall(dom, XTK_HVCTL_OP_LAZY, XTK_HVCTL_LAZY_DONE, NULL, 0, NULL, 0,
                  NULL);
 }
+
+/* ---- dirty log ------------------------------------------------------- */
 
 static int kvm_logdirty_enable(struct xtk_domain *dom)
 {
