@@ -378,6 +378,13 @@ struct xtk__backend_ops {
     int (*lazy_begin)(struct xtk_domain *dom, int *uffd, uint64_t *base,
                       uint64_t *eager);
     int (*lazy_end)(struct xtk_domain *dom);
+    /*
+     * Restore only, optional: takes nr frames from pfn on out of an empty
+     * domain's memory (their contents are gone; they read as never
+     * written), before lazy_begin: a post-copy's frames still to come,
+     * which pre-copy may have written an older version of.
+     */
+    int (*discard)(struct xtk_domain *dom, uint64_t pfn, uint64_t nr);
 
     /* -- dirty log ----------------------------------------------------- */
 

@@ -246,8 +246,70 @@ _Static_assert(sizeof(struct xtk__sr_heartbeat) == 16, "a heartbeat's body");
 int xtk__sr_msg_check(const struct xtk__sr_msg *m)
 {
     if (m->magic != XTK__SR_REPLY_MAGIC || m->version != XTK__SR_MSG_VERSION ||
-        (m->kind != XTK__SR_MSG_ACK && m->kind != XTK__SR_MSG_HEARTBEAT) ||
-        m->reserved || m->reserved2 || !m->seq)
+        !m->kind || m->kind > XTK__SR_MSG_PAGE || m->reserved || m->reserved2 ||
+        !m->seq)
         return xtk__fail(EPROTO);
+    return 0;
+}
+
+int xtk__sr_postcopy_check(const void *body, uint32_t len, uint64_t nr_pages,
+                           uint64_t eager, const uint64_t **bits,
+                           uint64_t *count, char *why, size_t whylen)
+{
+    struct xtk__sr_postcopy h;
+    const uint64_t *w = (const uint64_t *)((const char *)body + sizeof(h));
+    uint64_t words = (nr_pages + 63) / 64, n = 0;
+
+    if (len < sizeof(h)) {
+        snprintf(why, whylen, "a post-copy record of %u bytes", len);
+        return xtk__fail(EPROTO);
+    }
+    memcpy(&h, body, sizeof(h));
+    if (h.version != XTK__SR_POSTCOPY_VERSION || h.reserved) {
+        snprintf(why, whylen, "a post-copy record of version %u", h.version);
+        return xtk__fail(EPROTO);
+    }
+    if (h.nr_bits != nr_pages || len != sizeof(h) + words * 8) {
+        snprintf(why, whylen,
+                 "a post-copy record for %llu frames (%u bytes) in a "
+                 "domain of %llu",
+                 (unsigned long long)h.nr_bits, len,
+                 (unsigned long long)nr_pages);
+        return xtk__fail(EPROTO);
+    }
+    for (uint64_t i = 0; i < words; i++) {
+        uint64_t v;
+
+        memcpy(&v, &w[i], sizeof(v));
+        n += (uint64_t)__builtin_popcountll(v);
+        if (i == words - 1 && (nr_pages % 64) && (v >> (nr_pages % 64))) {
+            snprintf(why, whylen,
+                     "a post-copy record with frames beyond "
+                     "the domain's memory");
+            return xtk__fail(EPROTO);
+        }
+        if (i * 64 < eager) {
+            uint64_t below =
+                eager - i * 64 >= 64 ? ~0ull : (1ull << (eager - i * 64)) - 1;
+
+            if (v & below) {
+                snprintf(
+                    why, whylen,
+                    "a post-copy record that leaves out frame %llu, "
+                    "which the host reads before the guest runs",
+                    (unsigned long long)(i * 64 +
+                                         (uint64_t)__builtin_ctzll(v & below)));
+                return xtk__fail(EPROTO);
+            }
+        }
+    }
+    if (n != h.count) {
+        snprintf(why, whylen,
+                 "a post-copy record that counts %llu frames and has %llu",
+                 (unsigned long long)h.count, (unsigned long long)n);
+        return xtk__fail(EPROTO);
+    }
+    *bits = w;
+    *count = n;
     return 0;
 }

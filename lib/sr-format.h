@@ -133,15 +133,44 @@ int xtk__sr_reply_check(struct xtk__sr_reply *r);
 #define XTK__SR_MSG_VERSION 0x100
 #define XTK__SR_MSG_ACK 1       /* epoch `seq` is complete and applied */
 #define XTK__SR_MSG_HEARTBEAT 2 /* heartbeat `seq` arrived */
+/* Post-copy (a migration's, after XTK_REC_POSTCOPY): */
+#define XTK__SR_MSG_RUNNING 3 /* the guest runs there (seq 1) */
+#define XTK__SR_MSG_PAGE 4    /* frame `value` is wanted first (seq 1) */
+
+/* The frames a post-copy source always sends before its switch record:
+ * the host reads them itself before the guest runs (xtk-hv's boot and
+ * status frames), so the destination cannot take them on demand. */
+#define XTK__POSTCOPY_EAGER 16
+
+/* XTK_REC_POSTCOPY's body: this, then the bitmap's words. */
+#define XTK__SR_POSTCOPY_VERSION 1
+struct xtk__sr_postcopy {
+    uint32_t version;  /* XTK__SR_POSTCOPY_VERSION */
+    uint32_t reserved; /* zero */
+    uint64_t nr_bits;  /* the bitmap's: the domain's frames */
+    uint64_t count;    /* bits set: the frames still to come */
+};
+
+/*
+ * Checks an XTK_REC_POSTCOPY body against a domain of nr_pages frames
+ * whose first `eager` frames the destination needs before it runs: 0 with
+ * *bits pointing at the bitmap (in body) and *count its bits set, or -1
+ * (EPROTO) with the reason in why.
+ */
+int xtk__sr_postcopy_check(const void *body, uint32_t len, uint64_t nr_pages,
+                           uint64_t eager, const uint64_t **bits,
+                           uint64_t *count, char *why, size_t whylen);
 
 struct xtk__sr_msg {
-    uint32_t magic;     /* XTK__SR_REPLY_MAGIC */
-    uint16_t version;   /* XTK__SR_MSG_VERSION */
-    uint16_t kind;      /* XTK__SR_MSG_* */
-    uint32_t seq;       /* the epoch (1 is the first CHECKPOINT), or the
-                           heartbeat's number */
-    uint32_t reserved;  /* zero */
-    uint64_t apply_ns;  /* ACK: CHECKPOINT received to applied, there */
+    uint32_t magic;    /* XTK__SR_REPLY_MAGIC */
+    uint16_t version;  /* XTK__SR_MSG_VERSION */
+    uint16_t kind;     /* XTK__SR_MSG_* */
+    uint32_t seq;      /* the epoch (1 is the first CHECKPOINT), or the
+                          heartbeat's number */
+    uint32_t reserved; /* zero */
+    /* ACK: CHECKPOINT received to applied, there; RUNNING: the switch
+     * received to the guest running, there; PAGE: the frame asked for */
+    uint64_t value;
     uint64_t reserved2; /* zero */
 };
 

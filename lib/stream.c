@@ -92,6 +92,8 @@ static const struct rec_rule checksum_rule = {"XTK_CHECKSUM", 16, 16, 0,
                                               DOM_ANY,        0,  0,  0};
 static const struct rec_rule heartbeat_rule = {"XTK_HEARTBEAT", 16, 16, 0,
                                                DOM_ANY,         12, 4,  0};
+static const struct rec_rule postcopy_rule = {"XTK_POSTCOPY", 32, NOMAX, 8,
+                                              DOM_HVM,        4,  4,     0};
 
 static const struct {
     uint32_t type;
@@ -99,6 +101,7 @@ static const struct {
 } xtk_names[] = {
     {XTK_REC_CHECKSUM, "XTK_CHECKSUM"},
     {XTK_REC_HEARTBEAT, "XTK_HEARTBEAT"},
+    {XTK_REC_POSTCOPY, "XTK_POSTCOPY"},
     {XTK_REC_KVM_VCPU, "XTK_KVM_VCPU"},
     {XTK_REC_KVM_VM, "XTK_KVM_VM"},
     {XTK_REC_KVM_MEMORY, "XTK_KVM_MEMORY"},
@@ -182,6 +185,8 @@ static int check_record(const struct xtk__record_state *rs, uint32_t limit,
         r = &checksum_rule;
     else if (type == XTK_REC_HEARTBEAT)
         r = &heartbeat_rule;
+    else if (type == XTK_REC_POSTCOPY)
+        r = &postcopy_rule;
     else if (!(type & XTK_REC_OPTIONAL))
         return refuse(v, EPROTO, "unknown mandatory record type %#x", type);
     if (type == XTK_REC_CHECKSUM && !rs->checksummed)

@@ -26,6 +26,15 @@
  * and before its pages go in, so a byte read while the lease held cannot
  * have changed.  A broken lease, a read error or a short read fails the
  * pager: it serves nothing more, and the restore destroys the domain.
+ *
+ * A post-copy migration's pager (xtk__lazy_new_remote) has no file: the
+ * frames still to come arrive in the stream, which the restore's reader
+ * puts in (xtk__lazy_put), each once; the fault thread asks the source
+ * for a frame the guest touches before it came (once per frame; the
+ * vCPU waits until the reader puts it in, which wakes it), and answers a
+ * touch of any other missing frame (one the source never wrote) with
+ * zeroes.  A fault's service time then runs from its read to its page
+ * put in: the request's way to the source and the page's way back.
  */
 #include "config.h"
 
@@ -34,6 +43,7 @@
 #include <linux/userfaultfd.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -72,6 +82,14 @@ struct xtk__lazy {
     size_t nsamples, samples_cap;
     /* The fill thread's. */
     uint64_t prefetched;
+
+    /* Post-copy (no file): the frames still to come, when each was first
+     * asked for (0: not asked), how to ask, how many are still out. */
+    uint64_t *todo;
+    uint64_t *asked_at;
+    int (*ask)(void *arg, uint64_t pfn);
+    void *ask_arg;
+    uint64_t missing;
 };
 
 static int failed(struct xtk__lazy *lz)
@@ -220,7 +238,26 @@ static int serve(struct xtk__lazy *lz, uint64_t pfn)
     const void *src = zero;
     unsigned int done;
 
-    if (lz->index[pfn]) {
+    if (lz->todo && (__atomic_load_n(&lz->todo[pfn / 64], __ATOMIC_ACQUIRE) &
+                     (1ull << (pfn % 64)))) {
+        /* On its way: asked for once; the reader's UFFDIO_COPY wakes
+         * whoever waits for it. */
+        if (!__atomic_load_n(&lz->asked_at[pfn], __ATOMIC_RELAXED)) {
+            __atomic_store_n(&lz->asked_at[pfn], xtk_now_ns(),
+                             __ATOMIC_RELAXED);
+            if (lz->ask(lz->ask_arg, pfn) < 0)
+                return fail(lz, errno ? errno : EIO);
+        }
+        return 0;
+    }
+    if (lz->todo && is_present(lz, pfn)) { /* it came meanwhile */
+        struct uffdio_range r = {lz->base + (pfn << XTK__PAGE_SHIFT),
+                                 XTK__PAGE_SIZE};
+
+        ioctl(lz->uffd, UFFDIO_WAKE, &r);
+        return 0;
+    }
+    if (lz->index && lz->index[pfn]) {
         if (read_pages(lz, pfn, lz->index[pfn], page, 1) < 0)
             return -1;
         src = page;
@@ -277,11 +314,13 @@ static void *fault_main(void *arg)
             if (r < 0)
                 break;
             if (r > 0) {
-                if (lz->index[pfn])
+                if (lz->index && lz->index[pfn])
                     lz->faulted++;
                 else
                     lz->zero_faulted++;
             }
+            if (lz->todo) /* a remote frame's time is taken when it comes */
+                continue;
             if (lz->nsamples == lz->samples_cap) {
                 size_t cap = lz->samples_cap ? lz->samples_cap * 2 : 1024;
                 uint64_t *s = realloc(lz->samples, cap * sizeof(*s));
@@ -391,6 +430,108 @@ err : {
     return NULL;
 }
 
+struct xtk__lazy *xtk__lazy_new_remote(struct xtk_ctx *ctx, uint64_t nr_pages,
+                                       const uint64_t *todo,
+                                       struct xtk_stats *st,
+                                       int (*ask)(void *arg, uint64_t pfn),
+                                       void *arg)
+{
+    struct xtk__lazy *lz = calloc(1, sizeof(*lz));
+    uint64_t words = (nr_pages + 63) / 64;
+
+    if (!lz)
+        return NULL;
+    lz->ctx = ctx;
+    lz->st = st;
+    lz->fd = lz->uffd = lz->stop_fd = -1;
+    lz->nr_pages = nr_pages;
+    lz->ask = ask;
+    lz->ask_arg = arg;
+    pthread_mutex_init(&lz->lock, NULL);
+    pthread_cond_init(&lz->cond, NULL);
+    lz->present = calloc(words + 1, sizeof(*lz->present));
+    lz->todo = calloc(words + 1, sizeof(*lz->todo));
+    lz->asked_at = calloc(nr_pages ? nr_pages : 1, sizeof(*lz->asked_at));
+    lz->stop_fd = eventfd(0, EFD_CLOEXEC);
+    if (!lz->present || !lz->todo || !lz->asked_at || lz->stop_fd < 0) {
+        int e = errno;
+
+        XTK_PERROR(ctx, "post-copy: cannot set up");
+        xtk__lazy_free(lz);
+        errno = e;
+        return NULL;
+    }
+    memcpy(lz->todo, todo, words * 8);
+    for (uint64_t w = 0; w < words; w++)
+        lz->missing += (uint64_t)__builtin_popcountll(lz->todo[w]);
+    return lz;
+}
+
+int xtk__lazy_put(struct xtk__lazy *lz, uint64_t pfn, const void *buf,
+                  unsigned int n)
+{
+    static const uint8_t zero[XTK__PAGE_SIZE];
+    uint64_t now;
+
+    if (failed(lz))
+        return xtk__fail(lz->err);
+    for (unsigned int i = 0; i < n; i++)
+        if (pfn + i >= lz->nr_pages ||
+            !(lz->todo[(pfn + i) / 64] & (1ull << ((pfn + i) % 64)))) {
+            XTK_ERROR(lz->ctx,
+                      "post-copy: frame %#llx came, which was not to come "
+                      "(or came before)",
+                      (unsigned long long)(pfn + i));
+            return fail(lz, EPROTO);
+        }
+    for (unsigned int i = 0; i < n; i++) {
+        unsigned int done;
+        const void *src =
+            buf ? (const uint8_t *)buf + ((size_t)i << XTK__PAGE_SHIFT) : zero;
+
+        if (put_pages(lz, pfn + i, src, 1, &done) < 0)
+            return -1;
+        if (!done) {
+            XTK_ERROR(lz->ctx,
+                      "post-copy: frame %#llx was in the guest's memory "
+                      "before it came",
+                      (unsigned long long)(pfn + i));
+            return fail(lz, EPROTO);
+        }
+        /* After its page is in (a fault that sees no bit sees it). */
+        __atomic_fetch_and(&lz->todo[(pfn + i) / 64],
+                           ~(1ull << ((pfn + i) % 64)), __ATOMIC_RELEASE);
+    }
+    now = xtk_now_ns();
+    for (unsigned int i = 0; i < n; i++) {
+        uint64_t t = __atomic_load_n(&lz->asked_at[pfn + i], __ATOMIC_RELAXED);
+
+        if (!t) {
+            lz->prefetched++;
+            continue;
+        }
+        lz->faulted++;
+        if (lz->nsamples == lz->samples_cap) {
+            size_t cap = lz->samples_cap ? lz->samples_cap * 2 : 1024;
+            uint64_t *s = realloc(lz->samples, cap * sizeof(*s));
+
+            if (s) {
+                lz->samples = s;
+                lz->samples_cap = cap;
+            }
+        }
+        if (lz->nsamples < lz->samples_cap)
+            lz->samples[lz->nsamples++] = now - t;
+    }
+    lz->missing -= n;
+    return 0;
+}
+
+uint64_t xtk__lazy_missing(const struct xtk__lazy *lz)
+{
+    return lz->missing;
+}
+
 void xtk__lazy_note(struct xtk__lazy *lz, uint64_t pfn, uint64_t off)
 {
     if (pfn < lz->nr_pages)
@@ -455,11 +596,19 @@ int xtk__lazy_wait(struct xtk__lazy *lz)
  * threads that keep them have stopped. */
 static void report(struct xtk__lazy *lz)
 {
-    struct xtk_hist *h = xtk_stats_hist(lz->st, "lazy fault service", "ns");
+    const char *p = lz->todo ? "postcopy" : "lazy";
+    char name[XTK_STATS_NAME_MAX + 1];
+    struct xtk_hist *h;
 
-    xtk_stats_count(lz->st, "lazy pages faulted", lz->faulted);
-    xtk_stats_count(lz->st, "lazy zero pages faulted", lz->zero_faulted);
-    xtk_stats_count(lz->st, "lazy pages prefetched", lz->prefetched);
+    snprintf(name, sizeof(name), "%s fault service", p);
+    h = xtk_stats_hist(lz->st, name, "ns");
+    snprintf(name, sizeof(name), "%s pages faulted", p);
+    xtk_stats_count(lz->st, name, lz->faulted);
+    snprintf(name, sizeof(name), "%s zero pages faulted", p);
+    xtk_stats_count(lz->st, name, lz->zero_faulted);
+    snprintf(name, sizeof(name), "%s pages %s", p,
+             lz->todo ? "pushed" : "prefetched");
+    xtk_stats_count(lz->st, name, lz->prefetched);
     for (size_t i = 0; h && i < lz->nsamples; i++)
         xtk_hist_record(h, lz->samples[i]);
 }
@@ -484,6 +633,8 @@ void xtk__lazy_free(struct xtk__lazy *lz)
     pthread_mutex_destroy(&lz->lock);
     pthread_cond_destroy(&lz->cond);
     free(lz->samples);
+    free(lz->todo);
+    free(lz->asked_at);
     free(lz->index);
     free(lz->present);
     free(lz->path);

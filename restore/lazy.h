@@ -28,6 +28,28 @@ struct xtk__lazy;
 struct xtk__lazy *xtk__lazy_new(struct xtk_ctx *ctx, int fd, const char *path,
                                 uint64_t nr_pages, struct xtk_stats *st);
 
+/*
+ * A post-copy migration's pager (no file): the frames whose bits are set
+ * in todo (nr_pages bits) come in the stream after the switch and are put
+ * in with xtk__lazy_put; the guest's first touch of one before it came is
+ * asked for with ask(arg, pfn) (from the fault thread: 0, or -1 and errno
+ * fails the pager), once.  Any other frame missing from memory is zero.
+ */
+struct xtk__lazy *xtk__lazy_new_remote(struct xtk_ctx *ctx, uint64_t nr_pages,
+                                       const uint64_t *todo,
+                                       struct xtk_stats *st,
+                                       int (*ask)(void *arg, uint64_t pfn),
+                                       void *arg);
+
+/* Post-copy: n frames from pfn on came, their pages at buf (NULL: zero
+ * frames).  0, or -1 (EPROTO: one was not to come, or came twice; or the
+ * pager failed), logged. */
+int xtk__lazy_put(struct xtk__lazy *lz, uint64_t pfn, const void *buf,
+                  unsigned int n);
+
+/* Post-copy: frames still to come. */
+uint64_t xtk__lazy_missing(const struct xtk__lazy *lz);
+
 /* Frame pfn (< nr_pages) is at file offset off (a whole page), or is zero
  * (off 0).  The last note of a frame wins. */
 void xtk__lazy_note(struct xtk__lazy *lz, uint64_t pfn, uint64_t off);

@@ -22,6 +22,17 @@
  *   END         the last complete state loaded (if not yet), the domain
  *               resumed, and the migrating source told (XTK_RESTORE_REPLY)
  *
+ * A post-copy migration's switch (XTK_REC_POSTCOPY, after the state and
+ * the frames below XTK__POSTCOPY_EAGER): the frames it lists are taken
+ * out of the domain's memory (pre-copy may have written older versions),
+ * the backend's userfaultfd is taken (lazy_begin), the domain runs at
+ * once and the source is told (RUNNING on the back channel).  From then
+ * the guest's first touch of a frame still to come is asked for on the
+ * back channel (lazy.c's fault thread), and each frame the stream brings
+ * is put in as it comes, each exactly once; at END every one must be in.
+ * If the stream breaks or stalls (the peer timeout) before, the domain is
+ * destroyed: it never runs on missing memory.
+ *
  * A stream of Xen's own layout (its domain header carries Xen's version;
  * xtk's own has 0) has no shape record: the backend builds the domain
  * from the config in the file's xl header right after the headers
@@ -163,12 +174,28 @@ struct xtk_restore {
     int uffd;
     uint64_t uffd_base, eager;
     uint64_t data_off;
+
+    /* Post-copy: the pager of the frames still to come (the domain runs
+     * from the switch on), when it ran; sends on the back channel from
+     * the reader and the pager's fault thread, one at a time. */
+    struct xtk__lazy *pc;
+    uint64_t t_pc_resumed;
+    pthread_mutex_t send_lock;
+    int send_lock_ok;
 };
 
 static int refuse(struct xtk_restore *rs, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* Logs why the stream is refused and sets errno. */
+static void hist_ns(struct xtk_restore *rs, const char *name, uint64_t v)
+{
+    struct xtk_hist *h = xtk_stats_hist(rs->st, name, "ns");
+
+    if (h)
+        xtk_hist_record(h, v);
+}
+
 static int refuse(struct xtk_restore *rs, int err, const char *fmt, ...)
 {
     char why[256];
@@ -402,6 +429,205 @@ static void lazy_index(struct xtk_restore *rs,
         xtk__lazy_note(rs->lz, pfn, off);
         off += XTK__PAGE_SIZE;
     }
+}
+
+/* ---- post-copy ------------------------------------------------------ */
+
+static int send_msg(struct xtk_restore *rs, uint16_t kind, uint32_t seq,
+                    uint64_t value);
+static uint32_t peer_timeout_ms(const struct xtk_restore *rs);
+static int finish_state(struct xtk_restore *rs);
+
+/* The pager's fault thread asks the source for a frame. */
+static int postcopy_ask(void *arg, uint64_t pfn)
+{
+    return send_msg(arg, XTK__SR_MSG_PAGE, 1, pfn);
+}
+
+/* Takes the frames still to come out of the domain's memory, in runs. */
+static int postcopy_discard(struct xtk_restore *rs, const uint64_t *bits)
+{
+    uint64_t pfn = 0;
+
+    while (pfn < rs->max_pfn) {
+        uint64_t n = 0;
+
+        if (!(bits[pfn / 64] & (1ull << (pfn % 64)))) {
+            pfn++;
+            continue;
+        }
+        while (pfn + n < rs->max_pfn &&
+               (bits[(pfn + n) / 64] & (1ull << ((pfn + n) % 64))))
+            n++;
+        if (rs->dom->ops->discard(rs->dom, pfn, n) < 0)
+            return -1;
+        for (uint64_t i = pfn; i < pfn + n; i++)
+            rs->written[i / 64] &= ~(1ull << (i % 64));
+        pfn += n;
+    }
+    return 0;
+}
+
+/*
+ * The switch: the state is in (it came before), the frames below the
+ * eager ones too; the others listed are taken out, the pager takes the
+ * userfaultfd, and the domain runs.  A failure before the resume leaves
+ * nothing running (the source, told by the reply, runs its copy on).
+ */
+static int on_postcopy(struct xtk_restore *rs,
+                       const struct xtk_stream_record *rec)
+{
+    struct xtk_domain *dom = rs->dom;
+    const uint64_t *bits;
+    uint64_t count, *todo, base, eager, words = (rs->max_pfn + 63) / 64, now;
+    char why[192];
+    int uffd = -1;
+
+    xtk_stats_phase(rs->st, "post-copy switch received");
+    if (!(rs->opt.flags & XTK_RESTORE_REPLY)) {
+        /* Nobody to ask (a file): the frames all come before END anyway. */
+        XTK_DEBUG(rs->ctx, "a post-copy switch without a source: ignored");
+        return 0;
+    }
+    if (rs->pc || rs->checkpointed || !dom || !rs->loaded)
+        return refuse(rs, EPROTO, "a post-copy switch %s",
+                      rs->pc             ? "again"
+                      : rs->checkpointed ? "in a checkpointed stream"
+                                         : "before the domain's state");
+    if (!dom->ops->lazy_begin || !dom->ops->discard || !dom->ops->populated)
+        return refuse(rs, ENOTSUP,
+                      "the %s backend cannot run a domain before its "
+                      "memory is in: no post-copy",
+                      dom->ops->name);
+    if (xtk__sr_postcopy_check(rec->body, rec->length, rs->max_pfn,
+                               XTK__POSTCOPY_EAGER, &bits, &count, why,
+                               sizeof(why)) < 0)
+        return refuse(rs, EPROTO, "%s", why);
+    todo = malloc(words * 8);
+    if (!todo)
+        return -1;
+    memcpy(todo, bits, words * 8);
+    xtk_stats_count(rs->st, "postcopy frames", count);
+    /* Pages already placed straight from the stream would skip the pager. */
+    xtk__stream_set_placer(rs->in, NULL, NULL);
+    if (postcopy_discard(rs, todo) < 0)
+        goto err;
+    xtk_stats_phase(rs->st, "post-copy frames discarded");
+    if (dom->ops->lazy_begin(dom, &uffd, &base, &eager) < 0)
+        goto err;
+    xtk_stats_phase(rs->st, "userfaultfd taken");
+    if (eager > XTK__POSTCOPY_EAGER) {
+        close(uffd);
+        free(todo);
+        return refuse(rs, ENOTSUP,
+                      "the backend needs %llu frames before the guest runs, "
+                      "the source sends %u",
+                      (unsigned long long)eager, XTK__POSTCOPY_EAGER);
+    }
+    rs->pc = xtk__lazy_new_remote(rs->ctx, rs->max_pfn, todo, rs->st,
+                                  postcopy_ask, rs);
+    if (!rs->pc) {
+        close(uffd);
+        goto err;
+    }
+    /* Nothing of what is to come may be in memory now (taken out, and
+     * nobody touched it since): else it would never get its contents. */
+    {
+        uint64_t *in = calloc(words, 8);
+        int bad = !in || dom->ops->populated(dom, in, rs->max_pfn) < 0;
+
+        for (uint64_t w = 0; !bad && w < words; w++)
+            if (in[w] & todo[w]) {
+                XTK_ERROR(
+                    rs->ctx,
+                    "domain %u: frame %#llx is in its memory before "
+                    "its contents came: not run",
+                    dom->domid,
+                    (unsigned long long)(w * 64 + (uint64_t)__builtin_ctzll(
+                                                      in[w] & todo[w])));
+                errno = EFAULT;
+                bad = 1;
+            }
+        free(in);
+        if (bad) {
+            close(uffd);
+            goto err;
+        }
+    }
+    free(todo);
+    todo = NULL;
+    xtk_stats_phase(rs->st, "memory checked");
+    if (xtk__lazy_start(rs->pc, uffd, base) < 0 || finish_state(rs) < 0)
+        return -1;
+    /* The stream must keep coming: a stalled link stops the guest. */
+    if (xtk_stream_set_timeout(rs->in, (int)peer_timeout_ms(rs)) < 0)
+        return -1;
+    if (dom->ops->resume(dom) < 0) {
+        XTK_PERROR(rs->ctx, "domain %u: cannot start it", dom->domid);
+        return -1;
+    }
+    now = xtk_now_ns();
+    rs->t_pc_resumed =
+        dom->resumed_ns && dom->resumed_ns <= now ? dom->resumed_ns : now;
+    xtk_stats_phase_at(rs->st, "resumed", rs->t_pc_resumed);
+    XTK_INFO(rs->ctx,
+             "domain %u runs; %llu frames of its memory come from the "
+             "source",
+             dom->domid, (unsigned long long)count);
+    /* The source's copy is stale from here: it is told so, and from when
+     * (its span to this message, this clock's). */
+    return send_msg(rs, XTK__SR_MSG_RUNNING, 1,
+                    xtk_now_ns() - rs->t_pc_resumed);
+err:
+    free(todo);
+    return -1;
+}
+
+/* A PAGE_DATA after the switch: each frame goes in through the pager. */
+static int postcopy_pages(struct xtk_restore *rs,
+                          const struct xtk_stream_page_data *pd)
+{
+    const uint8_t *data = pd->pages;
+
+    for (uint32_t i = 0; i < pd->count;) {
+        uint64_t pfn = xtk_pfn_entry_pfn(pd->pfns[i]);
+        unsigned int t = xtk_pfn_entry_type(pd->pfns[i]), n = 1;
+
+        if (t == XTK_PAGE_XTAB)
+            return refuse(rs, EPROTO, "frame %#llx gone after the switch",
+                          (unsigned long long)pfn);
+        /* A run of frames one after another, of one kind. */
+        while (i + n < pd->count &&
+               xtk_pfn_entry_pfn(pd->pfns[i + n]) == pfn + n &&
+               xtk_pfn_entry_type(pd->pfns[i + n]) == t)
+            n++;
+        if (xtk__lazy_put(rs->pc, pfn, t == XTK_PAGE_NOTAB ? data : NULL, n) <
+            0)
+            return -1;
+        if (t == XTK_PAGE_NOTAB)
+            data += (size_t)n << XTK__PAGE_SHIFT;
+        i += n;
+    }
+    return 0;
+}
+
+/* END after a switch: every frame came; the domain is an ordinary one. */
+static int postcopy_end(struct xtk_restore *rs)
+{
+    struct xtk_domain *dom = rs->dom;
+
+    if (xtk__lazy_missing(rs->pc))
+        return refuse(rs, EPROTO,
+                      "END with %llu frames of the post-copy still to come",
+                      (unsigned long long)xtk__lazy_missing(rs->pc));
+    xtk_stats_phase(rs->st, "memory complete");
+    if (dom->ops->lazy_end(dom) < 0) {
+        XTK_PERROR(rs->ctx, "domain %u: cannot end its post-copy", dom->domid);
+        return -1;
+    }
+    xtk__lazy_free(rs->pc);
+    rs->pc = NULL;
+    return 0;
 }
 
 /* ---- the domain ------------------------------------------------------ */
@@ -745,6 +971,8 @@ static int on_page_data(struct xtk_restore *rs,
         lazy_index(rs, rec, &pd);
         return 0;
     }
+    if (rs->pc)
+        return postcopy_pages(rs, &pd);
     if (rs->checkpointed)
         return buffer_body(rs, rec->length);
     if (xtk__stream_placed(rs->in))
@@ -930,16 +1158,21 @@ static uint32_t peer_timeout_ms(const struct xtk_restore *rs)
 /* Sends a back-channel message (32 bytes: it goes whole, or the source is
  * taken for lost when it cannot take it within the peer timeout). */
 static int send_msg(struct xtk_restore *rs, uint16_t kind, uint32_t seq,
-                    uint64_t apply_ns)
+                    uint64_t value)
 {
     struct xtk__sr_msg m = {
         .magic = XTK__SR_REPLY_MAGIC,
         .version = XTK__SR_MSG_VERSION,
         .kind = kind,
         .seq = seq,
-        .apply_ns = apply_ns,
+        .value = value,
     };
-    if (peer_send_all(rs, &m, sizeof(m), (int)peer_timeout_ms(rs)) == 0)
+    int r;
+
+    pthread_mutex_lock(&rs->send_lock);
+    r = peer_send_all(rs, &m, sizeof(m), (int)peer_timeout_ms(rs));
+    pthread_mutex_unlock(&rs->send_lock);
+    if (r == 0)
         return 0;
     rs->source_gone = 1; /* its end of the connection is gone */
     XTK_PERROR(rs->ctx, "cannot answer the source");
@@ -1631,6 +1864,9 @@ static int read_stream(struct xtk_restore *rs)
         case XTK_REC_HEARTBEAT:
             r = on_heartbeat(rs, &rec);
             break;
+        case XTK_REC_POSTCOPY:
+            r = on_postcopy(rs, &rec);
+            break;
         case XTK_REC_END:
             rs->t_checkpoint = rs->t_end = xtk_now_ns();
             xtk_stats_phase_at(rs->st, "end received", rs->t_end);
@@ -1659,6 +1895,7 @@ static int read_stream(struct xtk_restore *rs)
  */
 static void send_reply(struct xtk_restore *rs, int status, uint64_t resumed)
 {
+    int r;
     struct xtk__sr_reply m = {
         .magic = XTK__SR_REPLY_MAGIC,
         .version = XTK__SR_REPLY_VERSION,
@@ -1675,7 +1912,10 @@ static void send_reply(struct xtk_restore *rs, int status, uint64_t resumed)
             rs->t_end && resumed > rs->t_end ? resumed - rs->t_end : 0;
         m.resumed_to_reply_ns = now > resumed ? now - resumed : 0;
     }
-    if (peer_send_all(rs, &m, sizeof(m), (int)peer_timeout_ms(rs)) < 0) {
+    pthread_mutex_lock(&rs->send_lock);
+    r = peer_send_all(rs, &m, sizeof(m), (int)peer_timeout_ms(rs));
+    pthread_mutex_unlock(&rs->send_lock);
+    if (r < 0) {
         if (!status)
             XTK_PERROR(rs->ctx,
                        "domain %u runs here, but the source could "
@@ -1693,6 +1933,8 @@ static int start_domain(struct xtk_restore *rs)
 {
     struct xtk_domain *dom = rs->dom;
 
+    if (rs->pc) /* it runs since the switch */
+        return postcopy_end(rs);
     if (rs->lz) {
         const void *recs;
         size_t len;
@@ -1874,8 +2116,13 @@ static void *restore_main(void *arg)
         resumed = rs->dom->resumed_ns && rs->dom->resumed_ns <= now
                       ? rs->dom->resumed_ns
                       : now;
-        xtk_stats_phase_at(rs->st, "resumed", resumed);
-        xtk_stats_phase_at(rs->st, "resume returned", now);
+        if (rs->t_pc_resumed) { /* at the post-copy switch */
+            resumed = rs->t_pc_resumed;
+            hist_ns(rs, "postcopy residency", now - resumed);
+        } else {
+            xtk_stats_phase_at(rs->st, "resumed", resumed);
+            xtk_stats_phase_at(rs->st, "resume returned", now);
+        }
         if (rs->lz)
             err = lazy_finish(rs);
         if (!err)
@@ -1890,6 +2137,16 @@ static void *restore_main(void *arg)
         /* Nothing more goes in before the domain goes. */
         xtk__lazy_free(rs->lz);
         rs->lz = NULL;
+    }
+    if (rs->pc) { /* a post-copy that failed */
+        xtk__lazy_free(rs->pc);
+        rs->pc = NULL;
+        if (rs->t_pc_resumed)
+            XTK_ERROR(rs->ctx,
+                      "domain %u ran %.0f ms on memory still coming from "
+                      "the source, which stopped coming: destroyed (the "
+                      "source keeps its copy, paused as at the switch)",
+                      rs->dom->domid, (xtk_now_ns() - rs->t_pc_resumed) / 1e6);
     }
     if (rs->uffd >= 0) {
         close(rs->uffd);
@@ -1990,6 +2247,7 @@ struct xtk_restore *xtk_restore_new(struct xtk_ctx *ctx, struct xtk_stream *in,
     }
     rs->notify_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     rs->cancel_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    rs->send_lock_ok = pthread_mutex_init(&rs->send_lock, NULL) == 0;
     if (pthread_mutex_init(&rs->lock, NULL) == 0) {
         if (pthread_cond_init(&rs->cond, NULL) == 0)
             rs->lock_ok = 1;
@@ -2000,7 +2258,8 @@ struct xtk_restore *xtk_restore_new(struct xtk_ctx *ctx, struct xtk_stream *in,
     if (rs->notify_fd >= 0)
         rs->ev_done = event_new(xtk_ctx_event_base(ctx), rs->notify_fd,
                                 EV_READ | EV_PERSIST, on_done, rs);
-    if (!rs->st || !rs->ev_done || !rs->lock_ok || rs->cancel_fd < 0) {
+    if (!rs->st || !rs->ev_done || !rs->lock_ok || !rs->send_lock_ok ||
+        rs->cancel_fd < 0) {
         int e = errno ? errno : ENOMEM;
         xtk_restore_free(rs);
         return xtk__fail_null(e);
@@ -2112,5 +2371,7 @@ void xtk_restore_free(struct xtk_restore *rs)
         pthread_cond_destroy(&rs->cond);
         pthread_mutex_destroy(&rs->lock);
     }
+    if (rs->send_lock_ok)
+        pthread_mutex_destroy(&rs->send_lock);
     free(rs);
 }

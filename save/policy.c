@@ -18,6 +18,14 @@
  *
  * Xen's policy (libxenguest's simple_precopy_policy): stop after 5 rounds
  * or with fewer than 50 dirty frames.
+ *
+ * Post-copy (XTK_SAVE_POSTCOPY): the switch comes after the first round,
+ * the whole memory sent once, unless fewer than 50 frames are dirty then
+ * (a stop and copy is as short).  XTK_SAVE_POSTCOPY_AUTO: pre-copy as
+ * above, but a stop whose final round would not fit the target (a cap
+ * reached, or, from the third round on, an expected downtime over the
+ * target while the dirty set no longer shrinks: it is not converging)
+ * becomes the switch to post-copy.
  */
 #include "config.h"
 
@@ -55,9 +63,32 @@ enum xtk__policy_verdict xtk__policy_decide(struct xtk__policy_state *ps,
                in->dirty * 4 > in->sent * 3) {
         *reason = "downtime target met, the dirty set no longer shrinks";
     }
-    if (!*reason && in->round >= in->max_rounds)
-        *reason = "round cap: the guest dirties faster than the link sends";
-    if (!*reason && in->total_bytes >= in->max_bytes)
-        *reason = "byte cap: the guest dirties faster than the link sends";
-    return *reason ? XTK__POLICY_STOP : XTK__POLICY_CONTINUE;
+    if (in->postcopy == XTK_SAVE_POSTCOPY && !*reason) {
+        *reason = "post-copy after the first round";
+        return XTK__POLICY_POSTCOPY;
+    }
+    if (in->postcopy == XTK_SAVE_POSTCOPY_AUTO && !*reason && in->round >= 3 &&
+        expected > in->max_downtime_ns && in->dirty * 4 > in->sent * 3) {
+        *reason = "not converging: the dirty set no longer shrinks and "
+                  "would not fit the downtime target: post-copy";
+        return XTK__POLICY_POSTCOPY;
+    }
+    if (*reason)
+        return XTK__POLICY_STOP;
+    /* A cap: the final round would carry what the guest keeps dirtying. */
+    if (in->round >= in->max_rounds)
+        *reason = in->postcopy
+                      ? "round cap: the guest dirties faster than the link "
+                        "sends: post-copy"
+                      : "round cap: the guest dirties faster than the link "
+                        "sends";
+    else if (in->total_bytes >= in->max_bytes)
+        *reason = in->postcopy
+                      ? "byte cap: the guest dirties faster than the link "
+                        "sends: post-copy"
+                      : "byte cap: the guest dirties faster than the link "
+                        "sends";
+    else
+        return XTK__POLICY_CONTINUE;
+    return in->postcopy ? XTK__POLICY_POSTCOPY : XTK__POLICY_STOP;
 }

@@ -92,11 +92,60 @@ void xtk__senders_abort(struct xtk__senders *sd);
  * Accepts NULL. */
 void xtk__senders_free(struct xtk__senders *sd);
 
+/* Whether a 4 KiB page is all zeroes. */
+int xtk__page_is_zero(const uint8_t *p);
+
+/* ---- a post-copy migration's sender (postcopy.c) ---------------------- */
+
+/*
+ * The frames the destination runs without (bits set in todo, nr_pages
+ * bits), from RAM mapped whole at ram, into out: each once, the frames
+ * the destination asks for first (xtk__pc_request), the others pushed in
+ * frame order at the bandwidth limit.  When all are out, or a write
+ * failed, 8 bytes go to notify_fd.  Frames below XTK__POSTCOPY_EAGER
+ * must not be in todo (the destination needs them before it runs).
+ */
+struct xtk__pc;
+
+struct xtk__pc_result {
+    uint64_t frames;       /* to send, in all */
+    uint64_t asked_pages;  /* sent because asked for */
+    uint64_t pushed_pages; /* sent in the push */
+    uint64_t data_pages;   /* of all, with data (the others: XALLOC) */
+    uint64_t zero_pages;
+    uint64_t last_write_ns;
+    int err; /* 0, or the errno the sending failed with */
+};
+
+struct xtk__pc *xtk__pc_new(struct xtk_ctx *ctx, const uint8_t *ram,
+                            struct xtk_stream *out, const uint64_t *todo,
+                            uint64_t nr_pages, int notify_fd);
+
+/* Starts the sending thread; bytes_per_s: the push's limit (0: none). */
+int xtk__pc_start(struct xtk__pc *pc, uint64_t bytes_per_s);
+
+/* The destination asks for frame pfn (any thread): 1 if queued, 0 if
+ * sent or queued already, -1 (EINVAL) if not one of the domain's. */
+int xtk__pc_request(struct xtk__pc *pc, uint64_t pfn);
+
+/* A new limit for the push (0: none), from the next record on. */
+void xtk__pc_set_limit(struct xtk__pc *pc, uint64_t bytes_per_s);
+
+/* Once notify_fd fired: what was sent, and the requests' service times
+ * (asked to written) into st's "postcopy request service". */
+void xtk__pc_result(struct xtk__pc *pc, struct xtk_stats *st,
+                    struct xtk__pc_result *out);
+
+/* Stops the thread (what it writes meanwhile is cut short) and frees.
+ * Accepts NULL. */
+void xtk__pc_free(struct xtk__pc *pc);
+
 /* ---- the stop policy (policy.c) ----------------------------------------- */
 
 enum xtk__policy_verdict {
     XTK__POLICY_CONTINUE, /* another pre-copy round */
     XTK__POLICY_STOP,     /* stop and copy */
+    XTK__POLICY_POSTCOPY, /* stop, and copy the rest after the switch */
 };
 
 /* What the policy knows after a round, the dirty log just read. */
@@ -113,6 +162,8 @@ struct xtk__policy_in {
     uint32_t max_rounds;
     uint64_t max_downtime_ns;
     uint64_t fixed_ns; /* suspend + state, measured or estimated */
+    uint32_t postcopy; /* 0; XTK_SAVE_POSTCOPY: after round 0;
+                          XTK_SAVE_POSTCOPY_AUTO: when not converging */
 };
 
 /* What the policy carries from round to round. */

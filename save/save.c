@@ -73,6 +73,7 @@ enum phase {
     PH_PEER,     /* waiting for the destination's reply */
     PH_DRAIN,    /* after a pre-copy round: the link's backlog drains */
     PH_SEND,     /* the guest runs again; its staged epoch goes out */
+    PH_POSTCOPY, /* post-copy: the rest of the memory goes, asked first */
     PH_DONE,
 };
 
@@ -168,6 +169,18 @@ struct xtk_save {
     char fault_phase[16];     /* XTK_FAULT_SAVE_STOP's (fault_point) */
     unsigned int fault_epoch; /* 0: none */
 
+    /* Post-copy: decided (the final round carries only the frames below
+     * XTK__POSTCOPY_EAGER), switched (the record is out: this copy never
+     * runs again), the destination's guest running (its message came), the
+     * frames still to send and their sender, which reports on pc_fd. */
+    int pc_decided, pc_switched, pc_running;
+    uint64_t *pc_todo;
+    uint64_t pc_frames, pc_requests;
+    struct xtk__pc *pc;
+    int pc_fd;
+    struct event *ev_pc;
+    uint64_t t_switch;
+
     /* XTK__LAYOUT_DELEGATE: the backend's own save writes the stream, on
      * the delegate thread */
     int delegate;
@@ -182,6 +195,9 @@ static int frame_space(struct xtk_save *sv);
 static void start_round(struct xtk_save *sv, uint64_t count,
                         const uint64_t *populated);
 static void round_label(const struct xtk_save *sv, char *buf, size_t size);
+static void postcopy_split(struct xtk_save *sv);
+static uint64_t link_rtt_ns(struct xtk_save *sv);
+static void postcopy_switch(struct xtk_save *sv);
 
 /* ---- small helpers ---------------------------------------------------- */
 
@@ -597,6 +613,8 @@ static void on_suspend(evutil_socket_t fd, short what, void *arg)
             sv->bitmap[w] |= sv->pending[w];
             sv->pending[w] = 0;
         }
+        if (sv->pc_decided)
+            postcopy_split(sv);
         n = bitmap_to_pfns(sv);
         sv->round_dirty = n;
         start_round(sv, n, NULL);
@@ -890,7 +908,8 @@ static int end_sent(struct xtk_save *sv)
     uint64_t now = xtk_now_ns();
 
     xtk_stats_phase_at(sv->st, "end sent", now);
-    if (sv->t_request && !sv->drain_end) /* else: once staged */
+    if (sv->t_request && !sv->drain_end && !sv->pc_switched)
+        /* else: once staged, or at the post-copy switch */
         hist(sv, "final round", now - sv->t_request);
     if (sv->opt.commit && sv->opt.commit(sv, sv->opt.commit_arg) < 0) {
         XTK_ERROR(sv->ctx, "the stream is complete but could not be "
@@ -927,6 +946,10 @@ static void after_final_round(struct xtk_save *sv)
         next_epoch(sv);
         return;
     }
+    if (sv->pc_decided) {
+        postcopy_switch(sv);
+        return;
+    }
     if ((sv->native && send_state(sv) < 0) ||
         xtk_stream_write_end(sv->out) < 0) {
         fail_errno(sv);
@@ -947,6 +970,144 @@ static void after_final_round(struct xtk_save *sv)
         if (sv->opt.flags & XTK_SAVE_KEEP)
             sv->suspend_asked = 0; /* resumed: finish() has nothing to do */
         start_drain(sv, 1);
+        return;
+    }
+    end_out(sv);
+}
+
+/* ---- post-copy ------------------------------------------------------ */
+
+/*
+ * The final round of a post-copy: only the dirty frames the destination
+ * needs before it runs (below XTK__POSTCOPY_EAGER) stay in it; the others
+ * go after the switch (pc_todo).  Nothing left for after it: an ordinary
+ * stop and copy.
+ */
+static void postcopy_split(struct xtk_save *sv)
+{
+    uint64_t words = (sv->cfg.nr_pages + 63) / 64, eager_mask;
+
+    _Static_assert(XTK__POSTCOPY_EAGER < 64, "the eager frames: word 0");
+    eager_mask = (1ull << XTK__POSTCOPY_EAGER) - 1;
+    sv->pc_frames = 0;
+    for (uint64_t w = 0; w < words; w++) {
+        sv->pc_todo[w] = w ? sv->bitmap[w] : sv->bitmap[w] & ~eager_mask;
+        sv->bitmap[w] = w ? 0 : sv->bitmap[w] & eager_mask;
+        sv->pc_frames += (uint64_t)__builtin_popcountll(sv->pc_todo[w]);
+    }
+    if (!sv->pc_frames) {
+        sv->pc_decided = 0;
+        XTK_INFO(sv->ctx,
+                 "domain %u: nothing left for post-copy: the stop "
+                 "and copy ends it",
+                 sv->dom->domid);
+    }
+}
+
+/*
+ * The switch: the record that lists the frames still to come, after which
+ * the destination runs the guest.  From the moment it goes, this copy may
+ * be behind the destination's and never runs again: the backend's guard
+ * (which resumes the guest if this process dies) is let go.  Then the
+ * frames follow (postcopy.c), the destination's requests first.
+ */
+static void postcopy_switch(struct xtk_save *sv)
+{
+    struct xtk_domain *dom = sv->dom;
+    uint64_t words = (sv->cfg.nr_pages + 63) / 64;
+    struct xtk__sr_postcopy h = {
+        .version = XTK__SR_POSTCOPY_VERSION,
+        .nr_bits = sv->cfg.nr_pages,
+        .count = sv->pc_frames,
+    };
+    struct iovec iov[2] = {{&h, sizeof(h)}, {sv->pc_todo, words * 8}};
+
+    sv->pc = xtk__pc_new(sv->ctx, sv->ram, sv->out, sv->pc_todo,
+                         sv->cfg.nr_pages, sv->pc_fd);
+    if (!sv->pc) {
+        XTK_PERROR(sv->ctx, "domain %u: cannot set up its post-copy",
+                   dom->domid);
+        fail_errno(sv);
+        return;
+    }
+    /* A link that takes nothing for the peer timeout is lost (the guest
+     * is stopped here and may run there: no 30 s waits). */
+    xtk_stream_set_timeout(sv->out, (int)sv->opt.peer_timeout_ms);
+    sv->pc_switched = 1;
+    sv->superseded = 1; /* never resumed here again, whatever happens */
+    if (sv->suspend_ready) {
+        dom->ops->suspend_teardown(dom);
+        sv->suspend_ready = 0;
+    }
+    if (xtk_stream_write_recordv(sv->out, XTK_REC_POSTCOPY, iov, 2) < 0 ||
+        xtk_stream_flush(sv->out) < 0) {
+        XTK_PERROR(sv->ctx, "domain %u: the post-copy switch cannot be sent",
+                   dom->domid);
+        fail_errno(sv);
+        return;
+    }
+    sv->t_switch = xtk_now_ns();
+    xtk_stats_phase_at(sv->st, "post-copy switch sent", sv->t_switch);
+    hist(sv, "final round", sv->t_switch - sv->t_request);
+    xtk_stats_count(sv->st, "postcopy frames", sv->pc_frames);
+    XTK_INFO(sv->ctx,
+             "domain %u: post-copy: %llu frames (%.1f MiB) follow the "
+             "switch; the guest runs on the destination from now on",
+             dom->domid, (unsigned long long)sv->pc_frames,
+             (double)(sv->pc_frames << XTK__PAGE_SHIFT) / (1 << 20));
+    sv->phase = PH_POSTCOPY;
+    event_add(sv->ev_pc, NULL);
+    if (xtk__pc_start(sv->pc, sv->opt.max_bandwidth) < 0) {
+        XTK_PERROR(sv->ctx, "domain %u: cannot start its post-copy",
+                   dom->domid);
+        fail_errno(sv);
+    }
+}
+
+/* The destination's guest runs: its pause as its users saw it ended
+ * then (the message left at once; its way back is half the round trip). */
+static void postcopy_running(struct xtk_save *sv, uint64_t now,
+                             uint64_t resumed_to_msg)
+{
+    uint64_t span = now - sv->t_request, rtt = link_rtt_ns(sv);
+    uint64_t est =
+        span > resumed_to_msg + rtt / 2 ? span - resumed_to_msg - rtt / 2 : 0;
+
+    sv->pc_running = 1;
+    xtk_stats_phase_at(sv->st, "destination running", now);
+    hist(sv, "downtime", est);
+    if (rtt)
+        hist(sv, "link rtt", rtt);
+}
+
+/* Every frame is out (or the sending failed): END, then the reply. */
+static void on_pc_done(evutil_socket_t fd, short what, void *arg)
+{
+    struct xtk_save *sv = arg;
+    struct xtk__pc_result res;
+    uint64_t v;
+
+    if (read(sv->pc_fd, &v, sizeof(v)) != sizeof(v) || sv->phase != PH_POSTCOPY)
+        return;
+    event_del(sv->ev_pc);
+    xtk__pc_result(sv->pc, sv->st, &res);
+    xtk_stats_count(sv->st, "postcopy pages asked", res.asked_pages);
+    xtk_stats_count(sv->st, "postcopy pages pushed", res.pushed_pages);
+    xtk_stats_count(sv->st, "postcopy requests", sv->pc_requests);
+    xtk_stats_count(sv->st, "pages sent", res.asked_pages + res.pushed_pages);
+    xtk_stats_count(sv->st, "pages with data", res.data_pages);
+    xtk_stats_count(sv->st, "zero pages elided", res.zero_pages);
+    if (res.err) {
+        errno = res.err;
+        XTK_PERROR(sv->ctx, "domain %u: post-copy: sending its memory failed",
+                   sv->dom->domid);
+        finish(sv, res.err);
+        return;
+    }
+    xtk_stats_phase_at(sv->st, "last page sent", res.last_write_ns);
+    hist(sv, "postcopy", res.last_write_ns - sv->t_switch);
+    if (xtk_stream_write_end(sv->out) < 0) {
+        fail_errno(sv);
         return;
     }
     end_out(sv);
@@ -1047,10 +1208,13 @@ static void after_live_round(struct xtk_save *sv,
         .max_rounds = sv->opt.max_rounds,
         .max_downtime_ns = (uint64_t)sv->opt.max_downtime_ms * 1000000,
         .fixed_ns = sv->fixed_ns,
+        .postcopy =
+            sv->opt.flags & (XTK_SAVE_POSTCOPY | XTK_SAVE_POSTCOPY_AUTO),
     };
     uint64_t t0 = xtk_now_ns(), dirty = 0, n;
     const char *reason;
     char counter[XTK_STATS_NAME_MAX + 1];
+    enum xtk__policy_verdict v;
 
     if (sv->dom->ops->logdirty_read(sv->dom, 0, sv->bitmap, sv->words * 64,
                                     &dirty) < 0) {
@@ -1062,16 +1226,20 @@ static void after_live_round(struct xtk_save *sv,
     hist(sv, "dirty log read", sv->sync_ns);
     n = bitmap_to_pfns(sv);
     in.dirty = n;
-    if (xtk__policy_decide(&sv->ps, &in, &reason) == XTK__POLICY_CONTINUE) {
+    v = xtk__policy_decide(&sv->ps, &in, &reason);
+    if (v == XTK__POLICY_CONTINUE) {
         sv->round_dirty = n;
         start_round(sv, n, NULL);
         return;
     }
+    sv->pc_decided = v == XTK__POLICY_POSTCOPY;
     XTK_INFO(sv->ctx,
-             "domain %u: stop and copy after %u rounds, %llu pages "
-             "dirty, %.3f ms expected: %s",
-             sv->dom->domid, sv->round, (unsigned long long)n,
-             sv->ps.expected_ns / 1e6, reason);
+             "domain %u: %s after %u rounds, %llu pages dirty (a stop and "
+             "copy: %.3f ms expected): %s",
+             sv->dom->domid,
+             sv->pc_decided ? "switch to post-copy" : "stop and copy",
+             sv->round, (unsigned long long)n, sv->ps.expected_ns / 1e6,
+             reason);
     memcpy(sv->pending, sv->bitmap, sv->words * 8);
     snprintf(counter, sizeof(counter), "stop: %s", reason);
     xtk_stats_count(sv->st, counter, 1);
@@ -1258,6 +1426,26 @@ static void on_message(struct xtk_save *sv, const struct xtk__sr_msg *m)
 {
     uint64_t now = xtk_now_ns();
 
+    if (m->kind == XTK__SR_MSG_RUNNING || m->kind == XTK__SR_MSG_PAGE) {
+        if (!sv->pc_switched) {
+            XTK_ERROR(sv->ctx, "the destination sent a post-copy message "
+                               "before the switch");
+            finish(sv, EPROTO);
+        } else if (m->kind == XTK__SR_MSG_RUNNING) {
+            if (!sv->pc_running)
+                postcopy_running(sv, now, m->value);
+        } else if (sv->pc) {
+            sv->pc_requests++;
+            if (xtk__pc_request(sv->pc, m->value) < 0) {
+                XTK_ERROR(sv->ctx,
+                          "the destination asked for frame %#llx, "
+                          "beyond the domain's memory",
+                          (unsigned long long)m->value);
+                finish(sv, EPROTO);
+            }
+        }
+        return;
+    }
     if (m->kind == XTK__SR_MSG_ACK) {
         if (m->seq <= sv->acked || m->seq > sv->epoch) {
             XTK_WARN(sv->ctx,
@@ -1277,7 +1465,7 @@ static void on_message(struct xtk_save *sv, const struct xtk__sr_msg *m)
                 sv->st, &(struct xtk_stats_epoch){
                             .epoch = m->seq, .ack_ns = now - sv->t_epoch_sent});
         }
-        hist(sv, "backup apply", m->apply_ns);
+        hist(sv, "backup apply", m->value);
         xtk_stats_count(sv->st, "epochs acknowledged", 1);
     } else {
         if (m->seq > sv->hb_seq || m->seq <= sv->hb_answered)
@@ -1368,6 +1556,8 @@ static void migration_downtime(struct xtk_save *sv, uint64_t now)
 
     xtk_stats_phase_at(sv->st, "reply received", now);
     hist(sv, "request to reply", span);
+    if (sv->pc_running) /* its figures came with its RUNNING message */
+        return;
     if (rtt)
         hist(sv, "link rtt", rtt);
     if (r->version < 2)
@@ -1408,6 +1598,13 @@ static void on_peer(evutil_socket_t fd, short what, void *arg)
     if (sv->reply.status) {
         errno = sv->reply.status;
         XTK_PERROR(sv->ctx, "the destination failed");
+        if (sv->pc_switched && !sv->pc_running) {
+            /* It says so before it ever ran the guest (its RUNNING
+             * would have come first, on this same connection): this
+             * copy is the only one, and runs on. */
+            sv->superseded = 0;
+            sv->pc_switched = 0;
+        }
         finish(sv, sv->reply.status);
         return;
     }
@@ -1581,6 +1778,23 @@ static void finish(struct xtk_save *sv, int err)
         pthread_join(sv->drain_thread, NULL);
         sv->drain_on = 0;
     }
+    if (sv->pc) {
+        /* Its write in progress is cut short on a failure. */
+        if (err)
+            shutdown(sv->opt.peer_fd, SHUT_RDWR);
+        xtk__pc_free(sv->pc);
+        sv->pc = NULL;
+    }
+    ev_stop(sv->ev_pc);
+    if (err && sv->pc_switched)
+        XTK_ERROR(sv->ctx,
+                  "post-copy failed %.0f ms after the switch: domain %u "
+                  "stays paused here, its memory and state as at the "
+                  "switch; the guest ran on the destination since (which "
+                  "destroys its copy).  Destroy this one, or run it (xtk "
+                  "unpause) only if what the guest did since the switch "
+                  "may be lost",
+                  (xtk_now_ns() - sv->t_switch) / 1e6, dom->domid);
     /* A resume sent ahead is collected first: the backend's next
      * operation would wait for it anyway. */
     if (sv->resuming && resume_collect(sv) < 0)
@@ -1678,7 +1892,15 @@ static void on_done_deferred(evutil_socket_t fd, short what, void *arg)
 
 static int check_options(struct xtk_save_options *o)
 {
-    if ((o->flags & ~(XTK_SAVE_LIVE | XTK_SAVE_KEEP | XTK_SAVE_MIGRATE)) ||
+    uint32_t pc = o->flags & (XTK_SAVE_POSTCOPY | XTK_SAVE_POSTCOPY_AUTO);
+
+    if ((o->flags & ~(XTK_SAVE_LIVE | XTK_SAVE_KEEP | XTK_SAVE_MIGRATE |
+                      XTK_SAVE_POSTCOPY | XTK_SAVE_POSTCOPY_AUTO)) ||
+        (pc &&
+         (pc == (XTK_SAVE_POSTCOPY | XTK_SAVE_POSTCOPY_AUTO) ||
+          (o->flags & (XTK_SAVE_LIVE | XTK_SAVE_MIGRATE | XTK_SAVE_KEEP)) !=
+              (XTK_SAVE_LIVE | XTK_SAVE_MIGRATE) ||
+          o->checkpoint_interval_ms)) ||
         (o->peer_io && (!(o->flags & XTK_SAVE_MIGRATE) || !o->peer_io->recv)) ||
         o->suspend > XTK_SUSPEND_XL || o->policy > XTK_SAVE_POLICY_XEN ||
         o->senders > MAX_SENDERS ||
@@ -1721,7 +1943,7 @@ struct xtk_save *xtk_save_new(struct xtk_domain *dom, struct xtk_stream *out,
     sv->out = out;
     sv->notify_fd = sv->suspend_fd = sv->dfd = sv->fd_flags = -1;
     sv->peer_fl = sv->destroy_fd = -1;
-    sv->drain_fd = -1;
+    sv->drain_fd = sv->pc_fd = -1;
     if (opts)
         sv->opt = *opts;
     if (check_options(&sv->opt) < 0) {
@@ -1797,6 +2019,15 @@ static int prepare(struct xtk_save *sv)
                   dom->ops->name);
         return xtk__fail(ENOTSUP);
     }
+    if ((sv->opt.flags & (XTK_SAVE_POSTCOPY | XTK_SAVE_POSTCOPY_AUTO)) &&
+        (sv->native || !sv->ram || dom->ops->frames)) {
+        XTK_ERROR(sv->ctx,
+                  "domain %u: post-copy needs the guest's memory mapped "
+                  "whole and a destination that can take frames on demand: "
+                  "not in the %s backend",
+                  dom->domid, dom->ops->name);
+        return xtk__fail(ENOTSUP);
+    }
     return 0;
 }
 
@@ -1828,7 +2059,11 @@ static int frame_space(struct xtk_save *sv)
     sv->pending = calloc(sv->words ? sv->words : 1, 8);
     sv->populated = malloc((sv->words ? sv->words : 1) * 8);
     sv->pfns = malloc((sv->end ? sv->end : 1) * sizeof(*sv->pfns));
-    if (!sv->bitmap || !sv->pending || !sv->populated || !sv->pfns)
+    if (sv->opt.flags & (XTK_SAVE_POSTCOPY | XTK_SAVE_POSTCOPY_AUTO))
+        sv->pc_todo = calloc(sv->words ? sv->words : 1, 8);
+    if (!sv->bitmap || !sv->pending || !sv->populated || !sv->pfns ||
+        ((sv->opt.flags & (XTK_SAVE_POSTCOPY | XTK_SAVE_POSTCOPY_AUTO)) &&
+         !sv->pc_todo))
         return -1;
     memset(sv->populated, 0xff, sv->words * 8); /* no populated op */
     return 0;
@@ -1859,6 +2094,15 @@ static int make_events(struct xtk_save *sv)
     event_add(sv->ev_drain, NULL);
     sv->ev_progress = evtimer_new(base, on_progress, sv);
     sv->ev_watch = evtimer_new(base, on_watch, sv);
+    if (sv->opt.flags & (XTK_SAVE_POSTCOPY | XTK_SAVE_POSTCOPY_AUTO)) {
+        sv->pc_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (sv->pc_fd < 0)
+            return -1;
+        sv->ev_pc =
+            event_new(base, sv->pc_fd, EV_READ | EV_PERSIST, on_pc_done, sv);
+        if (!sv->ev_pc)
+            return xtk__fail(ENOMEM);
+    }
     if (sv->opt.flags & XTK_SAVE_MIGRATE)
         sv->ev_peer =
             event_new(base, sv->opt.peer_fd, EV_READ | EV_PERSIST, on_peer, sv);
@@ -2244,6 +2488,8 @@ int xtk_save_set_bandwidth(struct xtk_save *sv, uint64_t bytes_per_s)
     sv->opt.max_bandwidth = bytes_per_s;
     if (sv->sd)
         xtk__senders_set_limit(sv->sd, bytes_per_s);
+    if (sv->pc)
+        xtk__pc_set_limit(sv->pc, bytes_per_s);
     return 0;
 }
 
@@ -2267,6 +2513,11 @@ void xtk_save_free(struct xtk_save *sv)
         finish_tail(sv, destroyed(sv, sv->fin_err));
     }
     xtk__senders_free(sv->sd);
+    xtk__pc_free(sv->pc);
+    ev_free(sv->ev_pc);
+    if (sv->pc_fd >= 0)
+        close(sv->pc_fd);
+    free(sv->pc_todo);
     ev_free(sv->ev_notify);
     ev_free(sv->ev_suspend);
     ev_free(sv->ev_timer);

@@ -74,7 +74,7 @@ struct xtk__senders {
 };
 
 /* Whether a 4 KiB page is all zeroes: 64 bytes at a time, early out. */
-static int page_is_zero(const uint8_t *p)
+int xtk__page_is_zero(const uint8_t *p)
 {
     const uint64_t *w = (const uint64_t *)p;
 
@@ -199,7 +199,7 @@ static void send_batches(struct sender *s)
                 ngone++;
             } else if (!sd->keep_zero &&
                        ((sd->populated && !bit(sd->populated, pfn)) ||
-                        page_is_zero(page))) {
+                        xtk__page_is_zero(page))) {
                 s->entries[i] = xtk_pfn_entry(pfn, XTK_PAGE_XALLOC);
                 s->pages[i] = NULL;
             } else {

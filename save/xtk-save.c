@@ -67,6 +67,13 @@ static void usage(FILE *f)
             "  -B, --max-bytes SIZE         pre-copy bytes at most (3x RAM)\n"
             "  -b, --bandwidth RATE         pre-copy bytes a second at most\n"
             "                               (K/M/G: 100M is 100 MiB/s)\n"
+            "  -p, --postcopy[=auto]        a migration: the guest runs on "
+            "the\n"
+            "                               destination after the first "
+            "round,\n"
+            "                               its memory following (auto: "
+            "when\n"
+            "                               pre-copy does not converge)\n"
             "  -s, --suspend evtchn|store|pause\n"
             "  -j, --senders N              sender threads (2)\n"
             "  -z, --compress[=LEVEL]       gzip the stream (1-9)\n"
@@ -136,6 +143,7 @@ static int parse_options(int argc, char **argv, struct xtk_save_options *o,
         {"max-rounds", required_argument, NULL, 'R'},
         {"max-bytes", required_argument, NULL, 'B'},
         {"bandwidth", required_argument, NULL, 'b'},
+        {"postcopy", optional_argument, NULL, 'p'},
         {"suspend", required_argument, NULL, 's'},
         {"senders", required_argument, NULL, 'j'},
         {"compress", optional_argument, NULL, 'z'},
@@ -163,7 +171,7 @@ static int parse_options(int argc, char **argv, struct xtk_save_options *o,
     uint64_t v;
     int c;
 
-    while ((c = getopt_long(argc, argv, "lcD:P:R:B:b:s:j:z::f:I:N:t:J:qvh",
+    while ((c = getopt_long(argc, argv, "lcD:P:R:B:b:p::s:j:z::f:I:N:t:J:qvh",
                             longopts, NULL)) != -1) {
         int r = cli_tls_option(c, optarg, tls);
 
@@ -177,6 +185,15 @@ static int parse_options(int argc, char **argv, struct xtk_save_options *o,
             break;
         case 'c':
             o->flags |= XTK_SAVE_KEEP;
+            break;
+        case 'p':
+            if (optarg && strcmp(optarg, "auto")) {
+                fprintf(stderr, "%s: --postcopy or --postcopy=auto\n",
+                        cli_prog);
+                return -1;
+            }
+            o->flags &= ~(XTK_SAVE_POSTCOPY | XTK_SAVE_POSTCOPY_AUTO);
+            o->flags |= optarg ? XTK_SAVE_POSTCOPY_AUTO : XTK_SAVE_POSTCOPY;
             break;
         case 'D':
         case 'R':
@@ -293,6 +310,17 @@ static int parse_options(int argc, char **argv, struct xtk_save_options *o,
     if ((o->heartbeat_ms ? o->heartbeat_ms : 200) >=
         (o->peer_timeout_ms ? o->peer_timeout_ms : 5000)) {
         fprintf(stderr, "%s: --heartbeat must be shorter than --peer-timeout\n",
+                cli_prog);
+        return -1;
+    }
+    if ((o->flags & (XTK_SAVE_POSTCOPY | XTK_SAVE_POSTCOPY_AUTO)) &&
+        (!(o->flags & XTK_SAVE_LIVE) || (o->flags & XTK_SAVE_KEEP) ||
+         o->checkpoint_interval_ms ||
+         (strncmp(argv[argc - 1], "tcp:", 4) &&
+          strncmp(argv[argc - 1], "ssh:", 4)))) {
+        fprintf(stderr,
+                "%s: --postcopy is for a live migration (--live, to "
+                "tcp:HOST:PORT or ssh:HOST), not a checkpoint\n",
                 cli_prog);
         return -1;
     }

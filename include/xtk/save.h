@@ -70,6 +70,21 @@ enum xtk_save_policy {
 #define XTK_SAVE_MIGRATE                                                       \
     0x4u /* the stream goes to an xtk restore on peer_fd:                      \
             wait for its reply before destroying */
+/*
+ * Post-copy (with XTK_SAVE_LIVE and XTK_SAVE_MIGRATE, not checkpointing,
+ * a backend that maps the guest's RAM whole: KVM's): the guest stops, its
+ * state goes, and the destination runs it at once, fetching each frame it
+ * touches from here on demand while the rest is pushed after it.  The
+ * guest's memory is then on two hosts: if the link or either side fails
+ * before the last frame is in, the destination's copy is destroyed and
+ * this one stays paused, consistent as of the switch but behind whatever
+ * the guest did on the destination (xtk-save(1), "POST-COPY").
+ * XTK_SAVE_POSTCOPY: the switch comes after the first pre-copy round.
+ * XTK_SAVE_POSTCOPY_AUTO: pre-copy goes on by the policy, and a stop
+ * that would not fit the downtime target becomes the switch.  (XTK_0.9.)
+ */
+#define XTK_SAVE_POSTCOPY 0x8u
+#define XTK_SAVE_POSTCOPY_AUTO 0x10u
 
 /*
  * Options.  Zero-fill, then set what you need: zero fields take the

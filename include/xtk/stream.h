@@ -119,6 +119,16 @@ struct xtk_stream;
  */
 #define XTK_REC_HEARTBEAT 0x80580002u
 /*
+ * A post-copy migration's switch (xtk-stream(5), "POST-COPY"): the source
+ * has stopped the guest and sent its state; the frames whose bits are set
+ * come after this record, each once, in PAGE_DATA records, and the
+ * destination may run the guest before they are all in.  Body: u32
+ * version (1), u32 zero, u64 the bitmap's bits (the domain's frames), u64
+ * the bits set, then the bitmap (u64 words, little-endian).  Optional: a
+ * reader that skips it gets every frame before END all the same.
+ */
+#define XTK_REC_POSTCOPY 0x80580003u
+/*
  * Reserved for KVM state in xtk's own records.  Not written: Xen 4.17's
  * verify-stream-v2 refuses every record type it does not know, optional
  * ones too, so the save engine carries a KVM domain's shape in HVM_PARAMS

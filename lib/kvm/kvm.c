@@ -1155,6 +1155,25 @@ static int kvm_lazy_begin(struct xtk_domain *dom, int *uffd, uint64_t *base,
     return 0;
 }
 
+static int kvm_discard(struct xtk_domain *dom, uint64_t pfn, uint64_t nr)
+{
+    struct kvm_dom *kd = kd_of(dom);
+
+    if (pfn > kd->hello.nr_pages || nr > kd->hello.nr_pages - pfn)
+        return xtk__fail(EINVAL);
+    /* The memory file's pages go: every mapping of them (xtk-hv's, and
+     * so KVM's) loses them too. */
+    if (fallocate(kd->mem_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                  (off_t)(pfn << XTK__PAGE_SHIFT),
+                  (off_t)(nr << XTK__PAGE_SHIFT)) < 0) {
+        XTK_PERROR(dom->ctx, "domain %u: cannot discard frames %#llx-%#llx",
+                   dom->domid, (unsigned long long)pfn,
+                   (unsigned long long)(pfn + nr - 1));
+        return -1;
+    }
+    return 0;
+}
+
 static int kvm_lazy_end(struct xtk_domain *dom)
 {
     return kcall(dom, XTK_HVCTL_OP_LAZY, XTK_HVCTL_LAZY_DONE, NULL, 0, NULL, 0,
@@ -1602,6 +1621,7 @@ const struct xtk__backend_ops xtk__kvm_backend = {
     .populate = kvm_populate,
     .lazy_begin = kvm_lazy_begin,
     .lazy_end = kvm_lazy_end,
+    .discard = kvm_discard,
     .logdirty_enable = kvm_logdirty_enable,
     .logdirty_read = kvm_logdirty_read,
     .logdirty_disable = kvm_logdirty_disable,

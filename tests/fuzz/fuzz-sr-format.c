@@ -2,9 +2,11 @@
  * fuzz-sr-format.c - libFuzzer target for what the restore engine reads of
  * xtk's own conventions in a stream it does not trust (lib/sr-format.c):
  * the domain's shape (HVM_PARAMS), the state blob (HVM_CONTEXT, checked
- * against a shape), and the migration reply and back-channel messages (a
- * message that passes must be one: an ACK or HEARTBEAT kind, a non-zero
- * number, reserved fields zero).  The first byte picks which.
+ * against a shape), the migration reply and back-channel messages (a
+ * message that passes must be one: a known kind, a non-zero number,
+ * reserved fields zero), and a post-copy switch's body (one that passes
+ * lists only frames of the domain, none below the eager ones, and counts
+ * them right).  The first byte picks which.
  * A shape that decodes must encode back to the same shape.
  */
 #include <stdint.h>
@@ -30,7 +32,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!body)
         return 0;
     memcpy(body, data + 1, size - 1);
-    switch (data[0] % 3) {
+    switch (data[0] % 4) {
     case 0:
         if (xtk__sr_config_decode(body, (uint32_t)(size - 1), &c, why,
                                   sizeof(why)) == 0) {
@@ -59,12 +61,33 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             memcpy(&m, body, sizeof(m));
             if (xtk__sr_msg_check(&m) == 0 &&
                 (m.version != XTK__SR_MSG_VERSION || !m.seq || m.reserved ||
-                 m.reserved2 ||
-                 (m.kind != XTK__SR_MSG_ACK &&
-                  m.kind != XTK__SR_MSG_HEARTBEAT)))
+                 m.reserved2 || m.kind < XTK__SR_MSG_ACK ||
+                 m.kind > XTK__SR_MSG_PAGE))
                 abort();
         }
         break;
+    case 3: {
+        /* 200 frames: the last word is partly beyond the domain */
+        const uint64_t *bits;
+        uint64_t count, n = 0;
+
+        if (xtk__sr_postcopy_check(body, (uint32_t)(size - 1), 200,
+                                   XTK__POSTCOPY_EAGER, &bits, &count, why,
+                                   sizeof(why)) == 0) {
+            if ((const uint8_t *)bits < (const uint8_t *)body ||
+                (const uint8_t *)(bits + 4) > (const uint8_t *)body + size - 1)
+                abort();
+            for (uint64_t pfn = 0; pfn < 256; pfn++)
+                if (bits[pfn / 64] & (1ull << (pfn % 64))) {
+                    if (pfn < XTK__POSTCOPY_EAGER || pfn >= 200)
+                        abort();
+                    n++;
+                }
+            if (n != count)
+                abort();
+        }
+        break;
+    }
     }
     free(body);
     return 0;

@@ -166,6 +166,54 @@ static const struct row rows[] = {
      XTK__POLICY_STOP,
      "round cap",
      0},
+    /* Post-copy after the first round: the switch at once... */
+    {"postcopy: the switch after round 0",
+     1,
+     {DEF, .round = 1, .dirty = 16384, .sent = 65536,
+      .postcopy = XTK_SAVE_POSTCOPY},
+     XTK__POLICY_POSTCOPY,
+     "post-copy after the first round",
+     0},
+    /* ... unless nothing is left to fetch on demand. */
+    {"postcopy: converged after round 0 is a stop and copy",
+     1,
+     {DEF, .round = 1, .dirty = 10, .sent = 65536,
+      .postcopy = XTK_SAVE_POSTCOPY},
+     XTK__POLICY_STOP,
+     "converged",
+     0},
+    /* Auto: a 64 MiB hot set at 128 MiB/s (0.134 bytes/ns) is 500 ms, over
+     * the 300 ms target, and does not shrink: not before round 3... */
+    {"postcopy auto: round 2 goes on",
+     1,
+     {DEF, .round = 2, .dirty = 16384, .sent = 16384, .data_bytes = 64 * MIB,
+      .round_ns = 500 * MS, .postcopy = XTK_SAVE_POSTCOPY_AUTO},
+     XTK__POLICY_CONTINUE,
+     NULL,
+     0},
+    {"postcopy auto: not converging at round 3",
+     0,
+     {DEF, .round = 3, .dirty = 16384, .sent = 16384, .data_bytes = 64 * MIB,
+      .round_ns = 500 * MS, .postcopy = XTK_SAVE_POSTCOPY_AUTO},
+     XTK__POLICY_POSTCOPY,
+     "not converging",
+     0},
+    /* ... a dirty set that fits the target is a stop and copy... */
+    {"postcopy auto: the target met is a stop and copy",
+     1,
+     {DEF, .round = 3, .dirty = 1000, .sent = 1000, .data_bytes = 64 * MIB,
+      .round_ns = 500 * MS, .postcopy = XTK_SAVE_POSTCOPY_AUTO},
+     XTK__POLICY_STOP,
+     "downtime target met",
+     0},
+    /* ... and a cap (the dirty set still shrinking) is the switch. */
+    {"postcopy auto: a cap is the switch",
+     1,
+     {DEF, .round = 30, .dirty = 16384, .sent = 30000, .data_bytes = 64 * MIB,
+      .round_ns = 500 * MS, .postcopy = XTK_SAVE_POSTCOPY_AUTO},
+     XTK__POLICY_POSTCOPY,
+     "round cap",
+     0},
 };
 
 static void table(void)
@@ -181,7 +229,9 @@ static void table(void)
             ps = (struct xtk__policy_state){0};
         v = xtk__policy_decide(&ps, &r->in, &why);
         TEST_ASSERT(v == r->want, "%s: %s", r->what,
-                    v == XTK__POLICY_STOP ? "stopped" : "went on");
+                    v == XTK__POLICY_STOP       ? "stopped"
+                    : v == XTK__POLICY_POSTCOPY ? "switched to post-copy"
+                                                : "went on");
         if (r->why)
             TEST_ASSERT(why && !strncmp(why, r->why, strlen(r->why)),
                         "%s: the reason is '%s'", r->what, why ? why : "");
