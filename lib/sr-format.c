@@ -246,7 +246,7 @@ _Static_assert(sizeof(struct xtk__sr_heartbeat) == 16, "a heartbeat's body");
 int xtk__sr_msg_check(const struct xtk__sr_msg *m)
 {
     if (m->magic != XTK__SR_REPLY_MAGIC || m->version != XTK__SR_MSG_VERSION ||
-        !m->kind || m->kind > XTK__SR_MSG_PAGE || m->reserved || m->reserved2 ||
+        !m->kind || m->kind > XTK__SR_MSG_LAST || m->reserved || m->reserved2 ||
         !m->seq)
         return xtk__fail(EPROTO);
     return 0;

@@ -134,8 +134,10 @@ int xtk__sr_reply_check(struct xtk__sr_reply *r);
 #define XTK__SR_MSG_ACK 1       /* epoch `seq` is complete and applied */
 #define XTK__SR_MSG_HEARTBEAT 2 /* heartbeat `seq` arrived */
 /* Post-copy (a migration's, after XTK_REC_POSTCOPY): */
-#define XTK__SR_MSG_RUNNING 3 /* the guest runs there (seq 1) */
-#define XTK__SR_MSG_PAGE 4    /* frame `value` is wanted first (seq 1) */
+#define XTK__SR_MSG_RUNNING 3  /* the guest runs there (seq 1) */
+#define XTK__SR_MSG_PAGE 4     /* frame `value` is wanted first (seq 1) */
+#define XTK__SR_MSG_PREPARED 5 /* the PREPARE's frames are out (seq 1) */
+#define XTK__SR_MSG_LAST XTK__SR_MSG_PREPARED
 
 /* The frames a post-copy source always sends before its switch record:
  * the host reads them itself before the guest runs (xtk-hv's boot and

@@ -94,6 +94,8 @@ static const struct rec_rule heartbeat_rule = {"XTK_HEARTBEAT", 16, 16, 0,
                                                DOM_ANY,         12, 4,  0};
 static const struct rec_rule postcopy_rule = {"XTK_POSTCOPY", 32, NOMAX, 8,
                                               DOM_HVM,        4,  4,     0};
+static const struct rec_rule prepare_rule = {
+    "XTK_POSTCOPY_PREPARE", 32, NOMAX, 8, DOM_HVM, 4, 4, 0};
 
 static const struct {
     uint32_t type;
@@ -102,6 +104,7 @@ static const struct {
     {XTK_REC_CHECKSUM, "XTK_CHECKSUM"},
     {XTK_REC_HEARTBEAT, "XTK_HEARTBEAT"},
     {XTK_REC_POSTCOPY, "XTK_POSTCOPY"},
+    {XTK_REC_POSTCOPY_PREPARE, "XTK_POSTCOPY_PREPARE"},
     {XTK_REC_KVM_VCPU, "XTK_KVM_VCPU"},
     {XTK_REC_KVM_VM, "XTK_KVM_VM"},
     {XTK_REC_KVM_MEMORY, "XTK_KVM_MEMORY"},
@@ -187,6 +190,8 @@ static int check_record(const struct xtk__record_state *rs, uint32_t limit,
         r = &heartbeat_rule;
     else if (type == XTK_REC_POSTCOPY)
         r = &postcopy_rule;
+    else if (type == XTK_REC_POSTCOPY_PREPARE)
+        r = &prepare_rule;
     else if (!(type & XTK_REC_OPTIONAL))
         return refuse(v, EPROTO, "unknown mandatory record type %#x", type);
     if (type == XTK_REC_CHECKSUM && !rs->checksummed)

@@ -444,20 +444,22 @@ static int postcopy_ask(void *arg, uint64_t pfn)
     return send_msg(arg, XTK__SR_MSG_PAGE, 1, pfn);
 }
 
-/* Takes the frames still to come out of the domain's memory, in runs. */
+/* Takes the frames still to come out of the domain's memory, in runs
+ * (those in it: written, and not taken out before). */
 static int postcopy_discard(struct xtk_restore *rs, const uint64_t *bits)
 {
     uint64_t pfn = 0;
 
+#define PC_IN(p)                                                               \
+    ((bits[(p) / 64] & rs->written[(p) / 64]) & (1ull << ((p) % 64)))
     while (pfn < rs->max_pfn) {
         uint64_t n = 0;
 
-        if (!(bits[pfn / 64] & (1ull << (pfn % 64)))) {
+        if (!PC_IN(pfn)) {
             pfn++;
             continue;
         }
-        while (pfn + n < rs->max_pfn &&
-               (bits[(pfn + n) / 64] & (1ull << ((pfn + n) % 64))))
+        while (pfn + n < rs->max_pfn && PC_IN(pfn + n))
             n++;
         if (rs->dom->ops->discard(rs->dom, pfn, n) < 0)
             return -1;
@@ -465,7 +467,47 @@ static int postcopy_discard(struct xtk_restore *rs, const uint64_t *bits)
             rs->written[i / 64] &= ~(1ull << (i % 64));
         pfn += n;
     }
+#undef PC_IN
     return 0;
+}
+
+/*
+ * Before the stop: the frames that will come after the switch are taken
+ * out now, while the guest still runs on the source, and the source is
+ * told (its stop waits for this).
+ */
+static int on_postcopy_prepare(struct xtk_restore *rs,
+                               const struct xtk_stream_record *rec)
+{
+    const uint64_t *bits;
+    uint64_t count, *copy, words = (rs->max_pfn + 63) / 64;
+    char why[192];
+    int r;
+
+    if (!(rs->opt.flags & XTK_RESTORE_REPLY))
+        return 0; /* a file's: nothing is taken out */
+    if (rs->pc || rs->checkpointed || !rs->dom || rs->native || !rs->written ||
+        rs->lz)
+        return refuse(rs, EPROTO, "a post-copy prepare out of place");
+    if (!rs->dom->ops->discard)
+        return refuse(rs, ENOTSUP,
+                      "the %s backend cannot run a domain before its "
+                      "memory is in: no post-copy",
+                      rs->dom->ops->name);
+    if (xtk__sr_postcopy_check(rec->body, rec->length, rs->max_pfn,
+                               XTK__POSTCOPY_EAGER, &bits, &count, why,
+                               sizeof(why)) < 0)
+        return refuse(rs, EPROTO, "%s", why);
+    copy = malloc(words * 8);
+    if (!copy)
+        return -1;
+    memcpy(copy, bits, words * 8);
+    r = postcopy_discard(rs, copy);
+    free(copy);
+    if (r < 0)
+        return -1;
+    xtk_stats_phase(rs->st, "post-copy frames discarded ahead");
+    return send_msg(rs, XTK__SR_MSG_PREPARED, 1, count);
 }
 
 /*
@@ -1866,6 +1908,9 @@ static int read_stream(struct xtk_restore *rs)
             break;
         case XTK_REC_POSTCOPY:
             r = on_postcopy(rs, &rec);
+            break;
+        case XTK_REC_POSTCOPY_PREPARE:
+            r = on_postcopy_prepare(rs, &rec);
             break;
         case XTK_REC_END:
             rs->t_checkpoint = rs->t_end = xtk_now_ns();

@@ -9,9 +9,15 @@
  *           back channel (the event loop queues it, xtk__pc_request), and
  *           it goes next, in a PAGE_DATA record of the requests queued
  *           (up to REQ_BATCH), never behind the bandwidth limit;
- *   pushed  otherwise, in frame order, PUSH_BATCH frames a record at
- *           most (so that a request waits behind 256 KiB at most), at the
- *           bandwidth limit if there is one.
+ *   pushed  otherwise, in frame order from just after the last frame
+ *           asked for (a guest that touches its memory in order then
+ *           finds the frames ahead of it already there: one request
+ *           brings the run behind it, as QEMU's post-copy does), wrapping
+ *           around to the frames passed over, PUSH_BATCH frames a record
+ *           at most, at the bandwidth limit if there is one, and only
+ *           while the socket holds less than QUEUE_MAX unsent (else a
+ *           request's page would wait behind all that the push queued:
+ *           behind 512 KiB at most, ~0.5 ms at 1 GB/s).
  *
  * A frame that is all zeroes goes as an XALLOC entry without data.  The
  * thread is the stream's only writer while it runs.  When every frame is
@@ -26,6 +32,8 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <linux/sockios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -35,13 +43,15 @@
 
 #define REQ_BATCH 16
 #define PUSH_BATCH 64
-#define CREDIT_NS 50000000ull /* an idle link lends 50 ms at most */
+#define CREDIT_NS 50000000ull   /* an idle link lends 50 ms at most */
+#define QUEUE_MAX (256u << 10)  /* unsent bytes the push leaves queued */
+#define QUEUE_WAIT_NS 100000ull /* ... checked again this often */
 
 struct xtk__pc {
     struct xtk_ctx *ctx;
     const uint8_t *ram;
     struct xtk_stream *out;
-    int notify_fd;
+    int notify_fd, sock;
     uint64_t nr_pages, words;
     uint64_t *todo;   /* frames still to send (cleared as they go) */
     uint64_t *queued; /* asked for, in the queue */
@@ -54,7 +64,8 @@ struct xtk__pc {
     uint64_t *q; /* requested frames: at most one entry per frame */
     uint64_t *q_at;
     uint64_t qhead, qtail, qcap;
-    uint64_t limit; /* bytes a second; 0: none */
+    uint64_t limit;    /* bytes a second; 0: none */
+    uint64_t stall_ns; /* a socket that sends nothing this long: lost */
     int abort;
     unsigned int slow_us; /* XTK_FAULT_POSTCOPY_SLOW */
 
@@ -70,6 +81,27 @@ static int bit(const uint64_t *bm, uint64_t i)
 static void clear_bit(uint64_t *bm, uint64_t i)
 {
     bm[i / 64] &= ~(1ull << (i % 64));
+}
+
+/*
+ * Whether the socket holds more than QUEUE_MAX unsent bytes; *since: when
+ * it last took nothing, while it holds that much (0: it is moving).
+ */
+static int queued(struct xtk__pc *pc, uint64_t now, uint64_t *since)
+{
+    static __thread int last = -1;
+    int q = 0;
+
+    if (pc->sock < 0 || ioctl(pc->sock, SIOCOUTQ, &q) < 0 ||
+        q <= (int)QUEUE_MAX) {
+        *since = 0;
+        last = -1;
+        return 0;
+    }
+    if (q != last || !*since)
+        *since = now;
+    last = q;
+    return 1;
 }
 
 /* Writes one PAGE_DATA record of the n frames pfns[]: 0 or -1 (errno). */
@@ -99,7 +131,7 @@ static int send_frames(struct xtk__pc *pc, const uint64_t *pfns, unsigned int n,
 static void *pc_main(void *arg)
 {
     struct xtk__pc *pc = arg;
-    uint64_t cursor = 0, tb_next = 0, one = 1;
+    uint64_t cursor = 0, tb_next = 0, one = 1, stuck_since = 0;
     uint64_t pfns[PUSH_BATCH], at[REQ_BATCH];
     int err = 0;
 
@@ -127,11 +159,20 @@ static void *pc_main(void *arg)
                 break;
             }
             now = xtk_now_ns();
-            if (pc->limit && tb_next > now) {
-                /* The push waits for the link at the limit; a request
-                 * wakes it. */
+            if (queued(pc, now, &stuck_since)) {
+                if (stuck_since && now - stuck_since > pc->stall_ns) {
+                    err = ETIMEDOUT; /* the link took nothing for that long */
+                    break;
+                }
+            } else if (!(pc->limit && tb_next > now)) {
+                break;
+            }
+            {
+                /* The push waits for the link (at the limit, or to take
+                 * what is queued); a request wakes it. */
                 struct timespec ts;
-                uint64_t wait = tb_next - now;
+                uint64_t wait =
+                    pc->limit && tb_next > now ? tb_next - now : QUEUE_WAIT_NS;
 
                 clock_gettime(CLOCK_REALTIME, &ts);
                 ts.tv_sec += (time_t)(wait / 1000000000ull);
@@ -143,16 +184,22 @@ static void *pc_main(void *arg)
                 pthread_cond_timedwait(&pc->cond, &pc->lock, &ts);
                 continue;
             }
-            break;
         }
         if (err) {
             pthread_mutex_unlock(&pc->lock);
             break;
         }
-        if (!asked)
-            for (; cursor < pc->nr_pages && n < PUSH_BATCH; cursor++)
+        if (asked) {
+            cursor = pfns[n - 1] + 1;
+        } else {
+            for (uint64_t seen = 0; seen < pc->nr_pages && n < PUSH_BATCH;
+                 seen++, cursor++) {
+                if (cursor >= pc->nr_pages)
+                    cursor = 0;
                 if (bit(pc->todo, cursor))
                     pfns[n++] = cursor;
+            }
+        }
         for (unsigned int i = 0; i < n; i++)
             clear_bit(pc->todo, pfns[i]);
         pthread_mutex_unlock(&pc->lock);
@@ -195,7 +242,7 @@ static void *pc_main(void *arg)
 
 struct xtk__pc *xtk__pc_new(struct xtk_ctx *ctx, const uint8_t *ram,
                             struct xtk_stream *out, const uint64_t *todo,
-                            uint64_t nr_pages, int notify_fd)
+                            uint64_t nr_pages, int notify_fd, int sock)
 {
     struct xtk__pc *pc = calloc(1, sizeof(*pc));
 
@@ -205,6 +252,7 @@ struct xtk__pc *xtk__pc_new(struct xtk_ctx *ctx, const uint8_t *ram,
     pc->ram = ram;
     pc->out = out;
     pc->notify_fd = notify_fd;
+    pc->sock = sock;
     pc->nr_pages = nr_pages;
     pc->words = (nr_pages + 63) / 64;
     pthread_mutex_init(&pc->lock, NULL);
@@ -232,11 +280,12 @@ err:
     return xtk__fail_null(ENOMEM);
 }
 
-int xtk__pc_start(struct xtk__pc *pc, uint64_t bytes_per_s)
+int xtk__pc_start(struct xtk__pc *pc, uint64_t bytes_per_s, uint32_t stall_ms)
 {
     int e;
 
     pc->limit = bytes_per_s;
+    pc->stall_ns = (uint64_t)stall_ms * 1000000ull;
     e = pthread_create(&pc->thread, NULL, pc_main, pc);
     if (e)
         return xtk__fail(e);

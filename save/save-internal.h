@@ -101,7 +101,8 @@ int xtk__page_is_zero(const uint8_t *p);
  * The frames the destination runs without (bits set in todo, nr_pages
  * bits), from RAM mapped whole at ram, into out: each once, the frames
  * the destination asks for first (xtk__pc_request), the others pushed in
- * frame order at the bandwidth limit.  When all are out, or a write
+ * frame order at the bandwidth limit, never far ahead of what the socket
+ * sock (-1: none) has sent.  When all are out, or a write
  * failed, 8 bytes go to notify_fd.  Frames below XTK__POSTCOPY_EAGER
  * must not be in todo (the destination needs them before it runs).
  */
@@ -119,10 +120,12 @@ struct xtk__pc_result {
 
 struct xtk__pc *xtk__pc_new(struct xtk_ctx *ctx, const uint8_t *ram,
                             struct xtk_stream *out, const uint64_t *todo,
-                            uint64_t nr_pages, int notify_fd);
+                            uint64_t nr_pages, int notify_fd, int sock);
 
-/* Starts the sending thread; bytes_per_s: the push's limit (0: none). */
-int xtk__pc_start(struct xtk__pc *pc, uint64_t bytes_per_s);
+/* Starts the sending thread; bytes_per_s: the push's limit (0: none);
+ * a socket that sends nothing of a full queue for stall_ms is lost
+ * (ETIMEDOUT; the stream's own writes time out too). */
+int xtk__pc_start(struct xtk__pc *pc, uint64_t bytes_per_s, uint32_t stall_ms);
 
 /* The destination asks for frame pfn (any thread): 1 if queued, 0 if
  * sent or queued already, -1 (EINVAL) if not one of the domain's. */

@@ -62,7 +62,8 @@
 #define DEFAULT_PEER_TIMEOUT_MS 5000
 #define FIXED_ESTIMATE_NS 1000000ull /* suspend + state + resume, estimated */
 #define PROGRESS_MS 200
-#define WATCH_MS 100 /* how often a suspending domain is checked on */
+#define WATCH_MS 100    /* how often a suspending domain is checked on */
+#define PREPARE_MS 1000 /* a post-copy's stop waits this long at most */
 
 enum phase {
     PH_NEW,
@@ -73,6 +74,7 @@ enum phase {
     PH_PEER,     /* waiting for the destination's reply */
     PH_DRAIN,    /* after a pre-copy round: the link's backlog drains */
     PH_SEND,     /* the guest runs again; its staged epoch goes out */
+    PH_PREPARE,  /* post-copy: the destination takes out what will come */
     PH_POSTCOPY, /* post-copy: the rest of the memory goes, asked first */
     PH_DONE,
 };
@@ -198,6 +200,7 @@ static void round_label(const struct xtk_save *sv, char *buf, size_t size);
 static void postcopy_split(struct xtk_save *sv);
 static uint64_t link_rtt_ns(struct xtk_save *sv);
 static void postcopy_switch(struct xtk_save *sv);
+static void postcopy_prepare(struct xtk_save *sv);
 
 /* ---- small helpers ---------------------------------------------------- */
 
@@ -1005,6 +1008,57 @@ static void postcopy_split(struct xtk_save *sv)
 }
 
 /*
+ * Before the stop, the guest still running: the frames dirty now will
+ * come after the switch (with what it dirties until the stop), so the
+ * destination takes them out of its memory now, off the downtime (10 ms
+ * for 64 MiB here: the kernel frees each page), and says so; the stop
+ * waits for that, PREPARE_MS at most (a destination that does not know
+ * the record skips it: it takes them out at the switch instead).
+ */
+static void postcopy_prepare(struct xtk_save *sv)
+{
+    uint64_t words = (sv->cfg.nr_pages + 63) / 64, n = 0;
+    struct xtk__sr_postcopy h = {
+        .version = XTK__SR_POSTCOPY_VERSION,
+        .nr_bits = sv->cfg.nr_pages,
+    };
+    struct iovec iov[2] = {{&h, sizeof(h)}, {sv->pc_todo, words * 8}};
+
+    for (uint64_t w = 0; w < words; w++) {
+        sv->pc_todo[w] =
+            w ? sv->pending[w]
+              : sv->pending[w] & ~((1ull << XTK__POSTCOPY_EAGER) - 1);
+        n += (uint64_t)__builtin_popcountll(sv->pc_todo[w]);
+    }
+    h.count = n;
+    if (xtk_stream_write_recordv(sv->out, XTK_REC_POSTCOPY_PREPARE, iov, 2) <
+            0 ||
+        xtk_stream_flush(sv->out) < 0) {
+        XTK_PERROR(sv->ctx, "domain %u: the post-copy's prepare cannot be sent",
+                   sv->dom->domid);
+        fail_errno(sv);
+        return;
+    }
+    stamp(sv, "post-copy prepare sent");
+    sv->phase = PH_PREPARE;
+    arm_timer(sv, PREPARE_MS);
+}
+
+/* The destination has taken the frames out (or did not answer). */
+static void postcopy_prepared(struct xtk_save *sv, int answered)
+{
+    evtimer_del(sv->ev_timer);
+    if (answered)
+        stamp(sv, "destination prepared");
+    else
+        XTK_WARN(sv->ctx,
+                 "domain %u: no answer to the post-copy's prepare in %u "
+                 "ms: the destination takes the frames out after the stop",
+                 sv->dom->domid, PREPARE_MS);
+    request_suspend(sv);
+}
+
+/*
  * The switch: the record that lists the frames still to come, after which
  * the destination runs the guest.  From the moment it goes, this copy may
  * be behind the destination's and never runs again: the backend's guard
@@ -1023,7 +1077,7 @@ static void postcopy_switch(struct xtk_save *sv)
     struct iovec iov[2] = {{&h, sizeof(h)}, {sv->pc_todo, words * 8}};
 
     sv->pc = xtk__pc_new(sv->ctx, sv->ram, sv->out, sv->pc_todo,
-                         sv->cfg.nr_pages, sv->pc_fd);
+                         sv->cfg.nr_pages, sv->pc_fd, sv->opt.peer_fd);
     if (!sv->pc) {
         XTK_PERROR(sv->ctx, "domain %u: cannot set up its post-copy",
                    dom->domid);
@@ -1057,7 +1111,8 @@ static void postcopy_switch(struct xtk_save *sv)
              (double)(sv->pc_frames << XTK__PAGE_SHIFT) / (1 << 20));
     sv->phase = PH_POSTCOPY;
     event_add(sv->ev_pc, NULL);
-    if (xtk__pc_start(sv->pc, sv->opt.max_bandwidth) < 0) {
+    if (xtk__pc_start(sv->pc, sv->opt.max_postcopy_bandwidth,
+                      sv->opt.peer_timeout_ms) < 0) {
         XTK_PERROR(sv->ctx, "domain %u: cannot start its post-copy",
                    dom->domid);
         fail_errno(sv);
@@ -1244,7 +1299,10 @@ static void after_live_round(struct xtk_save *sv,
     snprintf(counter, sizeof(counter), "stop: %s", reason);
     xtk_stats_count(sv->st, counter, 1);
     xtk_stats_count(sv->st, "expected downtime ns", sv->ps.expected_ns);
-    request_suspend(sv);
+    if (sv->pc_decided)
+        postcopy_prepare(sv);
+    else
+        request_suspend(sv);
 }
 
 /* The running round's name in progress reports. */
@@ -1426,6 +1484,11 @@ static void on_message(struct xtk_save *sv, const struct xtk__sr_msg *m)
 {
     uint64_t now = xtk_now_ns();
 
+    if (m->kind == XTK__SR_MSG_PREPARED) {
+        if (sv->phase == PH_PREPARE)
+            postcopy_prepared(sv, 1);
+        return;
+    }
     if (m->kind == XTK__SR_MSG_RUNNING || m->kind == XTK__SR_MSG_PAGE) {
         if (!sv->pc_switched) {
             XTK_ERROR(sv->ctx, "the destination sent a post-copy message "
@@ -1665,6 +1728,9 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
         break;
     case PH_DRAIN:
         drain_then_decide(sv, NULL);
+        break;
+    case PH_PREPARE:
+        postcopy_prepared(sv, 0);
         break;
     case PH_PEER:
         XTK_ERROR(sv->ctx,
@@ -1907,9 +1973,6 @@ static int check_options(struct xtk_save_options *o)
         ((o->flags & XTK_SAVE_MIGRATE) && o->peer_fd < 0) ||
         (o->checkpoints && !o->checkpoint_interval_ms))
         return xtk__fail(EINVAL);
-    for (size_t i = 0; i < XTK__ARRAY_SIZE(o->reserved); i++)
-        if (o->reserved[i])
-            return xtk__fail(EINVAL);
     if (!o->max_downtime_ms)
         o->max_downtime_ms = DEFAULT_DOWNTIME_MS;
     if (!o->max_rounds)
@@ -2466,9 +2529,17 @@ void xtk_save_cancel(struct xtk_save *sv)
         }
         return;
     }
-    if (sv->phase == PH_LIVE)
+    if (sv->phase == PH_POSTCOPY || (sv->phase == PH_PEER && sv->pc_switched))
+        /* As QEMU's: the guest runs there on memory that is here. */
+        XTK_WARN(sv->ctx,
+                 "domain %u: a post-copy cannot be cancelled: it ends when "
+                 "the destination has all of the memory, or fails when the "
+                 "link is silent for %u ms",
+                 sv->dom->domid, sv->opt.peer_timeout_ms);
+    else if (sv->phase == PH_LIVE)
         xtk__senders_abort(sv->sd); /* finish() once the round stops */
-    else if (sv->phase == PH_SUSPEND || sv->phase == PH_DRAIN)
+    else if (sv->phase == PH_SUSPEND || sv->phase == PH_DRAIN ||
+             sv->phase == PH_PREPARE)
         finish(sv, ECANCELED);
 }
 
@@ -2488,8 +2559,6 @@ int xtk_save_set_bandwidth(struct xtk_save *sv, uint64_t bytes_per_s)
     sv->opt.max_bandwidth = bytes_per_s;
     if (sv->sd)
         xtk__senders_set_limit(sv->sd, bytes_per_s);
-    if (sv->pc)
-        xtk__pc_set_limit(sv->pc, bytes_per_s);
     return 0;
 }
 

@@ -74,6 +74,9 @@ static void usage(FILE *f)
             "                               its memory following (auto: "
             "when\n"
             "                               pre-copy does not converge)\n"
+            "      --postcopy-bandwidth RATE  ... the push after the switch "
+            "at most\n"
+            "                               (default: no limit)\n"
             "  -s, --suspend evtchn|store|pause\n"
             "  -j, --senders N              sender threads (2)\n"
             "  -z, --compress[=LEVEL]       gzip the stream (1-9)\n"
@@ -144,6 +147,7 @@ static int parse_options(int argc, char **argv, struct xtk_save_options *o,
         {"max-bytes", required_argument, NULL, 'B'},
         {"bandwidth", required_argument, NULL, 'b'},
         {"postcopy", optional_argument, NULL, 'p'},
+        {"postcopy-bandwidth", required_argument, NULL, 'W'},
         {"suspend", required_argument, NULL, 's'},
         {"senders", required_argument, NULL, 'j'},
         {"compress", optional_argument, NULL, 'z'},
@@ -232,6 +236,14 @@ static int parse_options(int argc, char **argv, struct xtk_save_options *o,
         case 'B':
             if (cli_parse_u64(optarg, 1, UINT64_MAX, 1, &o->max_bytes) < 0) {
                 fprintf(stderr, "%s: bad size '%s'\n", cli_prog, optarg);
+                return -1;
+            }
+            break;
+        case 'W':
+            if (cli_parse_u64(optarg, 1, UINT64_MAX, 1,
+                              &o->max_postcopy_bandwidth) < 0) {
+                fprintf(stderr, "%s: --postcopy-bandwidth: bad rate '%s'\n",
+                        cli_prog, optarg);
                 return -1;
             }
             break;

@@ -1178,7 +1178,10 @@ static const char *suspend_names[] = {"evtchn", "store", "pause", "xl"};
 /*
  * save(domain, target, flags, suspend, max_downtime_ms, max_rounds, senders,
  *      max_bytes, interval_ms, checkpoints, timeout_ms, heartbeat_ms,
- *      peer_timeout_ms, compress, max_bandwidth) -> Job
+ *      peer_timeout_ms, compress, max_bandwidth, postcopy,
+ *      postcopy_bandwidth) -> Job
+ * postcopy: 0 none, 1 the switch after the first round, 2 when pre-copy
+ * does not converge.
  * target: a path, or "tcp:HOST:PORT" (a migration / a backup).
  */
 static PyObject *Context_save(ContextObject *self, PyObject *args, PyObject *kw)
@@ -1199,21 +1202,25 @@ static PyObject *Context_save(ContextObject *self, PyObject *args, PyObject *kw)
                              "peer_timeout_ms",
                              "compress",
                              "max_bandwidth",
+                             "postcopy",
+                             "postcopy_bandwidth",
                              NULL};
     const char *domain, *target, *suspend = "evtchn";
     int live = 0, keep = 0, compress = -2;
     unsigned int downtime = 0, rounds = 0, senders = 0, interval = 0, count = 0,
                  timeout = 0, hb = 0, peer = 0;
-    unsigned long long max_bytes = 0, bandwidth = 0;
+    unsigned long long max_bytes = 0, bandwidth = 0, pc_bandwidth = 0;
+    unsigned int postcopy = 0;
     struct start_call s = {0};
     struct job *j;
     int e = 0;
     size_t k;
 
     if (!PyArg_ParseTupleAndKeywords(
-            args, kw, "ss|ppsIIIKIIIIIiK", kwlist, &domain, &target, &live,
+            args, kw, "ss|ppsIIIKIIIIIiKIK", kwlist, &domain, &target, &live,
             &keep, &suspend, &downtime, &rounds, &senders, &max_bytes,
-            &interval, &count, &timeout, &hb, &peer, &compress, &bandwidth) ||
+            &interval, &count, &timeout, &hb, &peer, &compress, &bandwidth,
+            &postcopy, &pc_bandwidth) ||
         !context_ok(self))
         return NULL;
     for (k = 0; k < sizeof(suspend_names) / sizeof(*suspend_names); k++)
@@ -1222,6 +1229,10 @@ static PyObject *Context_save(ContextObject *self, PyObject *args, PyObject *kw)
     if (k == sizeof(suspend_names) / sizeof(*suspend_names)) {
         PyErr_Format(PyExc_ValueError,
                      "suspend: %s (evtchn, store, pause or xl)", suspend);
+        return NULL;
+    }
+    if (postcopy > 2) {
+        PyErr_SetString(PyExc_ValueError, "postcopy: 0, 1 or 2");
         return NULL;
     }
     if (compress != -2 && (compress < -1 || compress > 9)) {
@@ -1233,7 +1244,10 @@ static PyObject *Context_save(ContextObject *self, PyObject *args, PyObject *kw)
         return PyErr_SetFromErrno(PyExc_OSError);
     j->zlib = compress;
     j->so = (struct xtk_save_options){
-        .flags = (live ? XTK_SAVE_LIVE : 0) | (keep ? XTK_SAVE_KEEP : 0),
+        .flags = (live ? XTK_SAVE_LIVE : 0) | (keep ? XTK_SAVE_KEEP : 0) |
+                 (postcopy == 1   ? XTK_SAVE_POSTCOPY
+                  : postcopy == 2 ? XTK_SAVE_POSTCOPY_AUTO
+                                  : 0),
         .suspend = (uint32_t)k,
         .max_downtime_ms = downtime,
         .max_rounds = rounds,
@@ -1246,6 +1260,7 @@ static PyObject *Context_save(ContextObject *self, PyObject *args, PyObject *kw)
         .peer_timeout_ms = peer,
         .peer_fd = -1,
         .max_bandwidth = bandwidth,
+        .max_postcopy_bandwidth = pc_bandwidth,
     };
     Py_BEGIN_ALLOW_THREADS;
     if (!strncmp(target, "tcp:", 4)) {

@@ -146,7 +146,14 @@ struct xtk_save_options {
      * are not limited.  0: no limit.  (Was reserved; XTK_0.8.)
      */
     uint64_t max_bandwidth;
-    uint64_t reserved[1]; /* zero */
+    /*
+     * Bytes a second a post-copy's push sends at most after the switch
+     * (the frames the destination asks for are never held back), as
+     * QEMU's max-postcopy-bandwidth: the guest runs there and waits for
+     * every frame it touches that is not in yet.  0: no limit.  (Was
+     * reserved; XTK_0.9.)
+     */
+    uint64_t max_postcopy_bandwidth;
 };
 
 /*

@@ -129,6 +129,14 @@ struct xtk_stream;
  */
 #define XTK_REC_POSTCOPY 0x80580003u
 /*
+ * Before a post-copy's stop, the guest still running on the source: the
+ * frames it dirtied since they were last sent, which will come again
+ * after the switch (a subset of its list).  The destination may take
+ * them out of memory now, off the downtime, and says when it has (the
+ * back channel's PREPARED).  Body as XTK_REC_POSTCOPY's.
+ */
+#define XTK_REC_POSTCOPY_PREPARE 0x80580004u
+/*
  * Reserved for KVM state in xtk's own records.  Not written: Xen 4.17's
  * verify-stream-v2 refuses every record type it does not know, optional
  * ones too, so the save engine carries a KVM domain's shape in HVM_PARAMS

@@ -3,9 +3,11 @@
 # the destination before its memory is there, each frame it touches first
 # fetched from the source on the spot.
 #   1. a 64 MiB hot set rewritten flat out, at a 64 MiB/s cap (pre-copy
-#      never converges): --postcopy switches after the first round, the
-#      guest passes its self-check there, pages were asked for; the
-#      source is gone.  --postcopy=auto switches by itself, saying why;
+#      never converges): --postcopy switches after the first round (the
+#      destination takes the frames to come out of its memory before the
+#      stop), the guest passes its self-check there, pages were asked
+#      for; the source is gone.  --postcopy=auto switches by itself,
+#      saying why;
 #   2. the source killed during the post-copy: the destination destroys
 #      its domain (it would run on missing memory); the source's copy
 #      stays suspended as at the switch, whole (its self-check passes),
@@ -59,12 +61,17 @@ import json, sys
 s, d = (json.load(open(f)) for f in sys.argv[1:])
 sp = {p["name"]: p["ns"] for p in s["phases"]}
 dp = {p["name"]: p["ns"] for p in d["phases"]}
-for want in ["post-copy switch sent", "destination running", "last page sent",
-             "end sent", "reply received", "source destroyed"]:
+for want in ["post-copy prepare sent", "destination prepared",
+             "suspend requested", "post-copy switch sent",
+             "destination running", "last page sent", "end sent",
+             "reply received", "source destroyed"]:
     assert want in sp, want
-for want in ["post-copy switch received", "resumed", "memory complete",
-             "reply sent"]:
+for want in ["post-copy frames discarded ahead", "post-copy switch received",
+             "resumed", "memory complete", "reply sent"]:
     assert want in dp, want
+# the frames went out of the destination's memory before the guest stopped
+assert dp["post-copy frames discarded ahead"] < sp["suspend requested"], \
+    (dp, sp)
 # one host, one clock: the guest ran there before its memory was in
 assert dp["resumed"] < dp["memory complete"], dp
 assert sp["destination running"] < sp["last page sent"], sp

@@ -62,7 +62,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (xtk__sr_msg_check(&m) == 0 &&
                 (m.version != XTK__SR_MSG_VERSION || !m.seq || m.reserved ||
                  m.reserved2 || m.kind < XTK__SR_MSG_ACK ||
-                 m.kind > XTK__SR_MSG_PAGE))
+                 m.kind > XTK__SR_MSG_LAST))
                 abort();
         }
         break;

@@ -203,6 +203,34 @@ def test_migrate_between_hosts(host):
     assert evs == []  # already pumped by wait()
 
 
+def test_postcopy_migration(host):
+    a, b = host("a"), host("b")
+    a.create(name="pc", memory_mib=128, workload="dirty", pages=8192, rate=0)
+    self_check(a.run_dir, "pc")
+    r = b.restore("listen:0")
+    j = a.migrate("pc", "tcp:127.0.0.1:%d" % r.port, postcopy=True,
+                  max_bandwidth=64 << 20)
+    evs = []
+    while not r.done():  # the destination's events, as they come
+        evs += r.events_now()
+        time.sleep(0.001)
+    evs += r.events_now()
+    r.wait(30)
+    j.wait(30)
+    phases = [e.data for e in evs if e.kind == "phase"]
+    assert phases.index("resumed") < phases.index("memory complete"), phases
+    sc, dc = j.stats()["counters"], r.stats()["counters"]
+    assert sc["postcopy frames"] == dc["postcopy frames"] > 0
+    assert dc["postcopy pages faulted"] + dc["postcopy pages pushed"] == \
+        dc["postcopy frames"]
+    assert "postcopy fault service" in [h["name"]
+                                        for h in r.stats()["histograms"]]
+    assert a.domains() == []
+    self_check(b.run_dir, "pc")
+    with pytest.raises(ValueError):
+        a.save("x", "tcp:127.0.0.1:1", live=True, postcopy="yes")
+
+
 def test_events_in_order(host):
     a, b = host("a"), host("b")
     a.create(name="e", workload="dirty", pages=1024, rate=5000)

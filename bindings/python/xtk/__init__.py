@@ -415,7 +415,7 @@ class Context(_xtk.Context):
              suspend="evtchn", max_downtime_ms=0, max_rounds=0, senders=0,
              max_bytes=0, interval_ms=0, checkpoints=0, timeout_ms=0,
              heartbeat_ms=0, peer_timeout_ms=0, compress=None,
-             max_bandwidth=0):
+             max_bandwidth=0, postcopy=False, postcopy_bandwidth=0):
         """Starts saving ``domain`` (name, id or :class:`Domain`) to
         ``target``: a file (written beside it and renamed into place once
         complete and synced: a failed save never replaces a good file) or
@@ -429,8 +429,16 @@ class Context(_xtk.Context):
         checkpointing), ``timeout_ms``, ``heartbeat_ms``,
         ``peer_timeout_ms``, ``compress`` (a zlib level, -1 its default),
         ``max_bandwidth`` (bytes a second pre-copy sends at most;
-        changeable later with :meth:`Job.set_bandwidth`).
+        changeable later with :meth:`Job.set_bandwidth`), ``postcopy``
+        (a live migration: True switches to post-copy after the first
+        round, ``"auto"`` when pre-copy does not converge; the guest then
+        runs on the destination while its memory follows, see
+        xtk-save(1) "POST-COPY" for what survives a failure),
+        ``postcopy_bandwidth`` (bytes a second the push after the switch
+        sends at most; 0: no limit).
         Returns the running :class:`Job`."""
+        if postcopy not in (False, True, "auto"):
+            raise ValueError("postcopy: False, True or 'auto'")
         with _domain_errors():
             j = self._save(self._dom(domain), str(target), live=bool(live),
                            keep=bool(keep), suspend=suspend,
@@ -444,7 +452,10 @@ class Context(_xtk.Context):
                            peer_timeout_ms=int(peer_timeout_ms),
                            compress=-2 if compress is None
                            else int(compress),
-                           max_bandwidth=int(max_bandwidth))
+                           max_bandwidth=int(max_bandwidth),
+                           postcopy=2 if postcopy == "auto"
+                           else int(bool(postcopy)),
+                           postcopy_bandwidth=int(postcopy_bandwidth))
         return Job(j, self, "save %s -> %s" % (domain, target))
 
     def migrate(self, domain, target, *, live=True, **kw):
