@@ -267,6 +267,23 @@ static int serve(struct xtk__lazy *lz, uint64_t pfn)
     return (int)done;
 }
 
+/* A fault's service time, kept for the report (one thread at a time:
+ * the fault thread of a file's pager, the reader of a post-copy's). */
+static void sample(struct xtk__lazy *lz, uint64_t ns)
+{
+    if (lz->nsamples == lz->samples_cap) {
+        size_t cap = lz->samples_cap ? lz->samples_cap * 2 : 1024;
+        uint64_t *s = realloc(lz->samples, cap * sizeof(*s));
+
+        if (s) {
+            lz->samples = s;
+            lz->samples_cap = cap;
+        }
+    }
+    if (lz->nsamples < lz->samples_cap)
+        lz->samples[lz->nsamples++] = ns;
+}
+
 static void *fault_main(void *arg)
 {
     struct xtk__lazy *lz = arg;
@@ -319,19 +336,8 @@ static void *fault_main(void *arg)
                 else
                     lz->zero_faulted++;
             }
-            if (lz->todo) /* a remote frame's time is taken when it comes */
-                continue;
-            if (lz->nsamples == lz->samples_cap) {
-                size_t cap = lz->samples_cap ? lz->samples_cap * 2 : 1024;
-                uint64_t *s = realloc(lz->samples, cap * sizeof(*s));
-
-                if (s) {
-                    lz->samples = s;
-                    lz->samples_cap = cap;
-                }
-            }
-            if (lz->nsamples < lz->samples_cap)
-                lz->samples[lz->nsamples++] = xtk_now_ns() - t0;
+            if (!lz->todo) /* a remote frame's time is taken when it comes */
+                sample(lz, xtk_now_ns() - t0);
         }
     }
     return NULL;
@@ -511,17 +517,7 @@ int xtk__lazy_put(struct xtk__lazy *lz, uint64_t pfn, const void *buf,
             continue;
         }
         lz->faulted++;
-        if (lz->nsamples == lz->samples_cap) {
-            size_t cap = lz->samples_cap ? lz->samples_cap * 2 : 1024;
-            uint64_t *s = realloc(lz->samples, cap * sizeof(*s));
-
-            if (s) {
-                lz->samples = s;
-                lz->samples_cap = cap;
-            }
-        }
-        if (lz->nsamples < lz->samples_cap)
-            lz->samples[lz->nsamples++] = now - t;
+        sample(lz, now - t);
     }
     lz->missing -= n;
     return 0;

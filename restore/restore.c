@@ -444,6 +444,39 @@ static int postcopy_ask(void *arg, uint64_t pfn)
     return send_msg(arg, XTK__SR_MSG_PAGE, 1, pfn);
 }
 
+/*
+ * A post-copy record's frames, checked (and the backend able to run a
+ * domain before its memory is in): a copy of its bitmap (the caller
+ * frees it) and *count, or NULL (refused, logged).
+ */
+static uint64_t *postcopy_frames(struct xtk_restore *rs,
+                                 const struct xtk_stream_record *rec,
+                                 uint64_t *count)
+{
+    struct xtk_domain *dom = rs->dom;
+    uint64_t words = (rs->max_pfn + 63) / 64, *copy;
+    const uint64_t *bits;
+    char why[192];
+
+    if (!dom->ops->lazy_begin || !dom->ops->discard || !dom->ops->populated) {
+        refuse(rs, ENOTSUP,
+               "the %s backend cannot run a domain before its memory is "
+               "in: no post-copy",
+               dom->ops->name);
+        return NULL;
+    }
+    if (xtk__sr_postcopy_check(rec->body, rec->length, rs->max_pfn,
+                               XTK__POSTCOPY_EAGER, &bits, count, why,
+                               sizeof(why)) < 0) {
+        refuse(rs, EPROTO, "%s", why);
+        return NULL;
+    }
+    copy = malloc(words * 8);
+    if (copy)
+        memcpy(copy, bits, words * 8);
+    return copy;
+}
+
 /* Takes the frames still to come out of the domain's memory, in runs
  * (those in it: written, and not taken out before). */
 static int postcopy_discard(struct xtk_restore *rs, const uint64_t *bits)
@@ -479,9 +512,7 @@ static int postcopy_discard(struct xtk_restore *rs, const uint64_t *bits)
 static int on_postcopy_prepare(struct xtk_restore *rs,
                                const struct xtk_stream_record *rec)
 {
-    const uint64_t *bits;
-    uint64_t count, *copy, words = (rs->max_pfn + 63) / 64;
-    char why[192];
+    uint64_t count, *copy;
     int r;
 
     if (!(rs->opt.flags & XTK_RESTORE_REPLY))
@@ -489,19 +520,9 @@ static int on_postcopy_prepare(struct xtk_restore *rs,
     if (rs->pc || rs->checkpointed || !rs->dom || rs->native || !rs->written ||
         rs->lz)
         return refuse(rs, EPROTO, "a post-copy prepare out of place");
-    if (!rs->dom->ops->discard)
-        return refuse(rs, ENOTSUP,
-                      "the %s backend cannot run a domain before its "
-                      "memory is in: no post-copy",
-                      rs->dom->ops->name);
-    if (xtk__sr_postcopy_check(rec->body, rec->length, rs->max_pfn,
-                               XTK__POSTCOPY_EAGER, &bits, &count, why,
-                               sizeof(why)) < 0)
-        return refuse(rs, EPROTO, "%s", why);
-    copy = malloc(words * 8);
+    copy = postcopy_frames(rs, rec, &count);
     if (!copy)
         return -1;
-    memcpy(copy, bits, words * 8);
     r = postcopy_discard(rs, copy);
     free(copy);
     if (r < 0)
@@ -520,9 +541,7 @@ static int on_postcopy(struct xtk_restore *rs,
                        const struct xtk_stream_record *rec)
 {
     struct xtk_domain *dom = rs->dom;
-    const uint64_t *bits;
     uint64_t count, *todo, base, eager, words = (rs->max_pfn + 63) / 64, now;
-    char why[192];
     int uffd = -1;
 
     xtk_stats_phase(rs->st, "post-copy switch received");
@@ -536,19 +555,9 @@ static int on_postcopy(struct xtk_restore *rs,
                       rs->pc             ? "again"
                       : rs->checkpointed ? "in a checkpointed stream"
                                          : "before the domain's state");
-    if (!dom->ops->lazy_begin || !dom->ops->discard || !dom->ops->populated)
-        return refuse(rs, ENOTSUP,
-                      "the %s backend cannot run a domain before its "
-                      "memory is in: no post-copy",
-                      dom->ops->name);
-    if (xtk__sr_postcopy_check(rec->body, rec->length, rs->max_pfn,
-                               XTK__POSTCOPY_EAGER, &bits, &count, why,
-                               sizeof(why)) < 0)
-        return refuse(rs, EPROTO, "%s", why);
-    todo = malloc(words * 8);
+    todo = postcopy_frames(rs, rec, &count);
     if (!todo)
         return -1;
-    memcpy(todo, bits, words * 8);
     xtk_stats_count(rs->st, "postcopy frames", count);
     /* Pages already placed straight from the stream would skip the pager. */
     xtk__stream_set_placer(rs->in, NULL, NULL);

@@ -81,7 +81,7 @@ enum xtk_save_policy {
  * the guest did on the destination (xtk-save(1), "POST-COPY").
  * XTK_SAVE_POSTCOPY: the switch comes after the first pre-copy round.
  * XTK_SAVE_POSTCOPY_AUTO: pre-copy goes on by the policy, and a stop
- * that would not fit the downtime target becomes the switch.  (XTK_0.9.)
+ * that would not fit the downtime target becomes the switch.
  */
 #define XTK_SAVE_POSTCOPY 0x8u
 #define XTK_SAVE_POSTCOPY_AUTO 0x10u
@@ -151,7 +151,7 @@ struct xtk_save_options {
      * (the frames the destination asks for are never held back), as
      * QEMU's max-postcopy-bandwidth: the guest runs there and waits for
      * every frame it touches that is not in yet.  0: no limit.  (Was
-     * reserved; XTK_0.9.)
+     * reserved.)
      */
     uint64_t max_postcopy_bandwidth;
 };
