@@ -523,6 +523,11 @@ int xtk__lazy_put(struct xtk__lazy *lz, uint64_t pfn, const void *buf,
     return 0;
 }
 
+int xtk__lazy_check(struct xtk__lazy *lz)
+{
+    return failed(lz) ? xtk__fail(lz->err) : 0;
+}
+
 uint64_t xtk__lazy_missing(const struct xtk__lazy *lz)
 {
     return lz->missing;

@@ -47,6 +47,9 @@ struct xtk__lazy *xtk__lazy_new_remote(struct xtk_ctx *ctx, uint64_t nr_pages,
 int xtk__lazy_put(struct xtk__lazy *lz, uint64_t pfn, const void *buf,
                   unsigned int n);
 
+/* 0, or -1 (errno) if the pager has failed (logged when it did). */
+int xtk__lazy_check(struct xtk__lazy *lz);
+
 /* Post-copy: frames still to come. */
 uint64_t xtk__lazy_missing(const struct xtk__lazy *lz);
 

@@ -477,30 +477,41 @@ static uint64_t *postcopy_frames(struct xtk_restore *rs,
     return copy;
 }
 
-/* Takes the frames still to come out of the domain's memory, in runs
- * (those in it: written, and not taken out before). */
+/*
+ * Takes the frames still to come out of the domain's memory, in runs:
+ * those it holds (the memory file's pages, whatever wrote them: a frame
+ * zeroed by an XALLOC is still there).
+ */
 static int postcopy_discard(struct xtk_restore *rs, const uint64_t *bits)
 {
-    uint64_t pfn = 0;
+    uint64_t words = (rs->max_pfn + 63) / 64, pfn = 0;
+    uint64_t *in = calloc(words ? words : 1, 8);
 
-#define PC_IN(p)                                                               \
-    ((bits[(p) / 64] & rs->written[(p) / 64]) & (1ull << ((p) % 64)))
+    if (!in || rs->dom->ops->populated(rs->dom, in, rs->max_pfn) < 0) {
+        free(in);
+        return -1;
+    }
+    for (uint64_t w = 0; w < words; w++)
+        in[w] &= bits[w];
     while (pfn < rs->max_pfn) {
         uint64_t n = 0;
 
-        if (!PC_IN(pfn)) {
+        if (!(in[pfn / 64] & (1ull << (pfn % 64)))) {
             pfn++;
             continue;
         }
-        while (pfn + n < rs->max_pfn && PC_IN(pfn + n))
+        while (pfn + n < rs->max_pfn &&
+               (in[(pfn + n) / 64] & (1ull << ((pfn + n) % 64))))
             n++;
-        if (rs->dom->ops->discard(rs->dom, pfn, n) < 0)
+        if (rs->dom->ops->discard(rs->dom, pfn, n) < 0) {
+            free(in);
             return -1;
+        }
         for (uint64_t i = pfn; i < pfn + n; i++)
             rs->written[i / 64] &= ~(1ull << (i % 64));
         pfn += n;
     }
-#undef PC_IN
+    free(in);
     return 0;
 }
 
@@ -667,6 +678,8 @@ static int postcopy_end(struct xtk_restore *rs)
 {
     struct xtk_domain *dom = rs->dom;
 
+    if (xtk__lazy_check(rs->pc) < 0)
+        return -1; /* the pager failed (logged) */
     if (xtk__lazy_missing(rs->pc))
         return refuse(rs, EPROTO,
                       "END with %llu frames of the post-copy still to come",
@@ -1225,7 +1238,9 @@ static int send_msg(struct xtk_restore *rs, uint16_t kind, uint32_t seq,
     pthread_mutex_unlock(&rs->send_lock);
     if (r == 0)
         return 0;
-    rs->source_gone = 1; /* its end of the connection is gone */
+    /* its end of the connection is gone (any thread: the post-copy's
+     * fault thread asks too) */
+    __atomic_store_n(&rs->source_gone, 1, __ATOMIC_RELAXED);
     XTK_PERROR(rs->ctx, "cannot answer the source");
     return -1;
 }
@@ -1865,6 +1880,15 @@ static int read_stream(struct xtk_restore *rs)
             return xtk__fail(ECANCELED);
         if (next_record(rs, &rec) < 0)
             return -1;
+        /* The guest runs: only its memory and the end may come now. */
+        if (rs->pc && rec.type != XTK_REC_PAGE_DATA &&
+            rec.type != XTK_REC_END && rec.type != XTK_REC_POSTCOPY &&
+            rec.type != XTK_REC_POSTCOPY_PREPARE &&
+            !(rec.type & XTK_REC_OPTIONAL))
+            return refuse(rs, EPROTO, "%s after the post-copy switch",
+                          xtk_stream_record_name(rec.type)
+                              ? xtk_stream_record_name(rec.type)
+                              : "an unknown record");
         if (rs->native)
             switch (rec.type) {
             case XTK_REC_X86_CPUID_POLICY:

@@ -51,7 +51,7 @@ struct xtk__pc {
     struct xtk_ctx *ctx;
     const uint8_t *ram;
     struct xtk_stream *out;
-    int notify_fd, sock;
+    int notify_fd, sock, last_q;
     uint64_t nr_pages, words;
     uint64_t *todo;   /* frames still to send (cleared as they go) */
     uint64_t *queued; /* asked for, in the queue */
@@ -89,18 +89,22 @@ static void clear_bit(uint64_t *bm, uint64_t i)
  */
 static int queued(struct xtk__pc *pc, uint64_t now, uint64_t *since)
 {
-    static __thread int last = -1;
     int q = 0;
 
-    if (pc->sock < 0 || ioctl(pc->sock, SIOCOUTQ, &q) < 0 ||
+    /* TCP: the bytes not sent yet (SIOCOUTQ would count those sent and
+     * not acknowledged too, and hold the push to a window a round trip
+     * on a long link); another socket: its queue. */
+    if (pc->sock < 0 ||
+        (ioctl(pc->sock, SIOCOUTQNSD, &q) < 0 &&
+         ioctl(pc->sock, SIOCOUTQ, &q) < 0) ||
         q <= (int)QUEUE_MAX) {
         *since = 0;
-        last = -1;
+        pc->last_q = -1;
         return 0;
     }
-    if (q != last || !*since)
+    if (q != pc->last_q || !*since)
         *since = now;
-    last = q;
+    pc->last_q = q;
     return 1;
 }
 
@@ -253,6 +257,7 @@ struct xtk__pc *xtk__pc_new(struct xtk_ctx *ctx, const uint8_t *ram,
     pc->out = out;
     pc->notify_fd = notify_fd;
     pc->sock = sock;
+    pc->last_q = -1;
     pc->nr_pages = nr_pages;
     pc->words = (nr_pages + 63) / 64;
     pthread_mutex_init(&pc->lock, NULL);
@@ -313,14 +318,6 @@ int xtk__pc_request(struct xtk__pc *pc, uint64_t pfn)
     }
     pthread_mutex_unlock(&pc->lock);
     return r;
-}
-
-void xtk__pc_set_limit(struct xtk__pc *pc, uint64_t bytes_per_s)
-{
-    pthread_mutex_lock(&pc->lock);
-    __atomic_store_n(&pc->limit, bytes_per_s, __ATOMIC_RELAXED);
-    pthread_cond_signal(&pc->cond);
-    pthread_mutex_unlock(&pc->lock);
 }
 
 static void pc_join(struct xtk__pc *pc)

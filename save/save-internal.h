@@ -131,9 +131,6 @@ int xtk__pc_start(struct xtk__pc *pc, uint64_t bytes_per_s, uint32_t stall_ms);
  * sent or queued already, -1 (EINVAL) if not one of the domain's. */
 int xtk__pc_request(struct xtk__pc *pc, uint64_t pfn);
 
-/* A new limit for the push (0: none), from the next record on. */
-void xtk__pc_set_limit(struct xtk__pc *pc, uint64_t bytes_per_s);
-
 /* Once notify_fd fired: what was sent, and the requests' service times
  * (asked to written) into st's "postcopy request service". */
 void xtk__pc_result(struct xtk__pc *pc, struct xtk_stats *st,

@@ -64,6 +64,9 @@
 #define PROGRESS_MS 200
 #define WATCH_MS 100    /* how often a suspending domain is checked on */
 #define PREPARE_MS 1000 /* a post-copy's stop waits this long at most */
+/* A push slower than this would leave the destination without a record
+ * for longer than its peer timeout allows (256 KiB a record). */
+#define MIN_POSTCOPY_BANDWIDTH (1ull << 20)
 
 enum phase {
     PH_NEW,
@@ -1084,9 +1087,22 @@ static void postcopy_switch(struct xtk_save *sv)
         fail_errno(sv);
         return;
     }
+    /* From the switch this copy must stay stopped even if this process
+     * dies: a pause of its own, which outlives the handle (the stop of
+     * the pause method, and the guard that resumes a guest a dead save
+     * left suspended, both end with it).  Not to be had: no switch. */
+    if (dom->ops->pause(dom, 0) < 0) {
+        XTK_PERROR(sv->ctx,
+                   "domain %u: cannot pause it for good before the "
+                   "post-copy switch",
+                   dom->domid);
+        fail_errno(sv);
+        return;
+    }
     /* A link that takes nothing for the peer timeout is lost (the guest
      * is stopped here and may run there: no 30 s waits). */
     xtk_stream_set_timeout(sv->out, (int)sv->opt.peer_timeout_ms);
+    sv->t_switch = xtk_now_ns();
     sv->pc_switched = 1;
     sv->superseded = 1; /* never resumed here again, whatever happens */
     if (sv->suspend_ready) {
@@ -1100,9 +1116,12 @@ static void postcopy_switch(struct xtk_save *sv)
         fail_errno(sv);
         return;
     }
-    sv->t_switch = xtk_now_ns();
-    xtk_stats_phase_at(sv->st, "post-copy switch sent", sv->t_switch);
-    hist(sv, "final round", sv->t_switch - sv->t_request);
+    {
+        uint64_t now = xtk_now_ns();
+
+        xtk_stats_phase_at(sv->st, "post-copy switch sent", now);
+        hist(sv, "final round", now - sv->t_request);
+    }
     xtk_stats_count(sv->st, "postcopy frames", sv->pc_frames);
     XTK_INFO(sv->ctx,
              "domain %u: post-copy: %llu frames (%.1f MiB) follow the "
@@ -1571,6 +1590,8 @@ static int read_reply(struct xtk_save *sv)
                 return -1;
             }
             on_message(sv, &sv->in.m);
+            if (sv->phase == PH_DONE) /* it ended the save */
+                return 0;
             continue;
         }
         sv->reply = sv->in.r;
@@ -1962,6 +1983,8 @@ static int check_options(struct xtk_save_options *o)
 
     if ((o->flags & ~(XTK_SAVE_LIVE | XTK_SAVE_KEEP | XTK_SAVE_MIGRATE |
                       XTK_SAVE_POSTCOPY | XTK_SAVE_POSTCOPY_AUTO)) ||
+        (o->max_postcopy_bandwidth &&
+         o->max_postcopy_bandwidth < MIN_POSTCOPY_BANDWIDTH) ||
         (pc &&
          (pc == (XTK_SAVE_POSTCOPY | XTK_SAVE_POSTCOPY_AUTO) ||
           (o->flags & (XTK_SAVE_LIVE | XTK_SAVE_MIGRATE | XTK_SAVE_KEEP)) !=

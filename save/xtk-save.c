@@ -76,7 +76,8 @@ static void usage(FILE *f)
             "                               pre-copy does not converge)\n"
             "      --postcopy-bandwidth RATE  ... the push after the switch "
             "at most\n"
-            "                               (default: no limit)\n"
+            "                               (1M or more; default: no "
+            "limit)\n"
             "  -s, --suspend evtchn|store|pause\n"
             "  -j, --senders N              sender threads (2)\n"
             "  -z, --compress[=LEVEL]       gzip the stream (1-9)\n"
@@ -240,7 +241,7 @@ static int parse_options(int argc, char **argv, struct xtk_save_options *o,
             }
             break;
         case 'W':
-            if (cli_parse_u64(optarg, 1, UINT64_MAX, 1,
+            if (cli_parse_u64(optarg, 1 << 20, UINT64_MAX, 1,
                               &o->max_postcopy_bandwidth) < 0) {
                 fprintf(stderr, "%s: --postcopy-bandwidth: bad rate '%s'\n",
                         cli_prog, optarg);
