@@ -179,6 +179,7 @@ struct xtk_restore {
      * from the switch on), when it ran; sends on the back channel from
      * the reader and the pager's fault thread, one at a time. */
     struct xtk__lazy *pc;
+    int pc_prepared; /* a PREPARE came: the receive buffer stays small */
     uint64_t t_pc_resumed;
     pthread_mutex_t send_lock;
     int send_lock_ok;
@@ -539,6 +540,7 @@ static int on_postcopy_prepare(struct xtk_restore *rs,
     if (r < 0)
         return -1;
     xtk_stats_phase(rs->st, "post-copy frames discarded ahead");
+    rs->pc_prepared = 1;
     return send_msg(rs, XTK__SR_MSG_PREPARED, 1, count);
 }
 
@@ -1122,7 +1124,9 @@ static void widen_rcvbuf(struct xtk_restore *rs)
     int fd = rs->opt.peer_fd;
     socklen_t len = sizeof(got);
 
-    if (!want)
+    /* A post-copy's frames asked for must not wait behind megabytes of
+     * pushed ones in this buffer: it stays as pre-copy had it. */
+    if (!want || rs->pc_prepared)
         return;
     /* Past net.core.rmem_max where we may (CAP_NET_ADMIN). */
     if ((setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &want, sizeof(want)) < 0 &&
