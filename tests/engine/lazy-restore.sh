@@ -36,7 +36,11 @@ still_lazy() { kill -0 "$rpid" 2>/dev/null; }
 runs_lazy() {
   wait_until "$1 does not run" grep -q "runs; its memory comes in" "$1.err"
   still_lazy || fail "$1: the lazy phase was over before it could be seen"
-  "$xtk" list | grep -q "^$1 .* r---" || fail "$1 is not listed as running"
+  # (the list read whole first: with pipefail, a grep -q that ends at its
+  # match can fail the pipe by the writer's SIGPIPE; and a busy machine
+  # gets a few tries)
+  wait_until "$1 is not listed as running: $("$xtk" list 2>&1)" \
+    sh -c "'$xtk' list > list.out && grep -q '^$1 .* r---' list.out"
 }
 
 # --- 1. runs before its memory is in, and right -----------------------------
