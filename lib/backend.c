@@ -1,6 +1,6 @@
 /*
- * backend.c - what every backend shares: the state-record framing and the
- * choice of backend.
+ * backend.c - what every backend shares: the state-record framing and
+ * where its programs are (the choice of backend: backend-pick.c).
  */
 #include "config.h"
 
@@ -78,27 +78,6 @@ int xtk__rec_append(void **buf, size_t *len, size_t *cap, uint32_t type,
     memset(p + sizeof(h) + len1 + len2, 0, padded - len1 - len2);
     *len += total;
     return 0;
-}
-
-/* A backend a test program registered (lib/fake/: xtk__fake_register()):
- * in the tests only, which link libxtk's objects statically. */
-const struct xtk__backend_ops *xtk__test_backend;
-
-const struct xtk__backend_ops *xtk__backend_pick(struct xtk_ctx *ctx)
-{
-    const char *want = getenv("XTK_BACKEND");
-
-    if (!want || !*want || !strcmp(want, xtk__kvm_backend.name))
-        return &xtk__kvm_backend;
-#ifdef HAVE_XEN_BACKEND
-    if (!strcmp(want, xtk__xen_backend.name))
-        return &xtk__xen_backend;
-#endif
-    if (xtk__test_backend && !strcmp(want, xtk__test_backend->name))
-        return xtk__test_backend;
-    XTK_ERROR(ctx, "XTK_BACKEND=%s: no such backend in this build", want);
-    errno = ENOTSUP;
-    return NULL;
 }
 
 /*
