@@ -186,6 +186,15 @@ SCENARIOS = {
 }
 
 
+def wait_listen(port, tries=200, pause=0.01):
+    """Until something listens on TCP port here (ss(8))."""
+    for _ in range(tries):
+        if subprocess.run(["ss", "-Hltn", "sport = :%d" % port],
+                          capture_output=True, text=True).stdout.strip():
+            return
+        time.sleep(pause)
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))

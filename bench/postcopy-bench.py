@@ -76,11 +76,7 @@ def xtk_run(env, i, pc_cap):
     dst = env.spawn(env.path("xtk-restore"), "-q", "-J", dj,
                     "listen:127.0.0.1:%d" % port, rundir="dst",
                     stdout=subprocess.DEVNULL)
-    for _ in range(200):
-        if subprocess.run(["ss", "-Hltn", "sport = :%d" % port],
-                          capture_output=True, text=True).stdout.strip():
-            break
-        time.sleep(0.01)
+    eb.wait_listen(port)
     env.run(env.path("xtk-save"), "-q", "-l", "-p", "-b", str(CAP), "-J", sj,
             *(["--postcopy-bandwidth", str(CAP)] if pc_cap else []),
             name, "tcp:127.0.0.1:%d" % port)

@@ -57,11 +57,7 @@ def listener(env):
     dst = env.spawn(env.path("xtk-restore"), "-q",
                     "listen:127.0.0.1:%d" % port, rundir="dst",
                     stdout=subprocess.DEVNULL)
-    for _ in range(100):
-        if subprocess.run(["ss", "-Hltn", "sport = :%d" % port],
-                          capture_output=True, text=True).stdout.strip():
-            break
-        time.sleep(0.02)
+    eb.wait_listen(port, 100, 0.02)
     return dst, port
 
 

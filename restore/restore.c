@@ -366,24 +366,25 @@ static int lazy_created(struct xtk_restore *rs)
  * before the userfaultfd was there (and so got zeroed pages): one that
  * were would never get its contents.
  */
-static int lazy_check(struct xtk_restore *rs)
+/*
+ * Proves that no frame still to come is in the domain's memory (one that
+ * were would never get its contents): those whose bits are set in only,
+ * or, with only NULL, every frame from rs->eager on.  0, or -1 (EFAULT,
+ * logged).
+ */
+static int none_in_memory(struct xtk_restore *rs, const uint64_t *only)
 {
     struct xtk_domain *dom = rs->dom;
-    uint64_t *bits;
+    uint64_t *bits = calloc((rs->max_pfn + 63) / 64, 8);
     int r = 0;
 
-    if (!dom->ops->write_frames || !dom->ops->populated) {
-        XTK_ERROR(rs->ctx, "the %s backend cannot restore a domain lazily",
-                  dom->ops->name);
-        return xtk__fail(ENOTSUP);
-    }
-    bits = calloc((rs->max_pfn + 63) / 64, 8);
     if (!bits || dom->ops->populated(dom, bits, rs->max_pfn) < 0) {
         free(bits);
         return -1;
     }
-    for (uint64_t pfn = rs->eager; pfn < rs->max_pfn && !r; pfn++)
-        if (bits[pfn / 64] & (1ull << (pfn % 64))) {
+    for (uint64_t pfn = only ? 0 : rs->eager; pfn < rs->max_pfn && !r; pfn++)
+        if ((bits[pfn / 64] & (1ull << (pfn % 64))) &&
+            (!only || (only[pfn / 64] & (1ull << (pfn % 64))))) {
             XTK_ERROR(rs->ctx,
                       "domain %u: frame %#llx is in its memory before its "
                       "contents came: not run",
@@ -392,6 +393,18 @@ static int lazy_check(struct xtk_restore *rs)
         }
     free(bits);
     return r;
+}
+
+static int lazy_check(struct xtk_restore *rs)
+{
+    struct xtk_domain *dom = rs->dom;
+
+    if (!dom->ops->write_frames || !dom->ops->populated) {
+        XTK_ERROR(rs->ctx, "the %s backend cannot restore a domain lazily",
+                  dom->ops->name);
+        return xtk__fail(ENOTSUP);
+    }
+    return none_in_memory(rs, NULL);
 }
 
 /*
@@ -554,7 +567,7 @@ static int on_postcopy(struct xtk_restore *rs,
                        const struct xtk_stream_record *rec)
 {
     struct xtk_domain *dom = rs->dom;
-    uint64_t count, *todo, base, eager, words = (rs->max_pfn + 63) / 64, now;
+    uint64_t count, *todo, base, eager, now;
     int uffd = -1;
 
     xtk_stats_phase(rs->st, "post-copy switch received");
@@ -595,28 +608,10 @@ static int on_postcopy(struct xtk_restore *rs,
         goto err;
     }
     /* Nothing of what is to come may be in memory now (taken out, and
-     * nobody touched it since): else it would never get its contents. */
-    {
-        uint64_t *in = calloc(words, 8);
-        int bad = !in || dom->ops->populated(dom, in, rs->max_pfn) < 0;
-
-        for (uint64_t w = 0; !bad && w < words; w++)
-            if (in[w] & todo[w]) {
-                XTK_ERROR(
-                    rs->ctx,
-                    "domain %u: frame %#llx is in its memory before "
-                    "its contents came: not run",
-                    dom->domid,
-                    (unsigned long long)(w * 64 + (uint64_t)__builtin_ctzll(
-                                                      in[w] & todo[w])));
-                errno = EFAULT;
-                bad = 1;
-            }
-        free(in);
-        if (bad) {
-            close(uffd);
-            goto err;
-        }
+     * nobody touched it since). */
+    if (none_in_memory(rs, todo) < 0) {
+        close(uffd);
+        goto err;
     }
     free(todo);
     todo = NULL;

@@ -275,7 +275,6 @@ struct xtk__pc *xtk__pc_new(struct xtk_ctx *ctx, const uint8_t *ram,
     pc->service = xtk_hist_new();
     if (!pc->q || !pc->q_at || !pc->service)
         goto err;
-    pc->res.frames = pc->remaining;
     if (getenv("XTK_FAULT_POSTCOPY_SLOW"))
         pc->slow_us =
             (unsigned int)strtoul(getenv("XTK_FAULT_POSTCOPY_SLOW"), NULL, 10);

@@ -109,7 +109,6 @@ int xtk__page_is_zero(const uint8_t *p);
 struct xtk__pc;
 
 struct xtk__pc_result {
-    uint64_t frames;       /* to send, in all */
     uint64_t asked_pages;  /* sent because asked for */
     uint64_t pushed_pages; /* sent in the push */
     uint64_t data_pages;   /* of all, with data (the others: XALLOC) */

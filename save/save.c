@@ -64,6 +64,7 @@
 #define PROGRESS_MS 200
 #define WATCH_MS 100    /* how often a suspending domain is checked on */
 #define PREPARE_MS 1000 /* a post-copy's stop waits this long at most */
+#define POSTCOPY_FLAGS (XTK_SAVE_POSTCOPY | XTK_SAVE_POSTCOPY_AUTO)
 /* A push slower than this would leave the destination without a record
  * for longer than its peer timeout allows (256 KiB a record). */
 #define MIN_POSTCOPY_BANDWIDTH (1ull << 20)
@@ -989,18 +990,27 @@ static void after_final_round(struct xtk_save *sv)
  * go after the switch (pc_todo).  Nothing left for after it: an ordinary
  * stop and copy.
  */
+#define EAGER_MASK ((1ull << XTK__POSTCOPY_EAGER) - 1)
+_Static_assert(XTK__POSTCOPY_EAGER < 64, "the eager frames: word 0");
+
+/* The frames of dirty a post-copy sends after its switch (all but the
+ * eager ones) into pc_todo; how many. */
+static uint64_t postcopy_todo(struct xtk_save *sv, const uint64_t *dirty)
+{
+    uint64_t words = (sv->cfg.nr_pages + 63) / 64, n = 0;
+
+    for (uint64_t w = 0; w < words; w++) {
+        sv->pc_todo[w] = w ? dirty[w] : dirty[w] & ~EAGER_MASK;
+        n += (uint64_t)__builtin_popcountll(sv->pc_todo[w]);
+    }
+    return n;
+}
+
 static void postcopy_split(struct xtk_save *sv)
 {
-    uint64_t words = (sv->cfg.nr_pages + 63) / 64, eager_mask;
-
-    _Static_assert(XTK__POSTCOPY_EAGER < 64, "the eager frames: word 0");
-    eager_mask = (1ull << XTK__POSTCOPY_EAGER) - 1;
-    sv->pc_frames = 0;
-    for (uint64_t w = 0; w < words; w++) {
-        sv->pc_todo[w] = w ? sv->bitmap[w] : sv->bitmap[w] & ~eager_mask;
-        sv->bitmap[w] = w ? 0 : sv->bitmap[w] & eager_mask;
-        sv->pc_frames += (uint64_t)__builtin_popcountll(sv->pc_todo[w]);
-    }
+    sv->pc_frames = postcopy_todo(sv, sv->bitmap);
+    sv->bitmap[0] &= EAGER_MASK; /* the final round's */
+    memset(sv->bitmap + 1, 0, (sv->words - 1) * 8);
     if (!sv->pc_frames) {
         sv->pc_decided = 0;
         XTK_INFO(sv->ctx,
@@ -1020,20 +1030,14 @@ static void postcopy_split(struct xtk_save *sv)
  */
 static void postcopy_prepare(struct xtk_save *sv)
 {
-    uint64_t words = (sv->cfg.nr_pages + 63) / 64, n = 0;
+    uint64_t words = (sv->cfg.nr_pages + 63) / 64;
     struct xtk__sr_postcopy h = {
         .version = XTK__SR_POSTCOPY_VERSION,
         .nr_bits = sv->cfg.nr_pages,
+        .count = postcopy_todo(sv, sv->pending),
     };
     struct iovec iov[2] = {{&h, sizeof(h)}, {sv->pc_todo, words * 8}};
 
-    for (uint64_t w = 0; w < words; w++) {
-        sv->pc_todo[w] =
-            w ? sv->pending[w]
-              : sv->pending[w] & ~((1ull << XTK__POSTCOPY_EAGER) - 1);
-        n += (uint64_t)__builtin_popcountll(sv->pc_todo[w]);
-    }
-    h.count = n;
     if (xtk_stream_write_recordv(sv->out, XTK_REC_POSTCOPY_PREPARE, iov, 2) <
             0 ||
         xtk_stream_flush(sv->out) < 0) {
@@ -1282,8 +1286,7 @@ static void after_live_round(struct xtk_save *sv,
         .max_rounds = sv->opt.max_rounds,
         .max_downtime_ns = (uint64_t)sv->opt.max_downtime_ms * 1000000,
         .fixed_ns = sv->fixed_ns,
-        .postcopy =
-            sv->opt.flags & (XTK_SAVE_POSTCOPY | XTK_SAVE_POSTCOPY_AUTO),
+        .postcopy = sv->opt.flags & POSTCOPY_FLAGS,
     };
     uint64_t t0 = xtk_now_ns(), dirty = 0, n;
     const char *reason;
@@ -1979,14 +1982,14 @@ static void on_done_deferred(evutil_socket_t fd, short what, void *arg)
 
 static int check_options(struct xtk_save_options *o)
 {
-    uint32_t pc = o->flags & (XTK_SAVE_POSTCOPY | XTK_SAVE_POSTCOPY_AUTO);
+    uint32_t pc = o->flags & POSTCOPY_FLAGS;
 
     if ((o->flags & ~(XTK_SAVE_LIVE | XTK_SAVE_KEEP | XTK_SAVE_MIGRATE |
                       XTK_SAVE_POSTCOPY | XTK_SAVE_POSTCOPY_AUTO)) ||
         (o->max_postcopy_bandwidth &&
          o->max_postcopy_bandwidth < MIN_POSTCOPY_BANDWIDTH) ||
         (pc &&
-         (pc == (XTK_SAVE_POSTCOPY | XTK_SAVE_POSTCOPY_AUTO) ||
+         (pc == POSTCOPY_FLAGS ||
           (o->flags & (XTK_SAVE_LIVE | XTK_SAVE_MIGRATE | XTK_SAVE_KEEP)) !=
               (XTK_SAVE_LIVE | XTK_SAVE_MIGRATE) ||
           o->checkpoint_interval_ms)) ||
@@ -2105,7 +2108,7 @@ static int prepare(struct xtk_save *sv)
                   dom->ops->name);
         return xtk__fail(ENOTSUP);
     }
-    if ((sv->opt.flags & (XTK_SAVE_POSTCOPY | XTK_SAVE_POSTCOPY_AUTO)) &&
+    if ((sv->opt.flags & POSTCOPY_FLAGS) &&
         (sv->native || !sv->ram || dom->ops->frames)) {
         XTK_ERROR(sv->ctx,
                   "domain %u: post-copy needs the guest's memory mapped "
@@ -2145,11 +2148,10 @@ static int frame_space(struct xtk_save *sv)
     sv->pending = calloc(sv->words ? sv->words : 1, 8);
     sv->populated = malloc((sv->words ? sv->words : 1) * 8);
     sv->pfns = malloc((sv->end ? sv->end : 1) * sizeof(*sv->pfns));
-    if (sv->opt.flags & (XTK_SAVE_POSTCOPY | XTK_SAVE_POSTCOPY_AUTO))
+    if (sv->opt.flags & POSTCOPY_FLAGS)
         sv->pc_todo = calloc(sv->words ? sv->words : 1, 8);
     if (!sv->bitmap || !sv->pending || !sv->populated || !sv->pfns ||
-        ((sv->opt.flags & (XTK_SAVE_POSTCOPY | XTK_SAVE_POSTCOPY_AUTO)) &&
-         !sv->pc_todo))
+        ((sv->opt.flags & POSTCOPY_FLAGS) && !sv->pc_todo))
         return -1;
     memset(sv->populated, 0xff, sv->words * 8); /* no populated op */
     return 0;
@@ -2180,7 +2182,7 @@ static int make_events(struct xtk_save *sv)
     event_add(sv->ev_drain, NULL);
     sv->ev_progress = evtimer_new(base, on_progress, sv);
     sv->ev_watch = evtimer_new(base, on_watch, sv);
-    if (sv->opt.flags & (XTK_SAVE_POSTCOPY | XTK_SAVE_POSTCOPY_AUTO)) {
+    if (sv->opt.flags & POSTCOPY_FLAGS) {
         sv->pc_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (sv->pc_fd < 0)
             return -1;

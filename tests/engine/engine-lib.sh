@@ -75,6 +75,26 @@ wait_listen() {
   fail "nothing listens on port $1"
 }
 
+# netns_pair NS1 NS2 IF1 IF2 NET: two network namespaces (removed at the
+# end) joined by a veth pair IF1-IF2, addresses NET1 and NET2 (NET like
+# "10.1.2."), up.
+netns_pair() {
+  command -v ip >/dev/null || fail "no ip (iproute2)"
+  ip netns add "$1"
+  cleanup_hooks+=("ip netns del $1")
+  ip netns add "$2"
+  cleanup_hooks+=("ip netns del $2")
+  ip link add "$3" type veth peer name "$4"
+  ip link set "$3" netns "$1"
+  ip link set "$4" netns "$2"
+  ip -n "$1" addr add "${5}1/24" dev "$3"
+  ip -n "$2" addr add "${5}2/24" dev "$4"
+  ip -n "$1" link set lo up
+  ip -n "$2" link set lo up
+  ip -n "$1" link set "$3" up
+  ip -n "$2" link set "$4" up
+}
+
 # wait_exit PID: its exit status, once it has exited, within 20 s (bash's
 # wait also returns when another child stops, as a SIGSTOPped peer does).
 wait_exit() {

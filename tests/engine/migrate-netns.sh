@@ -12,20 +12,8 @@
 # primary's, unprotected; the backup holds its last checkpoint.
 . "$top_srcdir/tests/engine/engine-lib.sh"
 cd "$work"
-command -v ip >/dev/null || fail "no ip (iproute2)"
 src=xtk-src-$$ dst=xtk-dst-$$ net=10.$((100 + $$ % 100)).$(($$ % 250)).
-ip netns add $src
-cleanup_hooks+=("ip netns del $src")
-ip netns add $dst
-cleanup_hooks+=("ip netns del $dst")
-ip link add xs$$ type veth peer name xd$$
-ip link set xs$$ netns $src
-ip link set xd$$ netns $dst
-ip -n $src addr add ${net}1/24 dev xs$$
-ip -n $dst addr add ${net}2/24 dev xd$$
-for ns in $src $dst; do ip -n $ns link set lo up; done
-ip -n $src link set xs$$ up
-ip -n $dst link set xd$$ up
+netns_pair $src $dst xs$$ xd$$ $net
 
 srun() { XTK_RUNDIR=$work/run-src ip netns exec $src "$@"; }
 drun() { XTK_RUNDIR=$work/run-dst ip netns exec $dst "$@"; }

@@ -152,44 +152,30 @@ source_kept pc3
 "$xtk" destroy pc3 >/dev/null
 
 # --- 4. the link cut ------------------------------------------------------------
-if command -v ip >/dev/null && ip netns add xtk-pcs-$$ 2>/dev/null; then
-  src=xtk-pcs-$$ dst=xtk-pcd-$$ net=10.$((100 + $$ % 100)).$(($$ % 250)).
-  cleanup_hooks+=("ip netns del $src")
-  ip netns add $dst
-  cleanup_hooks+=("ip netns del $dst")
-  ip link add ps$$ type veth peer name pd$$
-  ip link set ps$$ netns $src
-  ip link set pd$$ netns $dst
-  ip -n $src addr add ${net}1/24 dev ps$$
-  ip -n $dst addr add ${net}2/24 dev pd$$
-  for ns in $src $dst; do ip -n $ns link set lo up; done
-  ip -n $src link set ps$$ up
-  ip -n $dst link set pd$$ up
-  hot pc4 20000
-  XTK_RUNDIR=$dst_run ip netns exec $dst "$xrestore" -v --peer-timeout 2000 \
-    listen:${net}2:$port > pc4.id 2> pc4.err &
-  rpid=$!
-  bg_pids+=("$rpid")
-  ip netns exec $dst bash -c "$(declare -f wait_listen fail); wait_listen $port"
-  ip netns exec $src env XTK_FAULT_POSTCOPY_SLOW=100000 "$xsave" -v -l -p --peer-timeout 2000 pc4 \
-    tcp:${net}2:$port 2> src4.err &
-  spid=$!
-  bg_pids+=("$spid")
-  switched src4.err pc4.err
-  ip -n $dst link set pd$$ down
-  wait "$rpid" && fail "the destination ran on without its link"
-  grep -q "destroyed (the source keeps its copy" pc4.err ||
-    fail "pc4: no clear error at the destination: $(cat pc4.err)"
-  wait "$spid" && fail "the save succeeded without its link"
-  grep -q "stays paused here" src4.err ||
-    fail "pc4: no clear error at the source: $(cat src4.err)"
-  wait_until "pc4 left at the destination" sh -c \
-    "[ \"\$(XTK_RUNDIR=$dst_run '$xtk' list | awk 'NR > 1' | wc -l)\" = 0 ]"
-  source_kept pc4
-  "$xtk" destroy pc4 >/dev/null
-else
-  echo "no network namespaces here: the link cut is not tested" >&2
-fi
+src=xtk-pcs-$$ dst=xtk-pcd-$$ net=10.$((100 + $$ % 100)).$(($$ % 250)).
+netns_pair $src $dst ps$$ pd$$ $net
+hot pc4 20000
+XTK_RUNDIR=$dst_run ip netns exec $dst "$xrestore" -v --peer-timeout 2000 \
+  listen:${net}2:$port > pc4.id 2> pc4.err &
+rpid=$!
+bg_pids+=("$rpid")
+ip netns exec $dst bash -c "$(declare -f wait_listen fail); wait_listen $port"
+ip netns exec $src env XTK_FAULT_POSTCOPY_SLOW=100000 "$xsave" -v -l -p \
+  --peer-timeout 2000 pc4 tcp:${net}2:$port 2> src4.err &
+spid=$!
+bg_pids+=("$spid")
+switched src4.err pc4.err
+ip -n $dst link set pd$$ down
+wait "$rpid" && fail "the destination ran on without its link"
+grep -q "destroyed (the source keeps its copy" pc4.err ||
+  fail "pc4: no clear error at the destination: $(cat pc4.err)"
+wait "$spid" && fail "the save succeeded without its link"
+grep -q "stays paused here" src4.err ||
+  fail "pc4: no clear error at the source: $(cat src4.err)"
+wait_until "pc4 left at the destination" sh -c \
+  "[ \"\$(XTK_RUNDIR=$dst_run '$xtk' list | awk 'NR > 1' | wc -l)\" = 0 ]"
+source_kept pc4
+"$xtk" destroy pc4 >/dev/null
 
 # --- 5. refusals ------------------------------------------------------------------
 "$xtk" create -n pc5 -m 16 -w idle --no-store >/dev/null
