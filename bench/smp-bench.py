@@ -19,17 +19,32 @@ resume), evtchn-park (the same request, but the guest parks every vCPU
 before it says "suspended", as it did before: the guest's apstop=guest),
 pause (xtk-hv stops the vCPUs without the guest).
 
+Each run is made with the guest's lock-holder measures on (pv: a waiter
+that finds the vCPU it waits for preempted gives it its time) and off
+(pv=0), interleaved: before and after in one run.
+
+--lock (seed 000's own measure): instead, the spin workload under 4x
+overcommit (8 vCPUs on these 2 cores, the lock held 64 pauses each time:
+-a hold=64), SECONDS long, pv on and off interleaved REPEAT times: lock
+acquisitions per second, mean and longest wait (the guest's clock, from
+`xtk vcpus`), and the directed yields made.
+
 usage: smp-bench.py BUILD_DIR [--vcpus 1,2,4,8] [--epochs N]
                               [--workloads spin,idle]
                               [--methods evtchn,evtchn-park,pause]
+                              [--pv on,off]
+       smp-bench.py BUILD_DIR --lock [--seconds S] [--repeat R]
+                              [--hold H] [--lock-vcpus N]
 Run as root (KVM), alone on the machine.
 """
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
+import time
 
 
 def pct(values, p):
@@ -46,6 +61,69 @@ def suspend_hist(report):
     raise SystemExit("no suspend histogram in the report")
 
 
+def vcpus_report(xtk, env, name):
+    """The lock line and the per-vCPU yields of `xtk vcpus NAME`."""
+    out = subprocess.run([xtk, "vcpus", name], env=env, check=True,
+                         capture_output=True, text=True).stdout
+    lock = re.search(r"lock: (\d+) acquisitions, (\d+) waited, wait mean "
+                     r"([\d.]+) us, longest ([\d.]+) us", out)
+    if not lock:
+        sys.exit("%s: no lock line in xtk vcpus:\n%s" % (name, out))
+    yields = 0
+    guest = False
+    for line in out.splitlines():
+        if line.startswith("VCPU  SAW-PREEMPTED"):
+            guest = True
+            continue
+        f = line.split()
+        if guest and len(f) == 5 and f[0].isdigit():
+            yields += int(f[2])
+    return (int(lock.group(1)), float(lock.group(3)), float(lock.group(4)),
+            yields)
+
+
+def lock_bench(a, xtk, env):
+    print("seed 000's measure: the spin lock, %d vCPUs on %d CPUs, "
+          "hold=%d, %g s each" % (a.lock_vcpus, os.cpu_count(), a.hold,
+                                  a.seconds))
+    print("run  pv   acquisitions/s   wait mean us   longest wait ms"
+          "   yields/s")
+    res = {"on": [], "off": []}
+    for r in range(a.repeat):
+        for pv in ("on", "off"):
+            name = "lock-%d-%s" % (r, pv)
+            subprocess.run([xtk, "create", "-n", name, "-m", "64", "-c",
+                            str(a.lock_vcpus), "-w", "spin", "-a",
+                            "hold=%d pv=%d" % (a.hold, pv == "on"),
+                            "--no-store"], env=env, check=True,
+                           stdout=subprocess.DEVNULL)
+            try:
+                time.sleep(a.seconds)
+                acq, mean, longest, yields = vcpus_report(xtk, env, name)
+                rate = acq / a.seconds
+                res[pv].append((rate, mean, longest / 1e3, yields / a.seconds))
+                print("%3d  %-3s  %14.0f   %12.1f   %15.1f   %8.0f"
+                      % (r, pv, rate, mean, longest / 1e3,
+                         yields / a.seconds), flush=True)
+                c = subprocess.run([xtk, "check", name], env=env,
+                                   capture_output=True, text=True)
+                if c.returncode:
+                    sys.exit("%s: the self-check failed: %s"
+                             % (name, c.stdout + c.stderr))
+            finally:
+                subprocess.run([xtk, "destroy", name], env=env,
+                               stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    on = sorted(x[0] for x in res["on"])
+    off = sorted(x[0] for x in res["off"])
+    lon = sorted(x[2] for x in res["on"])
+    loff = sorted(x[2] for x in res["off"])
+    print("median: acquisitions/s on %.0f, off %.0f: %.2fx; longest wait "
+          "on %.1f ms, off %.1f ms: %.2fx"
+          % (pct(on, 50), pct(off, 50), pct(on, 50) / pct(off, 50),
+             pct(lon, 50), pct(loff, 50), pct(lon, 50) / pct(loff, 50)))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("build")
@@ -53,6 +131,12 @@ def main():
     ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--workloads", default="spin,idle")
     ap.add_argument("--methods", default="evtchn,evtchn-park,pause")
+    ap.add_argument("--pv", default="on,off")
+    ap.add_argument("--lock", action="store_true")
+    ap.add_argument("--seconds", type=float, default=5)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--hold", type=int, default=64)
+    ap.add_argument("--lock-vcpus", type=int, default=8)
     a = ap.parse_args()
     b = os.path.abspath(a.build)
     env = dict(os.environ, XTK_HV=os.path.join(b, "xtk-hv"),
@@ -61,14 +145,21 @@ def main():
     env["XTK_RUNDIR"] = os.path.join(tmp, "run")
     xtk = os.path.join(b, "xtk")
     save = os.path.join(b, "xtk-save")
-    print("workload  vCPUs  method       suspend us p50 / p90 / p99"
+    if a.lock:
+        lock_bench(a, xtk, env)
+        return
+    print("workload  vCPUs  method       pv   suspend us p50 / p90 / p99"
           "        p50 vs 1 vCPU")
     base = {}
     for wl in a.workloads.split(","):
         for n in [int(x) for x in a.vcpus.split(",")]:
-            for m in a.methods.split(","):
-                name = "smp-%s-%d-%s" % (wl, n, m)
-                args = ["-a", "apstop=guest"] if m == "evtchn-park" else []
+            for m, pv in [(m, pv) for m in a.methods.split(",")
+                          for pv in a.pv.split(",")]:
+                name = "smp-%s-%d-%s-%s" % (wl, n, m, pv)
+                extra = ["apstop=guest"] if m == "evtchn-park" else []
+                if pv == "off":
+                    extra.append("pv=0")
+                args = ["-a", " ".join(extra)] if extra else []
                 subprocess.run([xtk, "create", "-n", name, "-m", "64", "-c",
                                 str(n), "-w", wl, "--no-store"] + args,
                                env=env, check=True, stdout=subprocess.DEVNULL)
@@ -82,11 +173,11 @@ def main():
                     p50, p90, p99 = (h["p50"] / 1e3, h["p90"] / 1e3,
                                      h["p99"] / 1e3)
                     if n == 1:
-                        base[(wl, m)] = p50
-                    ratio = (p50 / base[(wl, m)]
-                             if base.get((wl, m)) else float("nan"))
-                    print("%-8s  %5d  %-11s  %8.0f / %6.0f / %6.0f      "
-                          "%5.2fx" % (wl, n, m, p50, p90, p99, ratio),
+                        base[(wl, m, pv)] = p50
+                    ratio = (p50 / base[(wl, m, pv)]
+                             if base.get((wl, m, pv)) else float("nan"))
+                    print("%-8s  %5d  %-11s  %-3s  %8.0f / %6.0f / %6.0f      "
+                          "%5.2fx" % (wl, n, m, pv, p50, p90, p99, ratio),
                           flush=True)
                     r = subprocess.run([xtk, "check", name], env=env,
                                        capture_output=True, text=True)

@@ -58,6 +58,14 @@
 #define XTK_PORT_DOORBELL(p) (XTK_DOORBELL_GPA + 4 * (p))
 
 /*
+ * The yield-to doorbell (issue 15): a 32-bit write here of a vCPU's number
+ * by a vCPU that waits for it and finds its host thread preempted
+ * (XTK_BOOT_SCHED): xtk-hv gives the writer's CPU to that vCPU's thread (a
+ * directed yield: hv/sched.c).  Exits to xtk-hv's vCPU thread.
+ */
+#define XTK_GUEST_YIELD_TO_GPA (XTK_DOORBELL_GPA + 0x104)
+
+/*
  * The yield doorbell: a 32-bit write here, by a vCPU that has nothing to do
  * until the toolstack acts (a suspended guest, as Xen's SCHEDOP_shutdown
  * with SHUTDOWN_suspend), hands the vCPU to xtk-hv, which parks its thread
@@ -83,6 +91,25 @@
 
 /* Boot flags. */
 #define XTK_BOOT_STORE 0x1u /* a store ring is connected */
+#define XTK_BOOT_SCHED 0x2u /* the vCPU threads' states are published */
+
+/*
+ * The vCPUs' host threads, as xtk-hv publishes them (XTK_BOOT_SCHED;
+ * hv/sched.c): vCPU i's two read-only pages at XTK_GUEST_SCHED_GPA +
+ * XTK_GUEST_SCHED_STRIDE * i are Linux's perf_event_mmap_page and one
+ * page of PERF_RECORD_SWITCH records, written backward by the host's
+ * kernel at each switch of the thread: the newest record starts at
+ * data_head (modulo data_size, from data_offset).  A switch out with
+ * PERF_RECORD_MISC_SWITCH_OUT_PREEMPT newest: the thread is preempted.
+ */
+#define XTK_GUEST_SCHED_GPA 0xfd000000ull /* in the MMIO hole */
+#define XTK_GUEST_SCHED_STRIDE 0x2000ull
+#define XTK_SCHED_DATA_HEAD 1024       /* perf_event_mmap_page.data_head */
+#define XTK_SCHED_DATA_OFFSET 1040     /* .data_offset */
+#define XTK_SCHED_DATA_SIZE 1048       /* .data_size */
+#define XTK_SCHED_RECORD_SWITCH 14     /* PERF_RECORD_SWITCH */
+#define XTK_SCHED_MISC_OUT 0x2000u     /* PERF_RECORD_MISC_SWITCH_OUT */
+#define XTK_SCHED_MISC_PREEMPT 0x4000u /* ..._SWITCH_OUT_PREEMPT */
 
 struct xtk_guest_boot {
     uint64_t magic;   /* XTK_GUEST_BOOT_MAGIC: xtk-hv booted us */
@@ -166,6 +193,52 @@ struct xtk_guest_fill {
     uint64_t mirror_gpa;
 };
 
+/*
+ * KVM's steal-time area (Linux's struct kvm_steal_time, 64 bytes, 64-byte
+ * aligned): the guest gives its address to MSR_KVM_STEAL_TIME and the
+ * host's kernel keeps it: `steal`, the nanoseconds the vCPU's thread was
+ * runnable but not running, and `preempted` bit 0, set when the thread is
+ * scheduled out while it runs the vCPU and cleared when it runs it again.
+ */
+struct xtk_guest_steal {
+    uint64_t steal;
+    uint32_t version; /* odd while the host writes */
+    uint32_t flags;
+    uint8_t preempted; /* XTK_GUEST_STEAL_PREEMPTED */
+    uint8_t pad8[3];
+    uint32_t pad[11];
+} __attribute__((aligned(64)));
+_Static_assert(sizeof(struct xtk_guest_steal) == 64, "kvm_steal_time");
+#define XTK_GUEST_STEAL_PREEMPTED 0x1u
+
+/*
+ * The lock-holder measures (issue 15; seeds 000 and 004).  A waiter on the
+ * spin lock, or vCPU 0 waiting for the others to park, looks at the vCPU
+ * it waits for: preempted (what xtk-hv publishes, XTK_BOOT_SCHED, or
+ * KVM's steal-time flag), it does not spin on it but gives its own time
+ * to it (xtk-hv's yield-to doorbell, a directed yield: the host runs that
+ * vCPU's thread in the waiter's place).  pv=0 on the command line turns
+ * both off (the features stay as found, `used` says 0).
+ */
+#define XTK_GUEST_PV_STEAL 0x1u     /* the steal-time area is on */
+#define XTK_GUEST_PV_YIELD 0x2u     /* the host takes directed yields */
+#define XTK_GUEST_PV_PREEMPTED 0x4u /* it can tell a preempted vCPU */
+
+struct xtk_guest_pv {
+    uint32_t features; /* XTK_GUEST_PV_*: what the guest found */
+    uint32_t used;     /* the same bits: what it uses (pv=0: none) */
+    /* The spin workload's lock: waits (an acquisition that found it
+     * held), and the longest and total wait, in ns of the guest's clock. */
+    uint64_t lock_waits;
+    uint64_t lock_wait_max_ns;
+    uint64_t lock_wait_total_ns;
+    /* Per vCPU: times it found the vCPU it waited for preempted, and
+     * directed yields it asked for (yield_errors: unused, zero). */
+    uint64_t saw_preempted[XTK_GUEST_MAX_VCPUS];
+    uint64_t yields[XTK_GUEST_MAX_VCPUS];
+    uint64_t yield_errors[XTK_GUEST_MAX_VCPUS];
+};
+
 struct xtk_guest_status {
     uint64_t magic;    /* XTK_GUEST_STATUS_MAGIC once booted */
     uint32_t state;    /* enum xtk_guest_state */
@@ -192,7 +265,12 @@ struct xtk_guest_status {
     uint64_t net_seq;  /* the last packet's number (net=MS), 0: none yet */
     uint32_t features; /* XTK_GUEST_F_*: what the toolstack may do */
     uint32_t reserved;
+    struct xtk_guest_pv pv;
+    /* KVM's steal-time areas (MSR_KVM_STEAL_TIME), one per vCPU, written
+     * by the host's kernel (XTK_GUEST_PV_STEAL). */
+    struct xtk_guest_steal steal[XTK_GUEST_MAX_VCPUS];
 };
+_Static_assert(sizeof(struct xtk_guest_status) <= 4096, "one page");
 
 /*
  * The other vCPUs may be stopped by the hypervisor from the moment a

@@ -49,10 +49,26 @@ static inline uint64_t rdmsr(uint32_t msr)
     return ((uint64_t)hi << 32) | lo;
 }
 
+static inline void wrmsr(uint32_t msr, uint64_t v)
+{
+    __asm__ __volatile__("wrmsr" ::"c"(msr), "a"((uint32_t)v),
+                         "d"((uint32_t)(v >> 32)));
+}
+
+static inline void cpuid(uint32_t leaf, uint32_t *a, uint32_t *b, uint32_t *c,
+                         uint32_t *d)
+{
+    __asm__ __volatile__("cpuid"
+                         : "=a"(*a), "=b"(*b), "=c"(*c), "=d"(*d)
+                         : "a"(leaf), "c"(0));
+}
+
 static inline void cpu_relax(void)
 {
     __asm__ __volatile__("pause" ::: "memory");
 }
+
+extern struct xtk_guest_status *const status; /* main.c */
 
 /* ---- ring 0 and the syscall ------------------------------------------ */
 
@@ -153,6 +169,26 @@ static inline void hv_yield(uint32_t suspend_nr)
     mmio_write32(XTK_GUEST_YIELD_GPA, suspend_nr);
 }
 
+/* ---- pv.c: KVM's paravirtual help against lock-holder preemption ---- */
+
+/* What KVM offers (XTK_GUEST_PV_*), found by vCPU 0's pv_init_cpu(). */
+extern uint32_t pv_found;
+/* What the guest uses (pv=0: nothing), set by pv_setup() at boot. */
+extern uint32_t pv_used;
+/* Ring 0: turns this vCPU's steal-time area on if KVM offers it. */
+void pv_init_cpu(uint64_t cpu);
+/* Ring 3. */
+void pv_setup(const char *cmdline);
+/* Is vCPU cpu's host thread preempted (scheduled out while it runs the
+ * vCPU)?  From what xtk-hv publishes, else from KVM's steal-time flag. */
+int vcpu_preempted(unsigned int cpu);
+/*
+ * Waiter `self` waits for vCPU `cpu`: if that vCPU is preempted, counts
+ * it and gives this vCPU's time to it (a directed yield, when offered).
+ * Returns 1 if it was preempted.  Call it every so many spins, not each.
+ */
+int pv_wait_on(unsigned int self, unsigned int cpu);
+
 /* ---- lib.c ---------------------------------------------------------- */
 
 void *memset(void *s, int c, size_t n);
@@ -172,7 +208,6 @@ int ksnprintf(char *buf, size_t size, const char *fmt, ...)
 
 /* ---- main.c --------------------------------------------------------- */
 
-extern struct xtk_guest_status *const status;
 extern struct xtk_guest_boot *boot; /* NULL without xtk-hv */
 extern volatile uint32_t quiesce;   /* vCPU 0 is suspending: park */
 extern uint32_t nr_vcpus;

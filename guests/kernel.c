@@ -127,6 +127,8 @@ void kernel_entry(uint64_t cpu, void *boot_page, void *mbi)
         cpu_relax();
     __asm__ __volatile__("lidt %0" ::"m"(d));
     tss_load(cpu);
+    if (!xen_mode)
+        pv_init_cpu(cpu);
     enter_user(cpu, user_main, boot_page, mbi);
 }
 

@@ -51,6 +51,7 @@ static uint32_t console_lock;
 static struct xtk_net_ring *net_ring; /* NULL: none (not under xtk-hv) */
 static uint64_t net_period_ns, net_next;
 static volatile uint32_t smp_go, parked;
+static volatile uint8_t ap_parked[XTK_GUEST_MAX_VCPUS];
 /* Under xtk-hv the hypervisor stops the other vCPUs once vCPU 0 has said
  * "suspended" (do_suspend); apstop=guest on the command line parks them
  * first instead, as on Xen and plain hardware (for comparison). */
@@ -191,22 +192,39 @@ static void timer_start(void)
  * ring just when the toolstack's STOP needs it (and costs the guest a trap),
  * so the line about the suspend is written once the guest runs again.
  */
+/* Every so many spins a waiter looks whether what it waits for runs. */
+#define PV_CHECK_SPINS 16
+
+/* vCPU 0 waits for the others to park: one its host has preempted gets
+ * vCPU 0's time (pv.c) rather than a spin. */
+static void yield_to_unparked(void)
+{
+    for (unsigned int c = 1; c < nr_vcpus; c++)
+        if (!READ_ONCE(ap_parked[c]) && pv_wait_on(0, c))
+            return;
+}
+
 static void wait_parked(void)
 {
-    while (READ_ONCE(parked) != nr_vcpus - 1)
+    for (unsigned int spins = 0; READ_ONCE(parked) != nr_vcpus - 1;) {
+        if (++spins % PV_CHECK_SPINS == 0)
+            yield_to_unparked();
         cpu_relax();
+    }
 }
 
 /* wait_parked(), unless a suspend request comes first: 1 if one did. */
 static int wait_parked_or_request(void)
 {
-    while (READ_ONCE(parked) != nr_vcpus - 1) {
+    for (unsigned int spins = 0; READ_ONCE(parked) != nr_vcpus - 1;) {
         if (READ_ONCE(kernel_events) & EV_SUSPEND)
             return 1;
         if (store_page &&
             ((take_events(EV_STORE) & EV_STORE) || store_pending()) &&
             store_poll())
             return 1;
+        if (++spins % PV_CHECK_SPINS == 0)
+            yield_to_unparked();
         cpu_relax();
     }
     return 0;
@@ -359,6 +377,8 @@ void ap_poll(unsigned int cpu)
 {
     if (!READ_ONCE(quiesce))
         return;
+    if (cpu < XTK_GUEST_MAX_VCPUS)
+        WRITE_ONCE(ap_parked[cpu], 1);
     __atomic_add_fetch(&parked, 1, __ATOMIC_SEQ_CST);
     /* Parked before the suspend is counted: its thread given back until
      * the resume.  (Not when xtk-hv stops the vCPUs: an AP may park after
@@ -366,6 +386,8 @@ void ap_poll(unsigned int cpu)
     if (boot && !hv_stops_aps)
         hv_yield((uint32_t)status->suspends + 1);
     sys_wait(SYS_WAIT_CLEAR, &quiesce, 1);
+    if (cpu < XTK_GUEST_MAX_VCPUS)
+        WRITE_ONCE(ap_parked[cpu], 0);
     __atomic_sub_fetch(&parked, 1, __ATOMIC_SEQ_CST);
 }
 
@@ -388,7 +410,8 @@ static void boot_bsp(struct xtk_guest_boot *b, struct multiboot_info *mbi)
     const char *cl = "";
     size_t n;
 
-    memset(status, 0, sizeof(*status));
+    /* Not the steal-time areas: KVM may be keeping them already. */
+    memset(status, 0, offsetof(struct xtk_guest_status, steal));
     status->boot_tsc = rdtsc();
     if (b && b->magic == XTK_GUEST_BOOT_MAGIC &&
         b->version == XTK_GUEST_BOOT_VERSION) {
@@ -450,6 +473,7 @@ static void boot_bsp(struct xtk_guest_boot *b, struct multiboot_info *mbi)
             : xen_mode ? "xen pvh"
                        : "multiboot",
             tsc_khz, cmdline);
+    pv_setup(cmdline);
     work_setup(cmdline);
     if (store_page)
         store_init(store_page);

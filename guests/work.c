@@ -6,7 +6,8 @@
  *   workload=dirty pages=N stride=S rate=R
  *                                      rewrite every S-th page of an N-page
  *                                      area, R pages/s (0: flat out)
- *   workload=spin                      every vCPU takes a spin lock in turn
+ *   workload=spin hold=H               every vCPU takes a spin lock in turn
+ *                                      (and holds it H pause instructions)
  *
  * Each keeps its self-check in the status page and in its own memory (the
  * dirtier: a pattern in every page and a table of sequence numbers; spin:
@@ -20,6 +21,7 @@ static enum xtk_guest_workload workload;
 static uint8_t *area;
 static uint64_t *table;
 static uint64_t ws_pages;         /* pages in the working set */
+static uint64_t spin_hold;        /* spin: pauses inside the lock */
 static volatile uint64_t *mirror; /* idle, counter: ~progress word */
 
 /* Idle and counter: the patterned pages and the mirror (abi.h). */
@@ -72,6 +74,8 @@ void work_setup(const char *cmdline)
 
     if (workload == XTK_WORK_IDLE || workload == XTK_WORK_COUNTER)
         fill_setup();
+    if (workload == XTK_WORK_SPIN)
+        spin_hold = cmdline_u64(cmdline, "hold", 0);
     if (workload != XTK_WORK_DIRTY)
         return;
     d->pages = cmdline_u64(cmdline, "pages", 256);
@@ -146,26 +150,58 @@ static void run_dirty(void)
     }
 }
 
+/* Every so many spins on the lock a waiter looks at its holder. */
+#define PV_CHECK_SPINS 16
+
+/*
+ * Waits for the spin lock, already found taken.  A holder the host has
+ * preempted is not spun on: the waiter gives it its time (pv.c).
+ */
+static void spin_wait(struct xtk_guest_spin *s, unsigned int cpu)
+{
+    unsigned int spins = 0;
+
+    do {
+        while (READ_ONCE(s->lock)) {
+            /* vCPU 0, waiting, takes a suspend request at once (it holds
+             * nothing): not after a holder the host may have preempted
+             * gets to run and let go (issue 15). */
+            if (!cpu && (READ_ONCE(kernel_events) & (EV_SUSPEND | EV_STORE)))
+                poll_events();
+            if (++spins % PV_CHECK_SPINS == 0) {
+                uint32_t h = READ_ONCE(s->holder);
+                if (h)
+                    pv_wait_on(cpu, h - 1);
+            }
+            cpu_relax();
+        }
+    } while (xchg32(&s->lock, 1));
+}
+
 static void run_spin(unsigned int cpu)
 {
     struct xtk_guest_spin *s = &status->spin;
+    struct xtk_guest_pv *pv = &status->pv;
 
     for (;;) {
+        uint64_t t0 = 0;
+
         if (cpu)
             ap_poll(cpu);
         else
             poll_events();
-        while (xchg32(&s->lock, 1))
-            while (READ_ONCE(s->lock)) {
-                /* vCPU 0, waiting, takes a suspend request at once (it
-                 * holds nothing): not after a holder the host may have
-                 * preempted gets to run and let go (issue 15). */
-                if (!cpu &&
-                    (READ_ONCE(kernel_events) & (EV_SUSPEND | EV_STORE)))
-                    poll_events();
-                cpu_relax();
-            }
+        if (xchg32(&s->lock, 1)) {
+            t0 = now_ns();
+            spin_wait(s, cpu);
+        }
         WRITE_ONCE(s->holder, cpu + 1);
+        if (t0) { /* held: the measures are the lock's too */
+            uint64_t w = now_ns() - t0;
+            pv->lock_waits++;
+            pv->lock_wait_total_ns += w;
+            if (w > pv->lock_wait_max_ns)
+                pv->lock_wait_max_ns = w;
+        }
         if (READ_ONCE(s->guard_a) != READ_ONCE(s->guard_b))
             guest_fail("spin: two vCPUs in the critical section");
         uint64_t v = s->guard_a + 1;
@@ -173,6 +209,8 @@ static void run_spin(unsigned int cpu)
         WRITE_ONCE(s->guard_b, v);
         s->shared_count++;
         s->per_cpu[cpu]++;
+        for (uint64_t i = 0; i < spin_hold; i++)
+            cpu_relax();
         WRITE_ONCE(s->holder, 0);
         barrier();
         WRITE_ONCE(s->lock, 0);

@@ -142,20 +142,6 @@ int xen_mode;
 
 /* ---- ring 0 --------------------------------------------------------- */
 
-static void cpuid(uint32_t leaf, uint32_t *a, uint32_t *b, uint32_t *c,
-                  uint32_t *d)
-{
-    __asm__ __volatile__("cpuid"
-                         : "=a"(*a), "=b"(*b), "=c"(*c), "=d"(*d)
-                         : "a"(leaf), "c"(0));
-}
-
-static void wrmsr(uint32_t msr, uint64_t v)
-{
-    __asm__ __volatile__("wrmsr" ::"c"(msr), "a"((uint32_t)v),
-                         "d"((uint32_t)(v >> 32)));
-}
-
 long xen_hypercall(unsigned int op, uint64_t a1, uint64_t a2, uint64_t a3)
 {
     long r;

@@ -212,6 +212,18 @@ static int do_info(struct hv *hv, int ci, const struct xtk_hvctl_hdr *h,
     return 0;
 }
 
+static int do_vcpus(struct hv *hv, int ci, const struct xtk_hvctl_hdr *h,
+                    const void *payload, struct reply *rep)
+{
+    struct xtk_hvctl_vcpu *o = (void *)tx_buf;
+
+    for (unsigned int i = 0; i < hv->nr_vcpus; i++)
+        hv_sched_vcpu_stats(hv, &hv->vcpus[i], &o[i]);
+    rep->buf = o;
+    rep->len = hv->nr_vcpus * sizeof(*o);
+    return 0;
+}
+
 /* Pauses: a hold of connection ci's, or the lasting pause; returns when
  * every vCPU has parked. */
 static void pause_domain(struct hv *hv, int ci, int hold)
@@ -394,6 +406,7 @@ static int do_resume(struct hv *hv, int ci, const struct xtk_hvctl_hdr *h,
         b->domid = hv->domid;
         b->flags = (b->flags & ~XTK_BOOT_STORE) |
                    (hv->store_fd >= 0 ? XTK_BOOT_STORE : 0);
+        hv_vm_set_sched_flag(hv); /* this host's threads, not the source's */
         __atomic_add_fetch(&b->generation, 1, __ATOMIC_RELEASE);
     }
     hv->empty = 0;
@@ -608,6 +621,7 @@ static const handler_fn handlers[XTK_HVCTL_OP_MAX + 1] = {
     [XTK_HVCTL_OP_OUTPUT_HOLD] = do_output_hold,
     [XTK_HVCTL_OP_OUTPUT_RELEASE] = do_output_release,
     [XTK_HVCTL_OP_LAZY] = do_lazy,
+    [XTK_HVCTL_OP_VCPUS] = do_vcpus,
 };
 
 /* ---- connections ---------------------------------------------------- */

@@ -54,6 +54,15 @@ struct hv_vcpu {
      * SET_STATE changes them.  Written by the vCPU thread after KVM_RUN,
      * read by the main thread with the vCPU parked. */
     int synced;
+    /* sched.c, set by the thread before its first KVM_RUN. */
+    uint32_t tid;
+    int stats_fd;     /* KVM_GET_STATS_FD, or -1 */
+    int perf_fd;      /* its context-switch event, or -1 */
+    void *sched_page; /* that event's pages, in the guest; NULL */
+    /* Directed yields (sched.c), atomics: asked for by the guest, given
+     * (the target still preempted), and with the target moved here. */
+    uint64_t yields, yields_given, yields_moved;
+    int boosting; /* a waiter has moved this vCPU's thread to its CPU */
 };
 
 struct hv_port {
@@ -126,6 +135,9 @@ struct hv {
     int quit;            /* the vCPU threads must exit */
     unsigned int parked;
     unsigned int run_waiters; /* in hv_vm_wait_running() */
+    /* vCPU threads past sched.c's set-up, and those it published. */
+    unsigned int sched_set_up, sched_published;
+    int sched_told; /* XTK_BOOT_SCHED is as it will be: the vCPUs may run */
     int crashed;
 
     /* Console history (ring buffer), under console_lock. */
@@ -169,6 +181,13 @@ struct hv {
     uint64_t orphan_until;
 };
 
+/* sched.c */
+#define HV_SCHED_SLOT0 1 /* memory slots 1.. : vCPU i's scheduling pages */
+int hv_sched_publish(struct hv *hv, struct hv_vcpu *v);
+void hv_sched_yield_to(struct hv *hv, struct hv_vcpu *v, uint32_t target);
+void hv_sched_vcpu_stats(struct hv *hv, struct hv_vcpu *v,
+                         struct xtk_hvctl_vcpu *o);
+
 /* main.c */
 /* Takes name (unique among live domains: EEXIST; EINVAL if malformed) and
  * lets the old one go. */
@@ -206,6 +225,9 @@ int hv_vm_create(struct hv *hv);
 int hv_vm_load_guest(struct hv *hv);
 int hv_vm_start(struct hv *hv);
 void hv_vm_destroy(struct hv *hv);
+/* XTK_BOOT_SCHED in the boot page: on if every vCPU's thread is published
+ * (sched.c).  Under hv->lock; for a new guest and a restored one. */
+void hv_vm_set_sched_flag(struct hv *hv);
 /* Stops every vCPU (caller holds hv->lock and has made them park). */
 void hv_vm_wait_parked(struct hv *hv);
 void hv_vm_kick_aps(struct hv *hv);

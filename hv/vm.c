@@ -513,6 +513,11 @@ static void vcpu_exit(struct hv_vcpu *v)
             if ((int32_t)(nr - v->hv->resumed_nr) > 0)
                 v->yielded = 1;
             pthread_mutex_unlock(&v->hv->lock);
+        } else if (run->mmio.is_write &&
+                   run->mmio.phys_addr == XTK_GUEST_YIELD_TO_GPA) {
+            uint32_t target;
+            memcpy(&target, run->mmio.data, sizeof(target));
+            hv_sched_yield_to(v->hv, v, target);
         } else if (!run->mmio.is_write) {
             memset(run->mmio.data, 0xff, sizeof(run->mmio.data));
         }
@@ -557,6 +562,17 @@ static void *vcpu_thread(void *arg)
     sigemptyset(&set);
     sigaddset(&set, SIGUSR1);
     pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+    /* The guest runs once every thread is published and it is told so
+     * (XTK_BOOT_SCHED, before its first instruction: hv_vm_start()). */
+    r = hv_sched_publish(hv, v);
+    pthread_mutex_lock(&hv->lock);
+    hv->sched_set_up++;
+    if (r == 0)
+        hv->sched_published++;
+    pthread_cond_broadcast(&hv->parked_cond);
+    while ((hv->sched_set_up < hv->nr_vcpus || !hv->sched_told) && !hv->quit)
+        pthread_cond_wait(&hv->run_cond, &hv->lock);
+    pthread_mutex_unlock(&hv->lock);
     for (;;) {
         pthread_mutex_lock(&hv->lock);
         if (hv_vm_must_park(hv) || v->crashed || v->yielded ||
@@ -677,6 +693,18 @@ uint64_t hv_vm_wait_running(struct hv *hv, uint32_t mask, uint64_t since)
     return last;
 }
 
+void hv_vm_set_sched_flag(struct hv *hv)
+{
+    struct xtk_guest_boot *b = (void *)(hv->mem + XTK_GUEST_BOOT_GPA);
+
+    if (b->magic != XTK_GUEST_BOOT_MAGIC)
+        return;
+    if (hv->sched_published == hv->nr_vcpus)
+        __atomic_or_fetch(&b->flags, XTK_BOOT_SCHED, __ATOMIC_RELEASE);
+    else
+        __atomic_and_fetch(&b->flags, ~XTK_BOOT_SCHED, __ATOMIC_RELEASE);
+}
+
 static void sigusr1(int sig)
 {
 }
@@ -696,6 +724,7 @@ int hv_vm_start(struct hv *hv)
 
         v->hv = hv;
         v->index = i;
+        v->stats_fd = v->perf_fd = -1;
         v->fd = ioctl(hv->vm_fd, KVM_CREATE_VCPU, i);
         if (v->fd < 0) {
             hv_log("KVM_CREATE_VCPU %u: %m", i);
@@ -731,6 +760,15 @@ int hv_vm_start(struct hv *hv)
         }
         v->thread_started = 1;
     }
+    /* Each thread sets up what sched.c publishes before its first
+     * KVM_RUN; the guest is told once every one has. */
+    pthread_mutex_lock(&hv->lock);
+    while (hv->sched_set_up < hv->nr_vcpus)
+        pthread_cond_wait(&hv->parked_cond, &hv->lock);
+    hv_vm_set_sched_flag(hv);
+    hv->sched_told = 1;
+    pthread_cond_broadcast(&hv->run_cond);
+    pthread_mutex_unlock(&hv->lock);
     /*
      * The main thread answers the toolstack (STOP, resume, the hold of
      * the other vCPUs for a suspend request): a little more weight than a

@@ -38,6 +38,7 @@ static void usage(FILE *f)
             "  unpause DOMAIN\n"
             "  console [-f] DOMAIN\n"
             "  check DOMAIN\n"
+            "  vcpus DOMAIN\n"
             "  rename DOMAIN NEWNAME\n"
             "  output DOMAIN release|drop\n"
             "  destroy DOMAIN\n"
@@ -357,11 +358,80 @@ static int cmd_check(struct xtk_domain *dom)
     return 0;
 }
 
+/* The built-in guest's own lock-holder measures (guests/abi.h), if the
+ * domain runs it; read as they are, without a pause. */
+static void print_guest_pv(struct xtk_domain *dom,
+                           const struct xtk_domain_info *info)
+{
+    const struct xtk_guest_status *s;
+    const struct xtk_guest_pv *pv;
+    uint8_t *ram;
+
+    if (info->nr_pages <= (XTK_GUEST_STATUS_GPA >> 12) || !dom->ops->map_all)
+        return;
+    ram = dom->ops->map_all(dom, PROT_READ);
+    if (!ram)
+        return;
+    s = (const void *)(ram + XTK_GUEST_STATUS_GPA);
+    if (s->magic != XTK_GUEST_STATUS_MAGIC)
+        return;
+    pv = &s->pv;
+    printf("guest: preemption notification %s, directed yield %s\n",
+           pv->used & XTK_GUEST_PV_PREEMPTED       ? "used"
+           : pv->features & XTK_GUEST_PV_PREEMPTED ? "offered, off"
+                                                   : "none",
+           pv->used & XTK_GUEST_PV_YIELD       ? "used"
+           : pv->features & XTK_GUEST_PV_YIELD ? "offered, off"
+                                               : "none");
+    printf("VCPU  SAW-PREEMPTED  YIELDS  YIELD-ERRORS  HEARTBEAT\n");
+    for (unsigned int i = 0; i < info->nr_vcpus && i < XTK_GUEST_MAX_VCPUS; i++)
+        printf("%4u  %13" PRIu64 "  %6" PRIu64 "  %12" PRIu64 "  %9" PRIu64
+               "\n",
+               i, pv->saw_preempted[i], pv->yields[i], pv->yield_errors[i],
+               s->heartbeat[i]);
+    if (s->workload == XTK_WORK_SPIN)
+        printf("lock: %" PRIu64 " acquisitions, %" PRIu64
+               " waited, wait mean %.1f us, longest %.1f us\n",
+               s->spin.shared_count, pv->lock_waits,
+               pv->lock_waits ? pv->lock_wait_total_ns / 1e3 / pv->lock_waits
+                              : 0.0,
+               pv->lock_wait_max_ns / 1e3);
+}
+
+/* xl vcpu-list, with what the host knows of each vCPU's thread. */
+static int cmd_vcpus(struct xtk_domain *dom)
+{
+    struct xtk_domain_info info;
+    struct xtk_vcpu_stats v[64];
+    unsigned int n;
+
+    if (xtk_domain_info(dom, &info) < 0 || xtk_domain_vcpus(dom, v, 64, &n) < 0)
+        return -1;
+    printf("VCPU   CPU(s)    WAIT(s)  SLICES  PREEMPTED   BLOCKED  "
+           "YIELDS(OK/TRIED)  NOTIFIED\n");
+    for (unsigned int i = 0; i < n && i < 64; i++) {
+        char wait[16] = "-", sl[24] = "-", pre[24] = "-", y[40] = "-";
+        if (v[i].flags & XTK_VCPU_WAIT) {
+            snprintf(wait, sizeof(wait), "%.3f", v[i].wait_ns / 1e9);
+            snprintf(sl, sizeof(sl), "%" PRIu64, v[i].slices);
+            snprintf(pre, sizeof(pre), "%" PRIu64, v[i].preemptions);
+        }
+        if (v[i].flags & XTK_VCPU_YIELDS)
+            snprintf(y, sizeof(y), "%" PRIu64 "/%" PRIu64,
+                     v[i].yields_successful, v[i].yields_attempted);
+        printf("%4u  %7.3f  %9s  %6s  %9s  %8" PRIu64 "  %16s  %8s\n",
+               v[i].vcpu, v[i].cpu_ns / 1e9, wait, sl, pre, v[i].blocks, y,
+               v[i].flags & XTK_VCPU_PUBLISHED ? "yes" : "no");
+    }
+    print_guest_pv(dom, &info);
+    return 0;
+}
+
 static int known_command(const char *cmd)
 {
     static const char *const cmds[] = {
-        "create",  "list",  "info",   "pause",   "unpause",
-        "console", "check", "rename", "destroy", "output",
+        "create", "list",   "info",    "pause",  "unpause", "console",
+        "check",  "rename", "destroy", "output", "vcpus",
     };
 
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
@@ -466,6 +536,8 @@ int main(int argc, char **argv)
         r = cmd_console(dom, follow);
     else if (!strcmp(cmd, "check"))
         r = cmd_check(dom);
+    else if (!strcmp(cmd, "vcpus"))
+        r = cmd_vcpus(dom);
     else
         r = xtk_domain_destroy(dom);
     if (r < 0) {

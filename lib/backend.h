@@ -259,6 +259,11 @@ struct xtk__backend_ops {
 
     int (*info)(struct xtk_domain *dom, struct xtk_domain_info *info);
 
+    /* xtk_domain_vcpus(): out has room for max; *nr gets the count.
+     * Optional (ENOSYS). */
+    int (*vcpus)(struct xtk_domain *dom, struct xtk_vcpu_stats *out,
+                 unsigned int max, unsigned int *nr);
+
     /*
      * Stops every vCPU: when it returns, no vCPU runs guest code.
      * XTK__PAUSE_HOLD makes the pause last only as long as the handle (so a

@@ -160,6 +160,18 @@ int xtk_domain_info(struct xtk_domain *dom, struct xtk_domain_info *info)
     return 0;
 }
 
+int xtk_domain_vcpus(struct xtk_domain *dom, struct xtk_vcpu_stats *out,
+                     unsigned int max, unsigned int *nr)
+{
+    if (!dom || !nr || (max && !out))
+        return xtk__fail(EINVAL);
+    if (!dom->ops->vcpus)
+        return xtk__fail(ENOSYS);
+    if (max)
+        memset(out, 0, max * sizeof(*out));
+    return dom->ops->vcpus(dom, out, max, nr);
+}
+
 int xtk_domain_list(struct xtk_ctx *ctx, struct xtk_domain_info **infos,
                     size_t *nr)
 {

@@ -108,6 +108,44 @@ uint32_t xtk_domain_id(const struct xtk_domain *dom);
 /* Fills *info. */
 int xtk_domain_info(struct xtk_domain *dom, struct xtk_domain_info *info);
 
+/* Flags in struct xtk_vcpu_stats. */
+#define XTK_VCPU_WAIT 0x1u    /* wait_ns and preemptions are known */
+#define XTK_VCPU_YIELDS 0x2u  /* the yield counters are known */
+#define XTK_VCPU_RUNNING 0x4u /* on a CPU now (Xen) */
+#define XTK_VCPU_BLOCKED 0x8u /* waiting for an event now (Xen) */
+/* The guest is told when this vCPU's host thread is preempted (KVM:
+ * xtk-hv(8), "vCPU threads"). */
+#define XTK_VCPU_PUBLISHED 0x10u
+
+/*
+ * One vCPU as its host sees it, since the vCPU was created (a restored
+ * domain's vCPUs start again from zero).  What the backend cannot know is
+ * zero, its flag clear.
+ */
+struct xtk_vcpu_stats {
+    uint32_t vcpu;
+    uint32_t flags;       /* XTK_VCPU_* */
+    uint64_t cpu_ns;      /* time it ran */
+    uint64_t wait_ns;     /* time runnable but not running: the guest's steal
+                             time (XTK_VCPU_WAIT) */
+    uint64_t slices;      /* times it got a CPU (XTK_VCPU_WAIT) */
+    uint64_t preemptions; /* times it lost its CPU to another task */
+    uint64_t blocks;      /* times it gave its CPU up (halts, waits) */
+    /* Directed yields it made (its time given to a preempted vCPU of the
+     * same guest, XTK_VCPU_YIELDS): asked for, and given. */
+    uint64_t yields_attempted;
+    uint64_t yields_successful;
+    uint64_t reserved[4];       /* zero */
+};
+
+/*
+ * Fills out[0..max-1] with the domain's vCPUs, in order; *nr gets how many
+ * the domain has (more than max: the rest are left out).  Cheap: never
+ * waits for a vCPU to stop.  Since XTK_0.9.
+ */
+int xtk_domain_vcpus(struct xtk_domain *dom, struct xtk_vcpu_stats *out,
+                     unsigned int max, unsigned int *nr);
+
 /*
  * Lists the live domains, ordered by id: *infos gets an array of *nr
  * entries that the caller frees with free().

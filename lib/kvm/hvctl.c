@@ -46,6 +46,7 @@ static const struct op_desc ops[XTK_HVCTL_OP_MAX + 1] = {
                                      sizeof(struct xtk_hvctl_release),
                                      sizeof(struct xtk_hvctl_release), 0},
     [XTK_HVCTL_OP_LAZY] = {"lazy", 0, 0, XTK_HVCTL_LAZY_DONE},
+    [XTK_HVCTL_OP_VCPUS] = {"vcpus", 0, 0, 0},
 };
 
 const char *xtk__hvctl_op_name(unsigned int op)

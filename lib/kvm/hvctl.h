@@ -161,7 +161,10 @@ enum xtk_hvctl_op {
      * ENOSYS where userfaultfd cannot be had.
      */
     XTK_HVCTL_OP_LAZY = 18,
-    XTK_HVCTL_OP_MAX = 18,
+    /* Payload: none.  Reply: struct xtk_hvctl_vcpu per vCPU (issue 15):
+     * what the host knows of each vCPU's thread.  Never waits for a vCPU. */
+    XTK_HVCTL_OP_VCPUS = 19,
+    XTK_HVCTL_OP_MAX = 19,
 };
 
 #define XTK_HVCTL_HELLO_OWN 0x1u
@@ -203,6 +206,29 @@ struct xtk_hvctl_info {
     char name[XTK_HVCTL_NAME_MAX];
     char net[XTK_HVCTL_NET_MAX]; /* --net, NUL-terminated; "": none */
 };
+
+/* One vCPU's thread and KVM's counters for it (XTK_HVCTL_OP_VCPUS). */
+struct xtk_hvctl_vcpu {
+    uint32_t index;
+    uint32_t tid;   /* the host thread running it */
+    uint32_t flags; /* XTK_HVCTL_VCPU_* */
+    uint32_t reserved;
+    /* /proc/self/task/TID/schedstat and status: time on a CPU, time
+     * runnable but waiting for one (steal, as the guest would call it),
+     * time slices; switches away by blocking and by preemption. */
+    uint64_t run_ns, wait_ns, slices;
+    uint64_t switches_voluntary, switches_preempted;
+    /* KVM's binary statistics for the vCPU (KVM_HVCTL_VCPU_KVM_STATS). */
+    uint64_t kvm_yields_attempted, kvm_yields_successful;
+    uint64_t kvm_halt_exits, kvm_exits, kvm_hypercalls;
+    uint64_t kvm_preemption_reported, kvm_preemption_other;
+    /* xtk-hv's directed yields for the guest (abi.h, the yield-to
+     * doorbell): asked for, given (the target was still preempted), and
+     * given with the target's thread moved to the waiter's CPU. */
+    uint64_t yields, yields_given, yields_moved;
+};
+#define XTK_HVCTL_VCPU_PUBLISHED 0x1u /* the guest sees its thread's state */
+#define XTK_HVCTL_VCPU_KVM_STATS 0x2u /* the kvm_* counters are read */
 
 struct xtk_hvctl_lazy {
     uint64_t base;        /* frame 0's address in xtk-hv */

@@ -1600,6 +1600,40 @@ static int kvm_evtchn_ack(struct xtk_domain *dom, uint32_t port)
     return v > INT_MAX ? INT_MAX : (int)v;
 }
 
+static int kvm_vcpus(struct xtk_domain *dom, struct xtk_vcpu_stats *out,
+                     unsigned int max, unsigned int *nr)
+{
+    struct xtk_hvctl_vcpu v[XTK_GUEST_MAX_VCPUS];
+    size_t got = 0;
+    unsigned int n;
+
+    if (kcall(dom, XTK_HVCTL_OP_VCPUS, 0, NULL, 0, v, sizeof(v), &got) < 0)
+        return -1;
+    if (got % sizeof(v[0]))
+        return xtk__fail(EPROTO);
+    n = (unsigned int)(got / sizeof(v[0]));
+    for (unsigned int i = 0; i < n && i < max; i++) {
+        struct xtk_vcpu_stats *o = &out[i];
+
+        o->vcpu = v[i].index;
+        o->flags = XTK_VCPU_WAIT;
+        o->flags |= XTK_VCPU_YIELDS;
+        if (v[i].flags & XTK_HVCTL_VCPU_PUBLISHED)
+            o->flags |= XTK_VCPU_PUBLISHED;
+        o->cpu_ns = v[i].run_ns;
+        o->wait_ns = v[i].wait_ns;
+        o->slices = v[i].slices;
+        o->preemptions = v[i].switches_preempted;
+        o->blocks = v[i].switches_voluntary;
+        /* xtk-hv's (the guest's doorbell) and KVM's (a pause-loop exit,
+         * KVM_HC_SCHED_YIELD): both give the vCPU's time to another. */
+        o->yields_attempted = v[i].yields + v[i].kvm_yields_attempted;
+        o->yields_successful = v[i].yields_given + v[i].kvm_yields_successful;
+    }
+    *nr = n;
+    return 0;
+}
+
 const struct xtk__backend_ops xtk__kvm_backend = {
     .name = "kvm",
     .list = kvm_list,
@@ -1608,6 +1642,7 @@ const struct xtk__backend_ops xtk__kvm_backend = {
     .create = kvm_create,
     .close = kvm_close,
     .info = kvm_info,
+    .vcpus = kvm_vcpus,
     .pause = kvm_pause,
     .unpause = kvm_unpause,
     .destroy = kvm_destroy,

@@ -7,12 +7,23 @@
 # holds the guest's lock all the time: the suspend must never wait on it
 # forever (a deadline of 60 s per run).  Both ways of stopping the other
 # vCPUs: xtk-hv stops them once vCPU 0 says "suspended" (the default) and
-# the guest parks them first (apstop=guest).  Then a live save of the
+# the guest parks them first (apstop=guest).  The spin guests hold their
+# lock a while (hold=64): with one CPU for all, every waiter finds the
+# holder preempted, and must see it (xtk-hv publishes its threads) and
+# give it its time (a directed yield).  Then a live save of the
 # pinned 8-vCPU spin guest to a file and its restore, which must check out
 # and say it resumed.
 . "$top_srcdir/tests/engine/engine-lib.sh"
 command -v taskset >/dev/null || { echo "SKIP: no taskset" >&2; exit 77; }
 cd "$work"
+
+# pv_counts DOM: "SAW YIELDS" summed over the vCPUs from `xtk vcpus`.
+pv_counts() {
+  "$xtk" vcpus "$1" > "$1.vcpus" || fail "xtk vcpus $1"
+  awk '/^VCPU +SAW-PREEMPTED/ { g = 1; next } /^lock:/ { g = 0 }
+       g && NF == 5 { s += $2; y += $3 } END { print s + 0, y + 0 }' \
+    "$1.vcpus"
+}
 
 # pin NAME: all of NAME's xtk-hv threads on the first CPU this test may use.
 cpu=$(taskset -pc $$ | sed 's/.*: *//; s/[,-].*//')
@@ -29,8 +40,10 @@ for wl in spin idle; do
   for n in 2 4 8; do
     for how in hv guest; do
       name=$wl$n$how
-      args=()
-      [ "$how" = guest ] && args=(-a apstop=guest)
+      extra= args=()
+      [ "$wl" = spin ] && extra=hold=64
+      [ "$how" = guest ] && extra="${extra:+$extra }apstop=guest"
+      [ -n "$extra" ] && args=(-a "$extra")
       "$xtk" create -n "$name" -m 32 -c "$n" -w "$wl" --no-store \
         "${args[@]}" >/dev/null
       pin "$name" "$n"
@@ -47,13 +60,25 @@ assert h["suspend"]["count"] == 10, h["suspend"]
 PY
       "$xtk" console "$name" | grep -q 'suspended (event channel), resumed' ||
         fail "$name: no resume on its console"
+      if [ "$wl" = spin ]; then
+        # One CPU for all: a waiter runs only while the holder does not.
+        # It must have seen the holder preempted and given it its time.
+        read -r saw yields <<<"$(pv_counts "$name")"
+        grep -q 'preemption notification used, directed yield used' \
+          "$name.vcpus" || fail "$name: notification or yield not used"
+        [ "$saw" -gt 0 ] && [ "$yields" -gt 0 ] ||
+          fail "$name: saw $saw preempted holders, $yields yields"
+        awk 'NR > 1 && NF == 8 && $8 != "yes" { bad = 1 }
+             END { exit bad }' "$name.vcpus" ||
+          fail "$name: a vCPU thread not published"
+      fi
       "$xtk" destroy "$name"
     done
   done
 done
 
 # A live save of the pinned 8-vCPU spin guest, and its restore.
-"$xtk" create -n spin8 -m 32 -c 8 -w spin --no-store >/dev/null
+"$xtk" create -n spin8 -m 32 -c 8 -w spin -a hold=64 --no-store >/dev/null
 pin spin8 8
 check spin8
 timeout 120 "$xsave" -q --live --suspend evtchn spin8 spin8.xtk ||
@@ -62,5 +87,13 @@ timeout 120 "$xsave" -q --live --suspend evtchn spin8 spin8.xtk ||
 id=$("$xrestore" -q spin8.xtk) || fail "restore of spin8"
 check "$id"
 console_has "$id" "resumed in domain $id"
+# The restored guest is told of this host's threads (8 on this host's
+# CPUs, not pinned): it goes on seeing preempted holders and yielding.
+read -r saw0 yields0 <<<"$(pv_counts "$id")"
+sleep 1
+read -r saw1 yields1 <<<"$(pv_counts "$id")"
+[ "$yields1" -gt "$yields0" ] ||
+  fail "restored spin8: no directed yield in 1 s ($yields0 -> $yields1)"
+check "$id"
 "$xtk" destroy "$id"
 echo "PASS: SMP guests under overcommit"

@@ -1,0 +1,130 @@
+/*
+ * pv.c - the built-in guest's help against lock-holder preemption (issue
+ * 15; seeds 000 and 004).
+ *
+ * Preemption notification: under xtk-hv (XTK_BOOT_SCHED) each vCPU's host
+ * thread is published in two read-only pages (abi.h, XTK_GUEST_SCHED_GPA)
+ * that the host's kernel rewrites at every switch of that thread: the
+ * guest reads whether the thread is preempted now.  Elsewhere, KVM's own
+ * flag in the steal-time area (MSR_KVM_STEAL_TIME), which every vCPU turns
+ * on at boot: kvm-pvm never sets it (hv/sched.c says why), a VMX or SVM
+ * host does.  The steal-time area's `steal` is kept either way.
+ *
+ * Directed yield: a waiter that finds the vCPU it waits for preempted
+ * writes that vCPU's number to xtk-hv's yield-to doorbell (abi.h), and
+ * xtk-hv gives the waiter's CPU to that vCPU's thread.  KVM's own
+ * KVM_HC_SCHED_YIELD is not used: kvm-pvm emulates the guest's ring 0,
+ * and its emulator only rewrites a vmcall for the CPU to run again, so
+ * the vCPU runs the same vmcall forever (seen: the vCPU spinning, no
+ * yield counted by KVM).
+ *
+ * A waiter (the spin workload's lock, vCPU 0 waiting for the others to
+ * park) calls pv_wait_on() every so many spins.
+ */
+#include "guest.h"
+
+#define MSR_KVM_STEAL_TIME 0x4b564d03u
+#define KVM_MSR_ENABLED 0x1ull
+#define KVM_FEATURE_STEAL_TIME (1u << 5)
+
+uint32_t pv_found, pv_used;
+
+/* KVM's feature bits (CPUID 0x40000001 EAX), or 0 under anything else. */
+static uint32_t kvm_features(void)
+{
+    uint32_t a, b, c, d;
+
+    cpuid(0x40000000, &a, &b, &c, &d);
+    /* "KVMKVMKVM\0\0\0" */
+    if (b != 0x4b4d564b || c != 0x564b4d56 || d != 0x4d || a < 0x40000001)
+        return 0;
+    cpuid(0x40000001, &a, &b, &c, &d);
+    return a;
+}
+
+void pv_init_cpu(uint64_t cpu)
+{
+    uint32_t f = kvm_features();
+
+    if (cpu >= XTK_GUEST_MAX_VCPUS)
+        return;
+    if (f & KVM_FEATURE_STEAL_TIME) {
+        wrmsr(MSR_KVM_STEAL_TIME,
+              (uint64_t)&status->steal[cpu] | KVM_MSR_ENABLED);
+        if (cpu == 0)
+            pv_found |= XTK_GUEST_PV_STEAL;
+    }
+}
+
+void pv_setup(const char *cmdline)
+{
+    if (boot && (boot->flags & XTK_BOOT_SCHED))
+        pv_found |= XTK_GUEST_PV_PREEMPTED | XTK_GUEST_PV_YIELD;
+    else if (pv_found & XTK_GUEST_PV_STEAL)
+        pv_found |= XTK_GUEST_PV_PREEMPTED; /* KVM's flag, where it works */
+    status->pv.features = pv_found;
+    pv_used = cmdline_u64(cmdline, "pv", 1) ? pv_found : 0;
+    status->pv.used = pv_used;
+}
+
+/*
+ * The newest record of vCPU cpu's thread (abi.h, XTK_GUEST_SCHED_GPA):
+ * read between two reads of data_head that agree, so the kernel did not
+ * write over it meanwhile.  Before the first record: running.
+ */
+static int sched_preempted(unsigned int cpu)
+{
+    const volatile uint8_t *meta =
+        (const volatile uint8_t *)(XTK_GUEST_SCHED_GPA +
+                                   XTK_GUEST_SCHED_STRIDE * cpu);
+    const volatile uint64_t *headp =
+        (const volatile uint64_t *)(meta + XTK_SCHED_DATA_HEAD);
+    uint64_t off = *(const volatile uint64_t *)(meta + XTK_SCHED_DATA_OFFSET);
+    uint64_t size = *(const volatile uint64_t *)(meta + XTK_SCHED_DATA_SIZE);
+
+    for (int tries = 0; tries < 4; tries++) {
+        uint64_t head = *headp, again;
+        uint32_t type;
+        uint16_t misc;
+
+        if (!head || !size || (size & (size - 1)) || off + size > 8192 ||
+            (head & (size - 1)) + 8 > size)
+            return 0;
+        barrier();
+        type = *(const volatile uint32_t *)(meta + off + (head & (size - 1)));
+        misc =
+            *(const volatile uint16_t *)(meta + off + (head & (size - 1)) + 4);
+        barrier();
+        again = *headp;
+        if (again == head)
+            return type == XTK_SCHED_RECORD_SWITCH &&
+                   (misc & XTK_SCHED_MISC_OUT) &&
+                   (misc & XTK_SCHED_MISC_PREEMPT);
+    }
+    return 0;
+}
+
+int vcpu_preempted(unsigned int cpu)
+{
+    if (!(pv_used & XTK_GUEST_PV_PREEMPTED) || cpu >= nr_vcpus)
+        return 0;
+    if (boot && (READ_ONCE(boot->flags) & XTK_BOOT_SCHED))
+        return sched_preempted(cpu);
+    return (READ_ONCE(status->steal[cpu].preempted) &
+            XTK_GUEST_STEAL_PREEMPTED) != 0;
+}
+
+int pv_wait_on(unsigned int self, unsigned int cpu)
+{
+    if (cpu >= XTK_GUEST_MAX_VCPUS || self >= XTK_GUEST_MAX_VCPUS ||
+        !vcpu_preempted(cpu))
+        return 0;
+    status->pv.saw_preempted[self]++;
+    /* Only under xtk-hv (a restored guest may have moved elsewhere). */
+    if ((pv_used & XTK_GUEST_PV_YIELD) && boot &&
+        (READ_ONCE(boot->flags) & XTK_BOOT_SCHED)) {
+        mmio_write32(XTK_GUEST_YIELD_TO_GPA, cpu);
+        status->pv.yields[self]++;
+    }
+    return 1;
+}
