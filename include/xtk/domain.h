@@ -135,7 +135,7 @@ struct xtk_vcpu_stats {
      * same guest, XTK_VCPU_YIELDS): asked for, and given. */
     uint64_t yields_attempted;
     uint64_t yields_successful;
-    uint64_t reserved[4];       /* zero */
+    uint64_t reserved[4]; /* zero */
 };
 
 /*
