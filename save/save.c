@@ -83,9 +83,16 @@ enum phase {
     PH_DONE,
 };
 
+/* The vCPUs the save's statistics follow (xtk_domain_vcpus()). */
+#define VCPU_STATS_MAX 64
+
 struct xtk_save {
     struct xtk_ctx *ctx;
     struct xtk_domain *dom;
+    /* The domain's vCPUs as the host saw them when the save started
+     * (vcpu_stats_begin); nr_vc 0: unknown. */
+    struct xtk_vcpu_stats vc0[VCPU_STATS_MAX];
+    unsigned int nr_vc;
     struct xtk_stream *out;
     struct xtk_save_options opt;
     struct xtk_stats *st;
@@ -207,6 +214,51 @@ static void postcopy_switch(struct xtk_save *sv);
 static void postcopy_prepare(struct xtk_save *sv);
 
 /* ---- small helpers ---------------------------------------------------- */
+
+/* What the host knows of the vCPUs as the save starts (issue 15). */
+static void vcpu_stats_begin(struct xtk_save *sv)
+{
+    unsigned int n;
+
+    sv->nr_vc = 0;
+    if (xtk_domain_vcpus(sv->dom, sv->vc0, VCPU_STATS_MAX, &n) == 0)
+        sv->nr_vc = n < VCPU_STATS_MAX ? n : VCPU_STATS_MAX;
+}
+
+/*
+ * And what it saw during the save, as counters: per vCPU the time its
+ * thread waited for a CPU (the guest's steal time) and the directed
+ * yields it made, and the preemptions of them all; where the backend
+ * knows them.  Read before the domain goes.
+ */
+static void vcpu_stats_end(struct xtk_save *sv)
+{
+    struct xtk_vcpu_stats now[VCPU_STATS_MAX];
+    uint64_t preempt = 0;
+    unsigned int n;
+    char name[48];
+
+    if (!sv->nr_vc || xtk_domain_vcpus(sv->dom, now, VCPU_STATS_MAX, &n) < 0)
+        return;
+    for (unsigned int i = 0; i < sv->nr_vc && i < n; i++) {
+        const struct xtk_vcpu_stats *a = &sv->vc0[i], *b = &now[i];
+
+        if ((b->flags & XTK_VCPU_WAIT) && b->wait_ns >= a->wait_ns) {
+            snprintf(name, sizeof(name), "vcpu %u steal us", i);
+            xtk_stats_count(sv->st, name, (b->wait_ns - a->wait_ns) / 1000);
+            if (b->preemptions >= a->preemptions)
+                preempt += b->preemptions - a->preemptions;
+        }
+        if ((b->flags & XTK_VCPU_YIELDS) &&
+            b->yields_successful >= a->yields_successful) {
+            snprintf(name, sizeof(name), "vcpu %u directed yields", i);
+            xtk_stats_count(sv->st, name,
+                            b->yields_successful - a->yields_successful);
+        }
+    }
+    if (now[0].flags & XTK_VCPU_WAIT)
+        xtk_stats_count(sv->st, "vcpu preemptions", preempt);
+}
 
 static void stamp(struct xtk_save *sv, const char *phase)
 {
@@ -1912,6 +1964,7 @@ static void finish(struct xtk_save *sv, int err)
     if (!err && sv->reply_got)
         output_release(sv, sv->out_closed - sv->out_base);
     output_end(sv, err);
+    vcpu_stats_end(sv);
     /* The destination holds its copy's output until this side's is out
      * (a checkpointed stream's END): the connection's end tells it so. */
     if (!err && sv->reply_got)
@@ -2432,6 +2485,7 @@ static int start(struct xtk_save *sv, xtk_save_done_fn *done, void *arg)
     if (prepare(sv) < 0)
         return -1;
     stamp(sv, "domain prepared");
+    vcpu_stats_begin(sv);
     if (sv->delegate) {
         sv->done = done;
         sv->done_arg = arg;

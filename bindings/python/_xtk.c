@@ -457,6 +457,8 @@ struct dom_call {
     int op;
     const char *name;
     struct xtk_domain_info info;
+    struct xtk_vcpu_stats vcpus[64];
+    unsigned int nr_vcpus;
     uint64_t offset;
     char *buf;
     size_t len;
@@ -465,6 +467,7 @@ struct dom_call {
 
 enum {
     D_INFO,
+    D_VCPUS,
     D_PAUSE,
     D_UNPAUSE,
     D_RESUME,
@@ -483,6 +486,9 @@ static void do_dom(void *arg)
     switch (d->op) {
     case D_INFO:
         d->rc = xtk_domain_info(d->dom, &d->info);
+        break;
+    case D_VCPUS:
+        d->rc = xtk_domain_vcpus(d->dom, d->vcpus, 64, &d->nr_vcpus);
         break;
     case D_PAUSE:
         d->rc = xtk_domain_pause(d->dom);
@@ -550,6 +556,40 @@ static PyObject *Domain_info(DomainObject *self, PyObject *unused)
     if (!domain_ok(self) || dom_run(self, &d, "info") < 0)
         return NULL;
     return info_tuple(&d.info);
+}
+
+/* _vcpus() -> [(vcpu, flags, cpu_ns, wait_ns, slices, preemptions, blocks,
+ *               yields_attempted, yields_successful), ...] */
+static PyObject *Domain_vcpus(DomainObject *self, PyObject *unused)
+{
+    struct dom_call *d = calloc(1, sizeof(*d));
+    PyObject *list;
+
+    if (!d)
+        return PyErr_NoMemory();
+    d->op = D_VCPUS;
+    if (!domain_ok(self) || dom_run(self, d, "vcpus") < 0) {
+        free(d);
+        return NULL;
+    }
+    list = PyList_New(0);
+    for (unsigned int i = 0; list && i < d->nr_vcpus && i < 64; i++) {
+        const struct xtk_vcpu_stats *v = &d->vcpus[i];
+        PyObject *t = Py_BuildValue(
+            "(IIKKKKKKK)", v->vcpu, v->flags, (unsigned long long)v->cpu_ns,
+            (unsigned long long)v->wait_ns, (unsigned long long)v->slices,
+            (unsigned long long)v->preemptions, (unsigned long long)v->blocks,
+            (unsigned long long)v->yields_attempted,
+            (unsigned long long)v->yields_successful);
+        if (!t || PyList_Append(list, t) < 0) {
+            Py_XDECREF(t);
+            Py_CLEAR(list);
+            break;
+        }
+        Py_DECREF(t);
+    }
+    free(d);
+    return list;
 }
 
 #define DOMAIN_SIMPLE(fn, OP, what)                                            \
@@ -1983,6 +2023,7 @@ static PyTypeObject ContextType = {
 
 static PyMethodDef Domain_methods[] = {
     {"_info", (PyCFunction)Domain_info, METH_NOARGS, NULL},
+    {"_vcpus", (PyCFunction)Domain_vcpus, METH_NOARGS, NULL},
     {"pause", (PyCFunction)Domain_pause, METH_NOARGS,
      "Pauses the domain: no vCPU runs guest code until unpause()."},
     {"unpause", (PyCFunction)Domain_unpause, METH_NOARGS,
@@ -2115,7 +2156,12 @@ PyMODINIT_FUNC PyInit__xtk(void)
             0 ||
         PyModule_AddIntConstant(m, "DOMINFO_CRASHED", XTK_DOMINFO_CRASHED) <
             0 ||
-        PyModule_AddIntConstant(m, "DOMINFO_STORE", XTK_DOMINFO_STORE) < 0) {
+        PyModule_AddIntConstant(m, "DOMINFO_STORE", XTK_DOMINFO_STORE) < 0 ||
+        PyModule_AddIntConstant(m, "VCPU_WAIT", XTK_VCPU_WAIT) < 0 ||
+        PyModule_AddIntConstant(m, "VCPU_YIELDS", XTK_VCPU_YIELDS) < 0 ||
+        PyModule_AddIntConstant(m, "VCPU_RUNNING", XTK_VCPU_RUNNING) < 0 ||
+        PyModule_AddIntConstant(m, "VCPU_BLOCKED", XTK_VCPU_BLOCKED) < 0 ||
+        PyModule_AddIntConstant(m, "VCPU_PUBLISHED", XTK_VCPU_PUBLISHED) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -52,11 +52,19 @@ for wl in spin idle; do
         --stats-json "$name.json" "$name" /dev/null ||
         fail "$name: checkpoints under overcommit (exit $?)"
       check "$name"
-      python3 - "$name.json" <<'PY' || fail "$name: the report"
+      python3 - "$name.json" "$n" "$wl" <<'PY' || fail "$name: the report"
 import json, sys
 r = json.load(open(sys.argv[1]))
+n, wl = int(sys.argv[2]), sys.argv[3]
 h = {x["name"]: x for x in r["histograms"]}
 assert h["suspend"]["count"] == 10, h["suspend"]
+# Every vCPU's steal time during the save (all on one CPU: some), and
+# for the spin guest the yields its waiters made.
+c = r["counters"]
+steal = [c["vcpu %d steal us" % i] for i in range(n)]
+assert sum(steal) > 0 and c["vcpu preemptions"] > 0, c
+if wl == "spin":
+    assert sum(c["vcpu %d directed yields" % i] for i in range(n)) > 0, c
 PY
       "$xtk" console "$name" | grep -q 'suspended (event channel), resumed' ||
         fail "$name: no resume on its console"

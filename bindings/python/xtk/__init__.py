@@ -34,7 +34,7 @@ except ImportError:  # the build tree: it is beside it (PYTHONPATH)
     import _xtk
 
 __all__ = [
-    "Context", "Domain", "DomainInfo", "Job", "Event", "Error",
+    "Context", "Domain", "DomainInfo", "VcpuStats", "Job", "Event", "Error",
     "CancelledError", "NoSuchDomain", "version",
 ]
 
@@ -111,6 +111,19 @@ DOMINFO_LOGDIRTY = _xtk.DOMINFO_LOGDIRTY
 DOMINFO_CRASHED = _xtk.DOMINFO_CRASHED
 DOMINFO_STORE = _xtk.DOMINFO_STORE
 
+VcpuStats = namedtuple(
+    "VcpuStats", "vcpu flags cpu_ns wait_ns slices preemptions blocks "
+    "yields_attempted yields_successful")
+VcpuStats.__doc__ = """One vCPU as its host sees it (xtk_domain_vcpus(3)):
+``wait_ns`` is the time it was runnable but waiting for a CPU (the
+guest's steal time); ``flags`` are VCPU_* bits saying what is known."""
+
+VCPU_WAIT = _xtk.VCPU_WAIT
+VCPU_YIELDS = _xtk.VCPU_YIELDS
+VCPU_RUNNING = _xtk.VCPU_RUNNING
+VCPU_BLOCKED = _xtk.VCPU_BLOCKED
+VCPU_PUBLISHED = _xtk.VCPU_PUBLISHED
+
 
 class Domain(_xtk.Domain):
     """A handle on one running domain (closing it leaves the domain
@@ -119,6 +132,11 @@ class Domain(_xtk.Domain):
     def info(self):
         """The domain's :class:`DomainInfo`."""
         return DomainInfo(*self._info())
+
+    def vcpus(self):
+        """A :class:`VcpuStats` per vCPU, in order (never waits for the
+        guest)."""
+        return [VcpuStats(*t) for t in self._vcpus()]
 
     @property
     def name(self):

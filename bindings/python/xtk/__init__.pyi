@@ -8,6 +8,11 @@ DOMINFO_EMPTY: int
 DOMINFO_LOGDIRTY: int
 DOMINFO_CRASHED: int
 DOMINFO_STORE: int
+VCPU_WAIT: int
+VCPU_YIELDS: int
+VCPU_RUNNING: int
+VCPU_BLOCKED: int
+VCPU_PUBLISHED: int
 
 class Error(OSError):
     message: Optional[str]
@@ -26,6 +31,17 @@ class DomainInfo(NamedTuple):
     flags: int
     uptime_ns: int
 
+class VcpuStats(NamedTuple):
+    vcpu: int
+    flags: int
+    cpu_ns: int
+    wait_ns: int
+    slices: int
+    preemptions: int
+    blocks: int
+    yields_attempted: int
+    yields_successful: int
+
 class Event(NamedTuple):
     index: int
     kind: str  # "phase", "round", "epoch", "lost", "end"
@@ -38,6 +54,7 @@ class Domain:
     @property
     def name(self) -> str: ...
     def info(self) -> DomainInfo: ...
+    def vcpus(self) -> List[VcpuStats]: ...
     def pause(self) -> None: ...
     def unpause(self) -> None: ...
     def resume(self) -> None: ...
