@@ -152,6 +152,11 @@ long xen_suspend(void);
 uint32_t xen_nr_vcpus(void);
 const char *xen_cmdline(uint64_t *mem_bytes);
 uint64_t xen_clock_ns(void);
+/* The runstate areas are kept by Xen; vCPU cpu is runnable but not
+ * running (preempted); SCHEDOP_yield. */
+int xen_runstate_on(void);
+int xen_vcpu_runnable(unsigned int cpu);
+void xen_yield(void);
 
 /* Notifies event channel port (abi.h's numbers; guest -> toolstack). */
 static inline void evtchn_notify(unsigned int port)

@@ -8,7 +8,8 @@
  * guest reads whether the thread is preempted now.  Elsewhere, KVM's own
  * flag in the steal-time area (MSR_KVM_STEAL_TIME), which every vCPU turns
  * on at boot: kvm-pvm never sets it (hv/sched.c says why), a VMX or SVM
- * host does.  The steal-time area's `steal` is kept either way.
+ * host does.  The steal-time area's `steal` is kept either way.  On Xen,
+ * the vCPU's runstate (xen.c): RUNSTATE_runnable is preempted.
  *
  * Directed yield: a waiter that finds the vCPU it waits for preempted
  * writes that vCPU's number to xtk-hv's yield-to doorbell (abi.h), and
@@ -16,7 +17,8 @@
  * KVM_HC_SCHED_YIELD is not used: kvm-pvm emulates the guest's ring 0,
  * and its emulator only rewrites a vmcall for the CPU to run again, so
  * the vCPU runs the same vmcall forever (seen: the vCPU spinning, no
- * yield counted by KVM).
+ * yield counted by KVM).  On Xen, SCHEDOP_yield: Xen has no directed
+ * yield, but the waiter's vCPU steps aside for the others.
  *
  * A waiter (the spin workload's lock, vCPU 0 waiting for the others to
  * park) calls pv_wait_on() every so many spins.
@@ -58,7 +60,9 @@ void pv_init_cpu(uint64_t cpu)
 
 void pv_setup(const char *cmdline)
 {
-    if (boot && (boot->flags & XTK_BOOT_SCHED))
+    if (xen_mode && xen_runstate_on())
+        pv_found |= XTK_GUEST_PV_PREEMPTED | XTK_GUEST_PV_YIELD;
+    else if (boot && (boot->flags & XTK_BOOT_SCHED))
         pv_found |= XTK_GUEST_PV_PREEMPTED | XTK_GUEST_PV_YIELD;
     else if (pv_found & XTK_GUEST_PV_STEAL)
         pv_found |= XTK_GUEST_PV_PREEMPTED; /* KVM's flag, where it works */
@@ -108,6 +112,8 @@ int vcpu_preempted(unsigned int cpu)
 {
     if (!(pv_used & XTK_GUEST_PV_PREEMPTED) || cpu >= nr_vcpus)
         return 0;
+    if (xen_mode)
+        return xen_vcpu_runnable(cpu);
     if (boot && (READ_ONCE(boot->flags) & XTK_BOOT_SCHED))
         return sched_preempted(cpu);
     return (READ_ONCE(status->steal[cpu].preempted) &
@@ -120,9 +126,12 @@ int pv_wait_on(unsigned int self, unsigned int cpu)
         !vcpu_preempted(cpu))
         return 0;
     status->pv.saw_preempted[self]++;
-    /* Only under xtk-hv (a restored guest may have moved elsewhere). */
-    if ((pv_used & XTK_GUEST_PV_YIELD) && boot &&
-        (READ_ONCE(boot->flags) & XTK_BOOT_SCHED)) {
+    if ((pv_used & XTK_GUEST_PV_YIELD) && xen_mode) {
+        xen_yield(); /* Xen's: not directed, but away from this vCPU */
+        status->pv.yields[self]++;
+    } else if ((pv_used & XTK_GUEST_PV_YIELD) && boot &&
+               (READ_ONCE(boot->flags) & XTK_BOOT_SCHED)) {
+        /* Only under xtk-hv (a restored guest may have moved). */
         mmio_write32(XTK_GUEST_YIELD_TO_GPA, cpu);
         status->pv.yields[self]++;
     }

@@ -26,7 +26,13 @@
  *                time, which goes on across a save and a migration on one
  *                host, where the TSC Xen restores does not;
  *   vCPUs        counted with VCPUOP_is_up and started in 64-bit mode at
- *                _start64 with VCPUOP_initialise and VCPUOP_up.
+ *                _start64 with VCPUOP_initialise and VCPUOP_up;
+ *   runstate     each vCPU's runstate area (VCPUOP_register_runstate_
+ *                memory_area, registered by vCPU 0 for all, at boot and
+ *                again in a new domain): Xen rewrites it at each switch,
+ *                and RUNSTATE_runnable is a vCPU preempted (pv.c), to
+ *                which a waiter gives way with SCHEDOP_yield (Xen has no
+ *                directed yield).
  *
  * The constants and layouts are those of Xen's public headers (xen.h,
  * hvm/params.h, event_channel.h, memory.h, sched.h, vcpu.h,
@@ -46,6 +52,9 @@
 #define VCPUOP_INITIALISE 0
 #define VCPUOP_UP 1
 #define VCPUOP_IS_UP 3
+#define VCPUOP_REGISTER_RUNSTATE_MEMORY_AREA 5
+#define RUNSTATE_RUNNABLE 1
+#define SCHEDOP_YIELD 0
 #define VCPU_HVM_MODE_64B 1
 #define SCHEDOP_SHUTDOWN 2
 #define SHUTDOWN_SUSPEND 2
@@ -131,7 +140,19 @@ struct memmap_entry {
 extern uint64_t pvh_start_info; /* entry.S */
 extern char boot_pml4[], _start64[];
 
+/* vcpu.h's vcpu_runstate_info. */
+struct runstate {
+    int32_t state; /* RUNSTATE_* */
+    uint32_t pad;
+    uint64_t state_entry_time;
+    uint64_t time[4]; /* ns in each state */
+};
+_Static_assert(sizeof(struct runstate) == 48, "vcpu_runstate_info");
+
 static uint8_t hypercall_page[4096] __attribute__((aligned(4096)));
+static struct runstate runstate[XTK_GUEST_MAX_VCPUS]
+    __attribute__((aligned(64)));
+static volatile int runstate_on;
 static uint8_t shared_page[4096] __attribute__((aligned(4096)));
 static struct shared_info *const shinfo = (void *)shared_page;
 
@@ -165,6 +186,16 @@ static int map_shared_info(void)
 
     if (xen_hypercall(HC_MEMORY_OP, XENMEM_ADD_TO_PHYSMAP, (uint64_t)&m, 0))
         return -1;
+    /* Every vCPU's runstate area, registered from here for all (Xen
+     * copies the vCPU's runstate in at once): an area the hypervisor
+     * does not keep reads as "not preempted". */
+    runstate_on = 1;
+    for (uint32_t i = 0; i < xen_vcpus; i++) {
+        uint64_t area = (uint64_t)&runstate[i];
+        if (xen_hypercall(HC_VCPU_OP, VCPUOP_REGISTER_RUNSTATE_MEMORY_AREA, i,
+                          (uint64_t)&area))
+            runstate_on = 0;
+    }
     for (uint32_t i = 0; i < xen_vcpus; i++)
         WRITE_ONCE(shinfo->vcpu[i].upcall_mask, 0);
     return xen_hypercall(HC_HVM_OP, HVMOP_SET_PARAM, (uint64_t)&p, 0) ? -1 : 0;
@@ -268,6 +299,17 @@ long xen_suspend_kernel(void)
 
 /* ---- ring 3 --------------------------------------------------------- */
 
+int xen_runstate_on(void)
+{
+    return runstate_on;
+}
+
+int xen_vcpu_runnable(unsigned int cpu)
+{
+    return cpu < xen_vcpus &&
+           READ_ONCE(runstate[cpu].state) == RUNSTATE_RUNNABLE;
+}
+
 static long hcall(unsigned int op, uint64_t a1, uint64_t a2)
 {
     uint64_t args[3] = {op, a1, a2};
@@ -280,6 +322,11 @@ static uint64_t get_param(uint32_t index)
     struct hvm_param p = {DOMID_SELF, index, 0};
 
     return hcall(HC_HVM_OP, HVMOP_GET_PARAM, (uint64_t)&p) ? 0 : p.value;
+}
+
+void xen_yield(void)
+{
+    hcall(HC_SCHED_OP, SCHEDOP_YIELD, 0);
 }
 
 void xen_notify(unsigned int port)

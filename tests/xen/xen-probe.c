@@ -542,6 +542,20 @@ static int print_status(const char *domid_s)
         fprintf(stderr, "xen-probe: domain %lu has no xtk guest status page\n",
                 domid);
     } else {
+        unsigned long long saw = 0, yields = 0;
+
+        for (int i = 0; i < XTK_GUEST_MAX_VCPUS; i++) {
+            saw += st->pv.saw_preempted[i];
+            yields += st->pv.yields[i];
+        }
+        /* The lock-holder measures (issue 15): what the guest uses, the
+         * preempted vCPUs it saw, the yields it made, the spin lock. */
+        printf("pv_used=%u saw=%llu yields=%llu lock_acq=%llu "
+               "lock_waits=%llu lock_max_us=%llu ",
+               st->pv.used, saw, yields,
+               (unsigned long long)st->spin.shared_count,
+               (unsigned long long)st->pv.lock_waits,
+               (unsigned long long)(st->pv.lock_wait_max_ns / 1000));
         printf("state=%u workload=%u vcpus=%u counter=%llu suspends=%llu "
                "resumes=%llu errors=%u stopped_last_us=%llu "
                "stopped_max_us=%llu ticks=%llu moves=%llu message=%.200s\n",
