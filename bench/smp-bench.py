@@ -61,6 +61,19 @@ def suspend_hist(report):
     raise SystemExit("no suspend histogram in the report")
 
 
+def self_check(xtk, env, name):
+    """Exits if the guest's self-check fails."""
+    c = subprocess.run([xtk, "check", name], env=env, capture_output=True,
+                       text=True)
+    if c.returncode:
+        sys.exit("%s: the self-check failed: %s" % (name, c.stdout + c.stderr))
+
+
+def destroy(xtk, env, name):
+    subprocess.run([xtk, "destroy", name], env=env,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def vcpus_report(xtk, env, name):
     """The lock line and the per-vCPU yields of `xtk vcpus NAME`."""
     out = subprocess.run([xtk, "vcpus", name], env=env, check=True,
@@ -105,15 +118,9 @@ def lock_bench(a, xtk, env):
                 print("%3d  %-3s  %14.0f   %12.1f   %15.1f   %8.0f"
                       % (r, pv, rate, mean, longest / 1e3,
                          yields / a.seconds), flush=True)
-                c = subprocess.run([xtk, "check", name], env=env,
-                                   capture_output=True, text=True)
-                if c.returncode:
-                    sys.exit("%s: the self-check failed: %s"
-                             % (name, c.stdout + c.stderr))
+                self_check(xtk, env, name)
             finally:
-                subprocess.run([xtk, "destroy", name], env=env,
-                               stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+                destroy(xtk, env, name)
     on = sorted(x[0] for x in res["on"])
     off = sorted(x[0] for x in res["off"])
     lon = sorted(x[2] for x in res["on"])
@@ -179,15 +186,9 @@ def main():
                     print("%-8s  %5d  %-11s  %-3s  %8.0f / %6.0f / %6.0f      "
                           "%5.2fx" % (wl, n, m, pv, p50, p90, p99, ratio),
                           flush=True)
-                    r = subprocess.run([xtk, "check", name], env=env,
-                                       capture_output=True, text=True)
-                    if r.returncode:
-                        sys.exit("%s: the self-check failed: %s"
-                                 % (name, r.stdout + r.stderr))
+                    self_check(xtk, env, name)
                 finally:
-                    subprocess.run([xtk, "destroy", name], env=env,
-                                   stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL)
+                    destroy(xtk, env, name)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ bench_builtin=${bench_builtin:-}
 # bench_devices=1 (xtk.only=devices): the devices guest's part alone.
 bench_devices=${bench_devices:-}
 # g2 again, with its clock loop on (xtk.gap: tests/xen/domu-init.sh)
-if [ -z "$bench_builtin$bench_devices" ]; then
+if [ -z "$bench_builtin$bench_devices${bench_smp:-}" ]; then
   ups=$(grep -c 'xtk-domu: up' "$con/guest-g2.log")
   xl destroy g2 >/dev/null 2>&1
   waitfor 30 sh -c '! xl domid g2'
@@ -155,6 +155,73 @@ devices_rounds() {
 }
 if [ -n "$bench_devices" ]; then
   devices_rounds
+  bench_end
+fi
+# bench_smp=1 (xtk.only=smp; issue 15): the built-in guest with 1, 2, 4
+# and 8 vCPUs, spin (hold=64) and idle, its lock-holder measures on (pv)
+# and off (pv=0), checkpointed $rounds x 8 times 20 ms apart to /dev/null
+# on its event channel: an XTK-SMP line per run with the report's suspend
+# histogram (count min p50 p90 p99 max mean, us).  Then seed 000's measure
+# on the 8-vCPU spin guest, pv on and off $rounds times: XTK-LOCK lines
+# with its lock acquisitions, waits and longest wait over 5 s.
+bench_smp=${bench_smp:-}
+smp_guest() { # NAME VCPUS EXTRA
+  cat >"/etc/xen/$1.cfg" <<EOF6
+name = "$1"
+type = "pvh"
+kernel = "/usr/lib/xtk/xtk-guest.elf"
+extra = "$3"
+memory = 32
+vcpus = $2
+on_poweroff = "destroy"
+EOF6
+  xl create "/etc/xen/$1.cfg" >"/run/$1-create.log" 2>&1 &&
+    waitfor 60 grep -q 'xtk-guest: running' "$con/guest-$1.log"
+}
+smp_rounds() {
+  local wl n pv extra d st
+  for wl in spin idle; do
+    for n in 1 2 4 8; do
+      for pv in on off; do
+        extra="workload=$wl"
+        [ "$wl" = spin ] && extra="$extra hold=64"
+        [ "$pv" = off ] && extra="$extra pv=0"
+        if ! smp_guest s "$n" "$extra"; then
+          bad bench "smp $wl $n $pv: $(tail -n 3 /run/s-create.log | tr '\n' ';')"
+          xl destroy s >/dev/null 2>&1
+          continue
+        fi
+        d=$(domid_of s)
+        sleep 1
+        if XTK_BACKEND=xen timeout 600 xtk-save -c -l -I 20 \
+          -N "$((rounds * 8))" --suspend evtchn s /dev/null \
+          2>/run/s-ckpt.log && [ "$(g3f "$d" errors)" = 0 ]; then
+          echo "XTK-SMP $wl $n $pv|$(sed -n 's/^ *suspend (us) *//p' /run/s-ckpt.log | head -n 1)"
+        else
+          bad bench "smp $wl $n $pv: $(g3st "$d"); $(tail -n 3 /run/s-ckpt.log | tr '\n' ';') console: $(tail -n 4 "$con/guest-s.log" | tr '\n' ';') xl dmesg: $(xl dmesg | tail -n 6 | tr '\n' ';')"
+        fi
+        xl destroy s >/dev/null 2>&1
+        waitfor 30 gone "$d"
+      done
+    done
+  done
+  for r in $(seq "$rounds"); do
+    for pv in on off; do
+      extra="workload=spin hold=64"
+      [ "$pv" = off ] && extra="$extra pv=0"
+      smp_guest l 8 "$extra" || { bad bench "lock $pv"; continue; }
+      d=$(domid_of l)
+      a0=$(g3f "$d" lock_acq)
+      sleep 5
+      st=$(g3st "$d")
+      echo "XTK-LOCK $pv $r a0=$a0 $st"
+      xl destroy l >/dev/null 2>&1
+      waitfor 30 gone "$d"
+    done
+  done
+}
+if [ -n "$bench_smp" ]; then
+  smp_rounds
   bench_end
 fi
 linux_rounds() {

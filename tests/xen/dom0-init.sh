@@ -783,6 +783,8 @@ bench=$(sed -n 's/.*xtk\.bench=\([0-9]*\).*/\1/p' /proc/cmdline)
 [ -n "$bench" ] && [ "$only" = builtin ] && bench_builtin=1 && . /bench.sh
 # ... or the devices guest's (g4: a disk and a vif) migrations alone.
 [ -n "$bench" ] && [ "$only" = devices ] && bench_devices=1 && . /bench.sh
+# ... or the SMP built-in guests' suspend and lock (issue 15).
+[ -n "$bench" ] && [ "$only" = smp ] && bench_smp=1 && . /bench.sh
 if [ -n "$only" ]; then
   case ",$only," in
   *,pv,*)

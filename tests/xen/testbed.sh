@@ -441,7 +441,8 @@ boot_to_init() {
 
 # The built-in guest's checks (dom0-init.sh, builtin()).
 builtin_checks="builtin-boot builtin-checkpoint builtin-save builtin-xl
-  builtin-text builtin-migrate builtin-destroy"
+  builtin-text builtin-migrate builtin-destroy builtin-spin
+  builtin-spin-checkpoint"
 # The devices guest's checks (dom0-init.sh, devices()).
 device_checks="dev-create dev-xl-xtk dev-missing dev-migrate dev-text
   dev-destroy"
@@ -473,6 +474,7 @@ if [ -n "$only" ]; then
     builtin) checks="$checks $builtin_checks" ;;
     pv) checks="$checks xl-create xtk-restore-pv xtk-restore-pv-bad" ;;
     devices) checks="$checks $device_checks" ;;
+    smp) [ -n "$bench" ] || die "XTK_XEN_ONLY=smp is a benchmark (XTK_XEN_BENCH)" ;;
     *) die "XTK_XEN_ONLY=$only: a list of 'builtin', 'pv' and 'devices'" ;;
     esac
   done
@@ -494,10 +496,10 @@ xenstored | oxenstored)
 esac
 if [ -n "$bench" ]; then
   # With XTK_XEN_ONLY=builtin or devices: that guest's rounds alone.
-  if [ "$only" = builtin ] || [ "$only" = devices ]; then
+  if [ "$only" = builtin ] || [ "$only" = devices ] || [ "$only" = smp ]; then
     checks="xsd-lite xen-init-dom0 xenconsoled test-xenstore bench"
   elif [ -n "$only" ]; then
-    die "XTK_XEN_BENCH takes XTK_XEN_ONLY=builtin, devices or nothing"
+    die "XTK_XEN_BENCH takes XTK_XEN_ONLY=builtin, devices, smp or nothing"
   else
     checks="xsd-lite xen-init-dom0 xenconsoled test-xenstore xl-create
     pvh-create bench"
