@@ -243,9 +243,10 @@ static void pause_domain(struct hv *hv, int ci, int hold)
 
 /* vCPUs 1.. held for a suspend request (XTK_HVCTL_PAUSE_APS): only
  * where the guest allows it, and never combined with a pause. */
-static int hold_aps(struct hv *hv, int ci)
+static int hold_aps(struct hv *hv, int ci, int notify)
 {
     struct xtk_guest_status *s = hv_guest_status(hv);
+    uint64_t one = 1;
 
     if (!s || s->magic != XTK_GUEST_STATUS_MAGIC ||
         !(__atomic_load_n(&s->features, __ATOMIC_ACQUIRE) &
@@ -257,6 +258,13 @@ static int hold_aps(struct hv *hv, int ci)
         hv_vm_kick_aps(hv);
     }
     pthread_mutex_unlock(&hv->lock);
+    if (notify) {
+        /* The request itself, then vCPU 0 to take it: among vCPU
+         * threads that fill every core, it may be waiting for one. */
+        if (write(hv->ports[XTK_PORT_SUSPEND].to_guest, &one, sizeof(one)) < 0)
+            return errno;
+        hv_sched_boost(hv, &hv->vcpus[0]);
+    }
     return 0;
 }
 
@@ -264,7 +272,11 @@ static int do_pause(struct hv *hv, int ci, const struct xtk_hvctl_hdr *h,
                     const void *payload, struct reply *rep)
 {
     if (h->flags & XTK_HVCTL_PAUSE_APS)
-        return h->flags & XTK_HVCTL_PAUSE_HOLD ? EINVAL : hold_aps(hv, ci);
+        return h->flags & XTK_HVCTL_PAUSE_HOLD
+                   ? EINVAL
+                   : hold_aps(hv, ci, !!(h->flags & XTK_HVCTL_PAUSE_NOTIFY));
+    if (h->flags & XTK_HVCTL_PAUSE_NOTIFY)
+        return EINVAL;
     pause_domain(hv, ci, !!(h->flags & XTK_HVCTL_PAUSE_HOLD));
     return 0;
 }

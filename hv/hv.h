@@ -62,7 +62,8 @@ struct hv_vcpu {
     /* Directed yields (sched.c), atomics: asked for by the guest, given
      * (the target still preempted), and with the target moved here. */
     uint64_t yields, yields_given, yields_moved;
-    int boosting; /* a waiter has moved this vCPU's thread to its CPU */
+    uint64_t boosts; /* the control thread gave it its CPU (hv_sched_boost) */
+    int boosting;    /* a waiter has moved this vCPU's thread to its CPU */
 };
 
 struct hv_port {
@@ -185,6 +186,8 @@ struct hv {
 #define HV_SCHED_SLOT0 1 /* memory slots 1.. : vCPU i's scheduling pages */
 int hv_sched_publish(struct hv *hv, struct hv_vcpu *v);
 void hv_sched_yield_to(struct hv *hv, struct hv_vcpu *v, uint32_t target);
+/* The calling thread's CPU to vCPU v's thread, if it is preempted. */
+void hv_sched_boost(struct hv *hv, struct hv_vcpu *v);
 void hv_sched_vcpu_stats(struct hv *hv, struct hv_vcpu *v,
                          struct xtk_hvctl_vcpu *o);
 

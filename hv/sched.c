@@ -128,18 +128,18 @@ static int page_preempted(const void *page)
  * again.  One waiter at a time moves a given target; others only yield.
  * A target whose affinity does not allow this CPU is not moved.
  */
-void hv_sched_yield_to(struct hv *hv, struct hv_vcpu *v, uint32_t target)
+/*
+ * Gives the calling thread's CPU to vCPU t's thread if it is preempted
+ * (see hv_sched_yield_to): 1 if it did, 0 if t runs (or cannot be told),
+ * 2 if it was given with t moved here.
+ */
+static int give_cpu(struct hv_vcpu *t)
 {
-    struct hv_vcpu *t;
     cpu_set_t allowed, here;
     int cpu, moved = 0;
 
-    if (target >= hv->nr_vcpus || target == v->index)
-        return;
-    t = &hv->vcpus[target];
-    __atomic_add_fetch(&v->yields, 1, __ATOMIC_RELAXED);
     if (!t->sched_page || !t->tid || !page_preempted(t->sched_page))
-        return; /* it runs again: nothing to give it */
+        return 0; /* it runs again: nothing to give it */
     cpu = sched_getcpu();
     if (cpu >= 0 && !__atomic_exchange_n(&t->boosting, 1, __ATOMIC_ACQUIRE)) {
         if (sched_getaffinity((pid_t)t->tid, sizeof(allowed), &allowed) == 0 &&
@@ -155,9 +155,29 @@ void hv_sched_yield_to(struct hv *hv, struct hv_vcpu *v, uint32_t target)
     if (moved) {
         sched_setaffinity((pid_t)t->tid, sizeof(allowed), &allowed);
         __atomic_store_n(&t->boosting, 0, __ATOMIC_RELEASE);
-        __atomic_add_fetch(&v->yields_moved, 1, __ATOMIC_RELAXED);
     }
-    __atomic_add_fetch(&v->yields_given, 1, __ATOMIC_RELAXED);
+    return 1 + moved;
+}
+
+void hv_sched_yield_to(struct hv *hv, struct hv_vcpu *v, uint32_t target)
+{
+    int r;
+
+    if (target >= hv->nr_vcpus || target == v->index)
+        return;
+    __atomic_add_fetch(&v->yields, 1, __ATOMIC_RELAXED);
+    r = give_cpu(&hv->vcpus[target]);
+    if (r)
+        __atomic_add_fetch(&v->yields_given, 1, __ATOMIC_RELAXED);
+    if (r == 2)
+        __atomic_add_fetch(&v->yields_moved, 1, __ATOMIC_RELAXED);
+}
+
+void hv_sched_boost(struct hv *hv, struct hv_vcpu *v)
+{
+    (void)hv;
+    if (give_cpu(v))
+        __atomic_add_fetch(&v->boosts, 1, __ATOMIC_RELAXED);
 }
 
 /* The named counters of a KVM binary statistics fd, cumulative ones. */
@@ -249,5 +269,6 @@ void hv_sched_vcpu_stats(struct hv *hv, struct hv_vcpu *v,
     o->yields = __atomic_load_n(&v->yields, __ATOMIC_RELAXED);
     o->yields_given = __atomic_load_n(&v->yields_given, __ATOMIC_RELAXED);
     o->yields_moved = __atomic_load_n(&v->yields_moved, __ATOMIC_RELAXED);
+    o->boosts = __atomic_load_n(&v->boosts, __ATOMIC_RELAXED);
     (void)hv;
 }

@@ -20,7 +20,8 @@ static const struct op_desc ops[XTK_HVCTL_OP_MAX + 1] = {
     [XTK_HVCTL_OP_HELLO] = {"hello", 0, 0, XTK_HVCTL_HELLO_OWN},
     [XTK_HVCTL_OP_INFO] = {"info", 0, 0, 0},
     [XTK_HVCTL_OP_PAUSE] = {"pause", 0, 0,
-                            XTK_HVCTL_PAUSE_HOLD | XTK_HVCTL_PAUSE_APS},
+                            XTK_HVCTL_PAUSE_HOLD | XTK_HVCTL_PAUSE_APS |
+                                XTK_HVCTL_PAUSE_NOTIFY},
     [XTK_HVCTL_OP_UNPAUSE] = {"unpause", 0, 0,
                               XTK_HVCTL_UNPAUSE_FORCE | XTK_HVCTL_UNPAUSE_APS},
     [XTK_HVCTL_OP_LOGDIRTY_ENABLE] = {"logdirty-enable", 0, 0, 0},

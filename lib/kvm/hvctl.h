@@ -68,6 +68,10 @@ enum xtk_hvctl_op {
      * (UNPAUSE with XTK_HVCTL_UNPAUSE_APS) or closes; the reply does not
      * wait for them.  For a suspend request to a guest that allows it
      * (XTK_GUEST_F_APS_STOPPABLE): vCPU 0 gets a host CPU to take it.
+     * With XTK_HVCTL_PAUSE_NOTIFY too, xtk-hv then notifies the suspend
+     * port itself and, if vCPU 0's thread is preempted, gives it its CPU
+     * (a directed yield): the request, with no round trip back to the
+     * toolstack between the hold and the notification.
      */
     XTK_HVCTL_OP_PAUSE = 3,
     /* Flags: XTK_HVCTL_UNPAUSE_FORCE (every pause, whoever took it), or
@@ -170,6 +174,7 @@ enum xtk_hvctl_op {
 #define XTK_HVCTL_HELLO_OWN 0x1u
 #define XTK_HVCTL_PAUSE_HOLD 0x1u
 #define XTK_HVCTL_PAUSE_APS 0x2u
+#define XTK_HVCTL_PAUSE_NOTIFY 0x4u /* with PAUSE_APS: see OP_PAUSE */
 #define XTK_HVCTL_UNPAUSE_FORCE 0x1u
 #define XTK_HVCTL_UNPAUSE_APS 0x2u
 #define XTK_HVCTL_LOGDIRTY_FINAL 0x1u
@@ -226,6 +231,9 @@ struct xtk_hvctl_vcpu {
      * doorbell): asked for, given (the target was still preempted), and
      * given with the target's thread moved to the waiter's CPU. */
     uint64_t yields, yields_given, yields_moved;
+    /* Times the control thread gave this vCPU its CPU for a suspend
+     * request (XTK_HVCTL_PAUSE_NOTIFY). */
+    uint64_t boosts;
 };
 #define XTK_HVCTL_VCPU_PUBLISHED 0x1u /* the guest sees its thread's state */
 #define XTK_HVCTL_VCPU_KVM_STATS 0x2u /* the kvm_* counters are read */

@@ -74,6 +74,7 @@ struct kvm_dom {
     /* The other vCPUs are held by xtk-hv for the request in flight
      * (XTK_HVCTL_PAUSE_APS): released when it is dropped. */
     int aps_held;
+    int no_notify_hold; /* xtk-hv refused XTK_HVCTL_PAUSE_NOTIFY */
     enum xtk__suspend_method method;
     int pause_evfd;
     int store_fd;
@@ -1339,20 +1340,35 @@ static void wait_not_suspended(struct kvm_dom *kd)
  * threads (issue 15: an 8-vCPU guest spinning on 2 cores).  Best effort:
  * without it the guest still suspends, only later.
  */
-static void hold_aps(struct xtk_domain *dom, struct kvm_dom *kd)
+static int hold_aps(struct xtk_domain *dom, struct kvm_dom *kd, int notify)
 {
     const struct xtk_guest_status *s = kd->status;
 
     if (!s || s->magic != XTK_GUEST_STATUS_MAGIC || s->nr_vcpus_up < 2 ||
         !(__atomic_load_n(&s->features, __ATOMIC_ACQUIRE) &
           XTK_GUEST_F_APS_STOPPABLE))
-        return;
+        return 0;
+    /* The event channel's request goes with the hold: xtk-hv notifies
+     * the port and gives vCPU 0 a CPU if its thread waits for one, with
+     * no round trip back here in between.  An xtk-hv from before this
+     * refuses the flag (EINVAL): the hold alone, the notification from
+     * here. */
+    if (notify && !kd->no_notify_hold &&
+        kcall(dom, XTK_HVCTL_OP_PAUSE,
+              XTK_HVCTL_PAUSE_APS | XTK_HVCTL_PAUSE_NOTIFY, NULL, 0, NULL, 0,
+              NULL) == 0) {
+        kd->aps_held = 1;
+        return 1;
+    }
+    if (notify && errno == EINVAL)
+        kd->no_notify_hold = 1;
     if (kcall(dom, XTK_HVCTL_OP_PAUSE, XTK_HVCTL_PAUSE_APS, NULL, 0, NULL, 0,
               NULL) == 0)
         kd->aps_held = 1;
     else
         XTK_DEBUG(dom->ctx, "domain %u: its other vCPUs not held: %s",
                   dom->domid, strerror(errno));
+    return 0;
 }
 
 static int kvm_suspend_request(struct xtk_domain *dom)
@@ -1366,15 +1382,15 @@ static int kvm_suspend_request(struct xtk_domain *dom)
     switch (kd->method) {
     case XTK__SUSPEND_EVTCHN:
         wait_not_suspended(kd);
-        hold_aps(dom, kd);
-        if (write(kd->to_guest[XTK_PORT_SUSPEND], &one, sizeof(one)) < 0)
+        if (!hold_aps(dom, kd, 1) &&
+            write(kd->to_guest[XTK_PORT_SUSPEND], &one, sizeof(one)) < 0)
             return -1;
         kd->suspend_pending = 1;
         return 0;
     case XTK__SUSPEND_STORE:
         snprintf(path, sizeof(path), "/local/domain/%u/control/shutdown",
                  dom->domid);
-        hold_aps(dom, kd);
+        hold_aps(dom, kd, 0);
         if (xtk__xs_write(kd->store_fd, path, "suspend") < 0) {
             XTK_PERROR(dom->ctx, "domain %u: cannot write %s", dom->domid,
                        path);
