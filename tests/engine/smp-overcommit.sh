@@ -12,7 +12,8 @@
 # holder preempted, and must see it (xtk-hv publishes its threads) and
 # give it its time (a directed yield).  Then a live save of the
 # pinned 8-vCPU spin guest to a file and its restore, which must check out
-# and say it resumed.
+# and say it resumed; then that copy, pinned, live-migrated over loopback
+# TCP into another run directory.
 . "$top_srcdir/tests/engine/engine-lib.sh"
 command -v taskset >/dev/null || { echo "SKIP: no taskset" >&2; exit 77; }
 cd "$work"
@@ -103,5 +104,19 @@ read -r saw1 yields1 <<<"$(pv_counts "$id")"
 [ "$yields1" -gt "$yields0" ] ||
   fail "restored spin8: no directed yield in 1 s ($yields0 -> $yields1)"
 check "$id"
-"$xtk" destroy "$id"
+
+# And live-migrated, pinned again, over loopback TCP into another run
+# directory (a restore listening, as on a second host).
+pin spin8 8
+rm -f port.txt
+XTK_RUNDIR=$work/run-dst "$xrestore" -q --port-file port.txt \
+  listen:127.0.0.1:0 >dst.id 2>dst.err &
+rpid=$!
+wait_until "no --port-file" test -s port.txt
+timeout 120 "$xsave" -q --live --suspend evtchn "$id" \
+  "tcp:127.0.0.1:$(cat port.txt)" || fail "live migration of the pinned spin8"
+wait "$rpid" || fail "the destination failed: $(cat dst.err)"
+[ "$(domains)" = 0 ] || fail "the migrated source is still there"
+XTK_RUNDIR=$work/run-dst check "$(cat dst.id)"
+XTK_RUNDIR=$work/run-dst "$xtk" destroy "$(cat dst.id)"
 echo "PASS: SMP guests under overcommit"
