@@ -89,7 +89,7 @@ def vcpus_report(xtk, env, name):
             guest = True
             continue
         f = line.split()
-        if guest and len(f) == 5 and f[0].isdigit():
+        if guest and len(f) == 4 and f[0].isdigit():
             yields += int(f[2])
     return (int(lock.group(1)), float(lock.group(3)), float(lock.group(4)),
             yields)

@@ -111,6 +111,43 @@
 #define XTK_SCHED_MISC_OUT 0x2000u     /* PERF_RECORD_MISC_SWITCH_OUT */
 #define XTK_SCHED_MISC_PREEMPT 0x4000u /* ..._SWITCH_OUT_PREEMPT */
 
+/*
+ * Is vCPU i's thread preempted now, by its two pages p (at
+ * XTK_GUEST_SCHED_GPA + XTK_GUEST_SCHED_STRIDE * i in the guest, their
+ * mapping in xtk-hv)?  The newest record, read between two reads of
+ * data_head that agree (the kernel did not write over it meanwhile): a
+ * switch out by preemption.  No record yet, or a layout it does not
+ * know: 0 (running).  The guest's waiters and xtk-hv's directed yield
+ * both read it so.
+ */
+static inline int xtk_sched_preempted(const volatile uint8_t *p)
+{
+    const volatile uint64_t *headp =
+        (const volatile uint64_t *)(p + XTK_SCHED_DATA_HEAD);
+    uint64_t off = *(const volatile uint64_t *)(p + XTK_SCHED_DATA_OFFSET);
+    uint64_t size = *(const volatile uint64_t *)(p + XTK_SCHED_DATA_SIZE);
+
+    for (int tries = 0; tries < 4; tries++) {
+        uint64_t head = __atomic_load_n(headp, __ATOMIC_ACQUIRE);
+        const volatile uint8_t *rec = p + off + (head & (size - 1));
+        uint32_t type;
+        uint16_t misc;
+
+        if (!head || !size || (size & (size - 1)) ||
+            off + size > XTK_GUEST_SCHED_STRIDE ||
+            (head & (size - 1)) + 8 > size)
+            return 0;
+        type = *(const volatile uint32_t *)rec;
+        misc = *(const volatile uint16_t *)(rec + 4);
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+        if (__atomic_load_n(headp, __ATOMIC_ACQUIRE) == head)
+            return type == XTK_SCHED_RECORD_SWITCH &&
+                   (misc & XTK_SCHED_MISC_OUT) &&
+                   (misc & XTK_SCHED_MISC_PREEMPT);
+    }
+    return 0;
+}
+
 struct xtk_guest_boot {
     uint64_t magic;   /* XTK_GUEST_BOOT_MAGIC: xtk-hv booted us */
     uint32_t version; /* XTK_GUEST_BOOT_VERSION */
@@ -233,10 +270,9 @@ struct xtk_guest_pv {
     uint64_t lock_wait_max_ns;
     uint64_t lock_wait_total_ns;
     /* Per vCPU: times it found the vCPU it waited for preempted, and
-     * directed yields it asked for (yield_errors: unused, zero). */
+     * directed yields it asked for. */
     uint64_t saw_preempted[XTK_GUEST_MAX_VCPUS];
     uint64_t yields[XTK_GUEST_MAX_VCPUS];
-    uint64_t yield_errors[XTK_GUEST_MAX_VCPUS];
 };
 
 struct xtk_guest_status {

@@ -174,9 +174,12 @@ static inline void hv_yield(uint32_t suspend_nr)
     mmio_write32(XTK_GUEST_YIELD_GPA, suspend_nr);
 }
 
-/* ---- pv.c: KVM's paravirtual help against lock-holder preemption ---- */
+/* ---- pv.c: the host's help against lock-holder preemption ----------- */
 
-/* What KVM offers (XTK_GUEST_PV_*), found by vCPU 0's pv_init_cpu(). */
+/* Every so many spins a waiter looks whether what it waits for runs. */
+#define PV_CHECK_SPINS 16
+
+/* What the host offers (XTK_GUEST_PV_*): pv_init_cpu() and pv_setup(). */
 extern uint32_t pv_found;
 /* What the guest uses (pv=0: nothing), set by pv_setup() at boot. */
 extern uint32_t pv_used;
@@ -185,7 +188,8 @@ void pv_init_cpu(uint64_t cpu);
 /* Ring 3. */
 void pv_setup(const char *cmdline);
 /* Is vCPU cpu's host thread preempted (scheduled out while it runs the
- * vCPU)?  From what xtk-hv publishes, else from KVM's steal-time flag. */
+ * vCPU)?  On Xen its runstate; under xtk-hv what xtk-hv publishes; else
+ * KVM's steal-time flag. */
 int vcpu_preempted(unsigned int cpu);
 /*
  * Waiter `self` waits for vCPU `cpu`: if that vCPU is preempted, counts

@@ -186,15 +186,6 @@ static void timer_start(void)
 
 /* ---- suspend -------------------------------------------------------- */
 
-/*
- * Nothing is printed before "suspended" is signalled: a console write rings
- * the console's doorbell, which wakes xtk-hv's main thread to drain the
- * ring just when the toolstack's STOP needs it (and costs the guest a trap),
- * so the line about the suspend is written once the guest runs again.
- */
-/* Every so many spins a waiter looks whether what it waits for runs. */
-#define PV_CHECK_SPINS 16
-
 /* vCPU 0 waits for the others to park: one its host has preempted gets
  * vCPU 0's time (pv.c) rather than a spin. */
 static void yield_to_unparked(void)
@@ -204,6 +195,12 @@ static void yield_to_unparked(void)
             return;
 }
 
+/*
+ * Nothing is printed before "suspended" is signalled: a console write rings
+ * the console's doorbell, which wakes xtk-hv's main thread to drain the
+ * ring just when the toolstack's STOP needs it (and costs the guest a trap),
+ * so the line about the suspend is written once the guest runs again.
+ */
 static void wait_parked(void)
 {
     for (unsigned int spins = 0; READ_ONCE(parked) != nr_vcpus - 1;) {

@@ -58,11 +58,16 @@ void pv_init_cpu(uint64_t cpu)
     }
 }
 
+/* Under xtk-hv, which publishes the vCPU threads (a restored guest may
+ * have moved to a host that does not). */
+static int published(void)
+{
+    return boot && (READ_ONCE(boot->flags) & XTK_BOOT_SCHED);
+}
+
 void pv_setup(const char *cmdline)
 {
-    if (xen_mode && xen_runstate_on())
-        pv_found |= XTK_GUEST_PV_PREEMPTED | XTK_GUEST_PV_YIELD;
-    else if (boot && (boot->flags & XTK_BOOT_SCHED))
+    if ((xen_mode && xen_runstate_on()) || published())
         pv_found |= XTK_GUEST_PV_PREEMPTED | XTK_GUEST_PV_YIELD;
     else if (pv_found & XTK_GUEST_PV_STEAL)
         pv_found |= XTK_GUEST_PV_PREEMPTED; /* KVM's flag, where it works */
@@ -71,51 +76,16 @@ void pv_setup(const char *cmdline)
     status->pv.used = pv_used;
 }
 
-/*
- * The newest record of vCPU cpu's thread (abi.h, XTK_GUEST_SCHED_GPA):
- * read between two reads of data_head that agree, so the kernel did not
- * write over it meanwhile.  Before the first record: running.
- */
-static int sched_preempted(unsigned int cpu)
-{
-    const volatile uint8_t *meta =
-        (const volatile uint8_t *)(XTK_GUEST_SCHED_GPA +
-                                   XTK_GUEST_SCHED_STRIDE * cpu);
-    const volatile uint64_t *headp =
-        (const volatile uint64_t *)(meta + XTK_SCHED_DATA_HEAD);
-    uint64_t off = *(const volatile uint64_t *)(meta + XTK_SCHED_DATA_OFFSET);
-    uint64_t size = *(const volatile uint64_t *)(meta + XTK_SCHED_DATA_SIZE);
-
-    for (int tries = 0; tries < 4; tries++) {
-        uint64_t head = *headp, again;
-        uint32_t type;
-        uint16_t misc;
-
-        if (!head || !size || (size & (size - 1)) || off + size > 8192 ||
-            (head & (size - 1)) + 8 > size)
-            return 0;
-        barrier();
-        type = *(const volatile uint32_t *)(meta + off + (head & (size - 1)));
-        misc =
-            *(const volatile uint16_t *)(meta + off + (head & (size - 1)) + 4);
-        barrier();
-        again = *headp;
-        if (again == head)
-            return type == XTK_SCHED_RECORD_SWITCH &&
-                   (misc & XTK_SCHED_MISC_OUT) &&
-                   (misc & XTK_SCHED_MISC_PREEMPT);
-    }
-    return 0;
-}
-
 int vcpu_preempted(unsigned int cpu)
 {
     if (!(pv_used & XTK_GUEST_PV_PREEMPTED) || cpu >= nr_vcpus)
         return 0;
     if (xen_mode)
         return xen_vcpu_runnable(cpu);
-    if (boot && (READ_ONCE(boot->flags) & XTK_BOOT_SCHED))
-        return sched_preempted(cpu);
+    if (published())
+        return xtk_sched_preempted(
+            (const volatile uint8_t *)(XTK_GUEST_SCHED_GPA +
+                                       XTK_GUEST_SCHED_STRIDE * cpu));
     return (READ_ONCE(status->steal[cpu].preempted) &
             XTK_GUEST_STEAL_PREEMPTED) != 0;
 }
@@ -126,14 +96,14 @@ int pv_wait_on(unsigned int self, unsigned int cpu)
         !vcpu_preempted(cpu))
         return 0;
     status->pv.saw_preempted[self]++;
-    if ((pv_used & XTK_GUEST_PV_YIELD) && xen_mode) {
+    if (!(pv_used & XTK_GUEST_PV_YIELD))
+        return 1;
+    if (xen_mode)
         xen_yield(); /* Xen's: not directed, but away from this vCPU */
-        status->pv.yields[self]++;
-    } else if ((pv_used & XTK_GUEST_PV_YIELD) && boot &&
-               (READ_ONCE(boot->flags) & XTK_BOOT_SCHED)) {
-        /* Only under xtk-hv (a restored guest may have moved). */
+    else if (published())
         mmio_write32(XTK_GUEST_YIELD_TO_GPA, cpu);
-        status->pv.yields[self]++;
-    }
+    else
+        return 1;
+    status->pv.yields[self]++;
     return 1;
 }

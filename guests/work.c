@@ -150,9 +150,6 @@ static void run_dirty(void)
     }
 }
 
-/* Every so many spins on the lock a waiter looks at its holder. */
-#define PV_CHECK_SPINS 16
-
 /*
  * Waits for the spin lock, already found taken.  A holder the host has
  * preempted is not spun on: the waiter gives it its time (pv.c).

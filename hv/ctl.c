@@ -218,7 +218,7 @@ static int do_vcpus(struct hv *hv, int ci, const struct xtk_hvctl_hdr *h,
     struct xtk_hvctl_vcpu *o = (void *)tx_buf;
 
     for (unsigned int i = 0; i < hv->nr_vcpus; i++)
-        hv_sched_vcpu_stats(hv, &hv->vcpus[i], &o[i]);
+        hv_sched_vcpu_stats(&hv->vcpus[i], &o[i]);
     rep->buf = o;
     rep->len = hv->nr_vcpus * sizeof(*o);
     return 0;
@@ -263,7 +263,7 @@ static int hold_aps(struct hv *hv, int ci, int notify)
          * threads that fill every core, it may be waiting for one. */
         if (write(hv->ports[XTK_PORT_SUSPEND].to_guest, &one, sizeof(one)) < 0)
             return errno;
-        hv_sched_boost(hv, &hv->vcpus[0]);
+        hv_sched_boost(&hv->vcpus[0]);
     }
     return 0;
 }

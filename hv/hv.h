@@ -57,8 +57,8 @@ struct hv_vcpu {
     /* sched.c, set by the thread before its first KVM_RUN. */
     uint32_t tid;
     int stats_fd;     /* KVM_GET_STATS_FD, or -1 */
-    int perf_fd;      /* its context-switch event, or -1 */
-    void *sched_page; /* that event's pages, in the guest; NULL */
+    void *sched_page; /* its context-switch event's pages, in the guest;
+                         NULL */
     /* Directed yields (sched.c), atomics: asked for by the guest, given
      * (the target still preempted), and with the target moved here. */
     uint64_t yields, yields_given, yields_moved;
@@ -187,9 +187,8 @@ struct hv {
 int hv_sched_publish(struct hv *hv, struct hv_vcpu *v);
 void hv_sched_yield_to(struct hv *hv, struct hv_vcpu *v, uint32_t target);
 /* The calling thread's CPU to vCPU v's thread, if it is preempted. */
-void hv_sched_boost(struct hv *hv, struct hv_vcpu *v);
-void hv_sched_vcpu_stats(struct hv *hv, struct hv_vcpu *v,
-                         struct xtk_hvctl_vcpu *o);
+void hv_sched_boost(struct hv_vcpu *v);
+void hv_sched_vcpu_stats(struct hv_vcpu *v, struct xtk_hvctl_vcpu *o);
 
 /* main.c */
 /* Takes name (unique among live domains: EEXIST; EINVAL if malformed) and

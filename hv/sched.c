@@ -62,7 +62,6 @@ int hv_sched_publish(struct hv *hv, struct hv_vcpu *v)
     a.config = PERF_COUNT_SW_DUMMY;
     a.context_switch = 1;
     a.write_backward = 1; /* overwrites: the newest record is at data_head */
-    a.exclude_kernel = 0;
     fd = syscall(SYS_perf_event_open, &a, 0, -1, -1, PERF_FLAG_FD_CLOEXEC);
     if (fd < 0) {
         hv_log("vCPU %u: perf_event_open: %m: the guest is not told when "
@@ -88,57 +87,28 @@ int hv_sched_publish(struct hv *hv, struct hv_vcpu *v)
         close((int)fd);
         return -1;
     }
-    v->perf_fd = (int)fd;
+    close((int)fd); /* the mapping keeps the event */
     v->sched_page = p;
     return 0;
 }
 
-/* The newest record in a thread's pages (abi.h, XTK_GUEST_SCHED_GPA): is
- * it a switch out by preemption? */
-static int page_preempted(const void *page)
-{
-    const volatile struct perf_event_mmap_page *m = page;
-
-    for (int tries = 0; tries < 4; tries++) {
-        uint64_t head = __atomic_load_n(&m->data_head, __ATOMIC_ACQUIRE);
-        uint64_t size = m->data_size, off = m->data_offset;
-        struct perf_event_header h;
-
-        if (!head || !size || (size & (size - 1)) ||
-            off + size > SCHED_PAGES * 4096 ||
-            (head & (size - 1)) + sizeof(h) > size)
-            return 0;
-        memcpy(&h, (const char *)page + off + (head & (size - 1)), sizeof(h));
-        if (__atomic_load_n(&m->data_head, __ATOMIC_ACQUIRE) == head)
-            return h.type == PERF_RECORD_SWITCH &&
-                   (h.misc & PERF_RECORD_MISC_SWITCH_OUT) &&
-                   (h.misc & PERF_RECORD_MISC_SWITCH_OUT_PREEMPT);
-    }
-    return 0;
-}
-
 /*
- * The yield-to doorbell (abi.h): vCPU v waits for vCPU `target`, whose
- * thread the guest saw preempted.  Linux has no yield_to() for user
- * space, so the directed yield is made of three calls: if the target is
- * still preempted, its thread is moved to the waiter's CPU (its allowed
- * CPUs narrowed to this one: a queued thread moves at once), the waiter
- * yields (the target, queued here now, runs in its place), and the
- * target's allowed CPUs are put back as they were once the waiter runs
- * again.  One waiter at a time moves a given target; others only yield.
- * A target whose affinity does not allow this CPU is not moved.
- */
-/*
- * Gives the calling thread's CPU to vCPU t's thread if it is preempted
- * (see hv_sched_yield_to): 1 if it did, 0 if t runs (or cannot be told),
- * 2 if it was given with t moved here.
+ * Gives the calling thread's CPU to vCPU t's thread if it is preempted:
+ * 0 if t runs (or cannot be told), 1 if given, 2 if given with t moved
+ * here.  Linux has no yield_to() for user space, so it is made of three
+ * calls: t's thread is moved to this CPU (its allowed CPUs narrowed to
+ * this one: a queued thread moves at once), the caller yields (t, queued
+ * here now, runs in its place), and t's allowed CPUs are put back as they
+ * were once the caller runs again.  One caller at a time moves a given
+ * thread; others only yield.  A thread whose affinity does not allow this
+ * CPU is not moved.
  */
 static int give_cpu(struct hv_vcpu *t)
 {
     cpu_set_t allowed, here;
     int cpu, moved = 0;
 
-    if (!t->sched_page || !t->tid || !page_preempted(t->sched_page))
+    if (!t->sched_page || !t->tid || !xtk_sched_preempted(t->sched_page))
         return 0; /* it runs again: nothing to give it */
     cpu = sched_getcpu();
     if (cpu >= 0 && !__atomic_exchange_n(&t->boosting, 1, __ATOMIC_ACQUIRE)) {
@@ -159,6 +129,8 @@ static int give_cpu(struct hv_vcpu *t)
     return 1 + moved;
 }
 
+/* The yield-to doorbell (abi.h): vCPU v waits for vCPU `target`, whose
+ * thread the guest saw preempted. */
 void hv_sched_yield_to(struct hv *hv, struct hv_vcpu *v, uint32_t target)
 {
     int r;
@@ -173,9 +145,8 @@ void hv_sched_yield_to(struct hv *hv, struct hv_vcpu *v, uint32_t target)
         __atomic_add_fetch(&v->yields_moved, 1, __ATOMIC_RELAXED);
 }
 
-void hv_sched_boost(struct hv *hv, struct hv_vcpu *v)
+void hv_sched_boost(struct hv_vcpu *v)
 {
-    (void)hv;
     if (give_cpu(v))
         __atomic_add_fetch(&v->boosts, 1, __ATOMIC_RELAXED);
 }
@@ -228,8 +199,7 @@ static void kvm_stats_read(int sfd, struct xtk_hvctl_vcpu *o)
     free(descs);
 }
 
-void hv_sched_vcpu_stats(struct hv *hv, struct hv_vcpu *v,
-                         struct xtk_hvctl_vcpu *o)
+void hv_sched_vcpu_stats(struct hv_vcpu *v, struct xtk_hvctl_vcpu *o)
 {
     char path[96], line[256];
     FILE *f;
@@ -270,5 +240,4 @@ void hv_sched_vcpu_stats(struct hv *hv, struct hv_vcpu *v,
     o->yields_given = __atomic_load_n(&v->yields_given, __ATOMIC_RELAXED);
     o->yields_moved = __atomic_load_n(&v->yields_moved, __ATOMIC_RELAXED);
     o->boosts = __atomic_load_n(&v->boosts, __ATOMIC_RELAXED);
-    (void)hv;
 }

@@ -724,7 +724,7 @@ int hv_vm_start(struct hv *hv)
 
         v->hv = hv;
         v->index = i;
-        v->stats_fd = v->perf_fd = -1;
+        v->stats_fd = -1;
         v->fd = ioctl(hv->vm_fd, KVM_CREATE_VCPU, i);
         if (v->fd < 0) {
             hv_log("KVM_CREATE_VCPU %u: %m", i);

@@ -383,12 +383,10 @@ static void print_guest_pv(struct xtk_domain *dom,
            pv->used & XTK_GUEST_PV_YIELD       ? "used"
            : pv->features & XTK_GUEST_PV_YIELD ? "offered, off"
                                                : "none");
-    printf("VCPU  SAW-PREEMPTED  YIELDS  YIELD-ERRORS  HEARTBEAT\n");
+    printf("VCPU  SAW-PREEMPTED  YIELDS  HEARTBEAT\n");
     for (unsigned int i = 0; i < info->nr_vcpus && i < XTK_GUEST_MAX_VCPUS; i++)
-        printf("%4u  %13" PRIu64 "  %6" PRIu64 "  %12" PRIu64 "  %9" PRIu64
-               "\n",
-               i, pv->saw_preempted[i], pv->yields[i], pv->yield_errors[i],
-               s->heartbeat[i]);
+        printf("%4u  %13" PRIu64 "  %6" PRIu64 "  %9" PRIu64 "\n", i,
+               pv->saw_preempted[i], pv->yields[i], s->heartbeat[i]);
     if (s->workload == XTK_WORK_SPIN)
         printf("lock: %" PRIu64 " acquisitions, %" PRIu64
                " waited, wait mean %.1f us, longest %.1f us\n",

@@ -457,8 +457,8 @@ struct dom_call {
     int op;
     const char *name;
     struct xtk_domain_info info;
-    struct xtk_vcpu_stats vcpus[64];
-    unsigned int nr_vcpus;
+    struct xtk_vcpu_stats *vcpus; /* D_VCPUS: room for max_vcpus */
+    unsigned int max_vcpus, nr_vcpus;
     uint64_t offset;
     char *buf;
     size_t len;
@@ -488,7 +488,7 @@ static void do_dom(void *arg)
         d->rc = xtk_domain_info(d->dom, &d->info);
         break;
     case D_VCPUS:
-        d->rc = xtk_domain_vcpus(d->dom, d->vcpus, 64, &d->nr_vcpus);
+        d->rc = xtk_domain_vcpus(d->dom, d->vcpus, d->max_vcpus, &d->nr_vcpus);
         break;
     case D_PAUSE:
         d->rc = xtk_domain_pause(d->dom);
@@ -562,25 +562,22 @@ static PyObject *Domain_info(DomainObject *self, PyObject *unused)
  *               yields_attempted, yields_successful), ...] */
 static PyObject *Domain_vcpus(DomainObject *self, PyObject *unused)
 {
-    struct dom_call *d = calloc(1, sizeof(*d));
+    struct xtk_vcpu_stats v[64];
+    struct dom_call d = {.op = D_VCPUS, .vcpus = v, .max_vcpus = 64};
     PyObject *list;
 
-    if (!d)
-        return PyErr_NoMemory();
-    d->op = D_VCPUS;
-    if (!domain_ok(self) || dom_run(self, d, "vcpus") < 0) {
-        free(d);
+    if (!domain_ok(self) || dom_run(self, &d, "vcpus") < 0)
         return NULL;
-    }
     list = PyList_New(0);
-    for (unsigned int i = 0; list && i < d->nr_vcpus && i < 64; i++) {
-        const struct xtk_vcpu_stats *v = &d->vcpus[i];
-        PyObject *t = Py_BuildValue(
-            "(IIKKKKKKK)", v->vcpu, v->flags, (unsigned long long)v->cpu_ns,
-            (unsigned long long)v->wait_ns, (unsigned long long)v->slices,
-            (unsigned long long)v->preemptions, (unsigned long long)v->blocks,
-            (unsigned long long)v->yields_attempted,
-            (unsigned long long)v->yields_successful);
+    for (unsigned int i = 0; list && i < d.nr_vcpus && i < 64; i++) {
+        PyObject *t = Py_BuildValue("(IIKKKKKKK)", v[i].vcpu, v[i].flags,
+                                    (unsigned long long)v[i].cpu_ns,
+                                    (unsigned long long)v[i].wait_ns,
+                                    (unsigned long long)v[i].slices,
+                                    (unsigned long long)v[i].preemptions,
+                                    (unsigned long long)v[i].blocks,
+                                    (unsigned long long)v[i].yields_attempted,
+                                    (unsigned long long)v[i].yields_successful);
         if (!t || PyList_Append(list, t) < 0) {
             Py_XDECREF(t);
             Py_CLEAR(list);
@@ -588,7 +585,6 @@ static PyObject *Domain_vcpus(DomainObject *self, PyObject *unused)
         }
         Py_DECREF(t);
     }
-    free(d);
     return list;
 }
 

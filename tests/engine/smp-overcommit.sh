@@ -22,7 +22,7 @@ cd "$work"
 pv_counts() {
   "$xtk" vcpus "$1" > "$1.vcpus" || fail "xtk vcpus $1"
   awk '/^VCPU +SAW-PREEMPTED/ { g = 1; next } /^lock:/ { g = 0 }
-       g && NF == 5 { s += $2; y += $3 } END { print s + 0, y + 0 }' \
+       g && NF == 4 { s += $2; y += $3 } END { print s + 0, y + 0 }' \
     "$1.vcpus"
 }
 
