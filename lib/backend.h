@@ -67,6 +67,11 @@ struct xtk_domain {
     /* Set by the stop of a save that holds the guest's output
      * (output_hold): the epoch of output it closed; 0 otherwise. */
     uint32_t output_epoch;
+    /* Set by output_hold: how many closed epochs of output the backend
+     * can hold unreleased at once (Xen's plug: 1); 0 for any number.  A
+     * save waits for its backup's acknowledgement before a stop that
+     * would close one more. */
+    unsigned int output_depth;
 };
 
 /* For output_hold. */

@@ -2067,6 +2067,8 @@ static int hold_for_source(struct xtk_restore *rs, int failed_over)
         failed_over || !dom->ops->output_hold)
         return 0;
     if (dom->ops->output_hold(dom, XTK__OUTPUT_HOLD) < 0) {
+        if (errno == ENOTSUP) /* (this domain's output cannot be held) */
+            return 0;
         XTK_PERROR(rs->ctx,
                    "domain %u: cannot hold its output until the "
                    "source's is out (it may come first)",

@@ -147,6 +147,11 @@ struct xtk_save {
     int holding, out_based;
     uint32_t out_base; /* the domain's output epoch of epoch n: n + base */
     uint32_t out_closed, out_released;
+    /* A stop waits for an acknowledgement: the backend holds only
+     * dom->output_depth closed epochs unreleased (since t_deferred). */
+    int stop_deferred;
+    uint64_t t_deferred;
+    int release_err;      /* such a backend's release failed: the save fails */
     int backup_gone;      /* backup_lost: this copy runs on, its output too */
     uint64_t reply_early; /* a reply read before the END's send ended */
 
@@ -279,6 +284,8 @@ static void hist(struct xtk_save *sv, const char *name, uint64_t v)
  * backup has acknowledged checkpoint n, never before: a client outside
  * never sees output of a state a failover would not resume.
  */
+static int stop_waits(const struct xtk_save *sv);
+
 static void output_release(struct xtk_save *sv, uint32_t upto)
 {
     struct xtk__output o;
@@ -297,9 +304,20 @@ static void output_release(struct xtk_save *sv, uint32_t upto)
     if (r < 0) {
         XTK_PERROR(sv->ctx, "domain %u: cannot release its output",
                    sv->dom->domid);
+        if (sv->dom->output_depth) {
+            /* No later epoch could be closed (the next stop would wait
+             * for good): the save fails, from the loop (not from inside
+             * the reading of the backup's messages), the output held. */
+            sv->release_err = errno ? errno : EIO;
+            event_active(sv->ev_timer, EV_TIMEOUT, 0);
+        }
         return;
     }
     sv->out_released = upto + 1;
+    if (sv->stop_deferred && !stop_waits(sv))
+        /* The stop it held back goes now (from the loop, not from
+         * inside the reading of the backup's messages). */
+        event_active(sv->ev_timer, EV_TIMEOUT, 0);
     if (o.items) {
         hist(sv, "output held", o.held_max_ns);
         /* A checkpoint's row (not the END's: its stop is the move's). */
@@ -519,6 +537,40 @@ static int send_state(struct xtk_save *sv)
     hist(sv, "state", xtk_now_ns() - t0);
     stamp(sv, "state sent");
     return r;
+}
+
+/*
+ * Checkpointing with the output held by a backend that holds only
+ * dom->output_depth closed epochs unreleased (Xen's plug: one): the stop
+ * that would close one more must wait for the backup's acknowledgement
+ * (1), as xl remus waits for its commit before the next checkpoint.
+ */
+static int stop_waits(const struct xtk_save *sv)
+{
+    unsigned int depth = sv->dom->output_depth;
+
+    return sv->holding && depth && sv->out_based &&
+           sv->out_closed + 1 - sv->out_released >= depth;
+}
+
+/* The next epoch's stop (or the END's): now, or once the backup has
+ * acknowledged enough for the backend to close one more epoch. */
+static void epoch_stop(struct xtk_save *sv)
+{
+    if (stop_waits(sv)) {
+        if (!sv->stop_deferred) {
+            sv->stop_deferred = 1;
+            sv->t_deferred = xtk_now_ns();
+            xtk_stats_count(sv->st, "stops waiting for an acknowledgement", 1);
+        }
+        return;
+    }
+    if (sv->stop_deferred) {
+        sv->stop_deferred = 0;
+        hist(sv, "stop waited for acknowledgement",
+             xtk_now_ns() - sv->t_deferred);
+    }
+    request_suspend(sv);
 }
 
 /* Asks the guest to suspend; the suspend fd or the timer answers. */
@@ -805,7 +857,7 @@ static void epoch_sent(struct xtk_save *sv, uint64_t now)
     }
     sv->phase = PH_INTERVAL;
     if (sv->cancel) { /* asked while it was sent: the END comes now */
-        request_suspend(sv);
+        epoch_stop(sv);
         return;
     }
     {
@@ -1799,8 +1851,14 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
         finish(sv, ETIMEDOUT);
         break;
     case PH_INTERVAL:
-        fault_point(sv, "interval", sv->epoch + 1);
-        request_suspend(sv);
+        if (sv->release_err) {
+            errno = sv->release_err;
+            fail_errno(sv);
+            break;
+        }
+        if (!sv->stop_deferred)
+            fault_point(sv, "interval", sv->epoch + 1);
+        epoch_stop(sv);
         break;
     case PH_DRAIN:
         drain_then_decide(sv, NULL);
@@ -2037,8 +2095,9 @@ static int check_options(struct xtk_save_options *o)
 {
     uint32_t pc = o->flags & POSTCOPY_FLAGS;
 
-    if ((o->flags & ~(XTK_SAVE_LIVE | XTK_SAVE_KEEP | XTK_SAVE_MIGRATE |
-                      XTK_SAVE_POSTCOPY | XTK_SAVE_POSTCOPY_AUTO)) ||
+    if ((o->flags &
+         ~(XTK_SAVE_LIVE | XTK_SAVE_KEEP | XTK_SAVE_MIGRATE |
+           XTK_SAVE_POSTCOPY | XTK_SAVE_POSTCOPY_AUTO | XTK_SAVE_UNHELD)) ||
         (o->max_postcopy_bandwidth &&
          o->max_postcopy_bandwidth < MIN_POSTCOPY_BANDWIDTH) ||
         (pc &&
@@ -2541,14 +2600,18 @@ static int start(struct xtk_save *sv, xtk_save_done_fn *done, void *arg)
     }
     /* Checkpoints to a backup: the guest's output is held from now until
      * the backup has the epoch it belongs to. */
-    if (sv->ev_heartbeat && dom->ops->output_hold) {
-        if (dom->ops->output_hold(dom, XTK__OUTPUT_HOLD) < 0) {
-            XTK_PERROR(sv->ctx, "domain %u: cannot hold its output",
-                       dom->domid);
-            goto err;
-        }
+    if (sv->ev_heartbeat && (sv->opt.flags & XTK_SAVE_UNHELD)) {
+        XTK_WARN(sv->ctx,
+                 "domain %u: its output is not held (asked): a failover "
+                 "may repeat output a client saw",
+                 dom->domid);
+    } else if (sv->ev_heartbeat && dom->ops->output_hold &&
+               dom->ops->output_hold(dom, XTK__OUTPUT_HOLD) == 0) {
         sv->holding = 1;
         stamp(sv, "output held");
+    } else if (sv->ev_heartbeat && dom->ops->output_hold && errno != ENOTSUP) {
+        XTK_PERROR(sv->ctx, "domain %u: cannot hold its output", dom->domid);
+        goto err;
     } else if (sv->ev_heartbeat) {
         XTK_WARN(sv->ctx,
                  "domain %u: this backend cannot hold the guest's output "
@@ -2604,7 +2667,7 @@ void xtk_save_cancel(struct xtk_save *sv)
         /* Checkpointing: the current epoch ends the stream. */
         if (sv->phase == PH_INTERVAL) {
             evtimer_del(sv->ev_timer);
-            request_suspend(sv);
+            epoch_stop(sv);
         }
         return;
     }

@@ -92,6 +92,8 @@ static void usage(FILE *f)
             "      --peer-timeout MS        ... and the backup is lost "
             "when it owes\n"
             "                               an answer this long (5000)\n"
+            "      --no-output-hold         ... the guest's output not held "
+            "(unsafe)\n"
             "      --tls                    tcp: TLS, x509 certificates from "
             "%s\n"
             "      --tls-dir DIR            ... from DIR\n"
@@ -160,6 +162,7 @@ static int parse_options(int argc, char **argv, struct xtk_save_options *o,
         {"checkpoints", required_argument, NULL, 'N'},
         {"timeout", required_argument, NULL, 't'},
         {"heartbeat", required_argument, NULL, 'H'},
+        {"no-output-hold", no_argument, NULL, 'U'},
         {"peer-timeout", required_argument, NULL, 'T'},
         {"stats-json", required_argument, NULL, 'J'},
         {"quiet", no_argument, NULL, 'q'},
@@ -239,6 +242,9 @@ static int parse_options(int argc, char **argv, struct xtk_save_options *o,
                 fprintf(stderr, "%s: bad size '%s'\n", cli_prog, optarg);
                 return -1;
             }
+            break;
+        case 'U':
+            o->flags |= XTK_SAVE_UNHELD;
             break;
         case 'W':
             if (cli_parse_u64(optarg, 1 << 20, UINT64_MAX, 1,

@@ -1215,34 +1215,25 @@ static const char *suspend_names[] = {"evtchn", "store", "pause", "xl"};
  * save(domain, target, flags, suspend, max_downtime_ms, max_rounds, senders,
  *      max_bytes, interval_ms, checkpoints, timeout_ms, heartbeat_ms,
  *      peer_timeout_ms, compress, max_bandwidth, postcopy,
- *      postcopy_bandwidth) -> Job
+ *      postcopy_bandwidth, output_hold) -> Job
  * postcopy: 0 none, 1 the switch after the first round, 2 when pre-copy
  * does not converge.
  * target: a path, or "tcp:HOST:PORT" (a migration / a backup).
  */
 static PyObject *Context_save(ContextObject *self, PyObject *args, PyObject *kw)
 {
-    static char *kwlist[] = {"domain",
-                             "target",
-                             "live",
-                             "keep",
-                             "suspend",
-                             "max_downtime_ms",
-                             "max_rounds",
-                             "senders",
-                             "max_bytes",
-                             "interval_ms",
-                             "checkpoints",
-                             "timeout_ms",
-                             "heartbeat_ms",
-                             "peer_timeout_ms",
-                             "compress",
-                             "max_bandwidth",
-                             "postcopy",
-                             "postcopy_bandwidth",
-                             NULL};
+    static char *kwlist[] = {"domain",       "target",
+                             "live",         "keep",
+                             "suspend",      "max_downtime_ms",
+                             "max_rounds",   "senders",
+                             "max_bytes",    "interval_ms",
+                             "checkpoints",  "timeout_ms",
+                             "heartbeat_ms", "peer_timeout_ms",
+                             "compress",     "max_bandwidth",
+                             "postcopy",     "postcopy_bandwidth",
+                             "output_hold",  NULL};
     const char *domain, *target, *suspend = "evtchn";
-    int live = 0, keep = 0, compress = -2;
+    int live = 0, keep = 0, compress = -2, hold = 1;
     unsigned int downtime = 0, rounds = 0, senders = 0, interval = 0, count = 0,
                  timeout = 0, hb = 0, peer = 0;
     unsigned long long max_bytes = 0, bandwidth = 0, pc_bandwidth = 0;
@@ -1253,10 +1244,10 @@ static PyObject *Context_save(ContextObject *self, PyObject *args, PyObject *kw)
     size_t k;
 
     if (!PyArg_ParseTupleAndKeywords(
-            args, kw, "ss|ppsIIIKIIIIIiKIK", kwlist, &domain, &target, &live,
+            args, kw, "ss|ppsIIIKIIIIIiKIKp", kwlist, &domain, &target, &live,
             &keep, &suspend, &downtime, &rounds, &senders, &max_bytes,
             &interval, &count, &timeout, &hb, &peer, &compress, &bandwidth,
-            &postcopy, &pc_bandwidth) ||
+            &postcopy, &pc_bandwidth, &hold) ||
         !context_ok(self))
         return NULL;
     for (k = 0; k < sizeof(suspend_names) / sizeof(*suspend_names); k++)
@@ -1283,7 +1274,8 @@ static PyObject *Context_save(ContextObject *self, PyObject *args, PyObject *kw)
         .flags = (live ? XTK_SAVE_LIVE : 0) | (keep ? XTK_SAVE_KEEP : 0) |
                  (postcopy == 1   ? XTK_SAVE_POSTCOPY
                   : postcopy == 2 ? XTK_SAVE_POSTCOPY_AUTO
-                                  : 0),
+                                  : 0) |
+                 (hold ? 0 : XTK_SAVE_UNHELD),
         .suspend = (uint32_t)k,
         .max_downtime_ms = downtime,
         .max_rounds = rounds,

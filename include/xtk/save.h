@@ -85,6 +85,13 @@ enum xtk_save_policy {
  */
 #define XTK_SAVE_POSTCOPY 0x8u
 #define XTK_SAVE_POSTCOPY_AUTO 0x10u
+/*
+ * Checkpointing to a backup, the guest's output is not held (xl remus's
+ * -n): unsafe, a backup promoted from its last checkpoint may repeat
+ * output a client already saw; for a guest with no outward output, or to
+ * measure what the holding costs.
+ */
+#define XTK_SAVE_UNHELD 0x20u
 
 /*
  * Options.  Zero-fill, then set what you need: zero fields take the

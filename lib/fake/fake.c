@@ -57,6 +57,11 @@ struct fake_dom {
     int nosuspend;
     uint64_t check_sum; /* a loaded state's checksum, for resume */
     int check_pending;
+    /* output held in epochs ("output=DEPTH"; -1: it cannot be held): the
+     * epochs the stops closed and those released; a stop or release
+     * beyond the depth is counted as a violation */
+    int out_depth, out_holding;
+    uint32_t out_closed, out_released, out_violations;
 };
 
 struct fake_handle {
@@ -67,12 +72,14 @@ struct fake_handle {
     int method; /* enum xtk__suspend_method */
     int guard;  /* a suspend asked through this handle, not torn down */
     int resume_efd, resume_err; /* resume_start's outcome, for finish */
+    int out_counted;            /* this suspend's stop closed an epoch */
 };
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t g_cond = PTHREAD_COND_INITIALIZER;
 static struct fake_dom *g_doms;
 static uint32_t g_next_id = 1;
+static unsigned int g_out_violations; /* every domain's, destroyed too */
 
 /* ---- faults ---------------------------------------------------------- */
 
@@ -98,6 +105,8 @@ enum fake_op {
     OP_GET_STATE,
     OP_SET_STATE,
     OP_RESUME,
+    OP_OUTPUT_HOLD,
+    OP_OUTPUT_RELEASE,
     OP_NR
 };
 
@@ -123,6 +132,8 @@ static const char *const op_names[OP_NR] = {
     "get_state",
     "set_state",
     "resume",
+    "output_hold",
+    "output_release",
 };
 
 #define FAULTS_MAX 16
@@ -426,6 +437,16 @@ static void fill_info(const struct fake_dom *d, struct xtk_domain_info *info)
     snprintf(info->name, sizeof(info->name), "%s", d->name);
 }
 
+unsigned int xtk__fake_output_violations(void)
+{
+    unsigned int n;
+
+    pthread_mutex_lock(&g_lock);
+    n = g_out_violations;
+    pthread_mutex_unlock(&g_lock);
+    return n;
+}
+
 int xtk__fake_status(uint32_t domid, struct xtk__fake_status *st)
 {
     struct fake_dom *d;
@@ -443,6 +464,9 @@ int xtk__fake_status(uint32_t domid, struct xtk__fake_status *st)
             .suspend_wanted = d->suspend_wanted,
             .handles = d->handles,
             .pauses = d->pauses,
+            .out_closed = d->out_closed,
+            .out_released = d->out_released,
+            .out_violations = d->out_violations,
         };
     }
     pthread_mutex_unlock(&g_lock);
@@ -539,6 +563,7 @@ static int parse_cmdline(struct xtk_ctx *ctx, const char *cmdline,
 
     d->pps = 1000;
     d->ws = 1024;
+    d->out_depth = -1;
     while (*s) {
         size_t len = strcspn(s, " ");
         char *end;
@@ -556,6 +581,11 @@ static int parse_cmdline(struct xtk_ctx *ctx, const char *cmdline,
             d->max_writes = total;
         } else if (len == 9 && !strncmp(s, "nosuspend", 9)) {
             d->nosuspend = 1;
+        } else if (len > 7 && !strncmp(s, "output=", 7)) {
+            unsigned long depth = strtoul(s + 7, &end, 10);
+            if (end != s + len || depth > 64)
+                goto bad;
+            d->out_depth = (int)depth;
         } else if (len) {
             goto bad;
         }
@@ -569,8 +599,8 @@ static int parse_cmdline(struct xtk_ctx *ctx, const char *cmdline,
 bad:
     XTK_ERROR(ctx,
               "the fake guest's command line '%s': "
-              "'dirty=PAGES_PER_S[:WORKING_SET[:TOTAL]]' and "
-              "'nosuspend' only",
+              "'dirty=PAGES_PER_S[:WORKING_SET[:TOTAL]]', "
+              "'nosuspend' and 'output=DEPTH' only",
               cmdline);
     return xtk__fail(EINVAL);
 }
@@ -948,6 +978,7 @@ static int fake_suspend_request(struct xtk_domain *dom)
         errno = EINVAL;
     } else if (d) {
         h->guard = 1;
+        h->out_counted = 0;
         if (h->method == XTK__SUSPEND_PAUSE) {
             d->pauses++;
             h->holds++;
@@ -978,6 +1009,14 @@ static int fake_suspend_check(struct xtk_domain *dom)
         if (h->efd >= 0 && read(h->efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
             XTK_PERROR(dom->ctx, "read the suspend eventfd");
         rc = h->method == XTK__SUSPEND_PAUSE ? d->pauses > 0 : d->suspended;
+        if (rc == 1 && d->out_holding && !h->out_counted) {
+            /* The stop closes an epoch of output. */
+            h->out_counted = 1;
+            dom->output_epoch = ++d->out_closed;
+            if (d->out_depth &&
+                d->out_closed - d->out_released > (uint32_t)d->out_depth)
+                d->out_violations++, g_out_violations++;
+        }
     }
     pthread_mutex_unlock(&g_lock);
     return rc;
@@ -1144,6 +1183,63 @@ static int fake_resume_finish(struct xtk_domain *dom)
     return e ? xtk__fail(e) : 0;
 }
 
+/* ---- output ------------------------------------------------------------ */
+
+/* Holding is bookkeeping only: the epochs the stops close and those
+ * released, checked against the depth the guest was given. */
+static int fake_output_hold(struct xtk_domain *dom, int how)
+{
+    struct fake_dom *d;
+    int rc = -1;
+
+    FAULT(dom->ctx, OP_OUTPUT_HOLD);
+    pthread_mutex_lock(&g_lock);
+    d = live(dom);
+    if (d && d->out_depth < 0) {
+        errno = ENOTSUP;
+    } else if (d) {
+        if (how == XTK__OUTPUT_HOLD) {
+            /* (a hold left by a dead save is taken over: the numbers go
+             * on) */
+            d->out_holding = 1;
+            dom->output_epoch = d->out_closed;
+            dom->output_depth = (unsigned int)d->out_depth;
+        } else {
+            d->out_holding = 0;
+            d->out_released = d->out_closed;
+            dom->output_depth = 0;
+        }
+        rc = 0;
+    }
+    pthread_mutex_unlock(&g_lock);
+    return rc;
+}
+
+static int fake_output_release(struct xtk_domain *dom, uint32_t epoch,
+                               struct xtk__output *out)
+{
+    struct fake_dom *d;
+    int rc = -1;
+
+    FAULT(dom->ctx, OP_OUTPUT_RELEASE);
+    memset(out, 0, sizeof(*out));
+    pthread_mutex_lock(&g_lock);
+    d = live(dom);
+    if (d && (!d->out_holding || epoch > d->out_closed)) {
+        errno = EINVAL;
+    } else if (d) {
+        if (epoch > d->out_released) {
+            if (d->out_depth && epoch - d->out_released > 1 &&
+                d->out_depth == 1)
+                d->out_violations++, g_out_violations++;
+            d->out_released = epoch;
+        }
+        rc = 0;
+    }
+    pthread_mutex_unlock(&g_lock);
+    return rc;
+}
+
 static const struct xtk__backend_ops xtk__fake_backend = {
     .name = "fake",
     .list = fake_list,
@@ -1171,6 +1267,8 @@ static const struct xtk__backend_ops xtk__fake_backend = {
     .resume = fake_resume,
     .resume_start = fake_resume_start,
     .resume_finish = fake_resume_finish,
+    .output_hold = fake_output_hold,
+    .output_release = fake_output_release,
 };
 
 void xtk__fake_register(void)

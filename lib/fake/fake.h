@@ -17,8 +17,11 @@
  * The guest's workload comes from the domain config's cmdline, as the
  * built-in guest's: "dirty=PAGES_PER_S[:WORKING_SET_PAGES[:TOTAL]]"
  * (default 1000 pages/s over the first 1024 frames, without end; 0: an
- * idle guest; TOTAL: it stops writing after that many pages), and
- * "nosuspend" (it never answers a suspend request).
+ * idle guest; TOTAL: it stops writing after that many pages),
+ * "nosuspend" (it never answers a suspend request) and "output=DEPTH" (its
+ * output can be held for a backup, at most DEPTH closed epochs of it
+ * unreleased, 0 for any: output_hold and output_release keep the books;
+ * without it output_hold fails with ENOTSUP).
  *
  * Any operation can be made to fail or stall: xtk__fake_faults() or
  * $XTK_FAKE_FAULTS (read when the first operation runs) hold a list
@@ -50,6 +53,10 @@ struct xtk__fake_status {
     int suspend_wanted;   /* a suspend request the guest has not acted on */
     unsigned int handles; /* open handles on it */
     unsigned int pauses;  /* pauses held */
+    /* output held ("output=DEPTH" on its command line): epochs the stops
+     * closed and released, and how often a stop or a release went beyond
+     * the depth (never, with a save that keeps to dom->output_depth) */
+    uint32_t out_closed, out_released, out_violations;
 };
 
 /*
@@ -64,6 +71,10 @@ unsigned int xtk__fake_calls(const char *op);
 
 /* The status of fake domain domid: 0, or -1 (ENOENT). */
 int xtk__fake_status(uint32_t domid, struct xtk__fake_status *st);
+
+/* The violations of output depth counted so far, in every domain (those
+ * destroyed too). */
+unsigned int xtk__fake_output_violations(void);
 
 /* How many fake domains exist (not destroyed). */
 unsigned int xtk__fake_count(void);

@@ -238,9 +238,10 @@ struct pair {
     struct job sj, rj;
     int decide; /* what a backup does when it loses its source */
     int lost_calls, lost_err;
-    uint32_t src, dst;    /* domain ids (dst: 0 unless the restore ran) */
-    unsigned int writes;  /* the restore's write_frames calls */
-    uint64_t backup_lost; /* the source's report says so */
+    uint32_t src, dst;     /* domain ids (dst: 0 unless the restore ran) */
+    unsigned int writes;   /* the restore's write_frames calls */
+    uint64_t backup_lost;  /* the source's report says so */
+    uint64_t stops_waited; /* stops that waited for an acknowledgement */
 };
 
 static void on_lost(struct xtk_restore *rs, int err, void *arg)
@@ -286,6 +287,8 @@ static void run_pair(struct pair *p, struct xtk_domain *dom,
         event_base_loop(xtk_ctx_event_base(ctx), EVLOOP_ONCE);
     p->writes = xtk__fake_calls("write_frames");
     xtk_stats_counter(xtk_save_stats(sv), "backup lost", &p->backup_lost);
+    xtk_stats_counter(xtk_save_stats(sv),
+                      "stops waiting for an acknowledgement", &p->stops_waited);
     TEST_ASSERT(xtk__fake_faults("") == 0, "faults off");
     p->dst = p->rj.err ? 0 : xtk_restore_domid(rs);
     xtk_save_free(sv);
@@ -645,12 +648,13 @@ static void bandwidth(void)
 /* ---- continuous checkpointing to a backup in this process ------------ */
 
 /*
- * A guest checkpointed every 10 ms (epochs of them, then END) to a backup
- * on the other end of a socket pair, with faults set once both have
- * started.  The source domain is left for the caller (it may run on).
+ * A guest (its cmdline) checkpointed every 10 ms (epochs of them, then
+ * END) to a backup on the other end of a socket pair, with faults set
+ * once both have started.  The source domain is left for the caller (it
+ * may run on).
  */
-static void checkpoint_pair(struct pair *p, const char *faults,
-                            unsigned int epochs)
+static void checkpoint_guest(struct pair *p, const char *cmdline,
+                             const char *faults, unsigned int epochs)
 {
     struct xtk_save_options o = {.flags = XTK_SAVE_MIGRATE | XTK_SAVE_LIVE,
                                  .checkpoint_interval_ms = 10,
@@ -660,7 +664,14 @@ static void checkpoint_pair(struct pair *p, const char *faults,
     struct xtk_restore_options ro = {
         .flags = XTK_RESTORE_REPLY, .name = "backup", .peer_timeout_ms = 500};
 
-    run_pair(p, source("dirty=20000:2048"), &o, &ro, faults);
+    run_pair(p, source(cmdline), &o, &ro, faults);
+}
+
+/* The same for a guest dirtying 20,000 pages/s over 2048. */
+static void checkpoint_pair(struct pair *p, const char *faults,
+                            unsigned int epochs)
+{
+    checkpoint_guest(p, "dirty=20000:2048", faults, epochs);
 }
 
 static int exists(uint32_t domid)
@@ -760,6 +771,67 @@ static void checkpoint_faults(void)
     TEST_ASSERT(xtk__fake_count() == n, "no domain left");
 }
 
+/*
+ * Output held by a backend that holds one closed epoch at a time (Xen's
+ * plug): with a backup slower than the interval, each stop waits for the
+ * acknowledgement of the epoch before, and no stop or release ever goes
+ * beyond the depth (the fake counts it); with any depth, nothing waits.
+ * A release that fails while a stop waits for it fails the save (it
+ * would wait for good): the source runs on.
+ */
+static void output_depth(void)
+{
+    unsigned int n = xtk__fake_count(), v0 = xtk__fake_output_violations();
+    /* The backup applies some of the later epochs slowly (~100 writes in
+     * all, the first ~65 the whole memory's). */
+    static const char slow[] =
+        "write_frames@70=stall:40,write_frames@76=stall:40,"
+        "write_frames@82=stall:40,write_frames@88=stall:40,"
+        "write_frames@94=stall:40";
+    struct pair p;
+
+    for (int depth = 1; depth >= 0; depth--) {
+        char cmd[64];
+
+        snprintf(cmd, sizeof(cmd), "dirty=2000:256 output=%d", depth);
+        p = (struct pair){0};
+        checkpoint_guest(&p, cmd, slow, 8);
+        TEST_ASSERT(!p.sj.err && !p.rj.err && p.dst,
+                    "depth %d: 8 epochs, then END (save %d, backup %d)", depth,
+                    p.sj.err, p.rj.err);
+        TEST_ASSERT(xtk__fake_output_violations() == v0,
+                    "depth %d: %u stops or releases beyond the depth", depth,
+                    xtk__fake_output_violations() - v0);
+        if (depth)
+            TEST_ASSERT(p.stops_waited >= 1,
+                        "depth 1: stops waited for an acknowledgement (%llu)",
+                        (unsigned long long)p.stops_waited);
+        else
+            TEST_ASSERT(!p.stops_waited, "depth 0: no stop waited (%llu)",
+                        (unsigned long long)p.stops_waited);
+        assert_restored(p.dst, 1);
+        destroy(p.dst);
+        fprintf(stderr,
+                "   output depth %d, a slow backup: %llu stop(s) "
+                "waited, none beyond the depth\n",
+                depth, (unsigned long long)p.stops_waited);
+    }
+
+    p = (struct pair){.decide = DECIDE_CANCEL};
+    checkpoint_guest(&p, "dirty=2000:256 output=1",
+                     "write_frames@70=stall:40,output_release@2=EIO", 0);
+    TEST_ASSERT(p.sj.err == EIO, "a failed release fails the save (%d)",
+                p.sj.err);
+    TEST_ASSERT(p.rj.err == ECANCELED && !p.dst, "the backup stood down (%d)",
+                p.rj.err);
+    assert_left(p.src, "the source whose release failed", 0);
+    destroy(p.src);
+    TEST_ASSERT(xtk__fake_output_violations() == v0, "no violation");
+    TEST_ASSERT(xtk__fake_count() == n, "no domain left");
+    fprintf(stderr, "   a failed release (no later epoch can close): the save "
+                    "fails, the source runs on\n");
+}
+
 /* A restore whose stream (a pipe) stalls half-way: cancel ends it at
  * once, and nothing is left. */
 static void cancel_stalled_restore(void)
@@ -830,7 +902,9 @@ int main(void)
     xtk__fake_register();
     setenv("XTK_BACKEND", "fake", 1);
     snprintf(img, sizeof(img), "/tmp/xtk-test-fake.%d", (int)getpid());
-    ctx = xtk_ctx_open(NULL, NULL, XTK_CTX_SILENT);
+    /* $XTK_TEST_VERBOSE: the library's warnings and errors on stderr. */
+    ctx = xtk_ctx_open(NULL, NULL,
+                       getenv("XTK_TEST_VERBOSE") ? 0 : XTK_CTX_SILENT);
     TEST_ASSERT(ctx, "xtk_ctx_open");
     fds = open_fds();
     TEST_RUN(bad_fault_lists);
@@ -841,6 +915,7 @@ int main(void)
     TEST_RUN(cancel_phases);
     TEST_RUN(no_suspend);
     TEST_RUN(checkpoint_faults);
+    TEST_RUN(output_depth);
     TEST_RUN(bandwidth);
     TEST_RUN(cancel_stalled_restore);
     TEST_ASSERT(xtk__fake_count() == 0, "no domain is left (%u)",

@@ -368,6 +368,22 @@ def test_concurrent_checkpoints_asyncio(host):
         self_check(b.run_dir, "c%d" % i)
 
 
+def test_checkpoint_output_hold(host):
+    """Checkpoints to a backup hold the guest's output by default; with
+    output_hold=False they do not (xtk-save --no-output-hold)."""
+    a, b = host("a"), host("b")
+    for held in (True, False):
+        a.create(name="h", workload="dirty", pages=256, rate=1000)
+        bk = b.restore("listen:0")
+        j = a.checkpoint("h", "tcp:127.0.0.1:%d" % bk.port, 20, count=4,
+                         output_hold=held)
+        j.wait(60)
+        bk.wait(60)
+        names = [p["name"] for p in j.stats()["phases"]]
+        assert ("output held" in names) == held, names
+        b.domain("h").destroy()
+
+
 def test_await_raises(host, tmp_path):
     ctx = host()
     bad = tmp_path / "bad.xtk"

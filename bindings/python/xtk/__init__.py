@@ -433,7 +433,8 @@ class Context(_xtk.Context):
              suspend="evtchn", max_downtime_ms=0, max_rounds=0, senders=0,
              max_bytes=0, interval_ms=0, checkpoints=0, timeout_ms=0,
              heartbeat_ms=0, peer_timeout_ms=0, compress=None,
-             max_bandwidth=0, postcopy=False, postcopy_bandwidth=0):
+             max_bandwidth=0, postcopy=False, postcopy_bandwidth=0,
+             output_hold=True):
         """Starts saving ``domain`` (name, id or :class:`Domain`) to
         ``target``: a file (written beside it and renamed into place once
         complete and synced: a failed save never replaces a good file) or
@@ -453,7 +454,10 @@ class Context(_xtk.Context):
         runs on the destination while its memory follows, see
         xtk-save(1) "POST-COPY" for what survives a failure),
         ``postcopy_bandwidth`` (bytes a second the push after the switch
-        sends at most; 0: no limit).
+        sends at most; 0: no limit), ``output_hold`` (checkpointing to a
+        backup: False leaves the guest's output unheld, xtk-save's
+        ``--no-output-hold``; unsafe, a promoted backup may repeat output
+        a client saw).
         Returns the running :class:`Job`."""
         if postcopy not in (False, True, "auto"):
             raise ValueError("postcopy: False, True or 'auto'")
@@ -473,7 +477,8 @@ class Context(_xtk.Context):
                            max_bandwidth=int(max_bandwidth),
                            postcopy=2 if postcopy == "auto"
                            else int(bool(postcopy)),
-                           postcopy_bandwidth=int(postcopy_bandwidth))
+                           postcopy_bandwidth=int(postcopy_bandwidth),
+                           output_hold=bool(output_hold))
         return Job(j, self, "save %s -> %s" % (domain, target))
 
     def migrate(self, domain, target, *, live=True, **kw):

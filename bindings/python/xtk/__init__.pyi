@@ -106,7 +106,9 @@ class Context:
              max_rounds: int = ..., senders: int = ..., max_bytes: int = ...,
              interval_ms: int = ..., checkpoints: int = ..., timeout_ms: int = ...,
              heartbeat_ms: int = ..., peer_timeout_ms: int = ...,
-             compress: Optional[int] = ..., max_bandwidth: int = ...) -> Job: ...
+             compress: Optional[int] = ..., max_bandwidth: int = ...,
+             postcopy: Union[bool, str] = ..., postcopy_bandwidth: int = ...,
+             output_hold: bool = ...) -> Job: ...
     def migrate(self, domain: Union[str, int, Domain], target: str, *, live: bool = ...,
                 **kw: Any) -> Job: ...
     def checkpoint(self, domain: Union[str, int, Domain], target: str, interval_ms: int, *,
