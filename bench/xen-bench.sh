@@ -25,7 +25,11 @@
 # boot); with XTK_XEN_ONLY=devices, ROUNDS migrations each way of the
 # testbed's devices guest (the cloud kernel as PVH with a disk on a loop
 # device and a vif on a bridge), whose destination devices xl adds after
-# the memory and xtk before it.  The last epoch's phases of each seed run follow the tables.
+# the memory and xtk before it, then ROUNDS x 2 checkpointing saves of it
+# to a backup (30 epochs 100 ms apart), its vif's output held (a plug
+# qdisc) and not held (--no-output-hold) in turns: the pause, and how long
+# stops waited for the backup's acknowledgement (the plug holds one
+# epoch).  The last epoch's phases of each seed run follow the tables.
 # It prints p50 and p99 (nearest rank: with 5 rounds, the largest) of each
 # series, and xtk's p50 over xl's.  TCG makes absolute times meaningless:
 # compare the ratios only, and only within one run.  The testbed takes
@@ -195,6 +199,22 @@ tr -d '\r' <"$out" | awk -v rounds="$rounds" '
       print "ratios, xtk / xl (p50), the devices guest:"
       ratio("migration downtime, guest gap", "d-xtk-migrate gap_ms", "d-xl-migrate gap_ms")
       ratio("migration wall", "d-xtk-migrate wall_ms", "d-xl-migrate wall_ms")
+      if (n["d-held pause_p50_us"]) {
+        print "the devices guest checkpointed to a backup, 30 epochs 100 ms apart (us; per run):"
+        printf "  %-44s %3s %9s %9s\n", "", "n", "p50", "p99"
+        row("vif output held: pause p50", "d-held pause_p50_us")
+        row("not held (--no-output-hold): pause p50", "d-unheld pause_p50_us")
+        row("vif output held: pause p99", "d-held pause_p99_us")
+        row("not held: pause p99", "d-unheld pause_p99_us")
+        row("held: the backup'"'"'s ack, p50", "d-held ack_p50_us")
+        row("not held: the backup'"'"'s ack, p50", "d-unheld ack_p50_us")
+        row("held: stops that waited for an ack (count)", "d-held waited_n")
+        row("held: a stop'"'"'s wait for the ack, p50", "d-held waited_p50_us")
+        row("held: packets released (count)", "d-held released")
+        print "ratios, held / not held (p50 of the runs):"
+        ratio("pause p50", "d-held pause_p50_us", "d-unheld pause_p50_us")
+        ratio("pause p99", "d-held pause_p99_us", "d-unheld pause_p99_us")
+      }
       if (!n["b-xl-migrate wall_ms"]) exit
     }
     print "the built-in guest (guests/xtk-guest.elf as PVH, 32 MiB, 1 vCPU):"

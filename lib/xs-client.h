@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 /* Message types used here (xs_wire.h). */
+#define XTK_XS_DIRECTORY 1
 #define XTK_XS_READ 2
 #define XTK_XS_INTRODUCE 8
 #define XTK_XS_RELEASE 9

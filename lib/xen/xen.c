@@ -53,6 +53,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <xenctrl.h>
@@ -66,6 +67,7 @@
 
 #include "backend.h"
 #include "xen/guard.h"
+#include "xen/netbuf.h"
 #include "xen/xlcfg.h"
 #include "xs-client.h"
 
@@ -122,6 +124,11 @@ struct xen_dom {
      * final round to the next (hvm_context) */
     xc_hypercall_buffer_t ctx_hbuf;
     unsigned long ctx_pages;
+    /* the guest's network output held for a backup (output_hold) */
+    struct xtk__netbuf nb;
+    unsigned int holding : 1;
+    unsigned int epoch_closed : 1; /* this suspend's stop closed one */
+    uint32_t out_closed, out_released;
 };
 
 static void build_free(struct xen_build *b);
@@ -715,13 +722,20 @@ static libxl_ctx *libxl_open(struct xtk_ctx *ctx)
  * libxl_domain_destroy: a bare xc_domain_destroy would leave the domain's
  * store directories, devices and libxl's userdata behind.
  */
+static int vifs_of(struct xtk_domain *dom, char (*names)[IF_NAMESIZE],
+                   unsigned int *devids, unsigned int max);
+
 static int xen_destroy(struct xtk_domain *dom)
 {
     libxl_ctx *lctx = libxl_open(dom->ctx);
-    int rc;
+    char names[XTK__NETBUF_MAX][IF_NAMESIZE], ifb[IF_NAMESIZE];
+    unsigned int devids[XTK__NETBUF_MAX];
+    int rc, n;
 
     if (!lctx)
         return -1;
+    /* Its vifs, for a hold of their output that goes with it. */
+    n = vifs_of(dom, names, devids, XTK__NETBUF_MAX);
     rc = libxl_domain_destroy(lctx, dom->domid, NULL);
     libxl_ctx_free(lctx);
     if (rc) {
@@ -729,6 +743,13 @@ static int xen_destroy(struct xtk_domain *dom)
                   dom->domid, rc);
         return xtk__fail(rc == ERROR_INVAL ? ESRCH : EIO);
     }
+    for (int i = 0; i < n; i++) {
+        xtk__netbuf_ifb_name(dom->domid, devids[i], ifb);
+        if (xtk__netbuf_end(dom->ctx, "", ifb, 0) == 0)
+            XTK_INFO(dom->ctx, "domain %u: its held output (%s) dropped",
+                     dom->domid, ifb);
+    }
+    dom->output_depth = 0;
     /* Gone with it: what the handle held, which the guard would
      * otherwise try to undo on a domain that no longer exists. */
     {
@@ -738,6 +759,8 @@ static int xen_destroy(struct xtk_domain *dom)
         xd->held_pauses = 0;
         xd->suspend_paused = xd->requested = xd->logdirty = 0;
         xd->subscribed = 0;
+        xd->holding = 0;
+        memset(&xd->nb, 0, sizeof(xd->nb));
         guard_update(dom, xd);
     }
     return 0;
@@ -1247,6 +1270,7 @@ static int xen_suspend_request(struct xtk_domain *dom)
     uint64_t one = 1;
 
     xd->stopped_seen = 0; /* until this one is seen done */
+    xd->epoch_closed = 0;
 
     if (!xd->suspend_set)
         return xtk__fail(EINVAL);
@@ -1288,6 +1312,179 @@ static int xen_suspend_request(struct xtk_domain *dom)
     return xtk__fail(EINVAL);
 }
 
+/* ---- the guest's network output held for a backup ------------------------
+ *
+ * Each vif's packets are held by a plug qdisc in this (the backend's)
+ * kernel (lib/xen/netbuf.h), in epochs that the stops close: one closed
+ * epoch at a time unreleased (output_depth 1).  The console is not held:
+ * xenconsoled reads it straight from the guest's ring (as with xl remus).
+ */
+
+/* The domain's vifs served here: their devids and dom0 network devices
+ * (the backend's vifname, or netback's vif<domid>.<devid>).  The count, or
+ * -1 (errno). */
+static int vifs_of(struct xtk_domain *dom, char (*names)[IF_NAMESIZE],
+                   unsigned int *devids, unsigned int max)
+{
+    char path[96], list[XTK_XS_PAYLOAD_MAX + 1], name[64];
+    int fd = store_connect(dom->ctx), len, n = 0;
+
+    if (fd < 0)
+        return -1;
+    snprintf(path, sizeof(path), "/local/domain/0/backend/vif/%u", dom->domid);
+    len = xtk__xs_request(fd, XTK_XS_DIRECTORY, path, strlen(path) + 1, NULL, 0,
+                          list, sizeof(list) - 1, STORE_TIMEOUT_MS);
+    if (len < 0) {
+        int e = errno;
+
+        close(fd);
+        if (e == ENOENT)
+            return 0;
+        XTK_PERROR(dom->ctx, "domain %u: reading %s", dom->domid, path);
+        return xtk__fail(e);
+    }
+    list[len] = 0;
+    for (char *p = list; p < list + len && *p; p += strlen(p) + 1) {
+        char *end;
+        unsigned long devid = strtoul(p, &end, 10);
+
+        if (*end || devid > 99)
+            continue;
+        if ((unsigned int)n == max) {
+            close(fd);
+            XTK_ERROR(dom->ctx, "domain %u: more than %u vifs", dom->domid,
+                      max);
+            return xtk__fail(E2BIG);
+        }
+        snprintf(path, sizeof(path),
+                 "/local/domain/0/backend/vif/%u/%lu/vifname", dom->domid,
+                 devid);
+        if (store_read(fd, path, name, sizeof(name)) < 0 || !*name ||
+            strlen(name) >= IF_NAMESIZE)
+            snprintf(name, sizeof(name), "vif%u.%lu", dom->domid, devid);
+        snprintf(names[n], IF_NAMESIZE, "%s", name);
+        devids[n++] = (unsigned int)devid;
+    }
+    close(fd);
+    return n;
+}
+
+/* A stop (suspend_check found the guest stopped): if the output is held,
+ * the epoch since the last stop is closed.  1, or -1 (errno). */
+static int output_close_epoch(struct xtk_domain *dom, struct xen_dom *xd)
+{
+    if (!xd->holding || xd->epoch_closed)
+        return 1;
+    if (xtk__netbuf_close_epoch(dom->ctx, &xd->nb) < 0) {
+        XTK_PERROR(dom->ctx, "domain %u: cannot close its output's epoch",
+                   dom->domid);
+        return -1;
+    }
+    xd->epoch_closed = 1;
+    dom->output_epoch = ++xd->out_closed;
+    return 1;
+}
+
+/* Ends every hold of the domain's vifs found in this kernel (a handle's
+ * own, or one a dead save left): 0, or -1 (ENOENT: none). */
+static int output_end_all(struct xtk_domain *dom, int send)
+{
+    char names[XTK__NETBUF_MAX][IF_NAMESIZE], ifb[IF_NAMESIZE];
+    unsigned int devids[XTK__NETBUF_MAX];
+    int n = vifs_of(dom, names, devids, XTK__NETBUF_MAX), found = 0, rc = 0;
+
+    if (n < 0)
+        return -1;
+    for (int i = 0; i < n; i++) {
+        xtk__netbuf_ifb_name(dom->domid, devids[i], ifb);
+        if (xtk__netbuf_end(dom->ctx, names[i], ifb, send) == 0)
+            found++;
+        else if (errno != ENOENT)
+            rc = -1;
+    }
+    if (!rc && !found)
+        return xtk__fail(ENOENT);
+    return rc;
+}
+
+static int xen_output_hold(struct xtk_domain *dom, int how)
+{
+    struct xen_dom *xd = xd_of(dom);
+    char names[XTK__NETBUF_MAX][IF_NAMESIZE];
+    unsigned int devids[XTK__NETBUF_MAX];
+    int n;
+
+    if (how == XTK__OUTPUT_SEND || how == XTK__OUTPUT_DROP) {
+        int rc = output_end_all(dom, how == XTK__OUTPUT_SEND);
+
+        if (rc < 0 && errno == ENOENT && xd->holding && !xd->nb.n)
+            rc = 0; /* held nothing: no vif */
+        else if (rc < 0 && errno == ENOENT)
+            XTK_ERROR(dom->ctx,
+                      "domain %u: none of its output is held (no xtkb%u.N "
+                      "device)",
+                      dom->domid, dom->domid);
+        xd->holding = 0;
+        memset(&xd->nb, 0, sizeof(xd->nb));
+        dom->output_depth = 0;
+        return rc;
+    }
+    if (how != XTK__OUTPUT_HOLD)
+        return xtk__fail(EINVAL);
+    if (xd->holding)
+        return 0;
+    n = vifs_of(dom, names, devids, XTK__NETBUF_MAX);
+    if (n < 0)
+        return -1;
+    /* A domain just built (a restore) has its vifs in the store before
+     * netback has made their devices: a moment for them. */
+    for (int i = 0, tries = 0; i < n && tries < 200; tries++) {
+        if (if_nametoindex(names[i]))
+            i++;
+        else
+            nanosleep(&(struct timespec){0, 10000000}, NULL);
+    }
+    if (n && xtk__netbuf_hold(dom->ctx, &xd->nb, dom->domid,
+                              (const char(*)[IF_NAMESIZE])names, devids,
+                              (unsigned int)n) < 0)
+        return -1;
+    if (!n)
+        XTK_INFO(dom->ctx,
+                 "domain %u: no vif: no network output to hold (its "
+                 "console is not held on Xen)",
+                 dom->domid);
+    xd->holding = 1;
+    xd->out_closed = xd->out_released = 0;
+    dom->output_epoch = 0;
+    dom->output_depth = n ? 1 : 0;
+    return 0;
+}
+
+static int xen_output_release(struct xtk_domain *dom, uint32_t epoch,
+                              struct xtk__output *out)
+{
+    struct xen_dom *xd = xd_of(dom);
+
+    memset(out, 0, sizeof(*out));
+    if (!xd->holding || epoch > xd->out_closed)
+        return xtk__fail(EINVAL);
+    if (epoch <= xd->out_released)
+        return 0;
+    if (epoch != xd->out_released + 1) {
+        /* The plug lost the count of all but the last (a save that did
+         * not wait): nothing goes early; the hold ends with the save. */
+        XTK_ERROR(dom->ctx,
+                  "domain %u: epochs %u to %u of its output are closed "
+                  "unreleased: the plug holds one at a time",
+                  dom->domid, xd->out_released + 1, epoch);
+        return xtk__fail(EPROTO);
+    }
+    if (xtk__netbuf_release(dom->ctx, &xd->nb, out) < 0)
+        return -1;
+    xd->out_released = epoch;
+    return 0;
+}
+
 static int xen_suspend_check(struct xtk_domain *dom)
 {
     struct xen_dom *xd = xd_of(dom);
@@ -1301,7 +1498,7 @@ static int xen_suspend_check(struct xtk_domain *dom)
     if (xd->method == XTK__SUSPEND_PAUSE) {
         if (read(xd->pause_evfd, &v, sizeof(v)) < 0)
             return errno == EAGAIN ? 0 : -1;
-        return 1;
+        return output_close_epoch(dom, xd);
     }
     if (xd->method == XTK__SUSPEND_XL) {
         /* Every event the watch has queued (the first, on registration,
@@ -1323,7 +1520,7 @@ static int xen_suspend_check(struct xtk_domain *dom)
     if (!(xi.flags & XEN_DOMINF_shutdown) || reason != SHUTDOWN_suspend)
         return 0; /* a stray notification: keep waiting */
     xd->stopped_seen = 1;
-    return 1;
+    return output_close_epoch(dom, xd);
 }
 
 static void xen_suspend_teardown(struct xtk_domain *dom)
@@ -2841,4 +3038,6 @@ const struct xtk__backend_ops xtk__xen_backend = {
     .restore_delegate = xen_restore_delegate,
     .set_state = xen_set_state,
     .resume = xen_resume,
+    .output_hold = xen_output_hold,
+    .output_release = xen_output_release,
 };

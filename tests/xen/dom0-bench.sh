@@ -130,6 +130,30 @@ migrate_round() {
     return 1
   fi
 }
+# held_round MODE R: checkpoints of g4 to a backup on this host (above).
+hist_f() { # LOG NAME FIELD: a report histogram's field (3: p50, 5: p99)
+  sed -n "s/^ *$2 (us) *//p" "$1" | head -n 1 | awk -v f="$3" '{ printf "%d", $f }'
+}
+held_round() {
+  local mode=$1 r=$2 opt= log=/run/b-held.log rp
+  [ "$mode" = unheld ] && opt=--no-output-hold
+  settle
+  rm -f /run/b.port
+  XTK_BACKEND=xen xtk-restore -q --name g4m --port-file /run/b.port \
+    listen:127.0.0.1:0 >/run/b-held-xr.out 2>/run/b-held-xr.log &
+  rp=$!
+  waitfor 30 test -s /run/b.port
+  if XTK_BACKEND=xen timeout 600 xtk-save --live -I 100 -N 30 $opt \
+    --suspend store --format xl g4 "tcp:127.0.0.1:$(cat /run/b.port)" \
+    2>$log && wait "$rp"; then
+    waitfor 30 sh -c "! xl domid g4" && xl rename g4m g4
+    echo "XTK-BENCH d-$mode $r pause_p50_us=$(hist_f $log downtime 3) pause_p99_us=$(hist_f $log downtime 5) ack_p50_us=$(hist_f $log 'ack wait' 3) waited_p50_us=$(hist_f $log 'stop waited for acknowledgement' 3) waited_p99_us=$(hist_f $log 'stop waited for acknowledgement' 5) waited_n=$(sed -n 's/^ *stops waiting for an acknowledgement *\([0-9]*\).*/\1/p' $log | head -n 1) released=$(sed -n 's/^ *output released *\([0-9]*\).*/\1/p' $log | head -n 1)"
+  else
+    bad bench "g4, checkpoints ($mode), round $r: $(tail -n 3 $log | tr '\n' ';') $(tail -n 3 /run/b-held-xr.log | tr '\n' ';')"
+    kill "$rp" 2>/dev/null
+    return 1
+  fi
+}
 # The devices guest (g4, tests/xen/dom0-init.sh: a disk on a loop device,
 # a vif on a bridge, the cloud kernel as PVH, its 10 ms clock loop on):
 # ROUNDS migrations to this host each way, wall and the guest's own gap.
@@ -147,6 +171,19 @@ devices_rounds() {
   while [ "$r" -lt "$rounds" ] && [ "$failed" = 0 ]; do
     r=$((r + 1))
     migrate_round g4 d- "$r" || break
+  done
+  # Checkpoints to a backup, the guest's vif output held and not held
+  # (--no-output-hold), in turns: 30 epochs 100 ms apart, then END (the
+  # backup runs g4).  XTK-BENCH d-held / d-unheld: the report's pause
+  # (downtime: suspend request to vCPUs running) p50 and p99, the acks'
+  # wait, and with the hold how long stops waited for an acknowledgement
+  # (the plug holds one epoch) and how many did.
+  r=0
+  while [ "$r" -lt "$rounds" ] && [ "$failed" = 0 ]; do
+    r=$((r + 1))
+    for mode in held unheld; do
+      held_round "$mode" "$r" || break 2
+    done
   done
   # the disk and the network still work after all of it
   before=$(g4_disk)

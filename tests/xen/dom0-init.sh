@@ -633,6 +633,13 @@ backup_start() {
 #                     and network work
 #   dev-text          xtk-save --config (xl's text, with the disk and vif
 #                     lines) -> xtk-restore: the same
+#   dev-held          xtk-save --live -I 300 to a backup with g4's network
+#                     output held (sch_plug on an ifb its vif's packets
+#                     are redirected to): xtk-save killed (-9) after 4
+#                     epochs, the primary runs on with its datagrams held
+#                     (none reaches dom0); fenced by xtk destroy (the ifb
+#                     goes too), the backup promoted: dom0 never sees a
+#                     datagram number twice
 #   dev-destroy       xl destroy: the backends and loop devices go
 g4_disk() {
   dd if=/run/g4.img bs=512 count=1 2>/dev/null | tr -d '\000' |
@@ -656,9 +663,12 @@ g4_works() {
 # config (EXTRA appended to its kernel command line).
 dev_setup() {
   local m
-  for m in loop xen-blkback xen-netback llc stp bridge; do
+  for m in loop xen-blkback xen-netback llc stp bridge sch_ingress \
+    cls_matchall act_mirred sch_plug; do
     insmod "/lib/modules/dev/$m.ko" || echo "XTK-NOTE insmod $m failed"
   done
+  # (no ifb0 and ifb1 of its own: xtk makes the ifbs it holds output on)
+  insmod /lib/modules/dev/ifb.ko numifbs=0 || echo "XTK-NOTE insmod ifb failed"
   ip link add xenbr0 type bridge && ip addr add 10.99.0.1/24 dev xenbr0 &&
     ip link set xenbr0 up || echo "XTK-NOTE no bridge xenbr0"
   dd if=/dev/zero of=/run/g4.img bs=1M count=4 2>/dev/null
@@ -677,9 +687,78 @@ vif = [ 'bridge=xenbr0, mac=00:16:3e:00:00:04' ]
 EOF
   sed -i "s/ EXTRA\"/${1:+ $1}\"/" /etc/xen/g4.cfg
 }
+# udp_n: the datagrams dom0 has from g4 (xtk-udp record).
+udp_n() { wc -l </run/udp.log 2>/dev/null || echo 0; }
+udp_above() { [ "$(udp_n)" -gt "$1" ]; }
+# dev_held: checkpoints of g4 (domain $d4) to a backup with its network
+# output held (dev-held); $d4 the domain that runs g4 after.
+dev_held() {
+  local t th hs old held= bk= n0 n1 n2 c0 ifb v
+  old=$d4
+  t=$(now)
+  rm -f /run/udp.log
+  xtk-udp record 10.99.0.1 7001 /run/udp.log &
+  rp=$!
+  if [ -z "$old" ] || ! waitfor 60 udp_above 20 || ! backup_start g4f -v; then
+    bad dev-held "g4 '$old' sends $(udp_n) datagrams, or no backup listening"
+    kill "$rp" 2>/dev/null
+    return
+  fi
+  ifb=xtkb$old.0
+  XTK_BACKEND=xen xtk-save --live -I 300 --suspend store --format xl g4 \
+    "tcp:127.0.0.1:$(cat /run/bk.port)" 2>/run/dev-held-save.log &
+  sp=$!
+  if waitfor 180 grep -q 'epoch 4 complete' /run/xtk-g4f.log &&
+    ip link show "$ifb" >/dev/null 2>&1 && kill -9 "$sp" 2>/dev/null; then
+    reap "$sp" 30 2>/dev/null
+    # The primary runs on (given back by xtk-save's guard), its output
+    # held in the kernel: no datagram of it reaches dom0 while its disk
+    # counter moves on.
+    sleep 1
+    n0=$(udp_n)
+    th=$(now)
+    c0=$(g4_disk)
+    waitfor 90 g4_disk_above "$((${c0:-0} + 2))" && sleep 1
+    n1=$(udp_n)
+    hs=$(since "$th")
+    [ "$n1" = "$n0" ] && g4_disk_above "$((${c0:-0} + 1))" &&
+      ip link show "$ifb" >/dev/null 2>&1 && held=1
+    # The fence (xtk destroy: the held output goes with the domain),
+    # then the backup promoted runs the last complete epoch.
+    XTK_BACKEND=xen xtk destroy "$old" >/run/dev-held-destroy.log 2>&1
+    waitfor 30 gone "$old"
+    ip link show "$ifb" >/dev/null 2>&1 && held="$held, $ifb left"
+    t=$(now)
+    kill -USR1 "$bp" 2>/dev/null
+    reap "$bp" 320 && bk=$(cat /run/xtk-g4f.out)
+    # What dom0 saw: numbers that only go up (a number again would be
+    # output of an epoch the backup did not have: the copy that ran it
+    # died and the backup ran it again); a gap is a datagram lost.
+    if [ -n "$bk" ] && waitfor 120 udp_above "$((n1 + 20))"; then
+      n2=$(udp_n)
+      v=$(awk 'NR == 1 { m = $1; next }
+        $1 <= m { r++ } $1 > m + 1 { g += $1 - m - 1 } $1 > m { m = $1 }
+        END { printf "%d %d %d", r, g, m }' /run/udp.log)
+    fi
+    set -- $v
+    if [ "$held" = 1 ] && [ -n "$bk" ] && [ "${1:-x}" = 0 ] && xl rename g4f g4; then
+      d4=$bk
+      ok dev-held "the primary killed (-9) after 4 epochs ran on with its output held (no datagram in $hs s while its disk counter went on from $c0; $n0 datagrams before); fenced (xtk destroy, $ifb gone) and the backup promoted (domain $bk, running $(since "$t") s after): $n2 datagrams, none repeated, up to $3, $2 lost"
+    else
+      bad dev-held "held '$held' ($n0 -> $n1 datagrams, disk $c0 -> $(g4_disk)), backup '$bk', repeated/lost/last: '$v'; save: $(grep -v debug /run/dev-held-save.log | tail -n 4 | tr '\n' ';') backup: $(grep -v debug /run/xtk-g4f.log | tail -n 4 | tr '\n' ';')"
+      [ -n "$bk" ] && xl destroy "$bk" >/dev/null 2>&1
+      d4=
+    fi
+  else
+    bad dev-held "no fourth epoch at the backup, or no $ifb: save: $(grep -v debug /run/dev-held-save.log | tail -n 5 | tr '\n' ';') backup: $(grep -v debug /run/xtk-g4f.log | tail -n 5 | tr '\n' ';') links: $(ip -o link show | cut -d: -f2 | tr '\n' ' ')"
+    kill -9 "$sp" "$bp" 2>/dev/null
+    d4=$(domid_of g4)
+  fi
+  kill "$rp" 2>/dev/null
+}
 devices() {
   local m t old con=/var/log/xen/console
-  dev_setup
+  dev_setup xtk.udp=10.99.0.1:7001
   t=$(now)
   d4=
   xl -vvv create /etc/xen/g4.cfg >/run/xl-create-g4.log 2>&1 && d4=$(domid_of g4)
@@ -688,7 +767,7 @@ devices() {
   else
     bad dev-create "g4 '$d4': disk counter '$(g4_disk)', ping $(g4_ping && echo ok || echo none); $(grep -E 'error|hotplug' /run/xl-create-g4.log | head -n 8 | tr '\n' ';') console: $(tail -n 5 $con/guest-g4.log 2>/dev/null | tr '\n' ';')"
     [ -n "$d4" ] && xl destroy "$d4" 2>/dev/null
-    for m in dev-xl-xtk dev-missing dev-migrate dev-text dev-destroy; do
+    for m in dev-xl-xtk dev-missing dev-migrate dev-text dev-held dev-destroy; do
       bad $m "no guest"
     done
     return
@@ -759,6 +838,8 @@ devices() {
   [ -s /run/g4t.xl ] && export_file /run/g4t.xl g4t.xl
   rm -f /run/g4t.xl
   g4_works dev-text "$t" "$old"
+
+  dev_held
 
   # xl destroy of the last one: its backends and loop device go with it
   t=$(now)

@@ -35,6 +35,7 @@ guard=${XTK_XEN_GUARD:-$top_builddir/xtk-xen-guard}
 # xtk-save itself, the binary behind libtool's wrapper, with its libxtk
 xtksave=${XTK_SAVE:-$top_builddir/.libs/xtk-save}
 xtkrestore=${XTK_RESTORE:-$top_builddir/.libs/xtk-restore}
+xtkcli=${XTK_CLI:-$top_builddir/xtk} # the xtk command (destroy, output)
 # the built-in guest, which Xen boots as a PVH kernel
 guestelf=${XTK_GUEST:-$top_builddir/guests/xtk-guest.elf}
 libdir=${XTK_LIBDIR:-$top_builddir/.libs}
@@ -59,7 +60,7 @@ done
 for f in /bin/busybox "$xenbin/xl" "$xenbin/xen-init-dom0" \
   "$xenbin/xenconsoled" "$xenbin/test-xenstore" "$xenbin/libxl-save-helper" \
   "$xenbin/xenstore-control" /usr/bin/xenstore-read "$xsd" "$probe" "$guard" \
-  "$xtksave" "$xtkrestore" "$xenbin/verify-stream-v2" "$guestelf"; do
+  "$xtksave" "$xtkrestore" "$xtkcli" "$xenbin/verify-stream-v2" "$guestelf"; do
   [ -x "$f" ] || [ -r "$f" -a "$f" = "$guestelf" ] || die "$f is missing (scripts/setup.sh: busybox-static, xen-utils-4.17, xenstore-utils; or make check builds xsd-lite and xen-probe)"
 done
 ldd /bin/busybox >/dev/null 2>&1 && die "/bin/busybox is not static (Debian's busybox-static)"
@@ -148,7 +149,7 @@ mkcpio() { # mkcpio DIR FILE: an uncompressed newc archive of DIR
 # What the cached part depends on: this script, the guest's /init and the
 # Debian packages copied in (a change of any rebuilds it).
 base_key=$(
-  cat "$0" "$here/domu-init.sh" | md5sum | cut -d' ' -f1
+  cat "$0" "$here/domu-init.sh" "$here/xtk-udp.c" | md5sum | cut -d' ' -f1
   dpkg-query -W -f='${Package} ${Version}\n' xen-utils-4.17 xenstore-utils \
     xen-utils-common busybox-static libc6 libgcc-s1 bash util-linux mount \
     2>/dev/null
@@ -183,6 +184,10 @@ build_base() {
   d=$run/domu
   busybox_root "$d" || die "building the guest's initramfs"
   cp "$here/domu-init.sh" "$d/init" && chmod 755 "$d/init"
+  # numbered datagrams from the devices guest to dom0 (a static binary:
+  # the guest has no libc of its own)
+  ${CC:-cc} -static -O2 -Wall -Wextra -Werror -o "$d/sbin/xtk-udp" \
+    "$here/xtk-udp.c" || die "building xtk-udp (static: libc6-dev's libc.a)"
   rm -f "$d/sbin/poweroff"
   printf '#!/bin/sh\nexec /bin/busybox poweroff -f\n' >"$d/sbin/poweroff"
   chmod 755 "$d/sbin/poweroff"
@@ -197,6 +202,7 @@ build_base() {
       die "no module $m in $k1"
   done
   mkcpio "$d" "$b/var/lib/xtk/domu.cpio" || die "cpio of the guest"
+  cp "$d/sbin/xtk-udp" "$b/usr/bin/xtk-udp" || die "copying xtk-udp"
   cp "$x/boot/vmlinuz-$abi-cloud-amd64" "$b/var/lib/xtk/vmlinuz-domu" ||
     die "no cloud kernel in $k1"
   for m in xen-evtchn xen-privcmd xenfs/xenfs xen-gntdev xen-gntalloc; do
@@ -206,9 +212,13 @@ build_base() {
   # dom0's backends for the devices guest: blkback on loop devices,
   # netback on a bridge (stp and llc are the bridge's own dependencies)
   mkdir -p "$b/lib/modules/dev" || die mkdir
+  # (and, for xtk's held output on checkpoints, what xl remus's network
+  # buffer uses: an ifb, the ingress qdisc, a filter and action that
+  # redirect to it, the plug qdisc)
   for m in drivers/block/loop drivers/block/xen-blkback/xen-blkback \
     drivers/net/xen-netback/xen-netback net/llc/llc net/802/stp \
-    net/bridge/bridge; do
+    net/bridge/bridge drivers/net/ifb net/sched/sch_ingress \
+    net/sched/cls_matchall net/sched/act_mirred net/sched/sch_plug; do
     cp "$x/lib/modules/$abi-amd64/kernel/$m.ko" "$b/lib/modules/dev/" ||
       die "no module $m in $k0"
   done
@@ -272,6 +282,9 @@ cp "$xtksave" "$o/usr/sbin/xtk-save" &&
 [ "$(head -c 2 "$xtkrestore")" != '#!' ] || die "$xtkrestore is a libtool wrapper: this test wants the binary"
 cp "$xtkrestore" "$o/usr/sbin/xtk-restore" &&
   LD_LIBRARY_PATH=$libdir cp_libs "$o" "$xtkrestore" || die "copying $xtkrestore"
+[ "$(head -c 2 "$xtkcli")" != '#!' ] || die "$xtkcli is a libtool wrapper: this test wants the binary"
+cp "$xtkcli" "$o/usr/sbin/xtk" &&
+  LD_LIBRARY_PATH=$libdir cp_libs "$o" "$xtkcli" || die "copying $xtkcli"
 mkdir -p "$o/usr/lib/xtk" && cp "$guestelf" "$o/usr/lib/xtk/xtk-guest.elf" ||
   die "copying $guestelf"
 # Xen's own store daemon in place of xsd-lite (XTK_XEN_STORE).
@@ -445,7 +458,7 @@ builtin_checks="builtin-boot builtin-checkpoint builtin-save builtin-xl
   builtin-spin-checkpoint"
 # The devices guest's checks (dom0-init.sh, devices()).
 device_checks="dev-create dev-xl-xtk dev-missing dev-migrate dev-text
-  dev-destroy"
+  dev-held dev-destroy"
 # Every check dom0-init.sh makes; none may be missing or failed.
 checks="xsd-lite xen-init-dom0 xenconsoled test-xenstore xl-create introduce
   guest-ring guest-console xl-save save-release xl-restore restore-runs
