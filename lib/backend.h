@@ -542,21 +542,28 @@ struct xtk__backend_ops {
     /* -- output held for checkpoints (optional) ------------------------- */
 
     /*
-     * XTK__OUTPUT_HOLD: the guest's outward output (console, network) is
-     * held from now on, in epochs: the stop of each final round
-     * (suspend_check) closes one and sets dom->output_epoch to its number
-     * (an orphaned hold a dead save left is taken over: its output goes
-     * with the first release).  XTK__OUTPUT_SEND / _DROP: holding ends,
-     * what is still held sent (this copy runs on) or dropped (another
-     * copy runs the domain).  A handle that closes holding orphans the
-     * hold: the output stays held until a toolstack decides.  Absent
-     * where the backend cannot hold output.
+     * XTK__OUTPUT_HOLD: the guest's outward output is held from now on,
+     * in epochs: the stop of each final round (suspend_check) closes one
+     * and sets dom->output_epoch to its number; dom->output_depth says how
+     * many closed epochs the backend can hold unreleased (0: any).  What
+     * is held is the backend's to say: KVM's xtk-hv holds the console and
+     * the network device; Xen holds each vif's packets in dom0's kernel
+     * (a plug qdisc, depth 1), not the console.  An orphaned hold a dead
+     * save left is taken over where the backend can (KVM: its output goes
+     * with the first release); Xen refuses (EEXIST) until it is ended.
+     * XTK__OUTPUT_SEND / _DROP: holding ends, what is still held sent
+     * (this copy runs on) or dropped (another copy runs the domain); 0 if
+     * nothing was held; EPERM from a handle other than a live save's that
+     * holds it.  A handle that closes holding orphans the hold: the
+     * output stays held until a toolstack decides.  ENOTSUP, or absent,
+     * where the backend cannot hold the domain's output.
      */
     int (*output_hold)(struct xtk_domain *dom, int how);
     /* The domain's network sink (xtk create --net) into buf, "" if none:
      * it travels with the domain.  Optional. */
     int (*net_sink)(struct xtk_domain *dom, char *buf, size_t size);
-    /* Sends the output of every epoch up to epoch, which a stop closed. */
+    /* Sends the output of every epoch up to epoch, which a stop closed
+     * (with output_depth 1, only the one closed epoch: more is EPROTO). */
     int (*output_release)(struct xtk_domain *dom, uint32_t epoch,
                           struct xtk__output *out);
 

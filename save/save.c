@@ -151,7 +151,8 @@ struct xtk_save {
      * dom->output_depth closed epochs unreleased (since t_deferred). */
     int stop_deferred;
     uint64_t t_deferred;
-    int release_err;      /* such a backend's release failed: the save fails */
+    int release_err; /* such a backend's release failed: the save fails */
+    struct event *ev_relfail; /* ... from the loop, by this */
     int backup_gone;      /* backup_lost: this copy runs on, its output too */
     uint64_t reply_early; /* a reply read before the END's send ended */
 
@@ -309,7 +310,7 @@ static void output_release(struct xtk_save *sv, uint32_t upto)
              * for good): the save fails, from the loop (not from inside
              * the reading of the backup's messages), the output held. */
             sv->release_err = errno ? errno : EIO;
-            event_active(sv->ev_timer, EV_TIMEOUT, 0);
+            event_active(sv->ev_relfail, EV_TIMEOUT, 0);
         }
         return;
     }
@@ -557,6 +558,8 @@ static int stop_waits(const struct xtk_save *sv)
  * acknowledged enough for the backend to close one more epoch. */
 static void epoch_stop(struct xtk_save *sv)
 {
+    if (sv->release_err)
+        return; /* on_release_failed ends the save */
     if (stop_waits(sv)) {
         if (!sv->stop_deferred) {
             sv->stop_deferred = 1;
@@ -1851,11 +1854,6 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
         finish(sv, ETIMEDOUT);
         break;
     case PH_INTERVAL:
-        if (sv->release_err) {
-            errno = sv->release_err;
-            fail_errno(sv);
-            break;
-        }
         if (!sv->stop_deferred)
             fault_point(sv, "interval", sv->epoch + 1);
         epoch_stop(sv);
@@ -1877,6 +1875,19 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     default:
         break;
     }
+}
+
+/* A release failed on a backend that closes no epoch more until it
+ * goes (output_release): the save fails. */
+static void on_release_failed(evutil_socket_t fd, short what, void *arg)
+{
+    struct xtk_save *sv = arg;
+
+    (void)fd, (void)what;
+    if (sv->phase == PH_DONE)
+        return;
+    errno = sv->release_err;
+    fail_errno(sv);
 }
 
 /* ---- start and finish ----------------------------------------------- */
@@ -2008,6 +2019,7 @@ static void finish(struct xtk_save *sv, int err)
     ev_stop(sv->ev_suspend);
     ev_stop(sv->ev_peer);
     ev_stop(sv->ev_timer);
+    ev_stop(sv->ev_relfail);
     ev_stop(sv->ev_progress);
     ev_stop(sv->ev_watch);
     ev_stop(sv->ev_heartbeat);
@@ -2281,8 +2293,9 @@ static int make_events(struct xtk_save *sv)
     sv->ev_suspend =
         event_new(base, sv->suspend_fd, EV_READ | EV_PERSIST, on_suspend, sv);
     sv->ev_timer = evtimer_new(base, on_timer, sv);
+    sv->ev_relfail = evtimer_new(base, on_release_failed, sv);
     sv->ev_done = evtimer_new(base, on_done_deferred, sv);
-    if (!sv->ev_done)
+    if (!sv->ev_done || !sv->ev_relfail)
         return xtk__fail(ENOMEM);
     sv->drain_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (sv->drain_fd < 0)
@@ -2732,6 +2745,7 @@ void xtk_save_free(struct xtk_save *sv)
     ev_free(sv->ev_notify);
     ev_free(sv->ev_suspend);
     ev_free(sv->ev_timer);
+    ev_free(sv->ev_relfail);
     ev_free(sv->ev_peer);
     ev_free(sv->ev_progress);
     ev_free(sv->ev_watch);

@@ -1198,18 +1198,24 @@ static int fake_output_hold(struct xtk_domain *dom, int how)
     if (d && d->out_depth < 0) {
         errno = ENOTSUP;
     } else if (d) {
-        if (how == XTK__OUTPUT_HOLD) {
+        if (how == XTK__OUTPUT_HOLD && d->out_holding && d->out_depth == 1 &&
+            d->out_released < d->out_closed) {
+            /* As Xen's plug: a hold a dead save left, with an epoch
+             * unreleased, cannot be taken over. */
+            errno = EEXIST;
+        } else if (how == XTK__OUTPUT_HOLD) {
             /* (a hold left by a dead save is taken over: the numbers go
              * on) */
             d->out_holding = 1;
             dom->output_epoch = d->out_closed;
             dom->output_depth = (unsigned int)d->out_depth;
+            rc = 0;
         } else {
             d->out_holding = 0;
             d->out_released = d->out_closed;
             dom->output_depth = 0;
+            rc = 0;
         }
-        rc = 0;
     }
     pthread_mutex_unlock(&g_lock);
     return rc;

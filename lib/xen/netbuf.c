@@ -122,8 +122,8 @@ static const char *ext_msg(const struct nlmsghdr *h)
 }
 
 struct qstats {
-    uint64_t bytes, backlog;
-    uint32_t packets, qlen, drops;
+    uint64_t bytes, backlog, packets;
+    uint32_t qlen, drops;
     int seen;
 };
 
@@ -147,8 +147,13 @@ static void parse_stats(const struct nlmsghdr *h, struct qstats *st)
 
                     memcpy(&s, RTA_DATA(b), sizeof(s));
                     st->bytes = s.bytes;
-                    st->packets = s.packets;
+                    if (!(st->seen & 4))
+                        st->packets = s.packets;
                     st->seen |= 1;
+                } else if (b->rta_type == TCA_STATS_PKT64 &&
+                           RTA_PAYLOAD(b) >= sizeof(uint64_t)) {
+                    memcpy(&st->packets, RTA_DATA(b), sizeof(uint64_t));
+                    st->seen |= 4;
                 } else if (b->rta_type == TCA_STATS_QUEUE &&
                            RTA_PAYLOAD(b) >= sizeof(struct gnet_stats_queue)) {
                     struct gnet_stats_queue q;
@@ -169,7 +174,7 @@ static void parse_stats(const struct nlmsghdr *h, struct qstats *st)
  * numbers from seq0) and reads until each has its answer: its ack, or for
  * an RTM_GETQDISC the qdisc (into stats[i], in order).  0, or -1 with
  * errno the first request's error, whose words (what) are logged unless
- * quiet names that errno.
+ * quiet names that errno (-1: none is logged).
  */
 static int nl_talk(struct xtk_ctx *ctx, int fd, const void *buf, size_t len,
                    uint32_t seq0, unsigned int n, struct qstats *stats,
@@ -230,7 +235,7 @@ static int nl_talk(struct xtk_ctx *ctx, int fd, const void *buf, size_t len,
         }
     }
     if (err) {
-        if (err != quiet)
+        if (err != quiet && quiet != -1)
             XTK_ERROR(ctx, "rtnetlink: %s: %s%s%s", what, strerror(err),
                       *why ? ": " : "", why);
         errno = err;
@@ -284,6 +289,7 @@ static int link_up(struct xtk_ctx *ctx, int fd, int index, const char *name)
     return nl_do(ctx, fd, &r, what, 0);
 }
 
+/* Deletes link index, or name if index is 0. */
 static int link_del(struct xtk_ctx *ctx, int fd, int index, const char *name)
 {
     struct ifinfomsg ifi = {.ifi_family = AF_UNSPEC, .ifi_index = index};
@@ -291,6 +297,8 @@ static int link_del(struct xtk_ctx *ctx, int fd, int index, const char *name)
     char what[64];
 
     req_start(&r, RTM_DELLINK, 0, &ifi, sizeof(ifi));
+    if (!index)
+        attr(&r, IFLA_IFNAME, name, strlen(name) + 1);
     snprintf(what, sizeof(what), "deleting %s", name);
     return nl_do(ctx, fd, &r, what, ENODEV);
 }
@@ -364,7 +372,13 @@ static int ingress_del(struct xtk_ctx *ctx, int fd, int vif, const char *name)
 
     req_start(&r, RTM_DELQDISC, 0, &t, sizeof(t));
     snprintf(what, sizeof(what), "deleting %s's ingress qdisc", name);
-    return nl_do(ctx, fd, &r, what, EINVAL);
+    /* (none there: ENOENT or EINVAL, by kernel) */
+    if (nl_do(ctx, fd, &r, what, -1) < 0) {
+        if (errno != ENOENT && errno != EINVAL)
+            XTK_PERROR(ctx, "rtnetlink: %s", what);
+        return -1;
+    }
+    return 0;
 }
 
 /* Every packet arriving on vif goes to ifb instead (matchall, mirred). */
@@ -399,10 +413,12 @@ static int redirect_add(struct xtk_ctx *ctx, int fd, int vif, const char *name,
 
 /* ---- the hold ------------------------------------------------------------ */
 
-void xtk__netbuf_ifb_name(uint32_t domid, unsigned int devid,
-                          char name[IF_NAMESIZE])
+int xtk__netbuf_ifb_name(uint32_t domid, unsigned int devid,
+                         char name[IF_NAMESIZE])
 {
-    snprintf(name, IF_NAMESIZE, "xtkb%u.%u", domid % 100000u, devid % 100u);
+    int n = snprintf(name, IF_NAMESIZE, "xtkb%u.%u", domid, devid);
+
+    return n < 0 || n >= IF_NAMESIZE ? xtk__fail(ENAMETOOLONG) : 0;
 }
 
 /* Takes down what hold set up on nb's first n devices (ingress, ifb). */
@@ -412,7 +428,7 @@ static void undo(struct xtk_ctx *ctx, int fd, struct xtk__netbuf *nb,
     for (unsigned int i = 0; i < n; i++) {
         if (nb->dev[i].vif_index > 0)
             (void)ingress_del(ctx, fd, nb->dev[i].vif_index, nb->dev[i].vif);
-        if (nb->dev[i].ifb_index > 0)
+        if (nb->dev[i].made)
             (void)link_del(ctx, fd, nb->dev[i].ifb_index, nb->dev[i].ifb);
     }
 }
@@ -434,7 +450,8 @@ int xtk__netbuf_hold(struct xtk_ctx *ctx, struct xtk__netbuf *nb,
         __typeof__(&nb->dev[0]) d = &nb->dev[i];
 
         snprintf(d->vif, sizeof(d->vif), "%s", vifs[i]);
-        xtk__netbuf_ifb_name(domid, devids[i], d->ifb);
+        if (xtk__netbuf_ifb_name(domid, devids[i], d->ifb) < 0)
+            goto fail;
         d->vif_index = (int)if_nametoindex(d->vif);
         if (d->vif_index <= 0) {
             XTK_ERROR(ctx, "domain %u: no network device %s (its vif %u)",
@@ -453,10 +470,12 @@ int xtk__netbuf_hold(struct xtk_ctx *ctx, struct xtk__netbuf *nb,
             d->vif_index = 0; /* nothing of this vif is ours yet */
             goto fail;
         }
+        d->made = 1;
         d->ifb_index = (int)if_nametoindex(d->ifb);
         if (d->ifb_index <= 0) {
             XTK_PERROR(ctx, "domain %u: %s", domid, d->ifb);
-            goto fail;
+            d->ifb_index = 0; /* (deleted by its name) */
+            goto fail_ifb;
         }
         /* The plug before the redirect: nothing passes unheld. */
         if (link_up(ctx, fd, d->ifb_index, d->ifb) < 0 ||

@@ -33,6 +33,7 @@ struct xtk__netbuf {
     struct {
         char vif[IF_NAMESIZE], ifb[IF_NAMESIZE];
         int vif_index, ifb_index;
+        int made; /* the ifb was made here */
     } dev[XTK__NETBUF_MAX];
     /* what the plugs had been given (sent, queued and dropped) at the last
      * two "buffer"s: the difference is the last closed epoch's */
@@ -40,9 +41,10 @@ struct xtk__netbuf {
     uint64_t closed_ns[2]; /* their times */
 };
 
-/* The name of the ifb that holds vif devid of domid's output. */
-void xtk__netbuf_ifb_name(uint32_t domid, unsigned int devid,
-                          char name[IF_NAMESIZE]);
+/* The name of the ifb that holds vif devid of domid's output: 0, or -1
+ * (ENAMETOOLONG: over IF_NAMESIZE). */
+int xtk__netbuf_ifb_name(uint32_t domid, unsigned int devid,
+                         char name[IF_NAMESIZE]);
 
 /*
  * Starts holding the output of the n vifs named vifs[i] (devids[i]) of
@@ -58,7 +60,8 @@ int xtk__netbuf_hold(struct xtk_ctx *ctx, struct xtk__netbuf *nb,
 int xtk__netbuf_close_epoch(struct xtk_ctx *ctx, struct xtk__netbuf *nb);
 
 /* Lets the last closed epoch go ("release one"); out says how much it
- * was.  0 or -1 (errno). */
+ * was (packets as the plug counts them: a segmentation offload's
+ * segments, not the guest's sends).  0 or -1 (errno). */
 int xtk__netbuf_release(struct xtk_ctx *ctx, struct xtk__netbuf *nb,
                         struct xtk__output *out);
 

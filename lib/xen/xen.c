@@ -50,6 +50,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -129,6 +130,7 @@ struct xen_dom {
     unsigned int holding : 1;
     unsigned int epoch_closed : 1; /* this suspend's stop closed one */
     uint32_t out_closed, out_released;
+    int hold_lock; /* hold_lock's, while this handle holds */
 };
 
 static void build_free(struct xen_build *b);
@@ -473,6 +475,8 @@ static void xd_free(struct xen_dom *xd)
                                         (int)xd->ctx_pages);
     if (xd->fmem)
         xenforeignmemory_close(xd->fmem);
+    if (xd->hold_lock >= 0) /* a hold this handle leaves: orphaned */
+        close(xd->hold_lock);
     if (xd->xch)
         xc_interface_close(xd->xch);
     free(xd);
@@ -487,6 +491,7 @@ static int xen_open(struct xtk_domain *dom)
         return -1;
     xd->local_port = xd->guest_port = -1;
     xd->lock_fd = xd->pause_evfd = xd->store_fd = xd->guard_fd = -1;
+    xd->hold_lock = -1;
     xd->hbuf.ubuf = xd->ctx_hbuf.ubuf =
         (void *)-1; /* no bounce buffer: HYPERCALL_BUFFER_INIT */
     xd->xch = open_xc(dom->ctx);
@@ -744,8 +749,8 @@ static int xen_destroy(struct xtk_domain *dom)
         return xtk__fail(rc == ERROR_INVAL ? ESRCH : EIO);
     }
     for (int i = 0; i < n; i++) {
-        xtk__netbuf_ifb_name(dom->domid, devids[i], ifb);
-        if (xtk__netbuf_end(dom->ctx, "", ifb, 0) == 0)
+        if (xtk__netbuf_ifb_name(dom->domid, devids[i], ifb) == 0 &&
+            xtk__netbuf_end(dom->ctx, "", ifb, 0) == 0)
             XTK_INFO(dom->ctx, "domain %u: its held output (%s) dropped",
                      dom->domid, ifb);
     }
@@ -761,6 +766,9 @@ static int xen_destroy(struct xtk_domain *dom)
         xd->subscribed = 0;
         xd->holding = 0;
         memset(&xd->nb, 0, sizeof(xd->nb));
+        if (xd->hold_lock >= 0)
+            close(xd->hold_lock);
+        xd->hold_lock = -1;
         guard_update(dom, xd);
     }
     return 0;
@@ -1320,23 +1328,23 @@ static int xen_suspend_request(struct xtk_domain *dom)
  * xenconsoled reads it straight from the guest's ring (as with xl remus).
  */
 
-/* The domain's vifs served here: their devids and dom0 network devices
- * (the backend's vifname, or netback's vif<domid>.<devid>).  The count, or
- * -1 (errno). */
+/* The domain's vifs (the frontends in its store directory): their devids
+ * and this domain's network devices for them (the backend's vifname, or
+ * netback's vif<domid>.<devid>).  The count, or -1 (errno; ENOTSUP: a vif
+ * another domain serves, whose output cannot be held here). */
 static int vifs_of(struct xtk_domain *dom, char (*names)[IF_NAMESIZE],
                    unsigned int *devids, unsigned int max)
 {
-    char path[96], list[XTK_XS_PAYLOAD_MAX + 1], name[64];
-    int fd = store_connect(dom->ctx), len, n = 0;
+    char path[96], list[XTK_XS_PAYLOAD_MAX + 1], val[256];
+    int fd = store_connect(dom->ctx), len, n = 0, e = 0;
 
     if (fd < 0)
         return -1;
-    snprintf(path, sizeof(path), "/local/domain/0/backend/vif/%u", dom->domid);
+    snprintf(path, sizeof(path), "/local/domain/%u/device/vif", dom->domid);
     len = xtk__xs_request(fd, XTK_XS_DIRECTORY, path, strlen(path) + 1, NULL, 0,
                           list, sizeof(list) - 1, STORE_TIMEOUT_MS);
     if (len < 0) {
-        int e = errno;
-
+        e = errno;
         close(fd);
         if (e == ENOENT)
             return 0;
@@ -1344,29 +1352,41 @@ static int vifs_of(struct xtk_domain *dom, char (*names)[IF_NAMESIZE],
         return xtk__fail(e);
     }
     list[len] = 0;
-    for (char *p = list; p < list + len && *p; p += strlen(p) + 1) {
+    for (char *p = list; p < list + len && *p && !e; p += strlen(p) + 1) {
         char *end;
-        unsigned long devid = strtoul(p, &end, 10);
+        unsigned long devid = strtoul(p, &end, 10), bid;
 
-        if (*end || devid > 99)
+        if (*end || devid > 99999)
             continue;
         if ((unsigned int)n == max) {
-            close(fd);
             XTK_ERROR(dom->ctx, "domain %u: more than %u vifs", dom->domid,
                       max);
-            return xtk__fail(E2BIG);
+            e = E2BIG;
+            break;
         }
-        snprintf(path, sizeof(path),
-                 "/local/domain/0/backend/vif/%u/%lu/vifname", dom->domid,
-                 devid);
-        if (store_read(fd, path, name, sizeof(name)) < 0 || !*name ||
-            strlen(name) >= IF_NAMESIZE)
-            snprintf(name, sizeof(name), "vif%u.%lu", dom->domid, devid);
-        snprintf(names[n], IF_NAMESIZE, "%s", name);
+        snprintf(path, sizeof(path), "/local/domain/%u/device/vif/%lu/%s",
+                 dom->domid, devid, "backend-id");
+        bid = store_read(fd, path, val, sizeof(val)) == 0
+                  ? strtoul(val, &end, 10)
+                  : 0;
+        if (bid != 0) {
+            XTK_ERROR(dom->ctx,
+                      "domain %u: its vif %lu is served by domain %lu: its "
+                      "output cannot be held from here",
+                      dom->domid, devid, bid);
+            e = ENOTSUP;
+            break;
+        }
+        snprintf(path, sizeof(path), "/local/domain/0/backend/vif/%u/%lu/%s",
+                 dom->domid, devid, "vifname");
+        if (store_read(fd, path, val, sizeof(val)) < 0 || !*val ||
+            strlen(val) >= IF_NAMESIZE)
+            snprintf(val, sizeof(val), "vif%u.%lu", dom->domid, devid);
+        snprintf(names[n], IF_NAMESIZE, "%s", val);
         devids[n++] = (unsigned int)devid;
     }
     close(fd);
-    return n;
+    return e ? xtk__fail(e) : n;
 }
 
 /* A stop (suspend_check found the guest stopped): if the output is held,
@@ -1385,26 +1405,56 @@ static int output_close_epoch(struct xtk_domain *dom, struct xen_dom *xd)
     return 1;
 }
 
-/* Ends every hold of the domain's vifs found in this kernel (a handle's
- * own, or one a dead save left): 0, or -1 (ENOENT: none). */
-static int output_end_all(struct xtk_domain *dom, int send)
+/*
+ * Who holds the domain's output: a save's handle keeps an exclusive lock
+ * on /run/xtk-xen-output.DOMID while it does (the kernel lets it go with
+ * the process), so that another handle's end of the hold (`xtk output`)
+ * is refused while a live save holds it (EPERM), and allowed once it died.
+ * The lock fd (in *fd), or -1 (errno: EPERM if held elsewhere).
+ */
+static int hold_lock(struct xtk_domain *dom, int *fd)
+{
+    char path[64];
+
+    snprintf(path, sizeof(path), "/run/xtk-xen-output.%u", dom->domid);
+    *fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (*fd < 0) {
+        XTK_PERROR(dom->ctx, "domain %u: %s", dom->domid, path);
+        return -1;
+    }
+    if (flock(*fd, LOCK_EX | LOCK_NB) < 0) {
+        int e = errno == EWOULDBLOCK ? EPERM : errno;
+
+        close(*fd);
+        *fd = -1;
+        return xtk__fail(e);
+    }
+    return 0;
+}
+
+/* Ends every hold of the domain's output found in this kernel: the
+ * handle's own first, then any its vifs have (one a dead save left).  0
+ * (also if none), or -1 (errno). */
+static int output_end_all(struct xtk_domain *dom, struct xen_dom *xd, int send)
 {
     char names[XTK__NETBUF_MAX][IF_NAMESIZE], ifb[IF_NAMESIZE];
     unsigned int devids[XTK__NETBUF_MAX];
-    int n = vifs_of(dom, names, devids, XTK__NETBUF_MAX), found = 0, rc = 0;
+    int n, rc = 0;
 
-    if (n < 0)
-        return -1;
+    for (unsigned int i = 0; i < xd->nb.n; i++)
+        if (xtk__netbuf_end(dom->ctx, xd->nb.dev[i].vif, xd->nb.dev[i].ifb,
+                            send) < 0 &&
+            errno != ENOENT)
+            rc = -1;
+    n = vifs_of(dom, names, devids, XTK__NETBUF_MAX);
     for (int i = 0; i < n; i++) {
-        xtk__netbuf_ifb_name(dom->domid, devids[i], ifb);
-        if (xtk__netbuf_end(dom->ctx, names[i], ifb, send) == 0)
-            found++;
-        else if (errno != ENOENT)
+        if (xtk__netbuf_ifb_name(dom->domid, devids[i], ifb) < 0)
+            continue;
+        if (xtk__netbuf_end(dom->ctx, names[i], ifb, send) < 0 &&
+            errno != ENOENT)
             rc = -1;
     }
-    if (!rc && !found)
-        return xtk__fail(ENOENT);
-    return rc;
+    return n < 0 && !xd->nb.n ? -1 : rc;
 }
 
 static int xen_output_hold(struct xtk_domain *dom, int how)
@@ -1412,30 +1462,36 @@ static int xen_output_hold(struct xtk_domain *dom, int how)
     struct xen_dom *xd = xd_of(dom);
     char names[XTK__NETBUF_MAX][IF_NAMESIZE];
     unsigned int devids[XTK__NETBUF_MAX];
-    int n;
+    int n, rc, lock = xd->hold_lock;
 
     if (how == XTK__OUTPUT_SEND || how == XTK__OUTPUT_DROP) {
-        int rc = output_end_all(dom, how == XTK__OUTPUT_SEND);
-
-        if (rc < 0 && errno == ENOENT && xd->holding && !xd->nb.n)
-            rc = 0; /* held nothing: no vif */
-        else if (rc < 0 && errno == ENOENT)
-            XTK_ERROR(dom->ctx,
-                      "domain %u: none of its output is held (no xtkb%u.N "
-                      "device)",
-                      dom->domid, dom->domid);
+        /* Not this handle's hold: refused while a live save has one. */
+        if (lock < 0 && hold_lock(dom, &lock) < 0) {
+            if (errno == EPERM)
+                XTK_ERROR(dom->ctx,
+                          "domain %u: a running save holds its output",
+                          dom->domid);
+            return -1;
+        }
+        rc = output_end_all(dom, xd, how == XTK__OUTPUT_SEND);
         xd->holding = 0;
         memset(&xd->nb, 0, sizeof(xd->nb));
         dom->output_depth = 0;
+        close(lock);
+        xd->hold_lock = -1;
         return rc;
     }
     if (how != XTK__OUTPUT_HOLD)
         return xtk__fail(EINVAL);
     if (xd->holding)
         return 0;
-    n = vifs_of(dom, names, devids, XTK__NETBUF_MAX);
-    if (n < 0)
+    if (hold_lock(dom, &lock) < 0) {
+        if (errno == EPERM)
+            XTK_ERROR(dom->ctx, "domain %u: another save holds its output",
+                      dom->domid);
         return -1;
+    }
+    n = vifs_of(dom, names, devids, XTK__NETBUF_MAX);
     /* A domain just built (a restore) has its vifs in the store before
      * netback has made their devices: a moment for them. */
     for (int i = 0, tries = 0; i < n && tries < 200; tries++) {
@@ -1444,15 +1500,20 @@ static int xen_output_hold(struct xtk_domain *dom, int how)
         else
             nanosleep(&(struct timespec){0, 10000000}, NULL);
     }
-    if (n && xtk__netbuf_hold(dom->ctx, &xd->nb, dom->domid,
-                              (const char(*)[IF_NAMESIZE])names, devids,
-                              (unsigned int)n) < 0)
-        return -1;
+    if (n < 0 || (n && xtk__netbuf_hold(dom->ctx, &xd->nb, dom->domid,
+                                        (const char(*)[IF_NAMESIZE])names,
+                                        devids, (unsigned int)n) < 0)) {
+        int e = errno;
+
+        close(lock);
+        return xtk__fail(e);
+    }
     if (!n)
         XTK_INFO(dom->ctx,
                  "domain %u: no vif: no network output to hold (its "
                  "console is not held on Xen)",
                  dom->domid);
+    xd->hold_lock = lock;
     xd->holding = 1;
     xd->out_closed = xd->out_released = 0;
     dom->output_epoch = 0;

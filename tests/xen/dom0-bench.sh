@@ -145,12 +145,13 @@ held_round() {
   waitfor 30 test -s /run/b.port
   if XTK_BACKEND=xen timeout 600 xtk-save --live -I 100 -N 30 $opt \
     --suspend store --format xl g4 "tcp:127.0.0.1:$(cat /run/b.port)" \
-    2>$log && wait "$rp"; then
-    waitfor 30 sh -c "! xl domid g4" && xl rename g4m g4
+    2>$log && wait "$rp" && waitfor 30 sh -c "! xl domid g4" &&
+    xl rename g4m g4; then
     echo "XTK-BENCH d-$mode $r pause_p50_us=$(hist_f $log downtime 3) pause_p99_us=$(hist_f $log downtime 5) ack_p50_us=$(hist_f $log 'ack wait' 3) waited_p50_us=$(hist_f $log 'stop waited for acknowledgement' 3) waited_p99_us=$(hist_f $log 'stop waited for acknowledgement' 5) waited_n=$(sed -n 's/^ *stops waiting for an acknowledgement *\([0-9]*\).*/\1/p' $log | head -n 1) released=$(sed -n 's/^ *output released *\([0-9]*\).*/\1/p' $log | head -n 1)"
   else
     bad bench "g4, checkpoints ($mode), round $r: $(tail -n 3 $log | tr '\n' ';') $(tail -n 3 /run/b-held-xr.log | tr '\n' ';')"
     kill "$rp" 2>/dev/null
+    XTK_BACKEND=xen xtk output g4 release 2>/dev/null
     return 1
   fi
 }

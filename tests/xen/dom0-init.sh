@@ -607,7 +607,7 @@ reap() {
 # 127.0.0.1 (the port in /run/bk.port, its pid in $bp).
 backup_start() {
   rm -f /run/bk.port
-  XTK_BACKEND=xen timeout -k 10 300 xtk-restore $2 --name "$1" \
+  XTK_BACKEND=xen timeout -k 10 600 xtk-restore $2 --name "$1" \
     --port-file /run/bk.port listen:127.0.0.1:0 >/run/xtk-$1.out \
     2>/run/xtk-$1.log &
   bp=$!
@@ -693,7 +693,7 @@ udp_above() { [ "$(udp_n)" -gt "$1" ]; }
 # dev_held: checkpoints of g4 (domain $d4) to a backup with its network
 # output held (dev-held); $d4 the domain that runs g4 after.
 dev_held() {
-  local t th hs old held= bk= n0 n1 n2 c0 ifb v
+  local t th hs old held= refused= bk= n0 n1 n2 c0 ifb v
   old=$d4
   t=$(now)
   rm -f /run/udp.log
@@ -709,7 +709,12 @@ dev_held() {
     "tcp:127.0.0.1:$(cat /run/bk.port)" 2>/run/dev-held-save.log &
   sp=$!
   if waitfor 180 grep -q 'epoch 4 complete' /run/xtk-g4f.log &&
-    ip link show "$ifb" >/dev/null 2>&1 && kill -9 "$sp" 2>/dev/null; then
+    ip link show "$ifb" >/dev/null 2>&1; then
+    # While the save lives, nobody else ends its hold.
+    refused=
+    ! XTK_BACKEND=xen xtk output g4 release 2>/run/dev-held-output.log &&
+      grep -q 'running save holds' /run/dev-held-output.log && refused=1
+    kill -9 "$sp" 2>/dev/null
     reap "$sp" 30 2>/dev/null
     # The primary runs on (given back by xtk-save's guard), its output
     # held in the kernel: no datagram of it reaches dom0 while its disk
@@ -741,17 +746,21 @@ dev_held() {
         END { printf "%d %d %d", r, g, m }' /run/udp.log)
     fi
     set -- $v
-    if [ "$held" = 1 ] && [ -n "$bk" ] && [ "${1:-x}" = 0 ] && xl rename g4f g4; then
+    if [ "$held" = 1 ] && [ "$refused" = 1 ] && [ -n "$bk" ] &&
+      [ "${1:-x}" = 0 ] && xl rename g4f g4; then
       d4=$bk
-      ok dev-held "the primary killed (-9) after 4 epochs ran on with its output held (no datagram in $hs s while its disk counter went on from $c0; $n0 datagrams before); fenced (xtk destroy, $ifb gone) and the backup promoted (domain $bk, running $(since "$t") s after): $n2 datagrams, none repeated, up to $3, $2 lost"
+      ok dev-held "xtk output refused while the save held; the primary killed (-9) after 4 epochs ran on with its output held (no datagram in $hs s while its disk counter went on from $c0; $n0 datagrams before); fenced (xtk destroy, $ifb gone) and the backup promoted (domain $bk, running $(since "$t") s after): $n2 datagrams, none repeated, up to $3, $2 lost"
     else
-      bad dev-held "held '$held' ($n0 -> $n1 datagrams, disk $c0 -> $(g4_disk)), backup '$bk', repeated/lost/last: '$v'; save: $(grep -v debug /run/dev-held-save.log | tail -n 4 | tr '\n' ';') backup: $(grep -v debug /run/xtk-g4f.log | tail -n 4 | tr '\n' ';')"
+      bad dev-held "held '$held', xtk output refused '$refused' ($(head -c 200 /run/dev-held-output.log)) ($n0 -> $n1 datagrams, disk $c0 -> $(g4_disk)), backup '$bk', repeated/lost/last: '$v'; save: $(grep -v debug /run/dev-held-save.log | tail -n 4 | tr '\n' ';') backup: $(grep -v debug /run/xtk-g4f.log | tail -n 4 | tr '\n' ';')"
       [ -n "$bk" ] && xl destroy "$bk" >/dev/null 2>&1
       d4=
     fi
   else
     bad dev-held "no fourth epoch at the backup, or no $ifb: save: $(grep -v debug /run/dev-held-save.log | tail -n 5 | tr '\n' ';') backup: $(grep -v debug /run/xtk-g4f.log | tail -n 5 | tr '\n' ';') links: $(ip -o link show | cut -d: -f2 | tr '\n' ' ')"
     kill -9 "$sp" "$bp" 2>/dev/null
+    reap "$sp" 30 2>/dev/null
+    # (what the killed save held, so that the checks after see g4 work)
+    XTK_BACKEND=xen xtk output g4 release 2>/dev/null
     d4=$(domid_of g4)
   fi
   kill "$rp" 2>/dev/null

@@ -1,6 +1,6 @@
 /*
  * xtk-udp - numbered datagrams for the testbed's held-output check
- * (tests/xen/dom0-init.sh, dev-failover-held).  Built static: the same
+ * (tests/xen/dom0-init.sh, dev-held).  Built static: the same
  * binary runs in the devices guest and in dom0.
  *
  *   xtk-udp send ADDR PORT MS      sends "N" to ADDR:PORT every MS ms, N
