@@ -124,6 +124,7 @@ struct xtk_save {
     uint64_t round_dirty; /* what the log said for the running round */
     uint64_t round_start, round_end, round_bytes0, round_total;
     uint64_t t_request, fixed_ns, sync_ns;
+    uint64_t t_slot; /* checkpointing: the slot the next epoch's stop is in */
     struct xtk__round_result drain_res; /* the round whose link drains */
     int progress_shown;
     struct xtk__policy_state ps;
@@ -864,12 +865,19 @@ static void epoch_sent(struct xtk_save *sv, uint64_t now)
         return;
     }
     {
-        /* Epochs start every interval (from one suspend request to the
-         * next), not an interval after the last one is out: what was
-         * asked for is a rate. */
-        uint64_t due =
-            sv->t_request + (uint64_t)sv->opt.checkpoint_interval_ms * 1000000;
-        uint64_t t = xtk_now_ns(), left = due > t ? due - t : 0;
+        /* Epochs start on a grid of the interval from the first stop,
+         * not an interval after the last one is out: what was asked for
+         * is a rate.  An epoch late for its slot is made up by the next
+         * one's coming at once; more than one slot behind (a stall), the
+         * grid starts again from now rather than stop back to back. */
+        uint64_t iv = (uint64_t)sv->opt.checkpoint_interval_ms * 1000000;
+        uint64_t t = xtk_now_ns(), due, left;
+
+        due = (sv->t_slot ? sv->t_slot : sv->t_request) + iv;
+        if (due + iv < t)
+            due = t;
+        sv->t_slot = due;
+        left = due > t ? due - t : 0;
         struct timeval tv = {(time_t)(left / 1000000000),
                              (suseconds_t)(left % 1000000000 / 1000)};
 

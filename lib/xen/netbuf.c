@@ -197,7 +197,7 @@ static int nl_talk(struct xtk_ctx *ctx, int fd, const void *buf, size_t len,
         struct pollfd p = {.fd = fd, .events = POLLIN};
         ssize_t r;
         struct nlmsghdr *h = &rx.h;
-        int left;
+        unsigned int left;
 
         /* The kernel answers at once; a request it never answers is a
          * bug here, which must not stop a guest for good. */
@@ -215,7 +215,7 @@ static int nl_talk(struct xtk_ctx *ctx, int fd, const void *buf, size_t len,
             XTK_PERROR(ctx, "rtnetlink: %s", what);
             return -1;
         }
-        left = (int)r;
+        left = (unsigned int)r;
         for (; NLMSG_OK(h, left); h = NLMSG_NEXT(h, left)) {
             if (h->nlmsg_seq < seq0 || h->nlmsg_seq >= seq0 + n)
                 continue; /* not ours (a late answer) */
