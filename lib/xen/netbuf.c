@@ -124,7 +124,7 @@ static const char *ext_msg(const struct nlmsghdr *h)
 struct qstats {
     uint64_t bytes, backlog, packets;
     uint32_t qlen, drops;
-    int seen;
+    int pkt64; /* packets came as TCA_STATS_PKT64 (over the 32-bit one) */
 };
 
 /* A qdisc's counters from an RTM_NEWQDISC message. */
@@ -147,13 +147,12 @@ static void parse_stats(const struct nlmsghdr *h, struct qstats *st)
 
                     memcpy(&s, RTA_DATA(b), sizeof(s));
                     st->bytes = s.bytes;
-                    if (!(st->seen & 4))
+                    if (!st->pkt64)
                         st->packets = s.packets;
-                    st->seen |= 1;
                 } else if (b->rta_type == TCA_STATS_PKT64 &&
                            RTA_PAYLOAD(b) >= sizeof(uint64_t)) {
                     memcpy(&st->packets, RTA_DATA(b), sizeof(uint64_t));
-                    st->seen |= 4;
+                    st->pkt64 = 1;
                 } else if (b->rta_type == TCA_STATS_QUEUE &&
                            RTA_PAYLOAD(b) >= sizeof(struct gnet_stats_queue)) {
                     struct gnet_stats_queue q;
@@ -162,7 +161,6 @@ static void parse_stats(const struct nlmsghdr *h, struct qstats *st)
                     st->qlen = q.qlen;
                     st->backlog = q.backlog;
                     st->drops = q.drops;
-                    st->seen |= 2;
                 }
             }
         }
@@ -488,7 +486,7 @@ int xtk__netbuf_hold(struct xtk_ctx *ctx, struct xtk__netbuf *nb,
         nb->n = i + 1;
     }
     nb->closed_ns[1] = xtk_now_ns();
-    close(fd);
+    nb->fd = fd;
     return 0;
 fail_ifb:
     nb->dev[i].vif_index = 0; /* the ingress is not ours */
@@ -503,6 +501,13 @@ fail:
     return -1;
 }
 
+void xtk__netbuf_close(struct xtk__netbuf *nb)
+{
+    if (nb->n)
+        close(nb->fd);
+    memset(nb, 0, sizeof(*nb));
+}
+
 int xtk__netbuf_close_epoch(struct xtk_ctx *ctx, struct xtk__netbuf *nb)
 {
     struct req r[2 * XTK__NETBUF_MAX];
@@ -511,13 +516,9 @@ int xtk__netbuf_close_epoch(struct xtk_ctx *ctx, struct xtk__netbuf *nb)
     size_t len = 0;
     uint32_t seq0;
     uint64_t pkts = 0, bytes = 0;
-    int fd, rc;
 
     if (!nb->n)
         return 0;
-    fd = nl_open(ctx);
-    if (fd < 0)
-        return -1;
     /* Each plug's "buffer" and its counters right after it, in one send:
      * the guest is stopped, so the counters are the epoch's end. */
     seq0 =
@@ -535,9 +536,8 @@ int xtk__netbuf_close_epoch(struct xtk_ctx *ctx, struct xtk__netbuf *nb)
         }
     }
     memset(st, 0, sizeof(st));
-    rc = nl_talk(ctx, fd, buf, len, seq0, 2 * nb->n, st, "closing an epoch", 0);
-    close(fd);
-    if (rc < 0)
+    if (nl_talk(ctx, nb->fd, buf, len, seq0, 2 * nb->n, st, "closing an epoch",
+                0) < 0)
         return -1;
     for (unsigned int i = 0; i < nb->n; i++) {
         pkts += (uint64_t)st[i].packets + st[i].qlen + st[i].drops;
@@ -555,27 +555,14 @@ int xtk__netbuf_close_epoch(struct xtk_ctx *ctx, struct xtk__netbuf *nb)
 int xtk__netbuf_release(struct xtk_ctx *ctx, struct xtk__netbuf *nb,
                         struct xtk__output *out)
 {
-    int fd;
-
     memset(out, 0, sizeof(*out));
-    if (!nb->n)
-        return 0;
-    fd = nl_open(ctx);
-    if (fd < 0)
-        return -1;
     for (unsigned int i = 0; i < nb->n; i++) {
         struct req r;
 
         plug_req(&r, nb->dev[i].ifb_index, TCQ_PLUG_RELEASE_ONE);
-        if (nl_do(ctx, fd, &r, "releasing an epoch", 0) < 0) {
-            int e = errno;
-
-            close(fd);
-            errno = e;
+        if (nl_do(ctx, nb->fd, &r, "releasing an epoch", 0) < 0)
             return -1;
-        }
     }
-    close(fd);
     out->items = nb->pkts[1] - nb->pkts[0];
     out->bytes = nb->bytes[1] - nb->bytes[0];
     /* The plug keeps no times: a packet of the epoch was held at most

@@ -30,6 +30,7 @@ struct xtk__output;
 
 struct xtk__netbuf {
     unsigned int n;
+    int fd; /* the rtnetlink socket the stops use (while n > 0) */
     struct {
         char vif[IF_NAMESIZE], ifb[IF_NAMESIZE];
         int vif_index, ifb_index;
@@ -55,6 +56,10 @@ int xtk__netbuf_ifb_name(uint32_t domid, unsigned int devid,
 int xtk__netbuf_hold(struct xtk_ctx *ctx, struct xtk__netbuf *nb,
                      uint32_t domid, const char (*vifs)[IF_NAMESIZE],
                      const unsigned int *devids, unsigned int n);
+
+/* Lets nb go (its socket), not the hold, which stays in the kernel: end
+ * it with xtk__netbuf_end.  nb is all zero after. */
+void xtk__netbuf_close(struct xtk__netbuf *nb);
 
 /* Closes the current epoch on every vif ("buffer"): 0 or -1 (errno). */
 int xtk__netbuf_close_epoch(struct xtk_ctx *ctx, struct xtk__netbuf *nb);

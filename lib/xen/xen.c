@@ -475,7 +475,9 @@ static void xd_free(struct xen_dom *xd)
                                         (int)xd->ctx_pages);
     if (xd->fmem)
         xenforeignmemory_close(xd->fmem);
-    if (xd->hold_lock >= 0) /* a hold this handle leaves: orphaned */
+    /* A hold this handle leaves stays in the kernel, orphaned. */
+    xtk__netbuf_close(&xd->nb);
+    if (xd->hold_lock >= 0)
         close(xd->hold_lock);
     if (xd->xch)
         xc_interface_close(xd->xch);
@@ -728,7 +730,8 @@ static libxl_ctx *libxl_open(struct xtk_ctx *ctx)
  * store directories, devices and libxl's userdata behind.
  */
 static int vifs_of(struct xtk_domain *dom, char (*names)[IF_NAMESIZE],
-                   unsigned int *devids, unsigned int max);
+                   unsigned int *devids, unsigned int max,
+                   unsigned long *foreign);
 
 static int xen_destroy(struct xtk_domain *dom)
 {
@@ -740,7 +743,7 @@ static int xen_destroy(struct xtk_domain *dom)
     if (!lctx)
         return -1;
     /* Its vifs, for a hold of their output that goes with it. */
-    n = vifs_of(dom, names, devids, XTK__NETBUF_MAX);
+    n = vifs_of(dom, names, devids, XTK__NETBUF_MAX, NULL);
     rc = libxl_domain_destroy(lctx, dom->domid, NULL);
     libxl_ctx_free(lctx);
     if (rc) {
@@ -765,7 +768,7 @@ static int xen_destroy(struct xtk_domain *dom)
         xd->suspend_paused = xd->requested = xd->logdirty = 0;
         xd->subscribed = 0;
         xd->holding = 0;
-        memset(&xd->nb, 0, sizeof(xd->nb));
+        xtk__netbuf_close(&xd->nb);
         if (xd->hold_lock >= 0)
             close(xd->hold_lock);
         xd->hold_lock = -1;
@@ -1328,16 +1331,20 @@ static int xen_suspend_request(struct xtk_domain *dom)
  * xenconsoled reads it straight from the guest's ring (as with xl remus).
  */
 
-/* The domain's vifs (the frontends in its store directory): their devids
- * and this domain's network devices for them (the backend's vifname, or
- * netback's vif<domid>.<devid>).  The count, or -1 (errno; ENOTSUP: a vif
- * another domain serves, whose output cannot be held here). */
+/* The domain's vifs this domain serves (the frontends in its store
+ * directory whose backend-id is 0): their devids and network devices here
+ * (the backend's vifname, or netback's vif<domid>.<devid>).  The count, or
+ * -1 (errno; E2BIG past max).  *foreign, if not NULL: the devid of a vif
+ * another domain serves (its packets never pass here), or ULONG_MAX. */
 static int vifs_of(struct xtk_domain *dom, char (*names)[IF_NAMESIZE],
-                   unsigned int *devids, unsigned int max)
+                   unsigned int *devids, unsigned int max,
+                   unsigned long *foreign)
 {
     char path[96], list[XTK_XS_PAYLOAD_MAX + 1], val[256];
     int fd = store_connect(dom->ctx), len, n = 0, e = 0;
 
+    if (foreign)
+        *foreign = ULONG_MAX;
     if (fd < 0)
         return -1;
     snprintf(path, sizeof(path), "/local/domain/%u/device/vif", dom->domid);
@@ -1358,23 +1365,18 @@ static int vifs_of(struct xtk_domain *dom, char (*names)[IF_NAMESIZE],
 
         if (*end || devid > 99999)
             continue;
-        if ((unsigned int)n == max) {
-            XTK_ERROR(dom->ctx, "domain %u: more than %u vifs", dom->domid,
-                      max);
-            e = E2BIG;
-            break;
-        }
         snprintf(path, sizeof(path), "/local/domain/%u/device/vif/%lu/%s",
                  dom->domid, devid, "backend-id");
         bid = store_read(fd, path, val, sizeof(val)) == 0
                   ? strtoul(val, &end, 10)
                   : 0;
         if (bid != 0) {
-            XTK_ERROR(dom->ctx,
-                      "domain %u: its vif %lu is served by domain %lu: its "
-                      "output cannot be held from here",
-                      dom->domid, devid, bid);
-            e = ENOTSUP;
+            if (foreign)
+                *foreign = devid;
+            continue;
+        }
+        if ((unsigned int)n == max) {
+            e = E2BIG;
             break;
         }
         snprintf(path, sizeof(path), "/local/domain/0/backend/vif/%u/%lu/%s",
@@ -1432,29 +1434,34 @@ static int hold_lock(struct xtk_domain *dom, int *fd)
     return 0;
 }
 
-/* Ends every hold of the domain's output found in this kernel: the
- * handle's own first, then any its vifs have (one a dead save left).  0
- * (also if none), or -1 (errno). */
+/* Ends the hold of the domain's output: this handle's, or else any its
+ * vifs have in this kernel (one a dead save left).  0 (also if none), or
+ * -1 (errno). */
 static int output_end_all(struct xtk_domain *dom, struct xen_dom *xd, int send)
 {
-    char names[XTK__NETBUF_MAX][IF_NAMESIZE], ifb[IF_NAMESIZE];
+    char names[XTK__NETBUF_MAX][IF_NAMESIZE],
+        ifbs[XTK__NETBUF_MAX][IF_NAMESIZE];
     unsigned int devids[XTK__NETBUF_MAX];
-    int n, rc = 0;
+    int n = (int)xd->nb.n, rc = 0;
 
-    for (unsigned int i = 0; i < xd->nb.n; i++)
-        if (xtk__netbuf_end(dom->ctx, xd->nb.dev[i].vif, xd->nb.dev[i].ifb,
-                            send) < 0 &&
-            errno != ENOENT)
-            rc = -1;
-    n = vifs_of(dom, names, devids, XTK__NETBUF_MAX);
     for (int i = 0; i < n; i++) {
-        if (xtk__netbuf_ifb_name(dom->domid, devids[i], ifb) < 0)
-            continue;
-        if (xtk__netbuf_end(dom->ctx, names[i], ifb, send) < 0 &&
+        snprintf(names[i], IF_NAMESIZE, "%s", xd->nb.dev[i].vif);
+        snprintf(ifbs[i], IF_NAMESIZE, "%s", xd->nb.dev[i].ifb);
+    }
+    if (!n) {
+        n = vifs_of(dom, names, devids, XTK__NETBUF_MAX, NULL);
+        for (int i = 0; i < n; i++)
+            if (xtk__netbuf_ifb_name(dom->domid, devids[i], ifbs[i]) < 0)
+                ifbs[i][0] = 0;
+    }
+    if (n < 0)
+        return -1;
+    for (int i = 0; i < n; i++)
+        if (ifbs[i][0] &&
+            xtk__netbuf_end(dom->ctx, names[i], ifbs[i], send) < 0 &&
             errno != ENOENT)
             rc = -1;
-    }
-    return n < 0 && !xd->nb.n ? -1 : rc;
+    return rc;
 }
 
 static int xen_output_hold(struct xtk_domain *dom, int how)
@@ -1462,6 +1469,7 @@ static int xen_output_hold(struct xtk_domain *dom, int how)
     struct xen_dom *xd = xd_of(dom);
     char names[XTK__NETBUF_MAX][IF_NAMESIZE];
     unsigned int devids[XTK__NETBUF_MAX];
+    unsigned long foreign;
     int n, rc, lock = xd->hold_lock;
 
     if (how == XTK__OUTPUT_SEND || how == XTK__OUTPUT_DROP) {
@@ -1475,7 +1483,7 @@ static int xen_output_hold(struct xtk_domain *dom, int how)
         }
         rc = output_end_all(dom, xd, how == XTK__OUTPUT_SEND);
         xd->holding = 0;
-        memset(&xd->nb, 0, sizeof(xd->nb));
+        xtk__netbuf_close(&xd->nb);
         dom->output_depth = 0;
         close(lock);
         xd->hold_lock = -1;
@@ -1491,7 +1499,20 @@ static int xen_output_hold(struct xtk_domain *dom, int how)
                       dom->domid);
         return -1;
     }
-    n = vifs_of(dom, names, devids, XTK__NETBUF_MAX);
+    n = vifs_of(dom, names, devids, XTK__NETBUF_MAX, &foreign);
+    if (n < 0 && errno == E2BIG)
+        XTK_ERROR(dom->ctx, "domain %u: more than %u vifs to hold", dom->domid,
+                  XTK__NETBUF_MAX);
+    if (n >= 0 && foreign != ULONG_MAX) {
+        /* Its packets never pass through here: a hold would miss them. */
+        XTK_ERROR(dom->ctx,
+                  "domain %u: its vif %lu is served by another domain: its "
+                  "output cannot be held from here (--no-output-hold to "
+                  "checkpoint it unheld)",
+                  dom->domid, foreign);
+        errno = EREMOTE; /* (not ENOTSUP: that would go on unheld) */
+        n = -1;
+    }
     /* A domain just built (a restore) has its vifs in the store before
      * netback has made their devices: a moment for them. */
     for (int i = 0, tries = 0; i < n && tries < 200; tries++) {

@@ -113,11 +113,13 @@ int main(void)
         }
         TEST_ASSERT(xtk__netbuf_end(ctx, "xtkv0", "xtkb7.0", 1) == 0,
                     "the hold ends, sending: %s", last_error);
+        xtk__netbuf_close(&nb);
         assert_clean("the hold ended");
         TEST_ASSERT(xtk__netbuf_hold(ctx, &nb, 7, vif, devid, 1) == 0,
                     "hold again: %s", last_error);
         TEST_ASSERT(xtk__netbuf_end(ctx, "xtkv0", "xtkb7.0", 0) == 0,
                     "the hold ends, dropping: %s", last_error);
+        xtk__netbuf_close(&nb);
         assert_clean("the hold dropped");
         fprintf(stderr, "   hold, an epoch closed and released, ended "
                         "(sent, dropped): nothing left\n");
