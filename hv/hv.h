@@ -136,9 +136,13 @@ struct hv {
     int quit;            /* the vCPU threads must exit */
     unsigned int parked;
     unsigned int run_waiters; /* in hv_vm_wait_running() */
-    /* vCPU threads past sched.c's set-up, and those it published. */
+    /* vCPU threads past sched.c's set-up, and those it published (on a
+     * thread of its own: hv_sched_start), and whether it is done. */
     unsigned int sched_set_up, sched_published;
-    int sched_told; /* XTK_BOOT_SCHED is as it will be: the vCPUs may run */
+    int sched_told; /* the vCPUs may run */
+    int sched_done;
+    pthread_t sched_th;
+    int sched_th_started;
     int crashed;
 
     /* Console history (ring buffer), under console_lock. */
@@ -184,7 +188,14 @@ struct hv {
 
 /* sched.c */
 #define HV_SCHED_SLOT0 1 /* memory slots 1.. : vCPU i's scheduling pages */
-int hv_sched_publish(struct hv *hv, struct hv_vcpu *v);
+/* A vCPU thread's own set-up, before its first KVM_RUN. */
+void hv_sched_thread_init(struct hv_vcpu *v);
+/* Publishes every vCPU thread's scheduling pages to the guest on a thread
+ * of its own (the vCPUs run meanwhile), then sets XTK_BOOT_SCHED.  0 or
+ * -1 (not started: the guest is not told). */
+int hv_sched_start(struct hv *hv);
+/* Waits for that thread (hv->quit set first). */
+void hv_sched_stop(struct hv *hv);
 void hv_sched_yield_to(struct hv *hv, struct hv_vcpu *v, uint32_t target);
 /* The calling thread's CPU to vCPU v's thread, if it is preempted. */
 void hv_sched_boost(struct hv_vcpu *v);

@@ -6,14 +6,25 @@
  * area is never set under kvm-pvm (the flag is only reported on an exit
  * at an instruction boundary, which kvm-pvm does not mark; measured: 0
  * samples set of 2,000 with 4 vCPUs on 2 cores, while `steal` grows).  So
- * xtk-hv publishes the state itself, at no cost to the vCPU threads: each
- * thread opens a perf context-switch event on itself, written backward
- * (the newest record always at data_head), and xtk-hv maps the event's
- * two pages (the control page and one page of records) read-only into
- * the guest at XTK_GUEST_SCHED_GPA + 8 KiB * vCPU.  The host's kernel
- * writes a record at each switch of the thread, in or out, and marks a
- * switch out that was a preemption: the guest reads the newest record
- * (guests/pv.c).  The guest is told by XTK_BOOT_SCHED.
+ * xtk-hv publishes the state itself, at no cost to the vCPU threads: a
+ * perf context-switch event on each vCPU thread, written backward (the
+ * newest record always at data_head), whose two pages (the control page
+ * and one page of records) are mapped read-only into the guest at
+ * XTK_GUEST_SCHED_GPA + 8 KiB * vCPU.  The host's kernel writes a record
+ * at each switch of the thread, in or out, and marks a switch out that
+ * was a preemption: the guest reads the newest record (guests/pv.c).  The
+ * guest is told by XTK_BOOT_SCHED, which it reads each time it would use
+ * them.
+ *
+ * The events are opened on a thread of their own (hv_sched_start), and
+ * an empty domain (a restore's) does not wait for them: the first
+ * context-switch event on the host turns a static key of the kernel's on,
+ * which patches its text (13-28 ms measured on this nested VM, where a
+ * later open takes 0.07 ms), and that was half a lazy restore's time to
+ * the guest's first instruction.  A restored guest runs without the
+ * measures until they are there (it reads XTK_BOOT_SCHED each time); a
+ * guest that boots here waits for them (it reads the flag once, at
+ * boot).
  *
  * Statistics per vCPU (XTK_HVCTL_OP_VCPUS): the thread's run and wait
  * time and time slices (/proc/self/task/TID/schedstat), its voluntary and
@@ -38,31 +49,38 @@
 
 #define SCHED_PAGES 2 /* the control page and one page of records */
 
-/*
- * The vCPU thread's own set-up, before its first KVM_RUN: its thread id,
- * KVM's statistics fd for it, and its page of scheduling records in the
- * guest.  -1 if the guest cannot be told (the rest may still be there).
- */
-int hv_sched_publish(struct hv *hv, struct hv_vcpu *v)
+/* The vCPU thread's own set-up, before its first KVM_RUN: its thread id
+ * and KVM's statistics fd for it. */
+void hv_sched_thread_init(struct hv_vcpu *v)
 {
-    struct perf_event_attr a;
-    struct kvm_userspace_memory_region r;
-    long fd;
-    void *p;
-
     v->tid = (uint32_t)syscall(SYS_gettid);
     /* Here, before the first KVM_RUN: the ioctl waits for the vCPU's
      * mutex, which KVM_RUN holds; reading the fd later does not. */
     v->stats_fd = ioctl(v->fd, KVM_GET_STATS_FD, 0);
     if (v->stats_fd < 0)
         hv_log("vCPU %u: KVM_GET_STATS_FD: %m", v->index);
+}
+
+/*
+ * vCPU v's page of scheduling records in the guest: its thread's
+ * context-switch event, opened from this (another) thread.  -1 if the
+ * guest cannot be told.
+ */
+static int publish(struct hv *hv, struct hv_vcpu *v)
+{
+    struct perf_event_attr a;
+    struct kvm_userspace_memory_region r;
+    long fd;
+    void *p;
+
     memset(&a, 0, sizeof(a));
     a.size = sizeof(a);
     a.type = PERF_TYPE_SOFTWARE;
     a.config = PERF_COUNT_SW_DUMMY;
     a.context_switch = 1;
     a.write_backward = 1; /* overwrites: the newest record is at data_head */
-    fd = syscall(SYS_perf_event_open, &a, 0, -1, -1, PERF_FLAG_FD_CLOEXEC);
+    fd = syscall(SYS_perf_event_open, &a, (pid_t)v->tid, -1, -1,
+                 PERF_FLAG_FD_CLOEXEC);
     if (fd < 0) {
         hv_log("vCPU %u: perf_event_open: %m: the guest is not told when "
                "its thread is preempted",
@@ -88,8 +106,56 @@ int hv_sched_publish(struct hv *hv, struct hv_vcpu *v)
         return -1;
     }
     close((int)fd); /* the mapping keeps the event */
-    v->sched_page = p;
+    __atomic_store_n(&v->sched_page, p, __ATOMIC_RELEASE);
     return 0;
+}
+
+static void *publisher(void *arg)
+{
+    struct hv *hv = arg;
+
+    for (unsigned int i = 0; i < hv->nr_vcpus; i++) {
+        int r;
+
+        if (__atomic_load_n(&hv->quit, __ATOMIC_ACQUIRE))
+            break;
+        r = publish(hv, &hv->vcpus[i]);
+        pthread_mutex_lock(&hv->lock);
+        if (r == 0)
+            hv->sched_published++;
+        pthread_mutex_unlock(&hv->lock);
+    }
+    pthread_mutex_lock(&hv->lock);
+    hv->sched_done = 1;
+    pthread_cond_broadcast(&hv->parked_cond);
+    /* An empty domain's memory is the restore's until its resume, which
+     * sets the flag itself; a booting guest's is set by hv_vm_start(). */
+    if (!hv->empty && hv->sched_told && !hv->quit)
+        hv_vm_set_sched_flag(hv);
+    pthread_mutex_unlock(&hv->lock);
+    return NULL;
+}
+
+int hv_sched_start(struct hv *hv)
+{
+    int e = pthread_create(&hv->sched_th, NULL, publisher, hv);
+
+    if (e) {
+        errno = e;
+        hv_log("the vCPUs' scheduling pages: cannot start a thread: %m: "
+               "the guest is not told when its threads are preempted");
+        return -1;
+    }
+    hv->sched_th_started = 1;
+    return 0;
+}
+
+void hv_sched_stop(struct hv *hv)
+{
+    if (!hv->sched_th_started)
+        return;
+    pthread_join(hv->sched_th, NULL);
+    hv->sched_th_started = 0;
 }
 
 /*
@@ -108,7 +174,9 @@ static int give_cpu(struct hv_vcpu *t)
     cpu_set_t allowed, here;
     int cpu, moved = 0;
 
-    if (!t->sched_page || !t->tid || !xtk_sched_preempted(t->sched_page))
+    const void *page = __atomic_load_n(&t->sched_page, __ATOMIC_ACQUIRE);
+
+    if (!page || !t->tid || !xtk_sched_preempted(page))
         return 0; /* it runs again: nothing to give it */
     cpu = sched_getcpu();
     if (cpu >= 0 && !__atomic_exchange_n(&t->boosting, 1, __ATOMIC_ACQUIRE)) {
@@ -207,7 +275,9 @@ void hv_sched_vcpu_stats(struct hv_vcpu *v, struct xtk_hvctl_vcpu *o)
     memset(o, 0, sizeof(*o));
     o->index = v->index;
     o->tid = v->tid;
-    o->flags = v->sched_page ? XTK_HVCTL_VCPU_PUBLISHED : 0;
+    o->flags = __atomic_load_n(&v->sched_page, __ATOMIC_ACQUIRE)
+                   ? XTK_HVCTL_VCPU_PUBLISHED
+                   : 0;
     snprintf(path, sizeof(path), "/proc/self/task/%" PRIu32 "/schedstat",
              v->tid);
     f = v->tid ? fopen(path, "re") : NULL;

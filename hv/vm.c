@@ -562,13 +562,11 @@ static void *vcpu_thread(void *arg)
     sigemptyset(&set);
     sigaddset(&set, SIGUSR1);
     pthread_sigmask(SIG_UNBLOCK, &set, NULL);
-    /* The guest runs once every thread is published and it is told so
-     * (XTK_BOOT_SCHED, before its first instruction: hv_vm_start()). */
-    r = hv_sched_publish(hv, v);
+    /* The guest runs once every thread is set up (its scheduling pages
+     * come later: hv_sched_start()). */
+    hv_sched_thread_init(v);
     pthread_mutex_lock(&hv->lock);
     hv->sched_set_up++;
-    if (r == 0)
-        hv->sched_published++;
     pthread_cond_broadcast(&hv->parked_cond);
     while ((hv->sched_set_up < hv->nr_vcpus || !hv->sched_told) && !hv->quit)
         pthread_cond_wait(&hv->run_cond, &hv->lock);
@@ -760,10 +758,25 @@ int hv_vm_start(struct hv *hv)
         }
         v->thread_started = 1;
     }
-    /* Each thread sets up what sched.c publishes before its first
-     * KVM_RUN; the guest is told once every one has. */
+    /*
+     * Each thread sets itself up before its first KVM_RUN (its id is what
+     * its scheduling pages are opened for, on a thread of sched.c's).  A
+     * guest that boots here is told before its first instruction (it
+     * looks once, at boot, whether it has them); an empty domain's vCPUs
+     * may run at once, and a restored guest is told once they are there
+     * (it looks each time): its restore does not wait for them.
+     */
     pthread_mutex_lock(&hv->lock);
     while (hv->sched_set_up < hv->nr_vcpus)
+        pthread_cond_wait(&hv->parked_cond, &hv->lock);
+    pthread_mutex_unlock(&hv->lock);
+    if (hv_sched_start(hv) < 0) {
+        pthread_mutex_lock(&hv->lock);
+        hv->sched_done = 1;
+        pthread_mutex_unlock(&hv->lock);
+    }
+    pthread_mutex_lock(&hv->lock);
+    while (!hv->empty && !hv->sched_done)
         pthread_cond_wait(&hv->parked_cond, &hv->lock);
     hv_vm_set_sched_flag(hv);
     hv->sched_told = 1;
@@ -791,6 +804,7 @@ void hv_vm_destroy(struct hv *hv)
         if (hv->vcpus[i].thread_started)
             kick(&hv->vcpus[i]);
     pthread_mutex_unlock(&hv->lock);
+    hv_sched_stop(hv);
     /* A lazy restore's pages that never came: a vCPU waiting for one is
      * released by the end of the userfaultfd (the restore's copy gone
      * too) with a signal pending, so it leaves KVM_RUN without running a
