@@ -22,13 +22,15 @@
  *   sr-bench restore [MIB [RUNS]]
  *   sr-bench [all [MIB [RUNS]]]     both (what scripts/bench.sh runs)
  *       The random guest saved to a file in /dev/shm, then restored RUNS
- *       times eagerly and RUNS times lazily (XTK_RESTORE_LAZY), in turn:
- *       the time from the start of the restore to the domain's resume,
- *       i.e. until its first instruction can run (eager: the stream read
- *       from the page cache, every page copied into the new domain; lazy:
- *       the records read without the page contents), and to the moment
- *       every page is in ("memory complete"; eager: the same moment); the
- *       lazy restore's pages faulted in and prefetched.
+ *       times eagerly, lazily (XTK_RESTORE_LAZY) from the file with the
+ *       index the save put after its END, and lazily from a copy of the
+ *       file without it (its records read for one), in turn: the time
+ *       from the start of the restore to the domain's resume, i.e. until
+ *       its first instruction can run (eager: the stream read from the
+ *       page cache, every page copied into the new domain; lazy: the
+ *       index, or the records without the page contents), and to the
+ *       moment every page is in ("memory complete"; eager: the same
+ *       moment); the lazy restores' pages faulted in and prefetched.
  *
  * XTK_HV and XTK_GUEST default to the build's xtk-hv and guest beside this
  * program's folder.
@@ -303,16 +305,50 @@ static void p50_p99(double *v, int n, double *p50, double *p99)
     *p99 = v[(n * 99 + 99) / 100 - 1 < n ? (n * 99 + 99) / 100 - 1 : n - 1];
 }
 
+/*
+ * A copy of the file at path without the index after its END (to its
+ * END), at bare.  The index's offset is in the file's last 24 bytes.
+ */
+static void copy_without_index(const char *path, const char *bare)
+{
+    int in = open(path, O_RDONLY), out;
+    uint8_t foot[24];
+    uint64_t at, done = 0;
+    off_t size = in >= 0 ? lseek(in, 0, SEEK_END) : -1;
+    static uint8_t buf[1 << 20];
+
+    if (size < 24 || pread(in, foot, 24, size - 24) != 24 ||
+        memcmp(foot + 16, "xtkLZIXE", 8))
+        die("the saved file has no lazy index");
+    memcpy(&at, foot, 8);
+    out = open(bare, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (out < 0)
+        die(bare);
+    while (done < at) {
+        size_t n = at - done < sizeof(buf) ? at - done : sizeof(buf);
+
+        if (pread(in, buf, n, (off_t)done) != (ssize_t)n ||
+            write(out, buf, n) != (ssize_t)n)
+            die("copy");
+        done += n;
+    }
+    close(in);
+    close(out);
+}
+
 static int restore(uint64_t mib, int runs)
 {
     const char *path = "/dev/shm/xtk-sr-bench.xtk";
+    const char *bare = "/dev/shm/xtk-sr-bench-noindex.xtk";
+    static const char *const mode[3] = {"eager", "lazy", "scan"};
     struct xtk_domain *dom = create(mib, "bench-restore");
     struct xtk_stream *s;
     struct xtk_save *sv;
-    /* [0] eager, [1] lazy: to the first instruction, to every page in */
-    double first[2][MAX_RUNS], full[2][MAX_RUNS], created[2][MAX_RUNS];
+    /* [0] eager, [1] lazy from the index, [2] lazy reading the records
+     * for one: to the first instruction, to every page in */
+    double first[3][MAX_RUNS], full[3][MAX_RUNS], created[3][MAX_RUNS];
     double v[3], a, b;
-    uint64_t faults[MAX_RUNS], fetched[MAX_RUNS];
+    uint64_t faults[3][MAX_RUNS], fetched[3][MAX_RUNS];
 
     fill_random(dom, mib << 20);
     s = xtk_stream_file(ctx, path, XTK_STREAM_WRITE);
@@ -321,20 +357,22 @@ static int restore(uint64_t mib, int runs)
         die("save to /dev/shm");
     xtk_save_free(sv);
     xtk_domain_close(dom);
+    copy_without_index(path, bare);
     printf("restore of a %llu MiB guest (random memory) from a file in "
-           "/dev/shm, eager and lazy (XTK_RESTORE_LAZY) in turn\n"
+           "/dev/shm, eager, lazy (XTK_RESTORE_LAZY) with the file's index "
+           "and lazy without it (scan) in turn\n"
            "%4s %6s %12s %16s %14s %12s %12s\n",
            (unsigned long long)mib, "run", "mode", "created ms",
            "first instr ms", "all in ms", "faulted", "prefetched");
     for (int r = 0; r < runs; r++) {
-        for (int lazy = 0; lazy < 2; lazy++) {
+        for (int lazy = 0; lazy < 3; lazy++) {
             struct xtk_restore_options o = {.flags =
                                                 lazy ? XTK_RESTORE_LAZY : 0};
             struct xtk_restore *rs;
             struct xtk_stats *st;
             uint64_t ns;
 
-            s = xtk_stream_file(ctx, path, XTK_STREAM_READ);
+            s = xtk_stream_file(ctx, lazy == 2 ? bare : path, XTK_STREAM_READ);
             rs = s ? xtk_restore_new(ctx, s, &o) : NULL;
             if (!rs || xtk_restore_run(rs) < 0)
                 die("restore");
@@ -348,8 +386,9 @@ static int restore(uint64_t mib, int runs)
                                        &ns) < 0)
                     die("interval");
                 full[lazy][r] = ns / 1e6;
-                xtk_stats_counter(st, "lazy pages faulted", &faults[r]);
-                xtk_stats_counter(st, "lazy pages prefetched", &fetched[r]);
+                xtk_stats_counter(st, "lazy pages faulted", &faults[lazy][r]);
+                xtk_stats_counter(st, "lazy pages prefetched",
+                                  &fetched[lazy][r]);
             }
             xtk_stats_interval(st, "restore started", "domain created", &ns);
             created[lazy][r] = ns / 1e6;
@@ -359,11 +398,11 @@ static int restore(uint64_t mib, int runs)
                 fputs(t ? t : "", stdout);
                 free(t);
             }
-            printf("%4d %6s %12.1f %16.1f %14.1f", r, lazy ? "lazy" : "eager",
+            printf("%4d %6s %12.1f %16.1f %14.1f", r, mode[lazy],
                    created[lazy][r], first[lazy][r], full[lazy][r]);
             if (lazy)
-                printf(" %12llu %12llu", (unsigned long long)faults[r],
-                       (unsigned long long)fetched[r]);
+                printf(" %12llu %12llu", (unsigned long long)faults[lazy][r],
+                       (unsigned long long)fetched[lazy][r]);
             printf("\n");
             fflush(stdout);
             dom = xtk_domain_open(ctx, xtk_restore_domid(rs));
@@ -376,8 +415,8 @@ static int restore(uint64_t mib, int runs)
             usleep(300000);
         }
     }
-    for (int lazy = 0; lazy < 2; lazy++) {
-        const char *m = lazy ? "lazy " : "eager";
+    for (int lazy = 0; lazy < 3; lazy++) {
+        const char *m = mode[lazy];
 
         p50_p99(first[lazy], runs, &a, &b);
         printf("  %s to the first instruction: p50 %.1f ms, p99 %.1f ms\n", m,
@@ -390,18 +429,23 @@ static int restore(uint64_t mib, int runs)
                v[2]);
     }
     {
-        double f[2], g[2];
+        double f[3], g[3];
 
-        for (int k = 0; k < 2; k++) {
+        for (int k = 0; k < 3; k++) {
             p50_p99(first[k], runs, &f[k], &b);
             p50_p99(full[k], runs, &g[k], &b);
         }
         printf("  lazy / eager at p50: first instruction %.3f, every page "
                "in %.2f\n",
                f[1] / f[0], g[1] / g[0]);
+        printf("  lazy with the index / without (scan) at p50: first "
+               "instruction %.3f, every page in %.2f\n",
+               f[1] / f[2], g[1] / g[2]);
     }
-    if (!getenv("SR_BENCH_KEEP"))
+    if (!getenv("SR_BENCH_KEEP")) {
         unlink(path);
+        unlink(bare);
+    }
     return 0;
 }
 

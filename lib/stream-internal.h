@@ -150,6 +150,14 @@ int xtk__stream_file_fd(const struct xtk_stream *s);
  * *got says how far it got), -1 on error (sticky).  No CRC. */
 int xtk__stream_skip(struct xtk_stream *s, uint64_t len, uint64_t *got);
 
+/*
+ * Passes over len bytes of whole PAGE_DATA records at a record boundary
+ * (a lazy restore that has the file's own index of them): as
+ * xtk__stream_skip, and the record layer takes PAGE_DATA as seen.  0, or
+ * -1 (EBADMSG where the stream ends first; sticky, logged).
+ */
+int xtk__stream_pass_records(struct xtk_stream *s, uint64_t len);
+
 /* Reads exactly the bytes iov describes (buffered input first): 0, 1 at
  * the end of the stream (truncated), -1 on error (sticky). */
 int xtk__stream_readv_some(struct xtk_stream *s, struct iovec *iov, int iovcnt,

@@ -877,6 +877,30 @@ int xtk__stream_skip(struct xtk_stream *s, uint64_t len, uint64_t *got_out)
     return rc;
 }
 
+/* See stream-internal.h. */
+int xtk__stream_pass_records(struct xtk_stream *s, uint64_t len)
+{
+    uint64_t at = xtk__stream_offset(s), got;
+    int rc;
+
+    if (s->err)
+        return xtk__fail(s->err);
+    if (s->rs.state != XTK__S_RECORDS)
+        return xtk__fail(EINVAL);
+    rc = xtk__stream_skip(s, len, &got);
+    if (rc < 0)
+        return -1;
+    if (rc > 0)
+        return xtk__stream_fail(s, EBADMSG,
+                                "stream truncated at offset %llu, inside the "
+                                "%llu bytes of PAGE_DATA from offset %llu",
+                                (unsigned long long)(at + got),
+                                (unsigned long long)len,
+                                (unsigned long long)at);
+    s->rs.seen_page_data = 1;
+    return 0;
+}
+
 int xtk__stream_read_exact(struct xtk_stream *s, void *buf, size_t len,
                            const char *what, int boundary)
 {

@@ -51,6 +51,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "lazy-index.h"
 #include "lazy.h"
 
 #define XTK_LOG_CONTEXT "restore"
@@ -63,7 +64,11 @@ struct xtk__lazy {
     int fd;
     char *path;
     uint64_t nr_pages;
-    uint64_t *index;   /* per frame: its contents' file offset, 0: zero */
+    uint64_t *index; /* per frame: its contents' file offset, 0: zero */
+    /* Or the file's own index (xtk__lazy_use_index): its runs, and per
+     * record whether it was read and found to hold what the runs say. */
+    struct xtk__lzx *ix;
+    uint8_t *rec_ok;
     uint64_t *present; /* bits: put in by the pager (fault or fill) */
     int uffd;
     uint64_t base;
@@ -175,6 +180,103 @@ static int read_pages(struct xtk__lazy *lz, uint64_t pfn, uint64_t off,
 }
 
 /*
+ * Record rec of the file's index, checked against the record itself before
+ * any page of it goes in (once): 0, or -1 (the pager failed, logged).
+ */
+static int rec_checked(struct xtk__lazy *lz, uint32_t rec)
+{
+    uint8_t *head;
+    size_t len = 16 + 8 * 1024, need = 0;
+    char why[256];
+    int r;
+
+    if (__atomic_load_n(&lz->rec_ok[rec], __ATOMIC_ACQUIRE))
+        return 0;
+    for (;;) {
+        size_t got = 0;
+
+        head = malloc(len);
+        if (!head) {
+            XTK_ERROR(lz->ctx, "lazy restore: out of memory");
+            return fail(lz, ENOMEM);
+        }
+        while (got < len) {
+            ssize_t n = pread(lz->fd, head + got, len - got,
+                              (off_t)(lz->ix->recs[rec] + got));
+
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n < 0) {
+                int e = errno;
+
+                free(head);
+                XTK_ERROR(lz->ctx,
+                          "%s: cannot read the PAGE_DATA record at offset "
+                          "%llu (%s): the domain is stopped",
+                          lz->path, (unsigned long long)lz->ix->recs[rec],
+                          strerror(e));
+                return fail(lz, e);
+            }
+            if (n == 0)
+                break;
+            got += (size_t)n;
+        }
+        if (lease_held(lz) < 0) {
+            free(head);
+            return -1;
+        }
+        r = xtk__lzx_check_record(lz->ix, rec, head, got, &need, why,
+                                  sizeof(why));
+        free(head);
+        if (r == 1 && need > len && got == len) {
+            len = need;
+            continue;
+        }
+        break;
+    }
+    if (r == 1)
+        snprintf(why, sizeof(why),
+                 "the file ends inside the PAGE_DATA record at offset %llu",
+                 (unsigned long long)lz->ix->recs[rec]);
+    if (r != 0) {
+        int e = r < 0 && errno == ENOMEM ? ENOMEM : EBADMSG;
+
+        XTK_ERROR(lz->ctx,
+                  "%s: the index at its end does not match its records (%s): "
+                  "the domain is stopped (no page of that record went in)",
+                  lz->path, why);
+        return fail(lz, e);
+    }
+    __atomic_store_n(&lz->rec_ok[rec], 1, __ATOMIC_RELEASE);
+    return 0;
+}
+
+/*
+ * Where frame pfn's contents lie in the file (*off; 0: it has none), its
+ * record checked first when they come from the file's index.  0, or -1
+ * (the pager failed).
+ */
+static int where(struct xtk__lazy *lz, uint64_t pfn, uint64_t *off)
+{
+    int64_t j;
+
+    if (!lz->ix) {
+        *off = lz->index ? lz->index[pfn] : 0;
+        return 0;
+    }
+    j = xtk__lzx_find(lz->ix, pfn);
+    if (j < 0) {
+        *off = 0;
+        return 0;
+    }
+    if (rec_checked(lz, lz->ix->runs[j].rec) < 0)
+        return -1;
+    *off =
+        lz->ix->runs[j].off + ((pfn - lz->ix->runs[j].pfn) << XTK__PAGE_SHIFT);
+    return 0;
+}
+
+/*
  * Puts n pages from buf in at frame pfn on.  Pages there already are
  * passed over (another thread won them).  Sets *done to the pages this
  * call put in.  0, or -1 (failed).
@@ -230,14 +332,16 @@ static int put_pages(struct xtk__lazy *lz, uint64_t pfn, const void *buf,
 }
 
 /* One frame, as a fault wants it (or an eager one): 1 if this call put
- * it in, 0 if it was there, -1. */
-static int serve(struct xtk__lazy *lz, uint64_t pfn)
+ * it in (*had: it had contents), 0 if it was there, -1. */
+static int serve(struct xtk__lazy *lz, uint64_t pfn, int *had)
 {
     static const uint8_t zero[XTK__PAGE_SIZE];
     uint8_t page[XTK__PAGE_SIZE] __attribute__((aligned(64)));
     const void *src = zero;
     unsigned int done;
+    uint64_t off = 0;
 
+    *had = 0;
     if (lz->todo && (__atomic_load_n(&lz->todo[pfn / 64], __ATOMIC_ACQUIRE) &
                      (1ull << (pfn % 64)))) {
         /* On its way: asked for once; the reader's UFFDIO_COPY wakes
@@ -257,10 +361,13 @@ static int serve(struct xtk__lazy *lz, uint64_t pfn)
         ioctl(lz->uffd, UFFDIO_WAKE, &r);
         return 0;
     }
-    if (lz->index && lz->index[pfn]) {
-        if (read_pages(lz, pfn, lz->index[pfn], page, 1) < 0)
+    if (!lz->todo && where(lz, pfn, &off) < 0)
+        return -1;
+    if (!lz->todo && off) {
+        if (read_pages(lz, pfn, off, page, 1) < 0)
             return -1;
         src = page;
+        *had = 1;
     }
     if (put_pages(lz, pfn, src, 1, &done) < 0)
         return -1;
@@ -315,7 +422,7 @@ static void *fault_main(void *arg)
         }
         for (size_t i = 0; i < (size_t)n / sizeof(msg[0]) && !failed(lz); i++) {
             uint64_t addr = msg[i].arg.pagefault.address, pfn;
-            int r;
+            int r, had;
 
             if (msg[i].event != UFFD_EVENT_PAGEFAULT)
                 continue;
@@ -327,11 +434,11 @@ static void *fault_main(void *arg)
                 break;
             }
             pfn = (addr - lz->base) >> XTK__PAGE_SHIFT;
-            r = serve(lz, pfn);
+            r = serve(lz, pfn, &had);
             if (r < 0)
                 break;
             if (r > 0) {
-                if (lz->index && lz->index[pfn])
+                if (had)
                     lz->faulted++;
                 else
                     lz->zero_faulted++;
@@ -354,7 +461,35 @@ static void *fill_main(void *arg)
         fail(lz, ENOMEM);
         return NULL;
     }
-    while (pfn < lz->nr_pages && !failed(lz)) {
+    /* From the file's index: run by run (each contiguous in the file),
+     * its record checked first. */
+    for (uint32_t j = 0; lz->ix && j < lz->ix->nr_runs && !failed(lz); j++) {
+        const struct xtk__lzx_run *run = &lz->ix->runs[j];
+
+        if (rec_checked(lz, run->rec) < 0)
+            break;
+        for (uint32_t i = 0; i < run->count && !failed(lz);) {
+            unsigned int n = 1, done;
+
+            if (is_present(lz, run->pfn + i)) {
+                i++;
+                continue;
+            }
+            while (n < FILL_RUN && i + n < run->count &&
+                   !is_present(lz, run->pfn + i + n))
+                n++;
+            if (read_pages(lz, run->pfn + i,
+                           run->off + ((uint64_t)i << XTK__PAGE_SHIFT), buf,
+                           n) < 0 ||
+                put_pages(lz, run->pfn + i, buf, n, &done) < 0)
+                break;
+            lz->prefetched += done;
+            i += n;
+            if (lz->slow_us)
+                usleep(lz->slow_us);
+        }
+    }
+    while (!lz->ix && pfn < lz->nr_pages && !failed(lz)) {
         uint64_t off = lz->index[pfn];
         unsigned int n = 1, done;
 
@@ -535,8 +670,32 @@ uint64_t xtk__lazy_missing(const struct xtk__lazy *lz)
 
 void xtk__lazy_note(struct xtk__lazy *lz, uint64_t pfn, uint64_t off)
 {
-    if (pfn < lz->nr_pages)
+    if (lz->index && pfn < lz->nr_pages)
         lz->index[pfn] = off;
+}
+
+int xtk__lazy_use_index(struct xtk__lazy *lz, struct xtk__lzx *ix)
+{
+    struct xtk__lzx *own = malloc(sizeof(*own));
+    uint8_t *ok = calloc(ix->nr_recs ? ix->nr_recs : 1, 1);
+
+    if (!own || !ok) {
+        free(own);
+        free(ok);
+        return xtk__fail(ENOMEM);
+    }
+    *own = *ix;
+    memset(ix, 0, sizeof(*ix));
+    lz->ix = own;
+    lz->rec_ok = ok;
+    free(lz->index);
+    lz->index = NULL;
+    return 0;
+}
+
+const struct xtk__lzx *xtk__lazy_index(const struct xtk__lazy *lz)
+{
+    return lz->ix;
 }
 
 int xtk__lazy_start(struct xtk__lazy *lz, int uffd, uint64_t base)
@@ -553,13 +712,17 @@ int xtk__lazy_start(struct xtk__lazy *lz, int uffd, uint64_t base)
 
 int xtk__lazy_read(struct xtk__lazy *lz, uint64_t pfn, void *page)
 {
+    uint64_t off;
+
     if (pfn >= lz->nr_pages)
         return xtk__fail(EINVAL);
-    if (!lz->index[pfn]) {
+    if (where(lz, pfn, &off) < 0)
+        return -1;
+    if (!off) {
         memset(page, 0, XTK__PAGE_SIZE);
         return 0;
     }
-    return read_pages(lz, pfn, lz->index[pfn], page, 1);
+    return read_pages(lz, pfn, off, page, 1);
 }
 
 int xtk__lazy_fill(struct xtk__lazy *lz)
@@ -637,6 +800,11 @@ void xtk__lazy_free(struct xtk__lazy *lz)
     free(lz->todo);
     free(lz->asked_at);
     free(lz->index);
+    if (lz->ix) {
+        xtk__lzx_free(lz->ix);
+        free(lz->ix);
+    }
+    free(lz->rec_ok);
     free(lz->present);
     free(lz->path);
     free(lz);

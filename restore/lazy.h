@@ -57,6 +57,18 @@ uint64_t xtk__lazy_missing(const struct xtk__lazy *lz);
  * (off 0).  The last note of a frame wins. */
 void xtk__lazy_note(struct xtk__lazy *lz, uint64_t pfn, uint64_t off);
 
+struct xtk__lzx;
+
+/*
+ * The frames' places from the file's own index (lib/lazy-index.h), taken
+ * over (*ix is left empty), instead of notes: each record it names is
+ * read and checked against it before a page of it goes in.  0 or -1.
+ */
+int xtk__lazy_use_index(struct xtk__lazy *lz, struct xtk__lzx *ix);
+
+/* The index taken (NULL: none). */
+const struct xtk__lzx *xtk__lazy_index(const struct xtk__lazy *lz);
+
 /*
  * Serves the domain's faults on uffd (whose frame 0 is at base in the
  * domain's process) from now on.  The pager owns uffd from here.  0, or

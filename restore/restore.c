@@ -76,6 +76,7 @@
 #include <xtk/restore.h>
 
 #include "backend.h"
+#include "lazy-index.h"
 #include "lazy.h"
 #include "sr-format.h"
 #include "stream-internal.h"
@@ -174,6 +175,11 @@ struct xtk_restore {
     int uffd;
     uint64_t uffd_base, eager;
     uint64_t data_off;
+    /* The file's own index used (lib/lazy-index.h): the PAGE_DATA records
+     * it covers are passed over unread, and END must end at ix_end (where
+     * the index starts). */
+    int ix_used;
+    uint64_t ix_end;
 
     /* Post-copy: the pager of the frames still to come (the domain runs
      * from the switch on), when it ran; sends on the back channel from
@@ -322,6 +328,66 @@ static void *lazy_create_main(void *arg)
     return NULL;
 }
 
+/*
+ * The index at the file's end, if it has one that fits the shape: the
+ * pager takes it, and the records it covers will not be read.  A file
+ * without one is indexed as it is read; one whose index is damaged or
+ * does not fit too (said, since a save of xtk's writes a good one).
+ */
+static void lazy_use_index(struct xtk_restore *rs, const char *path)
+{
+    struct xtk__lzx ix;
+    char why[256];
+    int r;
+
+    if (rs->in->rs.checksummed) /* passing records over skips their CRC */
+        return;
+    r = xtk__lzx_read(rs->lazy_file, &ix, why, sizeof(why));
+    if (r == 1)
+        return;
+    if (r == 0 && ix.nr_pages != rs->max_pfn) {
+        snprintf(why, sizeof(why), "it is for %llu frames, the domain has %llu",
+                 (unsigned long long)ix.nr_pages,
+                 (unsigned long long)rs->max_pfn);
+        r = -1;
+    }
+    if (r == 0 && ix.pages_end &&
+        ix.pages_begin < rs->file_base + xtk__stream_offset(rs->in)) {
+        snprintf(why, sizeof(why), "its pages start at %llu, before the shape",
+                 (unsigned long long)ix.pages_begin);
+        r = -1;
+    }
+    if (r < 0) {
+        XTK_WARN(rs->ctx,
+                 "%s: the index at its end is not used (%s): its records "
+                 "are read for one instead",
+                 path, why);
+        xtk__lzx_free(&ix);
+        return;
+    }
+    rs->ix_end = ix.trailer_off;
+    xtk_stats_count(rs->st, "lazy index runs", ix.nr_runs);
+    if (xtk__lazy_use_index(rs->lz, &ix) < 0) {
+        xtk__lzx_free(&ix);
+        return;
+    }
+    rs->ix_used = 1;
+}
+
+/* Before each record of a lazy restore from the file's index: the
+ * PAGE_DATA records up to the next other record (or END) are passed over
+ * unread, all at once. */
+static int lazy_jump(struct xtk_restore *rs)
+{
+    uint64_t at, to;
+
+    if (!rs->ix_used)
+        return 0;
+    at = rs->file_base + xtk__stream_offset(rs->in);
+    to = xtk__lzx_next_read(xtk__lazy_index(rs->lz), at);
+    return to > at ? xtk__stream_pass_records(rs->in, to - at) : 0;
+}
+
 /* The shape is known: the pager (with its index), and the domain's
  * creation started. */
 static int lazy_create(struct xtk_restore *rs)
@@ -337,6 +403,7 @@ static int lazy_create(struct xtk_restore *rs)
                            rs->max_pfn, rs->st);
     if (!rs->lz)
         return -1;
+    lazy_use_index(rs, n > 0 ? path : "the stream's file");
     xtk_stats_phase(rs->st, "domain creation started");
     rs->creating = 1;
     e = pthread_create(&rs->create_th, NULL, lazy_create_main, rs);
@@ -1028,6 +1095,11 @@ static int on_page_data(struct xtk_restore *rs,
     if (check_pages(rs, rec->body, rec->length, &pd) < 0)
         return -1;
     count_pages(rs, &pd);
+    if (rs->lz && rs->ix_used)
+        return refuse(rs, EBADMSG,
+                      "a PAGE_DATA record at offset %llu, outside the "
+                      "pages the index at the file's end covers",
+                      (unsigned long long)(rs->file_base + rec->offset));
     if (rs->lz) {
         lazy_index(rs, rec, &pd);
         return 0;
@@ -1877,7 +1949,7 @@ static int read_stream(struct xtk_restore *rs)
 
         if (decided(rs) != DECIDE_NONE)
             return xtk__fail(ECANCELED);
-        if (next_record(rs, &rec) < 0)
+        if (lazy_jump(rs) < 0 || next_record(rs, &rec) < 0)
             return -1;
         /* The guest runs: only its memory and the end may come now. */
         if (rs->pc && rec.type != XTK_REC_PAGE_DATA &&
@@ -1945,6 +2017,14 @@ static int read_stream(struct xtk_restore *rs)
             r = on_postcopy_prepare(rs, &rec);
             break;
         case XTK_REC_END:
+            if (rs->ix_used &&
+                rs->file_base + xtk__stream_offset(rs->in) != rs->ix_end)
+                return refuse(rs, EBADMSG,
+                              "the stream's END ends at offset %llu, the "
+                              "index at the file's end says %llu: not run",
+                              (unsigned long long)(rs->file_base +
+                                                   xtk__stream_offset(rs->in)),
+                              (unsigned long long)rs->ix_end);
             rs->t_checkpoint = rs->t_end = xtk_now_ns();
             xtk_stats_phase_at(rs->st, "end received", rs->t_end);
             progress_done(rs);

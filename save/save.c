@@ -44,6 +44,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "lazy-index.h"
 #include "save-internal.h"
 #include "sr-format.h"
 #include "stream-internal.h"
@@ -1023,6 +1024,61 @@ static void on_drain_done(evutil_socket_t fd, short what, void *arg)
     epoch_sent(sv, now);
 }
 
+/*
+ * A plain file of xtk's KVM layout gets the lazy restore's index after its
+ * END (lib/lazy-index.h), built from the file itself (its records' heads,
+ * read back while they are still in the page cache): a lazy restore then
+ * reads one place at the file's end instead of every record's head.  Not
+ * for checkpoints, post-copy, checksummed, compressed or framed streams,
+ * or Xen's layouts.  A file that cannot be indexed is complete without it
+ * (why, at debug level).  0, or -1 (the file could not be written).
+ */
+static int write_index(struct xtk_save *sv)
+{
+    struct xtk_stream_counters c;
+    char link[64], why[256];
+    size_t len;
+    void *buf;
+    off_t at;
+    int fd, rfd, r;
+
+    if (sv->native || sv->delegate || sv->opt.checkpoint_interval_ms ||
+        sv->pc_decided || (sv->out->flags & XTK_STREAM_CHECKSUM) ||
+        sv->out->fr.framing != XTK_STREAM_FRAMING_LIBXC ||
+        (fd = xtk__stream_file_fd(sv->out)) < 0)
+        return 0;
+    if (xtk_stream_flush(sv->out) < 0 ||
+        xtk_stream_get_counters(sv->out, &c) < 0)
+        return -1;
+    at = lseek(fd, 0, SEEK_CUR);
+    if (at < 0 || (uint64_t)at < c.raw_bytes)
+        return 0;
+    /* The fd may be open for writing only. */
+    snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+    rfd = open(link, O_RDONLY | O_CLOEXEC);
+    if (rfd < 0) {
+        XTK_DEBUG(sv->ctx, "no lazy index: cannot read the file back: %s",
+                  strerror(errno));
+        return 0;
+    }
+    r = xtk__lzx_build(rfd, (uint64_t)at - c.raw_bytes, (uint64_t)at,
+                       sv->cfg.nr_pages, &buf, &len, why, sizeof(why));
+    close(rfd);
+    if (r != 0) {
+        if (r < 0)
+            snprintf(why, sizeof(why), "%s", strerror(errno));
+        XTK_DEBUG(sv->ctx, "no lazy index: %s", why);
+        return 0;
+    }
+    r = xtk_stream_write(sv->out, buf, len);
+    free(buf);
+    if (r < 0 || xtk_stream_flush(sv->out) < 0)
+        return -1;
+    xtk_stats_phase(sv->st, "lazy index written");
+    xtk_stats_count(sv->st, "lazy index bytes", len);
+    return 0;
+}
+
 /* The stream's END is out: the stop's figure, then the caller's commit
  * (0; or -1, the save failed). */
 static int end_sent(struct xtk_save *sv)
@@ -1033,6 +1089,11 @@ static int end_sent(struct xtk_save *sv)
     if (sv->t_request && !sv->drain_end && !sv->pc_switched)
         /* else: once staged, or at the post-copy switch */
         hist(sv, "final round", now - sv->t_request);
+    if (write_index(sv) < 0) {
+        XTK_ERROR(sv->ctx, "cannot write the stream's lazy index");
+        fail_errno(sv);
+        return -1;
+    }
     if (sv->opt.commit && sv->opt.commit(sv, sv->opt.commit_arg) < 0) {
         XTK_ERROR(sv->ctx, "the stream is complete but could not be "
                            "committed: the domain runs on");

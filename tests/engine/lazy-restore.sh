@@ -10,7 +10,12 @@
 #   3. the restore killed (-9) during the lazy phase: xtk-hv destroys the
 #      domain (it would run on missing memory);
 #   4. refusals before anything runs: a pipe, a compressed file, a file
-#      open for writing elsewhere, a truncated file, a checkpointed stream.
+#      open for writing elsewhere, a truncated file, a checkpointed stream;
+#   5. the index the save puts after END (lib/lazy-index.h): used (1.);
+#      a file without one is indexed as it is read; a damaged one is said
+#      and not used; one that lies about where a frame's contents are (its
+#      CRC made good) stops the domain with the reason, and one that
+#      passes over the state is refused before the domain runs.
 . "$top_srcdir/tests/engine/engine-lib.sh"
 cd "$work"
 
@@ -58,6 +63,7 @@ ph = [p["name"] for p in r["phases"]]
 assert "resumed" in ph and "memory complete" in ph, ph
 assert ph.index("resumed") < ph.index("memory complete"), ph
 c = r["counters"]
+assert c["lazy index runs"] > 0, c     # the index after END was used
 assert c["lazy pages faulted"] > 0, c
 assert c["lazy pages prefetched"] > 0, c
 h = {x["name"]: x for x in r["histograms"]}
@@ -121,5 +127,72 @@ if [ -s cp.xtk ]; then
   echo "$out" | grep -q "not restored lazily" || fail "checkpointed: $out"
 fi
 "$xtk" destroy cp 2>/dev/null || true
+
+# --- 5. the index after END ---------------------------------------------------
+# A copy of lz.xtk with its index changed by python (what, below); the
+# index's offset is in its last 24 bytes.
+lzx() {
+  python3 - "$1" "$2" <<'PY'
+import struct, sys, zlib, shutil
+what, out = sys.argv[1], sys.argv[2]
+data = bytearray(open("lz.xtk", "rb").read())
+at, crc, zero, magic = struct.unpack_from("<QII8s", data, len(data) - 24)
+assert magic == b"xtkLZIXE", "no index after END"
+ix = data[at:len(data) - 24]
+nrecs, nruns, nothers = struct.unpack_from("<III", ix, 48)
+runs = 64 + 8 * (nrecs + nothers)
+if what == "none":
+    data = data[:at]
+elif what == "damaged":
+    data[at + runs + 3] ^= 0x10          # a run's frame, CRC left as it was
+elif what == "lie":
+    # the first run of two frames or more: one frame fewer, starting a page
+    # later in the file (frame N said to be at N+1's contents)
+    for i in range(nruns):
+        o = runs + 24 * i
+        pfn, off, count, rec = struct.unpack_from("<QQII", ix, o)
+        if count >= 2 and pfn > 16:
+            struct.pack_into("<QQII", ix, o, pfn, off + 4096, count - 1, rec)
+            break
+    else:
+        sys.exit("no run to lie about")
+    data[at:len(data) - 24] = ix
+    struct.pack_into("<I", data, len(data) - 16, zlib.crc32(bytes(ix)))
+elif what == "nostate":
+    # the records after the first PAGE_DATA that are not PAGE_DATA (the
+    # state among them) left out (CRC made good): passed over unread
+    assert nothers > 0, "no other record"
+    o = 64 + 8 * nrecs
+    ix = ix[:o] + ix[o + 8 * nothers:]
+    struct.pack_into("<I", ix, 56, 0)
+    data = data[:at] + ix + data[len(data) - 24:]
+    struct.pack_into("<I", data, len(data) - 16, zlib.crc32(bytes(ix)))
+open(out, "wb").write(data)
+PY
+}
+lzx none lz5.xtk || fail "lz5"
+XTK_FAULT_LAZY_SLOW=2000 lazy_bg lz5.xtk lz5
+wait_exit "$rpid" || { cat lz5.err >&2; fail "lazy restore without the index"; }
+python3 -c 'import json,sys; c=json.load(open("lz5.json"))["counters"]; assert "lazy index runs" not in c, c' || fail "lz5: an index used"
+check lz5
+"$xtk" destroy lz5
+
+lzx damaged lz6.xtk || fail "lz6"
+lazy_bg lz6.xtk lz6
+wait_exit "$rpid" || { cat lz6.err >&2; fail "lazy restore with a damaged index"; }
+grep -q "the index at its end is not used (its CRC does not match)" lz6.err || { cat lz6.err >&2; fail "lz6: the damage not said"; }
+check lz6
+"$xtk" destroy lz6
+
+lzx lie lz7.xtk || fail "lz7"
+lazy_bg lz7.xtk lz7
+wait_exit "$rpid" && fail "a restore whose index lies succeeded"
+grep -q "the index at its end does not match its records (frames" lz7.err || { cat lz7.err >&2; fail "lz7: no clear error"; }
+wait_until "lz7 still there" sh -c "! '$xtk' list | grep -q '^lz7 '"
+
+lzx nostate lz8.xtk || fail "lz8"
+out=$("$xrestore" -L -n lz8 lz8.xtk 2>&1) && fail "a restore whose index passes over the state succeeded"
+echo "$out" | grep -q "END without the domain's state before it" || fail "lz8: $out"
+"$xtk" list | grep -q '^lz8 ' && fail "lz8 left"
 wait_none
 echo "lazy restore: OK"
