@@ -9,12 +9,22 @@
  * noise), then with a live migration of one domain and continuous
  * checkpointing of another on the same loop, until both have ended.
  *
+ * A lateness is the loop thread either busy or blocked in a callback
+ * (libxtk's share, or the timer's own) or waiting for a CPU while it was
+ * runnable (the machine's: two cores shared with the guests, their
+ * senders and the destinations).  The kernel counts the second per
+ * thread (/proc/thread-self/schedstat, time on a runqueue): "held" is the
+ * lateness less the loop thread's runqueue wait since the previous
+ * firing, i.e. what the loop itself spent past the due time.
+ *
  * usage: loop-bench MIG_DOMAIN tcp:HOST:PORT CKPT_DOMAIN tcp:HOST:PORT
  *                   [EPOCHS [INTERVAL_MS]]
  * (xtk-restore listening at both; bench/loop-bench.py sets it all up.)
  * Prints one line per part: fires, lateness p50 / p99 / max (us).
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -35,23 +45,43 @@
 
 struct ticker {
     struct event *ev;
-    struct xtk_hist *h;
+    struct xtk_hist *h, *held;
+    int schedstat;   /* the loop thread's /proc/thread-self/schedstat */
+    uint64_t waited; /* its runqueue wait (ns) at the previous firing */
     uint64_t due;
     uint64_t fires;
     int record;
     size_t nstalls;
-    uint64_t stall_at[MAX_STALLS], stall_ns[MAX_STALLS];
+    uint64_t stall_at[MAX_STALLS], stall_ns[MAX_STALLS], stall_held[MAX_STALLS];
 };
+
+/* The loop thread's time on a runqueue so far (ns), or 0. */
+static uint64_t rq_wait(int fd)
+{
+    char buf[96];
+    uint64_t run, wait;
+    ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+
+    if (n <= 0)
+        return 0;
+    buf[n] = 0;
+    return sscanf(buf, "%" SCNu64 " %" SCNu64, &run, &wait) == 2 ? wait : 0;
+}
 
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     struct ticker *t = arg;
     uint64_t now = xtk_now_ns();
+    uint64_t late = now > t->due ? now - t->due : 0;
+    uint64_t w = rq_wait(t->schedstat), dw = w > t->waited ? w - t->waited : 0;
 
-    xtk_hist_record(t->h, now > t->due ? now - t->due : 0);
+    t->waited = w;
+    xtk_hist_record(t->h, late);
+    xtk_hist_record(t->held, late > dw ? late - dw : 0);
     t->fires++;
     if (t->record && now > t->due + STALL_NS && t->nstalls < MAX_STALLS) {
         t->stall_at[t->nstalls] = t->due;
+        t->stall_held[t->nstalls] = late > dw ? late - dw : 0;
         t->stall_ns[t->nstalls++] = now - t->due;
     }
     /* The next one is due a tick after this firing (a late tick is not
@@ -137,12 +167,15 @@ static const char *phase_before(struct xtk_save *sv, uint64_t ns, uint64_t *ago)
 
 static void report(const char *what, struct ticker *t)
 {
-    struct xtk_hist_summary s;
+    struct xtk_hist_summary s, h;
 
     xtk_hist_summarize(t->h, &s);
+    xtk_hist_summarize(t->held, &h);
     printf("%-34s fires %6llu  lateness us p50 %8.1f  p99 %8.1f  max %9.1f\n",
            what, (unsigned long long)t->fires, s.p50 / 1e3, s.p99 / 1e3,
            s.max / 1e3);
+    printf("%-34s              held us     p50 %8.1f  p99 %8.1f  max %9.1f\n",
+           "  (less its runqueue wait)", h.p50 / 1e3, h.p99 / 1e3, h.max / 1e3);
 }
 
 int main(int argc, char **argv)
@@ -179,6 +212,13 @@ int main(int argc, char **argv)
     if (!base || !ctx)
         return 1;
     t.h = xtk_hist_new();
+    t.held = xtk_hist_new();
+    t.schedstat = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
+    if (t.schedstat < 0) {
+        perror("loop-bench: /proc/thread-self/schedstat");
+        return 1;
+    }
+    t.waited = rq_wait(t.schedstat);
     t.ev = event_new(base, -1, EV_PERSIST, on_tick, &t);
     t.due = xtk_now_ns() + TICK_NS;
     event_add(t.ev, &tick);
@@ -190,6 +230,7 @@ int main(int argc, char **argv)
     report("timer alone", &t);
 
     xtk_hist_reset(t.h);
+    xtk_hist_reset(t.held);
     t.fires = 0;
     if (start(ctx, &mig, argv[1], argv[2], &mo) < 0 ||
         start(ctx, &ck, argv[3], argv[4], &co) < 0)
@@ -206,9 +247,10 @@ int main(int argc, char **argv)
         const char *pm = phase_before(mig.sv, t.stall_at[i], &a);
         const char *pc = phase_before(ck.sv, t.stall_at[i], &b);
 
-        printf("  stall %6.2f ms: migration after \"%s\" (+%.2f ms), "
-               "checkpoints after \"%s\" (+%.2f ms)\n",
-               t.stall_ns[i] / 1e6, pm, a / 1e6, pc, b / 1e6);
+        printf("  stall %6.2f ms (held %.2f): migration after \"%s\" "
+               "(+%.2f ms), checkpoints after \"%s\" (+%.2f ms)\n",
+               t.stall_ns[i] / 1e6, t.stall_held[i] / 1e6, pm, a / 1e6, pc,
+               b / 1e6);
     }
     printf("migration: %s; checkpoints: %s\n",
            mig.err ? strerror(mig.err) : "ok",
@@ -231,6 +273,8 @@ int main(int argc, char **argv)
     xtk_domain_close(ck.dom);
     event_free(t.ev);
     xtk_hist_free(t.h);
+    xtk_hist_free(t.held);
+    close(t.schedstat);
     xtk_ctx_close(ctx);
     event_base_free(base);
     return mig.err || ck.err;

@@ -410,9 +410,12 @@ static int restore(uint64_t mib, int runs)
             xtk_domain_close(dom);
             xtk_restore_free(rs);
             xtk_stream_close(s);
-            /* Its xtk-hv frees the memory as it exits, on the other CPU:
-             * not under the next restore. */
-            usleep(300000);
+            /* Its xtk-hv frees the memory as it exits, on the other CPU,
+             * and about a second after its vCPUs' perf events closed the
+             * kernel turns their static key off again (patching its
+             * text, milliseconds here): neither under the next restore,
+             * which then starts on a host where no xtk-hv runs. */
+            usleep(1500000);
         }
     }
     for (int lazy = 0; lazy < 3; lazy++) {

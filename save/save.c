@@ -94,6 +94,11 @@ struct xtk_save {
      * (vcpu_stats_begin); nr_vc 0: unknown. */
     struct xtk_vcpu_stats vc0[VCPU_STATS_MAX];
     unsigned int nr_vc;
+    /* ...and as it ends (read on the destroy's thread where there is
+     * one: a round trip to the backend, off the caller's loop). */
+    struct xtk_vcpu_stats vc1[VCPU_STATS_MAX];
+    unsigned int nr_vc1;
+    int vc1_read;
     struct xtk_stream *out;
     struct xtk_save_options opt;
     struct xtk_stats *st;
@@ -233,21 +238,30 @@ static void vcpu_stats_begin(struct xtk_save *sv)
         sv->nr_vc = n < VCPU_STATS_MAX ? n : VCPU_STATS_MAX;
 }
 
-/*
- * And what it saw during the save, as counters: per vCPU the time its
- * thread waited for a CPU (the guest's steal time) and the directed
- * yields it made, and the preemptions of them all; where the backend
- * knows them.  Read before the domain goes.
- */
-static void vcpu_stats_end(struct xtk_save *sv)
+/* What the host knows of the vCPUs as the save ends: read before the
+ * domain goes (any thread; the loop's counts it). */
+static void vcpu_stats_read(struct xtk_save *sv)
 {
-    struct xtk_vcpu_stats now[VCPU_STATS_MAX];
+    sv->vc1_read =
+        sv->nr_vc &&
+        xtk_domain_vcpus(sv->dom, sv->vc1, VCPU_STATS_MAX, &sv->nr_vc1) == 0;
+}
+
+/*
+ * What it saw during the save, as counters: per vCPU the time its thread
+ * waited for a CPU (the guest's steal time) and the directed yields it
+ * made, and the preemptions of them all; where the backend knows them.
+ */
+static void vcpu_stats_count(struct xtk_save *sv)
+{
+    const struct xtk_vcpu_stats *now = sv->vc1;
     uint64_t preempt = 0;
-    unsigned int n;
+    unsigned int n = sv->nr_vc1;
     char name[48];
 
-    if (!sv->nr_vc || xtk_domain_vcpus(sv->dom, now, VCPU_STATS_MAX, &n) < 0)
+    if (!sv->vc1_read)
         return;
+    sv->vc1_read = 0;
     for (unsigned int i = 0; i < sv->nr_vc && i < n; i++) {
         const struct xtk_vcpu_stats *a = &sv->vc0[i], *b = &now[i];
 
@@ -2001,6 +2015,7 @@ static void *destroy_main(void *arg)
     struct xtk_save *sv = arg;
     uint64_t one = 1;
 
+    vcpu_stats_read(sv);
     sv->destroy_rc = sv->dom->ops->destroy(sv->dom);
     sv->destroy_errno = errno;
     sv->destroy_ns = xtk_now_ns();
@@ -2016,6 +2031,7 @@ static void on_destroyed(evutil_socket_t fd, short what, void *arg)
 
     pthread_join(sv->destroy_thread, NULL);
     sv->destroy_on = 0;
+    vcpu_stats_count(sv);
     finish_tail(sv, destroyed(sv, sv->fin_err));
 }
 
@@ -2103,31 +2119,37 @@ static void finish(struct xtk_save *sv, int err)
     if (!err && sv->reply_got)
         output_release(sv, sv->out_closed - sv->out_base);
     output_end(sv, err);
-    vcpu_stats_end(sv);
     /* The destination holds its copy's output until this side's is out
      * (a checkpointed stream's END): the connection's end tells it so. */
     if (!err && sv->reply_got)
         shutdown(sv->opt.peer_fd, SHUT_WR);
     if (!err && !(sv->opt.flags & XTK_SAVE_KEEP)) {
-        if (destroy_async(sv) == 0) {
-            sv->fin_err = err; /* finish_tail() once it is gone */
+        if (destroy_async(sv) == 0) { /* reads the vCPUs' figures first */
+            sv->fin_err = err;        /* finish_tail() once it is gone */
             return;
         }
+        vcpu_stats_read(sv);
+        vcpu_stats_count(sv);
         sv->destroy_rc = dom->ops->destroy(dom);
         sv->destroy_errno = errno;
         sv->destroy_ns = xtk_now_ns();
         err = destroyed(sv, err);
-    } else if (sv->suspend_asked && !sv->superseded) {
-        if (dom->ops->resume(dom) < 0)
-            XTK_PERROR(sv->ctx,
-                       "domain %u: cannot resume it (it will be "
-                       "resumed when this process exits)",
-                       dom->domid);
-        else
-            stamp(sv, "source resumed");
-        if (err)
-            XTK_WARN(sv->ctx, "domain %u: the save failed; the domain runs on",
-                     dom->domid);
+    } else {
+        vcpu_stats_read(sv);
+        vcpu_stats_count(sv);
+        if (sv->suspend_asked && !sv->superseded) {
+            if (dom->ops->resume(dom) < 0)
+                XTK_PERROR(sv->ctx,
+                           "domain %u: cannot resume it (it will be "
+                           "resumed when this process exits)",
+                           dom->domid);
+            else
+                stamp(sv, "source resumed");
+            if (err)
+                XTK_WARN(sv->ctx,
+                         "domain %u: the save failed; the domain runs on",
+                         dom->domid);
+        }
     }
     finish_tail(sv, err);
 }

@@ -88,6 +88,9 @@ install -o hacluster -g haclient -m 600 cib.xml $cibdir/cib.xml
 mkdir -p /run/pacemaker /var/log/pacemaker
 corosync -f -c "$work/corosync.conf" >corosync.out 2>&1 &
 bg_pids+=($!)
+# libqb's flight recorder (8 MiB in /dev/shm) outlives a corosync killed
+# by the cleanup above: each run left one behind.
+cleanup_hooks+=("rm -f /dev/shm/qb-corosync-$!-blackbox-data /dev/shm/qb-corosync-$!-blackbox-header")
 sleep 1
 PCMK_logfile=$work/pacemaker.log pacemakerd -f >pacemakerd.out 2>&1 &
 bg_pids+=($!)
