@@ -403,7 +403,6 @@ static int lazy_create(struct xtk_restore *rs)
                            rs->max_pfn, rs->st);
     if (!rs->lz)
         return -1;
-    lazy_use_index(rs, n > 0 ? path : "the stream's file");
     xtk_stats_phase(rs->st, "domain creation started");
     rs->creating = 1;
     e = pthread_create(&rs->create_th, NULL, lazy_create_main, rs);
@@ -411,6 +410,9 @@ static int lazy_create(struct xtk_restore *rs)
         rs->creating = 0;
         return xtk__fail(e);
     }
+    /* While the domain is made (the thread touches neither the pager nor
+     * the report). */
+    lazy_use_index(rs, n > 0 ? path : "the stream's file");
     xtk__stream_set_placer(rs->in, lazy_place, rs);
     return 0;
 }
