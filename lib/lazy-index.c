@@ -5,7 +5,6 @@
  */
 #include "config.h"
 
-#include <endian.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -18,34 +17,7 @@
 #include <xtk/stream.h>
 
 #include "lazy-index.h"
-
-static uint32_t get32(const uint8_t *p)
-{
-    uint32_t v;
-
-    memcpy(&v, p, 4);
-    return le32toh(v);
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-    uint64_t v;
-
-    memcpy(&v, p, 8);
-    return le64toh(v);
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-    v = htole32(v);
-    memcpy(p, &v, 4);
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-    v = htole64(v);
-    memcpy(p, &v, 8);
-}
+#include "xtk-internal.h"
 
 __attribute__((format(printf, 3, 4))) static int
 refuse(char *why, size_t whylen, const char *fmt, ...)
@@ -124,20 +96,21 @@ int xtk__lzx_parse(const void *buf, size_t len, uint64_t trailer_off,
     if (memcmp(b, XTK__LZX_MAGIC, 8))
         return refuse(why, whylen, "no index head at offset %llu",
                       (unsigned long long)trailer_off);
-    if (get32(b + 8) != XTK__LZX_VERSION || get32(b + 12) != XTK_PAGE_SHIFT)
-        return refuse(why, whylen, "version %u, page shift %u", get32(b + 8),
-                      get32(b + 12));
+    if (xtk__get_le32(b + 8) != XTK__LZX_VERSION ||
+        xtk__get_le32(b + 12) != XTK_PAGE_SHIFT)
+        return refuse(why, whylen, "version %u, page shift %u",
+                      xtk__get_le32(b + 8), xtk__get_le32(b + 12));
     if ((uint32_t)crc32(0, b, (uInt)len) != crc)
         return refuse(why, whylen, "its CRC does not match");
-    ix->nr_pages = get64(b + 16);
-    ix->pages_begin = get64(b + 24);
-    ix->pages_end = get64(b + 32);
-    ix->end_off = get64(b + 40);
-    ix->nr_recs = get32(b + 48);
-    ix->nr_runs = get32(b + 52);
-    ix->nr_others = get32(b + 56);
+    ix->nr_pages = xtk__get_le64(b + 16);
+    ix->pages_begin = xtk__get_le64(b + 24);
+    ix->pages_end = xtk__get_le64(b + 32);
+    ix->end_off = xtk__get_le64(b + 40);
+    ix->nr_recs = xtk__get_le32(b + 48);
+    ix->nr_runs = xtk__get_le32(b + 52);
+    ix->nr_others = xtk__get_le32(b + 56);
     ix->trailer_off = trailer_off;
-    if (get32(b + 60))
+    if (xtk__get_le32(b + 60))
         return refuse(why, whylen, "its reserved field is set");
     if (!ix->nr_pages || ix->nr_pages > XTK__LZX_MAX_PAGES ||
         ix->nr_runs > XTK__LZX_MAX_RUNS || ix->nr_recs > ix->nr_runs ||
@@ -179,7 +152,7 @@ int xtk__lzx_parse(const void *buf, size_t len, uint64_t trailer_off,
         return -1;
     }
     for (uint32_t i = 0; i < ix->nr_recs; i++) {
-        ix->recs[i] = get64(b + XTK__LZX_HEAD_SIZE + 8ull * i);
+        ix->recs[i] = xtk__get_le64(b + XTK__LZX_HEAD_SIZE + 8ull * i);
         ix->rec_first[i] = UINT32_MAX;
         /* A record's head (16 bytes) and at least one page. */
         if (ix->recs[i] % 8 || ix->recs[i] < ix->pages_begin ||
@@ -193,7 +166,7 @@ int xtk__lzx_parse(const void *buf, size_t len, uint64_t trailer_off,
     }
     rp = b + XTK__LZX_HEAD_SIZE + 8ull * ix->nr_recs;
     for (uint32_t i = 0; i < ix->nr_others; i++, rp += 8) {
-        ix->others[i] = get64(rp);
+        ix->others[i] = xtk__get_le64(rp);
         /* After the first PAGE_DATA, a record's head before END. */
         if (ix->others[i] % 8 || ix->others[i] <= ix->pages_begin ||
             ix->others[i] + 8 > ix->end_off ||
@@ -221,10 +194,10 @@ int xtk__lzx_parse(const void *buf, size_t len, uint64_t trailer_off,
         struct xtk__lzx_run *r = &ix->runs[i];
         const struct xtk__lzx_run *p = i ? &ix->runs[i - 1] : NULL;
 
-        r->pfn = get64(rp);
-        r->off = get64(rp + 8);
-        r->count = get32(rp + 16);
-        r->rec = get32(rp + 20);
+        r->pfn = xtk__get_le64(rp);
+        r->off = xtk__get_le64(rp + 8);
+        r->count = xtk__get_le32(rp + 16);
+        r->rec = xtk__get_le32(rp + 20);
         if (!r->count || r->pfn >= ix->nr_pages ||
             r->count > ix->nr_pages - r->pfn ||
             (p && r->pfn < p->pfn + p->count) || r->rec >= ix->nr_recs ||
@@ -283,8 +256,8 @@ int xtk__lzx_read(int fd, struct xtk__lzx *ix, char *why, size_t whylen)
     }
     if (memcmp(foot + 16, XTK__LZX_FOOT_MAGIC, 8))
         return 1;
-    at = get64(foot);
-    if (get32(foot + 12) || at >= size - sizeof(foot) ||
+    at = xtk__get_le64(foot);
+    if (xtk__get_le32(foot + 12) || at >= size - sizeof(foot) ||
         size - sizeof(foot) - at >
             XTK__LZX_HEAD_SIZE + 8ull * XTK__LZX_MAX_RUNS +
                 (uint64_t)XTK__LZX_RUN_SIZE * XTK__LZX_MAX_RUNS)
@@ -303,7 +276,7 @@ int xtk__lzx_read(int fd, struct xtk__lzx *ix, char *why, size_t whylen)
             errno = EIO;
         return -1;
     }
-    r = xtk__lzx_parse(buf, len, at, get32(foot + 8), ix, why, whylen);
+    r = xtk__lzx_parse(buf, len, at, xtk__get_le32(foot + 8), ix, why, whylen);
     free(buf);
     return r;
 }
@@ -352,13 +325,13 @@ int xtk__lzx_check_record(const struct xtk__lzx *ix, uint32_t rec,
         *need = 16;
         return 1;
     }
-    type = get32(h);
-    length = get32(h + 4);
-    count = get32(h + 8);
+    type = xtk__get_le32(h);
+    length = xtk__get_le32(h + 4);
+    count = xtk__get_le32(h + 8);
     if (type != XTK_REC_PAGE_DATA)
         return refuse(why, whylen, "the record at offset %llu is not PAGE_DATA",
                       (unsigned long long)off);
-    if (!count || get32(h + 12) || 8 + 8ull * count > length ||
+    if (!count || xtk__get_le32(h + 12) || 8 + 8ull * count > length ||
         off + 8 + (uint64_t)length > limit)
         return refuse(why, whylen,
                       "the PAGE_DATA record at offset %llu (%u entries, %u "
@@ -375,7 +348,7 @@ int xtk__lzx_check_record(const struct xtk__lzx *ix, uint32_t rec,
         return -1;
     }
     for (uint32_t i = 0; i < count; i++) {
-        uint64_t e = get64(h + 16 + 8 * (size_t)i);
+        uint64_t e = xtk__get_le64(h + 16 + 8 * (size_t)i);
         unsigned int t = xtk_pfn_entry_type(e);
 
         if ((e & XTK_PFN_RESERVED_MASK) || !xtk_page_type_valid(t) ||
@@ -482,8 +455,8 @@ int xtk__lzx_build(int rfd, uint64_t base, uint64_t end, uint64_t nr_pages,
         }
         if (read_at(rfd, h, 8, off) < 0)
             goto out;
-        type = get32(h);
-        length = get32(h + 4);
+        type = xtk__get_le32(h);
+        length = xtk__get_le32(h + 4);
         if (type == XTK_REC_END) {
             if (length || off + 8 != end) {
                 snprintf(why, whylen, "END at %llu, the stream's end at %llu",
@@ -519,7 +492,7 @@ int xtk__lzx_build(int rfd, uint64_t base, uint64_t end, uint64_t nr_pages,
             begin = off;
         if (read_at(rfd, h + 8, 8, off + 8) < 0)
             goto out;
-        count = get32(h + 8);
+        count = xtk__get_le32(h + 8);
         if (!count || 8 + 8ull * count > length) {
             snprintf(why, whylen, "PAGE_DATA at offset %llu of %u entries",
                      (unsigned long long)off, count);
@@ -597,11 +570,12 @@ int xtk__lzx_build(int rfd, uint64_t base, uint64_t end, uint64_t nr_pages,
             *out_len = len;
             for (size_t i = 0; i < nrecs; i++)
                 if (recs[i].used)
-                    put64(buf + XTK__LZX_HEAD_SIZE + 8ull * (recs[i].used - 1),
-                          recs[i].off);
+                    xtk__put_le64(buf + XTK__LZX_HEAD_SIZE +
+                                      8ull * (recs[i].used - 1),
+                                  recs[i].off);
             p = buf + XTK__LZX_HEAD_SIZE + 8 * nused;
             for (size_t i = 0; i < nothers; i++, p += 8)
-                put64(p, others[i]);
+                xtk__put_le64(p, others[i]);
         }
         for (uint64_t pfn = 0; pfn < nr_pages;) {
             uint64_t o = last[pfn], n = 1;
@@ -633,10 +607,10 @@ int xtk__lzx_build(int rfd, uint64_t base, uint64_t end, uint64_t nr_pages,
                     recs[k].used = 1;
                 nruns++;
             } else {
-                put64(p, pfn);
-                put64(p + 8, o);
-                put32(p + 16, (uint32_t)n);
-                put32(p + 20, recs[k].used - 1);
+                xtk__put_le64(p, pfn);
+                xtk__put_le64(p + 8, o);
+                xtk__put_le32(p + 16, (uint32_t)n);
+                xtk__put_le32(p + 20, recs[k].used - 1);
                 p += XTK__LZX_RUN_SIZE;
             }
             pfn += n;
@@ -652,19 +626,19 @@ int xtk__lzx_build(int rfd, uint64_t base, uint64_t end, uint64_t nr_pages,
         }
     }
     memcpy(buf, XTK__LZX_MAGIC, 8);
-    put32(buf + 8, XTK__LZX_VERSION);
-    put32(buf + 12, XTK_PAGE_SHIFT);
-    put64(buf + 16, nr_pages);
-    put64(buf + 24, begin);
-    put64(buf + 32, pend);
-    put64(buf + 40, end - 8);
-    put32(buf + 48, (uint32_t)nused);
-    put32(buf + 52, (uint32_t)nruns);
-    put32(buf + 56, (uint32_t)nothers);
+    xtk__put_le32(buf + 8, XTK__LZX_VERSION);
+    xtk__put_le32(buf + 12, XTK_PAGE_SHIFT);
+    xtk__put_le64(buf + 16, nr_pages);
+    xtk__put_le64(buf + 24, begin);
+    xtk__put_le64(buf + 32, pend);
+    xtk__put_le64(buf + 40, end - 8);
+    xtk__put_le32(buf + 48, (uint32_t)nused);
+    xtk__put_le32(buf + 52, (uint32_t)nruns);
+    xtk__put_le32(buf + 56, (uint32_t)nothers);
     p = buf + *out_len - XTK__LZX_FOOT_SIZE;
-    put64(p, end);
-    put32(p + 8,
-          (uint32_t)crc32(0, buf, (uInt)(*out_len - XTK__LZX_FOOT_SIZE)));
+    xtk__put_le64(p, end);
+    xtk__put_le32(
+        p + 8, (uint32_t)crc32(0, buf, (uInt)(*out_len - XTK__LZX_FOOT_SIZE)));
     memcpy(p + 16, XTK__LZX_FOOT_MAGIC, 8);
     *out = buf;
     buf = NULL;

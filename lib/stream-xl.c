@@ -43,14 +43,6 @@ static const char *libxl_name(uint32_t type)
     return type & XTK_REC_OPTIONAL ? "optional" : "unknown";
 }
 
-static uint32_t get32(const uint8_t *p)
-{
-    uint32_t v;
-
-    memcpy(&v, p, sizeof(v));
-    return v;
-}
-
 static uint32_t padded(uint32_t length)
 {
     return (uint32_t)((length + 7ull) & ~7ull);
@@ -216,11 +208,12 @@ static int check_libxl_body(struct xtk_stream *s, uint32_t type,
                                     "bytes: too short for its emulator "
                                     "header",
                                     name, (unsigned long long)at, length);
-        if (get32(b) > EMULATOR_ID_MAX)
+        if (xtk__get_le32(b) > EMULATOR_ID_MAX)
             return xtk__stream_fail(s, EPROTO,
                                     "libxl %s record at offset %llu: unknown "
                                     "emulator id %u",
-                                    name, (unsigned long long)at, get32(b));
+                                    name, (unsigned long long)at,
+                                    xtk__get_le32(b));
         if (type == XTK_LIBXL_REC_EMULATOR_XENSTORE_DATA &&
             length > EMULATOR_HEADER_SIZE) {
             /* Key/value pairs of NUL-terminated strings. */
@@ -403,10 +396,10 @@ static int read_xl_header(struct xtk_stream *s, uint8_t **config)
     *config = NULL;
     if (xtk__stream_read_exact(s, h, sizeof(h), "the xl header", 0) < 0)
         return -1;
-    order = get32(h + 32);
-    mflags = get32(h + 36);
-    oflags = get32(h + 40);
-    olen = get32(h + 44);
+    order = xtk__get_le32(h + 32);
+    mflags = xtk__get_le32(h + 36);
+    oflags = xtk__get_le32(h + 40);
+    olen = xtk__get_le32(h + 44);
     if (memcmp(h, XTK_XL_MAGIC, XTK_XL_MAGIC_SIZE))
         return xtk__stream_fail(s, EBADMSG,
                                 "xl header: the magic is not xl's (a "
@@ -455,7 +448,7 @@ static int read_xl_header(struct xtk_stream *s, uint8_t **config)
             s, ENOMEM, "no memory for %u bytes of xl optional data", olen);
     if (xtk__stream_read_exact(s, opt, olen, "the xl optional data", 0) < 0)
         goto fail;
-    clen = get32(opt);
+    clen = xtk__get_le32(opt);
     if (clen > olen - 4) {
         xtk__stream_fail(s, EBADMSG,
                          "xl optional data: a config of %u bytes in %u "

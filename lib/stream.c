@@ -126,22 +126,6 @@ static const char *domain_name(uint32_t type)
     return type == DOM_PV ? "x86 PV" : type == DOM_HVM ? "x86 HVM" : "?";
 }
 
-static uint32_t get32(const uint8_t *p)
-{
-    uint32_t v;
-
-    memcpy(&v, p, sizeof(v));
-    return v;
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-    uint64_t v;
-
-    memcpy(&v, p, sizeof(v));
-    return v;
-}
-
 static uint32_t padded(uint32_t length)
 {
     return (uint32_t)((length + 7ull) & ~7ull);
@@ -241,13 +225,14 @@ static int check_record(const struct xtk__record_state *rs, uint32_t limit,
                           head[0], head[1]);
         break;
     case XTK_REC_HVM_PARAMS:
-        if ((uint64_t)get32(head) * 16 + 8 != length)
+        if ((uint64_t)xtk__get_le32(head) * 16 + 8 != length)
             return refuse(v, EBADMSG, "HVM_PARAMS of %u entries in %u bytes",
-                          get32(head), length);
+                          xtk__get_le32(head), length);
         break;
     case XTK_REC_CHECKSUM:
-        if (get32(head) != 1)
-            return refuse(v, EBADMSG, "checksum algorithm %u", get32(head));
+        if (xtk__get_le32(head) != 1)
+            return refuse(v, EBADMSG, "checksum algorithm %u",
+                          xtk__get_le32(head));
         break;
     }
     return 0;
@@ -278,10 +263,10 @@ static int parse_page_data(const uint8_t *b, uint32_t length,
 
     if (length < 16)
         return refuse(v, EBADMSG, "PAGE_DATA of %u bytes", length);
-    count = get32(b);
+    count = xtk__get_le32(b);
     if (!count)
         return refuse(v, EBADMSG, "PAGE_DATA with count 0");
-    if (get32(b + 4))
+    if (xtk__get_le32(b + 4))
         return refuse(v, EBADMSG, "PAGE_DATA with its reserved field set");
     if ((uint64_t)count * 8 + 8 > length)
         return refuse(v, EBADMSG, "PAGE_DATA of %u entries in %u bytes", count,
@@ -594,7 +579,8 @@ int xtk_stream_read_image_header(struct xtk_stream *s,
     version = be32toh(version);
     options = be16toh(options);
     if (marker != XTK_STREAM_MARKER &&
-        (!memcmp(h, XTK_XL_MAGIC, 8) || be64toh(get64(h)) == XTK_LIBXL_IDENT))
+        (!memcmp(h, XTK_XL_MAGIC, 8) ||
+         be64toh(xtk__get_le64(h)) == XTK_LIBXL_IDENT))
         return xtk__stream_fail(s, EBADMSG,
                                 "image header: this is %s; read its framing "
                                 "first (xtk_stream_read_framing())",
@@ -652,8 +638,8 @@ int xtk_stream_read_domain_header(struct xtk_stream *s,
                                 res);
     out->type = type;
     out->page_shift = shift;
-    out->xen_major = get32(h + 8);
-    out->xen_minor = get32(h + 12);
+    out->xen_major = xtk__get_le32(h + 8);
+    out->xen_minor = xtk__get_le32(h + 12);
     s->rs.state = XTK__S_RECORDS;
     s->rs.domain_type = type;
     return 0;
@@ -749,7 +735,7 @@ static int read_page_data_body(struct xtk_stream *s, uint32_t length,
         return xtk__stream_read_body(s, length, name, at);
     if (read_body_at(s, 0, 8, name, at) < 0)
         return -1;
-    count = get32(s->body);
+    count = xtk__get_le32(s->body);
     if ((uint64_t)count * 8 + 8 > length)
         return read_body_at(s, 8, length - 8, name, at);
     hlen = 8 + count * 8;
@@ -861,7 +847,8 @@ int xtk_stream_read_record(struct xtk_stream *s, struct xtk_stream_record *rec)
     }
     if (length) {
         /* A placed PAGE_DATA's body holds its header and entries only. */
-        size_t have = s->placed ? 8 + 8 * (size_t)get32(s->body) : length;
+        size_t have =
+            s->placed ? 8 + 8 * (size_t)xtk__get_le32(s->body) : length;
         memcpy(head, s->body, have < 24 ? have : 24);
     }
     if (check_record(&s->rs, s->record_limit, type, length, head, &v) < 0)
@@ -874,8 +861,8 @@ int xtk_stream_read_record(struct xtk_stream *s, struct xtk_stream_record *rec)
         s->counters.pages += pd.npages;
     }
     if (type == XTK_REC_CHECKSUM) {
-        uint32_t want = get32(s->body + 4);
-        uint64_t covered = get64(s->body + 8);
+        uint32_t want = xtk__get_le32(s->body + 4);
+        uint64_t covered = xtk__get_le64(s->body + 8);
         if (covered != crc_bytes || want != crc) {
             refuse(&v, EBADMSG,
                    "checksum mismatch: record says %#x over %llu bytes, the "

@@ -5,10 +5,12 @@
 #ifndef XTK_INTERNAL_H
 #define XTK_INTERNAL_H
 
+#include <endian.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <xtk/xtk.h>
 
@@ -58,6 +60,35 @@ void xtk__progress(struct xtk_ctx *ctx, const char *context,
  * fails.  The blocking forms of the asynchronous calls use it.
  */
 int xtk__loop_until(struct xtk_ctx *ctx, const int *done);
+
+/* Little-endian fields at any alignment (the stream's, the index's). */
+static inline uint32_t xtk__get_le32(const void *p)
+{
+    uint32_t v;
+
+    memcpy(&v, p, sizeof(v));
+    return le32toh(v);
+}
+
+static inline uint64_t xtk__get_le64(const void *p)
+{
+    uint64_t v;
+
+    memcpy(&v, p, sizeof(v));
+    return le64toh(v);
+}
+
+static inline void xtk__put_le32(void *p, uint32_t v)
+{
+    v = htole32(v);
+    memcpy(p, &v, sizeof(v));
+}
+
+static inline void xtk__put_le64(void *p, uint64_t v)
+{
+    v = htole64(v);
+    memcpy(p, &v, sizeof(v));
+}
 
 /* Sets errno and returns -1: `return xtk__fail(EINVAL);` */
 static inline int xtk__fail(int err)
