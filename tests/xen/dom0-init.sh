@@ -864,9 +864,10 @@ devices() {
   rm -f /run/g4.img
 }
 
-# xtk.only=builtin, pv or builtin,pv on dom0's command line (XTK_XEN_ONLY,
-# for work on one part, and CI's sanitizer pass): the PV guest's restore,
-# the built-in guest's checks, or both, alone.
+# xtk.only=a list of builtin, spin, pv and devices on dom0's command line
+# (XTK_XEN_ONLY, for work on one part, and CI's sanitizer pass): the PV
+# guest's restore, the built-in guest's checks, the SMP built-in guest's,
+# the devices guest's, or several, alone.
 only=$(sed -n 's/.*xtk\.only=\([a-z,]*\).*/\1/p' /proc/cmdline)
 bench=$(sed -n 's/.*xtk\.bench=\([0-9]*\).*/\1/p' /proc/cmdline)
 # With xtk.bench too: the benchmark's built-in guest rounds alone.
@@ -890,7 +891,8 @@ if [ -n "$only" ]; then
     [ -n "$domid" ] && xl destroy "$domid" 2>/dev/null
     ;;
   esac
-  case ",$only," in *,builtin,*) builtin; builtin_spin ;; esac
+  case ",$only," in *,builtin,*) builtin ;; esac
+  case ",$only," in *,spin,*) builtin_spin ;; esac
   case ",$only," in *,devices,*) devices ;; esac
   finish
 fi
