@@ -99,7 +99,8 @@ static struct xtk_domain *create(uint64_t mib, const char *name)
     return dom;
 }
 
-/* Random words over everything above the guest's own 4 MiB. */
+/* Random words over everything above the guest's own 4 MiB, but RAM's
+ * last page (the idle guest's too: abi.h, top_gpa). */
 static void fill_random(struct xtk_domain *dom, uint64_t bytes)
 {
     uint64_t *p = dom->ops->map_all(dom, PROT_READ | PROT_WRITE);
@@ -110,7 +111,7 @@ static void fill_random(struct xtk_domain *dom, uint64_t bytes)
     /* Not the idle guest's own self-check pages (abi.h). */
     for (uint64_t i =
              (XTK_GUEST_WORK_GPA + (XTK_GUEST_FILL_PAGES + 1) * 4096) / 8;
-         i < bytes / 8; i++) {
+         i < (bytes - 4096) / 8; i++) {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
@@ -474,7 +475,7 @@ int main(int argc, char **argv)
     uint64_t mib = argc > 2 ? strtoull(argv[2], NULL, 10) : 1024;
     int runs = argc > 3 ? atoi(argv[3]) : 5, rc = 0;
 
-    if (mib < 16 || mib > 3072 || runs < 1 || runs > MAX_RUNS ||
+    if (mib < 16 || mib > XTK_GUEST_MAX_MIB || runs < 1 || runs > MAX_RUNS ||
         (strcmp(what, "throughput") && strcmp(what, "restore") &&
          strcmp(what, "all"))) {
         fprintf(stderr,

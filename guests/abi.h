@@ -4,7 +4,10 @@
  * page xtk-hv fills in, and the status page the guest keeps (its
  * self-check).  Freestanding: only <stdint.h>.
  *
- * Layout of guest-physical memory (one RAM region from 0):
+ * Layout of guest-physical memory: RAM is one range of frames, 0 to N-1
+ * (the stream's pfns are these), placed as a PC's: the first 3 GiB at
+ * guest-physical 0, the rest from 4 GiB (XTK_GUEST_HIGH_GPA), above the
+ * 32-bit MMIO hole (xtk_guest_ram_gpa).  Below 3 GiB:
  *
  *   0x0000  unused
  *   0x1000  boot page      (struct xtk_guest_boot, written by xtk-hv)
@@ -13,8 +16,9 @@
  *   0x4000  store ring     (as Xen's xenstore_domain_interface)
  *   0x5000  GDT built by xtk-hv (the guest loads its own)
  *   0x6000  network ring   (struct xtk_net_ring: packets out, see below)
- *   0x8000  page tables built by xtk-hv: PML4, PDPT, 4 PDs (2 MiB pages)
- *           identity-mapping the first 4 GiB
+ *   0x8000  page tables built by xtk-hv: PML4, PDPT, then one PD (2 MiB
+ *           pages) per GiB, identity-mapping the first 4 GiB and the
+ *           RAM above it (up to 13 PDs, to 0x16fff)
  *   1 MiB   the guest image (ELF PT_LOAD segments; bss follows)
  *   4 MiB   workload area: the dirtier's working set and its table
  *
@@ -41,8 +45,24 @@
 #define XTK_GUEST_IMAGE_GPA 0x100000ull
 #define XTK_GUEST_WORK_GPA 0x400000ull
 
-#define XTK_GUEST_MIN_MIB 8    /* room for the image and a small workload */
-#define XTK_GUEST_MAX_MIB 3072 /* below the 32-bit MMIO hole */
+#define XTK_GUEST_MIN_MIB 8     /* room for the image and a small workload */
+#define XTK_GUEST_MAX_MIB 12288 /* 3 GiB below the MMIO hole, 9 above it */
+#define XTK_GUEST_LOW_MAX 0xc0000000ull   /* RAM below the MMIO hole */
+#define XTK_GUEST_HIGH_GPA 0x100000000ull /* where the rest of RAM goes */
+
+/* The guest-physical address of byte `off` of RAM (frame off >> 12). */
+static inline uint64_t xtk_guest_ram_gpa(uint64_t off)
+{
+    return off < XTK_GUEST_LOW_MAX
+               ? off
+               : off - XTK_GUEST_LOW_MAX + XTK_GUEST_HIGH_GPA;
+}
+
+/* RAM below the hole, of a guest with mem bytes in all. */
+static inline uint64_t xtk_guest_low_bytes(uint64_t mem)
+{
+    return mem < XTK_GUEST_LOW_MAX ? mem : XTK_GUEST_LOW_MAX;
+}
 #define XTK_GUEST_MAX_VCPUS 8
 
 /* Event channel ports. */
@@ -305,6 +325,14 @@ struct xtk_guest_status {
     /* KVM's steal-time areas (MSR_KVM_STEAL_TIME), one per vCPU, written
      * by the host's kernel (XTK_GUEST_PV_STEAL). */
     struct xtk_guest_steal steal[XTK_GUEST_MAX_VCPUS];
+    /* Idle and counter on KVM: RAM's last page, through its address
+     * top_gpa (above the hole in a guest over 3 GiB): word 0 a second
+     * copy of the mirror, written just after it (so a live migration
+     * must carry that page's changes too), words 1.. written at boot
+     * with xtk_guest_pattern(top_frame, fill.seed, i).  Checked after
+     * every resume, and by the host at frame top_frame: RAM placed
+     * where the guest does not find it breaks it.  0: none. */
+    uint64_t top_gpa, top_frame;
 };
 _Static_assert(sizeof(struct xtk_guest_status) <= 4096, "one page");
 

@@ -23,6 +23,7 @@ static uint64_t *table;
 static uint64_t ws_pages;         /* pages in the working set */
 static uint64_t spin_hold;        /* spin: pauses inside the lock */
 static volatile uint64_t *mirror; /* idle, counter: ~progress word */
+static volatile uint64_t *top;    /* its second copy, in RAM's last page */
 
 /* Idle and counter: the patterned pages and the mirror (abi.h). */
 static void fill_setup(void)
@@ -40,6 +41,23 @@ static void fill_setup(void)
     mirror = (volatile uint64_t *)f->mirror_gpa;
     *mirror = ~0ull; /* the progress word is 0 */
     f->pages = XTK_GUEST_FILL_PAGES;
+
+    /* RAM's last page, through the address abi.h places it at (xtk-hv's
+     * layout: above the MMIO hole past 3 GiB). */
+    status->top_gpa = status->top_frame = 0;
+    top = NULL;
+    if (boot && guest_mem_bytes() >= XTK_GUEST_WORK_GPA + 2 * PAGE_SIZE +
+                                         XTK_GUEST_FILL_PAGES * PAGE_SIZE) {
+        uint64_t frame = guest_mem_bytes() / PAGE_SIZE - 1;
+        uint64_t *page = (uint64_t *)xtk_guest_ram_gpa(frame * PAGE_SIZE);
+
+        page[0] = ~0ull; /* the mirror's copy */
+        for (uint64_t i = 1; i < PAGE_SIZE / 8; i++)
+            page[i] = xtk_guest_pattern(frame, f->seed, i);
+        status->top_frame = frame;
+        status->top_gpa = (uint64_t)page;
+        top = page;
+    }
 }
 
 /* The progress word the mirror follows. */
@@ -83,8 +101,9 @@ void work_setup(const char *cmdline)
     d->rate = cmdline_u64(cmdline, "rate", 0);
     if (!d->stride)
         d->stride = 1;
+    /* The working set and its table below the MMIO hole. */
     need = XTK_GUEST_WORK_GPA + d->pages * PAGE_SIZE + d->pages * 8;
-    if (!d->pages || (mem && need > mem)) {
+    if (!d->pages || (mem && need > xtk_guest_low_bytes(mem))) {
         guest_fail("dirty: the working set does not fit in memory");
         d->pages = 0;
         return;
@@ -228,6 +247,8 @@ void work_run(unsigned int cpu)
             uint64_t c = status->counter + 1;
             WRITE_ONCE(status->counter, c);
             *mirror = ~c;
+            if (top)
+                *top = ~c;
             if (!(c & 0xff))
                 status->heartbeat[0]++;
             poll_events();
@@ -236,8 +257,11 @@ void work_run(unsigned int cpu)
     for (;;) {
         uint64_t h = status->heartbeat[cpu] + 1;
         WRITE_ONCE(status->heartbeat[cpu], h);
-        if (cpu == 0 && mirror)
+        if (cpu == 0 && mirror) {
             *mirror = ~h; /* after the word: the mirror may lag by one */
+            if (top)
+                *top = ~h;
+        }
         idle_wait(cpu);
     }
 }
@@ -259,6 +283,24 @@ void work_verify(void)
                     ksnprintf(msg, sizeof(msg),
                               "fill: page %lx word %lu is not the pattern",
                               base + p, i);
+                    guest_fail(msg);
+                    return;
+                }
+        }
+        if (top) {
+            const uint64_t *page = (const uint64_t *)top;
+            if (~page[0] != *progress_word()) {
+                guest_fail("fill: the progress word and its copy in RAM's "
+                           "last page differ");
+                return;
+            }
+            for (uint64_t i = 1; i < PAGE_SIZE / 8; i++)
+                if (page[i] !=
+                    xtk_guest_pattern(status->top_frame, f->seed, i)) {
+                    ksnprintf(msg, sizeof(msg),
+                              "fill: RAM's last page (%lx at %lx) word %lu "
+                              "is not the pattern",
+                              status->top_frame, status->top_gpa, i);
                     guest_fail(msg);
                     return;
                 }

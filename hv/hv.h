@@ -188,6 +188,8 @@ struct hv {
 
 /* sched.c */
 #define HV_SCHED_SLOT0 1 /* memory slots 1.. : vCPU i's scheduling pages */
+/* The memory slot of RAM above 4 GiB (slot 0: below the MMIO hole). */
+#define HV_HIGH_SLOT (HV_SCHED_SLOT0 + XTK_GUEST_MAX_VCPUS)
 /* A vCPU thread's own set-up, before its first KVM_RUN. */
 void hv_sched_thread_init(struct hv_vcpu *v);
 /* Publishes every vCPU thread's scheduling pages to the guest on a thread

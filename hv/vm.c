@@ -45,18 +45,34 @@ static const unsigned int hv_ports[] = {XTK_PORT_CONSOLE, XTK_PORT_STORE,
 
 /* ---- memory and platform -------------------------------------------- */
 
+/*
+ * RAM as a PC has it (abi.h): its first 3 GiB at guest-physical 0 (slot
+ * 0), the rest from 4 GiB (HV_HIGH_SLOT), one memfd and one mapping for
+ * both, so that a frame is an offset in it whichever slot holds it.
+ */
 static int vm_memory(struct hv *hv, uint32_t flags)
 {
+    uint64_t low = xtk_guest_low_bytes(hv->mem_bytes);
     struct kvm_userspace_memory_region r = {
         .slot = 0,
         .flags = flags,
         .guest_phys_addr = 0,
-        .memory_size = hv->mem_bytes,
+        .memory_size = low,
         .userspace_addr = (uintptr_t)hv->mem,
     };
 
     if (ioctl(hv->vm_fd, KVM_SET_USER_MEMORY_REGION, &r) < 0) {
         hv_log("KVM_SET_USER_MEMORY_REGION: %m");
+        return -1;
+    }
+    if (hv->mem_bytes == low)
+        return 0;
+    r.slot = HV_HIGH_SLOT;
+    r.guest_phys_addr = XTK_GUEST_HIGH_GPA;
+    r.memory_size = hv->mem_bytes - low;
+    r.userspace_addr = (uintptr_t)(hv->mem + low);
+    if (ioctl(hv->vm_fd, KVM_SET_USER_MEMORY_REGION, &r) < 0) {
+        hv_log("KVM_SET_USER_MEMORY_REGION (above 4 GiB): %m");
         return -1;
     }
     return 0;
@@ -205,6 +221,7 @@ int hv_vm_create(struct hv *hv)
 static int load_elf(struct hv *hv, const uint8_t *img, size_t size)
 {
     const Elf64_Ehdr *eh = (const void *)img;
+    uint64_t low = xtk_guest_low_bytes(hv->mem_bytes); /* GPA = offset */
     int loaded = 0;
 
     if (size < sizeof(*eh) || memcmp(eh->e_ident, ELFMAG, SELFMAG) ||
@@ -224,8 +241,8 @@ static int load_elf(struct hv *hv, const uint8_t *img, size_t size)
             continue;
         if (ph.p_filesz > ph.p_memsz || ph.p_offset > size ||
             size - ph.p_offset < ph.p_filesz ||
-            ph.p_paddr < XTK_GUEST_IMAGE_GPA || ph.p_memsz > hv->mem_bytes ||
-            ph.p_paddr > hv->mem_bytes - ph.p_memsz) {
+            ph.p_paddr < XTK_GUEST_IMAGE_GPA || ph.p_memsz > low ||
+            ph.p_paddr > low - ph.p_memsz) {
             hv_log("%s: segment %u does not fit in guest memory",
                    hv->opt.kernel, i);
             errno = ENOEXEC;
@@ -235,8 +252,7 @@ static int load_elf(struct hv *hv, const uint8_t *img, size_t size)
         memset(hv->mem + ph.p_paddr + ph.p_filesz, 0, ph.p_memsz - ph.p_filesz);
         loaded = 1;
     }
-    if (!loaded || eh->e_entry < XTK_GUEST_IMAGE_GPA ||
-        eh->e_entry >= hv->mem_bytes) {
+    if (!loaded || eh->e_entry < XTK_GUEST_IMAGE_GPA || eh->e_entry >= low) {
         hv_log("%s: nothing to load, or the entry is outside RAM",
                hv->opt.kernel);
         errno = ENOEXEC;
@@ -247,9 +263,9 @@ static int load_elf(struct hv *hv, const uint8_t *img, size_t size)
 }
 
 /*
- * Identity page tables for the first 4 GiB, user-accessible (the guest runs
- * its workloads in ring 3: kvm-pvm runs guest user mode natively and
- * emulates guest ring 0), and a flat GDT.
+ * Identity page tables for the first 4 GiB and the RAM above it (abi.h),
+ * user-accessible (the guest runs its workloads in ring 3: kvm-pvm runs
+ * guest user mode natively and emulates guest ring 0), and a flat GDT.
  */
 static void build_tables(struct hv *hv)
 {
@@ -257,13 +273,16 @@ static void build_tables(struct hv *hv)
     uint64_t *pdpt = pml4 + 512;
     uint64_t *pd = pml4 + 1024;
     uint64_t *gdt = (uint64_t *)(hv->mem + XTK_GUEST_GDT_GPA);
+    uint64_t top = xtk_guest_ram_gpa(hv->mem_bytes - 1) + 1;
+    uint64_t gib =
+        top > XTK_GUEST_HIGH_GPA ? (top + (1ull << 30) - 1) >> 30 : 4;
 
     pml4[0] = (XTK_GUEST_PT_GPA + 0x1000) | 0x7;
-    for (int i = 0; i < 4; i++)
-        pdpt[i] = (XTK_GUEST_PT_GPA + 0x2000 + 0x1000 * (uint64_t)i) | 0x7;
-    for (uint64_t i = 0; i < 2048; i++) {
+    for (uint64_t i = 0; i < gib; i++)
+        pdpt[i] = (XTK_GUEST_PT_GPA + 0x2000 + 0x1000 * i) | 0x7;
+    for (uint64_t i = 0; i < gib * 512; i++) {
         pd[i] = (i << 21) | 0x87; /* present, writable, user, 2 MiB */
-        if ((i << 21) >= 0xc0000000ull)
+        if ((i << 21) >= XTK_GUEST_LOW_MAX && (i << 21) < XTK_GUEST_HIGH_GPA)
             pd[i] |= 0x18; /* the MMIO hole: uncached */
     }
     gdt[0] = 0;
@@ -866,11 +885,21 @@ int hv_vm_logdirty_sync(struct hv *hv, uint64_t *dirty)
     static const uint64_t host_written[] = {
         XTK_GUEST_BOOT_GPA, XTK_GUEST_CONS_GPA, XTK_GUEST_STORE_GPA,
         XTK_GUEST_NET_GPA};
-    uint64_t n = 0;
+    uint64_t low = xtk_guest_low_bytes(hv->mem_bytes), n = 0;
 
     if (ioctl(hv->vm_fd, KVM_GET_DIRTY_LOG, &log) < 0) {
         hv_log("KVM_GET_DIRTY_LOG: %m");
         return -1;
+    }
+    /* The RAM above 4 GiB: its bits follow slot 0's (3 GiB is a whole
+     * number of the bitmap's words). */
+    if (hv->mem_bytes > low) {
+        log.slot = HV_HIGH_SLOT;
+        log.dirty_bitmap = hv->bitmap + (low >> 12) / 64;
+        if (ioctl(hv->vm_fd, KVM_GET_DIRTY_LOG, &log) < 0) {
+            hv_log("KVM_GET_DIRTY_LOG (above 4 GiB): %m");
+            return -1;
+        }
     }
     for (size_t i = 0; i < sizeof(host_written) / sizeof(host_written[0]);
          i++) {

@@ -33,10 +33,12 @@ static int check_dirty(const uint8_t *ram, uint64_t nr_pages,
                        size_t whylen)
 {
     uint64_t base = XTK_GUEST_WORK_GPA >> 12, sum = 0;
+    /* The area is below the MMIO hole, where frame and address agree. */
+    uint64_t low = xtk_guest_low_bytes(nr_pages << 12) >> 12;
     const uint64_t *table;
 
-    if (!d->stride || !d->pages || d->pages > nr_pages ||
-        base + d->pages + (d->pages * 8 + 4095) / 4096 > nr_pages ||
+    if (!d->stride || !d->pages || d->pages > low ||
+        base + d->pages + (d->pages * 8 + 4095) / 4096 > low ||
         d->table_gpa != XTK_GUEST_WORK_GPA + d->pages * 4096)
         return fail(EILSEQ, why, whylen, "dirty: bad parameters");
     table = (const uint64_t *)(ram + d->table_gpa);
@@ -96,7 +98,7 @@ static int check_fill(const uint8_t *ram, uint64_t nr_pages,
 
     if (f->pages != XTK_GUEST_FILL_PAGES ||
         f->mirror_gpa != XTK_GUEST_WORK_GPA + f->pages * 4096 ||
-        base + f->pages + 1 > nr_pages)
+        base + f->pages + 1 > xtk_guest_low_bytes(nr_pages << 12) >> 12)
         return fail(EILSEQ, why, whylen, "fill: bad parameters");
     for (uint64_t p = 0; p < f->pages; p++) {
         const uint64_t *page = (const uint64_t *)(ram + ((base + p) << 12));
@@ -105,6 +107,38 @@ static int check_fill(const uint8_t *ram, uint64_t nr_pages,
                 return fail(EILSEQ, why, whylen,
                             "fill: page %#llx word %llu is not the pattern",
                             (unsigned long long)(base + p),
+                            (unsigned long long)i);
+    }
+    if (st->top_gpa || st->top_frame) {
+        const uint64_t *page;
+
+        if (st->top_frame != nr_pages - 1 ||
+            st->top_gpa != xtk_guest_ram_gpa(st->top_frame << 12))
+            return fail(
+                EILSEQ, why, whylen,
+                "fill: RAM's last page is frame %#llx at %#llx, "
+                "not frame %#llx at %#llx",
+                (unsigned long long)st->top_frame,
+                (unsigned long long)st->top_gpa,
+                (unsigned long long)(nr_pages - 1),
+                (unsigned long long)xtk_guest_ram_gpa((nr_pages - 1) << 12));
+        page = (const uint64_t *)(ram + (st->top_frame << 12));
+        /* The mirror's copy, written after it: one behind at most. */
+        word =
+            st->workload == XTK_WORK_COUNTER ? st->counter : st->heartbeat[0];
+        if (~page[0] != word && ~page[0] + 1 != word)
+            return fail(EILSEQ, why, whylen,
+                        "fill: the %s is %llu but its copy in RAM's last "
+                        "page says %llu",
+                        st->workload == XTK_WORK_COUNTER ? "counter"
+                                                         : "heartbeat",
+                        (unsigned long long)word, (unsigned long long)~page[0]);
+        for (uint64_t i = 1; i < 512; i++)
+            if (page[i] != xtk_guest_pattern(st->top_frame, f->seed, i))
+                return fail(EILSEQ, why, whylen,
+                            "fill: RAM's last page (frame %#llx) word %llu "
+                            "is not the pattern",
+                            (unsigned long long)st->top_frame,
                             (unsigned long long)i);
     }
     word = st->workload == XTK_WORK_COUNTER ? st->counter : st->heartbeat[0];
