@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include <xtk/xtk.h>
 
@@ -102,6 +103,28 @@ static inline void *xtk__fail_null(int err)
 {
     errno = err;
     return NULL;
+}
+
+/*
+ * Zeroed memory for a per-frame array (8 MiB for a 4 GiB guest's offsets):
+ * pages straight from the kernel, each zeroed when first touched.  calloc
+ * of that much comes from the heap once glibc has raised its mmap
+ * threshold (after freeing a larger block: any long-lived process that
+ * restored a domain before) and is then cleared on the spot, ~5 ms here.
+ * NULL (errno) if there is no room.
+ */
+static inline void *xtk__frames_alloc(size_t bytes)
+{
+    void *p = mmap(NULL, bytes ? bytes : 1, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+    return p == MAP_FAILED ? NULL : p;
+}
+
+static inline void xtk__frames_free(void *p, size_t bytes)
+{
+    if (p)
+        munmap(p, bytes ? bytes : 1);
 }
 
 #endif /* XTK_INTERNAL_H */

@@ -533,7 +533,7 @@ struct xtk__lazy *xtk__lazy_new(struct xtk_ctx *ctx, int fd, const char *path,
     pthread_mutex_init(&lz->lock, NULL);
     pthread_cond_init(&lz->cond, NULL);
     lz->path = strdup(path ? path : "the stream's file");
-    lz->index = calloc(nr_pages ? nr_pages : 1, sizeof(*lz->index));
+    lz->index = xtk__frames_alloc(nr_pages * sizeof(*lz->index));
     lz->present = calloc((nr_pages + 63) / 64 + 1, sizeof(*lz->present));
     lz->stop_fd = eventfd(0, EFD_CLOEXEC);
     if (!lz->path || !lz->index || !lz->present || lz->stop_fd < 0) {
@@ -592,7 +592,7 @@ struct xtk__lazy *xtk__lazy_new_remote(struct xtk_ctx *ctx, uint64_t nr_pages,
     pthread_cond_init(&lz->cond, NULL);
     lz->present = calloc(words + 1, sizeof(*lz->present));
     lz->todo = calloc(words + 1, sizeof(*lz->todo));
-    lz->asked_at = calloc(nr_pages ? nr_pages : 1, sizeof(*lz->asked_at));
+    lz->asked_at = xtk__frames_alloc(nr_pages * sizeof(*lz->asked_at));
     lz->stop_fd = eventfd(0, EFD_CLOEXEC);
     if (!lz->present || !lz->todo || !lz->asked_at || lz->stop_fd < 0) {
         int e = errno;
@@ -688,7 +688,7 @@ int xtk__lazy_use_index(struct xtk__lazy *lz, struct xtk__lzx *ix)
     memset(ix, 0, sizeof(*ix));
     lz->ix = own;
     lz->rec_ok = ok;
-    free(lz->index);
+    xtk__frames_free(lz->index, lz->nr_pages * sizeof(*lz->index));
     lz->index = NULL;
     return 0;
 }
@@ -798,8 +798,8 @@ void xtk__lazy_free(struct xtk__lazy *lz)
     pthread_cond_destroy(&lz->cond);
     free(lz->samples);
     free(lz->todo);
-    free(lz->asked_at);
-    free(lz->index);
+    xtk__frames_free(lz->asked_at, lz->nr_pages * sizeof(*lz->asked_at));
+    xtk__frames_free(lz->index, lz->nr_pages * sizeof(*lz->index));
     if (lz->ix) {
         xtk__lzx_free(lz->ix);
         free(lz->ix);
