@@ -451,15 +451,23 @@ static int none_in_memory(struct xtk_restore *rs, const uint64_t *only)
         free(bits);
         return -1;
     }
-    for (uint64_t pfn = only ? 0 : rs->eager; pfn < rs->max_pfn && !r; pfn++)
-        if ((bits[pfn / 64] & (1ull << (pfn % 64))) &&
-            (!only || (only[pfn / 64] & (1ull << (pfn % 64))))) {
+    /* A word at a time: a million frames bit by bit took a millisecond
+     * of a 4 GiB lazy restore. */
+    for (uint64_t w = 0; w < (rs->max_pfn + 63) / 64 && !r; w++) {
+        uint64_t b = bits[w] & (only ? only[w] : ~0ull);
+
+        if (!only && w * 64 < rs->eager) /* the frames before eager */
+            b &= rs->eager - w * 64 >= 64 ? 0 : ~0ull << (rs->eager - w * 64);
+        if (b) {
+            uint64_t pfn = w * 64 + (uint64_t)__builtin_ctzll(b);
+
             XTK_ERROR(rs->ctx,
                       "domain %u: frame %#llx is in its memory before its "
                       "contents came: not run",
                       dom->domid, (unsigned long long)pfn);
             r = xtk__fail(EFAULT);
         }
+    }
     free(bits);
     return r;
 }
