@@ -351,27 +351,44 @@ static int probe_msrs(struct hv *hv, int vcpu_fd)
         struct kvm_msr_list l;
         char raw[sizeof(struct kvm_msr_list) + HV_MAX_MSRS * sizeof(uint32_t)];
     } list = {.l.nmsrs = HV_MAX_MSRS};
-    HV_MSRS(1) one;
+    static HV_MSRS(HV_MAX_MSRS) all;
+    unsigned int n, at = 0;
     int deadline = -1;
 
     if (ioctl(hv->kvm_fd, KVM_GET_MSR_INDEX_LIST, &list) < 0) {
         hv_log("KVM_GET_MSR_INDEX_LIST: %m");
         return -1;
     }
+    n = list.l.nmsrs < HV_MAX_MSRS - 2 ? list.l.nmsrs : HV_MAX_MSRS - 2;
+    memset(&all, 0, sizeof(all));
+    for (unsigned int i = 0; i < n; i++)
+        all.m.entries[i].index = list.l.indices[i];
     hv->nr_msrs = 0;
-    for (unsigned int i = 0; i < list.l.nmsrs && i < HV_MAX_MSRS - 2; i++) {
-        uint32_t idx = list.l.indices[i];
+    /* All at once: KVM reads them in order and stops at the first it
+     * cannot, which is then left out (one ioctl each took ~0.5 ms of
+     * every domain's creation). */
+    while (at < n) {
+        struct kvm_msr_entry *e = &all.m.entries[at];
+        int r;
 
-        memset(&one, 0, sizeof(one));
-        one.m.nmsrs = 1;
-        one.m.entries[0].index = idx;
-        if (ioctl(vcpu_fd, KVM_GET_MSRS, &one) != 1)
-            continue;
-        if (idx == MSR_IA32_TSC_DEADLINE) {
-            deadline = 1;
-            continue;
+        memmove(&all.m.entries[0], e, (n - at) * sizeof(*e));
+        n -= at;
+        at = 0;
+        all.m.nmsrs = n;
+        r = ioctl(vcpu_fd, KVM_GET_MSRS, &all);
+        if (r < 0) {
+            hv_log("KVM_GET_MSRS: %m");
+            return -1;
         }
-        hv->msrs[hv->nr_msrs++] = idx;
+        for (unsigned int i = 0; i < (unsigned int)r; i++) {
+            uint32_t idx = all.m.entries[i].index;
+
+            if (idx == MSR_IA32_TSC_DEADLINE)
+                deadline = 1;
+            else
+                hv->msrs[hv->nr_msrs++] = idx;
+        }
+        at = (unsigned int)r + 1; /* past the one that failed */
     }
     /* Not listed by KVM but set at boot, so saved too. */
     hv->msrs[hv->nr_msrs++] = MSR_MTRR_DEF_TYPE;
