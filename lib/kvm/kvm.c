@@ -21,6 +21,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -532,52 +533,126 @@ static void exec_failed(int err)
 }
 
 /*
- * Starts xtk-hv detached (double fork, own session): it outlives us, and we
- * leave no zombie.  Returns the new domain's id.
+ * xtk-hv is started detached: a child in a session of its own starts it
+ * and exits, so that it outlives us and leaves no zombie.  Both are made
+ * with clone(CLONE_VM | CLONE_VFORK), as posix_spawn makes its child:
+ * they run on this process's memory (we wait meanwhile) and copy none of
+ * its page tables, which fork() does: a caller that has restored a large
+ * domain before holds a heap of tens of MiB, and two forks of it took
+ * milliseconds of a lazy restore's start.  Each runs on a stack of its
+ * own, with every signal blocked until the exec and no handler of ours
+ * (they would run on our memory).
  */
+#define SPAWN_STACK (64 * 1024)
+
+struct spawn_args {
+    char *const *argv;
+    int ready_fd; /* becomes fd 3 */
+    char *stack2; /* the grandchild's */
+};
+
+/* Signals back to their defaults in a child sharing our memory (its
+ * handlers are its own: no CLONE_SIGHAND), all of them still blocked. */
+static void child_signals_default(void)
+{
+    for (int sig = 1; sig < NSIG; sig++) {
+        struct sigaction sa;
+
+        if (sig == SIGKILL || sig == SIGSTOP || sigaction(sig, NULL, &sa) < 0 ||
+            sa.sa_handler == SIG_IGN || sa.sa_handler == SIG_DFL)
+            continue;
+        sa.sa_handler = SIG_DFL;
+        sa.sa_flags = 0;
+        sigemptyset(&sa.sa_mask);
+        sigaction(sig, &sa, NULL);
+    }
+}
+
+/* The grandchild: xtk-hv, with the ready pipe as fd 3 and /dev/null as
+ * stdin and stdout.  Only async-signal-safe calls. */
+static int spawn_exec(void *arg)
+{
+    const struct spawn_args *a = arg;
+    sigset_t none;
+    int null;
+
+    /* fd 3: dup2() clears close-on-exec, unless it is already 3. */
+    if (a->ready_fd == 3 ? fcntl(3, F_SETFD, 0) < 0 : dup2(a->ready_fd, 3) < 0)
+        _exit(127);
+    null = open("/dev/null", O_RDWR);
+    if (null >= 0) {
+        dup2(null, 0);
+        dup2(null, 1);
+    }
+    close_range(4, ~0u, 0);
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    execv(a->argv[0], a->argv);
+    exec_failed(errno);
+    return 127;
+}
+
+/* The child: a session of its own, the grandchild, and gone once the
+ * grandchild has exec'd (or failed to). */
+static int spawn_detach(void *arg)
+{
+    struct spawn_args *a = arg;
+
+    child_signals_default();
+    setsid();
+    if (clone(spawn_exec, a->stack2 + SPAWN_STACK,
+              CLONE_VM | CLONE_VFORK | SIGCHLD, a) < 0)
+        _exit(126);
+    _exit(0);
+}
+
+/* Starts xtk-hv; returns the new domain's id. */
 static int spawn_hv(struct xtk_ctx *ctx, char *const argv[], uint32_t *domid)
 {
+    struct spawn_args a = {.argv = argv};
+    sigset_t all, old;
+    char *stacks;
     int pipefd[2];
     pid_t pid;
-    int status, r;
+    int status, r, e;
 
     if (pipe2(pipefd, O_CLOEXEC) < 0) {
         XTK_PERROR(ctx, "cannot start %s: pipe", argv[0]);
         return -1;
     }
-    pid = fork();
-    if (pid < 0) {
-        int e = errno;
-        XTK_PERROR(ctx, "cannot start %s: fork", argv[0]);
+    stacks = mmap(NULL, 2 * SPAWN_STACK, PROT_READ | PROT_WRITE,
+                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (stacks == MAP_FAILED) {
+        e = errno;
+        XTK_PERROR(ctx, "cannot start %s: a stack", argv[0]);
         close(pipefd[0]);
         close(pipefd[1]);
         return xtk__fail(e);
     }
-    if (pid == 0) {
-        /* Only async-signal-safe calls from here to exec. */
-        sigset_t none;
-        int null;
-
-        setsid();
-        if (fork() != 0)
-            _exit(0);
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        /* fd 3: dup2() clears close-on-exec, unless it is already 3. */
-        if (pipefd[1] == 3 ? fcntl(3, F_SETFD, 0) < 0 : dup2(pipefd[1], 3) < 0)
-            _exit(127);
-        null = open("/dev/null", O_RDWR);
-        if (null >= 0) {
-            dup2(null, 0);
-            dup2(null, 1);
-        }
-        close_range(4, ~0u, 0);
-        execv(argv[0], argv);
-        exec_failed(errno);
-    }
+    a.ready_fd = pipefd[1];
+    a.stack2 = stacks + SPAWN_STACK;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pid = clone(spawn_detach, stacks + SPAWN_STACK,
+                CLONE_VM | CLONE_VFORK | SIGCHLD, &a);
+    e = errno;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    munmap(stacks, 2 * SPAWN_STACK);
     close(pipefd[1]);
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+    if (pid < 0) {
+        errno = e;
+        XTK_PERROR(ctx, "cannot start %s: clone", argv[0]);
+        close(pipefd[0]);
+        return xtk__fail(e);
+    }
+    while (waitpid(pid, &status, __WALL) < 0 && errno == EINTR)
         ;
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 126) {
+        XTK_ERROR(ctx, "cannot start %s: its process could not be made",
+                  argv[0]);
+        close(pipefd[0]);
+        return xtk__fail(EAGAIN);
+    }
     r = read_ready(ctx, argv[0], pipefd[0], domid);
     close(pipefd[0]);
     return r;
