@@ -31,6 +31,7 @@
  *       index, or the records without the page contents), and to the
  *       moment every page is in ("memory complete"; eager: the same
  *       moment); the lazy restores' pages faulted in and prefetched.
+ *       SR_GAP_US: the pause between two restores (default 1.5 s).
  *
  * XTK_HV and XTK_GUEST default to the build's xtk-hv and guest beside this
  * program's folder.
@@ -416,7 +417,7 @@ static int restore(uint64_t mib, int runs)
              * kernel turns their static key off again (patching its
              * text, milliseconds here): neither under the next restore,
              * which then starts on a host where no xtk-hv runs. */
-            usleep(1500000);
+            usleep(getenv("SR_GAP_US") ? atoi(getenv("SR_GAP_US")) : 1500000);
         }
     }
     for (int lazy = 0; lazy < 3; lazy++) {
