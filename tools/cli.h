@@ -1,7 +1,8 @@
 /*
  * cli.h - what xtk's command-line programs share: number parsing, the
  * report written as a table or JSON, a logger, and TCP endpoints.  Built
- * into each program (not part of libxtk).
+ * into each program (not part of libxtk): cli.c, and cli-ctx.c (the
+ * report and the logger, below) for the programs that open a context.
  */
 #ifndef XTK_CLI_H
 #define XTK_CLI_H
@@ -37,6 +38,8 @@ int cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int cli_parse_u64(const char *s, uint64_t min, uint64_t max, int sizes,
                   uint64_t *out);
 
+/* ---- cli-ctx.c ---- */
+
 /* Writes a report to path ("-": stdout, NULL: stderr) as XTK_STATS_TABLE
  * or _JSON; says why on stderr if it cannot.  0 or -1. */
 int cli_write_report(const struct xtk_stats *st, int format, const char *path);
@@ -58,6 +61,8 @@ int cli_errors_logged(void);
  * error already (which said why, better).
  */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ---- cli.c ---- */
 
 /*
  * Whether a domain name is one xtk-hv takes: [A-Za-z0-9_.-], 1 to

@@ -76,4 +76,11 @@ bad_create "bad stride '0'" -w dirty -S 0
 bad_create "bad rate 'fast'" -w dirty -r fast
 bad_create "-P 4096: the working set does not fit in 16 MiB" -w dirty -P 4096 -m 16
 ! "$xtk" frobnicate 2>/dev/null || fail "unknown command"
+
+# xtk-hv is started for every create and restore (a lazy restore waits for
+# it): it loads the C library and nothing else (hv/local.am; the dynamic
+# loader, there anyway, and the sanitizers' runtimes aside).
+needed=$(objdump -p "$XTK_HV" | awk '$1 == "NEEDED" {print $2}' |
+  grep -Ev '^(lib(a|ub)san\.|ld-linux)' | tr '\n' ' ')
+[ "$needed" = "libc.so.6 " ] || fail "xtk-hv loads $needed"
 echo "xtk: create, list, info, console, pause, check, unpause, rename, destroy"
