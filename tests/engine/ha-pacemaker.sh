@@ -4,7 +4,8 @@
 # clone (globally unique, each with its own run directory and port, as
 # two hosts would have), as ../shared/reference/ha.md section 5 measured.
 #   1. The agent alone: its meta-data passes the OCF schema
-#      (metadata.rng) and ocf-tester passes it.
+#      (metadata.rng) and ocf-tester passes it; its monitor takes a guest
+#      paused for a moment (a checkpoint's stop) for one that runs.
 #   2. The cluster promotes one instance (the guest is created there) and
 #      the other receives its checkpoints, over TLS with a pre-shared key
 #      (the agent's tls_psk and tls_authz).
@@ -30,6 +31,32 @@ ocf-tester -n xtkt -o domain=t -o "addresses=xtkt=127.0.0.1:4861 other=127.0.0.1
   -o interval=100 -o peer_timeout=1000 "$agent" >ocf-tester.out 2>&1 ||
   { cat ocf-tester.out >&2; fail "ocf-tester"; }
 grep -q "passed all tests" ocf-tester.out || fail "ocf-tester: $(tail -3 ocf-tester.out)"
+
+# The monitor of a promoted instance whose guest is paused for a moment,
+# as each checkpoint's stop pauses it: it runs (191: no backup here, so
+# unprotected), not failed (9, which had the cluster stop it); paused for
+# good, failed.  (Its checkpointing, started by the monitor towards a peer
+# that is not there, killed after.)
+mon() {
+  OCF_RESOURCE_INSTANCE=mt:0 OCF_RESKEY_domain=mt \
+    OCF_RESKEY_addresses="0=127.0.0.1:4863 1=127.0.0.1:4864" \
+    OCF_RESKEY_rundir="$work/run-mt-%k" OCF_RESKEY_statedir="$work/state-mt-%k" \
+    OCF_RESKEY_bindir="$top_builddir" "$agent" monitor 2>>mon.err
+}
+cleanup_hooks+=("pkill -9 -f -- 'xtk-save .* mt tcp:127.0.0.1:4864' 2>/dev/null; true")
+XTK_RUNDIR=$work/run-mt-0 "$xtk" create -n mt -m 16 -w idle --no-store >/dev/null
+mkdir -p "$work/state-mt-0"
+touch "$work/state-mt-0/promoted"
+XTK_RUNDIR=$work/run-mt-0 "$xtk" pause mt
+(sleep 0.3; XTK_RUNDIR=$work/run-mt-0 "$xtk" unpause mt) &
+rc=0; mon || rc=$?
+wait $!
+[ $rc = 191 ] || fail "monitor of a guest paused for 0.3 s: $rc, not 191: $(cat mon.err)"
+pkill -9 -f -- "xtk-save .* mt tcp:127.0.0.1:4864" 2>/dev/null || true
+XTK_RUNDIR=$work/run-mt-0 "$xtk" pause mt
+rc=0; mon || rc=$?
+[ $rc = 9 ] || fail "monitor of a guest paused for good: $rc, not 9"
+XTK_RUNDIR=$work/run-mt-0 "$xtk" destroy mt
 
 # 2. A one-node cluster.  Pacemaker keeps its configuration in
 # /var/lib/pacemaker/cib: this machine's is put aside and back.
