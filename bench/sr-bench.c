@@ -31,7 +31,7 @@
  *       index, or the records without the page contents), and to the
  *       moment every page is in ("memory complete"; eager: the same
  *       moment); the lazy restores' pages faulted in and prefetched.
- *       SR_GAP_US: the pause between two restores (default 1.5 s).
+ *       SR_GAP_US: the pause between two restores (default 1.5 s; 0 to 10 s).
  *
  * XTK_HV and XTK_GUEST default to the build's xtk-hv and guest beside this
  * program's folder.
@@ -98,6 +98,17 @@ static struct xtk_domain *create(uint64_t mib, const char *name)
         exit(1);
     }
     return dom;
+}
+
+/* SR_GAP_US: the pause between two restores, 0 to 10 s (1.5 s if unset
+ * or not a number in that range). */
+static useconds_t gap_us(void)
+{
+    const char *v = getenv("SR_GAP_US");
+    char *end;
+    unsigned long us = v ? strtoul(v, &end, 10) : 0;
+
+    return v && *v && !*end && us <= 10000000 ? (useconds_t)us : 1500000;
 }
 
 /* Random words over everything above the guest's own 4 MiB, but RAM's
@@ -417,7 +428,7 @@ static int restore(uint64_t mib, int runs)
              * kernel turns their static key off again (patching its
              * text, milliseconds here): neither under the next restore,
              * which then starts on a host where no xtk-hv runs. */
-            usleep(getenv("SR_GAP_US") ? atoi(getenv("SR_GAP_US")) : 1500000);
+            usleep(gap_us());
         }
     }
     for (int lazy = 0; lazy < 3; lazy++) {
