@@ -93,6 +93,13 @@ struct xtk__output {
 #define XTK__PAUSE_HOLD 0x1u    /* pause: only while this handle is open */
 #define XTK__UNPAUSE_FORCE 0x1u /* unpause: release every pause */
 
+/* Kinds of request sent ahead (async_ready). */
+#define XTK__ASYNC_STATE 0x1u   /* set_state_start */
+#define XTK__ASYNC_RESUME 0x2u  /* resume_start */
+#define XTK__ASYNC_DIRTY 0x4u   /* logdirty_start */
+#define XTK__ASYNC_RELEASE 0x8u /* output_release_start */
+#define XTK__ASYNC_STOP 0x10u   /* suspend_check_ahead */
+
 /* Flags for logdirty_read. */
 #define XTK__LOGDIRTY_FINAL 0x1u /* the last read of a save: see below */
 
@@ -455,6 +462,16 @@ struct xtk__backend_ops {
      */
     int (*suspend_check)(struct xtk_domain *dom);
 
+    /*
+     * Optional, both or neither: suspend_check with the stop, where it is
+     * a request to the hypervisor side, sent ahead (see "requests sent
+     * ahead": XTK__ASYNC_STOP, *fd).  Returns as suspend_check, or 2: the
+     * domain has suspended and its stop is on its way; stop_finish returns
+     * its outcome (0: stopped, as suspend_check's 1).
+     */
+    int (*suspend_check_ahead)(struct xtk_domain *dom, int *fd);
+    int (*stop_finish)(struct xtk_domain *dom);
+
     /* Undoes suspend_setup.  Accepts a handle without setup. */
     void (*suspend_teardown)(struct xtk_domain *dom);
 
@@ -527,17 +544,39 @@ struct xtk__backend_ops {
     /*
      * Optional, both or neither: resume in two halves, so that the
      * caller's loop does not wait while the hypervisor side restarts the
-     * vCPUs.  resume_start asks and returns; *fd (the backend's) becomes
-     * readable when the outcome is in; resume_finish reads it and returns
-     * what resume would have (setting dom->resumed_ns).  Any other
-     * operation on the handle first waits for the outcome (kept for
-     * resume_finish), which the caller must collect; after such an
-     * operation *fd need not become readable (KVM's is the control
-     * socket, whose answer that operation read): the caller goes on to
-     * resume_finish by itself then.
+     * vCPUs.  resume_start asks and returns; resume_finish returns what
+     * resume would have (setting dom->resumed_ns).  A request sent ahead
+     * (see "requests sent ahead" below: *fd, async_ready).
      */
     int (*resume_start)(struct xtk_domain *dom, int *fd);
     int (*resume_finish)(struct xtk_domain *dom);
+
+    /*
+     * Requests sent ahead, so that a caller's event loop never waits on
+     * the hypervisor side (optional; a backend with any of them, or with
+     * resume_start, has async_ready).  Each *_start sends its request and
+     * returns; at most one of each kind (XTK__ASYNC_*) is in flight on a
+     * handle (EBUSY).  *fd, the same for every kind on a handle, is
+     * readable (level) while an outcome is in that no *_finish has taken:
+     * also when another operation on the handle read it on its way (a
+     * handle's operations keep their order).  async_ready reads what has
+     * come in, never waiting, and returns the kinds whose outcome is in;
+     * a *_finish returns what the one-call operation would have,
+     * waiting for its outcome if it is not in yet.  A caller collects
+     * every outcome it asked for (a finish, or closing the handle).
+     *
+     * logdirty_start / logdirty_finish: logdirty_read in two halves
+     * (flags at the start; bitmap, nr_bits and the count at the finish).
+     * output_release_start / output_release_finish: output_release.
+     */
+    unsigned int (*async_ready)(struct xtk_domain *dom);
+    int (*logdirty_start)(struct xtk_domain *dom, unsigned int flags, int *fd);
+    int (*logdirty_finish)(struct xtk_domain *dom, uint64_t *bitmap,
+                           uint64_t nr_bits, uint64_t *dirty_count);
+    int (*output_release_start)(struct xtk_domain *dom, uint32_t epoch,
+                                int *fd);
+    int (*output_release_finish)(struct xtk_domain *dom,
+                                 struct xtk__output *out);
 
     /* -- output held for checkpoints (optional) ------------------------- */
 

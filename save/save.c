@@ -78,6 +78,7 @@ enum phase {
     PH_INTERVAL, /* checkpointing: the guest runs until the next epoch */
     PH_PEER,     /* waiting for the destination's reply */
     PH_DRAIN,    /* after a pre-copy round: the link's backlog drains */
+    PH_DIRTY,    /* after a pre-copy round: its dirty-log read is out */
     PH_SEND,     /* the guest runs again; its staged epoch goes out */
     PH_PREPARE,  /* post-copy: the destination takes out what will come */
     PH_POSTCOPY, /* post-copy: the rest of the memory goes, asked first */
@@ -185,13 +186,27 @@ struct xtk_save {
     uint64_t owed_since, t_epoch_sent, hb_progress;
     uint64_t ack_due_since; /* the oldest epoch not acknowledged, sent */
     uint64_t last_pause;    /* the last resume's: suspend request to running */
-    /* A checkpoint's resume sent ahead (the backend's resume_start): the
-     * loop goes on while the vCPUs restart; on_resumed carries the epoch
-     * on with what next_epoch had. */
-    struct event *ev_resume;
-    int resuming, resume_staged;
+    /* Requests sent ahead to the backend (the XTK__ASYNC_* kinds in
+     * async), so that the loop never waits on the hypervisor side:
+     * ev_async watches the backend's fd while any is out.  A checkpoint's
+     * resume (on_resumed carries the epoch on with what next_epoch had);
+     * an acknowledged epoch's output release (release_upto; a later
+     * acknowledgement meanwhile leaves release_next); a pre-copy round's
+     * dirty-log read (live_in, live_t0: what after_live_round had). */
+    struct event *ev_async;
+    unsigned int async;
+    int resume_staged;
     struct xtk_stats_epoch resume_row;
     uint64_t resume_now;
+    uint32_t release_upto, release_next;
+    uint64_t t_ack; /* the guest's acknowledgement, its stop sent ahead */
+    /* The end's release, made on the destroy's thread (destroy_main): its
+     * outcome, for on_destroyed to count. */
+    int end_rel, end_r, end_errno;
+    uint32_t end_upto;
+    struct xtk__output end_o;
+    struct xtk__policy_in live_in;
+    uint64_t live_t0;
     char fault_phase[16];     /* XTK_FAULT_SAVE_STOP's (fault_point) */
     unsigned int fault_epoch; /* 0: none */
 
@@ -303,21 +318,76 @@ static void hist(struct xtk_save *sv, const char *name, uint64_t v)
  */
 static int stop_waits(const struct xtk_save *sv);
 
-static void output_release(struct xtk_save *sv, uint32_t upto)
-{
-    struct xtk__output o;
-    int r;
+static void release_done(struct xtk_save *sv, uint32_t upto, int r,
+                         const struct xtk__output *o);
+static int async_watch(struct xtk_save *sv, int fd, unsigned int kind);
+static void async_done(struct xtk_save *sv, unsigned int kind);
 
-    upto += sv->out_base;
+/* Epoch upto's output goes (absolute: out_base counted).  Sent ahead where
+ * the backend can (the loop goes on; on_async collects it), unless now. */
+/* What a release up to upto can release: an epoch, or 0 (nothing). */
+static uint32_t release_bound(const struct xtk_save *sv, uint32_t upto)
+{
     if (!sv->holding || upto > sv->out_closed)
         upto = sv->holding ? sv->out_closed : 0;
-    if (!upto || upto < sv->out_released)
+    return !upto || upto < sv->out_released ? 0 : upto;
+}
+
+static void release_abs(struct xtk_save *sv, uint32_t upto, int now)
+{
+    const struct xtk__backend_ops *ops = sv->dom->ops;
+    struct xtk__output o = {0};
+    int r, fd;
+
+    upto = release_bound(sv, upto);
+    if (!upto)
         return;
-    r = sv->dom->ops->output_release(sv->dom, upto, &o);
-    /* A resume sent ahead (next_epoch) has had its answer read by the
-     * backend's call: its fd will not wake the loop for it any more. */
-    if (sv->resuming)
-        event_active(sv->ev_resume, EV_READ, 0);
+    if (sv->async & XTK__ASYNC_RELEASE) {
+        /* One at a time: this one goes when the one out is answered. */
+        if (upto > sv->release_next)
+            sv->release_next = upto;
+        return;
+    }
+    if (!now && ops->output_release_start && ops->async_ready) {
+        r = ops->output_release_start(sv->dom, upto, &fd);
+        if (r == 0) {
+            sv->release_upto = upto;
+            if (async_watch(sv, fd, XTK__ASYNC_RELEASE) == 0)
+                return;
+            r = ops->output_release_finish(sv->dom, &o);
+        }
+    } else {
+        r = ops->output_release(sv->dom, upto, &o);
+    }
+    release_done(sv, upto, r, &o);
+}
+
+static void output_release(struct xtk_save *sv, uint32_t upto)
+{
+    release_abs(sv, upto + sv->out_base, 0);
+}
+
+/* The release sent ahead is answered (or must be, now). */
+static void release_collect(struct xtk_save *sv)
+{
+    struct xtk__output o = {0};
+    uint32_t next = sv->release_next;
+    int r;
+
+    async_done(sv, XTK__ASYNC_RELEASE);
+    r = sv->dom->ops->output_release_finish(sv->dom, &o);
+    sv->release_next = 0;
+    release_done(sv, sv->release_upto, r, &o);
+    if (r == 0 && next > sv->release_upto)
+        release_abs(sv, next, 0);
+}
+
+/* A release's outcome (r: 0, or -1 with errno). */
+static void release_done(struct xtk_save *sv, uint32_t upto, int r,
+                         const struct xtk__output *op)
+{
+    struct xtk__output o = *op;
+
     if (r < 0) {
         XTK_PERROR(sv->ctx, "domain %u: cannot release its output",
                    sv->dom->domid);
@@ -644,18 +714,34 @@ static void on_watch(evutil_socket_t fd, short what, void *arg)
     arm_watch(sv);
 }
 
+static void suspended(struct xtk_save *sv, uint64_t ack);
+
 static void on_suspend(evutil_socket_t fd, short what, void *arg)
 {
+    const struct xtk__backend_ops *ops;
     struct xtk_save *sv = arg;
-    uint64_t ack, now, n, dirty = 0;
-    int r;
+    uint64_t ack;
+    int r, afd;
 
-    if (sv->phase != PH_SUSPEND)
+    (void)fd, (void)what;
+    if (sv->phase != PH_SUSPEND || (sv->async & XTK__ASYNC_STOP))
         return;
+    ops = sv->dom->ops;
     /* The guest's own notification (event channel or store request): it
-     * has taken the request and quiesced; what follows stops its vCPUs. */
+     * has taken the request and quiesced; what follows stops its vCPUs
+     * (sent ahead where the backend can: on_async goes on). */
     ack = xtk_now_ns();
-    r = sv->dom->ops->suspend_check(sv->dom);
+    if (ops->suspend_check_ahead && ops->async_ready) {
+        r = ops->suspend_check_ahead(sv->dom, &afd);
+        if (r == 2) {
+            sv->t_ack = ack;
+            if (async_watch(sv, afd, XTK__ASYNC_STOP) == 0)
+                return;
+            r = ops->stop_finish(sv->dom) < 0 ? -1 : 1;
+        }
+    } else {
+        r = ops->suspend_check(sv->dom);
+    }
     if (r == 0)
         return; /* a stray notification: keep waiting */
     if (r < 0) {
@@ -663,6 +749,28 @@ static void on_suspend(evutil_socket_t fd, short what, void *arg)
         fail_errno(sv);
         return;
     }
+    suspended(sv, ack);
+}
+
+/* The stop sent ahead (on_suspend) is answered. */
+static void stop_collect(struct xtk_save *sv)
+{
+    async_done(sv, XTK__ASYNC_STOP);
+    if (sv->dom->ops->stop_finish(sv->dom) < 0) {
+        XTK_PERROR(sv->ctx, "domain %u: suspend failed", sv->dom->domid);
+        fail_errno(sv);
+        return;
+    }
+    if (sv->phase == PH_SUSPEND)
+        suspended(sv, sv->t_ack);
+}
+
+/* The guest has suspended (acknowledged at ack) and is stopped: the final
+ * round. */
+static void suspended(struct xtk_save *sv, uint64_t ack)
+{
+    uint64_t now, n, dirty = 0;
+
     now = xtk_now_ns();
     if (sv->opt.suspend != XTK_SUSPEND_PAUSE)
         xtk_stats_phase_at(sv->st, "guest acknowledged", ack);
@@ -801,8 +909,7 @@ static int resume_after_round(struct xtk_save *sv)
 /* A resume sent ahead: its outcome (0, or -1 with errno). */
 static int resume_collect(struct xtk_save *sv)
 {
-    sv->resuming = 0;
-    ev_stop(sv->ev_resume);
+    async_done(sv, XTK__ASYNC_RESUME);
     if (sv->dom->ops->resume_finish(sv->dom) < 0) {
         XTK_PERROR(sv->ctx, "domain %u: cannot resume it after a checkpoint",
                    sv->dom->domid);
@@ -906,7 +1013,7 @@ static void epoch_sent(struct xtk_save *sv, uint64_t now)
     }
 }
 
-static void on_resumed(evutil_socket_t fd, short what, void *arg);
+static void on_resumed(struct xtk_save *sv);
 static void epoch_resumed(struct xtk_save *sv, struct xtk_stats_epoch *rowp,
                           int staged, uint64_t now);
 
@@ -950,15 +1057,7 @@ static void next_epoch(struct xtk_save *sv)
             fail_errno(sv);
             return;
         }
-        if (sv->ev_resume && event_get_fd(sv->ev_resume) != fd) {
-            event_free(sv->ev_resume);
-            sv->ev_resume = NULL;
-        }
-        if (!sv->ev_resume)
-            sv->ev_resume = event_new(xtk_ctx_event_base(sv->ctx), fd, EV_READ,
-                                      on_resumed, sv);
-        if (sv->ev_resume && event_add(sv->ev_resume, NULL) == 0) {
-            sv->resuming = 1;
+        if (async_watch(sv, fd, XTK__ASYNC_RESUME) == 0) {
             sv->resume_row = row;
             sv->resume_staged = staged;
             sv->resume_now = now;
@@ -976,18 +1075,101 @@ static void next_epoch(struct xtk_save *sv)
 }
 
 /* The backend's answer to a resume sent ahead (next_epoch). */
-static void on_resumed(evutil_socket_t fd, short what, void *arg)
+static void on_resumed(struct xtk_save *sv)
 {
-    struct xtk_save *sv = arg;
-
-    (void)fd, (void)what;
-    if (!sv->resuming)
-        return;
     if (resume_collect(sv) < 0) {
         fail_errno(sv);
         return;
     }
     epoch_resumed(sv, &sv->resume_row, sv->resume_staged, sv->resume_now);
+}
+
+/* ---- requests sent ahead ------------------------------------------- */
+
+static void on_async(evutil_socket_t fd, short what, void *arg);
+
+/* kind's request is out: the backend's fd says when its answer is in.
+ * 0, or -1 with no event (the caller then collects at once). */
+static int async_watch(struct xtk_save *sv, int fd, unsigned int kind)
+{
+    if (sv->ev_async && event_get_fd(sv->ev_async) != fd) {
+        if (sv->async)
+            return -1; /* not the handle's one fd: not expected */
+        event_free(sv->ev_async);
+        sv->ev_async = NULL;
+    }
+    if (!sv->ev_async)
+        sv->ev_async = event_new(xtk_ctx_event_base(sv->ctx), fd,
+                                 EV_READ | EV_PERSIST, on_async, sv);
+    if (!sv->ev_async || (!sv->async && event_add(sv->ev_async, NULL) < 0))
+        return -1;
+    sv->async |= kind;
+    return 0;
+}
+
+static void async_done(struct xtk_save *sv, unsigned int kind)
+{
+    sv->async &= ~kind;
+    if (!sv->async)
+        ev_stop(sv->ev_async);
+}
+
+static void live_round_read(struct xtk_save *sv, int r);
+
+/* A pre-copy round's dirty-log read sent ahead is answered. */
+static void dirty_collect(struct xtk_save *sv)
+{
+    uint64_t dirty = 0;
+    int r;
+
+    async_done(sv, XTK__ASYNC_DIRTY);
+    r = sv->dom->ops->logdirty_finish(sv->dom, sv->bitmap, sv->words * 64,
+                                      &dirty);
+    live_round_read(sv, r);
+}
+
+/* An answer is in: one is taken at a time (the fd stays readable while
+ * another is in). */
+static void on_async(evutil_socket_t fd, short what, void *arg)
+{
+    struct xtk_save *sv = arg;
+    unsigned int ready;
+
+    (void)fd, (void)what;
+    ready = sv->dom->ops->async_ready(sv->dom) & sv->async;
+    if (ready & XTK__ASYNC_STOP)
+        stop_collect(sv);
+    else if (ready & XTK__ASYNC_RELEASE)
+        release_collect(sv);
+    else if (ready & XTK__ASYNC_RESUME)
+        on_resumed(sv);
+    else if (ready & XTK__ASYNC_DIRTY)
+        dirty_collect(sv);
+}
+
+/* The save ends: what is still out is collected (a release's outcome
+ * counted, a dirty-log read dropped).  0, or an errno. */
+static int async_settle(struct xtk_save *sv)
+{
+    int err = 0;
+    uint64_t dirty;
+
+    if ((sv->async & XTK__ASYNC_RESUME) && resume_collect(sv) < 0)
+        err = errno ? errno : EIO;
+    if (sv->async & XTK__ASYNC_STOP) {
+        /* stopped: the end resumes it or destroys it */
+        async_done(sv, XTK__ASYNC_STOP);
+        if (sv->dom->ops->stop_finish(sv->dom) < 0 && !err)
+            err = errno ? errno : EIO;
+    }
+    while (sv->async & XTK__ASYNC_RELEASE)
+        release_collect(sv);
+    if (sv->async & XTK__ASYNC_DIRTY) {
+        async_done(sv, XTK__ASYNC_DIRTY);
+        (void)sv->dom->ops->logdirty_finish(sv->dom, sv->bitmap, sv->words * 64,
+                                            &dirty);
+    }
+    return err;
 }
 
 /* Checkpointing: the guest runs again after epoch n's stop: its row, then
@@ -1478,18 +1660,50 @@ static void after_live_round(struct xtk_save *sv,
         .fixed_ns = sv->fixed_ns,
         .postcopy = sv->opt.flags & POSTCOPY_FLAGS,
     };
-    uint64_t t0 = xtk_now_ns(), dirty = 0, n;
+    const struct xtk__backend_ops *ops = sv->dom->ops;
+    uint64_t dirty = 0;
+    int r, fd;
+
+    sv->live_in = in;
+    sv->live_t0 = xtk_now_ns();
+    if (ops->logdirty_start && ops->async_ready) {
+        /* Sent ahead: the hypervisor side's sync takes ms under load. */
+        r = ops->logdirty_start(sv->dom, 0, &fd);
+        if (r == 0) {
+            if (async_watch(sv, fd, XTK__ASYNC_DIRTY) == 0) {
+                sv->phase = PH_DIRTY;
+                return;
+            }
+            r = ops->logdirty_finish(sv->dom, sv->bitmap, sv->words * 64,
+                                     &dirty);
+        }
+    } else {
+        r = ops->logdirty_read(sv->dom, 0, sv->bitmap, sv->words * 64, &dirty);
+    }
+    live_round_read(sv, r);
+}
+
+/* A pre-copy round's dirty-log read is in (r: 0, or -1 with errno): the
+ * policy decides on another round or the stop. */
+static void live_round_read(struct xtk_save *sv, int r)
+{
+    struct xtk__policy_in in = sv->live_in;
+    uint64_t n;
     const char *reason;
     char counter[XTK_STATS_NAME_MAX + 1];
     enum xtk__policy_verdict v;
 
-    if (sv->dom->ops->logdirty_read(sv->dom, 0, sv->bitmap, sv->words * 64,
-                                    &dirty) < 0) {
+    sv->phase = PH_LIVE;
+    if (r < 0) {
         XTK_PERROR(sv->ctx, "domain %u: dirty log read failed", sv->dom->domid);
         fail_errno(sv);
         return;
     }
-    in.sync_ns = sv->sync_ns = xtk_now_ns() - t0;
+    if (sv->cancel) {
+        finish(sv, ECANCELED);
+        return;
+    }
+    in.sync_ns = sv->sync_ns = xtk_now_ns() - sv->live_t0;
     hist(sv, "dirty log read", sv->sync_ns);
     n = bitmap_to_pfns(sv);
     in.dirty = n;
@@ -2010,11 +2224,36 @@ static int destroyed(struct xtk_save *sv, int err)
     return err;
 }
 
+/* The save ended well and the destination runs the domain: this side's
+ * held output goes (the last epoch's release, then the end of holding),
+ * then the connection's end tells the destination, which holds its
+ * copy's output until then.  On the destroy's thread (the loop does not
+ * wait for the round trips): the release's outcome is kept for the loop
+ * to count. */
+static void end_output_sent(struct xtk_save *sv)
+{
+    uint32_t upto = release_bound(sv, sv->out_closed);
+
+    if (upto) {
+        sv->end_o = (struct xtk__output){0};
+        sv->end_r = sv->dom->ops->output_release(sv->dom, upto, &sv->end_o);
+        sv->end_errno = errno;
+        sv->end_upto = upto;
+        sv->end_rel = 1;
+    }
+    output_end(sv, 0);
+    shutdown(sv->opt.peer_fd, SHUT_WR);
+}
+
 static void *destroy_main(void *arg)
 {
     struct xtk_save *sv = arg;
     uint64_t one = 1;
 
+    xtk__senders_free(sv->sd);
+    sv->sd = NULL;
+    if (sv->reply_got)
+        end_output_sent(sv);
     vcpu_stats_read(sv);
     sv->destroy_rc = sv->dom->ops->destroy(sv->dom);
     sv->destroy_errno = errno;
@@ -2031,6 +2270,11 @@ static void on_destroyed(evutil_socket_t fd, short what, void *arg)
 
     pthread_join(sv->destroy_thread, NULL);
     sv->destroy_on = 0;
+    if (sv->end_rel) {
+        sv->end_rel = 0;
+        errno = sv->end_errno;
+        release_done(sv, sv->end_upto, sv->end_r, &sv->end_o);
+    }
     vcpu_stats_count(sv);
     finish_tail(sv, destroyed(sv, sv->fin_err));
 }
@@ -2091,15 +2335,23 @@ static void finish(struct xtk_save *sv, int err)
                   "unpause) only if what the guest did since the switch "
                   "may be lost",
                   (xtk_now_ns() - sv->t_switch) / 1e6, dom->domid);
-    /* A resume sent ahead is collected first: the backend's next
+    /* What was sent ahead is collected first: the backend's next
      * operation would wait for it anyway. */
-    if (sv->resuming && resume_collect(sv) < 0)
-        err = err ? err : (errno ? errno : EIO);
+    {
+        int e = async_settle(sv);
+
+        if (e && !err)
+            err = e;
+    }
     /* The sender threads stop (and are waited for) before anything
-     * changes under them. */
+     * changes under them: here, or, when the source goes, first thing on
+     * the destroy's thread (waking eight threads on a loaded host takes
+     * ms the loop need not wait). */
     xtk__senders_abort(sv->sd);
-    xtk__senders_free(sv->sd);
-    sv->sd = NULL;
+    if (err || (sv->opt.flags & XTK_SAVE_KEEP)) {
+        xtk__senders_free(sv->sd);
+        sv->sd = NULL;
+    }
     ev_stop(sv->ev_notify);
     ev_stop(sv->ev_suspend);
     ev_stop(sv->ev_peer);
@@ -2115,19 +2367,22 @@ static void finish(struct xtk_save *sv, int err)
         /* Tell the destination by closing: it destroys what it built. */
         shutdown(sv->opt.peer_fd, SHUT_RDWR);
     /* The destination runs the domain from the last epoch: its output
-     * may go.  A failure: what is held is dropped. */
-    if (!err && sv->reply_got)
-        output_release(sv, sv->out_closed - sv->out_base);
-    output_end(sv, err);
-    /* The destination holds its copy's output until this side's is out
-     * (a checkpointed stream's END): the connection's end tells it so. */
-    if (!err && sv->reply_got)
+     * may go (end_output_sent, on the destroy's thread where there is
+     * one).  A failure: what is held is dropped, or stays (output_end). */
+    if (!err && !(sv->opt.flags & XTK_SAVE_KEEP) && destroy_async(sv) == 0) {
+        sv->fin_err = err; /* finish_tail() once it is gone */
+        return;
+    }
+    xtk__senders_free(sv->sd);
+    sv->sd = NULL;
+    if (!err && sv->reply_got) {
+        release_abs(sv, sv->out_closed, 1);
+        output_end(sv, err);
         shutdown(sv->opt.peer_fd, SHUT_WR);
+    } else {
+        output_end(sv, err);
+    }
     if (!err && !(sv->opt.flags & XTK_SAVE_KEEP)) {
-        if (destroy_async(sv) == 0) { /* reads the vCPUs' figures first */
-            sv->fin_err = err;        /* finish_tail() once it is gone */
-            return;
-        }
         vcpu_stats_read(sv);
         vcpu_stats_count(sv);
         sv->destroy_rc = dom->ops->destroy(dom);
@@ -2785,7 +3040,7 @@ void xtk_save_cancel(struct xtk_save *sv)
     else if (sv->phase == PH_LIVE)
         xtk__senders_abort(sv->sd); /* finish() once the round stops */
     else if (sv->phase == PH_SUSPEND || sv->phase == PH_DRAIN ||
-             sv->phase == PH_PREPARE)
+             sv->phase == PH_DIRTY || sv->phase == PH_PREPARE)
         finish(sv, ECANCELED);
 }
 
@@ -2803,7 +3058,8 @@ int xtk_save_set_bandwidth(struct xtk_save *sv, uint64_t bytes_per_s)
     if (!sv)
         return xtk__fail(EINVAL);
     sv->opt.max_bandwidth = bytes_per_s;
-    if (sv->sd)
+    /* (once done, the destroy's thread may be freeing the senders) */
+    if (sv->sd && sv->phase != PH_DONE)
         xtk__senders_set_limit(sv->sd, bytes_per_s);
     return 0;
 }
@@ -2844,7 +3100,7 @@ void xtk_save_free(struct xtk_save *sv)
     ev_free(sv->ev_drain);
     ev_free(sv->ev_done);
     ev_free(sv->ev_destroy);
-    ev_free(sv->ev_resume);
+    ev_free(sv->ev_async);
     if (sv->destroy_fd >= 0)
         close(sv->destroy_fd);
     if (sv->notify_fd >= 0)

@@ -71,8 +71,14 @@ struct fake_handle {
     int efd;    /* suspend_setup's */
     int method; /* enum xtk__suspend_method */
     int guard;  /* a suspend asked through this handle, not torn down */
-    int resume_efd, resume_err; /* resume_start's outcome, for finish */
-    int out_counted;            /* this suspend's stop closed an epoch */
+    /* Requests sent ahead: each done at once, its outcome kept for its
+     * finish; async_efd readable while one is (the kinds in async). */
+    int async_efd;
+    unsigned int async;
+    int resume_err, dirty_err, release_err;
+    uint64_t *dirty_bits, dirty_count, dirty_nbits;
+    struct xtk__output released;
+    int out_counted; /* this suspend's stop closed an epoch */
 };
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -531,7 +537,7 @@ static struct fake_handle *handle_new(struct xtk_domain *dom,
     if (!h)
         return NULL;
     h->d = d;
-    h->efd = h->resume_efd = -1;
+    h->efd = h->async_efd = -1;
     d->refs++;
     d->handles++;
     dom->priv = h;
@@ -699,8 +705,9 @@ static void fake_close(struct xtk_domain *dom)
         d->suspended = 0;
     }
     release_suspend(h);
-    if (h->resume_efd >= 0)
-        close(h->resume_efd);
+    if (h->async_efd >= 0)
+        close(h->async_efd);
+    free(h->dirty_bits);
     d->handles--;
     dom_put(d);
     pthread_cond_broadcast(&g_cond);
@@ -1152,35 +1159,125 @@ static int fake_resume(struct xtk_domain *dom)
     return rc;
 }
 
-/* Resume in two halves: done at once, its outcome kept until finish
- * (the eventfd says it is in). */
+/* ---- requests sent ahead ------------------------------------------- */
+
+/* An outcome is in for kind: the eventfd says so until it is taken. */
+static int async_put(struct fake_handle *h, unsigned int kind, int *fd)
+{
+    uint64_t one = 1;
+
+    if (h->async & kind)
+        return xtk__fail(EBUSY);
+    if (h->async_efd < 0)
+        h->async_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (h->async_efd < 0)
+        return -1;
+    if (!h->async && write(h->async_efd, &one, sizeof(one)) != sizeof(one))
+        abort();
+    h->async |= kind;
+    *fd = h->async_efd;
+    return 0;
+}
+
+/* kind's outcome taken (ENOENT: none was asked for). */
+static int async_take(struct fake_handle *h, unsigned int kind, int err)
+{
+    uint64_t v;
+
+    if (!(h->async & kind))
+        return xtk__fail(ENOENT);
+    h->async &= ~kind;
+    if (!h->async && read(h->async_efd, &v, sizeof(v)) != sizeof(v))
+        abort();
+    return err ? xtk__fail(err) : 0;
+}
+
+static unsigned int fake_async_ready(struct xtk_domain *dom)
+{
+    return ((struct fake_handle *)dom->priv)->async;
+}
+
+/* The stop is done at once: its outcome goes as an answer sent ahead. */
+static int fake_suspend_check_ahead(struct xtk_domain *dom, int *fd)
+{
+    struct fake_handle *h = dom->priv;
+    int r;
+
+    if (h->async & XTK__ASYNC_STOP)
+        return xtk__fail(EBUSY);
+    r = fake_suspend_check(dom);
+    if (r != 1)
+        return r;
+    return async_put(h, XTK__ASYNC_STOP, fd) < 0 ? -1 : 2;
+}
+
+static int fake_stop_finish(struct xtk_domain *dom)
+{
+    return async_take(dom->priv, XTK__ASYNC_STOP, 0);
+}
+
 static int fake_resume_start(struct xtk_domain *dom, int *fd)
 {
     struct fake_handle *h = dom->priv;
-    uint64_t one = 1;
 
-    if (h->resume_efd < 0)
-        h->resume_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (h->resume_efd < 0)
-        return -1;
+    if (h->async & XTK__ASYNC_RESUME)
+        return xtk__fail(EBUSY);
     h->resume_err = fake_resume(dom) < 0 ? errno : 0;
-    if (write(h->resume_efd, &one, sizeof(one)) != sizeof(one))
-        abort();
-    *fd = h->resume_efd;
-    return 0;
+    return async_put(h, XTK__ASYNC_RESUME, fd);
 }
 
 static int fake_resume_finish(struct xtk_domain *dom)
 {
     struct fake_handle *h = dom->priv;
-    uint64_t v;
-    int e = h->resume_err;
 
-    if (h->resume_efd >= 0 && read(h->resume_efd, &v, sizeof(v)) < 0 &&
-        errno != EAGAIN)
+    if (!(h->async & XTK__ASYNC_RESUME))
+        return 0;
+    return async_take(h, XTK__ASYNC_RESUME, h->resume_err);
+}
+
+/* The read is done at the start, into the handle's own bitmap. */
+static int fake_logdirty_start(struct xtk_domain *dom, unsigned int flags,
+                               int *fd)
+{
+    struct fake_handle *h = dom->priv;
+    uint64_t nbits;
+
+    if (h->async & XTK__ASYNC_DIRTY)
+        return xtk__fail(EBUSY);
+    pthread_mutex_lock(&g_lock);
+    nbits = h->d->nr_pages;
+    pthread_mutex_unlock(&g_lock);
+    if (!h->dirty_bits || h->dirty_nbits < nbits) {
+        uint64_t *b = calloc((nbits + 63) / 64, sizeof(uint64_t));
+
+        if (!b)
+            return -1;
+        free(h->dirty_bits);
+        h->dirty_bits = b;
+        h->dirty_nbits = nbits;
+    }
+    h->dirty_err = fake_logdirty_read(dom, flags, h->dirty_bits, h->dirty_nbits,
+                                      &h->dirty_count) < 0
+                       ? errno
+                       : 0;
+    return async_put(h, XTK__ASYNC_DIRTY, fd);
+}
+
+static int fake_logdirty_finish(struct xtk_domain *dom, uint64_t *bitmap,
+                                uint64_t nr_bits, uint64_t *dirty_count)
+{
+    struct fake_handle *h = dom->priv;
+
+    if (!bitmap || nr_bits < h->dirty_nbits)
+        return xtk__fail(EINVAL);
+    if (async_take(h, XTK__ASYNC_DIRTY, h->dirty_err) < 0)
         return -1;
-    h->resume_err = 0;
-    return e ? xtk__fail(e) : 0;
+    memset(bitmap, 0, (nr_bits + 63) / 64 * sizeof(uint64_t));
+    memcpy(bitmap, h->dirty_bits,
+           (h->dirty_nbits + 63) / 64 * sizeof(uint64_t));
+    if (dirty_count)
+        *dirty_count = h->dirty_count;
+    return 0;
 }
 
 /* ---- output ------------------------------------------------------------ */
@@ -1246,6 +1343,29 @@ static int fake_output_release(struct xtk_domain *dom, uint32_t epoch,
     return rc;
 }
 
+static int fake_output_release_start(struct xtk_domain *dom, uint32_t epoch,
+                                     int *fd)
+{
+    struct fake_handle *h = dom->priv;
+
+    if (h->async & XTK__ASYNC_RELEASE)
+        return xtk__fail(EBUSY);
+    h->release_err =
+        fake_output_release(dom, epoch, &h->released) < 0 ? errno : 0;
+    return async_put(h, XTK__ASYNC_RELEASE, fd);
+}
+
+static int fake_output_release_finish(struct xtk_domain *dom,
+                                      struct xtk__output *out)
+{
+    struct fake_handle *h = dom->priv;
+
+    if (async_take(h, XTK__ASYNC_RELEASE, h->release_err) < 0)
+        return -1;
+    *out = h->released;
+    return 0;
+}
+
 static const struct xtk__backend_ops xtk__fake_backend = {
     .name = "fake",
     .list = fake_list,
@@ -1273,6 +1393,13 @@ static const struct xtk__backend_ops xtk__fake_backend = {
     .resume = fake_resume,
     .resume_start = fake_resume_start,
     .resume_finish = fake_resume_finish,
+    .async_ready = fake_async_ready,
+    .suspend_check_ahead = fake_suspend_check_ahead,
+    .stop_finish = fake_stop_finish,
+    .logdirty_start = fake_logdirty_start,
+    .logdirty_finish = fake_logdirty_finish,
+    .output_release_start = fake_output_release_start,
+    .output_release_finish = fake_output_release_finish,
     .output_hold = fake_output_hold,
     .output_release = fake_output_release,
 };

@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -52,6 +53,23 @@
 #define CALL_TIMEOUT_MS 30000
 #define START_TIMEOUT_MS 30000
 #define MAX_FDS (2 + 2 * (XTK_PORT_MAX + 1))
+#define ASYNC_MAX 5 /* requests sent ahead: one of each XTK__ASYNC_* kind */
+
+/* A request sent ahead, in the order sent (xtk-hv answers a connection's
+ * requests in order): its outcome once read (done). */
+struct kvm_async {
+    unsigned int kind; /* XTK__ASYNC_* */
+    uint16_t op;
+    uint32_t id;
+    int done, err;
+    int kept; /* DIRTY: its bitmap kept in carry before another sync */
+    size_t got;
+    union {
+        struct xtk_hvctl_resume resume;
+        struct xtk_hvctl_logdirty logdirty;
+        struct xtk_hvctl_output output;
+    } r;
+};
 
 struct kvm_dom {
     int sock;
@@ -91,13 +109,13 @@ struct kvm_dom {
     uint64_t *carry; /* dirty frames of a sync no read took */
     int carry_set;
 
-    /* A SET_STATE or RESUME sent ahead (set_state_start, resume_start):
-     * its reply is still to be read (pending), or was read and gave
-     * pending_err. */
-    int pending;
-    uint16_t pending_op;
-    uint32_t pending_id;
-    int pending_err;
+    /* Requests sent ahead (set_state_start, resume_start, logdirty_start,
+     * output_release_start), oldest first.  The fd the caller watches is
+     * an epoll set of the socket (an answer to read) and level_fd, an
+     * eventfd kept readable while an outcome read here is not taken. */
+    struct kvm_async aq[ASYNC_MAX];
+    unsigned int naq;
+    int level_fd, watch_fd, level_set;
 };
 
 const char *xtk__kvm_rundir(const struct xtk_ctx *ctx)
@@ -253,36 +271,199 @@ static int call(struct xtk_ctx *ctx, int sock, char *rx, uint32_t id,
     return call_recv(ctx, sock, rx, id, op, reply, max, got, fds, nfds);
 }
 
-/*
- * The reply to a request sent ahead (set_state_start) is read before any
- * other request goes out; its outcome (0 or an errno) is kept for
- * set_state_finish.
- */
+/* ---- requests sent ahead -------------------------------------------- */
+
+/* level_fd readable exactly while an outcome is read and not taken. */
+static void async_level(struct kvm_dom *kd)
+{
+    int want = 0;
+    uint64_t v = 1;
+
+    for (unsigned int i = 0; i < kd->naq; i++)
+        want |= kd->aq[i].done;
+    if (kd->level_fd < 0 || want == kd->level_set)
+        return;
+    if (want ? write(kd->level_fd, &v, sizeof(v)) == sizeof(v)
+             : read(kd->level_fd, &v, sizeof(v)) == sizeof(v))
+        kd->level_set = want;
+}
+
+static int stop_taken(struct xtk_domain *dom, size_t got);
+
+/* Reads the answer to the oldest request sent ahead not yet answered
+ * (waiting for it): its outcome kept in the queue. */
+static void async_read_one(struct xtk_domain *dom)
+{
+    struct kvm_dom *kd = kd_of(dom);
+    struct kvm_async *a = NULL;
+    size_t max = 0;
+
+    for (unsigned int i = 0; i < kd->naq && !a; i++)
+        if (!kd->aq[i].done)
+            a = &kd->aq[i];
+    if (!a)
+        return;
+    switch (a->kind) {
+    case XTK__ASYNC_RESUME:
+        max = sizeof(a->r.resume);
+        break;
+    case XTK__ASYNC_DIRTY:
+        max = sizeof(a->r.logdirty);
+        break;
+    case XTK__ASYNC_RELEASE:
+        max = sizeof(a->r.output);
+        break;
+    }
+    a->done = 1;
+    a->got = 0;
+    if (a->kind == XTK__ASYNC_STOP) {
+        /* Taken in at once (the state, the sync: nothing may come
+         * between the STOP and what it found). */
+        a->err = call_recv(dom->ctx, kd->sock, kd->rx, a->id, a->op, NULL,
+                           XTK_HVCTL_MSG_MAX, &a->got, NULL, NULL) < 0 ||
+                         stop_taken(dom, a->got) < 0
+                     ? (errno ? errno : EIO)
+                     : 0;
+        async_level(kd);
+        return;
+    }
+    a->err = call_recv(dom->ctx, kd->sock, kd->rx, a->id, a->op,
+                       max ? &a->r : NULL, max, &a->got, NULL, NULL) < 0
+                 ? (errno ? errno : EIO)
+                 : 0;
+    if (!a->err && a->got != max) {
+        XTK_ERROR(dom->ctx, "%s: short reply", xtk__hvctl_op_name(a->op));
+        a->err = EPROTO;
+    }
+    if (!a->err && a->kind == XTK__ASYNC_RESUME)
+        dom->resumed_ns = a->r.resume.running_ns; /* one host: our clock */
+    async_level(kd);
+}
+
+static int keep_bitmap(struct kvm_dom *kd);
+static int keep_stop_sync(struct kvm_dom *kd);
+static void drop_stop_state(struct kvm_dom *kd);
+
+/* Every answer to a request sent ahead is read before any other request
+ * goes out (its outcome kept for its *_finish); a dirty-log sync's bitmap
+ * is kept apart first, since the request may sync again (a STOP). */
 static void collect_pending(struct xtk_domain *dom)
 {
     struct kvm_dom *kd = kd_of(dom);
-    struct xtk_hvctl_resume o;
-    int resume;
-    size_t got = 0;
 
-    if (!kd->pending)
-        return;
-    kd->pending = 0;
-    resume = kd->pending_op == XTK_HVCTL_OP_RESUME;
-    kd->pending_err =
-        call_recv(dom->ctx, kd->sock, kd->rx, kd->pending_id, kd->pending_op,
-                  resume ? &o : NULL, resume ? sizeof(o) : 0,
-                  resume ? &got : NULL, NULL, NULL) < 0
-            ? (errno ? errno : EIO)
-            : 0;
-    if (resume && !kd->pending_err) {
-        if (got != sizeof(o)) {
-            XTK_ERROR(dom->ctx, "RESUME: short reply");
-            kd->pending_err = EPROTO;
-        } else {
-            dom->resumed_ns = o.running_ns; /* one host: our clock */
-        }
+    for (unsigned int i = 0; i < kd->naq; i++) {
+        struct kvm_async *a = &kd->aq[i];
+
+        if (!a->done)
+            async_read_one(dom);
+        if (a->kind == XTK__ASYNC_DIRTY && !a->err && !a->kept &&
+            keep_bitmap(kd) == 0)
+            a->kept = 1;
     }
+}
+
+static struct kvm_async *async_find(struct kvm_dom *kd, unsigned int kind)
+{
+    for (unsigned int i = 0; i < kd->naq; i++)
+        if (kd->aq[i].kind == kind)
+            return &kd->aq[i];
+    return NULL;
+}
+
+/*
+ * Sends a request ahead.  A state load that failed and was not taken
+ * stays failed: nothing else is sent after it.  With fd: the fd the
+ * caller watches (made at the first such request).
+ */
+static int async_send(struct xtk_domain *dom, unsigned int kind, uint16_t op,
+                      uint32_t flags, const void *payload, size_t len, int *fd)
+{
+    struct kvm_dom *kd = kd_of(dom);
+    struct kvm_async *st = async_find(kd, XTK__ASYNC_STATE);
+
+    if (st && st->done && st->err)
+        return xtk__fail(st->err);
+    if (async_find(kd, kind) || kd->naq == ASYNC_MAX)
+        return xtk__fail(EBUSY);
+    if (kind == XTK__ASYNC_DIRTY || kind == XTK__ASYNC_STOP) {
+        /* A sync rewrites the bitmap memfd: one whose answer is still
+         * to come is read (and its bitmap kept) before. */
+        for (unsigned int i = 0; i < kd->naq; i++)
+            if (!kd->aq[i].done && (kd->aq[i].kind == XTK__ASYNC_DIRTY ||
+                                    kd->aq[i].kind == XTK__ASYNC_STOP))
+                collect_pending(dom);
+        if (keep_stop_sync(kd) < 0)
+            return -1;
+    }
+    if (fd && kd->watch_fd < 0) {
+        struct epoll_event ev = {.events = EPOLLIN};
+        int ep = epoll_create1(EPOLL_CLOEXEC),
+            lv = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+
+        if (ep < 0 || lv < 0 ||
+            epoll_ctl(ep, EPOLL_CTL_ADD, kd->sock, &ev) < 0 ||
+            epoll_ctl(ep, EPOLL_CTL_ADD, lv, &ev) < 0) {
+            int e = errno;
+
+            if (ep >= 0)
+                close(ep);
+            if (lv >= 0)
+                close(lv);
+            return xtk__fail(e);
+        }
+        kd->watch_fd = ep;
+        kd->level_fd = lv;
+        kd->level_set = 0;
+        async_level(kd);
+    }
+    if (call_send(dom->ctx, kd->sock, ++kd->next_id, op, flags, payload, len) <
+        0)
+        return -1;
+    kd->aq[kd->naq++] =
+        (struct kvm_async){.kind = kind, .op = op, .id = kd->next_id};
+    if (fd)
+        *fd = kd->watch_fd;
+    return 0;
+}
+
+/* Takes the outcome of kind's request (waiting for it): 0, or -1 with
+ * errno (ENOENT: none sent).  *a gets a copy. */
+static int async_take(struct xtk_domain *dom, unsigned int kind,
+                      struct kvm_async *out)
+{
+    struct kvm_dom *kd = kd_of(dom);
+    struct kvm_async *a = async_find(kd, kind);
+    unsigned int i;
+
+    if (!a)
+        return xtk__fail(ENOENT);
+    while (!a->done)
+        async_read_one(dom);
+    *out = *a;
+    i = (unsigned int)(a - kd->aq);
+    memmove(&kd->aq[i], &kd->aq[i + 1], (kd->naq - i - 1) * sizeof(*a));
+    kd->naq--;
+    async_level(kd);
+    return out->err ? xtk__fail(out->err) : 0;
+}
+
+/* What has come in, read without waiting (SOCK_SEQPACKET: an answer is
+ * in whole or not at all). */
+static unsigned int kvm_async_ready(struct xtk_domain *dom)
+{
+    struct kvm_dom *kd = kd_of(dom);
+    struct pollfd pfd = {.fd = kd->sock, .events = POLLIN};
+    unsigned int mask = 0;
+
+    for (unsigned int i = 0; i < kd->naq; i++) {
+        if (!kd->aq[i].done && (poll(&pfd, 1, 0) <= 0 ||
+                                !(pfd.revents & (POLLIN | POLLHUP | POLLERR))))
+            break;
+        if (!kd->aq[i].done)
+            async_read_one(dom);
+        mask |= kd->aq[i].kind;
+    }
+    return mask;
 }
 
 static int kcall(struct xtk_domain *dom, uint16_t op, uint32_t flags,
@@ -337,6 +518,10 @@ static void kd_free(struct kvm_dom *kd)
         close(kd->pause_evfd);
     if (kd->store_fd >= 0)
         close(kd->store_fd);
+    if (kd->watch_fd >= 0)
+        close(kd->watch_fd);
+    if (kd->level_fd >= 0)
+        close(kd->level_fd);
     if (kd->sock >= 0)
         close(kd->sock); /* xtk-hv releases our pause and dirty log */
     free(kd->stop_state);
@@ -353,6 +538,7 @@ static struct kvm_dom *kd_new(void)
     if (!kd)
         return NULL;
     kd->sock = kd->mem_fd = kd->bitmap_fd = kd->pause_evfd = kd->store_fd = -1;
+    kd->level_fd = kd->watch_fd = -1;
     for (unsigned int p = 0; p <= XTK_PORT_MAX; p++)
         kd->to_guest[p] = kd->from_guest[p] = -1;
     pthread_mutex_init(&kd->map_lock, NULL);
@@ -885,10 +1071,19 @@ static void drop_stop_state(struct kvm_dom *kd)
  */
 static int keep_stop_sync(struct kvm_dom *kd)
 {
-    uint64_t words = (kd->hello.nr_pages + 63) / 64;
-
     if (!kd->stop_synced)
         return 0;
+    if (keep_bitmap(kd) < 0)
+        return -1;
+    kd->stop_synced = 0;
+    return 0;
+}
+
+/* The bitmap memfd's frames into carry, for the next read to add. */
+static int keep_bitmap(struct kvm_dom *kd)
+{
+    uint64_t words = (kd->hello.nr_pages + 63) / 64;
+
     if (!kd->carry) {
         kd->carry = calloc(words, 8);
         if (!kd->carry)
@@ -897,7 +1092,6 @@ static int keep_stop_sync(struct kvm_dom *kd)
     for (uint64_t i = 0; i < words; i++)
         kd->carry[i] |= kd->bitmap[i];
     kd->carry_set = 1;
-    kd->stop_synced = 0;
     return 0;
 }
 
@@ -911,14 +1105,23 @@ static int keep_stop_sync(struct kvm_dom *kd)
 static int kvm_stop(struct xtk_domain *dom)
 {
     struct kvm_dom *kd = kd_of(dom);
-    struct xtk_hvctl_stop o;
     size_t got = 0;
-    void *p;
 
     drop_stop_state(kd);
     if (keep_stop_sync(kd) < 0 || kcall(dom, XTK_HVCTL_OP_STOP, 0, NULL, 0,
                                         NULL, XTK_HVCTL_MSG_MAX, &got) < 0)
         return -1;
+    return stop_taken(dom, got);
+}
+
+/* A STOP's reply (got bytes of payload, in kd->rx) taken in: the state
+ * and the sync kept for get_state and the FINAL read. */
+static int stop_taken(struct xtk_domain *dom, size_t got)
+{
+    struct kvm_dom *kd = kd_of(dom);
+    struct xtk_hvctl_stop o;
+    void *p;
+
     memcpy(&o, kd->rx + sizeof(struct xtk_hvctl_hdr),
            got < sizeof(o) ? 0 : sizeof(o));
     if (got < sizeof(o) || (o.flags & ~XTK_HVCTL_STOP_SYNCED) ||
@@ -971,6 +1174,15 @@ static int kvm_output_hold(struct xtk_domain *dom, int how)
     return 0;
 }
 
+/* What OUTPUT_RELEASE sent. */
+static void output_of(struct xtk__output *out, const struct xtk_hvctl_output *o)
+{
+    out->items = o->items;
+    out->bytes = o->bytes;
+    out->held_max_ns = o->held_max_ns;
+    out->held_sum_ns = o->held_sum_ns;
+}
+
 static int kvm_output_release(struct xtk_domain *dom, uint32_t epoch,
                               struct xtk__output *out)
 {
@@ -985,10 +1197,27 @@ static int kvm_output_release(struct xtk_domain *dom, uint32_t epoch,
         XTK_ERROR(dom->ctx, "output-release: short reply");
         return xtk__fail(EPROTO);
     }
-    out->items = o.items;
-    out->bytes = o.bytes;
-    out->held_max_ns = o.held_max_ns;
-    out->held_sum_ns = o.held_sum_ns;
+    output_of(out, &o);
+    return 0;
+}
+
+static int kvm_output_release_start(struct xtk_domain *dom, uint32_t epoch,
+                                    int *fd)
+{
+    struct xtk_hvctl_release req = {.epoch = epoch};
+
+    return async_send(dom, XTK__ASYNC_RELEASE, XTK_HVCTL_OP_OUTPUT_RELEASE, 0,
+                      &req, sizeof(req), fd);
+}
+
+static int kvm_output_release_finish(struct xtk_domain *dom,
+                                     struct xtk__output *out)
+{
+    struct kvm_async a;
+
+    if (async_take(dom, XTK__ASYNC_RELEASE, &a) < 0)
+        return -1;
+    output_of(out, &a.r.output);
     return 0;
 }
 
@@ -1281,29 +1510,13 @@ static int kvm_logdirty_disable(struct xtk_domain *dom)
     return kcall(dom, XTK_HVCTL_OP_LOGDIRTY_DISABLE, 0, NULL, 0, NULL, 0, NULL);
 }
 
-static int kvm_logdirty_read(struct xtk_domain *dom, unsigned int flags,
-                             uint64_t *bitmap, uint64_t nr_bits,
-                             uint64_t *dirty_count)
+/* A sync's result, in the bitmap memfd, into the caller's bitmap with
+ * what a sync no read took (carry). */
+static void logdirty_copy(struct kvm_dom *kd, uint64_t *bitmap,
+                          uint64_t nr_bits, uint64_t *dirty)
 {
-    struct kvm_dom *kd = kd_of(dom);
-    struct xtk_hvctl_logdirty o;
     uint64_t words = (kd->hello.nr_pages + 63) / 64, n = 0;
 
-    if ((flags & ~XTK__LOGDIRTY_FINAL) || !bitmap ||
-        nr_bits < kd->hello.nr_pages)
-        return xtk__fail(EINVAL);
-    if (kd->stop_synced && (flags & XTK__LOGDIRTY_FINAL)) {
-        /* The STOP synced, and the domain has not run since. */
-        o.dirty = kd->stop_dirty;
-        kd->stop_synced = 0;
-    } else {
-        if (keep_stop_sync(kd) < 0 ||
-            kcall_fixed(dom, XTK_HVCTL_OP_LOGDIRTY_SYNC,
-                        flags & XTK__LOGDIRTY_FINAL ? XTK_HVCTL_LOGDIRTY_FINAL
-                                                    : 0,
-                        &o, sizeof(o)) < 0)
-            return -1;
-    }
     memcpy(bitmap, kd->bitmap, words * 8);
     memset(bitmap + words, 0, ((nr_bits + 63) / 64 - words) * 8);
     if (kd->carry_set) {
@@ -1313,10 +1526,70 @@ static int kvm_logdirty_read(struct xtk_domain *dom, unsigned int flags,
             n += (uint64_t)__builtin_popcountll(bitmap[i]);
         }
         kd->carry_set = 0;
-        o.dirty = n;
+        *dirty = n;
     }
+}
+
+static uint32_t logdirty_flags(unsigned int flags)
+{
+    return flags & XTK__LOGDIRTY_FINAL ? XTK_HVCTL_LOGDIRTY_FINAL : 0;
+}
+
+static int kvm_logdirty_read(struct xtk_domain *dom, unsigned int flags,
+                             uint64_t *bitmap, uint64_t nr_bits,
+                             uint64_t *dirty_count)
+{
+    struct kvm_dom *kd = kd_of(dom);
+    struct xtk_hvctl_logdirty o;
+
+    if ((flags & ~XTK__LOGDIRTY_FINAL) || !bitmap ||
+        nr_bits < kd->hello.nr_pages)
+        return xtk__fail(EINVAL);
+    if (kd->stop_synced && (flags & XTK__LOGDIRTY_FINAL)) {
+        /* The STOP synced, and the domain has not run since. */
+        o.dirty = kd->stop_dirty;
+        kd->stop_synced = 0;
+    } else if (keep_stop_sync(kd) < 0 ||
+               kcall_fixed(dom, XTK_HVCTL_OP_LOGDIRTY_SYNC,
+                           logdirty_flags(flags), &o, sizeof(o)) < 0) {
+        return -1;
+    }
+    logdirty_copy(kd, bitmap, nr_bits, &o.dirty);
     if (dirty_count)
         *dirty_count = o.dirty;
+    return 0;
+}
+
+/* The sync sent ahead; the bitmap memfd is read at the finish (nothing
+ * else syncs in between: any other operation first reads the answer). */
+static int kvm_logdirty_start(struct xtk_domain *dom, unsigned int flags,
+                              int *fd)
+{
+    struct kvm_dom *kd = kd_of(dom);
+
+    if (flags & ~XTK__LOGDIRTY_FINAL)
+        return xtk__fail(EINVAL);
+    if (async_find(kd, XTK__ASYNC_DIRTY))
+        return xtk__fail(EBUSY);
+    if (keep_stop_sync(kd) < 0)
+        return -1;
+    return async_send(dom, XTK__ASYNC_DIRTY, XTK_HVCTL_OP_LOGDIRTY_SYNC,
+                      logdirty_flags(flags), NULL, 0, fd);
+}
+
+static int kvm_logdirty_finish(struct xtk_domain *dom, uint64_t *bitmap,
+                               uint64_t nr_bits, uint64_t *dirty_count)
+{
+    struct kvm_dom *kd = kd_of(dom);
+    struct kvm_async a;
+
+    if (!bitmap || nr_bits < kd->hello.nr_pages)
+        return xtk__fail(EINVAL);
+    if (async_take(dom, XTK__ASYNC_DIRTY, &a) < 0)
+        return -1;
+    logdirty_copy(kd, bitmap, nr_bits, &a.r.logdirty.dirty);
+    if (dirty_count)
+        *dirty_count = a.r.logdirty.dirty;
     return 0;
 }
 
@@ -1521,6 +1794,37 @@ static int kvm_suspend_check(struct xtk_domain *dom)
     return 1;
 }
 
+/* The same, the STOP sent ahead (2). */
+static int kvm_suspend_check_ahead(struct xtk_domain *dom, int *fd)
+{
+    struct kvm_dom *kd = kd_of(dom);
+    uint64_t v;
+
+    if (!kd->suspend_set)
+        return xtk__fail(EINVAL);
+    if (kd->method == XTK__SUSPEND_PAUSE)
+        return kvm_suspend_check(dom); /* the request stopped it */
+    if (read(kd->from_guest[XTK_PORT_SUSPEND], &v, sizeof(v)) < 0)
+        return errno == EAGAIN ? 0 : -1;
+    if (kd->status->magic == XTK_GUEST_STATUS_MAGIC &&
+        __atomic_load_n(&kd->status->state, __ATOMIC_ACQUIRE) !=
+            XTK_GUEST_SUSPENDED)
+        return 0;
+    kd->suspend_pending = 0;
+    kd->aps_held = 0;
+    drop_stop_state(kd);
+    if (async_send(dom, XTK__ASYNC_STOP, XTK_HVCTL_OP_STOP, 0, NULL, 0, fd) < 0)
+        return -1;
+    return 2;
+}
+
+static int kvm_stop_finish(struct xtk_domain *dom)
+{
+    struct kvm_async a;
+
+    return async_take(dom, XTK__ASYNC_STOP, &a);
+}
+
 static void kvm_suspend_teardown(struct xtk_domain *dom)
 {
     struct kvm_dom *kd = kd_of(dom);
@@ -1596,27 +1900,18 @@ static int kvm_set_state_start(struct xtk_domain *dom, const void *buf,
     if (!buf && len)
         return xtk__fail(EINVAL);
     drop_stop_state(kd);
-    collect_pending(dom);
-    if (kd->pending_err) /* an earlier load failed: it stays failed */
-        return xtk__fail(kd->pending_err);
-    if (call_send(dom->ctx, kd->sock, ++kd->next_id, XTK_HVCTL_OP_SET_STATE, 0,
-                  buf, len) < 0)
-        return -1;
-    kd->pending = 1;
-    kd->pending_op = XTK_HVCTL_OP_SET_STATE;
-    kd->pending_id = kd->next_id;
-    return 0;
+    return async_send(dom, XTK__ASYNC_STATE, XTK_HVCTL_OP_SET_STATE, 0, buf,
+                      len, NULL);
 }
 
-static int kvm_pending_finish(struct xtk_domain *dom)
+/* (Nothing handed over: 0, as before any load.) */
+static int kvm_set_state_finish(struct xtk_domain *dom)
 {
-    struct kvm_dom *kd = kd_of(dom);
-    int e;
+    struct kvm_async a;
 
-    collect_pending(dom);
-    e = kd->pending_err;
-    kd->pending_err = 0;
-    return e ? xtk__fail(e) : 0;
+    if (!async_find(kd_of(dom), XTK__ASYNC_STATE))
+        return 0;
+    return async_take(dom, XTK__ASYNC_STATE, &a);
 }
 
 /* Before a RESUME: only a guest that sits suspended is resumed by it; one
@@ -1645,24 +1940,25 @@ static int kvm_resume(struct xtk_domain *dom)
     return 0;
 }
 
-/* RESUME sent ahead: the control socket is readable once xtk-hv has
- * answered (it sends nothing else on it unasked). */
+/* RESUME sent ahead (xtk-hv sends nothing on the socket unasked). */
 static int kvm_resume_start(struct xtk_domain *dom, int *fd)
 {
     struct kvm_dom *kd = kd_of(dom);
 
-    collect_pending(dom);
-    if (kd->pending_err)
-        return xtk__fail(kd->pending_err);
+    if (async_find(kd, XTK__ASYNC_RESUME))
+        return xtk__fail(EBUSY);
     resume_prepare(dom, kd);
-    if (call_send(dom->ctx, kd->sock, ++kd->next_id, XTK_HVCTL_OP_RESUME, 0,
-                  NULL, 0) < 0)
-        return -1;
-    kd->pending = 1;
-    kd->pending_op = XTK_HVCTL_OP_RESUME;
-    kd->pending_id = kd->next_id;
-    *fd = kd->sock;
-    return 0;
+    return async_send(dom, XTK__ASYNC_RESUME, XTK_HVCTL_OP_RESUME, 0, NULL, 0,
+                      fd);
+}
+
+static int kvm_resume_finish(struct xtk_domain *dom)
+{
+    struct kvm_async a;
+
+    if (!async_find(kd_of(dom), XTK__ASYNC_RESUME))
+        return 0;
+    return async_take(dom, XTK__ASYNC_RESUME, &a);
 }
 
 /* ---- event channels ---------------------------------------------------- */
@@ -1766,10 +2062,17 @@ const struct xtk__backend_ops xtk__kvm_backend = {
     .get_state = kvm_get_state,
     .set_state = kvm_set_state,
     .set_state_start = kvm_set_state_start,
-    .set_state_finish = kvm_pending_finish,
+    .set_state_finish = kvm_set_state_finish,
     .resume = kvm_resume,
     .resume_start = kvm_resume_start,
-    .resume_finish = kvm_pending_finish,
+    .resume_finish = kvm_resume_finish,
+    .async_ready = kvm_async_ready,
+    .suspend_check_ahead = kvm_suspend_check_ahead,
+    .stop_finish = kvm_stop_finish,
+    .logdirty_start = kvm_logdirty_start,
+    .logdirty_finish = kvm_logdirty_finish,
+    .output_release_start = kvm_output_release_start,
+    .output_release_finish = kvm_output_release_finish,
     .net_sink = kvm_net_sink,
     .output_hold = kvm_output_hold,
     .output_release = kvm_output_release,

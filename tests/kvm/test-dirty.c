@@ -5,8 +5,12 @@
  * (no page missed, none of the gaps), the dirtier's table, and nothing
  * above it; the pages xtk-hv's own agents write are always reported.
  * Also: FINAL needs a paused domain, one handle logs at a time, and the
- * log stops with its handle.
+ * log stops with its handle; reads sent ahead (logdirty_start) give the
+ * same, also when another operation reads their answer on its way, and
+ * keep their order with other requests sent ahead.
  */
+#include <poll.h>
+
 #include "kvm-test.h"
 
 #define AREA_PAGES 600
@@ -24,6 +28,59 @@ static uint64_t popcount(const uint64_t *bm, uint64_t words)
     for (uint64_t i = 0; i < words; i++)
         n += (uint64_t)__builtin_popcountll(bm[i]);
     return n;
+}
+
+/* Whether fd is readable within ms. */
+static int readable(int fd, int ms)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+
+    return poll(&p, 1, ms) == 1 && (p.revents & POLLIN);
+}
+
+/* Requests sent ahead: the fd, async_ready, the order, EBUSY. */
+static void sent_ahead(struct xtk_domain *dom, uint64_t *bm, uint64_t nr)
+{
+    const struct xtk__backend_ops *ops = dom->ops;
+    struct xtk_domain_info info;
+    struct xtk__output out;
+    uint64_t count = ~0ull;
+    int fd = -1, fd2 = -1;
+
+    TEST_ASSERT(ops->logdirty_start(dom, 0, &fd) == 0 && fd >= 0,
+                "logdirty_start");
+    TEST_ASSERT_ERRNO(ops->logdirty_start(dom, 0, &fd2), EBUSY);
+    TEST_ASSERT(readable(fd, 5000), "the answer makes the fd readable");
+    TEST_ASSERT(ops->async_ready(dom) == XTK__ASYNC_DIRTY, "ready: the read");
+    TEST_ASSERT(readable(fd, 0), "still readable: not taken");
+    TEST_ASSERT(ops->logdirty_finish(dom, bm, nr, &count) == 0 &&
+                    count == popcount(bm, (nr + 63) / 64),
+                "finish: count %llu", (unsigned long long)count);
+    TEST_ASSERT(!readable(fd, 0), "taken: not readable");
+    TEST_ASSERT(ops->async_ready(dom) == 0, "nothing out");
+
+    /* Another operation reads the answer on its way: still readable. */
+    TEST_ASSERT(ops->logdirty_start(dom, 0, &fd2) == 0 && fd2 == fd,
+                "one fd per handle");
+    TEST_ASSERT(xtk_domain_info(dom, &info) == 0, "info meanwhile");
+    TEST_ASSERT(readable(fd, 0), "readable after info read the answer");
+    TEST_ASSERT(ops->async_ready(dom) == XTK__ASYNC_DIRTY, "ready");
+    TEST_ASSERT(ops->logdirty_finish(dom, bm, nr, &count) == 0, "finish");
+    TEST_ASSERT(!readable(fd, 0), "taken");
+
+    /* Two kinds out, taken in the other order; a refusal kept for its
+     * finish (epoch 0 is never a release). */
+    TEST_ASSERT(ops->logdirty_start(dom, 0, &fd) == 0, "read ahead");
+    TEST_ASSERT(ops->output_release_start(dom, 0, &fd2) == 0 && fd2 == fd,
+                "release ahead");
+    TEST_ASSERT_ERRNO(ops->output_release_finish(dom, &out), EINVAL);
+    TEST_ASSERT(readable(fd, 0), "the read's answer is in, not taken");
+    TEST_ASSERT(ops->async_ready(dom) == XTK__ASYNC_DIRTY, "ready: the read");
+    TEST_ASSERT(ops->logdirty_finish(dom, bm, nr, &count) == 0 &&
+                    count == popcount(bm, (nr + 63) / 64),
+                "the read after the release");
+    TEST_ASSERT(!readable(fd, 0) && ops->async_ready(dom) == 0, "all taken");
+    TEST_ASSERT_ERRNO(ops->output_release_finish(dom, &out), ENOENT);
 }
 
 int main(void)
@@ -63,12 +120,22 @@ int main(void)
     /* Clean, then let every page of the set be rewritten (twice over). */
     TEST_ASSERT(dom->ops->logdirty_read(dom, 0, bm, nr, &count) == 0,
                 "clean read");
+    sent_ahead(dom, bm, nr);
     passes = st->dirty.passes;
     KT_WAIT(st->dirty.passes >= passes + 2, 5000, "two more passes");
     TEST_ASSERT(xtk__domain_pause_hold(dom) == 0, "pause");
-    TEST_ASSERT(
-        dom->ops->logdirty_read(dom, XTK__LOGDIRTY_FINAL, bm, nr, &count) == 0,
-        "final read");
+    /* The final read sent ahead, a sync (info) reading its answer on the
+     * way: the frames it found are all there at its finish. */
+    {
+        int fd;
+
+        TEST_ASSERT(dom->ops->logdirty_start(dom, XTK__LOGDIRTY_FINAL, &fd) ==
+                        0,
+                    "final read sent ahead");
+        TEST_ASSERT(xtk_domain_info(dom, &info) == 0, "info meanwhile");
+        TEST_ASSERT(dom->ops->logdirty_finish(dom, bm, nr, &count) == 0,
+                    "final read");
+    }
     TEST_ASSERT(count == popcount(bm, (nr + 63) / 64), "count %llu",
                 (unsigned long long)count);
 

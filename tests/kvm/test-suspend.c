@@ -37,9 +37,11 @@ static int moves(volatile struct xtk_guest_status *st)
     return progress(st) != a;
 }
 
-/* Suspends by method m, checks the domain is stopped, resumes. */
+/* Suspends by method m, checks the domain is stopped, resumes.  ahead:
+ * the check by suspend_check_ahead, its stop sent ahead where it is a
+ * request (2: the answer on the fd it gives, stop_finish). */
 static void suspend_resume(struct xtk_domain *dom, enum xtk__suspend_method m,
-                           int guest_knows)
+                           int guest_knows, int ahead)
 {
     volatile struct xtk_guest_status *st = kt_status(dom);
     struct xtk_domain_info info;
@@ -54,8 +56,23 @@ static void suspend_resume(struct xtk_domain *dom, enum xtk__suspend_method m,
                 "no notification yet: not suspended");
     TEST_ASSERT(dom->ops->suspend_request(dom) == 0, "request");
     do {
+        int afd = -1;
+
         TEST_ASSERT(readable(fd, 30000), "the suspended notification came");
-        r = dom->ops->suspend_check(dom);
+        if (!ahead) {
+            r = dom->ops->suspend_check(dom);
+            continue;
+        }
+        r = dom->ops->suspend_check_ahead(dom, &afd);
+        if (r == 2) {
+            TEST_ASSERT(m != XTK__SUSPEND_PAUSE, "pause: stopped already");
+            TEST_ASSERT(readable(afd, 30000), "the stop's answer came");
+            TEST_ASSERT(dom->ops->async_ready(dom) == XTK__ASYNC_STOP,
+                        "ready: the stop");
+            TEST_ASSERT(dom->ops->stop_finish(dom) == 0, "stop_finish");
+            TEST_ASSERT(!readable(afd, 0), "taken");
+            r = 1;
+        }
     } while (r == 0);
     TEST_ASSERT(r == 1, "suspend_check: %d", r);
 
@@ -151,8 +168,9 @@ static void evtchn_1vcpu(void)
     char con[4096];
 
     kt_wait_up(dom, 1);
-    suspend_resume(dom, XTK__SUSPEND_EVTCHN, 1);
-    suspend_resume(dom, XTK__SUSPEND_EVTCHN, 1); /* and again */
+    suspend_resume(dom, XTK__SUSPEND_EVTCHN, 1, 0);
+    suspend_resume(dom, XTK__SUSPEND_EVTCHN, 1, 0); /* and again */
+    suspend_resume(dom, XTK__SUSPEND_EVTCHN, 1, 1); /* its stop ahead */
     kt_console(dom, con, sizeof(con));
     TEST_ASSERT(strstr(con, "xtk-guest: suspended (event channel), resumed"),
                 "console: %s", con);
@@ -166,7 +184,8 @@ static void evtchn_spin_4vcpus(void)
         kt_create(ctx, "s4", 4, 16, "workload=spin", XTK_DOMCFG_NO_STORE);
 
     kt_wait_up(dom, 4);
-    suspend_resume(dom, XTK__SUSPEND_EVTCHN, 1);
+    suspend_resume(dom, XTK__SUSPEND_EVTCHN, 1, 0);
+    suspend_resume(dom, XTK__SUSPEND_EVTCHN, 1, 1);
     xtk_domain_destroy(dom);
     xtk_domain_close(dom);
 }
@@ -177,7 +196,8 @@ static void pause_method(void)
         kt_create(ctx, "sp", 2, 16, "workload=spin", XTK_DOMCFG_NO_STORE);
 
     kt_wait_up(dom, 2);
-    suspend_resume(dom, XTK__SUSPEND_PAUSE, 0);
+    suspend_resume(dom, XTK__SUSPEND_PAUSE, 0, 0);
+    suspend_resume(dom, XTK__SUSPEND_PAUSE, 0, 1);
     xtk_domain_destroy(dom);
     xtk_domain_close(dom);
 }
