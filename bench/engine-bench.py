@@ -114,6 +114,12 @@ class Env:
             out = self.xtk("list", rundir=rd)
             for line in out.splitlines()[1:]:
                 self.xtk("destroy", line.split()[1], rundir=rd)
+            # (the next run reuses the names: each must be gone, not only
+            # on its way out)
+            for _ in range(100):
+                if len(self.xtk("list", rundir=rd).splitlines()) <= 1:
+                    break
+                time.sleep(0.05)
 
     def close(self):
         for p in self.procs:
