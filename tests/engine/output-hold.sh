@@ -85,6 +85,9 @@ grows() {
     [ $(($(seen) - n0)) -ge "$1" ] && return 0
     sleep 0.05
   done
+  # what the primary's save said, and the guest's state there
+  tail -n 20 pri.err >&2 2>/dev/null || true
+  XTK_RUNDIR=$work/run-pri "$xtk" list >&2 || true
   fail "$2: the client got no more packets ($(seen))"
 }
 # The transcript: strictly increasing; at most $1 packets missing in all

@@ -783,11 +783,13 @@ static void output_depth(void)
 {
     unsigned int n = xtk__fake_count(), v0 = xtk__fake_output_violations();
     /* The backup applies some of the later epochs slowly (~100 writes in
-     * all, the first ~65 the whole memory's). */
+     * all, the first ~65 the whole memory's): 200 ms, far beyond the
+     * 10 ms interval even when the source's own epochs are slow (40 ms
+     * was not, once, under ASan beside other tests: no stop waited). */
     static const char slow[] =
-        "write_frames@70=stall:40,write_frames@76=stall:40,"
-        "write_frames@82=stall:40,write_frames@88=stall:40,"
-        "write_frames@94=stall:40";
+        "write_frames@70=stall:200,write_frames@76=stall:200,"
+        "write_frames@82=stall:200,write_frames@88=stall:200,"
+        "write_frames@94=stall:200";
     struct pair p;
 
     for (int depth = 1; depth >= 0; depth--) {
