@@ -140,6 +140,7 @@ struct hv {
      * thread of its own: hv_sched_start), and whether it is done. */
     unsigned int sched_set_up, sched_published;
     int sched_told; /* the vCPUs may run */
+    int control_rt; /* the main (control) thread runs at SCHED_FIFO */
     int sched_done;
     pthread_t sched_th;
     int sched_th_started;

@@ -17,6 +17,7 @@
 #include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -743,6 +744,35 @@ static void sigusr1(int sig)
 {
 }
 
+/*
+ * The main thread answers the toolstack (the hold of the other vCPUs and
+ * the suspend request, STOP, RESUME): it must get a CPU the moment a
+ * request comes, also when the guest's vCPU threads fill every core (an
+ * overcommitted SMP guest, issue 15).  At nice -5 it still waited behind
+ * them for up to 15 ms (perf sched latency, 8 spinning vCPUs on 2 cores):
+ * a woken thread that does not preempt waits for the running one's
+ * slice to end at a tick.  So it runs at SCHED_FIFO, priority 1, the
+ * lowest real-time one: it preempts the vCPUs at once, and it sleeps
+ * between requests, each a bounded piece of work (the kernel's real-time
+ * throttling bounds it besides).  XTK_HV_CONTROL_SCHED=other keeps it a
+ * normal thread (at nice -5), as does a host that does not allow it.
+ * Set after the vCPU threads and sched.c's exist, and reset on fork: no
+ * other thread or child inherits it.
+ */
+static void control_sched(struct hv *hv)
+{
+    const char *want = getenv("XTK_HV_CONTROL_SCHED");
+    struct sched_param sp = {.sched_priority = 1};
+
+    if (!(want && !strcmp(want, "other")) &&
+        sched_setscheduler(0, SCHED_FIFO | SCHED_RESET_ON_FORK, &sp) == 0) {
+        hv->control_rt = 1;
+        return;
+    }
+    if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), -5) < 0)
+        hv_log("the control thread keeps its priority: %m");
+}
+
 int hv_vm_start(struct hv *hv)
 {
     struct sigaction sa = {.sa_handler = sigusr1};
@@ -818,16 +848,7 @@ int hv_vm_start(struct hv *hv)
     hv->sched_told = 1;
     pthread_cond_broadcast(&hv->run_cond);
     pthread_mutex_unlock(&hv->lock);
-    /*
-     * The main thread answers the toolstack (STOP, resume, the hold of
-     * the other vCPUs for a suspend request): a little more weight than a
-     * vCPU thread, so that it gets a CPU at once when the guest's vCPUs
-     * fill every core (an overcommitted SMP guest, issue 15), rather than
-     * after their time slices.  Set after the vCPU threads exist (they
-     * would inherit it); where it is not allowed, it stays as it was.
-     */
-    if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), -5) < 0)
-        hv_log("the control thread keeps its priority: %m");
+    control_sched(hv);
     return 0;
 }
 

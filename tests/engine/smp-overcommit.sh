@@ -119,4 +119,32 @@ wait "$rpid" || fail "the destination failed: $(cat dst.err)"
 [ "$(domains)" = 0 ] || fail "the migrated source is still there"
 XTK_RUNDIR=$work/run-dst check "$(cat dst.id)"
 XTK_RUNDIR=$work/run-dst "$xtk" destroy "$(cat dst.id)"
+
+# xtk-hv's control thread (its main thread) runs at SCHED_FIFO, reset on
+# fork, so that it answers at once over vCPU threads that fill the CPUs;
+# no other thread of it is real-time.  XTK_HV_CONTROL_SCHED=other keeps
+# it a normal one.
+policies() { # NAME: "TID POLICY" for each xtk-hv thread, main thread first
+  local pid t
+  pid=$(pgrep -f -- "xtk-hv .*--name $1 " | head -n 1)
+  [ -n "$pid" ] || fail "no xtk-hv for $1"
+  for t in $pid $(ls /proc/"$pid"/task | grep -vx "$pid"); do
+    echo "$t $(chrt -p "$t" | sed -n 's/.*policy: *//p')"
+  done
+}
+"$xtk" create -n rt4 -m 32 -c 4 -w spin --no-store >/dev/null
+check rt4
+policies rt4 > rt4.pol
+head -n 1 rt4.pol | grep -q " SCHED_FIFO|SCHED_RESET_ON_FORK$" ||
+  { cat rt4.pol >&2; fail "the control thread is not SCHED_FIFO"; }
+[ "$(tail -n +2 rt4.pol | grep -vc " SCHED_OTHER$")" = 0 ] &&
+  [ "$(wc -l < rt4.pol)" -gt 4 ] ||
+  { cat rt4.pol >&2; fail "a vCPU thread inherited real-time"; }
+"$xsave" -q -c -l -I 20 -N 10 rt4 /dev/null || fail "rt4: checkpoints"
+check rt4
+XTK_HV_CONTROL_SCHED=other "$xtk" create -n nrt -m 32 --no-store >/dev/null
+check nrt
+policies nrt > nrt.pol
+head -n 1 nrt.pol | grep -q " SCHED_OTHER$" ||
+  { cat nrt.pol >&2; fail "XTK_HV_CONTROL_SCHED=other: not a normal thread"; }
 echo "PASS: SMP guests under overcommit"
