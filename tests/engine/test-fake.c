@@ -653,18 +653,26 @@ static void bandwidth(void)
  * once both have started.  The source domain is left for the caller (it
  * may run on).
  */
-static void checkpoint_guest(struct pair *p, const char *cmdline,
-                             const char *faults, unsigned int epochs)
+static void checkpoint_guest_timeout(struct pair *p, const char *cmdline,
+                                     const char *faults, unsigned int epochs,
+                                     uint32_t timeout_ms)
 {
     struct xtk_save_options o = {.flags = XTK_SAVE_MIGRATE | XTK_SAVE_LIVE,
                                  .checkpoint_interval_ms = 10,
                                  .checkpoints = epochs,
                                  .heartbeat_ms = 50,
-                                 .peer_timeout_ms = 500};
-    struct xtk_restore_options ro = {
-        .flags = XTK_RESTORE_REPLY, .name = "backup", .peer_timeout_ms = 500};
+                                 .peer_timeout_ms = timeout_ms};
+    struct xtk_restore_options ro = {.flags = XTK_RESTORE_REPLY,
+                                     .name = "backup",
+                                     .peer_timeout_ms = timeout_ms};
 
     run_pair(p, source(cmdline), &o, &ro, faults);
+}
+
+static void checkpoint_guest(struct pair *p, const char *cmdline,
+                             const char *faults, unsigned int epochs)
+{
+    checkpoint_guest_timeout(p, cmdline, faults, epochs, 500);
 }
 
 /* The same for a guest dirtying 20,000 pages/s over 2048. */
@@ -785,7 +793,9 @@ static void output_depth(void)
     /* The backup applies some of the later epochs slowly (~100 writes in
      * all, the first ~65 the whole memory's): 200 ms, far beyond the
      * 10 ms interval even when the source's own epochs are slow (40 ms
-     * was not, once, under ASan beside other tests: no stop waited). */
+     * was not, once, under ASan beside other tests: no stop waited); the
+     * peer timeout 3 s, beyond all five in a row (with depth 0 nothing
+     * waits for them: 500 ms, the other tests', lost the backup). */
     static const char slow[] =
         "write_frames@70=stall:200,write_frames@76=stall:200,"
         "write_frames@82=stall:200,write_frames@88=stall:200,"
@@ -797,7 +807,7 @@ static void output_depth(void)
 
         snprintf(cmd, sizeof(cmd), "dirty=2000:256 output=%d", depth);
         p = (struct pair){0};
-        checkpoint_guest(&p, cmd, slow, 8);
+        checkpoint_guest_timeout(&p, cmd, slow, 8, 3000);
         TEST_ASSERT(!p.sj.err && !p.rj.err && p.dst,
                     "depth %d: 8 epochs, then END (save %d, backup %d)", depth,
                     p.sj.err, p.rj.err);
