@@ -104,7 +104,10 @@ PY
 
 hot pc1a
 listen pc1a
-"$xsave" -v -l --postcopy=auto -b 64M pc1a tcp:127.0.0.1:$port 2> src1a.err ||
+# (a 50 ms downtime target: the 300 ms default was met, with no switch,
+# by the 4,161 pages a slow host's guest dirtied in a round under ASan)
+"$xsave" -v -l --postcopy=auto -b 64M -D 50 pc1a tcp:127.0.0.1:$port \
+  2> src1a.err ||
   { cat src1a.err pc1a.err >&2; fail "the auto post-copy migration failed"; }
 wait "$rpid" || fail "xtk-restore (auto) failed"
 grep -q "switch to post-copy after .*not converging" src1a.err ||
