@@ -1764,9 +1764,13 @@ static int kvm_suspend_request(struct xtk_domain *dom)
     return xtk__fail(EINVAL);
 }
 
-static int kvm_suspend_check(struct xtk_domain *dom)
+/*
+ * The notification read: 1 if the domain has suspended (PAUSE: stopped
+ * already; otherwise the request is settled and the STOP is the
+ * caller's), 0 if not (a stray event), -1.
+ */
+static int suspend_seen(struct kvm_dom *kd)
 {
-    struct kvm_dom *kd = kd_of(dom);
     uint64_t v;
     int fd = kd->method == XTK__SUSPEND_PAUSE
                  ? kd->pause_evfd
@@ -1774,11 +1778,8 @@ static int kvm_suspend_check(struct xtk_domain *dom)
 
     if (!kd->suspend_set)
         return xtk__fail(EINVAL);
-    if (read(fd, &v, sizeof(v)) < 0) {
-        if (errno == EAGAIN)
-            return 0;
-        return -1;
-    }
+    if (read(fd, &v, sizeof(v)) < 0)
+        return errno == EAGAIN ? 0 : -1;
     if (kd->method == XTK__SUSPEND_PAUSE)
         return 1;
     /* A built-in guest says in its status page that it sits suspended; a
@@ -1789,29 +1790,27 @@ static int kvm_suspend_check(struct xtk_domain *dom)
         return 0;
     kd->suspend_pending = 0;
     kd->aps_held = 0; /* STOP parks them all; the resume frees them all */
-    if (kvm_stop(dom) < 0)
-        return -1;
     return 1;
+}
+
+static int kvm_suspend_check(struct xtk_domain *dom)
+{
+    struct kvm_dom *kd = kd_of(dom);
+    int r = suspend_seen(kd);
+
+    if (r != 1 || kd->method == XTK__SUSPEND_PAUSE)
+        return r;
+    return kvm_stop(dom) < 0 ? -1 : 1;
 }
 
 /* The same, the STOP sent ahead (2). */
 static int kvm_suspend_check_ahead(struct xtk_domain *dom, int *fd)
 {
     struct kvm_dom *kd = kd_of(dom);
-    uint64_t v;
+    int r = suspend_seen(kd);
 
-    if (!kd->suspend_set)
-        return xtk__fail(EINVAL);
-    if (kd->method == XTK__SUSPEND_PAUSE)
-        return kvm_suspend_check(dom); /* the request stopped it */
-    if (read(kd->from_guest[XTK_PORT_SUSPEND], &v, sizeof(v)) < 0)
-        return errno == EAGAIN ? 0 : -1;
-    if (kd->status->magic == XTK_GUEST_STATUS_MAGIC &&
-        __atomic_load_n(&kd->status->state, __ATOMIC_ACQUIRE) !=
-            XTK_GUEST_SUSPENDED)
-        return 0;
-    kd->suspend_pending = 0;
-    kd->aps_held = 0;
+    if (r != 1 || kd->method == XTK__SUSPEND_PAUSE)
+        return r;
     drop_stop_state(kd);
     if (async_send(dom, XTK__ASYNC_STOP, XTK_HVCTL_OP_STOP, 0, NULL, 0, fd) < 0)
         return -1;
