@@ -45,9 +45,13 @@
         exit(TEST_EXIT_SKIP);                                                  \
     } while (0)
 
-/* Runs one named sub-test and says so (the log then reads as a list). */
+/* Runs one named sub-test and says so (the log then reads as a list);
+ * TEST_ONLY=name runs that one alone (to repeat it). */
 #define TEST_RUN(fn)                                                           \
     do {                                                                       \
+        const char *only_ = getenv("TEST_ONLY");                               \
+        if (only_ && *only_ && strcmp(only_, #fn))                             \
+            break;                                                             \
         fprintf(stderr, "-- %s\n", #fn);                                       \
         fn();                                                                  \
     } while (0)
