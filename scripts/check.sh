@@ -36,8 +36,14 @@ if [ "$skip" -gt 0 ]; then
   done
 fi
 if [ "$fail" -gt 0 ] && [ -f test-suite.log ]; then
-  echo "---- failed test logs ($builddir/test-suite.log) ----" >&2
-  tail -n 80 test-suite.log >&2
+  # Each failed test's own log, its end (the tail of test-suite.log alone
+  # showed the last one or two: a CI run's third failure went unseen).
+  echo "---- failed test logs ($builddir) ----" >&2
+  for log in $(grep -lE '^:test-result: (FAIL|ERROR|XPASS)' $(find . -name '*.trs') 2>/dev/null); do
+    t=${log%.trs}
+    echo "==> $t.log (its last 60 lines) <==" >&2
+    tail -n 60 "$t.log" >&2 2>/dev/null
+  done
 fi
 
 if [ "$skip" -gt 0 ]; then

@@ -197,8 +197,11 @@ wait_for() { # SECONDS WHAT CMD...
   local n=$(($1 * 10)) what=$2 i
   shift 2
   for i in $(seq $n); do "$@" && return 0; sleep 0.1; done
-  crm_mon -1 >&2 || true
+  crm_mon -1 -A >&2 || true
   tail -n 20 "$work"/state-*/*.err >&2 2>/dev/null || true
+  # What the agent said, and what the scheduler decided.
+  grep -E "xtk\(g:|pacemaker-schedulerd.*(Promote|Demote|Recover|Start|Stop) " \
+    "$work/pacemaker.log" 2>/dev/null | cut -c 1-200 | tail -n 30 >&2 || true
   fail "$what"
 }
 has_primary() { [ -n "$(primary)" ]; }
@@ -210,6 +213,11 @@ wait_for 60 "instance $b holds no checkpoints of instance $p" backup_holds
 grep -q "(TLS1.3).*peer PSK identity 'ha'" "$work/state-$b/restore.err" ||
   fail "the checkpoints are not over TLS: $(head -3 "$work/state-$b/restore.err")"
 XTK_RUNDIR=$work/run-$p check g
+# The backup's monitor (every 2 s) has scored it as the one to promote
+# (100: it holds checkpoints; the primary's restarted instance has none):
+# a primary that dies before that could be promoted again, empty.
+scored() { [ "$(crm_attribute --promotion="g:$b" -N "$node" -G -q 2>/dev/null)" = 100 ]; }
+wait_for 30 "instance $b is not scored as the backup to promote" scored
 shows_promoted() { crm_mon -1 2>/dev/null | grep "Promoted" >/dev/null; }
 wait_for 30 "crm_mon shows no promoted instance" shows_promoted
 

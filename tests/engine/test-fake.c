@@ -876,7 +876,15 @@ static void cancel_stalled_restore(void)
     int fd, pp[2];
     ssize_t got;
     uint64_t t;
+    struct xtk__fake_status st = {0};
 
+    /* Enough of its memory written that the file (zero pages elided) is
+     * over 64 KiB: saved at once, on a loaded host the guest had not run
+     * yet (an ASan run, "the file's start"). */
+    for (int i = 0; i < 500 && st.writes < 256; i++) {
+        nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
+        TEST_ASSERT(xtk__fake_status(xtk_domain_id(dom), &st) == 0, "status");
+    }
     TEST_ASSERT(save_file(dom, &o) == 0, "a file to restore");
     xtk_domain_close(dom);
     n = xtk__fake_count();
