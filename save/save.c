@@ -72,6 +72,7 @@
 
 enum phase {
     PH_NEW,
+    PH_SETUP,    /* the dirty log's enabling is out (requests sent ahead) */
     PH_LIVE,     /* a pre-copy round is running */
     PH_SUSPEND,  /* waiting for the guest to suspend */
     PH_FINAL,    /* the final round is running */
@@ -1092,6 +1093,7 @@ static void on_resumed(struct xtk_save *sv)
 /* ---- requests sent ahead ------------------------------------------- */
 
 static void on_async(evutil_socket_t fd, short what, void *arg);
+static void enable_collect(struct xtk_save *sv);
 
 /* kind's request is out: the backend's fd says when its answer is in.
  * 0, or -1 with no event (the caller then collects at once). */
@@ -1150,6 +1152,8 @@ static void on_async(evutil_socket_t fd, short what, void *arg)
         on_resumed(sv);
     else if (ready & XTK__ASYNC_DIRTY)
         dirty_collect(sv);
+    else if (ready & XTK__ASYNC_ENABLE)
+        enable_collect(sv);
 }
 
 /* The save ends: what is still out is collected (a release's outcome
@@ -1173,6 +1177,12 @@ static int async_settle(struct xtk_save *sv)
         async_done(sv, XTK__ASYNC_DIRTY);
         (void)sv->dom->ops->logdirty_finish(sv->dom, sv->bitmap, sv->words * 64,
                                             &dirty);
+    }
+    if (sv->async & XTK__ASYNC_ENABLE) {
+        /* on: the end turns it off */
+        async_done(sv, XTK__ASYNC_ENABLE);
+        if (sv->dom->ops->logdirty_enable_finish(sv->dom) == 0)
+            sv->logdirty = 1;
     }
     return err;
 }
@@ -2882,6 +2892,8 @@ err : {
 }
 
 static int start(struct xtk_save *sv, xtk_save_done_fn *done, void *arg);
+static int dirty_log_on(struct xtk_save *sv, int r);
+static int setup_rest(struct xtk_save *sv);
 
 int xtk_save_start(struct xtk_save *sv, xtk_save_done_fn *done, void *arg)
 {
@@ -2938,19 +2950,77 @@ static int start(struct xtk_save *sv, xtk_save_done_fn *done, void *arg)
      * so that frames the guest adds meanwhile are in the log. */
     sv->frames_late = dom->ops->frames && !(sv->opt.flags & XTK_SAVE_LIVE) &&
                       !sv->opt.checkpoint_interval_ms;
+    sv->done = done;
+    sv->done_arg = arg;
     if ((sv->opt.flags & XTK_SAVE_LIVE) || sv->opt.checkpoint_interval_ms ||
         (dom->ops->frames && !sv->frames_late)) {
-        if (dom->ops->logdirty_enable(dom) < 0) {
-            XTK_PERROR(sv->ctx, "domain %u: cannot log its dirty memory",
-                       dom->domid);
+        int fd;
+
+        /* Sent ahead where the backend can (KVM write-protects the whole
+         * memory: ms for a GiB, on a loaded host more): the rest of the
+         * set-up follows its answer (on_async), and a failure from here
+         * on comes through done. */
+        if (dom->ops->logdirty_enable_start && dom->ops->async_ready) {
+            if (dom->ops->logdirty_enable_start(dom, &fd) < 0)
+                goto err;
+            if (async_watch(sv, fd, XTK__ASYNC_ENABLE) == 0) {
+                sv->phase = PH_SETUP;
+                stamp(sv, "dirty log asked");
+                return 0;
+            }
+            async_done(sv, XTK__ASYNC_ENABLE);
+            if (dirty_log_on(sv, dom->ops->logdirty_enable_finish(dom)) < 0)
+                goto err;
+        } else if (dirty_log_on(sv, dom->ops->logdirty_enable(dom)) < 0) {
             goto err;
         }
-        sv->logdirty = 1;
-        stamp(sv, "dirty log on");
     }
+    if (setup_rest(sv) < 0)
+        goto err;
+    return 0;
+err:
+    /* Nothing was asked of the guest: undo and say so. */
+    {
+        int e = errno ? errno : EIO;
+
+        sv->done = NULL;
+        finish(sv, e);
+        return xtk__fail(e);
+    }
+}
+
+/* The dirty log's enabling returned r (0, or -1 with errno). */
+static int dirty_log_on(struct xtk_save *sv, int r)
+{
+    if (r < 0) {
+        XTK_PERROR(sv->ctx, "domain %u: cannot log its dirty memory",
+                   sv->dom->domid);
+        return -1;
+    }
+    sv->logdirty = 1;
+    stamp(sv, "dirty log on");
+    return 0;
+}
+
+/* The enabling sent ahead is answered: the set-up goes on, or the save
+ * fails (done; the domain was not asked anything). */
+static void enable_collect(struct xtk_save *sv)
+{
+    async_done(sv, XTK__ASYNC_ENABLE);
+    if (dirty_log_on(sv, sv->dom->ops->logdirty_enable_finish(sv->dom)) < 0 ||
+        setup_rest(sv) < 0)
+        fail_errno(sv);
+}
+
+/* The set-up once the dirty log is on (or not wanted), then the first
+ * round or the suspend request: 0, or -1 with errno. */
+static int setup_rest(struct xtk_save *sv)
+{
+    struct xtk_domain *dom = sv->dom;
+
     if (!sv->frames_late) {
         if (frame_space(sv) < 0)
-            goto err;
+            return -1;
         if (dom->ops->frames)
             stamp(sv, "frame space read");
     }
@@ -2960,7 +3030,7 @@ static int start(struct xtk_save *sv, xtk_save_done_fn *done, void *arg)
         dom->ops->populated(dom, sv->populated, sv->words * 64) < 0) {
         XTK_PERROR(sv->ctx, "domain %u: cannot tell its populated memory",
                    dom->domid);
-        goto err;
+        return -1;
     }
     /* Checkpoints to a backup: the guest's output is held from now until
      * the backup has the epoch it belongs to. */
@@ -2975,7 +3045,7 @@ static int start(struct xtk_save *sv, xtk_save_done_fn *done, void *arg)
         stamp(sv, "output held");
     } else if (sv->ev_heartbeat && dom->ops->output_hold && errno != ENOTSUP) {
         XTK_PERROR(sv->ctx, "domain %u: cannot hold its output", dom->domid);
-        goto err;
+        return -1;
     } else if (sv->ev_heartbeat) {
         XTK_WARN(sv->ctx,
                  "domain %u: this backend cannot hold the guest's output "
@@ -2984,8 +3054,6 @@ static int start(struct xtk_save *sv, xtk_save_done_fn *done, void *arg)
                  dom->domid);
     }
     sv->fixed_ns = FIXED_ESTIMATE_NS;
-    sv->done = done;
-    sv->done_arg = arg;
     if (sv->opt.flags & XTK_SAVE_LIVE) {
         uint64_t n = all_pfns(sv);
 
@@ -2996,15 +3064,6 @@ static int start(struct xtk_save *sv, xtk_save_done_fn *done, void *arg)
         request_suspend(sv);
     }
     return 0;
-err:
-    /* Nothing was asked of the guest: undo and say so. */
-    {
-        int e = errno ? errno : EIO;
-
-        sv->done = NULL;
-        finish(sv, e);
-        return xtk__fail(e);
-    }
 }
 
 static void run_done(struct xtk_save *sv, int err, void *arg)
@@ -3045,7 +3104,8 @@ void xtk_save_cancel(struct xtk_save *sv)
     else if (sv->phase == PH_LIVE)
         xtk__senders_abort(sv->sd); /* finish() once the round stops */
     else if (sv->phase == PH_SUSPEND || sv->phase == PH_DRAIN ||
-             sv->phase == PH_DIRTY || sv->phase == PH_PREPARE)
+             sv->phase == PH_DIRTY || sv->phase == PH_PREPARE ||
+             sv->phase == PH_SETUP)
         finish(sv, ECANCELED);
 }
 

@@ -75,7 +75,7 @@ struct fake_handle {
      * finish; async_efd readable while one is (the kinds in async). */
     int async_efd;
     unsigned int async;
-    int resume_err, dirty_err, release_err;
+    int resume_err, dirty_err, release_err, enable_err;
     uint64_t *dirty_bits, dirty_count, dirty_nbits;
     struct xtk__output released;
     int out_counted; /* this suspend's stop closed an epoch */
@@ -1263,6 +1263,24 @@ static int fake_logdirty_start(struct xtk_domain *dom, unsigned int flags,
     return async_put(h, XTK__ASYNC_DIRTY, fd);
 }
 
+/* Enabled at the start; the outcome taken at the finish. */
+static int fake_logdirty_enable_start(struct xtk_domain *dom, int *fd)
+{
+    struct fake_handle *h = dom->priv;
+
+    if (h->async & XTK__ASYNC_ENABLE)
+        return xtk__fail(EBUSY);
+    h->enable_err = fake_logdirty_enable(dom) < 0 ? errno : 0;
+    return async_put(h, XTK__ASYNC_ENABLE, fd);
+}
+
+static int fake_logdirty_enable_finish(struct xtk_domain *dom)
+{
+    struct fake_handle *h = dom->priv;
+
+    return async_take(h, XTK__ASYNC_ENABLE, h->enable_err);
+}
+
 static int fake_logdirty_finish(struct xtk_domain *dom, uint64_t *bitmap,
                                 uint64_t nr_bits, uint64_t *dirty_count)
 {
@@ -1398,6 +1416,8 @@ static const struct xtk__backend_ops xtk__fake_backend = {
     .stop_finish = fake_stop_finish,
     .logdirty_start = fake_logdirty_start,
     .logdirty_finish = fake_logdirty_finish,
+    .logdirty_enable_start = fake_logdirty_enable_start,
+    .logdirty_enable_finish = fake_logdirty_enable_finish,
     .output_release_start = fake_output_release_start,
     .output_release_finish = fake_output_release_finish,
     .output_hold = fake_output_hold,

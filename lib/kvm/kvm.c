@@ -53,7 +53,7 @@
 #define CALL_TIMEOUT_MS 30000
 #define START_TIMEOUT_MS 30000
 #define MAX_FDS (2 + 2 * (XTK_PORT_MAX + 1))
-#define ASYNC_MAX 5 /* requests sent ahead: one of each XTK__ASYNC_* kind */
+#define ASYNC_MAX 6 /* requests sent ahead: one of each XTK__ASYNC_* kind */
 
 /* A request sent ahead, in the order sent (xtk-hv answers a connection's
  * requests in order): its outcome once read (done). */
@@ -1500,6 +1500,19 @@ static int kvm_logdirty_enable(struct xtk_domain *dom)
     return kcall(dom, XTK_HVCTL_OP_LOGDIRTY_ENABLE, 0, NULL, 0, NULL, 0, NULL);
 }
 
+static int kvm_logdirty_enable_start(struct xtk_domain *dom, int *fd)
+{
+    return async_send(dom, XTK__ASYNC_ENABLE, XTK_HVCTL_OP_LOGDIRTY_ENABLE, 0,
+                      NULL, 0, fd);
+}
+
+static int kvm_logdirty_enable_finish(struct xtk_domain *dom)
+{
+    struct kvm_async a;
+
+    return async_take(dom, XTK__ASYNC_ENABLE, &a);
+}
+
 static int kvm_logdirty_disable(struct xtk_domain *dom)
 {
     struct kvm_dom *kd = kd_of(dom);
@@ -2070,6 +2083,8 @@ const struct xtk__backend_ops xtk__kvm_backend = {
     .stop_finish = kvm_stop_finish,
     .logdirty_start = kvm_logdirty_start,
     .logdirty_finish = kvm_logdirty_finish,
+    .logdirty_enable_start = kvm_logdirty_enable_start,
+    .logdirty_enable_finish = kvm_logdirty_enable_finish,
     .output_release_start = kvm_output_release_start,
     .output_release_finish = kvm_output_release_finish,
     .net_sink = kvm_net_sink,

@@ -519,7 +519,7 @@ static int save_cancelled(struct xtk_domain *dom, struct canceller *c)
 
 static void cancel_phases(void)
 {
-    static const char *const before_stop[] = {"save started",
+    static const char *const before_stop[] = {"save started", "dirty log asked",
                                               "suspend requested"};
     static const char *const after_stop[] = {
         "suspended notified", "final dirty sync", "last page sent",

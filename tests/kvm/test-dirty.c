@@ -106,13 +106,33 @@ int main(void)
     bm = calloc((nr + 63) / 64, 8);
     TEST_ASSERT(bm, "calloc");
 
-    TEST_ASSERT(dom->ops->logdirty_enable(dom) == 0, "enable");
+    /* Enabled by a request sent ahead (as a save does). */
+    {
+        int fd = -1;
+
+        TEST_ASSERT(dom->ops->logdirty_enable_start(dom, &fd) == 0 && fd >= 0,
+                    "enable sent ahead");
+        TEST_ASSERT(readable(fd, 5000), "its answer makes the fd readable");
+        TEST_ASSERT(dom->ops->async_ready(dom) == XTK__ASYNC_ENABLE,
+                    "ready: the enable");
+        TEST_ASSERT(dom->ops->logdirty_enable_finish(dom) == 0, "enabled");
+        TEST_ASSERT(!readable(fd, 0) && dom->ops->async_ready(dom) == 0,
+                    "taken");
+    }
     TEST_ASSERT(xtk_domain_info(dom, &info) == 0 &&
                     (info.flags & XTK_DOMINFO_LOGDIRTY),
                 "info says logging");
     other = xtk_domain_open(ctx, xtk_domain_id(dom));
     TEST_ASSERT(other, "second handle");
     TEST_ASSERT_ERRNO(other->ops->logdirty_enable(other), EBUSY);
+    {
+        int fd = -1;
+
+        TEST_ASSERT(other->ops->logdirty_enable_start(other, &fd) == 0,
+                    "the other's enable sent ahead");
+        TEST_ASSERT_ERRNO(other->ops->logdirty_enable_finish(other), EBUSY);
+        TEST_ASSERT_ERRNO(other->ops->logdirty_enable_finish(other), ENOENT);
+    }
     TEST_ASSERT_ERRNO(
         dom->ops->logdirty_read(dom, XTK__LOGDIRTY_FINAL, bm, nr, &count),
         EBUSY);
