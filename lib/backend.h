@@ -456,6 +456,15 @@ struct xtk__backend_ops {
     int (*suspend_request)(struct xtk_domain *dom);
 
     /*
+     * Optional: 1 while a suspend request now would have to wait (KVM's
+     * event channel: the guest has not yet left the suspended state of
+     * the last suspend, and a request meanwhile would be taken for the
+     * resume; suspend_request then sleeps until it has, up to 1 s), else
+     * 0.  A caller with a loop asks first and tries again later.
+     */
+    int (*suspend_busy)(struct xtk_domain *dom);
+
+    /*
      * Called when the fd is readable: consumes the notification and
      * returns 1 if the domain has suspended, 0 if it has not (a stray
      * event: keep waiting).  On 1 the domain is stopped, as by

@@ -126,6 +126,10 @@ struct xtk_save {
     int notify_fd, suspend_fd;
     struct event *ev_notify, *ev_suspend, *ev_timer, *ev_peer, *ev_progress;
     struct event *ev_watch;
+    /* A suspend request put off while the backend says it would wait
+     * (suspend_busy): tried again on ev_busy, since busy_since. */
+    struct event *ev_busy;
+    uint64_t busy_since;
 
     unsigned int round, epoch;
     int logdirty, suspend_ready, suspend_asked, stopped;
@@ -666,7 +670,28 @@ static void epoch_stop(struct xtk_save *sv)
 /* Asks the guest to suspend; the suspend fd or the timer answers. */
 static void request_suspend(struct xtk_save *sv)
 {
+    uint64_t now = xtk_now_ns();
+
     sv->phase = PH_SUSPEND;
+    /* A guest that has not yet left its last suspend (KVM: a checkpoint's
+     * resume a moment ago, on a loaded host) would take the request for
+     * the resume, and the backend would sleep until it has: tried again
+     * from the loop every 0.1 ms instead, up to 1 s (then the backend
+     * waits).  The guest runs meanwhile: not in the downtime. */
+    if (sv->dom->ops->suspend_busy && sv->dom->ops->suspend_busy(sv->dom)) {
+        if (!sv->busy_since)
+            sv->busy_since = now;
+        if (now - sv->busy_since < 1000000000ull) {
+            struct timeval tv = {0, 100};
+
+            evtimer_add(sv->ev_busy, &tv);
+            return;
+        }
+    }
+    if (sv->busy_since) {
+        hist(sv, "suspend request put off", now - sv->busy_since);
+        sv->busy_since = 0;
+    }
     sv->t_request = xtk_now_ns();
     xtk_stats_phase_at(sv->st, "suspend requested", sv->t_request);
     sv->suspend_asked = 1;
@@ -679,6 +704,15 @@ static void request_suspend(struct xtk_save *sv)
     event_add(sv->ev_suspend, NULL);
     arm_timer(sv, sv->opt.timeout_ms);
     arm_watch(sv);
+}
+
+static void on_busy(evutil_socket_t fd, short what, void *arg)
+{
+    struct xtk_save *sv = arg;
+
+    (void)fd, (void)what;
+    if (sv->phase == PH_SUSPEND)
+        request_suspend(sv);
 }
 
 static void arm_watch(struct xtk_save *sv)
@@ -2374,6 +2408,7 @@ static void finish(struct xtk_save *sv, int err)
     ev_stop(sv->ev_relfail);
     ev_stop(sv->ev_progress);
     ev_stop(sv->ev_watch);
+    ev_stop(sv->ev_busy);
     ev_stop(sv->ev_heartbeat);
     ev_stop(sv->ev_drain);
 
@@ -2668,6 +2703,7 @@ static int make_events(struct xtk_save *sv)
     event_add(sv->ev_drain, NULL);
     sv->ev_progress = evtimer_new(base, on_progress, sv);
     sv->ev_watch = evtimer_new(base, on_watch, sv);
+    sv->ev_busy = evtimer_new(base, on_busy, sv);
     if (sv->opt.flags & POSTCOPY_FLAGS) {
         sv->pc_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (sv->pc_fd < 0)
@@ -2684,7 +2720,7 @@ static int make_events(struct xtk_save *sv)
         !(sv->ev_heartbeat = event_new(base, -1, EV_PERSIST, on_heartbeat, sv)))
         return xtk__fail(ENOMEM);
     if (!sv->ev_notify || !sv->ev_suspend || !sv->ev_timer ||
-        !sv->ev_progress || !sv->ev_watch ||
+        !sv->ev_progress || !sv->ev_watch || !sv->ev_busy ||
         ((sv->opt.flags & XTK_SAVE_MIGRATE) && !sv->ev_peer))
         return xtk__fail(ENOMEM);
     event_add(sv->ev_notify, NULL);
@@ -3161,6 +3197,7 @@ void xtk_save_free(struct xtk_save *sv)
     ev_free(sv->ev_peer);
     ev_free(sv->ev_progress);
     ev_free(sv->ev_watch);
+    ev_free(sv->ev_busy);
     ev_free(sv->ev_heartbeat);
     ev_free(sv->ev_drain);
     ev_free(sv->ev_done);

@@ -55,7 +55,13 @@ struct fake_dom {
     uint64_t max_writes; /* then it writes no more; 0: no end */
     uint32_t pps, ws;
     int nosuspend;
-    uint64_t check_sum; /* a loaded state's checksum, for resume */
+    /* "slowresume=MS": after a resume, the guest leaves its suspended
+     * state MS ms later (as a KVM guest on a loaded host runs its resume
+     * path late); a suspend request meanwhile waits (suspend_busy says
+     * so), as KVM's does */
+    uint32_t slow_resume_ms;
+    uint64_t busy_until; /* xtk_now_ns() */
+    uint64_t check_sum;  /* a loaded state's checksum, for resume */
     int check_pending;
     /* output held in epochs ("output=DEPTH"; -1: it cannot be held): the
      * epochs the stops closed and those released; a stop or release
@@ -82,6 +88,7 @@ struct fake_handle {
 };
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+static unsigned int g_requests_waited; /* under g_lock */
 static pthread_cond_t g_cond = PTHREAD_COND_INITIALIZER;
 static struct fake_dom *g_doms;
 static uint32_t g_next_id = 1;
@@ -256,6 +263,16 @@ int xtk__fake_faults(const char *spec)
         f_set = 1;
     pthread_mutex_unlock(&f_lock);
     return rc;
+}
+
+unsigned int xtk__fake_requests_waited(void)
+{
+    unsigned int n;
+
+    pthread_mutex_lock(&g_lock);
+    n = g_requests_waited;
+    pthread_mutex_unlock(&g_lock);
+    return n;
 }
 
 unsigned int xtk__fake_calls(const char *op)
@@ -561,7 +578,8 @@ static int fake_open(struct xtk_domain *dom)
     return rc;
 }
 
-/* "dirty=PPS[:WS[:TOTAL]]" and "nosuspend", separated by spaces. */
+/* "dirty=PPS[:WS[:TOTAL]]", "nosuspend", "slowresume=MS" and
+ * "output=DEPTH", separated by spaces. */
 static int parse_cmdline(struct xtk_ctx *ctx, const char *cmdline,
                          struct fake_dom *d)
 {
@@ -587,6 +605,11 @@ static int parse_cmdline(struct xtk_ctx *ctx, const char *cmdline,
             d->max_writes = total;
         } else if (len == 9 && !strncmp(s, "nosuspend", 9)) {
             d->nosuspend = 1;
+        } else if (len > 11 && !strncmp(s, "slowresume=", 11)) {
+            unsigned long ms = strtoul(s + 11, &end, 10);
+            if (end != s + len || ms > 10000)
+                goto bad;
+            d->slow_resume_ms = (uint32_t)ms;
         } else if (len > 7 && !strncmp(s, "output=", 7)) {
             unsigned long depth = strtoul(s + 7, &end, 10);
             if (end != s + len || depth > 64)
@@ -606,7 +629,7 @@ bad:
     XTK_ERROR(ctx,
               "the fake guest's command line '%s': "
               "'dirty=PAGES_PER_S[:WORKING_SET[:TOTAL]]', "
-              "'nosuspend' and 'output=DEPTH' only",
+              "'nosuspend', 'slowresume=MS' and 'output=DEPTH' only",
               cmdline);
     return xtk__fail(EINVAL);
 }
@@ -971,6 +994,19 @@ static int fake_suspend_setup(struct xtk_domain *dom,
     return rc;
 }
 
+static int fake_suspend_busy(struct xtk_domain *dom)
+{
+    struct fake_handle *h = dom->priv;
+    struct fake_dom *d;
+    int busy;
+
+    pthread_mutex_lock(&g_lock);
+    d = live(dom);
+    busy = d && h->method != XTK__SUSPEND_PAUSE && xtk_now_ns() < d->busy_until;
+    pthread_mutex_unlock(&g_lock);
+    return busy;
+}
+
 static int fake_suspend_request(struct xtk_domain *dom)
 {
     struct fake_handle *h = dom->priv;
@@ -981,6 +1017,23 @@ static int fake_suspend_request(struct xtk_domain *dom)
     FAULT(dom->ctx, OP_SUSPEND_REQUEST);
     pthread_mutex_lock(&g_lock);
     d = live(dom);
+    if (d && h->method != XTK__SUSPEND_PAUSE) {
+        /* As KVM's: a guest still in its last suspend is waited for. */
+        uint64_t now;
+        int waited = 0;
+
+        while (d && (now = xtk_now_ns()) < d->busy_until) {
+            struct timespec ts = {0, (long)(d->busy_until - now)};
+
+            waited = 1;
+            pthread_mutex_unlock(&g_lock);
+            nanosleep(&ts, NULL);
+            pthread_mutex_lock(&g_lock);
+            d = live(dom);
+        }
+        if (waited)
+            g_requests_waited++;
+    }
     if (d && h->efd < 0) {
         errno = EINVAL;
     } else if (d) {
@@ -1146,6 +1199,8 @@ static int fake_resume(struct xtk_domain *dom)
         }
         d->check_pending = 0;
         d->empty = 0;
+        if (d->suspended && d->slow_resume_ms)
+            d->busy_until = xtk_now_ns() + d->slow_resume_ms * 1000000ull;
         d->suspended = 0;
         d->suspend_wanted = 0;
         d->pauses = 0;
@@ -1404,6 +1459,7 @@ static const struct xtk__backend_ops xtk__fake_backend = {
     .logdirty_disable = fake_logdirty_disable,
     .suspend_setup = fake_suspend_setup,
     .suspend_request = fake_suspend_request,
+    .suspend_busy = fake_suspend_busy,
     .suspend_check = fake_suspend_check,
     .suspend_teardown = fake_suspend_teardown,
     .get_state = fake_get_state,

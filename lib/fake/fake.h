@@ -18,7 +18,9 @@
  * built-in guest's: "dirty=PAGES_PER_S[:WORKING_SET_PAGES[:TOTAL]]"
  * (default 1000 pages/s over the first 1024 frames, without end; 0: an
  * idle guest; TOTAL: it stops writing after that many pages),
- * "nosuspend" (it never answers a suspend request) and "output=DEPTH" (its
+ * "nosuspend" (it never answers a suspend request), "slowresume=MS" (after
+ * a resume it leaves its suspended state MS ms later, and a suspend request
+ * meanwhile waits for that, as on KVM) and "output=DEPTH" (its
  * output can be held for a backup, at most DEPTH closed epochs of it
  * unreleased, 0 for any: output_hold and output_release keep the books;
  * without it output_hold fails with ENOTSUP).
@@ -68,6 +70,11 @@ int xtk__fake_faults(const char *spec);
 
 /* Calls made to op since the last xtk__fake_faults() (0 for an unknown op). */
 unsigned int xtk__fake_calls(const char *op);
+
+/* Suspend requests, by any handle so far, that waited for a guest still
+ * in its last suspend ("slowresume=MS": a save asks suspend_busy first
+ * and puts the request off instead). */
+unsigned int xtk__fake_requests_waited(void);
 
 /* The status of fake domain domid: 0, or -1 (ENOENT). */
 int xtk__fake_status(uint32_t domid, struct xtk__fake_status *st);

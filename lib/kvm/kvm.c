@@ -1689,16 +1689,26 @@ static int kvm_suspend_setup(struct xtk_domain *dom,
  * waits, at most 1 s, until the guest has left its suspended state, or it
  * would be taken for the resume and lost.
  */
+static int still_suspended(const struct kvm_dom *kd)
+{
+    return kd->status && kd->status->magic == XTK_GUEST_STATUS_MAGIC &&
+           __atomic_load_n(&kd->status->state, __ATOMIC_ACQUIRE) ==
+               XTK_GUEST_SUSPENDED;
+}
+
+static int kvm_suspend_busy(struct xtk_domain *dom)
+{
+    struct kvm_dom *kd = kd_of(dom);
+
+    return kd->suspend_set && kd->method == XTK__SUSPEND_EVTCHN &&
+           still_suspended(kd);
+}
+
 static void wait_not_suspended(struct kvm_dom *kd)
 {
     struct timespec ts = {0, 20000};
 
-    if (kd->status->magic != XTK_GUEST_STATUS_MAGIC)
-        return;
-    for (int i = 0;
-         i < 20000 && __atomic_load_n(&kd->status->state, __ATOMIC_ACQUIRE) ==
-                          XTK_GUEST_SUSPENDED;
-         i++)
+    for (int i = 0; i < 20000 && still_suspended(kd); i++)
         nanosleep(&ts, NULL);
 }
 
@@ -2069,6 +2079,7 @@ const struct xtk__backend_ops xtk__kvm_backend = {
     .logdirty_disable = kvm_logdirty_disable,
     .suspend_setup = kvm_suspend_setup,
     .suspend_request = kvm_suspend_request,
+    .suspend_busy = kvm_suspend_busy,
     .suspend_check = kvm_suspend_check,
     .suspend_teardown = kvm_suspend_teardown,
     .get_state = kvm_get_state,

@@ -245,6 +245,8 @@ struct pair {
     /* Faults set (in place of the first ones) once the backup has
      * acknowledged its first epoch: only checkpoints come after. */
     const char *faults_acked;
+    uint64_t put_off; /* the "suspend request put off" histogram's count */
+    unsigned int src_waited; /* the source's requests_waited, at the end */
 };
 
 static void on_lost(struct xtk_restore *rs, int err, void *arg)
@@ -300,6 +302,14 @@ static void run_pair(struct pair *p, struct xtk_domain *dom,
         }
     }
     p->writes = xtk__fake_calls("write_frames");
+    {
+        struct xtk_hist *h =
+            xtk_stats_hist(xtk_save_stats(sv), "suspend request put off", "ns");
+        struct xtk_hist_summary hs;
+
+        if (h && xtk_hist_summarize(h, &hs) == 0)
+            p->put_off = hs.count;
+    }
     xtk_stats_counter(xtk_save_stats(sv), "backup lost", &p->backup_lost);
     xtk_stats_counter(xtk_save_stats(sv),
                       "stops waiting for an acknowledgement", &p->stops_waited);
@@ -919,6 +929,30 @@ static void cancel_stalled_restore(void)
             "   a restore stalled on a pipe: cancelled, nothing left\n");
 }
 
+/* A guest slow to leave its last suspend (20 ms, twice the interval):
+ * each next request is put off from the loop (suspend_busy) rather than
+ * waited for in the backend, and the checkpoints go on. */
+static void slow_resume(void)
+{
+    struct pair p = {0};
+    unsigned int w0 = xtk__fake_requests_waited();
+    uint64_t put_off = 0;
+
+    checkpoint_guest(&p, "dirty=2000:256 slowresume=20", "", 6);
+    TEST_ASSERT(!p.sj.err && !p.rj.err && p.dst,
+                "6 epochs, then END (save %d, backup %d)", p.sj.err, p.rj.err);
+    put_off = p.put_off;
+    TEST_ASSERT(put_off >= 1, "requests put off: %llu",
+                (unsigned long long)put_off);
+    assert_restored(p.dst, 1);
+    TEST_ASSERT(xtk__fake_requests_waited() == w0,
+                "no request waited in the backend (%u)",
+                xtk__fake_requests_waited() - w0);
+    destroy(p.dst);
+    fprintf(stderr, "   %llu suspend request(s) put off, none waited\n",
+            (unsigned long long)put_off);
+}
+
 static void bad_fault_lists(void)
 {
     const char *bad[] = {"nosuch",      "info@x",          "info=EWHAT",
@@ -951,6 +985,7 @@ int main(void)
     TEST_RUN(restore_faults);
     TEST_RUN(cancel_phases);
     TEST_RUN(no_suspend);
+    TEST_RUN(slow_resume);
     TEST_RUN(checkpoint_faults);
     TEST_RUN(output_depth);
     TEST_RUN(bandwidth);

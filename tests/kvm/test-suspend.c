@@ -141,6 +141,25 @@ static void evtchn_yield(void)
     }
     KT_WAIT(moves(st), 5000, "runs after 60 suspends");
 
+    /* Suspended, the guest has not left its suspended state: a request
+     * now would be taken for the resume (suspend_busy says so until the
+     * guest has run its resume path after the resume). */
+    TEST_ASSERT(dom->ops->suspend_setup(dom, XTK__SUSPEND_EVTCHN, &fd) == 0,
+                "setup");
+    TEST_ASSERT(!dom->ops->suspend_busy(dom), "running: not busy");
+    TEST_ASSERT(dom->ops->suspend_request(dom) == 0, "request");
+    do {
+        TEST_ASSERT(readable(fd, 30000), "notified");
+        r = dom->ops->suspend_check(dom);
+    } while (r == 0);
+    TEST_ASSERT(r == 1 && dom->ops->suspend_busy(dom), "suspended: busy");
+    kt_sleep_ms(20);
+    TEST_ASSERT(dom->ops->suspend_busy(dom), "stopped: still busy");
+    TEST_ASSERT(dom->ops->resume(dom) == 0, "resume");
+    KT_WAIT(!dom->ops->suspend_busy(dom), 5000, "not busy once it ran");
+    TEST_ASSERT(st->state == XTK_GUEST_RUNNING, "running");
+    dom->ops->suspend_teardown(dom);
+
     /* Suspended and never paused: its vCPUs yielded.  An unpause lets them
      * run, and the guest stays suspended until the resume. */
     TEST_ASSERT(dom->ops->suspend_setup(dom, XTK__SUSPEND_EVTCHN, &fd) == 0,
