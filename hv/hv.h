@@ -132,6 +132,7 @@ struct hv {
     unsigned int pause_holds;
     int aps_held; /* 1 + the connection holding vCPUs 1.. (PAUSE_APS), 0 */
     uint32_t resumed_nr; /* the last suspend resumed (abi.h, yield) */
+    int resumed_any;     /* resumed_nr is one (a suspend was resumed) */
     int empty;           /* restore shell: runs only after RESUME */
     int quit;            /* the vCPU threads must exit */
     unsigned int parked;

@@ -977,8 +977,17 @@ void hv_vm_kick_suspended(struct hv *hv)
 
     if (s &&
         __atomic_load_n(&s->state, __ATOMIC_ACQUIRE) == XTK_GUEST_SUSPENDED) {
+        uint32_t nr = (uint32_t)s->suspends;
+
+        /* This suspend already told to resume, the guest not out of it
+         * yet: a second notification would be taken, once it runs, for
+         * a new suspend request (a save that resumed twice left its
+         * guest suspended for good). */
+        if (hv->resumed_any && hv->resumed_nr == nr)
+            return;
         /* Yields of this suspend that come after now are stale. */
-        hv->resumed_nr = (uint32_t)s->suspends;
+        hv->resumed_nr = nr;
+        hv->resumed_any = 1;
         if (write(hv->ports[XTK_PORT_SUSPEND].to_guest, &one, sizeof(one)) !=
             sizeof(one))
             hv_log("suspend port: %m");

@@ -133,6 +133,8 @@ struct xtk_save {
 
     unsigned int round, epoch;
     int logdirty, suspend_ready, suspend_asked, stopped;
+    int asked_ever;       /* a suspend was ever requested (suspend_asked: and
+                             not yet resumed) */
     uint64_t round_dirty; /* what the log said for the running round */
     uint64_t round_start, round_end, round_bytes0, round_total;
     uint64_t t_request, fixed_ns, sync_ns;
@@ -694,7 +696,7 @@ static void request_suspend(struct xtk_save *sv)
     }
     sv->t_request = xtk_now_ns();
     xtk_stats_phase_at(sv->st, "suspend requested", sv->t_request);
-    sv->suspend_asked = 1;
+    sv->suspend_asked = sv->asked_ever = 1;
     if (sv->dom->ops->suspend_request(sv->dom) < 0) {
         XTK_PERROR(sv->ctx, "domain %u: cannot request the suspend",
                    sv->dom->domid);
@@ -929,6 +931,11 @@ static void resumed(struct xtk_save *sv)
     if (!t || t > now || t < sv->t_request)
         t = now;
     sv->stopped = 0;
+    /* Nothing for finish() to undo until the next request: a second
+     * resume of a guest not yet out of its suspend was taken, once it
+     * ran, for a new request, and left it suspended (a checkpointing
+     * source that lost its backup, twice under ASan in CI). */
+    sv->suspend_asked = 0;
     xtk_stats_phase_at(sv->st, "source resumed", t);
     hist(sv, "downtime", t - sv->t_request);
     sv->last_pause = t - sv->t_request;
@@ -2450,6 +2457,8 @@ static void finish(struct xtk_save *sv, int err)
                            dom->domid);
             else
                 stamp(sv, "source resumed");
+        }
+        if (sv->asked_ever && !sv->superseded) {
             if (err)
                 XTK_WARN(sv->ctx,
                          "domain %u: the save failed; the domain runs on",
@@ -2802,7 +2811,7 @@ static int delegate_suspend(void *arg)
         XTK_PERROR(sv->ctx, "domain %u: cannot ask it to suspend", dom->domid);
         return -1;
     }
-    sv->suspend_asked = 1;
+    sv->suspend_asked = sv->asked_ever = 1;
     deadline = sv->t_request + sv->opt.timeout_ms * 1000000ull;
     for (;;) {
         struct pollfd p = {.fd = sv->suspend_fd, .events = POLLIN};

@@ -89,6 +89,7 @@ struct fake_handle {
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static unsigned int g_requests_waited; /* under g_lock */
+static unsigned int g_idle_resumes;    /* under g_lock */
 static pthread_cond_t g_cond = PTHREAD_COND_INITIALIZER;
 static struct fake_dom *g_doms;
 static uint32_t g_next_id = 1;
@@ -271,6 +272,16 @@ unsigned int xtk__fake_requests_waited(void)
 
     pthread_mutex_lock(&g_lock);
     n = g_requests_waited;
+    pthread_mutex_unlock(&g_lock);
+    return n;
+}
+
+unsigned int xtk__fake_idle_resumes(void)
+{
+    unsigned int n;
+
+    pthread_mutex_lock(&g_lock);
+    n = g_idle_resumes;
     pthread_mutex_unlock(&g_lock);
     return n;
 }
@@ -1197,6 +1208,8 @@ static int fake_resume(struct xtk_domain *dom)
                       d->id);
             d->crashed = 1;
         }
+        if (!d->suspended && !d->pauses && !d->empty && !d->suspend_wanted)
+            g_idle_resumes++; /* nothing to resume or call off: a slip */
         d->check_pending = 0;
         d->empty = 0;
         if (d->suspended && d->slow_resume_ms)

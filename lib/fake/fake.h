@@ -76,6 +76,11 @@ unsigned int xtk__fake_calls(const char *op);
  * and puts the request off instead). */
 unsigned int xtk__fake_requests_waited(void);
 
+/* Resumes, by any handle so far, of a domain neither suspended, paused nor
+ * empty: a caller that resumes twice (on KVM a second notification to a
+ * guest not yet out of its suspend is taken for a new request). */
+unsigned int xtk__fake_idle_resumes(void);
+
 /* The status of fake domain domid: 0, or -1 (ENOENT). */
 int xtk__fake_status(uint32_t domid, struct xtk__fake_status *st);
 
