@@ -752,7 +752,6 @@ static void on_watch(evutil_socket_t fd, short what, void *arg)
 }
 
 static void suspended(struct xtk_save *sv, uint64_t ack);
-static const int stop_ahead = 0;
 
 static void on_suspend(evutil_socket_t fd, short what, void *arg)
 {
@@ -769,11 +768,7 @@ static void on_suspend(evutil_socket_t fd, short what, void *arg)
      * has taken the request and quiesced; what follows stops its vCPUs
      * (sent ahead where the backend can: on_async goes on). */
     ack = xtk_now_ns();
-    /* The stop sent ahead (suspend_check_ahead) is not used: with it,
-     * three CI runs under ASan left a checkpointed source that lost its
-     * backup stopped and suspended (checkpoint-ha's silent peer,
-     * ha-pacemaker, output-hold), not yet explained.  Off until it is. */
-    if (stop_ahead && ops->suspend_check_ahead && ops->async_ready) {
+    if (ops->suspend_check_ahead && ops->async_ready) {
         r = ops->suspend_check_ahead(sv->dom, &afd);
         if (r == 2) {
             sv->t_ack = ack;

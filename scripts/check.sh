@@ -41,7 +41,8 @@ if [ "$fail" -gt 0 ] && [ -f test-suite.log ]; then
   echo "---- failed test logs ($builddir) ----" >&2
   for log in $(grep -lE '^:test-result: (FAIL|ERROR|XPASS)' $(find . -name '*.trs') 2>/dev/null); do
     t=${log%.trs}
-    echo "==> $t.log (its last 60 lines) <==" >&2
+    echo "==> $t.log (what failed, then its last 60 lines) <==" >&2
+    grep -m 5 -E '^FAIL:|assertion failed' "$t.log" >&2 2>/dev/null
     tail -n 60 "$t.log" >&2 2>/dev/null
   done
 fi
