@@ -162,7 +162,7 @@ cibadmin --create -o resources --xml-text "
     </instance_attributes>
     <operations>
       <op id=\"g-mon-p\" name=\"monitor\" interval=\"1s\" role=\"Promoted\" timeout=\"20s\"/>
-      <op id=\"g-mon-u\" name=\"monitor\" interval=\"2s\" role=\"Unpromoted\" timeout=\"20s\"/>
+      <op id=\"g-mon-u\" name=\"monitor\" interval=\"10s\" role=\"Unpromoted\" timeout=\"20s\"/>
     </operations>
   </primitive>
 </clone>" || fail "cibadmin: the resource"
@@ -213,11 +213,13 @@ wait_for 60 "instance $b holds no checkpoints of instance $p" backup_holds
 grep -q "(TLS1.3).*peer PSK identity 'ha'" "$work/state-$b/restore.err" ||
   fail "the checkpoints are not over TLS: $(head -3 "$work/state-$b/restore.err")"
 XTK_RUNDIR=$work/run-$p check g
-# The backup's monitor (every 2 s) has scored it as the one to promote
-# (100: it holds checkpoints; the primary's restarted instance has none):
-# a primary that dies before that could be promoted again, empty.
+# The backup is scored as the one to promote (100: it holds checkpoints;
+# the primary's restarted instance has none) by the agent's watcher as
+# soon as it holds one, not by its monitor (every 10 s here, so that
+# only the watcher can have done it): a primary dying before that could
+# be promoted again, empty, and start the guest afresh.
 scored() { [ "$(crm_attribute --promotion="g:$b" -N "$node" -G -q 2>/dev/null)" = 100 ]; }
-wait_for 30 "instance $b is not scored as the backup to promote" scored
+wait_for 3 "instance $b holds checkpoints and is not scored 100" scored
 shows_promoted() { crm_mon -1 2>/dev/null | grep "Promoted" >/dev/null; }
 wait_for 30 "crm_mon shows no promoted instance" shows_promoted
 
