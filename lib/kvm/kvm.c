@@ -74,6 +74,10 @@ struct kvm_async {
 struct kvm_dom {
     int sock;
     uint32_t next_id;
+    /* xtk-hv's --net (fixed for the domain's life), from the last INFO:
+     * net_sink needs no round trip of its own after an info */
+    char net[XTK_HVCTL_NET_MAX];
+    int net_known;
     struct xtk_hvctl_hello hello;
     int mem_fd, bitmap_fd;
     const uint64_t *bitmap;
@@ -949,7 +953,7 @@ static int kvm_create(struct xtk_domain *dom,
 /* ---- discovery ------------------------------------------------------- */
 
 static int info_of(struct xtk_ctx *ctx, int sock, char *rx,
-                   struct xtk_domain_info *info)
+                   struct xtk_domain_info *info, char *net)
 {
     struct xtk_hvctl_info o;
     size_t got = 0;
@@ -967,6 +971,8 @@ static int info_of(struct xtk_ctx *ctx, int sock, char *rx,
     info->flags = o.flags | (o.store ? XTK_DOMINFO_STORE : 0);
     info->uptime_ns = o.uptime_ns;
     snprintf(info->name, sizeof(info->name), "%s", o.name);
+    if (net)
+        memcpy(net, o.net, sizeof(o.net));
     return 0;
 }
 
@@ -1016,7 +1022,7 @@ static int kvm_list(struct xtk_ctx *ctx, struct xtk_domain_info **infos,
             }
             v = nv;
         }
-        if (info_of(ctx, sock, rx, &v[n]) == 0)
+        if (info_of(ctx, sock, rx, &v[n], NULL) == 0)
             n++;
         close(sock);
     }
@@ -1146,15 +1152,18 @@ static int stop_taken(struct xtk_domain *dom, size_t got)
     return 0;
 }
 
+static int kvm_info(struct xtk_domain *dom, struct xtk_domain_info *info);
+
 static int kvm_net_sink(struct xtk_domain *dom, char *buf, size_t size)
 {
-    struct xtk_hvctl_info o;
+    struct kvm_dom *kd = kd_of(dom);
+    struct xtk_domain_info info;
 
-    if (kcall_fixed(dom, XTK_HVCTL_OP_INFO, 0, &o, sizeof(o)) < 0)
+    if (!kd->net_known && kvm_info(dom, &info) < 0)
         return -1;
-    if (!memchr(o.net, 0, sizeof(o.net)) || strlen(o.net) >= size)
+    if (strlen(kd->net) >= size)
         return xtk__fail(EPROTO);
-    memcpy(buf, o.net, strlen(o.net) + 1);
+    memcpy(buf, kd->net, strlen(kd->net) + 1);
     return 0;
 }
 
@@ -1226,7 +1235,10 @@ static int kvm_info(struct xtk_domain *dom, struct xtk_domain_info *info)
     struct kvm_dom *kd = kd_of(dom);
 
     collect_pending(dom);
-    return info_of(dom->ctx, kd->sock, kd->rx, info);
+    if (info_of(dom->ctx, kd->sock, kd->rx, info, kd->net) < 0)
+        return -1;
+    kd->net_known = 1;
+    return 0;
 }
 
 static int kvm_pause(struct xtk_domain *dom, unsigned int flags)

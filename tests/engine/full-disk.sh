@@ -56,12 +56,18 @@ wait $saver 2>/dev/null || true
 cmp small/img.xtk good.xtk || fail "the good file changed (kill -9)"
 check first
 wait_info first suspended no
-"$xsave" -q -c -I 100 -N 100 first small/img.xtk &
+# (once its second epoch has begun: a signal during the first, pre-copy
+# or its stop, cancels the save; a fixed 0.5 s was, under ASan on a
+# loaded host, before the save had even started)
+"$xsave" -v -c -I 100 -N 100 first small/img.xtk 2>term.err &
 saver=$!
 bg_pids+=($saver)
-sleep 0.5
+for i in $(seq 200); do
+  grep -q "round 1 (final)" term.err && break
+  sleep 0.05
+done
 kill -TERM $saver
-wait $saver || fail "a checkpointing save stopped by SIGTERM failed"
+wait $saver || { cat term.err >&2; fail "a checkpointing save stopped by SIGTERM failed"; }
 "$xrestore" -q -n first-copy small/img.xtk >/dev/null || fail "its file"
 check first-copy
 echo ok
