@@ -250,8 +250,11 @@ static void do_suspend(const char *how)
 
 again:
     take_events(EV_SUSPEND); /* from now on, the port means "resume" */
-    WRITE_ONCE(status->state, XTK_GUEST_SUSPENDED);
+    /* The count first: a host that sees "suspended" sees this suspend's
+     * number (xtk-hv resumes each number once). */
     status->suspends++;
+    barrier();
+    WRITE_ONCE(status->state, XTK_GUEST_SUSPENDED);
     barrier();
     if (xen_mode) {
         long r = xen_suspend(); /* Xen tells the toolstack */

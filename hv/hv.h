@@ -131,8 +131,8 @@ struct hv {
     int pause_sticky;
     unsigned int pause_holds;
     int aps_held; /* 1 + the connection holding vCPUs 1.. (PAUSE_APS), 0 */
-    uint32_t resumed_nr; /* the last suspend resumed (abi.h, yield) */
-    int resumed_any;     /* resumed_nr is one (a suspend was resumed) */
+    uint32_t resumed_nr; /* the last suspend resumed (abi.h, yield); the
+                            guest counts its suspends from 1 */
     int empty;           /* restore shell: runs only after RESUME */
     int quit;            /* the vCPU threads must exit */
     unsigned int parked;

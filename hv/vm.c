@@ -982,12 +982,12 @@ void hv_vm_kick_suspended(struct hv *hv)
         /* This suspend already told to resume, the guest not out of it
          * yet: a second notification would be taken, once it runs, for
          * a new suspend request (a save that resumed twice left its
-         * guest suspended for good). */
-        if (hv->resumed_any && hv->resumed_nr == nr)
+         * guest suspended for good).  The guest counts a suspend before
+         * it says "suspended", so nr is this one's. */
+        if (hv->resumed_nr == nr)
             return;
         /* Yields of this suspend that come after now are stale. */
         hv->resumed_nr = nr;
-        hv->resumed_any = 1;
         if (write(hv->ports[XTK_PORT_SUSPEND].to_guest, &one, sizeof(one)) !=
             sizeof(one))
             hv_log("suspend port: %m");
