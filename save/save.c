@@ -133,8 +133,6 @@ struct xtk_save {
 
     unsigned int round, epoch;
     int logdirty, suspend_ready, suspend_asked, stopped;
-    int asked_ever;       /* a suspend was ever requested (suspend_asked: and
-                             not yet resumed) */
     uint64_t round_dirty; /* what the log said for the running round */
     uint64_t round_start, round_end, round_bytes0, round_total;
     uint64_t t_request, fixed_ns, sync_ns;
@@ -694,9 +692,9 @@ static void request_suspend(struct xtk_save *sv)
         hist(sv, "suspend request put off", now - sv->busy_since);
         sv->busy_since = 0;
     }
-    sv->t_request = xtk_now_ns();
+    sv->t_request = now;
     xtk_stats_phase_at(sv->st, "suspend requested", sv->t_request);
-    sv->suspend_asked = sv->asked_ever = 1;
+    sv->suspend_asked = 1;
     if (sv->dom->ops->suspend_request(sv->dom) < 0) {
         XTK_PERROR(sv->ctx, "domain %u: cannot request the suspend",
                    sv->dom->domid);
@@ -2453,12 +2451,10 @@ static void finish(struct xtk_save *sv, int err)
             else
                 stamp(sv, "source resumed");
         }
-        if (sv->asked_ever && !sv->superseded) {
-            if (err)
-                XTK_WARN(sv->ctx,
-                         "domain %u: the save failed; the domain runs on",
-                         dom->domid);
-        }
+        /* (t_request: a suspend was ever asked) */
+        if (err && sv->t_request && !sv->superseded)
+            XTK_WARN(sv->ctx, "domain %u: the save failed; the domain runs on",
+                     dom->domid);
     }
     finish_tail(sv, err);
 }
@@ -2806,7 +2802,7 @@ static int delegate_suspend(void *arg)
         XTK_PERROR(sv->ctx, "domain %u: cannot ask it to suspend", dom->domid);
         return -1;
     }
-    sv->suspend_asked = sv->asked_ever = 1;
+    sv->suspend_asked = 1;
     deadline = sv->t_request + sv->opt.timeout_ms * 1000000ull;
     for (;;) {
         struct pollfd p = {.fd = sv->suspend_fd, .events = POLLIN};

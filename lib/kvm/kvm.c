@@ -1694,13 +1694,7 @@ static int kvm_suspend_setup(struct xtk_domain *dom,
     return 0;
 }
 
-/*
- * The suspend port carries both "suspend" and, to a guest sitting
- * suspended, "resume"; two notifications the guest has not taken yet are
- * one interrupt.  So a request right after a resume (a checkpoint loop)
- * waits, at most 1 s, until the guest has left its suspended state, or it
- * would be taken for the resume and lost.
- */
+/* The built-in guest still says it sits suspended (its status page). */
 static int still_suspended(const struct kvm_dom *kd)
 {
     return kd->status && kd->status->magic == XTK_GUEST_STATUS_MAGIC &&
@@ -1716,6 +1710,13 @@ static int kvm_suspend_busy(struct xtk_domain *dom)
            still_suspended(kd);
 }
 
+/*
+ * The suspend port carries both "suspend" and, to a guest sitting
+ * suspended, "resume"; two notifications the guest has not taken yet are
+ * one interrupt.  So a request right after a resume (a checkpoint loop)
+ * waits, at most 1 s, until the guest has left its suspended state, or it
+ * would be taken for the resume and lost.
+ */
 static void wait_not_suspended(struct kvm_dom *kd)
 {
     struct timespec ts = {0, 20000};
