@@ -88,8 +88,7 @@ struct fake_handle {
 };
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
-static unsigned int g_requests_waited; /* under g_lock */
-static unsigned int g_idle_resumes;    /* under g_lock */
+static struct xtk__fake_counts g_counts; /* under g_lock */
 static pthread_cond_t g_cond = PTHREAD_COND_INITIALIZER;
 static struct fake_dom *g_doms;
 static uint32_t g_next_id = 1;
@@ -266,24 +265,14 @@ int xtk__fake_faults(const char *spec)
     return rc;
 }
 
-unsigned int xtk__fake_requests_waited(void)
+struct xtk__fake_counts xtk__fake_counts(void)
 {
-    unsigned int n;
+    struct xtk__fake_counts c;
 
     pthread_mutex_lock(&g_lock);
-    n = g_requests_waited;
+    c = g_counts;
     pthread_mutex_unlock(&g_lock);
-    return n;
-}
-
-unsigned int xtk__fake_idle_resumes(void)
-{
-    unsigned int n;
-
-    pthread_mutex_lock(&g_lock);
-    n = g_idle_resumes;
-    pthread_mutex_unlock(&g_lock);
-    return n;
+    return c;
 }
 
 unsigned int xtk__fake_calls(const char *op)
@@ -1034,7 +1023,9 @@ static int fake_suspend_request(struct xtk_domain *dom)
         int waited = 0;
 
         while (d && (now = xtk_now_ns()) < d->busy_until) {
-            struct timespec ts = {0, (long)(d->busy_until - now)};
+            uint64_t left = d->busy_until - now;
+            struct timespec ts = {(time_t)(left / 1000000000u),
+                                  (long)(left % 1000000000u)};
 
             waited = 1;
             pthread_mutex_unlock(&g_lock);
@@ -1043,7 +1034,7 @@ static int fake_suspend_request(struct xtk_domain *dom)
             d = live(dom);
         }
         if (waited)
-            g_requests_waited++;
+            g_counts.requests_waited++;
     }
     if (d && h->efd < 0) {
         errno = EINVAL;
@@ -1209,7 +1200,7 @@ static int fake_resume(struct xtk_domain *dom)
             d->crashed = 1;
         }
         if (!d->suspended && !d->pauses && !d->empty && !d->suspend_wanted)
-            g_idle_resumes++; /* nothing to resume or call off: a slip */
+            g_counts.idle_resumes++; /* nothing to resume or call off */
         d->check_pending = 0;
         d->empty = 0;
         if (d->suspended && d->slow_resume_ms)

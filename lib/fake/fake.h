@@ -71,15 +71,19 @@ int xtk__fake_faults(const char *spec);
 /* Calls made to op since the last xtk__fake_faults() (0 for an unknown op). */
 unsigned int xtk__fake_calls(const char *op);
 
-/* Suspend requests, by any handle so far, that waited for a guest still
- * in its last suspend ("slowresume=MS": a save asks suspend_busy first
- * and puts the request off instead). */
-unsigned int xtk__fake_requests_waited(void);
-
-/* Resumes, by any handle so far, of a domain neither suspended, paused nor
- * empty: a caller that resumes twice (on KVM a second notification to a
- * guest not yet out of its suspend is taken for a new request). */
-unsigned int xtk__fake_idle_resumes(void);
+/* What the fake saw its callers do, by any handle, since the process
+ * started. */
+struct xtk__fake_counts {
+    /* suspend requests that waited for a guest still in its last suspend
+     * ("slowresume=MS": a save asks suspend_busy first and puts the
+     * request off instead) */
+    unsigned int requests_waited;
+    /* resumes of a domain neither suspended, paused, empty nor asked to
+     * suspend: a caller that resumes twice (on KVM a second notification
+     * to a guest not yet out of its suspend is taken for a new request) */
+    unsigned int idle_resumes;
+};
+struct xtk__fake_counts xtk__fake_counts(void);
 
 /* The status of fake domain domid: 0, or -1 (ENOENT). */
 int xtk__fake_status(uint32_t domid, struct xtk__fake_status *st);

@@ -246,7 +246,6 @@ struct pair {
      * acknowledged its first epoch: only checkpoints come after. */
     const char *faults_acked;
     uint64_t put_off; /* the "suspend request put off" histogram's count */
-    unsigned int src_waited; /* the source's requests_waited, at the end */
 };
 
 static void on_lost(struct xtk_restore *rs, int err, void *arg)
@@ -715,7 +714,8 @@ static int exists(uint32_t domid)
 
 static void checkpoint_faults(void)
 {
-    unsigned int n = xtk__fake_count(), writes, idle = xtk__fake_idle_resumes();
+    unsigned int n = xtk__fake_count(), writes,
+                 idle = xtk__fake_counts().idle_resumes;
     struct pair p = {0};
     char spec[64];
 
@@ -805,9 +805,9 @@ static void checkpoint_faults(void)
      * resumed again (on KVM a second notification to a guest not yet
      * out of its suspend was taken, once it ran, for a new request, and
      * left it suspended for good). */
-    TEST_ASSERT(xtk__fake_idle_resumes() == idle,
+    TEST_ASSERT(xtk__fake_counts().idle_resumes == idle,
                 "%u resume(s) of a running source",
-                xtk__fake_idle_resumes() - idle);
+                xtk__fake_counts().idle_resumes - idle);
 }
 
 /*
@@ -942,22 +942,20 @@ static void cancel_stalled_restore(void)
 static void slow_resume(void)
 {
     struct pair p = {0};
-    unsigned int w0 = xtk__fake_requests_waited();
-    uint64_t put_off = 0;
+    unsigned int w0 = xtk__fake_counts().requests_waited;
 
     checkpoint_guest(&p, "dirty=2000:256 slowresume=20", "", 6);
     TEST_ASSERT(!p.sj.err && !p.rj.err && p.dst,
                 "6 epochs, then END (save %d, backup %d)", p.sj.err, p.rj.err);
-    put_off = p.put_off;
-    TEST_ASSERT(put_off >= 1, "requests put off: %llu",
-                (unsigned long long)put_off);
+    TEST_ASSERT(p.put_off >= 1, "requests put off: %llu",
+                (unsigned long long)p.put_off);
     assert_restored(p.dst, 1);
-    TEST_ASSERT(xtk__fake_requests_waited() == w0,
+    TEST_ASSERT(xtk__fake_counts().requests_waited == w0,
                 "no request waited in the backend (%u)",
-                xtk__fake_requests_waited() - w0);
+                xtk__fake_counts().requests_waited - w0);
     destroy(p.dst);
     fprintf(stderr, "   %llu suspend request(s) put off, none waited\n",
-            (unsigned long long)put_off);
+            (unsigned long long)p.put_off);
 }
 
 static void bad_fault_lists(void)
@@ -999,7 +997,6 @@ int main(void)
     TEST_RUN(cancel_stalled_restore);
     TEST_ASSERT(xtk__fake_count() == 0, "no domain is left (%u)",
                 xtk__fake_count());
-
     TEST_ASSERT(open_fds() == fds, "no descriptor is left open (%d, was %d)",
                 open_fds(), fds);
     unlink(img);
