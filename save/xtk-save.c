@@ -525,15 +525,9 @@ static int ssh_start(struct target *t)
     if (t->ssh_pid == 0) {
         /* ssh's stdin and stdout: the pair's far end (dup2 clears
          * close-on-exec); its stderr is ours. */
-        sigset_t none;
-
         if (dup2(sp[1], 0) < 0 || dup2(sp[1], 1) < 0)
             _exit(127);
         signal(SIGPIPE, SIG_DFL);
-        /* (main holds the stop signals until the save's handlers are in:
-         * not ssh's) */
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
         execl("/bin/sh", "sh", "-c", cmd, "sh", t->ssh_host, remote,
               (char *)NULL);
         _exit(127);
@@ -684,13 +678,9 @@ int main(int argc, char **argv)
 
     cli_init(argv);
     signal(SIGPIPE, SIG_IGN);
-    /* A stop signal before the save's handlers are in is held, not fatal
-     * (a loaded host took over 0.5 s to get there under ASan): once they
-     * are, it cancels the save as any other. */
     sigemptyset(&stop_sigs);
     for (int i = 0; i < 3; i++)
         sigaddset(&stop_sigs, signums[i]);
-    sigprocmask(SIG_BLOCK, &stop_sigs, NULL);
     if (parse_options(argc, argv, &o, &level, &json, &quiet, &verbose, &fr,
                       &tls, &t) < 0) {
         free(fr.config);
@@ -760,6 +750,11 @@ int main(int argc, char **argv)
     }
     if (open_target(ctx, argv[optind + 1], &t, &o) < 0)
         goto out;
+    /* From here a stop signal before the save's handlers are in is held,
+     * not fatal (the target is open: a file's temporary copy, a
+     * connection), and then cancels the save as any other; before, while
+     * the target may take seconds to connect, it ends xtk-save at once. */
+    sigprocmask(SIG_BLOCK, &stop_sigs, NULL);
     if (level != -2 && xtk_stream_push_zlib(t.out, level) < 0) {
         fprintf(stderr, "%s: compression: %s\n", cli_prog, strerror(errno));
         goto out;
