@@ -99,7 +99,7 @@ struct xtk__output {
 #define XTK__ASYNC_DIRTY 0x4u   /* logdirty_start */
 #define XTK__ASYNC_RELEASE 0x8u /* output_release_start */
 #define XTK__ASYNC_STOP 0x10u   /* suspend_check_ahead */
-#define XTK__ASYNC_ENABLE 0x20u /* logdirty_enable_start */
+#define XTK__ASYNC_INFO 0x20u   /* info_start */
 
 /* Flags for logdirty_read. */
 #define XTK__LOGDIRTY_FINAL 0x1u /* the last read of a save: see below */
@@ -578,8 +578,8 @@ struct xtk__backend_ops {
      * logdirty_start / logdirty_finish: logdirty_read in two halves
      * (flags at the start; bitmap, nr_bits and the count at the finish).
      * output_release_start / output_release_finish: output_release.
-     * logdirty_enable_start / logdirty_enable_finish: logdirty_enable
-     * (KVM: write-protecting the whole memory, ms for a GiB).
+     * info_start / info_finish: info (a save's watch on a guest slow
+     * to suspend asks it every 100 ms).
      */
     unsigned int (*async_ready)(struct xtk_domain *dom);
     int (*logdirty_start)(struct xtk_domain *dom, unsigned int flags, int *fd);
@@ -589,8 +589,8 @@ struct xtk__backend_ops {
                                 int *fd);
     int (*output_release_finish)(struct xtk_domain *dom,
                                  struct xtk__output *out);
-    int (*logdirty_enable_start)(struct xtk_domain *dom, int *fd);
-    int (*logdirty_enable_finish)(struct xtk_domain *dom);
+    int (*info_start)(struct xtk_domain *dom, int *fd);
+    int (*info_finish)(struct xtk_domain *dom, struct xtk_domain_info *info);
 
     /* -- output held for checkpoints (optional) ------------------------- */
 

@@ -72,7 +72,7 @@
 
 enum phase {
     PH_NEW,
-    PH_SETUP,    /* the dirty log's enabling is out (requests sent ahead) */
+    PH_SETUP,    /* the set-up runs on its own thread (setup_main) */
     PH_LIVE,     /* a pre-copy round is running */
     PH_SUSPEND,  /* waiting for the guest to suspend */
     PH_FINAL,    /* the final round is running */
@@ -232,6 +232,14 @@ struct xtk_save {
     int delegate;
     pthread_t dthread;
     int dthread_on, delegate_err, dfd, fd_flags;
+
+    /* The set-up (the domain's shape, the suspend channel, the headers,
+     * the dirty log, the frame space, the output hold: round trips to
+     * the backend, writes that may wait for the peer) runs on a thread
+     * of its own; ev_setup brings its outcome (setup_err) to the loop. */
+    pthread_t setup_thread;
+    int setup_on, setup_fd, setup_err;
+    struct event *ev_setup;
 };
 
 static void finish(struct xtk_save *sv, int err);
@@ -727,26 +735,63 @@ static void arm_watch(struct xtk_save *sv)
  * the critical path): a domain destroyed or crashed meanwhile fails the
  * save at once rather than at the timeout.
  */
-static void on_watch(evutil_socket_t fd, short what, void *arg)
+/* What the backend said of a domain slow to suspend (r: its info's
+ * outcome): it is checked on again in WATCH_MS, unless it is gone or
+ * crashed. */
+static void watch_check(struct xtk_save *sv, int r,
+                        const struct xtk_domain_info *info)
 {
-    struct xtk_save *sv = arg;
-    struct xtk_domain_info info;
-
     if (sv->phase != PH_SUSPEND)
-        return;
-    if (sv->dom->ops->info(sv->dom, &info) < 0) {
+        return; /* it suspended meanwhile */
+    if (r < 0) {
         XTK_PERROR(sv->ctx, "domain %u went away while suspending",
                    sv->dom->domid);
         fail_errno(sv);
         return;
     }
-    if (info.flags & XTK_DOMINFO_CRASHED) {
+    if (info->flags & XTK_DOMINFO_CRASHED) {
         XTK_ERROR(sv->ctx, "domain %u crashed while suspending",
                   sv->dom->domid);
         finish(sv, EIO);
         return;
     }
     arm_watch(sv);
+}
+
+/* The info asked ahead by on_watch is in. */
+static void info_collect(struct xtk_save *sv)
+{
+    struct xtk_domain_info info;
+    int r;
+
+    async_done(sv, XTK__ASYNC_INFO);
+    r = sv->dom->ops->info_finish(sv->dom, &info);
+    watch_check(sv, r, &info);
+}
+
+static void on_watch(evutil_socket_t fd, short what, void *arg)
+{
+    struct xtk_save *sv = arg;
+    const struct xtk__backend_ops *ops = sv->dom->ops;
+    struct xtk_domain_info info;
+    int afd, r;
+
+    (void)fd, (void)what;
+    if (sv->phase != PH_SUSPEND || (sv->async & XTK__ASYNC_INFO))
+        return;
+    if (ops->info_start && ops->async_ready) {
+        /* Asked ahead (KVM: a round trip to xtk-hv): the loop goes on,
+         * info_collect takes the answer. */
+        r = ops->info_start(sv->dom, &afd);
+        if (r == 0) {
+            if (async_watch(sv, afd, XTK__ASYNC_INFO) == 0)
+                return;
+            r = ops->info_finish(sv->dom, &info);
+        }
+    } else {
+        r = ops->info(sv->dom, &info);
+    }
+    watch_check(sv, r, &info);
 }
 
 static void suspended(struct xtk_save *sv, uint64_t ack);
@@ -1127,7 +1172,6 @@ static void on_resumed(struct xtk_save *sv)
 /* ---- requests sent ahead ------------------------------------------- */
 
 static void on_async(evutil_socket_t fd, short what, void *arg);
-static void enable_collect(struct xtk_save *sv);
 
 /* kind's request is out: the backend's fd says when its answer is in.
  * 0, or -1 with no event (the caller then collects at once). */
@@ -1186,8 +1230,8 @@ static void on_async(evutil_socket_t fd, short what, void *arg)
         on_resumed(sv);
     else if (ready & XTK__ASYNC_DIRTY)
         dirty_collect(sv);
-    else if (ready & XTK__ASYNC_ENABLE)
-        enable_collect(sv);
+    else if (ready & XTK__ASYNC_INFO)
+        info_collect(sv);
 }
 
 /* The save ends: what is still out is collected (a release's outcome
@@ -1212,11 +1256,11 @@ static int async_settle(struct xtk_save *sv)
         (void)sv->dom->ops->logdirty_finish(sv->dom, sv->bitmap, sv->words * 64,
                                             &dirty);
     }
-    if (sv->async & XTK__ASYNC_ENABLE) {
-        /* on: the end turns it off */
-        async_done(sv, XTK__ASYNC_ENABLE);
-        if (sv->dom->ops->logdirty_enable_finish(sv->dom) == 0)
-            sv->logdirty = 1;
+    if (sv->async & XTK__ASYNC_INFO) {
+        struct xtk_domain_info info;
+
+        async_done(sv, XTK__ASYNC_INFO);
+        (void)sv->dom->ops->info_finish(sv->dom, &info);
     }
     return err;
 }
@@ -2356,6 +2400,10 @@ static void finish(struct xtk_save *sv, int err)
     if (sv->phase == PH_DONE)
         return;
     sv->phase = PH_DONE;
+    if (sv->setup_on) { /* freed during the set-up: it ends first */
+        pthread_join(sv->setup_thread, NULL);
+        sv->setup_on = 0;
+    }
     if (sv->dthread_on) { /* the backend's own save cannot be stopped */
         pthread_join(sv->dthread, NULL);
         sv->dthread_on = 0;
@@ -2552,7 +2600,7 @@ struct xtk_save *xtk_save_new(struct xtk_domain *dom, struct xtk_stream *out,
     sv->out = out;
     sv->notify_fd = sv->suspend_fd = sv->dfd = sv->fd_flags = -1;
     sv->peer_fl = sv->destroy_fd = -1;
-    sv->drain_fd = sv->pc_fd = -1;
+    sv->drain_fd = sv->pc_fd = sv->setup_fd = -1;
     if (opts)
         sv->opt = *opts;
     if (check_options(&sv->opt) < 0) {
@@ -2921,15 +2969,12 @@ err : {
 
     if (sv->fd_flags >= 0)
         fcntl(sv->dfd, F_SETFL, sv->fd_flags);
-    sv->done = NULL;
     finish(sv, er);
     return xtk__fail(er);
 }
 }
 
 static int start(struct xtk_save *sv, xtk_save_done_fn *done, void *arg);
-static int dirty_log_on(struct xtk_save *sv, int r);
-static int setup_rest(struct xtk_save *sv);
 
 int xtk_save_start(struct xtk_save *sv, xtk_save_done_fn *done, void *arg)
 {
@@ -2946,83 +2991,52 @@ int xtk_save_start(struct xtk_save *sv, xtk_save_done_fn *done, void *arg)
     return r;
 }
 
+static void *setup_main(void *arg);
+static void on_setup_done(evutil_socket_t fd, short what, void *arg);
+
+/*
+ * The start on the caller's thread: the peer's descriptor made
+ * non-blocking, the set-up's thread started.  Everything that asks the
+ * backend or writes the stream is on that thread (setup_main); what it
+ * finds comes to the loop (on_setup_done), and a failure there through
+ * done.
+ */
 static int start(struct xtk_save *sv, xtk_save_done_fn *done, void *arg)
 {
-    struct xtk_domain *dom;
-    int fl;
+    int fl, e;
 
-    dom = sv->dom;
     stamp(sv, "save started");
-    if (prepare(sv) < 0)
-        return -1;
-    stamp(sv, "domain prepared");
-    vcpu_stats_begin(sv);
-    if (sv->delegate) {
-        sv->done = done;
-        sv->done_arg = arg;
-        return delegate_start(sv);
-    }
+    sv->done = done;
+    sv->done_arg = arg;
+    sv->phase = PH_SETUP;
     if (sv->opt.flags & XTK_SAVE_MIGRATE) {
         fl = fcntl(sv->opt.peer_fd, F_GETFL);
         if (fl < 0 || fcntl(sv->opt.peer_fd, F_SETFL, fl | O_NONBLOCK) < 0)
-            return -1;
+            goto err;
         if (!(fl & O_NONBLOCK))
             sv->peer_fl = fl;
     }
-    if (setup_suspend(sv) < 0)
-        return -1;
-    if (make_events(sv) < 0)
+    sv->setup_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (sv->setup_fd < 0)
         goto err;
-    sv->sd =
-        xtk__senders_new(dom, sv->opt.senders, sv->ram, sv->out, sv->notify_fd);
-    if (!sv->sd || write_headers(sv) < 0)
+    sv->ev_setup = event_new(xtk_ctx_event_base(sv->ctx), sv->setup_fd,
+                             EV_READ | EV_PERSIST, on_setup_done, sv);
+    if (!sv->ev_setup || event_add(sv->ev_setup, NULL) < 0)
         goto err;
-    xtk__senders_set_limit(sv->sd, sv->opt.max_bandwidth);
-    stamp(sv, "headers sent");
-    /* A sparse frame space is read once the guest is stopped when the
-     * save is not live (as Xen's save does: the guest's frames cannot
-     * change under the reading, and a backend can stop reading once it
-     * has found them all); live, it is read now, with the dirty log on,
-     * so that frames the guest adds meanwhile are in the log. */
-    sv->frames_late = dom->ops->frames && !(sv->opt.flags & XTK_SAVE_LIVE) &&
-                      !sv->opt.checkpoint_interval_ms;
-    sv->done = done;
-    sv->done_arg = arg;
-    if ((sv->opt.flags & XTK_SAVE_LIVE) || sv->opt.checkpoint_interval_ms ||
-        (dom->ops->frames && !sv->frames_late)) {
-        int fd;
-
-        /* Sent ahead where the backend can (KVM write-protects the whole
-         * memory: ms for a GiB, on a loaded host more): the rest of the
-         * set-up follows its answer (on_async), and a failure from here
-         * on comes through done. */
-        if (dom->ops->logdirty_enable_start && dom->ops->async_ready) {
-            if (dom->ops->logdirty_enable_start(dom, &fd) < 0)
-                goto err;
-            if (async_watch(sv, fd, XTK__ASYNC_ENABLE) == 0) {
-                sv->phase = PH_SETUP;
-                stamp(sv, "dirty log asked");
-                return 0;
-            }
-            async_done(sv, XTK__ASYNC_ENABLE);
-            if (dirty_log_on(sv, dom->ops->logdirty_enable_finish(dom)) < 0)
-                goto err;
-        } else if (dirty_log_on(sv, dom->ops->logdirty_enable(dom)) < 0) {
-            goto err;
-        }
+    e = pthread_create(&sv->setup_thread, NULL, setup_main, sv);
+    if (e) {
+        errno = e;
+        goto err;
     }
-    if (setup_rest(sv) < 0)
-        goto err;
+    sv->setup_on = 1;
     return 0;
 err:
-    /* Nothing was asked of the guest: undo and say so. */
-    {
-        int e = errno ? errno : EIO;
-
-        sv->done = NULL;
-        finish(sv, e);
-        return xtk__fail(e);
-    }
+    /* Nothing was asked of the domain: undo and say so. */
+    e = errno ? errno : ENOMEM;
+    XTK_PERROR(sv->ctx, "domain %u: cannot start the save", sv->dom->domid);
+    sv->done = NULL;
+    finish(sv, e);
+    return xtk__fail(e);
 }
 
 /* The dirty log's enabling returned r (0, or -1 with errno). */
@@ -3038,22 +3052,71 @@ static int dirty_log_on(struct xtk_save *sv, int r)
     return 0;
 }
 
-/* The enabling sent ahead is answered: the set-up goes on, or the save
- * fails (done; the domain was not asked anything). */
-static void enable_collect(struct xtk_save *sv)
+/* Checkpoints to a backup: the guest's output is held from now until the
+ * backup has the epoch it belongs to.  0, or -1 with errno. */
+static int hold_output(struct xtk_save *sv)
 {
-    async_done(sv, XTK__ASYNC_ENABLE);
-    if (dirty_log_on(sv, sv->dom->ops->logdirty_enable_finish(sv->dom)) < 0 ||
-        setup_rest(sv) < 0)
-        fail_errno(sv);
+    struct xtk_domain *dom = sv->dom;
+    int checkpoints =
+        (sv->opt.flags & XTK_SAVE_MIGRATE) && sv->opt.checkpoint_interval_ms;
+
+    if (!checkpoints)
+        return 0;
+    if (sv->opt.flags & XTK_SAVE_UNHELD) {
+        XTK_WARN(sv->ctx,
+                 "domain %u: its output is not held (asked): a failover "
+                 "may repeat output a client saw",
+                 dom->domid);
+    } else if (dom->ops->output_hold &&
+               dom->ops->output_hold(dom, XTK__OUTPUT_HOLD) == 0) {
+        sv->holding = 1;
+        stamp(sv, "output held");
+    } else if (dom->ops->output_hold && errno != ENOTSUP) {
+        XTK_PERROR(sv->ctx, "domain %u: cannot hold its output", dom->domid);
+        return -1;
+    } else {
+        XTK_WARN(sv->ctx,
+                 "domain %u: this backend cannot hold the guest's output "
+                 "until the backup has its epoch: a failover may repeat "
+                 "output",
+                 dom->domid);
+    }
+    return 0;
 }
 
-/* The set-up once the dirty log is on (or not wanted), then the first
- * round or the suspend request: 0, or -1 with errno. */
-static int setup_rest(struct xtk_save *sv)
+/*
+ * The set-up, on its own thread (the loop's thread does nothing with the
+ * domain or the stream meanwhile): the domain's shape and layout, the
+ * suspend channel, the headers, the dirty log (KVM write-protects the
+ * whole memory: ms for a GiB), the frame space and what was ever written,
+ * the output hold.  0, or -1 with errno, having logged why.
+ */
+static int setup_work(struct xtk_save *sv)
 {
     struct xtk_domain *dom = sv->dom;
 
+    if (prepare(sv) < 0)
+        return -1;
+    stamp(sv, "domain prepared");
+    vcpu_stats_begin(sv);
+    if (sv->delegate)
+        return 0; /* delegate_start, from the loop */
+    if (setup_suspend(sv) < 0)
+        return -1;
+    if (write_headers(sv) < 0)
+        return -1;
+    stamp(sv, "headers sent");
+    /* A sparse frame space is read once the guest is stopped when the
+     * save is not live (as Xen's save does: the guest's frames cannot
+     * change under the reading, and a backend can stop reading once it
+     * has found them all); live, it is read now, with the dirty log on,
+     * so that frames the guest adds meanwhile are in the log. */
+    sv->frames_late = dom->ops->frames && !(sv->opt.flags & XTK_SAVE_LIVE) &&
+                      !sv->opt.checkpoint_interval_ms;
+    if (((sv->opt.flags & XTK_SAVE_LIVE) || sv->opt.checkpoint_interval_ms ||
+         (dom->ops->frames && !sv->frames_late)) &&
+        dirty_log_on(sv, dom->ops->logdirty_enable(dom)) < 0)
+        return -1;
     if (!sv->frames_late) {
         if (frame_space(sv) < 0)
             return -1;
@@ -3068,27 +3131,53 @@ static int setup_rest(struct xtk_save *sv)
                    dom->domid);
         return -1;
     }
-    /* Checkpoints to a backup: the guest's output is held from now until
-     * the backup has the epoch it belongs to. */
-    if (sv->ev_heartbeat && (sv->opt.flags & XTK_SAVE_UNHELD)) {
-        XTK_WARN(sv->ctx,
-                 "domain %u: its output is not held (asked): a failover "
-                 "may repeat output a client saw",
-                 dom->domid);
-    } else if (sv->ev_heartbeat && dom->ops->output_hold &&
-               dom->ops->output_hold(dom, XTK__OUTPUT_HOLD) == 0) {
-        sv->holding = 1;
-        stamp(sv, "output held");
-    } else if (sv->ev_heartbeat && dom->ops->output_hold && errno != ENOTSUP) {
-        XTK_PERROR(sv->ctx, "domain %u: cannot hold its output", dom->domid);
-        return -1;
-    } else if (sv->ev_heartbeat) {
-        XTK_WARN(sv->ctx,
-                 "domain %u: this backend cannot hold the guest's output "
-                 "until the backup has its epoch: a failover may repeat "
-                 "output",
-                 dom->domid);
+    return hold_output(sv);
+}
+
+static void *setup_main(void *arg)
+{
+    struct xtk_save *sv = arg;
+    uint64_t one = 1;
+
+    errno = 0;
+    if (setup_work(sv) < 0)
+        sv->setup_err = errno ? errno : EIO;
+    if (write(sv->setup_fd, &one, sizeof(one)) != sizeof(one))
+        XTK_PERROR(sv->ctx, "cannot wake the event loop");
+    return NULL;
+}
+
+/* The set-up is over (setup_main): the first round, or the suspend
+ * request; or the end (a failure, a cancel meanwhile: nothing was asked
+ * of the guest yet, and finish undoes what the set-up did). */
+static void on_setup_done(evutil_socket_t fd, short what, void *arg)
+{
+    struct xtk_save *sv = arg;
+    struct xtk_domain *dom = sv->dom;
+    uint64_t v;
+
+    (void)fd, (void)what;
+    if (read(sv->setup_fd, &v, sizeof(v)) != sizeof(v))
+        return;
+    event_del(sv->ev_setup);
+    pthread_join(sv->setup_thread, NULL);
+    sv->setup_on = 0;
+    if (sv->setup_err || sv->cancel) {
+        finish(sv, sv->setup_err ? sv->setup_err : ECANCELED);
+        return;
     }
+    if (sv->delegate) {
+        if (delegate_start(sv) < 0 && sv->phase != PH_DONE)
+            fail_errno(sv);
+        return;
+    }
+    if (make_events(sv) < 0)
+        goto err;
+    sv->sd =
+        xtk__senders_new(dom, sv->opt.senders, sv->ram, sv->out, sv->notify_fd);
+    if (!sv->sd)
+        goto err;
+    xtk__senders_set_limit(sv->sd, sv->opt.max_bandwidth);
     sv->fixed_ns = FIXED_ESTIMATE_NS;
     if (sv->opt.flags & XTK_SAVE_LIVE) {
         uint64_t n = all_pfns(sv);
@@ -3099,7 +3188,10 @@ static int setup_rest(struct xtk_save *sv)
     } else {
         request_suspend(sv);
     }
-    return 0;
+    return;
+err:
+    XTK_PERROR(sv->ctx, "domain %u: cannot start the save", dom->domid);
+    fail_errno(sv);
 }
 
 static void run_done(struct xtk_save *sv, int err, void *arg)
@@ -3140,9 +3232,9 @@ void xtk_save_cancel(struct xtk_save *sv)
     else if (sv->phase == PH_LIVE)
         xtk__senders_abort(sv->sd); /* finish() once the round stops */
     else if (sv->phase == PH_SUSPEND || sv->phase == PH_DRAIN ||
-             sv->phase == PH_DIRTY || sv->phase == PH_PREPARE ||
-             sv->phase == PH_SETUP)
+             sv->phase == PH_DIRTY || sv->phase == PH_PREPARE)
         finish(sv, ECANCELED);
+    /* PH_SETUP: on_setup_done ends it once the set-up's thread is out. */
 }
 
 int xtk_save_set_max_downtime(struct xtk_save *sv, uint32_t ms)
@@ -3203,6 +3295,9 @@ void xtk_save_free(struct xtk_save *sv)
     ev_free(sv->ev_done);
     ev_free(sv->ev_destroy);
     ev_free(sv->ev_async);
+    ev_free(sv->ev_setup);
+    if (sv->setup_fd >= 0)
+        close(sv->setup_fd);
     if (sv->destroy_fd >= 0)
         close(sv->destroy_fd);
     if (sv->notify_fd >= 0)

@@ -185,9 +185,9 @@ typedef void xtk_save_done_fn(struct xtk_save *sv, int err, void *arg);
 /*
  * Starts the save on the context's event loop and returns; done is called
  * when it ends.  Once only (EBUSY).  Returns 0, or -1 with errno set (and
- * then done is not called and the domain was not touched).  Where the
- * backend answers later (KVM's enabling of the dirty log), a failure of
- * the rest of the set-up comes through done, the domain as it was.
+ * then done is not called and the domain was not touched).  The set-up
+ * (the backend's round trips, the headers) runs on a thread of the save's
+ * own: a failure there comes through done, the domain as it was.
  */
 int xtk_save_start(struct xtk_save *sv, xtk_save_done_fn *done, void *arg);
 

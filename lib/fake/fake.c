@@ -81,7 +81,8 @@ struct fake_handle {
      * finish; async_efd readable while one is (the kinds in async). */
     int async_efd;
     unsigned int async;
-    int resume_err, dirty_err, release_err, enable_err;
+    int resume_err, dirty_err, release_err, info_err;
+    struct xtk_domain_info info; /* info_start's answer */
     uint64_t *dirty_bits, dirty_count, dirty_nbits;
     struct xtk__output released;
     int out_counted; /* this suspend's stop closed an epoch */
@@ -1322,22 +1323,26 @@ static int fake_logdirty_start(struct xtk_domain *dom, unsigned int flags,
     return async_put(h, XTK__ASYNC_DIRTY, fd);
 }
 
-/* Enabled at the start; the outcome taken at the finish. */
-static int fake_logdirty_enable_start(struct xtk_domain *dom, int *fd)
+/* Asked at the start; the answer taken at the finish. */
+static int fake_info_start(struct xtk_domain *dom, int *fd)
 {
     struct fake_handle *h = dom->priv;
 
-    if (h->async & XTK__ASYNC_ENABLE)
+    if (h->async & XTK__ASYNC_INFO)
         return xtk__fail(EBUSY);
-    h->enable_err = fake_logdirty_enable(dom) < 0 ? errno : 0;
-    return async_put(h, XTK__ASYNC_ENABLE, fd);
+    h->info_err = fake_info(dom, &h->info) < 0 ? errno : 0;
+    return async_put(h, XTK__ASYNC_INFO, fd);
 }
 
-static int fake_logdirty_enable_finish(struct xtk_domain *dom)
+static int fake_info_finish(struct xtk_domain *dom,
+                            struct xtk_domain_info *info)
 {
     struct fake_handle *h = dom->priv;
 
-    return async_take(h, XTK__ASYNC_ENABLE, h->enable_err);
+    if (async_take(h, XTK__ASYNC_INFO, h->info_err) < 0)
+        return -1;
+    *info = h->info;
+    return 0;
 }
 
 static int fake_logdirty_finish(struct xtk_domain *dom, uint64_t *bitmap,
@@ -1476,8 +1481,8 @@ static const struct xtk__backend_ops xtk__fake_backend = {
     .stop_finish = fake_stop_finish,
     .logdirty_start = fake_logdirty_start,
     .logdirty_finish = fake_logdirty_finish,
-    .logdirty_enable_start = fake_logdirty_enable_start,
-    .logdirty_enable_finish = fake_logdirty_enable_finish,
+    .info_start = fake_info_start,
+    .info_finish = fake_info_finish,
     .output_release_start = fake_output_release_start,
     .output_release_finish = fake_output_release_finish,
     .output_hold = fake_output_hold,

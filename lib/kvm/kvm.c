@@ -68,6 +68,7 @@ struct kvm_async {
         struct xtk_hvctl_resume resume;
         struct xtk_hvctl_logdirty logdirty;
         struct xtk_hvctl_output output;
+        struct xtk_hvctl_info info;
     } r;
 };
 
@@ -316,6 +317,9 @@ static void async_read_one(struct xtk_domain *dom)
         break;
     case XTK__ASYNC_RELEASE:
         max = sizeof(a->r.output);
+        break;
+    case XTK__ASYNC_INFO:
+        max = sizeof(a->r.info);
         break;
     }
     a->done = 1;
@@ -952,6 +956,25 @@ static int kvm_create(struct xtk_domain *dom,
 
 /* ---- discovery ------------------------------------------------------- */
 
+/* xtk-hv's INFO answer (got bytes of it) as info, and its network sink. */
+static int info_from(const struct xtk_hvctl_info *o, size_t got,
+                     struct xtk_domain_info *info, char *net)
+{
+    if (got != sizeof(*o) || !memchr(o->name, 0, sizeof(o->name)) ||
+        !memchr(o->net, 0, sizeof(o->net)))
+        return xtk__fail(EPROTO);
+    memset(info, 0, sizeof(*info));
+    info->domid = o->domid;
+    info->nr_vcpus = o->nr_vcpus;
+    info->nr_pages = o->nr_pages;
+    info->flags = o->flags | (o->store ? XTK_DOMINFO_STORE : 0);
+    info->uptime_ns = o->uptime_ns;
+    snprintf(info->name, sizeof(info->name), "%s", o->name);
+    if (net)
+        memcpy(net, o->net, sizeof(o->net));
+    return 0;
+}
+
 static int info_of(struct xtk_ctx *ctx, int sock, char *rx,
                    struct xtk_domain_info *info, char *net)
 {
@@ -961,19 +984,7 @@ static int info_of(struct xtk_ctx *ctx, int sock, char *rx,
     if (call(ctx, sock, rx, 1, XTK_HVCTL_OP_INFO, 0, NULL, 0, &o, sizeof(o),
              &got, NULL, NULL) < 0)
         return -1;
-    if (got != sizeof(o) || !memchr(o.name, 0, sizeof(o.name)) ||
-        !memchr(o.net, 0, sizeof(o.net)))
-        return xtk__fail(EPROTO);
-    memset(info, 0, sizeof(*info));
-    info->domid = o.domid;
-    info->nr_vcpus = o.nr_vcpus;
-    info->nr_pages = o.nr_pages;
-    info->flags = o.flags | (o.store ? XTK_DOMINFO_STORE : 0);
-    info->uptime_ns = o.uptime_ns;
-    snprintf(info->name, sizeof(info->name), "%s", o.name);
-    if (net)
-        memcpy(net, o.net, sizeof(o.net));
-    return 0;
+    return info_from(&o, got, info, net);
 }
 
 static int by_domid(const void *a, const void *b)
@@ -1236,6 +1247,23 @@ static int kvm_info(struct xtk_domain *dom, struct xtk_domain_info *info)
 
     collect_pending(dom);
     if (info_of(dom->ctx, kd->sock, kd->rx, info, kd->net) < 0)
+        return -1;
+    kd->net_known = 1;
+    return 0;
+}
+
+static int kvm_info_start(struct xtk_domain *dom, int *fd)
+{
+    return async_send(dom, XTK__ASYNC_INFO, XTK_HVCTL_OP_INFO, 0, NULL, 0, fd);
+}
+
+static int kvm_info_finish(struct xtk_domain *dom, struct xtk_domain_info *info)
+{
+    struct kvm_dom *kd = kd_of(dom);
+    struct kvm_async a;
+
+    if (async_take(dom, XTK__ASYNC_INFO, &a) < 0 ||
+        info_from(&a.r.info, a.got, info, kd->net) < 0)
         return -1;
     kd->net_known = 1;
     return 0;
@@ -1510,19 +1538,6 @@ static int kvm_lazy_end(struct xtk_domain *dom)
 static int kvm_logdirty_enable(struct xtk_domain *dom)
 {
     return kcall(dom, XTK_HVCTL_OP_LOGDIRTY_ENABLE, 0, NULL, 0, NULL, 0, NULL);
-}
-
-static int kvm_logdirty_enable_start(struct xtk_domain *dom, int *fd)
-{
-    return async_send(dom, XTK__ASYNC_ENABLE, XTK_HVCTL_OP_LOGDIRTY_ENABLE, 0,
-                      NULL, 0, fd);
-}
-
-static int kvm_logdirty_enable_finish(struct xtk_domain *dom)
-{
-    struct kvm_async a;
-
-    return async_take(dom, XTK__ASYNC_ENABLE, &a);
 }
 
 static int kvm_logdirty_disable(struct xtk_domain *dom)
@@ -2107,8 +2122,8 @@ const struct xtk__backend_ops xtk__kvm_backend = {
     .stop_finish = kvm_stop_finish,
     .logdirty_start = kvm_logdirty_start,
     .logdirty_finish = kvm_logdirty_finish,
-    .logdirty_enable_start = kvm_logdirty_enable_start,
-    .logdirty_enable_finish = kvm_logdirty_enable_finish,
+    .info_start = kvm_info_start,
+    .info_finish = kvm_info_finish,
     .output_release_start = kvm_output_release_start,
     .output_release_finish = kvm_output_release_finish,
     .net_sink = kvm_net_sink,

@@ -534,8 +534,8 @@ static int save_cancelled(struct xtk_domain *dom, struct canceller *c)
 
 static void cancel_phases(void)
 {
-    static const char *const before_stop[] = {"save started", "dirty log asked",
-                                              "suspend requested"};
+    static const char *const before_stop[] = {
+        "save started", "domain prepared", "dirty log on", "suspend requested"};
     static const char *const after_stop[] = {
         "suspended notified", "final dirty sync", "last page sent",
         "state sent", "end sent"};
@@ -579,15 +579,102 @@ static void cancel_phases(void)
     }
 }
 
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    unsigned int *ticks = arg;
+
+    (void)fd, (void)what;
+    (*ticks)++;
+}
+
+/* The save's set-up (the backend's round trips, the headers, the dirty
+ * log) runs off the caller's thread: a backend stalled in it leaves the
+ * loop running; a cancel meanwhile ends the save once the set-up is out
+ * (ECANCELED through done), a free meanwhile waits for it (no done);
+ * either way the source is left as it was. */
+static void setup_off_loop(void)
+{
+    static const char *const stalls[] = {"info@1=stall:1000",
+                                         "logdirty_enable@1=stall:1000"};
+    struct event_base *base = xtk_ctx_event_base(ctx);
+
+    for (size_t i = 0; i < N(stalls); i++) {
+        for (int freed = 0; freed < 2; freed++) {
+            struct xtk_save_options o = {.flags = XTK_SAVE_LIVE};
+            struct xtk_domain *dom = source("dirty=20000:4096");
+            uint32_t id = xtk_domain_id(dom);
+            struct xtk_stream *out =
+                xtk_stream_file(ctx, img, XTK_STREAM_WRITE);
+            struct timeval tv = {0, 10000};
+            unsigned int ticks = 0;
+            struct job j = {0};
+            struct event *tick;
+            struct xtk_save *sv;
+            uint64_t t0, took;
+            char what[96];
+
+            snprintf(what, sizeof(what), "%s, then %s", stalls[i],
+                     freed ? "freed" : "cancelled");
+            TEST_ASSERT(out, "open %s", img);
+            sv = xtk_save_new(dom, out, &o);
+            TEST_ASSERT(sv, "xtk_save_new");
+            TEST_ASSERT(xtk__fake_faults(stalls[i]) == 0, "%s", stalls[i]);
+            tick = event_new(base, -1, EV_PERSIST, on_tick, &ticks);
+            TEST_ASSERT(tick && event_add(tick, &tv) == 0, "a timer");
+            t0 = xtk_now_ns();
+            TEST_ASSERT(xtk_save_start(sv, save_done, &j) == 0, "start");
+            while (ticks < 5)
+                event_base_loop(base, EVLOOP_ONCE);
+            took = xtk_now_ns() - t0;
+            /* A loop held by the stalled call would tick only after it. */
+            TEST_ASSERT(took < 700000000ull && !j.done,
+                        "%s: the loop ran during the set-up (5 ticks in %.0f "
+                        "ms, done %d)",
+                        what, took / 1e6, j.done);
+            if (freed) {
+                xtk_save_free(sv);
+                sv = NULL;
+                TEST_ASSERT(!j.done, "%s: done is not called", what);
+            } else {
+                xtk_save_cancel(sv);
+                while (!j.done)
+                    event_base_loop(base, EVLOOP_ONCE);
+                TEST_ASSERT(j.err == ECANCELED, "%s: ECANCELED (%s)", what,
+                            strerror(j.err));
+            }
+            event_free(tick);
+            TEST_ASSERT(xtk__fake_faults("") == 0, "faults off");
+            xtk_save_free(sv);
+            xtk_stream_close(out);
+            assert_untouched(id, what);
+            fprintf(stderr, "   %-44s source runs\n", what);
+            xtk_domain_destroy(dom);
+            xtk_domain_close(dom);
+        }
+    }
+}
+
 static void no_suspend(void)
 {
     struct xtk_domain *dom = source("dirty=1000:256 nosuspend");
     struct xtk_save_options o = {.flags = XTK_SAVE_LIVE, .timeout_ms = 300};
     uint32_t id = xtk_domain_id(dom);
 
+    TEST_ASSERT(xtk__fake_faults("") == 0, "no faults (the counts from 0)");
     TEST_ASSERT(save_file(dom, &o) < 0 && errno == ETIMEDOUT,
                 "a guest that does not suspend: ETIMEDOUT");
     assert_untouched(id, "after the timeout");
+    TEST_ASSERT(xtk__fake_calls("info") >= 3,
+                "the watch asked after it while it did not suspend (%u)",
+                xtk__fake_calls("info") - 1);
+    /* The watch's question (asked ahead, answered later on the loop)
+     * failing: the save fails with it, not with the timeout. */
+    o.timeout_ms = 5000;
+    TEST_ASSERT(xtk__fake_faults("info@2=ENXIO") == 0, "faults");
+    TEST_ASSERT(save_file(dom, &o) < 0 && errno == ENXIO,
+                "its watch failing: ENXIO (%s)", strerror(errno));
+    TEST_ASSERT(xtk__fake_faults("") == 0, "faults off");
+    assert_untouched(id, "after the watch failed");
     xtk_domain_destroy(dom);
     xtk_domain_close(dom);
 }
@@ -995,6 +1082,7 @@ int main(void)
     TEST_RUN(save_faults);
     TEST_RUN(restore_faults);
     TEST_RUN(cancel_phases);
+    TEST_RUN(setup_off_loop);
     TEST_RUN(no_suspend);
     TEST_RUN(slow_resume);
     TEST_RUN(checkpoint_faults);

@@ -106,18 +106,25 @@ int main(void)
     bm = calloc((nr + 63) / 64, 8);
     TEST_ASSERT(bm, "calloc");
 
-    /* Enabled by a request sent ahead (as a save does). */
+    TEST_ASSERT(dom->ops->logdirty_enable(dom) == 0, "enabled");
+    /* Asked by a request sent ahead (as a save's watch on a guest slow to
+     * suspend does). */
     {
+        struct xtk_domain_info ai;
         int fd = -1;
 
-        TEST_ASSERT(dom->ops->logdirty_enable_start(dom, &fd) == 0 && fd >= 0,
-                    "enable sent ahead");
+        TEST_ASSERT(dom->ops->info_start(dom, &fd) == 0 && fd >= 0,
+                    "info sent ahead");
         TEST_ASSERT(readable(fd, 5000), "its answer makes the fd readable");
-        TEST_ASSERT(dom->ops->async_ready(dom) == XTK__ASYNC_ENABLE,
-                    "ready: the enable");
-        TEST_ASSERT(dom->ops->logdirty_enable_finish(dom) == 0, "enabled");
+        TEST_ASSERT(dom->ops->async_ready(dom) == XTK__ASYNC_INFO,
+                    "ready: the info");
+        TEST_ASSERT(dom->ops->info_finish(dom, &ai) == 0 &&
+                        (ai.flags & XTK_DOMINFO_LOGDIRTY) &&
+                        ai.nr_pages == nr && ai.domid == xtk_domain_id(dom),
+                    "its answer: the domain, logging");
         TEST_ASSERT(!readable(fd, 0) && dom->ops->async_ready(dom) == 0,
                     "taken");
+        TEST_ASSERT_ERRNO(dom->ops->info_finish(dom, &ai), ENOENT);
     }
     TEST_ASSERT(xtk_domain_info(dom, &info) == 0 &&
                     (info.flags & XTK_DOMINFO_LOGDIRTY),
@@ -126,12 +133,15 @@ int main(void)
     TEST_ASSERT(other, "second handle");
     TEST_ASSERT_ERRNO(other->ops->logdirty_enable(other), EBUSY);
     {
+        struct xtk_domain_info ai;
         int fd = -1;
 
-        TEST_ASSERT(other->ops->logdirty_enable_start(other, &fd) == 0,
-                    "the other's enable sent ahead");
-        TEST_ASSERT_ERRNO(other->ops->logdirty_enable_finish(other), EBUSY);
-        TEST_ASSERT_ERRNO(other->ops->logdirty_enable_finish(other), ENOENT);
+        TEST_ASSERT(other->ops->info_start(other, &fd) == 0,
+                    "the other's info sent ahead");
+        TEST_ASSERT_ERRNO(other->ops->info_start(other, &fd), EBUSY);
+        TEST_ASSERT(other->ops->info_finish(other, &ai) == 0 &&
+                        ai.domid == xtk_domain_id(dom),
+                    "the other's info");
     }
     TEST_ASSERT_ERRNO(
         dom->ops->logdirty_read(dom, XTK__LOGDIRTY_FINAL, bm, nr, &count),
