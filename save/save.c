@@ -96,8 +96,8 @@ struct xtk_save {
      * (vcpu_stats_begin); nr_vc 0: unknown. */
     struct xtk_vcpu_stats vc0[VCPU_STATS_MAX];
     unsigned int nr_vc;
-    /* ...and as it ends (read on the destroy's thread where there is
-     * one: a round trip to the backend, off the caller's loop). */
+    /* ...and as it ends (read on the end's thread: a round trip to the
+     * backend, off the caller's loop). */
     struct xtk_vcpu_stats vc1[VCPU_STATS_MAX];
     unsigned int nr_vc1;
     int vc1_read;
@@ -180,12 +180,17 @@ struct xtk_save {
      * caller's peer_fd gets its file flags back at the end. */
     struct event *ev_done;
     int in_start;
-    /* The source's destroy after a complete save runs on a thread of its
-     * own (a 1 GiB KVM guest takes ~30 ms to go): the loop goes on. */
-    pthread_t destroy_thread;
-    int destroy_on, destroy_fd, destroy_rc, destroy_errno, fin_err;
+    /* The domain's side of the end (end_domain: the output's hold ended,
+     * the source destroyed or resumed, the dirty log and the suspend
+     * channel undone; a 1 GiB KVM guest takes ~30 ms to go) runs on a
+     * thread of its own: the loop goes on.  destroying: the source was
+     * to go (destroy_rc), else resumed if resume_tried (resume_rc). */
+    pthread_t end_thread;
+    int end_on, end_fd, fin_err;
+    int destroying, destroy_rc, destroy_errno;
+    int resume_tried, resume_rc, resume_errno;
     uint64_t destroy_ns;
-    struct event *ev_destroy;
+    struct event *ev_end;
     int peer_fl; /* peer_fd's flags before the save, or -1 */
     uint64_t t_drain;
     uint64_t owed_since, t_epoch_sent, hb_progress;
@@ -205,8 +210,8 @@ struct xtk_save {
     uint64_t resume_now;
     uint32_t release_upto, release_next;
     uint64_t t_ack; /* the guest's acknowledgement, its stop sent ahead */
-    /* The end's release, made on the destroy's thread (destroy_main): its
-     * outcome, for on_destroyed to count. */
+    /* The end's release, made on the end's thread (end_domain): its
+     * outcome, for ended() to count. */
     int end_rel, end_r, end_errno;
     uint32_t end_upto;
     struct xtk__output end_o;
@@ -2320,7 +2325,7 @@ static int destroyed(struct xtk_save *sv, int err)
 /* The save ended well and the destination runs the domain: this side's
  * held output goes (the last epoch's release, then the end of holding),
  * then the connection's end tells the destination, which holds its
- * copy's output until then.  On the destroy's thread (the loop does not
+ * copy's output until then.  On the end's thread (the loop does not
  * wait for the round trips): the release's outcome is kept for the loop
  * to count. */
 static void end_output_sent(struct xtk_save *sv)
@@ -2338,57 +2343,123 @@ static void end_output_sent(struct xtk_save *sv)
     shutdown(sv->opt.peer_fd, SHUT_WR);
 }
 
-static void *destroy_main(void *arg)
+/*
+ * The domain's side of the end, on the end's thread (end_main), or on the
+ * loop's inside xtk_save_start: the senders freed (they were stopped),
+ * then a complete save that does not keep its source destroys it, after
+ * releasing the output the destination's copy may now send; any other end
+ * ends the output's hold (output_end) and resumes a source it had asked
+ * to suspend; then the dirty log and the suspend channel are undone.
+ * What ended() reports is kept in sv.
+ */
+static void end_domain(struct xtk_save *sv)
+{
+    struct xtk_domain *dom = sv->dom;
+    int err = sv->fin_err;
+
+    xtk__senders_free(sv->sd);
+    sv->sd = NULL;
+    if (!err && !(sv->opt.flags & XTK_SAVE_KEEP)) {
+        if (sv->reply_got)
+            end_output_sent(sv);
+        vcpu_stats_read(sv);
+        sv->destroying = 1;
+        sv->destroy_rc = dom->ops->destroy(dom);
+        sv->destroy_errno = errno;
+        sv->destroy_ns = xtk_now_ns();
+    } else {
+        if (!err && sv->reply_got)
+            end_output_sent(sv);
+        else
+            output_end(sv, err);
+        vcpu_stats_read(sv);
+        if (sv->suspend_asked && !sv->superseded) {
+            sv->resume_tried = 1;
+            sv->resume_rc = dom->ops->resume(dom);
+            sv->resume_errno = errno;
+            if (sv->resume_rc == 0)
+                stamp(sv, "source resumed");
+        }
+    }
+    if (sv->logdirty)
+        dom->ops->logdirty_disable(dom);
+    if (sv->suspend_ready)
+        dom->ops->suspend_teardown(dom);
+    sv->logdirty = sv->suspend_ready = sv->stopped = 0;
+}
+
+static void *end_main(void *arg)
 {
     struct xtk_save *sv = arg;
     uint64_t one = 1;
 
-    xtk__senders_free(sv->sd);
-    sv->sd = NULL;
-    if (sv->reply_got)
-        end_output_sent(sv);
-    vcpu_stats_read(sv);
-    sv->destroy_rc = sv->dom->ops->destroy(sv->dom);
-    sv->destroy_errno = errno;
-    sv->destroy_ns = xtk_now_ns();
-    if (write(sv->destroy_fd, &one, sizeof(one)) < 0) {
+    end_domain(sv);
+    if (write(sv->end_fd, &one, sizeof(one)) < 0) {
         /* an eventfd write does not fail */
     }
     return NULL;
 }
 
-static void on_destroyed(evutil_socket_t fd, short what, void *arg)
+/* The domain's side of the end is done (end_domain): what it did is told,
+ * then done. */
+static void ended(struct xtk_save *sv)
 {
-    struct xtk_save *sv = arg;
+    struct xtk_domain *dom = sv->dom;
+    int err = sv->fin_err;
 
-    pthread_join(sv->destroy_thread, NULL);
-    sv->destroy_on = 0;
     if (sv->end_rel) {
         sv->end_rel = 0;
         errno = sv->end_errno;
         release_done(sv, sv->end_upto, sv->end_r, &sv->end_o);
     }
     vcpu_stats_count(sv);
-    finish_tail(sv, destroyed(sv, sv->fin_err));
+    if (sv->destroying) {
+        err = destroyed(sv, err);
+    } else {
+        if (sv->resume_tried && sv->resume_rc < 0) {
+            errno = sv->resume_errno;
+            XTK_PERROR(sv->ctx,
+                       "domain %u: cannot resume it (it will be resumed "
+                       "when this process exits)",
+                       dom->domid);
+        }
+        /* (t_request: a suspend was ever asked) */
+        if (err && sv->t_request && !sv->superseded)
+            XTK_WARN(sv->ctx, "domain %u: the save failed; the domain runs on",
+                     dom->domid);
+    }
+    finish_tail(sv, err);
 }
 
-/* Starts the source's destroy on a thread; -1: do it here. */
-static int destroy_async(struct xtk_save *sv)
+static void on_ended(evutil_socket_t fd, short what, void *arg)
 {
-    if (sv->destroy_fd < 0)
-        sv->destroy_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (sv->destroy_fd < 0)
+    struct xtk_save *sv = arg;
+
+    (void)fd, (void)what;
+    pthread_join(sv->end_thread, NULL);
+    sv->end_on = 0;
+    ended(sv);
+}
+
+/* Starts end_domain on a thread; -1: do it here. */
+static int end_async(struct xtk_save *sv)
+{
+    if (sv->in_start)
+        return -1; /* nothing was set up: nothing to wait for */
+    if (sv->end_fd < 0)
+        sv->end_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (sv->end_fd < 0)
         return -1;
-    if (!sv->ev_destroy)
-        sv->ev_destroy = event_new(xtk_ctx_event_base(sv->ctx), sv->destroy_fd,
-                                   EV_READ, on_destroyed, sv);
-    if (!sv->ev_destroy || event_add(sv->ev_destroy, NULL) < 0)
+    if (!sv->ev_end)
+        sv->ev_end = event_new(xtk_ctx_event_base(sv->ctx), sv->end_fd, EV_READ,
+                               on_ended, sv);
+    if (!sv->ev_end || event_add(sv->ev_end, NULL) < 0)
         return -1;
-    if (pthread_create(&sv->destroy_thread, NULL, destroy_main, sv) != 0) {
-        event_del(sv->ev_destroy);
+    if (pthread_create(&sv->end_thread, NULL, end_main, sv) != 0) {
+        event_del(sv->ev_end);
         return -1;
     }
-    sv->destroy_on = 1;
+    sv->end_on = 1;
     return 0;
 }
 
@@ -2440,15 +2511,10 @@ static void finish(struct xtk_save *sv, int err)
         if (e && !err)
             err = e;
     }
-    /* The sender threads stop (and are waited for) before anything
-     * changes under them: here, or, when the source goes, first thing on
-     * the destroy's thread (waking eight threads on a loaded host takes
-     * ms the loop need not wait). */
+    /* The sender threads stop here; they are waited for first thing on
+     * the end's thread, before anything changes under them (waking eight
+     * threads on a loaded host takes ms the loop need not wait). */
     xtk__senders_abort(sv->sd);
-    if (err || (sv->opt.flags & XTK_SAVE_KEEP)) {
-        xtk__senders_free(sv->sd);
-        sv->sd = NULL;
-    }
     ev_stop(sv->ev_notify);
     ev_stop(sv->ev_suspend);
     ev_stop(sv->ev_peer);
@@ -2464,61 +2530,19 @@ static void finish(struct xtk_save *sv, int err)
         !sv->reply_got)
         /* Tell the destination by closing: it destroys what it built. */
         shutdown(sv->opt.peer_fd, SHUT_RDWR);
-    /* The destination runs the domain from the last epoch: its output
-     * may go (end_output_sent, on the destroy's thread where there is
-     * one).  A failure: what is held is dropped, or stays (output_end). */
-    if (!err && !(sv->opt.flags & XTK_SAVE_KEEP) && destroy_async(sv) == 0) {
-        sv->fin_err = err; /* finish_tail() once it is gone */
-        return;
-    }
-    xtk__senders_free(sv->sd);
-    sv->sd = NULL;
-    if (!err && sv->reply_got) {
-        release_abs(sv, sv->out_closed, 1);
-        output_end(sv, err);
-        shutdown(sv->opt.peer_fd, SHUT_WR);
-    } else {
-        output_end(sv, err);
-    }
-    if (!err && !(sv->opt.flags & XTK_SAVE_KEEP)) {
-        vcpu_stats_read(sv);
-        vcpu_stats_count(sv);
-        sv->destroy_rc = dom->ops->destroy(dom);
-        sv->destroy_errno = errno;
-        sv->destroy_ns = xtk_now_ns();
-        err = destroyed(sv, err);
-    } else {
-        vcpu_stats_read(sv);
-        vcpu_stats_count(sv);
-        if (sv->suspend_asked && !sv->superseded) {
-            if (dom->ops->resume(dom) < 0)
-                XTK_PERROR(sv->ctx,
-                           "domain %u: cannot resume it (it will be "
-                           "resumed when this process exits)",
-                           dom->domid);
-            else
-                stamp(sv, "source resumed");
-        }
-        /* (t_request: a suspend was ever asked) */
-        if (err && sv->t_request && !sv->superseded)
-            XTK_WARN(sv->ctx, "domain %u: the save failed; the domain runs on",
-                     dom->domid);
-    }
-    finish_tail(sv, err);
+    sv->fin_err = err;
+    if (end_async(sv) == 0)
+        return; /* ended() once the end's thread is out */
+    end_domain(sv);
+    ended(sv);
 }
 
 /* What is left of the end once the domain's fate is settled. */
 static void finish_tail(struct xtk_save *sv, int err)
 {
-    struct xtk_domain *dom = sv->dom;
     xtk_save_done_fn *done = sv->done;
     void *arg = sv->done_arg;
 
-    if (sv->logdirty)
-        dom->ops->logdirty_disable(dom);
-    if (sv->suspend_ready)
-        dom->ops->suspend_teardown(dom);
-    sv->logdirty = sv->suspend_ready = sv->stopped = 0;
     /* The caller's descriptor as it was given (O_NONBLOCK was ours). */
     if (sv->peer_fl >= 0) {
         fcntl(sv->opt.peer_fd, F_SETFL, sv->peer_fl);
@@ -2599,7 +2623,7 @@ struct xtk_save *xtk_save_new(struct xtk_domain *dom, struct xtk_stream *out,
     sv->dom = dom;
     sv->out = out;
     sv->notify_fd = sv->suspend_fd = sv->dfd = sv->fd_flags = -1;
-    sv->peer_fl = sv->destroy_fd = -1;
+    sv->peer_fl = sv->end_fd = -1;
     sv->drain_fd = sv->pc_fd = sv->setup_fd = -1;
     if (opts)
         sv->opt = *opts;
@@ -3251,7 +3275,7 @@ int xtk_save_set_bandwidth(struct xtk_save *sv, uint64_t bytes_per_s)
     if (!sv)
         return xtk__fail(EINVAL);
     sv->opt.max_bandwidth = bytes_per_s;
-    /* (once done, the destroy's thread may be freeing the senders) */
+    /* (once done, the end's thread may be freeing the senders) */
     if (sv->sd && sv->phase != PH_DONE)
         xtk__senders_set_limit(sv->sd, bytes_per_s);
     return 0;
@@ -3270,11 +3294,11 @@ void xtk_save_free(struct xtk_save *sv)
         sv->done = NULL;
         finish(sv, ECANCELED);
     }
-    if (sv->destroy_on) { /* freed while the source was going */
-        pthread_join(sv->destroy_thread, NULL);
-        sv->destroy_on = 0;
+    if (sv->end_on) { /* freed while the end was under way */
+        pthread_join(sv->end_thread, NULL);
+        sv->end_on = 0;
         sv->done = NULL;
-        finish_tail(sv, destroyed(sv, sv->fin_err));
+        ended(sv);
     }
     xtk__senders_free(sv->sd);
     xtk__pc_free(sv->pc);
@@ -3293,13 +3317,13 @@ void xtk_save_free(struct xtk_save *sv)
     ev_free(sv->ev_heartbeat);
     ev_free(sv->ev_drain);
     ev_free(sv->ev_done);
-    ev_free(sv->ev_destroy);
+    ev_free(sv->ev_end);
     ev_free(sv->ev_async);
     ev_free(sv->ev_setup);
     if (sv->setup_fd >= 0)
         close(sv->setup_fd);
-    if (sv->destroy_fd >= 0)
-        close(sv->destroy_fd);
+    if (sv->end_fd >= 0)
+        close(sv->end_fd);
     if (sv->notify_fd >= 0)
         close(sv->notify_fd);
     if (sv->drain_fd >= 0)

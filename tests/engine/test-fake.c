@@ -654,6 +654,78 @@ static void setup_off_loop(void)
     }
 }
 
+/* A save's end does the domain's side (its resume, the dirty log's and
+ * the suspend channel's end) on a thread: a backend stalled there leaves
+ * the loop running, and done comes once it is out. */
+struct end_probe {
+    struct xtk_save *sv;
+    struct event *ev;
+    unsigned int ticks, at_cancel;
+};
+
+static void probe_event(struct xtk_stats *st, const struct xtk_stats_event *ev,
+                        void *arg)
+{
+    struct end_probe *p = arg;
+
+    (void)st;
+    if (ev->kind == XTK_STATS_EVENT_PHASE &&
+        !strcmp(ev->phase, "suspend requested"))
+        event_active(p->ev, 0, 0);
+}
+
+static void probe_cancel(evutil_socket_t fd, short what, void *arg)
+{
+    struct end_probe *p = arg;
+
+    (void)fd, (void)what;
+    p->at_cancel = p->ticks;
+    xtk_save_cancel(p->sv);
+}
+
+static void end_off_loop(void)
+{
+    struct xtk_domain *dom = source("dirty=1000:256 nosuspend");
+    struct xtk_save_options o = {.flags = XTK_SAVE_LIVE, .timeout_ms = 5000};
+    struct xtk_stream *out = xtk_stream_file(ctx, img, XTK_STREAM_WRITE);
+    struct event_base *base = xtk_ctx_event_base(ctx);
+    uint32_t id = xtk_domain_id(dom);
+    struct timeval tv = {0, 10000};
+    struct end_probe p = {0};
+    struct job j = {0};
+    struct event *tick;
+
+    TEST_ASSERT(out, "open %s", img);
+    p.sv = xtk_save_new(dom, out, &o);
+    TEST_ASSERT(p.sv, "xtk_save_new");
+    p.ev = event_new(base, -1, 0, probe_cancel, &p);
+    tick = event_new(base, -1, EV_PERSIST, on_tick, &p.ticks);
+    TEST_ASSERT(p.ev && tick && event_add(tick, &tv) == 0, "events");
+    xtk_stats_set_observer(xtk_save_stats(p.sv), probe_event, &p);
+    TEST_ASSERT(xtk__fake_faults("resume@1=stall:1000") == 0, "faults");
+    TEST_ASSERT(xtk_save_start(p.sv, save_done, &j) == 0, "start");
+    while (!j.done)
+        event_base_loop(base, EVLOOP_ONCE);
+    TEST_ASSERT(j.err == ECANCELED,
+                "cancelled while suspending: ECANCELED (%s)", strerror(j.err));
+    TEST_ASSERT(xtk__fake_calls("resume") == 1, "the source was resumed");
+    /* A loop held by the stalled resume would tick once or twice after. */
+    TEST_ASSERT(p.ticks - p.at_cancel >= 20,
+                "the loop ran while the end's resume stalled (%u ticks)",
+                p.ticks - p.at_cancel);
+    TEST_ASSERT(xtk__fake_faults("") == 0, "faults off");
+    event_free(tick);
+    event_free(p.ev);
+    xtk_save_free(p.sv);
+    xtk_stream_close(out);
+    assert_untouched(id, "after the end");
+    fprintf(stderr,
+            "   a resume stalled 1 s at the end: %u ticks of the loop\n",
+            p.ticks - p.at_cancel);
+    xtk_domain_destroy(dom);
+    xtk_domain_close(dom);
+}
+
 static void no_suspend(void)
 {
     struct xtk_domain *dom = source("dirty=1000:256 nosuspend");
@@ -1027,6 +1099,35 @@ static void cancel_stalled_restore(void)
     close(pp[1]);
     fprintf(stderr,
             "   a restore stalled on a pipe: cancelled, nothing left\n");
+
+    /* Freed while stalled (the writer still silent): the reader is told
+     * to stop, the free waits for it, nothing is left, done is not
+     * called. */
+    j = (struct job){0};
+    TEST_ASSERT(pipe(pp) == 0, "pipe");
+    TEST_ASSERT(write(pp[1], buf, sizeof(buf)) == (ssize_t)sizeof(buf),
+                "into the pipe");
+    in = xtk_stream_fd(ctx, pp[0], XTK_STREAM_READ);
+    rs = in ? xtk_restore_new(ctx, in, &ro) : NULL;
+    TEST_ASSERT(rs && xtk_restore_start(rs, restore_done, &j) == 0, "start");
+    t = xtk_now_ns() + 100 * 1000 * 1000;
+    while (xtk_now_ns() < t)
+        event_base_loop(xtk_ctx_event_base(ctx), EVLOOP_NONBLOCK);
+    TEST_ASSERT(!j.done, "a stalled stream: the restore waits");
+    t = xtk_now_ns();
+    xtk_restore_free(rs);
+    t = xtk_now_ns() - t;
+    TEST_ASSERT(t < 5000000000ull,
+                "the free did not wait for the stream (%.0f ms)", t / 1e6);
+    event_base_loop(xtk_ctx_event_base(ctx), EVLOOP_NONBLOCK);
+    TEST_ASSERT(!j.done && xtk__fake_count() == n,
+                "freed: no done, nothing left (done %d)", j.done);
+    xtk_stream_close(in);
+    close(pp[0]);
+    close(pp[1]);
+    fprintf(stderr,
+            "   a restore stalled on a pipe: freed in %.1f ms, nothing left\n",
+            t / 1e6);
 }
 
 /* A guest slow to leave its last suspend (20 ms, twice the interval):
@@ -1083,6 +1184,7 @@ int main(void)
     TEST_RUN(restore_faults);
     TEST_RUN(cancel_phases);
     TEST_RUN(setup_off_loop);
+    TEST_RUN(end_off_loop);
     TEST_RUN(no_suspend);
     TEST_RUN(slow_resume);
     TEST_RUN(checkpoint_faults);
