@@ -167,6 +167,16 @@ int xtk__stream_readv_some(struct xtk_stream *s, struct iovec *iov, int iovcnt,
 int xtk__stream_fail(struct xtk_stream *s, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/*
+ * How many bytes a write stream takes now without waiting on its fd: the
+ * bottom fd's room (a regular file, a block or character device: no
+ * limit; a socket: half its send buffer, the kernel's accounting taking
+ * the rest, less what it holds unsent; a pipe: its size less what it
+ * holds) less what the stream's buffer holds.  0 when not known (no fd at
+ * the bottom, or another kind of fd).
+ */
+size_t xtk__stream_room(struct xtk_stream *s);
+
 /* The bottom layer over an fd (socket: use send/recv with MSG_NOSIGNAL). */
 struct xtk__layer *xtk__layer_fd_new(struct xtk_stream *s, int fd, int own,
                                      int socket);

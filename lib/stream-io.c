@@ -19,7 +19,10 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -671,6 +674,39 @@ int xtk_stream_flush(struct xtk_stream *s)
     if (writable(s) < 0)
         return -1;
     return flush_all(s);
+}
+
+size_t xtk__stream_room(struct xtk_stream *s)
+{
+    struct xtk__layer *l = s ? s->top : NULL;
+    socklen_t optlen = sizeof(int);
+    int fd, size = 0, held = 0;
+    struct stat st;
+    size_t room;
+
+    while (l && l->below)
+        l = l->below;
+    if (!l || l->ops != &fd_ops)
+        return 0;
+    fd = ((struct fd_layer *)l)->fd;
+    if (fstat(fd, &st) < 0)
+        return 0;
+    if (S_ISREG(st.st_mode) || S_ISBLK(st.st_mode) || S_ISCHR(st.st_mode))
+        return SIZE_MAX;
+    if (S_ISSOCK(st.st_mode)) {
+        if (getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, &optlen) < 0 ||
+            ioctl(fd, SIOCOUTQ, &held) < 0)
+            return 0;
+        size /= 2;
+    } else if (S_ISFIFO(st.st_mode)) {
+        size = fcntl(fd, F_GETPIPE_SZ);
+        if (size < 0 || ioctl(fd, FIONREAD, &held) < 0)
+            return 0;
+    } else {
+        return 0;
+    }
+    room = size > held ? (size_t)(size - held) : 0;
+    return room > s->blen ? room - s->blen : 0;
 }
 
 int xtk__stream_external_begin(struct xtk_stream *s, int *fd)

@@ -173,6 +173,13 @@ struct xtk_save {
      * it is stopped, and written out by the drain thread once it runs. */
     int staging;
     int drain_fd, drain_on, drain_err, drain_end; /* drain_end: END staged */
+    /* The stream's tail on the drain thread too (tail_work): the END when
+     * the output could not take it at once (tail_end), the lazy index
+     * and the caller's commit; drain_staged: a staged epoch or END is
+     * drained first; drain_logged: drain_err was told already.  When the
+     * END went out, and when the stream was committed. */
+    int drain_staged, tail_end, drain_logged;
+    uint64_t t_end_sent, t_committed;
     pthread_t drain_thread;
     struct event *ev_drain;
     /* The job contract: done is called only after xtk_save_start has
@@ -1009,6 +1016,8 @@ static int resume_collect(struct xtk_save *sv)
     return 0;
 }
 
+static int tail_work(struct xtk_save *sv);
+
 static void *drain_main(void *arg)
 {
     struct xtk_save *sv = arg;
@@ -1016,8 +1025,13 @@ static void *drain_main(void *arg)
 
     if (!sv->drain_end)
         fault_point(sv, "sending", sv->epoch);
-    sv->drain_err =
-        xtk__stream_stage_drain(sv->out) < 0 ? (errno ? errno : EIO) : 0;
+    sv->drain_err = sv->drain_logged = 0;
+    if (sv->drain_staged && xtk__stream_stage_drain(sv->out) < 0) {
+        sv->drain_err = errno ? errno : EIO;
+    } else if (sv->drain_end && tail_work(sv) < 0) {
+        sv->drain_err = errno ? errno : EIO;
+        sv->drain_logged = 1;
+    }
     if (write(sv->drain_fd, &one, sizeof(one)) != sizeof(one))
         XTK_PERROR(sv->ctx, "cannot wake the event loop");
     return NULL;
@@ -1038,13 +1052,14 @@ static int stage_close(struct xtk_save *sv)
     return 0;
 }
 
-/* The staged epoch (or the stream's end, with END) is kept: the drain
- * thread writes it out (on_drain_done). */
-static void start_drain(struct xtk_save *sv, int end)
+/* The staged epoch (or the stream's end, with end: staged, or its tail,
+ * tail_work) is kept: the drain thread writes it out (on_drain_done). */
+static void start_drain(struct xtk_save *sv, int end, int staged)
 {
     int e;
 
     sv->drain_end = end;
+    sv->drain_staged = staged;
     sv->phase = PH_SEND;
     sv->t_drain = xtk_now_ns();
     e = pthread_create(&sv->drain_thread, NULL, drain_main, sv);
@@ -1282,7 +1297,7 @@ static void epoch_resumed(struct xtk_save *sv, struct xtk_stats_epoch *rowp,
     row.pause_ns = sv->last_pause;
     xtk_stats_epoch(sv->st, &row);
     if (staged)
-        start_drain(sv, 0);
+        start_drain(sv, 0, 1);
     else
         epoch_sent(sv, now);
 }
@@ -1299,15 +1314,18 @@ static void on_drain_done(evutil_socket_t fd, short what, void *arg)
     pthread_join(sv->drain_thread, NULL);
     sv->drain_on = 0;
     now = xtk_now_ns();
-    hist(sv, "epoch send", now - sv->t_drain);
+    if (sv->drain_staged)
+        hist(sv, "epoch send", now - sv->t_drain);
     if (!sv->drain_end)
         xtk_stats_epoch(
             sv->st, &(struct xtk_stats_epoch){.epoch = sv->epoch,
                                               .send_ns = now - sv->t_drain});
     if (sv->drain_err) {
         errno = sv->drain_err;
-        XTK_PERROR(sv->ctx, "domain %u: sending the %s failed", sv->dom->domid,
-                   sv->drain_end ? "stream's end" : "epoch");
+        if (!sv->drain_logged)
+            XTK_PERROR(sv->ctx, "domain %u: sending the %s failed",
+                       sv->dom->domid,
+                       sv->drain_end ? "stream's end" : "epoch");
         fail_errno(sv);
         return;
     }
@@ -1327,6 +1345,14 @@ static void on_drain_done(evutil_socket_t fd, short what, void *arg)
  * or Xen's layouts.  A file that cannot be indexed is complete without it
  * (why, at debug level).  0, or -1 (the file could not be written).
  */
+static int index_wanted(struct xtk_save *sv)
+{
+    return !(sv->native || sv->delegate || sv->opt.checkpoint_interval_ms ||
+             sv->pc_decided || (sv->out->flags & XTK_STREAM_CHECKSUM) ||
+             sv->out->fr.framing != XTK_STREAM_FRAMING_LIBXC ||
+             xtk__stream_file_fd(sv->out) < 0);
+}
+
 static int write_index(struct xtk_save *sv)
 {
     struct xtk_stream_counters c;
@@ -1336,11 +1362,9 @@ static int write_index(struct xtk_save *sv)
     off_t at;
     int fd, rfd, r;
 
-    if (sv->native || sv->delegate || sv->opt.checkpoint_interval_ms ||
-        sv->pc_decided || (sv->out->flags & XTK_STREAM_CHECKSUM) ||
-        sv->out->fr.framing != XTK_STREAM_FRAMING_LIBXC ||
-        (fd = xtk__stream_file_fd(sv->out)) < 0)
+    if (!index_wanted(sv))
         return 0;
+    fd = xtk__stream_file_fd(sv->out);
     if (xtk_stream_flush(sv->out) < 0 ||
         xtk_stream_get_counters(sv->out, &c) < 0)
         return -1;
@@ -1373,37 +1397,91 @@ static int write_index(struct xtk_save *sv)
     return 0;
 }
 
-/* The stream's END is out: the stop's figure, then the caller's commit
- * (0; or -1, the save failed). */
-static int end_sent(struct xtk_save *sv)
+/* Whether the stream's end has work that may take long: a lazy index
+ * to build (the file read back) or the caller's commit (a file synced and
+ * renamed). */
+static int tail_wanted(struct xtk_save *sv)
 {
-    uint64_t now = xtk_now_ns();
+    return sv->opt.commit || index_wanted(sv);
+}
 
-    xtk_stats_phase_at(sv->st, "end sent", now);
-    if (sv->t_request && !sv->drain_end && !sv->pc_switched)
-        /* else: once staged, or at the post-copy switch */
-        hist(sv, "final round", now - sv->t_request);
+/* The lazy index, then the caller's commit (0; or -1 with errno, having
+ * logged why: the save fails). */
+static int end_commit(struct xtk_save *sv)
+{
     if (write_index(sv) < 0) {
-        XTK_ERROR(sv->ctx, "cannot write the stream's lazy index");
-        fail_errno(sv);
+        XTK_PERROR(sv->ctx, "cannot write the stream's lazy index");
         return -1;
     }
     if (sv->opt.commit && sv->opt.commit(sv, sv->opt.commit_arg) < 0) {
         XTK_ERROR(sv->ctx, "the stream is complete but could not be "
                            "committed: the domain runs on");
-        fail_errno(sv);
         return -1;
     }
-    stamp(sv, "committed");
+    sv->t_committed = xtk_now_ns();
     return 0;
 }
 
-/* The stream's END is out (sent, or staged and drained): the commit, then
- * the reply of a migration, or the end. */
+/* The stream's tail, on the drain thread: the END if the loop left it
+ * (tail_end), then the index and the commit.  0, or -1 with errno, having
+ * logged why. */
+static int tail_work(struct xtk_save *sv)
+{
+    if (sv->tail_end && xtk_stream_write_end(sv->out) < 0) {
+        XTK_PERROR(sv->ctx, "domain %u: sending the stream's end failed",
+                   sv->dom->domid);
+        return -1;
+    }
+    if (sv->tail_end || sv->drain_staged)
+        sv->t_end_sent = xtk_now_ns();
+    return end_commit(sv);
+}
+
+/* The output takes the END (and what the stream buffers) without
+ * waiting: a file, or a socket or pipe with room for it. */
+#define END_ROOM (64u << 10)
+
+/*
+ * The stream ends (the native state written if it goes last): the END
+ * from the loop when the output has room for it (end_written: it is out
+ * already), else, like the index and the commit, on the drain thread
+ * (start_tail); then end_out.
+ */
+static void stream_end(struct xtk_save *sv, int end_written)
+{
+    int tail_end = 0;
+
+    sv->drain_staged = 0; /* (an earlier epoch's drain may have set it) */
+    if (!end_written) {
+        if (xtk__stream_room(sv->out) >= END_ROOM) {
+            if (xtk_stream_write_end(sv->out) < 0) {
+                fail_errno(sv);
+                return;
+            }
+        } else {
+            tail_end = 1;
+        }
+    }
+    if (!tail_end)
+        sv->t_end_sent = xtk_now_ns();
+    if (tail_end || tail_wanted(sv)) {
+        sv->tail_end = tail_end;
+        start_drain(sv, 1, 0);
+        return;
+    }
+    sv->t_committed = xtk_now_ns();
+    end_out(sv);
+}
+
+/* The stream's END is out (sent, or staged and drained) and committed:
+ * their figures, then the reply of a migration, or the end. */
 static void end_out(struct xtk_save *sv)
 {
-    if (end_sent(sv) < 0)
-        return;
+    xtk_stats_phase_at(sv->st, "end sent", sv->t_end_sent);
+    if (sv->t_request && !sv->drain_staged && !sv->pc_switched)
+        /* else: once staged, or at the post-copy switch */
+        hist(sv, "final round", sv->t_end_sent - sv->t_request);
+    xtk_stats_phase_at(sv->st, "committed", sv->t_committed);
     if (sv->opt.flags & XTK_SAVE_MIGRATE) {
         sv->phase = PH_PEER;
         if (sv->reply_early) { /* on_peer kept it */
@@ -1427,8 +1505,7 @@ static void after_final_round(struct xtk_save *sv)
         postcopy_switch(sv);
         return;
     }
-    if ((sv->native && send_state(sv) < 0) ||
-        xtk_stream_write_end(sv->out) < 0) {
+    if (sv->native && send_state(sv) < 0) {
         fail_errno(sv);
         return;
     }
@@ -1437,6 +1514,10 @@ static void after_final_round(struct xtk_save *sv)
          * out and is committed (a file synced and renamed). */
         uint64_t now = xtk_now_ns();
 
+        if (xtk_stream_write_end(sv->out) < 0) {
+            fail_errno(sv);
+            return;
+        }
         xtk_stats_phase_at(sv->st, "end staged", now);
         hist(sv, "final round", now - sv->t_request);
         if (stage_close(sv) < 0 ||
@@ -1446,10 +1527,11 @@ static void after_final_round(struct xtk_save *sv)
         }
         if (sv->opt.flags & XTK_SAVE_KEEP)
             sv->suspend_asked = 0; /* resumed: finish() has nothing to do */
-        start_drain(sv, 1);
+        sv->tail_end = 0;
+        start_drain(sv, 1, 1);
         return;
     }
-    end_out(sv);
+    stream_end(sv, 0);
 }
 
 /* ---- post-copy ------------------------------------------------------ */
@@ -1654,11 +1736,7 @@ static void on_pc_done(evutil_socket_t fd, short what, void *arg)
     }
     xtk_stats_phase_at(sv->st, "last page sent", res.last_write_ns);
     hist(sv, "postcopy", res.last_write_ns - sv->t_switch);
-    if (xtk_stream_write_end(sv->out) < 0) {
-        fail_errno(sv);
-        return;
-    }
-    end_out(sv);
+    stream_end(sv, 0);
 }
 
 /* ---- pre-copy rounds --------------------------------------------------- */
@@ -1686,8 +1764,12 @@ static void start_round(struct xtk_save *sv, uint64_t count,
                   (unsigned long)(count * XTK__PAGE_SIZE));
     /* A final round of one batch or less: this thread sends it (the
      * guest is stopped, and a hand-off to the senders and back costs
-     * more than the pages). */
-    if (sv->phase == PH_FINAL && count <= XTK__SAVE_BATCH)
+     * more than the pages), if the output takes it without waiting (a
+     * file, the stage, a socket or pipe with room for it): the caller's
+     * loop does not wait on a peer. */
+    if (sv->phase == PH_FINAL && count <= XTK__SAVE_BATCH &&
+        (sv->staging || xtk__stream_room(sv->out) >=
+                            count * (XTK__PAGE_SIZE + 8) + (16u << 10)))
         r = xtk__senders_round_here(sv->sd, sv->pfns, count, populated, flags);
     else
         r = xtk__senders_round(sv->sd, sv->pfns, count, populated, flags);
@@ -2947,9 +3029,7 @@ static void on_delegate_done(evutil_socket_t fd, short what, void *arg)
         fail_errno(sv);
         return;
     }
-    if (end_sent(sv) < 0)
-        return;
-    finish(sv, 0);
+    stream_end(sv, 1);
 }
 
 static int delegate_start(struct xtk_save *sv)

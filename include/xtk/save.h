@@ -122,7 +122,8 @@ struct xtk_save_options {
      * Called once the stream is complete (END written and flushed), before
      * the domain is destroyed: a file is made durable and renamed into
      * place here.  Returning -1 fails the save (the domain is resumed).
-     * NULL: nothing to do.
+     * NULL: nothing to do.  Called on a thread of the save's own, not the
+     * loop's: it must not call the save's functions.
      */
     int (*commit)(struct xtk_save *sv, void *arg);
     void *commit_arg;

@@ -34,6 +34,7 @@
  */
 #include <dirent.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -347,6 +348,113 @@ static void migrate(void)
                 "the source is gone");
     assert_restored(p.dst, 1);
     destroy(p.dst);
+}
+
+/* The caller's loop, watched: the longest gap between two of its 10 ms
+ * ticks. */
+struct watcher {
+    uint64_t last, max_gap;
+    struct event *ev;
+};
+
+static void on_watch_tick(evutil_socket_t fd, short what, void *arg)
+{
+    struct watcher *w = arg;
+    uint64_t now = xtk_now_ns();
+
+    (void)fd, (void)what;
+    if (w->last && now - w->last > w->max_gap)
+        w->max_gap = now - w->last;
+    w->last = now;
+}
+
+static void watch_loop(struct watcher *w)
+{
+    struct timeval tv = {0, 10000};
+
+    *w = (struct watcher){0};
+    w->ev =
+        event_new(xtk_ctx_event_base(ctx), -1, EV_PERSIST, on_watch_tick, w);
+    TEST_ASSERT(w->ev && event_add(w->ev, &tv) == 0, "a timer");
+}
+
+/* The save's reader at the pipe's far end, which stops reading for 1 s
+ * once told (hold) as the final round begins. */
+struct slow_reader {
+    int fd, hold;
+    uint64_t bytes;
+};
+
+static void *slow_read(void *arg)
+{
+    struct slow_reader *r = arg;
+    char buf[65536];
+    ssize_t n;
+
+    for (;;) {
+        if (__atomic_exchange_n(&r->hold, 0, __ATOMIC_SEQ_CST))
+            nanosleep(&(struct timespec){1, 0}, NULL);
+        n = read(r->fd, buf, sizeof(buf));
+        if (n <= 0)
+            break;
+        r->bytes += (uint64_t)n;
+    }
+    return NULL;
+}
+
+static void hold_reader(struct xtk_stats *st, const struct xtk_stats_event *ev,
+                        void *arg)
+{
+    struct slow_reader *r = arg;
+
+    (void)st;
+    if (ev->kind == XTK_STATS_EVENT_PHASE &&
+        !strcmp(ev->phase, "suspended notified"))
+        __atomic_store_n(&r->hold, 1, __ATOMIC_SEQ_CST);
+}
+
+/* A live save into a pipe whose reader stops for 1 s as the final round
+ * begins: the final round's ~200 pages (more than the pipe holds) and the
+ * END wait on libxtk's threads, never on the caller's loop. */
+static void final_round_off_loop(void)
+{
+    struct xtk_domain *dom = source("dirty=1000000:400");
+    struct xtk_save_options o = {.flags = XTK_SAVE_LIVE};
+    struct slow_reader r = {0};
+    struct xtk_stream *out;
+    struct job j = {0};
+    struct xtk_save *sv;
+    struct watcher w;
+    pthread_t t;
+    int pp[2];
+
+    TEST_ASSERT(pipe(pp) == 0, "pipe");
+    r.fd = pp[0];
+    TEST_ASSERT(pthread_create(&t, NULL, slow_read, &r) == 0, "reader");
+    out = xtk_stream_fd(ctx, pp[1], XTK_STREAM_WRITE);
+    sv = out ? xtk_save_new(dom, out, &o) : NULL;
+    TEST_ASSERT(sv, "save");
+    xtk_stats_set_observer(xtk_save_stats(sv), hold_reader, &r);
+    watch_loop(&w);
+    TEST_ASSERT(xtk_save_start(sv, save_done, &j) == 0, "start");
+    while (!j.done)
+        event_base_loop(xtk_ctx_event_base(ctx), EVLOOP_ONCE);
+    event_free(w.ev);
+    TEST_ASSERT(j.err == 0, "saved (%s)", strerror(j.err));
+    xtk_save_free(sv);
+    xtk_stream_close(out);
+    close(pp[1]);
+    pthread_join(t, NULL);
+    close(pp[0]);
+    TEST_ASSERT(w.max_gap < 500000000ull,
+                "the loop ran while the reader did not read (longest gap "
+                "%.0f ms)",
+                w.max_gap / 1e6);
+    fprintf(stderr,
+            "   the reader stalled 1 s: %llu bytes, the loop's longest gap "
+            "%.1f ms\n",
+            (unsigned long long)r.bytes, w.max_gap / 1e6);
+    xtk_domain_close(dom);
 }
 
 /* The operations a save calls, and how often (the idle guest's save is
@@ -1180,6 +1288,7 @@ int main(void)
     TEST_RUN(bad_fault_lists);
     TEST_RUN(roundtrip);
     TEST_RUN(migrate);
+    TEST_RUN(final_round_off_loop);
     TEST_RUN(save_faults);
     TEST_RUN(restore_faults);
     TEST_RUN(cancel_phases);
