@@ -63,6 +63,11 @@
 #define DEFAULT_PEER_TIMEOUT_MS 5000
 #define FIXED_ESTIMATE_NS 1000000ull /* suspend + state + resume, estimated */
 #define PROGRESS_MS 200
+#define HEARTBEAT_ROOM 4096u /* what a heartbeat needs in the output */
+/* The output takes the END (and what the stream buffers), or a final
+ * round's state, without waiting: a file, or a socket or pipe with this
+ * much room. */
+#define END_ROOM (64u << 10)
 #define WATCH_MS 100    /* how often a suspending domain is checked on */
 #define PREPARE_MS 1000 /* a post-copy's stop waits this long at most */
 #define POSTCOPY_FLAGS (XTK_SAVE_POSTCOPY | XTK_SAVE_POSTCOPY_AUTO)
@@ -179,6 +184,7 @@ struct xtk_save {
      * drained first; drain_logged: drain_err was told already.  When the
      * END went out, and when the stream was committed. */
     int drain_staged, tail_end, drain_logged;
+    int stage_for_room; /* the last round staged: its output had no room */
     uint64_t t_end_sent, t_committed;
     pthread_t drain_thread;
     struct event *ev_drain;
@@ -889,8 +895,13 @@ static void suspended(struct xtk_save *sv, uint64_t ack)
     if (sv->ev_heartbeat && sv->epoch > 0 && !sv->owed_since)
         sv->owed_since = now;
     /* The guest runs again after this round: what it sends is copied to
-     * memory while the guest is stopped, and sent once it runs. */
-    if (stage_wanted(sv)) {
+     * memory while the guest is stopped, and sent once it runs.  So is a
+     * last round whose output has no room now (a peer or a pipe's reader
+     * behind): the drain thread waits for it, not the caller's loop. */
+    sv->stage_for_room = !stage_wanted(sv) &&
+                         !(sv->opt.flags & POSTCOPY_FLAGS) &&
+                         xtk__stream_room(sv->out) < END_ROOM;
+    if (stage_wanted(sv) || sv->stage_for_room) {
         if (xtk__stream_stage_begin(sv->out, STAGE_LIMIT) < 0) {
             XTK_PERROR(sv->ctx, "domain %u: cannot stage its epoch",
                        sv->dom->domid);
@@ -898,6 +909,8 @@ static void suspended(struct xtk_save *sv, uint64_t ack)
             return;
         }
         sv->staging = 1;
+        if (sv->stage_for_room)
+            xtk_stats_count(sv->st, "final rounds staged for want of room", 1);
     }
     /* The state goes first, before even the final dirty-log read: a
      * destination can load it while the last pages are on their way (the
@@ -1052,12 +1065,34 @@ static int stage_close(struct xtk_save *sv)
     return 0;
 }
 
+/* The drain thread's wake-up, made by make_events or at the first drain
+ * (a backend's own save has no other events).  0, or -1 with errno. */
+static int drain_events(struct xtk_save *sv)
+{
+    if (sv->ev_drain)
+        return 0;
+    sv->drain_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (sv->drain_fd < 0)
+        return -1;
+    sv->ev_drain = event_new(xtk_ctx_event_base(sv->ctx), sv->drain_fd,
+                             EV_READ | EV_PERSIST, on_drain_done, sv);
+    if (!sv->ev_drain || event_add(sv->ev_drain, NULL) < 0)
+        return xtk__fail(ENOMEM);
+    return 0;
+}
+
 /* The staged epoch (or the stream's end, with end: staged, or its tail,
  * tail_work) is kept: the drain thread writes it out (on_drain_done). */
 static void start_drain(struct xtk_save *sv, int end, int staged)
 {
     int e;
 
+    if (drain_events(sv) < 0) {
+        e = errno ? errno : ENOMEM;
+        XTK_PERROR(sv->ctx, "cannot start sending the epoch");
+        finish(sv, e);
+        return;
+    }
     sv->drain_end = end;
     sv->drain_staged = staged;
     sv->phase = PH_SEND;
@@ -1437,10 +1472,6 @@ static int tail_work(struct xtk_save *sv)
     return end_commit(sv);
 }
 
-/* The output takes the END (and what the stream buffers) without
- * waiting: a file, or a socket or pipe with room for it. */
-#define END_ROOM (64u << 10)
-
 /*
  * The stream ends (the native state written if it goes last): the END
  * from the loop when the output has room for it (end_written: it is out
@@ -1478,7 +1509,8 @@ static void stream_end(struct xtk_save *sv, int end_written)
 static void end_out(struct xtk_save *sv)
 {
     xtk_stats_phase_at(sv->st, "end sent", sv->t_end_sent);
-    if (sv->t_request && !sv->drain_staged && !sv->pc_switched)
+    if (sv->t_request && (!sv->drain_staged || sv->stage_for_room) &&
+        !sv->pc_switched)
         /* else: once staged, or at the post-copy switch */
         hist(sv, "final round", sv->t_end_sent - sv->t_request);
     xtk_stats_phase_at(sv->st, "committed", sv->t_committed);
@@ -1519,7 +1551,8 @@ static void after_final_round(struct xtk_save *sv)
             return;
         }
         xtk_stats_phase_at(sv->st, "end staged", now);
-        hist(sv, "final round", now - sv->t_request);
+        if (!sv->stage_for_room) /* else once it is out (end_out) */
+            hist(sv, "final round", now - sv->t_request);
         if (stage_close(sv) < 0 ||
             ((sv->opt.flags & XTK_SAVE_KEEP) && resume_after_round(sv) < 0)) {
             fail_errno(sv);
@@ -2070,6 +2103,12 @@ static void on_heartbeat(evutil_socket_t fd, short what, void *arg)
     }
     if (sv->phase != PH_INTERVAL && sv->phase != PH_SUSPEND)
         return; /* an epoch is on its way: its bytes tell the backup */
+    if (xtk__stream_room(sv->out) < HEARTBEAT_ROOM) {
+        /* The backup has not read what was sent: the heartbeat would
+         * wait in the loop for it.  What it owes decides (overdue). */
+        xtk_stats_count(sv->st, "heartbeats put off", 1);
+        return;
+    }
     hb.seq = ++sv->hb_seq;
     hb.epoch = sv->epoch;
     hb.deadline = sv->opt.peer_timeout_ms;
@@ -2847,14 +2886,8 @@ static int make_events(struct xtk_save *sv)
     sv->ev_done = evtimer_new(base, on_done_deferred, sv);
     if (!sv->ev_done || !sv->ev_relfail)
         return xtk__fail(ENOMEM);
-    sv->drain_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (sv->drain_fd < 0)
+    if (drain_events(sv) < 0)
         return -1;
-    sv->ev_drain =
-        event_new(base, sv->drain_fd, EV_READ | EV_PERSIST, on_drain_done, sv);
-    if (!sv->ev_drain)
-        return xtk__fail(ENOMEM);
-    event_add(sv->ev_drain, NULL);
     sv->ev_progress = evtimer_new(base, on_progress, sv);
     sv->ev_watch = evtimer_new(base, on_watch, sv);
     sv->ev_busy = evtimer_new(base, on_busy, sv);

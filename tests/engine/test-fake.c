@@ -990,6 +990,7 @@ static void checkpoint_faults(void)
     unsigned int n = xtk__fake_count(), writes,
                  idle = xtk__fake_counts().idle_resumes;
     struct pair p = {0};
+    struct watcher w;
     char spec[64];
 
     /* No fault: 12 epochs, then END moves the guest to the backup. */
@@ -1053,10 +1054,17 @@ static void checkpoint_faults(void)
     p = (struct pair){.decide = DECIDE_CANCEL};
     snprintf(spec, sizeof(spec), "write_frames@%u=stall:1500",
              writes * 2 / 3 + 1);
+    watch_loop(&w);
     checkpoint_pair(&p, spec, 0);
+    event_free(w.ev);
     TEST_ASSERT(p.sj.err && p.backup_lost == 1,
                 "%s: the source gave its backup up (%s)", spec,
                 strerror(p.sj.err));
+    /* Nothing the source sends (the epoch, heartbeats) waits on the
+     * loop for the stalled backup. */
+    TEST_ASSERT(w.max_gap < 300000000ull,
+                "%s: the loop ran meanwhile (longest gap %.0f ms)", spec,
+                w.max_gap / 1e6);
     TEST_ASSERT(p.rj.err == ECANCELED && !p.dst,
                 "%s: the backup stood down (%d)", spec, p.rj.err);
     assert_left(p.src, "the source whose backup stalled", 0);

@@ -900,6 +900,62 @@ static void test_record_names(void)
                     "xtk's types are optional and in range");
 }
 
+/* xtk__stream_room: what the output takes now without waiting (the save
+ * writes from the caller's loop only what fits). */
+static void fill(int fd)
+{
+    static char junk[4096];
+
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    while (write(fd, junk, sizeof(junk)) > 0)
+        ;
+}
+
+static void test_room(void)
+{
+    char path[] = "/tmp/xtk-room.XXXXXX";
+    struct xtk_stream *s;
+    int sp[2], pp[2], fd;
+    size_t room;
+
+    fd = mkstemp(path);
+    TEST_ASSERT(fd >= 0, "a file");
+    unlink(path);
+    s = xtk_stream_fd(ctx, fd, XTK_STREAM_WRITE | XTK_STREAM_OWN_FD);
+    TEST_ASSERT(s && xtk__stream_room(s) == SIZE_MAX, "a file: no limit");
+    xtk_stream_close(s);
+
+    TEST_ASSERT(socketpair(AF_UNIX, SOCK_STREAM, 0, sp) == 0, "socketpair");
+    s = xtk_stream_socket(ctx, sp[0], XTK_STREAM_WRITE);
+    room = xtk__stream_room(s);
+    TEST_ASSERT(room >= 16384 && room < SIZE_MAX, "an empty socket: %zu", room);
+    TEST_ASSERT(xtk_stream_write(s, "abcd", 4) == 0 &&
+                    xtk__stream_room(s) == room - 4,
+                "less what the stream buffers");
+    xtk_stream_close(s);
+    fill(sp[0]);
+    s = xtk_stream_socket(ctx, sp[0], XTK_STREAM_WRITE);
+    TEST_ASSERT(xtk__stream_room(s) < 4096, "a full socket: %zu",
+                xtk__stream_room(s));
+    xtk_stream_close(s);
+    close(sp[0]);
+    close(sp[1]);
+
+    TEST_ASSERT(pipe(pp) == 0, "pipe");
+    s = xtk_stream_fd(ctx, pp[1], XTK_STREAM_WRITE);
+    room = xtk__stream_room(s);
+    TEST_ASSERT(room == (size_t)fcntl(pp[1], F_GETPIPE_SZ),
+                "an empty pipe: %zu", room);
+    xtk_stream_close(s);
+    fill(pp[1]);
+    s = xtk_stream_fd(ctx, pp[1], XTK_STREAM_WRITE);
+    TEST_ASSERT(xtk__stream_room(s) == 0, "a full pipe: %zu",
+                xtk__stream_room(s));
+    xtk_stream_close(s);
+    close(pp[0]);
+    close(pp[1]);
+}
+
 int main(void)
 {
     /* The fd layer's writev raises SIGPIPE on a dead pipe like any other
@@ -924,6 +980,7 @@ int main(void)
     TEST_RUN(test_lying_length);
     TEST_RUN(test_take_body);
     TEST_RUN(test_record_names);
+    TEST_RUN(test_room);
     tstream_free(&known);
     xtk_ctx_close(ctx);
     return 0;
