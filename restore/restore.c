@@ -118,6 +118,7 @@ struct xtk_restore {
      * or a socket that brings nothing more: xtk__stream_set_cancel). */
     int cancel_fd;
     struct event *ev_done;
+    struct event *ev_join; /* the reader has not returned yet: joined() */
 
     struct xtk_domain *dom;
     uint32_t domid; /* once it runs */
@@ -2336,6 +2337,8 @@ static void *restore_main(void *arg)
     return NULL;
 }
 
+static void joined(evutil_socket_t fd, short what, void *arg);
+
 static void on_done(evutil_socket_t fd, short what, void *arg)
 {
     struct xtk_restore *rs = arg;
@@ -2356,10 +2359,28 @@ static void on_done(evutil_socket_t fd, short what, void *arg)
         rs->opt.lost(rs, lost_err, rs->opt.lost_arg);
     if (!done)
         return;
-    pthread_join(rs->thread, NULL);
+    event_del(rs->ev_done);
+    joined(-1, 0, rs);
+}
+
+/* The reader has said it is done: joined once it has returned too, which
+ * on a loaded host can take a scheduler tick; the loop does not wait for
+ * that (tried again every 0.1 ms), then done. */
+static void joined(evutil_socket_t fd, short what, void *arg)
+{
+    struct xtk_restore *rs = arg;
+    struct timeval tv = {0, 100};
+
+    (void)fd, (void)what;
+    if (pthread_tryjoin_np(rs->thread, NULL) != 0) {
+        if (!rs->ev_join)
+            rs->ev_join = evtimer_new(xtk_ctx_event_base(rs->ctx), joined, rs);
+        if (rs->ev_join && evtimer_add(rs->ev_join, &tv) == 0)
+            return;
+        pthread_join(rs->thread, NULL); /* no timer: here */
+    }
     rs->joined = 1;
     rs->finished = 1;
-    event_del(rs->ev_done);
     if (rs->done)
         rs->done(rs, rs->err, rs->done_arg);
 }
@@ -2524,6 +2545,8 @@ void xtk_restore_free(struct xtk_restore *rs)
     }
     if (rs->ev_done)
         event_free(rs->ev_done);
+    if (rs->ev_join)
+        event_free(rs->ev_join);
     if (rs->notify_fd >= 0)
         close(rs->notify_fd);
     if (rs->started)

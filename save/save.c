@@ -258,6 +258,13 @@ struct xtk_save {
     pthread_t setup_thread;
     int setup_on, setup_fd, setup_err;
     struct event *ev_setup;
+
+    /* A thread that said it is done but has not returned yet: joined on
+     * ev_join (join_then), then join_next goes on. */
+    struct event *ev_join;
+    pthread_t *join_thread;
+    int *join_on;
+    void (*join_next)(struct xtk_save *sv);
 };
 
 static void finish(struct xtk_save *sv, int err);
@@ -562,6 +569,45 @@ static void ev_free(struct event *ev)
 {
     if (ev)
         event_free(ev);
+}
+
+/*
+ * A thread of the save's has said it is done (its eventfd): it is joined
+ * once it has returned too, which on a loaded host can take a scheduler
+ * tick (a futex wait of 1-2 ms in the loop under loop-bench's --trace).
+ * The loop does not wait for that: tried again every 0.1 ms, then next
+ * goes on.
+ */
+static void on_join(evutil_socket_t fd, short what, void *arg);
+
+static void join_then(struct xtk_save *sv, pthread_t *t, int *on,
+                      void (*next)(struct xtk_save *sv))
+{
+    struct timeval tv = {0, 100};
+
+    if (*on && pthread_tryjoin_np(*t, NULL) != 0) {
+        if (!sv->ev_join)
+            sv->ev_join = evtimer_new(xtk_ctx_event_base(sv->ctx), on_join, sv);
+        if (sv->ev_join && evtimer_add(sv->ev_join, &tv) == 0) {
+            sv->join_thread = t;
+            sv->join_on = on;
+            sv->join_next = next;
+            return;
+        }
+        pthread_join(*t, NULL); /* no timer: here */
+    }
+    *on = 0;
+    sv->join_next = NULL;
+    next(sv);
+}
+
+static void on_join(evutil_socket_t fd, short what, void *arg)
+{
+    struct xtk_save *sv = arg;
+
+    (void)fd, (void)what;
+    if (sv->join_next)
+        join_then(sv, sv->join_thread, sv->join_on, sv->join_next);
 }
 
 static void arm_timer(struct xtk_save *sv, uint32_t ms)
@@ -1337,18 +1383,24 @@ static void epoch_resumed(struct xtk_save *sv, struct xtk_stats_epoch *rowp,
         epoch_sent(sv, now);
 }
 
+static void drain_joined(struct xtk_save *sv);
+
 /* The staged bytes are out (or failed). */
 static void on_drain_done(evutil_socket_t fd, short what, void *arg)
 {
     struct xtk_save *sv = arg;
-    uint64_t v, now;
+    uint64_t v;
 
     (void)fd, (void)what;
     if (read(sv->drain_fd, &v, sizeof(v)) != sizeof(v))
         return;
-    pthread_join(sv->drain_thread, NULL);
-    sv->drain_on = 0;
-    now = xtk_now_ns();
+    join_then(sv, &sv->drain_thread, &sv->drain_on, drain_joined);
+}
+
+static void drain_joined(struct xtk_save *sv)
+{
+    uint64_t now = xtk_now_ns();
+
     if (sv->drain_staged)
         hist(sv, "epoch send", now - sv->t_drain);
     if (!sv->drain_end)
@@ -2557,9 +2609,7 @@ static void on_ended(evutil_socket_t fd, short what, void *arg)
     struct xtk_save *sv = arg;
 
     (void)fd, (void)what;
-    pthread_join(sv->end_thread, NULL);
-    sv->end_on = 0;
-    ended(sv);
+    join_then(sv, &sv->end_thread, &sv->end_on, ended);
 }
 
 /* Starts end_domain on a thread; -1: do it here. */
@@ -2592,6 +2642,8 @@ static void finish(struct xtk_save *sv, int err)
     if (sv->phase == PH_DONE)
         return;
     sv->phase = PH_DONE;
+    ev_stop(sv->ev_join); /* a thread's join pending: done here */
+    sv->join_next = NULL;
     if (sv->setup_on) { /* freed during the set-up: it ends first */
         pthread_join(sv->setup_thread, NULL);
         sv->setup_on = 0;
@@ -3034,6 +3086,8 @@ static void *delegate_main(void *arg)
     return NULL;
 }
 
+static void delegate_joined(struct xtk_save *sv);
+
 /* The backend's save is over: the framing's end, the commit, the end. */
 static void on_delegate_done(evutil_socket_t fd, short what, void *arg)
 {
@@ -3043,8 +3097,11 @@ static void on_delegate_done(evutil_socket_t fd, short what, void *arg)
     (void)fd, (void)what;
     if (read(sv->notify_fd, &v, sizeof(v)) != sizeof(v))
         return;
-    pthread_join(sv->dthread, NULL);
-    sv->dthread_on = 0;
+    join_then(sv, &sv->dthread, &sv->dthread_on, delegate_joined);
+}
+
+static void delegate_joined(struct xtk_save *sv)
+{
     if (sv->fd_flags >= 0)
         fcntl(sv->dfd, F_SETFL, sv->fd_flags); /* as the caller gave it */
     if (sv->delegate_err) {
@@ -3287,18 +3344,24 @@ static void *setup_main(void *arg)
 /* The set-up is over (setup_main): the first round, or the suspend
  * request; or the end (a failure, a cancel meanwhile: nothing was asked
  * of the guest yet, and finish undoes what the set-up did). */
+static void setup_joined(struct xtk_save *sv);
+
 static void on_setup_done(evutil_socket_t fd, short what, void *arg)
 {
     struct xtk_save *sv = arg;
-    struct xtk_domain *dom = sv->dom;
     uint64_t v;
 
     (void)fd, (void)what;
     if (read(sv->setup_fd, &v, sizeof(v)) != sizeof(v))
         return;
     event_del(sv->ev_setup);
-    pthread_join(sv->setup_thread, NULL);
-    sv->setup_on = 0;
+    join_then(sv, &sv->setup_thread, &sv->setup_on, setup_joined);
+}
+
+static void setup_joined(struct xtk_save *sv)
+{
+    struct xtk_domain *dom = sv->dom;
+
     if (sv->setup_err || sv->cancel) {
         finish(sv, sv->setup_err ? sv->setup_err : ECANCELED);
         return;
@@ -3433,6 +3496,7 @@ void xtk_save_free(struct xtk_save *sv)
     ev_free(sv->ev_end);
     ev_free(sv->ev_async);
     ev_free(sv->ev_setup);
+    ev_free(sv->ev_join);
     if (sv->setup_fd >= 0)
         close(sv->setup_fd);
     if (sv->end_fd >= 0)

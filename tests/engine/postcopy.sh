@@ -55,10 +55,10 @@ source_kept() {
 # --- 1. a migration that pre-copy cannot finish -----------------------------
 hot pc1
 listen pc1
-# (the push held to 128 MiB/s, half a second for the hot set: unheld it
+# (the push held to 64 MiB/s, a second for the hot set: unheld it
 # is done in 80 ms, and a vCPU kept off the CPU that long by the tests
 # beside this one on two CPUs would fault nothing)
-"$xsave" -v -l -p -b 64M --postcopy-bandwidth 128M -J src1.json pc1 \
+"$xsave" -v -l -p -b 64M --postcopy-bandwidth 64M -J src1.json pc1 \
   tcp:127.0.0.1:$port 2> src1.err ||
   { cat src1.err pc1.err >&2; fail "the post-copy migration failed"; }
 wait "$rpid" || { cat pc1.err >&2; fail "xtk-restore failed"; }
