@@ -53,7 +53,12 @@
 #define CALL_TIMEOUT_MS 30000
 #define START_TIMEOUT_MS 30000
 #define MAX_FDS (2 + 2 * (XTK_PORT_MAX + 1))
-#define ASYNC_MAX 6 /* requests sent ahead: one of each XTK__ASYNC_* kind */
+#define ASYNC_MAX 7 /* requests sent ahead: one of each kind */
+/* A kind of request sent ahead that kvm.c takes itself as its answer is
+ * read (hold_answered): the hold of the other vCPUs that carries the
+ * suspend request.  Never in async_ready's mask, never keeps the fd
+ * readable. */
+#define KVM_ASYNC_HOLD 0x100u
 
 /* A request sent ahead, in the order sent (xtk-hv answers a connection's
  * requests in order): its outcome once read (done). */
@@ -99,6 +104,7 @@ struct kvm_dom {
      * (XTK_HVCTL_PAUSE_APS): released when it is dropped. */
     int aps_held;
     int no_notify_hold; /* xtk-hv refused XTK_HVCTL_PAUSE_NOTIFY */
+    int notify_hold_ok; /* ...and took it once: sent ahead since */
     enum xtk__suspend_method method;
     int pause_evfd;
     int store_fd;
@@ -285,7 +291,7 @@ static void async_level(struct kvm_dom *kd)
     uint64_t v = 1;
 
     for (unsigned int i = 0; i < kd->naq; i++)
-        want |= kd->aq[i].done;
+        want |= kd->aq[i].done && kd->aq[i].kind != KVM_ASYNC_HOLD;
     if (kd->level_fd < 0 || want == kd->level_set)
         return;
     if (want ? write(kd->level_fd, &v, sizeof(v)) == sizeof(v)
@@ -297,6 +303,8 @@ static int stop_taken(struct xtk_domain *dom, size_t got);
 
 /* Reads the answer to the oldest request sent ahead not yet answered
  * (waiting for it): its outcome kept in the queue. */
+static void hold_answered(struct xtk_domain *dom, int err);
+
 static void async_read_one(struct xtk_domain *dom)
 {
     struct kvm_dom *kd = kd_of(dom);
@@ -345,6 +353,21 @@ static void async_read_one(struct xtk_domain *dom)
     }
     if (!a->err && a->kind == XTK__ASYNC_RESUME)
         dom->resumed_ns = a->r.resume.running_ns; /* one host: our clock */
+    if (a->kind == KVM_ASYNC_HOLD)
+        hold_answered(dom, a->err);
+    async_level(kd);
+}
+
+/* The answers kvm.c takes itself (KVM_ASYNC_HOLD), once read, leave the
+ * queue (not from inside a walk of it: at its callers' ends). */
+static void purge_taken(struct kvm_dom *kd)
+{
+    unsigned int n = 0;
+
+    for (unsigned int i = 0; i < kd->naq; i++)
+        if (!(kd->aq[i].done && kd->aq[i].kind == KVM_ASYNC_HOLD))
+            kd->aq[n++] = kd->aq[i];
+    kd->naq = n;
     async_level(kd);
 }
 
@@ -368,6 +391,7 @@ static void collect_pending(struct xtk_domain *dom)
             keep_bitmap(kd) == 0)
             a->kept = 1;
     }
+    purge_taken(kd);
 }
 
 static struct kvm_async *async_find(struct kvm_dom *kd, unsigned int kind)
@@ -387,8 +411,10 @@ static int async_send(struct xtk_domain *dom, unsigned int kind, uint16_t op,
                       uint32_t flags, const void *payload, size_t len, int *fd)
 {
     struct kvm_dom *kd = kd_of(dom);
-    struct kvm_async *st = async_find(kd, XTK__ASYNC_STATE);
+    struct kvm_async *st;
 
+    purge_taken(kd);
+    st = async_find(kd, XTK__ASYNC_STATE);
     if (st && st->done && st->err)
         return xtk__fail(st->err);
     if (async_find(kd, kind) || kd->naq == ASYNC_MAX)
@@ -469,8 +495,10 @@ static unsigned int kvm_async_ready(struct xtk_domain *dom)
             break;
         if (!kd->aq[i].done)
             async_read_one(dom);
-        mask |= kd->aq[i].kind;
+        if (kd->aq[i].kind != KVM_ASYNC_HOLD)
+            mask |= kd->aq[i].kind;
     }
+    purge_taken(kd);
     return mask;
 }
 
@@ -1760,11 +1788,21 @@ static int hold_aps(struct xtk_domain *dom, struct kvm_dom *kd, int notify)
      * no round trip back here in between.  An xtk-hv from before this
      * refuses the flag (EINVAL): the hold alone, the notification from
      * here. */
+    if (notify && kd->notify_hold_ok &&
+        async_send(dom, KVM_ASYNC_HOLD, XTK_HVCTL_OP_PAUSE,
+                   XTK_HVCTL_PAUSE_APS | XTK_HVCTL_PAUSE_NOTIFY, NULL, 0,
+                   NULL) == 0) {
+        /* Sent ahead (the caller's loop does not wait for xtk-hv): its
+         * answer is taken when read (hold_answered). */
+        kd->aps_held = 1;
+        return 1;
+    }
     if (notify && !kd->no_notify_hold &&
         kcall(dom, XTK_HVCTL_OP_PAUSE,
               XTK_HVCTL_PAUSE_APS | XTK_HVCTL_PAUSE_NOTIFY, NULL, 0, NULL, 0,
               NULL) == 0) {
         kd->aps_held = 1;
+        kd->notify_hold_ok = 1;
         return 1;
     }
     if (notify && errno == EINVAL)
@@ -1776,6 +1814,29 @@ static int hold_aps(struct xtk_domain *dom, struct kvm_dom *kd, int notify)
         XTK_DEBUG(dom->ctx, "domain %u: its other vCPUs not held: %s",
                   dom->domid, strerror(errno));
     return 0;
+}
+
+/* The hold sent ahead with the suspend request is answered: refused, the
+ * other vCPUs run on and the guest was not notified: it is now (its
+ * request is not lost; on an xtk-hv that refuses the flag, the hold is
+ * asked without it from then on). */
+static void hold_answered(struct xtk_domain *dom, int err)
+{
+    struct kvm_dom *kd = kd_of(dom);
+    uint64_t one = 1;
+
+    if (!err)
+        return;
+    XTK_DEBUG(dom->ctx, "domain %u: its other vCPUs not held: %s", dom->domid,
+              strerror(err));
+    kd->aps_held = 0;
+    if (err == EINVAL)
+        kd->no_notify_hold = 1;
+    kd->notify_hold_ok = 0;
+    if (kd->suspend_pending &&
+        write(kd->to_guest[XTK_PORT_SUSPEND], &one, sizeof(one)) < 0)
+        XTK_PERROR(dom->ctx, "domain %u: cannot notify its suspend port",
+                   dom->domid);
 }
 
 static int kvm_suspend_request(struct xtk_domain *dom)
