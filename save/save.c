@@ -571,6 +571,16 @@ static void ev_free(struct event *ev)
         event_free(ev);
 }
 
+/* A thread of the save's says it is done: its eventfd, which the loop
+ * watches (the last thing the thread does with sv). */
+static void wake_loop(struct xtk_save *sv, int fd)
+{
+    uint64_t one = 1;
+
+    if (write(fd, &one, sizeof(one)) != sizeof(one))
+        XTK_PERROR(sv->ctx, "cannot wake the event loop");
+}
+
 /*
  * A thread of the save's has said it is done (its eventfd): it is joined
  * once it has returned too, which on a loaded host can take a scheduler
@@ -1080,7 +1090,6 @@ static int tail_work(struct xtk_save *sv);
 static void *drain_main(void *arg)
 {
     struct xtk_save *sv = arg;
-    uint64_t one = 1;
 
     if (!sv->drain_end)
         fault_point(sv, "sending", sv->epoch);
@@ -1091,8 +1100,7 @@ static void *drain_main(void *arg)
         sv->drain_err = errno ? errno : EIO;
         sv->drain_logged = 1;
     }
-    if (write(sv->drain_fd, &one, sizeof(one)) != sizeof(one))
-        XTK_PERROR(sv->ctx, "cannot wake the event loop");
+    wake_loop(sv, sv->drain_fd);
     return NULL;
 }
 
@@ -2564,12 +2572,9 @@ static void end_domain(struct xtk_save *sv)
 static void *end_main(void *arg)
 {
     struct xtk_save *sv = arg;
-    uint64_t one = 1;
 
     end_domain(sv);
-    if (write(sv->end_fd, &one, sizeof(one)) < 0) {
-        /* an eventfd write does not fail */
-    }
+    wake_loop(sv, sv->end_fd);
     return NULL;
 }
 
@@ -3075,14 +3080,12 @@ static int delegate_suspend(void *arg)
 static void *delegate_main(void *arg)
 {
     struct xtk_save *sv = arg;
-    uint64_t one = 1;
 
     if (sv->dom->ops->save_delegate(sv->dom, sv->dfd,
                                     !!(sv->opt.flags & XTK_SAVE_LIVE),
                                     delegate_suspend, sv) < 0)
         sv->delegate_err = errno ? errno : EIO;
-    if (write(sv->notify_fd, &one, sizeof(one)) != sizeof(one))
-        XTK_PERROR(sv->ctx, "cannot wake the event loop");
+    wake_loop(sv, sv->notify_fd);
     return NULL;
 }
 
@@ -3331,21 +3334,19 @@ static int setup_work(struct xtk_save *sv)
 static void *setup_main(void *arg)
 {
     struct xtk_save *sv = arg;
-    uint64_t one = 1;
 
     errno = 0;
     if (setup_work(sv) < 0)
         sv->setup_err = errno ? errno : EIO;
-    if (write(sv->setup_fd, &one, sizeof(one)) != sizeof(one))
-        XTK_PERROR(sv->ctx, "cannot wake the event loop");
+    wake_loop(sv, sv->setup_fd);
     return NULL;
 }
+
+static void setup_joined(struct xtk_save *sv);
 
 /* The set-up is over (setup_main): the first round, or the suspend
  * request; or the end (a failure, a cancel meanwhile: nothing was asked
  * of the guest yet, and finish undoes what the set-up did). */
-static void setup_joined(struct xtk_save *sv);
-
 static void on_setup_done(evutil_socket_t fd, short what, void *arg)
 {
     struct xtk_save *sv = arg;
