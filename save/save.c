@@ -184,6 +184,11 @@ struct xtk_save {
      * drained first; drain_logged: drain_err was told already.  When the
      * END went out, and when the stream was committed. */
     int drain_staged, tail_end, drain_logged;
+    /* A native state taken on the loop that the drain thread writes
+     * (before the END): the output had no room for it. */
+    void *tail_state;
+    size_t tail_state_len;
+    uint64_t tail_state_t0;
     int stage_for_room; /* the last round staged: its output had no room */
     uint64_t t_end_sent, t_committed;
     pthread_t drain_thread;
@@ -685,20 +690,26 @@ static int write_records(struct xtk_save *sv, const void *buf, size_t len)
 
 /* ---- the final round -------------------------------------------------- */
 
-/* Writes the state: the backend's records behind xtk's header. */
-static int send_state(struct xtk_save *sv)
+/* The backend's state records (0, or -1 having logged why). */
+static int take_state(struct xtk_save *sv, void **buf, size_t *len)
 {
-    struct xtk__sr_state_hdr h;
-    struct iovec iov[2];
-    uint64_t t0 = xtk_now_ns();
-    void *buf = NULL;
-    size_t len = 0;
-    int r;
-
-    if (sv->dom->ops->get_state(sv->dom, &buf, &len) < 0) {
+    *buf = NULL;
+    *len = 0;
+    if (sv->dom->ops->get_state(sv->dom, buf, len) < 0) {
         XTK_PERROR(sv->ctx, "domain %u: cannot get its state", sv->dom->domid);
         return -1;
     }
+    return 0;
+}
+
+/* Writes the state (buf, which it frees): the backend's records, behind
+ * xtk's header in xtk's layout. */
+static int put_state(struct xtk_save *sv, void *buf, size_t len, uint64_t t0)
+{
+    struct xtk__sr_state_hdr h;
+    struct iovec iov[2];
+    int r;
+
     if (sv->native) {
         r = write_records(sv, buf, len);
     } else {
@@ -711,6 +722,15 @@ static int send_state(struct xtk_save *sv)
     hist(sv, "state", xtk_now_ns() - t0);
     stamp(sv, "state sent");
     return r;
+}
+
+static int send_state(struct xtk_save *sv)
+{
+    uint64_t t0 = xtk_now_ns();
+    size_t len;
+    void *buf;
+
+    return take_state(sv, &buf, &len) < 0 ? -1 : put_state(sv, buf, len, t0);
 }
 
 /*
@@ -1522,6 +1542,16 @@ static int end_commit(struct xtk_save *sv)
  * logged why. */
 static int tail_work(struct xtk_save *sv)
 {
+    if (sv->tail_state) {
+        void *buf = sv->tail_state;
+
+        sv->tail_state = NULL;
+        if (put_state(sv, buf, sv->tail_state_len, sv->tail_state_t0) < 0) {
+            XTK_PERROR(sv->ctx, "domain %u: sending its state failed",
+                       sv->dom->domid);
+            return -1;
+        }
+    }
     if (sv->tail_end && xtk_stream_write_end(sv->out) < 0) {
         XTK_PERROR(sv->ctx, "domain %u: sending the stream's end failed",
                    sv->dom->domid);
@@ -1544,7 +1574,7 @@ static void stream_end(struct xtk_save *sv, int end_written)
 
     sv->drain_staged = 0; /* (an earlier epoch's drain may have set it) */
     if (!end_written) {
-        if (xtk__stream_room(sv->out) >= END_ROOM) {
+        if (!sv->tail_state && xtk__stream_room(sv->out) >= END_ROOM) {
             if (xtk_stream_write_end(sv->out) < 0) {
                 fail_errno(sv);
                 return;
@@ -1597,14 +1627,16 @@ static void after_final_round(struct xtk_save *sv)
         postcopy_switch(sv);
         return;
     }
-    if (sv->native && send_state(sv) < 0) {
-        fail_errno(sv);
-        return;
-    }
     if (sv->staging) {
         /* A checkpoint kept: the guest runs while the stream's end goes
          * out and is committed (a file synced and renamed). */
-        uint64_t now = xtk_now_ns();
+        uint64_t now;
+
+        if (sv->native && send_state(sv) < 0) {
+            fail_errno(sv);
+            return;
+        }
+        now = xtk_now_ns();
 
         if (xtk_stream_write_end(sv->out) < 0) {
             fail_errno(sv);
@@ -1623,6 +1655,25 @@ static void after_final_round(struct xtk_save *sv)
         sv->tail_end = 0;
         start_drain(sv, 1, 1);
         return;
+    }
+    if (sv->native) {
+        /* Xen's layout: the state after the pages, taken here (the
+         * backend is the loop's), written from here if the output has
+         * room for it and the END, else by the drain thread. */
+        sv->tail_state_t0 = xtk_now_ns();
+        if (take_state(sv, &sv->tail_state, &sv->tail_state_len) < 0) {
+            fail_errno(sv);
+            return;
+        }
+        if (xtk__stream_room(sv->out) >= sv->tail_state_len + END_ROOM) {
+            void *buf = sv->tail_state;
+
+            sv->tail_state = NULL;
+            if (put_state(sv, buf, sv->tail_state_len, sv->tail_state_t0) < 0) {
+                fail_errno(sv);
+                return;
+            }
+        }
     }
     stream_end(sv, 0);
 }
@@ -3506,6 +3557,7 @@ void xtk_save_free(struct xtk_save *sv)
         close(sv->notify_fd);
     if (sv->drain_fd >= 0)
         close(sv->drain_fd);
+    free(sv->tail_state);
     free(sv->bitmap);
     free(sv->pending);
     free(sv->populated);
