@@ -233,6 +233,17 @@ struct xtk_save {
     int end_rel, end_r, end_errno;
     uint32_t end_upto;
     struct xtk__output end_o;
+    /* What was still out when the save ended, collected on the end's
+     * thread (end_settle) for ended() to tell: a checkpoint's resume, and
+     * up to two releases (the one out, then a later acknowledgement's). */
+    int settle_resume, settle_resume_rc, settle_resume_errno;
+    uint64_t settle_resume_ns;
+    unsigned int settle_nrel;
+    struct {
+        int r, err;
+        uint32_t upto;
+        struct xtk__output o;
+    } settle_rel[2];
     struct xtk__policy_in live_in;
     uint64_t live_t0;
     char fault_phase[16];     /* XTK_FAULT_SAVE_STOP's (fault_point) */
@@ -1063,9 +1074,9 @@ static void peer_deadline(struct xtk_save *sv)
 
 /* The guest runs again (resume returned): its pause ends when its vCPUs
  * ran, where the backend can tell (dom->resumed_ns), else now. */
-static void resumed(struct xtk_save *sv)
+static void resumed_at(struct xtk_save *sv, uint64_t now)
 {
-    uint64_t now = xtk_now_ns(), t = sv->dom->resumed_ns;
+    uint64_t t = sv->dom->resumed_ns;
 
     if (!t || t > now || t < sv->t_request)
         t = now;
@@ -1078,6 +1089,11 @@ static void resumed(struct xtk_save *sv)
     xtk_stats_phase_at(sv->st, "source resumed", t);
     hist(sv, "downtime", t - sv->t_request);
     sv->last_pause = t - sv->t_request;
+}
+
+static void resumed(struct xtk_save *sv)
+{
+    resumed_at(sv, xtk_now_ns());
 }
 
 /* The guest runs again after its final round (a checkpoint). */
@@ -1363,35 +1379,83 @@ static void on_async(evutil_socket_t fd, short what, void *arg)
         info_collect(sv);
 }
 
-/* The save ends: what is still out is collected (a release's outcome
- * counted, a dirty-log read dropped).  0, or an errno. */
+/* The save ends: what was sent ahead and is still out is collected, on
+ * the end's thread (the loop stopped ev_async; nothing else touches sv):
+ * a resume's and a release's outcomes are kept for ended() to tell, a
+ * release acknowledged meanwhile goes too, a dirty-log read or an info is
+ * dropped.  0, or an errno. */
 static int async_settle(struct xtk_save *sv)
 {
+    const struct xtk__backend_ops *ops = sv->dom->ops;
     int err = 0;
     uint64_t dirty;
 
-    if ((sv->async & XTK__ASYNC_RESUME) && resume_collect(sv) < 0)
-        err = errno ? errno : EIO;
+    if (sv->async & XTK__ASYNC_RESUME) {
+        sv->settle_resume = 1;
+        sv->settle_resume_rc = ops->resume_finish(sv->dom);
+        sv->settle_resume_errno = errno;
+        sv->settle_resume_ns = xtk_now_ns();
+        if (sv->settle_resume_rc < 0)
+            err = errno ? errno : EIO;
+        else /* (resumed_at's, for end_domain) */
+            sv->stopped = sv->suspend_asked = 0;
+    }
     if (sv->async & XTK__ASYNC_STOP) {
         /* stopped: the end resumes it or destroys it */
-        async_done(sv, XTK__ASYNC_STOP);
-        if (sv->dom->ops->stop_finish(sv->dom) < 0 && !err)
+        if (ops->stop_finish(sv->dom) < 0 && !err)
             err = errno ? errno : EIO;
     }
-    while (sv->async & XTK__ASYNC_RELEASE)
-        release_collect(sv);
-    if (sv->async & XTK__ASYNC_DIRTY) {
-        async_done(sv, XTK__ASYNC_DIRTY);
-        (void)sv->dom->ops->logdirty_finish(sv->dom, sv->bitmap, sv->words * 64,
-                                            &dirty);
+    if (sv->async & XTK__ASYNC_RELEASE) {
+        uint32_t upto = sv->release_upto;
+
+        for (unsigned int i = 0; i < 2 && upto; i++) {
+            struct xtk__output o = {0};
+            int r = i ? ops->output_release(sv->dom, upto, &o)
+                      : ops->output_release_finish(sv->dom, &o);
+
+            sv->settle_rel[i].r = r;
+            sv->settle_rel[i].err = errno;
+            sv->settle_rel[i].upto = upto;
+            sv->settle_rel[i].o = o;
+            sv->settle_nrel = i + 1;
+            if (r < 0)
+                break;
+            sv->out_released = upto + 1; /* (release_done's, again) */
+            upto = sv->release_next > upto ? release_bound(sv, sv->release_next)
+                                           : 0;
+        }
+        sv->release_next = 0;
     }
+    if (sv->async & XTK__ASYNC_DIRTY)
+        (void)ops->logdirty_finish(sv->dom, sv->bitmap, sv->words * 64, &dirty);
     if (sv->async & XTK__ASYNC_INFO) {
         struct xtk_domain_info info;
 
-        async_done(sv, XTK__ASYNC_INFO);
-        (void)sv->dom->ops->info_finish(sv->dom, &info);
+        (void)ops->info_finish(sv->dom, &info);
     }
+    sv->async = 0;
     return err;
+}
+
+/* What async_settle collected, told on the loop. */
+static void settled(struct xtk_save *sv)
+{
+    if (sv->settle_resume) {
+        sv->settle_resume = 0;
+        errno = sv->settle_resume_errno;
+        if (sv->settle_resume_rc < 0)
+            XTK_PERROR(sv->ctx,
+                       "domain %u: cannot resume it after a checkpoint",
+                       sv->dom->domid);
+        else
+            resumed_at(sv, sv->settle_resume_ns);
+    }
+    for (unsigned int i = 0; i < sv->settle_nrel; i++) {
+        errno = sv->settle_rel[i].err;
+        release_done(sv, sv->settle_rel[i].upto, sv->settle_rel[i].r,
+                     &sv->settle_rel[i].o);
+    }
+    sv->settle_nrel = 0;
 }
 
 /* Checkpointing: the guest runs again after epoch n's stop: its row, then
@@ -2575,22 +2639,53 @@ static void end_output_sent(struct xtk_save *sv)
     shutdown(sv->opt.peer_fd, SHUT_WR);
 }
 
+/* A failed migration tells its destination by closing: it destroys what
+ * it built. */
+static int tell_peer(const struct xtk_save *sv, int err)
+{
+    return err && (sv->opt.flags & XTK_SAVE_MIGRATE) && err != ECONNRESET &&
+           !sv->reply_got;
+}
+
 /*
  * The domain's side of the end, on the end's thread (end_main), or on the
- * loop's inside xtk_save_start: the senders freed (they were stopped),
- * then a complete save that does not keep its source destroys it, after
- * releasing the output the destination's copy may now send; any other end
- * ends the output's hold (output_end) and resumes a source it had asked
- * to suspend; then the dirty log and the suspend channel are undone.
- * What ended() reports is kept in sv.
+ * loop's inside xtk_save_start: the threads a failure cut short joined,
+ * the senders freed (they were stopped), what was sent ahead collected
+ * (async_settle), then a complete save that does not keep its source destroys
+ * it, after releasing the output the destination's copy may now send; any other
+ * end ends the output's hold (output_end) and resumes a source it had asked to
+ * suspend; then the dirty log and the suspend channel are undone. What ended()
+ * reports is kept in sv.
  */
 static void end_domain(struct xtk_save *sv)
 {
     struct xtk_domain *dom = sv->dom;
-    int err = sv->fin_err;
+    int err;
 
+    /* The threads a failure cut short (finish told them) are waited for:
+     * the backend's own save cannot be stopped; a peer's send ends with
+     * its shutdown, a file's soon. */
+    if (sv->dthread_on) {
+        pthread_join(sv->dthread, NULL);
+        sv->dthread_on = 0;
+    }
+    if (sv->drain_on) {
+        pthread_join(sv->drain_thread, NULL);
+        sv->drain_on = 0;
+    }
+    xtk__pc_free(sv->pc);
+    sv->pc = NULL;
     xtk__senders_free(sv->sd);
     sv->sd = NULL;
+    /* What was sent ahead is collected before the domain's end: the
+     * backend's next operation would wait for it anyway. */
+    err = async_settle(sv);
+    if (err && !sv->fin_err) {
+        sv->fin_err = err;
+        if (tell_peer(sv, err))
+            shutdown(sv->opt.peer_fd, SHUT_RDWR);
+    }
+    err = sv->fin_err;
     if (!err && !(sv->opt.flags & XTK_SAVE_KEEP)) {
         if (sv->reply_got)
             end_output_sent(sv);
@@ -2636,6 +2731,7 @@ static void ended(struct xtk_save *sv)
     struct xtk_domain *dom = sv->dom;
     int err = sv->fin_err;
 
+    settled(sv);
     if (sv->end_rel) {
         sv->end_rel = 0;
         errno = sv->end_errno;
@@ -2704,24 +2800,12 @@ static void finish(struct xtk_save *sv, int err)
         pthread_join(sv->setup_thread, NULL);
         sv->setup_on = 0;
     }
-    if (sv->dthread_on) { /* the backend's own save cannot be stopped */
-        pthread_join(sv->dthread, NULL);
-        sv->dthread_on = 0;
-    }
-    if (sv->drain_on) {
-        /* A failure: a peer's send is cut short (a file's ends soon). */
-        if (err && (sv->opt.flags & XTK_SAVE_MIGRATE))
-            shutdown(sv->opt.peer_fd, SHUT_RDWR);
-        pthread_join(sv->drain_thread, NULL);
-        sv->drain_on = 0;
-    }
-    if (sv->pc) {
-        /* Its write in progress is cut short on a failure. */
-        if (err)
-            shutdown(sv->opt.peer_fd, SHUT_RDWR);
-        xtk__pc_free(sv->pc);
-        sv->pc = NULL;
-    }
+    /* A failure cuts a peer's send short (the drain thread's, the
+     * post-copy server's write); the end's thread waits for them. */
+    if (err && (sv->opt.flags & XTK_SAVE_MIGRATE) && sv->drain_on)
+        shutdown(sv->opt.peer_fd, SHUT_RDWR);
+    if (err && sv->pc)
+        shutdown(sv->opt.peer_fd, SHUT_RDWR);
     ev_stop(sv->ev_pc);
     if (err && sv->pc_switched)
         XTK_ERROR(sv->ctx,
@@ -2732,16 +2816,8 @@ static void finish(struct xtk_save *sv, int err)
                   "unpause) only if what the guest did since the switch "
                   "may be lost",
                   (xtk_now_ns() - sv->t_switch) / 1e6, dom->domid);
-    /* What was sent ahead is collected first: the backend's next
-     * operation would wait for it anyway. */
-    {
-        int e = async_settle(sv);
-
-        if (e && !err)
-            err = e;
-    }
-    /* The sender threads stop here; they are waited for first thing on
-     * the end's thread, before anything changes under them (waking eight
+    /* The sender threads stop here; they are waited for on the end's
+     * thread, before anything changes under them (waking eight
      * threads on a loaded host takes ms the loop need not wait). */
     xtk__senders_abort(sv->sd);
     ev_stop(sv->ev_notify);
@@ -2754,10 +2830,8 @@ static void finish(struct xtk_save *sv, int err)
     ev_stop(sv->ev_busy);
     ev_stop(sv->ev_heartbeat);
     ev_stop(sv->ev_drain);
-
-    if (err && (sv->opt.flags & XTK_SAVE_MIGRATE) && err != ECONNRESET &&
-        !sv->reply_got)
-        /* Tell the destination by closing: it destroys what it built. */
+    ev_stop(sv->ev_async);
+    if (tell_peer(sv, err))
         shutdown(sv->opt.peer_fd, SHUT_RDWR);
     sv->fin_err = err;
     if (end_async(sv) == 0)
