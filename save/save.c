@@ -190,6 +190,7 @@ struct xtk_save {
     size_t tail_state_len;
     uint64_t tail_state_t0;
     int stage_for_room; /* the last round staged: its output had no room */
+    uint64_t first_n;   /* a live save's first round's pages (setup_senders) */
     uint64_t t_end_sent, t_committed;
     pthread_t drain_thread;
     struct event *ev_drain;
@@ -3056,7 +3057,8 @@ static int make_events(struct xtk_save *sv)
 {
     struct event_base *base = xtk_ctx_event_base(sv->ctx);
 
-    sv->notify_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (sv->notify_fd < 0)
+        sv->notify_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (sv->notify_fd < 0)
         return -1;
     sv->ev_notify =
@@ -3456,12 +3458,30 @@ static int setup_work(struct xtk_save *sv)
     return hold_output(sv);
 }
 
+/* The set-up's end, on its thread too: the sender threads (their starts
+ * are ~0.1 ms each), and a live save's first round's pages (a walk of
+ * the whole guest: 3 ms of a 1 GiB guest's).  The bandwidth limit is
+ * setup_joined's (the caller may change it meanwhile). */
+static int setup_senders(struct xtk_save *sv)
+{
+    sv->notify_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (sv->notify_fd < 0)
+        return -1;
+    sv->sd = xtk__senders_new(sv->dom, sv->opt.senders, sv->ram, sv->out,
+                              sv->notify_fd);
+    if (!sv->sd)
+        return -1;
+    if (sv->opt.flags & XTK_SAVE_LIVE)
+        sv->first_n = all_pfns(sv);
+    return 0;
+}
+
 static void *setup_main(void *arg)
 {
     struct xtk_save *sv = arg;
 
     errno = 0;
-    if (setup_work(sv) < 0)
+    if (setup_work(sv) < 0 || (!sv->delegate && setup_senders(sv) < 0))
         sv->setup_err = errno ? errno : EIO;
     wake_loop(sv, sv->setup_fd);
     return NULL;
@@ -3499,18 +3519,12 @@ static void setup_joined(struct xtk_save *sv)
     }
     if (make_events(sv) < 0)
         goto err;
-    sv->sd =
-        xtk__senders_new(dom, sv->opt.senders, sv->ram, sv->out, sv->notify_fd);
-    if (!sv->sd)
-        goto err;
     xtk__senders_set_limit(sv->sd, sv->opt.max_bandwidth);
     sv->fixed_ns = FIXED_ESTIMATE_NS;
     if (sv->opt.flags & XTK_SAVE_LIVE) {
-        uint64_t n = all_pfns(sv);
-
         sv->phase = PH_LIVE;
-        sv->round_dirty = n;
-        start_round(sv, n, sv->populated);
+        sv->round_dirty = sv->first_n;
+        start_round(sv, sv->first_n, sv->populated);
     } else {
         request_suspend(sv);
     }
@@ -3577,8 +3591,9 @@ int xtk_save_set_bandwidth(struct xtk_save *sv, uint64_t bytes_per_s)
     if (!sv)
         return xtk__fail(EINVAL);
     sv->opt.max_bandwidth = bytes_per_s;
-    /* (once done, the end's thread may be freeing the senders) */
-    if (sv->sd && sv->phase != PH_DONE)
+    /* (once done, the end's thread may be freeing the senders; in the
+     * set-up, its thread making them: setup_joined sets the limit) */
+    if (sv->sd && sv->phase != PH_DONE && sv->phase != PH_SETUP)
         xtk__senders_set_limit(sv->sd, bytes_per_s);
     return 0;
 }
