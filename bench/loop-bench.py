@@ -20,8 +20,14 @@ the guests and the destinations at 0): a caller that cares about its
 loop's latency gives it the CPU first; the lateness left is then the
 loop's own.
 
+With --fifo P, the loop thread alone runs in SCHED_FIFO at priority P
+(SCHED_RESET_ON_FORK: every thread it starts, libxtk's included, is an
+ordinary one): the machine's other work can no longer delay the loop's
+wake-ups (only the kernel, interrupts and, on a VM, the host can), so the
+lateness left is the loop's own work and libxtk's holds of it.
+
 usage: loop-bench.py BUILD_DIR [RUNS] [--epochs N] [--interval MS] [--trace]
-                     [--nice N]
+                     [--nice N] [--fifo P]
 Run as root (KVM); `make bench` first.
 """
 import re
@@ -78,9 +84,14 @@ def main():
     ap.add_argument("--trace", action="store_true")
     ap.add_argument("--nice", type=int, default=None,
                     help="the loop thread alone at this nice value")
+    ap.add_argument("--fifo", type=int, default=None,
+                    help="the loop thread alone in SCHED_FIFO at this "
+                         "priority (the threads it starts are not)")
     a = ap.parse_args()
     if a.nice is not None:
         os.environ["LOOP_BENCH_NICE"] = str(a.nice)
+    if a.fifo is not None:
+        os.environ["LOOP_BENCH_FIFO"] = str(a.fifo)
     env = eb.Env(a.build)
     try:
         for i in range(a.runs):
