@@ -450,8 +450,10 @@ struct xtk__backend_ops {
 
     /*
      * Asks the guest to suspend, by the method given to suspend_setup.
-     * Does not wait for the guest (XTK__SUSPEND_PAUSE stops the vCPUs
-     * before it returns, and the fd is then readable at once).
+     * Does not wait for the guest.  XTK__SUSPEND_PAUSE makes the fd
+     * readable at once; the vCPUs are stopped here (Xen: a pause
+     * hypercall) or by suspend_check / suspend_check_ahead (KVM: the
+     * STOP, a round trip to xtk-hv, sent ahead there).
      */
     int (*suspend_request)(struct xtk_domain *dom);
 

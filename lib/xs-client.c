@@ -164,20 +164,34 @@ static int send_all(int fd, const struct xs_hdr *h, const void *payload,
     return 0;
 }
 
-int xtk__xs_request(int fd, uint32_t type, const void *payload, size_t len,
-                    const int *fds, unsigned int nfds, char *reply, size_t max,
-                    int timeout_ms)
+int xtk__xs_send(int fd, uint32_t type, const void *payload, size_t len,
+                 const int *fds, unsigned int nfds)
 {
     struct xs_hdr h = {.type = type, .len = (uint32_t)len};
-    long long deadline = ms_now() + timeout_ms;
-    char buf[XTK_XS_PAYLOAD_MAX + 1];
 
     if (len > XTK_XS_PAYLOAD_MAX) {
         errno = E2BIG;
         return -1;
     }
-    if (send_all(fd, &h, payload, len, fds, nfds) < 0)
+    return send_all(fd, &h, payload, len, fds, nfds);
+}
+
+int xtk__xs_request(int fd, uint32_t type, const void *payload, size_t len,
+                    const int *fds, unsigned int nfds, char *reply, size_t max,
+                    int timeout_ms)
+{
+    if (xtk__xs_send(fd, type, payload, len, fds, nfds) < 0)
         return -1;
+    return xtk__xs_reply(fd, type, reply, max, timeout_ms);
+}
+
+int xtk__xs_reply(int fd, uint32_t type, char *reply, size_t max,
+                  int timeout_ms)
+{
+    struct xs_hdr h;
+    long long deadline = ms_now() + timeout_ms;
+    char buf[XTK_XS_PAYLOAD_MAX + 1];
+
     if (read_full(fd, &h, sizeof(h), deadline) < 0)
         return -1;
     if (h.len > XTK_XS_PAYLOAD_MAX) {
@@ -208,7 +222,7 @@ int xtk__xs_request(int fd, uint32_t type, const void *payload, size_t len,
     return (int)h.len;
 }
 
-int xtk__xs_write(int fd, const char *path, const char *value)
+int xtk__xs_write_send(int fd, const char *path, const char *value)
 {
     size_t pl = strlen(path) + 1, vl = strlen(value);
     char buf[XTK_XS_PAYLOAD_MAX];
@@ -219,10 +233,14 @@ int xtk__xs_write(int fd, const char *path, const char *value)
     }
     memcpy(buf, path, pl);
     memcpy(buf + pl, value, vl);
-    return xtk__xs_request(fd, XTK_XS_WRITE, buf, pl + vl, NULL, 0, NULL, 0,
-                           5000) < 0
-               ? -1
-               : 0;
+    return xtk__xs_send(fd, XTK_XS_WRITE, buf, pl + vl, NULL, 0);
+}
+
+int xtk__xs_write(int fd, const char *path, const char *value)
+{
+    if (xtk__xs_write_send(fd, path, value) < 0)
+        return -1;
+    return xtk__xs_reply(fd, XTK_XS_WRITE, NULL, 0, 5000) < 0 ? -1 : 0;
 }
 
 int xtk__xs_introduce_kvm(int fd, uint32_t domid, uint64_t ring_gfn,

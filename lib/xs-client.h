@@ -45,8 +45,20 @@ int xtk__xs_request(int fd, uint32_t type, const void *payload, size_t len,
                     const int *fds, unsigned int nfds, char *reply, size_t max,
                     int timeout_ms);
 
-/* XS_WRITE of path = value. */
+/*
+ * The same in two halves, for a caller that must not wait: the request
+ * sent (0, or -1 with errno), then its reply taken (as xtk__xs_request's;
+ * type: the request's).  Nothing else may be sent on fd in between.
+ */
+int xtk__xs_send(int fd, uint32_t type, const void *payload, size_t len,
+                 const int *fds, unsigned int nfds);
+int xtk__xs_reply(int fd, uint32_t type, char *reply, size_t max,
+                  int timeout_ms);
+
+/* XS_WRITE of path = value; xtk__xs_write_send only sends it (its reply
+ * is xtk__xs_reply's, of XTK_XS_WRITE). */
 int xtk__xs_write(int fd, const char *path, const char *value);
+int xtk__xs_write_send(int fd, const char *path, const char *value);
 
 /*
  * xsd-lite's KVM introduction (xsd-lite(8)): XS_INTRODUCE of domid with

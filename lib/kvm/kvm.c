@@ -107,7 +107,11 @@ struct kvm_dom {
     int notify_hold_ok; /* ...and took it once: sent ahead since */
     enum xtk__suspend_method method;
     int pause_evfd;
-    int store_fd;
+    /* The store method: its connection, the fd the caller watches (the
+     * guest's notification and the store's reply, in one epoll), and
+     * whether the write of the request is still to be answered: it is
+     * sent, never waited for on the caller's loop (store_answer). */
+    int store_fd, store_ep, store_owed;
 
     /* What the STOP that stopped the domain returned (kvm_stop()): the
      * state, until get_state takes it or the domain may run again; and
@@ -554,6 +558,8 @@ static void kd_free(struct kvm_dom *kd)
         close(kd->pause_evfd);
     if (kd->store_fd >= 0)
         close(kd->store_fd);
+    if (kd->store_ep >= 0)
+        close(kd->store_ep);
     if (kd->watch_fd >= 0)
         close(kd->watch_fd);
     if (kd->level_fd >= 0)
@@ -573,7 +579,8 @@ static struct kvm_dom *kd_new(void)
 
     if (!kd)
         return NULL;
-    kd->sock = kd->mem_fd = kd->bitmap_fd = kd->pause_evfd = kd->store_fd = -1;
+    kd->sock = kd->mem_fd = kd->bitmap_fd = kd->pause_evfd = kd->store_fd =
+        kd->store_ep = -1;
     kd->level_fd = kd->watch_fd = -1;
     for (unsigned int p = 0; p <= XTK_PORT_MAX; p++)
         kd->to_guest[p] = kd->from_guest[p] = -1;
@@ -1673,6 +1680,48 @@ static void drain(int fd)
 
 static void kvm_suspend_teardown(struct xtk_domain *dom);
 
+/* The store method's fd: readable for the guest's notification and for
+ * the store's answer to the request's write (*fd: the guest's, then the
+ * two's). */
+static int store_watch(struct kvm_dom *kd, int *fd)
+{
+    struct epoll_event ev = {.events = EPOLLIN};
+
+    kd->store_ep = epoll_create1(EPOLL_CLOEXEC);
+    if (kd->store_ep < 0 ||
+        epoll_ctl(kd->store_ep, EPOLL_CTL_ADD, *fd, &ev) < 0 ||
+        epoll_ctl(kd->store_ep, EPOLL_CTL_ADD, kd->store_fd, &ev) < 0) {
+        int e = errno;
+
+        if (kd->store_ep >= 0)
+            close(kd->store_ep);
+        kd->store_ep = -1;
+        return xtk__fail(e);
+    }
+    kd->store_owed = 0;
+    *fd = kd->store_ep;
+    return 0;
+}
+
+/* The store's answer to the request's write, if it is in (wait: up to
+ * wait_ms for it): 0 (none owed, or a success), -1 (the store refused it,
+ * or went away: errno). */
+static int store_answer(struct xtk_domain *dom, int wait_ms)
+{
+    struct kvm_dom *kd = kd_of(dom);
+    struct pollfd p = {.fd = kd->store_fd, .events = POLLIN};
+
+    if (!kd->store_owed || poll(&p, 1, wait_ms) < 1)
+        return 0;
+    kd->store_owed = 0;
+    if (xtk__xs_reply(kd->store_fd, XTK_XS_WRITE, NULL, 0, 1000) < 0) {
+        XTK_PERROR(dom->ctx, "domain %u: cannot write its control/shutdown",
+                   dom->domid);
+        return -1;
+    }
+    return 0;
+}
+
 static int kvm_suspend_setup(struct xtk_domain *dom,
                              enum xtk__suspend_method method, int *fd)
 {
@@ -1708,6 +1757,11 @@ static int kvm_suspend_setup(struct xtk_domain *dom,
         }
         drain(kd->from_guest[XTK_PORT_SUSPEND]);
         *fd = kd->from_guest[XTK_PORT_SUSPEND];
+        if (method == XTK__SUSPEND_STORE && store_watch(kd, fd) < 0) {
+            close(kd->store_fd);
+            kd->store_fd = -1;
+            return -1;
+        }
         break;
     case XTK__SUSPEND_PAUSE:
         kd->pause_evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -1858,17 +1912,21 @@ static int kvm_suspend_request(struct xtk_domain *dom)
     case XTK__SUSPEND_STORE:
         snprintf(path, sizeof(path), "/local/domain/%u/control/shutdown",
                  dom->domid);
+        /* (an answer still owed: a request given up on before it) */
+        if (store_answer(dom, 1000) < 0)
+            return -1;
         hold_aps(dom, kd, 0);
-        if (xtk__xs_write(kd->store_fd, path, "suspend") < 0) {
+        if (xtk__xs_write_send(kd->store_fd, path, "suspend") < 0) {
             XTK_PERROR(dom->ctx, "domain %u: cannot write %s", dom->domid,
                        path);
             return -1;
         }
+        kd->store_owed = 1;
         kd->suspend_pending = 1;
         return 0;
     case XTK__SUSPEND_PAUSE:
-        if (kvm_stop(dom) < 0)
-            return -1;
+        /* The STOP is the check's (sent ahead there): the request is
+         * no round trip on the caller's loop. */
         return write(kd->pause_evfd, &one, sizeof(one)) < 0 ? -1 : 0;
     case XTK__SUSPEND_XL: /* refused by setup */
         break;
@@ -1877,12 +1935,13 @@ static int kvm_suspend_request(struct xtk_domain *dom)
 }
 
 /*
- * The notification read: 1 if the domain has suspended (PAUSE: stopped
- * already; otherwise the request is settled and the STOP is the
- * caller's), 0 if not (a stray event), -1.
+ * The notification read: 1 if the domain has suspended (PAUSE: it is to
+ * be stopped; otherwise the request is settled) and the STOP is the
+ * caller's, 0 if not (a stray event), -1.
  */
-static int suspend_seen(struct kvm_dom *kd)
+static int suspend_seen(struct xtk_domain *dom)
 {
+    struct kvm_dom *kd = kd_of(dom);
     uint64_t v;
     int fd = kd->method == XTK__SUSPEND_PAUSE
                  ? kd->pause_evfd
@@ -1890,6 +1949,10 @@ static int suspend_seen(struct kvm_dom *kd)
 
     if (!kd->suspend_set)
         return xtk__fail(EINVAL);
+    /* The store's answer first: a refused write fails the suspend now,
+     * not when the guest is given up on. */
+    if (kd->method == XTK__SUSPEND_STORE && store_answer(dom, 0) < 0)
+        return -1;
     if (read(fd, &v, sizeof(v)) < 0)
         return errno == EAGAIN ? 0 : -1;
     if (kd->method == XTK__SUSPEND_PAUSE)
@@ -1907,10 +1970,9 @@ static int suspend_seen(struct kvm_dom *kd)
 
 static int kvm_suspend_check(struct xtk_domain *dom)
 {
-    struct kvm_dom *kd = kd_of(dom);
-    int r = suspend_seen(kd);
+    int r = suspend_seen(dom);
 
-    if (r != 1 || kd->method == XTK__SUSPEND_PAUSE)
+    if (r != 1)
         return r;
     return kvm_stop(dom) < 0 ? -1 : 1;
 }
@@ -1919,9 +1981,9 @@ static int kvm_suspend_check(struct xtk_domain *dom)
 static int kvm_suspend_check_ahead(struct xtk_domain *dom, int *fd)
 {
     struct kvm_dom *kd = kd_of(dom);
-    int r = suspend_seen(kd);
+    int r = suspend_seen(dom);
 
-    if (r != 1 || kd->method == XTK__SUSPEND_PAUSE)
+    if (r != 1)
         return r;
     drop_stop_state(kd);
     if (async_send(dom, XTK__ASYNC_STOP, XTK_HVCTL_OP_STOP, 0, NULL, 0, fd) < 0)
@@ -1961,8 +2023,11 @@ static void kvm_suspend_teardown(struct xtk_domain *dom)
     if (kd->pause_evfd >= 0)
         close(kd->pause_evfd);
     if (kd->store_fd >= 0)
-        close(kd->store_fd);
-    kd->pause_evfd = kd->store_fd = -1;
+        close(kd->store_fd); /* (an answer owed goes with it) */
+    if (kd->store_ep >= 0)
+        close(kd->store_ep);
+    kd->pause_evfd = kd->store_fd = kd->store_ep = -1;
+    kd->store_owed = 0;
     kd->suspend_set = 0;
     drop_stop_state(kd);
 }

@@ -130,6 +130,20 @@ static int domain_in_store(uint32_t domid)
     return xs_read(path, buf, sizeof(buf) - 1) >= 0;
 }
 
+/* Waits on the suspend fd until the check says suspended (1) or fails
+ * (-1): it fires for the store's answer to the request too (0). */
+static int wait_suspended(struct xtk_domain *dom, int fd)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    uint64_t end = xtk_now_ns() + 5000000000ull;
+    int r = 0;
+
+    while (r == 0 && xtk_now_ns() < end)
+        if (poll(&p, 1, 100) == 1)
+            r = dom->ops->suspend_check(dom);
+    return r;
+}
+
 static void suspend(struct xtk_domain *dom, enum xtk__suspend_method m)
 {
     volatile struct xtk_guest_status *st = kt_status(dom);
@@ -138,8 +152,7 @@ static void suspend(struct xtk_domain *dom, enum xtk__suspend_method m)
 
     TEST_ASSERT(dom->ops->suspend_setup(dom, m, &p.fd) == 0, "setup %d", m);
     TEST_ASSERT(dom->ops->suspend_request(dom) == 0, "request");
-    TEST_ASSERT(poll(&p, 1, 5000) == 1 && dom->ops->suspend_check(dom) == 1,
-                "suspended (method %d)", m);
+    TEST_ASSERT(wait_suspended(dom, p.fd) == 1, "suspended (method %d)", m);
     TEST_ASSERT(st->suspends == n + 1 && st->state == XTK_GUEST_SUSPENDED,
                 "the guest suspended");
     dom->ops->suspend_teardown(dom);
@@ -196,14 +209,11 @@ int main(void)
     fprintf(stderr, "-- restore under a new id\n");
     {
         int fd;
-        struct pollfd p = {.events = POLLIN};
         TEST_ASSERT(dom->ops->suspend_setup(dom, XTK__SUSPEND_STORE, &fd) ==
                             0 &&
                         dom->ops->suspend_request(dom) == 0,
                     "save's suspend");
-        p.fd = fd;
-        TEST_ASSERT(poll(&p, 1, 5000) == 1 && dom->ops->suspend_check(dom) == 1,
-                    "suspended");
+        TEST_ASSERT(wait_suspended(dom, fd) == 1, "suspended");
     }
     TEST_ASSERT(dom->ops->get_state(dom, &state, &len) == 0, "state");
     TEST_ASSERT(xtk_domain_info(dom, &info) == 0, "info");
@@ -253,6 +263,45 @@ int main(void)
     }
     expect_event("@releaseDomain", 3000);
     KT_WAIT(!domain_in_store(id2), 5000, "a dead domain leaves the store");
+    xtk_domain_close(dom);
+
+    /* The request's write is sent, its answer taken when it comes: a
+     * store that does not answer holds no one up (the request returns at
+     * once), and one that goes away fails the suspend at once, not when
+     * the guest is given up on. */
+    fprintf(stderr, "-- a frozen store, then gone\n");
+    dom = kt_create(ctx, "frozen", 1, 16, "workload=counter", 0);
+    kt_wait_up(dom, 1);
+    wait_node(xtk_domain_id(dom), "device/suspend/event-channel", "3");
+    {
+        uint64_t t0, t_req, t_fail;
+        int fd, r;
+
+        TEST_ASSERT(dom->ops->suspend_setup(dom, XTK__SUSPEND_STORE, &fd) == 0,
+                    "setup");
+        TEST_ASSERT(kill(xsd_pid, SIGSTOP) == 0, "xsd-lite stopped");
+        t0 = xtk_now_ns();
+        TEST_ASSERT(dom->ops->suspend_request(dom) == 0, "request");
+        t_req = xtk_now_ns() - t0;
+        TEST_ASSERT(t_req < 500000000ull,
+                    "the request does not wait for the store (%.0f ms)",
+                    t_req / 1e6);
+        TEST_ASSERT(kill(xsd_pid, SIGKILL) == 0, "xsd-lite killed");
+        waitpid(xsd_pid, NULL, 0);
+        xsd_pid = 0;
+        t0 = xtk_now_ns();
+        r = wait_suspended(dom, fd);
+        t_fail = xtk_now_ns() - t0;
+        TEST_ASSERT(r < 0 && errno, "the suspend fails (%d)", r);
+        TEST_ASSERT(t_fail < 2000000000ull, "at once (%.0f ms)", t_fail / 1e6);
+        fprintf(stderr,
+                "   the request took %.2f ms; the store gone, the check "
+                "failed in %.1f ms: %s\n",
+                t_req / 1e6, t_fail / 1e6, strerror(errno));
+        dom->ops->suspend_teardown(dom);
+        TEST_ASSERT(kt_status(dom)->state == XTK_GUEST_RUNNING, "it runs on");
+    }
+    xtk_domain_destroy(dom);
     xtk_domain_close(dom);
 
     free(state);
