@@ -49,6 +49,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/file.h>
 #include <sys/mman.h>
@@ -103,6 +104,12 @@ struct xen_dom {
     int pause_evfd;             /* PAUSE */
     int store_fd;               /* STORE, XL */
     struct xs_handle *watch_xs; /* XL: its @releaseDomain watch */
+    /* STORE, XL: the fd the caller watches (the notification's and the
+     * store's answer to the request's write, in one epoll), and whether
+     * that answer is still owed (store_answer): the write is sent, never
+     * waited for on the caller's loop. */
+    int store_ep;
+    unsigned int store_owed : 1;
     unsigned int suspend_paused : 1; /* PAUSE paused it */
     unsigned int requested : 1;      /* a suspend was requested */
     /* suspend_check saw it suspended, and nothing resumed, unpaused or
@@ -493,6 +500,7 @@ static int xen_open(struct xtk_domain *dom)
         return -1;
     xd->local_port = xd->guest_port = -1;
     xd->lock_fd = xd->pause_evfd = xd->store_fd = xd->guard_fd = -1;
+    xd->store_ep = -1;
     xd->hold_lock = -1;
     xd->hbuf.ubuf = xd->ctx_hbuf.ubuf =
         (void *)-1; /* no bounce buffer: HYPERCALL_BUFFER_INIT */
@@ -1139,6 +1147,41 @@ static int subscribe_store_port(struct xtk_domain *dom, struct xen_dom *xd)
     return 0;
 }
 
+/* The store methods' fd: readable for the notification (*fd) and for the
+ * store's answer to the request's write; *fd becomes it. */
+static int store_watch(struct xen_dom *xd, int *fd)
+{
+    struct epoll_event ev = {.events = EPOLLIN};
+
+    xd->store_ep = epoll_create1(EPOLL_CLOEXEC);
+    if (xd->store_ep < 0 || epoll_ctl(xd->store_ep, EPOLL_CTL_ADD, *fd, &ev) ||
+        epoll_ctl(xd->store_ep, EPOLL_CTL_ADD, xd->store_fd, &ev))
+        return -1; /* (teardown closes it) */
+    xd->store_owed = 0;
+    *fd = xd->store_ep;
+    return 0;
+}
+
+/* The store's answer to the request's write: taken if it is in (or, with
+ * wait, waited for: before anything else is asked on the connection).
+ * 0 (none owed, not in yet, or a success), -1 (refused, or the store is
+ * gone: errno). */
+static int store_answer(struct xtk_domain *dom, struct xen_dom *xd, int wait)
+{
+    struct pollfd p = {.fd = xd->store_fd, .events = POLLIN};
+
+    if (!xd->store_owed || (!wait && poll(&p, 1, 0) < 1))
+        return 0;
+    xd->store_owed = 0;
+    if (xtk__xs_reply(xd->store_fd, XTK_XS_WRITE, NULL, 0, STORE_TIMEOUT_MS) <
+        0) {
+        XTK_PERROR(dom->ctx, "domain %u: cannot write its control/shutdown",
+                   dom->domid);
+        return -1;
+    }
+    return 0;
+}
+
 static int xen_suspend_setup(struct xtk_domain *dom,
                              enum xtk__suspend_method method, int *fd)
 {
@@ -1195,7 +1238,7 @@ static int xen_suspend_setup(struct xtk_domain *dom,
             goto fail;
         }
         *fd = xs_fileno(xd->watch_xs);
-        if (*fd < 0)
+        if (*fd < 0 || store_watch(xd, fd) < 0)
             goto fail;
         return 0;
     case XTK__SUSPEND_EVTCHN:
@@ -1266,6 +1309,8 @@ static int xen_suspend_setup(struct xtk_domain *dom,
             goto fail;
     }
     *fd = xenevtchn_fd(xd->xce);
+    if (method == XTK__SUSPEND_STORE && store_watch(xd, fd) < 0)
+        goto fail;
     return 0;
 fail : {
     int e = errno;
@@ -1304,11 +1349,15 @@ static int xen_suspend_request(struct xtk_domain *dom)
     case XTK__SUSPEND_XL:
         snprintf(path, sizeof(path), "/local/domain/%u/control/shutdown",
                  dom->domid);
-        if (xtk__xs_write(xd->store_fd, path, "suspend") < 0) {
+        /* (an answer still owed: a request given up on before this) */
+        if (store_answer(dom, xd, 1) < 0)
+            return -1;
+        if (xtk__xs_write_send(xd->store_fd, path, "suspend") < 0) {
             XTK_PERROR(dom->ctx, "domain %u: cannot write %s", dom->domid,
                        path);
             return -1;
         }
+        xd->store_owed = 1;
         return 0;
     case XTK__SUSPEND_PAUSE:
         if (xc_domain_pause(xd->xch, dom->domid) < 0) {
@@ -1582,6 +1631,10 @@ static int xen_suspend_check(struct xtk_domain *dom)
             return errno == EAGAIN ? 0 : -1;
         return output_close_epoch(dom, xd);
     }
+    /* The store's answer to the request first: a refused write fails the
+     * suspend now, not when the guest is given up on. */
+    if (store_answer(dom, xd, 0) < 0)
+        return -1;
     if (xd->method == XTK__SUSPEND_XL) {
         /* Every event the watch has queued (the first, on registration,
          * and any other domain's death among them): then ask Xen. */
@@ -1628,7 +1681,11 @@ static void xen_suspend_teardown(struct xtk_domain *dom)
     if (xd->pause_evfd >= 0)
         close(xd->pause_evfd);
     if (xd->store_fd >= 0)
-        close(xd->store_fd);
+        close(xd->store_fd); /* (an answer owed goes with it) */
+    if (xd->store_ep >= 0)
+        close(xd->store_ep);
+    xd->store_ep = -1;
+    xd->store_owed = 0;
     if (xd->watch_xs) {
         xs_unwatch(xd->watch_xs, "@releaseDomain", "xtk-suspend");
         xs_close(xd->watch_xs);
@@ -1686,6 +1743,7 @@ static int xen_resume(struct xtk_domain *dom)
         char path[64], val[32];
         snprintf(path, sizeof(path), "/local/domain/%u/control/shutdown",
                  dom->domid);
+        (void)store_answer(dom, xd, 1);
         if (store_read(xd->store_fd, path, val, sizeof(val)) == 0 &&
             !strcmp(val, "suspend"))
             xtk__xs_write(xd->store_fd, path, "");
@@ -2569,6 +2627,7 @@ static int xen_create_native(struct xtk_domain *dom,
     bi = &b->cfg.b_info;
     xd->local_port = xd->guest_port = -1;
     xd->lock_fd = xd->pause_evfd = xd->store_fd = xd->guard_fd = -1;
+    xd->store_ep = -1;
     xd->hbuf.ubuf = xd->ctx_hbuf.ubuf = (void *)-1;
     xd->xch = open_xc(dom->ctx);
     lctx = xd->xch ? libxl_open(dom->ctx) : NULL;
