@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -78,9 +79,12 @@ struct fake_handle {
     int method; /* enum xtk__suspend_method */
     int guard;  /* a suspend asked through this handle, not torn down */
     /* Requests sent ahead: each done at once, its outcome kept for its
-     * finish; async_efd readable while one is (the kinds in async). */
+     * finish; async_efd (a timerfd) readable while one is answered (the
+     * kinds in async; an answer "late" (a fault) is so from due[] on, and
+     * its finish waits for it). */
     int async_efd;
     unsigned int async;
+    uint64_t due[8]; /* by the kind's bit: CLOCK_MONOTONIC ns, 0: at once */
     int resume_err, dirty_err, release_err, info_err;
     struct xtk_domain_info info; /* info_start's answer */
     uint64_t *dirty_bits, dirty_count, dirty_nbits;
@@ -157,7 +161,14 @@ struct fault {
     unsigned int nth; /* 0: every call */
     int err;
     unsigned int stall_ms;
+    unsigned int late_ms; /* sent ahead: answered this much later */
 };
+
+/* A fault's late answer (late_ms) for the request being sent ahead on this
+ * thread (ahead set around the operation by its *_start), for async_put;
+ * outside a *_start a late answer is waited for: a stall. */
+static __thread int t_ahead;
+static __thread unsigned int t_late;
 
 static pthread_mutex_t f_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct fault f_list[FAULTS_MAX];
@@ -194,7 +205,7 @@ static int parse_err(const char *s, size_t len, int *err)
     return 0;
 }
 
-/* One "OP[@N][=ERR|=stall:MS]" of len bytes. */
+/* One "OP[@N][=ERR|=stall:MS|=late:MS]" of len bytes. */
 static int parse_fault(const char *s, size_t len, struct fault *f)
 {
     size_t oplen = strcspn(s, "@=");
@@ -218,11 +229,18 @@ static int parse_fault(const char *s, size_t len, struct fault *f)
     }
     if (p < end && *p == '=') {
         p++;
-        if ((size_t)(end - p) > 6 && !strncmp(p, "stall:", 6)) {
-            unsigned long ms = strtoul(p + 6, &e, 10);
-            if (e != end || e == p + 6 || ms > 600000)
+        size_t k = (size_t)(end - p) > 6 && !strncmp(p, "stall:", 6)  ? 6
+                   : (size_t)(end - p) > 5 && !strncmp(p, "late:", 5) ? 5
+                                                                      : 0;
+
+        if (k) {
+            unsigned long ms = strtoul(p + k, &e, 10);
+            if (e != end || e == p + k || ms > 600000)
                 return -1;
-            f->stall_ms = (unsigned int)ms;
+            if (k == 6)
+                f->stall_ms = (unsigned int)ms;
+            else
+                f->late_ms = (unsigned int)ms;
             f->err = 0;
             p = end;
         } else {
@@ -294,7 +312,7 @@ unsigned int xtk__fake_calls(const char *op)
  */
 static int fault(struct xtk_ctx *ctx, enum fake_op op)
 {
-    unsigned int call, stall = 0;
+    unsigned int call, stall = 0, late = 0;
     int err = 0;
 
     pthread_mutex_lock(&f_lock);
@@ -302,17 +320,27 @@ static int fault(struct xtk_ctx *ctx, enum fake_op op)
         const char *env = getenv("XTK_FAKE_FAULTS");
         f_set = 1;
         if (env && set_faults(env) < 0)
-            XTK_ERROR(ctx, "XTK_FAKE_FAULTS=%s: not OP[@N][=ERR|=stall:MS],...",
+            XTK_ERROR(ctx,
+                      "XTK_FAKE_FAULTS=%s: not "
+                      "OP[@N][=ERR|=stall:MS|=late:MS],...",
                       env);
     }
     call = ++f_calls[op];
     for (unsigned int i = 0; i < f_nr; i++)
         if (f_list[i].op == op && (!f_list[i].nth || f_list[i].nth == call)) {
             stall = f_list[i].stall_ms;
+            late = f_list[i].late_ms;
             err = f_list[i].err;
             break;
         }
     pthread_mutex_unlock(&f_lock);
+    if (late && t_ahead) {
+        XTK_DEBUG(ctx, "%s (call %u): answered %u ms late (injected)",
+                  op_names[op], call, late);
+        t_late = late;
+    } else if (late) {
+        stall = late;
+    }
     if (stall) {
         struct timespec ts = {stall / 1000, (long)(stall % 1000) * 1000000};
         XTK_DEBUG(ctx, "%s (call %u): stalls %u ms (injected)", op_names[op],
@@ -1221,40 +1249,90 @@ static int fake_resume(struct xtk_domain *dom)
 
 /* ---- requests sent ahead ------------------------------------------- */
 
-/* An outcome is in for kind: the eventfd says so until it is taken. */
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static unsigned int kind_bit(unsigned int kind)
+{
+    return (unsigned int)__builtin_ctz(kind) & 7u;
+}
+
+/* The timerfd set to fire at the first answer due among those out (at
+ * once for one due already), or stopped with none out. */
+static void async_arm(struct fake_handle *h)
+{
+    struct itimerspec it = {{0, 0}, {0, 0}};
+    uint64_t v, first = UINT64_MAX;
+
+    (void)!read(h->async_efd, &v, sizeof(v)); /* (EAGAIN: none pending) */
+    for (unsigned int k = 0; k < 8; k++)
+        if ((h->async >> k) & 1 && h->due[k] < first)
+            first = h->due[k];
+    if (first != UINT64_MAX) {
+        if (!first)
+            first = 1; /* long past: fires at once */
+        it.it_value.tv_sec = (time_t)(first / 1000000000ull);
+        it.it_value.tv_nsec = (long)(first % 1000000000ull);
+    }
+    if (timerfd_settime(h->async_efd, TFD_TIMER_ABSTIME, &it, NULL) < 0)
+        abort();
+}
+
+/* An outcome is in for kind (or, a late answer injected, will be): the
+ * timerfd says so until it is taken. */
 static int async_put(struct fake_handle *h, unsigned int kind, int *fd)
 {
-    uint64_t one = 1;
+    unsigned int late = t_late;
 
+    t_late = 0;
     if (h->async & kind)
         return xtk__fail(EBUSY);
     if (h->async_efd < 0)
-        h->async_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        h->async_efd =
+            timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
     if (h->async_efd < 0)
         return -1;
-    if (!h->async && write(h->async_efd, &one, sizeof(one)) != sizeof(one))
-        abort();
     h->async |= kind;
+    h->due[kind_bit(kind)] = late ? mono_ns() + late * 1000000ull : 0;
+    async_arm(h);
     *fd = h->async_efd;
     return 0;
 }
 
-/* kind's outcome taken (ENOENT: none was asked for). */
+/* kind's outcome taken (ENOENT: none was asked for); one answered late is
+ * waited for, as a real backend's finish waits for its answer. */
 static int async_take(struct fake_handle *h, unsigned int kind, int err)
 {
-    uint64_t v;
+    uint64_t due, now;
 
     if (!(h->async & kind))
         return xtk__fail(ENOENT);
+    due = h->due[kind_bit(kind)];
+    while ((now = mono_ns()) < due) {
+        struct timespec ts = {(time_t)((due - now) / 1000000000ull),
+                              (long)((due - now) % 1000000000ull)};
+        nanosleep(&ts, NULL);
+    }
     h->async &= ~kind;
-    if (!h->async && read(h->async_efd, &v, sizeof(v)) != sizeof(v))
-        abort();
+    async_arm(h);
     return err ? xtk__fail(err) : 0;
 }
 
 static unsigned int fake_async_ready(struct xtk_domain *dom)
 {
-    return ((struct fake_handle *)dom->priv)->async;
+    struct fake_handle *h = dom->priv;
+    unsigned int ready = 0;
+    uint64_t now = mono_ns();
+
+    for (unsigned int k = 0; k < 8; k++)
+        if ((h->async >> k) & 1 && h->due[k] <= now)
+            ready |= 1u << k;
+    return ready;
 }
 
 /* The stop is done at once: its outcome goes as an answer sent ahead. */
@@ -1265,7 +1343,11 @@ static int fake_suspend_check_ahead(struct xtk_domain *dom, int *fd)
 
     if (h->async & XTK__ASYNC_STOP)
         return xtk__fail(EBUSY);
+    t_ahead = 1;
     r = fake_suspend_check(dom);
+    t_ahead = 0;
+    if (r != 1)
+        t_late = 0; /* nothing goes ahead */
     if (r != 1)
         return r;
     return async_put(h, XTK__ASYNC_STOP, fd) < 0 ? -1 : 2;
@@ -1282,7 +1364,9 @@ static int fake_resume_start(struct xtk_domain *dom, int *fd)
 
     if (h->async & XTK__ASYNC_RESUME)
         return xtk__fail(EBUSY);
+    t_ahead = 1;
     h->resume_err = fake_resume(dom) < 0 ? errno : 0;
+    t_ahead = 0;
     return async_put(h, XTK__ASYNC_RESUME, fd);
 }
 
@@ -1316,10 +1400,12 @@ static int fake_logdirty_start(struct xtk_domain *dom, unsigned int flags,
         h->dirty_bits = b;
         h->dirty_nbits = nbits;
     }
+    t_ahead = 1;
     h->dirty_err = fake_logdirty_read(dom, flags, h->dirty_bits, h->dirty_nbits,
                                       &h->dirty_count) < 0
                        ? errno
                        : 0;
+    t_ahead = 0;
     return async_put(h, XTK__ASYNC_DIRTY, fd);
 }
 
@@ -1330,7 +1416,9 @@ static int fake_info_start(struct xtk_domain *dom, int *fd)
 
     if (h->async & XTK__ASYNC_INFO)
         return xtk__fail(EBUSY);
+    t_ahead = 1;
     h->info_err = fake_info(dom, &h->info) < 0 ? errno : 0;
+    t_ahead = 0;
     return async_put(h, XTK__ASYNC_INFO, fd);
 }
 
@@ -1432,8 +1520,10 @@ static int fake_output_release_start(struct xtk_domain *dom, uint32_t epoch,
 
     if (h->async & XTK__ASYNC_RELEASE)
         return xtk__fail(EBUSY);
+    t_ahead = 1;
     h->release_err =
         fake_output_release(dom, epoch, &h->released) < 0 ? errno : 0;
+    t_ahead = 0;
     return async_put(h, XTK__ASYNC_RELEASE, fd);
 }
 

@@ -354,6 +354,7 @@ static void migrate(void)
  * ticks. */
 struct watcher {
     uint64_t last, max_gap;
+    uint64_t from, ticks; /* ticks after from (0: none counted) */
     struct event *ev;
 };
 
@@ -366,6 +367,8 @@ static void on_watch_tick(evutil_socket_t fd, short what, void *arg)
     if (w->last && now - w->last > w->max_gap)
         w->max_gap = now - w->last;
     w->last = now;
+    if (w->from && now > w->from)
+        w->ticks++;
 }
 
 static void watch_loop(struct watcher *w)
@@ -855,6 +858,38 @@ static void no_suspend(void)
                 "its watch failing: ENXIO (%s)", strerror(errno));
     TEST_ASSERT(xtk__fake_faults("") == 0, "faults off");
     assert_untouched(id, "after the watch failed");
+    /* The watch's question answered 2 s late, the timeout (at 0.3 s)
+     * ending the save meanwhile: the answer still out is waited for on
+     * the end's thread, and the caller's loop runs on (its 10 ms timer
+     * ticks between 0.6 s and the end: none if the loop waited). */
+    {
+        struct watcher w;
+        uint64_t t0, dt;
+
+        o.timeout_ms = 300;
+        TEST_ASSERT(xtk__fake_faults("info@2=late:2000") == 0, "faults");
+        watch_loop(&w);
+        t0 = xtk_now_ns();
+        w.from = t0 + 600000000ull;
+        TEST_ASSERT(save_file(dom, &o) < 0 && errno == ETIMEDOUT,
+                    "its watch answering late: ETIMEDOUT (%s)",
+                    strerror(errno));
+        dt = xtk_now_ns() - t0;
+        event_free(w.ev);
+        TEST_ASSERT(xtk__fake_faults("") == 0, "faults off");
+        TEST_ASSERT(dt > 1900000000ull,
+                    "its end waited for the answer (%.0f ms)", dt / 1e6);
+        TEST_ASSERT(w.ticks >= 20,
+                    "the loop ran meanwhile (%llu ticks of 10 ms from 0.6 s "
+                    "to the end at %.0f ms; longest gap %.0f ms)",
+                    (unsigned long long)w.ticks, dt / 1e6, w.max_gap / 1e6);
+        fprintf(stderr,
+                "   the watch answering 2 s late at the timeout: done after "
+                "%.0f ms, the loop ticked %llu times meanwhile (longest gap "
+                "%.1f ms)\n",
+                dt / 1e6, (unsigned long long)w.ticks, w.max_gap / 1e6);
+        assert_untouched(id, "after the late answer");
+    }
     xtk_domain_destroy(dom);
     xtk_domain_close(dom);
 }
@@ -1271,11 +1306,13 @@ static void slow_resume(void)
 static void bad_fault_lists(void)
 {
     const char *bad[] = {"nosuch",      "info@x",          "info=EWHAT",
-                         "info=stall:", "info@1=stall:5x", "info=0"};
+                         "info=stall:", "info@1=stall:5x", "info=0",
+                         "info=late:",  "info@1=late:5x"};
 
     for (size_t i = 0; i < N(bad); i++)
         TEST_ASSERT_ERRNO(xtk__fake_faults(bad[i]), EINVAL);
-    TEST_ASSERT(xtk__fake_faults("info@2=EIO,pause=stall:1,,resume=5") == 0,
+    TEST_ASSERT(xtk__fake_faults(
+                    "info@2=EIO,pause=stall:1,,resume=5,resume@2=late:1") == 0,
                 "a good list");
     TEST_ASSERT(xtk__fake_faults(NULL) == 0, "none");
 }
