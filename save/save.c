@@ -235,7 +235,7 @@ struct xtk_save {
     uint32_t end_upto;
     struct xtk__output end_o;
     /* What was still out when the save ended, collected on the end's
-     * thread (end_settle) for ended() to tell: a checkpoint's resume, and
+     * thread (async_settle) for ended() to tell: a checkpoint's resume, and
      * up to two releases (the one out, then a later acknowledgement's). */
     int settle_resume, settle_resume_rc, settle_resume_errno;
     uint64_t settle_resume_ns;
