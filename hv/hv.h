@@ -64,6 +64,14 @@ struct hv_vcpu {
     uint64_t yields, yields_given, yields_moved;
     uint64_t boosts; /* the control thread gave it its CPU (hv_sched_boost) */
     int boosting;    /* a waiter has moved this vCPU's thread to its CPU */
+    /* Its records that cannot change while it does not run (CPUID, XSAVE,
+     * XCRs, debug registers), taken by its own thread when a suspend
+     * request's hold parks it (hv_state_prefetch), so that the STOP that
+     * follows copies them instead of asking KVM: pf_valid (under
+     * hv->lock) until it runs again or its state is set. */
+    void *pf_buf;
+    size_t pf_cap, pf_off[16], pf_len[16];
+    int pf_valid;
 };
 
 struct hv_port {
@@ -306,6 +314,9 @@ int hv_output_release(struct hv *hv, int ci, uint32_t epoch,
 
 /* state.c */
 int hv_state_get(struct hv *hv, void *buf, size_t max, size_t *len);
+/* Takes v's records that cannot change while it is parked into v->pf_buf
+ * (its own thread, not holding hv->lock); 0, or -1 (none kept). */
+int hv_state_prefetch(struct hv *hv, struct hv_vcpu *v);
 int hv_state_set(struct hv *hv, const void *buf, size_t len);
 /* Checks records as hv_state_set() would, applying nothing (the fuzzer's
  * entry point: it needs only nr_vcpus and xsave_size). */

@@ -145,21 +145,38 @@ static int get_cpuid(struct hv_vcpu *v, void *buf, size_t max, size_t *len)
     return 0;
 }
 
-/* One vCPU's records, each ioctl writing straight into buf. */
-static int get_vcpu(struct hv *hv, struct hv_vcpu *v, void *buf, size_t max,
-                    size_t *len)
+/* The records a parked vCPU cannot change (hv_state_prefetch). */
+#define PF_KINDS                                                               \
+    ((1u << K_CPUID) | (1u << K_XSAVE) | (1u << K_XCRS) | (1u << K_DEBUGREGS))
+
+/* One vCPU's records of the kinds in mask, each ioctl writing straight
+ * into buf, or copied from what its thread kept (v->pf_valid); with off,
+ * where each one starts and its length (by kind). */
+static int get_vcpu_kinds(struct hv *hv, struct hv_vcpu *v, void *buf,
+                          size_t max, size_t *len, unsigned int mask,
+                          size_t *off, size_t *rlen)
 {
     for (int k = 0; k < K_NR_VCPU; k++) {
         const struct vcpu_rec *d = &vcpu_recs[k];
-        size_t size = d->size;
+        size_t size = d->size, start = *len;
         struct kvm_msrs *msrs;
         void *p;
         int r;
 
-        if (k == K_CPUID) {
-            if (get_cpuid(v, buf, max, len) < 0)
-                goto err;
+        if (!(mask & (1u << k)))
             continue;
+        if (v->pf_valid && !off && (PF_KINDS & (1u << k))) {
+            if (v->pf_len[k] > max - *len) {
+                errno = E2BIG;
+                goto err;
+            }
+            memcpy((char *)buf + *len, (char *)v->pf_buf + v->pf_off[k],
+                   v->pf_len[k]);
+            *len += v->pf_len[k];
+            continue;
+        }
+        if (k == K_CPUID) {
+            r = get_cpuid(v, buf, max, len);
         } else if (k == K_XSAVE) {
             size = hv->xsave_size;
             p = reserve(buf, max, len, d->type, v->index, size);
@@ -201,6 +218,10 @@ static int get_vcpu(struct hv *hv, struct hv_vcpu *v, void *buf, size_t max,
         }
         if (r < 0)
             goto err;
+        if (off) {
+            off[k] = start;
+            rlen[k] = *len - start;
+        }
     }
     return 0;
 err:
@@ -208,14 +229,79 @@ err:
     return -1;
 }
 
+static int get_vcpu(struct hv *hv, struct hv_vcpu *v, void *buf, size_t max,
+                    size_t *len)
+{
+    return get_vcpu_kinds(hv, v, buf, max, len, ~0u, NULL, NULL);
+}
+
+int hv_state_prefetch(struct hv *hv, struct hv_vcpu *v)
+{
+    size_t cap = 4096 + hv->xsave_size +
+                 MAX_CPUID * sizeof(struct kvm_cpuid_entry2),
+           len = 0;
+
+    if (v->pf_cap < cap) {
+        void *b = realloc(v->pf_buf, cap);
+
+        if (!b)
+            return -1;
+        v->pf_buf = b;
+        v->pf_cap = cap;
+    }
+    return get_vcpu_kinds(hv, v, v->pf_buf, v->pf_cap, &len, PF_KINDS,
+                          v->pf_off, v->pf_len);
+}
+
+/* XTK_HV_CHECK_PREFETCH=1 (the tests): what a vCPU's thread kept is
+ * checked against KVM's own answer at each use; a difference fails it. */
+static int prefetch_checked(struct hv *hv, struct hv_vcpu *v)
+{
+    size_t off[16], rl[16], len = 0;
+    void *b;
+    int r = 0;
+
+    if (!v->pf_valid)
+        return 0;
+    b = malloc(v->pf_cap);
+    if (!b || get_vcpu_kinds(hv, v, b, v->pf_cap, &len, PF_KINDS, off, rl) < 0)
+        r = -1;
+    for (int k = 0; k < K_NR_VCPU && !r; k++)
+        if ((PF_KINDS & (1u << k)) &&
+            (rl[k] != v->pf_len[k] ||
+             memcmp((char *)b + off[k], (char *)v->pf_buf + v->pf_off[k],
+                    rl[k]))) {
+            hv_log("state: vCPU %u: record %u kept at its park differs "
+                   "from KVM's",
+                   v->index, vcpu_recs[k].type);
+            errno = EIO;
+            r = -1;
+        }
+    free(b);
+    return r;
+}
+
 int hv_state_get(struct hv *hv, void *buf, size_t max, size_t *len)
 {
+    static int check = -1;
+    unsigned int kept = 0;
+
+    if (check < 0) {
+        const char *e = getenv("XTK_HV_CHECK_PREFETCH");
+
+        check = e && *e == '1';
+    }
     *len = 0;
     if (get_vm(hv, buf, max, len) < 0)
         return -1;
-    for (unsigned int i = 0; i < hv->nr_vcpus; i++)
-        if (get_vcpu(hv, &hv->vcpus[i], buf, max, len) < 0)
+    for (unsigned int i = 0; i < hv->nr_vcpus; i++) {
+        kept += hv->vcpus[i].pf_valid;
+        if ((check && prefetch_checked(hv, &hv->vcpus[i]) < 0) ||
+            get_vcpu(hv, &hv->vcpus[i], buf, max, len) < 0)
             return -1;
+    }
+    if (check && kept)
+        hv_log("state: what %u held vCPU(s) kept at their park is KVM's", kept);
     return 0;
 }
 
@@ -528,6 +614,9 @@ int hv_state_set(struct hv *hv, const void *buf, size_t len)
     struct parsed *p = calloc(1, sizeof(*p));
     int r;
 
+    /* What the vCPUs' threads kept is not their state any more. */
+    for (unsigned int i = 0; i < hv->nr_vcpus; i++)
+        hv->vcpus[i].pf_valid = 0;
     if (!p)
         return -1;
     r = parse(hv, buf, len, p);

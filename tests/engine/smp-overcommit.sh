@@ -13,10 +13,14 @@
 # give it its time (a directed yield).  Then a live save of the
 # pinned 8-vCPU spin guest to a file and its restore, which must check out
 # and say it resumed; then that copy, pinned, live-migrated over loopback
-# TCP into another run directory.
+# TCP into another run directory.  Throughout, the state the held vCPUs'
+# threads kept at their park is checked at every STOP.
 . "$top_srcdir/tests/engine/engine-lib.sh"
 command -v taskset >/dev/null || { echo "SKIP: no taskset" >&2; exit 77; }
 cd "$work"
+# Every STOP checks what the held vCPUs' threads kept of their state at
+# their park against KVM's own answer (xtk-hv fails the STOP if it differs).
+export XTK_HV_CHECK_PREFETCH=1
 
 # pv_counts DOM: "SAW YIELDS" summed over the vCPUs from `xtk vcpus`.
 pv_counts() {
@@ -147,4 +151,9 @@ check nrt
 policies nrt > nrt.pol
 head -n 1 nrt.pol | grep -q " SCHED_OTHER$" ||
   { cat nrt.pol >&2; fail "XTK_HV_CONTROL_SCHED=other: not a normal thread"; }
+# The held vCPUs' kept state was used, and checked, at the STOPs above.
+n=$(cat "$XTK_RUNDIR"/log/*.log 2>/dev/null |
+  grep -c "held vCPU(s) kept at their park is KVM's")
+[ "$n" -gt 0 ] || fail "no STOP used what the held vCPUs kept"
+echo "   $n STOP(s) used what the held vCPUs kept, checked against KVM"
 echo "PASS: SMP guests under overcommit"
