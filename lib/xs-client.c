@@ -1,6 +1,5 @@
 /*
- * xs-client.c - a minimal synchronous xenstore wire client (see
- * xs-client.h).
+ * xs-client.c - a minimal xenstore wire client (see xs-client.h).
  */
 #include "config.h"
 
@@ -9,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -220,6 +220,33 @@ int xtk__xs_reply(int fd, uint32_t type, char *reply, size_t max,
         reply[n] = 0;
     }
     return (int)h.len;
+}
+
+int xtk__xs_reply_owed(int fd, int *owed, uint32_t type, int wait,
+                       int timeout_ms)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+
+    if (!*owed || (!wait && poll(&p, 1, 0) < 1))
+        return 0;
+    *owed = 0;
+    return xtk__xs_reply(fd, type, NULL, 0, timeout_ms) < 0 ? -1 : 0;
+}
+
+int xtk__xs_pair_fd(int notify_fd, int store_fd)
+{
+    struct epoll_event ev = {.events = EPOLLIN};
+    int ep = epoll_create1(EPOLL_CLOEXEC), e;
+
+    if (ep < 0)
+        return -1;
+    if (epoll_ctl(ep, EPOLL_CTL_ADD, notify_fd, &ev) == 0 &&
+        epoll_ctl(ep, EPOLL_CTL_ADD, store_fd, &ev) == 0)
+        return ep;
+    e = errno;
+    close(ep);
+    errno = e;
+    return -1;
 }
 
 int xtk__xs_write_send(int fd, const char *path, const char *value)

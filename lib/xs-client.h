@@ -1,8 +1,9 @@
 /*
- * xs-client.h - the one minimal synchronous xenstore wire client of xtk,
- * over a Unix socket: for xtk-hv (which registers its domain and introduces
- * its store ring to xsd-lite, passing fds), the kvm backend
- * (control/shutdown) and the tests.  It sends one request at a time and
+ * xs-client.h - the one minimal xenstore wire client of xtk, over a Unix
+ * socket: for xtk-hv (which registers its domain and introduces its store
+ * ring to xsd-lite, passing fds), the kvm and xen backends
+ * (control/shutdown) and the tests.  It has one request out at a time
+ * (waited for, or its reply taken later: xtk__xs_send, xtk__xs_reply) and
  * never sets a watch, so no event can arrive between a request and its
  * reply.
  */
@@ -54,6 +55,24 @@ int xtk__xs_send(int fd, uint32_t type, const void *payload, size_t len,
                  const int *fds, unsigned int nfds);
 int xtk__xs_reply(int fd, uint32_t type, char *reply, size_t max,
                   int timeout_ms);
+
+/*
+ * A reply still owed (*owed) to a request xtk__xs_send sent: with wait 0
+ * taken only if it is in already, else waited for up to timeout_ms (what
+ * else is asked on fd must come after it); *owed is cleared once it is
+ * taken.  0 (none owed, not in yet, or a success), or -1 with errno as
+ * xtk__xs_reply's.
+ */
+int xtk__xs_reply_owed(int fd, int *owed, uint32_t type, int wait,
+                       int timeout_ms);
+
+/*
+ * For a suspend request by the store: a descriptor (epoll) readable while
+ * the guest's notification (notify_fd) or the store's connection is, so
+ * that the write's answer is taken when it comes, not waited for.  -1
+ * with errno.
+ */
+int xtk__xs_pair_fd(int notify_fd, int store_fd);
 
 /* XS_WRITE of path = value; xtk__xs_write_send only sends it (its reply
  * is xtk__xs_reply's, of XTK_XS_WRITE). */

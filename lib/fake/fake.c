@@ -1346,10 +1346,10 @@ static int fake_suspend_check_ahead(struct xtk_domain *dom, int *fd)
     t_ahead = 1;
     r = fake_suspend_check(dom);
     t_ahead = 0;
-    if (r != 1)
+    if (r != 1) {
         t_late = 0; /* nothing goes ahead */
-    if (r != 1)
         return r;
+    }
     return async_put(h, XTK__ASYNC_STOP, fd) < 0 ? -1 : 2;
 }
 

@@ -1685,36 +1685,23 @@ static void kvm_suspend_teardown(struct xtk_domain *dom);
  * two's). */
 static int store_watch(struct kvm_dom *kd, int *fd)
 {
-    struct epoll_event ev = {.events = EPOLLIN};
-
-    kd->store_ep = epoll_create1(EPOLL_CLOEXEC);
-    if (kd->store_ep < 0 ||
-        epoll_ctl(kd->store_ep, EPOLL_CTL_ADD, *fd, &ev) < 0 ||
-        epoll_ctl(kd->store_ep, EPOLL_CTL_ADD, kd->store_fd, &ev) < 0) {
-        int e = errno;
-
-        if (kd->store_ep >= 0)
-            close(kd->store_ep);
-        kd->store_ep = -1;
-        return xtk__fail(e);
-    }
+    kd->store_ep = xtk__xs_pair_fd(*fd, kd->store_fd);
+    if (kd->store_ep < 0)
+        return -1;
     kd->store_owed = 0;
     *fd = kd->store_ep;
     return 0;
 }
 
-/* The store's answer to the request's write, if it is in (wait: up to
- * wait_ms for it): 0 (none owed, or a success), -1 (the store refused it,
- * or went away: errno). */
-static int store_answer(struct xtk_domain *dom, int wait_ms)
+/* The store's answer to the request's write, if it is in (wait: waited
+ * for): 0 (none owed, not in yet, or a success), -1 (the store refused
+ * it, or went away: errno). */
+static int store_answer(struct xtk_domain *dom, int wait)
 {
     struct kvm_dom *kd = kd_of(dom);
-    struct pollfd p = {.fd = kd->store_fd, .events = POLLIN};
 
-    if (!kd->store_owed || poll(&p, 1, wait_ms) < 1)
-        return 0;
-    kd->store_owed = 0;
-    if (xtk__xs_reply(kd->store_fd, XTK_XS_WRITE, NULL, 0, 1000) < 0) {
+    if (xtk__xs_reply_owed(kd->store_fd, &kd->store_owed, XTK_XS_WRITE, wait,
+                           5000) < 0) {
         XTK_PERROR(dom->ctx, "domain %u: cannot write its control/shutdown",
                    dom->domid);
         return -1;
@@ -1913,7 +1900,7 @@ static int kvm_suspend_request(struct xtk_domain *dom)
         snprintf(path, sizeof(path), "/local/domain/%u/control/shutdown",
                  dom->domid);
         /* (an answer still owed: a request given up on before it) */
-        if (store_answer(dom, 1000) < 0)
+        if (store_answer(dom, 1) < 0)
             return -1;
         hold_aps(dom, kd, 0);
         if (xtk__xs_write_send(kd->store_fd, path, "suspend") < 0) {

@@ -49,7 +49,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/file.h>
 #include <sys/mman.h>
@@ -108,8 +107,7 @@ struct xen_dom {
      * store's answer to the request's write, in one epoll), and whether
      * that answer is still owed (store_answer): the write is sent, never
      * waited for on the caller's loop. */
-    int store_ep;
-    unsigned int store_owed : 1;
+    int store_ep, store_owed;
     unsigned int suspend_paused : 1; /* PAUSE paused it */
     unsigned int requested : 1;      /* a suspend was requested */
     /* suspend_check saw it suspended, and nothing resumed, unpaused or
@@ -1151,12 +1149,9 @@ static int subscribe_store_port(struct xtk_domain *dom, struct xen_dom *xd)
  * store's answer to the request's write; *fd becomes it. */
 static int store_watch(struct xen_dom *xd, int *fd)
 {
-    struct epoll_event ev = {.events = EPOLLIN};
-
-    xd->store_ep = epoll_create1(EPOLL_CLOEXEC);
-    if (xd->store_ep < 0 || epoll_ctl(xd->store_ep, EPOLL_CTL_ADD, *fd, &ev) ||
-        epoll_ctl(xd->store_ep, EPOLL_CTL_ADD, xd->store_fd, &ev))
-        return -1; /* (teardown closes it) */
+    xd->store_ep = xtk__xs_pair_fd(*fd, xd->store_fd);
+    if (xd->store_ep < 0)
+        return -1;
     xd->store_owed = 0;
     *fd = xd->store_ep;
     return 0;
@@ -1168,13 +1163,8 @@ static int store_watch(struct xen_dom *xd, int *fd)
  * gone: errno). */
 static int store_answer(struct xtk_domain *dom, struct xen_dom *xd, int wait)
 {
-    struct pollfd p = {.fd = xd->store_fd, .events = POLLIN};
-
-    if (!xd->store_owed || (!wait && poll(&p, 1, 0) < 1))
-        return 0;
-    xd->store_owed = 0;
-    if (xtk__xs_reply(xd->store_fd, XTK_XS_WRITE, NULL, 0, STORE_TIMEOUT_MS) <
-        0) {
+    if (xtk__xs_reply_owed(xd->store_fd, &xd->store_owed, XTK_XS_WRITE, wait,
+                           STORE_TIMEOUT_MS) < 0) {
         XTK_PERROR(dom->ctx, "domain %u: cannot write its control/shutdown",
                    dom->domid);
         return -1;
