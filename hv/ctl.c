@@ -242,7 +242,10 @@ static void pause_domain(struct hv *hv, int ci, int hold)
 }
 
 /* vCPUs 1.. held for a suspend request (XTK_HVCTL_PAUSE_APS): only
- * where the guest allows it, and never combined with a pause. */
+ * where the guest allows it, and never combined with a pause.  With
+ * PAUSE_NOTIFY, the request itself is notified from here (as earlier
+ * libxtk asked; it now notifies the port itself right after the hold,
+ * which reaches vCPU 0 sooner).  Kept for such a caller. */
 static int hold_aps(struct hv *hv, int ci, int notify)
 {
     struct xtk_guest_status *s = hv_guest_status(hv);
@@ -258,17 +261,16 @@ static int hold_aps(struct hv *hv, int ci, int notify)
         hv_vm_kick_aps(hv);
     }
     pthread_mutex_unlock(&hv->lock);
-    if (notify) {
-        /* The request itself, then vCPU 0 to take it: among vCPU
-         * threads that fill every core, it may be waiting for one. */
-        if (write(hv->ports[XTK_PORT_SUSPEND].to_guest, &one, sizeof(one)) < 0)
-            return errno;
-        /* (a real-time caller's sched_yield() gives nothing to a normal
-         * thread: vCPU 0 gets this CPU when this thread sleeps, at once;
-         * measured, moving it here first made the tail no better) */
-        if (!hv->control_rt)
-            hv_sched_boost(&hv->vcpus[0]);
-    }
+    if (notify &&
+        write(hv->ports[XTK_PORT_SUSPEND].to_guest, &one, sizeof(one)) < 0)
+        return errno;
+    /* vCPU 0 is to take the request: among vCPU threads that fill every
+     * core, it may be waiting for one.  (A real-time caller's
+     * sched_yield() gives nothing to a normal thread: vCPU 0 gets this
+     * CPU when this thread sleeps, at once; measured, moving it here
+     * first made the tail no better.) */
+    if (!hv->control_rt)
+        hv_sched_boost(&hv->vcpus[0]);
     return 0;
 }
 

@@ -69,9 +69,9 @@ enum xtk_hvctl_op {
      * wait for them.  For a suspend request to a guest that allows it
      * (XTK_GUEST_F_APS_STOPPABLE): vCPU 0 gets a host CPU to take it.
      * With XTK_HVCTL_PAUSE_NOTIFY too, xtk-hv then notifies the suspend
-     * port itself and, if vCPU 0's thread is preempted, gives it its CPU
-     * (a directed yield): the request, with no round trip back to the
-     * toolstack between the hold and the notification.
+     * port itself (libxtk now notifies it after sending the hold, which
+     * is sooner).  A control thread that is not real-time gives vCPU 0
+     * its CPU (a directed yield) if vCPU 0's thread is preempted.
      */
     XTK_HVCTL_OP_PAUSE = 3,
     /* Flags: XTK_HVCTL_UNPAUSE_FORCE (every pause, whoever took it), or
@@ -232,7 +232,7 @@ struct xtk_hvctl_vcpu {
      * given with the target's thread moved to the waiter's CPU. */
     uint64_t yields, yields_given, yields_moved;
     /* Times the control thread gave this vCPU its CPU for a suspend
-     * request (XTK_HVCTL_PAUSE_NOTIFY). */
+     * request (the hold, XTK_HVCTL_PAUSE_APS). */
     uint64_t boosts;
 };
 #define XTK_HVCTL_VCPU_PUBLISHED 0x1u /* the guest sees its thread's state */

@@ -55,8 +55,8 @@
 #define MAX_FDS (2 + 2 * (XTK_PORT_MAX + 1))
 #define ASYNC_MAX 7 /* requests sent ahead: one of each kind */
 /* A kind of request sent ahead that kvm.c takes itself as its answer is
- * read (hold_answered): the hold of the other vCPUs that carries the
- * suspend request.  Never in async_ready's mask, never keeps the fd
+ * read (hold_answered): the hold of the other vCPUs for a suspend
+ * request.  Never in async_ready's mask, never keeps the fd
  * readable. */
 #define KVM_ASYNC_HOLD 0x100u
 
@@ -103,8 +103,6 @@ struct kvm_dom {
     /* The other vCPUs are held by xtk-hv for the request in flight
      * (XTK_HVCTL_PAUSE_APS): released when it is dropped. */
     int aps_held;
-    int no_notify_hold; /* xtk-hv refused XTK_HVCTL_PAUSE_NOTIFY */
-    int notify_hold_ok; /* ...and took it once: sent ahead since */
     enum xtk__suspend_method method;
     int pause_evfd;
     /* The store method: its connection, the fd the caller watches (the
@@ -1815,69 +1813,47 @@ static void wait_not_suspended(struct kvm_dom *kd)
  * a host CPU to take it, instead of waiting behind its siblings'
  * threads (issue 15: an 8-vCPU guest spinning on 2 cores).  Best effort:
  * without it the guest still suspends, only later.
+ *
+ * The hold is sent ahead (KVM_ASYNC_HOLD: the caller's loop does not
+ * wait for xtk-hv; kvm.c takes the answer itself when it next reads the
+ * connection, hold_answered) and the caller sends the request itself
+ * right after it.  xtk-hv takes the hold before anything this connection
+ * sends later (the STOP).  The request used to go with the hold
+ * (XTK_HVCTL_PAUSE_NOTIFY: xtk-hv notified the port), which put xtk-hv's
+ * control thread's wake-up between the toolstack and vCPU 0: sent from
+ * here, an idle 8-vCPU guest's request reaches its acknowledgement 25-100
+ * us sooner at p50 (docs/benchmarks.md).
  */
-static int hold_aps(struct xtk_domain *dom, struct kvm_dom *kd, int notify)
+static void hold_aps(struct xtk_domain *dom, struct kvm_dom *kd)
 {
     const struct xtk_guest_status *s = kd->status;
 
     if (!s || s->magic != XTK_GUEST_STATUS_MAGIC || s->nr_vcpus_up < 2 ||
         !(__atomic_load_n(&s->features, __ATOMIC_ACQUIRE) &
           XTK_GUEST_F_APS_STOPPABLE))
-        return 0;
-    /* The event channel's request goes with the hold: xtk-hv notifies
-     * the port and gives vCPU 0 a CPU if its thread waits for one, with
-     * no round trip back here in between.  An xtk-hv from before this
-     * refuses the flag (EINVAL): the hold alone, the notification from
-     * here. */
-    if (notify && kd->notify_hold_ok &&
-        async_send(dom, KVM_ASYNC_HOLD, XTK_HVCTL_OP_PAUSE,
-                   XTK_HVCTL_PAUSE_APS | XTK_HVCTL_PAUSE_NOTIFY, NULL, 0,
-                   NULL) == 0) {
-        /* Sent ahead (the caller's loop does not wait for xtk-hv): its
-         * answer is taken when read (hold_answered). */
-        kd->aps_held = 1;
-        return 1;
-    }
-    if (notify && !kd->no_notify_hold &&
-        kcall(dom, XTK_HVCTL_OP_PAUSE,
-              XTK_HVCTL_PAUSE_APS | XTK_HVCTL_PAUSE_NOTIFY, NULL, 0, NULL, 0,
-              NULL) == 0) {
-        kd->aps_held = 1;
-        kd->notify_hold_ok = 1;
-        return 1;
-    }
-    if (notify && errno == EINVAL)
-        kd->no_notify_hold = 1;
-    if (kcall(dom, XTK_HVCTL_OP_PAUSE, XTK_HVCTL_PAUSE_APS, NULL, 0, NULL, 0,
+        return;
+    /* (one still unanswered: EBUSY, then the round trip) */
+    if (async_send(dom, KVM_ASYNC_HOLD, XTK_HVCTL_OP_PAUSE, XTK_HVCTL_PAUSE_APS,
+                   NULL, 0, NULL) == 0 ||
+        kcall(dom, XTK_HVCTL_OP_PAUSE, XTK_HVCTL_PAUSE_APS, NULL, 0, NULL, 0,
               NULL) == 0)
         kd->aps_held = 1;
     else
         XTK_DEBUG(dom->ctx, "domain %u: its other vCPUs not held: %s",
                   dom->domid, strerror(errno));
-    return 0;
 }
 
-/* The hold sent ahead with the suspend request is answered: refused, the
- * other vCPUs run on and the guest was not notified: it is now (its
- * request is not lost; on an xtk-hv that refuses the flag, the hold is
- * asked without it from then on). */
+/* The hold sent ahead is answered: refused, the other vCPUs run on (the
+ * request is out all the same). */
 static void hold_answered(struct xtk_domain *dom, int err)
 {
     struct kvm_dom *kd = kd_of(dom);
-    uint64_t one = 1;
 
     if (!err)
         return;
     XTK_DEBUG(dom->ctx, "domain %u: its other vCPUs not held: %s", dom->domid,
               strerror(err));
     kd->aps_held = 0;
-    if (err == EINVAL)
-        kd->no_notify_hold = 1;
-    kd->notify_hold_ok = 0;
-    if (kd->suspend_pending &&
-        write(kd->to_guest[XTK_PORT_SUSPEND], &one, sizeof(one)) < 0)
-        XTK_PERROR(dom->ctx, "domain %u: cannot notify its suspend port",
-                   dom->domid);
 }
 
 static int kvm_suspend_request(struct xtk_domain *dom)
@@ -1891,8 +1867,8 @@ static int kvm_suspend_request(struct xtk_domain *dom)
     switch (kd->method) {
     case XTK__SUSPEND_EVTCHN:
         wait_not_suspended(kd);
-        if (!hold_aps(dom, kd, 1) &&
-            write(kd->to_guest[XTK_PORT_SUSPEND], &one, sizeof(one)) < 0)
+        hold_aps(dom, kd);
+        if (write(kd->to_guest[XTK_PORT_SUSPEND], &one, sizeof(one)) < 0)
             return -1;
         kd->suspend_pending = 1;
         return 0;
@@ -1902,7 +1878,7 @@ static int kvm_suspend_request(struct xtk_domain *dom)
         /* (an answer still owed: a request given up on before it) */
         if (store_answer(dom, 1) < 0)
             return -1;
-        hold_aps(dom, kd, 0);
+        hold_aps(dom, kd);
         if (xtk__xs_write_send(kd->store_fd, path, "suspend") < 0) {
             XTK_PERROR(dom->ctx, "domain %u: cannot write %s", dom->domid,
                        path);
