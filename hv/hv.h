@@ -72,6 +72,11 @@ struct hv_vcpu {
     void *pf_buf;
     size_t pf_cap, pf_off[16], pf_len[16];
     int pf_valid;
+    /* Its records at a GET_STATE taken on two threads (state.c): where
+     * whichever thread took them put them, and its errno (0: taken). */
+    void *st_buf;
+    size_t st_cap, st_len;
+    int st_err;
 };
 
 struct hv_port {
@@ -154,6 +159,15 @@ struct hv {
     pthread_t sched_th;
     int sched_th_started;
     int crashed;
+
+    /* state.c's helper: a GET_STATE's vCPUs taken by two threads, this
+     * one and the control thread, each claiming the next vCPU (st_next,
+     * st_finished atomics) once told (st_gen, under st_lock). */
+    pthread_t st_th;
+    int st_th_started, st_quit;
+    unsigned int st_gen, st_next, st_finished;
+    pthread_mutex_t st_lock;
+    pthread_cond_t st_cond, st_done_cond;
 
     /* Console history (ring buffer), under console_lock. */
     pthread_mutex_t console_lock;
@@ -317,6 +331,11 @@ int hv_state_get(struct hv *hv, void *buf, size_t max, size_t *len);
 /* Takes v's records that cannot change while it is parked into v->pf_buf
  * (its own thread, not holding hv->lock); 0, or -1 (none kept). */
 int hv_state_prefetch(struct hv *hv, struct hv_vcpu *v);
+/* The helper thread that takes a GET_STATE's vCPUs with the control
+ * thread (an SMP guest's), and its end.  Best effort: without it the
+ * control thread takes them all. */
+void hv_state_helper_start(struct hv *hv);
+void hv_state_helper_stop(struct hv *hv);
 int hv_state_set(struct hv *hv, const void *buf, size_t len);
 /* Checks records as hv_state_set() would, applying nothing (the fuzzer's
  * entry point: it needs only nr_vcpus and xsave_size). */

@@ -878,6 +878,7 @@ int hv_vm_start(struct hv *hv)
     pthread_cond_broadcast(&hv->run_cond);
     pthread_mutex_unlock(&hv->lock);
     control_sched(hv);
+    hv_state_helper_start(hv); /* after: it takes the control's policy */
     return 0;
 }
 
@@ -891,6 +892,7 @@ void hv_vm_destroy(struct hv *hv)
             kick(&hv->vcpus[i]);
     pthread_mutex_unlock(&hv->lock);
     hv_sched_stop(hv);
+    hv_state_helper_stop(hv);
     /* A lazy restore's pages that never came: a vCPU waiting for one is
      * released by the end of the userfaultfd (the restore's copy gone
      * too) with a signal pending, so it leaves KVM_RUN without running a

@@ -126,14 +126,15 @@ XTK_RUNDIR=$work/run-dst "$xtk" destroy "$(cat dst.id)"
 
 # xtk-hv's control thread (its main thread) runs at SCHED_FIFO, reset on
 # fork, so that it answers at once over vCPU threads that fill the CPUs;
-# no other thread of it is real-time.  XTK_HV_CONTROL_SCHED=other keeps
-# it a normal one.
-policies() { # NAME: "TID POLICY" for each xtk-hv thread, main thread first
+# so does the helper that takes a STOP's vCPUs with it (xtk-hv-state, 4
+# vCPUs or more); no other thread of it is real-time.
+# XTK_HV_CONTROL_SCHED=other keeps them normal ones.
+policies() { # NAME: "TID NAME POLICY" for each xtk-hv thread, main first
   local pid t
   pid=$(pgrep -f -- "xtk-hv .*--name $1 " | head -n 1)
   [ -n "$pid" ] || fail "no xtk-hv for $1"
   for t in $pid $(ls /proc/"$pid"/task | grep -vx "$pid"); do
-    echo "$t $(chrt -p "$t" | sed -n 's/.*policy: *//p')"
+    echo "$t $(cat /proc/"$pid"/task/"$t"/comm) $(chrt -p "$t" | sed -n 's/.*policy: *//p')"
   done
 }
 "$xtk" create -n rt4 -m 32 -c 4 -w spin --no-store >/dev/null
@@ -141,7 +142,9 @@ check rt4
 policies rt4 > rt4.pol
 head -n 1 rt4.pol | grep -q " SCHED_FIFO|SCHED_RESET_ON_FORK$" ||
   { cat rt4.pol >&2; fail "the control thread is not SCHED_FIFO"; }
-[ "$(tail -n +2 rt4.pol | grep -vc " SCHED_OTHER$")" = 0 ] &&
+[ "$(grep -c "^[0-9]* xtk-hv-state SCHED_FIFO|SCHED_RESET_ON_FORK$" rt4.pol)" = 1 ] ||
+  { cat rt4.pol >&2; fail "the state helper is not SCHED_FIFO"; }
+[ "$(tail -n +2 rt4.pol | grep -v " xtk-hv-state " | grep -vc " SCHED_OTHER$")" = 0 ] &&
   [ "$(wc -l < rt4.pol)" -gt 4 ] ||
   { cat rt4.pol >&2; fail "a vCPU thread inherited real-time"; }
 "$xsave" -q -c -l -I 20 -N 10 rt4 /dev/null || fail "rt4: checkpoints"
