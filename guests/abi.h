@@ -72,6 +72,9 @@ static inline uint64_t xtk_guest_low_bytes(uint64_t mem)
 #define XTK_PORT_ECHO 4 /* the guest echoes every notification at once */
 #define XTK_PORT_NET 5  /* guest->host: packets are in the network ring */
 #define XTK_PORT_MAX 7
+/* Port p's GSI, and the vector the guest takes it on, on vCPU 0 (its
+ * IOAPIC pin 16+p programmed so; xtk-hv delivers ports 1-4 as MSIs to
+ * the same vector and vCPU). */
 #define XTK_PORT_GSI(p) (16 + (p))
 #define XTK_PORT_VECTOR(p) (0x40 + (p))
 #define XTK_DOORBELL_GPA 0xfebff000ull /* in the MMIO hole */

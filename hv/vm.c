@@ -44,6 +44,10 @@ static const unsigned int hv_ports[] = {XTK_PORT_CONSOLE, XTK_PORT_STORE,
                                         XTK_PORT_SUSPEND, XTK_PORT_ECHO,
                                         XTK_PORT_NET};
 
+/* The ports the guest takes on vCPU 0 (abi.h: XTK_PORT_VECTOR, edge). */
+static const unsigned int hv_ports_in[] = {XTK_PORT_CONSOLE, XTK_PORT_STORE,
+                                           XTK_PORT_SUSPEND, XTK_PORT_ECHO};
+
 /* ---- memory and platform -------------------------------------------- */
 
 /*
@@ -104,6 +108,65 @@ static int vm_ports(struct hv *hv)
             return -1;
         }
         hv->port_mask |= 1u << p;
+    }
+    return 0;
+}
+
+/*
+ * The ports the guest takes are routed as MSIs (its vector on vCPU 0,
+ * fixed, edge: what the guest programs the IOAPIC's pin 16+p with), the
+ * rest of the GSIs as KVM's default routing has them (the PICs and the
+ * IOAPIC).  An irqfd on an IOAPIC pin is injected by a kernel worker
+ * (KVM injects only MSIs in the eventfd's wake-up), a thread that must
+ * get a CPU among the vCPU threads: 25-35 us a notification here, a
+ * scheduler tick at worst.  As an MSI the toolstack's write of the
+ * eventfd delivers it.  XTK_HV_PORT_ROUTE=ioapic keeps the IOAPIC's.
+ */
+static int vm_route_ports(struct hv *hv)
+{
+    const char *want = getenv("XTK_HV_PORT_ROUTE");
+    struct {
+        struct kvm_irq_routing r;
+        struct kvm_irq_routing_entry e[40];
+    } t;
+    unsigned int n = 0;
+
+    if (want && !strcmp(want, "ioapic"))
+        return 0;
+    memset(&t, 0, sizeof(t));
+    for (uint32_t gsi = 0; gsi < 24; gsi++) {
+        struct kvm_irq_routing_entry *e = &t.e[n++];
+        int msi = 0;
+
+        for (size_t i = 0; i < sizeof(hv_ports_in) / sizeof(hv_ports_in[0]);
+             i++) {
+            if (XTK_PORT_GSI(hv_ports_in[i]) != gsi)
+                continue;
+            e->gsi = gsi;
+            e->type = KVM_IRQ_ROUTING_MSI;
+            e->u.msi.address_lo = 0xfee00000u; /* APIC ID 0, physical */
+            e->u.msi.data = XTK_PORT_VECTOR(hv_ports_in[i]); /* fixed, edge */
+            msi = 1;
+        }
+        if (msi)
+            continue;
+        e->gsi = gsi;
+        e->type = KVM_IRQ_ROUTING_IRQCHIP;
+        e->u.irqchip.irqchip = KVM_IRQCHIP_IOAPIC;
+        e->u.irqchip.pin = gsi;
+        if (gsi < 16) {
+            e = &t.e[n++];
+            e->gsi = gsi;
+            e->type = KVM_IRQ_ROUTING_IRQCHIP;
+            e->u.irqchip.irqchip =
+                gsi < 8 ? KVM_IRQCHIP_PIC_MASTER : KVM_IRQCHIP_PIC_SLAVE;
+            e->u.irqchip.pin = gsi % 8;
+        }
+    }
+    t.r.nr = n;
+    if (ioctl(hv->vm_fd, KVM_SET_GSI_ROUTING, &t.r) < 0) {
+        hv_log("KVM_SET_GSI_ROUTING: %m");
+        return -1;
     }
     return 0;
 }
@@ -212,7 +275,7 @@ int hv_vm_create(struct hv *hv)
         hv_log("KVM_CREATE_IRQCHIP/PIT2: %m");
         return -1;
     }
-    if (vm_ports(hv) < 0 || vm_cpuid(hv) < 0)
+    if (vm_ports(hv) < 0 || vm_route_ports(hv) < 0 || vm_cpuid(hv) < 0)
         return -1;
     return 0;
 }
