@@ -41,8 +41,16 @@ static char tx_buf[XTK_HVCTL_MSG_MAX] __attribute__((aligned(16)));
 /* ---- run control ---------------------------------------------------- */
 
 /* Pause reasons changed: park everybody or let them run. */
+static void rescue_end(struct hv *hv)
+{
+    hv->rescue_at = 0;
+    hv->rescue_until = 0;
+    hv_sched_rt_unboost(&hv->vcpus[0]);
+}
+
 static void apply_pause(struct hv *hv)
 {
+    rescue_end(hv);
     if (hv_vm_must_park(hv))
         hv_vm_wait_parked(hv);
     else
@@ -67,6 +75,7 @@ static int is_paused(struct hv *hv)
 static void release_aps(struct hv *hv, int ci)
 {
     if (hv->aps_held == ci + 1) {
+        rescue_end(hv);
         hv->aps_held = 0;
         pthread_cond_broadcast(&hv->run_cond);
     }
@@ -241,6 +250,9 @@ static void pause_domain(struct hv *hv, int ci, int hold)
     pthread_mutex_unlock(&hv->lock);
 }
 
+#define RESCUE_AFTER_NS 1000000ull /* 1 ms */
+#define RESCUE_MAX_NS 5000000ull   /* 5 ms */
+
 /* vCPUs 1.. held for a suspend request (XTK_HVCTL_PAUSE_APS): only
  * where the guest allows it, and never combined with a pause.  With
  * PAUSE_NOTIFY, the request itself is notified from here (as earlier
@@ -271,7 +283,49 @@ static int hold_aps(struct hv *hv, int ci, int notify)
      * first made the tail no better.) */
     if (!hv->control_rt)
         hv_sched_boost(&hv->vcpus[0]);
+    else
+        hv->rescue_at = hv_now_ns() + RESCUE_AFTER_NS;
     return 0;
+}
+
+/*
+ * vCPU 0 has not taken a hold's request RESCUE_AFTER_NS after it: its
+ * thread waits for a CPU (a scheduler tick, 4 ms, at worst), typically
+ * queued behind another thread on one CPU while the other sits idle (a
+ * cache-hot thread is not moved to it; traced with perf sched: 0.8 ms
+ * idle beside it).  It runs real-time (SCHED_FIFO, HV_RT_VCPU: below
+ * this thread, which ends it) until it takes the request (its yield),
+ * the STOP, the hold's end, or RESCUE_MAX_NS: the kernel then runs it at
+ * once, on the idle CPU if there is one.  Not from the start: vCPU 0
+ * taking a CPU from the held vCPUs as they park made an 8-vCPU guest's
+ * STOP wait for them (p50 +150 us).  libxtk sends the hold after the
+ * request (and an older one with it, PAUSE_NOTIFY): vCPU 0 has it.  (A
+ * store request is the store daemon's to deliver: with it late too,
+ * vCPU 0 may spin real-time on one CPU until RESCUE_MAX_NS.)
+ */
+void hv_ctl_rescue_check(struct hv *hv)
+{
+    uint64_t now;
+    int want;
+
+    if (!hv->rescue_at && !hv->rescue_until)
+        return;
+    now = hv_now_ns();
+    if (hv->rescue_at && now >= hv->rescue_at) {
+        hv->rescue_at = 0;
+        pthread_mutex_lock(&hv->lock);
+        want = hv->aps_held && !hv->vcpus[0].yielded && !hv->vcpus[0].parked &&
+               !hv_vm_must_park(hv);
+        pthread_mutex_unlock(&hv->lock);
+        if (want && hv_sched_rt_boost(&hv->vcpus[0]) > 0) {
+            __atomic_add_fetch(&hv->vcpus[0].boosts, 1, __ATOMIC_RELAXED);
+            hv->rescue_until = now + RESCUE_MAX_NS;
+        }
+    }
+    if (hv->rescue_until && now >= hv->rescue_until) {
+        hv->rescue_until = 0;
+        hv_sched_rt_unboost(&hv->vcpus[0]);
+    }
 }
 
 static int do_pause(struct hv *hv, int ci, const struct xtk_hvctl_hdr *h,

@@ -62,8 +62,11 @@ struct hv_vcpu {
     /* Directed yields (sched.c), atomics: asked for by the guest, given
      * (the target still preempted), and with the target moved here. */
     uint64_t yields, yields_given, yields_moved;
-    uint64_t boosts; /* the control thread gave it its CPU (hv_sched_boost) */
-    int boosting;    /* a waiter has moved this vCPU's thread to its CPU */
+    /* The control thread gave it its CPU (hv_sched_boost), or made it
+     * real-time for a request it was late to take (ctl.c). */
+    uint64_t boosts;
+    int boosting;   /* a waiter has moved this vCPU's thread to its CPU */
+    int rt_boosted; /* atomic: at SCHED_FIFO for a late request (ctl.c) */
     /* Its records that cannot change while it does not run (CPUID, XSAVE,
      * XCRs, debug registers), taken by its own thread when a suspend
      * request's hold parks it (hv_state_prefetch), so that the STOP that
@@ -208,9 +211,18 @@ struct hv {
     /* A guarded suspend whose connection died: resume the guest once it
      * reports suspended, until this time (hv_now_ns); 0: none. */
     uint64_t orphan_until;
+    /* A hold's suspend request that vCPU 0 has not taken by rescue_at
+     * (hv_now_ns; 0: none) gets vCPU 0 real-time until it does, or
+     * rescue_until at the latest (ctl.c, hv_ctl_rescue_check). */
+    uint64_t rescue_at, rescue_until;
 };
 
 /* sched.c */
+/* Real-time priorities (SCHED_FIFO): the control thread and state.c's
+ * helper above a vCPU made real-time for a late request (ctl.c), so that
+ * they can always end it. */
+#define HV_RT_CONTROL 2
+#define HV_RT_VCPU 1
 #define HV_SCHED_SLOT0 1 /* memory slots 1.. : vCPU i's scheduling pages */
 /* The memory slot of RAM above 4 GiB (slot 0: below the MMIO hole). */
 #define HV_HIGH_SLOT (HV_SCHED_SLOT0 + XTK_GUEST_MAX_VCPUS)
@@ -225,6 +237,10 @@ void hv_sched_stop(struct hv *hv);
 void hv_sched_yield_to(struct hv *hv, struct hv_vcpu *v, uint32_t target);
 /* The calling thread's CPU to vCPU v's thread, if it is preempted. */
 void hv_sched_boost(struct hv_vcpu *v);
+/* vCPU v's thread at SCHED_FIFO priority 1 (1), already (0), or not
+ * allowed (-1); and back to SCHED_OTHER if it was so boosted. */
+int hv_sched_rt_boost(struct hv_vcpu *v);
+void hv_sched_rt_unboost(struct hv_vcpu *v);
 void hv_sched_vcpu_stats(struct hv_vcpu *v, struct xtk_hvctl_vcpu *o);
 
 /* main.c */
@@ -349,6 +365,8 @@ void hv_ctl_close(struct hv *hv, int ci);
 /* Resumes a guest whose guarded suspend lost its connection, once it sits
  * suspended; called from the loop while hv->orphan_until is set. */
 void hv_ctl_orphan_check(struct hv *hv);
+/* A suspend request's rescue due (hv->rescue_at, rescue_until): done. */
+void hv_ctl_rescue_check(struct hv *hv);
 
 /* store.c */
 int hv_store_register(struct hv *hv);

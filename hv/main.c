@@ -379,14 +379,30 @@ static int run_loop(struct hv *hv, int sig_fd)
             pfd[n] = (struct pollfd){.fd = hv->conns[i].fd, .events = POLLIN};
             map[n++] = i;
         }
-        /* An orphaned suspend is watched every 2 ms (see ctl.c). */
-        if (poll(pfd, (nfds_t)n, hv->orphan_until ? 2 : -1) < 0) {
+        /* An orphaned suspend is watched every 2 ms, a request's rescue
+         * is due at its time (see ctl.c). */
+        uint64_t due = hv->orphan_until ? hv_now_ns() + 2000000ull : 0;
+        struct timespec ts, *tsp = NULL;
+
+        if (hv->rescue_at && (!due || hv->rescue_at < due))
+            due = hv->rescue_at;
+        if (hv->rescue_until && (!due || hv->rescue_until < due))
+            due = hv->rescue_until;
+        if (due) {
+            uint64_t now = hv_now_ns(), wait = due > now ? due - now : 0;
+
+            ts.tv_sec = (time_t)(wait / 1000000000ull);
+            ts.tv_nsec = (long)(wait % 1000000000ull);
+            tsp = &ts;
+        }
+        if (ppoll(pfd, (nfds_t)n, tsp, NULL) < 0) {
             if (errno == EINTR)
                 continue;
             hv_log("poll: %m");
             return -1;
         }
         hv_ctl_orphan_check(hv);
+        hv_ctl_rescue_check(hv);
         for (int i = 0; i < n && !hv->destroy; i++) {
             if (!pfd[i].revents)
                 continue;

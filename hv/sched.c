@@ -219,6 +219,29 @@ void hv_sched_boost(struct hv_vcpu *v)
         __atomic_add_fetch(&v->boosts, 1, __ATOMIC_RELAXED);
 }
 
+int hv_sched_rt_boost(struct hv_vcpu *v)
+{
+    struct sched_param sp = {.sched_priority = HV_RT_VCPU};
+
+    if (!v->tid || __atomic_exchange_n(&v->rt_boosted, 1, __ATOMIC_ACQ_REL))
+        return 0;
+    if (sched_setscheduler((pid_t)v->tid, SCHED_FIFO, &sp) < 0) {
+        __atomic_store_n(&v->rt_boosted, 0, __ATOMIC_RELEASE);
+        return -1;
+    }
+    return 1;
+}
+
+void hv_sched_rt_unboost(struct hv_vcpu *v)
+{
+    struct sched_param sp = {.sched_priority = 0};
+
+    if (__atomic_load_n(&v->rt_boosted, __ATOMIC_ACQUIRE) &&
+        __atomic_exchange_n(&v->rt_boosted, 0, __ATOMIC_ACQ_REL) &&
+        sched_setscheduler((pid_t)v->tid, SCHED_OTHER, &sp) < 0)
+        hv_log("vCPU %u: back to SCHED_OTHER: %m", v->index);
+}
+
 /* The named counters of a KVM binary statistics fd, cumulative ones. */
 static void kvm_stats_read(int sfd, struct xtk_hvctl_vcpu *o)
 {

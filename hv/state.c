@@ -331,7 +331,7 @@ static void claim_vcpus(struct hv *hv)
 static void *helper_main(void *arg)
 {
     struct hv *hv = arg;
-    struct sched_param sp = {.sched_priority = 1};
+    struct sched_param sp = {.sched_priority = HV_RT_CONTROL};
     unsigned int seen;
 
     /* As the control thread: it takes its share at once.  (Named for

@@ -613,6 +613,7 @@ static void vcpu_exit(struct hv_vcpu *v)
             if ((int32_t)(nr - v->hv->resumed_nr) > 0)
                 v->yielded = 1;
             pthread_mutex_unlock(&v->hv->lock);
+            hv_sched_rt_unboost(v); /* the request is taken */
         } else if (run->mmio.is_write &&
                    run->mmio.phys_addr == XTK_GUEST_YIELD_TO_GPA) {
             uint32_t target;
@@ -843,8 +844,9 @@ static void sigusr1(int sig)
  * overcommitted SMP guest, issue 15).  At nice -5 it still waited behind
  * them for up to 15 ms (perf sched latency, 8 spinning vCPUs on 2 cores):
  * a woken thread that does not preempt waits for the running one's
- * slice to end at a tick.  So it runs at SCHED_FIFO, priority 1, the
- * lowest real-time one: it preempts the vCPUs at once, and it sleeps
+ * slice to end at a tick.  So it runs at SCHED_FIFO, priority 2
+ * (HV_RT_CONTROL: above vCPU 0 made real-time for a late request, which
+ * it ends): it preempts the vCPUs at once, and it sleeps
  * between requests, each a bounded piece of work (the kernel's real-time
  * throttling bounds it besides).  XTK_HV_CONTROL_SCHED=other keeps it a
  * normal thread (at nice -5), as does a host that does not allow it.
@@ -854,7 +856,7 @@ static void sigusr1(int sig)
 static void control_sched(struct hv *hv)
 {
     const char *want = getenv("XTK_HV_CONTROL_SCHED");
-    struct sched_param sp = {.sched_priority = 1};
+    struct sched_param sp = {.sched_priority = HV_RT_CONTROL};
 
     if (!(want && !strcmp(want, "other")) &&
         sched_setscheduler(0, SCHED_FIFO | SCHED_RESET_ON_FORK, &sp) == 0) {

@@ -406,20 +406,23 @@ static int cmd_vcpus(struct xtk_domain *dom)
     if (xtk_domain_info(dom, &info) < 0 || xtk_domain_vcpus(dom, v, 64, &n) < 0)
         return -1;
     printf("VCPU   CPU(s)    WAIT(s)  SLICES  PREEMPTED   BLOCKED  "
-           "YIELDS(OK/TRIED)  NOTIFIED\n");
+           "YIELDS(OK/TRIED)  NOTIFIED  BOOSTS\n");
     for (unsigned int i = 0; i < n && i < 64; i++) {
-        char wait[16] = "-", sl[24] = "-", pre[24] = "-", y[40] = "-";
+        char wait[16] = "-", sl[24] = "-", pre[24] = "-", y[40] = "-",
+             b[24] = "-";
         if (v[i].flags & XTK_VCPU_WAIT) {
             snprintf(wait, sizeof(wait), "%.3f", v[i].wait_ns / 1e9);
             snprintf(sl, sizeof(sl), "%" PRIu64, v[i].slices);
             snprintf(pre, sizeof(pre), "%" PRIu64, v[i].preemptions);
         }
-        if (v[i].flags & XTK_VCPU_YIELDS)
+        if (v[i].flags & XTK_VCPU_YIELDS) {
             snprintf(y, sizeof(y), "%" PRIu64 "/%" PRIu64,
                      v[i].yields_successful, v[i].yields_attempted);
-        printf("%4u  %7.3f  %9s  %6s  %9s  %8" PRIu64 "  %16s  %8s\n",
+            snprintf(b, sizeof(b), "%" PRIu64, v[i].boosts);
+        }
+        printf("%4u  %7.3f  %9s  %6s  %9s  %8" PRIu64 "  %16s  %8s  %6s\n",
                v[i].vcpu, v[i].cpu_ns / 1e9, wait, sl, pre, v[i].blocks, y,
-               v[i].flags & XTK_VCPU_PUBLISHED ? "yes" : "no");
+               v[i].flags & XTK_VCPU_PUBLISHED ? "yes" : "no", b);
     }
     print_guest_pv(dom, &info);
     return 0;

@@ -559,7 +559,7 @@ static PyObject *Domain_info(DomainObject *self, PyObject *unused)
 }
 
 /* _vcpus() -> [(vcpu, flags, cpu_ns, wait_ns, slices, preemptions, blocks,
- *               yields_attempted, yields_successful), ...] */
+ *               yields_attempted, yields_successful, boosts), ...] */
 static PyObject *Domain_vcpus(DomainObject *self, PyObject *unused)
 {
     struct xtk_vcpu_stats v[64];
@@ -570,14 +570,15 @@ static PyObject *Domain_vcpus(DomainObject *self, PyObject *unused)
         return NULL;
     list = PyList_New(0);
     for (unsigned int i = 0; list && i < d.nr_vcpus && i < 64; i++) {
-        PyObject *t = Py_BuildValue("(IIKKKKKKK)", v[i].vcpu, v[i].flags,
+        PyObject *t = Py_BuildValue("(IIKKKKKKKK)", v[i].vcpu, v[i].flags,
                                     (unsigned long long)v[i].cpu_ns,
                                     (unsigned long long)v[i].wait_ns,
                                     (unsigned long long)v[i].slices,
                                     (unsigned long long)v[i].preemptions,
                                     (unsigned long long)v[i].blocks,
                                     (unsigned long long)v[i].yields_attempted,
-                                    (unsigned long long)v[i].yields_successful);
+                                    (unsigned long long)v[i].yields_successful,
+                                    (unsigned long long)v[i].boosts);
         if (!t || PyList_Append(list, t) < 0) {
             Py_XDECREF(t);
             Py_CLEAR(list);

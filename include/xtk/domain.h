@@ -135,7 +135,11 @@ struct xtk_vcpu_stats {
      * same guest, XTK_VCPU_YIELDS): asked for, and given. */
     uint64_t yields_attempted;
     uint64_t yields_successful;
-    uint64_t reserved[4]; /* zero */
+    /* Times its host raised its thread's priority to take a suspend
+     * request it was late to (KVM: xtk-hv(8), "vCPU threads";
+     * XTK_VCPU_YIELDS).  Since XTK_0.9 too (was reserved, zero). */
+    uint64_t boosts;
+    uint64_t reserved[3]; /* zero */
 };
 
 /*

@@ -1816,9 +1816,9 @@ static void wait_not_suspended(struct kvm_dom *kd)
  *
  * The hold is sent ahead (KVM_ASYNC_HOLD: the caller's loop does not
  * wait for xtk-hv; kvm.c takes the answer itself when it next reads the
- * connection, hold_answered) and the caller sends the request itself
- * right after it.  xtk-hv takes the hold before anything this connection
- * sends later (the STOP).  The request used to go with the hold
+ * connection, hold_answered), right after the caller has sent the
+ * request.  xtk-hv takes the hold before anything this connection sends
+ * later (the STOP).  The request used to go with the hold
  * (XTK_HVCTL_PAUSE_NOTIFY: xtk-hv notified the port), which put xtk-hv's
  * control thread's wake-up between the toolstack and vCPU 0: sent from
  * here, an idle 8-vCPU guest's request reaches its acknowledgement 25-100
@@ -1867,9 +1867,11 @@ static int kvm_suspend_request(struct xtk_domain *dom)
     switch (kd->method) {
     case XTK__SUSPEND_EVTCHN:
         wait_not_suspended(kd);
-        hold_aps(dom, kd);
+        /* The request, then the hold (xtk-hv may make vCPU 0 real-time
+         * if it is late to take it: it must have it by then). */
         if (write(kd->to_guest[XTK_PORT_SUSPEND], &one, sizeof(one)) < 0)
             return -1;
+        hold_aps(dom, kd);
         kd->suspend_pending = 1;
         return 0;
     case XTK__SUSPEND_STORE:
@@ -2163,6 +2165,7 @@ static int kvm_vcpus(struct xtk_domain *dom, struct xtk_vcpu_stats *out,
          * KVM_HC_SCHED_YIELD): both give the vCPU's time to another. */
         o->yields_attempted = v[i].yields + v[i].kvm_yields_attempted;
         o->yields_successful = v[i].yields_given + v[i].kvm_yields_successful;
+        o->boosts = v[i].boosts;
     }
     *nr = n;
     return 0;

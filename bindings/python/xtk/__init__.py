@@ -113,7 +113,7 @@ DOMINFO_STORE = _xtk.DOMINFO_STORE
 
 VcpuStats = namedtuple(
     "VcpuStats", "vcpu flags cpu_ns wait_ns slices preemptions blocks "
-    "yields_attempted yields_successful")
+    "yields_attempted yields_successful boosts")
 VcpuStats.__doc__ = """One vCPU as its host sees it (xtk_domain_vcpus(3)):
 ``wait_ns`` is the time it was runnable but waiting for a CPU (the
 guest's steal time); ``flags`` are VCPU_* bits saying what is known."""
