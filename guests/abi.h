@@ -103,6 +103,18 @@ static inline uint64_t xtk_guest_low_bytes(uint64_t mem)
  */
 #define XTK_GUEST_YIELD_GPA (XTK_DOORBELL_GPA + 0x100)
 
+/*
+ * "Suspended", and the yield (XTK_BOOT_SUSPENDED_EXIT): a 32-bit write
+ * here of the suspend's number, in place of the suspend port's doorbell
+ * then the yield doorbell.  xtk-hv takes the vCPU back (as the yield)
+ * and then notifies the suspend port for it (as the doorbell's
+ * ioeventfd): the toolstack, woken by the notification, never finds
+ * vCPU 0 still in the guest, on its way to the yield.  (It did: woken on
+ * vCPU 0's CPU, it took that CPU between the two writes, and its STOP
+ * then waited for vCPU 0.)  Only where the boot page says so.
+ */
+#define XTK_GUEST_SUSPENDED_GPA (XTK_DOORBELL_GPA + 0x108)
+
 /* Debug output port xtk-hv copies to the console (one byte per OUT). */
 #define XTK_GUEST_DEBUG_PORT 0xe9
 
@@ -115,6 +127,8 @@ static inline uint64_t xtk_guest_low_bytes(uint64_t mem)
 /* Boot flags. */
 #define XTK_BOOT_STORE 0x1u /* a store ring is connected */
 #define XTK_BOOT_SCHED 0x2u /* the vCPU threads' states are published */
+/* xtk-hv takes "suspended" with the yield (XTK_GUEST_SUSPENDED_GPA) */
+#define XTK_BOOT_SUSPENDED_EXIT 0x4u
 
 /*
  * The vCPUs' host threads, as xtk-hv publishes them (XTK_BOOT_SCHED;

@@ -174,6 +174,13 @@ static inline void hv_yield(uint32_t suspend_nr)
     mmio_write32(XTK_GUEST_YIELD_GPA, suspend_nr);
 }
 
+/* Under xtk-hv with XTK_BOOT_SUSPENDED_EXIT: "suspended" and the yield
+ * in one exit (abi.h, XTK_GUEST_SUSPENDED_GPA). */
+static inline void hv_suspended(uint32_t suspend_nr)
+{
+    mmio_write32(XTK_GUEST_SUSPENDED_GPA, suspend_nr);
+}
+
 /* ---- pv.c: the host's help against lock-holder preemption ----------- */
 
 /* Every so many spins a waiter looks whether what it waits for runs. */

@@ -8,9 +8,11 @@
  * doorbells by port writes (IOPL 3), both from ring 3.
  *
  * Suspend (the event channel or the store asks): vCPU 0 parks the others
- * (quiesce, and a wake-up IPI), marks the status page SUSPENDED, rings the
- * suspend doorbell (the toolstack's "suspended" notification) and sleeps
- * until the suspend port fires again, which means "resume".  On Xen it
+ * (quiesce, and a wake-up IPI; under xtk-hv they are stopped by it and
+ * park after the resume), marks the status page SUSPENDED, rings the
+ * suspend doorbell (the toolstack's "suspended" notification; under an
+ * xtk-hv that offers it, with its yield in one exit) and sleeps until the
+ * suspend port fires again, which means "resume".  On Xen it
  * calls SCHEDOP_shutdown(SHUTDOWN_suspend) instead, and Xen tells the
  * toolstack (xen.c).  It then checks its workload's data, reconnects to
  * the store if it woke up in a new domain, and releases the others.
@@ -266,9 +268,15 @@ again:
         if (new_domain && xen_setup((void **)&cons_ring, &store_page) < 0)
             guest_fail("xen: no suspend port in the new domain");
     } else {
-        evtchn_notify(XTK_PORT_SUSPEND); /* "suspended" */
-        if (boot)
-            hv_yield((uint32_t)status->suspends); /* stopped until resumed */
+        if (boot && (READ_ONCE(boot->flags) & XTK_BOOT_SUSPENDED_EXIT)) {
+            /* "suspended", stopped until resumed: one exit */
+            hv_suspended((uint32_t)status->suspends);
+        } else {
+            evtchn_notify(XTK_PORT_SUSPEND); /* "suspended" */
+            if (boot)
+                hv_yield(
+                    (uint32_t)status->suspends); /* stopped until resumed */
+        }
         while (!take_events(EV_SUSPEND))
             sys_wait(SYS_WAIT_SET, &kernel_events, EV_SUSPEND);
         new_domain = boot && READ_ONCE(boot->generation) != seen_generation;

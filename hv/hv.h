@@ -286,6 +286,9 @@ void hv_vm_set_sched_flag(struct hv *hv);
 /* Stops every vCPU (caller holds hv->lock and has made them park). */
 void hv_vm_wait_parked(struct hv *hv);
 void hv_vm_kick_aps(struct hv *hv);
+/* How many vCPUs are stopped for a pause: parked, or yielded by the
+ * guest (out of KVM_RUN for good until the domain runs; under hv->lock). */
+unsigned int hv_vm_stopped(const struct hv *hv);
 /* True when the vCPUs must stay parked (hv->lock held). */
 int hv_vm_must_park(const struct hv *hv);
 void hv_vm_wake(struct hv *hv);

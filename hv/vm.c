@@ -362,7 +362,8 @@ static void fill_boot_page(struct hv *hv)
     memset(b, 0, sizeof(*b));
     b->magic = XTK_GUEST_BOOT_MAGIC;
     b->version = XTK_GUEST_BOOT_VERSION;
-    b->flags = hv->store_fd >= 0 ? XTK_BOOT_STORE : 0;
+    b->flags =
+        (hv->store_fd >= 0 ? XTK_BOOT_STORE : 0) | XTK_BOOT_SUSPENDED_EXIT;
     b->mem_bytes = hv->mem_bytes;
     b->nr_vcpus = hv->nr_vcpus;
     int khz = ioctl(hv->vm_fd, KVM_GET_TSC_KHZ, 0);
@@ -605,15 +606,29 @@ static void vcpu_exit(struct hv_vcpu *v)
         vcpu_io(v);
         return;
     case KVM_EXIT_MMIO:
-        if (run->mmio.is_write && run->mmio.phys_addr == XTK_GUEST_YIELD_GPA) {
+        if (run->mmio.is_write &&
+            (run->mmio.phys_addr == XTK_GUEST_YIELD_GPA ||
+             run->mmio.phys_addr == XTK_GUEST_SUSPENDED_GPA)) {
             uint32_t nr;
             memcpy(&nr, run->mmio.data, sizeof(nr));
             pthread_mutex_lock(&v->hv->lock);
             /* Not for a suspend already resumed (abi.h). */
-            if ((int32_t)(nr - v->hv->resumed_nr) > 0)
+            if ((int32_t)(nr - v->hv->resumed_nr) > 0) {
                 v->yielded = 1;
+                /* A pause waiting for it has it now (hv_vm_stopped). */
+                pthread_cond_broadcast(&v->hv->parked_cond);
+            }
             pthread_mutex_unlock(&v->hv->lock);
             hv_sched_rt_unboost(v); /* the request is taken */
+            /* "Suspended" too: told once the vCPU is given back, as the
+             * suspend port's doorbell would (abi.h). */
+            if (run->mmio.phys_addr == XTK_GUEST_SUSPENDED_GPA) {
+                uint64_t one = 1;
+
+                if (write(v->hv->ports[XTK_PORT_SUSPEND].from_guest, &one,
+                          sizeof(one)) < 0)
+                    hv_log("vCPU %u: suspend port: %m", v->index);
+            }
         } else if (run->mmio.is_write &&
                    run->mmio.phys_addr == XTK_GUEST_YIELD_TO_GPA) {
             uint32_t target;
@@ -756,20 +771,44 @@ void hv_vm_kick_aps(struct hv *hv)
             kick(&hv->vcpus[i]);
 }
 
+/*
+ * vCPU v is stopped for a pause (under hv->lock): parked, or given back
+ * by the guest (its yield): out of KVM_RUN, its thread parks without
+ * entering it again for as long as it stays yielded (until the domain is
+ * told to run), its state and memory final.  A pause need not wait for
+ * that thread to get to its park: vCPU 0 yields right after it says
+ * "suspended", and the toolstack, woken by that on the same CPU, took it
+ * from vCPU 0's thread before it parked (traced: the STOP then waited
+ * ~50 us for it).
+ */
+static int vcpu_stopped(const struct hv_vcpu *v)
+{
+    return v->parked || v->yielded;
+}
+
+unsigned int hv_vm_stopped(const struct hv *hv)
+{
+    unsigned int n = 0;
+
+    for (unsigned int i = 0; i < hv->nr_vcpus; i++)
+        n += vcpu_stopped(&hv->vcpus[i]);
+    return n;
+}
+
 void hv_vm_wait_parked(struct hv *hv)
 {
-    /* All parked already (the state ops on a paused domain): a kick would
-     * only wake each thread for nothing. */
-    if (hv->parked >= hv->nr_vcpus)
+    /* All stopped already (the state ops on a paused domain): a kick
+     * would only wake each thread for nothing. */
+    if (hv_vm_stopped(hv) >= hv->nr_vcpus)
         return;
-    /* Only the ones not parked: a parked one (the vCPUs a suspend request
+    /* Only the ones not stopped: a parked one (the vCPUs a suspend request
      * held, a STOP later) stays so under the lock, and a signal would only
      * wake it (four system calls here and a wake-up there, each, on the
      * STOP's critical path: 7 of them for an 8-vCPU guest). */
     for (unsigned int i = 0; i < hv->nr_vcpus; i++)
-        if (hv->vcpus[i].thread_started && !hv->vcpus[i].parked)
+        if (hv->vcpus[i].thread_started && !vcpu_stopped(&hv->vcpus[i]))
             kick(&hv->vcpus[i]);
-    while (hv->parked < hv->nr_vcpus)
+    while (hv_vm_stopped(hv) < hv->nr_vcpus)
         pthread_cond_wait(&hv->parked_cond, &hv->lock);
 }
 
