@@ -125,17 +125,19 @@ static int vm_ports(struct hv *hv)
 static int vm_route_ports(struct hv *hv)
 {
     const char *want = getenv("XTK_HV_PORT_ROUTE");
-    struct {
+    union {
         struct kvm_irq_routing r;
-        struct kvm_irq_routing_entry e[40];
+        char raw_[sizeof(struct kvm_irq_routing) +
+                  40 * sizeof(struct kvm_irq_routing_entry)];
     } t;
+    struct kvm_irq_routing_entry *ents = t.r.entries;
     unsigned int n = 0;
 
     if (want && !strcmp(want, "ioapic"))
         return 0;
     memset(&t, 0, sizeof(t));
     for (uint32_t gsi = 0; gsi < 24; gsi++) {
-        struct kvm_irq_routing_entry *e = &t.e[n++];
+        struct kvm_irq_routing_entry *e = &ents[n++];
         int msi = 0;
 
         for (size_t i = 0; i < sizeof(hv_ports_in) / sizeof(hv_ports_in[0]);
@@ -155,7 +157,7 @@ static int vm_route_ports(struct hv *hv)
         e->u.irqchip.irqchip = KVM_IRQCHIP_IOAPIC;
         e->u.irqchip.pin = gsi;
         if (gsi < 16) {
-            e = &t.e[n++];
+            e = &ents[n++];
             e->gsi = gsi;
             e->type = KVM_IRQ_ROUTING_IRQCHIP;
             e->u.irqchip.irqchip =
