@@ -282,6 +282,7 @@ int hv_vm_start(struct hv *hv);
 void hv_vm_destroy(struct hv *hv);
 /* XTK_BOOT_SCHED in the boot page: on if every vCPU's thread is published
  * (sched.c).  Under hv->lock; for a new guest and a restored one. */
+uint32_t hv_vm_offers(const struct hv *hv);
 void hv_vm_set_sched_flag(struct hv *hv);
 /* Stops every vCPU (caller holds hv->lock and has made them park). */
 void hv_vm_wait_parked(struct hv *hv);

@@ -16,7 +16,7 @@
 # TCP into another run directory.  Throughout, the state the held vCPUs'
 # threads kept at their park is checked at every STOP.  And a request
 # vCPU 0 is late to take (a hog beside it) makes it real-time until it
-# does.
+# does; and the guest's two-write "suspended" (an older xtk-hv's).
 . "$top_srcdir/tests/engine/engine-lib.sh"
 command -v taskset >/dev/null || { echo "SKIP: no taskset" >&2; exit 77; }
 cd "$work"
@@ -114,6 +114,25 @@ boosts=$(awk 'NR > 1 && NF == 9 && $1 == "0" { print $9 }' late2.vcpus)
   { cat late2.vcpus >&2; fail "late2: vCPU 0 never made real-time to take a late request"; }
 echo "   vCPU 0 made real-time for $boosts late request(s) of 20"
 "$xtk" destroy late2
+
+# Against an xtk-hv that does not offer "suspended" and the yield in one
+# exit (as an older one), the guest rings the doorbell and yields apart:
+# its checkpoints still go through; then a live save and restore of it by
+# one that does (the restored guest is told it may use the one exit).
+XTK_HV_SUSPENDED_EXIT=0 "$xtk" create -n twow -m 32 -c 2 -w spin --no-store \
+  >/dev/null
+check twow
+timeout 60 "$xsave" -q -c -l -I 20 -N 10 --suspend evtchn twow /dev/null ||
+  fail "twow: checkpoints with the two writes"
+check twow
+timeout 60 "$xsave" -q --live --suspend evtchn twow twow.xtk ||
+  fail "twow: live save"
+id=$("$xrestore" -q twow.xtk) || fail "restore of twow"
+check "$id"
+timeout 60 "$xsave" -q -c -l -I 20 -N 10 --suspend evtchn "$id" /dev/null ||
+  fail "twow restored: checkpoints with the one exit"
+check "$id"
+"$xtk" destroy "$id"
 
 # A live save of the pinned 8-vCPU spin guest, and its restore.
 "$xtk" create -n spin8 -m 32 -c 8 -w spin -a hold=64 --no-store >/dev/null
