@@ -256,8 +256,8 @@ static void pause_domain(struct hv *hv, int ci, int hold)
 /* vCPUs 1.. held for a suspend request (XTK_HVCTL_PAUSE_APS): only
  * where the guest allows it, and never combined with a pause.  With
  * PAUSE_NOTIFY, the request itself is notified from here (as earlier
- * libxtk asked; it now notifies the port itself right after the hold,
- * which reaches vCPU 0 sooner).  Kept for such a caller. */
+ * libxtk asked; it now notifies the port itself and sends the hold
+ * after, which reaches vCPU 0 sooner).  Kept for such a caller. */
 static int hold_aps(struct hv *hv, int ci, int notify)
 {
     struct xtk_guest_status *s = hv_guest_status(hv);

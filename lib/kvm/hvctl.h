@@ -69,9 +69,9 @@ enum xtk_hvctl_op {
      * wait for them.  For a suspend request to a guest that allows it
      * (XTK_GUEST_F_APS_STOPPABLE): vCPU 0 gets a host CPU to take it.
      * With XTK_HVCTL_PAUSE_NOTIFY too, xtk-hv then notifies the suspend
-     * port itself (libxtk now notifies it after sending the hold, which
-     * is sooner).  A control thread that is not real-time gives vCPU 0
-     * its CPU (a directed yield) if vCPU 0's thread is preempted.
+     * port itself (libxtk now notifies it itself and sends the hold
+     * after, which is sooner).  A control thread that is not real-time gives
+     * vCPU 0 its CPU (a directed yield) if vCPU 0's thread is preempted.
      */
     XTK_HVCTL_OP_PAUSE = 3,
     /* Flags: XTK_HVCTL_UNPAUSE_FORCE (every pause, whoever took it), or

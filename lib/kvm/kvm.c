@@ -1821,8 +1821,8 @@ static void wait_not_suspended(struct kvm_dom *kd)
  * later (the STOP).  The request used to go with the hold
  * (XTK_HVCTL_PAUSE_NOTIFY: xtk-hv notified the port), which put xtk-hv's
  * control thread's wake-up between the toolstack and vCPU 0: sent from
- * here, an idle 8-vCPU guest's request reaches its acknowledgement 25-100
- * us sooner at p50 (docs/benchmarks.md).
+ * here, an idle 2-vCPU guest's request reaches its acknowledgement
+ * 303 -> 246 us at p50 (docs/benchmarks.md).
  */
 static void hold_aps(struct xtk_domain *dom, struct kvm_dom *kd)
 {
