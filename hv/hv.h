@@ -67,6 +67,11 @@ struct hv_vcpu {
     uint64_t boosts;
     int boosting;   /* a waiter has moved this vCPU's thread to its CPU */
     int rt_boosted; /* atomic: at SCHED_FIFO for a late request (ctl.c) */
+    /* Kicked (vm.c, under hv->lock) since its thread last left the lock
+     * for KVM_RUN: it is on its way out, and takes the lock and sees why
+     * before it runs the guest again, so another signal only costs the
+     * kicker a system call (~8 us here: a wake-up on another CPU). */
+    int kicked;
     /* Its records that cannot change while it does not run (CPUID, XSAVE,
      * XCRs, debug registers), taken by its own thread when a suspend
      * request's hold parks it (hv_state_prefetch), so that the STOP that

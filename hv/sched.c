@@ -53,7 +53,7 @@
  * and KVM's statistics fd for it. */
 void hv_sched_thread_init(struct hv_vcpu *v)
 {
-    v->tid = (uint32_t)syscall(SYS_gettid);
+    __atomic_store_n(&v->tid, (uint32_t)syscall(SYS_gettid), __ATOMIC_RELEASE);
     /* Here, before the first KVM_RUN: the ioctl waits for the vCPU's
      * mutex, which KVM_RUN holds; reading the fd later does not. */
     v->stats_fd = ioctl(v->fd, KVM_GET_STATS_FD, 0);

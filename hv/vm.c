@@ -566,6 +566,24 @@ err:
     return -1;
 }
 
+static int vcpu_stopped(const struct hv_vcpu *v);
+
+/*
+ * A vCPU has stopped (parked, or yielded; under hv->lock): whoever waits
+ * on parked_cond is told, if what it waits for may have come: every vCPU
+ * stopped (a pause, hv_vm_wait_parked), or any change (a waiter for the
+ * vCPUs to run, run_waiters).  Not at each vCPU's park: the control
+ * thread, real-time, woken by each of the held vCPUs that a STOP found
+ * still on their way to their park, took the CPU from each one in turn,
+ * which then had to run again to let go of the lock (traced: ~200 us of
+ * such switches for three vCPUs of a spinning 8-vCPU guest).
+ */
+static void stopped_changed(struct hv *hv)
+{
+    if (hv->run_waiters || hv_vm_stopped(hv) >= hv->nr_vcpus)
+        pthread_cond_broadcast(&hv->parked_cond);
+}
+
 static void vcpu_crash(struct hv_vcpu *v, const char *why)
 {
     struct hv *hv = v->hv;
@@ -617,7 +635,7 @@ static void vcpu_exit(struct hv_vcpu *v)
             if ((int32_t)(nr - v->hv->resumed_nr) > 0) {
                 v->yielded = 1;
                 /* A pause waiting for it has it now (hv_vm_stopped). */
-                pthread_cond_broadcast(&v->hv->parked_cond);
+                stopped_changed(v->hv);
             }
             pthread_mutex_unlock(&v->hv->lock);
             hv_sched_rt_unboost(v); /* the request is taken */
@@ -724,7 +742,7 @@ static void *vcpu_thread(void *arg)
                 }
                 hv->parked++;
                 v->parked = 1;
-                pthread_cond_broadcast(&hv->parked_cond);
+                stopped_changed(hv);
                 pthread_cond_wait(&hv->run_cond, &hv->lock);
                 v->parked = 0;
                 hv->parked--;
@@ -738,6 +756,7 @@ static void *vcpu_thread(void *arg)
                 pthread_cond_broadcast(&hv->parked_cond);
         }
         v->pf_valid = 0; /* it runs: what it kept goes stale */
+        v->kicked = 0;   /* a kick from now on finds it on its way in */
         pthread_mutex_unlock(&hv->lock);
 
         r = ioctl(v->fd, KVM_RUN, 0);
@@ -757,10 +776,25 @@ static void *vcpu_thread(void *arg)
     }
 }
 
+/*
+ * Out of KVM_RUN: immediate_exit for a thread about to enter it, a signal
+ * for one inside.  tgkill(2) itself where the thread's id is known: one
+ * system call, where pthread_kill() makes four (it blocks and restores
+ * the caller's signals around it, and asks for the pid), and a hold or a
+ * STOP of an 8-vCPU guest sends seven of them.  The vCPU threads live
+ * until the domain is destroyed.
+ */
 static void kick(struct hv_vcpu *v)
 {
+    static pid_t pid;
+    uint32_t tid = __atomic_load_n(&v->tid, __ATOMIC_ACQUIRE);
+
+    v->kicked = 1;
     __atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
-    pthread_kill(v->thread, SIGUSR1);
+    if (!pid)
+        pid = getpid();
+    if (!tid || syscall(SYS_tgkill, pid, (pid_t)tid, SIGUSR1) < 0)
+        pthread_kill(v->thread, SIGUSR1);
 }
 
 /* Every vCPU but vCPU 0 out of KVM_RUN and parked, without waiting for
@@ -768,7 +802,8 @@ static void kick(struct hv_vcpu *v)
 void hv_vm_kick_aps(struct hv *hv)
 {
     for (unsigned int i = 1; i < hv->nr_vcpus; i++)
-        if (hv->vcpus[i].thread_started && !hv->vcpus[i].parked)
+        if (hv->vcpus[i].thread_started && !hv->vcpus[i].parked &&
+            !hv->vcpus[i].kicked)
             kick(&hv->vcpus[i]);
 }
 
@@ -804,10 +839,12 @@ void hv_vm_wait_parked(struct hv *hv)
         return;
     /* Only the ones not stopped: a parked one (the vCPUs a suspend request
      * held, a STOP later) stays so under the lock, and a signal would only
-     * wake it (four system calls here and a wake-up there, each, on the
-     * STOP's critical path: 7 of them for an 8-vCPU guest). */
+     * wake it (a system call here and a wake-up there, each, on the
+     * STOP's critical path: 7 of them for an 8-vCPU guest); nor one the
+     * hold kicked that has not got to its park yet (v->kicked). */
     for (unsigned int i = 0; i < hv->nr_vcpus; i++)
-        if (hv->vcpus[i].thread_started && !vcpu_stopped(&hv->vcpus[i]))
+        if (hv->vcpus[i].thread_started && !vcpu_stopped(&hv->vcpus[i]) &&
+            !hv->vcpus[i].kicked)
             kick(&hv->vcpus[i]);
     while (hv_vm_stopped(hv) < hv->nr_vcpus)
         pthread_cond_wait(&hv->parked_cond, &hv->lock);
