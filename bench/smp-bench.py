@@ -29,10 +29,23 @@ overcommit (8 vCPUs on these 2 cores, the lock held 64 pauses each time:
 acquisitions per second, mean and longest wait (the guest's clock, from
 `xtk vcpus`), and the directed yields made.
 
+--rounds R: every configuration is run R times, the rounds interleaved
+(each round runs them all once, in order), and the checkpoints of its
+R runs are pooled: p50 / p90 / p99 of them all, and the ratio against
+the pooled 1-vCPU figure, with the range of the R rounds' own ratios
+(each round's run against the same round's 1-vCPU run).  The spread
+between single runs on this machine (the 1-vCPU idle guest's p50 from
+237 to 489 us in six runs of one hour) is wider than most of what is
+measured here: one run's ratio says little.
+
+--base BASE_DIR: the same configurations with a second build (its own
+xtk, xtk-save, xtk-hv and guest), alternated with BUILD_DIR run by run
+in every round: before and after in one run.
+
 usage: smp-bench.py BUILD_DIR [--vcpus 1,2,4,8] [--epochs N]
                               [--workloads spin,idle]
                               [--methods evtchn,evtchn-park,pause]
-                              [--pv on,off]
+                              [--pv on,off] [--rounds R] [--base DIR]
        smp-bench.py BUILD_DIR --lock [--seconds S] [--repeat R]
                               [--hold H] [--lock-vcpus N]
 Run as root (KVM), alone on the machine.
@@ -54,11 +67,19 @@ def pct(values, p):
     return v[min(len(v) - 1, int(round(p / 100.0 * (len(v) - 1))))]
 
 
-def suspend_hist(report):
-    for h in report.get("histograms", []):
-        if h["name"] == "suspend":
-            return h
-    raise SystemExit("no suspend histogram in the report")
+def suspend_samples(report):
+    """Each checkpoint's suspend (request to suspended, in us): the
+    report's phases, the same interval as its "suspend" histogram."""
+    out, req = [], None
+    for p in report.get("phases", []):
+        if p["name"] == "suspend requested":
+            req = p["ns"]
+        elif p["name"] == "suspended notified" and req is not None:
+            out.append((p["ns"] - req) / 1e3)
+            req = None
+    if not out:
+        raise SystemExit("no suspend phases in the report")
+    return out
 
 
 def self_check(xtk, env, name):
@@ -144,24 +165,31 @@ def main():
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--hold", type=int, default=64)
     ap.add_argument("--lock-vcpus", type=int, default=8)
+    ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--base")
     a = ap.parse_args()
-    b = os.path.abspath(a.build)
-    env = dict(os.environ, XTK_HV=os.path.join(b, "xtk-hv"),
-               XTK_GUEST=os.path.join(b, "guests", "xtk-guest.elf"))
     tmp = tempfile.mkdtemp(prefix="xtk-smp-")
-    env["XTK_RUNDIR"] = os.path.join(tmp, "run")
-    xtk = os.path.join(b, "xtk")
-    save = os.path.join(b, "xtk-save")
+    builds = []
+    for label, d in ([("base", a.base)] if a.base else []) + [("", a.build)]:
+        b = os.path.abspath(d)
+        env = dict(os.environ, XTK_HV=os.path.join(b, "xtk-hv"),
+                   XTK_GUEST=os.path.join(b, "guests", "xtk-guest.elf"),
+                   XTK_RUNDIR=os.path.join(tmp, "run"))
+        builds.append((label, env, os.path.join(b, "xtk"),
+                       os.path.join(b, "xtk-save")))
     if a.lock:
-        lock_bench(a, xtk, env)
+        lock_bench(a, builds[-1][2], builds[-1][1])
         return
-    print("workload  vCPUs  method       pv   suspend us p50 / p90 / p99"
-          "        p50 vs 1 vCPU")
-    base = {}
-    for wl in a.workloads.split(","):
-        for n in [int(x) for x in a.vcpus.split(",")]:
-            for m, pv in [(m, pv) for m in a.methods.split(",")
-                          for pv in a.pv.split(",")]:
+    configs = [(wl, n, m, pv) for wl in a.workloads.split(",")
+               for n in [int(x) for x in a.vcpus.split(",")]
+               for m in a.methods.split(",") for pv in a.pv.split(",")]
+    samples = {}  # (build, config) -> every checkpoint's suspend, us
+    p50s = {}     # (build, config) -> each round's p50
+    print("round  build  workload  vCPUs  method       pv   suspend us p50 "
+          "/ p90 / p99", flush=True)
+    for rnd in range(1, a.rounds + 1):
+        for (wl, n, m, pv) in configs:
+            for label, env, xtk, save in builds:
                 name = "smp-%s-%d-%s-%s" % (wl, n, m, pv)
                 extra = ["apstop=guest"] if m == "evtchn-park" else []
                 if pv == "off":
@@ -176,20 +204,37 @@ def main():
                                     str(a.epochs), "--suspend",
                                     m.split("-")[0], "--stats-json", js, name,
                                     "/dev/null"], env=env, check=True)
-                    h = suspend_hist(json.load(open(js)))
-                    p50, p90, p99 = (h["p50"] / 1e3, h["p90"] / 1e3,
-                                     h["p99"] / 1e3)
-                    if n == 1:
-                        base[(wl, m, pv)] = p50
-                    ratio = (p50 / base[(wl, m, pv)]
-                             if base.get((wl, m, pv)) else float("nan"))
-                    print("%-8s  %5d  %-11s  %-3s  %8.0f / %6.0f / %6.0f      "
-                          "%5.2fx" % (wl, n, m, pv, p50, p90, p99, ratio),
+                    v = suspend_samples(json.load(open(js)))
+                    key = (label, (wl, n, m, pv))
+                    samples.setdefault(key, []).extend(v)
+                    p50s.setdefault(key, []).append(pct(v, 50))
+                    print("%5d  %-5s  %-8s  %5d  %-11s  %-3s  %8.0f / %6.0f / "
+                          "%6.0f" % (rnd, label or "-", wl, n, m, pv,
+                                     pct(v, 50), pct(v, 90), pct(v, 99)),
                           flush=True)
                     self_check(xtk, env, name)
                 finally:
                     destroy(xtk, env, name)
-
+    print()
+    print("%d round(s) of %d checkpoints pooled; p50 vs 1 vCPU: the pooled "
+          "figures', [the rounds' own, lowest-highest]" % (a.rounds, a.epochs))
+    print("build  workload  vCPUs  method       pv   suspend us p50 / p90 / "
+          "p99        p50 vs 1 vCPU")
+    for (wl, n, m, pv) in configs:
+        for label, _, _, _ in builds:
+            key = (label, (wl, n, m, pv))
+            one = (label, (wl, 1, m, pv))
+            v = samples[key]
+            ratio, rng = float("nan"), ""
+            if one in samples:
+                ratio = pct(v, 50) / pct(samples[one], 50)
+                r = [x / y for x, y in zip(p50s[key], p50s[one])]
+                if len(r) > 1:
+                    rng = "  [%.2f-%.2f]" % (min(r), max(r))
+            print("%-5s  %-8s  %5d  %-11s  %-3s  %8.0f / %6.0f / %6.0f      "
+                  "%5.2fx%s" % (label or "-", wl, n, m, pv, pct(v, 50),
+                                pct(v, 90), pct(v, 99), ratio, rng),
+                  flush=True)
 
 if __name__ == "__main__":
     main()
