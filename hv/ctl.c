@@ -477,7 +477,7 @@ static int do_resume(struct hv *hv, int ci, const struct xtk_hvctl_hdr *h,
         /* A restored image: tell the guest it lives somewhere new. */
         b->domid = hv->domid;
         b->flags = (b->flags & ~(XTK_BOOT_STORE | XTK_BOOT_SUSPENDED_EXIT)) |
-                   (hv->store_fd >= 0 ? XTK_BOOT_STORE : 0) | hv_vm_offers(hv);
+                   (hv->store_fd >= 0 ? XTK_BOOT_STORE : 0) | hv_vm_offers();
         hv_vm_set_sched_flag(hv); /* this host's threads, not the source's */
         __atomic_add_fetch(&b->generation, 1, __ATOMIC_RELEASE);
     }

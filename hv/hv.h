@@ -285,9 +285,11 @@ int hv_vm_create(struct hv *hv);
 int hv_vm_load_guest(struct hv *hv);
 int hv_vm_start(struct hv *hv);
 void hv_vm_destroy(struct hv *hv);
+/* The boot flags this xtk-hv offers besides the store and the scheduling
+ * pages (XTK_BOOT_SUSPENDED_EXIT, unless XTK_HV_SUSPENDED_EXIT=0). */
+uint32_t hv_vm_offers(void);
 /* XTK_BOOT_SCHED in the boot page: on if every vCPU's thread is published
  * (sched.c).  Under hv->lock; for a new guest and a restored one. */
-uint32_t hv_vm_offers(const struct hv *hv);
 void hv_vm_set_sched_flag(struct hv *hv);
 /* Stops every vCPU (caller holds hv->lock and has made them park). */
 void hv_vm_wait_parked(struct hv *hv);

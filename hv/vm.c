@@ -364,7 +364,7 @@ static void fill_boot_page(struct hv *hv)
     memset(b, 0, sizeof(*b));
     b->magic = XTK_GUEST_BOOT_MAGIC;
     b->version = XTK_GUEST_BOOT_VERSION;
-    b->flags = (hv->store_fd >= 0 ? XTK_BOOT_STORE : 0) | hv_vm_offers(hv);
+    b->flags = (hv->store_fd >= 0 ? XTK_BOOT_STORE : 0) | hv_vm_offers();
     b->mem_bytes = hv->mem_bytes;
     b->nr_vcpus = hv->nr_vcpus;
     int khz = ioctl(hv->vm_fd, KVM_GET_TSC_KHZ, 0);
@@ -565,8 +565,6 @@ err:
     hv_log("vCPU %u: boot state: %m", v->index);
     return -1;
 }
-
-static int vcpu_stopped(const struct hv_vcpu *v);
 
 /*
  * A vCPU has stopped (parked, or yielded; under hv->lock): whoever waits
@@ -904,11 +902,10 @@ uint64_t hv_vm_wait_running(struct hv *hv, uint32_t mask, uint64_t since)
  * XTK_HV_SUSPENDED_EXIT=0 (a test: the guest's two writes, as against an
  * older xtk-hv).
  */
-uint32_t hv_vm_offers(const struct hv *hv)
+uint32_t hv_vm_offers(void)
 {
     const char *e = getenv("XTK_HV_SUSPENDED_EXIT");
 
-    (void)hv;
     return e && !strcmp(e, "0") ? 0 : XTK_BOOT_SUSPENDED_EXIT;
 }
 
