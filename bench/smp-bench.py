@@ -168,6 +168,13 @@ def main():
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--base")
     a = ap.parse_args()
+    if a.rounds < 1 or a.epochs < 1:
+        sys.exit("smp-bench.py: --rounds and --epochs must be at least 1")
+    for d in [a.build] + ([a.base] if a.base else []):
+        for prog in ("xtk", "xtk-save", "xtk-hv"):
+            if not os.access(os.path.join(d, prog), os.X_OK):
+                sys.exit("smp-bench.py: %s: no %s there (a build directory?)"
+                         % (d, prog))
     tmp = tempfile.mkdtemp(prefix="xtk-smp-")
     builds = []
     for label, d in ([("base", a.base)] if a.base else []) + [("", a.build)]:

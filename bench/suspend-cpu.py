@@ -37,6 +37,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -151,6 +152,14 @@ def main():
     ap.add_argument("--epochs", type=int, default=60)
     a = ap.parse_args()
     b = os.path.abspath(a.build)
+    if a.epochs < 1:
+        sys.exit("suspend-cpu.py: --epochs must be at least 1")
+    for prog in ("xtk", "xtk-save", "xtk-hv"):
+        if not os.access(os.path.join(b, prog), os.X_OK):
+            sys.exit("suspend-cpu.py: %s: no %s there (a build directory?)"
+                     % (b, prog))
+    if not shutil.which("perf"):
+        sys.exit("suspend-cpu.py: needs perf (Debian: linux-perf)")
     tmp = tempfile.mkdtemp(prefix="xtk-cpu-")
     env = dict(os.environ, XTK_HV=os.path.join(b, "xtk-hv"),
                XTK_GUEST=os.path.join(b, "guests", "xtk-guest.elf"),
@@ -197,8 +206,11 @@ def main():
                       "  ".join("%8.0f" % per[g] for g in GROUPS) +
                       "  %8.0f  %s" % (packed, "%.2fx" % (packed / one[wl])
                                        if wl in one else "-"), flush=True)
-                subprocess.run([xtk, "check", name], env=env, check=True,
-                               stdout=subprocess.DEVNULL)
+                c = subprocess.run([xtk, "check", name], env=env,
+                                   capture_output=True, text=True)
+                if c.returncode:
+                    sys.exit("%s: the self-check failed: %s" %
+                             (name, c.stdout + c.stderr))
             finally:
                 subprocess.run([xtk, "destroy", name], env=env,
                                stdout=subprocess.DEVNULL,
