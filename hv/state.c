@@ -147,6 +147,24 @@ static int get_cpuid(struct hv_vcpu *v, void *buf, size_t max, size_t *len)
     return 0;
 }
 
+/*
+ * The sregs' interrupt bitmap as KVM_GET_SREGS gives it: the interrupt
+ * injected into the vCPU and not yet delivered, if any, which the events
+ * also name.  KVM's copy in kvm_run keeps every bit an earlier KVM_RUN
+ * set there (it only sets the bit, into a buffer KVM_GET_SREGS zeroes
+ * and kvm_run's is not): seen here as a stale injected vector 0x30 long
+ * after the events said none (the ports workload's exits).  Restored as
+ * it was, SET_SREGS would inject it, were the events not set after.
+ */
+static void sync_irq_bitmap(struct kvm_sregs *s,
+                            const struct kvm_vcpu_events *ev)
+{
+    memset(s->interrupt_bitmap, 0, sizeof(s->interrupt_bitmap));
+    if (ev->interrupt.injected)
+        s->interrupt_bitmap[ev->interrupt.nr / 64] |=
+            1ull << (ev->interrupt.nr % 64);
+}
+
 /* The records a parked vCPU cannot change (hv_state_prefetch). */
 #define PF_KINDS                                                               \
     ((1u << K_CPUID) | (1u << K_XSAVE) | (1u << K_XCRS) | (1u << K_DEBUGREGS))
@@ -213,6 +231,8 @@ static int get_vcpu_kinds(struct hv *hv, struct hv_vcpu *v, void *buf,
                        : k == K_SREGS ? (const void *)&sr->sregs
                                       : (const void *)&sr->events,
                        size);
+            if (p && k == K_SREGS)
+                sync_irq_bitmap(p, &sr->events);
             r = p ? 0 : -1;
         } else {
             p = reserve(buf, max, len, d->type, v->index, size);
