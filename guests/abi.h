@@ -214,6 +214,7 @@ enum xtk_guest_workload {
     XTK_WORK_COUNTER = 1, /* vCPU 0 increments counter */
     XTK_WORK_DIRTY = 2,   /* rewrites pages of the working set */
     XTK_WORK_SPIN = 3,    /* all vCPUs take a spin lock in turn */
+    XTK_WORK_PORTS = 4,   /* vCPU 0 writes the debug port (ports_out) */
 };
 
 /*

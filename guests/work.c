@@ -8,6 +8,10 @@
  *                                      area, R pages/s (0: flat out)
  *   workload=spin hold=H               every vCPU takes a spin lock in turn
  *                                      (and holds it H pause instructions)
+ *   workload=ports                     vCPU 0 writes "0123456789" over and
+ *                                      over to the debug port, a byte at a
+ *                                      time: every byte an exit to the host
+ *                                      (the tests of a vCPU stopped at one)
  *
  * Each keeps its self-check in the status page and in its own memory (the
  * dirtier: a pattern in every page and a table of sequence numbers; spin:
@@ -86,6 +90,8 @@ void work_setup(const char *cmdline)
         workload = XTK_WORK_DIRTY;
     else if (w && word_is(w, len, "spin"))
         workload = XTK_WORK_SPIN;
+    else if (w && word_is(w, len, "ports"))
+        workload = XTK_WORK_PORTS;
     else if (w && !word_is(w, len, "idle"))
         guest_fail("unknown workload");
     status->workload = workload;
@@ -242,6 +248,16 @@ void work_run(unsigned int cpu)
         run_spin(cpu);
     if (cpu == 0 && workload == XTK_WORK_DIRTY)
         run_dirty();
+    if (cpu == 0 && workload == XTK_WORK_PORTS) {
+        /* No two bytes in a row the same: a byte seen twice on the console
+         * is one port write done twice (a vCPU saved between its exit and
+         * KVM's completion of it, then restored, does that). */
+        for (unsigned int i = 0;; i = i == 9 ? 0 : i + 1) {
+            user_outb(XTK_GUEST_DEBUG_PORT, (uint8_t)('0' + i));
+            status->heartbeat[0]++;
+            poll_events();
+        }
+    }
     if (cpu == 0 && workload == XTK_WORK_COUNTER) {
         for (;;) {
             uint64_t c = status->counter + 1;

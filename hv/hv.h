@@ -54,6 +54,9 @@ struct hv_vcpu {
      * SET_STATE changes them.  Written by the vCPU thread after KVM_RUN,
      * read by the main thread with the vCPU parked. */
     int synced;
+    /* Its last exit was port I/O or MMIO that KVM finishes only in the
+     * next KVM_RUN (the vCPU thread's own; vm.c complete_exit()). */
+    int exit_pending;
     /* sched.c, set by the thread before its first KVM_RUN. */
     uint32_t tid;
     int stats_fd;     /* KVM_GET_STATS_FD, or -1 */

@@ -10,7 +10,10 @@
  * just before), and waits on parked_cond until every thread has parked.
  * A vCPU the guest yielded (the yield doorbell, abi.h) parks by itself and
  * stays so until the next hv_vm_wake(): a suspended guest is stopped
- * before the toolstack asks, as on Xen, and its pause kicks nobody.
+ * before the toolstack asks, as on Xen, and its pause kicks nobody.  A
+ * thread whose last exit was port I/O or MMIO enters KVM_RUN once more,
+ * with immediate_exit, before it parks (complete_exit()): its state is
+ * taken at an instruction's end.
  */
 #include "config.h"
 
@@ -621,8 +624,18 @@ static void vcpu_exit(struct hv_vcpu *v)
     switch (run->exit_reason) {
     case KVM_EXIT_IO:
         vcpu_io(v);
+        v->exit_pending = 1;
         return;
     case KVM_EXIT_MMIO:
+        /* But for the doorbells (4-byte stores, one piece: KVM has moved
+         * past a store when it exits for it, and the suspend's yield and
+         * "suspended" lie on its critical path). */
+        v->exit_pending = 1;
+        if (run->mmio.is_write &&
+            (run->mmio.phys_addr == XTK_GUEST_YIELD_GPA ||
+             run->mmio.phys_addr == XTK_GUEST_SUSPENDED_GPA ||
+             run->mmio.phys_addr == XTK_GUEST_YIELD_TO_GPA))
+            v->exit_pending = 0;
         if (run->mmio.is_write &&
             (run->mmio.phys_addr == XTK_GUEST_YIELD_GPA ||
              run->mmio.phys_addr == XTK_GUEST_SUSPENDED_GPA)) {
@@ -685,6 +698,54 @@ int hv_vm_must_park(const struct hv *hv)
     return hv->pause_sticky || hv->pause_holds || hv->empty || hv->quit;
 }
 
+/* Its thread is to park (under hv->lock). */
+static int vcpu_stops(const struct hv *hv, const struct hv_vcpu *v)
+{
+    return hv_vm_must_park(hv) || v->crashed || v->yielded ||
+           (hv->aps_held && v->index);
+}
+
+/* A string instruction's port I/O comes a page at most per exit. */
+#define COMPLETE_MAX 4096
+
+/*
+ * Before a vCPU parks after port I/O or MMIO: KVM finishes such an exit
+ * (an IN's or a read's value into its register, RIP past a port write)
+ * only in the next KVM_RUN, and keeps what is left to do where no GET
+ * ioctl reads it, so state taken now would have the vCPU do a write it
+ * has done (KVM's API: userspace must enter KVM_RUN with immediate_exit
+ * before it saves the state; QEMU does the same).  immediate_exit lets
+ * KVM finish it and return without running the guest; a string
+ * instruction may exit for its next part.  Costs a KVM_RUN (a few us)
+ * only where a stop finds the vCPU just out of such an exit.
+ */
+static void complete_exit(struct hv_vcpu *v)
+{
+    for (int n = 0; v->exit_pending && n < COMPLETE_MAX; n++) {
+        int r;
+
+        v->exit_pending = 0;
+        __atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
+        r = ioctl(v->fd, KVM_RUN, 0);
+        v->synced = v->hv->sync_regs;
+        if (r == 0) {
+            vcpu_exit(v); /* the next part of a string instruction */
+        } else if (errno != EINTR && errno != EAGAIN) {
+            char why[64];
+
+            snprintf(why, sizeof(why), "KVM_RUN: %s", strerror(errno));
+            vcpu_crash(v, why);
+            return;
+        }
+    }
+    if (v->exit_pending)
+        hv_log("vCPU %u: an I/O instruction still unfinished after %d "
+               "exits: its state is taken at it",
+               v->index, COMPLETE_MAX);
+    /* A kick meanwhile: the lock, taken next, shows why. */
+    __atomic_store_n(&v->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
+}
+
 /*
  * From how many vCPUs the held ones take their unchanging state at their
  * park (hv_state_prefetch).  Measured on 2 cores, 100 checkpoints each,
@@ -717,6 +778,11 @@ static void *vcpu_thread(void *arg)
     pthread_mutex_unlock(&hv->lock);
     for (;;) {
         pthread_mutex_lock(&hv->lock);
+        if (v->exit_pending && vcpu_stops(hv, v) && !v->crashed) {
+            pthread_mutex_unlock(&hv->lock);
+            complete_exit(v);
+            pthread_mutex_lock(&hv->lock);
+        }
         if (hv->aps_held && v->index && hv->nr_vcpus >= PREFETCH_VCPUS &&
             !v->pf_valid && !hv_vm_must_park(hv) && !v->crashed &&
             !v->yielded) {
@@ -730,10 +796,8 @@ static void *vcpu_thread(void *arg)
             pthread_mutex_lock(&hv->lock);
             v->pf_valid = ok;
         }
-        if (hv_vm_must_park(hv) || v->crashed || v->yielded ||
-            (hv->aps_held && v->index)) {
-            while (hv_vm_must_park(hv) || v->crashed || v->yielded ||
-                   (hv->aps_held && v->index)) {
+        if (vcpu_stops(hv, v)) {
+            while (vcpu_stops(hv, v)) {
                 if (hv->quit) {
                     pthread_mutex_unlock(&hv->lock);
                     return NULL;
@@ -756,6 +820,7 @@ static void *vcpu_thread(void *arg)
         v->pf_valid = 0; /* it runs: what it kept goes stale */
         v->kicked = 0;   /* a kick from now on finds it on its way in */
         pthread_mutex_unlock(&hv->lock);
+        v->exit_pending = 0; /* this KVM_RUN finishes it */
 
         r = ioctl(v->fd, KVM_RUN, 0);
         /* Every KVM_RUN, even one cut short, leaves the sync regs. */

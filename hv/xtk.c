@@ -44,7 +44,7 @@ static void usage(FILE *f)
             "  destroy DOMAIN\n"
             "  --help | --version\n"
             "DOMAIN is an id or a name.  WORKLOAD: idle, counter, dirty, "
-            "spin.\n");
+            "spin, ports.\n");
 }
 
 static struct xtk_domain *open_dom(const char *what)
@@ -81,7 +81,8 @@ static int check_create(const struct xtk_domain_config *cfg,
                         const char *workload, const char *pages,
                         const char *stride, const char *rate)
 {
-    static const char *const workloads[] = {"idle", "counter", "dirty", "spin"};
+    static const char *const workloads[] = {"idle", "counter", "dirty", "spin",
+                                            "ports"};
     uint64_t mib = cfg->memory_mib ? cfg->memory_mib : 64, v, need;
     size_t i;
 
@@ -102,8 +103,8 @@ static int check_create(const struct xtk_domain_config *cfg,
         if (!strcmp(workload, workloads[i]))
             break;
     if (workload && i == sizeof(workloads) / sizeof(workloads[0]))
-        return bad_create("unknown workload '%s' (idle, counter, dirty or "
-                          "spin)",
+        return bad_create("unknown workload '%s' (idle, counter, dirty, "
+                          "spin or ports)",
                           workload);
     if ((pages || stride || rate) && (!workload || strcmp(workload, "dirty")))
         return bad_create("-P, -S and -r are for the dirty workload");
