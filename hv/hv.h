@@ -161,6 +161,9 @@ struct hv {
     int quit;            /* the vCPU threads must exit */
     unsigned int parked;
     unsigned int run_waiters; /* in hv_vm_wait_running() */
+    /* The vCPUs it waits for that have not left their park yet: the last
+     * one to leave wakes it (vm.c). */
+    uint32_t run_wait_mask;
     /* vCPU threads past sched.c's set-up, and those it published (on a
      * thread of its own: hv_sched_start), and whether it is done. */
     unsigned int sched_set_up, sched_published;
