@@ -56,8 +56,9 @@ def pct(values, p):
 
 def hv_threads(name, nr_vcpus):
     """xtk-hv's pid (its control thread) and its vCPU threads' ids in
-    vCPU order (they are created in order; other threads have their own
-    names, or are gone once the domain is up)."""
+    vCPU order: named xtk-hv-vcpuN, or (an older xtk-hv) the threads
+    named as the process, created in order (other threads have names of
+    their own, or are gone once the domain is up)."""
     for _ in range(100):
         for pid in os.listdir("/proc"):
             if not pid.isdigit():
@@ -71,14 +72,19 @@ def hv_threads(name, nr_vcpus):
             if b"--name" not in cmd or \
                     cmd[cmd.index(b"--name") + 1] != name.encode():
                 continue
-            tids = []
+            tids, named = [], {}
             for t in sorted(os.listdir("/proc/%s/task" % pid), key=int):
                 try:
                     comm = open("/proc/%s/task/%s/comm" % (pid, t)).read()
                 except OSError:
                     continue
-                if t != pid and comm.strip() == "xtk-hv":
+                comm = comm.strip()
+                if comm.startswith("xtk-hv-vcpu"):
+                    named[int(comm[len("xtk-hv-vcpu"):])] = int(t)
+                elif t != pid and comm == "xtk-hv":  # before they had names
                     tids.append(int(t))
+            if len(named) == nr_vcpus:
+                return int(pid), [named[i] for i in sorted(named)]
             if len(tids) == nr_vcpus:
                 return int(pid), tids
         time.sleep(0.05)

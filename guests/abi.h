@@ -194,7 +194,11 @@ struct xtk_guest_boot {
     uint32_t tsc_khz;    /* 0: calibrate */
     uint32_t domid;      /* rewritten when a restored domain resumes */
     uint32_t generation; /* +1 at each resume of a restored domain */
-    uint64_t reserved[4];
+    /* vCPUs (a bit each) xtk-hv has let go of their park that have not
+     * run since: runnable, waiting for a host CPU, as a preempted one is
+     * (its last context switch, a voluntary one, does not say so). */
+    uint64_t waking;
+    uint64_t reserved[3];
     char cmdline[XTK_GUEST_CMDLINE_MAX];
 };
 
@@ -214,7 +218,7 @@ enum xtk_guest_workload {
     XTK_WORK_COUNTER = 1, /* vCPU 0 increments counter */
     XTK_WORK_DIRTY = 2,   /* rewrites pages of the working set */
     XTK_WORK_SPIN = 3,    /* all vCPUs take a spin lock in turn */
-    XTK_WORK_PORTS = 4,   /* vCPU 0 writes the debug port (ports_out) */
+    XTK_WORK_PORTS = 4,   /* vCPU 0 writes digits to the debug port */
 };
 
 /*

@@ -83,9 +83,10 @@ int vcpu_preempted(unsigned int cpu)
     if (xen_mode)
         return xen_vcpu_runnable(cpu);
     if (published())
-        return xtk_sched_preempted(
-            (const volatile uint8_t *)(XTK_GUEST_SCHED_GPA +
-                                       XTK_GUEST_SCHED_STRIDE * cpu));
+        return ((READ_ONCE(boot->waking) >> cpu) & 1) ||
+               xtk_sched_preempted(
+                   (const volatile uint8_t *)(XTK_GUEST_SCHED_GPA +
+                                              XTK_GUEST_SCHED_STRIDE * cpu));
     return (READ_ONCE(status->steal[cpu].preempted) &
             XTK_GUEST_STEAL_PREEMPTED) != 0;
 }

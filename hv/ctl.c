@@ -77,6 +77,7 @@ static void release_aps(struct hv *hv, int ci)
     if (hv->aps_held == ci + 1) {
         rescue_end(hv);
         hv->aps_held = 0;
+        hv_vm_mark_waking(hv, hv_vm_parked_mask(hv) & ~1u);
         pthread_cond_broadcast(&hv->run_cond);
     }
 }

@@ -312,6 +312,14 @@ void hv_vm_wake(struct hv *hv);
  */
 uint32_t hv_vm_parked_mask(const struct hv *hv);
 /*
+ * The guest's view of vCPUs let go of their park and not yet run (the
+ * boot page's waking mask): vCPUs of mask marked (a hold's end; a wake
+ * marks every parked one itself), and whether vCPU index is (hv->lock
+ * held for the first).
+ */
+void hv_vm_mark_waking(struct hv *hv, uint32_t mask);
+int hv_vm_waking(struct hv *hv, unsigned int index);
+/*
  * After a wake: waits (hv->lock held, at most a second) until each vCPU of
  * mask has left its park, and returns when the last one did (hv_now_ns),
  * or 0 if one did not in time.

@@ -176,7 +176,8 @@ static int give_cpu(struct hv_vcpu *t)
 
     const void *page = __atomic_load_n(&t->sched_page, __ATOMIC_ACQUIRE);
 
-    if (!page || !t->tid || !xtk_sched_preempted(page))
+    if (!page || !t->tid ||
+        (!xtk_sched_preempted(page) && !hv_vm_waking(t->hv, t->index)))
         return 0; /* it runs again: nothing to give it */
     cpu = sched_getcpu();
     if (cpu >= 0 && !__atomic_exchange_n(&t->boosting, 1, __ATOMIC_ACQUIRE)) {

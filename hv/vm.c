@@ -693,6 +693,19 @@ static void vcpu_exit(struct hv_vcpu *v)
     }
 }
 
+/*
+ * The boot page's mask of vCPUs let go of their park that have not run
+ * since (abi.h), if the guest is the built-in one (another guest's page
+ * is its own memory).  A thread clears its bit as it wakes, whether it
+ * leaves its park or finds it must stay.
+ */
+static uint64_t *waking_word(struct hv *hv)
+{
+    struct xtk_guest_boot *b = (void *)(hv->mem + XTK_GUEST_BOOT_GPA);
+
+    return hv->mem && b->magic == XTK_GUEST_BOOT_MAGIC ? &b->waking : NULL;
+}
+
 int hv_vm_must_park(const struct hv *hv)
 {
     return hv->pause_sticky || hv->pause_holds || hv->empty || hv->quit;
@@ -761,9 +774,15 @@ static void *vcpu_thread(void *arg)
 {
     struct hv_vcpu *v = arg;
     struct hv *hv = v->hv;
+    uint64_t *w;
     sigset_t set;
     int r;
 
+    char name[16];
+
+    /* As top -H and perf show it (QEMU: "CPU 0/KVM"). */
+    snprintf(name, sizeof(name), "xtk-hv-vcpu%u", v->index);
+    pthread_setname_np(pthread_self(), name);
     sigemptyset(&set);
     sigaddset(&set, SIGUSR1);
     pthread_sigmask(SIG_UNBLOCK, &set, NULL);
@@ -806,6 +825,9 @@ static void *vcpu_thread(void *arg)
                 v->parked = 1;
                 stopped_changed(hv);
                 pthread_cond_wait(&hv->run_cond, &hv->lock);
+                if ((w = waking_word(hv)))
+                    __atomic_and_fetch(w, ~(1ull << v->index),
+                                       __ATOMIC_RELEASE);
                 v->parked = 0;
                 hv->parked--;
             }
@@ -920,10 +942,29 @@ void hv_vm_wait_parked(struct hv *hv)
  * hv->lock). */
 void hv_vm_wake(struct hv *hv)
 {
+    uint64_t *w = waking_word(hv);
+
     hv->aps_held = 0;
     for (unsigned int i = 0; i < hv->nr_vcpus; i++)
         hv->vcpus[i].yielded = 0;
+    if (w)
+        __atomic_store_n(w, hv_vm_parked_mask(hv), __ATOMIC_RELEASE);
     pthread_cond_broadcast(&hv->run_cond);
+}
+
+void hv_vm_mark_waking(struct hv *hv, uint32_t mask)
+{
+    uint64_t *w = waking_word(hv);
+
+    if (w && mask)
+        __atomic_or_fetch(w, (uint64_t)mask, __ATOMIC_RELEASE);
+}
+
+int hv_vm_waking(struct hv *hv, unsigned int index)
+{
+    uint64_t *w = waking_word(hv);
+
+    return w && ((__atomic_load_n(w, __ATOMIC_ACQUIRE) >> index) & 1);
 }
 
 uint32_t hv_vm_parked_mask(const struct hv *hv)

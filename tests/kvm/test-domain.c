@@ -6,6 +6,12 @@
  * destroyed domain is gone; the host-side self-check of every workload
  * fails when one word of the workload's memory changes.
  */
+#include "config.h"
+
+#include <dirent.h>
+#include <pthread.h>
+#include <sched.h>
+
 #include "kvm-test.h"
 
 static struct xtk_ctx *ctx;
@@ -223,6 +229,172 @@ static void pauses_and_handles(void)
     xtk_domain_close(dom);
 }
 
+/* All of /proc/PID/NAME (NUL-terminated too) into buf; its length, or -1. */
+static ssize_t read_proc(const char *pid, const char *name, char *buf,
+                         size_t size)
+{
+    char path[600];
+    ssize_t len = 0, r;
+    int fd;
+
+    snprintf(path, sizeof(path), "/proc/%s/%s", pid, name);
+    fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return -1;
+    while ((size_t)len < size - 1 &&
+           (r = read(fd, buf + len, size - 1 - (size_t)len)) > 0)
+        len += r;
+    close(fd);
+    buf[len] = 0;
+    return len;
+}
+
+/* Whether the NUL-separated list in buf (len bytes) has item s. */
+static int has_item(const char *buf, ssize_t len, const char *s)
+{
+    for (ssize_t i = 0; i < len; i += (ssize_t)strlen(buf + i) + 1)
+        if (!strcmp(buf + i, s))
+            return 1;
+    return 0;
+}
+
+/* The vCPU threads (xtk-hv-vcpuN) of domain `name`'s xtk-hv, of this
+ * test's run directory: how many. */
+static unsigned int vcpu_threads(const char *name, pid_t *tid, unsigned int max)
+{
+    static char buf[1 << 16];
+    char want[128], task[600];
+    unsigned int n = 0;
+    DIR *d = opendir("/proc"), *td;
+    struct dirent *e, *te;
+    ssize_t len;
+
+    TEST_ASSERT(d, "/proc");
+    snprintf(want, sizeof(want), "XTK_RUNDIR=%s", kt_rundir);
+    while ((e = readdir(d))) {
+        len = read_proc(e->d_name, "cmdline", buf, sizeof(buf));
+        if (len <= 0 || !has_item(buf, len, "--name") ||
+            !has_item(buf, len, name) || !strstr(buf, "xtk-hv"))
+            continue;
+        len = read_proc(e->d_name, "environ", buf, sizeof(buf));
+        if (len <= 0 || !has_item(buf, len, want))
+            continue;
+        snprintf(task, sizeof(task), "/proc/%s/task", e->d_name);
+        td = opendir(task);
+        while (td && (te = readdir(td))) {
+            unsigned int i;
+
+            snprintf(task, sizeof(task), "task/%s/comm", te->d_name);
+            if (read_proc(e->d_name, task, buf, sizeof(buf)) > 0 &&
+                sscanf(buf, "xtk-hv-vcpu%u", &i) == 1 && i < max) {
+                tid[i] = (pid_t)atoi(te->d_name);
+                n++;
+            }
+        }
+        if (td)
+            closedir(td);
+    }
+    closedir(d);
+    return n;
+}
+
+static volatile int hog_stop;
+
+/* Real-time, on the CPU it was started on: nothing else runs there. */
+static void *hog(void *arg)
+{
+    uint64_t end = kt_now_ms() + 10000;
+
+    (void)arg;
+    while (!hog_stop && kt_now_ms() < end)
+        ;
+    return NULL;
+}
+
+/*
+ * A vCPU let go of its park that has not run since is runnable, waiting
+ * for a CPU, as a preempted one is: the boot page's waking mask says so
+ * to the guest (which counts it preempted and gives it its time), from
+ * the unpause until its thread gets a CPU.  The vCPU threads pinned to a
+ * CPU a real-time thread of the test's fills: after an unpause every bit
+ * stays set; the hog gone, every bit clears as the guest runs.
+ */
+static void waking_mask(void)
+{
+    struct xtk_domain *dom, *h;
+    volatile struct xtk_guest_boot *b;
+    volatile struct xtk_guest_status *st;
+    struct sched_param sp = {.sched_priority = 1};
+    struct xtk_domain_info info;
+    pthread_attr_t attr;
+    uint64_t w;
+    cpu_set_t mine, one, rest;
+    pthread_t th;
+    pid_t tid[4];
+    int cpu = -1;
+
+    TEST_ASSERT(sched_getaffinity(0, sizeof(mine), &mine) == 0, "affinity");
+    if (CPU_COUNT(&mine) < 2) {
+        printf("  skipped: one CPU\n");
+        return;
+    }
+    for (int c = 0; c < CPU_SETSIZE; c++)
+        if (CPU_ISSET(c, &mine))
+            cpu = c;
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    rest = mine;
+    CPU_CLR(cpu, &rest);
+
+    dom = kt_create(ctx, "waking", 4, 16, "workload=idle", XTK_DOMCFG_NO_STORE);
+    kt_wait_up(dom, 4);
+    b = (volatile struct xtk_guest_boot *)(kt_ram(dom) + XTK_GUEST_BOOT_GPA);
+    st = kt_status(dom);
+    TEST_ASSERT(vcpu_threads("waking", tid, 4) == 4,
+                "xtk-hv's four vCPU threads");
+    for (int i = 0; i < 4; i++)
+        TEST_ASSERT(sched_setaffinity(tid[i], sizeof(one), &one) == 0,
+                    "pin vCPU %d's thread", i);
+    TEST_ASSERT(sched_setaffinity(0, sizeof(rest), &rest) == 0, "move off");
+    TEST_ASSERT(b->waking == 0, "running: none waking (%#llx)",
+                (unsigned long long)b->waking);
+
+    h = xtk_domain_open(ctx, xtk_domain_id(dom));
+    TEST_ASSERT(h && xtk__domain_pause_hold(h) == 0, "pause");
+    pthread_attr_init(&attr);
+    pthread_attr_setinheritsched(&attr, PTHREAD_EXPLICIT_SCHED);
+    pthread_attr_setschedpolicy(&attr, SCHED_FIFO);
+    pthread_attr_setschedparam(&attr, &sp);
+    pthread_attr_setaffinity_np(&attr, sizeof(one), &one);
+    hog_stop = 0;
+    if (pthread_create(&th, &attr, hog, NULL) != 0) {
+        printf("  skipped: no real-time thread here\n");
+        xtk_domain_close(h);
+        xtk_domain_destroy(dom);
+        xtk_domain_close(dom);
+        sched_setaffinity(0, sizeof(mine), &mine);
+        return;
+    }
+    kt_sleep_ms(20);     /* the hog has its CPU */
+    xtk_domain_close(h); /* the pause ends: the vCPUs are let go */
+    KT_WAIT(xtk_domain_info(dom, &info) == 0 &&
+                !(info.flags & XTK_DOMINFO_PAUSED),
+            5000, "unpaused");
+    kt_sleep_ms(50);
+    w = b->waking;
+    hog_stop = 1;
+    pthread_join(th, NULL);
+    TEST_ASSERT(w == 0xf,
+                "let go but kept off their CPU, all four waking (%#llx)",
+                (unsigned long long)w);
+    KT_WAIT(b->waking == 0, 5000, "each clears as it runs (%#llx)",
+            (unsigned long long)b->waking);
+    TEST_ASSERT(heartbeats_move(st, 1), "the guest runs");
+    TEST_ASSERT(sched_setaffinity(0, sizeof(mine), &mine) == 0, "back");
+    TEST_ASSERT(xtk_domain_destroy(dom) == 0, "destroy");
+    xtk_domain_close(dom);
+}
+
 /*
  * The host-side self-check is worth something only if it fails: with each
  * workload stopped, it passes; one word changed in the workload's memory
@@ -307,6 +479,7 @@ int main(void)
     TEST_RUN(vcpus_4);
     TEST_RUN(names_and_destroy);
     TEST_RUN(pauses_and_handles);
+    TEST_RUN(waking_mask);
     TEST_RUN(self_check_fails);
     xtk_ctx_close(ctx);
     return 0;
