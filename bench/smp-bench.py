@@ -11,7 +11,11 @@ guest's own rendezvous; pause: xtk-hv stops the vCPUs), and the report's
 in microseconds, beside the 1-vCPU figure of the same workload and
 method (the issue's targets: an 8-vCPU spin guest on 2 cores within 2x
 of 1 vCPU at p50 and under 2 ms at p99; idle SMP within 1.2x of idle UP).
-The guest's self-check must pass after each run.
+Beside it, "stopped": from the request to "source resumed" (the last
+vCPU thread out of its park, running again), p50 / p99: the whole time
+some vCPU of the guest is held, which the suspend leaves out (the state,
+the copy and the resume).  The guest's self-check must pass after each
+run.
 
 Methods: evtchn (the guest's request on its channel; xtk-hv stops the
 other vCPUs once vCPU 0 says "suspended", and they park after the
@@ -79,6 +83,20 @@ def suspend_samples(report):
             req = None
     if not out:
         raise SystemExit("no suspend phases in the report")
+    return out
+
+
+def stopped_samples(report):
+    """Each checkpoint's request to "source resumed" (us): as long as
+    some vCPU of the guest was held for it (the hold comes with the
+    request; the resume answers once the last vCPU left its park)."""
+    out, req = [], None
+    for p in report.get("phases", []):
+        if p["name"] == "suspend requested":
+            req = p["ns"]
+        elif p["name"] == "source resumed" and req is not None:
+            out.append((p["ns"] - req) / 1e3)
+            req = None
     return out
 
 
@@ -191,9 +209,10 @@ def main():
                for n in [int(x) for x in a.vcpus.split(",")]
                for m in a.methods.split(",") for pv in a.pv.split(",")]
     samples = {}  # (build, config) -> every checkpoint's suspend, us
+    stopped = {}  # (build, config) -> every checkpoint's stop, us
     p50s = {}     # (build, config) -> each round's p50
     print("round  build  workload  vCPUs  method       pv   suspend us p50 "
-          "/ p90 / p99", flush=True)
+          "/ p90 / p99   stopped us p50 / p99", flush=True)
     for rnd in range(1, a.rounds + 1):
         for (wl, n, m, pv) in configs:
             for label, env, xtk, save in builds:
@@ -211,14 +230,18 @@ def main():
                                     str(a.epochs), "--suspend",
                                     m.split("-")[0], "--stats-json", js, name,
                                     "/dev/null"], env=env, check=True)
-                    v = suspend_samples(json.load(open(js)))
+                    rep = json.load(open(js))
+                    v = suspend_samples(rep)
+                    st = stopped_samples(rep)
                     key = (label, (wl, n, m, pv))
                     samples.setdefault(key, []).extend(v)
+                    stopped.setdefault(key, []).extend(st)
                     p50s.setdefault(key, []).append(pct(v, 50))
                     print("%5d  %-5s  %-8s  %5d  %-11s  %-3s  %8.0f / %6.0f / "
-                          "%6.0f" % (rnd, label or "-", wl, n, m, pv,
-                                     pct(v, 50), pct(v, 90), pct(v, 99)),
-                          flush=True)
+                          "%6.0f   %8.0f / %6.0f"
+                          % (rnd, label or "-", wl, n, m, pv, pct(v, 50),
+                             pct(v, 90), pct(v, 99), pct(st, 50),
+                             pct(st, 99)), flush=True)
                     self_check(xtk, env, name)
                 finally:
                     destroy(xtk, env, name)
@@ -226,7 +249,7 @@ def main():
     print("%d round(s) of %d checkpoints pooled; p50 vs 1 vCPU: the pooled "
           "figures', [the rounds' own, lowest-highest]" % (a.rounds, a.epochs))
     print("build  workload  vCPUs  method       pv   suspend us p50 / p90 / "
-          "p99        p50 vs 1 vCPU")
+          "p99        p50 vs 1 vCPU        stopped us p50 / p99  (p50 vs 1)")
     for (wl, n, m, pv) in configs:
         for label, _, _, _ in builds:
             key = (label, (wl, n, m, pv))
@@ -238,9 +261,14 @@ def main():
                 r = [x / y for x, y in zip(p50s[key], p50s[one])]
                 if len(r) > 1:
                     rng = "  [%.2f-%.2f]" % (min(r), max(r))
+            st = stopped[key]
+            sr = float("nan")
+            if one in stopped and stopped[one] and st:
+                sr = pct(st, 50) / pct(stopped[one], 50)
             print("%-5s  %-8s  %5d  %-11s  %-3s  %8.0f / %6.0f / %6.0f      "
-                  "%5.2fx%s" % (label or "-", wl, n, m, pv, pct(v, 50),
-                                pct(v, 90), pct(v, 99), ratio, rng),
+                  "%5.2fx%-16s  %8.0f / %6.0f  (%.2fx)"
+                  % (label or "-", wl, n, m, pv, pct(v, 50), pct(v, 90),
+                     pct(v, 99), ratio, rng, pct(st, 50), pct(st, 99), sr),
                   flush=True)
 
 if __name__ == "__main__":
