@@ -330,6 +330,7 @@ static void waking_mask(void)
     uint64_t w;
     cpu_set_t mine, one, rest;
     pthread_t th;
+    int r;
     pid_t tid[4];
     int cpu = -1;
 
@@ -367,7 +368,9 @@ static void waking_mask(void)
     pthread_attr_setschedparam(&attr, &sp);
     pthread_attr_setaffinity_np(&attr, sizeof(one), &one);
     hog_stop = 0;
-    if (pthread_create(&th, &attr, hog, NULL) != 0) {
+    r = pthread_create(&th, &attr, hog, NULL);
+    pthread_attr_destroy(&attr);
+    if (r != 0) {
         printf("  skipped: no real-time thread here\n");
         xtk_domain_close(h);
         xtk_domain_destroy(dom);
