@@ -83,6 +83,11 @@ struct hv_vcpu {
     void *pf_buf;
     size_t pf_cap, pf_off[16], pf_len[16];
     int pf_valid;
+    /* Its CPUID record as last read: KVM changes a vCPU's table only when
+     * told (KVM_SET_CPUID2: at creation, at SET_STATE, which empty it),
+     * so a STOP copies it (state.c; cpuid_len 0: not read yet). */
+    void *cpuid_rec;
+    size_t cpuid_len;
     /* Its records at a GET_STATE taken on two threads (state.c): where
      * whichever thread took them put them, and its errno (0: taken). */
     void *st_buf;

@@ -169,12 +169,40 @@ static void sync_irq_bitmap(struct kvm_sregs *s,
 #define PF_KINDS                                                               \
     ((1u << K_CPUID) | (1u << K_XSAVE) | (1u << K_XCRS) | (1u << K_DEBUGREGS))
 
+/* The CPUID record into buf: the one kept (v->cpuid_rec), unless fresh
+ * (or none kept yet): then KVM's, kept for the next time. */
+static int get_cpuid_kept(struct hv_vcpu *v, void *buf, size_t max, size_t *len,
+                          int fresh)
+{
+    size_t start = *len;
+    void *keep;
+
+    if (v->cpuid_len && !fresh) {
+        if (v->cpuid_len > max - *len) {
+            errno = E2BIG;
+            return -1;
+        }
+        memcpy((char *)buf + *len, v->cpuid_rec, v->cpuid_len);
+        *len += v->cpuid_len;
+        return 0;
+    }
+    if (get_cpuid(v, buf, max, len) < 0)
+        return -1;
+    if (!fresh && (keep = realloc(v->cpuid_rec, *len - start))) {
+        memcpy(keep, (char *)buf + start, *len - start);
+        v->cpuid_rec = keep;
+        v->cpuid_len = *len - start;
+    }
+    return 0;
+}
+
 /* One vCPU's records of the kinds in mask, each ioctl writing straight
- * into buf, or copied from what its thread kept (v->pf_valid); with off,
+ * into buf, or copied from what its thread kept (v->pf_valid) or from
+ * its CPUID kept, unless fresh (KVM's answer, every one); with off,
  * where each one starts and its length (by kind). */
 static int get_vcpu_kinds(struct hv *hv, struct hv_vcpu *v, void *buf,
                           size_t max, size_t *len, unsigned int mask,
-                          size_t *off, size_t *rlen)
+                          size_t *off, size_t *rlen, int fresh)
 {
     for (int k = 0; k < K_NR_VCPU; k++) {
         const struct vcpu_rec *d = &vcpu_recs[k];
@@ -185,7 +213,7 @@ static int get_vcpu_kinds(struct hv *hv, struct hv_vcpu *v, void *buf,
 
         if (!(mask & (1u << k)))
             continue;
-        if (v->pf_valid && !off && (PF_KINDS & (1u << k))) {
+        if (v->pf_valid && !off && !fresh && (PF_KINDS & (1u << k))) {
             if (v->pf_len[k] > max - *len) {
                 errno = E2BIG;
                 goto err;
@@ -196,7 +224,7 @@ static int get_vcpu_kinds(struct hv *hv, struct hv_vcpu *v, void *buf,
             continue;
         }
         if (k == K_CPUID) {
-            r = get_cpuid(v, buf, max, len);
+            r = get_cpuid_kept(v, buf, max, len, fresh);
         } else if (k == K_XSAVE) {
             size = hv->xsave_size;
             p = reserve(buf, max, len, d->type, v->index, size);
@@ -254,7 +282,7 @@ err:
 static int get_vcpu(struct hv *hv, struct hv_vcpu *v, void *buf, size_t max,
                     size_t *len)
 {
-    return get_vcpu_kinds(hv, v, buf, max, len, ~0u, NULL, NULL);
+    return get_vcpu_kinds(hv, v, buf, max, len, ~0u, NULL, NULL, 0);
 }
 
 int hv_state_prefetch(struct hv *hv, struct hv_vcpu *v)
@@ -272,33 +300,42 @@ int hv_state_prefetch(struct hv *hv, struct hv_vcpu *v)
         v->pf_cap = cap;
     }
     return get_vcpu_kinds(hv, v, v->pf_buf, v->pf_cap, &len, PF_KINDS,
-                          v->pf_off, v->pf_len);
+                          v->pf_off, v->pf_len, 0);
 }
 
-/* XTK_HV_CHECK_PREFETCH=1 (the tests): what a vCPU's thread kept is
- * checked against KVM's own answer at each use; a difference fails it. */
+/* XTK_HV_CHECK_PREFETCH=1 (the tests): what a vCPU's thread kept, and
+ * its CPUID kept, are checked against KVM's own answer at each use; a
+ * difference fails it. */
 static int prefetch_checked(struct hv *hv, struct hv_vcpu *v)
 {
+    unsigned int mask =
+        (v->pf_valid ? PF_KINDS : 0) | (v->cpuid_len ? 1u << K_CPUID : 0);
+    size_t cap =
+        4096 + hv->xsave_size + MAX_CPUID * sizeof(struct kvm_cpuid_entry2);
     size_t off[16], rl[16], len = 0;
     void *b;
     int r = 0;
 
-    if (!v->pf_valid)
+    if (!mask)
         return 0;
-    b = malloc(v->pf_cap);
-    if (!b || get_vcpu_kinds(hv, v, b, v->pf_cap, &len, PF_KINDS, off, rl) < 0)
+    b = malloc(cap);
+    if (!b || get_vcpu_kinds(hv, v, b, cap, &len, mask, off, rl, 1) < 0)
         r = -1;
-    for (int k = 0; k < K_NR_VCPU && !r; k++)
-        if ((PF_KINDS & (1u << k)) &&
-            (rl[k] != v->pf_len[k] ||
-             memcmp((char *)b + off[k], (char *)v->pf_buf + v->pf_off[k],
-                    rl[k]))) {
-            hv_log("state: vCPU %u: record %u kept at its park differs "
-                   "from KVM's",
+    for (int k = 0; k < K_NR_VCPU && !r; k++) {
+        const void *kept;
+        size_t klen;
+
+        if (!(mask & (1u << k)))
+            continue;
+        kept = k == K_CPUID ? v->cpuid_rec : (char *)v->pf_buf + v->pf_off[k];
+        klen = k == K_CPUID ? v->cpuid_len : v->pf_len[k];
+        if (rl[k] != klen || memcmp((char *)b + off[k], kept, rl[k])) {
+            hv_log("state: vCPU %u: record %u kept differs from KVM's",
                    v->index, vcpu_recs[k].type);
             errno = EIO;
             r = -1;
         }
+    }
     free(b);
     return r;
 }
@@ -739,12 +776,14 @@ static int apply(struct hv *hv, struct parsed *p)
 
             if (!data)
                 continue;
-            if (k == K_MSRS)
+            if (k == K_MSRS) {
                 r = set_msrs(v, data, p->vcpu_len[i][k]);
-            else if (k == K_CPUID)
+            } else if (k == K_CPUID) {
+                v->cpuid_len = 0; /* the kept copy is not this table */
                 r = ioctl(v->fd, KVM_SET_CPUID2, data);
-            else
+            } else {
                 r = ioctl(v->fd, vcpu_recs[k].set, data);
+            }
             if (r < 0) {
                 hv_log("set-state: vCPU %u record %#x: %m", i,
                        vcpu_recs[k].type);

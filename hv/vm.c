@@ -484,6 +484,7 @@ static int vcpu_set_cpuid(struct hv *hv, struct hv_vcpu *v)
         if (e->function == 0xb || e->function == 0x1f)
             e->edx = v->index;
     }
+    v->cpuid_len = 0; /* state.c's copy, if any, is not this table */
     r = ioctl(v->fd, KVM_SET_CPUID2, mine);
     if (r < 0)
         hv_log("vCPU %u: KVM_SET_CPUID2: %m", v->index);

@@ -397,6 +397,73 @@ static void port_exits(void)
     free(s.ram);
 }
 
+/* The CPUID leaf `fn` (index 0) of vCPU 0 in state, or NULL. */
+static struct kvm_cpuid_entry2 *cpuid_leaf(void *state, size_t len, uint32_t fn)
+{
+    uint32_t l = 0;
+    uint8_t *r = (uint8_t *)find_rec(state, len, XTK_KVM_REC_CPUID, 0, &l);
+    struct kvm_cpuid2 *c;
+
+    if (!r)
+        return NULL;
+    c = (void *)(r + sizeof(struct xtk_kvm_rec_head));
+    for (uint32_t i = 0; i < c->nent; i++)
+        if (c->entries[i].function == fn && !c->entries[i].index)
+            return &c->entries[i];
+    return NULL;
+}
+
+/*
+ * xtk-hv keeps each vCPU's CPUID record after reading it once (KVM
+ * changes the table only when told), and a SET_STATE's table replaces
+ * it: an empty domain's state read (its own table kept), then a state
+ * loaded whose table lacks KVM's steal-time feature (leaf 0x40000001
+ * eax bit 5: kvm-pvm reads the CPU's feature leaves back as the host has
+ * them, whatever was set, but KVM's own leaf as set), reads back without
+ * it.
+ */
+static void cpuid_replaced(void)
+{
+    struct xtk_domain *dom =
+        kt_create(ctx, "cpuid", 1, 16, "workload=idle", XTK_DOMCFG_NO_STORE);
+    struct xtk_domain_config cfg = {.name = "cpuid-dst",
+                                    .memory_mib = 16,
+                                    .nr_vcpus = 1,
+                                    .flags = XTK_DOMCFG_NO_STORE};
+    const uint32_t steal = 1u << 5;
+    struct kvm_cpuid_entry2 *e;
+    struct saved s;
+    void *back;
+    size_t len;
+
+    kt_wait_up(dom, 1);
+    s = save(dom, 0);
+    TEST_ASSERT(xtk_domain_destroy(dom) == 0, "destroy the source");
+    xtk_domain_close(dom);
+    e = cpuid_leaf(s.state, s.len, 0x40000001);
+    TEST_ASSERT(e && (e->eax & steal), "KVM's features offer steal time");
+    e->eax &= ~steal;
+
+    dom = xtk__domain_create_empty(ctx, &cfg);
+    TEST_ASSERT(dom, "create empty");
+    TEST_ASSERT(dom->ops->get_state(dom, &back, &len) == 0, "get_state");
+    e = cpuid_leaf(back, len, 0x40000001);
+    TEST_ASSERT(e && (e->eax & steal), "the empty domain's own table has it");
+    free(back);
+    TEST_ASSERT(dom->ops->set_state(dom, s.state, s.len) == 0, "set_state");
+    TEST_ASSERT(dom->ops->get_state(dom, &back, &len) == 0, "get_state");
+    e = cpuid_leaf(back, len, 0x40000001);
+    TEST_ASSERT(e && !(e->eax & steal),
+                "CPUID 0x40000001 eax %#x read back after a table without "
+                "steal time",
+                e ? e->eax : 0);
+    free(back);
+    TEST_ASSERT(xtk_domain_destroy(dom) == 0, "destroy");
+    xtk_domain_close(dom);
+    free(s.state);
+    free(s.ram);
+}
+
 /* Bad state is refused; an empty domain dies with its restore. */
 static void refusals(void)
 {
@@ -494,6 +561,7 @@ int main(void)
     TEST_RUN(spin_2vcpus_suspended);
     TEST_RUN(spin_4vcpus_paused);
     TEST_RUN(port_exits);
+    TEST_RUN(cpuid_replaced);
     TEST_RUN(refusals);
     xtk_ctx_close(ctx);
     return 0;
