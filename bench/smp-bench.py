@@ -71,16 +71,23 @@ def pct(values, p):
     return v[min(len(v) - 1, int(round(p / 100.0 * (len(v) - 1))))]
 
 
-def suspend_samples(report):
-    """Each checkpoint's suspend (request to suspended, in us): the
-    report's phases, the same interval as its "suspend" histogram."""
-    out, req = [], None
+def intervals(report, start, end):
+    """Each checkpoint's time (us) from its phase `start` to the next
+    phase `end`, in the report's phases."""
+    out, t0 = [], None
     for p in report.get("phases", []):
-        if p["name"] == "suspend requested":
-            req = p["ns"]
-        elif p["name"] == "suspended notified" and req is not None:
-            out.append((p["ns"] - req) / 1e3)
-            req = None
+        if p["name"] == start:
+            t0 = p["ns"]
+        elif p["name"] == end and t0 is not None:
+            out.append((p["ns"] - t0) / 1e3)
+            t0 = None
+    return out
+
+
+def suspend_samples(report):
+    """Each checkpoint's suspend (request to suspended, in us): the same
+    interval as the report's "suspend" histogram."""
+    out = intervals(report, "suspend requested", "suspended notified")
     if not out:
         raise SystemExit("no suspend phases in the report")
     return out
@@ -90,14 +97,7 @@ def stopped_samples(report):
     """Each checkpoint's request to "source resumed" (us): as long as
     some vCPU of the guest was held for it (the hold comes with the
     request; the resume answers once the last vCPU left its park)."""
-    out, req = [], None
-    for p in report.get("phases", []):
-        if p["name"] == "suspend requested":
-            req = p["ns"]
-        elif p["name"] == "source resumed" and req is not None:
-            out.append((p["ns"] - req) / 1e3)
-            req = None
-    return out
+    return intervals(report, "suspend requested", "source resumed")
 
 
 def self_check(xtk, env, name):
