@@ -631,12 +631,10 @@ static void vcpu_exit(struct hv_vcpu *v)
         /* But for the doorbells (4-byte stores, one piece: KVM has moved
          * past a store when it exits for it, and the suspend's yield and
          * "suspended" lie on its critical path). */
-        v->exit_pending = 1;
-        if (run->mmio.is_write &&
-            (run->mmio.phys_addr == XTK_GUEST_YIELD_GPA ||
-             run->mmio.phys_addr == XTK_GUEST_SUSPENDED_GPA ||
-             run->mmio.phys_addr == XTK_GUEST_YIELD_TO_GPA))
-            v->exit_pending = 0;
+        v->exit_pending = !run->mmio.is_write ||
+                          (run->mmio.phys_addr != XTK_GUEST_YIELD_GPA &&
+                           run->mmio.phys_addr != XTK_GUEST_SUSPENDED_GPA &&
+                           run->mmio.phys_addr != XTK_GUEST_YIELD_TO_GPA);
         if (run->mmio.is_write &&
             (run->mmio.phys_addr == XTK_GUEST_YIELD_GPA ||
              run->mmio.phys_addr == XTK_GUEST_SUSPENDED_GPA)) {
@@ -777,9 +775,8 @@ static void *vcpu_thread(void *arg)
     struct hv *hv = v->hv;
     uint64_t *w;
     sigset_t set;
-    int r;
-
     char name[16];
+    int r;
 
     /* As top -H and perf show it (QEMU: "CPU 0/KVM"). */
     snprintf(name, sizeof(name), "xtk-hv-vcpu%u", v->index);
