@@ -219,6 +219,7 @@ enum xtk_guest_workload {
     XTK_WORK_DIRTY = 2,   /* rewrites pages of the working set */
     XTK_WORK_SPIN = 3,    /* all vCPUs take a spin lock in turn */
     XTK_WORK_PORTS = 4,   /* vCPU 0 writes digits to the debug port */
+    XTK_WORK_NMI = 5,     /* vCPU 0 sends vCPU 1 NMIs, one at a time */
 };
 
 /*
@@ -355,6 +356,12 @@ struct xtk_guest_status {
      * every resume, and by the host at frame top_frame: RAM placed
      * where the guest does not find it breaks it.  0: none. */
     uint64_t top_gpa, top_frame;
+    /* The nmi workload: vCPU 0 sends vCPU 1 an NMI (an IPI, delivery mode
+     * NMI), counts it in nmi_sent, and sends the next once vCPU 1's
+     * handler has counted it in nmi_taken.  An NMI lost (one a sibling
+     * sent to a stopped vCPU, left out of its saved state) stops it: the
+     * guest fails after two seconds of its ticks without the NMI. */
+    uint64_t nmi_sent, nmi_taken;
 };
 _Static_assert(sizeof(struct xtk_guest_status) <= 4096, "one page");
 

@@ -24,6 +24,7 @@
 #define SYS_INB 4         /* returns inb(a) */
 #define SYS_HYPERCALL 5   /* Xen: a = {op, arg1, arg2}; returns its result */
 #define SYS_XEN_SUSPEND 6 /* Xen: SCHEDOP_shutdown(suspend) (xen.c) */
+#define SYS_NMI 7         /* an NMI to the vCPU whose APIC id is a */
 
 /* From abi.h: the echo port's doorbell, the status page's counters. */
 #define ECHO_DOORBELL 0xfebff010

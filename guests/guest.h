@@ -234,6 +234,7 @@ void console_write(const char *s, size_t n);
 /* Records a failed self-check: state FAILED, the message, and a line on
  * the console. */
 void guest_fail(const char *why);
+void send_nmi(unsigned int cpu); /* ring 0: an NMI IPI to vCPU cpu */
 /*
  * What every workload loop on vCPU 0 calls between steps: handles a
  * suspend request and store events.  Cheap when there is nothing to do.

@@ -152,6 +152,10 @@ uint64_t kernel_syscall(uint64_t op, uint64_t p, uint64_t mask)
         const uint64_t *a = (const uint64_t *)p;
         return (uint64_t)xen_hypercall((unsigned int)a[0], a[1], a[2], 0);
     }
+    if (op == SYS_NMI && p < XTK_GUEST_MAX_VCPUS) {
+        send_nmi((unsigned int)p);
+        return 0;
+    }
     if (op == SYS_XEN_SUSPEND && xen_mode)
         return (uint64_t)xen_suspend_kernel();
     return (uint64_t)-1;
@@ -166,6 +170,10 @@ void guest_isr(struct frame *f)
     if (f->vector == 6 && f->rip == (uint64_t)user_syscall) {
         f->rax = kernel_syscall(f->rdi, f->rsi, f->rdx);
         f->rip += 2; /* past the ud2 */
+        return;
+    }
+    if (f->vector == 2) { /* an NMI (the nmi workload's): no EOI */
+        __atomic_add_fetch(&status->nmi_taken, 1, __ATOMIC_SEQ_CST);
         return;
     }
     if (f->vector < 32) {

@@ -154,6 +154,14 @@ static void send_wake_ipi(void)
     lapic_write(LAPIC_ICR_LO, VEC_WAKE | (3u << 18)); /* all but self */
 }
 
+/* An NMI to vCPU cpu (its APIC id): physical destination, delivery mode
+ * NMI, asserted. */
+void send_nmi(unsigned int cpu)
+{
+    lapic_write(LAPIC_ICR_HI, cpu << 24);
+    lapic_write(LAPIC_ICR_LO, (4u << 8) | (1u << 14));
+}
+
 /* Routes event channel port p's GSI to its vector on vCPU 0 (edge,
  * active high, fixed, physical). */
 static void ioapic_route_port(unsigned int p)

@@ -12,6 +12,10 @@
  *                                      over to the debug port, a byte at a
  *                                      time: every byte an exit to the host
  *                                      (the tests of a vCPU stopped at one)
+ *   workload=nmi                       vCPU 0 sends vCPU 1 an NMI, waits for
+ *                                      its handler to count it, and again:
+ *                                      an NMI to a stopped vCPU that its
+ *                                      saved state leaves out stalls it
  *
  * Each keeps its self-check in the status page and in its own memory (the
  * dirtier: a pattern in every page and a table of sequence numbers; spin:
@@ -92,6 +96,8 @@ void work_setup(const char *cmdline)
         workload = XTK_WORK_SPIN;
     else if (w && word_is(w, len, "ports"))
         workload = XTK_WORK_PORTS;
+    else if (w && word_is(w, len, "nmi"))
+        workload = XTK_WORK_NMI;
     else if (w && !word_is(w, len, "idle"))
         guest_fail("unknown workload");
     status->workload = workload;
@@ -100,6 +106,11 @@ void work_setup(const char *cmdline)
         fill_setup();
     if (workload == XTK_WORK_SPIN)
         spin_hold = cmdline_u64(cmdline, "hold", 0);
+    if (workload == XTK_WORK_NMI) {
+        status->nmi_sent = status->nmi_taken = 0;
+        if (nr_vcpus < 2)
+            guest_fail("nmi: the workload needs two vCPUs");
+    }
     if (workload != XTK_WORK_DIRTY)
         return;
     d->pages = cmdline_u64(cmdline, "pages", 256);
@@ -242,8 +253,46 @@ static void run_spin(unsigned int cpu)
     }
 }
 
+/*
+ * vCPU 0's side of the nmi workload: one NMI in flight at a time (a second
+ * sent before the first is taken may merge with it), so every one sent is
+ * taken, and one lost shows as a wait that does not end.  The handler is
+ * kernel.c's (vector 2).
+ */
+static void run_nmi(void)
+{
+    char msg[96];
+
+    /* An NMI to a vCPU not up yet is lost (or lands before its IDT). */
+    while (READ_ONCE(status->nr_vcpus_up) < nr_vcpus) {
+        poll_events();
+        cpu_relax();
+    }
+    for (;;) {
+        uint64_t n = status->nmi_sent + 1, t0 = READ_ONCE(status->ticks);
+
+        sys_call(SYS_NMI, 1, 0);
+        WRITE_ONCE(status->nmi_sent, n);
+        while (READ_ONCE(status->nmi_taken) < n) {
+            poll_events();
+            if (READ_ONCE(status->ticks) - t0 > 200) {
+                ksnprintf(msg, sizeof(msg),
+                          "nmi: NMI %lu to vCPU 1 not taken in 200 ticks", n);
+                guest_fail(msg);
+                for (;;)
+                    idle_wait(0);
+            }
+            cpu_relax();
+        }
+        status->heartbeat[0]++;
+        poll_events();
+    }
+}
+
 void work_run(unsigned int cpu)
 {
+    if (cpu == 0 && workload == XTK_WORK_NMI && nr_vcpus >= 2)
+        run_nmi();
     if (workload == XTK_WORK_SPIN)
         run_spin(cpu);
     if (cpu == 0 && workload == XTK_WORK_DIRTY)

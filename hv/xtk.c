@@ -44,7 +44,7 @@ static void usage(FILE *f)
             "  destroy DOMAIN\n"
             "  --help | --version\n"
             "DOMAIN is an id or a name.  WORKLOAD: idle, counter, dirty, "
-            "spin, ports.\n");
+            "spin, ports, nmi.\n");
 }
 
 static struct xtk_domain *open_dom(const char *what)
@@ -81,8 +81,8 @@ static int check_create(const struct xtk_domain_config *cfg,
                         const char *workload, const char *pages,
                         const char *stride, const char *rate)
 {
-    static const char *const workloads[] = {"idle", "counter", "dirty", "spin",
-                                            "ports"};
+    static const char *const workloads[] = {"idle", "counter", "dirty",
+                                            "spin", "ports",   "nmi"};
     uint64_t mib = cfg->memory_mib ? cfg->memory_mib : 64, v, need;
     size_t i;
 
@@ -104,8 +104,10 @@ static int check_create(const struct xtk_domain_config *cfg,
             break;
     if (workload && i == sizeof(workloads) / sizeof(workloads[0]))
         return bad_create("unknown workload '%s' (idle, counter, dirty, "
-                          "spin or ports)",
+                          "spin, ports or nmi)",
                           workload);
+    if (workload && !strcmp(workload, "nmi") && cfg->nr_vcpus < 2)
+        return bad_create("the nmi workload needs two vCPUs (-c 2)");
     if ((pages || stride || rate) && (!workload || strcmp(workload, "dirty")))
         return bad_create("-P, -S and -r are for the dirty workload");
     if (stride && cli_parse_u64(stride, 1, UINT32_MAX, 1, &v) < 0)
@@ -395,6 +397,9 @@ static void print_guest_pv(struct xtk_domain *dom,
                pv->lock_waits ? pv->lock_wait_total_ns / 1e3 / pv->lock_waits
                               : 0.0,
                pv->lock_wait_max_ns / 1e3);
+    if (s->workload == XTK_WORK_NMI)
+        printf("nmi: %" PRIu64 " sent to vCPU 1, %" PRIu64 " taken\n",
+               s->nmi_sent, s->nmi_taken);
 }
 
 /* xl vcpu-list, with what the host knows of each vCPU's thread. */

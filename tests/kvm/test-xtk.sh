@@ -64,7 +64,8 @@ bad_create() {
     [ "$err" = "xtk: create: $want" ] || fail "create $*: '$err', not '$want'"
     [ "$("$xtk" list | wc -l)" = 1 ] || fail "create $* left a domain"
 }
-bad_create "unknown workload 'nosuchworkload' (idle, counter, dirty, spin or ports)" -w nosuchworkload
+bad_create "unknown workload 'nosuchworkload' (idle, counter, dirty, spin, ports or nmi)" -w nosuchworkload
+bad_create "the nmi workload needs two vCPUs (-c 2)" -w nmi
 bad_create "memory must be 8 to 12288 MiB" -m 12289
 bad_create "vcpus must be 1 to 8" -c 9
 bad_create "bad name '42' ([A-Za-z0-9_.-], 1 to 63 characters, not all digits)" -n 42
