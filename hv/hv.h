@@ -52,8 +52,14 @@ struct hv_vcpu {
     /* kvm_run's sync_regs hold what KVM_RUN last left: regs, sregs and
      * events as the GET ioctls would read them (hv->sync_regs), until
      * SET_STATE changes them.  Written by the vCPU thread after KVM_RUN,
-     * read by the main thread with the vCPU parked. */
+     * read by the main thread with the vCPU parked.  Only what the vCPU
+     * itself changes, though: a sibling that runs after its exit may
+     * send it an NMI, an SMI, an INIT or a SIPI, which KVM keeps where
+     * the events (and, an INIT once taken, every register) show it but
+     * the copy does not.  So out_seq: hv->out_seq when it last left
+     * KVM_RUN; the copy is whole only for the vCPU that left last. */
     int synced;
+    uint64_t out_seq;
     /* Its last exit was port I/O or MMIO that KVM finishes only in the
      * next KVM_RUN (the vCPU thread's own; vm.c complete_exit()). */
     int exit_pending;
@@ -169,6 +175,8 @@ struct hv {
     /* The vCPUs it waits for that have not left their park yet: the last
      * one to leave wakes it (vm.c). */
     uint32_t run_wait_mask;
+    /* Exits from KVM_RUN so far, every vCPU's (hv_vcpu.out_seq). */
+    uint64_t out_seq;
     /* vCPU threads past sched.c's set-up, and those it published (on a
      * thread of its own: hv_sched_start), and whether it is done. */
     unsigned int sched_set_up, sched_published;

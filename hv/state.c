@@ -169,6 +169,9 @@ static void sync_irq_bitmap(struct kvm_sregs *s,
 #define PF_KINDS                                                               \
     ((1u << K_CPUID) | (1u << K_XSAVE) | (1u << K_XCRS) | (1u << K_DEBUGREGS))
 
+/* The records the last KVM_RUN left in kvm_run (KVM_CAP_SYNC_REGS). */
+#define SYNC_KINDS ((1u << K_REGS) | (1u << K_SREGS) | (1u << K_EVENTS))
+
 /* The CPUID record into buf: the one kept (v->cpuid_rec), unless fresh
  * (or none kept yet): then KVM's, kept for the next time. */
 static int get_cpuid_kept(struct hv_vcpu *v, void *buf, size_t max, size_t *len,
@@ -204,6 +207,21 @@ static int get_vcpu_kinds(struct hv *hv, struct hv_vcpu *v, void *buf,
                           size_t max, size_t *len, unsigned int mask,
                           size_t *off, size_t *rlen, int fresh)
 {
+    struct kvm_lapic_state lapic;
+    int have_lapic = 0, stale;
+    unsigned int sync;
+
+    /* What of kvm_run's copy holds (hv_vcpu.synced).  A vCPU that has
+     * not left KVM_RUN last may have been sent an NMI, SMI or SIPI by a
+     * sibling since: its events from KVM.  An INIT, taken by the
+     * GET_MP_STATE before (KVM's kvm_apic_accept_events()), resets every
+     * register and leaves its LAPIC software-disabled (SVR 0xff): with
+     * the APIC enabled, no INIT has come since it last ran, and the
+     * registers it left hold; disabled, they are taken from KVM too. */
+    sync = v->synced && !fresh ? SYNC_KINDS : 0;
+    stale = sync && v->out_seq != hv->out_seq;
+    if (stale)
+        sync &= ~(1u << K_EVENTS);
     for (int k = 0; k < K_NR_VCPU; k++) {
         const struct vcpu_rec *d = &vcpu_recs[k];
         size_t size = d->size, start = *len;
@@ -213,6 +231,15 @@ static int get_vcpu_kinds(struct hv *hv, struct hv_vcpu *v, void *buf,
 
         if (!(mask & (1u << k)))
             continue;
+        if ((k == K_REGS || k == K_SREGS) && (sync & (1u << k)) && stale &&
+            !have_lapic) {
+            /* After the MP state (in set order, before the registers). */
+            if (ioctl(v->fd, KVM_GET_LAPIC, &lapic) < 0)
+                goto err;
+            have_lapic = 1;
+            if (!(*(const uint32_t *)&lapic.regs[0xf0] & 0x100))
+                sync = 0;
+        }
         if (v->pf_valid && !off && !fresh && (PF_KINDS & (1u << k))) {
             if (v->pf_len[k] > max - *len) {
                 errno = E2BIG;
@@ -247,8 +274,12 @@ static int get_vcpu_kinds(struct hv *hv, struct hv_vcpu *v, void *buf,
                 errno = EIO;
                 goto err;
             }
-        } else if (v->synced &&
-                   (k == K_REGS || k == K_SREGS || k == K_EVENTS)) {
+        } else if (k == K_LAPIC && have_lapic) {
+            p = reserve(buf, max, len, d->type, v->index, size);
+            if (p)
+                memcpy(p, &lapic, size);
+            r = p ? 0 : -1;
+        } else if (sync & (1u << k)) {
             /* What the last KVM_RUN left in kvm_run: no ioctl. */
             const struct kvm_sync_regs *sr = &v->run->s.regs;
 
@@ -303,17 +334,20 @@ int hv_state_prefetch(struct hv *hv, struct hv_vcpu *v)
                           v->pf_off, v->pf_len, 0);
 }
 
-/* XTK_HV_CHECK_PREFETCH=1 (the tests): what a vCPU's thread kept, and
- * its CPUID kept, are checked against KVM's own answer at each use; a
- * difference fails it. */
+/* XTK_HV_CHECK_PREFETCH=1 (the tests): what a vCPU's thread kept, its
+ * CPUID kept, and what its last KVM_RUN left in kvm_run (the sync regs)
+ * are checked against KVM's own answer at each use; a difference fails
+ * it. */
 static int prefetch_checked(struct hv *hv, struct hv_vcpu *v)
 {
-    unsigned int mask =
-        (v->pf_valid ? PF_KINDS : 0) | (v->cpuid_len ? 1u << K_CPUID : 0);
+    unsigned int mask = (v->pf_valid ? PF_KINDS : 0) |
+                        (v->cpuid_len ? 1u << K_CPUID : 0) |
+                        (v->synced ? SYNC_KINDS : 0);
     size_t cap =
         4096 + hv->xsave_size + MAX_CPUID * sizeof(struct kvm_cpuid_entry2);
-    size_t off[16], rl[16], len = 0;
-    void *b;
+    size_t off[K_NR_VCPU], rl[K_NR_VCPU], soff[K_NR_VCPU], srl[K_NR_VCPU];
+    size_t len = 0, slen = 0;
+    void *b, *sb = NULL;
     int r = 0;
 
     if (!mask)
@@ -321,21 +355,39 @@ static int prefetch_checked(struct hv *hv, struct hv_vcpu *v)
     b = malloc(cap);
     if (!b || get_vcpu_kinds(hv, v, b, cap, &len, mask, off, rl, 1) < 0)
         r = -1;
+    if (!r && v->synced &&
+        (!(sb = malloc(cap)) ||
+         get_vcpu_kinds(hv, v, sb, cap, &slen, SYNC_KINDS, soff, srl, 0) < 0))
+        r = -1;
     for (int k = 0; k < K_NR_VCPU && !r; k++) {
         const void *kept;
         size_t klen;
 
         if (!(mask & (1u << k)))
             continue;
-        kept = k == K_CPUID ? v->cpuid_rec : (char *)v->pf_buf + v->pf_off[k];
-        klen = k == K_CPUID ? v->cpuid_len : v->pf_len[k];
+        if (SYNC_KINDS & (1u << k)) {
+            kept = (char *)sb + soff[k];
+            klen = srl[k];
+        } else {
+            kept =
+                k == K_CPUID ? v->cpuid_rec : (char *)v->pf_buf + v->pf_off[k];
+            klen = k == K_CPUID ? v->cpuid_len : v->pf_len[k];
+        }
         if (rl[k] != klen || memcmp((char *)b + off[k], kept, rl[k])) {
-            hv_log("state: vCPU %u: record %u kept differs from KVM's",
-                   v->index, vcpu_recs[k].type);
+            size_t at = 0;
+
+            while (at < rl[k] && at < klen &&
+                   ((char *)b)[off[k] + at] == ((const char *)kept)[at])
+                at++;
+            hv_log("state: vCPU %u: record %#x %s differs from KVM's at "
+                   "byte %zu",
+                   v->index, vcpu_recs[k].type,
+                   SYNC_KINDS & (1u << k) ? "as kvm_run has it" : "kept", at);
             errno = EIO;
             r = -1;
         }
     }
+    free(sb);
     free(b);
     return r;
 }

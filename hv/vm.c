@@ -720,6 +720,14 @@ static int vcpu_stops(const struct hv *hv, const struct hv_vcpu *v)
 /* A string instruction's port I/O comes a page at most per exit. */
 #define COMPLETE_MAX 4096
 
+/* Out of a KVM_RUN (hv_vcpu.synced, out_seq).  Every KVM_RUN, even one
+ * cut short, leaves the sync regs. */
+static void left_run(struct hv_vcpu *v)
+{
+    v->synced = v->hv->sync_regs;
+    v->out_seq = __atomic_add_fetch(&v->hv->out_seq, 1, __ATOMIC_RELAXED);
+}
+
 /*
  * Before a vCPU parks after port I/O or MMIO: KVM finishes such an exit
  * (an IN's or a read's value into its register, RIP past a port write)
@@ -739,7 +747,7 @@ static void complete_exit(struct hv_vcpu *v)
         v->exit_pending = 0;
         __atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
         r = ioctl(v->fd, KVM_RUN, 0);
-        v->synced = v->hv->sync_regs;
+        left_run(v);
         if (r == 0) {
             vcpu_exit(v); /* the next part of a string instruction */
         } else if (errno != EINTR && errno != EAGAIN) {
@@ -846,8 +854,7 @@ static void *vcpu_thread(void *arg)
         v->exit_pending = 0; /* this KVM_RUN finishes it */
 
         r = ioctl(v->fd, KVM_RUN, 0);
-        /* Every KVM_RUN, even one cut short, leaves the sync regs. */
-        v->synced = hv->sync_regs;
+        left_run(v);
         if (r < 0) {
             if (errno == EINTR || errno == EAGAIN) {
                 __atomic_store_n(&v->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
