@@ -82,13 +82,17 @@ struct hv_vcpu {
      * kicker a system call (~8 us here: a wake-up on another CPU). */
     int kicked;
     /* Its records that cannot change while it does not run (CPUID, XSAVE,
-     * XCRs, debug registers), taken by its own thread when a suspend
-     * request's hold parks it (hv_state_prefetch), so that the STOP that
-     * follows copies them instead of asking KVM: pf_valid (under
+     * XCRs, debug registers, MSRs but for the TSC), taken by its own thread
+     * when a suspend request's hold parks it (hv_state_prefetch), so that the
+     * STOP that follows copies them instead of asking KVM: pf_valid (under
      * hv->lock) until it runs again or its state is set. */
     void *pf_buf;
     size_t pf_cap, pf_off[16], pf_len[16];
     int pf_valid;
+    /* The host's TSC at the middle of the last KVM_GET_MSRS, and half
+     * its length (state.c: the guest's TSC moved on from a kept read);
+     * pf_tsc*: the kept one's. */
+    uint64_t msrs_tsc, msrs_tsc_err, pf_tsc, pf_tsc_err;
     /* Its CPUID record as last read: KVM changes a vCPU's table only when
      * told (KVM_SET_CPUID2: at creation, at SET_STATE, which empty it),
      * so a STOP copies it (state.c; cpuid_len 0: not read yet). */

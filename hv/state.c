@@ -14,11 +14,13 @@
 #include "config.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <x86intrin.h>
 
 #include "backend.h"
 #include "hv.h"
@@ -89,6 +91,9 @@ static void *reserve(void *buf, size_t max, size_t *len, uint32_t type,
     *len += total;
     return p + sizeof(h) + sizeof(head);
 }
+
+/* Where reserve() puts a record's body. */
+#define REC_BODY (sizeof(struct xtk__rec_hdr) + sizeof(struct xtk_kvm_rec_head))
 
 static int get_vm(struct hv *hv, void *buf, size_t max, size_t *len)
 {
@@ -165,9 +170,27 @@ static void sync_irq_bitmap(struct kvm_sregs *s,
             1ull << (ev->interrupt.nr % 64);
 }
 
-/* The records a parked vCPU cannot change (hv_state_prefetch). */
+/* The records a parked vCPU cannot change (hv_state_prefetch): the
+ * MSRs but for the TSC, which goes on counting (msrs_tsc_moved). */
 #define PF_KINDS                                                               \
-    ((1u << K_CPUID) | (1u << K_XSAVE) | (1u << K_XCRS) | (1u << K_DEBUGREGS))
+    ((1u << K_CPUID) | (1u << K_XSAVE) | (1u << K_XCRS) |                      \
+     (1u << K_DEBUGREGS) | (1u << K_MSRS))
+
+#define MSR_IA32_TSC 0x10
+
+/*
+ * The TSC in an MSR record taken at host TSC `at`, moved on to now.  The
+ * guest's TSC is the host's plus an offset (xtk-hv never sets another
+ * rate: KVM_SET_TSC_KHZ; kvm-pvm has none), so it has gone on by as many
+ * cycles as the host's since: as exact as a read then, give or take the
+ * ioctl's own length either way.
+ */
+static void msrs_tsc_moved(struct kvm_msrs *m, uint64_t at, uint64_t now)
+{
+    for (uint32_t i = 0; i < m->nmsrs; i++)
+        if (m->entries[i].index == MSR_IA32_TSC)
+            m->entries[i].data += now - at;
+}
 
 /* The records the last KVM_RUN left in kvm_run (KVM_CAP_SYNC_REGS). */
 #define SYNC_KINDS ((1u << K_REGS) | (1u << K_SREGS) | (1u << K_EVENTS))
@@ -209,6 +232,7 @@ static int get_vcpu_kinds(struct hv *hv, struct hv_vcpu *v, void *buf,
 {
     struct kvm_lapic_state lapic;
     int have_lapic = 0, stale;
+    uint64_t t0;
     unsigned int sync;
 
     /* What of kvm_run's copy holds (hv_vcpu.synced).  A vCPU that has
@@ -247,6 +271,9 @@ static int get_vcpu_kinds(struct hv *hv, struct hv_vcpu *v, void *buf,
             }
             memcpy((char *)buf + *len, (char *)v->pf_buf + v->pf_off[k],
                    v->pf_len[k]);
+            if (k == K_MSRS)
+                msrs_tsc_moved((void *)((char *)buf + *len + REC_BODY),
+                               v->pf_tsc, __rdtsc());
             *len += v->pf_len[k];
             continue;
         }
@@ -268,7 +295,10 @@ static int get_vcpu_kinds(struct hv *hv, struct hv_vcpu *v, void *buf,
             msrs->nmsrs = hv->nr_msrs;
             for (unsigned int i = 0; i < hv->nr_msrs; i++)
                 msrs->entries[i].index = hv->msrs[i];
+            t0 = __rdtsc();
             r = ioctl(v->fd, KVM_GET_MSRS, msrs);
+            v->msrs_tsc_err = (__rdtsc() - t0) / 2;
+            v->msrs_tsc = t0 + v->msrs_tsc_err;
             if (r >= 0 && (unsigned int)r != hv->nr_msrs) {
                 hv_log("vCPU %u: MSR %#x unreadable", v->index, hv->msrs[r]);
                 errno = EIO;
@@ -319,8 +349,10 @@ static int get_vcpu(struct hv *hv, struct hv_vcpu *v, void *buf, size_t max,
 int hv_state_prefetch(struct hv *hv, struct hv_vcpu *v)
 {
     size_t cap = 4096 + hv->xsave_size +
-                 MAX_CPUID * sizeof(struct kvm_cpuid_entry2),
+                 MAX_CPUID * sizeof(struct kvm_cpuid_entry2) +
+                 hv->nr_msrs * sizeof(struct kvm_msr_entry),
            len = 0;
+    int r;
 
     if (v->pf_cap < cap) {
         void *b = realloc(v->pf_buf, cap);
@@ -330,8 +362,42 @@ int hv_state_prefetch(struct hv *hv, struct hv_vcpu *v)
         v->pf_buf = b;
         v->pf_cap = cap;
     }
-    return get_vcpu_kinds(hv, v, v->pf_buf, v->pf_cap, &len, PF_KINDS,
-                          v->pf_off, v->pf_len, 0);
+    r = get_vcpu_kinds(hv, v, v->pf_buf, v->pf_cap, &len, PF_KINDS, v->pf_off,
+                       v->pf_len, 0);
+    v->pf_tsc = v->msrs_tsc;
+    v->pf_tsc_err = v->msrs_tsc_err;
+    return r;
+}
+
+/* The TSC of kept (its thread's read at v->pf_tsc) moved on as a STOP
+ * moves it, against fresh's (read at v->msrs_tsc): nonzero if they
+ * differ by more than the reads' uncertainty and TSC_SLACK; kept then
+ * has fresh's. */
+#define TSC_SLACK 60000 /* cycles: 20 us at 3 GHz */
+static int tsc_differs(const struct hv_vcpu *v, struct kvm_msrs *kept,
+                       const struct kvm_msrs *fresh)
+{
+    uint64_t slack = v->pf_tsc_err + v->msrs_tsc_err + TSC_SLACK;
+    uint64_t now = __rdtsc();
+
+    msrs_tsc_moved(kept, v->pf_tsc, now);
+    for (uint32_t i = 0; i < kept->nmsrs && i < fresh->nmsrs; i++) {
+        uint64_t want, got = fresh->entries[i].data;
+
+        if (kept->entries[i].index != MSR_IA32_TSC ||
+            fresh->entries[i].index != MSR_IA32_TSC)
+            continue;
+        /* As it was when KVM's was read. */
+        want = kept->entries[i].data - (now - v->msrs_tsc);
+        kept->entries[i].data = got;
+        if (want > got + slack || got > want + slack) {
+            hv_log("state: vCPU %u: the TSC kept, moved on, is %" PRIu64
+                   " cycles from KVM's (within %" PRIu64 " expected)",
+                   v->index, want > got ? want - got : got - want, slack);
+            return 1;
+        }
+    }
+    return 0;
 }
 
 /* XTK_HV_CHECK_PREFETCH=1 (the tests): what a vCPU's thread kept, its
@@ -343,11 +409,12 @@ static int prefetch_checked(struct hv *hv, struct hv_vcpu *v)
     unsigned int mask = (v->pf_valid ? PF_KINDS : 0) |
                         (v->cpuid_len ? 1u << K_CPUID : 0) |
                         (v->synced ? SYNC_KINDS : 0);
-    size_t cap =
-        4096 + hv->xsave_size + MAX_CPUID * sizeof(struct kvm_cpuid_entry2);
+    size_t cap = 4096 + hv->xsave_size +
+                 MAX_CPUID * sizeof(struct kvm_cpuid_entry2) +
+                 hv->nr_msrs * sizeof(struct kvm_msr_entry);
     size_t off[K_NR_VCPU], rl[K_NR_VCPU], soff[K_NR_VCPU], srl[K_NR_VCPU];
     size_t len = 0, slen = 0;
-    void *b, *sb = NULL;
+    void *b, *sb = NULL, *mb = NULL;
     int r = 0;
 
     if (!mask)
@@ -373,7 +440,16 @@ static int prefetch_checked(struct hv *hv, struct hv_vcpu *v)
                 k == K_CPUID ? v->cpuid_rec : (char *)v->pf_buf + v->pf_off[k];
             klen = k == K_CPUID ? v->cpuid_len : v->pf_len[k];
         }
-        if (rl[k] != klen || memcmp((char *)b + off[k], kept, rl[k])) {
+        if (k == K_MSRS && rl[k] == klen && (mb = malloc(klen))) {
+            /* The TSC kept, moved on, against KVM's: both within their
+             * reads' lengths (and some slack); the rest exactly. */
+            memcpy(mb, kept, klen);
+            kept = mb;
+            if (tsc_differs(v, (void *)((char *)mb + REC_BODY),
+                            (const void *)((char *)b + off[k] + REC_BODY)))
+                r = -1;
+        }
+        if (r || rl[k] != klen || memcmp((char *)b + off[k], kept, rl[k])) {
             size_t at = 0;
 
             while (at < rl[k] && at < klen &&
@@ -387,6 +463,7 @@ static int prefetch_checked(struct hv *hv, struct hv_vcpu *v)
             r = -1;
         }
     }
+    free(mb);
     free(sb);
     free(b);
     return r;
