@@ -232,6 +232,7 @@ static int get_vcpu_kinds(struct hv *hv, struct hv_vcpu *v, void *buf,
 {
     struct kvm_lapic_state lapic;
     int have_lapic = 0, stale;
+    uint32_t svr;
     uint64_t t0;
     unsigned int sync;
 
@@ -243,7 +244,8 @@ static int get_vcpu_kinds(struct hv *hv, struct hv_vcpu *v, void *buf,
      * the APIC enabled, no INIT has come since it last ran, and the
      * registers it left hold; disabled, they are taken from KVM too. */
     sync = v->synced && !fresh ? SYNC_KINDS : 0;
-    stale = sync && v->out_seq != hv->out_seq;
+    stale =
+        sync && v->out_seq != __atomic_load_n(&hv->out_seq, __ATOMIC_RELAXED);
     if (stale)
         sync &= ~(1u << K_EVENTS);
     for (int k = 0; k < K_NR_VCPU; k++) {
@@ -261,7 +263,8 @@ static int get_vcpu_kinds(struct hv *hv, struct hv_vcpu *v, void *buf,
             if (ioctl(v->fd, KVM_GET_LAPIC, &lapic) < 0)
                 goto err;
             have_lapic = 1;
-            if (!(*(const uint32_t *)&lapic.regs[0xf0] & 0x100))
+            memcpy(&svr, &lapic.regs[0xf0], sizeof(svr));
+            if (!(svr & 0x100))
                 sync = 0;
         }
         if (v->pf_valid && !off && !fresh && (PF_KINDS & (1u << k))) {
