@@ -476,6 +476,8 @@ static void self_check_fails(void)
 
 int main(void)
 {
+    /* Every STOP checks what xtk-hv kept or took from kvm_run. */
+    setenv("XTK_HV_CHECK_PREFETCH", "1", 1);
     ctx = kt_setup();
     TEST_RUN(vcpus_1);
     TEST_RUN(vcpus_2);

@@ -346,6 +346,8 @@ static void failed_saver(void)
 
 int main(void)
 {
+    /* Every STOP checks what xtk-hv kept or took from kvm_run. */
+    setenv("XTK_HV_CHECK_PREFETCH", "1", 1);
     ctx = kt_setup();
     TEST_RUN(evtchn_1vcpu);
     TEST_RUN(evtchn_spin_4vcpus);
