@@ -66,6 +66,9 @@ static const struct vcpu_rec vcpu_recs[K_NR_VCPU] = {
                   sizeof(struct kvm_vcpu_events)},
 };
 
+/* Where reserve() puts a record's body. */
+#define REC_BODY (sizeof(struct xtk__rec_hdr) + sizeof(struct xtk_kvm_rec_head))
+
 /*
  * Makes room for one record of size body bytes at *len in buf (max bytes):
  * its header and head written, the body and the padding zeroed.  Returns
@@ -87,13 +90,10 @@ static void *reserve(void *buf, size_t max, size_t *len, uint32_t type,
     }
     memcpy(p, &h, sizeof(h));
     memcpy(p + sizeof(h), &head, sizeof(head));
-    memset(p + sizeof(h) + sizeof(head), 0, total - sizeof(h) - sizeof(head));
+    memset(p + REC_BODY, 0, total - REC_BODY);
     *len += total;
-    return p + sizeof(h) + sizeof(head);
+    return p + REC_BODY;
 }
-
-/* Where reserve() puts a record's body. */
-#define REC_BODY (sizeof(struct xtk__rec_hdr) + sizeof(struct xtk_kvm_rec_head))
 
 static int get_vm(struct hv *hv, void *buf, size_t max, size_t *len)
 {
@@ -124,6 +124,14 @@ err:
 }
 
 #define MAX_CPUID 256 /* KVM's KVM_MAX_CPUID_ENTRIES */
+
+/* Room enough for one vCPU's records (with their headers). */
+static size_t vcpu_recs_cap(const struct hv *hv)
+{
+    return 16384 + hv->xsave_size +
+           MAX_CPUID * sizeof(struct kvm_cpuid_entry2) +
+           HV_MAX_MSRS * sizeof(struct kvm_msr_entry);
+}
 
 /*
  * The vCPU's CPUID table: room for the most KVM keeps, then the record
@@ -351,10 +359,7 @@ static int get_vcpu(struct hv *hv, struct hv_vcpu *v, void *buf, size_t max,
 
 int hv_state_prefetch(struct hv *hv, struct hv_vcpu *v)
 {
-    size_t cap = 4096 + hv->xsave_size +
-                 MAX_CPUID * sizeof(struct kvm_cpuid_entry2) +
-                 hv->nr_msrs * sizeof(struct kvm_msr_entry),
-           len = 0;
+    size_t cap = vcpu_recs_cap(hv), len = 0;
     int r;
 
     if (v->pf_cap < cap) {
@@ -412,9 +417,7 @@ static int prefetch_checked(struct hv *hv, struct hv_vcpu *v)
     unsigned int mask = (v->pf_valid ? PF_KINDS : 0) |
                         (v->cpuid_len ? 1u << K_CPUID : 0) |
                         (v->synced ? SYNC_KINDS : 0);
-    size_t cap = 4096 + hv->xsave_size +
-                 MAX_CPUID * sizeof(struct kvm_cpuid_entry2) +
-                 hv->nr_msrs * sizeof(struct kvm_msr_entry);
+    size_t cap = vcpu_recs_cap(hv);
     size_t off[K_NR_VCPU], rl[K_NR_VCPU], soff[K_NR_VCPU], srl[K_NR_VCPU];
     size_t len = 0, slen = 0;
     void *b, *sb = NULL, *mb = NULL;
@@ -449,10 +452,13 @@ static int prefetch_checked(struct hv *hv, struct hv_vcpu *v)
             memcpy(mb, kept, klen);
             kept = mb;
             if (tsc_differs(v, (void *)((char *)mb + REC_BODY),
-                            (const void *)((char *)b + off[k] + REC_BODY)))
+                            (const void *)((char *)b + off[k] + REC_BODY))) {
+                errno = EIO;
                 r = -1;
+                break;
+            }
         }
-        if (r || rl[k] != klen || memcmp((char *)b + off[k], kept, rl[k])) {
+        if (rl[k] != klen || memcmp((char *)b + off[k], kept, rl[k])) {
             size_t at = 0;
 
             while (at < rl[k] && at < klen &&
@@ -547,9 +553,7 @@ static void *helper_main(void *arg)
 
 void hv_state_helper_start(struct hv *hv)
 {
-    size_t cap = 16384 + hv->xsave_size +
-                 MAX_CPUID * sizeof(struct kvm_cpuid_entry2) +
-                 HV_MAX_MSRS * sizeof(struct kvm_msr_entry);
+    size_t cap = vcpu_recs_cap(hv);
     const char *e = getenv("XTK_HV_STATE_THREADS");
     int r;
 
