@@ -362,6 +362,9 @@ struct xtk_guest_status {
      * sent to a stopped vCPU, left out of its saved state) stops it: the
      * guest fails after two seconds of its ticks without the NMI. */
     uint64_t nmi_sent, nmi_taken;
+    /* Suspends vCPU 0 said with another vCPU not parked: the host stopped
+     * it where it was (XTK_GUEST_F_APS_STOPPABLE). */
+    uint64_t unparked_suspends;
 };
 _Static_assert(sizeof(struct xtk_guest_status) <= 4096, "one page");
 

@@ -7,11 +7,12 @@
  * vCPU 0 lets them (smp_go).  Devices (LAPIC, IOAPIC) are reached by MMIO,
  * doorbells by port writes (IOPL 3), both from ring 3.
  *
- * Suspend (the event channel or the store asks): vCPU 0 parks the others
- * (quiesce, and a wake-up IPI; under xtk-hv they are stopped by it and
- * park after the resume), marks the status page SUSPENDED, rings the
- * suspend doorbell (the toolstack's "suspended" notification; under an
- * xtk-hv that offers it, with its yield in one exit) and sleeps until the
+ * Suspend (the event channel or the store asks): vCPU 0 tells the others
+ * to park (quiesce; under xtk-hv and on Xen the host stops them where they
+ * are and they park after the resume, woken by an IPI; on plain hardware
+ * it wakes them and waits for them first), marks the status page SUSPENDED,
+ * rings the suspend doorbell (the toolstack's "suspended" notification; under
+ * an xtk-hv that offers it, with its yield in one exit) and sleeps until the
  * suspend port fires again, which means "resume".  On Xen it
  * calls SCHEDOP_shutdown(SHUTDOWN_suspend) instead, and Xen tells the
  * toolstack (xen.c).  It then checks its workload's data, reconnects to
@@ -54,10 +55,10 @@ static struct xtk_net_ring *net_ring; /* NULL: none (not under xtk-hv) */
 static uint64_t net_period_ns, net_next;
 static volatile uint32_t smp_go, parked;
 static volatile uint8_t ap_parked[XTK_GUEST_MAX_VCPUS];
-/* Under xtk-hv the hypervisor stops the other vCPUs once vCPU 0 has said
- * "suspended" (do_suspend); apstop=guest on the command line parks them
- * first instead, as on Xen and plain hardware (for comparison). */
-static int hv_stops_aps;
+/* Under xtk-hv and on Xen the host stops the other vCPUs once vCPU 0 has
+ * said "suspended" (do_suspend); apstop=guest on the command line parks
+ * them first instead, as on plain hardware (for comparison). */
+static int host_stops_aps;
 
 static void lapic_write(uint32_t reg, uint32_t v)
 {
@@ -249,9 +250,13 @@ static int wait_parked_or_request(void)
  * then, after the resume: woken during the suspend, each was a thread
  * woken by vCPU 0 in KVM (vCPU 0's thread: +80 us of CPU per suspend with
  * 7 halted ones) for nothing, xtk-hv stopping it anyway (an idle 8-vCPU
- * guest's suspend p50 765 -> 697 us).  On Xen (SCHEDOP_shutdown from vCPU
- * 0, a new domain's channels rebuilt by it) and on plain hardware they
- * park first.
+ * guest's suspend p50 765 -> 697 us).  On Xen the same: Xen pauses every
+ * vCPU of a domain one of them shuts down for a suspend, wherever it is,
+ * and its save keeps them all.  In a new domain they run on from there as
+ * soon as it is unpaused, before vCPU 0 has mapped shared info and
+ * registered the runstate areas again: until they park they may read a
+ * stale clock and stale runstates, which only the spin lock's measures
+ * use.  On plain hardware, and with apstop=guest, they park first.
  */
 static void do_suspend(const char *how)
 {
@@ -259,7 +264,7 @@ static void do_suspend(const char *how)
     int new_domain = 0, moved = 0;
 
     WRITE_ONCE(quiesce, 1);
-    if (!hv_stops_aps) {
+    if (!host_stops_aps) {
         send_wake_ipi();
         wait_parked();
     }
@@ -269,6 +274,8 @@ again:
     /* The count first: a host that sees "suspended" sees this suspend's
      * number (xtk-hv resumes each number once). */
     status->suspends++;
+    if (READ_ONCE(parked) != nr_vcpus - 1)
+        status->unparked_suspends++;
     barrier();
     WRITE_ONCE(status->state, XTK_GUEST_SUSPENDED);
     barrier();
@@ -305,10 +312,10 @@ again:
         if (store_page)
             store_reconnect(store_page);
     }
-    /* Those xtk-hv stopped park now.  A request that comes meanwhile
+    /* Those the host stopped park now.  A request that comes meanwhile
      * (xtk-hv may hold them for it) is taken here: vCPU 0 must never wait
      * for vCPUs the toolstack stopped to let it suspend. */
-    if (hv_stops_aps) {
+    if (host_stops_aps) {
         send_wake_ipi();
         if (wait_parked_or_request())
             goto again;
@@ -408,7 +415,7 @@ void ap_poll(unsigned int cpu)
     /* Parked before the suspend is counted: its thread given back until
      * the resume.  (Not when xtk-hv stops the vCPUs: an AP may park after
      * the resume, and a yield then would hold it until the next one.) */
-    if (boot && !hv_stops_aps)
+    if (boot && !host_stops_aps)
         hv_yield((uint32_t)status->suspends + 1);
     sys_wait(SYS_WAIT_CLEAR, &quiesce, 1);
     if (cpu < XTK_GUEST_MAX_VCPUS)
@@ -477,16 +484,16 @@ static void boot_bsp(struct xtk_guest_boot *b, struct multiboot_info *mbi)
         cons_ring = (void *)XTK_GUEST_CONS_GPA;
         net_ring = (void *)XTK_GUEST_NET_GPA;
         net_period_ns = cmdline_u64(cl, "net", 0) * 1000000ull;
-        {
-            size_t len;
-            const char *a = cmdline_get(cl, "apstop", &len);
-
-            hv_stops_aps = !(a && len == 5 && !strncmp(a, "guest", 5));
-            if (hv_stops_aps)
-                status->features |= XTK_GUEST_F_APS_STOPPABLE;
-        }
         if (boot->flags & XTK_BOOT_STORE)
             store_page = (void *)XTK_GUEST_STORE_GPA;
+    }
+    if (boot || xen_mode) { /* a host that stops the vCPUs itself */
+        size_t len;
+        const char *a = cmdline_get(cl, "apstop", &len);
+
+        host_stops_aps = !(a && len == 5 && !strncmp(a, "guest", 5));
+        if (host_stops_aps)
+            status->features |= XTK_GUEST_F_APS_STOPPABLE;
     }
     timer_start();
     status->nr_vcpus_up = 1;

@@ -229,7 +229,9 @@ static void run_spin(unsigned int cpu)
         }
         WRITE_ONCE(s->holder, cpu + 1);
         if (t0) { /* held: the measures are the lock's too */
-            uint64_t w = now_ns() - t0;
+            /* A wait across a migration (the host stops a waiting vCPU
+             * where it is) may see the clock start again lower. */
+            uint64_t t1 = now_ns(), w = t1 > t0 ? t1 - t0 : 0;
             pv->lock_waits++;
             pv->lock_wait_total_ns += w;
             if (w > pv->lock_wait_max_ns)

@@ -397,6 +397,10 @@ static void print_guest_pv(struct xtk_domain *dom,
                pv->lock_waits ? pv->lock_wait_total_ns / 1e3 / pv->lock_waits
                               : 0.0,
                pv->lock_wait_max_ns / 1e3);
+    if (info->nr_vcpus > 1)
+        printf("suspends: %" PRIu64 ", %" PRIu64
+               " of them with other vCPUs stopped where they were\n",
+               s->suspends, s->unparked_suspends);
     if (s->workload == XTK_WORK_NMI)
         printf("nmi: %" PRIu64 " sent to vCPU 1, %" PRIu64 " taken\n",
                s->nmi_sent, s->nmi_taken);

@@ -75,6 +75,18 @@ if wl == "spin":
 PY
       "$xtk" console "$name" | grep -q 'suspended (event channel), resumed' ||
         fail "$name: no resume on its console"
+      # The suspends vCPU 0 said with others not parked: some when xtk-hv
+      # stops them (a request taken while they park after a resume finds
+      # them parked), none when the guest parks them first.
+      "$xtk" vcpus "$name" > "$name.vcpus" || fail "xtk vcpus $name"
+      read -r sus unp <<<"$(sed -n 's/^suspends: \([0-9]*\), \([0-9]*\) of them .*/\1 \2/p' "$name.vcpus")"
+      if [ "$how" = hv ]; then
+        [ "${sus:-0}" -ge 10 ] && [ "${unp:-0}" -gt 0 ] ||
+          fail "$name: suspends '$sus', with vCPUs not parked '$unp' (some expected)"
+      else
+        [ "${sus:-0}" -ge 10 ] && [ "$unp" = 0 ] ||
+          fail "$name: suspends '$sus', with vCPUs not parked '$unp' (none expected)"
+      fi
       if [ "$wl" = spin ]; then
         # One CPU for all: a waiter runs only while the holder does not.
         # It must have seen the holder preempted and given it its time.

@@ -471,7 +471,12 @@ builtin() {
 # the guest's lock in turn and holding it a while (hold=64).  A waiter
 # that finds the holder preempted (RUNSTATE_runnable in the holder's
 # runstate area, which Xen keeps) must see it and step aside
-# (SCHEDOP_yield); then 10 checkpoints of it, each passing its self-check.
+# (SCHEDOP_yield); then 10 checkpoints of it, each passing its self-check,
+# its other vCPUs stopped by Xen where they were (the guest counts the
+# suspends it said with them not parked); then saved so, mid-lock, and
+# restored by xtk-restore as a new domain, which goes on taking its lock.
+# g5_moved DOMID N: the guest has resumed N times in a new domain.
+g5_moved() { [ "$(g3f "$1" moves)" = "$2" ]; }
 builtin_spin() {
   g5log=/var/log/xen/console/guest-g5.log
   cat >/etc/xen/g5.cfg <<'EOF5'
@@ -505,11 +510,32 @@ EOF5
     g5 /dev/null 2>/run/xtk-g5-ckpt.log && sleep 1 &&
     [ "$(g3f "$d5" state)" = 1 ] && [ "$(g3f "$d5" errors)" = 0 ] &&
     [ "$(g3f "$d5" suspends)" -ge "$((s0 + 10))" ] &&
-    [ "$(g3f "$d5" suspends)" = "$(g3f "$d5" resumes)" ]; then
+    [ "$(g3f "$d5" suspends)" = "$(g3f "$d5" resumes)" ] &&
+    [ "$(g3f "$d5" unparked)" -gt 0 ]; then
     ok builtin-spin-checkpoint "10 checkpoints in $(since "$t") s: $(g3st "$d5"); $(grep -E '^ *suspend \(us\)' /run/xtk-g5-ckpt.log | tr -s ' ' | tr '\n' ';')"
   else
     bad builtin-spin-checkpoint "$(g3st "$d5"); $(tail -n 5 /run/xtk-g5-ckpt.log | tr '\n' ';')"
   fi
+
+  old=$d5
+  mv=$(g3f "$d5" moves)
+  u0=$(g3f "$d5" unparked)
+  t=$(now)
+  a=
+  if XTK_BACKEND=xen timeout 300 xtk-save --suspend evtchn --format xl g5 \
+    /run/g5.xl 2>/run/xtk-g5-save.log && waitfor 30 gone "$old" &&
+    XTK_BACKEND=xen timeout 300 xtk-restore /run/g5.xl \
+      >/run/xtk-g5-restore.out 2>/run/xtk-g5-restore.log &&
+    d5=$(cat /run/xtk-g5-restore.out) && [ -n "$d5" ] &&
+    waitfor 10 g5_moved "$d5" "$((mv + 1))" && a=$(g3f "$d5" lock_acq) && sleep 2 && [ "$(g3f "$d5" state)" = 1 ] &&
+    [ "$(g3f "$d5" errors)" = 0 ] && [ "$(g3f "$d5" lock_acq)" -gt "$a" ] &&
+    [ "$(g3f "$d5" unparked)" -gt "$u0" ]; then
+    ok builtin-spin-restore "saved with its vCPUs stopped where they were, restored as domain $d5 in $(since "$t") s: $(g3st "$d5")"
+  else
+    bad builtin-spin-restore "domain $old -> '$d5' (lock_acq '$a'): $(g3st "$d5"); $(tail -n 3 /run/xtk-g5-save.log /run/xtk-g5-restore.log | tr '\n' ';')"
+    d5=$(domid_of g5) || d5=$old
+  fi
+  rm -f /run/g5.xl
   xl destroy "$d5" >/dev/null 2>&1
   waitfor 30 gone "$d5"
 }

@@ -456,7 +456,7 @@ boot_to_init() {
 builtin_checks="builtin-boot builtin-checkpoint builtin-save builtin-xl
   builtin-text builtin-migrate builtin-destroy"
 # The SMP built-in guest's (4 vCPUs, its lock under overcommit; issue 15).
-spin_checks="builtin-spin builtin-spin-checkpoint"
+spin_checks="builtin-spin builtin-spin-checkpoint builtin-spin-restore"
 # The devices guest's checks (dom0-init.sh, devices()).
 device_checks="dev-create dev-xl-xtk dev-missing dev-migrate dev-text
   dev-held dev-destroy"

@@ -558,7 +558,8 @@ static int print_status(const char *domid_s)
                (unsigned long long)(st->pv.lock_wait_max_ns / 1000));
         printf("state=%u workload=%u vcpus=%u counter=%llu suspends=%llu "
                "resumes=%llu errors=%u stopped_last_us=%llu "
-               "stopped_max_us=%llu ticks=%llu moves=%llu message=%.200s\n",
+               "stopped_max_us=%llu ticks=%llu moves=%llu unparked=%llu "
+               "message=%.200s\n",
                st->state, st->workload, st->nr_vcpus_up,
                (unsigned long long)st->counter,
                (unsigned long long)st->suspends,
@@ -566,6 +567,7 @@ static int print_status(const char *domid_s)
                (unsigned long long)(st->stopped_last_ns / 1000),
                (unsigned long long)(st->stopped_max_ns / 1000),
                (unsigned long long)st->ticks, (unsigned long long)st->moves,
+               (unsigned long long)st->unparked_suspends,
                st->message[0] ? st->message : "-");
         rc = 0;
     }
