@@ -18,9 +18,10 @@
 # (b) store request + event channel, (c) for the built-in guest, both on
 # event channels.
 # With XTK_XEN_ONLY=smp (issue 15): the built-in guest with 1-8 vCPUs,
-# spin and idle, its lock-holder measures on and off, ROUNDS x 8
-# checkpoints each (the suspend histogram), and seed 000's lock measure
-# (XTK_XEN_SMP=2 gives Xen both cores).
+# spin and idle, its lock-holder measures on and off, and on with vCPU 0
+# parking the others before it suspends (Xen stopping them otherwise),
+# ROUNDS x 8 checkpoints each (the suspend and downtime histograms), and
+# seed 000's lock measure (XTK_XEN_SMP=2 gives Xen both cores).
 # With XTK_XEN_ONLY=builtin, the built-in guest's part alone (a shorter
 # boot); with XTK_XEN_ONLY=devices, ROUNDS migrations each way of the
 # testbed's devices guest (the cloud kernel as PVH with a disk on a loop
@@ -114,14 +115,16 @@ tr -d '\r' <"$out" | awk -v rounds="$rounds" '
     if (p50[a] && p50[b])
       printf "  %-44s %.2f\n", label, p50[a] / p50[b]
   }
-  # XTK-SMP WORKLOAD VCPUS PV|count min p50 p90 p99 max mean (us)
+  # XTK-SMP WORKLOAD VCPUS PV|count min p50 p90 p99 max mean (us): the
+  # suspend|and the downtime (request to resumed)
   /^XTK-SMP / {
     split($0, part, "|")
     split(part[1], h, " ")
     split(part[2], f, " ")
+    split(part[3], dt, " ")
     k = h[2] " " h[3] " " h[4]
     smp[++nsmp] = k
-    smp50[k] = f[3]; smp90[k] = f[4]; smp99[k] = f[5]
+    smp50[k] = f[3]; smp90[k] = f[4]; smp99[k] = f[5]; smpd50[k] = dt[3]
     if (h[3] == 1) smpbase[h[2] " " h[4]] = f[3]
   }
   # XTK-LOCK PV ROUND a0=N key=value... (xen-probe --status)
@@ -148,11 +151,12 @@ tr -d '\r' <"$out" | awk -v rounds="$rounds" '
   END {
     if (nsmp || nl["on"]) {
       print "SMP built-in guests on Xen (issue 15): suspend (us), checkpoints 20 ms apart"
-      printf "  %-24s %9s %9s %9s %10s\n", "workload vCPUs pv", "p50", "p90", "p99", "p50 vs 1"
+      print "  (pv: on, off, or park: on, vCPU 0 parking the others before it suspends)"
+      printf "  %-24s %9s %9s %9s %10s %14s\n", "workload vCPUs pv", "p50", "p90", "p99", "p50 vs 1", "downtime p50"
       for (i = 1; i <= nsmp; i++) {
         k = smp[i]; split(k, h, " ")
         b = smpbase[h[1] " " h[3]]
-        printf "  %-24s %9.0f %9.0f %9.0f %9.2fx\n", k, smp50[k], smp90[k], smp99[k], b ? smp50[k] / b : 0
+        printf "  %-24s %9.0f %9.0f %9.0f %9.2fx %14.0f\n", k, smp50[k], smp90[k], smp99[k], b ? smp50[k] / b : 0, smpd50[k]
       }
       if (nl["on"]) {
         print "seed 000: the spin lock of an 8-vCPU guest (hold=64), 5 s each"

@@ -197,9 +197,11 @@ if [ -n "$bench_devices" ]; then
 fi
 # bench_smp=1 (xtk.only=smp; issue 15): the built-in guest with 1, 2, 4
 # and 8 vCPUs, spin (hold=64) and idle, its lock-holder measures on (pv)
-# and off (pv=0), checkpointed $rounds x 8 times 20 ms apart to /dev/null
-# on its event channel: an XTK-SMP line per run with the report's suspend
-# histogram (count min p50 p90 p99 max mean, us).  Then seed 000's measure
+# and off (pv=0), and on with its vCPU 0 parking the others before it
+# suspends (park: apstop=guest; otherwise Xen stops them where they are),
+# checkpointed $rounds x 8 times 20 ms apart to /dev/null on its event
+# channel: an XTK-SMP line per run with the report's suspend and downtime
+# (request to resumed) histograms (count min p50 p90 p99 max mean, us).  Then seed 000's measure
 # on the 8-vCPU spin guest, pv on and off $rounds times: XTK-LOCK lines
 # with its lock acquisitions, waits and longest wait over 5 s.
 bench_smp=${bench_smp:-}
@@ -220,10 +222,11 @@ smp_rounds() {
   local wl n pv extra d st
   for wl in spin idle; do
     for n in 1 2 4 8; do
-      for pv in on off; do
+      for pv in on off park; do
         extra="workload=$wl"
         [ "$wl" = spin ] && extra="$extra hold=64"
         [ "$pv" = off ] && extra="$extra pv=0"
+        [ "$pv" = park ] && extra="$extra apstop=guest"
         if ! smp_guest s "$n" "$extra"; then
           bad bench "smp $wl $n $pv: $(tail -n 3 /run/s-create.log | tr '\n' ';')"
           xl destroy s >/dev/null 2>&1
@@ -234,7 +237,7 @@ smp_rounds() {
         if XTK_BACKEND=xen timeout 600 xtk-save -c -l -I 20 \
           -N "$((rounds * 8))" --suspend evtchn s /dev/null \
           2>/run/s-ckpt.log && [ "$(g3f "$d" errors)" = 0 ]; then
-          echo "XTK-SMP $wl $n $pv|$(sed -n 's/^ *suspend (us) *//p' /run/s-ckpt.log | head -n 1)"
+          echo "XTK-SMP $wl $n $pv|$(sed -n 's/^ *suspend (us) *//p' /run/s-ckpt.log | head -n 1)|$(sed -n 's/^ *downtime (us) *//p' /run/s-ckpt.log | head -n 1)"
         else
           bad bench "smp $wl $n $pv: $(g3st "$d"); $(tail -n 3 /run/s-ckpt.log | tr '\n' ';') console: $(tail -n 4 "$con/guest-s.log" | tr '\n' ';') xl dmesg: $(xl dmesg | tail -n 6 | tr '\n' ';')"
         fi
