@@ -9,6 +9,7 @@
 #define LAPIC_EOI 0xb0
 #define VEC_TIMER 0x30
 #define VEC_WAKE 0x50
+#define VEC_PARKED 0x51     /* to vCPU 0: the last of the others has parked */
 #define VEC_XEN_UPCALL 0x60 /* Xen's callback vector (xen.c) */
 #define VEC_SPURIOUS 0xff
 
@@ -16,6 +17,7 @@
 #define EV_TIMER 0x1
 #define EV_SUSPEND 0x2
 #define EV_STORE 0x4
+#define EV_PARKED 0x8
 
 /* The syscalls (guest.h, kernel.c; entry.S runs the waits itself). */
 #define SYS_WAIT_SET 1    /* sleep until (*p & mask) != 0 */

@@ -233,6 +233,7 @@ isr_ud:
 
     event_stub isr_suspend, EV_SUSPEND
     event_stub isr_store, EV_STORE
+    event_stub isr_parked, EV_PARKED
 
     .globl isr_timer
 isr_timer:

@@ -30,7 +30,8 @@ struct frame {
 };
 
 extern char isr_stubs[], kernel_stacks[];
-extern char isr_timer[], isr_suspend[], isr_store[], isr_echo[], isr_ud[];
+extern char isr_timer[], isr_suspend[], isr_store[], isr_echo[], isr_ud[],
+    isr_parked[];
 
 _Static_assert(ECHO_DOORBELL == XTK_PORT_DOORBELL(XTK_PORT_ECHO),
                "defs.h: ECHO_DOORBELL");
@@ -66,6 +67,8 @@ static uint64_t isr_address(int v)
         return (uint64_t)isr_store;
     case XTK_PORT_VECTOR(XTK_PORT_ECHO):
         return (uint64_t)isr_echo;
+    case VEC_PARKED:
+        return (uint64_t)isr_parked;
     default:
         return (uint64_t)(isr_stubs + 16 * v);
     }

@@ -54,6 +54,9 @@ static uint32_t console_lock;
 static struct xtk_net_ring *net_ring; /* NULL: none (not under xtk-hv) */
 static uint64_t net_period_ns, net_next;
 static volatile uint32_t smp_go, parked;
+/* vCPU 0 sleeps until the last of the others parks (after a resume):
+ * that one sends it VEC_PARKED. */
+static volatile uint32_t parked_waiter;
 static volatile uint8_t ap_parked[XTK_GUEST_MAX_VCPUS];
 /* Under xtk-hv and on Xen the host stops the other vCPUs once vCPU 0 has
  * said "suspended" (do_suspend); apstop=guest on the command line parks
@@ -221,21 +224,60 @@ static void wait_parked(void)
     }
 }
 
-/* wait_parked(), unless a suspend request comes first: 1 if one did. */
+/* A suspend request has come (the store's is taken here). */
+static int request_came(void)
+{
+    if (READ_ONCE(kernel_events) & EV_SUSPEND)
+        return 1;
+    return store_page &&
+           ((take_events(EV_STORE) & EV_STORE) || store_pending()) &&
+           store_poll();
+}
+
+/*
+ * After a resume: the others parked, unless a suspend request comes
+ * first (1 if one did).  Under xtk-hv vCPU 0 spins, giving its CPU to a
+ * preempted one it waits for (a directed yield, pv.c).  On Xen, whose
+ * yield is not directed, it sleeps instead: a vCPU that spun through its
+ * time there waits longer for a CPU when the next request comes (Xen's
+ * credit scheduler: docs/benchmarks.md), and the others, just let go,
+ * need the CPU to reach their park.  The last to park wakes it
+ * (ap_poll).  (Sleeping under xtk-hv cost an idle 8-vCPU guest's next
+ * suspend ~40 us.)
+ */
 static int wait_parked_or_request(void)
 {
-    for (unsigned int spins = 0; READ_ONCE(parked) != nr_vcpus - 1;) {
-        if (READ_ONCE(kernel_events) & EV_SUSPEND)
-            return 1;
-        if (store_page &&
-            ((take_events(EV_STORE) & EV_STORE) || store_pending()) &&
-            store_poll())
-            return 1;
-        if (++spins % PV_CHECK_SPINS == 0)
-            yield_to_unparked();
-        cpu_relax();
+    int r = 0;
+
+    if (!xen_mode) {
+        for (unsigned int spins = 0; READ_ONCE(parked) != nr_vcpus - 1;) {
+            if (request_came())
+                return 1;
+            if (++spins % PV_CHECK_SPINS == 0)
+                yield_to_unparked();
+            cpu_relax();
+        }
+        return 0;
     }
-    return 0;
+    for (;;) {
+        take_events(EV_PARKED);
+        __atomic_store_n(&parked_waiter, 1, __ATOMIC_SEQ_CST);
+        if (__atomic_load_n(&parked, __ATOMIC_SEQ_CST) == nr_vcpus - 1)
+            break;
+        if ((r = request_came()))
+            break;
+        sys_wait(SYS_WAIT_SET, &kernel_events,
+                 EV_PARKED | EV_SUSPEND | EV_STORE);
+    }
+    WRITE_ONCE(parked_waiter, 0);
+    return r;
+}
+
+/* To vCPU 0 (APIC id 0): VEC_PARKED, fixed, physical destination. */
+static void send_parked_ipi(void)
+{
+    lapic_write(LAPIC_ICR_HI, 0);
+    lapic_write(LAPIC_ICR_LO, VEC_PARKED);
 }
 
 /*
@@ -411,7 +453,9 @@ void ap_poll(unsigned int cpu)
         return;
     if (cpu < XTK_GUEST_MAX_VCPUS)
         WRITE_ONCE(ap_parked[cpu], 1);
-    __atomic_add_fetch(&parked, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_add_fetch(&parked, 1, __ATOMIC_SEQ_CST) == nr_vcpus - 1 &&
+        __atomic_load_n(&parked_waiter, __ATOMIC_SEQ_CST))
+        send_parked_ipi();
     /* Parked before the suspend is counted: its thread given back until
      * the resume.  (Not when xtk-hv stops the vCPUs: an AP may park after
      * the resume, and a yield then would hold it until the next one.) */
