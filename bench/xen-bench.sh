@@ -151,7 +151,8 @@ tr -d '\r' <"$out" | awk -v rounds="$rounds" '
   END {
     if (nsmp || nl["on"]) {
       print "SMP built-in guests on Xen (issue 15): suspend (us), checkpoints 20 ms apart"
-      print "  (pv: on, off, or park: on, vCPU 0 parking the others before it suspends)"
+      print "  (pv: on, off, or park: on, vCPU 0 parking the others before it suspends;"
+      print "  downtime: request to resumed, without the guest'"'"'s own check after the resume)"
       printf "  %-24s %9s %9s %9s %10s %14s\n", "workload vCPUs pv", "p50", "p90", "p99", "p50 vs 1", "downtime p50"
       for (i = 1; i <= nsmp; i++) {
         k = smp[i]; split(k, h, " ")
