@@ -21,7 +21,8 @@
 # spin and idle, its lock-holder measures on and off, and on with vCPU 0
 # parking the others before it suspends (Xen stopping them otherwise),
 # ROUNDS x 8 checkpoints each (the suspend and downtime histograms), and
-# seed 000's lock measure (XTK_XEN_SMP=2 gives Xen both cores).
+# seed 000's lock measure (XTK_XEN_SMP=2 gives Xen both cores;
+# XTK_XEN_SMP_VCPUS="8" and XTK_XEN_SMP_WORKLOADS="spin" only those rows).
 # With XTK_XEN_ONLY=builtin, the built-in guest's part alone (a shorter
 # boot); with XTK_XEN_ONLY=devices, ROUNDS migrations each way of the
 # testbed's devices guest (the cloud kernel as PVH with a disk on a loop

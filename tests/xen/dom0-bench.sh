@@ -214,14 +214,38 @@ extra = "$3"
 memory = 32
 vcpus = $2
 on_poweroff = "destroy"
+on_crash = "preserve"
+on_reboot = "preserve"
 EOF6
   xl create "/etc/xen/$1.cfg" >"/run/$1-create.log" 2>&1 &&
     waitfor 60 grep -q 'xtk-guest: running' "$con/guest-$1.log"
 }
+# xtk.smpn=N/N.. and xtk.smpwl=W/W.. (XTK_XEN_SMP_VCPUS and
+# XTK_XEN_SMP_WORKLOADS): only those rows, e.g. the 8-vCPU spin guest
+# again and again.  A row that fails prints the whole of what Xen said
+# (XTK-DMESG lines) and the guest's console (XTK-GCON) after its line.
+smp_ns=$(sed -n 's/.*xtk\.smpn=\([0-9/]*\).*/\1/p' /proc/cmdline | tr / ' ')
+smp_wls=$(sed -n 's/.*xtk\.smpwl=\([a-z/]*\).*/\1/p' /proc/cmdline | tr / ' ')
+# (A triple fault is a reboot to Xen, which xl would restart as a new
+# domain: the guest is kept instead, for its registers, and destroyed
+# after.)
+smp_evidence() { # GUEST
+  xl dmesg 2>&1 | tail -n 120 | sed 's/^/XTK-DMESG /'
+  tail -n 40 "$con/guest-$1.log" 2>&1 | sed 's/^/XTK-GCON /'
+  xen-probe --regs "$(domid_of "$1")" 2>&1 | sed 's/^/XTK-REGS /'
+}
+# smp_alive GUEST DOMID: running (not shut down or crashed), its
+# self-check clean.
+smp_alive() {
+  local flags
+  flags=$(xl list "$1" 2>/dev/null | awk 'NR == 2 { print $5 }')
+  [ -n "$flags" ] && [ "${flags#*[sc]}" = "$flags" ] &&
+    [ "$(g3f "$2" state)" = 1 ] && [ "$(g3f "$2" errors)" = 0 ]
+}
 smp_rounds() {
   local wl n pv extra d st
-  for wl in spin idle; do
-    for n in 1 2 4 8; do
+  for wl in ${smp_wls:-spin idle}; do
+    for n in ${smp_ns:-1 2 4 8}; do
       for pv in on off park; do
         extra="workload=$wl"
         [ "$wl" = spin ] && extra="$extra hold=64"
@@ -229,6 +253,7 @@ smp_rounds() {
         [ "$pv" = park ] && extra="$extra apstop=guest"
         if ! smp_guest s "$n" "$extra"; then
           bad bench "smp $wl $n $pv: $(tail -n 3 /run/s-create.log | tr '\n' ';')"
+          smp_evidence s
           xl destroy s >/dev/null 2>&1
           continue
         fi
@@ -240,6 +265,7 @@ smp_rounds() {
           echo "XTK-SMP $wl $n $pv|$(sed -n 's/^ *suspend (us) *//p' /run/s-ckpt.log | head -n 1)|$(sed -n 's/^ *downtime (us) *//p' /run/s-ckpt.log | head -n 1)"
         else
           bad bench "smp $wl $n $pv: $(g3st "$d"); $(tail -n 3 /run/s-ckpt.log | tr '\n' ';') console: $(tail -n 4 "$con/guest-s.log" | tr '\n' ';') xl dmesg: $(xl dmesg | tail -n 6 | tr '\n' ';')"
+          smp_evidence s
         fi
         xl destroy s >/dev/null 2>&1
         waitfor 30 gone "$d"
@@ -256,11 +282,50 @@ smp_rounds() {
       sleep 5
       st=$(g3st "$d")
       echo "XTK-LOCK $pv $r a0=$a0 $st"
+      smp_alive l "$d" || { bad bench "lock $pv $r: $st"; smp_evidence l; }
       xl destroy l >/dev/null 2>&1
       waitfor 30 gone "$d"
     done
   done
 }
+# xtk.soak=N (XTK_XEN_SOAK; with xtk.only=smp): no benchmark, but N
+# rounds of the 8-vCPU spin guest (or xtk.smpn's first size and
+# xtk.smpwl's first workload) left to run 15 s with no checkpoint: an
+# XTK-SOAK line each, alive or dead, and a dead one's evidence.  For the
+# guest's deaths on two TCG CPUs (docs/benchmarks.md).
+soak=$(sed -n 's/.*xtk\.soak=\([0-9]*\).*/\1/p' /proc/cmdline)
+soak_rounds() {
+  local i d n wl extra
+  set -- ${smp_ns:-8}
+  n=$1
+  set -- ${smp_wls:-spin}
+  wl=$1
+  extra="workload=$wl"
+  [ "$wl" = spin ] && extra="$extra hold=64"
+  for i in $(seq "$soak"); do
+    if ! smp_guest s "$n" "$extra"; then
+      bad bench "soak $i: $(tail -n 3 /run/s-create.log | tr '\n' ';')"
+      smp_evidence s
+      xl destroy s >/dev/null 2>&1
+      continue
+    fi
+    d=$(domid_of s)
+    sleep 15
+    if smp_alive s "$d"; then
+      echo "XTK-SOAK $wl $n $i alive $(g3st "$d")"
+    else
+      echo "XTK-SOAK $wl $n $i dead ($(xl list s 2>&1 | tail -n 1)) $(g3st "$d")"
+      bad bench "soak $i: domain $d died"
+      smp_evidence s
+    fi
+    xl destroy s >/dev/null 2>&1
+    waitfor 30 gone "$d"
+  done
+}
+if [ -n "$bench_smp" ] && [ -n "$soak" ]; then
+  soak_rounds
+  bench_end
+fi
 if [ -n "$bench_smp" ]; then
   smp_rounds
   bench_end

@@ -321,7 +321,7 @@ boot() { # boot OUTPUT: Xen and dom0 under QEMU, console to OUTPUT
     -drive "file=out.img,if=none,id=out,format=raw" \
     -device virtio-blk-pci,drive=out \
     -kernel xen.elf -append "${xen_args}dom0_mem=768M console=com1 com1=115200,8n1" \
-    -initrd "vmlinuz-dom0 console=hvc0 earlyprintk=xen rdinit=/init quiet${bench:+ xtk.bench=$bench}${only:+ xtk.only=${only//,/,,}}${store_arg},dom0.cpio" \
+    -initrd "vmlinuz-dom0 console=hvc0 earlyprintk=xen rdinit=/init quiet${bench:+ xtk.bench=$bench}${only:+ xtk.only=${only//,/,,}}${store_arg}${smp_rows},dom0.cpio" \
     -monitor "unix:mon.sock,server=on,wait=off" \
     </dev/null >"$1" 2>&1) &
   qpid=$!
@@ -523,6 +523,15 @@ if [ -n "$bench" ]; then
   fi
   probes=
 fi
+# XTK_XEN_SMP_VCPUS="8" and XTK_XEN_SMP_WORKLOADS="spin" (with
+# XTK_XEN_ONLY=smp): only those rows of the SMP benchmark; and
+# XTK_XEN_SOAK=N: in its place N runs of 15 s of that guest (the first
+# of each, 8 and spin by default) with no checkpoint, each alive or dead
+# (tests/xen/dom0-bench.sh).
+smp_rows=
+[ -n "${XTK_XEN_SMP_VCPUS:-}" ] && smp_rows=" xtk.smpn=$(tr ' ' / <<<"$XTK_XEN_SMP_VCPUS")"
+[ -n "${XTK_XEN_SMP_WORKLOADS:-}" ] && smp_rows="$smp_rows xtk.smpwl=$(tr ' ' / <<<"$XTK_XEN_SMP_WORKLOADS")"
+[ -n "${XTK_XEN_SOAK:-}" ] && smp_rows="$smp_rows xtk.soak=$XTK_XEN_SOAK"
 if [ -n "$store_arg" ]; then
   checks=$(for c in $checks; do
     case $c in xsd-lite) echo store ;; xsd-lite-alive) echo store-alive ;; *) echo "$c" ;; esac

@@ -4,6 +4,11 @@
  *
  *   xen-probe [--pv] [--console FILE] NAME CYCLES
  *   xen-probe --status DOMID
+ *   xen-probe --regs DOMID
+ *
+ * --regs prints each vCPU's registers from the domain's HVM context, and
+ * the words at its stack pointer, for a guest kept after it crashed
+ * (on_crash = "preserve"): where a triple fault left it.
  *
  * --status reads xtk's built-in guest's status page (guests/abi.h) from a
  * running domain through a foreign mapping and prints it as one line of
@@ -715,6 +720,89 @@ out:
     return rc;
 }
 
+/* The guest-physical word at gpa (identity-mapped guests), or ~0. */
+static uint64_t guest_word(xenforeignmemory_handle *fm, uint32_t domid,
+                           uint64_t gpa)
+{
+    xen_pfn_t pfn = gpa >> 12;
+    uint64_t v = ~0ull;
+    int err = 0;
+    uint8_t *p = xenforeignmemory_map(fm, domid, PROT_READ, 1, &pfn, &err);
+
+    if (!p || err)
+        return v;
+    memcpy(&v, p + (gpa & 0xff8), sizeof(v));
+    xenforeignmemory_unmap(fm, p, 1);
+    return v;
+}
+
+/* --regs DOMID: each vCPU's saved registers and the top of its stack. */
+static int print_regs(const char *arg)
+{
+    uint32_t domid = (uint32_t)strtoul(arg, NULL, 0);
+    xc_interface *xch = xc_interface_open(NULL, NULL, 0);
+    xenforeignmemory_handle *fm = xenforeignmemory_open(NULL, 0);
+    uint8_t *buf = NULL;
+    int size, rc = 1;
+
+    if (!xch || !fm)
+        goto out;
+    size = xc_domain_hvm_getcontext(xch, domid, NULL, 0);
+    if (size <= 0 || !(buf = malloc((size_t)size)) ||
+        (size = xc_domain_hvm_getcontext(xch, domid, buf, (uint32_t)size)) <= 0)
+        goto out;
+    for (size_t off = 0;
+         off + sizeof(struct hvm_save_descriptor) <= (size_t)size;) {
+        struct hvm_save_descriptor d;
+        struct hvm_hw_cpu c;
+
+        memcpy(&d, buf + off, sizeof(d));
+        off += sizeof(d);
+        if (d.length > (size_t)size - off)
+            break;
+        if (d.typecode == HVM_SAVE_CODE(CPU) && d.length >= sizeof(c)) {
+            memcpy(&c, buf + off, sizeof(c));
+            printf("vcpu %u: rip %#llx rsp %#llx rflags %#llx cs %#x/%#x ss "
+                   "%#x cr0 %#llx cr2 %#llx cr3 %#llx cr4 %#llx tr %#x base "
+                   "%#llx idtr %#llx/%#x gdtr %#llx/%#x pending %#x err %#x\n",
+                   d.instance, (unsigned long long)c.rip,
+                   (unsigned long long)c.rsp, (unsigned long long)c.rflags,
+                   c.cs_sel, c.cs_arbytes, c.ss_sel, (unsigned long long)c.cr0,
+                   (unsigned long long)c.cr2, (unsigned long long)c.cr3,
+                   (unsigned long long)c.cr4, c.tr_sel,
+                   (unsigned long long)c.tr_base,
+                   (unsigned long long)c.idtr_base, c.idtr_limit,
+                   (unsigned long long)c.gdtr_base, c.gdtr_limit,
+                   c.pending_event, c.error_code);
+            printf("  rax %#llx rbx %#llx rcx %#llx rdx %#llx rsi %#llx rdi "
+                   "%#llx rbp %#llx r8 %#llx r11 %#llx\n",
+                   (unsigned long long)c.rax, (unsigned long long)c.rbx,
+                   (unsigned long long)c.rcx, (unsigned long long)c.rdx,
+                   (unsigned long long)c.rsi, (unsigned long long)c.rdi,
+                   (unsigned long long)c.rbp, (unsigned long long)c.r8,
+                   (unsigned long long)c.r11);
+            printf("  stack:");
+            for (int i = 0; i < 12; i++)
+                printf(" %#llx", (unsigned long long)guest_word(
+                                     fm, domid, c.rsp + 8 * (uint64_t)i));
+            printf("\n");
+        }
+        off += d.length;
+        if (d.typecode == HVM_SAVE_CODE(END))
+            break;
+    }
+    rc = 0;
+out:
+    if (rc)
+        fprintf(stderr, "xen-probe --regs: %s\n", strerror(errno));
+    free(buf);
+    if (fm)
+        xenforeignmemory_close(fm);
+    if (xch)
+        xc_interface_close(xch);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     struct xtk_ctx *ctx;
@@ -724,6 +812,8 @@ int main(int argc, char **argv)
 
     if (argc == 3 && !strcmp(argv[1], "--status"))
         return print_status(argv[2]);
+    if (argc == 3 && !strcmp(argv[1], "--regs"))
+        return print_regs(argv[2]);
     if (argc == 4 && !strcmp(argv[1], "--calls") && atoi(argv[3]) > 0)
         return time_calls((uint32_t)atoi(argv[2]), atoi(argv[3]));
     for (;;) {
@@ -740,6 +830,7 @@ int main(int argc, char **argv)
     if (argc != 3 || (cycles = atoi(argv[2])) <= 0) {
         fprintf(stderr, "usage: xen-probe [--pv] [--console FILE] NAME CYCLES\n"
                         "       xen-probe --status DOMID\n"
+                        "       xen-probe --regs DOMID\n"
                         "       xen-probe --calls DOMID N\n");
         return 2;
     }
