@@ -234,6 +234,15 @@ smp_evidence() { # GUEST
   tail -n 40 "$con/guest-$1.log" 2>&1 | sed 's/^/XTK-GCON /'
   xen-probe --regs "$(domid_of "$1")" 2>&1 | sed 's/^/XTK-REGS /'
 }
+# smp_up GUEST VCPUS EXTRA WHAT: smp_guest, or a failed WHAT with its
+# evidence and the guest gone.
+smp_up() {
+  smp_guest "$1" "$2" "$3" && return 0
+  bad bench "$4: $(tail -n 3 "/run/$1-create.log" | tr '\n' ';')"
+  smp_evidence "$1"
+  xl destroy "$1" >/dev/null 2>&1
+  return 1
+}
 # smp_alive GUEST DOMID: running (not shut down or crashed), its
 # self-check clean.
 smp_alive() {
@@ -251,12 +260,7 @@ smp_rounds() {
         [ "$wl" = spin ] && extra="$extra hold=64"
         [ "$pv" = off ] && extra="$extra pv=0"
         [ "$pv" = park ] && extra="$extra apstop=guest"
-        if ! smp_guest s "$n" "$extra"; then
-          bad bench "smp $wl $n $pv: $(tail -n 3 /run/s-create.log | tr '\n' ';')"
-          smp_evidence s
-          xl destroy s >/dev/null 2>&1
-          continue
-        fi
+        smp_up s "$n" "$extra" "smp $wl $n $pv" || continue
         d=$(domid_of s)
         sleep 1
         if XTK_BACKEND=xen timeout 600 xtk-save -c -l -I 20 \
@@ -276,7 +280,7 @@ smp_rounds() {
     for pv in on off; do
       extra="workload=spin hold=64"
       [ "$pv" = off ] && extra="$extra pv=0"
-      smp_guest l 8 "$extra" || { bad bench "lock $pv"; continue; }
+      smp_up l 8 "$extra" "lock $pv" || continue
       d=$(domid_of l)
       a0=$(g3f "$d" lock_acq)
       sleep 5
@@ -303,12 +307,7 @@ soak_rounds() {
   extra="workload=$wl"
   [ "$wl" = spin ] && extra="$extra hold=64"
   for i in $(seq "$soak"); do
-    if ! smp_guest s "$n" "$extra"; then
-      bad bench "soak $i: $(tail -n 3 /run/s-create.log | tr '\n' ';')"
-      smp_evidence s
-      xl destroy s >/dev/null 2>&1
-      continue
-    fi
+    smp_up s "$n" "$extra" "soak $i" || continue
     d=$(domid_of s)
     sleep 15
     if smp_alive s "$d"; then
