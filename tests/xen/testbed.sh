@@ -529,6 +529,16 @@ fi
 # of each, 8 and spin by default) with no checkpoint, each alive or dead
 # (tests/xen/dom0-bench.sh).
 smp_rows=
+if [ -n "${XTK_XEN_SMP_VCPUS:-}${XTK_XEN_SMP_WORKLOADS:-}${XTK_XEN_SOAK:-}" ]; then
+  [ "$only" = smp ] && [ -n "$bench" ] ||
+    die "XTK_XEN_SMP_VCPUS, XTK_XEN_SMP_WORKLOADS and XTK_XEN_SOAK need XTK_XEN_ONLY=smp and XTK_XEN_BENCH"
+  [[ ${XTK_XEN_SMP_VCPUS:-8} =~ ^[1-8]( [1-8])*$ ]] ||
+    die "XTK_XEN_SMP_VCPUS=$XTK_XEN_SMP_VCPUS: vCPU counts 1-8, separated by spaces"
+  [[ ${XTK_XEN_SMP_WORKLOADS:-spin} =~ ^(spin|idle)( (spin|idle))*$ ]] ||
+    die "XTK_XEN_SMP_WORKLOADS=$XTK_XEN_SMP_WORKLOADS: 'spin' and/or 'idle'"
+  [[ ${XTK_XEN_SOAK:-1} =~ ^[1-9][0-9]*$ ]] ||
+    die "XTK_XEN_SOAK=$XTK_XEN_SOAK: a number of runs"
+fi
 [ -n "${XTK_XEN_SMP_VCPUS:-}" ] && smp_rows=" xtk.smpn=$(tr ' ' / <<<"$XTK_XEN_SMP_VCPUS")"
 [ -n "${XTK_XEN_SMP_WORKLOADS:-}" ] && smp_rows="$smp_rows xtk.smpwl=$(tr ' ' / <<<"$XTK_XEN_SMP_WORKLOADS")"
 [ -n "${XTK_XEN_SOAK:-}" ] && smp_rows="$smp_rows xtk.soak=$XTK_XEN_SOAK"

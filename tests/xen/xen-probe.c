@@ -7,7 +7,8 @@
  *   xen-probe --regs DOMID
  *
  * --regs prints each vCPU's registers from the domain's HVM context, and
- * the words at its stack pointer, for a guest kept after it crashed
+ * the words at its stack pointer (read as a guest-physical address: the
+ * built-in guest maps itself one to one), for a guest kept after it crashed
  * (on_crash = "preserve"): where a triple fault left it.
  *
  * --status reads xtk's built-in guest's status page (guests/abi.h) from a
@@ -739,12 +740,20 @@ static uint64_t guest_word(xenforeignmemory_handle *fm, uint32_t domid,
 /* --regs DOMID: each vCPU's saved registers and the top of its stack. */
 static int print_regs(const char *arg)
 {
-    uint32_t domid = (uint32_t)strtoul(arg, NULL, 0);
-    xc_interface *xch = xc_interface_open(NULL, NULL, 0);
-    xenforeignmemory_handle *fm = xenforeignmemory_open(NULL, 0);
+    char *end;
+    unsigned long id = strtoul(arg, &end, 10);
+    uint32_t domid = (uint32_t)id;
+    xc_interface *xch = NULL;
+    xenforeignmemory_handle *fm = NULL;
     uint8_t *buf = NULL;
     int size, rc = 1;
 
+    if (*end || end == arg || id >= DOMID_FIRST_RESERVED) {
+        fprintf(stderr, "xen-probe: %s is not a domain id\n", arg);
+        return 2;
+    }
+    xch = xc_interface_open(NULL, NULL, 0);
+    fm = xenforeignmemory_open(NULL, 0);
     if (!xch || !fm)
         goto out;
     size = xc_domain_hvm_getcontext(xch, domid, NULL, 0);
