@@ -222,7 +222,7 @@ EOF6
 }
 # xtk.smpn=N/N.. and xtk.smpwl=W/W.. (XTK_XEN_SMP_VCPUS and
 # XTK_XEN_SMP_WORKLOADS): only those rows, e.g. the 8-vCPU spin guest
-# again and again.  A row that fails prints the whole of what Xen said
+# again and again.  A row that fails prints the last 120 lines of Xen's log
 # (XTK-DMESG lines) and the guest's console (XTK-GCON) after its line.
 smp_ns=$(sed -n 's/.*xtk\.smpn=\([0-9/]*\).*/\1/p' /proc/cmdline | tr / ' ')
 smp_wls=$(sed -n 's/.*xtk\.smpwl=\([a-z/]*\).*/\1/p' /proc/cmdline | tr / ' ')
